@@ -1,0 +1,93 @@
+//! Key encoding for the single sled keyspace. See the table in the crate docs.
+//! All numbers are big-endian so that prefix scans come out in numeric order.
+
+use crate::types::{AccountId, MailboxId, Uid};
+
+pub(crate) const COUNTER: u8 = b'C';
+pub(crate) const ADDRESS: u8 = b'U';
+pub(crate) const ACCOUNT: u8 = b'A';
+pub(crate) const MAILBOX: u8 = b'F';
+pub(crate) const MAILBOX_NAME: u8 = b'N';
+pub(crate) const MESSAGE: u8 = b'M';
+pub(crate) const EXPUNGED: u8 = b'X';
+pub(crate) const BODY: u8 = b'B';
+pub(crate) const BODY_REFS: u8 = b'R';
+
+pub(crate) fn counter(name: &str) -> Vec<u8> {
+    let mut key = vec![COUNTER];
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub(crate) fn address(address: &str) -> Vec<u8> {
+    let mut key = vec![ADDRESS];
+    key.extend_from_slice(address.as_bytes());
+    key
+}
+
+pub(crate) fn account(id: AccountId) -> Vec<u8> {
+    let mut key = vec![ACCOUNT];
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn mailbox(id: MailboxId) -> Vec<u8> {
+    let mut key = vec![MAILBOX];
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn mailbox_names(account: AccountId) -> Vec<u8> {
+    let mut key = vec![MAILBOX_NAME];
+    key.extend_from_slice(&account.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn mailbox_name(account: AccountId, name: &str) -> Vec<u8> {
+    let mut key = mailbox_names(account);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub(crate) fn messages(mailbox: MailboxId) -> Vec<u8> {
+    let mut key = vec![MESSAGE];
+    key.extend_from_slice(&mailbox.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn message(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut key = messages(mailbox);
+    key.extend_from_slice(&uid.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn expunged_all(mailbox: MailboxId) -> Vec<u8> {
+    let mut key = vec![EXPUNGED];
+    key.extend_from_slice(&mailbox.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn expunged(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut key = expunged_all(mailbox);
+    key.extend_from_slice(&uid.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn body_chunk(body: u64, index: u32) -> Vec<u8> {
+    let mut key = vec![BODY];
+    key.extend_from_slice(&body.to_be_bytes());
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(crate) fn body_refs(body: u64) -> Vec<u8> {
+    let mut key = vec![BODY_REFS];
+    key.extend_from_slice(&body.to_be_bytes());
+    key
+}
+
+/// The UID at the end of a message key.
+pub(crate) fn uid_of_message_key(key: &[u8]) -> Option<Uid> {
+    let tail: [u8; 4] = key.get(9..13)?.try_into().ok()?;
+    Some(Uid(u32::from_be_bytes(tail)))
+}

@@ -1,0 +1,427 @@
+//! Every store operation, against a real sled database in a temporary directory.
+
+use portico_store::*;
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path(), &StoreOptions::default()).expect("open store")
+}
+
+fn corpus(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../../../shared/corpus/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn account_gets_inbox_and_special_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("Alice@Example.COM", "hash").unwrap();
+    assert_eq!(account.address, "alice@example.com");
+    let names: Vec<_> = store
+        .mailboxes(account.id)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.special_use))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("Archive".to_string(), Some(SpecialUse::Archive)),
+            ("Deleted Items".to_string(), Some(SpecialUse::Trash)),
+            ("Drafts".to_string(), Some(SpecialUse::Drafts)),
+            ("INBOX".to_string(), None),
+            ("Junk Email".to_string(), Some(SpecialUse::Junk)),
+            ("Sent".to_string(), Some(SpecialUse::Sent)),
+        ]
+    );
+    let mut validities: Vec<_> = store
+        .mailboxes(account.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.uidvalidity)
+        .collect();
+    validities.dedup();
+    assert_eq!(validities.len(), 6, "each folder has its own UIDVALIDITY");
+}
+
+#[test]
+fn accounts_are_unique_found_updated_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let alice = store.create_account("alice@example.com", "h1").unwrap();
+    assert!(matches!(
+        store.create_account("ALICE@example.com", "h2"),
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        store.create_account("", "h"),
+        Err(StoreError::InvalidName(_))
+    ));
+    let bob = store.create_account("bob@example.com", "h3").unwrap();
+    assert_ne!(alice.id, bob.id);
+    assert_eq!(
+        store.account_by_address("Bob@Example.com").unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(store.account_by_address("carol@example.com").unwrap(), None);
+
+    let mut changed = alice.clone();
+    changed.password_hash = "new".into();
+    changed.pop3_delete_mode = Pop3DeleteMode::Hide;
+    changed.imap_enabled = false;
+    store.update_account(&changed).unwrap();
+    assert_eq!(store.account(alice.id).unwrap(), changed);
+
+    let inbox = store.mailbox_by_name(alice.id, "INBOX").unwrap().unwrap();
+    store
+        .append(
+            inbox.id,
+            b"Subject: x\r\n\r\nbody\r\n",
+            &Flags::default(),
+            (0, 0),
+        )
+        .unwrap();
+    store.delete_account(alice.id).unwrap();
+    assert_eq!(store.account_by_address("alice@example.com").unwrap(), None);
+    assert!(matches!(store.mailbox(inbox.id), Err(StoreError::NotFound)));
+    assert!(store.messages(inbox.id).unwrap().is_empty());
+    let listed: Vec<_> = store
+        .accounts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(listed, vec!["bob@example.com"]);
+}
+
+#[test]
+fn folders_create_rename_with_children_delete_and_recreate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let work = store.create_mailbox(account.id, "Work", None).unwrap();
+    let child = store.create_mailbox(account.id, "Work/2026", None).unwrap();
+    let grandchild = store
+        .create_mailbox(account.id, "Work/2026/Q4", None)
+        .unwrap();
+    let sibling = store.create_mailbox(account.id, "Workshop", None).unwrap();
+    assert!(matches!(
+        store.create_mailbox(account.id, "Work", None),
+        Err(StoreError::AlreadyExists)
+    ));
+    for bad in ["", "a//b", "/a", "a/", "a\u{0}b"] {
+        assert!(
+            matches!(
+                store.create_mailbox(account.id, bad, None),
+                Err(StoreError::InvalidName(_))
+            ),
+            "{bad:?} must be refused"
+        );
+    }
+    assert!(matches!(
+        store.create_mailbox(account.id, &"x".repeat(MAX_MAILBOX_NAME_LEN + 1), None),
+        Err(StoreError::InvalidName(_))
+    ));
+    assert_eq!(
+        store
+            .mailbox_by_name(account.id, "inbox")
+            .unwrap()
+            .unwrap()
+            .name,
+        "INBOX",
+        "INBOX is case-insensitive"
+    );
+
+    let renamed = store.rename_mailbox(work.id, "Jobs").unwrap();
+    assert_eq!(renamed.name, "Jobs");
+    assert_eq!(store.mailbox(child.id).unwrap().name, "Jobs/2026");
+    assert_eq!(store.mailbox(grandchild.id).unwrap().name, "Jobs/2026/Q4");
+    assert_eq!(store.mailbox(sibling.id).unwrap().name, "Workshop");
+    assert!(store.mailbox_by_name(account.id, "Work").unwrap().is_none());
+    assert!(matches!(
+        store.rename_mailbox(child.id, "Workshop"),
+        Err(StoreError::AlreadyExists)
+    ));
+    let inbox = store.mailbox_by_name(account.id, "INBOX").unwrap().unwrap();
+    assert!(matches!(
+        store.delete_mailbox(inbox.id),
+        Err(StoreError::NotAllowed(_))
+    ));
+
+    store.set_subscribed(sibling.id, false).unwrap();
+    assert!(!store.mailbox(sibling.id).unwrap().subscribed);
+
+    store
+        .append(
+            sibling.id,
+            b"Subject: a\r\n\r\nx\r\n",
+            &Flags::default(),
+            (0, 0),
+        )
+        .unwrap();
+    let old_validity = store.mailbox(sibling.id).unwrap().uidvalidity;
+    store.delete_mailbox(sibling.id).unwrap();
+    assert!(
+        store
+            .mailbox_by_name(account.id, "Workshop")
+            .unwrap()
+            .is_none()
+    );
+    let again = store.create_mailbox(account.id, "Workshop", None).unwrap();
+    assert_ne!(again.id, sibling.id);
+    assert_ne!(
+        again.uidvalidity, old_validity,
+        "a recreated folder gets a new UIDVALIDITY"
+    );
+    assert_eq!(again.uidnext, Uid(1));
+}
+
+#[test]
+fn append_fetch_flags_expunge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+    let large = corpus("013-large-attachment.eml");
+    assert!(
+        large.len() > BODY_CHUNK_SIZE,
+        "the test needs a multi-chunk message"
+    );
+    let plain = corpus("001-plain-ascii.eml");
+    let a = store
+        .append(
+            inbox.id,
+            &plain,
+            &Flags::from_names(["\\seen"]),
+            (1_700_000_000, 3600),
+        )
+        .unwrap();
+    let b = store
+        .append(inbox.id, &large, &Flags::default(), (0, 0))
+        .unwrap();
+    assert_eq!((a.uid, b.uid), (Uid(1), Uid(2)));
+    assert_eq!(a.uidvalidity, inbox.uidvalidity);
+    assert!(b.modseq > a.modseq);
+    assert_eq!(store.message_bytes(inbox.id, a.uid).unwrap(), plain);
+    assert_eq!(store.message_bytes(inbox.id, b.uid).unwrap(), large);
+    let metas = store.messages(inbox.id).unwrap();
+    assert_eq!(metas.len(), 2);
+    assert_eq!(metas[0].internal_date, 1_700_000_000);
+    assert_eq!(metas[0].internal_date_offset, 3600);
+    assert_eq!(metas[0].size, plain.len() as u64);
+    assert!(metas[0].flags.contains("\\Seen"));
+    let folder = store.mailbox(inbox.id).unwrap();
+    assert_eq!(folder.messages, 2);
+    assert_eq!(folder.size, (plain.len() + large.len()) as u64);
+    assert_eq!(folder.uidnext, Uid(3));
+
+    let changed = store
+        .store_flags(
+            inbox.id,
+            &[a.uid, b.uid, Uid(99)],
+            FlagOp::Add,
+            &Flags::from_names(["\\Flagged", "$Work"]),
+        )
+        .unwrap();
+    assert_eq!(changed.len(), 2);
+    let flags: Vec<_> = changed[0].flags.names().collect();
+    assert_eq!(flags, vec!["\\Seen", "\\Flagged", "$Work"]);
+    let unchanged = store
+        .store_flags(
+            inbox.id,
+            &[a.uid],
+            FlagOp::Add,
+            &Flags::from_names(["\\Flagged"]),
+        )
+        .unwrap();
+    assert!(unchanged.is_empty(), "a no-op STORE changes no MODSEQ");
+    let removed = store
+        .store_flags(
+            inbox.id,
+            &[a.uid],
+            FlagOp::Remove,
+            &Flags::from_names(["\\SEEN", "$work"]),
+        )
+        .unwrap();
+    assert_eq!(
+        removed[0].flags.names().collect::<Vec<_>>(),
+        vec!["\\Flagged"]
+    );
+    let replaced = store
+        .store_flags(
+            inbox.id,
+            &[a.uid],
+            FlagOp::Replace,
+            &Flags::from_names(["\\Deleted"]),
+        )
+        .unwrap();
+    assert_eq!(
+        replaced[0].flags.names().collect::<Vec<_>>(),
+        vec!["\\Deleted"]
+    );
+    assert_eq!(
+        store.mailbox(inbox.id).unwrap().highest_modseq,
+        replaced[0].modseq
+    );
+
+    let before = store.mailbox(inbox.id).unwrap().highest_modseq;
+    assert_eq!(
+        store.expunge(inbox.id, &[b.uid, b.uid, Uid(77)]).unwrap(),
+        vec![b.uid]
+    );
+    assert!(matches!(
+        store.message_bytes(inbox.id, b.uid),
+        Err(StoreError::NotFound)
+    ));
+    let vanished = store.expunged_since(inbox.id, before).unwrap();
+    assert_eq!(vanished.len(), 1);
+    assert_eq!(vanished[0].0, b.uid);
+    assert!(
+        store
+            .expunged_since(inbox.id, vanished[0].1)
+            .unwrap()
+            .is_empty()
+    );
+    let folder = store.mailbox(inbox.id).unwrap();
+    assert_eq!((folder.messages, folder.size), (1, plain.len() as u64));
+
+    // UIDs never go backwards, even after the highest message is gone.
+    let c = store
+        .append(inbox.id, &plain, &Flags::default(), (0, 0))
+        .unwrap();
+    assert_eq!(c.uid, Uid(3));
+}
+
+#[test]
+fn bare_lf_is_stored_as_crlf_and_everything_else_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+    let bare = corpus("018-bare-lf-body.eml");
+    let appended = store
+        .append(inbox.id, &bare, &Flags::default(), (0, 0))
+        .unwrap();
+    let stored = store.message_bytes(inbox.id, appended.uid).unwrap();
+    assert_eq!(stored, normalize_line_endings(&bare).as_ref());
+    assert!(!stored.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+    assert_eq!(appended.size, stored.len() as u64);
+    assert_eq!(
+        &*normalize_line_endings(b"a\nb\r\nc\rd\n"),
+        b"a\r\nb\r\nc\rd\r\n"
+    );
+    for entry in std::fs::read_dir(format!(
+        "{}/../../../shared/corpus",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let appended = store
+            .append(inbox.id, &bytes, &Flags::default(), (0, 0))
+            .unwrap();
+        assert_eq!(
+            store.message_bytes(inbox.id, appended.uid).unwrap(),
+            normalize_line_endings(&bytes).as_ref()
+        );
+    }
+}
+
+#[test]
+fn data_survives_reopen_and_uids_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, uidvalidity) = {
+        let store = open(&dir);
+        let account = store.create_account("alice@example.com", "h").unwrap();
+        let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+        for _ in 0..3 {
+            store
+                .append(
+                    inbox.id,
+                    b"Subject: x\r\n\r\ny\r\n",
+                    &Flags::default(),
+                    (0, 0),
+                )
+                .unwrap();
+        }
+        store.expunge(inbox.id, &[Uid(3)]).unwrap();
+        (inbox.id, inbox.uidvalidity)
+    };
+    let store = open(&dir);
+    let folder = store.mailbox(inbox).unwrap();
+    assert_eq!(folder.uidvalidity, uidvalidity);
+    assert_eq!(folder.uidnext, Uid(4));
+    let appended = store
+        .append(inbox, b"Subject: z\r\n\r\n", &Flags::default(), (0, 0))
+        .unwrap();
+    assert_eq!(appended.uid, Uid(4));
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(&dir);
+    // sled's lock is per process (flock); a child process must see it.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "open_from_child", "--nocapture"])
+        .env("PORTICO_STORE_LOCK_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.contains("child saw Locked"),
+        "child output: {stdout}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_second_open_of_the_same_directory_is_refused_as_locked"]
+fn open_from_child() {
+    let Some(dir) = std::env::var_os("PORTICO_STORE_LOCK_DIR") else {
+        return;
+    };
+    match Store::open(std::path::Path::new(&dir), &StoreOptions::default()) {
+        Err(StoreError::Locked) => println!("child saw Locked"),
+        Err(other) => println!("child saw {other:?}"),
+        Ok(_) => println!("child opened it"),
+    }
+}
+
+#[test]
+fn concurrent_appends_share_syncs_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir));
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| {
+                        let body = format!("Subject: {t}-{i}\r\n\r\nbody\r\n");
+                        store
+                            .append(inbox, body.as_bytes(), &Flags::default(), (0, 0))
+                            .unwrap()
+                            .uid
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut uids: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 200, "every append got its own UID");
+    assert_eq!(store.messages(inbox).unwrap().len(), 200);
+}
