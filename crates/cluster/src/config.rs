@@ -1,0 +1,389 @@
+//! `cluster.toml`: the schema, its defaults and its checks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration used when `portico` is given none: one node with every role, data
+/// in `./data`, a self-signed certificate, unprivileged loopback ports, every protocol
+/// on. The ports are the ones the README lists.
+pub const EMBEDDED_DEFAULT: &str = r#"
+cluster = "portico"
+local_domains = []
+
+[[site]]
+name = "local"
+
+[[node]]
+name = "local"
+site = "local"
+roles = ["frontend", "backend", "directory"]
+data_dir = "./data"
+
+[node.listen]
+pop3 = "127.0.0.1:1110"
+pop3s = "127.0.0.1:1995"
+
+[pop3]
+enabled = true
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole cluster, as written in `cluster.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Name of the cluster (shown in greetings and logs).
+    pub cluster: String,
+    /// Domains whose mail is delivered locally. Empty: every account's domain is local.
+    #[serde(default)]
+    pub local_domains: Vec<String>,
+    #[serde(default, rename = "site")]
+    pub sites: Vec<SiteConfig>,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    #[serde(default)]
+    pub security: SecuritySettings,
+    #[serde(default)]
+    pub pop3: Pop3Settings,
+    /// Directory the relative paths in this file are relative to (the file's own
+    /// directory; the working directory for the embedded default).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+}
+
+/// What a node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Listens for clients.
+    Frontend,
+    /// Holds mailboxes.
+    Backend,
+    /// Primary of the account directory (exactly one node).
+    Directory,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    pub site: String,
+    pub roles: Vec<Role>,
+    /// Where this node keeps its database, certificate and admin socket.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub listen: ListenConfig,
+}
+
+/// Client listener addresses of a node; a missing one is not served.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// POP3 with STLS (RFC 1939 / 2595), the 110-style port.
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS (RFC 8314), the 995-style port.
+    pub pop3s: Option<SocketAddr>,
+}
+
+/// TLS material for client listeners.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain; relative paths are under the node's data directory.
+    pub cert: PathBuf,
+    /// PEM private key; relative paths are under the node's data directory.
+    pub key: PathBuf,
+    /// Make a self-signed certificate on first start when both files are missing.
+    pub self_signed: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            cert: PathBuf::from("tls/cert.pem"),
+            key: PathBuf::from("tls/key.pem"),
+            self_signed: true,
+        }
+    }
+}
+
+/// How plaintext credentials are treated (Exchange's LoginType).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginType {
+    /// Credentials only after TLS (implicit or STLS/STARTTLS).
+    #[default]
+    Secure,
+    /// Credentials accepted on unencrypted connections too.
+    Plaintext,
+}
+
+/// Sign-in and connection policy shared by every protocol.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// Local parts that may never sign in to a mailbox (compared without case).
+    pub denied_login_names: Vec<String>,
+    /// Open client connections per node.
+    pub max_connections: usize,
+    /// Open client connections per client address.
+    pub max_connections_per_address: usize,
+    /// Failed logins from one address or for one user before answers are slowed down.
+    pub failed_logins_before_delay: u32,
+    /// Delay added to each failed login past that point, in milliseconds.
+    pub failed_login_delay_ms: u64,
+    /// How long a successful password check is remembered, so polling clients do not
+    /// pay for argon2 every minute. 0 turns the cache off.
+    pub auth_cache_secs: u64,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            denied_login_names: vec![
+                "anonymous".to_string(),
+                "guest".to_string(),
+                "administrator".to_string(),
+            ],
+            max_connections: 20_000,
+            max_connections_per_address: 200,
+            failed_logins_before_delay: 3,
+            failed_login_delay_ms: 2000,
+            auth_cache_secs: 300,
+        }
+    }
+}
+
+/// POP3 service settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Settings {
+    /// Off until the configuration turns it on.
+    pub enabled: bool,
+    pub login: LoginType,
+    /// Idle time before a signed-in session is closed (RFC 1939 §3: at least 10 minutes).
+    pub idle_timeout_secs: u64,
+    /// Idle time before a session that has not signed in is closed.
+    pub unauthenticated_timeout_secs: u64,
+    /// Longest command line, CRLF included.
+    pub max_line_length: usize,
+    /// Client errors tolerated before the connection is closed.
+    pub max_bad_commands: u32,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Pop3Settings {
+            enabled: false,
+            login: LoginType::Secure,
+            idle_timeout_secs: 600,
+            unauthenticated_timeout_secs: 60,
+            max_line_length: 2048,
+            max_bad_commands: 20,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        ClusterConfig::parse(&text, base_dir)
+    }
+
+    /// The embedded default, relative to the working directory.
+    pub fn embedded() -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::parse(EMBEDDED_DEFAULT, PathBuf::from("."))
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str, base_dir: PathBuf) -> Result<ClusterConfig, ConfigError> {
+        let mut config: ClusterConfig = toml::from_str(text)?;
+        config.base_dir = base_dir;
+        config.local_domains = config
+            .local_domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.nodes.is_empty() {
+            return invalid("no [[node]] is defined".into());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if self.nodes[..i].iter().any(|other| other.name == node.name) {
+                return invalid(format!("node name {:?} is used twice", node.name));
+            }
+            if !self.sites.iter().any(|site| site.name == node.site) {
+                return invalid(format!(
+                    "node {:?} names site {:?}, which no [[site]] defines",
+                    node.name, node.site
+                ));
+            }
+            if node.roles.is_empty() {
+                return invalid(format!("node {:?} has no roles", node.name));
+            }
+        }
+        let directories = self
+            .nodes
+            .iter()
+            .filter(|node| node.roles.contains(&Role::Directory))
+            .count();
+        if directories != 1 {
+            return invalid(format!(
+                "exactly one node must have the directory role, found {directories}"
+            ));
+        }
+        if self.pop3.idle_timeout_secs < 600 {
+            return invalid("pop3.idle_timeout_secs must be at least 600 (RFC 1939 §3)".into());
+        }
+        if self.pop3.max_line_length < 512 {
+            return invalid("pop3.max_line_length must be at least 512".into());
+        }
+        Ok(())
+    }
+
+    /// The node called `name`; with `None`, the only node of a one-node cluster.
+    pub fn node(&self, name: Option<&str>) -> Result<&NodeConfig, ConfigError> {
+        match name {
+            Some(name) => self
+                .nodes
+                .iter()
+                .find(|node| node.name == name)
+                .ok_or_else(|| ConfigError::Invalid(format!("no node named {name:?}"))),
+            None if self.nodes.len() == 1 => Ok(&self.nodes[0]),
+            None => Err(ConfigError::Invalid(
+                "this cluster has several nodes: say which one with --node".into(),
+            )),
+        }
+    }
+
+    /// A node's data directory, resolved against the configuration's directory.
+    pub fn data_dir(&self, node: &NodeConfig) -> PathBuf {
+        self.base_dir.join(&node.data_dir)
+    }
+
+    /// Whether mail for `domain` is delivered locally.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.local_domains.is_empty()
+            || self
+                .local_domains
+                .iter()
+                .any(|local| local.eq_ignore_ascii_case(domain))
+    }
+
+    /// Whether an address's local part may never sign in to a mailbox.
+    pub fn is_denied_login(&self, address: &str) -> bool {
+        let local = address.split('@').next().unwrap_or(address);
+        self.security
+            .denied_login_names
+            .iter()
+            .any(|denied| denied.eq_ignore_ascii_case(local))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_one_node_with_every_role_and_pop3_on() {
+        let config = ClusterConfig::embedded().unwrap();
+        let node = config.node(None).unwrap();
+        assert_eq!(node.roles, vec![Role::Frontend, Role::Backend, Role::Directory]);
+        assert_eq!(node.listen.pop3.unwrap().port(), 1110);
+        assert_eq!(node.listen.pop3s.unwrap().port(), 1995);
+        assert!(config.pop3.enabled);
+        assert_eq!(config.pop3.login, LoginType::Secure);
+        assert_eq!(config.data_dir(node), PathBuf::from("./data"));
+        assert!(config.is_local_domain("anything.example"));
+    }
+
+    #[test]
+    fn the_example_cluster_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster.toml");
+        let config = ClusterConfig::load(&path).unwrap();
+        assert!(config.pop3.enabled);
+        config.node(None).unwrap();
+    }
+
+    #[test]
+    fn protocols_are_off_unless_turned_on() {
+        let config = ClusterConfig::parse(
+            "cluster = \"c\"\n[[site]]\nname = \"s\"\n[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"frontend\", \"backend\", \"directory\"]\ndata_dir = \"d\"\n",
+            PathBuf::from("/etc/portico"),
+        )
+        .unwrap();
+        assert!(!config.pop3.enabled);
+        let node = config.node(Some("n")).unwrap();
+        assert_eq!(config.data_dir(node), PathBuf::from("/etc/portico/d"));
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_a_reason() {
+        let base = "cluster = \"c\"\n[[site]]\nname = \"s\"\n";
+        let cases = [
+            ("", "no [[node]]"),
+            (
+                "[[node]]\nname = \"n\"\nsite = \"x\"\nroles = [\"directory\"]\ndata_dir = \"d\"\n",
+                "which no [[site]] defines",
+            ),
+            (
+                "[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"backend\"]\ndata_dir = \"d\"\n",
+                "exactly one node must have the directory role",
+            ),
+            (
+                "[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"directory\"]\ndata_dir = \"d\"\n[pop3]\nidle_timeout_secs = 5\n",
+                "at least 600",
+            ),
+            ("bogus = 1\n", "unknown field"),
+        ];
+        for (extra, expected) in cases {
+            let err = ClusterConfig::parse(&format!("{base}{extra}"), PathBuf::from("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn denied_login_names_match_the_local_part_without_case() {
+        let config = ClusterConfig::embedded().unwrap();
+        assert!(config.is_denied_login("Administrator@example.com"));
+        assert!(config.is_denied_login("anonymous"));
+        assert!(!config.is_denied_login("alice@example.com"));
+    }
+}

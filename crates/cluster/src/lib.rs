@@ -1,0 +1,13 @@
+//! Portico's cluster model: what `cluster.toml` says, checked and resolved for one node.
+//!
+//! The same file is installed on every node; a process is told which node it is. This
+//! crate knows nothing of sockets, actors or the store: it turns TOML into typed
+//! settings and refuses configurations that cannot work, with a message that names the
+//! offending key.
+
+mod config;
+
+pub use config::{
+    ClusterConfig, ConfigError, ListenConfig, LoginType, NodeConfig, Pop3Settings, Role,
+    SecuritySettings, SiteConfig, TlsSettings, EMBEDDED_DEFAULT,
+};
