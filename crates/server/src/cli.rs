@@ -1,0 +1,208 @@
+//! The `portico` command line: serve, manage users, deliver.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use portico_cluster::ClusterConfig;
+use portico_store::{Pop3DeleteMode, Store, StoreError};
+
+use crate::admin::{self, AdminRequest, AdminResponse};
+use crate::auth::hash_password;
+use crate::node::store_dir;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portico",
+    version,
+    about = "Clustered mail-access server: POP3, IMAP4, SMTP"
+)]
+pub struct Cli {
+    /// Cluster configuration; without it, the embedded single-node default.
+    #[arg(long, global = true, env = "PORTICO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Which node of the cluster this process is (needed when there are several).
+    #[arg(long, global = true, env = "PORTICO_NODE")]
+    pub node: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node's services until SIGTERM or Ctrl-C.
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Append the message on standard input to a user's INBOX.
+    Deliver { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add an account (with INBOX, Sent, Drafts, Deleted Items, Junk Email, Archive).
+    Add {
+        address: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change an account's password.
+    Passwd {
+        address: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account and all its mail.
+    Del { address: String },
+    /// List accounts.
+    List,
+    /// Change an account's settings.
+    Set {
+        address: String,
+        /// Allow POP3 sign-in.
+        #[arg(long)]
+        pop3: Option<Switch>,
+        /// Allow IMAP sign-in.
+        #[arg(long)]
+        imap: Option<Switch>,
+        /// What POP3 DELE + QUIT does: remove the message, or hide it from POP3 only.
+        #[arg(long)]
+        pop3_delete_mode: Option<DeleteMode>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DeleteMode {
+    Expunge,
+    Hide,
+}
+
+/// Runs the command line; the binary's `main` calls this.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => ClusterConfig::load(path)?,
+        None => ClusterConfig::embedded()?,
+    };
+    let config = Arc::new(config);
+    let node = config.node(cli.node.as_deref())?.clone();
+    let data_dir = config.data_dir(&node);
+    crate::logging::init(matches!(cli.command, Command::Serve));
+    let request = match cli.command {
+        Command::Serve => return crate::serve::serve(config, node.name.clone()),
+        Command::Deliver { address } => {
+            let mut message = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut message)
+                .context("reading the message from standard input")?;
+            if message.is_empty() {
+                bail!("no message on standard input");
+            }
+            AdminRequest::Deliver { address, message }
+        }
+        Command::User(UserCommand::Add {
+            address,
+            password_stdin,
+        }) => AdminRequest::AddUser {
+            password_hash: hash_password(&read_password(password_stdin)?)?,
+            address,
+        },
+        Command::User(UserCommand::Passwd {
+            address,
+            password_stdin,
+        }) => AdminRequest::SetPassword {
+            password_hash: hash_password(&read_password(password_stdin)?)?,
+            address,
+        },
+        Command::User(UserCommand::Del { address }) => AdminRequest::DeleteUser { address },
+        Command::User(UserCommand::List) => AdminRequest::ListUsers,
+        Command::User(UserCommand::Set {
+            address,
+            pop3,
+            imap,
+            pop3_delete_mode,
+        }) => AdminRequest::SetUser {
+            address,
+            pop3_enabled: pop3.map(|s| matches!(s, Switch::On)),
+            imap_enabled: imap.map(|s| matches!(s, Switch::On)),
+            pop3_delete_mode: pop3_delete_mode.map(|mode| match mode {
+                DeleteMode::Expunge => Pop3DeleteMode::Expunge,
+                DeleteMode::Hide => Pop3DeleteMode::Hide,
+            }),
+        },
+    };
+    let response = execute(&data_dir, request)?;
+    match response {
+        AdminResponse::Done(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        AdminResponse::Users(users) => {
+            for user in users {
+                println!(
+                    "{}\tpop3={}\timap={}\tpop3-delete-mode={}\tinbox={}",
+                    user.address,
+                    if user.pop3_enabled { "on" } else { "off" },
+                    if user.imap_enabled { "on" } else { "off" },
+                    match user.pop3_delete_mode {
+                        Pop3DeleteMode::Expunge => "expunge",
+                        Pop3DeleteMode::Hide => "hide",
+                    },
+                    user.inbox_messages
+                );
+            }
+            Ok(())
+        }
+        AdminResponse::Failed(text) => bail!("{text}"),
+    }
+}
+
+/// Sends the request to the running server, or runs it on the store directly.
+fn execute(data_dir: &std::path::Path, request: AdminRequest) -> anyhow::Result<AdminResponse> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    if let Some(response) = runtime.block_on(admin::send_to_server(data_dir, &request))? {
+        return Ok(response);
+    }
+    match Store::open(&store_dir(data_dir), &Default::default()) {
+        Ok(store) => Ok(admin::execute_local(&store, request)),
+        Err(StoreError::Locked) => bail!(
+            "the data directory {} is locked by a running server, and its admin socket does not answer",
+            data_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("opening the store in {}", data_dir.display())),
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password)
+}

@@ -1,0 +1,371 @@
+//! The socket side of a client session, shared by every protocol.
+//!
+//! A connection task owns the TCP (or TLS) stream — it has to, because STARTTLS/STLS
+//! swaps the stream for a TLS one mid-session. It reads and hands the bytes to the
+//! session actor, and writes what the actor queues on its [`Outbox`]. The actor owns
+//! the protocol machine and never touches the socket.
+//!
+//! Flow control: while the machine waits for the store, the actor answers
+//! [`ReadControl::Pause`] and the task stops reading until [`Outbox::resume_reading`];
+//! what the actor queues for writing is counted, so an actor can hold back work while a
+//! slow client drains, and a client that stops reading altogether is cut off.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
+
+/// A client's stream, before or after TLS.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Transient: the plain stream has been handed to the TLS handshake.
+    Upgrading,
+}
+
+impl ClientStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+
+    /// Runs the server side of a TLS handshake on a plain stream.
+    pub async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<ClientStream> {
+        match self {
+            ClientStream::Plain(tcp) => {
+                let tls = acceptor.accept(tcp).await?;
+                Ok(ClientStream::Tls(Box::new(tls)))
+            }
+            _ => Err(io::Error::other("TLS is already active")),
+        }
+    }
+}
+
+fn upgrading() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "stream is being upgraded to TLS",
+    )
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What a session actor asks its connection task to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    Write(Bytes),
+    /// Upgrade to TLS now; everything queued before has been written.
+    StartTls,
+    /// From now on, close the connection after this long without client input.
+    IdleTimeout(Duration),
+    Close,
+}
+
+/// Bytes the actor may queue before a client that does not read is cut off.
+const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Queued bytes above which an actor should hold back further fetches.
+pub const QUEUE_HIGH_WATER: usize = 1024 * 1024;
+
+/// The actor's end of the connection.
+pub struct Outbox {
+    sender: mpsc::UnboundedSender<Outgoing>,
+    queued: Arc<AtomicUsize>,
+    resume: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn write(&self, bytes: impl Into<Bytes>) {
+        let bytes = bytes.into();
+        let queued = self.queued.fetch_add(bytes.len(), Ordering::AcqRel) + bytes.len();
+        if queued > MAX_QUEUED_BYTES {
+            tracing::warn!(queued, "client is not reading its responses; closing");
+            let _ = self.sender.send(Outgoing::Close);
+            return;
+        }
+        let _ = self.sender.send(Outgoing::Write(bytes));
+    }
+
+    pub fn send(&self, item: Outgoing) {
+        let _ = self.sender.send(item);
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Lets the connection task read again after a [`ReadControl::Pause`].
+    pub fn resume_reading(&self) {
+        self.resume.notify_one();
+    }
+}
+
+/// Whether the task may read more input right away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadControl {
+    Continue,
+    Pause,
+}
+
+/// Bytes from the client.
+#[derive(Message)]
+#[rtype(result = "ReadControl")]
+pub struct ClientBytes(pub Bytes);
+
+/// TLS is up after STARTTLS/STLS.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TlsEstablished;
+
+/// The node is shutting down: say goodbye and close.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ServerShutdown;
+
+/// The connection is gone (EOF, error, timeout); the actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectionEnded;
+
+/// Where the connection task delivers what happens on the socket.
+pub struct SessionPorts {
+    pub bytes: Recipient<ClientBytes>,
+    pub tls: Recipient<TlsEstablished>,
+    pub shutdown: Recipient<ServerShutdown>,
+    pub ended: Recipient<ConnectionEnded>,
+}
+
+/// The task's end of the connection, made together with the actor's [`Outbox`].
+pub struct Inbox {
+    receiver: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
+    resume: Arc<Notify>,
+}
+
+pub fn channel() -> (Outbox, Inbox) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let resume = Arc::new(Notify::new());
+    (
+        Outbox {
+            sender,
+            queued: queued.clone(),
+            resume: resume.clone(),
+        },
+        Inbox {
+            receiver,
+            queued,
+            resume,
+        },
+    )
+}
+
+/// Totals reported in the session's last log line.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum EndReason {
+    ClientClosed,
+    ServerClosed,
+    IdleTimeout,
+    Shutdown,
+    Error(io::Error),
+}
+
+/// Settings of one connection task.
+pub struct ConnectionSettings {
+    pub idle_timeout: Duration,
+    pub acceptor: TlsAcceptor,
+    /// Written when the idle timeout closes the connection.
+    pub timeout_message: &'static [u8],
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How long the server waits for a session to say goodbye at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// TLS handshakes that take longer than this are dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a connection until it ends; tells the actor it ended.
+pub async fn drive(
+    mut stream: ClientStream,
+    ports: SessionPorts,
+    mut inbox: Inbox,
+    mut settings: ConnectionSettings,
+) -> (EndReason, ConnectionStats) {
+    let mut stats = ConnectionStats::default();
+    let reason = run(&mut stream, &ports, &mut inbox, &mut settings, &mut stats).await;
+    ports.ended.do_send(ConnectionEnded);
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+    (reason, stats)
+}
+
+async fn run(
+    stream: &mut ClientStream,
+    ports: &SessionPorts,
+    inbox: &mut Inbox,
+    settings: &mut ConnectionSettings,
+    stats: &mut ConnectionStats,
+) -> EndReason {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut paused = false;
+    let mut shutting_down = false;
+    let mut deadline = tokio::time::Instant::now() + settings.idle_timeout;
+    loop {
+        tokio::select! {
+            biased;
+            item = inbox.receiver.recv() => match item {
+                Some(Outgoing::Write(bytes)) => {
+                    let written = stream.write_all(&bytes).await;
+                    inbox.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                    if let Err(e) = written {
+                        return EndReason::Error(e);
+                    }
+                    stats.bytes_out += bytes.len() as u64;
+                    if inbox.receiver.is_empty()
+                        && let Err(e) = stream.flush().await
+                    {
+                        return EndReason::Error(e);
+                    }
+                }
+                Some(Outgoing::StartTls) => {
+                    if let Err(e) = stream.flush().await {
+                        return EndReason::Error(e);
+                    }
+                    let plain = std::mem::replace(stream, ClientStream::Upgrading);
+                    let handshake = plain.start_tls(&settings.acceptor);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(tls)) => {
+                            *stream = tls;
+                            if ports.tls.send(TlsEstablished).await.is_err() {
+                                return EndReason::ServerClosed;
+                            }
+                        }
+                        Ok(Err(e)) => return EndReason::Error(e),
+                        Err(_) => return EndReason::IdleTimeout,
+                    }
+                }
+                Some(Outgoing::IdleTimeout(timeout)) => {
+                    settings.idle_timeout = timeout;
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+                Some(Outgoing::Close) | None => {
+                    let _ = stream.flush().await;
+                    return if shutting_down { EndReason::Shutdown } else { EndReason::ServerClosed };
+                }
+            },
+            _ = settings.shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                let _ = ports.shutdown.send(ServerShutdown).await;
+            }
+            _ = inbox.resume.notified(), if paused => {
+                paused = false;
+            }
+            read = stream.read(&mut buf), if !paused && !shutting_down => match read {
+                Ok(0) => return EndReason::ClientClosed,
+                Ok(n) => {
+                    stats.bytes_in += n as u64;
+                    deadline = tokio::time::Instant::now() + settings.idle_timeout;
+                    match ports.bytes.send(ClientBytes(Bytes::copy_from_slice(&buf[..n]))).await {
+                        Ok(ReadControl::Continue) => {}
+                        Ok(ReadControl::Pause) => paused = true,
+                        Err(_) => return EndReason::ServerClosed,
+                    }
+                }
+                // A client that drops TCP without TLS close_notify has still just left.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return EndReason::ClientClosed,
+                Err(e) => return EndReason::Error(e),
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if shutting_down {
+                    return EndReason::Shutdown;
+                }
+                let _ = stream.write_all(settings.timeout_message).await;
+                let _ = stream.flush().await;
+                return EndReason::IdleTimeout;
+            }
+        }
+    }
+}
+
+/// Accepts implicit TLS on a freshly accepted connection.
+pub async fn accept_implicit_tls(
+    tcp: TcpStream,
+    acceptor: &TlsAcceptor,
+    peer: SocketAddr,
+) -> Option<ClientStream> {
+    let handshake = ClientStream::Plain(tcp).start_tls(acceptor);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake)
+        .instrument(tracing::debug_span!("tls", client = %peer))
+        .await
+    {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            None
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Portico's node: actors, listeners, TLS, the admin socket and the command line.
+//!
+//! This crate is the thin layer that connects the pure protocol machines
+//! (`portico-pop3`, …) to sockets, the store and each other. Protocol rules do not
+//! live here; if a change here needs to know a protocol's grammar, it belongs in that
+//! protocol's crate.
+//!
+//! ```text
+//! listener ──► worker arbiter ──► connection task (socket, TLS) ◄──► session actor
+//!                                                                      │  │
+//!                                       authenticator ◄────────────────┘  ▼
+//!                                                         mailbox actor (one per open
+//!                                                         folder) ──► store (blocking pool)
+//! ```
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod connection;
+pub mod listener;
+mod logging;
+pub mod mailbox;
+pub mod node;
+pub mod pop3;
+pub mod serve;
+pub mod tls;

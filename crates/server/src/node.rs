@@ -1,0 +1,154 @@
+//! What every session on a node shares: configuration, store, authenticator, mailbox
+//! registry, TLS, connection limits and the shutdown signal.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use portico_cluster::ClusterConfig;
+use portico_store::Store;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Authenticator;
+use crate::mailbox::{MailboxRegistry, SessionId};
+
+/// Where a node's database lives inside its data directory.
+pub fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
+}
+
+pub struct NodeContext {
+    pub config: Arc<ClusterConfig>,
+    pub node_name: String,
+    pub store: Arc<Store>,
+    pub auth: Authenticator,
+    pub mailboxes: Arc<MailboxRegistry>,
+    pub tls: TlsAcceptor,
+    /// Turns true once when the node starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    pub limits: Arc<ConnectionLimits>,
+    next_session: AtomicU64,
+}
+
+impl NodeContext {
+    pub fn new(
+        config: Arc<ClusterConfig>,
+        node_name: String,
+        store: Arc<Store>,
+        auth: Authenticator,
+        mailboxes: Arc<MailboxRegistry>,
+        tls: TlsAcceptor,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let limits = Arc::new(ConnectionLimits::new(
+            config.security.max_connections,
+            config.security.max_connections_per_address,
+        ));
+        NodeContext {
+            config,
+            node_name,
+            store,
+            auth,
+            mailboxes,
+            tls,
+            shutdown,
+            limits,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_session_id(&self) -> SessionId {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Open client connections, per node and per client address.
+pub struct ConnectionLimits {
+    max_total: usize,
+    max_per_address: usize,
+    total: AtomicUsize,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; gives its place back when dropped.
+pub struct ConnectionSlot {
+    limits: Arc<ConnectionLimits>,
+    address: IpAddr,
+}
+
+impl ConnectionLimits {
+    pub fn new(max_total: usize, max_per_address: usize) -> Self {
+        ConnectionLimits {
+            max_total,
+            max_per_address,
+            total: AtomicUsize::new(0),
+            per_address: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits a connection from `address`, or says no when a limit is reached.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Option<ConnectionSlot> {
+        let mut per_address = self
+            .per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = per_address.entry(address).or_insert(0);
+        if *count >= self.max_per_address || self.total.load(Ordering::Acquire) >= self.max_total {
+            if *count == 0 {
+                per_address.remove(&address);
+            }
+            return None;
+        }
+        *count += 1;
+        self.total.fetch_add(1, Ordering::AcqRel);
+        Some(ConnectionSlot {
+            limits: self.clone(),
+            address,
+        })
+    }
+
+    /// Connections open right now.
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut per_address = self
+            .limits
+            .per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                per_address.remove(&self.address);
+            }
+        }
+        self.limits.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_per_address_and_in_total_and_free_on_drop() {
+        let limits = Arc::new(ConnectionLimits::new(3, 2));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let first = limits.admit(a).unwrap();
+        let _second = limits.admit(a).unwrap();
+        assert!(limits.admit(a).is_none(), "per-address limit");
+        let _third = limits.admit(b).unwrap();
+        assert!(limits.admit(b).is_none(), "node limit");
+        drop(first);
+        assert_eq!(limits.open(), 2);
+        assert!(limits.admit(a).is_some());
+    }
+}

@@ -1,0 +1,355 @@
+//! The POP3 session actor: wires a [`portico_pop3::Session`] to its connection, the
+//! authenticator, the store and the INBOX's mailbox actor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use portico_cluster::LoginType;
+use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
+use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Uid};
+use tokio::net::TcpStream;
+use tracing::Span;
+
+use crate::auth::{LoginError, Protocol};
+use crate::connection::{
+    self, ClientBytes, ClientStream, ConnectionEnded, ConnectionSettings, Outbox, Outgoing,
+    QUEUE_HIGH_WATER, ReadControl, ServerShutdown, SessionPorts, TlsEstablished,
+};
+use crate::mailbox::{
+    AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
+};
+use crate::node::NodeContext;
+
+/// POP3 UIDL value (RFC 1939 §7): UID and UIDVALIDITY of the INBOX message, as Dovecot
+/// writes it, so it is stable for the message's life and never reused.
+pub fn unique_id(uid: Uid, uidvalidity: portico_store::Uidvalidity) -> String {
+    format!("{:08X}{:08X}", uid.0, uidvalidity.0)
+}
+
+pub struct Pop3Connection {
+    id: SessionId,
+    node: Arc<NodeContext>,
+    machine: Session,
+    outbox: Outbox,
+    span: Span,
+    client: SocketAddr,
+    account: Option<Account>,
+    /// The INBOX whose maildrop lock this session holds.
+    locked: Option<MailboxId>,
+    /// A store request is in flight; the machine waits for its answer.
+    awaiting: bool,
+    /// A fetch held back until the client has read what is queued.
+    parked: Option<Action>,
+}
+
+impl Actor for Pop3Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.drive(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(mailbox) = self.locked.take() {
+            self.node
+                .mailboxes
+                .notify(mailbox, ReleasePop3Lock { session: self.id });
+        }
+    }
+}
+
+impl Pop3Connection {
+    /// Carries out the machine's actions until it waits for an answer or has none left.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        let _entered = self.span.clone().entered();
+        while !self.awaiting {
+            let Some(action) = self.parked.take().or_else(|| self.machine.next_action()) else {
+                break;
+            };
+            self.perform(action, ctx);
+        }
+        if !self.awaiting {
+            self.outbox.resume_reading();
+        }
+    }
+
+    fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
+        match action {
+            Action::Write(bytes) => self.outbox.write(bytes),
+            Action::StartTls => {
+                self.awaiting = true;
+                self.outbox.send(Outgoing::StartTls);
+            }
+            Action::Close => {
+                self.outbox.send(Outgoing::Close);
+            }
+            Action::Authenticate { username, password } => {
+                self.awaiting = true;
+                let node = self.node.clone();
+                let ip = self.client.ip();
+                let login = async move {
+                    node.auth
+                        .login(&username, password.expose(), ip, Protocol::Pop3)
+                        .await
+                };
+                ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
+                    let answer = match result {
+                        Ok(account) => {
+                            actor.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.span, "signed in");
+                            actor.account = Some(account);
+                            Ok(())
+                        }
+                        Err(LoginError::BadCredentials) => {
+                            tracing::info!(parent: &actor.span, "failed sign-in");
+                            Err(AuthFailure::BadCredentials)
+                        }
+                        Err(LoginError::ProtocolDisabled) => Err(AuthFailure::Disabled),
+                        Err(LoginError::Unavailable) => Err(AuthFailure::Temporary),
+                    };
+                    actor.answer(Input::AuthResult(answer), ctx);
+                }));
+            }
+            Action::OpenMaildrop => self.open_maildrop(ctx),
+            Action::FetchMessage { uid } => {
+                if self.outbox.queued() > QUEUE_HIGH_WATER {
+                    // Resumed by the next client input or the wake-up below.
+                    self.parked = Some(Action::FetchMessage { uid });
+                    self.awaiting = true;
+                    ctx.run_later(Duration::from_millis(20), |actor, ctx| {
+                        actor.awaiting = false;
+                        actor.drive(ctx);
+                    });
+                    return;
+                }
+                self.awaiting = true;
+                let Some(mailbox) = self.locked else {
+                    self.answer_later(Input::MessageFetched(Err(MaildropError::Unavailable)), ctx);
+                    return;
+                };
+                let store = self.node.store.clone();
+                let fetch =
+                    tokio::task::spawn_blocking(move || store.message_bytes(mailbox, Uid(uid)));
+                ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
+                    let answer = match result {
+                        Ok(Ok(bytes)) => Ok(bytes),
+                        Ok(Err(e)) => {
+                            tracing::error!(parent: &actor.span, error = %e, "message read failed");
+                            Err(MaildropError::Unavailable)
+                        }
+                        Err(_) => Err(MaildropError::Unavailable),
+                    };
+                    actor.answer(Input::MessageFetched(answer), ctx);
+                }));
+            }
+            Action::CommitDeletes { uids } => {
+                self.awaiting = true;
+                let (Some(mailbox), Some(account)) = (self.locked, self.account.as_ref()) else {
+                    self.answer_later(
+                        Input::DeletesCommitted(Err(MaildropError::Unavailable)),
+                        ctx,
+                    );
+                    return;
+                };
+                let node = self.node.clone();
+                let commit = CommitPop3Deletes {
+                    session: self.id,
+                    uids: uids.into_iter().map(Uid).collect(),
+                    mode: account.pop3_delete_mode,
+                };
+                let count = commit.uids.len();
+                let send = async move { node.mailboxes.send(mailbox, commit).await };
+                ctx.spawn(send.into_actor(self).map(move |result, actor, ctx| {
+                    let answer = match result {
+                        Ok(Ok(())) => {
+                            tracing::info!(parent: &actor.span, count, "POP3 deletions committed");
+                            Ok(())
+                        }
+                        Ok(Err(e)) | Err(e) => {
+                            tracing::error!(parent: &actor.span, error = %e, "POP3 deletions failed");
+                            Err(MaildropError::Unavailable)
+                        }
+                    };
+                    actor.answer(Input::DeletesCommitted(answer), ctx);
+                }));
+            }
+        }
+    }
+
+    /// Feeds an answer to the machine and carries on.
+    fn answer(&mut self, input: Input<'_>, ctx: &mut Context<Self>) {
+        self.awaiting = false;
+        self.machine.handle(input);
+        self.drive(ctx);
+    }
+
+    /// Like [`Self::answer`], from inside [`Self::perform`] (the drive loop is running).
+    fn answer_later(&mut self, input: Input<'static>, ctx: &mut Context<Self>) {
+        ctx.run_later(Duration::ZERO, move |actor, ctx| actor.answer(input, ctx));
+    }
+
+    fn open_maildrop(&mut self, ctx: &mut Context<Self>) {
+        self.awaiting = true;
+        let Some(account) = self.account.clone() else {
+            self.answer_later(Input::MaildropOpened(Err(MaildropError::Unavailable)), ctx);
+            return;
+        };
+        let node = self.node.clone();
+        let session = self.id;
+        let open = async move {
+            let store = node.store.clone();
+            let inbox =
+                tokio::task::spawn_blocking(move || store.mailbox_by_name(account.id, INBOX))
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)??
+                    .ok_or(MailboxFault::Unavailable)?;
+            let snapshot = node
+                .mailboxes
+                .send(inbox.id, AcquirePop3Lock { session })
+                .await??;
+            Ok::<_, MailboxFault>((inbox.id, snapshot))
+        };
+        ctx.spawn(open.into_actor(self).map(|result, actor, ctx| {
+            let answer = match result {
+                Ok((mailbox, snapshot)) => {
+                    actor.locked = Some(mailbox);
+                    let entries = snapshot
+                        .messages
+                        .iter()
+                        .filter(|meta| !meta.flags.contains(POP3_DELETED_KEYWORD))
+                        .map(|meta| MaildropEntry {
+                            uid: meta.uid.0,
+                            size: meta.size,
+                            unique_id: unique_id(meta.uid, snapshot.uidvalidity),
+                        })
+                        .collect();
+                    actor.outbox.send(Outgoing::IdleTimeout(Duration::from_secs(
+                        actor.node.config.pop3.idle_timeout_secs,
+                    )));
+                    Ok(entries)
+                }
+                Err(MailboxFault::Locked) => Err(MaildropError::InUse),
+                Err(e) => {
+                    tracing::error!(parent: &actor.span, error = %e, "opening the maildrop failed");
+                    Err(MaildropError::Unavailable)
+                }
+            };
+            actor.answer(Input::MaildropOpened(answer), ctx);
+        }));
+    }
+}
+
+impl Handler<ClientBytes> for Pop3Connection {
+    type Result = MessageResult<ClientBytes>;
+
+    fn handle(&mut self, msg: ClientBytes, ctx: &mut Self::Context) -> Self::Result {
+        {
+            let _entered = self.span.clone().entered();
+            tracing::trace!(bytes = msg.0.len(), "client input");
+            self.machine.handle(Input::Bytes(&msg.0));
+        }
+        self.drive(ctx);
+        MessageResult(if self.awaiting {
+            ReadControl::Pause
+        } else {
+            ReadControl::Continue
+        })
+    }
+}
+
+impl Handler<TlsEstablished> for Pop3Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: TlsEstablished, ctx: &mut Self::Context) {
+        tracing::debug!(parent: &self.span, "STLS done");
+        self.answer(Input::TlsEstablished, ctx);
+    }
+}
+
+impl Handler<ServerShutdown> for Pop3Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: ServerShutdown, ctx: &mut Self::Context) {
+        self.awaiting = false;
+        self.parked = None;
+        self.machine.handle(Input::Shutdown);
+        self.drive(ctx);
+    }
+}
+
+impl Handler<ConnectionEnded> for Pop3Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: ConnectionEnded, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Serves one POP3 connection (plain with STLS, or implicit TLS) until it ends.
+pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let id = node.next_session_id();
+    let span = tracing::info_span!(
+        "session",
+        id,
+        protocol = "pop3",
+        client = %peer,
+        node = %node.node_name,
+        user = tracing::field::Empty,
+    );
+    let stream = if implicit_tls {
+        match connection::accept_implicit_tls(tcp, &node.tls, peer).await {
+            Some(stream) => stream,
+            None => return,
+        }
+    } else {
+        ClientStream::Plain(tcp)
+    };
+    let settings = &node.config.pop3;
+    let machine = Session::new(
+        Pop3Config {
+            implementation: "Portico".to_string(),
+            plaintext_login_without_tls: settings.login == LoginType::Plaintext,
+            tls_available: true,
+            max_line_len: settings.max_line_length,
+            max_bad_commands: settings.max_bad_commands,
+        },
+        stream.is_tls(),
+    );
+    let (outbox, inbox) = connection::channel();
+    tracing::info!(parent: &span, tls = stream.is_tls(), "connected");
+    let actor = Pop3Connection {
+        id,
+        node: node.clone(),
+        machine,
+        outbox,
+        span: span.clone(),
+        client: peer,
+        account: None,
+        locked: None,
+        awaiting: false,
+        parked: None,
+    }
+    .start();
+    let ports = SessionPorts {
+        bytes: actor.clone().recipient(),
+        tls: actor.clone().recipient(),
+        shutdown: actor.clone().recipient(),
+        ended: actor.recipient(),
+    };
+    let connection_settings = ConnectionSettings {
+        idle_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
+        acceptor: node.tls.clone(),
+        timeout_message: b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n",
+        shutdown: node.shutdown.clone(),
+    };
+    let (reason, stats) = connection::drive(stream, ports, inbox, connection_settings).await;
+    tracing::info!(
+        parent: &span,
+        reason = ?reason,
+        bytes_in = stats.bytes_in,
+        bytes_out = stats.bytes_out,
+        "session ended"
+    );
+}

@@ -1,0 +1,123 @@
+//! `portico serve`: start a node, run it until SIGTERM/SIGINT, stop it cleanly.
+//!
+//! Shutdown order: stop accepting, tell every open session goodbye (each protocol says
+//! it its own way), wait for them to close (a few seconds at most), make the store
+//! durable, remove the admin socket, exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context;
+use portico_cluster::ClusterConfig;
+use portico_store::{Store, StoreError, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::admin;
+use crate::auth::Authenticator;
+use crate::listener::{self, Service, Workers};
+use crate::mailbox::MailboxRegistry;
+use crate::node::{NodeContext, store_dir};
+use crate::tls;
+
+pub fn serve(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
+    let system = actix_rt::System::new();
+    let result = system.block_on(run(config, node_name));
+    System::current().stop();
+    result
+}
+
+async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
+    let node_config = config.node(Some(&node_name))?.clone();
+    let data_dir = config.data_dir(&node_config);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let store = match Store::open(&store_dir(&data_dir), &StoreOptions::default()) {
+        Ok(store) => Arc::new(store),
+        Err(StoreError::Locked) => anyhow::bail!(
+            "the data directory {} is in use by another portico process",
+            data_dir.display()
+        ),
+        Err(e) => return Err(e).context("opening the store"),
+    };
+    let acceptor = tls::acceptor(&config.tls, &data_dir)?;
+    let mailbox_arbiter = Arbiter::new();
+    let mailboxes = MailboxRegistry::new(store.clone(), mailbox_arbiter.handle());
+    mailboxes.start_reaper();
+    let auth = Authenticator::new(store.clone(), config.clone())?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let node = Arc::new(NodeContext::new(
+        config.clone(),
+        node_name.clone(),
+        store.clone(),
+        auth,
+        mailboxes.clone(),
+        acceptor,
+        shutdown_rx,
+    ));
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let worker_arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    let workers = Arc::new(Workers::new(
+        worker_arbiters.iter().map(Arbiter::handle).collect(),
+    ));
+
+    let mut services = Vec::new();
+    if config.pop3.enabled {
+        services.push((Service::Pop3, node_config.listen.pop3));
+        services.push((Service::Pop3s, node_config.listen.pop3s));
+    }
+    for (service, address) in services {
+        let Some(address) = address else { continue };
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening for {} on {address}", service.name()))?;
+        tracing::info!(service = service.name(), %address, "listening");
+        actix_rt::spawn(listener::run(
+            node.clone(),
+            listener,
+            service,
+            workers.clone(),
+        ));
+    }
+    let admin_listener = admin::bind(&data_dir)?;
+    let admin_task = actix_rt::spawn(admin::serve(
+        admin_listener,
+        store.clone(),
+        mailboxes.clone(),
+    ));
+    tracing::info!(node = %node_name, data_dir = %data_dir.display(), "node ready");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while node.limits.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin_task.abort();
+    let _ = std::fs::remove_file(admin::socket_path(&data_dir));
+    let sync_store = store.clone();
+    tokio::task::spawn_blocking(move || sync_store.sync())
+        .await
+        .context("flushing the store")?
+        .context("flushing the store")?;
+    for arbiter in worker_arbiters {
+        arbiter.stop();
+    }
+    mailbox_arbiter.stop();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

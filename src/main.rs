@@ -1,0 +1,8 @@
+//! The `portico` binary: everything lives in `portico-server`; this only reports errors.
+
+fn main() {
+    if let Err(error) = portico_server::cli::run() {
+        eprintln!("portico: {error:#}");
+        std::process::exit(1);
+    }
+}
