@@ -1,0 +1,134 @@
+//! Message bodies as POP3 multi-line responses (RFC 1939 §3): byte-stuffing, the
+//! terminating CRLF, and the part of a message TOP sends (RFC 1939 §7).
+//!
+//! Lines are found by LF alone. The store hands over CRLF text, but a stray bare LF must
+//! still start a new line here, or a `.` after it would go out unstuffed and a client that
+//! splits on LF would end the response early.
+
+/// Appends `body` byte-stuffed to `out`, ending it with CRLF when it does not already,
+/// but without the terminating `.` line. Apart from the added dots (and that CRLF) the
+/// bytes are sent unchanged, so a signed message stays verifiable.
+pub(crate) fn push_stuffed(out: &mut Vec<u8>, body: &[u8]) {
+    // Dots are rare; a little headroom avoids most regrowth.
+    out.reserve(body.len() + body.len() / 512 + 8);
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+    }
+    // An empty message has no lines, so nothing needs terminating.
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// How many leading octets of `message` TOP sends for `body_lines`: the header up to and
+/// including the empty line that ends it, then that many body lines. A message without an
+/// empty line is all header.
+pub(crate) fn top_len(message: &[u8], body_lines: usize) -> usize {
+    let mut pos = 0;
+    loop {
+        let Some(lf) = find_lf(message, pos) else {
+            return message.len();
+        };
+        let line = &message[pos..lf];
+        pos = lf + 1;
+        if line.is_empty() || line == b"\r" {
+            break;
+        }
+    }
+    for _ in 0..body_lines {
+        match find_lf(message, pos) {
+            Some(lf) => pos = lf + 1,
+            None => return message.len(),
+        }
+    }
+    pos
+}
+
+fn find_lf(bytes: &[u8], from: usize) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| from + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stuffed(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_stuffed(&mut out, body);
+        out
+    }
+
+    #[test]
+    fn stuffs_leading_dots_only() {
+        assert_eq!(
+            stuffed(b".a\r\nb.c\r\n..d\r\n.\r\nend\r\n"),
+            b"..a\r\nb.c\r\n...d\r\n..\r\nend\r\n"
+        );
+    }
+
+    #[test]
+    fn a_bare_lf_starts_a_line_for_stuffing() {
+        assert_eq!(stuffed(b"a\n.b\r\n"), b"a\n..b\r\n");
+    }
+
+    #[test]
+    fn unterminated_body_gets_crlf() {
+        assert_eq!(stuffed(b"a\r\n.b"), b"a\r\n..b\r\n");
+        assert_eq!(stuffed(b"a\n"), b"a\n\r\n");
+    }
+
+    #[test]
+    fn empty_body_stays_empty() {
+        assert_eq!(stuffed(b""), b"");
+    }
+
+    #[test]
+    fn other_bytes_pass_unchanged() {
+        let body: Vec<u8> = (0u8..=255).filter(|&b| b != b'.').collect();
+        let mut body = [body.as_slice(), b"\r\n"].concat();
+        body.insert(0, b'x');
+        assert_eq!(stuffed(&body), body);
+    }
+
+    const MSG: &[u8] = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n";
+
+    #[test]
+    fn top_zero_is_header_and_separator() {
+        assert_eq!(&MSG[..top_len(MSG, 0)], b"A: 1\r\nB: 2\r\n\r\n");
+    }
+
+    #[test]
+    fn top_counts_body_lines() {
+        assert_eq!(&MSG[..top_len(MSG, 2)], b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
+        assert_eq!(top_len(MSG, 3), MSG.len());
+        assert_eq!(top_len(MSG, usize::MAX), MSG.len());
+    }
+
+    #[test]
+    fn top_of_headers_only_message() {
+        let msg = b"A: 1\r\nB: 2\r\n";
+        assert_eq!(top_len(msg, 5), msg.len());
+        assert_eq!(top_len(b"A: 1", 0), 4);
+        assert_eq!(top_len(b"", 0), 0);
+    }
+
+    #[test]
+    fn top_with_unterminated_last_line() {
+        let msg = b"A: 1\r\n\r\nl1\r\nl2";
+        assert_eq!(top_len(msg, 1), 12);
+        assert_eq!(top_len(msg, 2), msg.len());
+    }
+
+    #[test]
+    fn top_with_bare_lf_separator() {
+        let msg = b"A: 1\n\nl1\nl2\n";
+        assert_eq!(&msg[..top_len(msg, 1)], b"A: 1\n\nl1\n");
+    }
+}

@@ -1,0 +1,646 @@
+//! Transcript tests: every `tests/transcripts/*.txt` is a POP3 conversation played against
+//! the session machine with an in-memory backend, no sockets.
+//!
+//! Each file runs three times: every client write whole, byte by byte (the backend
+//! answering between bytes), and in pseudo-random pieces. All three must match the
+//! transcript, because TCP may deliver a write in any pieces.
+//!
+//! # Format
+//!
+//! Header lines start with `# ` and a known key followed by `:`; any other `# ` line is
+//! a comment (a first word ending in `:` that is no known key is an error, to catch
+//! typos). Blank lines are ignored.
+//!
+//! ```text
+//! # tls: no                       implicit TLS at connect: yes | no (default no)
+//! # stls: yes                     a certificate is configured: yes | no (default yes)
+//! # login: secure                 secure | plaintext (plaintext_login_without_tls)
+//! # implementation: Portico       also max-line-len: N, max-bad-commands: N
+//! # user: NAME PASSWORD           an account; the password is the rest of the line
+//! # disabled: NAME                right password, but POP3 is off for NAME
+//! # auth: unavailable             every credential check fails temporarily
+//! # maildrop: in-use              in-use | unavailable (default: opens)
+//! # message: [uid=N] [uidl=X] corpus/FILE
+//!                                 next message of the maildrop; the path is relative to
+//!                                 the shared folder; uid defaults to the message number,
+//!                                 uidl to the file's stem
+//! # fetch-fails: UID...           FetchMessage of these uids fails
+//! # commit: fails                 CommitDeletes fails
+//! # expect deleted: UID...        the uids CommitDeletes must name (default: no commit)
+//! ```
+//!
+//! Then the conversation:
+//!
+//! ```text
+//! C: line                  a client line, CRLF appended; consecutive C: lines are one write
+//! S: line                  one server line, exactly (without its CRLF)
+//! S: <message corpus/F>    F's lines as RETR sends them: CRLF, dot-stuffed, no final "."
+//! S: <top N corpus/F>      the same for TOP F N
+//! S: <starttls>            the server asked for the handshake (answered TlsEstablished
+//!                          once the whole write has been delivered)
+//! S: <closed>              the server closed the session
+//! ```
+//!
+//! A bare `S:` or `C:` is an empty line. Everything the server sends must be expected:
+//! output left over at the end fails the transcript. The backend, like the real store,
+//! hands out messages with bare LFs turned into CRLF, and sizes count those bytes.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
+
+const TRANSCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
+/// The repository lives at `<root>/main`, shared material at `<root>/shared`.
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
+
+#[test]
+fn transcripts() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(TRANSCRIPTS)
+        .expect("transcripts folder")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 15,
+        "expected at least 15 transcripts, found {}",
+        files.len()
+    );
+
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let script = match Script::load(file) {
+            Ok(script) => script,
+            Err(error) => {
+                failures.push(format!("{name}: {error}"));
+                continue;
+            }
+        };
+        for mode in [Mode::Whole, Mode::Bytewise, Mode::Random(seed(&name))] {
+            if let Err(error) = script.run(mode) {
+                failures.push(format!("{name} ({mode:?}): {error}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} transcripts failed:\n\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ----- the script -------------------------------------------------------------------
+
+/// One thing the server does, as seen by the client.
+#[derive(Clone, PartialEq, Eq)]
+enum Event {
+    Line(Vec<u8>),
+    StartTls,
+    Closed,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Line(bytes) => write!(f, "S: {}", String::from_utf8_lossy(bytes)),
+            Event::StartTls => f.write_str("S: <starttls>"),
+            Event::Closed => f.write_str("S: <closed>"),
+        }
+    }
+}
+
+enum Step {
+    /// One client write, and the transcript line it starts on.
+    Write(usize, Vec<u8>),
+    /// What the server must have sent next.
+    Expect(usize, Vec<Event>),
+}
+
+struct Message {
+    uid: u32,
+    uidl: String,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Setup {
+    tls: bool,
+    config: Pop3Config,
+    accounts: Vec<(String, String)>,
+    disabled: HashSet<String>,
+    auth_unavailable: bool,
+    maildrop_error: Option<MaildropError>,
+    messages: Vec<Message>,
+    fetch_fails: HashSet<u32>,
+    commit_fails: bool,
+    expect_deleted: Option<Vec<u32>>,
+}
+
+struct Script {
+    setup: Setup,
+    steps: Vec<Step>,
+}
+
+const KEYS: [&str; 14] = [
+    "tls",
+    "stls",
+    "login",
+    "implementation",
+    "max-line-len",
+    "max-bad-commands",
+    "user",
+    "disabled",
+    "auth",
+    "maildrop",
+    "message",
+    "fetch-fails",
+    "commit",
+    "expect deleted",
+];
+
+impl Script {
+    fn load(path: &Path) -> Result<Script, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        let mut setup = Setup::default();
+        let mut steps: Vec<Step> = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let at = |e: String| format!("line {line_no}: {e}");
+            if raw.trim().is_empty() {
+                continue;
+            }
+            if let Some(header) = raw.strip_prefix("# ") {
+                setup.directive(header).map_err(at)?;
+            } else if raw == "#" {
+                continue;
+            } else if let Some(client) = strip_tag(raw, "C:") {
+                let mut bytes = client.as_bytes().to_vec();
+                bytes.extend_from_slice(b"\r\n");
+                match steps.last_mut() {
+                    Some(Step::Write(_, write)) => write.extend_from_slice(&bytes),
+                    _ => steps.push(Step::Write(line_no, bytes)),
+                }
+            } else if let Some(server) = strip_tag(raw, "S:") {
+                let events = expand(server).map_err(at)?;
+                steps.push(Step::Expect(line_no, events));
+            } else {
+                return Err(at(format!("not a header, C: or S: line: {raw:?}")));
+            }
+        }
+        Ok(Script { setup, steps })
+    }
+
+    fn run(&self, mode: Mode) -> Result<(), String> {
+        let mut session = Session::new(self.setup.config.clone(), self.setup.tls);
+        let mut backend = Backend {
+            setup: &self.setup,
+            tls_owed: false,
+            committed: None,
+        };
+        let mut out = Output::default();
+        let mut rng = Rng(match mode {
+            Mode::Random(seed) => seed,
+            _ => 1,
+        });
+        backend.settle(&mut session, &mut out, true)?;
+        for step in &self.steps {
+            match step {
+                Step::Write(line_no, bytes) => {
+                    let cuts = match mode {
+                        Mode::Whole => Vec::new(),
+                        Mode::Bytewise => (1..bytes.len()).collect(),
+                        Mode::Random(_) => rng.cuts(bytes.len()),
+                    };
+                    let mut last = 0;
+                    for cut in cuts.into_iter().chain([bytes.len()]) {
+                        session.handle(Input::Bytes(&bytes[last..cut]));
+                        last = cut;
+                        backend
+                            .settle(&mut session, &mut out, false)
+                            .map_err(|e| format!("line {line_no}: {e}"))?;
+                    }
+                    backend
+                        .settle(&mut session, &mut out, true)
+                        .map_err(|e| format!("line {line_no}: {e}"))?;
+                }
+                Step::Expect(line_no, events) => {
+                    for expected in events {
+                        match out.events.pop_front() {
+                            Some(got) if &got == expected => {}
+                            Some(got) => {
+                                return Err(format!(
+                                    "line {line_no}: expected\n    {expected:?}\n  got\n    {got:?}{}",
+                                    out.rest()
+                                ));
+                            }
+                            None => {
+                                return Err(format!(
+                                    "line {line_no}: expected\n    {expected:?}\n  but the server sent nothing more{}",
+                                    partial_note(&out.partial)
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(got) = out.events.pop_front() {
+            return Err(format!(
+                "unexpected server output at the end:\n    {got:?}{}",
+                out.rest()
+            ));
+        }
+        if !out.partial.is_empty() {
+            return Err(format!(
+                "server output ends without CRLF{}",
+                partial_note(&out.partial)
+            ));
+        }
+        if backend.committed != self.setup.expect_deleted {
+            return Err(format!(
+                "CommitDeletes: expected {:?}, got {:?}",
+                self.setup.expect_deleted, backend.committed
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Setup {
+    fn directive(&mut self, header: &str) -> Result<(), String> {
+        let Some((key, value)) = KEYS.iter().find_map(|key| {
+            header
+                .strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(|value| (*key, value.trim()))
+        }) else {
+            let first = header.split_whitespace().next().unwrap_or("");
+            if first.ends_with(':') {
+                return Err(format!("unknown header key {first:?}"));
+            }
+            return Ok(()); // a comment
+        };
+        match key {
+            "tls" => self.tls = yes_no(value)?,
+            "stls" => self.config.tls_available = yes_no(value)?,
+            "login" => {
+                self.config.plaintext_login_without_tls = match value {
+                    "plaintext" => true,
+                    "secure" => false,
+                    other => return Err(format!("login: {other:?}")),
+                }
+            }
+            "implementation" => self.config.implementation = value.to_string(),
+            "max-line-len" => self.config.max_line_len = number(value)?,
+            "max-bad-commands" => self.config.max_bad_commands = number(value)?,
+            "user" => {
+                let (name, password) = value
+                    .split_once(' ')
+                    .ok_or("user: NAME PASSWORD expected")?;
+                self.accounts.push((name.to_string(), password.to_string()));
+            }
+            "disabled" => {
+                self.disabled.insert(value.to_string());
+            }
+            "auth" if value == "unavailable" => self.auth_unavailable = true,
+            "maildrop" => {
+                self.maildrop_error = Some(match value {
+                    "in-use" => MaildropError::InUse,
+                    "unavailable" => MaildropError::Unavailable,
+                    other => return Err(format!("maildrop: {other:?}")),
+                })
+            }
+            "message" => {
+                let mut uid = self.messages.len() as u32 + 1;
+                let mut uidl = None;
+                let mut file = None;
+                for word in value.split_whitespace() {
+                    if let Some(n) = word.strip_prefix("uid=") {
+                        uid = number(n)?;
+                    } else if let Some(u) = word.strip_prefix("uidl=") {
+                        uidl = Some(u.to_string());
+                    } else {
+                        file = Some(word);
+                    }
+                }
+                let file = file.ok_or("message: file expected")?;
+                let uidl = uidl.unwrap_or_else(|| {
+                    Path::new(file)
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                });
+                self.messages.push(Message {
+                    uid,
+                    uidl,
+                    bytes: load_message(file)?,
+                });
+            }
+            "fetch-fails" => {
+                for word in value.split_whitespace() {
+                    self.fetch_fails.insert(number(word)?);
+                }
+            }
+            "commit" if value == "fails" => self.commit_fails = true,
+            "expect deleted" => {
+                self.expect_deleted = Some(
+                    value
+                        .split_whitespace()
+                        .map(number)
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            _ => return Err(format!("{key}: unknown value {value:?}")),
+        }
+        Ok(())
+    }
+}
+
+/// The text after `C:` or `S:`: one space, then the line exactly; a bare tag is empty.
+fn strip_tag<'a>(raw: &'a str, tag: &str) -> Option<&'a str> {
+    let rest = raw.strip_prefix(tag)?;
+    if rest.is_empty() {
+        Some("")
+    } else {
+        rest.strip_prefix(' ')
+    }
+}
+
+fn expand(server: &str) -> Result<Vec<Event>, String> {
+    let Some(marker) = server.strip_prefix('<').and_then(|s| s.strip_suffix('>')) else {
+        return Ok(vec![Event::Line(server.as_bytes().to_vec())]);
+    };
+    let words: Vec<&str> = marker.split_whitespace().collect();
+    match words.as_slice() {
+        ["starttls"] => Ok(vec![Event::StartTls]),
+        ["closed"] => Ok(vec![Event::Closed]),
+        ["message", file] => Ok(stuffed_lines(&load_message(file)?, None)),
+        ["top", n, file] => Ok(stuffed_lines(&load_message(file)?, Some(number(n)?))),
+        _ => Err(format!("unknown marker <{marker}>")),
+    }
+}
+
+/// Expected RETR/TOP lines, computed line by line independently of the crate's code.
+fn stuffed_lines(message: &[u8], top: Option<usize>) -> Vec<Event> {
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut rest = message;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\r\n") {
+        lines.push(&rest[..at]);
+        rest = &rest[at + 2..];
+    }
+    if !rest.is_empty() {
+        lines.push(rest);
+    }
+    if let Some(n) = top {
+        let header_end = lines
+            .iter()
+            .position(|line| line.is_empty())
+            .map_or(lines.len(), |i| i + 1);
+        lines.truncate(header_end.saturating_add(n).min(lines.len()));
+    }
+    lines
+        .into_iter()
+        .map(|line| {
+            let mut out = Vec::new();
+            if line.starts_with(b".") {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            Event::Line(out)
+        })
+        .collect()
+}
+
+/// A corpus file as the store would hand it out: bare LFs become CRLF.
+fn load_message(file: &str) -> Result<Vec<u8>, String> {
+    let path = Path::new(SHARED).join(file);
+    let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::with_capacity(raw.len() + 16);
+    for (i, &byte) in raw.iter().enumerate() {
+        if byte == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(byte);
+    }
+    Ok(out)
+}
+
+fn yes_no(value: &str) -> Result<bool, String> {
+    match value {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("yes or no expected, got {other:?}")),
+    }
+}
+
+fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("number expected, got {value:?}"))
+}
+
+// ----- running ----------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Whole,
+    Bytewise,
+    Random(u64),
+}
+
+fn seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Sorted cut points inside a write of `len` bytes.
+    fn cuts(&mut self, len: usize) -> Vec<usize> {
+        if len < 2 {
+            return Vec::new();
+        }
+        let count = (self.next() % 8) as usize;
+        let mut cuts: Vec<usize> = (0..count)
+            .map(|_| 1 + (self.next() % (len as u64 - 1)) as usize)
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        cuts
+    }
+}
+
+/// Server output split into events.
+#[derive(Default)]
+struct Output {
+    events: VecDeque<Event>,
+    /// Written bytes not yet ended by CRLF.
+    partial: Vec<u8>,
+}
+
+impl Output {
+    fn write(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(at) = self.partial[start..].windows(2).position(|w| w == b"\r\n") {
+            let end = start + at;
+            self.events
+                .push_back(Event::Line(self.partial[start..end].to_vec()));
+            start = end + 2;
+        }
+        self.partial.drain(..start);
+    }
+
+    fn marker(&mut self, event: Event) -> Result<(), String> {
+        if !self.partial.is_empty() {
+            return Err(format!(
+                "{event:?} in the middle of a line{}",
+                partial_note(&self.partial)
+            ));
+        }
+        self.events.push_back(event);
+        Ok(())
+    }
+
+    /// What follows, for failure messages.
+    fn rest(&self) -> String {
+        let mut text = String::new();
+        if !self.events.is_empty() {
+            text.push_str("\n  then:");
+            for event in self.events.iter().take(8) {
+                let _ = write!(text, "\n    {event:?}");
+            }
+        }
+        text
+    }
+}
+
+fn partial_note(partial: &[u8]) -> String {
+    if partial.is_empty() {
+        String::new()
+    } else {
+        format!(" (unterminated: {:?})", String::from_utf8_lossy(partial))
+    }
+}
+
+/// The caller and store as the transcript's header describes them.
+struct Backend<'a> {
+    setup: &'a Setup,
+    /// StartTls was asked for and not yet answered.
+    tls_owed: bool,
+    committed: Option<Vec<u32>>,
+}
+
+impl Backend<'_> {
+    /// Carries out every action and answers it, until the session wants nothing more.
+    /// The handshake completes only when `tls_now`: bytes the client pipelined behind
+    /// STLS reach the server before TLS is up.
+    fn settle(
+        &mut self,
+        session: &mut Session,
+        out: &mut Output,
+        tls_now: bool,
+    ) -> Result<(), String> {
+        loop {
+            let mut replies = Vec::new();
+            while let Some(action) = session.next_action() {
+                match action {
+                    Action::Write(bytes) => out.write(&bytes),
+                    Action::StartTls => {
+                        out.marker(Event::StartTls)?;
+                        self.tls_owed = true;
+                    }
+                    Action::Close => out.marker(Event::Closed)?,
+                    Action::Authenticate { username, password } => {
+                        replies.push(Input::AuthResult(self.check(&username, password.expose())))
+                    }
+                    Action::OpenMaildrop => {
+                        if session.username().is_none() {
+                            return Err("OpenMaildrop without an authenticated user".into());
+                        }
+                        replies.push(Input::MaildropOpened(match self.setup.maildrop_error {
+                            Some(error) => Err(error),
+                            None => Ok(self.entries()),
+                        }))
+                    }
+                    Action::FetchMessage { uid } => {
+                        let message = self.setup.messages.iter().find(|m| m.uid == uid);
+                        replies.push(Input::MessageFetched(match message {
+                            Some(m) if !self.setup.fetch_fails.contains(&uid) => {
+                                Ok(m.bytes.clone())
+                            }
+                            _ => Err(MaildropError::Unavailable),
+                        }))
+                    }
+                    Action::CommitDeletes { uids } => {
+                        if self.committed.is_some() {
+                            return Err("CommitDeletes issued twice".into());
+                        }
+                        self.committed = Some(uids);
+                        replies.push(Input::DeletesCommitted(if self.setup.commit_fails {
+                            Err(MaildropError::Unavailable)
+                        } else {
+                            Ok(())
+                        }))
+                    }
+                }
+            }
+            if tls_now && self.tls_owed {
+                self.tls_owed = false;
+                replies.push(Input::TlsEstablished);
+            }
+            if replies.is_empty() {
+                return Ok(());
+            }
+            for reply in replies {
+                session.handle(reply);
+            }
+        }
+    }
+
+    fn check(&self, username: &str, password: &str) -> Result<(), AuthFailure> {
+        if self.setup.auth_unavailable {
+            return Err(AuthFailure::Temporary);
+        }
+        let known = self
+            .setup
+            .accounts
+            .iter()
+            .any(|(name, pw)| name == username && pw == password);
+        match (known, self.setup.disabled.contains(username)) {
+            (false, _) => Err(AuthFailure::BadCredentials),
+            (true, true) => Err(AuthFailure::Disabled),
+            (true, false) => Ok(()),
+        }
+    }
+
+    fn entries(&self) -> Vec<MaildropEntry> {
+        self.setup
+            .messages
+            .iter()
+            .map(|m| MaildropEntry {
+                uid: m.uid,
+                size: m.bytes.len() as u64,
+                unique_id: m.uidl.clone(),
+            })
+            .collect()
+    }
+}
