@@ -175,10 +175,14 @@ pub struct TlsEstablished;
 #[rtype(result = "()")]
 pub struct ServerShutdown;
 
-/// The connection is gone (EOF, error, timeout); the actor stops.
+/// The connection is gone (EOF, error, timeout); the actor logs the session's last line
+/// and stops.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ConnectionEnded;
+pub struct ConnectionEnded {
+    pub reason: EndReason,
+    pub stats: ConnectionStats,
+}
 
 /// Where the connection task delivers what happens on the socket.
 pub struct SessionPorts {
@@ -244,18 +248,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// TLS handshakes that take longer than this are dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs a connection until it ends; tells the actor it ended.
+/// Runs a connection until it ends; tells the actor how it ended.
 pub async fn drive(
     mut stream: ClientStream,
     ports: SessionPorts,
     mut inbox: Inbox,
     mut settings: ConnectionSettings,
-) -> (EndReason, ConnectionStats) {
+) {
     let mut stats = ConnectionStats::default();
     let reason = run(&mut stream, &ports, &mut inbox, &mut settings, &mut stats).await;
-    ports.ended.do_send(ConnectionEnded);
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
-    (reason, stats)
+    ports.ended.do_send(ConnectionEnded { reason, stats });
 }
 
 async fn run(

@@ -212,11 +212,14 @@ impl Handler<StopMailbox> for MailboxActor {
     }
 }
 
+/// A started mailbox actor and what the registry can see of it.
+type RunningMailbox = (Addr<MailboxActor>, Arc<ActorStatus>);
+
 /// Finds or starts the actor of a folder; stops actors nobody has used for a while.
 pub struct MailboxRegistry {
     store: Arc<Store>,
     arbiter: ArbiterHandle,
-    actors: Mutex<HashMap<MailboxId, (Addr<MailboxActor>, Arc<ActorStatus>)>>,
+    actors: Mutex<HashMap<MailboxId, RunningMailbox>>,
 }
 
 /// An actor unused this long, without a POP3 lock, is stopped.

@@ -282,7 +282,15 @@ impl Handler<ServerShutdown> for Pop3Connection {
 impl Handler<ConnectionEnded> for Pop3Connection {
     type Result = ();
 
-    fn handle(&mut self, _: ConnectionEnded, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
+        tracing::info!(
+            parent: &self.span,
+            reason = ?msg.reason,
+            bytes_in = msg.stats.bytes_in,
+            bytes_out = msg.stats.bytes_out,
+            commands = self.machine.commands(),
+            "session ended"
+        );
         ctx.stop();
     }
 }
@@ -344,12 +352,5 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         timeout_message: b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n",
         shutdown: node.shutdown.clone(),
     };
-    let (reason, stats) = connection::drive(stream, ports, inbox, connection_settings).await;
-    tracing::info!(
-        parent: &span,
-        reason = ?reason,
-        bytes_in = stats.bytes_in,
-        bytes_out = stats.bytes_out,
-        "session ended"
-    );
+    connection::drive(stream, ports, inbox, connection_settings).await;
 }

@@ -18,6 +18,8 @@ struct SyncState {
     synced: u64,
     /// A sync is running on some thread.
     running: bool,
+    /// Syncs done since open (for benchmarks and the metrics page).
+    syncs: u64,
 }
 
 pub(crate) struct GroupCommit {
@@ -40,6 +42,14 @@ impl GroupCommit {
         state.issued
     }
 
+    /// Flush + fdatasync rounds done so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .syncs
+    }
+
     /// Returns once the write behind `ticket` is durable.
     pub(crate) fn wait_durable(&self, ticket: u64, db: &sled::Db, db_file: &File) -> Result<()> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -56,6 +66,7 @@ impl GroupCommit {
                 state.running = false;
                 if outcome.is_ok() {
                     state.synced = state.synced.max(target);
+                    state.syncs += 1;
                 }
                 self.wake.notify_all();
                 outcome?;

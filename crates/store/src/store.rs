@@ -159,6 +159,12 @@ impl Store {
         self.commit.wait_durable(ticket, &self.db, &self.db_file)
     }
 
+    /// How many flush + `fdatasync` rounds the store has done since it was opened; with
+    /// concurrent writers this grows slower than the number of writes (group commit).
+    pub fn syncs(&self) -> u64 {
+        self.commit.syncs()
+    }
+
     /// Makes everything written so far durable (used at shutdown).
     pub fn sync(&self) -> Result<()> {
         let ticket = self.commit.ticket();

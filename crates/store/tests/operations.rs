@@ -423,5 +423,6 @@ fn concurrent_appends_share_syncs_and_all_land() {
     uids.sort();
     uids.dedup();
     assert_eq!(uids.len(), 200, "every append got its own UID");
+    assert!(store.syncs() <= 201, "never more than one sync per write");
     assert_eq!(store.messages(inbox).unwrap().len(), 200);
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit, transcript and store tests, then end-to-end tests
+# that start the real binary on free loopback ports and talk to it with Python's
+# poplib and curl. Installs what it needs (pytest, curl) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c 'import pytest' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'pytest>=8,<9'
+fi
+if ! command -v curl >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq curl) >/dev/null
+fi
+
+cargo build --workspace --bins
+cargo test --workspace
+PORTICO_BIN="$PWD/target/debug/portico" python3 -m pytest -q tests/e2e "$@"
