@@ -323,7 +323,10 @@ mod tests {
     fn embedded_default_is_one_node_with_every_role_and_pop3_on() {
         let config = ClusterConfig::embedded().unwrap();
         let node = config.node(None).unwrap();
-        assert_eq!(node.roles, vec![Role::Frontend, Role::Backend, Role::Directory]);
+        assert_eq!(
+            node.roles,
+            vec![Role::Frontend, Role::Backend, Role::Directory]
+        );
         assert_eq!(node.listen.pop3.unwrap().port(), 1110);
         assert_eq!(node.listen.pop3s.unwrap().port(), 1995);
         assert!(config.pop3.enabled);

@@ -8,6 +8,6 @@
 mod config;
 
 pub use config::{
-    ClusterConfig, ConfigError, ListenConfig, LoginType, NodeConfig, Pop3Settings, Role,
-    SecuritySettings, SiteConfig, TlsSettings, EMBEDDED_DEFAULT,
+    ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ListenConfig, LoginType, NodeConfig,
+    Pop3Settings, Role, SecuritySettings, SiteConfig, TlsSettings,
 };
