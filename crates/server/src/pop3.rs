@@ -42,6 +42,8 @@ pub struct Pop3Connection {
     awaiting: bool,
     /// A fetch held back until the client has read what is queued.
     parked: Option<Action>,
+    /// The connection task was told to stop reading until the machine is free again.
+    reader_paused: bool,
 }
 
 impl Actor for Pop3Connection {
@@ -70,7 +72,8 @@ impl Pop3Connection {
             };
             self.perform(action, ctx);
         }
-        if !self.awaiting {
+        if !self.awaiting && self.reader_paused {
+            self.reader_paused = false;
             self.outbox.resume_reading();
         }
     }
@@ -251,6 +254,7 @@ impl Handler<ClientBytes> for Pop3Connection {
             self.machine.handle(Input::Bytes(&msg.0));
         }
         self.drive(ctx);
+        self.reader_paused = self.awaiting;
         MessageResult(if self.awaiting {
             ReadControl::Pause
         } else {
@@ -338,6 +342,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         locked: None,
         awaiting: false,
         parked: None,
+        reader_paused: false,
     }
     .start();
     let ports = SessionPorts {
