@@ -632,31 +632,118 @@ impl Store {
         let guard = self.lock_writer();
         let mut folder = self.mailbox(mailbox)?;
         let mut txn = Txn::default();
-        let mut removed = Vec::new();
-        let mut sorted = uids.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for uid in sorted {
-            let Some(meta) = self.read::<MessageMeta>(&keys::message(mailbox, uid))? else {
-                continue;
-            };
-            folder.highest_modseq = ModSeq(folder.highest_modseq.0 + 1);
-            self.release_body(&mut txn, meta.body)?;
-            txn.batch.remove(keys::message(mailbox, uid));
-            txn.batch.insert(
-                keys::expunged(mailbox, uid),
-                &folder.highest_modseq.0.to_be_bytes(),
-            );
-            folder.messages = folder.messages.saturating_sub(1);
-            folder.size = folder.size.saturating_sub(meta.size);
-            removed.push(uid);
-        }
+        let removed = self.expunge_into(&mut txn, &mut folder, uids)?;
         if removed.is_empty() {
             return Ok(removed);
         }
         txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
         self.commit(txn, guard)?;
         Ok(removed)
+    }
+
+    fn expunge_into(&self, txn: &mut Txn, folder: &mut Mailbox, uids: &[Uid]) -> Result<Vec<Uid>> {
+        let mut removed = Vec::new();
+        let mut sorted = uids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for uid in sorted {
+            let Some(meta) = self.read::<MessageMeta>(&keys::message(folder.id, uid))? else {
+                continue;
+            };
+            folder.highest_modseq = ModSeq(folder.highest_modseq.0 + 1);
+            self.release_body(txn, meta.body)?;
+            txn.batch.remove(keys::message(folder.id, uid));
+            txn.batch.insert(
+                keys::expunged(folder.id, uid),
+                &folder.highest_modseq.0.to_be_bytes(),
+            );
+            folder.messages = folder.messages.saturating_sub(1);
+            folder.size = folder.size.saturating_sub(meta.size);
+            removed.push(uid);
+        }
+        Ok(removed)
+    }
+
+    /// Copies messages into another folder in one transaction; the copies share the
+    /// originals' bodies. UIDs that no longer exist are skipped.
+    pub fn copy(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
+        let guard = self.lock_writer();
+        let mut dest = self.mailbox(to)?;
+        let mut txn = Txn::default();
+        let pairs = self.copy_into(&mut txn, from, uids, &mut dest)?;
+        if !pairs.is_empty() {
+            txn.batch.insert(keys::mailbox(to), encode(&dest)?);
+            self.commit(txn, guard)?;
+        }
+        Ok(Copied {
+            uidvalidity: dest.uidvalidity,
+            pairs,
+        })
+    }
+
+    /// Moves messages (RFC 6851): copies and expunge of the originals in one
+    /// transaction, so a crash leaves them in exactly one of the two folders.
+    pub fn move_messages(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
+        if from == to {
+            return Err(StoreError::NotAllowed(
+                "source and destination are the same folder",
+            ));
+        }
+        let guard = self.lock_writer();
+        let mut source = self.mailbox(from)?;
+        let mut dest = self.mailbox(to)?;
+        let mut txn = Txn::default();
+        let pairs = self.copy_into(&mut txn, from, uids, &mut dest)?;
+        if !pairs.is_empty() {
+            let moved: Vec<Uid> = pairs.iter().map(|(src, _)| *src).collect();
+            self.expunge_into(&mut txn, &mut source, &moved)?;
+            txn.batch.insert(keys::mailbox(to), encode(&dest)?);
+            txn.batch.insert(keys::mailbox(from), encode(&source)?);
+            self.commit(txn, guard)?;
+        }
+        Ok(Copied {
+            uidvalidity: dest.uidvalidity,
+            pairs,
+        })
+    }
+
+    fn copy_into(
+        &self,
+        txn: &mut Txn,
+        from: MailboxId,
+        uids: &[Uid],
+        dest: &mut Mailbox,
+    ) -> Result<Vec<(Uid, Uid)>> {
+        let mut pairs = Vec::new();
+        let mut sorted = uids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for uid in sorted {
+            let Some(mut meta) = self.read::<MessageMeta>(&keys::message(from, uid))? else {
+                continue;
+            };
+            let refs = match txn.refs.get(&meta.body.id) {
+                Some(count) => *count,
+                None => self.body_refs(meta.body.id)?,
+            };
+            txn.refs.insert(meta.body.id, refs + 1);
+            txn.batch
+                .insert(keys::body_refs(meta.body.id), &(refs + 1).to_be_bytes());
+            let new_uid = dest.uidnext;
+            dest.uidnext = Uid(new_uid
+                .0
+                .checked_add(1)
+                .ok_or(StoreError::NotAllowed("the folder has used up its UIDs"))?);
+            dest.highest_modseq = ModSeq(dest.highest_modseq.0 + 1);
+            dest.messages += 1;
+            dest.size += meta.size;
+            meta.uid = new_uid;
+            meta.modseq = dest.highest_modseq;
+            txn.batch
+                .insert(keys::message(dest.id, new_uid), encode(&meta)?);
+            pairs.push((uid, new_uid));
+        }
+        Ok(pairs)
     }
 
     /// UIDs expunged from a folder after `since`, with the MODSEQ of their removal.

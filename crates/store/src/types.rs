@@ -231,6 +231,14 @@ pub struct Appended {
     pub size: u64,
 }
 
+/// What a copy or move made: the destination's UIDVALIDITY and (source, new) UID pairs
+/// in ascending source order (IMAP COPYUID needs both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copied {
+    pub uidvalidity: Uidvalidity,
+    pub pairs: Vec<(Uid, Uid)>,
+}
+
 /// A flag change that was applied, for pushing to other sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlagsChanged {

@@ -426,3 +426,64 @@ fn concurrent_appends_share_syncs_and_all_land() {
     assert!(store.syncs() <= 201, "never more than one sync per write");
     assert_eq!(store.messages(inbox).unwrap().len(), 200);
 }
+
+#[test]
+fn copy_shares_bodies_and_move_is_copy_plus_expunge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let archive = store
+        .mailbox_by_name(account.id, "Archive")
+        .unwrap()
+        .unwrap();
+    let large = corpus("013-large-attachment.eml");
+    let small = corpus("001-plain-ascii.eml");
+    let a = store
+        .append(inbox, &large, &Flags::from_names(["\\Seen"]), (5, 0))
+        .unwrap();
+    let b = store
+        .append(inbox, &small, &Flags::default(), (6, 0))
+        .unwrap();
+
+    let copied = store
+        .copy(inbox, &[b.uid, a.uid, Uid(42)], archive.id)
+        .unwrap();
+    assert_eq!(copied.uidvalidity, archive.uidvalidity);
+    assert_eq!(copied.pairs, vec![(a.uid, Uid(1)), (b.uid, Uid(2))]);
+    let copy_meta = store.message(archive.id, Uid(1)).unwrap();
+    assert!(
+        copy_meta.flags.contains("\\Seen"),
+        "flags travel with the copy"
+    );
+    assert_eq!(
+        copy_meta.internal_date, 5,
+        "INTERNALDATE travels with the copy"
+    );
+    assert_eq!(store.message_bytes(archive.id, Uid(1)).unwrap(), large);
+
+    // Expunging the original leaves the copy's shared body intact, and the other way round.
+    store.expunge(inbox, &[a.uid]).unwrap();
+    assert_eq!(store.message_bytes(archive.id, Uid(1)).unwrap(), large);
+    store.expunge(archive.id, &[Uid(1)]).unwrap();
+    assert!(matches!(
+        store.message_bytes(archive.id, Uid(1)),
+        Err(StoreError::NotFound)
+    ));
+
+    let moved = store.move_messages(inbox, &[b.uid], archive.id).unwrap();
+    assert_eq!(moved.pairs, vec![(b.uid, Uid(3))]);
+    assert!(store.messages(inbox).unwrap().is_empty());
+    assert_eq!(store.mailbox(inbox).unwrap().messages, 0);
+    let folder = store.mailbox(archive.id).unwrap();
+    assert_eq!((folder.messages, folder.uidnext), (2, Uid(4)));
+    assert_eq!(store.message_bytes(archive.id, Uid(3)).unwrap(), small);
+    assert!(matches!(
+        store.move_messages(inbox, &[b.uid], inbox),
+        Err(StoreError::NotAllowed(_))
+    ));
+}
