@@ -220,6 +220,7 @@ async fn execute_in_server(
                 message,
                 flags: Flags::default(),
                 internal_date: (now(), 0),
+                origin: None,
             };
             match mailboxes.send(inbox, append).await {
                 Ok(Ok(appended)) => {

@@ -1,20 +1,22 @@
 //! Mailbox actors: one per open folder, the single writer of that folder.
 //!
-//! Every change to a folder (delivery, POP3 deletions; IMAP's appends, flags and
-//! expunges later) goes through its actor, which applies it durably through the store
-//! and only then answers. The actor also owns the POP3 maildrop lock. Actors are found
-//! or started through the node's [`MailboxRegistry`] and stopped by it when idle.
+//! Every change to a folder (deliveries, IMAP APPEND, flags, expunges, copies and moves
+//! into it, POP3 deletions) goes through its actor, which applies it durably through the
+//! store, tells every session watching the folder ([`FolderChanged`]), and only then
+//! answers. The actor also owns the POP3 maildrop lock and IMAP4rev1's \Recent. Actors
+//! are found or started through the node's [`MailboxRegistry`] and stopped by it when
+//! idle.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_store::{
-    Appended, FlagOp, Flags, MailboxId, MessageMeta, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store,
-    StoreError, Uid, Uidvalidity,
+    Appended, Copied, FlagOp, Flags, Mailbox, MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD,
+    Pop3DeleteMode, Store, StoreError, SystemFlag, Uid, Uidvalidity,
 };
 
 /// Identifies one client session on this node (also the id in its log span).
@@ -37,6 +39,7 @@ pub enum MailboxFault {
 #[derive(Default)]
 struct ActorStatus {
     pop3_locked: AtomicBool,
+    subscribers: AtomicUsize,
     last_used: AtomicU64,
 }
 
@@ -58,6 +61,92 @@ pub struct MailboxActor {
     store: Arc<Store>,
     pop3_lock: Option<SessionId>,
     status: Arc<ActorStatus>,
+    registry: Weak<MailboxRegistry>,
+    /// Sessions that have the folder selected (or are idling on it).
+    subscribers: HashMap<SessionId, Recipient<FolderChanged>>,
+    /// UIDs from here on are \Recent for the next session that selects the folder
+    /// read-write (RFC 3501 §2.3.2). Not kept across restarts.
+    recent_from: Option<Uid>,
+}
+
+/// A change to a folder, pushed to the sessions watching it after it is durable.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct FolderChanged {
+    pub mailbox: MailboxId,
+    /// The session that made the change, which reports it in its own response.
+    pub origin: Option<SessionId>,
+    pub change: FolderChange,
+}
+
+#[derive(Clone, Debug)]
+pub enum FolderChange {
+    Appended {
+        uid: Uid,
+        flags: Flags,
+        modseq: ModSeq,
+        /// \Recent for the receiving session.
+        recent: bool,
+    },
+    FlagsChanged {
+        uid: Uid,
+        flags: Flags,
+        modseq: ModSeq,
+    },
+    Expunged {
+        uids: Vec<Uid>,
+        modseq: ModSeq,
+    },
+    /// The session fell too far behind and must resynchronise (it is disconnected).
+    Overflow,
+}
+
+impl MailboxActor {
+    /// Tells every subscriber about a change; one whose queue is full is dropped and
+    /// told so, rather than letting server memory grow.
+    fn broadcast(&mut self, origin: Option<SessionId>, change: impl Fn(SessionId) -> FolderChange) {
+        let mailbox = self.id;
+        let mut lost = Vec::new();
+        for (session, recipient) in &self.subscribers {
+            let msg = FolderChanged {
+                mailbox,
+                origin,
+                change: change(*session),
+            };
+            if recipient.try_send(msg).is_err() {
+                lost.push(*session);
+            }
+        }
+        for session in lost {
+            if let Some(recipient) = self.subscribers.remove(&session) {
+                recipient.do_send(FolderChanged {
+                    mailbox,
+                    origin: None,
+                    change: FolderChange::Overflow,
+                });
+            }
+        }
+        self.status
+            .subscribers
+            .store(self.subscribers.len(), Ordering::Relaxed);
+    }
+
+    /// Announces new messages; the first read-write watcher sees them as \Recent.
+    fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[(Uid, Flags, ModSeq)]) {
+        let first = self.subscribers.keys().min().copied();
+        for (uid, flags, modseq) in messages {
+            if first.is_some() {
+                self.recent_from = Some(Uid(uid.0 + 1).max(self.recent_from.unwrap_or(Uid(0))));
+            }
+            let (uid, flags, modseq) = (*uid, flags.clone(), *modseq);
+            self.broadcast(origin, |session| FolderChange::Appended {
+                uid,
+                flags: flags.clone(),
+                modseq,
+                recent: Some(session) == first,
+            });
+        }
+    }
 }
 
 impl Actor for MailboxActor {
@@ -81,6 +170,7 @@ pub struct AppendMessage {
     pub message: Bytes,
     pub flags: Flags,
     pub internal_date: (i64, i32),
+    pub origin: Option<SessionId>,
 }
 
 impl Handler<AppendMessage> for MailboxActor {
@@ -89,9 +179,292 @@ impl Handler<AppendMessage> for MailboxActor {
     fn handle(&mut self, msg: AppendMessage, _: &mut Self::Context) -> Self::Result {
         self.status.touch();
         let (store, id) = (self.store.clone(), self.id);
+        let (flags, origin) = (msg.flags.clone(), msg.origin);
         AtomicResponse::new(Box::pin(
             blocking(move || store.append(id, &msg.message, &msg.flags, msg.internal_date))
-                .into_actor(self),
+                .into_actor(self)
+                .map(move |result, actor, _| {
+                    if let Ok(appended) = &result {
+                        actor.broadcast_appended(origin, &[(appended.uid, flags, appended.modseq)]);
+                    }
+                    result
+                }),
+        ))
+    }
+}
+
+/// Announces messages another folder's actor put into this folder (COPY/MOVE targets).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct AnnounceAppended {
+    pub origin: Option<SessionId>,
+    pub messages: Vec<(Uid, Flags, ModSeq)>,
+}
+
+impl Handler<AnnounceAppended> for MailboxActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AnnounceAppended, _: &mut Self::Context) {
+        self.status.touch();
+        self.broadcast_appended(msg.origin, &msg.messages);
+    }
+}
+
+/// The folder as a session sees it at SELECT.
+#[derive(Debug)]
+pub struct FolderSnapshot {
+    pub mailbox: Mailbox,
+    pub messages: Vec<MessageMeta>,
+    /// \Recent UIDs for this session.
+    pub recent: Vec<Uid>,
+}
+
+/// Starts pushing the folder's changes to a session (IMAP SELECT/EXAMINE).
+#[derive(Message, Clone)]
+#[rtype(result = "Result<FolderSnapshot, MailboxFault>")]
+pub struct SubscribeSession {
+    pub session: SessionId,
+    pub recipient: Recipient<FolderChanged>,
+    pub read_only: bool,
+}
+
+impl Handler<SubscribeSession> for MailboxActor {
+    type Result = AtomicResponse<Self, Result<FolderSnapshot, MailboxFault>>;
+
+    fn handle(&mut self, msg: SubscribeSession, _: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        self.subscribers.insert(msg.session, msg.recipient);
+        self.status
+            .subscribers
+            .store(self.subscribers.len(), Ordering::Relaxed);
+        let (store, id) = (self.store.clone(), self.id);
+        AtomicResponse::new(Box::pin(
+            blocking(move || Ok((store.mailbox(id)?, store.messages(id)?)))
+                .into_actor(self)
+                .map(move |result, actor, _| {
+                    let (mailbox, messages) = match result {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            actor.subscribers.remove(&msg.session);
+                            return Err(e);
+                        }
+                    };
+                    let from = *actor.recent_from.get_or_insert(mailbox.uidnext);
+                    let recent = messages
+                        .iter()
+                        .map(|m| m.uid)
+                        .filter(|uid| *uid >= from)
+                        .collect();
+                    if !msg.read_only {
+                        actor.recent_from = Some(mailbox.uidnext);
+                    }
+                    Ok(FolderSnapshot {
+                        mailbox,
+                        messages,
+                        recent,
+                    })
+                }),
+        ))
+    }
+}
+
+/// Stops pushing changes to a session (UNSELECT, CLOSE, another SELECT, disconnect).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct UnsubscribeSession {
+    pub session: SessionId,
+}
+
+impl Handler<UnsubscribeSession> for MailboxActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnsubscribeSession, _: &mut Self::Context) {
+        self.status.touch();
+        self.subscribers.remove(&msg.session);
+        self.status
+            .subscribers
+            .store(self.subscribers.len(), Ordering::Relaxed);
+    }
+}
+
+/// What a STORE did: the flags now of every message asked for that exists, and those
+/// left alone because they changed after UNCHANGEDSINCE (RFC 7162 §3.1.3).
+#[derive(Debug, Default)]
+pub struct FlagsOutcome {
+    pub current: Vec<(Uid, Flags, ModSeq)>,
+    pub modified: Vec<Uid>,
+}
+
+/// IMAP STORE.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<FlagsOutcome, MailboxFault>")]
+pub struct StoreFlags {
+    pub origin: Option<SessionId>,
+    pub uids: Vec<Uid>,
+    pub op: FlagOp,
+    pub flags: Flags,
+    pub unchanged_since: Option<ModSeq>,
+}
+
+impl Handler<StoreFlags> for MailboxActor {
+    type Result = AtomicResponse<Self, Result<FlagsOutcome, MailboxFault>>;
+
+    fn handle(&mut self, msg: StoreFlags, _: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        let (store, id) = (self.store.clone(), self.id);
+        let origin = msg.origin;
+        AtomicResponse::new(Box::pin(
+            blocking(move || {
+                let mut outcome = FlagsOutcome::default();
+                let mut targets = Vec::new();
+                let mut metas = HashMap::new();
+                for uid in &msg.uids {
+                    let meta = match store.message(id, *uid) {
+                        Ok(meta) => meta,
+                        Err(StoreError::NotFound) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if msg.unchanged_since.is_some_and(|since| meta.modseq > since) {
+                        outcome.modified.push(*uid);
+                    } else {
+                        targets.push(*uid);
+                    }
+                    metas.insert(*uid, meta);
+                }
+                let changed = store.store_flags(id, &targets, msg.op, &msg.flags)?;
+                for change in &changed {
+                    if let Some(meta) = metas.get_mut(&change.uid) {
+                        meta.flags = change.flags.clone();
+                        meta.modseq = change.modseq;
+                    }
+                }
+                for uid in &msg.uids {
+                    if let Some(meta) = metas.get(uid) {
+                        outcome
+                            .current
+                            .push((*uid, meta.flags.clone(), meta.modseq));
+                    }
+                }
+                Ok((outcome, changed))
+            })
+            .into_actor(self)
+            .map(move |result, actor, _| {
+                let (outcome, changed) = result?;
+                for change in changed {
+                    actor.broadcast(origin, |_| FolderChange::FlagsChanged {
+                        uid: change.uid,
+                        flags: change.flags.clone(),
+                        modseq: change.modseq,
+                    });
+                }
+                Ok(outcome)
+            }),
+        ))
+    }
+}
+
+/// IMAP EXPUNGE / UID EXPUNGE / CLOSE: removes those of `uids` (all, when None) that
+/// carry \Deleted.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Vec<Uid>, MailboxFault>")]
+pub struct ExpungeDeleted {
+    pub origin: Option<SessionId>,
+    pub uids: Option<Vec<Uid>>,
+}
+
+impl Handler<ExpungeDeleted> for MailboxActor {
+    type Result = AtomicResponse<Self, Result<Vec<Uid>, MailboxFault>>;
+
+    fn handle(&mut self, msg: ExpungeDeleted, _: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        let (store, id) = (self.store.clone(), self.id);
+        let origin = msg.origin;
+        AtomicResponse::new(Box::pin(
+            blocking(move || {
+                let wanted: Option<std::collections::HashSet<Uid>> =
+                    msg.uids.map(|uids| uids.into_iter().collect());
+                let doomed: Vec<Uid> = store
+                    .messages(id)?
+                    .into_iter()
+                    .filter(|m| m.flags.has(SystemFlag::Deleted))
+                    .filter(|m| wanted.as_ref().is_none_or(|w| w.contains(&m.uid)))
+                    .map(|m| m.uid)
+                    .collect();
+                let removed = store.expunge(id, &doomed)?;
+                let modseq = store.mailbox(id)?.highest_modseq;
+                Ok((removed, modseq))
+            })
+            .into_actor(self)
+            .map(move |result, actor, _| {
+                let (removed, modseq) = result?;
+                if !removed.is_empty() {
+                    let uids = removed.clone();
+                    actor.broadcast(origin, |_| FolderChange::Expunged {
+                        uids: uids.clone(),
+                        modseq,
+                    });
+                }
+                Ok(removed)
+            }),
+        ))
+    }
+}
+
+/// IMAP COPY / MOVE out of this folder into `destination`.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Copied, MailboxFault>")]
+pub struct CopyMessages {
+    pub origin: Option<SessionId>,
+    pub uids: Vec<Uid>,
+    pub destination: MailboxId,
+    pub moving: bool,
+}
+
+impl Handler<CopyMessages> for MailboxActor {
+    type Result = AtomicResponse<Self, Result<Copied, MailboxFault>>;
+
+    fn handle(&mut self, msg: CopyMessages, _: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        let (store, id) = (self.store.clone(), self.id);
+        let (origin, destination, moving) = (msg.origin, msg.destination, msg.moving);
+        AtomicResponse::new(Box::pin(
+            blocking(move || {
+                let copied = if moving {
+                    store.move_messages(id, &msg.uids, destination)?
+                } else {
+                    store.copy(id, &msg.uids, destination)?
+                };
+                let mut added = Vec::new();
+                for (_, new_uid) in &copied.pairs {
+                    let meta = store.message(destination, *new_uid)?;
+                    added.push((*new_uid, meta.flags, meta.modseq));
+                }
+                let modseq = store.mailbox(id)?.highest_modseq;
+                Ok((copied, added, modseq))
+            })
+            .into_actor(self)
+            .map(move |result, actor, _| {
+                let (copied, added, modseq) = result?;
+                if moving && !copied.pairs.is_empty() {
+                    let uids: Vec<Uid> = copied.pairs.iter().map(|(src, _)| *src).collect();
+                    actor.broadcast(origin, |_| FolderChange::Expunged {
+                        uids: uids.clone(),
+                        modseq,
+                    });
+                }
+                if let Some(registry) = actor.registry.upgrade()
+                    && !added.is_empty()
+                {
+                    registry.notify(
+                        destination,
+                        AnnounceAppended {
+                            origin,
+                            messages: added,
+                        },
+                    );
+                }
+                Ok(copied)
+            }),
         ))
     }
 }
@@ -219,6 +592,7 @@ type RunningMailbox = (Addr<MailboxActor>, Arc<ActorStatus>);
 pub struct MailboxRegistry {
     store: Arc<Store>,
     arbiter: ArbiterHandle,
+    me: Weak<MailboxRegistry>,
     actors: Mutex<HashMap<MailboxId, RunningMailbox>>,
 }
 
@@ -228,9 +602,10 @@ const IDLE_ACTOR_SECS: u64 = 300;
 impl MailboxRegistry {
     /// Mailbox actors run on `arbiter`; their store work runs on its blocking pool.
     pub fn new(store: Arc<Store>, arbiter: ArbiterHandle) -> Arc<Self> {
-        Arc::new(MailboxRegistry {
+        Arc::new_cyclic(|me| MailboxRegistry {
             store,
             arbiter,
+            me: me.clone(),
             actors: Mutex::new(HashMap::new()),
         })
     }
@@ -247,11 +622,19 @@ impl MailboxRegistry {
         status.touch();
         let store = self.store.clone();
         let actor_status = status.clone();
-        let addr = MailboxActor::start_in_arbiter(&self.arbiter, move |_| MailboxActor {
-            id,
-            store,
-            pop3_lock: None,
-            status: actor_status,
+        let registry = self.me.clone();
+        let addr = MailboxActor::start_in_arbiter(&self.arbiter, move |ctx| {
+            // Room for bursts of writes; a full mailbox makes senders wait, not fail.
+            ctx.set_mailbox_capacity(1024);
+            MailboxActor {
+                id,
+                store,
+                pop3_lock: None,
+                status: actor_status,
+                registry,
+                subscribers: HashMap::new(),
+                recent_from: None,
+            }
         });
         actors.insert(id, (addr.clone(), status));
         addr
@@ -291,6 +674,7 @@ impl MailboxRegistry {
         let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
         actors.retain(|_, (addr, status)| {
             let idle = !status.pop3_locked.load(Ordering::Relaxed)
+                && status.subscribers.load(Ordering::Relaxed) == 0
                 && now.saturating_sub(status.last_used.load(Ordering::Relaxed)) > IDLE_ACTOR_SECS;
             if idle || !addr.connected() {
                 addr.do_send(StopMailbox);
