@@ -24,8 +24,13 @@ data_dir = "./data"
 [node.listen]
 pop3 = "127.0.0.1:1110"
 pop3s = "127.0.0.1:1995"
+imap = "127.0.0.1:1143"
+imaps = "127.0.0.1:1993"
 
 [pop3]
+enabled = true
+
+[imap]
 enabled = true
 "#;
 
@@ -61,6 +66,8 @@ pub struct ClusterConfig {
     pub security: SecuritySettings,
     #[serde(default)]
     pub pop3: Pop3Settings,
+    #[serde(default)]
+    pub imap: ImapSettings,
     /// Directory the relative paths in this file are relative to (the file's own
     /// directory; the working directory for the embedded default).
     #[serde(skip)]
@@ -105,6 +112,10 @@ pub struct ListenConfig {
     pub pop3: Option<SocketAddr>,
     /// POP3 over implicit TLS (RFC 8314), the 995-style port.
     pub pop3s: Option<SocketAddr>,
+    /// IMAP with STARTTLS (RFC 9051), the 143-style port.
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS (RFC 8314), the 993-style port.
+    pub imaps: Option<SocketAddr>,
 }
 
 /// TLS material for client listeners.
@@ -206,6 +217,42 @@ impl Default for Pop3Settings {
     }
 }
 
+/// IMAP service settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapSettings {
+    /// Off until the configuration turns it on.
+    pub enabled: bool,
+    pub login: LoginType,
+    /// Idle time before a signed-in session is closed (RFC 9051 §5.4: at least 30 min).
+    pub idle_timeout_secs: u64,
+    /// Idle time before a session that has not signed in is closed.
+    pub unauthenticated_timeout_secs: u64,
+    /// Longest command line without its literals.
+    pub max_line_length: usize,
+    /// Longest command with its literals apart from APPEND's message (long UID sets).
+    pub max_command_size: usize,
+    /// Largest message APPEND accepts, advertised as APPENDLIMIT (RFC 7889).
+    pub append_limit: u64,
+    /// Client errors tolerated before the connection is closed.
+    pub max_bad_commands: u32,
+}
+
+impl Default for ImapSettings {
+    fn default() -> Self {
+        ImapSettings {
+            enabled: false,
+            login: LoginType::Secure,
+            idle_timeout_secs: 1860,
+            unauthenticated_timeout_secs: 60,
+            max_line_length: 64 * 1024,
+            max_command_size: 1024 * 1024,
+            append_limit: 50 * 1024 * 1024,
+            max_bad_commands: 20,
+        }
+    }
+}
+
 impl ClusterConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
@@ -270,6 +317,17 @@ impl ClusterConfig {
         if self.pop3.idle_timeout_secs < 600 {
             return invalid("pop3.idle_timeout_secs must be at least 600 (RFC 1939 §3)".into());
         }
+        if self.imap.idle_timeout_secs < 1800 {
+            return invalid("imap.idle_timeout_secs must be at least 1800 (RFC 9051 §5.4)".into());
+        }
+        if self.imap.max_line_length < 1024
+            || self.imap.max_command_size < self.imap.max_line_length
+        {
+            return invalid(
+                "imap.max_line_length must be at least 1024 and imap.max_command_size at least as large"
+                    .into(),
+            );
+        }
         if self.pop3.max_line_length < 512 {
             return invalid("pop3.max_line_length must be at least 512".into());
         }
@@ -330,6 +388,9 @@ mod tests {
         assert_eq!(node.listen.pop3.unwrap().port(), 1110);
         assert_eq!(node.listen.pop3s.unwrap().port(), 1995);
         assert!(config.pop3.enabled);
+        assert!(config.imap.enabled);
+        assert_eq!(node.listen.imap.unwrap().port(), 1143);
+        assert_eq!(node.listen.imaps.unwrap().port(), 1993);
         assert_eq!(config.pop3.login, LoginType::Secure);
         assert_eq!(config.data_dir(node), PathBuf::from("./data"));
         assert!(config.is_local_domain("anything.example"));
@@ -351,6 +412,7 @@ mod tests {
         )
         .unwrap();
         assert!(!config.pop3.enabled);
+        assert!(!config.imap.enabled);
         let node = config.node(Some("n")).unwrap();
         assert_eq!(config.data_dir(node), PathBuf::from("/etc/portico/d"));
     }

@@ -16,12 +16,14 @@ use portico_store::{Account, Store};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Pop3,
+    Imap,
 }
 
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Pop3 => "pop3",
+            Protocol::Imap => "imap",
         }
     }
 }
@@ -158,6 +160,7 @@ impl Authenticator {
         let account = account.ok_or(LoginError::BadCredentials)?;
         let enabled = match protocol {
             Protocol::Pop3 => account.pop3_enabled,
+            Protocol::Imap => account.imap_enabled,
         };
         if enabled {
             Ok(account)
