@@ -10,6 +10,7 @@ pub(crate) const MAILBOX: u8 = b'F';
 pub(crate) const MAILBOX_NAME: u8 = b'N';
 pub(crate) const MESSAGE: u8 = b'M';
 pub(crate) const EXPUNGED: u8 = b'X';
+pub(crate) const SUMMARY: u8 = b'S';
 pub(crate) const BODY: u8 = b'B';
 pub(crate) const BODY_REFS: u8 = b'R';
 
@@ -57,6 +58,18 @@ pub(crate) fn messages(mailbox: MailboxId) -> Vec<u8> {
 
 pub(crate) fn message(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
     let mut key = messages(mailbox);
+    key.extend_from_slice(&uid.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn summaries(mailbox: MailboxId) -> Vec<u8> {
+    let mut key = vec![SUMMARY];
+    key.extend_from_slice(&mailbox.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn summary(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut key = summaries(mailbox);
     key.extend_from_slice(&uid.0.to_be_bytes());
     key
 }

@@ -16,6 +16,7 @@
 //! | `F` mailbox id | [`Mailbox`] (name, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts) |
 //! | `N` account id, name | mailbox id |
 //! | `M` mailbox id, UID | [`MessageMeta`] (flags, dates, size, MODSEQ, body ref) |
+//! | `S` mailbox id, UID | MIME summary (ENVELOPE, BODYSTRUCTURE, part offsets), made at append |
 //! | `X` mailbox id, UID | MODSEQ of the expunge (for QRESYNC) |
 //! | `B` body id, chunk no. | up to [`BODY_CHUNK_SIZE`] bytes of the message |
 //! | `R` body id | reference count when more than one message shares a body |
@@ -41,6 +42,7 @@ mod store;
 mod types;
 
 pub use error::{Result, StoreError};
+pub use portico_mime::MessageSummary;
 pub use store::{
     BODY_CHUNK_SIZE, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, Store, StoreOptions,
     normalize_line_endings, validate_mailbox_name,

@@ -14,6 +14,7 @@ use crate::commit::GroupCommit;
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::types::*;
+use portico_mime::MessageSummary;
 
 /// Bodies are cut into values of at most this size, well below sled's blob threshold
 /// (values over ~128 KiB go to blob files that sled never fsyncs).
@@ -465,6 +466,9 @@ impl Store {
         for entry in self.db.scan_prefix(keys::expunged_all(id)) {
             txn.batch.remove(entry?.0);
         }
+        for entry in self.db.scan_prefix(keys::summaries(id)) {
+            txn.batch.remove(entry?.0);
+        }
         Ok(())
     }
 
@@ -510,6 +514,8 @@ impl Store {
         internal_date: (i64, i32),
     ) -> Result<Appended> {
         let message = normalize_line_endings(message);
+        // Parsed once here, outside the writer lock, so FETCH never parses again.
+        let summary = encode(&portico_mime::summarize(&message))?;
         let guard = self.lock_writer();
         let mut folder = self.mailbox(mailbox)?;
         let mut txn = Txn::default();
@@ -542,6 +548,7 @@ impl Store {
         folder.size += meta.size;
         txn.batch
             .insert(keys::message(mailbox, uid), encode(&meta)?);
+        txn.batch.insert(keys::summary(mailbox, uid), summary);
         txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
         self.commit(txn, guard)?;
         Ok(Appended {
@@ -579,6 +586,37 @@ impl Store {
         if out.len() as u64 != meta.size {
             return Err(StoreError::Corrupt("body size mismatch".into()));
         }
+        Ok(out)
+    }
+
+    /// The MIME summary made when the message was stored.
+    pub fn message_summary(&self, mailbox: MailboxId, uid: Uid) -> Result<MessageSummary> {
+        match self.read(&keys::summary(mailbox, uid))? {
+            Some(summary) => Ok(summary),
+            // A message stored before summaries existed: make one now.
+            None => Ok(portico_mime::summarize(&self.message_bytes(mailbox, uid)?)),
+        }
+    }
+
+    /// The message's header block (up to and including the blank line), reading only
+    /// the body chunks it spans: header-only FETCHes never read whole messages.
+    pub fn message_header(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
+        let meta = self.message(mailbox, uid)?;
+        let header_len = self
+            .message_summary(mailbox, uid)?
+            .header_len()
+            .min(meta.size as usize);
+        let mut out = Vec::with_capacity(header_len);
+        let mut index = 0;
+        while out.len() < header_len && index < meta.body.chunks {
+            let chunk = self
+                .db
+                .get(keys::body_chunk(meta.body.id, index))?
+                .ok_or_else(|| StoreError::Corrupt(format!("missing body chunk {index}")))?;
+            out.extend_from_slice(&chunk);
+            index += 1;
+        }
+        out.truncate(header_len);
         Ok(out)
     }
 
@@ -653,6 +691,7 @@ impl Store {
             folder.highest_modseq = ModSeq(folder.highest_modseq.0 + 1);
             self.release_body(txn, meta.body)?;
             txn.batch.remove(keys::message(folder.id, uid));
+            txn.batch.remove(keys::summary(folder.id, uid));
             txn.batch.insert(
                 keys::expunged(folder.id, uid),
                 &folder.highest_modseq.0.to_be_bytes(),
@@ -737,6 +776,9 @@ impl Store {
             dest.highest_modseq = ModSeq(dest.highest_modseq.0 + 1);
             dest.messages += 1;
             dest.size += meta.size;
+            if let Some(summary) = self.db.get(keys::summary(from, uid))? {
+                txn.batch.insert(keys::summary(dest.id, new_uid), summary);
+            }
             meta.uid = new_uid;
             meta.modseq = dest.highest_modseq;
             txn.batch

@@ -487,3 +487,39 @@ fn copy_shares_bodies_and_move_is_copy_plus_expunge() {
         Err(StoreError::NotAllowed(_))
     ));
 }
+
+#[test]
+fn summaries_are_made_at_append_and_follow_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let archive = store
+        .mailbox_by_name(account.id, "Archive")
+        .unwrap()
+        .unwrap()
+        .id;
+    let large = corpus("013-large-attachment.eml");
+    let appended = store
+        .append(inbox, &large, &Flags::default(), (0, 0))
+        .unwrap();
+    let summary = store.message_summary(inbox, appended.uid).unwrap();
+    assert_eq!(summary, portico_mime::summarize(&large));
+    let header = store.message_header(inbox, appended.uid).unwrap();
+    assert_eq!(header, &large[..summary.header_len()]);
+    assert!(header.ends_with(b"\r\n\r\n"));
+    let copied = store.copy(inbox, &[appended.uid], archive).unwrap();
+    assert_eq!(
+        store.message_summary(archive, copied.pairs[0].1).unwrap(),
+        summary
+    );
+    store.expunge(inbox, &[appended.uid]).unwrap();
+    assert!(matches!(
+        store.message_summary(inbox, appended.uid),
+        Err(StoreError::NotFound)
+    ));
+}

@@ -1,0 +1,105 @@
+//! Decoded text for SEARCH (RFC 9051 §6.4.4): header values with RFC 2047
+//! encoded words decoded, body text with transfer encoding and charset
+//! undone, and the Date header as a point in time.
+//!
+//! Unlike FETCH, SEARCH compares what a person reads, so here mail-parser's
+//! decoding is exactly what is wanted. Header searches read only the header.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use mail_parser::parsers::MessageStream;
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+use crate::header::{self, unfold};
+use crate::summary::dismantle;
+
+/// The values of all top-level header fields named `name` (ASCII
+/// case-insensitive), RFC 2047-decoded to UTF-8, white space runs collapsed.
+pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
+    let head = &raw[..header::header_end(raw)];
+    header::fields(head)
+        .filter(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|f| decode_words(&unfold(f.value)))
+        .collect()
+}
+
+/// RFC 2047 decoding of one unfolded value, through mail-parser's
+/// unstructured-field parser (it wants the field's line ending).
+fn decode_words(value: &[u8]) -> String {
+    let mut line = Vec::with_capacity(value.len() + 1);
+    line.extend_from_slice(value);
+    line.push(b'\n');
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        match MessageStream::new(&line).parse_unstructured() {
+            HeaderValue::Text(text) => Some(text.into_owned()),
+            _ => None,
+        }
+    }));
+    match decoded {
+        Ok(Some(text)) => text,
+        Ok(None) => String::new(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    }
+}
+
+/// The text of every `text/*` part (nested messages included), transfer
+/// encoding and charset decoded to UTF-8, joined by newlines.
+pub fn body_text(raw: &[u8]) -> String {
+    let text = catch_unwind(AssertUnwindSafe(|| {
+        MessageParser::default().parse(raw).map(|message| {
+            let text = collect_text(&message);
+            dismantle(message);
+            text
+        })
+    }));
+    match text {
+        Ok(Some(text)) => text,
+        // Unparseable: search what there is after the header.
+        _ => String::from_utf8_lossy(&raw[header::header_end(raw)..]).into_owned(),
+    }
+}
+
+fn collect_text(message: &Message<'_>) -> String {
+    let mut out = String::new();
+    // An explicit stack: nested messages can be nested deeply.
+    let mut stack: Vec<(&Message<'_>, usize)> = vec![(message, 0)];
+    while let Some((message, index)) = stack.pop() {
+        let Some(part) = message.parts.get(index) else {
+            continue;
+        };
+        stack.push((message, index + 1));
+        let is_text = part
+            .content_type()
+            .is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
+        match &part.body {
+            PartType::Text(text) | PartType::Html(text) if is_text => {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(text);
+            }
+            PartType::Message(inner) => stack.push((inner, 0)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The first Date header as (Unix seconds, zone offset in seconds east of
+/// UTC), for SENTBEFORE / SENTON / SENTSINCE. `None` when absent or invalid.
+pub fn sent_date(raw: &[u8]) -> Option<(i64, i32)> {
+    let head = &raw[..header::header_end(raw)];
+    let value = header::first_value(head, "Date")?;
+    let mut line = unfold(value);
+    line.push(b'\n');
+    let parsed = catch_unwind(AssertUnwindSafe(|| MessageStream::new(&line).parse_date())).ok()?;
+    let HeaderValue::DateTime(dt) = parsed else {
+        return None;
+    };
+    if !dt.is_valid() {
+        return None;
+    }
+    let offset = i32::from(dt.tz_hour) * 3600 + i32::from(dt.tz_minute) * 60;
+    let offset = if dt.tz_before_gmt { -offset } else { offset };
+    Some((dt.to_timestamp(), offset))
+}
