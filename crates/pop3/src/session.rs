@@ -225,6 +225,15 @@ const INVALID_LINES: &str = "-ERR Invalid line count";
 const FETCH_FAILED: &str = "-ERR [SYS/TEMP] Message could not be read";
 const BYE: &str = "+OK Bye";
 const LOGGING_OUT: &str = "+OK Logging out";
+
+/// "1 message", "2 messages".
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
 const COMMIT_FAILED: &str = "-ERR [SYS/TEMP] Some deleted messages were not removed";
 
 impl Session {
@@ -568,7 +577,8 @@ impl Session {
                 let (count, octets) = maildrop.totals();
                 self.state = State::Transaction(maildrop);
                 self.reply(&format!(
-                    "+OK Logged in, {count} messages ({octets} octets)"
+                    "+OK Logged in, {} ({octets} octets)",
+                    plural(count, "message")
                 ));
             }
             Err(error) => {
@@ -601,7 +611,7 @@ impl Session {
         let result = match line.args().as_slice() {
             [] => {
                 let (count, octets) = maildrop.totals();
-                let mut out = format!("+OK {count} messages ({octets} octets)\r\n");
+                let mut out = format!("+OK {} ({octets} octets)\r\n", plural(count, "message"));
                 for (number, entry) in maildrop.live() {
                     out.push_str(&format!("{number} {}\r\n", entry.size));
                 }
@@ -769,18 +779,20 @@ impl Session {
             .filter(|(_, deleted)| **deleted)
             .map(|(entry, _)| entry.uid)
             .collect();
-        if uids.is_empty() {
-            self.reply(LOGGING_OUT);
-            self.close();
-        } else {
-            let count = uids.len();
-            self.request(Action::CommitDeletes { uids }, Awaiting::Commit { count });
-        }
+        // Always through the host, even with nothing to delete: the UPDATE state is where
+        // the maildrop lock is given back, and the client may reconnect as soon as it
+        // reads the answer to QUIT.
+        let count = uids.len();
+        self.request(Action::CommitDeletes { uids }, Awaiting::Commit { count });
     }
 
     fn on_deletes_committed(&mut self, count: usize, result: Result<(), MaildropError>) {
         match result {
-            Ok(()) => self.reply(&format!("{LOGGING_OUT}, {count} messages deleted")),
+            Ok(()) if count == 0 => self.reply(LOGGING_OUT),
+            Ok(()) => self.reply(&format!(
+                "{LOGGING_OUT}, {}",
+                plural(count, "message") + " deleted"
+            )),
             // RFC 1939 §6: -ERR when some deletion failed; the session ends either way.
             Err(_) => self.reply(COMMIT_FAILED),
         }
@@ -1646,10 +1658,12 @@ mod tests {
     }
 
     #[test]
-    fn quit_without_marks_skips_commit() {
+    fn quit_without_marks_commits_nothing_and_ends() {
         let mut s = logged_in(secure());
         send(&mut s, "DELE 2\r\nRSET\r\n");
-        assert_eq!(send(&mut s, "QUIT\r\n"), "+OK Logging out\r\n[close]\n");
+        assert_eq!(send(&mut s, "QUIT\r\n"), "[commit []]\n");
+        s.handle(Input::DeletesCommitted(Ok(())));
+        assert_eq!(drain(&mut s), "+OK Logging out\r\n[close]\n");
     }
 
     #[test]
@@ -1924,7 +1938,7 @@ mod tests {
         assert!(out.contains("+OK Logged in, 3 messages (91 octets)\r\n+OK 3 91\r\n"));
         assert!(out.ends_with(
             "+OK\r\n+OK Message 2 deleted\r\n+OK\r\n[commit [20]]\n\
-             +OK Logging out, 1 messages deleted\r\n[close]\n"
+             +OK Logging out, 1 message deleted\r\n[close]\n"
         ));
     }
 

@@ -557,17 +557,48 @@ impl Handler<CommitPop3Deletes> for MailboxActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(MailboxFault::Locked))));
         }
         let (store, id) = (self.store.clone(), self.id);
+        let session = msg.session;
         AtomicResponse::new(Box::pin(
-            blocking(move || match msg.mode {
-                Pop3DeleteMode::Expunge => store.expunge(id, &msg.uids).map(drop),
-                Pop3DeleteMode::Hide => {
-                    let hidden = Flags::from_names([POP3_DELETED_KEYWORD]);
-                    store
-                        .store_flags(id, &msg.uids, FlagOp::Add, &hidden)
-                        .map(drop)
+            blocking(move || {
+                if msg.uids.is_empty() {
+                    return Ok(None);
                 }
+                Ok(Some(match msg.mode {
+                    Pop3DeleteMode::Expunge => {
+                        let removed = store.expunge(id, &msg.uids)?;
+                        (removed, Vec::new(), store.mailbox(id)?.highest_modseq)
+                    }
+                    Pop3DeleteMode::Hide => {
+                        let hidden = Flags::from_names([POP3_DELETED_KEYWORD]);
+                        let changed = store.store_flags(id, &msg.uids, FlagOp::Add, &hidden)?;
+                        (Vec::new(), changed, store.mailbox(id)?.highest_modseq)
+                    }
+                }))
             })
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |result, actor, _| {
+                // RFC 1939 §6: the session is over once UPDATE is done; the lock goes back
+                // before the client is told, so it can reconnect right away.
+                if actor.pop3_lock == Some(session) {
+                    actor.release_pop3_lock();
+                }
+                if let Some((removed, changed, modseq)) = result? {
+                    if !removed.is_empty() {
+                        actor.broadcast(None, |_| FolderChange::Expunged {
+                            uids: removed.clone(),
+                            modseq,
+                        });
+                    }
+                    for change in changed {
+                        actor.broadcast(None, |_| FolderChange::FlagsChanged {
+                            uid: change.uid,
+                            flags: change.flags.clone(),
+                            modseq: change.modseq,
+                        });
+                    }
+                }
+                Ok(())
+            }),
         ))
     }
 }

@@ -167,7 +167,9 @@ impl Pop3Connection {
                 ctx.spawn(send.into_actor(self).map(move |result, actor, ctx| {
                     let answer = match result {
                         Ok(Ok(())) => {
-                            tracing::info!(parent: &actor.span, count, "POP3 deletions committed");
+                            // The mailbox actor released the lock with the commit.
+                            actor.locked = None;
+                            tracing::info!(parent: &actor.span, count, "POP3 session updated");
                             Ok(())
                         }
                         Ok(Err(e)) | Err(e) => {
