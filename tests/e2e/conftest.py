@@ -1,0 +1,539 @@
+"""Fixtures and helpers for the end-to-end tests: they start the real `portico` binary
+on free loopback ports in a temporary directory and talk to it over POP3 (poplib, raw
+sockets and curl) and through its command line.
+
+The binary is taken from $PORTICO_BIN (scripts/test.sh sets it), else from
+<repo>/target/debug/portico. The corpus is <root>/shared/corpus next to the repo.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import poplib
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+CLI_TIMEOUT = 60.0
+IO_TIMEOUT = 15.0
+LOCK_RETRY_SECS = 5.0
+LOG_TAIL_LINES = 200
+
+SHUTTING_DOWN = b"-ERR [SYS/TEMP] Server shutting down"
+AUTH_FAILED = b"-ERR [AUTH] Authentication failed"
+PLAINTEXT_REFUSED = (
+    b"-ERR [SYS/PERM] Plaintext authentication disallowed without TLS, use STLS"
+)
+POP3_DISABLED = b"-ERR [SYS/PERM] POP3 access is disabled for this account"
+IN_USE = b"-ERR [IN-USE] Mailbox is locked by another POP3 session"
+
+
+# --------------------------------------------------------------------------------------
+# Plumbing
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind to port 0, then close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tls_context() -> ssl.SSLContext:
+    """Client context for the server's self-signed certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def crlf(data: bytes) -> bytes:
+    """What the store keeps of a delivered message: every bare LF made CRLF."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def wire_lines(stored: bytes) -> list[bytes]:
+    """The lines poplib returns for a RETR of `stored`: the server ends the message with
+    CRLF when it does not already, and poplib drops the line ends and the stuffing."""
+    if not stored.endswith(b"\r\n"):
+        stored += b"\r\n"
+    return stored[:-2].split(b"\r\n")
+
+
+def top_bytes(stored: bytes, n: int) -> bytes:
+    """RFC 1939 §7: the header, the empty line after it, then `n` body lines (a message
+    without an empty line is all header)."""
+    sep = stored.find(b"\r\n\r\n")
+    if sep < 0:
+        return stored
+    pos = sep + 4
+    for _ in range(n):
+        lf = stored.find(b"\n", pos)
+        if lf < 0:
+            return stored
+        pos = lf + 1
+    return stored[:pos]
+
+
+def stuff(stored: bytes) -> bytes:
+    """RFC 1939 §3 multi-line body as it must appear on the wire, terminator included."""
+    out = b"".join(
+        (b"." + line if line.startswith(b".") else line)
+        for line in stored.splitlines(keepends=True)
+    )
+    if stored and not stored.endswith(b"\r\n"):
+        out += b"\r\n"
+    return out + b".\r\n"
+
+
+def messages(n: int) -> str:
+    """How the server counts messages: "1 message", "3 messages"."""
+    return "1 message" if n == 1 else f"{n} messages"
+
+
+def plain_b64(user: str, password: str, authzid: str = "") -> str:
+    return base64.b64encode(
+        f"{authzid}\0{user}\0{password}".encode("utf-8")
+    ).decode("ascii")
+
+
+def load_corpus() -> list[tuple[str, bytes]]:
+    if not CORPUS_DIR.is_dir():
+        pytest.fail(f"message corpus not found at {CORPUS_DIR}", pytrace=False)
+    files = sorted(CORPUS_DIR.glob("*.eml"))
+    if len(files) < 40:
+        pytest.fail(
+            f"message corpus at {CORPUS_DIR} has only {len(files)} .eml files",
+            pytrace=False,
+        )
+    return [(f.name, f.read_bytes()) for f in files]
+
+
+def find_binary() -> Path:
+    env = os.environ.get("PORTICO_BIN")
+    path = Path(env) if env else REPO / "target" / "debug" / "portico"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"portico binary not found at {path} "
+            "(build it with `cargo build --bins` and set PORTICO_BIN)",
+            pytrace=False,
+        )
+    return path.resolve()
+
+
+# --------------------------------------------------------------------------------------
+# The server under test
+
+
+CONFIG_TEMPLATE = """\
+cluster = "test"
+
+[[site]]
+name = "s"
+
+[[node]]
+name = "n"
+site = "s"
+roles = ["frontend", "backend", "directory"]
+data_dir = "{data_dir}"
+
+[node.listen]
+pop3 = "127.0.0.1:{pop3}"
+pop3s = "127.0.0.1:{pop3s}"
+
+[security]
+failed_login_delay_ms = 10
+
+[pop3]
+enabled = true
+login = "{login}"
+"""
+
+
+class Server:
+    """One portico node in its own directory. `start()` picks fresh free ports each time
+    and rewrites the configuration, so a restart never races the old sockets."""
+
+    def __init__(
+        self,
+        binary: Path,
+        root: Path,
+        *,
+        login: str = "secure",
+        data_dir: str = "data",
+        config_name: str = "portico.toml",
+    ):
+        self.binary = binary
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.login_type = login
+        self.data_dir = data_dir
+        self.config = root / config_name
+        self.log_path = root / (config_name + ".log")
+        self.proc: subprocess.Popen | None = None
+        self.pop3_port = 0
+        self.pop3s_port = 0
+        self.starts = 0
+        self.write_config()
+
+    # -- configuration and process ----------------------------------------------------
+
+    def write_config(self) -> None:
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
+        while self.pop3s_port == self.pop3_port:
+            self.pop3s_port = free_port()
+        self.config.write_text(
+            CONFIG_TEMPLATE.format(
+                data_dir=self.data_dir,
+                pop3=self.pop3_port,
+                pop3s=self.pop3s_port,
+                login=self.login_type,
+            )
+        )
+
+    def spawn(self) -> subprocess.Popen:
+        """Runs `serve` without waiting for it to be ready."""
+        log = open(self.log_path, "ab")
+        log.write(f"==== start #{self.starts + 1} ====\n".encode())
+        log.flush()
+        try:
+            return subprocess.Popen(
+                [str(self.binary), "--config", str(self.config), "serve"],
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        finally:
+            log.close()
+
+    def start(self) -> "Server":
+        assert not self.running, "server already running"
+        self.write_config()
+        self.proc = self.spawn()
+        self.starts += 1
+        deadline = time.monotonic() + START_TIMEOUT
+        pending = {self.pop3_port, self.pop3s_port}
+        while pending:
+            code = self.proc.poll()
+            if code is not None:
+                pytest.fail(
+                    f"portico serve exited with {code} during startup:\n{self.log()}",
+                    pytrace=False,
+                )
+            for port in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    pending.discard(port)
+                except OSError:
+                    pass
+            if pending:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"portico did not accept connections on {sorted(pending)} "
+                        f"within {START_TIMEOUT}s:\n{self.log()}",
+                        pytrace=False,
+                    )
+                time.sleep(0.01)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> int:
+        """SIGTERM and wait; returns the exit code (fails the test on a hang)."""
+        assert self.proc is not None, "server was never started"
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(
+                f"portico did not exit within {STOP_TIMEOUT}s of SIGTERM:\n{self.log()}",
+                pytrace=False,
+            )
+        return code
+
+    def stop(self) -> None:
+        code = self.terminate()
+        assert code == 0, f"portico exited with {code} after SIGTERM:\n{self.log()}"
+
+    def restart(self) -> "Server":
+        self.stop()
+        return self.start()
+
+    def kill(self) -> None:
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+
+    # -- command line -------------------------------------------------------------------
+
+    def cli(self, *args: str, input: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.binary), "--config", str(self.config), *args],
+            cwd=self.root,
+            input=input,
+            capture_output=True,
+            timeout=CLI_TIMEOUT,
+        )
+
+    def cli_ok(self, *args: str, input: bytes = b"") -> str:
+        r = self.cli(*args, input=input)
+        assert r.returncode == 0, (
+            f"portico {' '.join(args)} exited with {r.returncode}: "
+            f"stdout={r.stdout!r} stderr={r.stderr!r}"
+        )
+        return r.stdout.decode()
+
+    def add_user(self, address: str, password: str) -> None:
+        out = self.cli_ok(
+            "user", "add", address, "--password-stdin", input=password.encode() + b"\n"
+        )
+        assert out == f"added {address}\n"
+
+    def deliver(self, address: str, message: bytes) -> int:
+        """Delivers and returns the UID the server reports."""
+        out = self.cli_ok("deliver", address, input=message)
+        m = re.fullmatch(rf"delivered to {re.escape(address)} as UID (\d+)\n", out)
+        assert m, f"unexpected deliver output {out!r}"
+        return int(m.group(1))
+
+    def users(self) -> dict[str, dict[str, str]]:
+        """`user list` parsed: address -> {pop3, imap, pop3-delete-mode, inbox}."""
+        result = {}
+        for line in self.cli_ok("user", "list").splitlines():
+            address, *fields = line.split("\t")
+            result[address] = dict(f.split("=", 1) for f in fields)
+        return result
+
+    # -- POP3 clients ---------------------------------------------------------------------
+
+    def pop3(self) -> poplib.POP3:
+        return poplib.POP3("127.0.0.1", self.pop3_port, timeout=IO_TIMEOUT)
+
+    def pop3_stls(self) -> poplib.POP3:
+        p = self.pop3()
+        assert p.stls(tls_context()) == b"+OK Begin TLS negotiation"
+        return p
+
+    def pop3_ssl(self) -> poplib.POP3_SSL:
+        return poplib.POP3_SSL(
+            "127.0.0.1", self.pop3s_port, timeout=IO_TIMEOUT, context=tls_context()
+        )
+
+    def login(self, user: str, password: str, *, implicit: bool = False) -> poplib.POP3:
+        """A session in TRANSACTION state, over STLS (or the implicit-TLS port).
+
+        Right after a session of the same user said `+OK Logging out` the server may
+        still hold the maildrop lock for a moment (a server race, pinned down by
+        test_quit_reply_means_the_maildrop_is_free); everywhere else a login is retried
+        on [IN-USE] for up to LOCK_RETRY_SECS so that one race does not make every test
+        flaky."""
+        deadline = time.monotonic() + LOCK_RETRY_SECS
+        while True:
+            p = self.pop3_ssl() if implicit else self.pop3_stls()
+            assert p.user(user) == b"+OK"
+            try:
+                resp = p.pass_(password)
+            except poplib.error_proto as e:
+                p.close()
+                if e.args[0] == IN_USE and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise
+            assert resp.startswith(b"+OK Logged in, "), resp
+            return p
+
+    def raw(self, *, implicit: bool = False) -> "RawClient":
+        return RawClient(self, implicit=implicit)
+
+
+class RawClient:
+    """A byte-level POP3 client (plain, or implicit TLS) for what poplib hides."""
+
+    def __init__(self, server: Server, *, implicit: bool = False):
+        port = server.pop3s_port if implicit else server.pop3_port
+        sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        if implicit:
+            sock = tls_context().wrap_socket(sock)
+        self.sock = sock
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def line(self) -> bytes:
+        """One response line, without CRLF; fails on a bare LF or EOF."""
+        while b"\r\n" not in self.buf:
+            assert b"\n" not in self.buf, f"bare LF in response {self.buf!r}"
+            if not self._fill():
+                raise EOFError(f"connection closed; pending {self.buf!r}")
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def multiline_raw(self) -> bytes:
+        """The rest of a multi-line response, exactly as sent, through `.CRLF`."""
+        while True:
+            if self.buf.startswith(b".\r\n"):
+                end = 3
+                break
+            idx = self.buf.find(b"\r\n.\r\n")
+            if idx >= 0:
+                end = idx + 5
+                break
+            if not self._fill():
+                raise EOFError(f"connection closed in multi-line response {self.buf!r}")
+        data, self.buf = self.buf[:end], self.buf[end:]
+        return data
+
+    def cmd(self, command: bytes | str) -> bytes:
+        if isinstance(command, str):
+            command = command.encode()
+        self.send(command + b"\r\n")
+        return self.line()
+
+    def starttls(self) -> None:
+        assert self.cmd("STLS") == b"+OK Begin TLS negotiation"
+        assert self.buf == b""
+        self.sock = tls_context().wrap_socket(self.sock)
+
+    def login(self, user: str, password: str, *, retry_in_use: bool = True) -> bytes:
+        """USER/PASS; returns the answer to PASS (see Server.login on [IN-USE])."""
+        deadline = time.monotonic() + LOCK_RETRY_SECS
+        while True:
+            assert self.cmd(f"USER {user}") == b"+OK"
+            resp = self.cmd(f"PASS {password}")
+            if resp != IN_USE or not retry_in_use or time.monotonic() > deadline:
+                return resp
+            time.sleep(0.02)
+
+    def auth_plain(self, user: str, password: str, *, authzid: str = "") -> bytes:
+        """AUTH PLAIN with an initial response; returns the answer (retried like login)."""
+        deadline = time.monotonic() + LOCK_RETRY_SECS
+        while True:
+            resp = self.cmd(f"AUTH PLAIN {plain_b64(user, password, authzid)}")
+            if resp != IN_USE or time.monotonic() > deadline:
+                return resp
+            time.sleep(0.02)
+
+    def at_eof(self, timeout: float = IO_TIMEOUT) -> bool:
+        """Whether the server closes the connection (nothing else arrives first)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return self.buf == b""
+                self.buf += chunk
+        except TimeoutError:
+            return False
+        except OSError:  # reset, or a TLS close without close_notify
+            return self.buf == b""
+        finally:
+            self.sock.settimeout(IO_TIMEOUT)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def portico_bin() -> Path:
+    return find_binary()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[tuple[str, bytes]]:
+    return load_corpus()
+
+
+@pytest.fixture
+def make_server(portico_bin, tmp_path, request):
+    """Factory: make_server(login="secure", start=True, name="srv", data_dir="data",
+    config_name=...) -> Server. Every server is killed at teardown; their logs are
+    attached to the report of a failed test."""
+    servers: list[Server] = []
+    request.node._portico_servers = servers
+
+    def make(
+        *,
+        login: str = "secure",
+        start: bool = True,
+        name: str = "srv",
+        data_dir: str = "data",
+        config_name: str = "portico.toml",
+    ) -> Server:
+        server = Server(
+            portico_bin,
+            tmp_path / name,
+            login=login,
+            data_dir=data_dir,
+            config_name=config_name,
+        )
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def server(make_server) -> Server:
+    """A running node with login = "secure"."""
+    return make_server()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in getattr(item, "_portico_servers", []):
+            lines = server.log().splitlines()
+            if len(lines) > LOG_TAIL_LINES:
+                omitted = len(lines) - LOG_TAIL_LINES
+                lines = [f"... {omitted} lines omitted, full log in {server.log_path}"] + (
+                    lines[-LOG_TAIL_LINES:]
+                )
+            report.sections.append(
+                (f"portico log ({server.config})", "\n".join(lines) or "(empty)")
+            )
