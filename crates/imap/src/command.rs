@@ -1,0 +1,403 @@
+//! The IMAP commands a client can send, as typed values (RFC 9051 §6, RFC 3501 §6, and
+//! the extensions Portico serves). The parser builds these; the session acts on them.
+//!
+//! Strings a client sends as astring/string (mailbox names, LOGIN credentials) are kept
+//! as raw bytes: decoding a mailbox name depends on whether the session has enabled
+//! UTF-8 (IMAP4rev2 / UTF8=ACCEPT) or uses modified UTF-7, which only the session knows.
+
+use std::fmt;
+
+/// A command tag, echoed in the tagged response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag(pub String);
+
+/// One end of a sequence range: a number or `*` (the largest in use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqBound {
+    Value(u32),
+    Star,
+}
+
+/// `a`, `a:b` (in either order; `b:a` means the same), `*`, `a:*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqRange {
+    pub start: SeqBound,
+    pub end: SeqBound,
+}
+
+/// RFC 9051 §9 sequence-set: message numbers or UIDs, by context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceSet(pub Vec<SeqRange>);
+
+/// A credential, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A calendar date as SEARCH uses it (RFC 9051 §9 `date`), no time or zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// APPEND's date-time: seconds since the Unix epoch (UTC) and the zone offset in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DateTime {
+    pub timestamp: i64,
+    pub offset: i32,
+}
+
+/// STATUS data items (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    HighestModSeq,
+}
+
+/// LIST-EXTENDED selection options (RFC 5258 §3.1, RFC 6154 §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListSelection {
+    Subscribed,
+    Remote,
+    RecursiveMatch,
+    SpecialUse,
+}
+
+/// LIST-EXTENDED return options (RFC 5258 §3.2, RFC 5819, RFC 6154).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListReturn {
+    Subscribed,
+    Children,
+    SpecialUse,
+    Status(Vec<StatusItem>),
+}
+
+/// SEARCH keys (RFC 9051 §6.4.4, RFC 7162 MODSEQ). Several keys in a row mean AND.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    And(Vec<SearchKey>),
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    Header(String, String),
+    Keyword(String),
+    Larger(u64),
+    /// RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] n; only the number matters here.
+    ModSeq(u64),
+    New,
+    Not(Box<SearchKey>),
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    SequenceSet(SequenceSet),
+    Since(Date),
+    Smaller(u64),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(SequenceSet),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+}
+
+/// ESEARCH return options (RFC 4731, RFC 9051 §6.4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+/// The text part of a section-spec (RFC 9051 §6.4.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    /// Field names as the client wrote them.
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    Mime,
+}
+
+/// `BODY[1.2.HEADER]`: part numbers then an optional text specifier.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Section {
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+/// `<origin.count>` of a partial fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partial {
+    pub origin: u32,
+    pub count: u32,
+}
+
+/// One FETCH data item (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchAttr {
+    Envelope,
+    Flags,
+    InternalDate,
+    Rfc822Size,
+    Rfc822,
+    Rfc822Header,
+    Rfc822Text,
+    Uid,
+    /// `BODY` without a section: the non-extensible BODYSTRUCTURE.
+    Body,
+    BodyStructure,
+    ModSeq,
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<Partial>,
+    },
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<Partial>,
+    },
+    BinarySize {
+        part: Vec<u32>,
+    },
+}
+
+/// The FETCH item list, with the three macros kept as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchItems {
+    /// FLAGS INTERNALDATE RFC822.SIZE ENVELOPE
+    All,
+    /// FLAGS INTERNALDATE RFC822.SIZE
+    Fast,
+    /// FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY
+    Full,
+    List(Vec<FetchAttr>),
+}
+
+/// STORE's three forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// SELECT/EXAMINE (QRESYNC ...) parameters (RFC 7162 §3.2.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
+    /// (known sequence numbers, the UIDs they had)
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
+}
+
+/// What SELECT/EXAMINE ask for beyond the mailbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SelectParams {
+    pub condstore: bool,
+    pub qresync: Option<QresyncParams>,
+}
+
+/// A command with its tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub tag: Tag,
+    pub body: CommandBody,
+}
+
+/// Every command Portico understands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandBody {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    Login {
+        username: Vec<u8>,
+        password: Secret,
+    },
+    /// `initial_response` is the SASL-IR argument as sent (base64 text, `=` for empty);
+    /// it carries credentials, so it is a [`Secret`].
+    Authenticate {
+        mechanism: String,
+        initial_response: Option<Secret>,
+    },
+    Enable {
+        capabilities: Vec<String>,
+    },
+    Select {
+        mailbox: Vec<u8>,
+        params: SelectParams,
+    },
+    Examine {
+        mailbox: Vec<u8>,
+        params: SelectParams,
+    },
+    Create {
+        mailbox: Vec<u8>,
+        /// RFC 6154 CREATE-SPECIAL-USE `(USE (\Sent))`.
+        special_use: Vec<String>,
+    },
+    Delete {
+        mailbox: Vec<u8>,
+    },
+    Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    Subscribe {
+        mailbox: Vec<u8>,
+    },
+    Unsubscribe {
+        mailbox: Vec<u8>,
+    },
+    List {
+        reference: Vec<u8>,
+        /// One pattern, or several in the LIST-EXTENDED `(p1 p2)` form.
+        patterns: Vec<Vec<u8>>,
+        selection: Vec<ListSelection>,
+        returns: Vec<ListReturn>,
+        /// The client used LIST-EXTENDED syntax (selection or return options given),
+        /// which changes what the response may contain.
+        extended: bool,
+    },
+    Lsub {
+        reference: Vec<u8>,
+        pattern: Vec<u8>,
+    },
+    Namespace,
+    Status {
+        mailbox: Vec<u8>,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: Vec<u8>,
+        flags: Vec<String>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    },
+    Idle,
+    Check,
+    Close,
+    Unselect,
+    Expunge,
+    UidExpunge {
+        set: SequenceSet,
+    },
+    Search {
+        uid: bool,
+        charset: Option<String>,
+        /// None: plain SEARCH response; Some (possibly empty = ALL): ESEARCH.
+        returns: Option<Vec<SearchReturn>>,
+        criteria: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        items: FetchItems,
+        /// RFC 7162 CHANGEDSINCE modifier.
+        changed_since: Option<u64>,
+        /// RFC 7162 VANISHED modifier (UID FETCH only).
+        vanished: bool,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<String>,
+        /// RFC 7162 UNCHANGEDSINCE modifier.
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: Vec<u8>,
+    },
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: Vec<u8>,
+    },
+    /// RFC 2971: NIL or a list of field/value pairs.
+    Id {
+        params: Option<Vec<(String, Option<String>)>>,
+    },
+}
+
+impl CommandBody {
+    /// The command's name as written on the wire, for logs and error texts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::Capability => "CAPABILITY",
+            CommandBody::Noop => "NOOP",
+            CommandBody::Logout => "LOGOUT",
+            CommandBody::StartTls => "STARTTLS",
+            CommandBody::Login { .. } => "LOGIN",
+            CommandBody::Authenticate { .. } => "AUTHENTICATE",
+            CommandBody::Enable { .. } => "ENABLE",
+            CommandBody::Select { .. } => "SELECT",
+            CommandBody::Examine { .. } => "EXAMINE",
+            CommandBody::Create { .. } => "CREATE",
+            CommandBody::Delete { .. } => "DELETE",
+            CommandBody::Rename { .. } => "RENAME",
+            CommandBody::Subscribe { .. } => "SUBSCRIBE",
+            CommandBody::Unsubscribe { .. } => "UNSUBSCRIBE",
+            CommandBody::List { .. } => "LIST",
+            CommandBody::Lsub { .. } => "LSUB",
+            CommandBody::Namespace => "NAMESPACE",
+            CommandBody::Status { .. } => "STATUS",
+            CommandBody::Append { .. } => "APPEND",
+            CommandBody::Idle => "IDLE",
+            CommandBody::Check => "CHECK",
+            CommandBody::Close => "CLOSE",
+            CommandBody::Unselect => "UNSELECT",
+            CommandBody::Expunge => "EXPUNGE",
+            CommandBody::UidExpunge { .. } => "UID EXPUNGE",
+            CommandBody::Search { uid: false, .. } => "SEARCH",
+            CommandBody::Search { uid: true, .. } => "UID SEARCH",
+            CommandBody::Fetch { uid: false, .. } => "FETCH",
+            CommandBody::Fetch { uid: true, .. } => "UID FETCH",
+            CommandBody::Store { uid: false, .. } => "STORE",
+            CommandBody::Store { uid: true, .. } => "UID STORE",
+            CommandBody::Copy { uid: false, .. } => "COPY",
+            CommandBody::Copy { uid: true, .. } => "UID COPY",
+            CommandBody::Move { uid: false, .. } => "MOVE",
+            CommandBody::Move { uid: true, .. } => "UID MOVE",
+            CommandBody::Id { .. } => "ID",
+        }
+    }
+}

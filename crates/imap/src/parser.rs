@@ -1,0 +1,1741 @@
+//! The IMAP command grammar: one framed command (from [`crate::reader`]) to a typed
+//! [`Command`].
+//!
+//! Follows RFC 9051 §9 (formal syntax) and RFC 3501 §9, plus the extensions Portico
+//! serves: SASL-IR (RFC 4959), ENABLE (RFC 5161), CONDSTORE/QRESYNC (RFC 7162),
+//! LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE and CREATE-SPECIAL-USE
+//! (RFC 6154), ESEARCH (RFC 4731), BINARY (RFC 3516), UTF8=ACCEPT APPEND (RFC 6855),
+//! LITERAL+/LITERAL- (RFC 7888), MOVE (RFC 6851), UIDPLUS's UID EXPUNGE (RFC 4315),
+//! ID (RFC 2971).
+//!
+//! Keywords are case-insensitive; lines may end in CRLF or a bare LF (and the final line
+//! end may be absent). Everything the parser keeps is a slice of its input, so it never
+//! allocates more than the command's size; nesting of SEARCH keys is capped so no
+//! input can exhaust the stack.
+//!
+//! Errors carry a short text meant to follow `BAD` in the tagged (or, without a tag,
+//! untagged) response. One is not a syntax error but a tagged `NO`: an unsupported
+//! SEARCH charset gives [`BADCHARSET_MESSAGE`], which starts with the response code.
+
+use crate::command::{
+    Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
+    Partial, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText, SelectParams,
+    SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag,
+};
+
+/// Why a command could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    /// The command's tag, if it could be read: answer `tag BAD …`, else `* BAD …`.
+    pub tag: Option<String>,
+    /// Short human text for the response (printable ASCII only).
+    pub message: String,
+}
+
+/// The error text for a SEARCH with an unsupported CHARSET. RFC 9051 §6.4.4 wants a
+/// tagged `NO` (not `BAD`) for it, so the session can recognise it by its start,
+/// `[BADCHARSET`.
+pub const BADCHARSET_MESSAGE: &str = "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset";
+
+/// Deepest nesting of SEARCH keys (parentheses, NOT, OR) accepted.
+pub const MAX_SEARCH_DEPTH: usize = 64;
+
+/// RFC 9051 ATOM-CHAR: CHAR except atom-specials.
+pub(crate) fn is_atom_char(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+}
+
+/// RFC 9051 ASTRING-CHAR.
+pub(crate) fn is_astring_char(b: u8) -> bool {
+    is_atom_char(b) || b == b']'
+}
+
+/// RFC 9051 tag: any ASTRING-CHAR except `+`.
+pub(crate) fn is_tag_char(b: u8) -> bool {
+    is_astring_char(b) && b != b'+'
+}
+
+/// RFC 9051 list-char: ATOM-CHAR, list-wildcards, resp-specials.
+pub(crate) fn is_list_char(b: u8) -> bool {
+    is_astring_char(b) || b == b'%' || b == b'*'
+}
+
+pub(crate) const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`]: (year, month, day).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+type PResult<T> = Result<T, String>;
+
+/// Parses one command: its line(s) and literal bytes as [`crate::reader`] delivers them.
+pub fn parse_command(raw: &[u8]) -> Result<Command, ParseError> {
+    let mut p = Parser { s: raw, pos: 0 };
+    let tag = p
+        .tag()
+        .map_err(|message| ParseError { tag: None, message })?;
+    match p.command_body().and_then(|body| p.finish().map(|()| body)) {
+        Ok(body) => Ok(Command {
+            tag: Tag(tag),
+            body,
+        }),
+        Err(message) => Err(ParseError {
+            tag: Some(tag),
+            message,
+        }),
+    }
+}
+
+/// Client text for an error message: printable ASCII, at most 40 characters.
+fn printable(bytes: &[u8]) -> String {
+    let mut s: String = bytes
+        .iter()
+        .take(40)
+        .map(|&b| match b {
+            0x21..=0x7e => char::from(b),
+            _ => '?',
+        })
+        .collect();
+    if bytes.len() > 40 {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Atom bytes are ASCII, so this is lossless for them.
+fn ascii_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?
+            .checked_add(u64::from(d.wrapping_sub(b'0')))
+    })
+}
+
+fn is_sasl_ir(ir: &[u8]) -> bool {
+    if ir == b"=" {
+        return true;
+    }
+    let pad = ir.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &ir[..ir.len() - pad];
+    !body.is_empty()
+        && pad <= 2
+        && body
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// Several keys in a row mean AND; one key is itself.
+fn and_of(mut keys: Vec<SearchKey>) -> SearchKey {
+    if keys.len() == 1
+        && let Some(key) = keys.pop()
+    {
+        return key;
+    }
+    SearchKey::And(keys)
+}
+
+fn search_string(bytes: Vec<u8>) -> PResult<String> {
+    String::from_utf8(bytes).map_err(|_| "Invalid UTF-8 in search string".to_string())
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    // ---- Low-level helpers -------------------------------------------------------
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, offset: usize) -> Option<u8> {
+        self.s.get(self.pos + offset).copied()
+    }
+
+    fn at_eol(&self) -> bool {
+        matches!(self.peek(), None | Some(b'\r' | b'\n'))
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let found = self.peek() == Some(b);
+        if found {
+            self.pos += 1;
+        }
+        found
+    }
+
+    fn expect(&mut self, b: u8, message: &str) -> PResult<()> {
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(message.to_string())
+        }
+    }
+
+    fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(&f) {
+            self.pos += 1;
+        }
+        &self.s[start..self.pos]
+    }
+
+    fn atom(&mut self) -> &'a [u8] {
+        self.take_while(is_atom_char)
+    }
+
+    fn missing_or_invalid(&self, what: &str) -> String {
+        if self.at_eol() {
+            format!("Missing {what}")
+        } else {
+            format!("Invalid {what}")
+        }
+    }
+
+    /// The SP before an argument.
+    fn sp(&mut self, what: &str) -> PResult<()> {
+        if self.eat(b' ') {
+            Ok(())
+        } else if self.at_eol() || self.peek() == Some(b')') {
+            Err(format!("Missing {what}"))
+        } else {
+            Err(format!("Expected SP before {what}"))
+        }
+    }
+
+    /// Whether the input continues with keyword `kw` (case-insensitive) as a whole atom.
+    fn peek_keyword(&self, kw: &str) -> bool {
+        let end = self.pos + kw.len();
+        self.s
+            .get(self.pos..end)
+            .is_some_and(|w| w.eq_ignore_ascii_case(kw.as_bytes()))
+            && !self.s.get(end).copied().is_some_and(is_atom_char)
+    }
+
+    fn peek_nil(&self) -> bool {
+        self.peek_keyword("NIL")
+    }
+
+    /// The end of the command: an optional final line end, then nothing.
+    fn finish(&mut self) -> PResult<()> {
+        let rest = &self.s[self.pos..];
+        if rest.is_empty() || rest == b"\r\n" || rest == b"\n" {
+            Ok(())
+        } else {
+            Err("Extra data after command".to_string())
+        }
+    }
+
+    // ---- Strings and numbers -----------------------------------------------------
+
+    fn tag(&mut self) -> PResult<String> {
+        if self.at_eol() {
+            return Err("Empty command line".to_string());
+        }
+        let token = self.take_while(|b| !matches!(b, b' ' | b'\r' | b'\n'));
+        if token.is_empty() || !token.iter().all(|&b| is_tag_char(b)) {
+            return Err("Invalid tag".to_string());
+        }
+        Ok(ascii_string(token))
+    }
+
+    /// A quoted string; the caller has seen the opening `"`.
+    fn quoted(&mut self) -> PResult<Vec<u8>> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r' | b'\n') => {
+                    return Err("Unterminated quoted string".to_string());
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => match self.peek_at(1) {
+                    Some(c @ (b'"' | b'\\')) => {
+                        out.push(c);
+                        self.pos += 2;
+                    }
+                    _ => return Err("Invalid escape in quoted string".to_string()),
+                },
+                Some(0) => return Err("NUL in quoted string".to_string()),
+                Some(b) => {
+                    out.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// `{n}`/`{n+}` CRLF and n bytes; with `allow8`, also `~{n}` (literal8).
+    fn literal(&mut self, allow8: bool) -> PResult<Vec<u8>> {
+        if self.eat(b'~') && !allow8 {
+            return Err("literal8 is not allowed here".to_string());
+        }
+        self.expect(b'{', "Invalid literal")?;
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        let len = parse_u64(digits).ok_or("Invalid literal size")?;
+        self.eat(b'+');
+        self.expect(b'}', "Invalid literal")?;
+        self.eat(b'\r');
+        self.expect(b'\n', "Literal size must end its line")?;
+        let rest = self.s.len() - self.pos;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= rest)
+            .ok_or("Truncated literal")?;
+        let data = self.s[self.pos..self.pos + len].to_vec();
+        self.pos += len;
+        Ok(data)
+    }
+
+    fn astring(&mut self, what: &str) -> PResult<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(false),
+            Some(b'~') if self.peek_at(1) == Some(b'{') => self.literal(false),
+            _ => {
+                let atom = self.take_while(is_astring_char);
+                if atom.is_empty() {
+                    Err(self.missing_or_invalid(what))
+                } else {
+                    Ok(atom.to_vec())
+                }
+            }
+        }
+    }
+
+    fn string(&mut self, what: &str) -> PResult<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(false),
+            Some(b'~') if self.peek_at(1) == Some(b'{') => self.literal(false),
+            _ => Err(self.missing_or_invalid(what)),
+        }
+    }
+
+    fn nstring(&mut self, what: &str) -> PResult<Option<Vec<u8>>> {
+        if self.peek_nil() {
+            self.pos += 3;
+            Ok(None)
+        } else {
+            self.string(what).map(Some)
+        }
+    }
+
+    /// RFC 9051 list-mailbox: like astring, but `%` and `*` are allowed unquoted.
+    fn list_mailbox(&mut self, what: &str) -> PResult<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(false),
+            Some(b'~') if self.peek_at(1) == Some(b'{') => self.literal(false),
+            _ => {
+                let atom = self.take_while(is_list_char);
+                if atom.is_empty() {
+                    Err(self.missing_or_invalid(what))
+                } else {
+                    Ok(atom.to_vec())
+                }
+            }
+        }
+    }
+
+    fn sp_mailbox(&mut self) -> PResult<Vec<u8>> {
+        self.sp("mailbox name")?;
+        self.astring("mailbox name")
+    }
+
+    fn number64(&mut self, what: &str) -> PResult<u64> {
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        if digits.is_empty() {
+            return Err(self.missing_or_invalid(what));
+        }
+        parse_u64(digits).ok_or_else(|| format!("Invalid {what}"))
+    }
+
+    fn number32(&mut self, what: &str) -> PResult<u32> {
+        let n = self.number64(what)?;
+        u32::try_from(n).map_err(|_| format!("Invalid {what}"))
+    }
+
+    fn nz_number(&mut self, what: &str) -> PResult<u32> {
+        match self.number32(what)? {
+            0 => Err(format!("Invalid {what}")),
+            n => Ok(n),
+        }
+    }
+
+    fn sequence_set(&mut self) -> PResult<SequenceSet> {
+        let mut ranges = Vec::new();
+        loop {
+            let start = self.seq_number()?;
+            let end = if self.eat(b':') {
+                self.seq_number()?
+            } else {
+                start
+            };
+            ranges.push(SeqRange { start, end });
+            if !self.eat(b',') {
+                break;
+            }
+        }
+        match self.peek() {
+            None | Some(b' ' | b')' | b'\r' | b'\n') => Ok(SequenceSet(ranges)),
+            _ => Err("Invalid sequence set".to_string()),
+        }
+    }
+
+    fn seq_number(&mut self) -> PResult<SeqBound> {
+        match self.peek() {
+            Some(b'*') => {
+                self.pos += 1;
+                Ok(SeqBound::Star)
+            }
+            Some(b'$') => Err("SEARCHRES ($) is not supported".to_string()),
+            Some(b) if b.is_ascii_digit() => {
+                let digits = self.take_while(|b| b.is_ascii_digit());
+                match parse_u64(digits).and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) if n > 0 => Ok(SeqBound::Value(n)),
+                    _ => Err("Invalid sequence set".to_string()),
+                }
+            }
+            _ if self.at_eol() => Err("Missing sequence set".to_string()),
+            _ => Err("Invalid sequence set".to_string()),
+        }
+    }
+
+    /// A flag: `\Name` or a keyword atom. (`\*` is not a flag in commands.)
+    fn flag(&mut self, what: &str) -> PResult<String> {
+        let start = self.pos;
+        self.eat(b'\\');
+        if self.atom().is_empty() {
+            return Err(self.missing_or_invalid(what));
+        }
+        Ok(ascii_string(&self.s[start..self.pos]))
+    }
+
+    fn flag_list(&mut self) -> PResult<Vec<String>> {
+        self.expect(b'(', "Invalid flag list")?;
+        let mut flags = Vec::new();
+        if self.eat(b')') {
+            return Ok(flags);
+        }
+        loop {
+            flags.push(self.flag("flag")?);
+            if self.eat(b')') {
+                return Ok(flags);
+            }
+            self.sp("flag")?;
+        }
+    }
+
+    fn fixed_digits(&mut self, n: usize) -> Option<u32> {
+        let digits = self.s.get(self.pos..self.pos + n)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        self.pos += n;
+        parse_u64(digits).and_then(|v| u32::try_from(v).ok())
+    }
+
+    fn month(&mut self) -> Option<u32> {
+        let name = self.s.get(self.pos..self.pos + 3)?;
+        let index = MONTHS
+            .iter()
+            .position(|m| m.as_bytes().eq_ignore_ascii_case(name))?;
+        self.pos += 3;
+        u32::try_from(index + 1).ok()
+    }
+
+    /// `d-Mon-yyyy`, 1 or 2 digits for the day: (year, month, day), checked.
+    fn date_text(&mut self) -> Option<(i64, u32, u32)> {
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        if digits.is_empty() || digits.len() > 2 {
+            return None;
+        }
+        let day = u32::try_from(parse_u64(digits)?).ok()?;
+        if !self.eat(b'-') {
+            return None;
+        }
+        let month = self.month()?;
+        if !self.eat(b'-') {
+            return None;
+        }
+        let year = i64::from(self.fixed_digits(4)?);
+        (day >= 1 && day <= days_in_month(year, month)).then_some((year, month, day))
+    }
+
+    /// SEARCH's `date`: date-text, optionally quoted.
+    fn date(&mut self) -> PResult<Date> {
+        if self.at_eol() {
+            return Err("Missing date".to_string());
+        }
+        let quoted = self.eat(b'"');
+        let (year, month, day) = self.date_text().ok_or("Invalid date")?;
+        if quoted && !self.eat(b'"') {
+            return Err("Invalid date".to_string());
+        }
+        let invalid = || "Invalid date".to_string();
+        Ok(Date {
+            year: u16::try_from(year).map_err(|_| invalid())?,
+            month: u8::try_from(month).map_err(|_| invalid())?,
+            day: u8::try_from(day).map_err(|_| invalid())?,
+        })
+    }
+
+    fn sp_date(&mut self) -> PResult<Date> {
+        self.sp("date")?;
+        self.date()
+    }
+
+    /// APPEND's date-time: `"dd-Mon-yyyy hh:mm:ss +zzzz"` (a space-padded day allowed).
+    fn date_time(&mut self) -> PResult<DateTime> {
+        self.date_time_inner()
+            .ok_or_else(|| "Invalid date-time".to_string())
+    }
+
+    fn date_time_inner(&mut self) -> Option<DateTime> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        self.eat(b' ');
+        let (year, month, day) = self.date_text()?;
+        let mut time = [0u32; 3];
+        for (i, field) in time.iter_mut().enumerate() {
+            let sep = if i == 0 { b' ' } else { b':' };
+            if !self.eat(sep) {
+                return None;
+            }
+            *field = self.fixed_digits(2)?;
+        }
+        let [hour, minute, second] = time;
+        if !self.eat(b' ') {
+            return None;
+        }
+        let sign = match self.peek()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        self.pos += 1;
+        let zone_hours = self.fixed_digits(2)?;
+        let zone_minutes = self.fixed_digits(2)?;
+        if !self.eat(b'"') || hour > 23 || minute > 59 || second > 59 || zone_minutes > 59 {
+            return None;
+        }
+        let offset = sign * i32::try_from(zone_hours * 3600 + zone_minutes * 60).ok()?;
+        let local = days_from_civil(year, month, day) * 86_400
+            + i64::from(hour * 3600 + minute * 60 + second);
+        Some(DateTime {
+            timestamp: local - i64::from(offset),
+            offset,
+        })
+    }
+
+    // ---- Commands ----------------------------------------------------------------
+
+    fn command_body(&mut self) -> PResult<CommandBody> {
+        self.sp("command name")?;
+        let name = self.atom();
+        if name.is_empty() || !matches!(self.peek(), None | Some(b' ' | b'\r' | b'\n')) {
+            return Err(self.missing_or_invalid("command name"));
+        }
+        Ok(match name.to_ascii_uppercase().as_slice() {
+            b"CAPABILITY" => CommandBody::Capability,
+            b"NOOP" => CommandBody::Noop,
+            b"LOGOUT" => CommandBody::Logout,
+            b"STARTTLS" => CommandBody::StartTls,
+            b"NAMESPACE" => CommandBody::Namespace,
+            b"IDLE" => CommandBody::Idle,
+            b"CHECK" => CommandBody::Check,
+            b"CLOSE" => CommandBody::Close,
+            b"UNSELECT" => CommandBody::Unselect,
+            b"EXPUNGE" => CommandBody::Expunge,
+            b"LOGIN" => self.login()?,
+            b"AUTHENTICATE" => self.authenticate()?,
+            b"ENABLE" => self.enable()?,
+            b"SELECT" => {
+                let (mailbox, params) = self.select_args()?;
+                CommandBody::Select { mailbox, params }
+            }
+            b"EXAMINE" => {
+                let (mailbox, params) = self.select_args()?;
+                CommandBody::Examine { mailbox, params }
+            }
+            b"CREATE" => self.create()?,
+            b"DELETE" => CommandBody::Delete {
+                mailbox: self.sp_mailbox()?,
+            },
+            b"RENAME" => {
+                let from = self.sp_mailbox()?;
+                self.sp("new mailbox name")?;
+                let to = self.astring("new mailbox name")?;
+                CommandBody::Rename { from, to }
+            }
+            b"SUBSCRIBE" => CommandBody::Subscribe {
+                mailbox: self.sp_mailbox()?,
+            },
+            b"UNSUBSCRIBE" => CommandBody::Unsubscribe {
+                mailbox: self.sp_mailbox()?,
+            },
+            b"LIST" => self.list()?,
+            b"LSUB" => {
+                self.sp("mailbox reference")?;
+                let reference = self.astring("mailbox reference")?;
+                self.sp("mailbox pattern")?;
+                let pattern = self.list_mailbox("mailbox pattern")?;
+                CommandBody::Lsub { reference, pattern }
+            }
+            b"STATUS" => {
+                let mailbox = self.sp_mailbox()?;
+                self.sp("status items")?;
+                let items = self.status_items()?;
+                CommandBody::Status { mailbox, items }
+            }
+            b"APPEND" => self.append()?,
+            b"SEARCH" => self.search(false)?,
+            b"FETCH" => self.fetch(false)?,
+            b"STORE" => self.store(false)?,
+            b"COPY" => {
+                let (set, mailbox) = self.set_and_mailbox()?;
+                CommandBody::Copy {
+                    uid: false,
+                    set,
+                    mailbox,
+                }
+            }
+            b"MOVE" => {
+                let (set, mailbox) = self.set_and_mailbox()?;
+                CommandBody::Move {
+                    uid: false,
+                    set,
+                    mailbox,
+                }
+            }
+            b"UID" => self.uid()?,
+            b"ID" => self.id()?,
+            _ => return Err(format!("Unknown command {}", printable(name))),
+        })
+    }
+
+    fn uid(&mut self) -> PResult<CommandBody> {
+        self.sp("UID command")?;
+        let name = self.atom();
+        if name.is_empty() {
+            return Err(self.missing_or_invalid("UID command"));
+        }
+        Ok(match name.to_ascii_uppercase().as_slice() {
+            b"FETCH" => self.fetch(true)?,
+            b"SEARCH" => self.search(true)?,
+            b"STORE" => self.store(true)?,
+            b"COPY" => {
+                let (set, mailbox) = self.set_and_mailbox()?;
+                CommandBody::Copy {
+                    uid: true,
+                    set,
+                    mailbox,
+                }
+            }
+            b"MOVE" => {
+                let (set, mailbox) = self.set_and_mailbox()?;
+                CommandBody::Move {
+                    uid: true,
+                    set,
+                    mailbox,
+                }
+            }
+            b"EXPUNGE" => {
+                self.sp("sequence set")?;
+                CommandBody::UidExpunge {
+                    set: self.sequence_set()?,
+                }
+            }
+            _ => return Err(format!("Unknown UID command {}", printable(name))),
+        })
+    }
+
+    fn login(&mut self) -> PResult<CommandBody> {
+        self.sp("user name")?;
+        let username = self.astring("user name")?;
+        self.sp("password")?;
+        let password = self.astring("password")?;
+        Ok(CommandBody::Login {
+            username,
+            password: crate::command::Secret(password),
+        })
+    }
+
+    /// RFC 9051 §6.2.2, SASL-IR (RFC 4959) initial response.
+    fn authenticate(&mut self) -> PResult<CommandBody> {
+        self.sp("authentication mechanism")?;
+        let mechanism = self.atom();
+        if mechanism.is_empty() {
+            return Err(self.missing_or_invalid("authentication mechanism"));
+        }
+        let initial_response = if self.eat(b' ') {
+            let ir = self.take_while(|b| !matches!(b, b' ' | b'\r' | b'\n'));
+            if !is_sasl_ir(ir) {
+                return Err("Invalid SASL initial response".to_string());
+            }
+            Some(Secret(ir.to_vec()))
+        } else {
+            None
+        };
+        Ok(CommandBody::Authenticate {
+            mechanism: ascii_string(mechanism),
+            initial_response,
+        })
+    }
+
+    /// RFC 5161: `ENABLE 1*(SP capability)`.
+    fn enable(&mut self) -> PResult<CommandBody> {
+        let mut capabilities = Vec::new();
+        loop {
+            self.sp("capability")?;
+            let cap = self.atom();
+            if cap.is_empty() {
+                return Err(self.missing_or_invalid("capability"));
+            }
+            capabilities.push(ascii_string(cap));
+            if self.at_eol() {
+                return Ok(CommandBody::Enable { capabilities });
+            }
+        }
+    }
+
+    /// SELECT/EXAMINE with RFC 7162 parameters.
+    fn select_args(&mut self) -> PResult<(Vec<u8>, SelectParams)> {
+        let mailbox = self.sp_mailbox()?;
+        let mut params = SelectParams::default();
+        if !self.eat(b' ') {
+            return Ok((mailbox, params));
+        }
+        self.expect(b'(', "Invalid SELECT parameters")?;
+        loop {
+            let name = self.atom();
+            if name.eq_ignore_ascii_case(b"CONDSTORE") {
+                params.condstore = true;
+            } else if name.eq_ignore_ascii_case(b"QRESYNC") {
+                self.sp("QRESYNC parameters")?;
+                params.qresync = Some(self.qresync()?);
+            } else if name.is_empty() {
+                return Err(self.missing_or_invalid("SELECT parameter"));
+            } else {
+                return Err(format!("Unknown SELECT parameter {}", printable(name)));
+            }
+            if self.eat(b')') {
+                return Ok((mailbox, params));
+            }
+            self.sp("SELECT parameter")?;
+        }
+    }
+
+    /// `(uidvalidity modseq [known-uids] [(known-seqs known-uids)])`.
+    fn qresync(&mut self) -> PResult<QresyncParams> {
+        const BAD: &str = "Invalid QRESYNC parameters";
+        self.expect(b'(', BAD)?;
+        let uidvalidity = self.nz_number("UIDVALIDITY")?;
+        self.sp("mod-sequence")?;
+        let modseq = self.number64("mod-sequence")?;
+        let mut known_uids = None;
+        let mut seq_match = None;
+        if self.eat(b' ') {
+            if self.peek() != Some(b'(') {
+                known_uids = Some(self.sequence_set()?);
+                if self.eat(b' ') {
+                    seq_match = Some(self.seq_match()?);
+                }
+            } else {
+                seq_match = Some(self.seq_match()?);
+            }
+        }
+        self.expect(b')', BAD)?;
+        Ok(QresyncParams {
+            uidvalidity,
+            modseq,
+            known_uids,
+            seq_match,
+        })
+    }
+
+    fn seq_match(&mut self) -> PResult<(SequenceSet, SequenceSet)> {
+        const BAD: &str = "Invalid QRESYNC sequence match data";
+        self.expect(b'(', BAD)?;
+        let seqs = self.sequence_set()?;
+        self.sp("known UIDs")?;
+        let uids = self.sequence_set()?;
+        self.expect(b')', BAD)?;
+        Ok((seqs, uids))
+    }
+
+    /// CREATE with RFC 6154 `(USE (\Sent …))`.
+    fn create(&mut self) -> PResult<CommandBody> {
+        let mailbox = self.sp_mailbox()?;
+        let mut special_use = Vec::new();
+        if self.eat(b' ') {
+            self.expect(b'(', "Invalid CREATE parameters")?;
+            loop {
+                let name = self.atom();
+                if name.eq_ignore_ascii_case(b"USE") {
+                    self.sp("special-use attributes")?;
+                    for flag in self.flag_list()? {
+                        if !flag.starts_with('\\') {
+                            return Err("Invalid special-use attribute".to_string());
+                        }
+                        special_use.push(flag);
+                    }
+                } else if name.is_empty() {
+                    return Err(self.missing_or_invalid("CREATE parameter"));
+                } else {
+                    return Err(format!("Unknown CREATE parameter {}", printable(name)));
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("CREATE parameter")?;
+            }
+        }
+        Ok(CommandBody::Create {
+            mailbox,
+            special_use,
+        })
+    }
+
+    /// Basic LIST and LIST-EXTENDED (RFC 5258, 5819, 6154).
+    fn list(&mut self) -> PResult<CommandBody> {
+        self.sp("mailbox reference")?;
+        let mut selection = Vec::new();
+        let mut extended = false;
+        if self.eat(b'(') {
+            extended = true;
+            if !self.eat(b')') {
+                loop {
+                    let name = self.atom();
+                    selection.push(match name.to_ascii_uppercase().as_slice() {
+                        b"SUBSCRIBED" => ListSelection::Subscribed,
+                        b"REMOTE" => ListSelection::Remote,
+                        b"RECURSIVEMATCH" => ListSelection::RecursiveMatch,
+                        b"SPECIAL-USE" => ListSelection::SpecialUse,
+                        b"" => return Err(self.missing_or_invalid("LIST selection option")),
+                        _ => {
+                            return Err(format!(
+                                "Unknown LIST selection option {}",
+                                printable(name)
+                            ));
+                        }
+                    });
+                    if self.eat(b')') {
+                        break;
+                    }
+                    self.sp("LIST selection option")?;
+                }
+            }
+            self.sp("mailbox reference")?;
+        }
+        let reference = self.astring("mailbox reference")?;
+        self.sp("mailbox pattern")?;
+        let patterns = if self.eat(b'(') {
+            extended = true;
+            let mut patterns = Vec::new();
+            loop {
+                patterns.push(self.list_mailbox("mailbox pattern")?);
+                if self.eat(b')') {
+                    break patterns;
+                }
+                self.sp("mailbox pattern")?;
+            }
+        } else {
+            vec![self.list_mailbox("mailbox pattern")?]
+        };
+        let mut returns = Vec::new();
+        if self.eat(b' ') {
+            if !self.peek_keyword("RETURN") {
+                return Err("Invalid LIST return options".to_string());
+            }
+            self.pos += "RETURN".len();
+            extended = true;
+            self.sp("LIST return options")?;
+            self.expect(b'(', "Invalid LIST return options")?;
+            if !self.eat(b')') {
+                loop {
+                    let name = self.atom();
+                    returns.push(match name.to_ascii_uppercase().as_slice() {
+                        b"SUBSCRIBED" => ListReturn::Subscribed,
+                        b"CHILDREN" => ListReturn::Children,
+                        b"SPECIAL-USE" => ListReturn::SpecialUse,
+                        b"STATUS" => {
+                            self.sp("status items")?;
+                            ListReturn::Status(self.status_items()?)
+                        }
+                        b"" => return Err(self.missing_or_invalid("LIST return option")),
+                        _ => {
+                            return Err(format!("Unknown LIST return option {}", printable(name)));
+                        }
+                    });
+                    if self.eat(b')') {
+                        break;
+                    }
+                    self.sp("LIST return option")?;
+                }
+            }
+        }
+        // RFC 5258 §3.1: RECURSIVEMATCH alone (or with REMOTE only) is a BAD.
+        if selection.contains(&ListSelection::RecursiveMatch)
+            && !selection
+                .iter()
+                .any(|s| matches!(s, ListSelection::Subscribed | ListSelection::SpecialUse))
+        {
+            return Err("RECURSIVEMATCH needs another selection option".to_string());
+        }
+        Ok(CommandBody::List {
+            reference,
+            patterns,
+            selection,
+            returns,
+            extended,
+        })
+    }
+
+    /// `(status-att *(SP status-att))`.
+    fn status_items(&mut self) -> PResult<Vec<StatusItem>> {
+        self.expect(b'(', "Invalid status items")?;
+        let mut items = Vec::new();
+        loop {
+            let name = self.atom();
+            items.push(match name.to_ascii_uppercase().as_slice() {
+                b"MESSAGES" => StatusItem::Messages,
+                b"RECENT" => StatusItem::Recent,
+                b"UIDNEXT" => StatusItem::UidNext,
+                b"UIDVALIDITY" => StatusItem::UidValidity,
+                b"UNSEEN" => StatusItem::Unseen,
+                b"DELETED" => StatusItem::Deleted,
+                b"SIZE" => StatusItem::Size,
+                b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+                b"" => return Err(self.missing_or_invalid("status item")),
+                _ => return Err(format!("Unknown status item {}", printable(name))),
+            });
+            if self.eat(b')') {
+                return Ok(items);
+            }
+            self.sp("status item")?;
+        }
+    }
+
+    /// APPEND (RFC 9051 §6.3.12), with literal8 (RFC 3516) and `UTF8 (~{n}…)` (RFC 6855).
+    fn append(&mut self) -> PResult<CommandBody> {
+        let mailbox = self.sp_mailbox()?;
+        self.sp("message literal")?;
+        let mut flags = Vec::new();
+        if self.peek() == Some(b'(') {
+            flags = self.flag_list()?;
+            self.sp("message literal")?;
+        }
+        let mut date = None;
+        if self.peek() == Some(b'"') {
+            date = Some(self.date_time()?);
+            self.sp("message literal")?;
+        }
+        let message = match self.peek() {
+            Some(b'{' | b'~') => self.literal(true)?,
+            _ => {
+                let name = self.atom();
+                if name.eq_ignore_ascii_case(b"UTF8") {
+                    self.sp("message literal")?;
+                    self.expect(b'(', "Invalid UTF8 APPEND data")?;
+                    if self.peek() != Some(b'~') {
+                        return Err("UTF8 APPEND data must be a literal8".to_string());
+                    }
+                    let message = self.literal(true)?;
+                    self.expect(b')', "Invalid UTF8 APPEND data")?;
+                    message
+                } else if name.is_empty() {
+                    return Err(self.missing_or_invalid("message literal"));
+                } else {
+                    return Err(format!("Unsupported APPEND data {}", printable(name)));
+                }
+            }
+        };
+        if self.peek() == Some(b' ') {
+            return Err("Only one message per APPEND is supported".to_string());
+        }
+        Ok(CommandBody::Append {
+            mailbox,
+            flags,
+            date,
+            message,
+        })
+    }
+
+    fn set_and_mailbox(&mut self) -> PResult<(SequenceSet, Vec<u8>)> {
+        self.sp("sequence set")?;
+        let set = self.sequence_set()?;
+        let mailbox = self.sp_mailbox()?;
+        Ok((set, mailbox))
+    }
+
+    /// SEARCH (RFC 9051 §6.4.4) with ESEARCH `RETURN (…)` (RFC 4731).
+    fn search(&mut self, uid: bool) -> PResult<CommandBody> {
+        self.sp("search criteria")?;
+        let mut returns = None;
+        if self.peek_keyword("RETURN") {
+            self.pos += "RETURN".len();
+            self.sp("search return options")?;
+            returns = Some(self.search_returns()?);
+            self.sp("search criteria")?;
+        }
+        let mut charset = None;
+        if self.peek_keyword("CHARSET") {
+            self.pos += "CHARSET".len();
+            self.sp("charset")?;
+            let name = self.astring("charset")?;
+            if !(name.eq_ignore_ascii_case(b"UTF-8") || name.eq_ignore_ascii_case(b"US-ASCII")) {
+                return Err(BADCHARSET_MESSAGE.to_string());
+            }
+            charset = Some(ascii_string(&name));
+            self.sp("search criteria")?;
+        }
+        // Both supported charsets are read as UTF-8 (US-ASCII is a subset).
+        let mut keys = vec![self.search_key(0)?];
+        while self.eat(b' ') {
+            keys.push(self.search_key(0)?);
+        }
+        Ok(CommandBody::Search {
+            uid,
+            charset,
+            returns,
+            criteria: and_of(keys),
+        })
+    }
+
+    fn search_returns(&mut self) -> PResult<Vec<SearchReturn>> {
+        self.expect(b'(', "Invalid search return options")?;
+        let mut returns = Vec::new();
+        if self.eat(b')') {
+            return Ok(returns);
+        }
+        loop {
+            let name = self.atom();
+            returns.push(match name.to_ascii_uppercase().as_slice() {
+                b"MIN" => SearchReturn::Min,
+                b"MAX" => SearchReturn::Max,
+                b"ALL" => SearchReturn::All,
+                b"COUNT" => SearchReturn::Count,
+                b"SAVE" => SearchReturn::Save,
+                b"" => return Err(self.missing_or_invalid("search return option")),
+                _ => {
+                    return Err(format!("Unknown search return option {}", printable(name)));
+                }
+            });
+            if self.eat(b')') {
+                return Ok(returns);
+            }
+            self.sp("search return option")?;
+        }
+    }
+
+    fn sp_search_string(&mut self, what: &str) -> PResult<String> {
+        self.sp(what)?;
+        let bytes = self.astring(what)?;
+        search_string(bytes)
+    }
+
+    fn search_key(&mut self, depth: usize) -> PResult<SearchKey> {
+        if depth >= MAX_SEARCH_DEPTH {
+            return Err("Search criteria nested too deeply".to_string());
+        }
+        match self.peek() {
+            Some(b'(') => {
+                self.pos += 1;
+                let mut keys = vec![self.search_key(depth + 1)?];
+                while !self.eat(b')') {
+                    self.sp("search key")?;
+                    keys.push(self.search_key(depth + 1)?);
+                }
+                return Ok(and_of(keys));
+            }
+            Some(b'*' | b'$' | b'0'..=b'9') => {
+                return Ok(SearchKey::SequenceSet(self.sequence_set()?));
+            }
+            _ => {}
+        }
+        let name = self.atom();
+        if name.is_empty() {
+            return Err(self.missing_or_invalid("search key"));
+        }
+        Ok(match name.to_ascii_uppercase().as_slice() {
+            b"ALL" => SearchKey::All,
+            b"ANSWERED" => SearchKey::Answered,
+            b"DELETED" => SearchKey::Deleted,
+            b"DRAFT" => SearchKey::Draft,
+            b"FLAGGED" => SearchKey::Flagged,
+            b"NEW" => SearchKey::New,
+            b"OLD" => SearchKey::Old,
+            b"RECENT" => SearchKey::Recent,
+            b"SEEN" => SearchKey::Seen,
+            b"UNANSWERED" => SearchKey::Unanswered,
+            b"UNDELETED" => SearchKey::Undeleted,
+            b"UNDRAFT" => SearchKey::Undraft,
+            b"UNFLAGGED" => SearchKey::Unflagged,
+            b"UNSEEN" => SearchKey::Unseen,
+            b"BCC" => SearchKey::Bcc(self.sp_search_string("search string")?),
+            b"BODY" => SearchKey::Body(self.sp_search_string("search string")?),
+            b"CC" => SearchKey::Cc(self.sp_search_string("search string")?),
+            b"FROM" => SearchKey::From(self.sp_search_string("search string")?),
+            b"SUBJECT" => SearchKey::Subject(self.sp_search_string("search string")?),
+            b"TEXT" => SearchKey::Text(self.sp_search_string("search string")?),
+            b"TO" => SearchKey::To(self.sp_search_string("search string")?),
+            b"HEADER" => {
+                let field = self.sp_search_string("header field name")?;
+                let value = self.sp_search_string("search string")?;
+                SearchKey::Header(field, value)
+            }
+            b"BEFORE" => SearchKey::Before(self.sp_date()?),
+            b"ON" => SearchKey::On(self.sp_date()?),
+            b"SINCE" => SearchKey::Since(self.sp_date()?),
+            b"SENTBEFORE" => SearchKey::SentBefore(self.sp_date()?),
+            b"SENTON" => SearchKey::SentOn(self.sp_date()?),
+            b"SENTSINCE" => SearchKey::SentSince(self.sp_date()?),
+            b"KEYWORD" => SearchKey::Keyword(self.sp_keyword()?),
+            b"UNKEYWORD" => SearchKey::Unkeyword(self.sp_keyword()?),
+            b"LARGER" => {
+                self.sp("size")?;
+                SearchKey::Larger(self.number64("size")?)
+            }
+            b"SMALLER" => {
+                self.sp("size")?;
+                SearchKey::Smaller(self.number64("size")?)
+            }
+            b"MODSEQ" => {
+                self.sp("mod-sequence")?;
+                // RFC 7162 §3.1.5: optional entry name and type, which only matter for
+                // per-flag mod-sequences (Portico keeps one per message).
+                if self.peek() == Some(b'"') {
+                    self.quoted()?;
+                    self.sp("entry type")?;
+                    let kind = self.atom();
+                    if !["priv", "shared", "all"]
+                        .iter()
+                        .any(|k| kind.eq_ignore_ascii_case(k.as_bytes()))
+                    {
+                        return Err(self.missing_or_invalid("entry type"));
+                    }
+                    self.sp("mod-sequence")?;
+                }
+                SearchKey::ModSeq(self.number64("mod-sequence")?)
+            }
+            b"NOT" => {
+                self.sp("search key")?;
+                SearchKey::Not(Box::new(self.search_key(depth + 1)?))
+            }
+            b"OR" => {
+                self.sp("search key")?;
+                let a = self.search_key(depth + 1)?;
+                self.sp("search key")?;
+                let b = self.search_key(depth + 1)?;
+                SearchKey::Or(Box::new(a), Box::new(b))
+            }
+            b"UID" => {
+                self.sp("sequence set")?;
+                SearchKey::Uid(self.sequence_set()?)
+            }
+            _ => return Err(format!("Unknown search key {}", printable(name))),
+        })
+    }
+
+    fn sp_keyword(&mut self) -> PResult<String> {
+        self.sp("keyword")?;
+        let atom = self.atom();
+        if atom.is_empty() {
+            return Err(self.missing_or_invalid("keyword"));
+        }
+        Ok(ascii_string(atom))
+    }
+
+    /// FETCH (RFC 9051 §6.4.5) with RFC 7162 modifiers.
+    fn fetch(&mut self, uid: bool) -> PResult<CommandBody> {
+        self.sp("sequence set")?;
+        let set = self.sequence_set()?;
+        self.sp("fetch items")?;
+        let items = if self.eat(b'(') {
+            let mut attrs = vec![self.fetch_att()?];
+            while !self.eat(b')') {
+                self.sp("fetch item")?;
+                attrs.push(self.fetch_att()?);
+            }
+            FetchItems::List(attrs)
+        } else if self.peek_keyword("ALL") {
+            self.pos += 3;
+            FetchItems::All
+        } else if self.peek_keyword("FAST") {
+            self.pos += 4;
+            FetchItems::Fast
+        } else if self.peek_keyword("FULL") {
+            self.pos += 4;
+            FetchItems::Full
+        } else {
+            FetchItems::List(vec![self.fetch_att()?])
+        };
+        let mut changed_since = None;
+        let mut vanished = false;
+        if self.eat(b' ') {
+            self.expect(b'(', "Invalid FETCH modifiers")?;
+            loop {
+                let name = self.atom();
+                match name.to_ascii_uppercase().as_slice() {
+                    b"CHANGEDSINCE" if changed_since.is_none() => {
+                        self.sp("mod-sequence")?;
+                        changed_since = Some(self.number64("mod-sequence")?);
+                    }
+                    b"VANISHED" if !vanished => vanished = true,
+                    b"" => return Err(self.missing_or_invalid("FETCH modifier")),
+                    _ => {
+                        return Err(format!(
+                            "Unknown or repeated FETCH modifier {}",
+                            printable(name)
+                        ));
+                    }
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("FETCH modifier")?;
+            }
+            // RFC 7162 §3.2.6.
+            if vanished && !uid {
+                return Err("VANISHED is only allowed with UID FETCH".to_string());
+            }
+            if vanished && changed_since.is_none() {
+                return Err("VANISHED requires CHANGEDSINCE".to_string());
+            }
+        }
+        Ok(CommandBody::Fetch {
+            uid,
+            set,
+            items,
+            changed_since,
+            vanished,
+        })
+    }
+
+    fn fetch_att(&mut self) -> PResult<FetchAttr> {
+        let name = self.take_while(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if name.is_empty() {
+            return Err(self.missing_or_invalid("fetch item"));
+        }
+        let upper = name.to_ascii_uppercase();
+        let has_section = self.peek() == Some(b'[');
+        let simple = match upper.as_slice() {
+            b"ENVELOPE" => Some(FetchAttr::Envelope),
+            b"FLAGS" => Some(FetchAttr::Flags),
+            b"INTERNALDATE" => Some(FetchAttr::InternalDate),
+            b"RFC822.SIZE" => Some(FetchAttr::Rfc822Size),
+            b"RFC822" => Some(FetchAttr::Rfc822),
+            b"RFC822.HEADER" => Some(FetchAttr::Rfc822Header),
+            b"RFC822.TEXT" => Some(FetchAttr::Rfc822Text),
+            b"UID" => Some(FetchAttr::Uid),
+            b"BODYSTRUCTURE" => Some(FetchAttr::BodyStructure),
+            b"MODSEQ" => Some(FetchAttr::ModSeq),
+            b"BODY" if !has_section => Some(FetchAttr::Body),
+            _ => None,
+        };
+        if let Some(attr) = simple {
+            if has_section {
+                return Err(format!("Unexpected section after {}", printable(name)));
+            }
+            return Ok(attr);
+        }
+        match upper.as_slice() {
+            b"BODY" | b"BODY.PEEK" | b"BINARY" | b"BINARY.PEEK" | b"BINARY.SIZE"
+                if !has_section =>
+            {
+                Err(format!("Missing section after {}", printable(name)))
+            }
+            b"BODY" | b"BODY.PEEK" => {
+                let section = self.section()?;
+                let partial = self.partial()?;
+                Ok(FetchAttr::BodySection {
+                    peek: upper.len() > 4,
+                    section,
+                    partial,
+                })
+            }
+            b"BINARY" | b"BINARY.PEEK" => {
+                let part = self.section_binary()?;
+                let partial = self.partial()?;
+                Ok(FetchAttr::Binary {
+                    peek: upper.len() > 6,
+                    part,
+                    partial,
+                })
+            }
+            b"BINARY.SIZE" => Ok(FetchAttr::BinarySize {
+                part: self.section_binary()?,
+            }),
+            _ => Err(format!("Unknown FETCH item {}", printable(name))),
+        }
+    }
+
+    /// `[` [section-spec] `]`.
+    fn section(&mut self) -> PResult<Section> {
+        const BAD: &str = "Invalid section";
+        self.expect(b'[', BAD)?;
+        let mut section = Section::default();
+        if self.eat(b']') {
+            return Ok(section);
+        }
+        if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            loop {
+                section.part.push(self.nz_number("section part")?);
+                if !self.eat(b'.') {
+                    break;
+                }
+                if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    section.text = Some(self.section_text(true)?);
+                    break;
+                }
+            }
+        } else {
+            section.text = Some(self.section_text(false)?);
+        }
+        self.expect(b']', BAD)?;
+        Ok(section)
+    }
+
+    fn section_text(&mut self, after_part: bool) -> PResult<SectionText> {
+        let name = self.take_while(|b| b.is_ascii_alphabetic() || b == b'.');
+        Ok(match name.to_ascii_uppercase().as_slice() {
+            b"HEADER" => SectionText::Header,
+            b"TEXT" => SectionText::Text,
+            b"MIME" if after_part => SectionText::Mime,
+            b"HEADER.FIELDS" => {
+                self.sp("header list")?;
+                SectionText::HeaderFields(self.header_list()?)
+            }
+            b"HEADER.FIELDS.NOT" => {
+                self.sp("header list")?;
+                SectionText::HeaderFieldsNot(self.header_list()?)
+            }
+            _ => return Err("Invalid section".to_string()),
+        })
+    }
+
+    fn header_list(&mut self) -> PResult<Vec<String>> {
+        self.expect(b'(', "Invalid header list")?;
+        let mut fields = Vec::new();
+        loop {
+            let field = self.astring("header field name")?;
+            fields.push(
+                String::from_utf8(field).map_err(|_| "Invalid header field name".to_string())?,
+            );
+            if self.eat(b')') {
+                return Ok(fields);
+            }
+            self.sp("header field name")?;
+        }
+    }
+
+    /// RFC 3516 section-binary: `[` [part *("." part)] `]`.
+    fn section_binary(&mut self) -> PResult<Vec<u32>> {
+        self.expect(b'[', "Invalid section")?;
+        let mut part = Vec::new();
+        if self.eat(b']') {
+            return Ok(part);
+        }
+        loop {
+            part.push(self.nz_number("section part")?);
+            if !self.eat(b'.') {
+                break;
+            }
+        }
+        self.expect(b']', "Invalid section")?;
+        Ok(part)
+    }
+
+    /// `<origin.count>`.
+    fn partial(&mut self) -> PResult<Option<Partial>> {
+        if !self.eat(b'<') {
+            return Ok(None);
+        }
+        let origin = self.number32("partial origin")?;
+        self.expect(b'.', "Invalid partial range")?;
+        let count = self.nz_number("partial length")?;
+        self.expect(b'>', "Invalid partial range")?;
+        Ok(Some(Partial { origin, count }))
+    }
+
+    /// STORE (RFC 9051 §6.4.6) with RFC 7162 UNCHANGEDSINCE.
+    fn store(&mut self, uid: bool) -> PResult<CommandBody> {
+        self.sp("sequence set")?;
+        let set = self.sequence_set()?;
+        self.sp("store item")?;
+        let mut unchanged_since = None;
+        if self.eat(b'(') {
+            loop {
+                let name = self.atom();
+                match name.to_ascii_uppercase().as_slice() {
+                    b"UNCHANGEDSINCE" if unchanged_since.is_none() => {
+                        self.sp("mod-sequence")?;
+                        unchanged_since = Some(self.number64("mod-sequence")?);
+                    }
+                    b"" => return Err(self.missing_or_invalid("STORE modifier")),
+                    _ => {
+                        return Err(format!(
+                            "Unknown or repeated STORE modifier {}",
+                            printable(name)
+                        ));
+                    }
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("STORE modifier")?;
+            }
+            self.sp("store item")?;
+        }
+        let name = self.atom();
+        let (mode, rest) = match name.split_first() {
+            Some((b'+', rest)) => (StoreMode::Add, rest),
+            Some((b'-', rest)) => (StoreMode::Remove, rest),
+            _ => (StoreMode::Replace, name),
+        };
+        let silent = if rest.eq_ignore_ascii_case(b"FLAGS") {
+            false
+        } else if rest.eq_ignore_ascii_case(b"FLAGS.SILENT") {
+            true
+        } else if name.is_empty() {
+            return Err(self.missing_or_invalid("store item"));
+        } else {
+            return Err(format!("Unknown STORE item {}", printable(name)));
+        };
+        self.sp("flags")?;
+        let flags = if self.peek() == Some(b'(') {
+            self.flag_list()?
+        } else {
+            let mut flags = vec![self.flag("flag")?];
+            while self.eat(b' ') {
+                flags.push(self.flag("flag")?);
+            }
+            flags
+        };
+        Ok(CommandBody::Store {
+            uid,
+            set,
+            mode,
+            silent,
+            flags,
+            unchanged_since,
+        })
+    }
+
+    /// RFC 2971: `ID NIL` or `ID (field value …)`.
+    fn id(&mut self) -> PResult<CommandBody> {
+        self.sp("ID parameters")?;
+        if self.peek_nil() {
+            self.pos += 3;
+            return Ok(CommandBody::Id { params: None });
+        }
+        self.expect(b'(', "Invalid ID parameters")?;
+        let mut params = Vec::new();
+        if !self.eat(b')') {
+            loop {
+                let field = self.string("ID field")?;
+                self.sp("ID value")?;
+                let value = self.nstring("ID value")?;
+                // ID is informational: a stray 8-bit byte is not worth refusing it.
+                params.push((
+                    String::from_utf8_lossy(&field).into_owned(),
+                    value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                ));
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("ID field")?;
+            }
+        }
+        Ok(CommandBody::Id {
+            params: Some(params),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> CommandBody {
+        match parse_command(raw.as_bytes()) {
+            Ok(cmd) => cmd.body,
+            Err(e) => panic!("{raw:?}: {e:?}"),
+        }
+    }
+
+    fn err(raw: &str) -> ParseError {
+        match parse_command(raw.as_bytes()) {
+            Ok(cmd) => panic!("{raw:?} parsed as {cmd:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn char_classes() {
+        assert!(is_atom_char(b'a') && is_atom_char(b'[') && is_atom_char(b'+'));
+        assert!(!is_atom_char(b']') && !is_atom_char(b'*') && !is_atom_char(b' '));
+        assert!(is_astring_char(b']'));
+        assert!(!is_tag_char(b'+') && is_tag_char(b'.'));
+        assert!(is_list_char(b'%') && is_list_char(b'*'));
+        assert!(!is_atom_char(0x80) && !is_atom_char(0x7f));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        for days in [-800_000i64, -1, 0, 59, 60, 365, 10_957, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(1900, 2), 28);
+        assert_eq!(days_in_month(2024, 2), 29);
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(
+            parse_command(b"A001.x NOOP\r\n").map(|c| c.tag),
+            Ok(Tag("A001.x".into()))
+        );
+        assert_eq!(err("+a NOOP\r\n").tag, None);
+        assert_eq!(err("a+ NOOP\r\n").message, "Invalid tag");
+        assert_eq!(err("\r\n").message, "Empty command line");
+        assert_eq!(err(" NOOP\r\n").message, "Invalid tag");
+        let e = err("a1\r\n");
+        assert_eq!(
+            (e.tag.as_deref(), e.message.as_str()),
+            (Some("a1"), "Missing command name")
+        );
+    }
+
+    #[test]
+    fn line_ends() {
+        assert_eq!(ok("a NOOP"), CommandBody::Noop);
+        assert_eq!(ok("a NOOP\n"), CommandBody::Noop);
+        assert_eq!(ok("a noop\r\n"), CommandBody::Noop);
+        assert_eq!(err("a NOOP \r\n").message, "Extra data after command");
+        assert_eq!(
+            err("a NOOP\r\nb NOOP\r\n").message,
+            "Extra data after command"
+        );
+    }
+
+    #[test]
+    fn quoted_and_literal_strings() {
+        assert_eq!(
+            ok("a LOGIN \"al\\\"ice\\\\\" {3}\r\np w\r\n"),
+            CommandBody::Login {
+                username: b"al\"ice\\".to_vec(),
+                password: crate::command::Secret(b"p w".to_vec())
+            }
+        );
+        assert_eq!(
+            err("a LOGIN \"a\\b\" x").message,
+            "Invalid escape in quoted string"
+        );
+        assert_eq!(err("a LOGIN \"ab x").message, "Unterminated quoted string");
+        assert_eq!(err("a LOGIN {10}\r\nab x").message, "Truncated literal");
+        assert_eq!(err("a LOGIN {1x}\r\nab x").message, "Invalid literal");
+        assert_eq!(
+            err("a LOGIN {99999999999999999999999}\r\nab x").message,
+            "Invalid literal size"
+        );
+        assert_eq!(
+            err("a LOGIN ~{1}\r\na b").message,
+            "literal8 is not allowed here"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowing() {
+        let deep = format!("a SEARCH {}ALL\r\n", "NOT ".repeat(100_000));
+        assert_eq!(err(&deep).message, "Search criteria nested too deeply");
+        let deep = format!(
+            "a SEARCH {}ALL{}\r\n",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert_eq!(err(&deep).message, "Search criteria nested too deeply");
+        let ok_depth = format!("a SEARCH {}ALL\r\n", "NOT ".repeat(MAX_SEARCH_DEPTH - 1));
+        assert!(parse_command(ok_depth.as_bytes()).is_ok());
+    }
+
+    /// Token soup: commands built from IMAP-ish pieces, so the fuzzing reaches deep
+    /// into the grammar. Nothing panics, and whatever parses re-encodes to itself.
+    fn token() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let words = [
+            "a1",
+            "UID",
+            "FETCH",
+            "SEARCH",
+            "STORE",
+            "COPY",
+            "MOVE",
+            "SELECT",
+            "EXAMINE",
+            "LIST",
+            "LSUB",
+            "STATUS",
+            "APPEND",
+            "CREATE",
+            "LOGIN",
+            "AUTHENTICATE",
+            "ENABLE",
+            "ID",
+            "NIL",
+            "RETURN",
+            "CHARSET",
+            "UTF-8",
+            "KOI8-R",
+            "ALL",
+            "FULL",
+            "FAST",
+            "NOT",
+            "OR",
+            "SINCE",
+            "1-Feb-1994",
+            "\"29-Feb-2023\"",
+            "HEADER",
+            "BODY",
+            "BODY.PEEK",
+            "BINARY",
+            "BINARY.SIZE",
+            "[",
+            "]",
+            "[HEADER.FIELDS",
+            "(From",
+            "To)",
+            "[1.2.MIME]",
+            "<0.10>",
+            "+FLAGS.SILENT",
+            "-FLAGS",
+            "FLAGS",
+            "\\Seen",
+            "$Junk",
+            "(",
+            ")",
+            "*",
+            "%",
+            "1",
+            "0",
+            "1:*",
+            "3,5:7",
+            "$",
+            "4294967296",
+            "18446744073709551616",
+            "CHANGEDSINCE",
+            "VANISHED",
+            "UNCHANGEDSINCE",
+            "QRESYNC",
+            "CONDSTORE",
+            "USE",
+            "SUBSCRIBED",
+            "RECURSIVEMATCH",
+            "CHILDREN",
+            "MESSAGES",
+            "MODSEQ",
+            "UTF8",
+            "\"17-Jul-1996 02:44:25 -0700\"",
+            "\"q\\\"s\"",
+            "{3}\r\nabc",
+            "{0+}\r\n",
+            "~{2}\r\n\0x",
+            "{9}\r\n",
+            "\"",
+            "\r\n",
+            "=",
+            "dGVzdA==",
+            "INBOX",
+            "~",
+        ];
+        prop_oneof![
+            8 => proptest::sample::select(words.to_vec()).prop_map(|w| w.as_bytes().to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 1..4),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn token_soup_never_panics_and_round_trips(
+            tokens in proptest::collection::vec(token(), 1..14),
+            seps in proptest::collection::vec(0u8..4, 14),
+        ) {
+            let mut raw = b"t ".to_vec();
+            for (i, t) in tokens.iter().enumerate() {
+                if i > 0 {
+                    raw.extend_from_slice(match seps[i] { 0 => b"", _ => b" " });
+                }
+                raw.extend_from_slice(t);
+            }
+            raw.extend_from_slice(b"\r\n");
+            if let Ok(cmd) = parse_command(&raw) {
+                proptest::prop_assert_eq!(parse_command(&cmd.encode()), Ok(cmd));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse_command(&raw);
+        }
+    }
+
+    #[test]
+    fn printable_truncates() {
+        assert_eq!(printable(b"FOO\x01"), "FOO?");
+        assert_eq!(printable(&[b'X'; 50]), format!("{}...", "X".repeat(40)));
+    }
+}
