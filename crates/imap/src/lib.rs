@@ -1,8 +1,27 @@
-//! Sans-IO IMAP4rev2 / IMAP4rev1 server session (in progress: the session modules are
-//! added once the grammar compiles).
+//! Sans-IO IMAP4rev2 / IMAP4rev1 server session (RFC 9051, RFC 3501) with the
+//! extensions Portico advertises.
+//!
+//! This crate owns the IMAP grammar and session rules: it never touches a socket, TLS,
+//! an async runtime or the store. The host feeds it bytes, replies and folder events
+//! ([`session::Input`]) and carries out the [`session::Action`]s it returns. It must
+//! never depend on the server crate, actix or sled.
+//!
+//! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
+//! [`command`] values, [`session`] runs them against the host through [`request`], and
+//! [`fetch`], [`search`], [`view`], [`names`] and [`response`] hold the rules the session
+//! applies.
 
 pub mod command;
 pub mod encode;
+pub mod fetch;
 pub mod mutf7;
+pub mod names;
 pub mod parser;
 pub mod reader;
+pub mod request;
+pub mod response;
+pub mod search;
+pub mod session;
+pub mod view;
+
+pub use session::{Action, ImapConfig, Input, Session};

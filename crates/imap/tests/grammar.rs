@@ -1774,3 +1774,12 @@ fn mutf7_names() {
     };
     assert_eq!(mutf7::decode(&mailbox).as_deref(), Ok("Entwürfe"));
 }
+
+#[test]
+fn list_with_wildcard_pattern_after_empty_reference() {
+    let parsed = parse_command(b"a LIST \"\" Work*\r\n").unwrap();
+    assert!(
+        matches!(parsed.body, CommandBody::List { .. }),
+        "{parsed:?}"
+    );
+}

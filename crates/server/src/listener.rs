@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::node::NodeContext;
-use crate::pop3;
+use crate::{imap, pop3};
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,10 @@ pub enum Service {
     Pop3,
     /// POP3 over implicit TLS.
     Pop3s,
+    /// IMAP with STARTTLS.
+    Imap,
+    /// IMAP over implicit TLS.
+    Imaps,
 }
 
 impl Service {
@@ -26,6 +30,8 @@ impl Service {
         match self {
             Service::Pop3 => "pop3",
             Service::Pop3s => "pop3s",
+            Service::Imap => "imap",
+            Service::Imaps => "imaps",
         }
     }
 
@@ -33,8 +39,9 @@ impl Service {
     fn refusal(self) -> &'static [u8] {
         match self {
             Service::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+            Service::Imap => b"* BYE Too many connections, try again later\r\n",
             // No TLS session exists yet to carry an answer on an implicit-TLS port.
-            Service::Pop3s => b"",
+            Service::Pop3s | Service::Imaps => b"",
         }
     }
 }
@@ -110,6 +117,8 @@ async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, service
     match service {
         Service::Pop3 => pop3::serve(node, tcp, peer, false).await,
         Service::Pop3s => pop3::serve(node, tcp, peer, true).await,
+        Service::Imap => imap::serve(node, tcp, peer, false).await,
+        Service::Imaps => imap::serve(node, tcp, peer, true).await,
     }
 }
 

@@ -68,6 +68,10 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         services.push((Service::Pop3, node_config.listen.pop3));
         services.push((Service::Pop3s, node_config.listen.pop3s));
     }
+    if config.imap.enabled {
+        services.push((Service::Imap, node_config.listen.imap));
+        services.push((Service::Imaps, node_config.listen.imaps));
+    }
     for (service, address) in services {
         let Some(address) = address else { continue };
         let listener = TcpListener::bind(address)

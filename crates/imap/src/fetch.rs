@@ -1,0 +1,358 @@
+//! FETCH responses (RFC 9051 §7.5.2, RFC 3516 BINARY, RFC 7162 MODSEQ): which detail a
+//! request needs from the store, and how each data item is written.
+
+use std::borrow::Cow;
+
+use portico_mime::SectionPart;
+
+use crate::command::{FetchAttr, FetchItems, Partial, Section, SectionText};
+use crate::request::{Detail, MessageData};
+use crate::response;
+
+/// The item list with the macros expanded (RFC 9051 §6.4.5).
+pub fn expand(items: &FetchItems) -> Vec<FetchAttr> {
+    use FetchAttr::*;
+    match items {
+        FetchItems::All => vec![Flags, InternalDate, Rfc822Size, Envelope],
+        FetchItems::Fast => vec![Flags, InternalDate, Rfc822Size],
+        FetchItems::Full => vec![Flags, InternalDate, Rfc822Size, Envelope, Body],
+        FetchItems::List(list) => list.clone(),
+    }
+}
+
+/// The least the store must read for these items. Header-only sections of the whole
+/// message need only the header block, never the body.
+pub fn detail(attrs: &[FetchAttr]) -> Detail {
+    attrs
+        .iter()
+        .map(|attr| match attr {
+            FetchAttr::Flags
+            | FetchAttr::Uid
+            | FetchAttr::InternalDate
+            | FetchAttr::Rfc822Size
+            | FetchAttr::ModSeq => Detail::Meta,
+            FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => Detail::Summary,
+            FetchAttr::Rfc822Header => Detail::Header,
+            FetchAttr::BodySection { section, .. } if section.part.is_empty() => {
+                match section.text {
+                    Some(SectionText::Header)
+                    | Some(SectionText::HeaderFields(_))
+                    | Some(SectionText::HeaderFieldsNot(_)) => Detail::Header,
+                    _ => Detail::Full,
+                }
+            }
+            _ => Detail::Full,
+        })
+        .max()
+        .unwrap_or(Detail::Meta)
+}
+
+/// Whether fetching these items sets \Seen (RFC 9051 §6.4.5: BODY[...] and RFC822,
+/// RFC822.TEXT and BINARY[...] without .PEEK).
+pub fn sets_seen(attrs: &[FetchAttr]) -> bool {
+    attrs.iter().any(|attr| match attr {
+        FetchAttr::BodySection { peek, .. } | FetchAttr::Binary { peek, .. } => !peek,
+        FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
+        _ => false,
+    })
+}
+
+/// How the client wants text rendered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderStyle {
+    /// UTF-8 allowed in quoted strings (IMAP4rev2 / UTF8=ACCEPT).
+    pub utf8: bool,
+    /// \Recent is reported (IMAP4rev1).
+    pub recent: bool,
+}
+
+/// An item the message could not give (BINARY of an unknown encoding).
+#[derive(Debug, PartialEq, Eq)]
+pub enum RenderError {
+    UnknownCte,
+}
+
+fn section_spec(section: &Section) -> String {
+    let mut spec: Vec<String> = section.part.iter().map(u32::to_string).collect();
+    match &section.text {
+        None => {}
+        Some(SectionText::Header) => spec.push("HEADER".into()),
+        Some(SectionText::Text) => spec.push("TEXT".into()),
+        Some(SectionText::Mime) => spec.push("MIME".into()),
+        Some(SectionText::HeaderFields(names)) => {
+            spec.push(format!("HEADER.FIELDS ({})", names.join(" ")))
+        }
+        Some(SectionText::HeaderFieldsNot(names)) => {
+            spec.push(format!("HEADER.FIELDS.NOT ({})", names.join(" ")))
+        }
+    }
+    spec.join(".")
+}
+
+fn mime_part(text: &Option<SectionText>) -> SectionPart {
+    match text {
+        None => SectionPart::Full,
+        Some(SectionText::Header) => SectionPart::Header,
+        Some(SectionText::HeaderFields(names)) => SectionPart::HeaderFields(names.clone()),
+        Some(SectionText::HeaderFieldsNot(names)) => SectionPart::HeaderFieldsNot(names.clone()),
+        Some(SectionText::Text) => SectionPart::Text,
+        Some(SectionText::Mime) => SectionPart::Mime,
+    }
+}
+
+fn partial_slice(bytes: &[u8], partial: Option<Partial>) -> &[u8] {
+    match partial {
+        None => bytes,
+        Some(Partial { origin, count }) => {
+            let start = (origin as usize).min(bytes.len());
+            let end = start.saturating_add(count as usize).min(bytes.len());
+            &bytes[start..end]
+        }
+    }
+}
+
+fn literal(out: &mut Vec<u8>, bytes: &[u8], binary: bool) {
+    let tilde = if binary && bytes.contains(&0) {
+        "~"
+    } else {
+        ""
+    };
+    out.extend_from_slice(format!("{tilde}{{{}}}\r\n", bytes.len()).as_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The bytes of a BODY[section] from what the store gave.
+fn body_section<'a>(message: &'a MessageData, section: &Section) -> Cow<'a, [u8]> {
+    let raw = message.raw.as_deref().unwrap_or_default();
+    let Some(summary) = &message.summary else {
+        return Cow::Borrowed(raw);
+    };
+    if section.part.is_empty() && section.text.is_none() {
+        return Cow::Borrowed(raw);
+    }
+    portico_mime::section(raw, summary, &section.part, &mime_part(&section.text))
+        .unwrap_or(Cow::Borrowed(b""))
+}
+
+/// Writes `* seq FETCH (...)` for one message.
+pub fn render(
+    out: &mut Vec<u8>,
+    seq: u32,
+    message: &MessageData,
+    attrs: &[FetchAttr],
+    style: RenderStyle,
+    recent: bool,
+) -> Result<(), RenderError> {
+    let mut items: Vec<u8> = Vec::new();
+    for attr in attrs {
+        if !items.is_empty() {
+            items.push(b' ');
+        }
+        let raw = message.raw.as_deref().unwrap_or_default();
+        match attr {
+            FetchAttr::Uid => items.extend_from_slice(format!("UID {}", message.uid).as_bytes()),
+            FetchAttr::Flags => {
+                items.extend_from_slice(b"FLAGS ");
+                if style.recent && recent {
+                    let mut flags = message.flags.clone();
+                    flags.push("\\Recent".into());
+                    response::flag_list(&mut items, &flags);
+                } else {
+                    response::flag_list(&mut items, &message.flags);
+                }
+            }
+            FetchAttr::InternalDate => {
+                items.extend_from_slice(b"INTERNALDATE ");
+                response::date_time(&mut items, message.internal_date);
+            }
+            FetchAttr::Rfc822Size => {
+                items.extend_from_slice(format!("RFC822.SIZE {}", message.size).as_bytes())
+            }
+            FetchAttr::ModSeq => {
+                items.extend_from_slice(format!("MODSEQ ({})", message.modseq).as_bytes())
+            }
+            FetchAttr::Envelope => {
+                items.extend_from_slice(b"ENVELOPE ");
+                match &message.summary {
+                    Some(summary) => items.extend_from_slice(&summary.envelope(style.utf8)),
+                    None => items.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
+                }
+            }
+            FetchAttr::BodyStructure | FetchAttr::Body => {
+                let extensible = matches!(attr, FetchAttr::BodyStructure);
+                items.extend_from_slice(if extensible {
+                    b"BODYSTRUCTURE "
+                } else {
+                    b"BODY "
+                });
+                match &message.summary {
+                    Some(summary) => {
+                        items.extend_from_slice(&summary.bodystructure(extensible, style.utf8))
+                    }
+                    None => items.extend_from_slice(
+                        b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)",
+                    ),
+                }
+            }
+            FetchAttr::Rfc822 => {
+                items.extend_from_slice(b"RFC822 ");
+                literal(&mut items, raw, false);
+            }
+            FetchAttr::Rfc822Header => {
+                items.extend_from_slice(b"RFC822.HEADER ");
+                let header = body_section(
+                    message,
+                    &Section {
+                        part: vec![],
+                        text: Some(SectionText::Header),
+                    },
+                );
+                literal(&mut items, &header, false);
+            }
+            FetchAttr::Rfc822Text => {
+                items.extend_from_slice(b"RFC822.TEXT ");
+                let text = body_section(
+                    message,
+                    &Section {
+                        part: vec![],
+                        text: Some(SectionText::Text),
+                    },
+                );
+                literal(&mut items, &text, false);
+            }
+            FetchAttr::BodySection {
+                section, partial, ..
+            } => {
+                let bytes = body_section(message, section);
+                items.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+                if let Some(partial) = partial {
+                    items.extend_from_slice(format!("<{}>", partial.origin).as_bytes());
+                }
+                items.push(b' ');
+                literal(&mut items, partial_slice(&bytes, *partial), false);
+            }
+            FetchAttr::Binary { part, partial, .. } => {
+                let decoded = binary(message, part)?;
+                let spec: Vec<String> = part.iter().map(u32::to_string).collect();
+                items.extend_from_slice(format!("BINARY[{}]", spec.join(".")).as_bytes());
+                if let Some(partial) = partial {
+                    items.extend_from_slice(format!("<{}>", partial.origin).as_bytes());
+                }
+                items.push(b' ');
+                literal(&mut items, partial_slice(&decoded, *partial), true);
+            }
+            FetchAttr::BinarySize { part } => {
+                let decoded = binary(message, part)?;
+                let spec: Vec<String> = part.iter().map(u32::to_string).collect();
+                items.extend_from_slice(
+                    format!("BINARY.SIZE[{}] {}", spec.join("."), decoded.len()).as_bytes(),
+                );
+            }
+        }
+    }
+    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    out.extend_from_slice(&items);
+    out.extend_from_slice(b")\r\n");
+    Ok(())
+}
+
+fn binary<'a>(message: &'a MessageData, part: &[u32]) -> Result<Cow<'a, [u8]>, RenderError> {
+    let raw = message.raw.as_deref().unwrap_or_default();
+    if part.is_empty() {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let Some(summary) = &message.summary else {
+        return Ok(Cow::Borrowed(b""));
+    };
+    match portico_mime::binary_section(raw, summary, part) {
+        Some(Ok(bytes)) => Ok(Cow::Owned(bytes)),
+        Some(Err(_)) => Err(RenderError::UnknownCte),
+        None => Ok(Cow::Borrowed(b"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::DateTime;
+
+    fn message(raw: &[u8]) -> MessageData {
+        MessageData {
+            uid: 7,
+            flags: vec!["\\Seen".into()],
+            internal_date: DateTime {
+                timestamp: 0,
+                offset: 0,
+            },
+            size: raw.len() as u64,
+            modseq: 3,
+            summary: Some(portico_mime::summarize(raw)),
+            raw: Some(raw.to_vec()),
+        }
+    }
+
+    #[test]
+    fn header_only_sections_need_only_the_header() {
+        let attrs = vec![
+            FetchAttr::Uid,
+            FetchAttr::BodySection {
+                peek: true,
+                section: Section {
+                    part: vec![],
+                    text: Some(SectionText::HeaderFields(vec![
+                        "From".into(),
+                        "Subject".into(),
+                    ])),
+                },
+                partial: None,
+            },
+        ];
+        assert_eq!(detail(&attrs), Detail::Header);
+        assert!(!sets_seen(&attrs));
+        assert_eq!(detail(&[FetchAttr::Flags, FetchAttr::Uid]), Detail::Meta);
+        assert_eq!(detail(&[FetchAttr::Envelope]), Detail::Summary);
+        assert_eq!(detail(&[FetchAttr::Rfc822]), Detail::Full);
+        assert!(sets_seen(&[FetchAttr::Rfc822Text]));
+    }
+
+    #[test]
+    fn body_sections_render_with_partial_origin() {
+        let raw = b"Subject: hi\r\nFrom: a@b.c\r\n\r\nhello world\r\n";
+        let mut out = Vec::new();
+        let attrs = vec![
+            FetchAttr::Uid,
+            FetchAttr::BodySection {
+                peek: false,
+                section: Section {
+                    part: vec![],
+                    text: None,
+                },
+                partial: Some(Partial {
+                    origin: 0,
+                    count: 7,
+                }),
+            },
+            FetchAttr::BodySection {
+                peek: true,
+                section: Section {
+                    part: vec![],
+                    text: Some(SectionText::Text),
+                },
+                partial: None,
+            },
+        ];
+        render(
+            &mut out,
+            1,
+            &message(raw),
+            &attrs,
+            RenderStyle::default(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 1 FETCH (UID 7 BODY[]<0> {7}\r\nSubject BODY[TEXT] {13}\r\nhello world\r\n)\r\n"
+        );
+    }
+}

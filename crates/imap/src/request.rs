@@ -1,0 +1,244 @@
+//! What the session asks of its host (store work, sign-in) and what it is told back.
+//!
+//! The session never touches the store: it names folders by their decoded UTF-8 name
+//! or by the [`FolderId`] its host gave it at SELECT, and messages by UID.
+
+use portico_mime::MessageSummary;
+
+use crate::command::{DateTime, StoreMode};
+
+/// Identifies one outstanding request; replies carry it back.
+pub type RequestId = u64;
+
+/// The host's handle on a selected folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FolderId(pub u64);
+
+/// A credential on its way to the check; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How much of each message a FETCH or SEARCH needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Detail {
+    /// UID, flags, dates, size, MODSEQ.
+    Meta,
+    /// Plus the MIME summary (ENVELOPE, BODYSTRUCTURE).
+    Summary,
+    /// Plus the raw header block (never the body).
+    Header,
+    /// Plus the whole raw message.
+    Full,
+}
+
+/// One request to the host.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Login {
+        username: String,
+        password: Password,
+    },
+    /// Every folder of the signed-in user.
+    ListFolders,
+    Status {
+        folder: String,
+    },
+    /// Open a folder and start receiving its [`FolderEvent`]s.
+    Select {
+        folder: String,
+        read_only: bool,
+    },
+    /// Stop receiving events of the folder selected before.
+    Deselect {
+        folder: FolderId,
+    },
+    Create {
+        folder: String,
+        special_use: Option<String>,
+    },
+    Delete {
+        folder: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        folder: String,
+        subscribed: bool,
+    },
+    Append {
+        folder: String,
+        flags: Vec<String>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    },
+    Fetch {
+        folder: FolderId,
+        uids: Vec<u32>,
+        detail: Detail,
+    },
+    /// Change flags; the reply lists the current flags of every message of `uids`
+    /// that still exists, and those refused by UNCHANGEDSINCE.
+    StoreFlags {
+        folder: FolderId,
+        uids: Vec<u32>,
+        mode: StoreMode,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    /// Remove those of `uids` that have `\Deleted` (all `\Deleted` ones when None).
+    Expunge {
+        folder: FolderId,
+        uids: Option<Vec<u32>>,
+    },
+    Copy {
+        folder: FolderId,
+        uids: Vec<u32>,
+        destination: String,
+        moving: bool,
+    },
+}
+
+/// Why the host could not do what was asked; each maps to one IMAP response code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No such folder (NO [NONEXISTENT], or [TRYCREATE] for APPEND/COPY/MOVE targets).
+    NotFound,
+    AlreadyExists,
+    /// Refused by a rule (deleting INBOX, invalid name); the text says which.
+    NotAllowed(String),
+    TooBig,
+    /// The store failed; the text is a reference the log also has.
+    Unavailable(String),
+}
+
+/// Why a sign-in failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginFailure {
+    BadCredentials,
+    /// Right password, IMAP off for this account.
+    Disabled,
+    Temporary,
+}
+
+/// A folder as LIST sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderInfo {
+    pub name: String,
+    /// `\Sent`, `\Drafts`, … (RFC 6154).
+    pub special_use: Option<&'static str>,
+    pub subscribed: bool,
+}
+
+/// STATUS figures of a folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub messages: u32,
+    pub recent: u32,
+    pub uidnext: u32,
+    pub uidvalidity: u32,
+    pub unseen: u32,
+    pub deleted: u32,
+    pub size: u64,
+    pub highest_modseq: u64,
+}
+
+/// One message as of SELECT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewEntry {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub modseq: u64,
+}
+
+/// A freshly selected folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectedFolder {
+    pub id: FolderId,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    /// Every message, ascending UID.
+    pub messages: Vec<ViewEntry>,
+    /// UIDs that are \Recent for this session (IMAP4rev1).
+    pub recent: Vec<u32>,
+    /// Keywords in use in the folder, for the FLAGS response.
+    pub keywords: Vec<String>,
+}
+
+/// A message as FETCH and SEARCH need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageData {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub internal_date: DateTime,
+    pub size: u64,
+    pub modseq: u64,
+    /// With [`Detail::Summary`] and above.
+    pub summary: Option<MessageSummary>,
+    /// The header block with [`Detail::Header`], the whole message with [`Detail::Full`].
+    pub raw: Option<Vec<u8>>,
+}
+
+/// Result of a STORE.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlagsStored {
+    /// (uid, flags now, modseq) for every message of the request that exists.
+    pub current: Vec<(u32, Vec<String>, u64)>,
+    /// UIDs not changed because of UNCHANGEDSINCE (RFC 7162 MODIFIED).
+    pub modified: Vec<u32>,
+}
+
+/// Result of a COPY or MOVE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copied {
+    pub uidvalidity: u32,
+    /// (source uid, destination uid), ascending source uid.
+    pub pairs: Vec<(u32, u32)>,
+}
+
+/// The host's answer to a request.
+#[derive(Debug)]
+pub enum Reply {
+    Login(Result<(), LoginFailure>),
+    Folders(Result<Vec<FolderInfo>, Fault>),
+    Status(Result<FolderStatus, Fault>),
+    Selected(Result<SelectedFolder, Fault>),
+    Done(Result<(), Fault>),
+    Appended(Result<(u32, u32), Fault>),
+    Messages(Result<Vec<MessageData>, Fault>),
+    FlagsStored(Result<FlagsStored, Fault>),
+    Expunged(Result<Vec<u32>, Fault>),
+    Copied(Result<Copied, Fault>),
+}
+
+/// A change to the selected folder made by someone else (another session, a delivery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FolderEvent {
+    Appended {
+        folder: FolderId,
+        uid: u32,
+        flags: Vec<String>,
+        modseq: u64,
+        /// \Recent for this session (IMAP4rev1: at most one session sees it so).
+        recent: bool,
+    },
+    FlagsChanged {
+        folder: FolderId,
+        uid: u32,
+        flags: Vec<String>,
+        modseq: u64,
+    },
+    Expunged {
+        folder: FolderId,
+        uids: Vec<u32>,
+        modseq: u64,
+    },
+}

@@ -1,0 +1,226 @@
+//! SEARCH evaluation (RFC 9051 §6.4.4): which messages match a key, and how much of
+//! each message the store must read to decide.
+
+use crate::command::{Date, SearchKey, SeqBound, SequenceSet};
+use crate::request::{Detail, MessageData};
+
+/// The least detail needed to evaluate `key`.
+pub fn detail(key: &SearchKey) -> Detail {
+    use SearchKey::*;
+    match key {
+        And(keys) => keys.iter().map(detail).max().unwrap_or(Detail::Meta),
+        Or(a, b) => detail(a).max(detail(b)),
+        Not(k) => detail(k),
+        Bcc(_) | Cc(_) | From(_) | To(_) | Subject(_) | Header(..) | SentBefore(_) | SentOn(_)
+        | SentSince(_) => Detail::Header,
+        Body(_) | Text(_) => Detail::Full,
+        _ => Detail::Meta,
+    }
+}
+
+/// What a key may refer to besides the message itself.
+pub struct Context<'a> {
+    pub seq: u32,
+    /// Highest sequence number and UID in the session's view (for `*`).
+    pub max_seq: u32,
+    pub max_uid: u32,
+    pub recent: bool,
+    pub message: &'a MessageData,
+}
+
+fn in_set(set: &SequenceSet, value: u32, max: u32) -> bool {
+    set.0.iter().any(|range| {
+        let bound = |b: SeqBound| match b {
+            SeqBound::Value(v) => v,
+            SeqBound::Star => max,
+        };
+        let (a, b) = (bound(range.start), bound(range.end));
+        (a.min(b)..=a.max(b)).contains(&value)
+    })
+}
+
+fn has_flag(message: &MessageData, flag: &str) -> bool {
+    message.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+/// Case-insensitive substring test (RFC 9051: SEARCH matches without case).
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn day_of(timestamp: i64, offset: i32) -> Date {
+    let (year, month, day) =
+        crate::parser::civil_from_days((timestamp + offset as i64).div_euclid(86_400));
+    Date {
+        year: year.clamp(0, u16::MAX as i64) as u16,
+        month: month as u8,
+        day: day as u8,
+    }
+}
+
+fn header_matches(message: &MessageData, name: &str, needle: &str) -> bool {
+    let raw = message.raw.as_deref().unwrap_or_default();
+    let values = portico_mime::header_values(raw, name);
+    // HEADER name "" matches every message that has the field (RFC 9051 §6.4.4).
+    !values.is_empty() && values.iter().any(|value| contains(value, needle))
+}
+
+fn sent_day(message: &MessageData) -> Option<Date> {
+    let raw = message.raw.as_deref().unwrap_or_default();
+    portico_mime::sent_date(raw).map(|(ts, offset)| day_of(ts, offset))
+}
+
+/// Whether the message in `ctx` matches `key`.
+pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
+    use SearchKey::*;
+    let message = ctx.message;
+    let internal = || {
+        day_of(
+            message.internal_date.timestamp,
+            message.internal_date.offset,
+        )
+    };
+    match key {
+        All => true,
+        And(keys) => keys.iter().all(|k| matches(k, ctx)),
+        Or(a, b) => matches(a, ctx) || matches(b, ctx),
+        Not(k) => !matches(k, ctx),
+        Answered => has_flag(message, "\\Answered"),
+        Deleted => has_flag(message, "\\Deleted"),
+        Draft => has_flag(message, "\\Draft"),
+        Flagged => has_flag(message, "\\Flagged"),
+        Seen => has_flag(message, "\\Seen"),
+        Unanswered => !has_flag(message, "\\Answered"),
+        Undeleted => !has_flag(message, "\\Deleted"),
+        Undraft => !has_flag(message, "\\Draft"),
+        Unflagged => !has_flag(message, "\\Flagged"),
+        Unseen => !has_flag(message, "\\Seen"),
+        Keyword(k) => has_flag(message, k),
+        Unkeyword(k) => !has_flag(message, k),
+        Recent => ctx.recent,
+        New => ctx.recent && !has_flag(message, "\\Seen"),
+        Old => !ctx.recent,
+        Larger(n) => message.size > *n,
+        Smaller(n) => message.size < *n,
+        ModSeq(n) => message.modseq >= *n,
+        Before(date) => internal() < *date,
+        On(date) => internal() == *date,
+        Since(date) => internal() >= *date,
+        SentBefore(date) => sent_day(message).is_some_and(|d| d < *date),
+        SentOn(date) => sent_day(message).is_some_and(|d| d == *date),
+        SentSince(date) => sent_day(message).is_some_and(|d| d >= *date),
+        SequenceSet(set) => in_set(set, ctx.seq, ctx.max_seq),
+        Uid(set) => in_set(set, message.uid, ctx.max_uid),
+        Bcc(s) => header_matches(message, "Bcc", s),
+        Cc(s) => header_matches(message, "Cc", s),
+        From(s) => header_matches(message, "From", s),
+        To(s) => header_matches(message, "To", s),
+        Subject(s) => header_matches(message, "Subject", s),
+        Header(name, s) => header_matches(message, name, s),
+        Body(s) => contains(
+            &portico_mime::body_text(message.raw.as_deref().unwrap_or_default()),
+            s,
+        ),
+        Text(s) => {
+            let raw = message.raw.as_deref().unwrap_or_default();
+            let header_end = message
+                .summary
+                .as_ref()
+                .map_or(raw.len(), |summary| summary.header_len().min(raw.len()));
+            contains(&String::from_utf8_lossy(&raw[..header_end]), s)
+                || contains(&portico_mime::body_text(raw), s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{DateTime, SeqRange};
+
+    fn message(raw: &[u8], flags: &[&str]) -> MessageData {
+        MessageData {
+            uid: 10,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            // 2026-01-01 09:37:00 -0500
+            internal_date: DateTime {
+                timestamp: 1_767_278_220,
+                offset: -5 * 3600,
+            },
+            size: raw.len() as u64,
+            modseq: 4,
+            summary: Some(portico_mime::summarize(raw)),
+            raw: Some(raw.to_vec()),
+        }
+    }
+
+    fn check(key: SearchKey, message: &MessageData) -> bool {
+        matches(
+            &key,
+            &Context {
+                seq: 2,
+                max_seq: 3,
+                max_uid: 12,
+                recent: false,
+                message,
+            },
+        )
+    }
+
+    #[test]
+    fn keys_match_as_rfc_9051_says() {
+        let raw = b"From: Alice <alice@example.com>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nDate: Thu, 01 Jan 2026 09:37:00 -0500\r\n\r\nHello B\xc3\xb6b\r\n";
+        let m = message(raw, &["\\Seen", "$Work"]);
+        use SearchKey::*;
+        assert!(check(From("ALICE".into()), &m));
+        assert!(check(Subject("grüße".into()), &m));
+        assert!(check(Body("böb".into()), &m));
+        assert!(check(Text("alice@".into()), &m));
+        assert!(!check(Body("alice".into()), &m));
+        assert!(check(Seen, &m) && !check(Unseen, &m) && check(Keyword("$work".into()), &m));
+        assert!(check(
+            On(Date {
+                year: 2026,
+                month: 1,
+                day: 1
+            }),
+            &m
+        ));
+        assert!(check(
+            SentSince(Date {
+                year: 2026,
+                month: 1,
+                day: 1
+            }),
+            &m
+        ));
+        assert!(!check(
+            Before(Date {
+                year: 2026,
+                month: 1,
+                day: 1
+            }),
+            &m
+        ));
+        assert!(check(Larger(10), &m) && !check(Smaller(10), &m));
+        assert!(!check(Or(Box::new(Deleted), Box::new(Flagged)), &m));
+        assert!(check(Not(Box::new(Deleted)), &m));
+        let star = crate::command::SequenceSet(vec![SeqRange {
+            start: SeqBound::Value(2),
+            end: SeqBound::Star,
+        }]);
+        assert!(check(SearchKey::SequenceSet(star), &m));
+        let ten = crate::command::SequenceSet(vec![SeqRange {
+            start: SeqBound::Value(10),
+            end: SeqBound::Value(10),
+        }]);
+        assert!(check(Uid(ten), &m));
+        assert!(check(Header("subject".into(), "".into()), &m));
+        assert!(!check(Header("x-missing".into(), "".into()), &m));
+        assert_eq!(detail(&And(vec![Seen, Body("x".into())])), Detail::Full);
+        assert_eq!(
+            detail(&Or(Box::new(Seen), Box::new(From("x".into())))),
+            Detail::Header
+        );
+    }
+}

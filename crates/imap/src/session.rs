@@ -1,0 +1,1912 @@
+//! The IMAP session machine (RFC 9051 / RFC 3501 and extensions).
+//!
+//! ```text
+//!   greeting ─► NOT AUTHENTICATED ──LOGIN/AUTHENTICATE──► AUTHENTICATED ◄──CLOSE/UNSELECT──┐
+//!                 │ STARTTLS                                 │ SELECT/EXAMINE               │
+//!                 ▼                                          ▼                              │
+//!              (TLS, same state)                          SELECTED ─────────────────────────┘
+//!   any state ──LOGOUT──► LOGOUT (BYE, close)
+//! ```
+//!
+//! Commands run one at a time, in the order received: a command that needs the host
+//! (store, sign-in) emits a [`Request`] and the machine holds later input until the
+//! [`Reply`] arrives. Literals, AUTHENTICATE continuations and IDLE's DONE are states of
+//! the reader, never socket reads inside a command.
+
+use std::collections::VecDeque;
+
+use base64::Engine;
+
+use crate::command::*;
+use crate::fetch::{self, RenderError, RenderStyle};
+use crate::names;
+use crate::parser::parse_command;
+use crate::reader::{CommandReader, ReadEvent, ReaderLimits};
+use crate::request::*;
+use crate::response;
+use crate::search;
+use crate::view::{AnnounceStyle, View};
+
+/// What the session needs to know of the node's IMAP settings.
+#[derive(Clone, Debug)]
+pub struct ImapConfig {
+    /// Login type `plaintext`: LOGIN and AUTHENTICATE allowed without TLS.
+    pub plaintext_login_without_tls: bool,
+    /// STARTTLS can be offered on this connection.
+    pub tls_available: bool,
+    pub max_line: usize,
+    /// Largest message APPEND accepts (APPENDLIMIT, RFC 7889).
+    pub append_limit: u64,
+    /// Largest command with its literals (very long UID sets fit well below it).
+    pub max_command: usize,
+    /// Client errors tolerated before the session is closed.
+    pub max_bad_commands: u32,
+    /// Product version for ID.
+    pub version: String,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            plaintext_login_without_tls: false,
+            tls_available: true,
+            max_line: 64 * 1024,
+            append_limit: 50 * 1024 * 1024,
+            max_command: 1024 * 1024,
+            max_bad_commands: 20,
+            version: "0.1.0".to_string(),
+        }
+    }
+}
+
+/// Everything the session can be told.
+#[derive(Debug)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    TlsEstablished,
+    Reply(RequestId, Reply),
+    Event(FolderEvent),
+    /// The node is shutting down.
+    Shutdown,
+}
+
+/// Everything the session asks of its host, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Write(Vec<u8>),
+    StartTls,
+    Request(RequestId, Request),
+    Close,
+}
+
+/// Messages per store round trip, by how much of each is read.
+fn batch_size(detail: Detail) -> usize {
+    match detail {
+        Detail::Meta => 5000,
+        Detail::Summary => 1000,
+        Detail::Header => 500,
+        Detail::Full => 50,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Enabled {
+    rev2: bool,
+    utf8: bool,
+    condstore: bool,
+}
+
+struct Selected {
+    id: FolderId,
+    read_only: bool,
+    view: View,
+}
+
+enum State {
+    NotAuthenticated,
+    Authenticated,
+    Selected(Box<Selected>),
+    Logout,
+}
+
+/// A FETCH, or a SEARCH, walking its messages a batch at a time.
+struct Scan {
+    tag: String,
+    uid: bool,
+    /// (seq, uid) of every target, ascending.
+    targets: Vec<(u32, u32)>,
+    next: usize,
+    detail: Detail,
+    kind: ScanKind,
+}
+
+enum ScanKind {
+    Fetch {
+        attrs: Vec<FetchAttr>,
+        changed_since: Option<u64>,
+        failed: bool,
+    },
+    Search {
+        key: SearchKey,
+        returns: Option<Vec<SearchReturn>>,
+        hits: Vec<(u32, u32)>,
+        max_modseq: u64,
+    },
+}
+
+/// A command waiting for the host.
+enum Running {
+    Login {
+        tag: String,
+    },
+    List(ListJob),
+    Status {
+        tag: String,
+        name: String,
+        items: Vec<StatusItem>,
+    },
+    Select {
+        tag: String,
+        name: String,
+        read_only: bool,
+        condstore: bool,
+    },
+    Simple {
+        tag: String,
+        command: &'static str,
+    },
+    Append {
+        tag: String,
+    },
+    /// FETCH that sets \Seen: the flag change goes first.
+    MarkSeen(Scan),
+    Scan(Scan),
+    Store {
+        tag: String,
+        uid: bool,
+        silent: bool,
+        unchanged_since: Option<u64>,
+    },
+    Expunge {
+        tag: String,
+        closing: bool,
+        uid: bool,
+    },
+    Copy {
+        tag: String,
+        moving: bool,
+        uid: bool,
+    },
+}
+
+struct ListJob {
+    tag: String,
+    command: &'static str,
+    patterns: Vec<String>,
+    subscribed_only: bool,
+    special_use_only: bool,
+    recursive_match: bool,
+    return_subscribed: bool,
+    return_special_use: bool,
+    status: Option<Vec<StatusItem>>,
+    /// LIST lines already written, waiting for STATUS replies (LIST-STATUS).
+    status_queue: VecDeque<String>,
+}
+
+/// Where the reader's next line goes.
+enum LineMode {
+    Commands,
+    /// AUTHENTICATE PLAIN waiting for the client's response line.
+    SaslResponse {
+        tag: String,
+    },
+    /// IDLE until DONE.
+    Idle {
+        tag: String,
+    },
+}
+
+/// The session machine.
+pub struct Session {
+    config: ImapConfig,
+    reader: CommandReader,
+    tls: bool,
+    state: State,
+    enabled: Enabled,
+    actions: VecDeque<Action>,
+    out: Vec<u8>,
+    running: Option<(RequestId, Running)>,
+    next_request: RequestId,
+    line_mode: LineMode,
+    commands: u64,
+    bad_commands: u32,
+    user: Option<String>,
+    closed: bool,
+}
+
+fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
+    out.extend_from_slice(tag.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn fault_text(fault: &Fault, trycreate: bool) -> String {
+    match fault {
+        Fault::NotFound if trycreate => "[TRYCREATE] Mailbox does not exist".into(),
+        Fault::NotFound => "[NONEXISTENT] Mailbox does not exist".into(),
+        Fault::AlreadyExists => "[ALREADYEXISTS] Mailbox already exists".into(),
+        Fault::NotAllowed(why) => format!("[CANNOT] {why}"),
+        Fault::TooBig => "[TOOBIG] Message too large".into(),
+        Fault::Unavailable(reference) => format!("[SERVERBUG] Internal error (ref {reference})"),
+    }
+}
+
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+impl Session {
+    pub fn new(config: ImapConfig, tls_active: bool) -> Session {
+        let reader = CommandReader::new(Self::limits(&config));
+        let mut session = Session {
+            config,
+            reader,
+            tls: tls_active,
+            state: State::NotAuthenticated,
+            enabled: Enabled::default(),
+            actions: VecDeque::new(),
+            out: Vec::new(),
+            running: None,
+            next_request: 1,
+            line_mode: LineMode::Commands,
+            commands: 0,
+            bad_commands: 0,
+            user: None,
+            closed: false,
+        };
+        let capability = session.capability();
+        session.out.extend_from_slice(
+            format!("* OK [CAPABILITY {capability}] Portico IMAP4rev2 server ready\r\n").as_bytes(),
+        );
+        session.flush();
+        session
+    }
+
+    fn limits(config: &ImapConfig) -> ReaderLimits {
+        ReaderLimits {
+            max_line: config.max_line,
+            max_literal: config.append_limit as usize,
+            max_command: config
+                .max_command
+                .max(config.append_limit as usize + config.max_line),
+        }
+    }
+
+    pub fn next_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn username(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn commands(&self) -> u64 {
+        self.commands
+    }
+
+    /// Whether the client is in IDLE (the host may use a longer timeout then).
+    pub fn is_idling(&self) -> bool {
+        matches!(self.line_mode, LineMode::Idle { .. })
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Authenticated | State::Selected(_))
+    }
+
+    pub fn handle(&mut self, input: Input<'_>) {
+        if self.closed {
+            return;
+        }
+        match input {
+            Input::Bytes(bytes) => self.reader.push(bytes),
+            Input::TlsEstablished => {
+                self.tls = true;
+                self.running = None;
+            }
+            Input::Reply(id, reply) => self.on_reply(id, reply),
+            Input::Event(event) => self.on_event(event),
+            Input::Shutdown => {
+                self.out
+                    .extend_from_slice(b"* BYE Server shutting down\r\n");
+                self.close();
+            }
+        }
+        self.pump();
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.actions
+                .push_back(Action::Write(std::mem::take(&mut self.out)));
+        }
+    }
+
+    fn close(&mut self) {
+        self.flush();
+        self.actions.push_back(Action::Close);
+        self.closed = true;
+        self.state = State::Logout;
+    }
+
+    fn request(&mut self, running: Running, request: Request) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.flush();
+        self.actions.push_back(Action::Request(id, request));
+        self.running = Some((id, running));
+    }
+
+    fn style(&self) -> AnnounceStyle {
+        AnnounceStyle {
+            recent: !self.enabled.rev2,
+            modseq: self.enabled.condstore,
+        }
+    }
+
+    fn render_style(&self) -> RenderStyle {
+        RenderStyle {
+            utf8: self.enabled.utf8,
+            recent: !self.enabled.rev2,
+        }
+    }
+
+    /// Announces queued folder changes (before a tagged response, or while idling).
+    fn announce(&mut self, allow_expunge: bool) {
+        let style = self.style();
+        if let State::Selected(selected) = &mut self.state {
+            selected.view.announce(&mut self.out, allow_expunge, style);
+        }
+    }
+
+    fn finish(&mut self, tag: &str, status: &str, text: &str, allow_expunge: bool) {
+        self.announce(allow_expunge);
+        tagged(&mut self.out, tag, status, text);
+    }
+
+    fn bad(&mut self, tag: &str, text: &str) {
+        tagged(&mut self.out, tag, "BAD", text);
+        self.count_bad();
+    }
+
+    fn count_bad(&mut self) {
+        self.bad_commands += 1;
+        if self.bad_commands > self.config.max_bad_commands {
+            self.out
+                .extend_from_slice(b"* BYE Too many invalid commands\r\n");
+            self.close();
+        }
+    }
+
+    /// Runs commands until one waits for the host or input runs out.
+    fn pump(&mut self) {
+        while !self.closed && self.running.is_none() {
+            let Some(event) = self.reader.next_event() else {
+                break;
+            };
+            match event {
+                ReadEvent::NeedContinuation { .. } => {
+                    self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    self.reader.continuation_answered(true);
+                }
+                ReadEvent::TooBig { tag, what } => {
+                    let text = format!("[TOOBIG] {what:?} exceeds the server's limit");
+                    match tag {
+                        Some(tag) => tagged(&mut self.out, &tag, "NO", &text),
+                        None => tagged(&mut self.out, "*", "BAD", &text),
+                    }
+                    self.count_bad();
+                }
+                ReadEvent::Line(line) => self.on_line(line),
+                ReadEvent::Command(raw) => {
+                    self.commands += 1;
+                    match parse_command(&raw) {
+                        Ok(command) => self.dispatch(command),
+                        // RFC 9051 §6.4.4: an unknown charset is a NO, not a BAD.
+                        Err(error) if error.message.starts_with("[BADCHARSET") => {
+                            let tag = error.tag.unwrap_or_else(|| "*".to_string());
+                            tagged(&mut self.out, &tag, "NO", &error.message);
+                        }
+                        Err(error) => {
+                            let tag = error.tag.unwrap_or_else(|| "*".to_string());
+                            self.bad(&tag, &error.message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_line(&mut self, line: Vec<u8>) {
+        match std::mem::replace(&mut self.line_mode, LineMode::Commands) {
+            LineMode::Commands => {}
+            LineMode::Idle { tag } => {
+                self.reader.set_line_mode(false);
+                if line.eq_ignore_ascii_case(b"DONE") {
+                    self.finish(&tag, "OK", "IDLE terminated", true);
+                } else {
+                    self.bad(&tag, "Expected DONE");
+                }
+            }
+            LineMode::SaslResponse { tag } => {
+                self.reader.set_line_mode(false);
+                if line == b"*" {
+                    self.bad(&tag, "Authentication cancelled");
+                } else {
+                    self.sasl_plain(tag, &line);
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: FolderEvent) {
+        let State::Selected(selected) = &mut self.state else {
+            return;
+        };
+        let folder = match &event {
+            FolderEvent::Appended { folder, .. }
+            | FolderEvent::FlagsChanged { folder, .. }
+            | FolderEvent::Expunged { folder, .. } => *folder,
+        };
+        if folder != selected.id {
+            return;
+        }
+        selected.view.queue(event);
+        if self.is_idling() {
+            self.announce(true);
+        }
+    }
+
+    fn capability(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2"];
+        if !self.is_authenticated() {
+            if !self.tls && self.config.tls_available {
+                caps.push("STARTTLS");
+            }
+            if self.tls || self.config.plaintext_login_without_tls {
+                caps.push("AUTH=PLAIN");
+            } else {
+                caps.push("LOGINDISABLED");
+            }
+        }
+        caps.extend([
+            "LITERAL+",
+            "SASL-IR",
+            "ENABLE",
+            "IDLE",
+            "UIDPLUS",
+            "MOVE",
+            "NAMESPACE",
+            "ID",
+            "UNSELECT",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "ESEARCH",
+            "STATUS=SIZE",
+            "BINARY",
+            "UTF8=ACCEPT",
+        ]);
+        let mut text = caps.join(" ");
+        text.push_str(&format!(" APPENDLIMIT={}", self.config.append_limit));
+        text
+    }
+
+    fn utf8(&self) -> bool {
+        self.enabled.utf8
+    }
+
+    fn mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
+        match names::decode(raw, self.utf8()) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                self.bad(tag, why);
+                None
+            }
+        }
+    }
+
+    fn dispatch(&mut self, command: Command) {
+        let tag = command.tag.0;
+        let body = command.body;
+        // Commands valid in any state.
+        match body {
+            CommandBody::Capability => {
+                let capability = self.capability();
+                self.out
+                    .extend_from_slice(format!("* CAPABILITY {capability}\r\n").as_bytes());
+                self.finish(&tag, "OK", "CAPABILITY completed", true);
+                return;
+            }
+            CommandBody::Noop => {
+                self.finish(&tag, "OK", "NOOP completed", true);
+                return;
+            }
+            CommandBody::Logout => {
+                self.out.extend_from_slice(b"* BYE Logging out\r\n");
+                tagged(&mut self.out, &tag, "OK", "LOGOUT completed");
+                self.close();
+                return;
+            }
+            CommandBody::Id { .. } => {
+                // RFC 2971 §3.1; the client's fields are not needed.
+                self.out.extend_from_slice(
+                    format!(
+                        "* ID (\"name\" \"Portico\" \"version\" \"{}\" \"vendor\" \"Portico\")\r\n",
+                        self.config.version
+                    )
+                    .as_bytes(),
+                );
+                self.finish(&tag, "OK", "ID completed", true);
+                return;
+            }
+            _ => {}
+        }
+        match (&self.state, body) {
+            (State::NotAuthenticated, CommandBody::StartTls) => self.starttls(tag),
+            (State::NotAuthenticated, CommandBody::Login { username, password }) => {
+                self.login(tag, username, password.0)
+            }
+            (
+                State::NotAuthenticated,
+                CommandBody::Authenticate {
+                    mechanism,
+                    initial_response,
+                },
+            ) => self.authenticate(tag, &mechanism, initial_response.map(|ir| ir.0)),
+            (State::NotAuthenticated, _) => {
+                self.bad(&tag, "Command not valid before authentication")
+            }
+            (
+                _,
+                CommandBody::StartTls
+                | CommandBody::Login { .. }
+                | CommandBody::Authenticate { .. },
+            ) => self.bad(&tag, "Already authenticated"),
+            (State::Authenticated, CommandBody::Enable { capabilities }) => {
+                self.enable(tag, capabilities)
+            }
+            (State::Selected(_), CommandBody::Enable { .. }) => {
+                self.bad(&tag, "ENABLE is valid only before SELECT")
+            }
+            (_, CommandBody::Select { mailbox, params }) => {
+                self.select(tag, &mailbox, false, params)
+            }
+            (_, CommandBody::Examine { mailbox, params }) => {
+                self.select(tag, &mailbox, true, params)
+            }
+            (
+                _,
+                CommandBody::Create {
+                    mailbox,
+                    special_use,
+                },
+            ) => self.create(tag, &mailbox, special_use),
+            (_, CommandBody::Delete { mailbox }) => {
+                if let Some(folder) = self.mailbox_name(&tag, &mailbox) {
+                    self.request(
+                        Running::Simple {
+                            tag,
+                            command: "DELETE",
+                        },
+                        Request::Delete { folder },
+                    );
+                }
+            }
+            (_, CommandBody::Rename { from, to }) => {
+                let Some(from) = self.mailbox_name(&tag, &from) else {
+                    return;
+                };
+                let Some(to) = self.mailbox_name(&tag, &to) else {
+                    return;
+                };
+                self.request(
+                    Running::Simple {
+                        tag,
+                        command: "RENAME",
+                    },
+                    Request::Rename { from, to },
+                );
+            }
+            (_, CommandBody::Subscribe { mailbox }) => self.subscribe(tag, &mailbox, true),
+            (_, CommandBody::Unsubscribe { mailbox }) => self.subscribe(tag, &mailbox, false),
+            (
+                _,
+                CommandBody::List {
+                    reference,
+                    patterns,
+                    selection,
+                    returns,
+                    extended,
+                },
+            ) => self.list(tag, &reference, &patterns, &selection, &returns, extended),
+            (_, CommandBody::Lsub { reference, pattern }) => self.lsub(tag, &reference, &pattern),
+            (_, CommandBody::Namespace) => {
+                self.out
+                    .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                self.finish(&tag, "OK", "NAMESPACE completed", true);
+            }
+            (_, CommandBody::Status { mailbox, items }) => {
+                let Some(name) = self.mailbox_name(&tag, &mailbox) else {
+                    return;
+                };
+                self.request(
+                    Running::Status {
+                        tag,
+                        name: name.clone(),
+                        items,
+                    },
+                    Request::Status { folder: name },
+                );
+            }
+            (
+                _,
+                CommandBody::Append {
+                    mailbox,
+                    flags,
+                    date,
+                    message,
+                },
+            ) => self.append(tag, &mailbox, flags, date, message),
+            (_, CommandBody::Idle) => {
+                self.out.extend_from_slice(b"+ idling\r\n");
+                self.announce(true);
+                self.reader.set_line_mode(true);
+                self.line_mode = LineMode::Idle { tag };
+            }
+            (State::Authenticated, _) => self.bad(&tag, "No mailbox selected"),
+            (State::Selected(_), body) => self.selected_command(tag, body),
+            (State::Logout, _) => {}
+        }
+    }
+
+    fn starttls(&mut self, tag: String) {
+        if self.tls {
+            return self.bad(&tag, "TLS is already active");
+        }
+        if !self.config.tls_available {
+            return self.bad(&tag, "STARTTLS is not available");
+        }
+        tagged(&mut self.out, &tag, "OK", "Begin TLS negotiation now");
+        // RFC 9051 §6.2.1: anything pipelined after STARTTLS is discarded, not executed.
+        self.reader = CommandReader::new(Self::limits(&self.config));
+        let id = self.next_request;
+        self.next_request += 1;
+        self.flush();
+        self.actions.push_back(Action::StartTls);
+        self.running = Some((
+            id,
+            Running::Simple {
+                tag,
+                command: "STARTTLS",
+            },
+        ));
+    }
+
+    fn plaintext_allowed(&self) -> bool {
+        self.tls || self.config.plaintext_login_without_tls
+    }
+
+    fn login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
+        if !self.plaintext_allowed() {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
+            );
+            return self.count_bad();
+        }
+        self.start_login(tag, username, password);
+    }
+
+    fn start_login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
+        let (Ok(username), Ok(password)) =
+            (String::from_utf8(username), String::from_utf8(password))
+        else {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[AUTHENTICATIONFAILED] Authentication failed",
+            );
+            return self.count_bad();
+        };
+        self.user = Some(username.clone());
+        self.request(
+            Running::Login { tag },
+            Request::Login {
+                username,
+                password: Password(password),
+            },
+        );
+    }
+
+    fn authenticate(&mut self, tag: String, mechanism: &str, initial: Option<Vec<u8>>) {
+        if !mechanism.eq_ignore_ascii_case("PLAIN") {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[CANNOT] Unsupported authentication mechanism",
+            );
+            return self.count_bad();
+        }
+        if !self.plaintext_allowed() {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
+            );
+            return self.count_bad();
+        }
+        match initial {
+            Some(response) => self.sasl_plain(tag, &response),
+            None => {
+                self.out.extend_from_slice(b"+ \r\n");
+                self.reader.set_line_mode(true);
+                self.line_mode = LineMode::SaslResponse { tag };
+            }
+        }
+    }
+
+    /// RFC 4616 PLAIN: authzid NUL authcid NUL passwd, base64.
+    fn sasl_plain(&mut self, tag: String, response: &[u8]) {
+        let decoded = if response == b"=" {
+            Ok(Vec::new())
+        } else {
+            base64::engine::general_purpose::STANDARD.decode(response)
+        };
+        let Ok(decoded) = decoded else {
+            return self.bad(&tag, "Invalid base64 in SASL response");
+        };
+        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        let [authzid, authcid, password] = parts.as_slice() else {
+            return self.bad(&tag, "Invalid SASL PLAIN response");
+        };
+        if !authzid.is_empty() && authzid != authcid {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[AUTHORIZATIONFAILED] Authorization identity must match",
+            );
+            return self.count_bad();
+        }
+        self.start_login(tag, authcid.to_vec(), password.to_vec());
+    }
+
+    fn enable(&mut self, tag: String, capabilities: Vec<String>) {
+        let mut enabled = Vec::new();
+        for capability in capabilities {
+            let upper = capability.to_ascii_uppercase();
+            match upper.as_str() {
+                "IMAP4REV2" if !self.enabled.rev2 => {
+                    self.enabled.rev2 = true;
+                    self.enabled.utf8 = true;
+                    enabled.push("IMAP4rev2");
+                }
+                "UTF8=ACCEPT" if !self.enabled.utf8 || !enabled.contains(&"UTF8=ACCEPT") => {
+                    self.enabled.utf8 = true;
+                    enabled.push("UTF8=ACCEPT");
+                }
+                _ => {}
+            }
+        }
+        self.out.extend_from_slice(b"* ENABLED");
+        for name in enabled {
+            self.out.push(b' ');
+            self.out.extend_from_slice(name.as_bytes());
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.finish(&tag, "OK", "ENABLE completed", true);
+    }
+
+    fn select(&mut self, tag: String, raw: &[u8], read_only: bool, params: SelectParams) {
+        let Some(name) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected.
+        if let State::Selected(selected) = &self.state {
+            let folder = selected.id;
+            self.actions
+                .push_back(Action::Request(0, Request::Deselect { folder }));
+            self.state = State::Authenticated;
+            // RFC 7162 §3.2.11: tell the client the old mailbox is closed.
+            self.out
+                .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+        }
+        self.request(
+            Running::Select {
+                tag,
+                name: name.clone(),
+                read_only,
+                condstore: params.condstore,
+            },
+            Request::Select {
+                folder: name,
+                read_only,
+            },
+        );
+    }
+
+    fn create(&mut self, tag: String, raw: &[u8], special_use: Vec<String>) {
+        let Some(folder) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        let folder = folder.trim_end_matches(names::SEPARATOR).to_string();
+        if special_use.len() > 1 {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[USEATTR] Only one special-use attribute per mailbox",
+            );
+            return;
+        }
+        self.request(
+            Running::Simple {
+                tag,
+                command: "CREATE",
+            },
+            Request::Create {
+                folder,
+                special_use: special_use.into_iter().next(),
+            },
+        );
+    }
+
+    fn subscribe(&mut self, tag: String, raw: &[u8], subscribed: bool) {
+        let Some(folder) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        let command = if subscribed {
+            "SUBSCRIBE"
+        } else {
+            "UNSUBSCRIBE"
+        };
+        self.request(
+            Running::Simple { tag, command },
+            Request::Subscribe { folder, subscribed },
+        );
+    }
+
+    fn list(
+        &mut self,
+        tag: String,
+        reference: &[u8],
+        patterns: &[Vec<u8>],
+        selection: &[ListSelection],
+        returns: &[ListReturn],
+        extended: bool,
+    ) {
+        let utf8 = self.utf8();
+        let Ok(reference) = names::decode(reference, utf8) else {
+            return self.bad(&tag, "Invalid reference name");
+        };
+        let mut decoded = Vec::new();
+        for pattern in patterns {
+            let Ok(pattern) = names::decode(pattern, utf8) else {
+                return self.bad(&tag, "Invalid mailbox pattern");
+            };
+            decoded.push(pattern);
+        }
+        // RFC 9051 §6.3.9: LIST "" "" asks for the hierarchy delimiter.
+        if !extended && decoded.len() == 1 && decoded[0].is_empty() {
+            self.out
+                .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+            return self.finish(&tag, "OK", "LIST completed", true);
+        }
+        let patterns = decoded
+            .into_iter()
+            .map(|pattern| {
+                if pattern.starts_with(names::SEPARATOR) || reference.is_empty() {
+                    pattern
+                } else if reference.ends_with(names::SEPARATOR) {
+                    format!("{reference}{pattern}")
+                } else {
+                    format!("{reference}{}{pattern}", names::SEPARATOR)
+                }
+            })
+            .collect();
+        let mut status = None;
+        let mut return_subscribed = false;
+        let mut return_special_use = false;
+        for option in returns {
+            match option {
+                ListReturn::Subscribed => return_subscribed = true,
+                ListReturn::SpecialUse => return_special_use = true,
+                ListReturn::Children => {}
+                ListReturn::Status(items) => status = Some(items.clone()),
+            }
+        }
+        let subscribed_only = selection.contains(&ListSelection::Subscribed);
+        let job = ListJob {
+            tag,
+            command: "LIST",
+            patterns,
+            subscribed_only,
+            special_use_only: selection.contains(&ListSelection::SpecialUse),
+            recursive_match: selection.contains(&ListSelection::RecursiveMatch),
+            return_subscribed: return_subscribed || subscribed_only,
+            return_special_use,
+            status,
+            status_queue: VecDeque::new(),
+        };
+        self.request(Running::List(job), Request::ListFolders);
+    }
+
+    fn lsub(&mut self, tag: String, reference: &[u8], pattern: &[u8]) {
+        let utf8 = self.utf8();
+        let (Ok(reference), Ok(pattern)) =
+            (names::decode(reference, utf8), names::decode(pattern, utf8))
+        else {
+            return self.bad(&tag, "Invalid mailbox pattern");
+        };
+        let job = ListJob {
+            tag,
+            command: "LSUB",
+            patterns: vec![format!("{reference}{pattern}")],
+            subscribed_only: true,
+            special_use_only: false,
+            recursive_match: false,
+            return_subscribed: false,
+            return_special_use: false,
+            status: None,
+            status_queue: VecDeque::new(),
+        };
+        self.request(Running::List(job), Request::ListFolders);
+    }
+
+    fn append(
+        &mut self,
+        tag: String,
+        raw: &[u8],
+        flags: Vec<String>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    ) {
+        let Some(folder) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        if message.len() as u64 > self.config.append_limit {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[TOOBIG] Message exceeds APPENDLIMIT",
+            );
+            return;
+        }
+        if flags
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("\\Recent") || f == "\\*")
+        {
+            return self.bad(&tag, "\\Recent and \\* cannot be set");
+        }
+        self.request(
+            Running::Append { tag },
+            Request::Append {
+                folder,
+                flags,
+                date,
+                message,
+            },
+        );
+    }
+
+    fn selected_command(&mut self, tag: String, body: CommandBody) {
+        let State::Selected(selected) = &self.state else {
+            return;
+        };
+        let (folder, read_only) = (selected.id, selected.read_only);
+        match body {
+            CommandBody::Check => self.finish(&tag, "OK", "CHECK completed", true),
+            CommandBody::Unselect => {
+                self.actions
+                    .push_back(Action::Request(0, Request::Deselect { folder }));
+                self.state = State::Authenticated;
+                tagged(&mut self.out, &tag, "OK", "UNSELECT completed");
+            }
+            CommandBody::Close => {
+                if read_only {
+                    self.actions
+                        .push_back(Action::Request(0, Request::Deselect { folder }));
+                    self.state = State::Authenticated;
+                    tagged(&mut self.out, &tag, "OK", "CLOSE completed");
+                } else {
+                    self.request(
+                        Running::Expunge {
+                            tag,
+                            closing: true,
+                            uid: false,
+                        },
+                        Request::Expunge { folder, uids: None },
+                    );
+                }
+            }
+            CommandBody::Expunge | CommandBody::UidExpunge { .. } if read_only => {
+                tagged(
+                    &mut self.out,
+                    &tag,
+                    "NO",
+                    "[READ-ONLY] Mailbox is read-only",
+                );
+            }
+            CommandBody::Expunge => self.request(
+                Running::Expunge {
+                    tag,
+                    closing: false,
+                    uid: false,
+                },
+                Request::Expunge { folder, uids: None },
+            ),
+            CommandBody::UidExpunge { set } => {
+                self.announce(true);
+                let uids = self.resolve(&set, true).unwrap_or_default();
+                let uids = uids.into_iter().map(|(_, uid)| uid).collect();
+                self.request(
+                    Running::Expunge {
+                        tag,
+                        closing: false,
+                        uid: true,
+                    },
+                    Request::Expunge {
+                        folder,
+                        uids: Some(uids),
+                    },
+                );
+            }
+            CommandBody::Fetch {
+                uid,
+                set,
+                items,
+                changed_since,
+                vanished: _,
+            } => self.fetch(tag, uid, &set, &items, changed_since),
+            CommandBody::Search {
+                uid,
+                charset,
+                returns,
+                criteria,
+            } => self.search(tag, uid, charset, returns, criteria),
+            CommandBody::Store {
+                uid,
+                set,
+                mode,
+                silent,
+                flags,
+                unchanged_since,
+            } => {
+                if read_only {
+                    tagged(
+                        &mut self.out,
+                        &tag,
+                        "NO",
+                        "[READ-ONLY] Mailbox is read-only",
+                    );
+                    return;
+                }
+                if flags
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case("\\Recent") || f == "\\*")
+                {
+                    return self.bad(&tag, "\\Recent and \\* cannot be stored");
+                }
+                if uid {
+                    self.announce(true);
+                }
+                let targets = match self.resolve(&set, uid) {
+                    Ok(targets) => targets,
+                    Err(why) => return self.bad(&tag, why),
+                };
+                let uids: Vec<u32> = targets.iter().map(|(_, uid)| *uid).collect();
+                if uids.is_empty() {
+                    return self.finish(&tag, "OK", "STORE completed", uid);
+                }
+                self.request(
+                    Running::Store {
+                        tag,
+                        uid,
+                        silent,
+                        unchanged_since,
+                    },
+                    Request::StoreFlags {
+                        folder,
+                        uids,
+                        mode,
+                        flags,
+                        unchanged_since,
+                    },
+                );
+            }
+            CommandBody::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false),
+            CommandBody::Move { uid, set, mailbox } => {
+                if read_only {
+                    tagged(
+                        &mut self.out,
+                        &tag,
+                        "NO",
+                        "[READ-ONLY] Mailbox is read-only",
+                    );
+                    return;
+                }
+                self.copy(tag, uid, &set, &mailbox, true)
+            }
+            _ => self.bad(&tag, "Command not valid in this state"),
+        }
+    }
+
+    fn selected_view(&self) -> Option<&View> {
+        match &self.state {
+            State::Selected(selected) => Some(&selected.view),
+            _ => None,
+        }
+    }
+
+    /// The (seq, uid) pairs a set names, by UID or by sequence number.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, &'static str> {
+        let Some(view) = self.selected_view() else {
+            return Err("No mailbox selected");
+        };
+        if uid {
+            Ok(view.resolve_uids(set))
+        } else {
+            view.resolve_seqs(set)
+        }
+    }
+
+    fn selected_folder(&self) -> Option<(FolderId, bool)> {
+        match &self.state {
+            State::Selected(selected) => Some((selected.id, selected.read_only)),
+            _ => None,
+        }
+    }
+
+    fn copy(&mut self, tag: String, uid: bool, set: &SequenceSet, raw: &[u8], moving: bool) {
+        let Some(destination) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        let Some((folder, _)) = self.selected_folder() else {
+            return;
+        };
+        if uid {
+            self.announce(true);
+        }
+        let targets = match self.resolve(set, uid) {
+            Ok(targets) => targets,
+            Err(why) => return self.bad(&tag, why),
+        };
+        let command = if moving { "MOVE" } else { "COPY" };
+        if targets.is_empty() {
+            return self.finish(
+                &tag,
+                "OK",
+                &format!("{command} completed, nothing to do"),
+                uid,
+            );
+        }
+        let uids = targets.into_iter().map(|(_, uid)| uid).collect();
+        self.request(
+            Running::Copy { tag, moving, uid },
+            Request::Copy {
+                folder,
+                uids,
+                destination,
+                moving,
+            },
+        );
+    }
+
+    fn fetch(
+        &mut self,
+        tag: String,
+        uid: bool,
+        set: &SequenceSet,
+        items: &FetchItems,
+        changed_since: Option<u64>,
+    ) {
+        if uid {
+            // New messages a UID command names become visible first (RFC 9051 §7.5.1
+            // allows EXPUNGE and EXISTS here), so UIDs the client learnt elsewhere work.
+            self.announce(true);
+        }
+        let targets = match self.resolve(set, uid) {
+            Ok(targets) => targets,
+            Err(why) => return self.bad(&tag, why),
+        };
+        let mut attrs = fetch::expand(items);
+        if uid && !attrs.contains(&FetchAttr::Uid) {
+            attrs.insert(0, FetchAttr::Uid);
+        }
+        if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
+            attrs.push(FetchAttr::ModSeq);
+        }
+        let Some((folder, read_only)) = self.selected_folder() else {
+            return;
+        };
+        let sets_seen = fetch::sets_seen(&attrs) && !read_only;
+        if sets_seen && !attrs.contains(&FetchAttr::Flags) {
+            attrs.push(FetchAttr::Flags);
+        }
+        let scan = Scan {
+            tag,
+            uid,
+            detail: fetch::detail(&attrs),
+            targets,
+            next: 0,
+            kind: ScanKind::Fetch {
+                attrs,
+                changed_since,
+                failed: false,
+            },
+        };
+        if sets_seen && !scan.targets.is_empty() {
+            let uids = scan.targets.iter().map(|(_, uid)| *uid).collect();
+            self.request(
+                Running::MarkSeen(scan),
+                Request::StoreFlags {
+                    folder,
+                    uids,
+                    mode: StoreMode::Add,
+                    flags: vec!["\\Seen".to_string()],
+                    unchanged_since: None,
+                },
+            );
+        } else {
+            self.continue_scan(scan);
+        }
+    }
+
+    fn search(
+        &mut self,
+        tag: String,
+        uid: bool,
+        charset: Option<String>,
+        returns: Option<Vec<SearchReturn>>,
+        criteria: SearchKey,
+    ) {
+        if let Some(charset) = charset
+            && !charset.eq_ignore_ascii_case("UTF-8")
+            && !charset.eq_ignore_ascii_case("US-ASCII")
+        {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset",
+            );
+            return;
+        }
+        if uid {
+            self.announce(true);
+        }
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let targets: Vec<(u32, u32)> = view
+            .uids()
+            .iter()
+            .enumerate()
+            .map(|(i, &uid)| (i as u32 + 1, uid))
+            .collect();
+        // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
+        let returns = match returns {
+            None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
+            other => other,
+        };
+        let scan = Scan {
+            tag,
+            uid,
+            detail: search::detail(&criteria),
+            targets,
+            next: 0,
+            kind: ScanKind::Search {
+                key: criteria,
+                returns,
+                hits: Vec::new(),
+                max_modseq: 0,
+            },
+        };
+        self.continue_scan(scan);
+    }
+
+    /// Asks for the next batch of a scan, or finishes it.
+    fn continue_scan(&mut self, mut scan: Scan) {
+        let Some((folder, _)) = self.selected_folder() else {
+            return;
+        };
+        if scan.next < scan.targets.len() {
+            let end = (scan.next + batch_size(scan.detail)).min(scan.targets.len());
+            let uids = scan.targets[scan.next..end]
+                .iter()
+                .map(|(_, uid)| *uid)
+                .collect();
+            scan.next = end;
+            let detail = scan.detail;
+            self.request(
+                Running::Scan(scan),
+                Request::Fetch {
+                    folder,
+                    uids,
+                    detail,
+                },
+            );
+            return;
+        }
+        match scan.kind {
+            ScanKind::Fetch { failed, .. } => {
+                if failed {
+                    self.finish(
+                        &scan.tag,
+                        "NO",
+                        "[UNKNOWN-CTE] Cannot decode part",
+                        scan.uid,
+                    );
+                } else {
+                    let command = if scan.uid { "UID FETCH" } else { "FETCH" };
+                    self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                }
+            }
+            ScanKind::Search {
+                returns,
+                hits,
+                max_modseq,
+                ..
+            } => {
+                let numbers: Vec<u32> = hits
+                    .iter()
+                    .map(|&(seq, uid)| if scan.uid { uid } else { seq })
+                    .collect();
+                match returns {
+                    None => {
+                        self.out.extend_from_slice(b"* SEARCH");
+                        for n in &numbers {
+                            self.out.extend_from_slice(format!(" {n}").as_bytes());
+                        }
+                        if self.enabled.condstore && max_modseq > 0 {
+                            self.out
+                                .extend_from_slice(format!(" (MODSEQ {max_modseq})").as_bytes());
+                        }
+                        self.out.extend_from_slice(b"\r\n");
+                    }
+                    Some(returns) => {
+                        let returns = if returns.is_empty() {
+                            vec![SearchReturn::All]
+                        } else {
+                            returns
+                        };
+                        let mut line = format!("* ESEARCH (TAG \"{}\")", scan.tag);
+                        if scan.uid {
+                            line.push_str(" UID");
+                        }
+                        if !numbers.is_empty() {
+                            for option in &returns {
+                                match option {
+                                    SearchReturn::Min => {
+                                        line.push_str(&format!(" MIN {}", numbers[0]))
+                                    }
+                                    SearchReturn::Max => line
+                                        .push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
+                                    SearchReturn::All => line.push_str(&format!(
+                                        " ALL {}",
+                                        response::sequence_set(&numbers)
+                                    )),
+                                    SearchReturn::Count | SearchReturn::Save => {}
+                                }
+                            }
+                        }
+                        if returns.contains(&SearchReturn::Count) {
+                            line.push_str(&format!(" COUNT {}", numbers.len()));
+                        }
+                        line.push_str("\r\n");
+                        self.out.extend_from_slice(line.as_bytes());
+                    }
+                }
+                let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
+                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+            }
+        }
+    }
+
+    fn on_reply(&mut self, id: RequestId, reply: Reply) {
+        let Some((expected, running)) = self.running.take() else {
+            return;
+        };
+        if expected != id {
+            self.running = Some((expected, running));
+            return;
+        }
+        match (running, reply) {
+            (Running::Login { tag }, Reply::Login(result)) => match result {
+                Ok(()) => {
+                    self.state = State::Authenticated;
+                    let capability = self.capability();
+                    tagged(
+                        &mut self.out,
+                        &tag,
+                        "OK",
+                        &format!("[CAPABILITY {capability}] Logged in"),
+                    );
+                }
+                Err(failure) => {
+                    self.user = None;
+                    let text = match failure {
+                        LoginFailure::BadCredentials => {
+                            "[AUTHENTICATIONFAILED] Authentication failed"
+                        }
+                        LoginFailure::Disabled => {
+                            "[CONTACTADMIN] IMAP access is disabled for this account"
+                        }
+                        LoginFailure::Temporary => {
+                            "[UNAVAILABLE] Authentication service unavailable, try again later"
+                        }
+                    };
+                    tagged(&mut self.out, &tag, "NO", text);
+                    if failure == LoginFailure::BadCredentials {
+                        self.count_bad();
+                    }
+                }
+            },
+            (Running::List(job), Reply::Folders(result)) => match result {
+                Ok(folders) => self.list_reply(job, folders),
+                Err(fault) => tagged(&mut self.out, &job.tag, "NO", &fault_text(&fault, false)),
+            },
+            (Running::List(mut job), Reply::Status(result)) => {
+                if let (Some(line), Some(items), Ok(status)) =
+                    (job.status_queue.pop_front(), job.status.clone(), result)
+                {
+                    self.status_line(&line, &items, &status);
+                }
+                self.next_list_status(job);
+            }
+            (Running::Status { tag, name, items }, Reply::Status(result)) => match result {
+                Ok(status) => {
+                    self.status_line(&name, &items, &status);
+                    self.finish(&tag, "OK", "STATUS completed", true);
+                }
+                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+            },
+            (
+                Running::Select {
+                    tag,
+                    name,
+                    read_only,
+                    condstore,
+                },
+                Reply::Selected(result),
+            ) => self.select_reply(tag, name, read_only, condstore, result),
+            (Running::Simple { tag, command }, Reply::Done(result)) => match result {
+                Ok(()) => self.finish(&tag, "OK", &format!("{command} completed"), true),
+                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+            },
+            (Running::Append { tag }, Reply::Appended(result)) => match result {
+                Ok((uidvalidity, uid)) => self.finish(
+                    &tag,
+                    "OK",
+                    &format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"),
+                    true,
+                ),
+                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
+            },
+            (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
+            (Running::Scan(scan), Reply::Messages(result)) => self.scan_reply(scan, result),
+            (
+                Running::Store {
+                    tag,
+                    uid,
+                    silent,
+                    unchanged_since,
+                },
+                Reply::FlagsStored(result),
+            ) => self.store_reply(tag, uid, silent, unchanged_since, result),
+            (Running::Expunge { tag, closing, uid }, Reply::Expunged(result)) => {
+                self.expunge_reply(tag, closing, uid, result)
+            }
+            (Running::Copy { tag, moving, uid }, Reply::Copied(result)) => {
+                self.copy_reply(tag, moving, uid, result)
+            }
+            (running, _) => {
+                // A reply of the wrong kind is the host's bug; fail the command, keep going.
+                let tag = running_tag(&running);
+                tagged(&mut self.out, &tag, "NO", "[SERVERBUG] Internal error");
+            }
+        }
+    }
+
+    fn status_line(&mut self, name: &str, items: &[StatusItem], status: &FolderStatus) {
+        let mut line = b"* STATUS ".to_vec();
+        response::string(&mut line, &names::encode(name, self.utf8()), self.utf8());
+        line.extend_from_slice(b" (");
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item {
+                StatusItem::Messages => format!("MESSAGES {}", status.messages),
+                StatusItem::Recent => format!("RECENT {}", status.recent),
+                StatusItem::UidNext => format!("UIDNEXT {}", status.uidnext),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", status.uidvalidity),
+                StatusItem::Unseen => format!("UNSEEN {}", status.unseen),
+                StatusItem::Deleted => format!("DELETED {}", status.deleted),
+                StatusItem::Size => format!("SIZE {}", status.size),
+                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", status.highest_modseq),
+            });
+        }
+        line.extend_from_slice(parts.join(" ").as_bytes());
+        line.extend_from_slice(b")\r\n");
+        self.out.extend_from_slice(&line);
+    }
+
+    fn list_reply(&mut self, mut job: ListJob, folders: Vec<FolderInfo>) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let existing: BTreeMap<&str, &FolderInfo> =
+            folders.iter().map(|f| (f.name.as_str(), f)).collect();
+        let mut with_children = BTreeSet::new();
+        let mut subscribed_children = BTreeSet::new();
+        for folder in &folders {
+            for parent in names::parents(&folder.name) {
+                with_children.insert(parent.to_string());
+                if folder.subscribed {
+                    subscribed_children.insert(parent.to_string());
+                }
+            }
+        }
+        // Candidates: every folder, plus parents that exist only as levels (\Noselect /
+        // \NonExistent, RFC 9051 §6.3.9).
+        let mut candidates: BTreeSet<String> = folders.iter().map(|f| f.name.clone()).collect();
+        candidates.extend(with_children.iter().cloned());
+        let utf8 = self.utf8();
+        let lsub = job.command == "LSUB";
+        for name in candidates {
+            if !job.patterns.iter().any(|p| names::matches(p, &name)) {
+                continue;
+            }
+            let folder = existing.get(name.as_str());
+            let mut attributes: Vec<&str> = Vec::new();
+            let selectable = folder.is_some();
+            let subscribed = folder.is_some_and(|f| f.subscribed);
+            if job.subscribed_only && !subscribed {
+                let child_matches = job.recursive_match && subscribed_children.contains(&name);
+                if !child_matches {
+                    continue;
+                }
+            }
+            let special_use = folder.and_then(|f| f.special_use);
+            if job.special_use_only && special_use.is_none() {
+                continue;
+            }
+            if !selectable {
+                attributes.push(if lsub || !job.subscribed_only && !job.recursive_match {
+                    "\\Noselect"
+                } else {
+                    "\\NonExistent"
+                });
+            }
+            if !lsub {
+                attributes.push(if with_children.contains(&name) {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            if job.return_subscribed && subscribed {
+                attributes.push("\\Subscribed");
+            }
+            if let Some(usage) = special_use
+                && (!lsub || job.return_special_use)
+            {
+                attributes.push(usage);
+            }
+            let mut line = format!("* {} (", job.command).into_bytes();
+            line.extend_from_slice(attributes.join(" ").as_bytes());
+            line.extend_from_slice(b") \"/\" ");
+            response::string(&mut line, &names::encode(&name, utf8), utf8);
+            if job.recursive_match && job.subscribed_only && !subscribed {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            line.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&line);
+            if job.status.is_some() && selectable {
+                job.status_queue.push_back(name);
+            }
+        }
+        self.next_list_status(job);
+    }
+
+    /// LIST-STATUS: one STATUS per listed selectable folder, then the tagged OK.
+    fn next_list_status(&mut self, job: ListJob) {
+        if let Some(name) = job.status_queue.front().cloned() {
+            self.request(Running::List(job), Request::Status { folder: name });
+        } else {
+            let text = format!("{} completed", job.command);
+            self.finish(&job.tag, "OK", &text, true);
+        }
+    }
+
+    fn select_reply(
+        &mut self,
+        tag: String,
+        name: String,
+        read_only: bool,
+        condstore: bool,
+        result: Result<SelectedFolder, Fault>,
+    ) {
+        let folder = match result {
+            Ok(folder) => folder,
+            Err(fault) => return tagged(&mut self.out, &tag, "NO", &fault_text(&fault, false)),
+        };
+        if condstore {
+            self.enabled.condstore = true;
+        }
+        let uids: Vec<u32> = folder.messages.iter().map(|m| m.uid).collect();
+        let first_unseen = folder
+            .messages
+            .iter()
+            .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")))
+            .map(|i| i + 1);
+        let view = View::new(uids, folder.recent.clone());
+        let mut flags = SYSTEM_FLAGS.to_string();
+        for keyword in &folder.keywords {
+            flags.push(' ');
+            flags.push_str(keyword);
+        }
+        let out = &mut self.out;
+        out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
+        if !self.enabled.rev2 {
+            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
+            if let Some(unseen) = first_unseen {
+                out.extend_from_slice(
+                    format!("* OK [UNSEEN {unseen}] First unseen\r\n").as_bytes(),
+                );
+            }
+        }
+        out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
+        if read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            out.extend_from_slice(
+                format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted\r\n").as_bytes(),
+            );
+        }
+        out.extend_from_slice(
+            format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", folder.uidvalidity).as_bytes(),
+        );
+        out.extend_from_slice(
+            format!("* OK [UIDNEXT {}] Predicted next UID\r\n", folder.uidnext).as_bytes(),
+        );
+        if self.enabled.condstore {
+            out.extend_from_slice(
+                format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", folder.highest_modseq).as_bytes(),
+            );
+        }
+        if self.enabled.rev2 {
+            // RFC 9051 §6.3.2: the LIST response names the mailbox as it is spelt here.
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            response::string(&mut line, &names::encode(&name, true), true);
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+        }
+        let (code, command) = if read_only {
+            ("READ-ONLY", "EXAMINE")
+        } else {
+            ("READ-WRITE", "SELECT")
+        };
+        tagged(out, &tag, "OK", &format!("[{code}] {command} completed"));
+        self.state = State::Selected(Box::new(Selected {
+            id: folder.id,
+            read_only,
+            view,
+        }));
+    }
+
+    fn scan_reply(&mut self, mut scan: Scan, result: Result<Vec<MessageData>, Fault>) {
+        let messages = match result {
+            Ok(messages) => messages,
+            Err(fault) => {
+                return self.finish(&scan.tag, "NO", &fault_text(&fault, false), scan.uid);
+            }
+        };
+        let style = self.render_style();
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let (max_seq, max_uid) = (view.exists(), view.max_uid().unwrap_or(0));
+        let mut out = Vec::new();
+        let mut hits = Vec::new();
+        for message in &messages {
+            let Some(seq) = view.seq_of(message.uid) else {
+                continue;
+            };
+            let recent = view.is_recent(message.uid);
+            match &mut scan.kind {
+                ScanKind::Fetch {
+                    attrs,
+                    changed_since,
+                    failed,
+                } => {
+                    if changed_since.is_some_and(|since| message.modseq <= since) {
+                        continue;
+                    }
+                    if fetch::render(&mut out, seq, message, attrs, style, recent)
+                        == Err(RenderError::UnknownCte)
+                    {
+                        *failed = true;
+                    }
+                }
+                ScanKind::Search {
+                    key, max_modseq, ..
+                } => {
+                    let ctx = search::Context {
+                        seq,
+                        max_seq,
+                        max_uid,
+                        recent,
+                        message,
+                    };
+                    if search::matches(key, &ctx) {
+                        hits.push((seq, message.uid));
+                        *max_modseq = (*max_modseq).max(message.modseq);
+                    }
+                }
+            }
+        }
+        if let ScanKind::Search { hits: all, .. } = &mut scan.kind {
+            all.extend(hits);
+        }
+        self.out.extend_from_slice(&out);
+        self.continue_scan(scan);
+    }
+
+    fn store_reply(
+        &mut self,
+        tag: String,
+        uid: bool,
+        silent: bool,
+        unchanged_since: Option<u64>,
+        result: Result<FlagsStored, Fault>,
+    ) {
+        let stored = match result {
+            Ok(stored) => stored,
+            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), uid),
+        };
+        let recent_style = !self.enabled.rev2;
+        let with_modseq = self.enabled.condstore || unchanged_since.is_some();
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let mut out = Vec::new();
+        if !silent || unchanged_since.is_some() {
+            for (message_uid, flags, modseq) in &stored.current {
+                let Some(seq) = view.seq_of(*message_uid) else {
+                    continue;
+                };
+                out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+                if uid {
+                    out.extend_from_slice(format!("UID {message_uid} ").as_bytes());
+                }
+                out.extend_from_slice(b"FLAGS ");
+                let mut flags = flags.clone();
+                if recent_style && view.is_recent(*message_uid) {
+                    flags.push("\\Recent".into());
+                }
+                response::flag_list(&mut out, &flags);
+                if with_modseq {
+                    out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
+                }
+                out.extend_from_slice(b")\r\n");
+            }
+        }
+        let modified: Vec<u32> = if uid {
+            stored.modified.clone()
+        } else {
+            stored
+                .modified
+                .iter()
+                .filter_map(|u| view.seq_of(*u))
+                .collect()
+        };
+        self.out.extend_from_slice(&out);
+        let command = if uid { "UID STORE" } else { "STORE" };
+        if modified.is_empty() {
+            self.finish(&tag, "OK", &format!("{command} completed"), uid);
+        } else {
+            let text = format!(
+                "[MODIFIED {}] Conditional {command} failed",
+                response::sequence_set(&modified)
+            );
+            self.finish(&tag, "OK", &text, uid);
+        }
+    }
+
+    fn expunge_reply(
+        &mut self,
+        tag: String,
+        closing: bool,
+        uid: bool,
+        result: Result<Vec<u32>, Fault>,
+    ) {
+        let removed = match result {
+            Ok(removed) => removed,
+            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), true),
+        };
+        if closing {
+            // CLOSE expunges silently (RFC 9051 §6.4.1).
+            if let State::Selected(selected) = &self.state {
+                let folder = selected.id;
+                self.actions
+                    .push_back(Action::Request(0, Request::Deselect { folder }));
+            }
+            self.state = State::Authenticated;
+            return tagged(&mut self.out, &tag, "OK", "CLOSE completed");
+        }
+        if let State::Selected(selected) = &mut self.state {
+            selected.view.expunge_now(&mut self.out, &removed);
+        }
+        let command = if uid { "UID EXPUNGE" } else { "EXPUNGE" };
+        self.finish(&tag, "OK", &format!("{command} completed"), true);
+    }
+
+    fn copy_reply(&mut self, tag: String, moving: bool, uid: bool, result: Result<Copied, Fault>) {
+        let copied = match result {
+            Ok(copied) => copied,
+            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, true), uid),
+        };
+        let command = if moving { "MOVE" } else { "COPY" };
+        let sources: Vec<u32> = copied.pairs.iter().map(|(src, _)| *src).collect();
+        let targets: Vec<u32> = copied.pairs.iter().map(|(_, dst)| *dst).collect();
+        let code = if copied.pairs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {} {} {}] ",
+                copied.uidvalidity,
+                response::sequence_set(&sources),
+                response::sequence_set(&targets)
+            )
+        };
+        if moving {
+            // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+            if !code.is_empty() {
+                self.out
+                    .extend_from_slice(format!("* OK {code}Moved\r\n").as_bytes());
+            }
+            if let State::Selected(selected) = &mut self.state {
+                selected.view.expunge_now(&mut self.out, &sources);
+            }
+            self.finish(&tag, "OK", &format!("{command} completed"), true);
+        } else {
+            self.finish(&tag, "OK", &format!("{code}{command} completed"), uid);
+        }
+    }
+}
+
+fn running_tag(running: &Running) -> String {
+    match running {
+        Running::Login { tag }
+        | Running::Status { tag, .. }
+        | Running::Select { tag, .. }
+        | Running::Simple { tag, .. }
+        | Running::Append { tag }
+        | Running::Store { tag, .. }
+        | Running::Expunge { tag, .. }
+        | Running::Copy { tag, .. } => tag.clone(),
+        Running::List(job) => job.tag.clone(),
+        Running::MarkSeen(scan) | Running::Scan(scan) => scan.tag.clone(),
+    }
+}

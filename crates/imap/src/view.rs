@@ -1,0 +1,287 @@
+//! The selected folder as one session sees it: message sequence numbers ↔ UIDs, and the
+//! changes others made that the client has not been told about yet.
+//!
+//! Sequence numbers may only change when the session tells the client (RFC 9051
+//! §7.5.1), so changes are queued here and announced at the points the protocol allows:
+//! EXISTS and FETCH FLAGS after any command, EXPUNGE not during or right after FETCH,
+//! STORE or SEARCH by sequence number.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::command::{SeqBound, SequenceSet};
+use crate::request::FolderEvent;
+use crate::response;
+
+#[derive(Debug, Default)]
+pub struct View {
+    uids: Vec<u32>,
+    recent: BTreeSet<u32>,
+    pending_appends: BTreeMap<u32, bool>,
+    pending_expunges: BTreeSet<u32>,
+    pending_flags: BTreeMap<u32, (Vec<String>, u64)>,
+}
+
+/// How a session wants changes announced.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnnounceStyle {
+    /// IMAP4rev1 sessions are told about \Recent.
+    pub recent: bool,
+    /// CONDSTORE sessions get MODSEQ in unsolicited FETCH.
+    pub modseq: bool,
+}
+
+impl View {
+    pub fn new(uids: Vec<u32>, recent: Vec<u32>) -> View {
+        View {
+            uids,
+            recent: recent.into_iter().collect(),
+            ..View::default()
+        }
+    }
+
+    pub fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    pub fn recent_count(&self) -> u32 {
+        self.recent.len() as u32
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.contains(&uid)
+    }
+
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    pub fn uid_of(&self, seq: u32) -> Option<u32> {
+        self.uids.get((seq as usize).checked_sub(1)?).copied()
+    }
+
+    pub fn max_uid(&self) -> Option<u32> {
+        self.uids.last().copied()
+    }
+
+    /// Messages named by sequence numbers, ascending. Numbers beyond EXISTS are an error
+    /// (RFC 9051 §9 `seq-number`), except that `*` on an empty folder names nothing.
+    pub fn resolve_seqs(&self, set: &SequenceSet) -> Result<Vec<(u32, u32)>, &'static str> {
+        let exists = self.exists();
+        let mut seqs = BTreeSet::new();
+        for range in &set.0 {
+            let value = |bound: SeqBound| match bound {
+                SeqBound::Value(v) => v,
+                SeqBound::Star => exists,
+            };
+            if exists == 0 && (range.start == SeqBound::Star || range.end == SeqBound::Star) {
+                // `1:*` on an empty folder names nothing; clients send it routinely.
+                continue;
+            }
+            let (a, b) = (value(range.start), value(range.end));
+            let (low, high) = (a.min(b), a.max(b));
+            if high > exists {
+                return Err("Invalid message sequence number");
+            }
+            if low == 0 {
+                continue;
+            }
+            seqs.extend(low..=high);
+        }
+        Ok(seqs
+            .into_iter()
+            .filter_map(|seq| self.uid_of(seq).map(|uid| (seq, uid)))
+            .collect())
+    }
+
+    /// Messages named by UIDs; UIDs not in the folder are skipped (RFC 9051 §6.4.9).
+    /// `*` is the highest UID in use, so `n:*` always includes the last message.
+    pub fn resolve_uids(&self, set: &SequenceSet) -> Vec<(u32, u32)> {
+        let Some(max) = self.max_uid() else {
+            return Vec::new();
+        };
+        let mut out = BTreeSet::new();
+        for range in &set.0 {
+            let value = |bound: SeqBound| match bound {
+                SeqBound::Value(v) => v,
+                SeqBound::Star => max,
+            };
+            let (a, b) = (value(range.start), value(range.end));
+            let (low, high) = (a.min(b), a.max(b));
+            let start = self.uids.partition_point(|&uid| uid < low);
+            for (i, &uid) in self.uids[start..].iter().enumerate() {
+                if uid > high {
+                    break;
+                }
+                out.insert((start + i + 1) as u32);
+            }
+        }
+        out.into_iter()
+            .filter_map(|seq| self.uid_of(seq).map(|uid| (seq, uid)))
+            .collect()
+    }
+
+    /// Queues a change for announcement.
+    pub fn queue(&mut self, event: FolderEvent) {
+        match event {
+            FolderEvent::Appended { uid, recent, .. } => {
+                if self.max_uid().is_none_or(|max| uid > max) {
+                    self.pending_appends.insert(uid, recent);
+                }
+            }
+            FolderEvent::FlagsChanged {
+                uid, flags, modseq, ..
+            } => {
+                self.pending_flags.insert(uid, (flags, modseq));
+            }
+            FolderEvent::Expunged { uids, .. } => {
+                for uid in uids {
+                    if self.pending_appends.remove(&uid).is_none() {
+                        self.pending_expunges.insert(uid);
+                    }
+                    self.pending_flags.remove(&uid);
+                }
+            }
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending_appends.is_empty()
+            || !self.pending_expunges.is_empty()
+            || !self.pending_flags.is_empty()
+    }
+
+    /// Removes messages this session expunged itself and writes their EXPUNGE lines.
+    pub fn expunge_now(&mut self, out: &mut Vec<u8>, uids: &[u32]) {
+        let mut seqs: Vec<u32> = uids.iter().filter_map(|&uid| self.seq_of(uid)).collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in seqs {
+            let uid = self.uids.remove(seq as usize - 1);
+            self.recent.remove(&uid);
+            self.pending_flags.remove(&uid);
+            self.pending_expunges.remove(&uid);
+            out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+        }
+    }
+
+    /// Writes the queued changes the protocol allows now.
+    pub fn announce(&mut self, out: &mut Vec<u8>, allow_expunge: bool, style: AnnounceStyle) {
+        if allow_expunge && !self.pending_expunges.is_empty() {
+            let uids: Vec<u32> = std::mem::take(&mut self.pending_expunges)
+                .into_iter()
+                .collect();
+            self.expunge_now(out, &uids);
+        }
+        if !self.pending_appends.is_empty() {
+            for (uid, recent) in std::mem::take(&mut self.pending_appends) {
+                self.uids.push(uid);
+                if recent {
+                    self.recent.insert(uid);
+                }
+            }
+            out.extend_from_slice(format!("* {} EXISTS\r\n", self.exists()).as_bytes());
+            if style.recent {
+                out.extend_from_slice(format!("* {} RECENT\r\n", self.recent_count()).as_bytes());
+            }
+        }
+        for (uid, (flags, modseq)) in std::mem::take(&mut self.pending_flags) {
+            let Some(seq) = self.seq_of(uid) else {
+                continue;
+            };
+            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS ").as_bytes());
+            let mut flags = flags;
+            if style.recent && self.recent.contains(&uid) {
+                flags.push("\\Recent".to_string());
+            }
+            response::flag_list(out, &flags);
+            if style.modseq {
+                out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
+            }
+            out.extend_from_slice(b")\r\n");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::SeqRange;
+    use crate::request::FolderId;
+
+    fn set(ranges: &[(SeqBound, SeqBound)]) -> SequenceSet {
+        SequenceSet(
+            ranges
+                .iter()
+                .map(|&(start, end)| SeqRange { start, end })
+                .collect(),
+        )
+    }
+    use SeqBound::{Star, Value};
+
+    #[test]
+    fn uid_ranges_skip_missing_and_star_is_the_last_message() {
+        let view = View::new(vec![3, 5, 9], vec![]);
+        assert_eq!(
+            view.resolve_uids(&set(&[(Value(4), Star)])),
+            vec![(2, 5), (3, 9)]
+        );
+        // n:* with n above the highest UID still names the last message (RFC 9051 §6.4.9).
+        assert_eq!(view.resolve_uids(&set(&[(Value(100), Star)])), vec![(3, 9)]);
+        assert_eq!(view.resolve_uids(&set(&[(Value(6), Value(8))])), vec![]);
+        assert_eq!(
+            view.resolve_seqs(&set(&[(Value(2), Star)])).unwrap(),
+            vec![(2, 5), (3, 9)]
+        );
+        assert!(view.resolve_seqs(&set(&[(Value(4), Value(4))])).is_err());
+        let empty = View::new(vec![], vec![]);
+        assert_eq!(
+            empty.resolve_seqs(&set(&[(Value(1), Star)])).unwrap(),
+            vec![]
+        );
+        assert!(empty.resolve_seqs(&set(&[(Value(1), Value(1))])).is_err());
+    }
+
+    #[test]
+    fn changes_are_announced_in_order_and_expunges_only_when_allowed() {
+        let mut view = View::new(vec![1, 2, 3], vec![]);
+        let folder = FolderId(1);
+        view.queue(FolderEvent::Expunged {
+            folder,
+            uids: vec![2],
+            modseq: 5,
+        });
+        view.queue(FolderEvent::Appended {
+            folder,
+            uid: 4,
+            flags: vec![],
+            modseq: 6,
+            recent: true,
+        });
+        view.queue(FolderEvent::FlagsChanged {
+            folder,
+            uid: 3,
+            flags: vec!["\\Seen".into()],
+            modseq: 7,
+        });
+        let mut out = Vec::new();
+        view.announce(
+            &mut out,
+            false,
+            AnnounceStyle {
+                recent: true,
+                modseq: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 4 EXISTS\r\n* 1 RECENT\r\n* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n"
+        );
+        let mut out = Vec::new();
+        view.announce(&mut out, true, AnnounceStyle::default());
+        assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
+        assert_eq!(view.uids(), &[1, 3, 4]);
+    }
+}

@@ -1,0 +1,767 @@
+//! The IMAP session actor: wires a [`portico_imap::Session`] to its connection, the
+//! authenticator, the store and the mailbox actors of the folders it selects.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use portico_cluster::LoginType;
+use portico_imap::command::{DateTime, StoreMode};
+use portico_imap::request::{
+    Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
+    FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, SelectedFolder, ViewEntry,
+};
+use portico_imap::{Action, ImapConfig, Input, Session};
+use portico_store::{
+    Account, FlagOp, Flags, INBOX, MailboxId, MessageMeta, SpecialUse, Store, StoreError,
+    SystemFlag, Uid, validate_mailbox_name,
+};
+use tokio::net::TcpStream;
+use tracing::Span;
+
+use crate::auth::{LoginError, Protocol};
+use crate::connection::{
+    self, ClientBytes, ClientStream, ConnectionEnded, ConnectionSettings, Outbox, Outgoing,
+    ReadControl, ServerShutdown, SessionPorts, TlsEstablished,
+};
+use crate::mailbox::{
+    AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, MailboxFault,
+    SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
+};
+use crate::node::NodeContext;
+
+pub struct ImapConnection {
+    id: SessionId,
+    node: Arc<NodeContext>,
+    machine: Session,
+    outbox: Outbox,
+    span: Span,
+    client: SocketAddr,
+    account: Option<Account>,
+    /// The folder whose changes this session receives.
+    selected: Option<MailboxId>,
+    /// A request is in flight; the machine waits for its answer.
+    awaiting: bool,
+    reader_paused: bool,
+}
+
+impl Actor for ImapConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        self.drive(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(mailbox) = self.selected.take() {
+            self.node
+                .mailboxes
+                .notify(mailbox, UnsubscribeSession { session: self.id });
+        }
+    }
+}
+
+/// Maps a store failure to the IMAP session's closed set, logging internal ones with a
+/// reference the client also sees.
+fn fault(span: &Span, error: MailboxFault) -> Fault {
+    match error {
+        MailboxFault::Store(StoreError::NotFound) => Fault::NotFound,
+        MailboxFault::Store(StoreError::AlreadyExists) => Fault::AlreadyExists,
+        MailboxFault::Store(StoreError::InvalidName(why) | StoreError::NotAllowed(why)) => {
+            Fault::NotAllowed(why.to_string())
+        }
+        other => {
+            let reference = format!("{:08x}", rand_reference());
+            tracing::error!(parent: span, error = %other, reference, "store failure");
+            Fault::Unavailable(reference)
+        }
+    }
+}
+
+fn rand_reference() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    u32::from_le_bytes(bytes)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn flag_names(flags: &Flags) -> Vec<String> {
+    flags.names().map(str::to_string).collect()
+}
+
+fn special_use_from(attribute: &str) -> Option<SpecialUse> {
+    [
+        SpecialUse::Sent,
+        SpecialUse::Drafts,
+        SpecialUse::Trash,
+        SpecialUse::Junk,
+        SpecialUse::Archive,
+    ]
+    .into_iter()
+    .find(|usage| usage.attribute().eq_ignore_ascii_case(attribute))
+}
+
+fn message_data(
+    store: &Store,
+    mailbox: MailboxId,
+    meta: MessageMeta,
+    detail: Detail,
+) -> Result<MessageData, StoreError> {
+    let summary = if detail >= Detail::Summary {
+        Some(store.message_summary(mailbox, meta.uid)?)
+    } else {
+        None
+    };
+    let raw = match detail {
+        Detail::Header => Some(store.message_header(mailbox, meta.uid)?),
+        Detail::Full => Some(store.message_bytes(mailbox, meta.uid)?),
+        _ => None,
+    };
+    Ok(MessageData {
+        uid: meta.uid.0,
+        flags: flag_names(&meta.flags),
+        internal_date: DateTime {
+            timestamp: meta.internal_date,
+            offset: meta.internal_date_offset,
+        },
+        size: meta.size,
+        modseq: meta.modseq.0,
+        summary,
+        raw,
+    })
+}
+
+/// Looks a folder up by name for the signed-in account.
+fn folder_by_name(
+    store: &Store,
+    account: &Account,
+    name: &str,
+) -> Result<portico_store::Mailbox, MailboxFault> {
+    store
+        .mailbox_by_name(account.id, name)?
+        .ok_or(MailboxFault::Store(StoreError::NotFound))
+}
+
+/// Creates the missing superior levels of `name` (RFC 9051 §6.3.4).
+fn create_parents(store: &Store, account: &Account, name: &str) -> Result<(), StoreError> {
+    for parent in portico_imap::names::parents(name) {
+        if store.mailbox_by_name(account.id, parent)?.is_none() {
+            match store.create_mailbox(account.id, parent, None) {
+                Ok(_) | Err(StoreError::AlreadyExists) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatus, MailboxFault> {
+    let mailbox = folder_by_name(store, account, name)?;
+    let mut status = FolderStatus {
+        messages: mailbox.messages,
+        recent: 0,
+        uidnext: mailbox.uidnext.0,
+        uidvalidity: mailbox.uidvalidity.0,
+        size: mailbox.size,
+        highest_modseq: mailbox.highest_modseq.0,
+        ..FolderStatus::default()
+    };
+    for meta in store.messages(mailbox.id)? {
+        if !meta.flags.has(SystemFlag::Seen) {
+            status.unseen += 1;
+        }
+        if meta.flags.has(SystemFlag::Deleted) {
+            status.deleted += 1;
+        }
+    }
+    Ok(status)
+}
+
+impl ImapConnection {
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        let _entered = self.span.clone().entered();
+        while !self.awaiting {
+            let Some(action) = self.machine.next_action() else {
+                break;
+            };
+            self.perform(action, ctx);
+        }
+        if !self.awaiting && self.reader_paused {
+            self.reader_paused = false;
+            self.outbox.resume_reading();
+        }
+    }
+
+    fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
+        match action {
+            Action::Write(bytes) => self.outbox.write(bytes),
+            Action::StartTls => {
+                self.awaiting = true;
+                self.outbox.send(Outgoing::StartTls);
+            }
+            Action::Close => self.outbox.send(Outgoing::Close),
+            Action::Request(id, request) => self.execute(id, request, ctx),
+        }
+    }
+
+    fn answer(&mut self, id: RequestId, reply: Reply, ctx: &mut Context<Self>) {
+        self.awaiting = false;
+        self.machine.handle(Input::Reply(id, reply));
+        self.drive(ctx);
+    }
+
+    /// Runs blocking store work for a request and feeds the reply back.
+    fn blocking<T, F, M>(&mut self, id: RequestId, ctx: &mut Context<Self>, work: F, map: M)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &Account) -> Result<T, MailboxFault> + Send + 'static,
+        M: FnOnce(Result<T, Fault>) -> Reply + 'static,
+    {
+        let Some(account) = self.account.clone() else {
+            let reply = map(Err(Fault::NotAllowed("not signed in".into())));
+            ctx.run_later(Duration::ZERO, move |actor, ctx| {
+                actor.answer(id, reply, ctx)
+            });
+            return;
+        };
+        self.awaiting = true;
+        let store = self.node.store.clone();
+        let task = tokio::task::spawn_blocking(move || work(&store, &account));
+        ctx.spawn(task.into_actor(self).map(move |result, actor, ctx| {
+            let result = match result {
+                Ok(inner) => inner.map_err(|e| fault(&actor.span, e)),
+                Err(_) => Err(fault(&actor.span, MailboxFault::Unavailable)),
+            };
+            actor.answer(id, map(result), ctx);
+        }));
+    }
+
+    /// Sends a message to a folder's mailbox actor and feeds the reply back.
+    fn via_actor<T, M, F>(&mut self, id: RequestId, ctx: &mut Context<Self>, resolve: F, map: M)
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, MailboxFault>> + 'static,
+        M: FnOnce(Result<T, Fault>) -> Reply + 'static,
+    {
+        self.awaiting = true;
+        ctx.spawn(resolve.into_actor(self).map(move |result, actor, ctx| {
+            let result = result.map_err(|e| fault(&actor.span, e));
+            actor.answer(id, map(result), ctx);
+        }));
+    }
+
+    fn execute(&mut self, id: RequestId, request: Request, ctx: &mut Context<Self>) {
+        let node = self.node.clone();
+        let session = self.id;
+        match request {
+            Request::Login { username, password } => {
+                self.awaiting = true;
+                let ip = self.client.ip();
+                let login = async move {
+                    node.auth
+                        .login(&username, &password.0, ip, Protocol::Imap)
+                        .await
+                };
+                ctx.spawn(login.into_actor(self).map(move |result, actor, ctx| {
+                    let reply = match result {
+                        Ok(account) => {
+                            actor.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.span, "signed in");
+                            actor.account = Some(account);
+                            actor.outbox.send(Outgoing::IdleTimeout(Duration::from_secs(
+                                actor.node.config.imap.idle_timeout_secs,
+                            )));
+                            Ok(())
+                        }
+                        Err(LoginError::BadCredentials) => {
+                            tracing::info!(parent: &actor.span, "failed sign-in");
+                            Err(LoginFailure::BadCredentials)
+                        }
+                        Err(LoginError::ProtocolDisabled) => Err(LoginFailure::Disabled),
+                        Err(LoginError::Unavailable) => Err(LoginFailure::Temporary),
+                    };
+                    actor.answer(id, Reply::Login(reply), ctx);
+                }));
+            }
+            Request::ListFolders => self.blocking(
+                id,
+                ctx,
+                |store, account| {
+                    Ok(store
+                        .mailboxes(account.id)?
+                        .into_iter()
+                        .map(|m| FolderInfo {
+                            name: m.name,
+                            special_use: m.special_use.map(SpecialUse::attribute),
+                            subscribed: m.subscribed,
+                        })
+                        .collect::<Vec<_>>())
+                },
+                Reply::Folders,
+            ),
+            Request::Status { folder } => self.blocking(
+                id,
+                ctx,
+                move |store, account| status_of(store, account, &folder),
+                Reply::Status,
+            ),
+            Request::Select { folder, read_only } => self.select(id, folder, read_only, ctx),
+            Request::Deselect { .. } => {
+                if let Some(mailbox) = self.selected.take() {
+                    node.mailboxes
+                        .notify(mailbox, UnsubscribeSession { session });
+                }
+            }
+            Request::Create {
+                folder,
+                special_use,
+            } => {
+                let usage = match special_use.as_deref().map(special_use_from) {
+                    Some(None) => {
+                        let reply = Reply::Done(Err(Fault::NotAllowed(
+                            "[USEATTR] Unsupported special-use attribute".into(),
+                        )));
+                        self.awaiting = true;
+                        ctx.run_later(Duration::ZERO, move |actor, ctx| {
+                            actor.answer(id, reply, ctx)
+                        });
+                        return;
+                    }
+                    Some(usage) => usage,
+                    None => None,
+                };
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, account| {
+                        validate_mailbox_name(&folder)?;
+                        create_parents(store, account, &folder)?;
+                        store.create_mailbox(account.id, &folder, usage)?;
+                        Ok(())
+                    },
+                    Reply::Done,
+                )
+            }
+            Request::Delete { folder } => self.blocking(
+                id,
+                ctx,
+                move |store, account| {
+                    let mailbox = folder_by_name(store, account, &folder)?;
+                    store.delete_mailbox(mailbox.id)?;
+                    Ok(())
+                },
+                Reply::Done,
+            ),
+            Request::Rename { from, to } => {
+                let registry = node.mailboxes.clone();
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, account| {
+                        let mailbox = folder_by_name(store, account, &from)?;
+                        validate_mailbox_name(&to)?;
+                        if store.mailbox_by_name(account.id, &to)?.is_some() {
+                            return Err(StoreError::AlreadyExists.into());
+                        }
+                        create_parents(store, account, &to)?;
+                        if mailbox.name == INBOX {
+                            // RFC 9051 §6.3.6: renaming INBOX moves its messages to the
+                            // new folder and leaves INBOX empty.
+                            let target = store.create_mailbox(account.id, &to, None)?;
+                            let uids: Vec<Uid> =
+                                store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
+                            store.move_messages(mailbox.id, &uids, target.id)?;
+                            drop(registry);
+                        } else {
+                            store.rename_mailbox(mailbox.id, &to)?;
+                        }
+                        Ok(())
+                    },
+                    Reply::Done,
+                )
+            }
+            Request::Subscribe { folder, subscribed } => self.blocking(
+                id,
+                ctx,
+                move |store, account| {
+                    let mailbox = folder_by_name(store, account, &folder)?;
+                    store.set_subscribed(mailbox.id, subscribed)?;
+                    Ok(())
+                },
+                Reply::Done,
+            ),
+            Request::Append {
+                folder,
+                flags,
+                date,
+                message,
+            } => {
+                let Some(account) = self.account.clone() else {
+                    return;
+                };
+                let date = date.map_or((now(), 0), |d| (d.timestamp, d.offset));
+                let flags = Flags::from_names(flags.iter().map(String::as_str));
+                let resolve = async move {
+                    let store = node.store.clone();
+                    let mailbox = tokio::task::spawn_blocking(move || {
+                        folder_by_name(&store, &account, &folder)
+                    })
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)??;
+                    let append = AppendMessage {
+                        message: Bytes::from(message),
+                        flags,
+                        internal_date: date,
+                        origin: Some(session),
+                    };
+                    let appended = node.mailboxes.send(mailbox.id, append).await??;
+                    Ok((appended.uidvalidity.0, appended.uid.0))
+                };
+                self.via_actor(id, ctx, resolve, Reply::Appended)
+            }
+            Request::Fetch {
+                folder,
+                uids,
+                detail,
+            } => {
+                let mailbox = MailboxId(folder.0);
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, _| {
+                        let mut out = Vec::with_capacity(uids.len());
+                        for uid in uids {
+                            let meta = match store.message(mailbox, Uid(uid)) {
+                                Ok(meta) => meta,
+                                Err(StoreError::NotFound) => continue,
+                                Err(e) => return Err(e.into()),
+                            };
+                            match message_data(store, mailbox, meta, detail) {
+                                Ok(data) => out.push(data),
+                                // Expunged between the two reads.
+                                Err(StoreError::NotFound) => continue,
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        Ok(out)
+                    },
+                    Reply::Messages,
+                )
+            }
+            Request::StoreFlags {
+                folder,
+                uids,
+                mode,
+                flags,
+                unchanged_since,
+            } => {
+                let op = match mode {
+                    StoreMode::Add => FlagOp::Add,
+                    StoreMode::Remove => FlagOp::Remove,
+                    StoreMode::Replace => FlagOp::Replace,
+                };
+                let msg = StoreFlags {
+                    origin: Some(session),
+                    uids: uids.into_iter().map(Uid).collect(),
+                    op,
+                    flags: Flags::from_names(flags.iter().map(String::as_str)),
+                    unchanged_since: unchanged_since.map(portico_store::ModSeq),
+                };
+                let resolve = async move {
+                    let outcome = node.mailboxes.send(MailboxId(folder.0), msg).await??;
+                    Ok(FlagsStored {
+                        current: outcome
+                            .current
+                            .into_iter()
+                            .map(|(uid, flags, modseq)| (uid.0, flag_names(&flags), modseq.0))
+                            .collect(),
+                        modified: outcome.modified.into_iter().map(|uid| uid.0).collect(),
+                    })
+                };
+                self.via_actor(id, ctx, resolve, Reply::FlagsStored)
+            }
+            Request::Expunge { folder, uids } => {
+                let msg = ExpungeDeleted {
+                    origin: Some(session),
+                    uids: uids.map(|uids| uids.into_iter().map(Uid).collect()),
+                };
+                let resolve = async move {
+                    let removed = node.mailboxes.send(MailboxId(folder.0), msg).await??;
+                    Ok(removed.into_iter().map(|uid| uid.0).collect())
+                };
+                self.via_actor(id, ctx, resolve, Reply::Expunged)
+            }
+            Request::Copy {
+                folder,
+                uids,
+                destination,
+                moving,
+            } => {
+                let Some(account) = self.account.clone() else {
+                    return;
+                };
+                let resolve = async move {
+                    let store = node.store.clone();
+                    let target = tokio::task::spawn_blocking(move || {
+                        folder_by_name(&store, &account, &destination)
+                    })
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)??;
+                    let msg = CopyMessages {
+                        origin: Some(session),
+                        uids: uids.into_iter().map(Uid).collect(),
+                        destination: target.id,
+                        moving,
+                    };
+                    let copied = node.mailboxes.send(MailboxId(folder.0), msg).await??;
+                    Ok(ImapCopied {
+                        uidvalidity: copied.uidvalidity.0,
+                        pairs: copied.pairs.into_iter().map(|(a, b)| (a.0, b.0)).collect(),
+                    })
+                };
+                self.via_actor(id, ctx, resolve, Reply::Copied)
+            }
+        }
+    }
+
+    fn select(&mut self, id: RequestId, folder: String, read_only: bool, ctx: &mut Context<Self>) {
+        let Some(account) = self.account.clone() else {
+            return;
+        };
+        let node = self.node.clone();
+        let session = self.id;
+        let recipient = ctx.address().recipient::<FolderChanged>();
+        if let Some(previous) = self.selected.take() {
+            node.mailboxes
+                .notify(previous, UnsubscribeSession { session });
+        }
+        self.awaiting = true;
+        let resolve = async move {
+            let store = node.store.clone();
+            let mailbox =
+                tokio::task::spawn_blocking(move || folder_by_name(&store, &account, &folder))
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)??;
+            let snapshot = node
+                .mailboxes
+                .send(
+                    mailbox.id,
+                    SubscribeSession {
+                        session,
+                        recipient,
+                        read_only,
+                    },
+                )
+                .await??;
+            Ok(snapshot)
+        };
+        ctx.spawn(resolve.into_actor(self).map(move |result, actor, ctx| {
+            let reply = match result {
+                Ok(snapshot) => {
+                    actor.selected = Some(snapshot.mailbox.id);
+                    let mut keywords: Vec<String> = Vec::new();
+                    let messages = snapshot
+                        .messages
+                        .into_iter()
+                        .map(|meta| {
+                            for name in meta.flags.names() {
+                                if !name.starts_with('\\') && !keywords.iter().any(|k| k == name) {
+                                    keywords.push(name.to_string());
+                                }
+                            }
+                            ViewEntry {
+                                uid: meta.uid.0,
+                                flags: flag_names(&meta.flags),
+                                modseq: meta.modseq.0,
+                            }
+                        })
+                        .collect();
+                    Ok(SelectedFolder {
+                        id: FolderId(snapshot.mailbox.id.0),
+                        uidvalidity: snapshot.mailbox.uidvalidity.0,
+                        uidnext: snapshot.mailbox.uidnext.0,
+                        highest_modseq: snapshot.mailbox.highest_modseq.0,
+                        messages,
+                        recent: snapshot.recent.into_iter().map(|uid| uid.0).collect(),
+                        keywords,
+                    })
+                }
+                Err(e) => Err(fault(&actor.span, e)),
+            };
+            actor.answer(id, Reply::Selected(reply), ctx);
+        }));
+    }
+}
+
+impl Handler<ClientBytes> for ImapConnection {
+    type Result = MessageResult<ClientBytes>;
+
+    fn handle(&mut self, msg: ClientBytes, ctx: &mut Self::Context) -> Self::Result {
+        {
+            let _entered = self.span.clone().entered();
+            tracing::trace!(bytes = msg.0.len(), "client input");
+            self.machine.handle(Input::Bytes(&msg.0));
+        }
+        self.drive(ctx);
+        self.reader_paused = self.awaiting;
+        MessageResult(if self.awaiting {
+            ReadControl::Pause
+        } else {
+            ReadControl::Continue
+        })
+    }
+}
+
+impl Handler<FolderChanged> for ImapConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: FolderChanged, ctx: &mut Self::Context) {
+        if Some(msg.mailbox) != self.selected {
+            return;
+        }
+        let folder = FolderId(msg.mailbox.0);
+        let own = msg.origin == Some(self.id);
+        let event = match msg.change {
+            FolderChange::Appended {
+                uid,
+                flags,
+                modseq,
+                recent,
+            } => FolderEvent::Appended {
+                folder,
+                uid: uid.0,
+                flags: flag_names(&flags),
+                modseq: modseq.0,
+                recent,
+            },
+            // This session reports its own flag changes and expunges in its responses.
+            FolderChange::FlagsChanged { .. } | FolderChange::Expunged { .. } if own => return,
+            FolderChange::FlagsChanged { uid, flags, modseq } => FolderEvent::FlagsChanged {
+                folder,
+                uid: uid.0,
+                flags: flag_names(&flags),
+                modseq: modseq.0,
+            },
+            FolderChange::Expunged { uids, modseq } => FolderEvent::Expunged {
+                folder,
+                uids: uids.into_iter().map(|uid| uid.0).collect(),
+                modseq: modseq.0,
+            },
+            FolderChange::Overflow => {
+                tracing::warn!(parent: &self.span, "session fell behind its folder's changes");
+                self.machine.handle(Input::Shutdown);
+                self.selected = None;
+                self.drive(ctx);
+                return;
+            }
+        };
+        self.machine.handle(Input::Event(event));
+        self.drive(ctx);
+    }
+}
+
+impl Handler<TlsEstablished> for ImapConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: TlsEstablished, ctx: &mut Self::Context) {
+        self.awaiting = false;
+        self.machine.handle(Input::TlsEstablished);
+        self.drive(ctx);
+    }
+}
+
+impl Handler<ServerShutdown> for ImapConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: ServerShutdown, ctx: &mut Self::Context) {
+        self.awaiting = false;
+        self.machine.handle(Input::Shutdown);
+        self.drive(ctx);
+    }
+}
+
+impl Handler<ConnectionEnded> for ImapConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
+        tracing::info!(
+            parent: &self.span,
+            reason = ?msg.reason,
+            bytes_in = msg.stats.bytes_in,
+            bytes_out = msg.stats.bytes_out,
+            commands = self.machine.commands(),
+            "session ended"
+        );
+        ctx.stop();
+    }
+}
+
+/// Serves one IMAP connection (plain with STARTTLS, or implicit TLS) until it ends.
+pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let id = node.next_session_id();
+    let span = tracing::info_span!(
+        "session",
+        id,
+        protocol = "imap",
+        client = %peer,
+        node = %node.node_name,
+        user = tracing::field::Empty,
+    );
+    let stream = if implicit_tls {
+        match connection::accept_implicit_tls(tcp, &node.tls, peer).await {
+            Some(stream) => stream,
+            None => return,
+        }
+    } else {
+        ClientStream::Plain(tcp)
+    };
+    let settings = &node.config.imap;
+    let machine = Session::new(
+        ImapConfig {
+            plaintext_login_without_tls: settings.login == LoginType::Plaintext,
+            tls_available: true,
+            max_line: settings.max_line_length,
+            append_limit: settings.append_limit,
+            max_command: settings.max_command_size,
+            max_bad_commands: settings.max_bad_commands,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        stream.is_tls(),
+    );
+    let (outbox, inbox) = connection::channel();
+    tracing::info!(parent: &span, tls = stream.is_tls(), "connected");
+    let actor = ImapConnection {
+        id,
+        node: node.clone(),
+        machine,
+        outbox,
+        span: span.clone(),
+        client: peer,
+        account: None,
+        selected: None,
+        awaiting: false,
+        reader_paused: false,
+    }
+    .start();
+    let ports = SessionPorts {
+        bytes: actor.clone().recipient(),
+        tls: actor.clone().recipient(),
+        shutdown: actor.clone().recipient(),
+        ended: actor.recipient(),
+    };
+    let connection_settings = ConnectionSettings {
+        idle_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
+        acceptor: node.tls.clone(),
+        timeout_message: b"* BYE Autologout; idle for too long\r\n",
+        shutdown: node.shutdown.clone(),
+    };
+    connection::drive(stream, ports, inbox, connection_settings).await;
+}
