@@ -25,7 +25,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
+
+use crate::mailbox::SessionId;
+use crate::node::NodeContext;
 
 /// A client's stream, before or after TLS.
 pub enum ClientStream {
@@ -371,4 +374,94 @@ pub async fn accept_implicit_tls(
             None
         }
     }
+}
+
+/// What a protocol tells [`serve`] about itself.
+pub struct ProtocolSettings {
+    pub name: &'static str,
+    /// Idle time allowed before sign-in.
+    pub unauthenticated_timeout: Duration,
+    /// Written when the idle timeout closes the connection.
+    pub timeout_message: &'static [u8],
+}
+
+/// What a session actor is given when it is made.
+pub struct NewSession {
+    pub id: SessionId,
+    pub span: Span,
+    pub outbox: Outbox,
+    pub client: std::net::SocketAddr,
+    pub tls: bool,
+}
+
+/// Serves one client connection of any protocol: makes its span, runs implicit TLS
+/// when asked, starts the session actor `make` builds, and drives the socket until the
+/// connection ends.
+pub async fn serve<A, F>(
+    node: Arc<NodeContext>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    protocol: ProtocolSettings,
+    make: F,
+) where
+    A: Actor<Context = actix::Context<A>>
+        + Handler<ClientBytes>
+        + Handler<TlsEstablished>
+        + Handler<ServerShutdown>
+        + Handler<ConnectionEnded>,
+    F: FnOnce(NewSession) -> A,
+{
+    let id = node.next_session_id();
+    let span = tracing::info_span!(
+        "session",
+        id,
+        protocol = protocol.name,
+        client = %peer,
+        node = %node.node_name,
+        user = tracing::field::Empty,
+    );
+    let stream = if implicit_tls {
+        match accept_implicit_tls(tcp, &node.tls, peer).await {
+            Some(stream) => stream,
+            None => return,
+        }
+    } else {
+        ClientStream::Plain(tcp)
+    };
+    let (outbox, inbox) = channel();
+    tracing::info!(parent: &span, tls = stream.is_tls(), "connected");
+    let actor = make(NewSession {
+        id,
+        span,
+        outbox,
+        client: peer,
+        tls: stream.is_tls(),
+    })
+    .start();
+    let ports = SessionPorts {
+        bytes: actor.clone().recipient(),
+        tls: actor.clone().recipient(),
+        shutdown: actor.clone().recipient(),
+        ended: actor.recipient(),
+    };
+    let settings = ConnectionSettings {
+        idle_timeout: protocol.unauthenticated_timeout,
+        acceptor: node.tls.clone(),
+        timeout_message: protocol.timeout_message,
+        shutdown: node.shutdown.clone(),
+    };
+    drive(stream, ports, inbox, settings).await;
+}
+
+/// The one `info` line at the end of every session.
+pub fn log_session_end(span: &Span, ended: &ConnectionEnded, commands: u64) {
+    tracing::info!(
+        parent: span,
+        reason = ?ended.reason,
+        bytes_in = ended.stats.bytes_in,
+        bytes_out = ended.stats.bytes_out,
+        commands,
+        "session ended"
+    );
 }

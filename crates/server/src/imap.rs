@@ -23,8 +23,8 @@ use tracing::Span;
 
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{
-    self, ClientBytes, ClientStream, ConnectionEnded, ConnectionSettings, Outbox, Outgoing,
-    ReadControl, ServerShutdown, SessionPorts, TlsEstablished,
+    self, ClientBytes, ConnectionEnded, Outbox, Outgoing, ProtocolSettings, ReadControl,
+    ServerShutdown, TlsEstablished,
 };
 use crate::mailbox::{
     AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, MailboxFault,
@@ -692,76 +692,42 @@ impl Handler<ConnectionEnded> for ImapConnection {
     type Result = ();
 
     fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
-        tracing::info!(
-            parent: &self.span,
-            reason = ?msg.reason,
-            bytes_in = msg.stats.bytes_in,
-            bytes_out = msg.stats.bytes_out,
-            commands = self.machine.commands(),
-            "session ended"
-        );
+        connection::log_session_end(&self.span, &msg, self.machine.commands());
         ctx.stop();
     }
 }
 
 /// Serves one IMAP connection (plain with STARTTLS, or implicit TLS) until it ends.
 pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
-    let id = node.next_session_id();
-    let span = tracing::info_span!(
-        "session",
-        id,
-        protocol = "imap",
-        client = %peer,
-        node = %node.node_name,
-        user = tracing::field::Empty,
-    );
-    let stream = if implicit_tls {
-        match connection::accept_implicit_tls(tcp, &node.tls, peer).await {
-            Some(stream) => stream,
-            None => return,
-        }
-    } else {
-        ClientStream::Plain(tcp)
-    };
     let settings = &node.config.imap;
-    let machine = Session::new(
-        ImapConfig {
-            plaintext_login_without_tls: settings.login == LoginType::Plaintext,
-            tls_available: true,
-            max_line: settings.max_line_length,
-            append_limit: settings.append_limit,
-            max_command: settings.max_command_size,
-            max_bad_commands: settings.max_bad_commands,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-        stream.is_tls(),
-    );
-    let (outbox, inbox) = connection::channel();
-    tracing::info!(parent: &span, tls = stream.is_tls(), "connected");
-    let actor = ImapConnection {
-        id,
-        node: node.clone(),
-        machine,
-        outbox,
-        span: span.clone(),
-        client: peer,
-        account: None,
-        selected: None,
-        awaiting: false,
-        reader_paused: false,
-    }
-    .start();
-    let ports = SessionPorts {
-        bytes: actor.clone().recipient(),
-        tls: actor.clone().recipient(),
-        shutdown: actor.clone().recipient(),
-        ended: actor.recipient(),
-    };
-    let connection_settings = ConnectionSettings {
-        idle_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
-        acceptor: node.tls.clone(),
+    let protocol = ProtocolSettings {
+        name: "imap",
+        unauthenticated_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
         timeout_message: b"* BYE Autologout; idle for too long\r\n",
-        shutdown: node.shutdown.clone(),
     };
-    connection::drive(stream, ports, inbox, connection_settings).await;
+    let config = ImapConfig {
+        plaintext_login_without_tls: settings.login == LoginType::Plaintext,
+        tls_available: true,
+        max_line: settings.max_line_length,
+        append_limit: settings.append_limit,
+        max_command: settings.max_command_size,
+        max_bad_commands: settings.max_bad_commands,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let session_node = node.clone();
+    connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
+        ImapConnection {
+            id: new.id,
+            node: session_node,
+            machine: Session::new(config, new.tls),
+            outbox: new.outbox,
+            span: new.span,
+            client: new.client,
+            account: None,
+            selected: None,
+            awaiting: false,
+            reader_paused: false,
+        }
+    })
+    .await;
 }
