@@ -537,3 +537,268 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(
                 (f"portico log ({server.config})", "\n".join(lines) or "(empty)")
             )
+
+
+# --------------------------------------------------------------------------------------
+# IMAP (test_imap.py, test_imap_clients.py): the same node with the IMAP listeners on
+
+import imaplib  # noqa: E402
+
+IMAP_CONFIG_EXTRA = """
+[imap]
+enabled = true
+login = "{imap_login}"
+{imap_extra}"""
+
+
+class ImapServer(Server):
+    """A Server whose configuration also enables IMAP (plain with STARTTLS, and implicit
+    TLS) on fresh loopback ports; `imap_extra` is appended to the [imap] section
+    (e.g. 'append_limit = 2000'). POP3 stays on as in Server."""
+
+    def __init__(self, binary: Path, root: Path, *, imap_extra: str = "", **kwargs):
+        self.imap_port = 0
+        self.imaps_port = 0
+        self.imap_extra = imap_extra
+        super().__init__(binary, root, **kwargs)
+
+    def write_config(self) -> None:
+        super().write_config()
+        taken = {self.pop3_port, self.pop3s_port}
+        ports = []
+        while len(ports) < 2:
+            port = free_port()
+            if port not in taken:
+                taken.add(port)
+                ports.append(port)
+        self.imap_port, self.imaps_port = ports
+        text = self.config.read_text()
+        listen = (
+            f'pop3s = "127.0.0.1:{self.pop3s_port}"\n'
+            f'imap = "127.0.0.1:{self.imap_port}"\n'
+            f'imaps = "127.0.0.1:{self.imaps_port}"\n'
+        )
+        text = text.replace(f'pop3s = "127.0.0.1:{self.pop3s_port}"\n', listen, 1)
+        text += IMAP_CONFIG_EXTRA.format(
+            imap_login=self.login_type,
+            imap_extra=(self.imap_extra + "\n") if self.imap_extra else "",
+        )
+        self.config.write_text(text)
+
+    def start(self) -> "ImapServer":
+        super().start()
+        deadline = time.monotonic() + START_TIMEOUT
+        pending = {self.imap_port, self.imaps_port}
+        while pending:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"portico serve exited during startup:\n{self.log()}", pytrace=False
+                )
+            for port in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    pending.discard(port)
+                except OSError:
+                    pass
+            if pending:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"portico did not accept IMAP connections on {sorted(pending)}:\n"
+                        f"{self.log()}",
+                        pytrace=False,
+                    )
+                time.sleep(0.01)
+        return self
+
+    # -- IMAP clients -------------------------------------------------------------------
+
+    def imap(self) -> imaplib.IMAP4:
+        """Plain connection on the IMAP port (no TLS yet)."""
+        return imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=IO_TIMEOUT)
+
+    def imap_starttls(self) -> imaplib.IMAP4:
+        m = self.imap()
+        typ, data = m.starttls(tls_context())
+        assert typ == "OK" and data == [b"Begin TLS negotiation now"], (typ, data)
+        return m
+
+    def imap_ssl(self) -> imaplib.IMAP4_SSL:
+        return imaplib.IMAP4_SSL(
+            "127.0.0.1", self.imaps_port, ssl_context=tls_context(), timeout=IO_TIMEOUT
+        )
+
+    def imap_login(
+        self, user: str, password: str, *, implicit: bool = True
+    ) -> imaplib.IMAP4:
+        """An authenticated session over implicit TLS (or STARTTLS)."""
+        m = self.imap_ssl() if implicit else self.imap_starttls()
+        typ, data = m.login(user, password)
+        assert typ == "OK", (typ, data)
+        return m
+
+
+@pytest.fixture
+def make_imap_server(portico_bin, tmp_path, request):
+    """Factory like make_server, for ImapServer: make_imap_server(login="secure",
+    imap_extra="", start=True, name="imap", ...)."""
+    servers: list[Server] = getattr(request.node, "_portico_servers", None) or []
+    request.node._portico_servers = servers
+
+    def make(
+        *,
+        login: str = "secure",
+        imap_extra: str = "",
+        start: bool = True,
+        name: str = "imap",
+        data_dir: str = "data",
+        config_name: str = "portico.toml",
+    ) -> ImapServer:
+        server = ImapServer(
+            portico_bin,
+            tmp_path / name,
+            login=login,
+            imap_extra=imap_extra,
+            data_dir=data_dir,
+            config_name=config_name,
+        )
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def imap_server(make_imap_server) -> ImapServer:
+    """A running node with IMAP on, login = "secure"."""
+    return make_imap_server()
+
+
+LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}$")
+
+
+class RawImap:
+    """A byte-level IMAP client: `cmd` sends one tagged command (literals given as bytes
+    items are sent as synchronizing literals, after the server's `+`) and returns the
+    untagged/continuation lines and the tagged line. Each response line is returned
+    without its CRLF, with any literals it carries inline (`{n}\\r\\n` + the n bytes)."""
+
+    def __init__(self, server: "ImapServer", *, implicit: bool = False, timeout=IO_TIMEOUT):
+        port = server.imaps_port if implicit else server.imap_port
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if implicit:
+            sock = tls_context().wrap_socket(sock)
+        self.sock = sock
+        self.buf = b""
+        self.n = 0
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError(f"connection closed; pending {self.buf!r}")
+        self.buf += chunk
+
+    def _raw_line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            assert b"\n" not in self.buf, f"bare LF in response {self.buf[:300]!r}"
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def line(self) -> bytes:
+        """One response, literals included."""
+        out = self._raw_line()
+        while True:
+            m = LITERAL_AT_END.search(out)
+            if not m:
+                return out
+            out += b"\r\n" + self._take(int(m.group(1)))
+            out += self._raw_line()
+
+    def next_tag(self) -> str:
+        self.n += 1
+        return f"T{self.n:03d}"
+
+    def cmd(self, *parts, tag: str | None = None) -> tuple[list[bytes], bytes]:
+        """Sends `tag parts...` (str/bytes joined as given; a `Literal` item is sent as a
+        synchronizing literal) and reads to the tagged response."""
+        tag = tag or self.next_tag()
+        pending = tag.encode() + b" "
+        for part in parts:
+            if isinstance(part, Literal):
+                self.send(pending + b"{%d}\r\n" % len(part.data))
+                cont = self.line()
+                if not cont.startswith(b"+"):
+                    # Refused literal: that line is the tagged answer.
+                    return [], cont
+                pending = part.data
+            else:
+                if isinstance(part, str):
+                    part = part.encode()
+                pending += part
+        self.send(pending + b"\r\n")
+        return self.read_until(tag)
+
+    def read_until(self, tag: str) -> tuple[list[bytes], bytes]:
+        untagged = []
+        prefix = tag.encode() + b" "
+        while True:
+            line = self.line()
+            if line.startswith(prefix):
+                return untagged, line
+            untagged.append(line)
+
+    def ok(self, *parts) -> list[bytes]:
+        untagged, tagged = self.cmd(*parts)
+        assert re.match(rb"T\d+ OK", tagged), (parts, untagged, tagged)
+        return untagged
+
+    def starttls(self) -> None:
+        untagged, tagged = self.cmd("STARTTLS")
+        assert untagged == [] and tagged.endswith(b" OK Begin TLS negotiation now"), tagged
+        assert self.buf == b""
+        self.sock = tls_context().wrap_socket(self.sock)
+
+    def login(self, user: str, password: str) -> bytes:
+        return self.cmd(f'LOGIN "{user}" "{password}"')[1]
+
+    def at_eof(self, timeout: float = IO_TIMEOUT) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+        finally:
+            self.sock.settimeout(IO_TIMEOUT)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Literal:
+    """A synchronizing literal inside RawImap.cmd."""
+
+    def __init__(self, data: bytes):
+        self.data = data
