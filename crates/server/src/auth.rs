@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version};
 use blake2::{Blake2b512, Digest};
 use portico_cluster::ClusterConfig;
 use portico_store::{Account, Store};
@@ -47,12 +47,94 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
 }
 
-fn verify_hash(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
-        Err(_) => false,
+/// Checks `password` against an argon2 PHC string, with `memory` as argon2's working
+/// memory (grown to the hash's m_cost once, then reused).
+fn verify_hash(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::new(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let (Ok(params), Some(salt), Some(expected)) =
+        (Params::try_from(&hash), &hash.salt, &hash.hash)
+    else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut computed = vec![0u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut computed,
+        &mut memory[..blocks],
+    );
+    // Constant-time comparison: every byte is looked at whatever the first difference.
+    hashed.is_ok()
+        && computed
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+struct VerifyJob {
+    password: String,
+    phc: String,
+    reply: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Argon2 checks on a few dedicated threads, each with one reused working buffer. A check
+/// needs ~19 MiB; allocated per check on the blocking pool, glibc kept it resident, so a
+/// burst of logins cost 19 MiB each for good. This also bounds how many cores sign-ins
+/// can take at once.
+struct VerifierPool {
+    jobs: std::sync::mpsc::Sender<VerifyJob>,
+}
+
+impl VerifierPool {
+    fn new(threads: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<VerifyJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let job = {
+                            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+                            queue.recv()
+                        };
+                        let Ok(job) = job else { break };
+                        let _ = job
+                            .reply
+                            .send(verify_hash(&mut memory, &job.password, &job.phc));
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("starting a password-check thread: {e}"))?;
+        }
+        Ok(VerifierPool { jobs })
+    }
+
+    async fn verify(&self, password: String, phc: String) -> Option<bool> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(VerifyJob {
+                password,
+                phc,
+                reply,
+            })
+            .ok()?;
+        answer.await.ok()
     }
 }
 
@@ -73,6 +155,7 @@ pub struct Authenticator {
     /// as long as a wrong password's.
     decoy_hash: String,
     failures: Mutex<HashMap<String, Failures>>,
+    verifier: VerifierPool,
 }
 
 /// How long failures are remembered for throttling.
@@ -85,7 +168,9 @@ impl Authenticator {
         let mut decoy = [0u8; 16];
         getrandom::fill(&mut decoy).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let decoy_hash = hash_password(&format!("{decoy:?}"))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Authenticator {
+            verifier: VerifierPool::new(cores)?,
             decoy_hash,
             store,
             config,
@@ -145,10 +230,11 @@ impl Authenticator {
         if account.is_some() && self.recently_verified(&digest) {
             return Self::allowed(account, protocol);
         }
-        let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || verify_hash(&password, &phc))
+        let matches = self
+            .verifier
+            .verify(password.to_string(), phc)
             .await
-            .map_err(|_| LoginError::Unavailable)?;
+            .ok_or(LoginError::Unavailable)?;
         if !matches || account.is_none() {
             return Err(LoginError::BadCredentials);
         }
@@ -245,7 +331,12 @@ mod tests {
     fn decoy_hash_is_a_valid_argon2_hash() {
         let (_dir, auth, _store) = setup();
         assert!(PasswordHash::new(&auth.decoy_hash).is_ok());
-        assert!(!verify_hash("anything", &auth.decoy_hash));
+        assert!(!verify_hash(&mut Vec::new(), "anything", &auth.decoy_hash));
+        let phc = hash_password("right").unwrap();
+        let mut memory = Vec::new();
+        assert!(verify_hash(&mut memory, "right", &phc));
+        assert!(!verify_hash(&mut memory, "wrong", &phc));
+        assert!(!verify_hash(&mut memory, "right", "not a hash"));
     }
 
     #[actix_rt::test]
