@@ -14,4 +14,6 @@ fi
 
 cargo build --workspace --bins
 cargo test --workspace
+# The golden ENVELOPE/BODYSTRUCTURE values of the bulk corpus, recomputed independently.
+python3 crates/mime/tests/check_bulk_expected.py --check
 PORTICO_BIN="$PWD/target/debug/portico" python3 -m pytest -q tests/e2e "$@"
