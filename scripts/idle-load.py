@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 USER = "idle@example.com"
 PASSWORD = "idle-pass"
+# A second account whose single idling session is timed while the others idle around it.
+PROBE = "probe@example.com"
 
 
 def free_port() -> int:
@@ -48,10 +50,10 @@ def raise_nofile(target: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-async def open_idle(port: int, ready: list, sessions: list) -> None:
+async def open_idle(port: int, ready: list, sessions: list, user: str = USER) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await reader.readline()  # greeting
-    writer.write(f"a LOGIN {USER} {PASSWORD}\r\nb SELECT INBOX\r\nc IDLE\r\n".encode())
+    writer.write(f"a LOGIN {user} {PASSWORD}\r\nb SELECT INBOX\r\nc IDLE\r\n".encode())
     await writer.drain()
     while True:
         line = await reader.readline()
@@ -119,6 +121,73 @@ async def run(args: argparse.Namespace, port: int, server: subprocess.Popen, con
             f"min {latencies[0] * 1000:.1f}  median {statistics.median(latencies) * 1000:.1f}  "
             f"p99 {pick(0.99) * 1000:.1f}  max {latencies[-1] * 1000:.1f}"
         )
+    # Round two: one user's idling session while all the others idle too, as on a real
+    # node (each user watches their own INBOX). Another session APPENDs to that INBOX;
+    # latency runs from the moment the tagged OK says the message is durable (the EXISTS
+    # may even arrive first, which counts as 0) and from when the APPEND was sent.
+    probe: list = []
+    await open_idle(port, [], probe, PROBE)
+    probe_reader = probe[0][0]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    writer.write(f"p LOGIN {PROBE} {PASSWORD}\r\n".encode())
+    await writer.drain()
+    while not (await reader.readline()).startswith(b"p "):
+        pass
+    from_durable, from_sent = [], []
+    for i in range(args.rounds):
+        sent = time.monotonic()
+        writer.write(b"q%d APPEND INBOX {%d+}\r\n" % (i, len(message)) + message + b"\r\n")
+        await writer.drain()
+        seen = asyncio.create_task(wait_exists(probe_reader, [sent], sent + 10))
+        while True:
+            line = await reader.readline()
+            if line.startswith(b"q%d " % i):
+                durable = time.monotonic()
+                break
+        latency = await seen
+        if latency is not None:
+            from_sent.append(latency)
+            from_durable.append(max(0.0, sent + latency - durable))
+    for name, values in (("APPEND sent", from_sent), ("APPEND durable (tagged OK)", from_durable)):
+        values.sort()
+        if values:
+            print(
+                f"probe EXISTS latency from {name} over {len(values)} rounds (ms): "
+                f"median {statistics.median(values) * 1000:.2f}  "
+                f"p99 {values[min(len(values) - 1, int(0.99 * len(values)))] * 1000:.2f}  "
+                f"max {values[-1] * 1000:.2f}"
+            )
+    writer.close()
+
+    # Round three: fan-out, one APPEND seen by every idling session of the first user.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    writer.write(f"x LOGIN {USER} {PASSWORD}\r\n".encode())
+    await writer.drain()
+    while not (await reader.readline()).startswith(b"x "):
+        pass
+    deadline = time.monotonic() + 30
+    waiters = [asyncio.create_task(wait_exists(r, start, deadline)) for r, _ in sessions]
+    start[0] = time.monotonic()
+    writer.write(b"y APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
+    await writer.drain()
+    while True:
+        line = await reader.readline()
+        if line.startswith(b"y "):
+            durable = time.monotonic() - start[0]
+            break
+    latencies = sorted(x for x in await asyncio.gather(*waiters) if x is not None)
+    print(f"fan-out APPEND tagged OK after: {durable * 1000:.1f} ms")
+    print(f"sessions that saw EXISTS: {len(latencies)} of {len(sessions)}")
+    if latencies:
+        pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+        print(
+            "EXISTS latency from APPEND sent (ms): "
+            f"min {latencies[0] * 1000:.1f}  median {statistics.median(latencies) * 1000:.1f}  "
+            f"p99 {pick(0.99) * 1000:.1f}  max {latencies[-1] * 1000:.1f}"
+        )
+    writer.close()
     for _, writer in sessions:
         writer.close()
 
@@ -126,6 +195,7 @@ async def run(args: argparse.Namespace, port: int, server: subprocess.Popen, con
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=200, help="probe APPENDs to time")
     parser.add_argument("--bin", default=str(ROOT / "target" / "release" / "portico"))
     args = parser.parse_args()
     raise_nofile(args.sessions * 2 + 1024)
@@ -151,10 +221,11 @@ enabled = true
 login = "plaintext"
 """
         )
-        subprocess.run(
-            [args.bin, "--config", str(config), "user", "add", USER, "--password-stdin"],
-            input=PASSWORD.encode(), check=True, stdout=subprocess.DEVNULL,
-        )
+        for user in (USER, PROBE):
+            subprocess.run(
+                [args.bin, "--config", str(config), "user", "add", user, "--password-stdin"],
+                input=PASSWORD.encode(), check=True, stdout=subprocess.DEVNULL,
+            )
         log = open(Path(tmp) / "server.log", "wb")
         server = subprocess.Popen(
             [args.bin, "--config", str(config), "serve"],
