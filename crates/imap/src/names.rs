@@ -77,6 +77,18 @@ fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*' || c == b'%')
 }
 
+/// LIST and LSUB's reference and pattern as one pattern (RFC 9051 §6.3.9 leaves the
+/// joining to the server): `Work` and `%` give `Work/%`, as `Work/` and `%` do.
+pub fn join_reference(reference: &str, pattern: &str) -> String {
+    if pattern.starts_with(SEPARATOR) || reference.is_empty() {
+        pattern.to_string()
+    } else if reference.ends_with(SEPARATOR) {
+        format!("{reference}{pattern}")
+    } else {
+        format!("{reference}{SEPARATOR}{pattern}")
+    }
+}
+
 /// The parent levels of a name: `a/b/c` → `a`, `a/b`.
 pub fn parents(name: &str) -> impl Iterator<Item = &str> {
     name.match_indices(SEPARATOR).map(move |(i, _)| &name[..i])
@@ -108,6 +120,14 @@ mod tests {
         assert_eq!(normalize_inbox("inBox"), "INBOX");
         assert_eq!(normalize_inbox("inbox/Sub"), "INBOX/Sub");
         assert_eq!(normalize_inbox("inboxes"), "inboxes");
+    }
+
+    #[test]
+    fn references_join_with_one_separator() {
+        assert_eq!(join_reference("", "%"), "%");
+        assert_eq!(join_reference("Work", "%"), "Work/%");
+        assert_eq!(join_reference("Work/", "%"), "Work/%");
+        assert_eq!(join_reference("Work", "/x"), "/x");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::command::*;
 use crate::fetch::{self, RenderError, RenderStyle};
 use crate::names;
 use crate::parser::parse_command;
-use crate::reader::{CommandReader, ReadEvent, ReaderLimits};
+use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
 use crate::response;
 use crate::search;
@@ -189,8 +189,11 @@ struct ListJob {
     return_subscribed: bool,
     return_special_use: bool,
     status: Option<Vec<StatusItem>>,
-    /// LIST lines already written, waiting for STATUS replies (LIST-STATUS).
-    status_queue: VecDeque<String>,
+    /// LIST lines not yet written, each with the folder whose STATUS must follow it
+    /// (LIST-STATUS, RFC 5819 §2: a mailbox's STATUS comes right after its LIST).
+    pending: VecDeque<(Vec<u8>, Option<String>)>,
+    /// The folder whose STATUS was asked for last.
+    awaiting_status: Option<String>,
 }
 
 /// Where the reader's next line goes.
@@ -222,6 +225,9 @@ pub struct Session {
     bad_commands: u32,
     user: Option<String>,
     closed: bool,
+    /// Events that arrived while a SELECT/EXAMINE waited for its folder: the host may
+    /// start pushing the folder's changes before its reply arrives.
+    early_events: Vec<FolderEvent>,
 }
 
 fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
@@ -238,6 +244,8 @@ fn fault_text(fault: &Fault, trycreate: bool) -> String {
         Fault::NotFound if trycreate => "[TRYCREATE] Mailbox does not exist".into(),
         Fault::NotFound => "[NONEXISTENT] Mailbox does not exist".into(),
         Fault::AlreadyExists => "[ALREADYEXISTS] Mailbox already exists".into(),
+        // The host may name a more precise code itself (`[USEATTR] …`).
+        Fault::NotAllowed(why) if why.starts_with('[') => why.clone(),
         Fault::NotAllowed(why) => format!("[CANNOT] {why}"),
         Fault::TooBig => "[TOOBIG] Message too large".into(),
         Fault::Unavailable(reference) => format!("[SERVERBUG] Internal error (ref {reference})"),
@@ -245,6 +253,26 @@ fn fault_text(fault: &Fault, trycreate: bool) -> String {
 }
 
 const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// Flags a client may set with STORE or APPEND: the five system flags and keywords.
+/// \Recent is the server's (RFC 3501 §2.3.2) and any other `\name` is a
+/// flag-extension no standard defines yet, which a server must never generate (RFC
+/// 9051 §2.3.2), so storing it would hand it to every client.
+fn settable_flags(flags: &[String], verb: &str) -> Result<(), String> {
+    for flag in flags {
+        if flag.eq_ignore_ascii_case("\\Recent") || flag == "\\*" {
+            return Err(format!("\\Recent and \\* cannot be {verb}"));
+        }
+        if flag.starts_with('\\')
+            && !SYSTEM_FLAGS
+                .split(' ')
+                .any(|system| system.eq_ignore_ascii_case(flag))
+        {
+            return Err(format!("Flag {flag} cannot be {verb}"));
+        }
+    }
+    Ok(())
+}
 
 impl Session {
     pub fn new(config: ImapConfig, tls_active: bool) -> Session {
@@ -264,6 +292,7 @@ impl Session {
             bad_commands: 0,
             user: None,
             closed: false,
+            early_events: Vec::new(),
         };
         let capability = session.capability();
         session.out.extend_from_slice(
@@ -406,10 +435,14 @@ impl Session {
                 }
                 ReadEvent::TooBig { tag, what } => {
                     let text = format!("[TOOBIG] {what:?} exceeds the server's limit");
-                    match tag {
-                        Some(tag) => tagged(&mut self.out, &tag, "NO", &text),
-                        None => tagged(&mut self.out, "*", "BAD", &text),
-                    }
+                    // A literal over the limit is a message too big to take (RFC 7889:
+                    // NO [TOOBIG]); an over-long line or command could not even be read,
+                    // which is a protocol error (BAD).
+                    let status = match what {
+                        TooBigWhat::Literal if tag.is_some() => "NO",
+                        _ => "BAD",
+                    };
+                    tagged(&mut self.out, tag.as_deref().unwrap_or("*"), status, &text);
                     self.count_bad();
                 }
                 ReadEvent::Line(line) => self.on_line(line),
@@ -455,6 +488,10 @@ impl Session {
     }
 
     fn on_event(&mut self, event: FolderEvent) {
+        if matches!(self.running, Some((_, Running::Select { .. }))) {
+            self.early_events.push(event);
+            return;
+        }
         let State::Selected(selected) = &mut self.state else {
             return;
         };
@@ -778,8 +815,17 @@ impl Session {
             return self.bad(&tag, "Invalid base64 in SASL response");
         };
         let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        // Well-formed base64 that is not `authzid NUL authcid NUL passwd` is a failed
+        // authentication (NO), not a protocol error: RFC 9051 §6.2.2 keeps BAD for
+        // cancellation and invalid base64.
         let [authzid, authcid, password] = parts.as_slice() else {
-            return self.bad(&tag, "Invalid SASL PLAIN response");
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response",
+            );
+            return self.count_bad();
         };
         if !authzid.is_empty() && authzid != authcid {
             tagged(
@@ -916,15 +962,7 @@ impl Session {
         }
         let patterns = decoded
             .into_iter()
-            .map(|pattern| {
-                if pattern.starts_with(names::SEPARATOR) || reference.is_empty() {
-                    pattern
-                } else if reference.ends_with(names::SEPARATOR) {
-                    format!("{reference}{pattern}")
-                } else {
-                    format!("{reference}{}{pattern}", names::SEPARATOR)
-                }
-            })
+            .map(|pattern| names::join_reference(&reference, &pattern))
             .collect();
         let mut status = None;
         let mut return_subscribed = false;
@@ -948,7 +986,8 @@ impl Session {
             return_subscribed: return_subscribed || subscribed_only,
             return_special_use,
             status,
-            status_queue: VecDeque::new(),
+            pending: VecDeque::new(),
+            awaiting_status: None,
         };
         self.request(Running::List(job), Request::ListFolders);
     }
@@ -963,14 +1002,15 @@ impl Session {
         let job = ListJob {
             tag,
             command: "LSUB",
-            patterns: vec![format!("{reference}{pattern}")],
+            patterns: vec![names::join_reference(&reference, &pattern)],
             subscribed_only: true,
             special_use_only: false,
             recursive_match: false,
             return_subscribed: false,
             return_special_use: false,
             status: None,
-            status_queue: VecDeque::new(),
+            pending: VecDeque::new(),
+            awaiting_status: None,
         };
         self.request(Running::List(job), Request::ListFolders);
     }
@@ -995,11 +1035,8 @@ impl Session {
             );
             return;
         }
-        if flags
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case("\\Recent") || f == "\\*")
-        {
-            return self.bad(&tag, "\\Recent and \\* cannot be set");
+        if let Err(why) = settable_flags(&flags, "set") {
+            return self.bad(&tag, &why);
         }
         self.request(
             Running::Append { tag },
@@ -1104,11 +1141,8 @@ impl Session {
                     );
                     return;
                 }
-                if flags
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case("\\Recent") || f == "\\*")
-                {
-                    return self.bad(&tag, "\\Recent and \\* cannot be stored");
+                if let Err(why) = settable_flags(&flags, "stored") {
+                    return self.bad(&tag, &why);
                 }
                 if uid {
                     self.announce(true);
@@ -1119,7 +1153,8 @@ impl Session {
                 };
                 let uids: Vec<u32> = targets.iter().map(|(_, uid)| *uid).collect();
                 if uids.is_empty() {
-                    return self.finish(&tag, "OK", "STORE completed", uid);
+                    let command = if uid { "UID STORE" } else { "STORE" };
+                    return self.finish(&tag, "OK", &format!("{command} completed"), uid);
                 }
                 self.request(
                     Running::Store {
@@ -1470,10 +1505,11 @@ impl Session {
                 Err(fault) => tagged(&mut self.out, &job.tag, "NO", &fault_text(&fault, false)),
             },
             (Running::List(mut job), Reply::Status(result)) => {
-                if let (Some(line), Some(items), Ok(status)) =
-                    (job.status_queue.pop_front(), job.status.clone(), result)
+                // A folder that vanished since the LIST gets no STATUS (RFC 5819 §2).
+                if let (Some(name), Some(items), Ok(status)) =
+                    (job.awaiting_status.take(), job.status.clone(), result)
                 {
-                    self.status_line(&line, &items, &status);
+                    self.status_line(&name, &items, &status);
                 }
                 self.next_list_status(job);
             }
@@ -1582,8 +1618,16 @@ impl Session {
             let selectable = folder.is_some();
             let subscribed = folder.is_some_and(|f| f.subscribed);
             if job.subscribed_only && !subscribed {
+                // RFC 3501 §6.3.9: with `%` last, LSUB names the level above a subscribed
+                // folder that `%` does not reach, flagged \Noselect.
+                let lsub_level = lsub
+                    && subscribed_children.contains(&name)
+                    && job
+                        .patterns
+                        .iter()
+                        .any(|p| p.ends_with('%') && names::matches(p, &name));
                 let child_matches = job.recursive_match && subscribed_children.contains(&name);
-                if !child_matches {
+                if !child_matches && !lsub_level {
                     continue;
                 }
             }
@@ -1591,7 +1635,7 @@ impl Session {
             if job.special_use_only && special_use.is_none() {
                 continue;
             }
-            if !selectable {
+            if !selectable || lsub && !subscribed {
                 attributes.push(if lsub || !job.subscribed_only && !job.recursive_match {
                     "\\Noselect"
                 } else {
@@ -1621,22 +1665,24 @@ impl Session {
                 line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
             line.extend_from_slice(b"\r\n");
-            self.out.extend_from_slice(&line);
-            if job.status.is_some() && selectable {
-                job.status_queue.push_back(name);
-            }
+            let status = (job.status.is_some() && selectable).then_some(name);
+            job.pending.push_back((line, status));
         }
         self.next_list_status(job);
     }
 
-    /// LIST-STATUS: one STATUS per listed selectable folder, then the tagged OK.
-    fn next_list_status(&mut self, job: ListJob) {
-        if let Some(name) = job.status_queue.front().cloned() {
-            self.request(Running::List(job), Request::Status { folder: name });
-        } else {
-            let text = format!("{} completed", job.command);
-            self.finish(&job.tag, "OK", &text, true);
+    /// Writes the LIST lines, each listed selectable folder's STATUS right after its
+    /// LIST line when LIST-STATUS asked for it, then the tagged OK.
+    fn next_list_status(&mut self, mut job: ListJob) {
+        while let Some((line, status)) = job.pending.pop_front() {
+            self.out.extend_from_slice(&line);
+            if let Some(name) = status {
+                job.awaiting_status = Some(name.clone());
+                return self.request(Running::List(job), Request::Status { folder: name });
+            }
         }
+        let text = format!("{} completed", job.command);
+        self.finish(&job.tag, "OK", &text, true);
     }
 
     fn select_reply(
@@ -1649,7 +1695,10 @@ impl Session {
     ) {
         let folder = match result {
             Ok(folder) => folder,
-            Err(fault) => return tagged(&mut self.out, &tag, "NO", &fault_text(&fault, false)),
+            Err(fault) => {
+                self.early_events.clear();
+                return tagged(&mut self.out, &tag, "NO", &fault_text(&fault, false));
+            }
         };
         if condstore {
             self.enabled.condstore = true;
@@ -1708,11 +1757,24 @@ impl Session {
             ("READ-WRITE", "SELECT")
         };
         tagged(out, &tag, "OK", &format!("[{code}] {command} completed"));
-        self.state = State::Selected(Box::new(Selected {
+        let mut selected = Selected {
             id: folder.id,
             read_only,
             view,
-        }));
+        };
+        // Changes the snapshot already holds are harmless to replay: appends at or
+        // below its highest UID are ignored, expunges of missing UIDs skipped.
+        for event in std::mem::take(&mut self.early_events) {
+            let for_this = match &event {
+                FolderEvent::Appended { folder, .. }
+                | FolderEvent::FlagsChanged { folder, .. }
+                | FolderEvent::Expunged { folder, .. } => *folder == selected.id,
+            };
+            if for_this {
+                selected.view.queue(event);
+            }
+        }
+        self.state = State::Selected(Box::new(selected));
     }
 
     fn scan_reply(&mut self, mut scan: Scan, result: Result<Vec<MessageData>, Fault>) {
@@ -1908,5 +1970,279 @@ fn running_tag(running: &Running) -> String {
         | Running::Copy { tag, .. } => tag.clone(),
         Running::List(job) => job.tag.clone(),
         Running::MarkSeen(scan) | Running::Scan(scan) => scan.tag.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` and carries out the actions, answering requests with `reply`;
+    /// returns everything written.
+    fn drive(
+        session: &mut Session,
+        input: &[u8],
+        reply: &mut dyn FnMut(&Request) -> Option<Reply>,
+    ) -> String {
+        session.handle(Input::Bytes(input));
+        let mut out = Vec::new();
+        while let Some(action) = session.next_action() {
+            match action {
+                Action::Write(bytes) => out.extend(bytes),
+                Action::Request(id, request) => {
+                    if let Some(answer) = reply(&request) {
+                        session.handle(Input::Reply(id, answer));
+                    }
+                }
+                Action::StartTls => session.handle(Input::TlsEstablished),
+                Action::Close => {}
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn folder(name: &str, subscribed: bool) -> FolderInfo {
+        FolderInfo {
+            name: name.to_string(),
+            special_use: None,
+            subscribed,
+        }
+    }
+
+    /// A session on a TLS connection, signed in, greeting and login answer read.
+    fn signed_in(config: ImapConfig) -> Session {
+        let mut session = Session::new(config, true);
+        drive(&mut session, b"a LOGIN alice secret\r\n", &mut |_| {
+            Some(Reply::Login(Ok(())))
+        });
+        session
+    }
+
+    #[test]
+    fn list_status_comes_right_after_each_list_line() {
+        let mut session = signed_in(ImapConfig::default());
+        let mut reply = |request: &Request| match request {
+            Request::ListFolders => Some(Reply::Folders(Ok(vec![
+                folder("INBOX", true),
+                folder("Sent", true),
+                folder("x/y", true),
+            ]))),
+            Request::Status { folder } => Some(Reply::Status(Ok(FolderStatus {
+                messages: folder.len() as u32,
+                ..FolderStatus::default()
+            }))),
+            _ => None,
+        };
+        let out = drive(
+            &mut session,
+            b"b LIST \"\" % RETURN (STATUS (MESSAGES))\r\n",
+            &mut reply,
+        );
+        // RFC 5819 §2: each STATUS follows its own LIST line; none for \Noselect.
+        assert_eq!(
+            out,
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n\
+             * STATUS \"INBOX\" (MESSAGES 5)\r\n\
+             * LIST (\\HasNoChildren) \"/\" \"Sent\"\r\n\
+             * STATUS \"Sent\" (MESSAGES 4)\r\n\
+             * LIST (\\Noselect \\HasChildren) \"/\" \"x\"\r\n\
+             b OK LIST completed\r\n"
+        );
+    }
+
+    #[test]
+    fn lsub_percent_names_the_level_above_a_subscribed_folder() {
+        let mut session = signed_in(ImapConfig::default());
+        let mut reply = |request: &Request| match request {
+            Request::ListFolders => Some(Reply::Folders(Ok(vec![
+                folder("INBOX", true),
+                folder("Work", false),
+                folder("Work/2026", true),
+            ]))),
+            _ => None,
+        };
+        // RFC 3501 §6.3.9: Work is not subscribed, yet `%` must return it, \Noselect.
+        assert_eq!(
+            drive(&mut session, b"b LSUB \"\" %\r\n", &mut reply),
+            "* LSUB () \"/\" \"INBOX\"\r\n\
+             * LSUB (\\Noselect) \"/\" \"Work\"\r\n\
+             b OK LSUB completed\r\n"
+        );
+        // The reference joins the pattern as LIST's does.
+        assert_eq!(
+            drive(&mut session, b"c LSUB Work %\r\n", &mut reply),
+            "* LSUB () \"/\" \"Work/2026\"\r\nc OK LSUB completed\r\n"
+        );
+    }
+
+    #[test]
+    fn an_overlong_line_is_bad_and_an_overlong_literal_is_no() {
+        let config = ImapConfig {
+            max_line: 30,
+            append_limit: 10,
+            ..ImapConfig::default()
+        };
+        let mut session = signed_in(config);
+        let out = drive(
+            &mut session,
+            b"b LIST \"\" \"a pattern much too long for it\"\r\nc APPEND INBOX {11}\r\n",
+            &mut |_| None,
+        );
+        assert_eq!(
+            out,
+            "b BAD [TOOBIG] Line exceeds the server's limit\r\n\
+             c NO [TOOBIG] Literal exceeds the server's limit\r\n"
+        );
+    }
+
+    #[test]
+    fn only_system_flags_and_keywords_can_be_set() {
+        let mut session = signed_in(ImapConfig::default());
+        let mut reply = |request: &Request| match request {
+            Request::Select { .. } => Some(Reply::Selected(Ok(SelectedFolder {
+                id: FolderId(1),
+                uidvalidity: 1,
+                uidnext: 2,
+                highest_modseq: 1,
+                messages: vec![ViewEntry {
+                    uid: 1,
+                    flags: vec![],
+                    modseq: 1,
+                }],
+                recent: vec![],
+                keywords: vec![],
+            }))),
+            Request::StoreFlags { flags, .. } => Some(Reply::FlagsStored(Ok(FlagsStored {
+                current: vec![(1, flags.clone(), 2)],
+                modified: vec![],
+            }))),
+            _ => None,
+        };
+        drive(&mut session, b"b SELECT INBOX\r\n", &mut reply);
+        // RFC 9051 §2.3.2: a server never generates flag-extensions.
+        assert_eq!(
+            drive(&mut session, b"c STORE 1 +FLAGS (\\Bogus)\r\n", &mut reply),
+            "c BAD Flag \\Bogus cannot be stored\r\n"
+        );
+        assert_eq!(
+            drive(&mut session, b"d STORE 1 +FLAGS (\\Recent)\r\n", &mut reply),
+            "d BAD \\Recent and \\* cannot be stored\r\n"
+        );
+        assert_eq!(
+            drive(
+                &mut session,
+                b"e STORE 1 +FLAGS (\\seen $Work)\r\n",
+                &mut reply
+            ),
+            "* 1 FETCH (FLAGS (\\seen $Work))\r\ne OK STORE completed\r\n"
+        );
+        assert_eq!(
+            drive(&mut session, b"f UID STORE 9 +FLAGS (x)\r\n", &mut reply),
+            "f OK UID STORE completed\r\n"
+        );
+        assert_eq!(
+            drive(
+                &mut session,
+                b"g APPEND INBOX (\\Bogus) {1+}\r\nx\r\n",
+                &mut reply
+            ),
+            "g BAD Flag \\Bogus cannot be set\r\n"
+        );
+    }
+
+    #[test]
+    fn a_plain_response_that_is_valid_base64_but_no_plain_message_fails_authentication() {
+        let mut session = Session::new(ImapConfig::default(), true);
+        drive(&mut session, b"", &mut |_| None);
+        // "=" is an empty response: no NULs, so no PLAIN message (RFC 4616 §2).
+        assert_eq!(
+            drive(&mut session, b"a AUTHENTICATE PLAIN =\r\n", &mut |_| None),
+            "a NO [AUTHENTICATIONFAILED] Invalid SASL PLAIN response\r\n"
+        );
+        // Invalid base64 stays a BAD (RFC 9051 §6.2.2).
+        assert_eq!(
+            drive(&mut session, b"b AUTHENTICATE PLAIN\r\n!!\r\n", &mut |_| {
+                None
+            }),
+            "+ \r\nb BAD Invalid base64 in SASL response\r\n"
+        );
+    }
+
+    #[test]
+    fn changes_pushed_before_the_select_reply_are_not_lost() {
+        let mut session = signed_in(ImapConfig::default());
+        session.handle(Input::Bytes(b"b SELECT INBOX\r\n"));
+        let id = loop {
+            match session.next_action() {
+                Some(Action::Request(id, Request::Select { .. })) => break id,
+                Some(_) => continue,
+                None => panic!("no SELECT request"),
+            }
+        };
+        let folder = FolderId(7);
+        // UID 2 is in the snapshot too; UID 3 came after it was taken.
+        for uid in [2, 3] {
+            session.handle(Input::Event(FolderEvent::Appended {
+                folder,
+                uid,
+                flags: vec![],
+                modseq: 5,
+                recent: false,
+            }));
+        }
+        session.handle(Input::Event(FolderEvent::Expunged {
+            folder: FolderId(8),
+            uids: vec![1],
+            modseq: 6,
+        }));
+        session.handle(Input::Reply(
+            id,
+            Reply::Selected(Ok(SelectedFolder {
+                id: folder,
+                uidvalidity: 1,
+                uidnext: 3,
+                highest_modseq: 4,
+                messages: [1, 2]
+                    .map(|uid| ViewEntry {
+                        uid,
+                        flags: vec!["\\Seen".into()],
+                        modseq: 1,
+                    })
+                    .to_vec(),
+                recent: vec![],
+                keywords: vec![],
+            })),
+        ));
+        while session.next_action().is_some() {}
+        assert_eq!(
+            drive(&mut session, b"c NOOP\r\n", &mut |_| None),
+            "* 3 EXISTS\r\n* 0 RECENT\r\nc OK NOOP completed\r\n"
+        );
+    }
+
+    #[test]
+    fn a_response_code_the_host_names_is_kept() {
+        let mut session = signed_in(ImapConfig::default());
+        let mut reply = |request: &Request| match request {
+            Request::Create { .. } => Some(Reply::Done(Err(Fault::NotAllowed(
+                "[USEATTR] Unsupported special-use attribute".into(),
+            )))),
+            Request::Delete { .. } => Some(Reply::Done(Err(Fault::NotAllowed(
+                "INBOX cannot be deleted".into(),
+            )))),
+            _ => None,
+        };
+        assert_eq!(
+            drive(
+                &mut session,
+                b"b CREATE x (USE (\\Important))\r\n",
+                &mut reply
+            ),
+            "b NO [USEATTR] Unsupported special-use attribute\r\n"
+        );
+        assert_eq!(
+            drive(&mut session, b"c DELETE INBOX\r\n", &mut reply),
+            "c NO [CANNOT] INBOX cannot be deleted\r\n"
+        );
     }
 }

@@ -155,7 +155,12 @@ impl View {
     }
 
     /// Removes messages this session expunged itself and writes their EXPUNGE lines.
+    /// Those the client was never told about (appended by another session, still
+    /// queued) are dropped silently: announcing them later would show a ghost.
     pub fn expunge_now(&mut self, out: &mut Vec<u8>, uids: &[u32]) {
+        for uid in uids {
+            self.pending_appends.remove(uid);
+        }
         let mut seqs: Vec<u32> = uids.iter().filter_map(|&uid| self.seq_of(uid)).collect();
         seqs.sort_unstable_by(|a, b| b.cmp(a));
         for seq in seqs {
@@ -283,5 +288,25 @@ mod tests {
         view.announce(&mut out, true, AnnounceStyle::default());
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3, 4]);
+    }
+
+    #[test]
+    fn an_own_expunge_of_an_unannounced_append_never_shows_it() {
+        // Another session appended UID 4 (with \Deleted); this session's EXPUNGE removed
+        // it before any EXISTS told the client about it.
+        let mut view = View::new(vec![1, 2, 3], vec![]);
+        view.queue(FolderEvent::Appended {
+            folder: FolderId(1),
+            uid: 4,
+            flags: vec!["\\Deleted".into()],
+            modseq: 6,
+            recent: false,
+        });
+        let mut out = Vec::new();
+        view.expunge_now(&mut out, &[2, 4]);
+        view.announce(&mut out, true, AnnounceStyle::default());
+        assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
+        assert_eq!(view.uids(), &[1, 3]);
+        assert!(!view.has_pending());
     }
 }
