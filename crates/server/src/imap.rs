@@ -42,6 +42,9 @@ pub struct ImapConnection {
     account: Option<Account>,
     /// The folder whose changes this session receives.
     selected: Option<MailboxId>,
+    /// A SELECT is subscribing; its folder's changes may arrive before its reply, and the
+    /// session machine holds them until the folder is open.
+    selecting: bool,
     /// A request is in flight; the machine waits for its answer.
     awaiting: bool,
     reader_paused: bool,
@@ -361,32 +364,45 @@ impl ImapConnection {
                 Reply::Done,
             ),
             Request::Rename { from, to } => {
-                let registry = node.mailboxes.clone();
-                self.blocking(
-                    id,
-                    ctx,
-                    move |store, account| {
-                        let mailbox = folder_by_name(store, account, &from)?;
+                let Some(account) = self.account.clone() else {
+                    return;
+                };
+                let resolve = async move {
+                    let store = node.store.clone();
+                    let prepared = tokio::task::spawn_blocking(move || {
+                        let mailbox = folder_by_name(&store, &account, &from)?;
                         validate_mailbox_name(&to)?;
                         if store.mailbox_by_name(account.id, &to)?.is_some() {
                             return Err(StoreError::AlreadyExists.into());
                         }
-                        create_parents(store, account, &to)?;
-                        if mailbox.name == INBOX {
-                            // RFC 9051 §6.3.6: renaming INBOX moves its messages to the
-                            // new folder and leaves INBOX empty.
-                            let target = store.create_mailbox(account.id, &to, None)?;
-                            let uids: Vec<Uid> =
-                                store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
-                            store.move_messages(mailbox.id, &uids, target.id)?;
-                            drop(registry);
-                        } else {
+                        create_parents(&store, &account, &to)?;
+                        if mailbox.name != INBOX {
                             store.rename_mailbox(mailbox.id, &to)?;
+                            return Ok(None);
                         }
-                        Ok(())
-                    },
-                    Reply::Done,
-                )
+                        // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new
+                        // folder and leaves INBOX empty.
+                        let target = store.create_mailbox(account.id, &to, None)?;
+                        let uids: Vec<Uid> =
+                            store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
+                        Ok::<_, MailboxFault>(Some((mailbox.id, target.id, uids)))
+                    })
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)??;
+                    if let Some((inbox, target, uids)) = prepared {
+                        // Through INBOX's actor, so every session watching INBOX
+                        // (this one included) hears of the EXPUNGEs.
+                        let moving = CopyMessages {
+                            origin: None,
+                            uids,
+                            destination: target,
+                            moving: true,
+                        };
+                        node.mailboxes.send(inbox, moving).await??;
+                    }
+                    Ok(())
+                };
+                self.via_actor(id, ctx, resolve, Reply::Done)
             }
             Request::Subscribe { folder, subscribed } => self.blocking(
                 id,
@@ -543,6 +559,7 @@ impl ImapConnection {
             node.mailboxes
                 .notify(previous, UnsubscribeSession { session });
         }
+        self.selecting = true;
         self.awaiting = true;
         let resolve = async move {
             let store = node.store.clone();
@@ -564,6 +581,7 @@ impl ImapConnection {
             Ok(snapshot)
         };
         ctx.spawn(resolve.into_actor(self).map(move |result, actor, ctx| {
+            actor.selecting = false;
             let reply = match result {
                 Ok(snapshot) => {
                     actor.selected = Some(snapshot.mailbox.id);
@@ -624,7 +642,7 @@ impl Handler<FolderChanged> for ImapConnection {
     type Result = ();
 
     fn handle(&mut self, msg: FolderChanged, ctx: &mut Self::Context) {
-        if Some(msg.mailbox) != self.selected {
+        if !self.selecting && Some(msg.mailbox) != self.selected {
             return;
         }
         let folder = FolderId(msg.mailbox.0);
@@ -725,6 +743,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
             client: new.client,
             account: None,
             selected: None,
+            selecting: false,
             awaiting: false,
             reader_paused: false,
         }

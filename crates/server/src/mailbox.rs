@@ -63,10 +63,17 @@ pub struct MailboxActor {
     status: Arc<ActorStatus>,
     registry: Weak<MailboxRegistry>,
     /// Sessions that have the folder selected (or are idling on it).
-    subscribers: HashMap<SessionId, Recipient<FolderChanged>>,
+    subscribers: HashMap<SessionId, Subscriber>,
     /// UIDs from here on are \Recent for the next session that selects the folder
     /// read-write (RFC 3501 §2.3.2). Not kept across restarts.
     recent_from: Option<Uid>,
+}
+
+/// A session watching the folder.
+struct Subscriber {
+    recipient: Recipient<FolderChanged>,
+    /// EXAMINE sessions never take \Recent away from others.
+    read_only: bool,
 }
 
 /// A change to a folder, pushed to the sessions watching it after it is durable.
@@ -107,19 +114,19 @@ impl MailboxActor {
     fn broadcast(&mut self, origin: Option<SessionId>, change: impl Fn(SessionId) -> FolderChange) {
         let mailbox = self.id;
         let mut lost = Vec::new();
-        for (session, recipient) in &self.subscribers {
+        for (session, subscriber) in &self.subscribers {
             let msg = FolderChanged {
                 mailbox,
                 origin,
                 change: change(*session),
             };
-            if recipient.try_send(msg).is_err() {
+            if subscriber.recipient.try_send(msg).is_err() {
                 lost.push(*session);
             }
         }
         for session in lost {
-            if let Some(recipient) = self.subscribers.remove(&session) {
-                recipient.do_send(FolderChanged {
+            if let Some(subscriber) = self.subscribers.remove(&session) {
+                subscriber.recipient.do_send(FolderChanged {
                     mailbox,
                     origin: None,
                     change: FolderChange::Overflow,
@@ -133,7 +140,12 @@ impl MailboxActor {
 
     /// Announces new messages; the first read-write watcher sees them as \Recent.
     fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[(Uid, Flags, ModSeq)]) {
-        let first = self.subscribers.keys().min().copied();
+        let first = self
+            .subscribers
+            .iter()
+            .filter(|(_, subscriber)| !subscriber.read_only)
+            .map(|(session, _)| *session)
+            .min();
         for (uid, flags, modseq) in messages {
             if first.is_some() {
                 self.recent_from = Some(Uid(uid.0 + 1).max(self.recent_from.unwrap_or(Uid(0))));
@@ -233,7 +245,13 @@ impl Handler<SubscribeSession> for MailboxActor {
 
     fn handle(&mut self, msg: SubscribeSession, _: &mut Self::Context) -> Self::Result {
         self.status.touch();
-        self.subscribers.insert(msg.session, msg.recipient);
+        self.subscribers.insert(
+            msg.session,
+            Subscriber {
+                recipient: msg.recipient,
+                read_only: msg.read_only,
+            },
+        );
         self.status
             .subscribers
             .store(self.subscribers.len(), Ordering::Relaxed);
