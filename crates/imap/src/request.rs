@@ -50,9 +50,17 @@ pub enum Request {
         folder: String,
     },
     /// Open a folder and start receiving its [`FolderEvent`]s.
+    /// `vanished_since`: QRESYNC's cached MODSEQ; the reply then says which UIDs were
+    /// expunged after it.
     Select {
         folder: String,
         read_only: bool,
+        vanished_since: Option<u64>,
+    },
+    /// UIDs expunged after `since` (UID FETCH … VANISHED, RFC 7162 §3.2.6).
+    Vanished {
+        folder: FolderId,
+        since: u64,
     },
     /// Stop receiving events of the folder selected before.
     Deselect {
@@ -171,6 +179,9 @@ pub struct SelectedFolder {
     pub recent: Vec<u32>,
     /// Keywords in use in the folder, for the FLAGS response.
     pub keywords: Vec<String>,
+    /// With `vanished_since`: UIDs expunged after it, or `None` when the host's history
+    /// does not reach back that far (every UID not in the folder then counts as gone).
+    pub vanished: Option<Vec<u32>>,
 }
 
 /// A message as FETCH and SEARCH need it.
@@ -217,6 +228,8 @@ pub enum Reply {
     FlagsStored(Result<FlagsStored, Fault>),
     Expunged(Result<Vec<u32>, Fault>),
     Copied(Result<Copied, Fault>),
+    /// Answer to [`Request::Vanished`]; `None` as in [`SelectedFolder::vanished`].
+    Vanished(Result<Option<Vec<u32>>, Fault>),
 }
 
 /// A change to the selected folder made by someone else (another session, a delivery).

@@ -94,6 +94,7 @@ struct Enabled {
     rev2: bool,
     utf8: bool,
     condstore: bool,
+    qresync: bool,
 }
 
 struct Selected {
@@ -150,6 +151,7 @@ enum Running {
         name: String,
         read_only: bool,
         condstore: bool,
+        qresync: Option<QresyncParams>,
     },
     Simple {
         tag: String,
@@ -160,6 +162,12 @@ enum Running {
     },
     /// FETCH that sets \Seen: the flag change goes first.
     MarkSeen(Scan),
+    /// UID FETCH … (CHANGEDSINCE n VANISHED): the expunged UIDs go first.
+    FetchVanished {
+        scan: Scan,
+        set: SequenceSet,
+        sets_seen: bool,
+    },
     Scan(Scan),
     Store {
         tag: String,
@@ -385,6 +393,7 @@ impl Session {
         AnnounceStyle {
             recent: !self.enabled.rev2,
             modseq: self.enabled.condstore,
+            vanished: self.enabled.qresync,
         }
     }
 
@@ -531,6 +540,8 @@ impl Session {
             "NAMESPACE",
             "ID",
             "UNSELECT",
+            "CONDSTORE",
+            "QRESYNC",
             "CHILDREN",
             "SPECIAL-USE",
             "LIST-EXTENDED",
@@ -853,6 +864,19 @@ impl Session {
                     self.enabled.utf8 = true;
                     enabled.push("UTF8=ACCEPT");
                 }
+                "CONDSTORE" if !self.enabled.condstore => {
+                    self.enabled.condstore = true;
+                    enabled.push("CONDSTORE");
+                }
+                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                "QRESYNC" if !self.enabled.qresync => {
+                    self.enabled.qresync = true;
+                    if !self.enabled.condstore {
+                        self.enabled.condstore = true;
+                        enabled.push("CONDSTORE");
+                    }
+                    enabled.push("QRESYNC");
+                }
                 _ => {}
             }
         }
@@ -869,6 +893,10 @@ impl Session {
         let Some(name) = self.mailbox_name(&tag, raw) else {
             return;
         };
+        if params.qresync.is_some() && !self.enabled.qresync {
+            // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
+            return self.bad(&tag, "QRESYNC is not enabled");
+        }
         // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected.
         if let State::Selected(selected) = &self.state {
             let folder = selected.id;
@@ -885,10 +913,12 @@ impl Session {
                 name: name.clone(),
                 read_only,
                 condstore: params.condstore,
+                qresync: params.qresync.clone(),
             },
             Request::Select {
                 folder: name,
                 read_only,
+                vanished_since: params.qresync.as_ref().map(|q| q.modseq),
             },
         );
     }
@@ -1116,8 +1146,8 @@ impl Session {
                 set,
                 items,
                 changed_since,
-                vanished: _,
-            } => self.fetch(tag, uid, &set, &items, changed_since),
+                vanished,
+            } => self.fetch(tag, uid, &set, &items, changed_since, vanished),
             CommandBody::Search {
                 uid,
                 charset,
@@ -1152,6 +1182,10 @@ impl Session {
                     Err(why) => return self.bad(&tag, why),
                 };
                 let uids: Vec<u32> = targets.iter().map(|(_, uid)| *uid).collect();
+                if unchanged_since.is_some() {
+                    // RFC 7162 §3.1: a CONDSTORE-enabling command.
+                    self.enabled.condstore = true;
+                }
                 if uids.is_empty() {
                     let command = if uid { "UID STORE" } else { "STORE" };
                     return self.finish(&tag, "OK", &format!("{command} completed"), uid);
@@ -1257,7 +1291,11 @@ impl Session {
         set: &SequenceSet,
         items: &FetchItems,
         changed_since: Option<u64>,
+        vanished: bool,
     ) {
+        if vanished && !self.enabled.qresync {
+            return self.bad(&tag, "VANISHED needs ENABLE QRESYNC");
+        }
         if uid {
             // New messages a UID command names become visible first (RFC 9051 §7.5.1
             // allows EXPUNGE and EXISTS here), so UIDs the client learnt elsewhere work.
@@ -1271,7 +1309,14 @@ impl Session {
         if uid && !attrs.contains(&FetchAttr::Uid) {
             attrs.insert(0, FetchAttr::Uid);
         }
-        if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
+        // RFC 7162 §3.1: CHANGEDSINCE and MODSEQ turn CONDSTORE on; from then on every
+        // FETCH with FLAGS carries MODSEQ too.
+        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+            self.enabled.condstore = true;
+        }
+        let with_modseq = changed_since.is_some()
+            || (self.enabled.condstore && attrs.contains(&FetchAttr::Flags));
+        if with_modseq && !attrs.contains(&FetchAttr::ModSeq) {
             attrs.push(FetchAttr::ModSeq);
         }
         let Some((folder, read_only)) = self.selected_folder() else {
@@ -1293,6 +1338,25 @@ impl Session {
                 failed: false,
             },
         };
+        if let (true, Some(since)) = (vanished, changed_since) {
+            self.request(
+                Running::FetchVanished {
+                    scan,
+                    set: set.clone(),
+                    sets_seen,
+                },
+                Request::Vanished { folder, since },
+            );
+        } else {
+            self.start_fetch(scan, sets_seen);
+        }
+    }
+
+    /// Runs a FETCH scan, after marking its messages \Seen when it must.
+    fn start_fetch(&mut self, scan: Scan, sets_seen: bool) {
+        let Some((folder, _)) = self.selected_folder() else {
+            return;
+        };
         if sets_seen && !scan.targets.is_empty() {
             let uids = scan.targets.iter().map(|(_, uid)| *uid).collect();
             self.request(
@@ -1307,6 +1371,38 @@ impl Session {
             );
         } else {
             self.continue_scan(scan);
+        }
+    }
+
+    /// `* VANISHED (EARLIER)` for the UIDs of `set` expunged since the client's MODSEQ
+    /// (RFC 7162 §3.2.6); with too short a history, every UID of the set not present.
+    fn write_vanished_earlier(&mut self, set: &SequenceSet, vanished: Option<Vec<u32>>) {
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let max = view.max_uid().unwrap_or(0);
+        let in_set = |uid: u32| {
+            set.0.iter().any(|range| {
+                let bound = |b: SeqBound| match b {
+                    SeqBound::Value(v) => v,
+                    SeqBound::Star => max.max(uid),
+                };
+                let (a, b) = (bound(range.start), bound(range.end));
+                (a.min(b)..=a.max(b)).contains(&uid)
+            })
+        };
+        let mut uids: Vec<u32> = match vanished {
+            Some(uids) => uids.into_iter().filter(|&uid| in_set(uid)).collect(),
+            None => (1..=max)
+                .filter(|&uid| view.seq_of(uid).is_none() && in_set(uid))
+                .collect(),
+        };
+        uids.sort_unstable();
+        uids.dedup();
+        if !uids.is_empty() {
+            self.out.extend_from_slice(
+                format!("* VANISHED (EARLIER) {}\r\n", response::sequence_set(&uids)).as_bytes(),
+            );
         }
     }
 
@@ -1332,6 +1428,10 @@ impl Session {
         }
         if uid {
             self.announce(true);
+        }
+        if mentions_modseq(&criteria) {
+            // RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE.
+            self.enabled.condstore = true;
         }
         let Some(view) = self.selected_view() else {
             return;
@@ -1401,11 +1501,12 @@ impl Session {
                 }
             }
             ScanKind::Search {
+                key,
                 returns,
                 hits,
                 max_modseq,
-                ..
             } => {
+                let max_modseq = if mentions_modseq(&key) { max_modseq } else { 0 };
                 let numbers: Vec<u32> = hits
                     .iter()
                     .map(|&(seq, uid)| if scan.uid { uid } else { seq })
@@ -1416,7 +1517,7 @@ impl Session {
                         for n in &numbers {
                             self.out.extend_from_slice(format!(" {n}").as_bytes());
                         }
-                        if self.enabled.condstore && max_modseq > 0 {
+                        if max_modseq > 0 && !numbers.is_empty() {
                             self.out
                                 .extend_from_slice(format!(" (MODSEQ {max_modseq})").as_bytes());
                         }
@@ -1450,6 +1551,10 @@ impl Session {
                         }
                         if returns.contains(&SearchReturn::Count) {
                             line.push_str(&format!(" COUNT {}", numbers.len()));
+                        }
+                        // RFC 7162 §3.1.5: the highest MODSEQ of the matches.
+                        if max_modseq > 0 && !numbers.is_empty() {
+                            line.push_str(&format!(" MODSEQ {max_modseq}"));
                         }
                         line.push_str("\r\n");
                         self.out.extend_from_slice(line.as_bytes());
@@ -1526,9 +1631,10 @@ impl Session {
                     name,
                     read_only,
                     condstore,
+                    qresync,
                 },
                 Reply::Selected(result),
-            ) => self.select_reply(tag, name, read_only, condstore, result),
+            ) => self.select_reply(tag, name, read_only, condstore, qresync, result),
             (Running::Simple { tag, command }, Reply::Done(result)) => match result {
                 Ok(()) => self.finish(&tag, "OK", &format!("{command} completed"), true),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
@@ -1543,6 +1649,20 @@ impl Session {
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
             },
             (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
+            (
+                Running::FetchVanished {
+                    scan,
+                    set,
+                    sets_seen,
+                },
+                Reply::Vanished(result),
+            ) => match result {
+                Ok(vanished) => {
+                    self.write_vanished_earlier(&set, vanished);
+                    self.start_fetch(scan, sets_seen);
+                }
+                Err(fault) => self.finish(&scan.tag, "NO", &fault_text(&fault, false), true),
+            },
             (Running::Scan(scan), Reply::Messages(result)) => self.scan_reply(scan, result),
             (
                 Running::Store {
@@ -1691,6 +1811,7 @@ impl Session {
         name: String,
         read_only: bool,
         condstore: bool,
+        qresync: Option<QresyncParams>,
         result: Result<SelectedFolder, Fault>,
     ) {
         let folder = match result {
@@ -1743,6 +1864,9 @@ impl Session {
             out.extend_from_slice(
                 format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", folder.highest_modseq).as_bytes(),
             );
+        }
+        if let Some(qresync) = qresync.filter(|q| q.uidvalidity == folder.uidvalidity) {
+            qresync_catch_up(out, &folder, &qresync);
         }
         if self.enabled.rev2 {
             // RFC 9051 §6.3.2: the LIST response names the mailbox as it is spelt here.
@@ -1853,14 +1977,24 @@ impl Session {
             return;
         };
         let mut out = Vec::new();
-        if !silent || unchanged_since.is_some() {
+        // RFC 7162 §3.1.3: messages refused by UNCHANGEDSINCE get no FETCH; with .SILENT
+        // a conditional STORE still reports the new MODSEQ of what it changed.
+        let report_modseq_only = silent && unchanged_since.is_some();
+        if !silent || report_modseq_only {
             for (message_uid, flags, modseq) in &stored.current {
+                if stored.modified.contains(message_uid) {
+                    continue;
+                }
                 let Some(seq) = view.seq_of(*message_uid) else {
                     continue;
                 };
                 out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
                 if uid {
                     out.extend_from_slice(format!("UID {message_uid} ").as_bytes());
+                }
+                if report_modseq_only {
+                    out.extend_from_slice(format!("MODSEQ ({modseq}))\r\n").as_bytes());
+                    continue;
                 }
                 out.extend_from_slice(b"FLAGS ");
                 let mut flags = flags.clone();
@@ -1917,8 +2051,9 @@ impl Session {
             self.state = State::Authenticated;
             return tagged(&mut self.out, &tag, "OK", "CLOSE completed");
         }
+        let vanished = self.enabled.qresync;
         if let State::Selected(selected) = &mut self.state {
-            selected.view.expunge_now(&mut self.out, &removed);
+            selected.view.expunge_now(&mut self.out, &removed, vanished);
         }
         let command = if uid { "UID EXPUNGE" } else { "EXPUNGE" };
         self.finish(&tag, "OK", &format!("{command} completed"), true);
@@ -1948,12 +2083,68 @@ impl Session {
                 self.out
                     .extend_from_slice(format!("* OK {code}Moved\r\n").as_bytes());
             }
+            let vanished = self.enabled.qresync;
             if let State::Selected(selected) = &mut self.state {
-                selected.view.expunge_now(&mut self.out, &sources);
+                selected.view.expunge_now(&mut self.out, &sources, vanished);
             }
             self.finish(&tag, "OK", &format!("{command} completed"), true);
         } else {
             self.finish(&tag, "OK", &format!("{code}{command} completed"), uid);
+        }
+    }
+}
+
+fn mentions_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::And(keys) => keys.iter().any(mentions_modseq),
+        SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
+        SearchKey::Not(k) => mentions_modseq(k),
+        _ => false,
+    }
+}
+
+/// RFC 7162 §3.2.5.1: what changed since the client's cached MODSEQ: one
+/// `VANISHED (EARLIER)` line, then a FETCH for every message changed after it.
+fn qresync_catch_up(out: &mut Vec<u8>, folder: &SelectedFolder, qresync: &QresyncParams) {
+    let present: std::collections::HashSet<u32> = folder.messages.iter().map(|m| m.uid).collect();
+    let known = |uid: u32| {
+        qresync.known_uids.as_ref().is_none_or(|set| {
+            set.0.iter().any(|range| {
+                let bound = |b: SeqBound| match b {
+                    SeqBound::Value(v) => v,
+                    SeqBound::Star => u32::MAX,
+                };
+                let (a, b) = (bound(range.start), bound(range.end));
+                (a.min(b)..=a.max(b)).contains(&uid)
+            })
+        })
+    };
+    let mut vanished: Vec<u32> = match &folder.vanished {
+        Some(uids) => uids.iter().copied().filter(|&uid| known(uid)).collect(),
+        // History too short: every UID the client may know that is not here is gone.
+        None => (1..folder.uidnext)
+            .filter(|uid| !present.contains(uid) && known(*uid))
+            .collect(),
+    };
+    vanished.sort_unstable();
+    vanished.dedup();
+    if !vanished.is_empty() {
+        out.extend_from_slice(
+            format!(
+                "* VANISHED (EARLIER) {}\r\n",
+                response::sequence_set(&vanished)
+            )
+            .as_bytes(),
+        );
+    }
+    for (i, message) in folder.messages.iter().enumerate() {
+        if message.modseq > qresync.modseq {
+            out.extend_from_slice(
+                format!("* {} FETCH (UID {} FLAGS ", i + 1, message.uid).as_bytes(),
+            );
+            response::flag_list(out, &message.flags);
+            out.extend_from_slice(format!(" MODSEQ ({}))\r\n", message.modseq).as_bytes());
         }
     }
 }
@@ -1969,7 +2160,9 @@ fn running_tag(running: &Running) -> String {
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),
         Running::List(job) => job.tag.clone(),
-        Running::MarkSeen(scan) | Running::Scan(scan) => scan.tag.clone(),
+        Running::MarkSeen(scan) | Running::Scan(scan) | Running::FetchVanished { scan, .. } => {
+            scan.tag.clone()
+        }
     }
 }
 
@@ -2111,6 +2304,7 @@ mod tests {
                 }],
                 recent: vec![],
                 keywords: vec![],
+                vanished: None,
             }))),
             Request::StoreFlags { flags, .. } => Some(Reply::FlagsStored(Ok(FlagsStored {
                 current: vec![(1, flags.clone(), 2)],
@@ -2211,6 +2405,7 @@ mod tests {
                     .to_vec(),
                 recent: vec![],
                 keywords: vec![],
+                vanished: None,
             })),
         ));
         while session.next_action().is_some() {}

@@ -28,6 +28,8 @@ pub struct AnnounceStyle {
     pub recent: bool,
     /// CONDSTORE sessions get MODSEQ in unsolicited FETCH.
     pub modseq: bool,
+    /// QRESYNC sessions get VANISHED instead of EXPUNGE (RFC 7162 §3.2.10).
+    pub vanished: bool,
 }
 
 impl View {
@@ -157,18 +159,30 @@ impl View {
     /// Removes messages this session expunged itself and writes their EXPUNGE lines.
     /// Those the client was never told about (appended by another session, still
     /// queued) are dropped silently: announcing them later would show a ghost.
-    pub fn expunge_now(&mut self, out: &mut Vec<u8>, uids: &[u32]) {
+    /// QRESYNC sessions (`vanished`) get one `* VANISHED` line instead.
+    pub fn expunge_now(&mut self, out: &mut Vec<u8>, uids: &[u32], vanished: bool) {
         for uid in uids {
             self.pending_appends.remove(uid);
         }
         let mut seqs: Vec<u32> = uids.iter().filter_map(|&uid| self.seq_of(uid)).collect();
         seqs.sort_unstable_by(|a, b| b.cmp(a));
+        let mut gone = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let uid = self.uids.remove(seq as usize - 1);
             self.recent.remove(&uid);
             self.pending_flags.remove(&uid);
             self.pending_expunges.remove(&uid);
-            out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            if vanished {
+                gone.push(uid);
+            } else {
+                out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            }
+        }
+        if !gone.is_empty() {
+            gone.sort_unstable();
+            out.extend_from_slice(
+                format!("* VANISHED {}\r\n", response::sequence_set(&gone)).as_bytes(),
+            );
         }
     }
 
@@ -178,7 +192,7 @@ impl View {
             let uids: Vec<u32> = std::mem::take(&mut self.pending_expunges)
                 .into_iter()
                 .collect();
-            self.expunge_now(out, &uids);
+            self.expunge_now(out, &uids, style.vanished);
         }
         if !self.pending_appends.is_empty() {
             for (uid, recent) in std::mem::take(&mut self.pending_appends) {
@@ -278,6 +292,7 @@ mod tests {
             AnnounceStyle {
                 recent: true,
                 modseq: false,
+                vanished: false,
             },
         );
         assert_eq!(
@@ -303,7 +318,7 @@ mod tests {
             recent: false,
         });
         let mut out = Vec::new();
-        view.expunge_now(&mut out, &[2, 4]);
+        view.expunge_now(&mut out, &[2, 4], false);
         view.announce(&mut out, true, AnnounceStyle::default());
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3]);

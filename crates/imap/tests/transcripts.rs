@@ -133,6 +133,8 @@ struct Folder {
     messages: BTreeMap<u32, Message>,
     /// UIDs from here on are \Recent for the next session that selects read-write.
     recent_from: u32,
+    /// (uid, modseq of its expunge), for QRESYNC.
+    expunged: Vec<(u32, u64)>,
 }
 
 struct Account {
@@ -252,6 +254,7 @@ impl Host {
                 highest_modseq: 1,
                 messages: BTreeMap::new(),
                 recent_from: 1,
+                expunged: Vec::new(),
             },
         );
     }
@@ -349,6 +352,7 @@ impl Host {
         }
         f.highest_modseq += 1;
         let modseq = f.highest_modseq;
+        f.expunged.extend(uids.iter().map(|uid| (*uid, modseq)));
         for (conn, _) in self.watchers(folder) {
             if Some(conn) != origin {
                 events.push((
@@ -446,7 +450,21 @@ impl Host {
                     }
                 })
             }
-            Request::Select { folder, read_only } => {
+            Request::Vanished { folder, since } => {
+                let f = self.folders.get(&folder.0).expect("folder");
+                Reply::Vanished(Ok(Some(
+                    f.expunged
+                        .iter()
+                        .filter(|(_, m)| *m > since)
+                        .map(|(u, _)| *u)
+                        .collect(),
+                )))
+            }
+            Request::Select {
+                folder,
+                read_only,
+                vanished_since,
+            } => {
                 session.selected = None;
                 let user = self.user(conn);
                 let Some(id) = self.folder_id(&user, &folder) else {
@@ -486,6 +504,13 @@ impl Host {
                         .collect(),
                     recent,
                     keywords,
+                    vanished: vanished_since.map(|since| {
+                        f.expunged
+                            .iter()
+                            .filter(|(_, m)| *m > since)
+                            .map(|(u, _)| *u)
+                            .collect()
+                    }),
                 }))
             }
             Request::Deselect { .. } => {

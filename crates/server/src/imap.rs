@@ -166,6 +166,18 @@ fn create_parents(store: &Store, account: &Account, name: &str) -> Result<(), St
     Ok(())
 }
 
+/// UIDs expunged from a folder after `since` (QRESYNC), or `None` when the store's
+/// bounded history does not reach back that far.
+fn vanished_since(
+    store: &Store,
+    mailbox: MailboxId,
+    since: u64,
+) -> Result<Option<Vec<u32>>, MailboxFault> {
+    Ok(store
+        .expunged_since(mailbox, portico_store::ModSeq(since))?
+        .map(|uids| uids.into_iter().map(|(uid, _)| uid.0).collect()))
+}
+
 fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatus, MailboxFault> {
     let mailbox = folder_by_name(store, account, name)?;
     let mut status = FolderStatus {
@@ -316,7 +328,17 @@ impl ImapConnection {
                 move |store, account| status_of(store, account, &folder),
                 Reply::Status,
             ),
-            Request::Select { folder, read_only } => self.select(id, folder, read_only, ctx),
+            Request::Select {
+                folder,
+                read_only,
+                vanished_since,
+            } => self.select(id, folder, read_only, vanished_since, ctx),
+            Request::Vanished { folder, since } => self.blocking(
+                id,
+                ctx,
+                move |store, _| vanished_since(store, MailboxId(folder.0), since),
+                Reply::Vanished,
+            ),
             Request::Deselect { .. } => {
                 if let Some(mailbox) = self.selected.take() {
                     node.mailboxes
@@ -548,7 +570,14 @@ impl ImapConnection {
         }
     }
 
-    fn select(&mut self, id: RequestId, folder: String, read_only: bool, ctx: &mut Context<Self>) {
+    fn select(
+        &mut self,
+        id: RequestId,
+        folder: String,
+        read_only: bool,
+        vanished_since_modseq: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(account) = self.account.clone() else {
             return;
         };
@@ -578,12 +607,22 @@ impl ImapConnection {
                     },
                 )
                 .await??;
-            Ok(snapshot)
+            let vanished = match vanished_since_modseq {
+                Some(since) => {
+                    let store = node.store.clone();
+                    let id = mailbox.id;
+                    tokio::task::spawn_blocking(move || vanished_since(&store, id, since))
+                        .await
+                        .map_err(|_| MailboxFault::Unavailable)??
+                }
+                None => None,
+            };
+            Ok((snapshot, vanished))
         };
         ctx.spawn(resolve.into_actor(self).map(move |result, actor, ctx| {
             actor.selecting = false;
             let reply = match result {
-                Ok(snapshot) => {
+                Ok((snapshot, vanished)) => {
                     actor.selected = Some(snapshot.mailbox.id);
                     let mut keywords: Vec<String> = Vec::new();
                     let messages = snapshot
@@ -610,6 +649,7 @@ impl ImapConnection {
                         messages,
                         recent: snapshot.recent.into_iter().map(|uid| uid.0).collect(),
                         keywords,
+                        vanished,
                     })
                 }
                 Err(e) => Err(fault(&actor.span, e)),

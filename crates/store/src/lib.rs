@@ -44,7 +44,7 @@ mod types;
 pub use error::{Result, StoreError};
 pub use portico_mime::MessageSummary;
 pub use store::{
-    BODY_CHUNK_SIZE, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, Store, StoreOptions,
-    normalize_line_endings, validate_mailbox_name,
+    BODY_CHUNK_SIZE, EXPUNGE_HISTORY, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, Store,
+    StoreOptions, normalize_line_endings, validate_mailbox_name,
 };
 pub use types::*;

@@ -23,6 +23,8 @@ pub const BODY_CHUNK_SIZE: usize = 32 * 1024;
 pub const HIERARCHY_SEPARATOR: char = '/';
 /// Longest folder name accepted, in bytes.
 pub const MAX_MAILBOX_NAME_LEN: usize = 1024;
+/// Expunged UIDs remembered per folder for QRESYNC before the oldest half is forgotten.
+pub const EXPUNGE_HISTORY: u32 = 10_000;
 /// The one folder every account has and cannot lose.
 pub const INBOX: &str = "INBOX";
 
@@ -264,6 +266,8 @@ impl Store {
             subscribed: true,
             messages: 0,
             size: 0,
+            expunged_kept: 0,
+            vanished_floor: ModSeq(0),
         })
     }
 
@@ -700,7 +704,34 @@ impl Store {
             folder.size = folder.size.saturating_sub(meta.size);
             removed.push(uid);
         }
+        folder.expunged_kept = folder.expunged_kept.saturating_add(removed.len() as u32);
+        if folder.expunged_kept > EXPUNGE_HISTORY {
+            self.forget_old_expunges(txn, folder)?;
+        }
         Ok(removed)
+    }
+
+    /// Drops the oldest half of a folder's expunge history (lowest UIDs first) and raises
+    /// its vanished floor past what was dropped.
+    fn forget_old_expunges(&self, txn: &mut Txn, folder: &mut Mailbox) -> Result<()> {
+        let mut forgotten = 0;
+        for entry in self.db.scan_prefix(keys::expunged_all(folder.id)) {
+            if forgotten >= EXPUNGE_HISTORY / 2 {
+                break;
+            }
+            let (key, value) = entry?;
+            let modseq: [u8; 8] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("expunged modseq".into()))?;
+            folder.vanished_floor = folder
+                .vanished_floor
+                .max(ModSeq(u64::from_be_bytes(modseq)));
+            txn.batch.remove(key);
+            forgotten += 1;
+        }
+        folder.expunged_kept = folder.expunged_kept.saturating_sub(forgotten);
+        Ok(())
     }
 
     /// Copies messages into another folder in one transaction; the copies share the
@@ -788,8 +819,17 @@ impl Store {
         Ok(pairs)
     }
 
-    /// UIDs expunged from a folder after `since`, with the MODSEQ of their removal.
-    pub fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> Result<Vec<(Uid, ModSeq)>> {
+    /// UIDs expunged from a folder after `since`, with the MODSEQ of their removal; `None`
+    /// when `since` is older than the history kept (the caller must then assume any UID
+    /// it knows of that is not in the folder is gone).
+    pub fn expunged_since(
+        &self,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<Option<Vec<(Uid, ModSeq)>>> {
+        if since < self.mailbox(mailbox)?.vanished_floor {
+            return Ok(None);
+        }
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(keys::expunged_all(mailbox)) {
             let (key, value) = entry?;
@@ -804,6 +844,6 @@ impl Store {
                 out.push((uid, modseq));
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }

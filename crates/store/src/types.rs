@@ -98,6 +98,10 @@ pub struct Mailbox {
     /// Number of messages and their total size, kept so STATUS and POP3 STAT need no scan.
     pub messages: u32,
     pub size: u64,
+    /// Expunged UIDs remembered for QRESYNC, and the MODSEQ at or below which some
+    /// expunges have been forgotten to keep that history bounded.
+    pub expunged_kept: u32,
+    pub vanished_floor: ModSeq,
 }
 
 /// The five system flags of RFC 9051 §2.3.2, as bits.

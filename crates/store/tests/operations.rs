@@ -276,12 +276,13 @@ fn append_fetch_flags_expunge() {
         store.message_bytes(inbox.id, b.uid),
         Err(StoreError::NotFound)
     ));
-    let vanished = store.expunged_since(inbox.id, before).unwrap();
+    let vanished = store.expunged_since(inbox.id, before).unwrap().unwrap();
     assert_eq!(vanished.len(), 1);
     assert_eq!(vanished[0].0, b.uid);
     assert!(
         store
             .expunged_since(inbox.id, vanished[0].1)
+            .unwrap()
             .unwrap()
             .is_empty()
     );
@@ -522,4 +523,45 @@ fn summaries_are_made_at_append_and_follow_copies() {
         store.message_summary(inbox, appended.uid),
         Err(StoreError::NotFound)
     ));
+}
+
+#[test]
+fn expunge_history_is_bounded_and_says_when_it_is_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let total = EXPUNGE_HISTORY + 10;
+    for _ in 0..total {
+        store
+            .append(inbox, b"Subject: x\r\n\r\n", &Flags::default(), (0, 0))
+            .unwrap();
+    }
+    let uids: Vec<Uid> = (1..=total).map(Uid).collect();
+    for chunk in uids.chunks(1000) {
+        store.expunge(inbox, chunk).unwrap();
+    }
+    let folder = store.mailbox(inbox).unwrap();
+    assert!(
+        folder.expunged_kept <= EXPUNGE_HISTORY,
+        "history is bounded"
+    );
+    assert!(folder.vanished_floor > ModSeq(0));
+    assert_eq!(
+        store.expunged_since(inbox, ModSeq(0)).unwrap(),
+        None,
+        "old history is gone"
+    );
+    let recent = store
+        .expunged_since(inbox, folder.vanished_floor)
+        .unwrap()
+        .unwrap();
+    assert!(
+        recent.iter().any(|(uid, _)| *uid == Uid(total)),
+        "recent expunges are kept"
+    );
 }
