@@ -147,8 +147,15 @@ impl MailboxActor {
             .map(|(session, _)| *session)
             .min();
         for (uid, flags, modseq) in messages {
-            if first.is_some() {
-                self.recent_from = Some(Uid(uid.0 + 1).max(self.recent_from.unwrap_or(Uid(0))));
+            match first {
+                // Seen as \Recent by that session; nobody else will.
+                Some(_) => {
+                    self.recent_from = Some(Uid(uid.0 + 1).max(self.recent_from.unwrap_or(Uid(0))));
+                }
+                // Nobody watching: \Recent for whoever selects the folder next.
+                None => {
+                    self.recent_from.get_or_insert(*uid);
+                }
             }
             let (uid, flags, modseq) = (*uid, flags.clone(), *modseq);
             self.broadcast(origin, |session| FolderChange::Appended {
