@@ -13,6 +13,13 @@ pub(crate) const EXPUNGED: u8 = b'X';
 pub(crate) const SUMMARY: u8 = b'S';
 pub(crate) const BODY: u8 = b'B';
 pub(crate) const BODY_REFS: u8 = b'R';
+pub(crate) const QUEUE: u8 = b'Q';
+
+pub(crate) fn queued(id: u64) -> Vec<u8> {
+    let mut key = vec![QUEUE];
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
 
 pub(crate) fn counter(name: &str) -> Vec<u8> {
     let mut key = vec![COUNTER];

@@ -20,6 +20,7 @@
 //! | `X` mailbox id, UID | MODSEQ of the expunge (for QRESYNC) |
 //! | `B` body id, chunk no. | up to [`BODY_CHUNK_SIZE`] bytes of the message |
 //! | `R` body id | reference count when more than one message shares a body |
+//! | `Q` queue id | [`QueuedMessage`]: outgoing mail awaiting relay (body under `B`) |
 //!
 //! Bodies are cut into chunks of 32 KiB because sled moves values over ~128 KiB to
 //! blob files it never fsyncs.
@@ -38,11 +39,13 @@
 mod commit;
 mod error;
 mod keys;
+mod queue;
 mod store;
 mod types;
 
 pub use error::{Result, StoreError};
 pub use portico_mime::MessageSummary;
+pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{
     BODY_CHUNK_SIZE, EXPUNGE_HISTORY, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, Store,
     StoreOptions, normalize_line_endings, validate_mailbox_name,

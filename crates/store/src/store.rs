@@ -58,24 +58,24 @@ pub struct Store {
 /// A batch being built under the writer lock, with the counters and body reference
 /// counts it has already changed (the database does not show them until it is applied).
 #[derive(Default)]
-struct Txn {
-    batch: sled::Batch,
+pub(crate) struct Txn {
+    pub(crate) batch: sled::Batch,
     counters: HashMap<&'static str, u64>,
     refs: HashMap<u64, u32>,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(value, _)| value)
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -146,16 +146,20 @@ impl Store {
         })
     }
 
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies a batch atomically and returns once it is durable.
-    fn commit(&self, txn: Txn, guard: MutexGuard<'_, ()>) -> Result<()> {
+    pub(crate) fn commit(&self, txn: Txn, guard: MutexGuard<'_, ()>) -> Result<()> {
         self.db.apply_batch(txn.batch)?;
         let ticket = self.commit.ticket();
         drop(guard);
@@ -174,14 +178,19 @@ impl Store {
         self.commit.wait_durable(ticket, &self.db, &self.db_file)
     }
 
-    fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+    pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.db.get(key)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    fn next_counter(&self, txn: &mut Txn, name: &'static str, floor: u64) -> Result<u64> {
+    pub(crate) fn next_counter(
+        &self,
+        txn: &mut Txn,
+        name: &'static str,
+        floor: u64,
+    ) -> Result<u64> {
         let key = keys::counter(name);
         let last = match txn.counters.get(name) {
             Some(last) => *last,
@@ -477,7 +486,7 @@ impl Store {
     }
 
     /// Drops one reference to a body; deletes its chunks with the last one.
-    fn release_body(&self, txn: &mut Txn, body: BodyRef) -> Result<()> {
+    pub(crate) fn release_body(&self, txn: &mut Txn, body: BodyRef) -> Result<()> {
         let count = match txn.refs.get(&body.id) {
             Some(count) => *count,
             None => self.body_refs(body.id)?,
@@ -523,12 +532,8 @@ impl Store {
         let guard = self.lock_writer();
         let mut folder = self.mailbox(mailbox)?;
         let mut txn = Txn::default();
-        let body_id = self.next_counter(&mut txn, "body", 1)?;
-        let mut chunks = 0u32;
-        for chunk in message.chunks(BODY_CHUNK_SIZE) {
-            txn.batch.insert(keys::body_chunk(body_id, chunks), chunk);
-            chunks += 1;
-        }
+        let body = self.write_body(&mut txn, &message)?;
+        let (body_id, chunks) = (body.id, body.chunks);
         let uid = folder.uidnext;
         let modseq = ModSeq(folder.highest_modseq.0 + 1);
         let meta = MessageMeta {
@@ -579,15 +584,30 @@ impl Store {
     /// The stored bytes of a message.
     pub fn message_bytes(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let meta = self.message(mailbox, uid)?;
-        let mut out = Vec::with_capacity(meta.size as usize);
-        for index in 0..meta.body.chunks {
+        self.read_body(meta.body, meta.size)
+    }
+
+    /// Queues a body's chunks in a transaction; returns where they are.
+    pub(crate) fn write_body(&self, txn: &mut Txn, bytes: &[u8]) -> Result<BodyRef> {
+        let id = self.next_counter(txn, "body", 1)?;
+        let mut chunks = 0u32;
+        for chunk in bytes.chunks(BODY_CHUNK_SIZE) {
+            txn.batch.insert(keys::body_chunk(id, chunks), chunk);
+            chunks += 1;
+        }
+        Ok(BodyRef { id, chunks })
+    }
+
+    pub(crate) fn read_body(&self, body: BodyRef, size: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(size as usize);
+        for index in 0..body.chunks {
             let chunk = self
                 .db
-                .get(keys::body_chunk(meta.body.id, index))?
+                .get(keys::body_chunk(body.id, index))?
                 .ok_or_else(|| StoreError::Corrupt(format!("missing body chunk {index}")))?;
             out.extend_from_slice(&chunk);
         }
-        if out.len() as u64 != meta.size {
+        if out.len() as u64 != size {
             return Err(StoreError::Corrupt("body size mismatch".into()));
         }
         Ok(out)

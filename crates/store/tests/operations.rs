@@ -565,3 +565,40 @@ fn expunge_history_is_bounded_and_says_when_it_is_incomplete() {
         "recent expunges are kept"
     );
 }
+
+#[test]
+fn queue_keeps_messages_until_every_recipient_is_done_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = corpus("005-multipart-mixed-attachments.eml");
+    let id = {
+        let store = open(&dir);
+        assert!(matches!(
+            store.enqueue("a@example.com", &[], b"x"),
+            Err(StoreError::NotAllowed(_))
+        ));
+        let recipients = vec![
+            "x@remote.example".to_string(),
+            "y@remote.example".to_string(),
+        ];
+        let entry = store
+            .enqueue("a@example.com", &recipients, &message)
+            .unwrap();
+        assert_eq!(entry.recipients.len(), 2);
+        entry.id
+    };
+    let store = open(&dir);
+    let entry = store.queued(id).unwrap();
+    assert_eq!(store.queued_bytes(&entry).unwrap(), message);
+    assert_eq!(store.queue().unwrap().len(), 1);
+    let mut left = entry.recipients.clone();
+    left.remove(0);
+    left[0].attempts = 1;
+    left[0].last_error = Some("451 try later".into());
+    store.update_queued(id, left).unwrap();
+    assert_eq!(store.queued(id).unwrap().recipients[0].attempts, 1);
+    assert_eq!(store.flush_queue().unwrap(), 1);
+    assert_eq!(store.queued(id).unwrap().recipients[0].next_attempt, 0);
+    store.delete_queued(id).unwrap();
+    assert!(store.queue().unwrap().is_empty());
+    assert!(matches!(store.queued(id), Err(StoreError::NotFound)));
+}

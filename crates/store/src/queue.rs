@@ -1,0 +1,129 @@
+//! The outgoing mail queue: messages accepted for recipients elsewhere, kept durably
+//! until a relay takes them, they bounce, or an administrator deletes them.
+//!
+//! An entry and its body go in with one batch, so an SMTP `250` can follow an enqueue
+//! and a crash afterwards loses nothing; the relay replays the queue at start.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::keys;
+use crate::store::{Store, Txn, decode, encode, now_secs};
+use crate::types::BodyRef;
+
+/// One recipient still to be delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRecipient {
+    pub address: String,
+    pub attempts: u32,
+    /// Seconds since the epoch of the next try.
+    pub next_attempt: i64,
+    /// What the last try got (for `queue list` and bounces).
+    pub last_error: Option<String>,
+}
+
+/// A queued message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    pub id: u64,
+    /// Seconds since the epoch when it was accepted.
+    pub created: i64,
+    /// The envelope sender; empty for a bounce (never bounced again).
+    pub mail_from: String,
+    pub recipients: Vec<QueuedRecipient>,
+    pub size: u64,
+    body: BodyRef,
+}
+
+impl Store {
+    /// Queues a message for `recipients`; durable when it returns.
+    pub fn enqueue(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<QueuedMessage> {
+        if recipients.is_empty() {
+            return Err(StoreError::NotAllowed("a queued message needs a recipient"));
+        }
+        let guard = self.lock_writer();
+        let mut txn = Txn::default();
+        let id = self.next_counter(&mut txn, "queue", 1)?;
+        let body = self.write_body(&mut txn, message)?;
+        let now = now_secs();
+        let entry = QueuedMessage {
+            id,
+            created: now,
+            mail_from: mail_from.to_string(),
+            recipients: recipients
+                .iter()
+                .map(|address| QueuedRecipient {
+                    address: address.clone(),
+                    attempts: 0,
+                    next_attempt: now,
+                    last_error: None,
+                })
+                .collect(),
+            size: message.len() as u64,
+            body,
+        };
+        txn.batch.insert(keys::queued(id), encode(&entry)?);
+        self.commit(txn, guard)?;
+        Ok(entry)
+    }
+
+    /// Every queued message, oldest first.
+    pub fn queue(&self) -> Result<Vec<QueuedMessage>> {
+        self.db()
+            .scan_prefix([keys::QUEUE])
+            .map(|entry| decode(&entry?.1))
+            .collect()
+    }
+
+    pub fn queued(&self, id: u64) -> Result<QueuedMessage> {
+        self.read(&keys::queued(id))?.ok_or(StoreError::NotFound)
+    }
+
+    pub fn queued_bytes(&self, entry: &QueuedMessage) -> Result<Vec<u8>> {
+        self.read_body(entry.body, entry.size)
+    }
+
+    /// Records the outcome of a delivery round: the recipients still pending (with their
+    /// attempt counts); with none left, the entry and its body are removed.
+    pub fn update_queued(&self, id: u64, pending: Vec<QueuedRecipient>) -> Result<()> {
+        let guard = self.lock_writer();
+        let mut entry = self.queued(id)?;
+        let mut txn = Txn::default();
+        if pending.is_empty() {
+            self.release_body(&mut txn, entry.body)?;
+            txn.batch.remove(keys::queued(id));
+        } else {
+            entry.recipients = pending;
+            txn.batch.insert(keys::queued(id), encode(&entry)?);
+        }
+        self.commit(txn, guard)
+    }
+
+    /// Removes a queued message (administrator's `queue delete`).
+    pub fn delete_queued(&self, id: u64) -> Result<()> {
+        self.update_queued(id, Vec::new())
+    }
+
+    /// Makes every pending recipient due now (`queue flush`).
+    pub fn flush_queue(&self) -> Result<usize> {
+        let mut count = 0;
+        for entry in self.queue()? {
+            let pending = entry
+                .recipients
+                .into_iter()
+                .map(|mut recipient| {
+                    recipient.next_attempt = 0;
+                    recipient
+                })
+                .collect();
+            self.update_queued(entry.id, pending)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
