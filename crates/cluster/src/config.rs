@@ -26,11 +26,17 @@ pop3 = "127.0.0.1:1110"
 pop3s = "127.0.0.1:1995"
 imap = "127.0.0.1:1143"
 imaps = "127.0.0.1:1993"
+smtp = "127.0.0.1:1025"
+submission = "127.0.0.1:1587"
+submissions = "127.0.0.1:1465"
 
 [pop3]
 enabled = true
 
 [imap]
+enabled = true
+
+[smtp]
 enabled = true
 "#;
 
@@ -68,6 +74,8 @@ pub struct ClusterConfig {
     pub pop3: Pop3Settings,
     #[serde(default)]
     pub imap: ImapSettings,
+    #[serde(default)]
+    pub smtp: SmtpSettings,
     /// Directory the relative paths in this file are relative to (the file's own
     /// directory; the working directory for the embedded default).
     #[serde(skip)]
@@ -116,6 +124,12 @@ pub struct ListenConfig {
     pub imap: Option<SocketAddr>,
     /// IMAP over implicit TLS (RFC 8314), the 993-style port.
     pub imaps: Option<SocketAddr>,
+    /// Inbound SMTP for the local domains (MX), the 25-style port.
+    pub smtp: Option<SocketAddr>,
+    /// Message submission with STARTTLS (RFC 6409), the 587-style port.
+    pub submission: Option<SocketAddr>,
+    /// Message submission over implicit TLS (RFC 8314), the 465-style port.
+    pub submissions: Option<SocketAddr>,
 }
 
 /// TLS material for client listeners.
@@ -253,6 +267,77 @@ impl Default for ImapSettings {
     }
 }
 
+/// SMTP service settings: inbound (MX), submission, the queue and its relay.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    /// Off until the configuration turns it on.
+    pub enabled: bool,
+    /// Name in the greeting, EHLO reply and Received headers.
+    pub hostname: String,
+    /// Login type for submission: AUTH only after STARTTLS (secure) or also without.
+    pub login: LoginType,
+    /// Largest message accepted (advertised as SIZE).
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// Client errors before the connection is closed.
+    pub max_errors: u32,
+    /// Commands per connection before it is closed.
+    pub max_commands: u32,
+    /// Idle time allowed between commands (RFC 5321 §4.5.3.2: at least 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Submission: MAIL FROM must be the authenticated user's own address.
+    pub sender_must_match_login: bool,
+    /// VRFY answers (off: 252, as RFC 5321 §3.5.3 allows).
+    pub vrfy_enabled: bool,
+    /// How long a message may wait in the queue before it bounces.
+    pub queue_lifetime_secs: u64,
+    /// First retry delay; doubles on every failure up to `retry_max_secs`.
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    /// Where mail for other domains goes. Without one, such mail bounces.
+    pub relay: Option<RelaySettings>,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            enabled: false,
+            hostname: "localhost".to_string(),
+            login: LoginType::Secure,
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+            max_commands: 1000,
+            command_timeout_secs: 300,
+            sender_must_match_login: true,
+            vrfy_enabled: false,
+            queue_lifetime_secs: 5 * 24 * 3600,
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
+            relay: None,
+        }
+    }
+}
+
+/// The smarthost that takes mail for other domains.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    pub host: String,
+    pub port: u16,
+    /// Require STARTTLS with the smarthost.
+    #[serde(default)]
+    pub starttls: bool,
+    /// Accept the smarthost's certificate without checking it (test setups only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
 impl ClusterConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
@@ -326,6 +411,18 @@ impl ClusterConfig {
             return invalid(
                 "imap.max_line_length must be at least 1024 and imap.max_command_size at least as large"
                     .into(),
+            );
+        }
+        if self.smtp.command_timeout_secs < 300 {
+            return invalid(
+                "smtp.command_timeout_secs must be at least 300 (RFC 5321 §4.5.3.2)".into(),
+            );
+        }
+        if self.smtp.retry_initial_secs == 0
+            || self.smtp.retry_max_secs < self.smtp.retry_initial_secs
+        {
+            return invalid(
+                "smtp.retry_initial_secs must be positive and at most retry_max_secs".into(),
             );
         }
         if self.pop3.max_line_length < 512 {

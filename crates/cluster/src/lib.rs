@@ -8,6 +8,7 @@
 mod config;
 
 pub use config::{
-    ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ListenConfig, LoginType, NodeConfig,
-    Pop3Settings, Role, SecuritySettings, SiteConfig, TlsSettings,
+    ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ImapSettings, ListenConfig, LoginType,
+    NodeConfig, Pop3Settings, RelaySettings, Role, SecuritySettings, SiteConfig, SmtpSettings,
+    TlsSettings,
 };

@@ -2,7 +2,7 @@
 //! sequence sets as the server writes them.
 
 use crate::command::DateTime;
-use crate::parser::{MONTHS, civil_from_days};
+pub use crate::parser::{MONTHS, civil_from_days};
 
 /// Writes `bytes` as an IMAP string: quoted when it can be, a literal otherwise
 /// (CR, LF, NUL, long values, or 8-bit text for a client that has not enabled UTF-8).

@@ -50,6 +50,22 @@ pub enum AdminRequest {
         address: String,
         message: Vec<u8>,
     },
+    QueueList,
+    QueueFlush,
+    QueueDelete {
+        id: u64,
+    },
+}
+
+/// One queued message as `queue list` shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueSummary {
+    pub id: u64,
+    pub created: i64,
+    pub mail_from: String,
+    pub size: u64,
+    /// (address, attempts, last error)
+    pub recipients: Vec<(String, u32, Option<String>)>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,6 +81,7 @@ pub struct UserSummary {
 pub enum AdminResponse {
     Done(String),
     Users(Vec<UserSummary>),
+    Queue(Vec<QueueSummary>),
     Failed(String),
 }
 
@@ -166,6 +183,32 @@ fn try_execute_local(store: &Store, request: AdminRequest) -> Result<AdminRespon
             }
             None => unknown_user(&address),
         },
+        AdminRequest::QueueList => AdminResponse::Queue(
+            store
+                .queue()?
+                .into_iter()
+                .map(|entry| QueueSummary {
+                    id: entry.id,
+                    created: entry.created,
+                    mail_from: entry.mail_from,
+                    size: entry.size,
+                    recipients: entry
+                        .recipients
+                        .into_iter()
+                        .map(|r| (r.address, r.attempts, r.last_error))
+                        .collect(),
+                })
+                .collect(),
+        ),
+        AdminRequest::QueueFlush => {
+            let count = store.flush_queue()?;
+            AdminResponse::Done(format!("{count} queued messages due now"))
+        }
+        AdminRequest::QueueDelete { id } => match store.delete_queued(id) {
+            Ok(()) => AdminResponse::Done(format!("deleted queued message {id}")),
+            Err(StoreError::NotFound) => AdminResponse::Failed(format!("no queued message {id}")),
+            Err(e) => return Err(e),
+        },
         AdminRequest::Deliver { address, message } => {
             let Some(inbox) = deliverable_inbox(store, &address, &message)? else {
                 return Ok(unknown_user(&address));
@@ -198,9 +241,19 @@ fn deliverable_inbox(
 async fn execute_in_server(
     store: Arc<Store>,
     mailboxes: Arc<MailboxRegistry>,
+    queue_wake: Arc<tokio::sync::Notify>,
     request: AdminRequest,
 ) -> AdminResponse {
     match request {
+        AdminRequest::QueueFlush => {
+            let response = tokio::task::spawn_blocking(move || {
+                execute_local(&store, AdminRequest::QueueFlush)
+            })
+            .await
+            .unwrap_or_else(|_| AdminResponse::Failed("internal error".into()));
+            queue_wake.notify_one();
+            response
+        }
         AdminRequest::Deliver { address, message } => {
             let lookup_store = store.clone();
             let lookup_address = address.clone();
@@ -268,7 +321,12 @@ pub fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves admin requests until the listener is dropped.
-pub async fn serve(listener: UnixListener, store: Arc<Store>, mailboxes: Arc<MailboxRegistry>) {
+pub async fn serve(
+    listener: UnixListener,
+    store: Arc<Store>,
+    mailboxes: Arc<MailboxRegistry>,
+    queue_wake: Arc<tokio::sync::Notify>,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -277,7 +335,7 @@ pub async fn serve(listener: UnixListener, store: Arc<Store>, mailboxes: Arc<Mai
                 continue;
             }
         };
-        let (store, mailboxes) = (store.clone(), mailboxes.clone());
+        let (store, mailboxes, queue_wake) = (store.clone(), mailboxes.clone(), queue_wake.clone());
         actix_rt::spawn(async move {
             let mut framed = Framed::new(stream, codec());
             let Some(Ok(frame)) = framed.next().await else {
@@ -286,7 +344,7 @@ pub async fn serve(listener: UnixListener, store: Arc<Store>, mailboxes: Arc<Mai
             let response = match decode::<AdminRequest>(&frame) {
                 Ok(request) => {
                     tracing::info!(request = request_name(&request), "admin request");
-                    execute_in_server(store, mailboxes, request).await
+                    execute_in_server(store, mailboxes, queue_wake, request).await
                 }
                 Err(e) => AdminResponse::Failed(format!("malformed admin request: {e}")),
             };
@@ -305,6 +363,9 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::ListUsers => "user list",
         AdminRequest::SetUser { .. } => "user set",
         AdminRequest::Deliver { .. } => "deliver",
+        AdminRequest::QueueList => "queue list",
+        AdminRequest::QueueFlush => "queue flush",
+        AdminRequest::QueueDelete { .. } => "queue delete",
     }
 }
 

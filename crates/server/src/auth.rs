@@ -17,6 +17,8 @@ use portico_store::{Account, Store};
 pub enum Protocol {
     Pop3,
     Imap,
+    /// Submission (AUTH); every account may send.
+    Smtp,
 }
 
 impl Protocol {
@@ -24,6 +26,7 @@ impl Protocol {
         match self {
             Protocol::Pop3 => "pop3",
             Protocol::Imap => "imap",
+            Protocol::Smtp => "smtp",
         }
     }
 }
@@ -247,6 +250,7 @@ impl Authenticator {
         let enabled = match protocol {
             Protocol::Pop3 => account.pop3_enabled,
             Protocol::Imap => account.imap_enabled,
+            Protocol::Smtp => true,
         };
         if enabled {
             Ok(account)

@@ -39,6 +39,19 @@ pub enum Command {
     User(UserCommand),
     /// Append the message on standard input to a user's INBOX.
     Deliver { address: String },
+    /// Inspect and manage the outgoing mail queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// List queued messages with their recipients, attempts and last errors.
+    List,
+    /// Retry every queued message now.
+    Flush,
+    /// Remove a queued message without delivering it.
+    Delete { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +138,9 @@ pub fn run() -> anyhow::Result<()> {
             address,
         },
         Command::User(UserCommand::Del { address }) => AdminRequest::DeleteUser { address },
+        Command::Queue(QueueCommand::List) => AdminRequest::QueueList,
+        Command::Queue(QueueCommand::Flush) => AdminRequest::QueueFlush,
+        Command::Queue(QueueCommand::Delete { id }) => AdminRequest::QueueDelete { id },
         Command::User(UserCommand::List) => AdminRequest::ListUsers,
         Command::User(UserCommand::Set {
             address,
@@ -160,6 +176,24 @@ pub fn run() -> anyhow::Result<()> {
                     },
                     user.inbox_messages
                 );
+            }
+            Ok(())
+        }
+        AdminResponse::Queue(entries) => {
+            for entry in entries {
+                println!(
+                    "{}\tfrom=<{}>\tsize={}\tqueued={}",
+                    entry.id,
+                    entry.mail_from,
+                    entry.size,
+                    crate::smtp_time::rfc5322(entry.created)
+                );
+                for (address, attempts, error) in entry.recipients {
+                    println!(
+                        "\tto=<{address}>\tattempts={attempts}\tlast_error={}",
+                        error.as_deref().unwrap_or("-")
+                    );
+                }
             }
             Ok(())
         }

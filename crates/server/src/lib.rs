@@ -23,5 +23,7 @@ mod logging;
 pub mod mailbox;
 pub mod node;
 pub mod pop3;
+pub mod relay;
 pub mod serve;
+mod smtp_time;
 pub mod tls;

@@ -30,6 +30,8 @@ pub struct NodeContext {
     /// Turns true once when the node starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     pub limits: Arc<ConnectionLimits>,
+    /// Wakes the outgoing queue runner (new mail queued, `queue flush`).
+    pub queue_wake: Arc<tokio::sync::Notify>,
     next_session: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl NodeContext {
             tls,
             shutdown,
             limits,
+            queue_wake: Arc::new(tokio::sync::Notify::new()),
             next_session: AtomicU64::new(1),
         }
     }

@@ -14,12 +14,12 @@ use portico_store::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::admin;
 use crate::auth::Authenticator;
 use crate::listener::{self, Service, Workers};
 use crate::mailbox::MailboxRegistry;
 use crate::node::{NodeContext, store_dir};
 use crate::tls;
+use crate::{admin, relay};
 
 pub fn serve(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
     let system = actix_rt::System::new();
@@ -90,7 +90,11 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         admin_listener,
         store.clone(),
         mailboxes.clone(),
+        node.queue_wake.clone(),
     ));
+    if config.smtp.enabled {
+        actix_rt::spawn(relay::run_queue(node.clone(), node.queue_wake.clone()));
+    }
     tracing::info!(node = %node_name, data_dir = %data_dir.display(), "node ready");
 
     wait_for_signal().await?;

@@ -1,0 +1,489 @@
+//! The outgoing side of SMTP: a small SMTP client that hands queued mail to the
+//! configured smarthost, and the queue runner that retries with exponential back-off and
+//! bounces (RFC 3464 delivery status notification to the sender's INBOX) what cannot be
+//! delivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use portico_cluster::RelaySettings;
+use portico_store::{Flags, INBOX, QueuedMessage, QueuedRecipient};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::mailbox::AppendMessage;
+use crate::node::NodeContext;
+
+/// What the smarthost said about one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// 4xx or a connection problem: try again later.
+    Temporary(String),
+    /// 5xx: bounce now.
+    Permanent(String),
+}
+
+/// A reply: its code and the text of its last line.
+struct ReplyLine {
+    code: u16,
+    text: String,
+}
+
+async fn read_reply<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> anyhow::Result<ReplyLine> {
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(300), reader.read_line(&mut line))
+            .await
+            .context("the relay did not answer in time")??;
+        if n == 0 {
+            bail!("the relay closed the connection");
+        }
+        let line = line.trim_end();
+        let code: u16 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("malformed reply from the relay: {line:?}"))?;
+        if line.as_bytes().get(3) != Some(&b'-') {
+            let text = line.get(4..).unwrap_or("");
+            return Ok(ReplyLine {
+                code,
+                text: format!("{code} {text}"),
+            });
+        }
+    }
+}
+
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    line: &str,
+) -> anyhow::Result<ReplyLine> {
+    stream.get_mut().write_all(line.as_bytes()).await?;
+    stream.get_mut().write_all(b"\r\n").await?;
+    stream.get_mut().flush().await?;
+    read_reply(stream).await
+}
+
+/// Doubles leading dots and ends the data (RFC 5321 §4.5.2).
+fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut at_line_start = true;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Runs one SMTP transaction on an open stream; returns the outcome per recipient.
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    relay: &RelaySettings,
+    mail_from: &str,
+    recipients: &[String],
+    message: &[u8],
+) -> anyhow::Result<Vec<Outcome>> {
+    if let (Some(user), Some(password)) = (&relay.username, &relay.password) {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{user}\0{password}").as_bytes());
+        let reply = command(stream, &format!("AUTH PLAIN {token}")).await?;
+        if reply.code != 235 {
+            bail!("the relay refused our credentials: {}", reply.text);
+        }
+    }
+    let eight_bit = message.iter().any(|&b| b >= 0x80);
+    let body = if eight_bit { " BODY=8BITMIME" } else { "" };
+    let reply = command(stream, &format!("MAIL FROM:<{mail_from}>{body}")).await?;
+    if reply.code >= 500 {
+        return Ok(vec![Outcome::Permanent(reply.text); recipients.len()]);
+    }
+    if reply.code >= 400 {
+        return Ok(vec![Outcome::Temporary(reply.text); recipients.len()]);
+    }
+    let mut outcomes = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        let reply = command(stream, &format!("RCPT TO:<{recipient}>")).await?;
+        outcomes.push(match reply.code {
+            200..=299 => Outcome::Delivered,
+            500..=599 => Outcome::Permanent(reply.text),
+            _ => Outcome::Temporary(reply.text),
+        });
+    }
+    if !outcomes.contains(&Outcome::Delivered) {
+        let _ = command(stream, "RSET").await;
+        return Ok(outcomes);
+    }
+    let reply = command(stream, "DATA").await?;
+    if reply.code != 354 {
+        let failure = if reply.code >= 500 {
+            Outcome::Permanent(reply.text)
+        } else {
+            Outcome::Temporary(reply.text)
+        };
+        return Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                if o == Outcome::Delivered {
+                    failure.clone()
+                } else {
+                    o
+                }
+            })
+            .collect());
+    }
+    stream.get_mut().write_all(&dot_stuff(message)).await?;
+    stream.get_mut().flush().await?;
+    let reply = read_reply(stream).await?;
+    let final_outcome = match reply.code {
+        200..=299 => Outcome::Delivered,
+        500..=599 => Outcome::Permanent(reply.text),
+        _ => Outcome::Temporary(reply.text),
+    };
+    let _ = command(stream, "QUIT").await;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            if o == Outcome::Delivered {
+                final_outcome.clone()
+            } else {
+                o
+            }
+        })
+        .collect())
+}
+
+fn tls_connector(relay: &RelaySettings) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let config = if relay.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        let bundle = "/etc/ssl/certs/ca-certificates.crt";
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(bundle)
+            .with_context(|| format!("reading {bundle}"))?
+            .flatten()
+        {
+            let _ = roots.add(cert);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// For `insecure_skip_verify` (test smarthosts with self-signed certificates): checks
+/// signatures, not the chain.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Hands one message to the smarthost.
+pub async fn send(
+    relay: &RelaySettings,
+    hostname: &str,
+    mail_from: &str,
+    recipients: &[String],
+    message: &[u8],
+) -> anyhow::Result<Vec<Outcome>> {
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(30),
+        TcpStream::connect((relay.host.as_str(), relay.port)),
+    )
+    .await
+    .context("connecting to the relay timed out")?
+    .with_context(|| format!("connecting to the relay {}:{}", relay.host, relay.port))?;
+    let mut plain = BufReader::new(tcp);
+    let greeting = read_reply(&mut plain).await?;
+    if greeting.code != 220 {
+        bail!("the relay is not ready: {}", greeting.text);
+    }
+    let ehlo = command(&mut plain, &format!("EHLO {hostname}")).await?;
+    if ehlo.code != 250 {
+        bail!("the relay refused EHLO: {}", ehlo.text);
+    }
+    if !relay.starttls {
+        return transaction(&mut plain, relay, mail_from, recipients, message).await;
+    }
+    let reply = command(&mut plain, "STARTTLS").await?;
+    if reply.code != 220 {
+        bail!("the relay refused STARTTLS: {}", reply.text);
+    }
+    let name = ServerName::try_from(relay.host.clone()).context("relay host name")?;
+    let tls = tls_connector(relay)?
+        .connect(name, plain.into_inner())
+        .await
+        .context("TLS with the relay")?;
+    let mut secure = BufReader::new(tls);
+    let ehlo = command(&mut secure, &format!("EHLO {hostname}")).await?;
+    if ehlo.code != 250 {
+        bail!("the relay refused EHLO after STARTTLS: {}", ehlo.text);
+    }
+    transaction(&mut secure, relay, mail_from, recipients, message).await
+}
+
+/// An RFC 3464 delivery status notification for the recipients that failed.
+pub fn bounce(
+    hostname: &str,
+    entry: &QueuedMessage,
+    failed: &[QueuedRecipient],
+    original: &[u8],
+) -> Vec<u8> {
+    let boundary = format!("portico-dsn-{}", entry.id);
+    let date = crate::smtp_time::rfc5322_now();
+    let header_end = original
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(original.len(), |i| i + 2);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\nTo: <{}>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: {date}\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-replied\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n",
+        entry.mail_from
+    ));
+    out.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nYour message could not be delivered to these recipients:\r\n\r\n"
+    ));
+    for recipient in failed {
+        out.push_str(&format!(
+            "  {}: {}\r\n",
+            recipient.address,
+            recipient.last_error.as_deref().unwrap_or("delivery failed")
+        ));
+    }
+    out.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {hostname}\r\n"
+    ));
+    for recipient in failed {
+        let diagnostic = recipient.last_error.as_deref().unwrap_or("delivery failed");
+        let status = diagnostic
+            .split_whitespace()
+            .nth(1)
+            .filter(|s| s.len() >= 5 && s.starts_with(['4', '5']) && s.contains('.'))
+            .map_or("5.0.0".to_string(), |s| format!("5{}", &s[1..]));
+        out.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n",
+            recipient.address
+        ));
+    }
+    out.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&original[..header_end]);
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    bytes
+}
+
+/// Retries and bounces queued mail; woken early by `wake` (new mail, `queue flush`).
+pub async fn run_queue(node: Arc<NodeContext>, wake: Arc<Notify>) {
+    let mut shutdown = node.shutdown.clone();
+    loop {
+        if let Err(e) = deliver_due(&node).await {
+            tracing::error!(error = %format!("{e:#}"), "queue run failed");
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One pass over the queue: every recipient whose time has come gets a try.
+pub async fn deliver_due(node: &Arc<NodeContext>) -> anyhow::Result<()> {
+    let store = node.store.clone();
+    let queue = tokio::task::spawn_blocking(move || store.queue()).await??;
+    let settings = &node.config.smtp;
+    let now = now();
+    for entry in queue {
+        let (due, waiting): (Vec<_>, Vec<_>) = entry
+            .recipients
+            .iter()
+            .cloned()
+            .partition(|r| r.next_attempt <= now);
+        if due.is_empty() {
+            continue;
+        }
+        let store = node.store.clone();
+        let lookup = entry.clone();
+        let message = tokio::task::spawn_blocking(move || store.queued_bytes(&lookup)).await??;
+        let addresses: Vec<String> = due.iter().map(|r| r.address.clone()).collect();
+        let outcomes = match &settings.relay {
+            Some(relay) => match send(
+                relay,
+                &settings.hostname,
+                &entry.mail_from,
+                &addresses,
+                &message,
+            )
+            .await
+            {
+                Ok(outcomes) => outcomes,
+                Err(e) => vec![Outcome::Temporary(format!("{e:#}")); addresses.len()],
+            },
+            None => {
+                vec![
+                    Outcome::Permanent("550 5.4.4 No relay is configured for remote domains".into());
+                    addresses.len()
+                ]
+            }
+        };
+        let mut pending = waiting;
+        let mut failed = Vec::new();
+        for (mut recipient, outcome) in due.into_iter().zip(outcomes) {
+            recipient.attempts += 1;
+            match outcome {
+                Outcome::Delivered => {
+                    tracing::info!(queue_id = entry.id, recipient = %recipient.address, "relayed");
+                }
+                Outcome::Permanent(text) => {
+                    recipient.last_error = Some(text);
+                    failed.push(recipient);
+                }
+                Outcome::Temporary(text) => {
+                    recipient.last_error = Some(text);
+                    if now - entry.created >= settings.queue_lifetime_secs as i64 {
+                        failed.push(recipient);
+                    } else {
+                        let delay = settings
+                            .retry_initial_secs
+                            .saturating_mul(1u64 << recipient.attempts.saturating_sub(1).min(20))
+                            .min(settings.retry_max_secs);
+                        recipient.next_attempt = now + delay as i64;
+                        pending.push(recipient);
+                    }
+                }
+            }
+        }
+        if !failed.is_empty() {
+            for recipient in &failed {
+                tracing::warn!(queue_id = entry.id, recipient = %recipient.address,
+                    error = recipient.last_error.as_deref().unwrap_or(""), "delivery failed for good");
+            }
+            send_bounce(node, &entry, &failed, &message).await;
+        }
+        let store = node.store.clone();
+        let id = entry.id;
+        tokio::task::spawn_blocking(move || store.update_queued(id, pending)).await??;
+    }
+    Ok(())
+}
+
+/// Puts a bounce in the sender's INBOX when the sender is one of ours; bounces are never
+/// bounced (RFC 5321 §6.1: the null sender).
+async fn send_bounce(
+    node: &Arc<NodeContext>,
+    entry: &QueuedMessage,
+    failed: &[QueuedRecipient],
+    original: &[u8],
+) {
+    if entry.mail_from.is_empty() {
+        return;
+    }
+    let store = node.store.clone();
+    let sender = entry.mail_from.clone();
+    let inbox = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let Some(account) = store.account_by_address(&sender)? else {
+            return Ok(None);
+        };
+        Ok(store.mailbox_by_name(account.id, INBOX)?.map(|m| m.id))
+    })
+    .await;
+    let Ok(Ok(Some(inbox))) = inbox else {
+        tracing::warn!(queue_id = entry.id, sender = %entry.mail_from, "no local mailbox for the bounce");
+        return;
+    };
+    let dsn = bounce(&node.config.smtp.hostname, entry, failed, original);
+    let append = AppendMessage {
+        message: dsn.into(),
+        flags: Flags::default(),
+        internal_date: (now(), 0),
+        origin: None,
+    };
+    match node.mailboxes.send(inbox, append).await {
+        Ok(Ok(_)) => tracing::info!(queue_id = entry.id, "bounce delivered to the sender"),
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(queue_id = entry.id, error = %e, "bounce not delivered")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dots_are_stuffed_and_data_ends_with_a_dot_line() {
+        assert_eq!(
+            dot_stuff(b".a\r\nb\r\n..c\r\n"),
+            b"..a\r\nb\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b"no final crlf"), b"no final crlf\r\n.\r\n");
+    }
+}
