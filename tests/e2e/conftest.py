@@ -619,7 +619,7 @@ class ImapServer(Server):
     def imap_starttls(self) -> imaplib.IMAP4:
         m = self.imap()
         typ, data = m.starttls(tls_context())
-        assert typ == "OK" and data == [b"Begin TLS negotiation now"], (typ, data)
+        assert typ == "OK", (typ, data)
         return m
 
     def imap_ssl(self) -> imaplib.IMAP4_SSL:

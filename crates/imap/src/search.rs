@@ -127,10 +127,33 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
                 .summary
                 .as_ref()
                 .map_or(raw.len(), |summary| summary.header_len().min(raw.len()));
-            contains(&String::from_utf8_lossy(&raw[..header_end]), s)
+            let header = &raw[..header_end];
+            contains(&String::from_utf8_lossy(header), s)
+                || decoded_header_contains(raw, header, s)
                 || contains(&portico_mime::body_text(raw), s)
         }
     }
+}
+
+/// TEXT looks at header values as the user reads them: RFC 2047 encoded words decoded.
+fn decoded_header_contains(raw: &[u8], header: &[u8], needle: &str) -> bool {
+    let mut names: Vec<String> = Vec::new();
+    for line in header.split(|&b| b == b'\n') {
+        if line.first().is_some_and(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+            if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                names.push(name);
+            }
+        }
+    }
+    names.iter().any(|name| {
+        portico_mime::header_values(raw, name)
+            .iter()
+            .any(|value| contains(value, needle))
+    })
 }
 
 #[cfg(test)]
@@ -176,6 +199,10 @@ mod tests {
         assert!(check(Subject("grüße".into()), &m));
         assert!(check(Body("böb".into()), &m));
         assert!(check(Text("alice@".into()), &m));
+        assert!(
+            check(Text("Grüße".into()), &m),
+            "TEXT decodes encoded words in headers"
+        );
         assert!(!check(Body("alice".into()), &m));
         assert!(check(Seen, &m) && !check(Unseen, &m) && check(Keyword("$work".into()), &m));
         assert!(check(
