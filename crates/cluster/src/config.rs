@@ -259,7 +259,7 @@ impl Default for ImapSettings {
             login: LoginType::Secure,
             idle_timeout_secs: 1860,
             unauthenticated_timeout_secs: 60,
-            max_line_length: 64 * 1024,
+            max_line_length: 1024 * 1024,
             max_command_size: 1024 * 1024,
             append_limit: 50 * 1024 * 1024,
             max_bad_commands: 20,
