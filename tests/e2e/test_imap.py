@@ -1577,11 +1577,11 @@ def test_bad_input_keeps_session_usable(alice):
     # Before authentication, FETCH is in the wrong state.
     assert answer("FETCH 1 FLAGS") == ([], b"BAD Command not valid before authentication")
     noop_ok()
-    # An overlong line (over 64 KiB without a literal), tagged and untagged.
-    r.send(b"L1 NOOP " + b"x" * 70000 + b"\r\n")
+    # An overlong line (over the 1 MiB default without a literal), tagged and untagged.
+    r.send(b"L1 NOOP " + b"x" * 1_100_000 + b"\r\n")
     assert r.line() == b"L1 BAD [TOOBIG] Line exceeds the server's limit"
     noop_ok()
-    r.send(b"x" * 70000 + b"\r\n")
+    r.send(b"x" * 1_100_000 + b"\r\n")
     assert r.line() == b"* BAD [TOOBIG] Line exceeds the server's limit"
     noop_ok()
     assert r.login(ALICE, ALICE_PW).split(b" ", 2)[1:2] == [b"OK"]
