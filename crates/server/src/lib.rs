@@ -25,5 +25,6 @@ pub mod node;
 pub mod pop3;
 pub mod relay;
 pub mod serve;
+pub mod smtp;
 mod smtp_time;
 pub mod tls;

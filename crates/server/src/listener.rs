@@ -10,7 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::node::NodeContext;
-use crate::{imap, pop3};
+use crate::{imap, pop3, smtp};
+use portico_smtp::Mode;
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,12 @@ pub enum Service {
     Imap,
     /// IMAP over implicit TLS.
     Imaps,
+    /// Inbound SMTP (MX) for the local domains.
+    Smtp,
+    /// Message submission with STARTTLS.
+    Submission,
+    /// Message submission over implicit TLS.
+    Submissions,
 }
 
 impl Service {
@@ -32,6 +39,9 @@ impl Service {
             Service::Pop3s => "pop3s",
             Service::Imap => "imap",
             Service::Imaps => "imaps",
+            Service::Smtp => "smtp",
+            Service::Submission => "submission",
+            Service::Submissions => "submissions",
         }
     }
 
@@ -40,8 +50,11 @@ impl Service {
         match self {
             Service::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
             Service::Imap => b"* BYE Too many connections, try again later\r\n",
+            Service::Smtp | Service::Submission => {
+                b"421 4.7.0 Too many connections, try again later\r\n"
+            }
             // No TLS session exists yet to carry an answer on an implicit-TLS port.
-            Service::Pop3s | Service::Imaps => b"",
+            Service::Pop3s | Service::Imaps | Service::Submissions => b"",
         }
     }
 }
@@ -119,6 +132,9 @@ async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, service
         Service::Pop3s => pop3::serve(node, tcp, peer, true).await,
         Service::Imap => imap::serve(node, tcp, peer, false).await,
         Service::Imaps => imap::serve(node, tcp, peer, true).await,
+        Service::Smtp => smtp::serve(node, tcp, peer, Mode::Inbound, false).await,
+        Service::Submission => smtp::serve(node, tcp, peer, Mode::Submission, false).await,
+        Service::Submissions => smtp::serve(node, tcp, peer, Mode::Submission, true).await,
     }
 }
 

@@ -72,6 +72,11 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         services.push((Service::Imap, node_config.listen.imap));
         services.push((Service::Imaps, node_config.listen.imaps));
     }
+    if config.smtp.enabled {
+        services.push((Service::Smtp, node_config.listen.smtp));
+        services.push((Service::Submission, node_config.listen.submission));
+        services.push((Service::Submissions, node_config.listen.submissions));
+    }
     for (service, address) in services {
         let Some(address) = address else { continue };
         let listener = TcpListener::bind(address)

@@ -1,0 +1,366 @@
+//! The SMTP session actor: wires a [`portico_smtp::Session`] to its connection, the
+//! authenticator, the account directory (recipient checks), local delivery through the
+//! mailbox actors, and the outgoing queue.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use portico_cluster::LoginType;
+use portico_smtp::{
+    Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, Session,
+    SmtpConfig,
+};
+use portico_store::{Flags, INBOX, MailboxId, Store, StoreError};
+use tokio::net::TcpStream;
+use tracing::Span;
+
+use crate::auth::{LoginError, Protocol};
+use crate::connection::{
+    self, ClientBytes, ConnectionEnded, Outbox, Outgoing, ProtocolSettings, ReadControl,
+    ServerShutdown, TlsEstablished,
+};
+use crate::mailbox::AppendMessage;
+use crate::node::NodeContext;
+
+pub struct SmtpConnection {
+    node: Arc<NodeContext>,
+    machine: Session,
+    outbox: Outbox,
+    span: Span,
+    client: SocketAddr,
+    mode: Mode,
+    authenticated: Option<String>,
+    awaiting: bool,
+    reader_paused: bool,
+}
+
+impl Actor for SmtpConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.drive(ctx);
+    }
+}
+
+fn domain_of(address: &str) -> Option<&str> {
+    address
+        .rsplit_once('@')
+        .map(|(_, domain)| domain)
+        .filter(|d| !d.is_empty())
+}
+
+/// Whether mail for `domain` stays here: a configured local domain, or (with none
+/// configured) the domain of some account.
+fn is_local_domain(node: &NodeContext, store: &Store, domain: &str) -> Result<bool, StoreError> {
+    if !node.config.local_domains.is_empty() {
+        return Ok(node.config.is_local_domain(domain));
+    }
+    Ok(store
+        .accounts()?
+        .iter()
+        .any(|account| domain_of(&account.address).is_some_and(|d| d.eq_ignore_ascii_case(domain))))
+}
+
+/// RCPT TO: a local user, a remote address this client may relay to, or neither. Only an
+/// authenticated submission client may send elsewhere: never an open relay.
+fn recipient_verdict(
+    node: &NodeContext,
+    mode: Mode,
+    authenticated: bool,
+    address: &str,
+) -> Result<RecipientVerdict, StoreError> {
+    let store = &node.store;
+    let Some(domain) = domain_of(address) else {
+        return Ok(RecipientVerdict::UnknownUser);
+    };
+    if is_local_domain(node, store, domain)? {
+        return Ok(match store.account_by_address(address)? {
+            Some(_) => RecipientVerdict::Local,
+            None => RecipientVerdict::UnknownUser,
+        });
+    }
+    Ok(if matches!(mode, Mode::Submission) && authenticated {
+        RecipientVerdict::Remote
+    } else {
+        RecipientVerdict::RelayDenied
+    })
+}
+
+fn queue_id() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// RFC 5321 §4.4 trace header; `with` per RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA).
+fn received_header(
+    node: &NodeContext,
+    envelope: &Envelope,
+    ip: IpAddr,
+    id: &str,
+    recipient: Option<&str>,
+) -> String {
+    let with = match (envelope.tls, envelope.authenticated_as.is_some()) {
+        (true, true) => "ESMTPSA",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (false, false) => "ESMTP",
+    };
+    let helo = envelope.helo.replace(['\r', '\n'], "");
+    let for_clause = recipient
+        .map(|r| format!("\r\n\tfor <{r}>"))
+        .unwrap_or_default();
+    format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {} (Portico) with {with}\r\n\tid {id}{for_clause};\r\n\t{}\r\n",
+        node.config.smtp.hostname,
+        crate::smtp_time::rfc5322_now()
+    )
+}
+
+/// Makes a message durable for every recipient: local ones in their INBOX (through the
+/// folder's mailbox actor, so IDLE sessions see it), remote ones in the queue. Only then
+/// may the client be told 250.
+async fn deliver(
+    node: Arc<NodeContext>,
+    envelope: Envelope,
+    ip: IpAddr,
+) -> Result<String, DeliveryFailure> {
+    let id = queue_id();
+    let store = node.store.clone();
+    let recipients = envelope.recipients.clone();
+    let lookup_node = node.clone();
+    let split = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let mut local = Vec::new();
+        let mut remote = Vec::new();
+        for recipient in recipients {
+            let inbox = match domain_of(&recipient) {
+                Some(domain) if is_local_domain(&lookup_node, &store, domain)? => store
+                    .account_by_address(&recipient)?
+                    .and_then(|account| store.mailbox_by_name(account.id, INBOX).transpose())
+                    .transpose()?,
+                _ => None,
+            };
+            match inbox {
+                Some(inbox) => local.push((recipient, inbox.id)),
+                None => remote.push(recipient),
+            }
+        }
+        Ok((local, remote))
+    })
+    .await
+    .map_err(|_| DeliveryFailure::Temporary)?
+    .map_err(|_| DeliveryFailure::Temporary)?;
+    let (local, remote): (Vec<(String, MailboxId)>, Vec<String>) = split;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for (recipient, inbox) in &local {
+        let mut message = format!("Return-Path: <{}>\r\n", envelope.mail_from).into_bytes();
+        message.extend_from_slice(
+            received_header(&node, &envelope, ip, &id, Some(recipient)).as_bytes(),
+        );
+        message.extend_from_slice(&envelope.message);
+        let append = AppendMessage {
+            message: message.into(),
+            flags: Flags::default(),
+            internal_date: (now, 0),
+            origin: None,
+        };
+        match node.mailboxes.send(*inbox, append).await {
+            Ok(Ok(appended)) => {
+                tracing::info!(queue_id = %id, recipient = %recipient, uid = appended.uid.0, "delivered");
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(queue_id = %id, recipient = %recipient, error = %e, "local delivery failed");
+                return Err(DeliveryFailure::Temporary);
+            }
+        }
+    }
+    if !remote.is_empty() {
+        let mut message = received_header(&node, &envelope, ip, &id, None).into_bytes();
+        message.extend_from_slice(&envelope.message);
+        let store = node.store.clone();
+        let from = envelope.mail_from.clone();
+        let queued = tokio::task::spawn_blocking(move || store.enqueue(&from, &remote, &message))
+            .await
+            .map_err(|_| DeliveryFailure::Temporary)?
+            .map_err(|e| {
+                tracing::error!(queue_id = %id, error = %e, "queueing failed");
+                DeliveryFailure::Temporary
+            })?;
+        tracing::info!(queue_id = %id, queued = queued.id, recipients = queued.recipients.len(), "queued for relay");
+        node.queue_wake.notify_one();
+    }
+    Ok(id)
+}
+
+impl SmtpConnection {
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        let _entered = self.span.clone().entered();
+        while !self.awaiting {
+            let Some(action) = self.machine.next_action() else {
+                break;
+            };
+            self.perform(action, ctx);
+        }
+        if !self.awaiting && self.reader_paused {
+            self.reader_paused = false;
+            self.outbox.resume_reading();
+        }
+    }
+
+    fn answer(&mut self, input: Input<'_>, ctx: &mut Context<Self>) {
+        self.awaiting = false;
+        self.machine.handle(input);
+        self.drive(ctx);
+    }
+
+    fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
+        match action {
+            Action::Write(bytes) => self.outbox.write(bytes),
+            Action::StartTls => {
+                self.awaiting = true;
+                self.outbox.send(Outgoing::StartTls);
+            }
+            Action::Close => self.outbox.send(Outgoing::Close),
+            Action::Authenticate { username, password } => {
+                self.awaiting = true;
+                let node = self.node.clone();
+                let ip = self.client.ip();
+                let login = async move {
+                    node.auth
+                        .login(&username, password.expose(), ip, Protocol::Smtp)
+                        .await
+                };
+                ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
+                    let answer = match result {
+                        Ok(account) => {
+                            actor.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.span, "authenticated");
+                            actor.authenticated = Some(account.address);
+                            Ok(())
+                        }
+                        Err(LoginError::BadCredentials | LoginError::ProtocolDisabled) => {
+                            tracing::info!(parent: &actor.span, "failed authentication");
+                            Err(AuthFailure::BadCredentials)
+                        }
+                        Err(LoginError::Unavailable) => Err(AuthFailure::Temporary),
+                    };
+                    actor.answer(Input::AuthResult(answer), ctx);
+                }));
+            }
+            Action::CheckRecipient { address } => {
+                self.awaiting = true;
+                let node = self.node.clone();
+                let (mode, authenticated) = (self.mode, self.authenticated.is_some());
+                let check = tokio::task::spawn_blocking(move || {
+                    recipient_verdict(&node, mode, authenticated, &address)
+                });
+                ctx.spawn(check.into_actor(self).map(|result, actor, ctx| {
+                    let verdict = match result {
+                        Ok(Ok(verdict)) => verdict,
+                        _ => RecipientVerdict::Temporary,
+                    };
+                    actor.answer(Input::RecipientChecked(verdict), ctx);
+                }));
+            }
+            Action::Deliver(envelope) => {
+                self.awaiting = true;
+                let delivery = deliver(self.node.clone(), envelope, self.client.ip());
+                ctx.spawn(delivery.into_actor(self).map(|result, actor, ctx| {
+                    actor.answer(Input::Delivered(result), ctx);
+                }));
+            }
+        }
+    }
+}
+
+impl Handler<ClientBytes> for SmtpConnection {
+    type Result = MessageResult<ClientBytes>;
+
+    fn handle(&mut self, msg: ClientBytes, ctx: &mut Self::Context) -> Self::Result {
+        self.machine.handle(Input::Bytes(&msg.0));
+        self.drive(ctx);
+        self.reader_paused = self.awaiting;
+        MessageResult(if self.awaiting {
+            ReadControl::Pause
+        } else {
+            ReadControl::Continue
+        })
+    }
+}
+
+impl Handler<TlsEstablished> for SmtpConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: TlsEstablished, ctx: &mut Self::Context) {
+        self.answer(Input::TlsEstablished, ctx);
+    }
+}
+
+impl Handler<ServerShutdown> for SmtpConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: ServerShutdown, ctx: &mut Self::Context) {
+        self.answer(Input::Shutdown, ctx);
+    }
+}
+
+impl Handler<ConnectionEnded> for SmtpConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
+        connection::log_session_end(&self.span, &msg, self.machine.commands());
+        ctx.stop();
+    }
+}
+
+/// Serves one SMTP connection: inbound (`Mode::Inbound`) or submission, plain with
+/// STARTTLS or implicit TLS.
+pub async fn serve(
+    node: Arc<NodeContext>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mode: Mode,
+    implicit_tls: bool,
+) {
+    let settings = &node.config.smtp;
+    let timeout = Duration::from_secs(settings.command_timeout_secs);
+    let protocol = ProtocolSettings {
+        name: match mode {
+            Mode::Inbound => "smtp",
+            Mode::Submission => "submission",
+        },
+        unauthenticated_timeout: timeout,
+        timeout_message: b"421 4.4.2 Timeout, closing connection\r\n",
+    };
+    let config = SmtpConfig {
+        hostname: settings.hostname.clone(),
+        mode,
+        max_message_size: settings.max_message_size,
+        max_recipients: settings.max_recipients,
+        max_errors: settings.max_errors,
+        max_commands: settings.max_commands,
+        plaintext_auth_without_tls: settings.login == LoginType::Plaintext,
+        tls_available: true,
+        vrfy_enabled: settings.vrfy_enabled,
+        sender_must_match_login: settings.sender_must_match_login,
+    };
+    let session_node = node.clone();
+    connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
+        SmtpConnection {
+            node: session_node,
+            machine: Session::new(config, new.tls),
+            outbox: new.outbox,
+            span: new.span,
+            client: new.client,
+            mode,
+            authenticated: None,
+            awaiting: false,
+            reader_paused: false,
+        }
+    })
+    .await;
+}

@@ -1,0 +1,749 @@
+//! The mail transaction: MAIL, RCPT, DATA and BDAT (RFC 5321 §3.3, RFC 3030), with SIZE
+//! (RFC 1870), 8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531), and the hand-over of the
+//! message to the host.
+
+use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
+
+use super::{
+    Action, Awaiting, DeliveryFailure, Envelope, Mode, Reading, RecipientVerdict, Session,
+    Transaction,
+};
+use crate::body::{BodyEnd, ChunkBody, DataBody};
+use crate::command::{
+    EmptyPath, classify_empty_path, unsupported_mail_parameter, unsupported_rcpt_parameter,
+};
+use crate::reply::{self, ClientError};
+
+impl Session {
+    /// RFC 5321 §4.1.1.2 MAIL. Sequence first (EHLO, then AUTH in submission per RFC 6409
+    /// §4.3, no transaction open), then the arguments, then the sender itself.
+    pub(super) fn cmd_mail(&mut self, line: &[u8]) {
+        if self.helo.is_none() {
+            return self.client_error(ClientError::BadSequence(reply::NEED_HELO));
+        }
+        if self.config.mode == Mode::Submission && self.authenticated.is_none() {
+            return self.client_error(ClientError::AuthRequired);
+        }
+        if self.transaction.is_some() {
+            return self.client_error(ClientError::BadSequence(reply::NESTED_MAIL));
+        }
+        let Some(request) = self.parse(line) else {
+            return;
+        };
+        let Request::Mail { from } = request else {
+            return self.client_error(ClientError::Syntax("MAIL FROM:<reverse-path> [parameters]"));
+        };
+        if let Some(name) = unsupported_mail_parameter(&from, self.auth_offered()) {
+            return self.client_error(ClientError::UnsupportedParameter(name.to_string()));
+        }
+        // RFC 1870 §6.1: refuse early what would be refused after the content.
+        if from.size > self.config.max_message_size {
+            return self.client_error(ClientError::DeclaredTooBig);
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        let address = from.address.into_owned();
+        if address.is_empty() && classify_empty_path(line) != EmptyPath::Null {
+            // `<postmaster>` or `<"">`: neither is a valid reverse-path.
+            return self.client_error(ClientError::InvalidSender);
+        }
+        if let Err(error) = check_address(line, &address, smtputf8) {
+            return self.client_error(error);
+        }
+        if self.config.mode == Mode::Submission && self.config.sender_must_match_login {
+            let owned = self
+                .authenticated
+                .as_deref()
+                .is_some_and(|user| !address.is_empty() && same_address(user, &address));
+            if !owned {
+                return self.client_error(ClientError::SenderNotOwned);
+            }
+        }
+        self.transaction = Some(Transaction {
+            mail_from: address,
+            body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            smtputf8,
+            ..Transaction::default()
+        });
+        self.reply(reply::SENDER_OK);
+    }
+
+    /// RFC 5321 §4.1.1.3 RCPT. The host decides what the address is; an address already
+    /// accepted is accepted again without asking.
+    pub(super) fn cmd_rcpt(&mut self, line: &[u8]) {
+        let Some(transaction) = &self.transaction else {
+            return self.client_error(ClientError::BadSequence(reply::NEED_MAIL));
+        };
+        if transaction.chunking {
+            return self.client_error(ClientError::BadSequence(reply::RCPT_AFTER_BDAT));
+        }
+        let smtputf8 = transaction.smtputf8;
+        let Some(request) = self.parse(line) else {
+            return;
+        };
+        let Request::Rcpt { to } = request else {
+            return self.client_error(ClientError::Syntax("RCPT TO:<forward-path> [parameters]"));
+        };
+        if let Some(name) = unsupported_rcpt_parameter(&to) {
+            return self.client_error(ClientError::UnsupportedParameter(name.to_string()));
+        }
+        let mut address = to.address.into_owned();
+        if address.is_empty() {
+            match classify_empty_path(line) {
+                EmptyPath::Postmaster => address = "postmaster".to_string(),
+                EmptyPath::Null | EmptyPath::Invalid => {
+                    return self.client_error(ClientError::InvalidRecipient);
+                }
+            }
+        }
+        if let Err(error) = check_address(line, &address, smtputf8) {
+            return self.client_error(if error == ClientError::InvalidSender {
+                ClientError::InvalidRecipient
+            } else {
+                error
+            });
+        }
+        let recipients = self
+            .transaction
+            .as_ref()
+            .map_or(&[][..], |tx| tx.recipients.as_slice());
+        if recipients.iter().any(|known| same_address(known, &address)) {
+            return self.reply(reply::RECIPIENT_OK);
+        }
+        if recipients.len() >= self.config.max_recipients {
+            return self.reply(reply::TOO_MANY_RECIPIENTS);
+        }
+        self.request(
+            Action::CheckRecipient {
+                address: address.clone(),
+            },
+            Awaiting::Recipient { address },
+        );
+    }
+
+    /// RFC 5321 §3.3: the host's verdict on one RCPT. Refusals count as client errors,
+    /// which bounds address harvesting; a temporary failure does not.
+    pub(super) fn on_recipient_checked(&mut self, address: String, verdict: RecipientVerdict) {
+        match verdict {
+            RecipientVerdict::Local | RecipientVerdict::Remote => {
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.recipients.push(address);
+                }
+                self.reply(reply::RECIPIENT_OK);
+            }
+            RecipientVerdict::UnknownUser => self.client_error(ClientError::UnknownUser),
+            RecipientVerdict::RelayDenied => self.client_error(ClientError::RelayDenied),
+            RecipientVerdict::Temporary => self.reply(reply::RECIPIENT_TEMPORARY),
+        }
+    }
+
+    /// RFC 5321 §4.1.1.4 DATA.
+    pub(super) fn cmd_data(&mut self, line: &[u8]) {
+        if self.parse(line).is_none() {
+            return;
+        }
+        let Some(transaction) = &self.transaction else {
+            return self.client_error(ClientError::BadSequence(reply::NEED_MAIL));
+        };
+        if transaction.chunking {
+            return self.client_error(ClientError::BadSequence(reply::DATA_AFTER_BDAT));
+        }
+        if transaction.recipients.is_empty() {
+            return self.client_error(ClientError::NoValidRecipients);
+        }
+        self.reading = Reading::Data(DataBody::new());
+        self.reply(reply::START_DATA);
+    }
+
+    /// The content after `354` ended.
+    pub(super) fn on_data_end(&mut self, end: BodyEnd) {
+        match end {
+            BodyEnd::Complete => self.deliver(),
+            // RFC 1870 §6.2; the transaction is over either way.
+            BodyEnd::TooBig => {
+                self.reset_transaction();
+                self.client_error(ClientError::TooBig);
+            }
+        }
+    }
+
+    /// RFC 3030 §2 BDAT. The chunk follows the command whatever the reply will be, so
+    /// once its size is known it is read in any case; a refused chunk is dropped and the
+    /// refusal sent after it. Only a command whose size cannot be read leaves the bytes
+    /// after it to be read as commands: nothing else can be done with them.
+    pub(super) fn cmd_bdat(&mut self, line: &[u8]) {
+        let Some(request) = self.parse(line) else {
+            return;
+        };
+        let Request::Bdat {
+            chunk_size: size,
+            is_last: last,
+        } = request
+        else {
+            return self.client_error(ClientError::Syntax("BDAT chunk-size [LAST]"));
+        };
+        let limit = self.config.max_message_size;
+        let refusal = match &mut self.transaction {
+            None => Some(ClientError::BadSequence(reply::NEED_MAIL)),
+            Some(tx) if tx.recipients.is_empty() => Some(ClientError::NoValidRecipients),
+            Some(tx) if tx.message.len().saturating_add(size) > limit => Some(ClientError::TooBig),
+            Some(tx) => {
+                tx.chunking = true;
+                None
+            }
+        };
+        let body = match refusal {
+            None => ChunkBody::keep(size, last),
+            Some(ClientError::TooBig) => {
+                // RFC 3030 §3: a refused chunk fails the whole transaction.
+                self.reset_transaction();
+                ChunkBody::discard(size)
+            }
+            Some(_) => ChunkBody::discard(size),
+        };
+        self.reading = Reading::Chunk {
+            body,
+            size,
+            last,
+            refusal,
+        };
+    }
+
+    /// A BDAT chunk was read: its reply, or, with LAST, the message goes to the host.
+    pub(super) fn on_chunk_end(&mut self, size: usize, last: bool, refusal: Option<ClientError>) {
+        match refusal {
+            Some(error) => self.client_error(error),
+            None if last => self.deliver(),
+            None => {
+                let text = format!("250 2.0.0 {size} octets received");
+                self.reply(&text);
+            }
+        }
+    }
+
+    /// Hands the message to the host. The transaction ends here (RFC 5321 §4.1.1.4): the
+    /// next MAIL starts afresh, whatever the outcome; the login stays.
+    fn deliver(&mut self) {
+        let Some(transaction) = self.transaction.take() else {
+            return self.client_error(ClientError::BadSequence(reply::NEED_MAIL));
+        };
+        let envelope = Envelope {
+            helo: self.helo.clone().unwrap_or_default(),
+            authenticated_as: self.authenticated.clone(),
+            mail_from: transaction.mail_from,
+            recipients: transaction.recipients,
+            body_8bit: transaction.body_8bit,
+            smtputf8: transaction.smtputf8,
+            message: transaction.message,
+            tls: self.tls_active,
+        };
+        self.request(Action::Deliver(envelope), Awaiting::Delivery);
+    }
+
+    /// The reply that tells the client whether the message is now the server's
+    /// responsibility (RFC 5321 §4.1.1.4, §6.1). A host refusal is not the client's
+    /// mistake and is not counted.
+    pub(super) fn on_delivered(&mut self, result: Result<String, DeliveryFailure>) {
+        let text = match result {
+            Ok(queue_id) => format!("250 2.0.0 Ok: queued as {}", reply::sanitize(&queue_id, 64)),
+            Err(DeliveryFailure::Temporary) => reply::DELIVERY_TEMPORARY.to_string(),
+            Err(DeliveryFailure::TooBig) => reply::DELIVERY_TOO_BIG.to_string(),
+            Err(DeliveryFailure::Permanent(text)) => {
+                format!("554 5.0.0 {}", reply::sanitize(&text, 200))
+            }
+        };
+        self.reply(&text);
+    }
+}
+
+/// Address checks smtp-proto leaves to the server: RFC 6531 §3.4, a non-ASCII address
+/// needs `SMTPUTF8` on MAIL; and the address must be the client's own bytes (smtp-proto
+/// replaces invalid UTF-8 with U+FFFD, which would make it another address).
+fn check_address(line: &[u8], address: &str, smtputf8: bool) -> Result<(), ClientError> {
+    if address.is_ascii() {
+        return Ok(());
+    }
+    if std::str::from_utf8(line).is_err() || address.chars().any(char::is_control) {
+        return Err(ClientError::InvalidSender);
+    }
+    if !smtputf8 {
+        return Err(ClientError::NeedsSmtputf8);
+    }
+    Ok(())
+}
+
+/// Two addresses are the same mailbox, as far as this server tells them apart: equal but
+/// for case. (RFC 5321 §2.4 lets the local part be case-sensitive; no mailbox here is.)
+fn same_address(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::super::*;
+
+    fn inbound_greeted() -> Session {
+        let mut s = start(inbound(), false);
+        send(&mut s, "EHLO relay.example.net\r\n");
+        s
+    }
+
+    fn submission_logged_in() -> Session {
+        let mut s = start(submission(), true);
+        login(&mut s);
+        s
+    }
+
+    /// Runs a message through with the host accepting everything.
+    fn with_recipient(s: &mut Session, from: &str, rcpt: &str) {
+        assert_eq!(
+            send(s, &format!("MAIL FROM:<{from}>\r\n")),
+            "250 2.1.0 Sender OK\r\n"
+        );
+        assert_eq!(
+            send(s, &format!("RCPT TO:<{rcpt}>\r\n")),
+            format!("[check {rcpt}]\n")
+        );
+        assert_eq!(
+            answer(s, Input::RecipientChecked(RecipientVerdict::Local)),
+            "250 2.1.5 Recipient OK\r\n"
+        );
+    }
+
+    #[test]
+    fn submission_needs_auth_and_ehlo() {
+        let mut s = start(submission(), true);
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<alice@example.com>\r\n"),
+            "503 5.5.1 Send EHLO or HELO first\r\n"
+        );
+        send(&mut s, "EHLO client\r\n");
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<alice@example.com>\r\n"),
+            "530 5.7.0 Authentication required\r\n"
+        );
+    }
+
+    #[test]
+    fn sender_must_match_login() {
+        let mut s = submission_logged_in();
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<mallory@example.com>\r\n"),
+            "553 5.7.1 Sender address not owned by authenticated user\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<>\r\n"),
+            "553 5.7.1 Sender address not owned by authenticated user\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<Alice@Example.COM>\r\n"),
+            "250 2.1.0 Sender OK\r\n"
+        );
+    }
+
+    #[test]
+    fn any_sender_when_matching_is_off() {
+        let config = SmtpConfig {
+            sender_must_match_login: false,
+            ..submission()
+        };
+        let mut s = start(config, true);
+        login(&mut s);
+        assert_eq!(send(&mut s, "MAIL FROM:<>\r\n"), "250 2.1.0 Sender OK\r\n");
+    }
+
+    #[test]
+    fn mail_parameters() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<a@remote.example> SIZE=1001\r\n"),
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<a@remote.example> SIZE=abc\r\n"),
+            "501 5.5.4 Invalid SIZE parameter\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<a@remote.example> FOO=BAR\r\n"),
+            "555 5.5.4 Unsupported parameter FOO=BAR\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<a@remote.example> RET=HDRS\r\n"),
+            "555 5.5.4 Unsupported parameter RET\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<a@remote.example> AUTH=<>\r\n"),
+            "555 5.5.4 Unsupported parameter AUTH\r\n"
+        );
+        assert_eq!(
+            send(
+                &mut s,
+                "MAIL FROM:<a@remote.example> SIZE=1000 BODY=8BITMIME SMTPUTF8\r\n"
+            ),
+            "250 2.1.0 Sender OK\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<b@remote.example>\r\n"),
+            "503 5.5.1 Sender already specified\r\n"
+        );
+    }
+
+    #[test]
+    fn mail_syntax() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "MAIL FROM:a@remote.example\r\n"),
+            "501 5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL TO:<a@remote.example>\r\n"),
+            "501 5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<no-domain>\r\n"),
+            "501 5.1.7 Invalid sender address\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<postmaster>\r\n"),
+            "501 5.1.7 Invalid sender address\r\n"
+        );
+        assert_eq!(send(&mut s, "MAIL FROM:<>\r\n"), "250 2.1.0 Sender OK\r\n");
+    }
+
+    #[test]
+    fn smtputf8_addresses() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<zoë@remote.example>\r\n"),
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
+        );
+        assert_eq!(
+            send_bytes(&mut s, b"MAIL FROM:<zo\xff@remote.example> SMTPUTF8\r\n"),
+            "501 5.1.7 Invalid sender address\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<zoë@remote.example> SMTPUTF8\r\n"),
+            "250 2.1.0 Sender OK\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<élodie@example.com>\r\n"),
+            "[check élodie@example.com]\n"
+        );
+    }
+
+    #[test]
+    fn rcpt_sequence_and_syntax() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "RCPT TO:<alice@example.com>\r\n"),
+            "503 5.5.1 Need MAIL command first\r\n"
+        );
+        send(&mut s, "MAIL FROM:<a@remote.example>\r\n");
+        assert_eq!(
+            send(&mut s, "RCPT TO:<>\r\n"),
+            "501 5.1.3 Invalid recipient address\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:alice@example.com\r\n"),
+            "501 5.5.4 Syntax: RCPT TO:<forward-path> [parameters]\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<alice@example.com> NOTIFY=NEVER\r\n"),
+            "555 5.5.4 Unsupported parameter NOTIFY\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<zoë@example.com>\r\n"),
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<Postmaster>\r\n"),
+            "[check postmaster]\n"
+        );
+    }
+
+    #[test]
+    fn recipient_verdicts() {
+        let mut s = inbound_greeted();
+        send(&mut s, "MAIL FROM:<a@remote.example>\r\n");
+        for (index, (verdict, reply)) in [
+            (
+                RecipientVerdict::UnknownUser,
+                "550 5.1.1 Mailbox unavailable\r\n",
+            ),
+            (
+                RecipientVerdict::RelayDenied,
+                "550 5.7.1 Relaying denied\r\n",
+            ),
+            (
+                RecipientVerdict::Temporary,
+                "451 4.3.0 Recipient temporarily unavailable, try again later\r\n",
+            ),
+            (RecipientVerdict::Remote, "250 2.1.5 Recipient OK\r\n"),
+            (RecipientVerdict::Local, "250 2.1.5 Recipient OK\r\n"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            send(&mut s, &format!("RCPT TO:<x{index}@example.com>\r\n"));
+            assert_eq!(answer(&mut s, Input::RecipientChecked(verdict)), reply);
+        }
+        // Already accepted: no second check, no duplicate.
+        assert_eq!(
+            send(&mut s, "RCPT TO:<X3@example.com>\r\n"),
+            "250 2.1.5 Recipient OK\r\n"
+        );
+        assert_eq!(send(&mut s, "DATA\r\n"), format!("{START}\r\n"));
+        let out = send(&mut s, "hi\r\n.\r\n");
+        assert_eq!(
+            out,
+            "[deliver <a@remote.example> -> x3@example.com,x4@example.com 4]\n"
+        );
+    }
+
+    const START: &str = "354 Start mail input; end with <CRLF>.<CRLF>";
+
+    #[test]
+    fn too_many_recipients() {
+        let config = SmtpConfig {
+            max_recipients: 2,
+            ..inbound()
+        };
+        let mut s = start(config, false);
+        send(&mut s, "EHLO client\r\n");
+        send(&mut s, "MAIL FROM:<a@remote.example>\r\n");
+        for rcpt in ["one@example.com", "two@example.com"] {
+            send(&mut s, &format!("RCPT TO:<{rcpt}>\r\n"));
+            answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local));
+        }
+        assert_eq!(
+            send(&mut s, "RCPT TO:<three@example.com>\r\n"),
+            "452 4.5.3 Too many recipients\r\n"
+        );
+    }
+
+    #[test]
+    fn data_needs_recipients() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "DATA\r\n"),
+            "503 5.5.1 Need MAIL command first\r\n"
+        );
+        send(&mut s, "MAIL FROM:<a@remote.example>\r\n");
+        send(&mut s, "RCPT TO:<nobody@example.com>\r\n");
+        answer(
+            &mut s,
+            Input::RecipientChecked(RecipientVerdict::UnknownUser),
+        );
+        assert_eq!(
+            send(&mut s, "DATA\r\n"),
+            "554 5.5.1 No valid recipients\r\n"
+        );
+        // The body a client sent anyway is read as commands.
+        assert_eq!(
+            send(&mut s, "Subject: x\r\n"),
+            "500 5.5.1 Unknown command\r\n"
+        );
+    }
+
+    #[test]
+    fn data_unstuffs_and_delivers() {
+        let mut s = submission_logged_in();
+        with_recipient(&mut s, "alice@example.com", "bob@example.com");
+        assert_eq!(send(&mut s, "DATA\r\n"), format!("{START}\r\n"));
+        assert_eq!(send(&mut s, "Subject: hi\r\n\r\n..dot\r\n"), "");
+        let out = send(&mut s, ".\r\n");
+        assert_eq!(out, "[deliver <alice@example.com> -> bob@example.com 21]\n");
+        let envelope = last_envelope();
+        assert_eq!(envelope.message, b"Subject: hi\r\n\r\n.dot\r\n");
+        assert_eq!(envelope.helo, "client.example.org");
+        assert_eq!(
+            envelope.authenticated_as.as_deref(),
+            Some("alice@example.com")
+        );
+        assert!(envelope.tls);
+        assert!(!envelope.body_8bit && !envelope.smtputf8);
+        assert_eq!(
+            answer(&mut s, Input::Delivered(Ok("Q1".into()))),
+            "250 2.0.0 Ok: queued as Q1\r\n"
+        );
+        // The transaction is over; the login is not.
+        assert_eq!(
+            send(&mut s, "RCPT TO:<bob@example.com>\r\n"),
+            "503 5.5.1 Need MAIL command first\r\n"
+        );
+        assert_eq!(s.authenticated_user(), Some("alice@example.com"));
+    }
+
+    #[test]
+    fn delivery_failures() {
+        for (failure, reply) in [
+            (
+                DeliveryFailure::Temporary,
+                "451 4.3.0 Temporary failure, message not accepted, try again later\r\n",
+            ),
+            (DeliveryFailure::TooBig, "552 5.3.4 Message too big\r\n"),
+            (
+                DeliveryFailure::Permanent("Policy\r\nrejection".into()),
+                "554 5.0.0 Policyrejection\r\n",
+            ),
+        ] {
+            let mut s = inbound_greeted();
+            with_recipient(&mut s, "a@remote.example", "alice@example.com");
+            send(&mut s, "DATA\r\n");
+            send(&mut s, "x\r\n.\r\n");
+            assert_eq!(answer(&mut s, Input::Delivered(Err(failure))), reply);
+            assert_eq!(
+                send(&mut s, "MAIL FROM:<a@remote.example>\r\n"),
+                "250 2.1.0 Sender OK\r\n"
+            );
+        }
+    }
+
+    #[test]
+    fn data_too_big_is_read_to_the_end() {
+        let mut s = inbound_greeted();
+        with_recipient(&mut s, "a@remote.example", "alice@example.com");
+        send(&mut s, "DATA\r\n");
+        let big = "0123456789\r\n".repeat(200);
+        assert_eq!(send(&mut s, &big), "");
+        assert_eq!(
+            send(&mut s, ".\r\nNOOP\r\n"),
+            "552 5.3.4 Message too big\r\n250 2.0.0 Ok\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<alice@example.com>\r\n"),
+            "503 5.5.1 Need MAIL command first\r\n"
+        );
+    }
+
+    #[test]
+    fn body_8bit_and_smtputf8_reach_the_envelope() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(
+                &mut s,
+                "MAIL FROM:<a@remote.example> BODY=8BITMIME SMTPUTF8\r\n"
+            ),
+            "250 2.1.0 Sender OK\r\n"
+        );
+        send(&mut s, "RCPT TO:<alice@example.com>\r\n");
+        answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local));
+        send(&mut s, "DATA\r\n");
+        send_bytes(&mut s, b"caf\xc3\xa9\r\n.\r\n");
+        let envelope = last_envelope();
+        assert!(envelope.body_8bit && envelope.smtputf8 && !envelope.tls);
+        assert_eq!(envelope.authenticated_as, None);
+        assert_eq!(envelope.message, b"caf\xc3\xa9\r\n");
+    }
+
+    #[test]
+    fn rset_clears_the_transaction() {
+        let mut s = inbound_greeted();
+        with_recipient(&mut s, "a@remote.example", "alice@example.com");
+        assert_eq!(send(&mut s, "RSET\r\n"), "250 2.0.0 Ok\r\n");
+        assert_eq!(
+            send(&mut s, "DATA\r\n"),
+            "503 5.5.1 Need MAIL command first\r\n"
+        );
+    }
+
+    #[test]
+    fn bdat_chunks() {
+        let mut s = inbound_greeted();
+        with_recipient(&mut s, "a@remote.example", "alice@example.com");
+        assert_eq!(
+            send(&mut s, "BDAT 5\r\nab\r\n."),
+            "250 2.0.0 5 octets received\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<bob@example.com>\r\n"),
+            "503 5.5.1 RCPT not allowed after BDAT\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "DATA\r\n"),
+            "503 5.5.1 DATA not allowed after BDAT, use BDAT LAST\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "BDAT 0\r\n"),
+            "250 2.0.0 0 octets received\r\n"
+        );
+        assert_eq!(send(&mut s, "BDAT 3 LAST\r\n"), "");
+        assert_eq!(send(&mut s, "x\r"), "");
+        assert_eq!(
+            send(&mut s, "\n"),
+            "[deliver <a@remote.example> -> alice@example.com 8]\n"
+        );
+        assert_eq!(last_envelope().message, b"ab\r\n.x\r\n");
+        assert_eq!(
+            answer(&mut s, Input::Delivered(Ok("Q7".into()))),
+            "250 2.0.0 Ok: queued as Q7\r\n"
+        );
+    }
+
+    #[test]
+    fn bdat_refusals_still_read_the_chunk() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "BDAT 6 LAST\r\nRSET\r\nNOOP\r\n"),
+            "503 5.5.1 Need MAIL command first\r\n250 2.0.0 Ok\r\n"
+        );
+        send(&mut s, "MAIL FROM:<a@remote.example>\r\n");
+        assert_eq!(
+            send(&mut s, "BDAT 6\r\nQUIT\r\n"),
+            "554 5.5.1 No valid recipients\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "BDAT x\r\n"),
+            "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"
+        );
+    }
+
+    #[test]
+    fn bdat_too_big_fails_the_transaction() {
+        let mut s = inbound_greeted();
+        with_recipient(&mut s, "a@remote.example", "alice@example.com");
+        assert_eq!(send(&mut s, "BDAT 600\r\n"), "");
+        assert_eq!(
+            send(&mut s, &"x".repeat(600)),
+            "250 2.0.0 600 octets received\r\n"
+        );
+        assert_eq!(send(&mut s, "BDAT 401 LAST\r\n"), "");
+        assert_eq!(
+            send(&mut s, &format!("{}NOOP\r\n", "y".repeat(401))),
+            "552 5.3.4 Message too big\r\n250 2.0.0 Ok\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "BDAT 1 LAST\r\nz"),
+            "503 5.5.1 Need MAIL command first\r\n"
+        );
+    }
+
+    #[test]
+    fn pipelined_group_replies_in_one_write_in_order() {
+        let mut s = submission_logged_in();
+        s.handle(Input::Bytes(
+            b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\n\
+              RCPT TO:<carol@remote.example>\r\nDATA\r\n",
+        ));
+        assert_eq!(
+            s.next_action(),
+            Some(Action::Write(b"250 2.1.0 Sender OK\r\n".to_vec()))
+        );
+        assert_eq!(
+            s.next_action(),
+            Some(Action::CheckRecipient {
+                address: "bob@example.com".into()
+            })
+        );
+        assert_eq!(s.next_action(), None);
+        s.handle(Input::RecipientChecked(RecipientVerdict::Local));
+        assert_eq!(
+            drain(&mut s),
+            "250 2.1.5 Recipient OK\r\n[check carol@remote.example]\n"
+        );
+        assert_eq!(
+            answer(&mut s, Input::RecipientChecked(RecipientVerdict::Remote)),
+            format!("250 2.1.5 Recipient OK\r\n{START}\r\n")
+        );
+    }
+}
