@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use base64::Engine;
+use portico_sasl::SaslError;
 
 use crate::command::*;
 use crate::fetch::{self, RenderError, RenderStyle};
@@ -817,37 +817,35 @@ impl Session {
 
     /// RFC 4616 PLAIN: authzid NUL authcid NUL passwd, base64.
     fn sasl_plain(&mut self, tag: String, response: &[u8]) {
-        let decoded = if response == b"=" {
-            Ok(Vec::new())
-        } else {
-            base64::engine::general_purpose::STANDARD.decode(response)
-        };
-        let Ok(decoded) = decoded else {
-            return self.bad(&tag, "Invalid base64 in SASL response");
-        };
-        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
         // Well-formed base64 that is not `authzid NUL authcid NUL passwd` is a failed
         // authentication (NO), not a protocol error: RFC 9051 §6.2.2 keeps BAD for
         // cancellation and invalid base64.
-        let [authzid, authcid, password] = parts.as_slice() else {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response",
-            );
-            return self.count_bad();
-        };
-        if !authzid.is_empty() && authzid != authcid {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[AUTHORIZATIONFAILED] Authorization identity must match",
-            );
-            return self.count_bad();
+        match portico_sasl::decode_plain(response) {
+            Ok(credentials) => self.start_login(
+                tag,
+                credentials.authcid.into_bytes(),
+                credentials.password.expose().as_bytes().to_vec(),
+            ),
+            Err(SaslError::NotBase64) => self.bad(&tag, "Invalid base64 in SASL response"),
+            Err(SaslError::Malformed) => {
+                tagged(
+                    &mut self.out,
+                    &tag,
+                    "NO",
+                    "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response",
+                );
+                self.count_bad();
+            }
+            Err(SaslError::AuthzidMismatch) => {
+                tagged(
+                    &mut self.out,
+                    &tag,
+                    "NO",
+                    "[AUTHORIZATIONFAILED] Authorization identity must match",
+                );
+                self.count_bad();
+            }
         }
-        self.start_login(tag, authcid.to_vec(), password.to_vec());
     }
 
     fn enable(&mut self, tag: String, capabilities: Vec<String>) {

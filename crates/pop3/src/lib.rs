@@ -28,7 +28,6 @@
 mod command;
 mod line;
 mod multiline;
-mod sasl;
 mod session;
 
 pub use session::{

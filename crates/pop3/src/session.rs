@@ -16,12 +16,12 @@
 //! or TLS failures, which this machine never sees.
 
 use std::collections::VecDeque;
-use std::fmt;
 
 use crate::command::{Command, CommandLine};
 use crate::line::{Line, LineReader};
 use crate::multiline::{push_stuffed, top_len};
-use crate::sasl::{PlainError, decode_plain};
+pub use portico_sasl::Secret;
+use portico_sasl::{SaslError, decode_plain};
 
 /// What the session needs to know of the node's POP3 settings.
 #[derive(Clone, Debug)]
@@ -47,25 +47,6 @@ impl Default for Pop3Config {
             max_line_len: 2048,
             max_bad_commands: 20,
         }
-    }
-}
-
-/// A password on its way to the credential check; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -520,11 +501,9 @@ impl Session {
             return self.client_error(SASL_CANCELLED);
         }
         match decode_plain(response) {
-            Ok(credentials) => {
-                self.authenticate(credentials.authcid, Secret::new(credentials.password))
-            }
-            Err(PlainError::Malformed) => self.client_error(SASL_INVALID),
-            Err(PlainError::AuthzidMismatch) => self.client_error(SASL_AUTHZID),
+            Ok(credentials) => self.authenticate(credentials.authcid, credentials.password),
+            Err(SaslError::NotBase64 | SaslError::Malformed) => self.client_error(SASL_INVALID),
+            Err(SaslError::AuthzidMismatch) => self.client_error(SASL_AUTHZID),
         }
     }
 

@@ -34,7 +34,6 @@
 mod body;
 mod command;
 mod reply;
-mod sasl;
 mod session;
 
 pub use session::{

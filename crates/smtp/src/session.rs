@@ -33,6 +33,8 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 
+pub use portico_sasl::Secret;
+
 use smtp_proto::Request;
 
 use crate::body::{ChunkBody, DataBody};
@@ -104,26 +106,6 @@ pub enum Mode {
     Submission,
     /// Mail exchange (RFC 5321, port 25): no AUTH; the host decides what is local.
     Inbound,
-}
-
-/// A password on its way to the credential check; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Why a credential check failed.

@@ -4,7 +4,7 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
 
 use super::{Action, AuthFailure, Awaiting, Mode, Reading, SaslStep, Secret, Session};
 use crate::reply::{self, ClientError};
-use crate::sasl::{decode_plain, decode_text};
+use portico_sasl::{SaslError, decode_plain, decode_text};
 
 impl Session {
     /// RFC 4954 §4 AUTH. Refused in inbound mode (not offered there), once logged in,
@@ -64,17 +64,15 @@ impl Session {
             SaslStep::LoginUsername => self.on_login_username(response),
             SaslStep::LoginPassword { username } => match decode_text(response) {
                 Ok(password) => self.authenticate(username, Secret::new(password)),
-                Err(error) => self.client_error(error),
+                Err(error) => self.client_error(sasl_error(error)),
             },
         }
     }
 
     fn on_plain(&mut self, response: &[u8]) {
         match decode_plain(response) {
-            Ok(credentials) => {
-                self.authenticate(credentials.authcid, Secret::new(credentials.password))
-            }
-            Err(error) => self.client_error(error),
+            Ok(credentials) => self.authenticate(credentials.authcid, credentials.password),
+            Err(error) => self.client_error(sasl_error(error)),
         }
     }
 
@@ -85,7 +83,7 @@ impl Session {
                 self.reply(reply::LOGIN_PASSWORD);
             }
             Ok(_) => self.client_error(ClientError::BadSaslResponse),
-            Err(error) => self.client_error(error),
+            Err(error) => self.client_error(sasl_error(error)),
         }
     }
 
@@ -110,6 +108,16 @@ impl Session {
             Err(AuthFailure::BadCredentials) => self.client_error(ClientError::BadCredentials),
             Err(AuthFailure::Temporary) => self.reply(reply::AUTH_TEMPORARY),
         }
+    }
+}
+
+/// How a refused SASL message is answered (RFC 4954 §4): bad base64 and wrong shapes are
+/// syntax errors; acting as another user is refused like bad credentials.
+fn sasl_error(error: SaslError) -> ClientError {
+    match error {
+        SaslError::NotBase64 => ClientError::BadBase64,
+        SaslError::Malformed => ClientError::BadSaslResponse,
+        SaslError::AuthzidMismatch => ClientError::BadCredentials,
     }
 }
 
