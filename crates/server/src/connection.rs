@@ -465,3 +465,121 @@ pub fn log_session_end(span: &Span, ended: &ConnectionEnded, commands: u64) {
         "session ended"
     );
 }
+
+/// The flow-control state every session actor keeps beside its protocol machine.
+pub struct Flow {
+    pub outbox: Outbox,
+    pub span: Span,
+    /// A request to the host is in flight; the machine waits for its answer.
+    pub awaiting: bool,
+    /// The connection task was told to stop reading until the machine is free again.
+    pub reader_paused: bool,
+}
+
+impl Flow {
+    pub fn new(outbox: Outbox, span: Span) -> Self {
+        Flow {
+            outbox,
+            span,
+            awaiting: false,
+            reader_paused: false,
+        }
+    }
+}
+
+/// A session actor: a protocol machine whose actions the actor carries out. The
+/// handlers every such actor needs come from [`session_handlers!`].
+pub trait SessionActor: Actor<Context = actix::Context<Self>> {
+    type Action;
+    fn flow(&mut self) -> &mut Flow;
+    /// The machine's next action, if it has one.
+    fn next_action(&mut self) -> Option<Self::Action>;
+    fn perform(&mut self, action: Self::Action, ctx: &mut actix::Context<Self>);
+    fn client_bytes(&mut self, bytes: &[u8]);
+    fn tls_established(&mut self);
+    fn shutdown(&mut self);
+    /// Commands the client sent, for the last log line.
+    fn commands(&self) -> u64;
+}
+
+/// Carries out the machine's actions until it waits for the host or has none left, then
+/// lets the connection read again if it was paused.
+pub fn drive_session<A: SessionActor>(actor: &mut A, ctx: &mut actix::Context<A>) {
+    let span = actor.flow().span.clone();
+    let _entered = span.entered();
+    while !actor.flow().awaiting {
+        let Some(action) = actor.next_action() else {
+            break;
+        };
+        actor.perform(action, ctx);
+    }
+    let flow = actor.flow();
+    if !flow.awaiting && flow.reader_paused {
+        flow.reader_paused = false;
+        flow.outbox.resume_reading();
+    }
+}
+
+/// The connection-facing handlers of a [`SessionActor`].
+macro_rules! session_handlers {
+    ($actor:ty) => {
+        impl actix::Handler<$crate::connection::ClientBytes> for $actor {
+            type Result = actix::MessageResult<$crate::connection::ClientBytes>;
+
+            fn handle(
+                &mut self,
+                msg: $crate::connection::ClientBytes,
+                ctx: &mut Self::Context,
+            ) -> Self::Result {
+                use $crate::connection::SessionActor;
+                self.client_bytes(&msg.0);
+                $crate::connection::drive_session(self, ctx);
+                let flow = self.flow();
+                flow.reader_paused = flow.awaiting;
+                actix::MessageResult(if flow.awaiting {
+                    $crate::connection::ReadControl::Pause
+                } else {
+                    $crate::connection::ReadControl::Continue
+                })
+            }
+        }
+
+        impl actix::Handler<$crate::connection::TlsEstablished> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, _: $crate::connection::TlsEstablished, ctx: &mut Self::Context) {
+                use $crate::connection::SessionActor;
+                self.flow().awaiting = false;
+                self.tls_established();
+                $crate::connection::drive_session(self, ctx);
+            }
+        }
+
+        impl actix::Handler<$crate::connection::ServerShutdown> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, _: $crate::connection::ServerShutdown, ctx: &mut Self::Context) {
+                use $crate::connection::SessionActor;
+                self.flow().awaiting = false;
+                self.shutdown();
+                $crate::connection::drive_session(self, ctx);
+            }
+        }
+
+        impl actix::Handler<$crate::connection::ConnectionEnded> for $actor {
+            type Result = ();
+
+            fn handle(
+                &mut self,
+                msg: $crate::connection::ConnectionEnded,
+                ctx: &mut Self::Context,
+            ) {
+                use $crate::connection::SessionActor;
+                let commands = self.commands();
+                $crate::connection::log_session_end(&self.flow().span, &msg, commands);
+                actix::ActorContext::stop(ctx);
+            }
+        }
+    };
+}
+pub(crate) use session_handlers;

@@ -19,13 +19,9 @@ use portico_store::{
     SystemFlag, Uid, validate_mailbox_name,
 };
 use tokio::net::TcpStream;
-use tracing::Span;
 
 use crate::auth::{LoginError, Protocol};
-use crate::connection::{
-    self, ClientBytes, ConnectionEnded, Outbox, Outgoing, ProtocolSettings, ReadControl,
-    ServerShutdown, TlsEstablished,
-};
+use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
     AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, MailboxFault,
     SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
@@ -36,8 +32,7 @@ pub struct ImapConnection {
     id: SessionId,
     node: Arc<NodeContext>,
     machine: Session,
-    outbox: Outbox,
-    span: Span,
+    flow: Flow,
     client: SocketAddr,
     account: Option<Account>,
     /// The folder whose changes this session receives.
@@ -45,9 +40,6 @@ pub struct ImapConnection {
     /// A SELECT is subscribing; its folder's changes may arrive before its reply, and the
     /// session machine holds them until the folder is open.
     selecting: bool,
-    /// A request is in flight; the machine waits for its answer.
-    awaiting: bool,
-    reader_paused: bool,
 }
 
 impl Actor for ImapConnection {
@@ -55,7 +47,7 @@ impl Actor for ImapConnection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        self.drive(ctx);
+        connection::drive_session(self, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -69,7 +61,7 @@ impl Actor for ImapConnection {
 
 /// Maps a store failure to the IMAP session's closed set, logging internal ones with a
 /// reference the client also sees.
-fn fault(span: &Span, error: MailboxFault) -> Fault {
+fn fault(span: &tracing::Span, error: MailboxFault) -> Fault {
     match error {
         MailboxFault::Store(StoreError::NotFound) => Fault::NotFound,
         MailboxFault::Store(StoreError::AlreadyExists) => Fault::AlreadyExists,
@@ -200,37 +192,52 @@ fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatu
     Ok(status)
 }
 
-impl ImapConnection {
-    fn drive(&mut self, ctx: &mut Context<Self>) {
-        let _entered = self.span.clone().entered();
-        while !self.awaiting {
-            let Some(action) = self.machine.next_action() else {
-                break;
-            };
-            self.perform(action, ctx);
-        }
-        if !self.awaiting && self.reader_paused {
-            self.reader_paused = false;
-            self.outbox.resume_reading();
-        }
+impl SessionActor for ImapConnection {
+    type Action = Action;
+
+    fn flow(&mut self) -> &mut Flow {
+        &mut self.flow
+    }
+
+    fn next_action(&mut self) -> Option<Action> {
+        self.machine.next_action()
     }
 
     fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
         match action {
-            Action::Write(bytes) => self.outbox.write(bytes),
+            Action::Write(bytes) => self.flow.outbox.write(bytes),
             Action::StartTls => {
-                self.awaiting = true;
-                self.outbox.send(Outgoing::StartTls);
+                self.flow.awaiting = true;
+                self.flow.outbox.send(Outgoing::StartTls);
             }
-            Action::Close => self.outbox.send(Outgoing::Close),
+            Action::Close => self.flow.outbox.send(Outgoing::Close),
             Action::Request(id, request) => self.execute(id, request, ctx),
         }
     }
 
+    fn client_bytes(&mut self, bytes: &[u8]) {
+        tracing::trace!(parent: &self.flow.span, bytes = bytes.len(), "client input");
+        self.machine.handle(Input::Bytes(bytes));
+    }
+
+    fn tls_established(&mut self) {
+        self.machine.handle(Input::TlsEstablished);
+    }
+
+    fn shutdown(&mut self) {
+        self.machine.handle(Input::Shutdown);
+    }
+
+    fn commands(&self) -> u64 {
+        self.machine.commands()
+    }
+}
+
+impl ImapConnection {
     fn answer(&mut self, id: RequestId, reply: Reply, ctx: &mut Context<Self>) {
-        self.awaiting = false;
+        self.flow.awaiting = false;
         self.machine.handle(Input::Reply(id, reply));
-        self.drive(ctx);
+        connection::drive_session(self, ctx);
     }
 
     /// Runs blocking store work for a request and feeds the reply back.
@@ -247,13 +254,13 @@ impl ImapConnection {
             });
             return;
         };
-        self.awaiting = true;
+        self.flow.awaiting = true;
         let store = self.node.store.clone();
         let task = tokio::task::spawn_blocking(move || work(&store, &account));
         ctx.spawn(task.into_actor(self).map(move |result, actor, ctx| {
             let result = match result {
-                Ok(inner) => inner.map_err(|e| fault(&actor.span, e)),
-                Err(_) => Err(fault(&actor.span, MailboxFault::Unavailable)),
+                Ok(inner) => inner.map_err(|e| fault(&actor.flow.span, e)),
+                Err(_) => Err(fault(&actor.flow.span, MailboxFault::Unavailable)),
             };
             actor.answer(id, map(result), ctx);
         }));
@@ -266,9 +273,9 @@ impl ImapConnection {
         F: std::future::Future<Output = Result<T, MailboxFault>> + 'static,
         M: FnOnce(Result<T, Fault>) -> Reply + 'static,
     {
-        self.awaiting = true;
+        self.flow.awaiting = true;
         ctx.spawn(resolve.into_actor(self).map(move |result, actor, ctx| {
-            let result = result.map_err(|e| fault(&actor.span, e));
+            let result = result.map_err(|e| fault(&actor.flow.span, e));
             actor.answer(id, map(result), ctx);
         }));
     }
@@ -278,7 +285,7 @@ impl ImapConnection {
         let session = self.id;
         match request {
             Request::Login { username, password } => {
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let ip = self.client.ip();
                 let login = async move {
                     node.auth
@@ -288,16 +295,19 @@ impl ImapConnection {
                 ctx.spawn(login.into_actor(self).map(move |result, actor, ctx| {
                     let reply = match result {
                         Ok(account) => {
-                            actor.span.record("user", account.address.as_str());
-                            tracing::info!(parent: &actor.span, "signed in");
+                            actor.flow.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.flow.span, "signed in");
                             actor.account = Some(account);
-                            actor.outbox.send(Outgoing::IdleTimeout(Duration::from_secs(
-                                actor.node.config.imap.idle_timeout_secs,
-                            )));
+                            actor
+                                .flow
+                                .outbox
+                                .send(Outgoing::IdleTimeout(Duration::from_secs(
+                                    actor.node.config.imap.idle_timeout_secs,
+                                )));
                             Ok(())
                         }
                         Err(LoginError::BadCredentials) => {
-                            tracing::info!(parent: &actor.span, "failed sign-in");
+                            tracing::info!(parent: &actor.flow.span, "failed sign-in");
                             Err(LoginFailure::BadCredentials)
                         }
                         Err(LoginError::ProtocolDisabled) => Err(LoginFailure::Disabled),
@@ -354,7 +364,7 @@ impl ImapConnection {
                         let reply = Reply::Done(Err(Fault::NotAllowed(
                             "[USEATTR] Unsupported special-use attribute".into(),
                         )));
-                        self.awaiting = true;
+                        self.flow.awaiting = true;
                         ctx.run_later(Duration::ZERO, move |actor, ctx| {
                             actor.answer(id, reply, ctx)
                         });
@@ -589,7 +599,7 @@ impl ImapConnection {
                 .notify(previous, UnsubscribeSession { session });
         }
         self.selecting = true;
-        self.awaiting = true;
+        self.flow.awaiting = true;
         let resolve = async move {
             let store = node.store.clone();
             let mailbox =
@@ -652,31 +662,14 @@ impl ImapConnection {
                         vanished,
                     })
                 }
-                Err(e) => Err(fault(&actor.span, e)),
+                Err(e) => Err(fault(&actor.flow.span, e)),
             };
             actor.answer(id, Reply::Selected(reply), ctx);
         }));
     }
 }
 
-impl Handler<ClientBytes> for ImapConnection {
-    type Result = MessageResult<ClientBytes>;
-
-    fn handle(&mut self, msg: ClientBytes, ctx: &mut Self::Context) -> Self::Result {
-        {
-            let _entered = self.span.clone().entered();
-            tracing::trace!(bytes = msg.0.len(), "client input");
-            self.machine.handle(Input::Bytes(&msg.0));
-        }
-        self.drive(ctx);
-        self.reader_paused = self.awaiting;
-        MessageResult(if self.awaiting {
-            ReadControl::Pause
-        } else {
-            ReadControl::Continue
-        })
-    }
-}
+connection::session_handlers!(ImapConnection);
 
 impl Handler<FolderChanged> for ImapConnection {
     type Result = ();
@@ -714,44 +707,15 @@ impl Handler<FolderChanged> for ImapConnection {
                 modseq: modseq.0,
             },
             FolderChange::Overflow => {
-                tracing::warn!(parent: &self.span, "session fell behind its folder's changes");
+                tracing::warn!(parent: &self.flow.span, "session fell behind its folder's changes");
                 self.machine.handle(Input::Shutdown);
                 self.selected = None;
-                self.drive(ctx);
+                connection::drive_session(self, ctx);
                 return;
             }
         };
         self.machine.handle(Input::Event(event));
-        self.drive(ctx);
-    }
-}
-
-impl Handler<TlsEstablished> for ImapConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: TlsEstablished, ctx: &mut Self::Context) {
-        self.awaiting = false;
-        self.machine.handle(Input::TlsEstablished);
-        self.drive(ctx);
-    }
-}
-
-impl Handler<ServerShutdown> for ImapConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: ServerShutdown, ctx: &mut Self::Context) {
-        self.awaiting = false;
-        self.machine.handle(Input::Shutdown);
-        self.drive(ctx);
-    }
-}
-
-impl Handler<ConnectionEnded> for ImapConnection {
-    type Result = ();
-
-    fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
-        connection::log_session_end(&self.span, &msg, self.machine.commands());
-        ctx.stop();
+        connection::drive_session(self, ctx);
     }
 }
 
@@ -778,14 +742,11 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
             id: new.id,
             node: session_node,
             machine: Session::new(config, new.tls),
-            outbox: new.outbox,
-            span: new.span,
+            flow: Flow::new(new.outbox, new.span),
             client: new.client,
             account: None,
             selected: None,
             selecting: false,
-            awaiting: false,
-            reader_paused: false,
         }
     })
     .await;

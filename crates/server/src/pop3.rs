@@ -10,13 +10,9 @@ use portico_cluster::LoginType;
 use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
 use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Uid};
 use tokio::net::TcpStream;
-use tracing::Span;
 
 use crate::auth::{LoginError, Protocol};
-use crate::connection::{
-    self, ClientBytes, ConnectionEnded, Outbox, Outgoing, ProtocolSettings, QUEUE_HIGH_WATER,
-    ReadControl, ServerShutdown, TlsEstablished,
-};
+use crate::connection::{self, Flow, Outgoing, ProtocolSettings, QUEUE_HIGH_WATER, SessionActor};
 use crate::mailbox::{
     AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
 };
@@ -32,25 +28,20 @@ pub struct Pop3Connection {
     id: SessionId,
     node: Arc<NodeContext>,
     machine: Session,
-    outbox: Outbox,
-    span: Span,
+    flow: Flow,
     client: SocketAddr,
     account: Option<Account>,
     /// The INBOX whose maildrop lock this session holds.
     locked: Option<MailboxId>,
-    /// A store request is in flight; the machine waits for its answer.
-    awaiting: bool,
     /// A fetch held back until the client has read what is queued.
     parked: Option<Action>,
-    /// The connection task was told to stop reading until the machine is free again.
-    reader_paused: bool,
 }
 
 impl Actor for Pop3Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.drive(ctx);
+        connection::drive_session(self, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -62,34 +53,29 @@ impl Actor for Pop3Connection {
     }
 }
 
-impl Pop3Connection {
-    /// Carries out the machine's actions until it waits for an answer or has none left.
-    fn drive(&mut self, ctx: &mut Context<Self>) {
-        let _entered = self.span.clone().entered();
-        while !self.awaiting {
-            let Some(action) = self.parked.take().or_else(|| self.machine.next_action()) else {
-                break;
-            };
-            self.perform(action, ctx);
-        }
-        if !self.awaiting && self.reader_paused {
-            self.reader_paused = false;
-            self.outbox.resume_reading();
-        }
+impl SessionActor for Pop3Connection {
+    type Action = Action;
+
+    fn flow(&mut self) -> &mut Flow {
+        &mut self.flow
+    }
+
+    fn next_action(&mut self) -> Option<Action> {
+        self.parked.take().or_else(|| self.machine.next_action())
     }
 
     fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
         match action {
-            Action::Write(bytes) => self.outbox.write(bytes),
+            Action::Write(bytes) => self.flow.outbox.write(bytes),
             Action::StartTls => {
-                self.awaiting = true;
-                self.outbox.send(Outgoing::StartTls);
+                self.flow.awaiting = true;
+                self.flow.outbox.send(Outgoing::StartTls);
             }
             Action::Close => {
-                self.outbox.send(Outgoing::Close);
+                self.flow.outbox.send(Outgoing::Close);
             }
             Action::Authenticate { username, password } => {
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let node = self.node.clone();
                 let ip = self.client.ip();
                 let login = async move {
@@ -100,13 +86,13 @@ impl Pop3Connection {
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
                         Ok(account) => {
-                            actor.span.record("user", account.address.as_str());
-                            tracing::info!(parent: &actor.span, "signed in");
+                            actor.flow.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.flow.span, "signed in");
                             actor.account = Some(account);
                             Ok(())
                         }
                         Err(LoginError::BadCredentials) => {
-                            tracing::info!(parent: &actor.span, "failed sign-in");
+                            tracing::info!(parent: &actor.flow.span, "failed sign-in");
                             Err(AuthFailure::BadCredentials)
                         }
                         Err(LoginError::ProtocolDisabled) => Err(AuthFailure::Disabled),
@@ -117,17 +103,17 @@ impl Pop3Connection {
             }
             Action::OpenMaildrop => self.open_maildrop(ctx),
             Action::FetchMessage { uid } => {
-                if self.outbox.queued() > QUEUE_HIGH_WATER {
+                if self.flow.outbox.queued() > QUEUE_HIGH_WATER {
                     // Resumed by the next client input or the wake-up below.
                     self.parked = Some(Action::FetchMessage { uid });
-                    self.awaiting = true;
+                    self.flow.awaiting = true;
                     ctx.run_later(Duration::from_millis(20), |actor, ctx| {
-                        actor.awaiting = false;
-                        actor.drive(ctx);
+                        actor.flow.awaiting = false;
+                        connection::drive_session(actor, ctx);
                     });
                     return;
                 }
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let Some(mailbox) = self.locked else {
                     self.answer_later(Input::MessageFetched(Err(MaildropError::Unavailable)), ctx);
                     return;
@@ -139,7 +125,7 @@ impl Pop3Connection {
                     let answer = match result {
                         Ok(Ok(bytes)) => Ok(bytes),
                         Ok(Err(e)) => {
-                            tracing::error!(parent: &actor.span, error = %e, "message read failed");
+                            tracing::error!(parent: &actor.flow.span, error = %e, "message read failed");
                             Err(MaildropError::Unavailable)
                         }
                         Err(_) => Err(MaildropError::Unavailable),
@@ -148,7 +134,7 @@ impl Pop3Connection {
                 }));
             }
             Action::CommitDeletes { uids } => {
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let (Some(mailbox), Some(account)) = (self.locked, self.account.as_ref()) else {
                     self.answer_later(
                         Input::DeletesCommitted(Err(MaildropError::Unavailable)),
@@ -169,11 +155,11 @@ impl Pop3Connection {
                         Ok(Ok(())) => {
                             // The mailbox actor released the lock with the commit.
                             actor.locked = None;
-                            tracing::info!(parent: &actor.span, count, "POP3 session updated");
+                            tracing::info!(parent: &actor.flow.span, count, "POP3 session updated");
                             Ok(())
                         }
                         Ok(Err(e)) | Err(e) => {
-                            tracing::error!(parent: &actor.span, error = %e, "POP3 deletions failed");
+                            tracing::error!(parent: &actor.flow.span, error = %e, "POP3 deletions failed");
                             Err(MaildropError::Unavailable)
                         }
                     };
@@ -183,11 +169,32 @@ impl Pop3Connection {
         }
     }
 
+    fn client_bytes(&mut self, bytes: &[u8]) {
+        tracing::trace!(parent: &self.flow.span, bytes = bytes.len(), "client input");
+        self.machine.handle(Input::Bytes(bytes));
+    }
+
+    fn tls_established(&mut self) {
+        tracing::debug!(parent: &self.flow.span, "STLS done");
+        self.machine.handle(Input::TlsEstablished);
+    }
+
+    fn shutdown(&mut self) {
+        self.parked = None;
+        self.machine.handle(Input::Shutdown);
+    }
+
+    fn commands(&self) -> u64 {
+        self.machine.commands()
+    }
+}
+
+impl Pop3Connection {
     /// Feeds an answer to the machine and carries on.
     fn answer(&mut self, input: Input<'_>, ctx: &mut Context<Self>) {
-        self.awaiting = false;
+        self.flow.awaiting = false;
         self.machine.handle(input);
-        self.drive(ctx);
+        connection::drive_session(self, ctx);
     }
 
     /// Like [`Self::answer`], from inside [`Self::perform`] (the drive loop is running).
@@ -196,7 +203,7 @@ impl Pop3Connection {
     }
 
     fn open_maildrop(&mut self, ctx: &mut Context<Self>) {
-        self.awaiting = true;
+        self.flow.awaiting = true;
         let Some(account) = self.account.clone() else {
             self.answer_later(Input::MaildropOpened(Err(MaildropError::Unavailable)), ctx);
             return;
@@ -230,14 +237,14 @@ impl Pop3Connection {
                             unique_id: unique_id(meta.uid, snapshot.uidvalidity),
                         })
                         .collect();
-                    actor.outbox.send(Outgoing::IdleTimeout(Duration::from_secs(
+                    actor.flow.outbox.send(Outgoing::IdleTimeout(Duration::from_secs(
                         actor.node.config.pop3.idle_timeout_secs,
                     )));
                     Ok(entries)
                 }
                 Err(MailboxFault::Locked) => Err(MaildropError::InUse),
                 Err(e) => {
-                    tracing::error!(parent: &actor.span, error = %e, "opening the maildrop failed");
+                    tracing::error!(parent: &actor.flow.span, error = %e, "opening the maildrop failed");
                     Err(MaildropError::Unavailable)
                 }
             };
@@ -246,53 +253,7 @@ impl Pop3Connection {
     }
 }
 
-impl Handler<ClientBytes> for Pop3Connection {
-    type Result = MessageResult<ClientBytes>;
-
-    fn handle(&mut self, msg: ClientBytes, ctx: &mut Self::Context) -> Self::Result {
-        {
-            let _entered = self.span.clone().entered();
-            tracing::trace!(bytes = msg.0.len(), "client input");
-            self.machine.handle(Input::Bytes(&msg.0));
-        }
-        self.drive(ctx);
-        self.reader_paused = self.awaiting;
-        MessageResult(if self.awaiting {
-            ReadControl::Pause
-        } else {
-            ReadControl::Continue
-        })
-    }
-}
-
-impl Handler<TlsEstablished> for Pop3Connection {
-    type Result = ();
-
-    fn handle(&mut self, _: TlsEstablished, ctx: &mut Self::Context) {
-        tracing::debug!(parent: &self.span, "STLS done");
-        self.answer(Input::TlsEstablished, ctx);
-    }
-}
-
-impl Handler<ServerShutdown> for Pop3Connection {
-    type Result = ();
-
-    fn handle(&mut self, _: ServerShutdown, ctx: &mut Self::Context) {
-        self.awaiting = false;
-        self.parked = None;
-        self.machine.handle(Input::Shutdown);
-        self.drive(ctx);
-    }
-}
-
-impl Handler<ConnectionEnded> for Pop3Connection {
-    type Result = ();
-
-    fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
-        connection::log_session_end(&self.span, &msg, self.machine.commands());
-        ctx.stop();
-    }
-}
+connection::session_handlers!(Pop3Connection);
 
 /// Serves one POP3 connection (plain with STLS, or implicit TLS) until it ends.
 pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
@@ -315,14 +276,11 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
             id: new.id,
             node: session_node,
             machine: Session::new(config, new.tls),
-            outbox: new.outbox,
-            span: new.span,
+            flow: Flow::new(new.outbox, new.span),
             client: new.client,
             account: None,
             locked: None,
-            awaiting: false,
             parked: None,
-            reader_paused: false,
         }
     })
     .await;

@@ -14,33 +14,26 @@ use portico_smtp::{
 };
 use portico_store::{Flags, INBOX, MailboxId, Store, StoreError};
 use tokio::net::TcpStream;
-use tracing::Span;
 
 use crate::auth::{LoginError, Protocol};
-use crate::connection::{
-    self, ClientBytes, ConnectionEnded, Outbox, Outgoing, ProtocolSettings, ReadControl,
-    ServerShutdown, TlsEstablished,
-};
+use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::AppendMessage;
 use crate::node::NodeContext;
 
 pub struct SmtpConnection {
     node: Arc<NodeContext>,
     machine: Session,
-    outbox: Outbox,
-    span: Span,
+    flow: Flow,
     client: SocketAddr,
     mode: Mode,
     authenticated: Option<String>,
-    awaiting: bool,
-    reader_paused: bool,
 }
 
 impl Actor for SmtpConnection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.drive(ctx);
+        connection::drive_session(self, ctx);
     }
 }
 
@@ -197,36 +190,34 @@ async fn deliver(
 }
 
 impl SmtpConnection {
-    fn drive(&mut self, ctx: &mut Context<Self>) {
-        let _entered = self.span.clone().entered();
-        while !self.awaiting {
-            let Some(action) = self.machine.next_action() else {
-                break;
-            };
-            self.perform(action, ctx);
-        }
-        if !self.awaiting && self.reader_paused {
-            self.reader_paused = false;
-            self.outbox.resume_reading();
-        }
+    fn answer(&mut self, input: Input<'_>, ctx: &mut Context<Self>) {
+        self.flow.awaiting = false;
+        self.machine.handle(input);
+        connection::drive_session(self, ctx);
+    }
+}
+
+impl SessionActor for SmtpConnection {
+    type Action = Action;
+
+    fn flow(&mut self) -> &mut Flow {
+        &mut self.flow
     }
 
-    fn answer(&mut self, input: Input<'_>, ctx: &mut Context<Self>) {
-        self.awaiting = false;
-        self.machine.handle(input);
-        self.drive(ctx);
+    fn next_action(&mut self) -> Option<Action> {
+        self.machine.next_action()
     }
 
     fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
         match action {
-            Action::Write(bytes) => self.outbox.write(bytes),
+            Action::Write(bytes) => self.flow.outbox.write(bytes),
             Action::StartTls => {
-                self.awaiting = true;
-                self.outbox.send(Outgoing::StartTls);
+                self.flow.awaiting = true;
+                self.flow.outbox.send(Outgoing::StartTls);
             }
-            Action::Close => self.outbox.send(Outgoing::Close),
+            Action::Close => self.flow.outbox.send(Outgoing::Close),
             Action::Authenticate { username, password } => {
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let node = self.node.clone();
                 let ip = self.client.ip();
                 let login = async move {
@@ -237,13 +228,13 @@ impl SmtpConnection {
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
                         Ok(account) => {
-                            actor.span.record("user", account.address.as_str());
-                            tracing::info!(parent: &actor.span, "authenticated");
+                            actor.flow.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.flow.span, "authenticated");
                             actor.authenticated = Some(account.address);
                             Ok(())
                         }
                         Err(LoginError::BadCredentials | LoginError::ProtocolDisabled) => {
-                            tracing::info!(parent: &actor.span, "failed authentication");
+                            tracing::info!(parent: &actor.flow.span, "failed authentication");
                             Err(AuthFailure::BadCredentials)
                         }
                         Err(LoginError::Unavailable) => Err(AuthFailure::Temporary),
@@ -252,7 +243,7 @@ impl SmtpConnection {
                 }));
             }
             Action::CheckRecipient { address } => {
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let node = self.node.clone();
                 let (mode, authenticated) = (self.mode, self.authenticated.is_some());
                 let check = tokio::task::spawn_blocking(move || {
@@ -267,7 +258,7 @@ impl SmtpConnection {
                 }));
             }
             Action::Deliver(envelope) => {
-                self.awaiting = true;
+                self.flow.awaiting = true;
                 let delivery = deliver(self.node.clone(), envelope, self.client.ip());
                 ctx.spawn(delivery.into_actor(self).map(|result, actor, ctx| {
                     actor.answer(Input::Delivered(result), ctx);
@@ -275,47 +266,25 @@ impl SmtpConnection {
             }
         }
     }
-}
 
-impl Handler<ClientBytes> for SmtpConnection {
-    type Result = MessageResult<ClientBytes>;
+    fn client_bytes(&mut self, bytes: &[u8]) {
+        self.machine.handle(Input::Bytes(bytes));
+    }
 
-    fn handle(&mut self, msg: ClientBytes, ctx: &mut Self::Context) -> Self::Result {
-        self.machine.handle(Input::Bytes(&msg.0));
-        self.drive(ctx);
-        self.reader_paused = self.awaiting;
-        MessageResult(if self.awaiting {
-            ReadControl::Pause
-        } else {
-            ReadControl::Continue
-        })
+    fn tls_established(&mut self) {
+        self.machine.handle(Input::TlsEstablished);
+    }
+
+    fn shutdown(&mut self) {
+        self.machine.handle(Input::Shutdown);
+    }
+
+    fn commands(&self) -> u64 {
+        self.machine.commands()
     }
 }
 
-impl Handler<TlsEstablished> for SmtpConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: TlsEstablished, ctx: &mut Self::Context) {
-        self.answer(Input::TlsEstablished, ctx);
-    }
-}
-
-impl Handler<ServerShutdown> for SmtpConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: ServerShutdown, ctx: &mut Self::Context) {
-        self.answer(Input::Shutdown, ctx);
-    }
-}
-
-impl Handler<ConnectionEnded> for SmtpConnection {
-    type Result = ();
-
-    fn handle(&mut self, msg: ConnectionEnded, ctx: &mut Self::Context) {
-        connection::log_session_end(&self.span, &msg, self.machine.commands());
-        ctx.stop();
-    }
-}
+connection::session_handlers!(SmtpConnection);
 
 /// Serves one SMTP connection: inbound (`Mode::Inbound`) or submission, plain with
 /// STARTTLS or implicit TLS.
@@ -353,13 +322,10 @@ pub async fn serve(
         SmtpConnection {
             node: session_node,
             machine: Session::new(config, new.tls),
-            outbox: new.outbox,
-            span: new.span,
+            flow: Flow::new(new.outbox, new.span),
             client: new.client,
             mode,
             authenticated: None,
-            awaiting: false,
-            reader_paused: false,
         }
     })
     .await;
