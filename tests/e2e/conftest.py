@@ -802,3 +802,307 @@ class Literal:
 
     def __init__(self, data: bytes):
         self.data = data
+
+
+# --------------------------------------------------------------------------------------
+# SMTP (test_smtp.py): the IMAP node with the SMTP listeners (inbound, submission with
+# STARTTLS, implicit-TLS submission) and local_domains = ["example.com"]
+
+import smtplib  # noqa: E402
+
+SMTP_HOSTNAME = "mail.example.com"
+
+SMTP_CONFIG_EXTRA = """
+[smtp]
+enabled = true
+hostname = "{hostname}"
+login = "{smtp_login}"
+retry_initial_secs = 1
+retry_max_secs = 2
+{smtp_extra}"""
+
+SMTP_RELAY_EXTRA = """
+[smtp.relay]
+host = "127.0.0.1"
+port = {port}
+starttls = false
+"""
+
+
+def wait_for_ports(server: Server, ports: set[int], what: str) -> None:
+    """Waits until every port accepts connections (fails if the server exits)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    pending = set(ports)
+    while pending:
+        if server.proc.poll() is not None:
+            pytest.fail(
+                f"portico serve exited during startup:\n{server.log()}", pytrace=False
+            )
+        for port in list(pending):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                pending.discard(port)
+            except OSError:
+                pass
+        if pending:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"portico did not accept {what} connections on {sorted(pending)}:\n"
+                    f"{server.log()}",
+                    pytrace=False,
+                )
+            time.sleep(0.01)
+
+
+class SmtpServer(ImapServer):
+    """An ImapServer that also serves SMTP: `smtp` (inbound, port-25 style),
+    `submission` (587 style, STARTTLS) and `submissions` (465 style, implicit TLS), all on
+    fresh loopback ports, with local_domains = ["example.com"]. `smtp_login` is the
+    [smtp] login type; `smtp_extra` lines go into [smtp] (e.g. 'max_message_size =
+    2000'); with `relay_port`, [smtp.relay] points at 127.0.0.1:relay_port (no TLS)."""
+
+    def __init__(
+        self,
+        binary: Path,
+        root: Path,
+        *,
+        smtp_login: str = "secure",
+        smtp_extra: str = "",
+        relay_port: int | None = None,
+        **kwargs,
+    ):
+        self.smtp_port = 0
+        self.submission_port = 0
+        self.submissions_port = 0
+        self.smtp_login_type = smtp_login
+        self.smtp_extra = smtp_extra
+        self.relay_port = relay_port
+        super().__init__(binary, root, **kwargs)
+
+    def write_config(self) -> None:
+        super().write_config()
+        taken = {self.pop3_port, self.pop3s_port, self.imap_port, self.imaps_port}
+        if self.relay_port:
+            taken.add(self.relay_port)
+        ports = []
+        while len(ports) < 3:
+            port = free_port()
+            if port not in taken:
+                taken.add(port)
+                ports.append(port)
+        self.smtp_port, self.submission_port, self.submissions_port = ports
+        text = self.config.read_text()
+        anchor = f'imaps = "127.0.0.1:{self.imaps_port}"\n'
+        listen = anchor + (
+            f'smtp = "127.0.0.1:{self.smtp_port}"\n'
+            f'submission = "127.0.0.1:{self.submission_port}"\n'
+            f'submissions = "127.0.0.1:{self.submissions_port}"\n'
+        )
+        assert anchor in text
+        text = text.replace(anchor, listen, 1)
+        first_section = text.index("\n[")
+        text = (
+            text[:first_section]
+            + '\nlocal_domains = ["example.com"]\n'
+            + text[first_section:]
+        )
+        text += SMTP_CONFIG_EXTRA.format(
+            hostname=SMTP_HOSTNAME,
+            smtp_login=self.smtp_login_type,
+            smtp_extra=(self.smtp_extra + "\n") if self.smtp_extra else "",
+        )
+        if self.relay_port:
+            text += SMTP_RELAY_EXTRA.format(port=self.relay_port)
+        self.config.write_text(text)
+
+    def start(self) -> "SmtpServer":
+        super().start()
+        wait_for_ports(
+            self, {self.smtp_port, self.submission_port, self.submissions_port}, "SMTP"
+        )
+        return self
+
+    # -- SMTP clients -------------------------------------------------------------------
+
+    def smtp(self, port: int | None = None) -> smtplib.SMTP:
+        """smtplib on a plain port (the submission port unless told otherwise)."""
+        return smtplib.SMTP(
+            "127.0.0.1",
+            port or self.submission_port,
+            local_hostname="client.example.org",
+            timeout=IO_TIMEOUT,
+        )
+
+    def smtp_starttls(self) -> smtplib.SMTP:
+        s = self.smtp()
+        code, text = s.starttls(context=tls_context())
+        assert (code, text) == (220, b"2.0.0 Ready to start TLS")
+        return s
+
+    def smtp_ssl(self) -> smtplib.SMTP_SSL:
+        return smtplib.SMTP_SSL(
+            "127.0.0.1",
+            self.submissions_port,
+            local_hostname="client.example.org",
+            timeout=IO_TIMEOUT,
+            context=tls_context(),
+        )
+
+    def smtp_login(self, user: str, password: str, *, implicit: bool = False):
+        """An authenticated submission session (STARTTLS, or the implicit-TLS port)."""
+        s = self.smtp_ssl() if implicit else self.smtp_starttls()
+        code, text = s.login(user, password)
+        assert (code, text) == (235, b"2.7.0 Authentication successful")
+        return s
+
+    def raw_smtp(self, port: int | None = None, *, implicit: bool = False) -> "RawSmtp":
+        return RawSmtp(
+            port or (self.submissions_port if implicit else self.submission_port),
+            implicit=implicit,
+        )
+
+    def queue(self) -> list[dict]:
+        """`queue list` parsed: [{id, from, size, queued, recipients: [{to, attempts,
+        last_error}]}], checking the line format on the way."""
+        entries: list[dict] = []
+        for line in self.cli_ok("queue", "list").splitlines():
+            m = re.fullmatch(r"(\d+)\tfrom=<([^>]*)>\tsize=(\d+)\tqueued=(.+)", line)
+            if m:
+                entries.append(
+                    {
+                        "id": int(m.group(1)),
+                        "from": m.group(2),
+                        "size": int(m.group(3)),
+                        "queued": m.group(4),
+                        "recipients": [],
+                    }
+                )
+                continue
+            m = re.fullmatch(r"\tto=<([^>]*)>\tattempts=(\d+)\tlast_error=(.*)", line)
+            assert m and entries, f"unexpected queue list line {line!r}"
+            entries[-1]["recipients"].append(
+                {"to": m.group(1), "attempts": int(m.group(2)), "last_error": m.group(3)}
+            )
+        return entries
+
+
+class RawSmtp:
+    """A byte-level SMTP client: `reply()` reads one (multi-line) reply and returns its
+    lines without CRLF."""
+
+    def __init__(self, port: int, *, implicit: bool = False, timeout=IO_TIMEOUT):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if implicit:
+            sock = tls_context().wrap_socket(sock)
+        self.sock = sock
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed; pending {self.buf!r}")
+        self.buf += chunk
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            assert b"\n" not in self.buf, f"bare LF in reply {self.buf!r}"
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self) -> list[bytes]:
+        """One reply: lines `ddd-...` up to the `ddd ...` one, all with the same code."""
+        lines = [self.line()]
+        while re.match(rb"\d{3}-", lines[-1]):
+            lines.append(self.line())
+        code = lines[0][:3]
+        assert all(re.match(rb"\d{3}[ -]", l) and l[:3] == code for l in lines), lines
+        return lines
+
+    def cmd(self, command: bytes | str) -> bytes:
+        """Sends one command line; returns the last line of its reply (all of a
+        single-line reply)."""
+        if isinstance(command, str):
+            command = command.encode()
+        self.send(command + b"\r\n")
+        return self.reply()[-1]
+
+    def ehlo(self, name: str = "client.example.org") -> list[bytes]:
+        self.send(f"EHLO {name}\r\n")
+        return self.reply()
+
+    def starttls(self) -> None:
+        assert self.cmd("STARTTLS") == b"220 2.0.0 Ready to start TLS"
+        assert self.buf == b""
+        self.sock = tls_context().wrap_socket(self.sock)
+
+    def auth_plain(self, user: str, password: str) -> bytes:
+        return self.cmd(f"AUTH PLAIN {plain_b64(user, password)}")
+
+    def at_eof(self, timeout: float = IO_TIMEOUT) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return self.buf == b""
+                self.buf += chunk
+        except TimeoutError:
+            return False
+        except OSError:
+            return self.buf == b""
+        finally:
+            self.sock.settimeout(IO_TIMEOUT)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def make_smtp_server(portico_bin, tmp_path, request):
+    """Factory like make_imap_server, for SmtpServer: make_smtp_server(smtp_login=
+    "secure", smtp_extra="", relay_port=None, login="secure", start=True, name="smtp",
+    ...)."""
+    servers: list[Server] = getattr(request.node, "_portico_servers", None) or []
+    request.node._portico_servers = servers
+
+    def make(
+        *,
+        smtp_login: str = "secure",
+        smtp_extra: str = "",
+        relay_port: int | None = None,
+        login: str = "secure",
+        imap_extra: str = "",
+        start: bool = True,
+        name: str = "smtp",
+        data_dir: str = "data",
+        config_name: str = "portico.toml",
+    ) -> SmtpServer:
+        server = SmtpServer(
+            portico_bin,
+            tmp_path / name,
+            smtp_login=smtp_login,
+            smtp_extra=smtp_extra,
+            relay_port=relay_port,
+            login=login,
+            imap_extra=imap_extra,
+            data_dir=data_dir,
+            config_name=config_name,
+        )
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.kill()

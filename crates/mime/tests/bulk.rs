@@ -61,7 +61,11 @@ fn expected() -> BTreeMap<u32, (Option<String>, Option<String>)> {
 fn file_has_every_bulk_message_twice() {
     let exp = expected();
     let numbers: Vec<u32> = exp.keys().copied().collect();
-    assert_eq!(numbers, (FIRST..=LAST).collect::<Vec<_>>(), "message numbers");
+    assert_eq!(
+        numbers,
+        (FIRST..=LAST).collect::<Vec<_>>(),
+        "message numbers"
+    );
     for (n, (env, bs)) in &exp {
         assert!(env.is_some(), "{n:03}: no ENVELOPE line");
         assert!(bs.is_some(), "{n:03}: no BODYSTRUCTURE line");

@@ -587,41 +587,39 @@ impl Session {
         let Some(maildrop) = self.maildrop() else {
             return;
         };
-        let result = match line.args().as_slice() {
-            [] => {
-                let (count, octets) = maildrop.totals();
-                let mut out = format!("+OK {} ({octets} octets)\r\n", plural(count, "message"));
-                for (number, entry) in maildrop.live() {
-                    out.push_str(&format!("{number} {}\r\n", entry.size));
-                }
-                out.push_str(".\r\n");
-                Ok(out)
-            }
-            [arg] => maildrop
-                .resolve(arg)
-                .map(|(index, entry)| format!("+OK {} {}\r\n", index + 1, entry.size)),
-            _ => Err(TOO_MANY_ARGS.to_string()),
-        };
-        self.finish(result);
+        let (count, octets) = maildrop.totals();
+        let first = format!("+OK {} ({octets} octets)", plural(count, "message"));
+        self.listing(line, first, |entry| entry.size.to_string());
     }
 
     /// RFC 1939 §7 UIDL.
     fn cmd_uidl(&mut self, line: &CommandLine<'_>) {
+        self.listing(line, "+OK".to_string(), |entry| entry.unique_id.clone());
+    }
+
+    /// LIST and UIDL: one message (`+OK n value`) or all live ones (`first`, then
+    /// `n value` lines, then `.`).
+    fn listing(
+        &mut self,
+        line: &CommandLine<'_>,
+        first: String,
+        value: impl Fn(&MaildropEntry) -> String,
+    ) {
         let Some(maildrop) = self.maildrop() else {
             return;
         };
         let result = match line.args().as_slice() {
             [] => {
-                let mut out = String::from("+OK\r\n");
+                let mut out = format!("{first}\r\n");
                 for (number, entry) in maildrop.live() {
-                    out.push_str(&format!("{number} {}\r\n", entry.unique_id));
+                    out.push_str(&format!("{number} {}\r\n", value(entry)));
                 }
                 out.push_str(".\r\n");
                 Ok(out)
             }
             [arg] => maildrop
                 .resolve(arg)
-                .map(|(index, entry)| format!("+OK {} {}\r\n", index + 1, entry.unique_id)),
+                .map(|(index, entry)| format!("+OK {} {}\r\n", index + 1, value(entry))),
             _ => Err(TOO_MANY_ARGS.to_string()),
         };
         self.finish(result);
