@@ -202,7 +202,8 @@ fn try_execute_local(store: &Store, request: AdminRequest) -> Result<AdminRespon
         ),
         AdminRequest::QueueFlush => {
             let count = store.flush_queue()?;
-            AdminResponse::Done(format!("{count} queued messages due now"))
+            let noun = if count == 1 { "message" } else { "messages" };
+            AdminResponse::Done(format!("{count} queued {noun} due now"))
         }
         AdminRequest::QueueDelete { id } => match store.delete_queued(id) {
             Ok(()) => AdminResponse::Done(format!("deleted queued message {id}")),

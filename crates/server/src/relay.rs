@@ -28,13 +28,27 @@ pub enum Outcome {
     Permanent(String),
 }
 
-/// A reply: its code and the text of its last line.
+/// A reply: its code, the text of its last line, and every line's text (EHLO's
+/// extensions).
 struct ReplyLine {
     code: u16,
     text: String,
+    lines: Vec<String>,
+}
+
+impl ReplyLine {
+    /// Whether an EHLO reply lists `extension` (RFC 5321 §4.1.1.1).
+    fn offers(&self, extension: &str) -> bool {
+        self.lines.iter().skip(1).any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case(extension))
+        })
+    }
 }
 
 async fn read_reply<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> anyhow::Result<ReplyLine> {
+    let mut lines = Vec::new();
     loop {
         let mut line = String::new();
         let n = tokio::time::timeout(Duration::from_secs(300), reader.read_line(&mut line))
@@ -48,11 +62,14 @@ async fn read_reply<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> anyhow::
             .get(..3)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| anyhow!("malformed reply from the relay: {line:?}"))?;
-        if line.as_bytes().get(3) != Some(&b'-') {
-            let text = line.get(4..).unwrap_or("");
+        let text = line.get(4..).unwrap_or("").to_string();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(text.clone());
+        if last {
             return Ok(ReplyLine {
                 code,
                 text: format!("{code} {text}"),
+                lines,
             });
         }
     }
@@ -89,10 +106,12 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
 /// Runs one SMTP transaction on an open stream; returns the outcome per recipient.
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut BufReader<S>,
+    ehlo: &ReplyLine,
     relay: &RelaySettings,
     mail_from: &str,
     recipients: &[String],
     message: &[u8],
+    smtputf8: bool,
 ) -> anyhow::Result<Vec<Outcome>> {
     if let (Some(user), Some(password)) = (&relay.username, &relay.password) {
         let token = base64::engine::general_purpose::STANDARD
@@ -103,8 +122,24 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let eight_bit = message.iter().any(|&b| b >= 0x80);
-    let body = if eight_bit { " BODY=8BITMIME" } else { "" };
-    let reply = command(stream, &format!("MAIL FROM:<{mail_from}>{body}")).await?;
+    // RFC 6152 §3 / RFC 6531 §3.4: 8-bit content and UTF-8 addresses only go to a relay
+    // that offers them; otherwise the message is returned, not mangled.
+    if eight_bit && !ehlo.offers("8BITMIME") {
+        let refusal = "554 5.6.3 The relay does not accept 8-bit messages (no 8BITMIME)";
+        return Ok(vec![Outcome::Permanent(refusal.into()); recipients.len()]);
+    }
+    if smtputf8 && !ehlo.offers("SMTPUTF8") {
+        let refusal = "553 5.6.7 The relay does not accept UTF-8 addresses (no SMTPUTF8)";
+        return Ok(vec![Outcome::Permanent(refusal.into()); recipients.len()]);
+    }
+    let mut params = String::new();
+    if eight_bit {
+        params.push_str(" BODY=8BITMIME");
+    }
+    if smtputf8 {
+        params.push_str(" SMTPUTF8");
+    }
+    let reply = command(stream, &format!("MAIL FROM:<{mail_from}>{params}")).await?;
     if reply.code >= 500 {
         return Ok(vec![Outcome::Permanent(reply.text); recipients.len()]);
     }
@@ -121,7 +156,6 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         });
     }
     if !outcomes.contains(&Outcome::Delivered) {
-        let _ = command(stream, "RSET").await;
         return Ok(outcomes);
     }
     let reply = command(stream, "DATA").await?;
@@ -150,7 +184,6 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         500..=599 => Outcome::Permanent(reply.text),
         _ => Outcome::Temporary(reply.text),
     };
-    let _ = command(stream, "QUIT").await;
     Ok(outcomes
         .into_iter()
         .map(|o| {
@@ -161,6 +194,36 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             }
         })
         .collect())
+}
+
+/// Runs the transaction, then ends the session with QUIT whatever happened (RFC 5321
+/// §4.1.1.10).
+async fn transaction_then_quit<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut BufReader<S>,
+    ehlo: &ReplyLine,
+    relay: &RelaySettings,
+    message: &QueuedMail<'_>,
+) -> anyhow::Result<Vec<Outcome>> {
+    let outcome = transaction(
+        stream,
+        ehlo,
+        relay,
+        message.mail_from,
+        message.recipients,
+        message.bytes,
+        message.smtputf8,
+    )
+    .await;
+    let _ = command(stream, "QUIT").await;
+    outcome
+}
+
+/// What one relay attempt hands over.
+pub struct QueuedMail<'a> {
+    pub mail_from: &'a str,
+    pub recipients: &'a [String],
+    pub bytes: &'a [u8],
+    pub smtputf8: bool,
 }
 
 fn tls_connector(relay: &RelaySettings) -> anyhow::Result<tokio_rustls::TlsConnector> {
@@ -242,9 +305,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
 pub async fn send(
     relay: &RelaySettings,
     hostname: &str,
-    mail_from: &str,
-    recipients: &[String],
-    message: &[u8],
+    message: &QueuedMail<'_>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let tcp = tokio::time::timeout(
         Duration::from_secs(30),
@@ -260,13 +321,15 @@ pub async fn send(
     }
     let ehlo = command(&mut plain, &format!("EHLO {hostname}")).await?;
     if ehlo.code != 250 {
+        let _ = command(&mut plain, "QUIT").await;
         bail!("the relay refused EHLO: {}", ehlo.text);
     }
     if !relay.starttls {
-        return transaction(&mut plain, relay, mail_from, recipients, message).await;
+        return transaction_then_quit(&mut plain, &ehlo, relay, message).await;
     }
     let reply = command(&mut plain, "STARTTLS").await?;
     if reply.code != 220 {
+        let _ = command(&mut plain, "QUIT").await;
         bail!("the relay refused STARTTLS: {}", reply.text);
     }
     let name = ServerName::try_from(relay.host.clone()).context("relay host name")?;
@@ -277,9 +340,10 @@ pub async fn send(
     let mut secure = BufReader::new(tls);
     let ehlo = command(&mut secure, &format!("EHLO {hostname}")).await?;
     if ehlo.code != 250 {
+        let _ = command(&mut secure, "QUIT").await;
         bail!("the relay refused EHLO after STARTTLS: {}", ehlo.text);
     }
-    transaction(&mut secure, relay, mail_from, recipients, message).await
+    transaction_then_quit(&mut secure, &ehlo, relay, message).await
 }
 
 /// An RFC 3464 delivery status notification for the recipients that failed.
@@ -296,6 +360,11 @@ pub fn bounce(
         .position(|w| w == b"\r\n\r\n")
         .map_or(original.len(), |i| i + 2);
     let mut out = String::new();
+    out.push_str(&format!(
+        "Return-Path: <>\r\nMessage-ID: <dsn-{}-{}@{hostname}>\r\n",
+        entry.id,
+        now()
+    ));
     out.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\nTo: <{}>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: {date}\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-replied\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n",
         entry.mail_from
@@ -378,9 +447,12 @@ pub async fn deliver_due(node: &Arc<NodeContext>) -> anyhow::Result<()> {
             Some(relay) => match send(
                 relay,
                 &settings.hostname,
-                &entry.mail_from,
-                &addresses,
-                &message,
+                &QueuedMail {
+                    mail_from: &entry.mail_from,
+                    recipients: &addresses,
+                    bytes: &message,
+                    smtputf8: entry.smtputf8,
+                },
             )
             .await
             {

@@ -65,6 +65,8 @@ fn recipient_verdict(
     address: &str,
 ) -> Result<RecipientVerdict, StoreError> {
     let store = &node.store;
+    let address = canonical_recipient(node, store, address)?;
+    let address = address.as_str();
     let Some(domain) = domain_of(address) else {
         return Ok(RecipientVerdict::UnknownUser);
     };
@@ -81,6 +83,32 @@ fn recipient_verdict(
     })
 }
 
+/// RFC 5321 §4.5.1: the bare `postmaster` names this server's postmaster; it must be
+/// accepted. It is the postmaster of the first local domain, or of any domain an
+/// account lives in.
+fn canonical_recipient(
+    node: &NodeContext,
+    store: &Store,
+    address: &str,
+) -> Result<String, StoreError> {
+    if !address.eq_ignore_ascii_case("postmaster") {
+        return Ok(address.to_string());
+    }
+    if let Some(domain) = node.config.local_domains.first() {
+        return Ok(format!("postmaster@{domain}"));
+    }
+    Ok(store
+        .accounts()?
+        .into_iter()
+        .map(|account| account.address)
+        .find(|a| {
+            a.split('@')
+                .next()
+                .is_some_and(|local| local.eq_ignore_ascii_case("postmaster"))
+        })
+        .unwrap_or_else(|| address.to_string()))
+}
+
 fn queue_id() -> String {
     let mut bytes = [0u8; 6];
     let _ = getrandom::fill(&mut bytes);
@@ -95,11 +123,16 @@ fn received_header(
     id: &str,
     recipient: Option<&str>,
 ) -> String {
-    let with = match (envelope.tls, envelope.authenticated_as.is_some()) {
-        (true, true) => "ESMTPSA",
-        (true, false) => "ESMTPS",
-        (false, true) => "ESMTPA",
-        (false, false) => "ESMTP",
+    let with = match (
+        envelope.esmtp,
+        envelope.tls,
+        envelope.authenticated_as.is_some(),
+    ) {
+        (false, _, _) => "SMTP",
+        (true, true, true) => "ESMTPSA",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, false, false) => "ESMTP",
     };
     let helo = envelope.helo.replace(['\r', '\n'], "");
     let for_clause = recipient
@@ -128,6 +161,7 @@ async fn deliver(
         let mut local = Vec::new();
         let mut remote = Vec::new();
         for recipient in recipients {
+            let recipient = canonical_recipient(&lookup_node, &store, &recipient)?;
             let inbox = match domain_of(&recipient) {
                 Some(domain) if is_local_domain(&lookup_node, &store, domain)? => store
                     .account_by_address(&recipient)?
@@ -176,13 +210,15 @@ async fn deliver(
         message.extend_from_slice(&envelope.message);
         let store = node.store.clone();
         let from = envelope.mail_from.clone();
-        let queued = tokio::task::spawn_blocking(move || store.enqueue(&from, &remote, &message))
-            .await
-            .map_err(|_| DeliveryFailure::Temporary)?
-            .map_err(|e| {
-                tracing::error!(queue_id = %id, error = %e, "queueing failed");
-                DeliveryFailure::Temporary
-            })?;
+        let smtputf8 = envelope.smtputf8;
+        let queued =
+            tokio::task::spawn_blocking(move || store.enqueue(&from, &remote, &message, smtputf8))
+                .await
+                .map_err(|_| DeliveryFailure::Temporary)?
+                .map_err(|e| {
+                    tracing::error!(queue_id = %id, error = %e, "queueing failed");
+                    DeliveryFailure::Temporary
+                })?;
         tracing::info!(queue_id = %id, queued = queued.id, recipients = queued.recipients.len(), "queued for relay");
         node.queue_wake.notify_one();
     }

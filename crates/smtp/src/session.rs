@@ -187,6 +187,8 @@ pub enum Action {
 pub struct Envelope {
     /// The EHLO/HELO name, as given.
     pub helo: String,
+    /// The client said EHLO (ESMTP), not HELO: the Received `with` clause tells.
+    pub esmtp: bool,
     /// Who authenticated (submission).
     pub authenticated_as: Option<String>,
     /// The reverse-path; `""` for the null sender `<>`.
@@ -228,6 +230,8 @@ pub struct Session {
     /// The EHLO/HELO name; `None` before the client introduced itself (and again after
     /// STARTTLS, RFC 3207 §4.2).
     helo: Option<String>,
+    /// The introduction was EHLO rather than HELO.
+    esmtp: bool,
     /// The user whose credentials were accepted (submission).
     authenticated: Option<String>,
     /// From an accepted MAIL until the message is handed over, RSET, or a new EHLO.
@@ -319,6 +323,7 @@ impl Session {
             config,
             tls_active,
             helo: None,
+            esmtp: false,
             authenticated: None,
             transaction: None,
             reading: Reading::Command,
@@ -943,6 +948,7 @@ mod tests {
     fn envelope_debug_does_not_print_the_message() {
         let envelope = Envelope {
             helo: "h".into(),
+            esmtp: true,
             authenticated_as: None,
             mail_from: String::new(),
             recipients: vec!["a@b".into()],

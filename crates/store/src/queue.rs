@@ -32,6 +32,8 @@ pub struct QueuedMessage {
     pub mail_from: String,
     pub recipients: Vec<QueuedRecipient>,
     pub size: u64,
+    /// Accepted with SMTPUTF8 (RFC 6531): the relay must offer it too.
+    pub smtputf8: bool,
     body: BodyRef,
 }
 
@@ -42,6 +44,7 @@ impl Store {
         mail_from: &str,
         recipients: &[String],
         message: &[u8],
+        smtputf8: bool,
     ) -> Result<QueuedMessage> {
         if recipients.is_empty() {
             return Err(StoreError::NotAllowed("a queued message needs a recipient"));
@@ -65,6 +68,7 @@ impl Store {
                 })
                 .collect(),
             size: message.len() as u64,
+            smtputf8,
             body,
         };
         txn.batch.insert(keys::queued(id), encode(&entry)?);

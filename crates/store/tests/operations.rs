@@ -573,7 +573,7 @@ fn queue_keeps_messages_until_every_recipient_is_done_and_survives_reopen() {
     let id = {
         let store = open(&dir);
         assert!(matches!(
-            store.enqueue("a@example.com", &[], b"x"),
+            store.enqueue("a@example.com", &[], b"x", false),
             Err(StoreError::NotAllowed(_))
         ));
         let recipients = vec![
@@ -581,7 +581,7 @@ fn queue_keeps_messages_until_every_recipient_is_done_and_survives_reopen() {
             "y@remote.example".to_string(),
         ];
         let entry = store
-            .enqueue("a@example.com", &recipients, &message)
+            .enqueue("a@example.com", &recipients, &message, false)
             .unwrap();
         assert_eq!(entry.recipients.len(), 2);
         entry.id

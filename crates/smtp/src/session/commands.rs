@@ -21,6 +21,7 @@ impl Session {
             return self.client_error(ClientError::Syntax("EHLO domain"));
         };
         self.helo = Some(host.into_owned());
+        self.esmtp = true;
         self.reset_transaction();
         let mut lines = vec![
             self.config.hostname.clone(),
@@ -56,6 +57,7 @@ impl Session {
             return self.client_error(ClientError::Syntax("HELO domain"));
         };
         self.helo = Some(host.into_owned());
+        self.esmtp = false;
         self.reset_transaction();
         let text = format!("250 {}", self.config.hostname);
         self.reply(&text);

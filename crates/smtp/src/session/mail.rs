@@ -228,6 +228,7 @@ impl Session {
         };
         let envelope = Envelope {
             helo: self.helo.clone().unwrap_or_default(),
+            esmtp: self.esmtp,
             authenticated_as: self.authenticated.clone(),
             mail_from: transaction.mail_from,
             recipients: transaction.recipients,
