@@ -127,13 +127,24 @@ impl Store {
     /// another process has it open.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(options.cache_capacity)
             // We sync explicitly on every acknowledged write (group commit); sled's own
             // timer would only add fsyncs.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // A store this process just closed may hold its lock a moment longer while
+        // sled's background threads let go; another process's lock stays.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open().map_err(StoreError::from) {
+                Err(StoreError::Locked) if attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        };
         let db_file = File::open(dir.join("db"))?;
         // The files sled just created must survive a power cut too.
         File::open(dir)?.sync_all()?;
