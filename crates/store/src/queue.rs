@@ -125,8 +125,12 @@ impl Store {
                     recipient
                 })
                 .collect();
-            self.update_queued(entry.id, pending)?;
-            count += 1;
+            // Delivered or deleted since the listing: nothing left to flush.
+            match self.update_queued(entry.id, pending) {
+                Ok(()) => count += 1,
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(count)
     }
