@@ -49,8 +49,8 @@ use portico_imap::request::{
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_mime::MessageSummary;
+use portico_testkit::{crlf, transcript_files};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus");
 const TRANSCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
 
 // ---- Flags as the store keeps them ----------------------------------------------------
@@ -299,7 +299,7 @@ impl Host {
         date: Option<DateTime>,
         events: &mut Events,
     ) -> u32 {
-        let raw = normalize_line_endings(raw);
+        let raw = crlf(raw);
         let watchers = self.watchers(folder);
         let first = watchers
             .iter()
@@ -769,19 +769,9 @@ impl Host {
     }
 }
 
-fn normalize_line_endings(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, &b) in raw.iter().enumerate() {
-        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
 fn corpus_message(prefix: &str) -> Vec<u8> {
-    let mut matches: Vec<PathBuf> = std::fs::read_dir(CORPUS)
+    let corpus = Path::new(portico_testkit::SHARED).join("corpus");
+    let mut matches: Vec<PathBuf> = std::fs::read_dir(corpus)
         .expect("corpus folder")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -1342,16 +1332,6 @@ fn run(transcript: &Transcript, bytewise: bool, record: bool) -> Result<(), Stri
     Ok(())
 }
 
-fn transcript_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(TRANSCRIPTS)
-        .expect("transcripts folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    files.sort();
-    files
-}
-
 fn name_of(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -1375,7 +1355,7 @@ fn transcripts() {
     let only = std::env::var("TRANSCRIPT").ok();
     let mut failures = Vec::new();
     let mut count = 0;
-    for path in transcript_files() {
+    for path in transcript_files(TRANSCRIPTS) {
         let name = name_of(&path);
         if only.as_ref().is_some_and(|only| *only != name) {
             continue;

@@ -45,84 +45,29 @@
 //! output left over at the end fails the transcript. The backend, like the real store,
 //! hands out messages with bare LFs turned into CRLF, and sizes count those bytes.
 
-use std::collections::{HashSet, VecDeque};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 
 use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
+use portico_testkit::{
+    Event, Expected, Line, Output, Split, Splitter, crlf, header_key, number, read_script,
+    read_shared, yes_no,
+};
 
 const TRANSCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
-/// The repository lives at `<root>/main`, shared material at `<root>/shared`.
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
 
 #[test]
 fn transcripts() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(TRANSCRIPTS)
-        .expect("transcripts folder")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 15,
-        "expected at least 15 transcripts, found {}",
-        files.len()
-    );
-
-    let mut failures = Vec::new();
-    for file in &files {
-        let name = file
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let script = match Script::load(file) {
-            Ok(script) => script,
-            Err(error) => {
-                failures.push(format!("{name}: {error}"));
-                continue;
-            }
-        };
-        for mode in [Mode::Whole, Mode::Bytewise, Mode::Random(seed(&name))] {
-            if let Err(error) = script.run(mode) {
-                failures.push(format!("{name} ({mode:?}): {error}"));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} transcripts failed:\n\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n\n")
-    );
+    portico_testkit::run_transcripts(TRANSCRIPTS, 15, Script::load, Script::run);
 }
 
 // ----- the script -------------------------------------------------------------------
-
-/// One thing the server does, as seen by the client.
-#[derive(Clone, PartialEq, Eq)]
-enum Event {
-    Line(Vec<u8>),
-    StartTls,
-    Closed,
-}
-
-impl std::fmt::Debug for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Event::Line(bytes) => write!(f, "S: {}", String::from_utf8_lossy(bytes)),
-            Event::StartTls => f.write_str("S: <starttls>"),
-            Event::Closed => f.write_str("S: <closed>"),
-        }
-    }
-}
 
 enum Step {
     /// One client write, and the transcript line it starts on.
     Write(usize, Vec<u8>),
     /// What the server must have sent next.
-    Expect(usize, Vec<Event>),
+    Expect(usize, Vec<Expected>),
 }
 
 struct Message {
@@ -169,37 +114,27 @@ const KEYS: [&str; 14] = [
 
 impl Script {
     fn load(path: &Path) -> Result<Script, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
         let mut setup = Setup::default();
         let mut steps: Vec<Step> = Vec::new();
-        for (index, raw) in text.lines().enumerate() {
-            let line_no = index + 1;
-            let at = |e: String| format!("line {line_no}: {e}");
-            if raw.trim().is_empty() {
-                continue;
-            }
-            if let Some(header) = raw.strip_prefix("# ") {
-                setup.directive(header).map_err(at)?;
-            } else if raw == "#" {
-                continue;
-            } else if let Some(client) = strip_tag(raw, "C:") {
-                let mut bytes = client.as_bytes().to_vec();
-                bytes.extend_from_slice(b"\r\n");
-                match steps.last_mut() {
-                    Some(Step::Write(_, write)) => write.extend_from_slice(&bytes),
-                    _ => steps.push(Step::Write(line_no, bytes)),
+        read_script(path, |line_no, line| {
+            match line {
+                Line::Header(header) => setup.directive(header)?,
+                Line::Client(client) => {
+                    let mut bytes = client.as_bytes().to_vec();
+                    bytes.extend_from_slice(b"\r\n");
+                    match steps.last_mut() {
+                        Some(Step::Write(_, write)) => write.extend_from_slice(&bytes),
+                        _ => steps.push(Step::Write(line_no, bytes)),
+                    }
                 }
-            } else if let Some(server) = strip_tag(raw, "S:") {
-                let events = expand(server).map_err(at)?;
-                steps.push(Step::Expect(line_no, events));
-            } else {
-                return Err(at(format!("not a header, C: or S: line: {raw:?}")));
+                Line::Server(server) => steps.push(Step::Expect(line_no, expand(server)?)),
             }
-        }
+            Ok(())
+        })?;
         Ok(Script { setup, steps })
     }
 
-    fn run(&self, mode: Mode) -> Result<(), String> {
+    fn run(&self, split: Split) -> Result<(), String> {
         let mut session = Session::new(self.setup.config.clone(), self.setup.tls);
         let mut backend = Backend {
             setup: &self.setup,
@@ -207,64 +142,25 @@ impl Script {
             committed: None,
         };
         let mut out = Output::default();
-        let mut rng = Rng(match mode {
-            Mode::Random(seed) => seed,
-            _ => 1,
-        });
+        let mut splitter = Splitter::new(split);
         backend.settle(&mut session, &mut out, true)?;
         for step in &self.steps {
             match step {
-                Step::Write(line_no, bytes) => {
-                    let cuts = match mode {
-                        Mode::Whole => Vec::new(),
-                        Mode::Bytewise => (1..bytes.len()).collect(),
-                        Mode::Random(_) => rng.cuts(bytes.len()),
-                    };
-                    let mut last = 0;
-                    for cut in cuts.into_iter().chain([bytes.len()]) {
-                        session.handle(Input::Bytes(&bytes[last..cut]));
-                        last = cut;
-                        backend
-                            .settle(&mut session, &mut out, false)
-                            .map_err(|e| format!("line {line_no}: {e}"))?;
-                    }
-                    backend
-                        .settle(&mut session, &mut out, true)
-                        .map_err(|e| format!("line {line_no}: {e}"))?;
-                }
+                Step::Write(line_no, bytes) => splitter
+                    .feed(bytes, |piece| {
+                        session.handle(Input::Bytes(piece));
+                        backend.settle(&mut session, &mut out, false)
+                    })
+                    .and_then(|()| backend.settle(&mut session, &mut out, true))
+                    .map_err(|e| format!("line {line_no}: {e}"))?,
                 Step::Expect(line_no, events) => {
                     for expected in events {
-                        match out.events.pop_front() {
-                            Some(got) if &got == expected => {}
-                            Some(got) => {
-                                return Err(format!(
-                                    "line {line_no}: expected\n    {expected:?}\n  got\n    {got:?}{}",
-                                    out.rest()
-                                ));
-                            }
-                            None => {
-                                return Err(format!(
-                                    "line {line_no}: expected\n    {expected:?}\n  but the server sent nothing more{}",
-                                    partial_note(&out.partial)
-                                ));
-                            }
-                        }
+                        out.expect(*line_no, expected)?;
                     }
                 }
             }
         }
-        if let Some(got) = out.events.pop_front() {
-            return Err(format!(
-                "unexpected server output at the end:\n    {got:?}{}",
-                out.rest()
-            ));
-        }
-        if !out.partial.is_empty() {
-            return Err(format!(
-                "server output ends without CRLF{}",
-                partial_note(&out.partial)
-            ));
-        }
+        out.finish()?;
         // QUIT always passes through UPDATE; committing nothing is what "no expect
         // deleted line" means.
         let committed = backend.committed.clone().filter(|uids| !uids.is_empty());
@@ -280,16 +176,7 @@ impl Script {
 
 impl Setup {
     fn directive(&mut self, header: &str) -> Result<(), String> {
-        let Some((key, value)) = KEYS.iter().find_map(|key| {
-            header
-                .strip_prefix(key)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .map(|value| (*key, value.trim()))
-        }) else {
-            let first = header.split_whitespace().next().unwrap_or("");
-            if first.ends_with(':') {
-                return Err(format!("unknown header key {first:?}"));
-            }
+        let Some((key, value)) = header_key(header, &KEYS)? else {
             return Ok(()); // a comment
         };
         match key {
@@ -368,24 +255,17 @@ impl Setup {
     }
 }
 
-/// The text after `C:` or `S:`: one space, then the line exactly; a bare tag is empty.
-fn strip_tag<'a>(raw: &'a str, tag: &str) -> Option<&'a str> {
-    let rest = raw.strip_prefix(tag)?;
-    if rest.is_empty() {
-        Some("")
-    } else {
-        rest.strip_prefix(' ')
-    }
-}
-
-fn expand(server: &str) -> Result<Vec<Event>, String> {
+/// What an `S:` line expects: its line exactly (no `*` wildcard here), or a marker's events.
+fn expand(server: &str) -> Result<Vec<Expected>, String> {
     let Some(marker) = server.strip_prefix('<').and_then(|s| s.strip_suffix('>')) else {
-        return Ok(vec![Event::Line(server.as_bytes().to_vec())]);
+        return Ok(vec![Expected::Exactly(Event::Line(
+            server.as_bytes().to_vec(),
+        ))]);
     };
     let words: Vec<&str> = marker.split_whitespace().collect();
     match words.as_slice() {
-        ["starttls"] => Ok(vec![Event::StartTls]),
-        ["closed"] => Ok(vec![Event::Closed]),
+        ["starttls"] => Ok(vec![Expected::Exactly(Event::StartTls)]),
+        ["closed"] => Ok(vec![Expected::Exactly(Event::Closed)]),
         ["message", file] => Ok(stuffed_lines(&load_message(file)?, None)),
         ["top", n, file] => Ok(stuffed_lines(&load_message(file)?, Some(number(n)?))),
         _ => Err(format!("unknown marker <{marker}>")),
@@ -393,7 +273,7 @@ fn expand(server: &str) -> Result<Vec<Event>, String> {
 }
 
 /// Expected RETR/TOP lines, computed line by line independently of the crate's code.
-fn stuffed_lines(message: &[u8], top: Option<usize>) -> Vec<Event> {
+fn stuffed_lines(message: &[u8], top: Option<usize>) -> Vec<Expected> {
     let mut lines: Vec<&[u8]> = Vec::new();
     let mut rest = message;
     while let Some(at) = rest.windows(2).position(|w| w == b"\r\n") {
@@ -418,131 +298,17 @@ fn stuffed_lines(message: &[u8], top: Option<usize>) -> Vec<Event> {
                 out.push(b'.');
             }
             out.extend_from_slice(line);
-            Event::Line(out)
+            Expected::Exactly(Event::Line(out))
         })
         .collect()
 }
 
 /// A corpus file as the store would hand it out: bare LFs become CRLF.
 fn load_message(file: &str) -> Result<Vec<u8>, String> {
-    let path = Path::new(SHARED).join(file);
-    let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = Vec::with_capacity(raw.len() + 16);
-    for (i, &byte) in raw.iter().enumerate() {
-        if byte == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(byte);
-    }
-    Ok(out)
-}
-
-fn yes_no(value: &str) -> Result<bool, String> {
-    match value {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        other => Err(format!("yes or no expected, got {other:?}")),
-    }
-}
-
-fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("number expected, got {value:?}"))
+    Ok(crlf(&read_shared(file)?))
 }
 
 // ----- running ----------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Whole,
-    Bytewise,
-    Random(u64),
-}
-
-fn seed(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    }) | 1
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Sorted cut points inside a write of `len` bytes.
-    fn cuts(&mut self, len: usize) -> Vec<usize> {
-        if len < 2 {
-            return Vec::new();
-        }
-        let count = (self.next() % 8) as usize;
-        let mut cuts: Vec<usize> = (0..count)
-            .map(|_| 1 + (self.next() % (len as u64 - 1)) as usize)
-            .collect();
-        cuts.sort_unstable();
-        cuts.dedup();
-        cuts
-    }
-}
-
-/// Server output split into events.
-#[derive(Default)]
-struct Output {
-    events: VecDeque<Event>,
-    /// Written bytes not yet ended by CRLF.
-    partial: Vec<u8>,
-}
-
-impl Output {
-    fn write(&mut self, bytes: &[u8]) {
-        self.partial.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(at) = self.partial[start..].windows(2).position(|w| w == b"\r\n") {
-            let end = start + at;
-            self.events
-                .push_back(Event::Line(self.partial[start..end].to_vec()));
-            start = end + 2;
-        }
-        self.partial.drain(..start);
-    }
-
-    fn marker(&mut self, event: Event) -> Result<(), String> {
-        if !self.partial.is_empty() {
-            return Err(format!(
-                "{event:?} in the middle of a line{}",
-                partial_note(&self.partial)
-            ));
-        }
-        self.events.push_back(event);
-        Ok(())
-    }
-
-    /// What follows, for failure messages.
-    fn rest(&self) -> String {
-        let mut text = String::new();
-        if !self.events.is_empty() {
-            text.push_str("\n  then:");
-            for event in self.events.iter().take(8) {
-                let _ = write!(text, "\n    {event:?}");
-            }
-        }
-        text
-    }
-}
-
-fn partial_note(partial: &[u8]) -> String {
-    if partial.is_empty() {
-        String::new()
-    } else {
-        format!(" (unterminated: {:?})", String::from_utf8_lossy(partial))
-    }
-}
 
 /// The caller and store as the transcript's header describes them.
 struct Backend<'a> {

@@ -54,108 +54,26 @@
 //! A bare `S:` or `C:` is an empty line. Everything the server sends must be expected:
 //! output left over at the end fails the transcript.
 
-use std::collections::{HashSet, VecDeque};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 
 use portico_smtp::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, Session,
     SmtpConfig,
 };
+use portico_testkit::{
+    Event, Expected, Line, Output, Split, Splitter, header_key, number, read_script, read_shared,
+    yes_no,
+};
 
 const TRANSCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
-/// The repository lives at `<root>/main`, shared material at `<root>/shared`.
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
 
 #[test]
 fn transcripts() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(TRANSCRIPTS)
-        .expect("transcripts folder")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 20,
-        "expected at least 20 transcripts, found {}",
-        files.len()
-    );
-
-    let mut failures = Vec::new();
-    for file in &files {
-        let name = file
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let script = match Script::load(file) {
-            Ok(script) => script,
-            Err(error) => {
-                failures.push(format!("{name}: {error}"));
-                continue;
-            }
-        };
-        for mode in [Run::Whole, Run::Bytewise, Run::Random(seed(&name))] {
-            if let Err(error) = script.run(mode) {
-                failures.push(format!("{name} ({mode:?}): {error}"));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} transcripts failed:\n\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n\n")
-    );
+    portico_testkit::run_transcripts(TRANSCRIPTS, 20, Script::load, Script::run);
 }
 
 // ----- the script -------------------------------------------------------------------
-
-/// One thing the server does, as seen by the client.
-#[derive(Clone, PartialEq, Eq)]
-enum Event {
-    Line(Vec<u8>),
-    StartTls,
-    Closed,
-}
-
-impl std::fmt::Debug for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Event::Line(bytes) => write!(f, "S: {}", String::from_utf8_lossy(bytes)),
-            Event::StartTls => f.write_str("S: <starttls>"),
-            Event::Closed => f.write_str("S: <closed>"),
-        }
-    }
-}
-
-/// What a transcript's `S:` line accepts.
-#[derive(Clone)]
-enum Expected {
-    Exactly(Event),
-    /// A line starting with these bytes (the line ended in `*`).
-    Prefix(Vec<u8>),
-}
-
-impl Expected {
-    fn matches(&self, event: &Event) -> bool {
-        match (self, event) {
-            (Expected::Exactly(expected), got) => expected == got,
-            (Expected::Prefix(prefix), Event::Line(line)) => line.starts_with(prefix),
-            (Expected::Prefix(_), _) => false,
-        }
-    }
-}
-
-impl std::fmt::Debug for Expected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Expected::Exactly(event) => event.fmt(f),
-            Expected::Prefix(prefix) => write!(f, "S: {}*", String::from_utf8_lossy(prefix)),
-        }
-    }
-}
 
 enum Step {
     /// One client write, and the transcript line it starts on.
@@ -252,35 +170,27 @@ const KEYS: [&str; 18] = [
 
 impl Script {
     fn load(path: &Path) -> Result<Script, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
         let mut setup = Setup::default();
         let mut steps: Vec<Step> = Vec::new();
-        for (index, raw) in text.lines().enumerate() {
-            let line_no = index + 1;
-            let at = |e: String| format!("line {line_no}: {e}");
-            if raw.trim().is_empty() || raw == "#" {
-                continue;
-            }
-            if let Some(header) = raw.strip_prefix("# ") {
-                setup.directive(header, line_no).map_err(at)?;
-            } else if strip_tag(raw, "C:") == Some("<shutdown>") {
-                steps.push(Step::Shutdown);
-            } else if let Some(client) = strip_tag(raw, "C:") {
-                let bytes = client_bytes(client).map_err(at)?;
-                match steps.last_mut() {
-                    Some(Step::Write(_, write)) => write.extend_from_slice(&bytes),
-                    _ => steps.push(Step::Write(line_no, bytes)),
+        read_script(path, |line_no, line| {
+            match line {
+                Line::Header(header) => setup.directive(header, line_no)?,
+                Line::Client("<shutdown>") => steps.push(Step::Shutdown),
+                Line::Client(client) => {
+                    let bytes = client_bytes(client)?;
+                    match steps.last_mut() {
+                        Some(Step::Write(_, write)) => write.extend_from_slice(&bytes),
+                        _ => steps.push(Step::Write(line_no, bytes)),
+                    }
                 }
-            } else if let Some(server) = strip_tag(raw, "S:") {
-                steps.push(Step::Expect(line_no, expected_event(server)));
-            } else {
-                return Err(at(format!("not a header, C: or S: line: {raw:?}")));
+                Line::Server(server) => steps.push(Step::Expect(line_no, Expected::parse(server))),
             }
-        }
+            Ok(())
+        })?;
         Ok(Script { setup, steps })
     }
 
-    fn run(&self, mode: Run) -> Result<(), String> {
+    fn run(&self, split: Split) -> Result<(), String> {
         let mut session = Session::new(self.setup.config.clone(), self.setup.tls);
         let mut host = Host {
             setup: &self.setup,
@@ -288,62 +198,25 @@ impl Script {
             delivered: Vec::new(),
         };
         let mut out = Output::default();
-        let mut rng = Rng(match mode {
-            Run::Random(seed) => seed,
-            _ => 1,
-        });
+        let mut splitter = Splitter::new(split);
         host.settle(&mut session, &mut out, true)?;
         for step in &self.steps {
             match step {
-                Step::Write(line_no, bytes) => {
-                    let cuts = match mode {
-                        Run::Whole => Vec::new(),
-                        Run::Bytewise => (1..bytes.len()).collect(),
-                        Run::Random(_) => rng.cuts(bytes.len()),
-                    };
-                    let mut last = 0;
-                    for cut in cuts.into_iter().chain([bytes.len()]) {
-                        session.handle(Input::Bytes(&bytes[last..cut]));
-                        last = cut;
+                Step::Write(line_no, bytes) => splitter
+                    .feed(bytes, |piece| {
+                        session.handle(Input::Bytes(piece));
                         host.settle(&mut session, &mut out, false)
-                            .map_err(|e| format!("line {line_no}: {e}"))?;
-                    }
-                    host.settle(&mut session, &mut out, true)
-                        .map_err(|e| format!("line {line_no}: {e}"))?;
-                }
+                    })
+                    .and_then(|()| host.settle(&mut session, &mut out, true))
+                    .map_err(|e| format!("line {line_no}: {e}"))?,
                 Step::Shutdown => {
                     session.handle(Input::Shutdown);
                     host.settle(&mut session, &mut out, true)?;
                 }
-                Step::Expect(line_no, expected) => match out.events.pop_front() {
-                    Some(got) if expected.matches(&got) => {}
-                    Some(got) => {
-                        return Err(format!(
-                            "line {line_no}: expected\n    {expected:?}\n  got\n    {got:?}{}",
-                            out.rest()
-                        ));
-                    }
-                    None => {
-                        return Err(format!(
-                            "line {line_no}: expected\n    {expected:?}\n  but the server sent nothing more{}",
-                            partial_note(&out.partial)
-                        ));
-                    }
-                },
+                Step::Expect(line_no, expected) => out.expect(*line_no, expected)?,
             }
         }
-        if let Some(got) = out.events.pop_front() {
-            return Err(format!(
-                "unexpected server output at the end:\n    {got:?}{}",
-                out.rest()
-            ));
-        }
-        if !out.partial.is_empty() {
-            return Err(format!(
-                "server output ends without CRLF{}",
-                partial_note(&out.partial)
-            ));
-        }
+        out.finish()?;
         self.check_deliveries(&host.delivered)
     }
 
@@ -407,16 +280,7 @@ impl Script {
 
 impl Setup {
     fn directive(&mut self, header: &str, line_no: usize) -> Result<(), String> {
-        let Some((key, value)) = KEYS.iter().find_map(|key| {
-            header
-                .strip_prefix(key)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .map(|value| (*key, value.trim()))
-        }) else {
-            let first = header.split_whitespace().next().unwrap_or("");
-            if first.ends_with(':') {
-                return Err(format!("unknown header key {first:?}"));
-            }
+        let Some((key, value)) = header_key(header, &KEYS)? else {
             return Ok(()); // a comment
         };
         let words = || value.split_whitespace().map(str::to_ascii_lowercase);
@@ -494,7 +358,7 @@ fn expected_delivery(value: &str, line_no: usize) -> Result<ExpectedDelivery, St
         .map(|rcpt| path(Some(rcpt)))
         .collect::<Result<Vec<_>, _>>()?;
     let content = match words.next().and_then(|w| w.split_once('=')) {
-        Some(("file", file)) => Content::Exact(load_file(file)?, file.to_string()),
+        Some(("file", file)) => Content::Exact(read_shared(file)?, file.to_string()),
         Some(("len", len)) => Content::Length(number(len)?),
         Some(("text", text)) => Content::Exact(unescape(text), format!("text={text}")),
         _ => return Err("expect delivered: file=, len= or text= expected".into()),
@@ -524,27 +388,6 @@ fn expected_delivery(value: &str, line_no: usize) -> Result<ExpectedDelivery, St
     Ok(expected)
 }
 
-/// The text after `C:` or `S:`: one space, then the line exactly; a bare tag is empty.
-fn strip_tag<'a>(raw: &'a str, tag: &str) -> Option<&'a str> {
-    let rest = raw.strip_prefix(tag)?;
-    if rest.is_empty() {
-        Some("")
-    } else {
-        rest.strip_prefix(' ')
-    }
-}
-
-fn expected_event(server: &str) -> Expected {
-    match server {
-        "<starttls>" => Expected::Exactly(Event::StartTls),
-        "<closed>" => Expected::Exactly(Event::Closed),
-        line => match line.strip_suffix('*') {
-            Some(prefix) => Expected::Prefix(prefix.as_bytes().to_vec()),
-            None => Expected::Exactly(Event::Line(line.as_bytes().to_vec())),
-        },
-    }
-}
-
 fn client_bytes(client: &str) -> Result<Vec<u8>, String> {
     let Some(marker) = client.strip_prefix('<').and_then(|s| s.strip_suffix('>')) else {
         let mut bytes = client.as_bytes().to_vec();
@@ -553,9 +396,9 @@ fn client_bytes(client: &str) -> Result<Vec<u8>, String> {
     };
     let (kind, arg) = marker.split_once(' ').unwrap_or((marker, ""));
     match kind {
-        "stuffed" => Ok(dot_stuff(&load_file(arg)?)),
+        "stuffed" => Ok(dot_stuff(&read_shared(arg)?)),
         "bdat" | "bdat-last" => {
-            let content = load_file(arg)?;
+            let content = read_shared(arg)?;
             let last = if kind == "bdat-last" { " LAST" } else { "" };
             let mut bytes = format!("BDAT {}{last}\r\n", content.len()).into_bytes();
             bytes.extend_from_slice(&content);
@@ -623,118 +466,7 @@ fn unescape(text: &str) -> Vec<u8> {
     out
 }
 
-/// A file under the shared folder, exactly as it is on disk.
-fn load_file(file: &str) -> Result<Vec<u8>, String> {
-    let path = Path::new(SHARED).join(file);
-    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn yes_no(value: &str) -> Result<bool, String> {
-    match value {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        other => Err(format!("yes or no expected, got {other:?}")),
-    }
-}
-
-fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("number expected, got {value:?}"))
-}
-
 // ----- running ----------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Run {
-    Whole,
-    Bytewise,
-    Random(u64),
-}
-
-fn seed(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    }) | 1
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Sorted cut points inside a write of `len` bytes.
-    fn cuts(&mut self, len: usize) -> Vec<usize> {
-        if len < 2 {
-            return Vec::new();
-        }
-        let count = (self.next() % 8) as usize;
-        let mut cuts: Vec<usize> = (0..count)
-            .map(|_| 1 + (self.next() % (len as u64 - 1)) as usize)
-            .collect();
-        cuts.sort_unstable();
-        cuts.dedup();
-        cuts
-    }
-}
-
-/// Server output split into events.
-#[derive(Default)]
-struct Output {
-    events: VecDeque<Event>,
-    /// Written bytes not yet ended by CRLF.
-    partial: Vec<u8>,
-}
-
-impl Output {
-    fn write(&mut self, bytes: &[u8]) {
-        self.partial.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(at) = self.partial[start..].windows(2).position(|w| w == b"\r\n") {
-            let end = start + at;
-            self.events
-                .push_back(Event::Line(self.partial[start..end].to_vec()));
-            start = end + 2;
-        }
-        self.partial.drain(..start);
-    }
-
-    fn marker(&mut self, event: Event) -> Result<(), String> {
-        if !self.partial.is_empty() {
-            return Err(format!(
-                "{event:?} in the middle of a line{}",
-                partial_note(&self.partial)
-            ));
-        }
-        self.events.push_back(event);
-        Ok(())
-    }
-
-    /// What follows, for failure messages.
-    fn rest(&self) -> String {
-        let mut text = String::new();
-        if !self.events.is_empty() {
-            text.push_str("\n  then:");
-            for event in self.events.iter().take(8) {
-                let _ = write!(text, "\n    {event:?}");
-            }
-        }
-        text
-    }
-}
-
-fn partial_note(partial: &[u8]) -> String {
-    if partial.is_empty() {
-        String::new()
-    } else {
-        format!(" (unterminated: {:?})", String::from_utf8_lossy(partial))
-    }
-}
 
 /// The host as the transcript's header describes it.
 struct Host<'a> {
