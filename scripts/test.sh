@@ -13,6 +13,7 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --bins
+scripts/check-layers.sh
 cargo test --workspace
 # The golden ENVELOPE/BODYSTRUCTURE values of the bulk corpus, recomputed independently.
 python3 crates/mime/tests/check_bulk_expected.py --check

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fails when a crate depends on something its layer must not (STYLE.md "Layers"):
+# protocol crates and the MIME/SASL helpers know nothing of sockets, async runtimes,
+# TLS, actors or sled; the store knows nothing of protocols; nothing depends on the
+# server crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+deps_of() {
+    cargo tree --offline -q -p "$1" -e normal --prefix none 2>/dev/null | awk '{print $1}' | sort -u
+}
+forbid() {
+    local crate=$1; shift
+    local deps
+    deps=$(deps_of "$crate")
+    for banned in "$@"; do
+        if grep -qx "$banned" <<<"$deps"; then
+            echo "layer violation: $crate depends on $banned"
+            status=1
+        fi
+    done
+}
+
+runtime=(actix actix-rt tokio tokio-rustls rustls sled portico-server portico-store portico-cluster)
+for crate in portico-pop3 portico-imap portico-smtp portico-mime portico-sasl; do
+    forbid "$crate" "${runtime[@]}"
+done
+forbid portico-store portico-pop3 portico-imap portico-smtp portico-server actix tokio rustls
+forbid portico-cluster portico-server portico-store actix tokio sled
+
+if [ "$status" -eq 0 ]; then
+    echo "layers: ok"
+fi
+exit "$status"
