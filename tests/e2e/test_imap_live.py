@@ -161,3 +161,40 @@ def test_authenticated_timeout_below_thirty_minutes_is_refused(make_imap_server)
     )
     assert result.returncode != 0
     assert b"imap.idle_timeout_secs must be at least 1800" in result.stderr
+
+
+def test_per_user_connection_limit_spans_protocols(make_imap_server):
+    server = make_imap_server(login="plaintext", start=False)
+    write_config = server.write_config
+
+    def with_user_limit() -> None:
+        # start() rewrites the configuration; add the limit every time.
+        write_config()
+        text = server.config.read_text()
+        server.config.write_text(
+            text.replace("[security]\n", "[security]\nmax_connections_per_user = 2\n", 1)
+        )
+
+    server.write_config = with_user_limit
+    server.start()
+    server.add_user(ALICE, ALICE_PW)
+    first, second, third = RawImap(server), RawImap(server), RawImap(server)
+    assert re.match(rb"T\d+ OK", first.login(ALICE, ALICE_PW))
+    assert re.match(rb"T\d+ OK", second.login(ALICE, ALICE_PW))
+    assert third.login(ALICE, ALICE_PW) == b"T001 NO [LIMIT] Too many connections for this user"
+    # POP3 counts too.
+    pop = server.raw()
+    assert pop.cmd(f"USER {ALICE}") == b"+OK"
+    assert pop.cmd(f"PASS {ALICE_PW}") == (
+        b"-ERR [SYS/TEMP] Too many connections for this user, try again later"
+    )
+    # A session that ends gives its place back.
+    first.ok("LOGOUT")
+    first.close()
+    deadline = time.monotonic() + 10
+    while True:
+        reply = third.login(ALICE, ALICE_PW)
+        if reply.split(b" ")[1] == b"OK" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert re.match(rb"T\d+ OK", reply), reply

@@ -175,6 +175,8 @@ pub struct SecuritySettings {
     pub max_connections: usize,
     /// Open client connections per client address.
     pub max_connections_per_address: usize,
+    /// Signed-in sessions per user, across POP3, IMAP and submission.
+    pub max_connections_per_user: usize,
     /// Failed logins from one address or for one user before answers are slowed down.
     pub failed_logins_before_delay: u32,
     /// Delay added to each failed login past that point, in milliseconds.
@@ -194,6 +196,7 @@ impl Default for SecuritySettings {
             ],
             max_connections: 20_000,
             max_connections_per_address: 200,
+            max_connections_per_user: 50,
             failed_logins_before_delay: 3,
             failed_login_delay_ms: 2000,
             auth_cache_secs: 300,

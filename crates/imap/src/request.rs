@@ -134,6 +134,8 @@ pub enum LoginFailure {
     /// Right password, IMAP off for this account.
     Disabled,
     Temporary,
+    /// The user already has as many sessions as the server allows.
+    TooManyConnections,
 }
 
 /// A folder as LIST sees it.

@@ -1596,6 +1596,10 @@ impl Session {
                         LoginFailure::Temporary => {
                             "[UNAVAILABLE] Authentication service unavailable, try again later"
                         }
+                        // RFC 5530 §3: LIMIT, an administrative limit was reached.
+                        LoginFailure::TooManyConnections => {
+                            "[LIMIT] Too many connections for this user"
+                        }
                     };
                     tagged(&mut self.out, &tag, "NO", text);
                     if failure == LoginFailure::BadCredentials {

@@ -59,6 +59,8 @@ pub enum AuthFailure {
     Disabled,
     /// The server could not check right now.
     Temporary,
+    /// The user already has as many sessions as the server allows.
+    TooManyConnections,
 }
 
 /// Why the maildrop could not be used.
@@ -205,6 +207,8 @@ const MISSING_LINES: &str = "-ERR Missing line count";
 const INVALID_LINES: &str = "-ERR Invalid line count";
 const FETCH_FAILED: &str = "-ERR [SYS/TEMP] Message could not be read";
 const BYE: &str = "+OK Bye";
+const TOO_MANY_CONNECTIONS: &str =
+    "-ERR [SYS/TEMP] Too many connections for this user, try again later";
 const LOGGING_OUT: &str = "+OK Logging out";
 
 /// "1 message", "2 messages".
@@ -541,6 +545,7 @@ impl Session {
             Err(AuthFailure::BadCredentials) => self.client_error(AUTH_FAILED),
             Err(AuthFailure::Disabled) => self.client_error(AUTH_DISABLED),
             Err(AuthFailure::Temporary) => self.reply(AUTH_TEMPORARY),
+            Err(AuthFailure::TooManyConnections) => self.reply(TOO_MANY_CONNECTIONS),
         }
     }
 
@@ -1290,6 +1295,14 @@ mod tests {
         assert_eq!(
             answer(&mut s, Input::AuthResult(Err(AuthFailure::Temporary))),
             "-ERR [SYS/TEMP] Authentication service unavailable, try again later\r\n"
+        );
+        send(&mut s, "USER alice\r\nPASS secret\r\n");
+        assert_eq!(
+            answer(
+                &mut s,
+                Input::AuthResult(Err(AuthFailure::TooManyConnections))
+            ),
+            "-ERR [SYS/TEMP] Too many connections for this user, try again later\r\n"
         );
         assert_eq!(
             s.bad_commands, 1,

@@ -26,7 +26,7 @@ use crate::mailbox::{
     AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, MailboxFault,
     SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
 };
-use crate::node::NodeContext;
+use crate::node::{NodeContext, UserSlot};
 
 pub struct ImapConnection {
     id: SessionId,
@@ -40,6 +40,8 @@ pub struct ImapConnection {
     /// A SELECT is subscribing; its folder's changes may arrive before its reply, and the
     /// session machine holds them until the folder is open.
     selecting: bool,
+    /// This session's place under the per-user connection limit.
+    user_slot: Option<UserSlot>,
 }
 
 impl Actor for ImapConnection {
@@ -234,6 +236,12 @@ impl SessionActor for ImapConnection {
 }
 
 impl ImapConnection {
+    /// Takes this session's place under the per-user limit; false at the limit.
+    fn admit(&mut self, user: &str) -> bool {
+        self.user_slot = self.node.limits.admit_user(user);
+        self.user_slot.is_some()
+    }
+
     fn answer(&mut self, id: RequestId, reply: Reply, ctx: &mut Context<Self>) {
         self.flow.awaiting = false;
         self.machine.handle(Input::Reply(id, reply));
@@ -294,6 +302,10 @@ impl ImapConnection {
                 };
                 ctx.spawn(login.into_actor(self).map(move |result, actor, ctx| {
                     let reply = match result {
+                        Ok(account) if actor.user_slot.is_none() && !actor.admit(&account.address) => {
+                            tracing::warn!(parent: &actor.flow.span, "per-user connection limit reached");
+                            Err(LoginFailure::TooManyConnections)
+                        }
                         Ok(account) => {
                             actor.flow.span.record("user", account.address.as_str());
                             tracing::info!(parent: &actor.flow.span, "signed in");
@@ -747,6 +759,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
             account: None,
             selected: None,
             selecting: false,
+            user_slot: None,
         }
     })
     .await;

@@ -45,10 +45,13 @@ impl NodeContext {
         tls: TlsAcceptor,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let limits = Arc::new(ConnectionLimits::new(
-            config.security.max_connections,
-            config.security.max_connections_per_address,
-        ));
+        let limits = Arc::new(
+            ConnectionLimits::new(
+                config.security.max_connections,
+                config.security.max_connections_per_address,
+            )
+            .with_per_user(config.security.max_connections_per_user),
+        );
         NodeContext {
             config,
             node_name,
@@ -68,12 +71,37 @@ impl NodeContext {
     }
 }
 
-/// Open client connections, per node and per client address.
+/// Open client connections, per node and per client address, and signed-in sessions
+/// per user.
 pub struct ConnectionLimits {
     max_total: usize,
     max_per_address: usize,
+    max_per_user: usize,
     total: AtomicUsize,
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    per_user: Mutex<HashMap<String, usize>>,
+}
+
+/// One signed-in session of a user; gives its place back when dropped.
+pub struct UserSlot {
+    limits: Arc<ConnectionLimits>,
+    user: String,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut per_user = self
+            .limits
+            .per_user
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_user.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// One admitted connection; gives its place back when dropped.
@@ -87,9 +115,33 @@ impl ConnectionLimits {
         ConnectionLimits {
             max_total,
             max_per_address,
+            max_per_user: usize::MAX,
             total: AtomicUsize::new(0),
             per_address: Mutex::new(HashMap::new()),
+            per_user: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_per_user(mut self, max_per_user: usize) -> Self {
+        self.max_per_user = max_per_user;
+        self
+    }
+
+    /// Admits one more signed-in session for `user`, or says no at the limit.
+    pub fn admit_user(self: &Arc<Self>, user: &str) -> Option<UserSlot> {
+        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = per_user.entry(user.to_string()).or_insert(0);
+        if *count >= self.max_per_user {
+            if *count == 0 {
+                per_user.remove(user);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot {
+            limits: self.clone(),
+            user: user.to_string(),
+        })
     }
 
     /// Admits a connection from `address`, or says no when a limit is reached.
@@ -153,5 +205,16 @@ mod tests {
         drop(first);
         assert_eq!(limits.open(), 2);
         assert!(limits.admit(a).is_some());
+    }
+
+    #[test]
+    fn users_have_their_own_limit_freed_on_drop() {
+        let limits = Arc::new(ConnectionLimits::new(10, 10).with_per_user(2));
+        let one = limits.admit_user("alice@example.com").unwrap();
+        let _two = limits.admit_user("alice@example.com").unwrap();
+        assert!(limits.admit_user("alice@example.com").is_none());
+        assert!(limits.admit_user("bob@example.com").is_some());
+        drop(one);
+        assert!(limits.admit_user("alice@example.com").is_some());
     }
 }

@@ -16,7 +16,7 @@ use crate::connection::{self, Flow, Outgoing, ProtocolSettings, QUEUE_HIGH_WATER
 use crate::mailbox::{
     AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
 };
-use crate::node::NodeContext;
+use crate::node::{NodeContext, UserSlot};
 
 /// POP3 UIDL value (RFC 1939 §7): UID and UIDVALIDITY of the INBOX message, as Dovecot
 /// writes it, so it is stable for the message's life and never reused.
@@ -35,6 +35,8 @@ pub struct Pop3Connection {
     locked: Option<MailboxId>,
     /// A fetch held back until the client has read what is queued.
     parked: Option<Action>,
+    /// This session's place under the per-user connection limit.
+    user_slot: Option<UserSlot>,
 }
 
 impl Actor for Pop3Connection {
@@ -85,12 +87,19 @@ impl SessionActor for Pop3Connection {
                 };
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
-                        Ok(account) => {
-                            actor.flow.span.record("user", account.address.as_str());
-                            tracing::info!(parent: &actor.flow.span, "signed in");
-                            actor.account = Some(account);
-                            Ok(())
-                        }
+                        Ok(account) => match actor.node.limits.admit_user(&account.address) {
+                            Some(slot) => {
+                                actor.flow.span.record("user", account.address.as_str());
+                                tracing::info!(parent: &actor.flow.span, "signed in");
+                                actor.account = Some(account);
+                                actor.user_slot = Some(slot);
+                                Ok(())
+                            }
+                            None => {
+                                tracing::warn!(parent: &actor.flow.span, "per-user connection limit reached");
+                                Err(AuthFailure::TooManyConnections)
+                            }
+                        },
                         Err(LoginError::BadCredentials) => {
                             tracing::info!(parent: &actor.flow.span, "failed sign-in");
                             Err(AuthFailure::BadCredentials)
@@ -281,6 +290,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
             account: None,
             locked: None,
             parked: None,
+            user_slot: None,
         }
     })
     .await;

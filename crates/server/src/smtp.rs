@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::AppendMessage;
-use crate::node::NodeContext;
+use crate::node::{NodeContext, UserSlot};
 
 pub struct SmtpConnection {
     node: Arc<NodeContext>,
@@ -27,6 +27,8 @@ pub struct SmtpConnection {
     client: SocketAddr,
     mode: Mode,
     authenticated: Option<String>,
+    /// This session's place under the per-user connection limit.
+    user_slot: Option<UserSlot>,
 }
 
 impl Actor for SmtpConnection {
@@ -263,12 +265,19 @@ impl SessionActor for SmtpConnection {
                 };
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
-                        Ok(account) => {
-                            actor.flow.span.record("user", account.address.as_str());
-                            tracing::info!(parent: &actor.flow.span, "authenticated");
-                            actor.authenticated = Some(account.address);
-                            Ok(())
-                        }
+                        Ok(account) => match actor.node.limits.admit_user(&account.address) {
+                            Some(slot) => {
+                                actor.flow.span.record("user", account.address.as_str());
+                                tracing::info!(parent: &actor.flow.span, "authenticated");
+                                actor.authenticated = Some(account.address);
+                                actor.user_slot = Some(slot);
+                                Ok(())
+                            }
+                            None => {
+                                tracing::warn!(parent: &actor.flow.span, "per-user connection limit reached");
+                                Err(AuthFailure::Temporary)
+                            }
+                        },
                         Err(LoginError::BadCredentials | LoginError::ProtocolDisabled) => {
                             tracing::info!(parent: &actor.flow.span, "failed authentication");
                             Err(AuthFailure::BadCredentials)
@@ -362,6 +371,7 @@ pub async fn serve(
             client: new.client,
             mode,
             authenticated: None,
+            user_slot: None,
         }
     })
     .await;
