@@ -483,29 +483,15 @@ def corpus() -> list[tuple[str, bytes]]:
     return load_corpus()
 
 
-@pytest.fixture
-def make_server(portico_bin, tmp_path, request):
-    """Factory: make_server(login="secure", start=True, name="srv", data_dir="data",
-    config_name=...) -> Server. Every server is killed at teardown; their logs are
-    attached to the report of a failed test."""
-    servers: list[Server] = []
+def server_factory(cls, portico_bin, tmp_path, request, default_name: str):
+    """A `make(**options)` that builds `cls` servers in `tmp_path/name`, starts them
+    unless `start=False`, and remembers them so that teardown kills them and a failed
+    test's report carries their logs. Yields the factory; kills on exit."""
+    servers: list[Server] = getattr(request.node, "_portico_servers", None) or []
     request.node._portico_servers = servers
 
-    def make(
-        *,
-        login: str = "secure",
-        start: bool = True,
-        name: str = "srv",
-        data_dir: str = "data",
-        config_name: str = "portico.toml",
-    ) -> Server:
-        server = Server(
-            portico_bin,
-            tmp_path / name,
-            login=login,
-            data_dir=data_dir,
-            config_name=config_name,
-        )
+    def make(*, start: bool = True, name: str = default_name, **options):
+        server = cls(portico_bin, tmp_path / name, **options)
         servers.append(server)
         if start:
             server.start()
@@ -514,6 +500,14 @@ def make_server(portico_bin, tmp_path, request):
     yield make
     for server in servers:
         server.kill()
+
+
+@pytest.fixture
+def make_server(portico_bin, tmp_path, request):
+    """Factory: make_server(login="secure", start=True, name="srv", data_dir="data",
+    config_name=...) -> Server. Every server is killed at teardown; their logs are
+    attached to the report of a failed test."""
+    yield from server_factory(Server, portico_bin, tmp_path, request, "srv")
 
 
 @pytest.fixture
@@ -641,34 +635,7 @@ class ImapServer(Server):
 def make_imap_server(portico_bin, tmp_path, request):
     """Factory like make_server, for ImapServer: make_imap_server(login="secure",
     imap_extra="", start=True, name="imap", ...)."""
-    servers: list[Server] = getattr(request.node, "_portico_servers", None) or []
-    request.node._portico_servers = servers
-
-    def make(
-        *,
-        login: str = "secure",
-        imap_extra: str = "",
-        start: bool = True,
-        name: str = "imap",
-        data_dir: str = "data",
-        config_name: str = "portico.toml",
-    ) -> ImapServer:
-        server = ImapServer(
-            portico_bin,
-            tmp_path / name,
-            login=login,
-            imap_extra=imap_extra,
-            data_dir=data_dir,
-            config_name=config_name,
-        )
-        servers.append(server)
-        if start:
-            server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.kill()
+    yield from server_factory(ImapServer, portico_bin, tmp_path, request, "imap")
 
 
 @pytest.fixture
@@ -1072,37 +1039,4 @@ def make_smtp_server(portico_bin, tmp_path, request):
     """Factory like make_imap_server, for SmtpServer: make_smtp_server(smtp_login=
     "secure", smtp_extra="", relay_port=None, login="secure", start=True, name="smtp",
     ...)."""
-    servers: list[Server] = getattr(request.node, "_portico_servers", None) or []
-    request.node._portico_servers = servers
-
-    def make(
-        *,
-        smtp_login: str = "secure",
-        smtp_extra: str = "",
-        relay_port: int | None = None,
-        login: str = "secure",
-        imap_extra: str = "",
-        start: bool = True,
-        name: str = "smtp",
-        data_dir: str = "data",
-        config_name: str = "portico.toml",
-    ) -> SmtpServer:
-        server = SmtpServer(
-            portico_bin,
-            tmp_path / name,
-            smtp_login=smtp_login,
-            smtp_extra=smtp_extra,
-            relay_port=relay_port,
-            login=login,
-            imap_extra=imap_extra,
-            data_dir=data_dir,
-            config_name=config_name,
-        )
-        servers.append(server)
-        if start:
-            server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.kill()
+    yield from server_factory(SmtpServer, portico_bin, tmp_path, request, "smtp")
