@@ -581,27 +581,7 @@ class ImapServer(Server):
 
     def start(self) -> "ImapServer":
         super().start()
-        deadline = time.monotonic() + START_TIMEOUT
-        pending = {self.imap_port, self.imaps_port}
-        while pending:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"portico serve exited during startup:\n{self.log()}", pytrace=False
-                )
-            for port in list(pending):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
-            if pending:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"portico did not accept IMAP connections on {sorted(pending)}:\n"
-                        f"{self.log()}",
-                        pytrace=False,
-                    )
-                time.sleep(0.01)
+        wait_for_ports(self, {self.imap_port, self.imaps_port}, "IMAP")
         return self
 
     # -- IMAP clients -------------------------------------------------------------------
