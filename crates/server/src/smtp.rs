@@ -46,16 +46,46 @@ fn domain_of(address: &str) -> Option<&str> {
         .filter(|d| !d.is_empty())
 }
 
-/// Whether mail for `domain` stays here: a configured local domain, or (with none
-/// configured) the domain of some account.
-fn is_local_domain(node: &NodeContext, store: &Store, domain: &str) -> Result<bool, StoreError> {
-    if !node.config.local_domains.is_empty() {
-        return Ok(node.config.is_local_domain(domain));
+/// Where mail for one recipient goes.
+enum Destination {
+    /// An account here (its address, `postmaster` spelt out) and its INBOX.
+    Local(String, MailboxId),
+    /// A local domain, but no such account.
+    UnknownLocal,
+    /// Somewhere else.
+    Remote,
+}
+
+/// Decides a recipient's destination. The account is looked up first, so the common
+/// case (one of ours) costs one index read; only an unknown address in a cluster with
+/// no configured local domains scans the accounts for its domain.
+fn destination(
+    node: &NodeContext,
+    store: &Store,
+    address: &str,
+) -> Result<Destination, StoreError> {
+    let address = canonical_recipient(node, store, address)?;
+    let Some(domain) = domain_of(&address) else {
+        return Ok(Destination::UnknownLocal);
+    };
+    let configured = !node.config.local_domains.is_empty();
+    if configured && !node.config.is_local_domain(domain) {
+        return Ok(Destination::Remote);
     }
-    Ok(store
-        .accounts()?
-        .iter()
-        .any(|account| domain_of(&account.address).is_some_and(|d| d.eq_ignore_ascii_case(domain))))
+    if let Some(account) = store.account_by_address(&address)?
+        && let Some(inbox) = store.mailbox_by_name(account.id, INBOX)?
+    {
+        return Ok(Destination::Local(address, inbox.id));
+    }
+    let domain_is_ours = configured
+        || store.accounts()?.iter().any(|account| {
+            domain_of(&account.address).is_some_and(|d| d.eq_ignore_ascii_case(domain))
+        });
+    Ok(if domain_is_ours {
+        Destination::UnknownLocal
+    } else {
+        Destination::Remote
+    })
 }
 
 /// RCPT TO: a local user, a remote address this client may relay to, or neither. Only an
@@ -66,22 +96,13 @@ fn recipient_verdict(
     authenticated: bool,
     address: &str,
 ) -> Result<RecipientVerdict, StoreError> {
-    let store = &node.store;
-    let address = canonical_recipient(node, store, address)?;
-    let address = address.as_str();
-    let Some(domain) = domain_of(address) else {
-        return Ok(RecipientVerdict::UnknownUser);
-    };
-    if is_local_domain(node, store, domain)? {
-        return Ok(match store.account_by_address(address)? {
-            Some(_) => RecipientVerdict::Local,
-            None => RecipientVerdict::UnknownUser,
-        });
-    }
-    Ok(if matches!(mode, Mode::Submission) && authenticated {
-        RecipientVerdict::Remote
-    } else {
-        RecipientVerdict::RelayDenied
+    Ok(match destination(node, &node.store, address)? {
+        Destination::Local(..) => RecipientVerdict::Local,
+        Destination::UnknownLocal => RecipientVerdict::UnknownUser,
+        Destination::Remote if matches!(mode, Mode::Submission) && authenticated => {
+            RecipientVerdict::Remote
+        }
+        Destination::Remote => RecipientVerdict::RelayDenied,
     })
 }
 
@@ -163,17 +184,10 @@ async fn deliver(
         let mut local = Vec::new();
         let mut remote = Vec::new();
         for recipient in recipients {
-            let recipient = canonical_recipient(&lookup_node, &store, &recipient)?;
-            let inbox = match domain_of(&recipient) {
-                Some(domain) if is_local_domain(&lookup_node, &store, domain)? => store
-                    .account_by_address(&recipient)?
-                    .and_then(|account| store.mailbox_by_name(account.id, INBOX).transpose())
-                    .transpose()?,
-                _ => None,
-            };
-            match inbox {
-                Some(inbox) => local.push((recipient, inbox.id)),
-                None => remote.push(recipient),
+            match destination(&lookup_node, &store, &recipient)? {
+                Destination::Local(address, inbox) => local.push((address, inbox)),
+                // An account deleted since RCPT goes the way of any unknown address.
+                Destination::UnknownLocal | Destination::Remote => remote.push(recipient),
             }
         }
         Ok((local, remote))
@@ -259,30 +273,25 @@ impl SessionActor for SmtpConnection {
                 let node = self.node.clone();
                 let ip = self.client.ip();
                 let login = async move {
-                    node.auth
-                        .login(&username, password.expose(), ip, Protocol::Smtp)
+                    node.sign_in(&username, password.expose(), ip, Protocol::Smtp)
                         .await
                 };
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
-                        Ok(account) => match actor.node.limits.admit_user(&account.address) {
-                            Some(slot) => {
-                                actor.flow.span.record("user", account.address.as_str());
-                                tracing::info!(parent: &actor.flow.span, "authenticated");
-                                actor.authenticated = Some(account.address);
-                                actor.user_slot = Some(slot);
-                                Ok(())
-                            }
-                            None => {
-                                tracing::warn!(parent: &actor.flow.span, "per-user connection limit reached");
-                                Err(AuthFailure::Temporary)
-                            }
-                        },
+                        Ok((account, slot)) => {
+                            actor.flow.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.flow.span, "authenticated");
+                            actor.authenticated = Some(account.address);
+                            actor.user_slot = Some(slot);
+                            Ok(())
+                        }
                         Err(LoginError::BadCredentials | LoginError::ProtocolDisabled) => {
                             tracing::info!(parent: &actor.flow.span, "failed authentication");
                             Err(AuthFailure::BadCredentials)
                         }
-                        Err(LoginError::Unavailable) => Err(AuthFailure::Temporary),
+                        Err(LoginError::Unavailable | LoginError::TooManyConnections) => {
+                            Err(AuthFailure::Temporary)
+                        }
                     };
                     actor.answer(Input::AuthResult(answer), ctx);
                 }));
