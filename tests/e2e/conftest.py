@@ -225,29 +225,7 @@ class Server:
         self.write_config()
         self.proc = self.spawn()
         self.starts += 1
-        deadline = time.monotonic() + START_TIMEOUT
-        pending = {self.pop3_port, self.pop3s_port}
-        while pending:
-            code = self.proc.poll()
-            if code is not None:
-                pytest.fail(
-                    f"portico serve exited with {code} during startup:\n{self.log()}",
-                    pytrace=False,
-                )
-            for port in list(pending):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
-            if pending:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"portico did not accept connections on {sorted(pending)} "
-                        f"within {START_TIMEOUT}s:\n{self.log()}",
-                        pytrace=False,
-                    )
-                time.sleep(0.01)
+        wait_for_ports(self, {self.pop3_port, self.pop3s_port}, "POP3")
         return self
 
     @property

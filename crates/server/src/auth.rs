@@ -40,6 +40,8 @@ pub enum LoginError {
     ProtocolDisabled,
     /// The store could not be read.
     Unavailable,
+    /// The user already has as many sessions as the node allows.
+    TooManyConnections,
 }
 
 /// Makes an argon2 PHC string for a new password.

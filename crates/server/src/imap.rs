@@ -236,12 +236,6 @@ impl SessionActor for ImapConnection {
 }
 
 impl ImapConnection {
-    /// Takes this session's place under the per-user limit; false at the limit.
-    fn admit(&mut self, user: &str) -> bool {
-        self.user_slot = self.node.limits.admit_user(user);
-        self.user_slot.is_some()
-    }
-
     fn answer(&mut self, id: RequestId, reply: Reply, ctx: &mut Context<Self>) {
         self.flow.awaiting = false;
         self.machine.handle(Input::Reply(id, reply));
@@ -296,20 +290,16 @@ impl ImapConnection {
                 self.flow.awaiting = true;
                 let ip = self.client.ip();
                 let login = async move {
-                    node.auth
-                        .login(&username, &password.0, ip, Protocol::Imap)
+                    node.sign_in(&username, &password.0, ip, Protocol::Imap)
                         .await
                 };
                 ctx.spawn(login.into_actor(self).map(move |result, actor, ctx| {
                     let reply = match result {
-                        Ok(account) if actor.user_slot.is_none() && !actor.admit(&account.address) => {
-                            tracing::warn!(parent: &actor.flow.span, "per-user connection limit reached");
-                            Err(LoginFailure::TooManyConnections)
-                        }
-                        Ok(account) => {
+                        Ok((account, slot)) => {
                             actor.flow.span.record("user", account.address.as_str());
                             tracing::info!(parent: &actor.flow.span, "signed in");
                             actor.account = Some(account);
+                            actor.user_slot = Some(slot);
                             actor
                                 .flow
                                 .outbox
@@ -324,6 +314,9 @@ impl ImapConnection {
                         }
                         Err(LoginError::ProtocolDisabled) => Err(LoginFailure::Disabled),
                         Err(LoginError::Unavailable) => Err(LoginFailure::Temporary),
+                        Err(LoginError::TooManyConnections) => {
+                            Err(LoginFailure::TooManyConnections)
+                        }
                     };
                     actor.answer(id, Reply::Login(reply), ctx);
                 }));

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use portico_cluster::ClusterConfig;
-use portico_store::Store;
+use portico_store::{Account, Store};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, LoginError, Protocol};
 use crate::mailbox::{MailboxRegistry, SessionId};
 
 /// Where a node's database lives inside its data directory.
@@ -63,6 +63,28 @@ impl NodeContext {
             limits,
             queue_wake: Arc::new(tokio::sync::Notify::new()),
             next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// Checks a sign-in and takes the session's place under the per-user limit; the
+    /// slot must be kept for as long as the session lasts.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+        protocol: Protocol,
+    ) -> Result<(Account, UserSlot), LoginError> {
+        let account = self
+            .auth
+            .login(username, password, client, protocol)
+            .await?;
+        match self.limits.admit_user(&account.address) {
+            Some(slot) => Ok((account, slot)),
+            None => {
+                tracing::warn!(user = %account.address, "per-user connection limit reached");
+                Err(LoginError::TooManyConnections)
+            }
         }
     }
 

@@ -81,25 +81,19 @@ impl SessionActor for Pop3Connection {
                 let node = self.node.clone();
                 let ip = self.client.ip();
                 let login = async move {
-                    node.auth
-                        .login(&username, password.expose(), ip, Protocol::Pop3)
+                    node.sign_in(&username, password.expose(), ip, Protocol::Pop3)
                         .await
                 };
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
-                        Ok(account) => match actor.node.limits.admit_user(&account.address) {
-                            Some(slot) => {
-                                actor.flow.span.record("user", account.address.as_str());
-                                tracing::info!(parent: &actor.flow.span, "signed in");
-                                actor.account = Some(account);
-                                actor.user_slot = Some(slot);
-                                Ok(())
-                            }
-                            None => {
-                                tracing::warn!(parent: &actor.flow.span, "per-user connection limit reached");
-                                Err(AuthFailure::TooManyConnections)
-                            }
-                        },
+                        Ok((account, slot)) => {
+                            actor.flow.span.record("user", account.address.as_str());
+                            tracing::info!(parent: &actor.flow.span, "signed in");
+                            actor.account = Some(account);
+                            actor.user_slot = Some(slot);
+                            Ok(())
+                        }
+                        Err(LoginError::TooManyConnections) => Err(AuthFailure::TooManyConnections),
                         Err(LoginError::BadCredentials) => {
                             tracing::info!(parent: &actor.flow.span, "failed sign-in");
                             Err(AuthFailure::BadCredentials)
