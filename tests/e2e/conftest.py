@@ -3,7 +3,7 @@ on free loopback ports in a temporary directory and talk to it over POP3 (poplib
 sockets and curl) and through its command line.
 
 The binary is taken from $PORTICO_BIN (scripts/test.sh sets it), else from
-<repo>/target/debug/portico. The corpus is <root>/shared/corpus next to the repo.
+<repo>/target/debug/portico. The corpus is tests/corpus in the repository.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS_DIR = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0

@@ -770,7 +770,7 @@ impl Host {
 }
 
 fn corpus_message(prefix: &str) -> Vec<u8> {
-    let corpus = Path::new(portico_testkit::SHARED).join("corpus");
+    let corpus = Path::new(portico_testkit::TEST_DATA).join("corpus");
     let mut matches: Vec<PathBuf> = std::fs::read_dir(corpus)
         .expect("corpus folder")
         .filter_map(|e| e.ok().map(|e| e.path()))

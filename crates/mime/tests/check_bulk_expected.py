@@ -65,7 +65,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent.parent.parent / "shared" / "corpus"
+CORPUS = HERE.parent.parent.parent / "tests" / "corpus"
 OUTPUT = HERE / "bulk_expected.txt"
 FIRST, LAST = 20, 119
 MAX_QUOTED = 1000

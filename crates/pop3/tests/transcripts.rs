@@ -22,7 +22,7 @@
 //! # maildrop: in-use              in-use | unavailable (default: opens)
 //! # message: [uid=N] [uidl=X] corpus/FILE
 //!                                 next message of the maildrop; the path is relative to
-//!                                 the shared folder; uid defaults to the message number,
+//!                                 the tests folder; uid defaults to the message number,
 //!                                 uidl to the file's stem
 //! # fetch-fails: UID...           FetchMessage of these uids fails
 //! # commit: fails                 CommitDeletes fails
@@ -51,7 +51,7 @@ use std::path::Path;
 use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
 use portico_testkit::{
     Event, Expected, Line, Output, Split, Splitter, crlf, header_key, number, read_script,
-    read_shared, yes_no,
+    read_test_data, yes_no,
 };
 
 const TRANSCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");
@@ -305,7 +305,7 @@ fn stuffed_lines(message: &[u8], top: Option<usize>) -> Vec<Expected> {
 
 /// A corpus file as the store would hand it out: bare LFs become CRLF.
 fn load_message(file: &str) -> Result<Vec<u8>, String> {
-    Ok(crlf(&read_shared(file)?))
+    Ok(crlf(&read_test_data(file)?))
 }
 
 // ----- running ----------------------------------------------------------------------

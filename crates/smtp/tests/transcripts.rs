@@ -29,7 +29,7 @@
 //!                                 are Q1, Q2, ...
 //! # expect delivered: <FROM> -> <RCPT>[,<RCPT>...] CONTENT [CHECK...]
 //!                                 the next message delivered; CONTENT is
-//!                                 file=PATH (exact bytes of a file under the shared
+//!                                 file=PATH (exact bytes of a file under the tests
 //!                                 folder), len=N, or text=ESCAPED (\r \n \t \\);
 //!                                 CHECKs: auth=NAME|none tls=yes|no 8bit=yes|no
 //!                                 utf8=yes|no helo=NAME
@@ -62,7 +62,7 @@ use portico_smtp::{
     SmtpConfig,
 };
 use portico_testkit::{
-    Event, Expected, Line, Output, Split, Splitter, header_key, number, read_script, read_shared,
+    Event, Expected, Line, Output, Split, Splitter, header_key, number, read_script, read_test_data,
     yes_no,
 };
 
@@ -358,7 +358,7 @@ fn expected_delivery(value: &str, line_no: usize) -> Result<ExpectedDelivery, St
         .map(|rcpt| path(Some(rcpt)))
         .collect::<Result<Vec<_>, _>>()?;
     let content = match words.next().and_then(|w| w.split_once('=')) {
-        Some(("file", file)) => Content::Exact(read_shared(file)?, file.to_string()),
+        Some(("file", file)) => Content::Exact(read_test_data(file)?, file.to_string()),
         Some(("len", len)) => Content::Length(number(len)?),
         Some(("text", text)) => Content::Exact(unescape(text), format!("text={text}")),
         _ => return Err("expect delivered: file=, len= or text= expected".into()),
@@ -396,9 +396,9 @@ fn client_bytes(client: &str) -> Result<Vec<u8>, String> {
     };
     let (kind, arg) = marker.split_once(' ').unwrap_or((marker, ""));
     match kind {
-        "stuffed" => Ok(dot_stuff(&read_shared(arg)?)),
+        "stuffed" => Ok(dot_stuff(&read_test_data(arg)?)),
         "bdat" | "bdat-last" => {
-            let content = read_shared(arg)?;
+            let content = read_test_data(arg)?;
             let last = if kind == "bdat-last" { " LAST" } else { "" };
             let mut bytes = format!("BDAT {}{last}\r\n", content.len()).into_bytes();
             bytes.extend_from_slice(&content);

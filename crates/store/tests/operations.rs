@@ -8,7 +8,7 @@ fn open(dir: &tempfile::TempDir) -> Store {
 
 fn corpus(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../../shared/corpus/{name}",
+        "{}/../../tests/corpus/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -315,7 +315,7 @@ fn bare_lf_is_stored_as_crlf_and_everything_else_byte_exact() {
         b"a\r\nb\r\nc\rd\r\n"
     );
     for entry in std::fs::read_dir(format!(
-        "{}/../../../shared/corpus",
+        "{}/../../tests/corpus",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()

@@ -2,14 +2,14 @@
 //!
 //! `portico-pop3`, `portico-smtp` and `portico-imap` each play text transcripts against
 //! their session machine. What those runners have in common lives here once: finding the
-//! transcript files and the shared corpus, feeding a client write whole, byte by byte or
+//! transcript files and the test corpus, feeding a client write whole, byte by byte or
 //! in seeded pseudo-random pieces (TCP may deliver it in any pieces), cutting server
 //! output into lines, matching them against `S:` lines (a final `*` matches any rest) and
 //! reporting failures. What is particular to a protocol (its header keys, its markers,
 //! the fake host answering its actions) stays in that crate's `tests/transcripts.rs`.
 //!
 //! This crate is a `[dev-dependencies]` entry only, never a normal dependency: it panics
-//! freely, reads files from the repository's surroundings, and knows nothing of any
+//! freely, reads the repository's test files, and knows nothing of any
 //! session machine. It depends on std alone, and must never depend on a Portico crate
 //! (the protocol crates depend on it, the other way round).
 
@@ -17,9 +17,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The shared material (corpus messages and the like). The repository lives at
-/// `<root>/main`, shared material at `<root>/shared`.
-pub const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
+/// The repository's test material (`corpus/` messages and the like), under `tests/`.
+pub const TEST_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests");
 
 // ----- files ------------------------------------------------------------------------
 
@@ -35,9 +34,9 @@ pub fn transcript_files(dir: impl AsRef<Path>) -> Vec<PathBuf> {
     files
 }
 
-/// A file under the shared folder, exactly as it is on disk.
-pub fn read_shared(file: &str) -> Result<Vec<u8>, String> {
-    let path = Path::new(SHARED).join(file);
+/// A file under the test material folder, exactly as it is on disk.
+pub fn read_test_data(file: &str) -> Result<Vec<u8>, String> {
+    let path = Path::new(TEST_DATA).join(file);
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

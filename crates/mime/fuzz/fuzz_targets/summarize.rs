@@ -3,7 +3,7 @@
 //! panic, and every part must lie inside its parent.
 //!
 //! Run with `cargo fuzz run summarize` from `crates/mime`; seed it with the
-//! corpus: `cargo fuzz run summarize ../../../shared/corpus`.
+//! corpus: `cargo fuzz run summarize ../../tests/corpus`.
 
 #![no_main]
 

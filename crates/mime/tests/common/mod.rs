@@ -10,7 +10,7 @@ use portico_mime::{Content, MessageSummary, Part};
 pub fn corpus_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus"
+        "/../../tests/corpus"
     ))
 }
 
