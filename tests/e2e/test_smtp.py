@@ -975,12 +975,22 @@ def test_helo_session_is_traced_as_smtp(smtp_server):
 
 
 def test_command_limit(make_smtp_server):
-    """Past max_commands the session ends with 421."""
+    """max_commands counts junk commands only: many more messages than the limit pass
+    on one connection (each with an RSET before it, as a cached connection's client
+    sends), and past the limit of junk since the last message the session ends with
+    421."""
     server = make_smtp_server(smtp_extra="max_commands = 4")
+    server.add_user(BOB, BOB_PW)
     r = server.raw_smtp(server.smtp_port)
     try:
         assert r.ehlo()[-1] == b"250 STARTTLS"
-        for _ in range(3):
+        for n in range(12):
+            assert r.cmd("RSET") == OK
+            assert r.cmd("MAIL FROM:<list@remote.example>") == SENDER_OK
+            assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
+            assert r.cmd("DATA") == START_DATA
+            assert QUEUED.fullmatch(r.cmd(f"Subject: list {n}\r\n\r\nx\r\n.".encode()))
+        for _ in range(4):
             assert r.cmd("NOOP") == OK
         assert r.cmd("NOOP") == b"421 4.7.0 Too many commands, closing connection"
         assert r.at_eof()

@@ -76,6 +76,8 @@ pub struct ClusterConfig {
     pub imap: ImapSettings,
     #[serde(default)]
     pub smtp: SmtpSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
     /// Directory the relative paths in this file are relative to (the file's own
     /// directory; the working directory for the embedded default).
     #[serde(skip)]
@@ -204,6 +206,34 @@ impl Default for SecuritySettings {
     }
 }
 
+/// The mailbox store of each node (metadata in sled, bodies in the body log).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Page cache of the metadata database, MiB.
+    pub cache_mb: u64,
+    /// A body log segment is sealed at this size, MiB.
+    pub segment_mb: u64,
+    /// New mail is refused (SMTP 452 4.3.1, IMAP NO [OVERQUOTA]) while free disk space
+    /// is below the smaller of these two, so the disk never fills under the database.
+    pub min_free_mb: u64,
+    pub min_free_percent: f64,
+    /// Seconds between compaction passes over the body log (0: never).
+    pub compact_interval_secs: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            cache_mb: 128,
+            segment_mb: 32,
+            min_free_mb: 256,
+            min_free_percent: 1.0,
+            compact_interval_secs: 300,
+        }
+    }
+}
+
 /// POP3 service settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -285,7 +315,10 @@ pub struct SmtpSettings {
     pub max_recipients: usize,
     /// Client errors before the connection is closed.
     pub max_errors: u32,
-    /// Commands per connection before it is closed.
+    /// Junk commands per connection before it is closed with `421`: NOOP, RSET, VRFY,
+    /// EXPN, HELP, a repeated EHLO/HELO, unknown commands and commands refused with a
+    /// syntax or sequence error. Mail (MAIL, RCPT, DATA, BDAT), AUTH, STARTTLS and QUIT do
+    /// not count, so any number of messages may be sent on one connection.
     pub max_commands: u32,
     /// Idle time allowed between commands (RFC 5321 §4.5.3.2: at least 5 minutes).
     pub command_timeout_secs: u64,

@@ -28,7 +28,7 @@
 //!        │           Deliver(Envelope) ─► 250 queued as <id> / 4xx / 5xx
 //!        │
 //!   STARTTLS ─► 220, StartTls ─► TlsEstablished: back to Connected, all forgotten
-//!   QUIT ─► 221, Close        Shutdown ─► 421, Close        too many errors ─► 421, Close
+//!   QUIT ─► 221, Close     Shutdown ─► 421, Close     too many errors or junk ─► 421, Close
 //! ```
 
 mod body;

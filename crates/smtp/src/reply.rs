@@ -2,9 +2,10 @@
 //!
 //! Client mistakes are one closed enum, [`ClientError`], mapped to the wire once (reply
 //! code and RFC 3463 enhanced status code) by [`ClientError::status`], as rustls maps its
-//! one error type. Every such reply counts toward `max_errors`. Replies that are not the
-//! client's fault (success, the host's temporary failures, the server's limits) are plain
-//! constants.
+//! one error type. Every such reply counts toward `max_errors`; those that say the command
+//! did not parse or came out of order ([`ClientError::makes_junk`]) also make it a junk
+//! command, counted toward `max_commands`. Replies that are not the client's fault
+//! (success, the host's temporary failures, the server's limits) are plain constants.
 //!
 //! smtp-proto has a `Response` type with a `write` method, but a reply here is one
 //! `format!` of a code, an enhanced code and a text; going through `io::Write` into a
@@ -115,6 +116,16 @@ impl ClientError {
         }
     }
 
+    /// Whether the command this error answers counts as a junk command toward
+    /// `max_commands`: the RFC 5321 §4.2.1 syntax class (`500`-`504`: unrecognised,
+    /// malformed, not implemented, out of sequence) and `555` (MAIL or RCPT parameters
+    /// not recognised). Refusals of a well-formed command in its place (an unknown
+    /// recipient, a sender not owned, a message too big, bad credentials) are not junk:
+    /// they count toward `max_errors` only.
+    pub(crate) fn makes_junk(&self) -> bool {
+        matches!(self.status().0, 500..=504 | 555)
+    }
+
     /// The reply line, without its CRLF.
     pub(crate) fn reply(&self) -> String {
         let (code, enhanced) = self.status();
@@ -153,6 +164,8 @@ pub(crate) const RECIPIENT_TEMPORARY: &str =
 pub(crate) const DELIVERY_TEMPORARY: &str =
     "451 4.3.0 Temporary failure, message not accepted, try again later";
 pub(crate) const DELIVERY_TOO_BIG: &str = "552 5.3.4 Message too big";
+/// RFC 3463 4.3.1: mail system full.
+pub(crate) const DELIVERY_NO_SPACE: &str = "452 4.3.1 Insufficient system storage, try again later";
 pub(crate) const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down";
 pub(crate) const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection";
 pub(crate) const TOO_MANY_COMMANDS: &str = "421 4.7.0 Too many commands, closing connection";
@@ -212,6 +225,42 @@ mod tests {
                 "{error:?}"
             );
             assert!(!error.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn syntax_and_sequence_errors_make_junk_and_refusals_do_not() {
+        for junk in [
+            ClientError::UnknownCommand,
+            ClientError::NotImplemented,
+            ClientError::LineTooLong,
+            ClientError::Syntax("X"),
+            ClientError::InvalidParameter("SIZE"),
+            ClientError::UnsupportedParameter("FOO".into()),
+            ClientError::InvalidSender,
+            ClientError::InvalidRecipient,
+            ClientError::BadSequence("x"),
+            ClientError::UnknownMechanism,
+            ClientError::AuthCancelled,
+            ClientError::BadBase64,
+            ClientError::BadSaslResponse,
+            ClientError::TlsUnavailable,
+        ] {
+            assert!(junk.makes_junk(), "{junk:?}");
+        }
+        for refusal in [
+            ClientError::AuthRequired,
+            ClientError::EncryptionRequired,
+            ClientError::BadCredentials,
+            ClientError::SenderNotOwned,
+            ClientError::NeedsSmtputf8,
+            ClientError::DeclaredTooBig,
+            ClientError::TooBig,
+            ClientError::NoValidRecipients,
+            ClientError::UnknownUser,
+            ClientError::RelayDenied,
+        ] {
+            assert!(!refusal.makes_junk(), "{refusal:?}");
         }
     }
 

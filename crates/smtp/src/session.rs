@@ -28,6 +28,13 @@
 //! (`5xx`, counted toward `max_errors`); the host's answer is a small closed enum
 //! ([`AuthFailure`], [`RecipientVerdict`], [`DeliveryFailure`]) mapped to the wire in one
 //! place each; and I/O or TLS failures are the host's to handle by closing.
+//!
+//! Commands are counted twice: every command line, for the host's end-of-session log
+//! ([`Session::commands`]), and junk commands alone, for `max_commands`. Junk is what
+//! moves no mail (NOOP, RSET, VRFY, EXPN, HELP, EHLO/HELO once the client has
+//! introduced itself, unknown commands, and any command refused with a syntax or sequence
+//! error), as Postfix counts it, so that a client may send any number of messages on one
+//! connection while one that only idles or probes is still cut off.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -68,7 +75,14 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// Client errors tolerated; the one past this count ends the session with `421`.
     pub max_errors: u32,
-    /// Commands per connection; the one past this count ends the session with `421`.
+    /// Junk commands per connection; the one past this count ends the session with
+    /// `421`. Junk is NOOP, RSET, VRFY, EXPN, HELP, an EHLO or HELO after the one that
+    /// introduced the client (STARTTLS asks for a new one, which is not junk), a line too
+    /// long or with an unknown verb, and any command refused with a syntax or sequence
+    /// error (`500`-`504`, `555`). MAIL, RCPT, DATA, BDAT, AUTH, STARTTLS and QUIT that
+    /// succeed, or are refused for what they ask (an unknown recipient, say), never count,
+    /// so the number of messages on one connection is not limited. The name is kept for
+    /// the configuration files that already set it.
     pub max_commands: u32,
     /// Login type `plaintext`: AUTH is offered and accepted without TLS (submission).
     pub plaintext_auth_without_tls: bool,
@@ -137,6 +151,8 @@ pub enum RecipientVerdict {
 pub enum DeliveryFailure {
     /// Nothing was made durable; the client should retry later.
     Temporary,
+    /// The server's disk is full (or below its free-space floor); retry later.
+    NoSpace,
     /// Over a limit the host enforces (a quota, a recipient's own limit).
     TooBig,
     /// Refused for good; the text goes to the client (sanitized).
@@ -253,8 +269,13 @@ pub struct Session {
     actions: VecDeque<Action>,
     /// Client mistakes so far.
     errors: u32,
-    /// Command lines handled, for `max_commands` and the end-of-session log line.
+    /// Command lines handled, for the end-of-session log line.
     commands: u64,
+    /// Junk commands since the last delivered message, for `max_commands`.
+    junk_commands: u32,
+    /// The command being answered was already counted as junk, so an error in its reply
+    /// does not count it twice.
+    junk_counted: bool,
     closed: bool,
 }
 
@@ -335,6 +356,8 @@ impl Session {
             actions: VecDeque::new(),
             errors: 0,
             commands: 0,
+            junk_commands: 0,
+            junk_counted: false,
             closed: false,
         };
         // RFC 5321 §4.2: the greeting; "ESMTP" tells the client EHLO is welcome.
@@ -371,7 +394,15 @@ impl Session {
                 other => self.awaiting = other,
             },
             Input::Delivered(result) => match self.awaiting.take() {
-                Some(Awaiting::Delivery) => self.on_delivered(result),
+                Some(Awaiting::Delivery) => {
+                    // As Postfix: each delivered message starts the junk count afresh, so
+                    // a client that sends RSET before every message (a cached
+                    // connection) is never cut off.
+                    if result.is_ok() {
+                        self.junk_commands = 0;
+                    }
+                    self.on_delivered(result)
+                }
                 other => self.awaiting = other,
             },
         }
@@ -384,7 +415,8 @@ impl Session {
         self.actions.pop_front()
     }
 
-    /// Command lines handled so far (SASL responses and message content are not commands).
+    /// Command lines handled so far, junk or not (SASL responses and message content are
+    /// not commands; a line refused for `max_commands` is not handled).
     pub fn commands(&self) -> u64 {
         self.commands
     }
@@ -539,34 +571,76 @@ impl Session {
     }
 
     /// RFC 5321 §4.5.3.1.4: `500` for a line over the limit; an AUTH exchange it was
-    /// meant to continue is over.
+    /// meant to continue is over. Outside AUTH the line was a command, and junk: its verb
+    /// cannot be trusted.
     fn on_line_too_long(&mut self) {
         let in_sasl = matches!(
             std::mem::replace(&mut self.reading, Reading::Command),
             Reading::Sasl(_)
         );
-        if in_sasl || self.count_command() {
-            self.client_error(ClientError::LineTooLong);
+        if !in_sasl && !self.start_command(true) {
+            return;
         }
+        self.client_error(ClientError::LineTooLong);
     }
 
-    /// Counts a command line; past `max_commands` the session ends instead and this
-    /// returns false.
-    fn count_command(&mut self) -> bool {
-        if self.commands >= u64::from(self.config.max_commands) {
+    /// Starts a command line: counts it, and counts it as junk when `junk` says it is
+    /// junk by its verb. Past `max_commands` the session ends instead and this returns
+    /// false.
+    fn start_command(&mut self, junk: bool) -> bool {
+        self.junk_counted = false;
+        if junk && !self.count_junk() {
+            return false;
+        }
+        self.commands = self.commands.saturating_add(1);
+        true
+    }
+
+    /// Counts the command being answered as junk, once; the one past `max_commands` ends
+    /// the session with `421`, and this returns false.
+    fn count_junk(&mut self) -> bool {
+        if self.junk_counted {
+            return true;
+        }
+        if self.junk_commands >= self.config.max_commands {
             self.reply(reply::TOO_MANY_COMMANDS);
             self.close();
             return false;
         }
-        self.commands += 1;
+        self.junk_commands += 1;
+        self.junk_counted = true;
         true
     }
 
+    /// Junk by its verb alone, known before the command runs (so a junk command past
+    /// the limit never runs; VRFY never reaches the host). The first EHLO or HELO, and
+    /// the one RFC 3207 §4.2 asks for after STARTTLS, find `helo` empty.
+    fn is_junk_verb(&self, verb: Verb) -> bool {
+        match verb {
+            Verb::Noop
+            | Verb::Rset
+            | Verb::Vrfy
+            | Verb::Expn
+            | Verb::Help
+            | Verb::NotImplemented
+            | Verb::Unknown => true,
+            Verb::Ehlo | Verb::Helo => self.helo.is_some(),
+            Verb::StartTls
+            | Verb::Auth
+            | Verb::Mail
+            | Verb::Rcpt
+            | Verb::Data
+            | Verb::Bdat
+            | Verb::Quit => false,
+        }
+    }
+
     fn on_command(&mut self, line: &[u8]) {
-        if !self.count_command() {
+        let verb = Verb::of(line);
+        if !self.start_command(self.is_junk_verb(verb)) {
             return;
         }
-        match Verb::of(line) {
+        match verb {
             Verb::Ehlo => self.cmd_ehlo(line),
             Verb::Helo => self.cmd_helo(line),
             Verb::StartTls => self.cmd_starttls(line),
@@ -610,13 +684,19 @@ impl Session {
     }
 
     /// A reply to a client mistake. Past `max_errors` the session ends, which also
-    /// bounds password guessing and address harvesting on one connection.
+    /// bounds password guessing and address harvesting on one connection. A syntax or
+    /// sequence error makes the command junk; if that is the junk command past
+    /// `max_commands`, the session ends after this reply.
     fn client_error(&mut self, error: ClientError) {
         self.reply(&error.reply());
         self.errors = self.errors.saturating_add(1);
         if self.errors > self.config.max_errors {
             self.reply(reply::TOO_MANY_ERRORS);
             self.close();
+            return;
+        }
+        if error.makes_junk() {
+            self.count_junk();
         }
     }
 
@@ -829,19 +909,242 @@ mod tests {
         assert!(s.is_closed());
     }
 
+    const TOO_MANY: &str = "421 4.7.0 Too many commands, closing connection\r\n[close]\n";
+
     #[test]
-    fn too_many_commands() {
+    fn too_many_commands_counts_junk_only() {
+        let config = SmtpConfig {
+            max_commands: 2,
+            ..inbound()
+        };
+        let mut s = start(config, false);
+        assert!(send(&mut s, "EHLO client\r\n").starts_with("250-mail.example.com\r\n"));
+        for _ in 0..3 {
+            send(
+                &mut s,
+                "MAIL FROM:<a@remote.example>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n",
+            );
+            assert_eq!(
+                answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local)),
+                format!("250 2.1.5 Recipient OK\r\n{}\r\n", reply::START_DATA)
+            );
+            send(&mut s, "hi\r\n.\r\n");
+            assert_eq!(
+                answer(&mut s, Input::Delivered(Ok("Q".into()))),
+                "250 2.0.0 Ok: queued as Q\r\n"
+            );
+        }
+        send(
+            &mut s,
+            "MAIL FROM:<a@remote.example>\r\nRCPT TO:<x@example.com>\r\n",
+        );
+        answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local));
+        assert_eq!(
+            send(&mut s, "BDAT 2 LAST\r\nhi"),
+            "[deliver <a@remote.example> -> x@example.com 2]\n"
+        );
+        answer(&mut s, Input::Delivered(Ok("Q".into())));
+        // Two junk commands are allowed, the third ends the session unanswered.
+        assert_eq!(
+            send(&mut s, "NOOP\r\nRSET\r\nEHLO client\r\nQUIT\r\n"),
+            format!("250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n{TOO_MANY}")
+        );
+        assert!(s.is_closed());
+        // EHLO, 3 × (MAIL, RCPT, DATA), MAIL, RCPT, BDAT, NOOP, RSET; not the refused EHLO.
+        assert_eq!(s.commands(), 1 + 9 + 3 + 2);
+    }
+
+    #[test]
+    fn fifteen_hundred_messages_on_one_connection() {
+        const CONTENT: &str = "Subject: list\r\n\r\nissue\r\n";
+        let config = SmtpConfig {
+            max_commands: 1000,
+            ..inbound()
+        };
+        let mut s = start(config, false);
+        assert!(send(&mut s, "EHLO lists.remote.example\r\n").starts_with("250-"));
+        for n in 1..=1500 {
+            // A cached connection's client resets before every message (Postfix does).
+            let write = format!(
+                "RSET\r\nMAIL FROM:<list@remote.example>\r\nRCPT TO:<x@example.com>\r\n\
+                 DATA\r\n{CONTENT}.\r\n"
+            );
+            assert_eq!(
+                send(&mut s, &write),
+                "250 2.0.0 Ok\r\n250 2.1.0 Sender OK\r\n[check x@example.com]\n",
+                "message {n}"
+            );
+            assert_eq!(
+                answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local)),
+                format!(
+                    "250 2.1.5 Recipient OK\r\n{}\r\n\
+                     [deliver <list@remote.example> -> x@example.com {}]\n",
+                    reply::START_DATA,
+                    CONTENT.len()
+                ),
+                "message {n}"
+            );
+            assert_eq!(
+                answer(&mut s, Input::Delivered(Ok(format!("Q{n}")))),
+                format!("250 2.0.0 Ok: queued as Q{n}\r\n"),
+                "message {n}"
+            );
+        }
+        assert_eq!(send(&mut s, "QUIT\r\n"), "221 2.0.0 Bye\r\n[close]\n");
+        assert_eq!(s.commands(), 1 + 1500 * 4 + 1);
+    }
+
+    #[test]
+    fn the_noop_past_the_limit_closes() {
+        let config = SmtpConfig {
+            max_commands: 1000,
+            ..inbound()
+        };
+        let mut s = start(config, false);
+        assert_eq!(
+            send(&mut s, &"NOOP\r\n".repeat(1001)),
+            format!("{}{TOO_MANY}", "250 2.0.0 Ok\r\n".repeat(1000))
+        );
+        assert!(s.is_closed());
+        assert_eq!(s.commands(), 1000);
+    }
+
+    /// With no junk allowed at all: what ends the session, and what does not.
+    fn no_junk_allowed(mode: Mode, tls: bool) -> Session {
+        let config = SmtpConfig {
+            mode,
+            max_commands: 0,
+            ..submission()
+        };
+        let mut s = start(config, tls);
+        assert!(send(&mut s, "EHLO client\r\n").starts_with("250-"));
+        s
+    }
+
+    #[test]
+    fn junk_by_its_verb_never_runs() {
+        let too_long = format!("NOOP {}", "x".repeat(MAX_COMMAND_LINE));
+        for line in [
+            "NOOP",
+            "RSET",
+            "VRFY alice@example.com",
+            "EXPN staff",
+            "HELP",
+            "EHLO client",
+            "HELO client",
+            "ETRN example.com",
+            "XYZZY",
+            "",
+            &too_long,
+        ] {
+            let mut s = no_junk_allowed(Mode::Inbound, false);
+            assert_eq!(send(&mut s, &format!("{line}\r\n")), TOO_MANY, "{line:.20}");
+        }
+    }
+
+    #[test]
+    fn syntax_and_sequence_errors_are_junk() {
+        for (write, refusal) in [
+            (
+                "MAIL FROM:<a@b.example> SIZE=abc\r\n",
+                "501 5.5.4 Invalid SIZE parameter",
+            ),
+            ("MAIL FROM:a@b.example\r\n", "501 5.5.4 Syntax: *"),
+            (
+                "MAIL FROM:<a@b.example> FOO=1\r\n",
+                "555 5.5.4 Unsupported parameter FOO=1",
+            ),
+            (
+                "RCPT TO:<x@example.com>\r\n",
+                "503 5.5.1 Need MAIL command first",
+            ),
+            ("DATA\r\n", "503 5.5.1 Need MAIL command first"),
+            ("BDAT 2 LAST\r\nhi", "503 5.5.1 Need MAIL command first"),
+            ("BDAT x\r\n", "501 5.5.4 *"),
+            ("STARTTLS\r\n", "503 5.5.1 TLS already active"),
+            ("AUTH PLAIN\r\n", "503 5.5.1 Authentication not available"),
+        ] {
+            let mut s = no_junk_allowed(Mode::Inbound, true);
+            let out = send(&mut s, write);
+            let (reply, rest) = out.split_once("\r\n").unwrap_or((&out, ""));
+            match refusal.strip_suffix('*') {
+                Some(start) => assert!(reply.starts_with(start), "{write:?}: {out:?}"),
+                None => assert_eq!(reply, refusal, "{write:?}"),
+            }
+            assert_eq!(rest, TOO_MANY, "{write:?}");
+        }
+        // Within the AUTH exchange too.
+        let mut s = no_junk_allowed(Mode::Submission, true);
+        send(&mut s, "AUTH PLAIN\r\n");
+        assert_eq!(
+            send(&mut s, "not base64!\r\n"),
+            format!("501 5.5.2 Invalid base64 data\r\n{TOO_MANY}")
+        );
+    }
+
+    #[test]
+    fn a_junk_command_with_an_error_counts_once() {
         let config = SmtpConfig {
             max_commands: 2,
             ..inbound()
         };
         let mut s = start(config, false);
         assert_eq!(
-            send(&mut s, "NOOP\r\nNOOP\r\nNOOP\r\n"),
-            "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n\
-             421 4.7.0 Too many commands, closing connection\r\n[close]\n"
+            send(&mut s, "FOO\r\nVRFY\r\nNOOP\r\n"),
+            format!("500 5.5.1 Unknown command\r\n501 5.5.4 Syntax: VRFY string\r\n{TOO_MANY}")
         );
-        assert_eq!(s.commands(), 2);
+    }
+
+    #[test]
+    fn mail_and_its_refusals_are_no_junk() {
+        let mut s = no_junk_allowed(Mode::Submission, false);
+        assert_eq!(
+            send(&mut s, "STARTTLS\r\n"),
+            "220 2.0.0 Ready to start TLS\r\n[starttls]\n"
+        );
+        answer(&mut s, Input::TlsEstablished);
+        // RFC 3207 §4.2: the EHLO after STARTTLS is the first again.
+        login(&mut s);
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<mallory@example.com>\r\n"),
+            "553 5.7.1 Sender address not owned by authenticated user\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<alice@example.com> SIZE=5000\r\n"),
+            "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+        );
+        assert_eq!(
+            send(
+                &mut s,
+                "MAIL FROM:<alice@example.com>\r\nRCPT TO:<nobody@example.com>\r\n"
+            ),
+            "250 2.1.0 Sender OK\r\n[check nobody@example.com]\n"
+        );
+        assert_eq!(
+            answer(
+                &mut s,
+                Input::RecipientChecked(RecipientVerdict::UnknownUser)
+            ),
+            "550 5.1.1 Mailbox unavailable\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "DATA\r\n"),
+            "554 5.5.1 No valid recipients\r\n"
+        );
+        send(&mut s, "RCPT TO:<bob@example.com>\r\n");
+        answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local));
+        assert_eq!(
+            send(&mut s, "DATA\r\nhi\r\n.\r\n"),
+            format!(
+                "{}\r\n[deliver <alice@example.com> -> bob@example.com 4]\n",
+                reply::START_DATA
+            )
+        );
+        assert_eq!(
+            answer(&mut s, Input::Delivered(Err(DeliveryFailure::Temporary))),
+            format!("{}\r\n", reply::DELIVERY_TEMPORARY)
+        );
+        assert_eq!(send(&mut s, "QUIT\r\n"), "221 2.0.0 Bye\r\n[close]\n");
     }
 
     #[test]

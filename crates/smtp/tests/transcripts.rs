@@ -62,8 +62,8 @@ use portico_smtp::{
     SmtpConfig,
 };
 use portico_testkit::{
-    Event, Expected, Line, Output, Split, Splitter, header_key, number, read_script, read_test_data,
-    yes_no,
+    Event, Expected, Line, Output, Split, Splitter, header_key, number, read_script,
+    read_test_data, yes_no,
 };
 
 const TRANSCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transcripts");

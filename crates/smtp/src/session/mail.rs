@@ -247,6 +247,7 @@ impl Session {
         let text = match result {
             Ok(queue_id) => format!("250 2.0.0 Ok: queued as {}", reply::sanitize(&queue_id, 64)),
             Err(DeliveryFailure::Temporary) => reply::DELIVERY_TEMPORARY.to_string(),
+            Err(DeliveryFailure::NoSpace) => reply::DELIVERY_NO_SPACE.to_string(),
             Err(DeliveryFailure::TooBig) => reply::DELIVERY_TOO_BIG.to_string(),
             Err(DeliveryFailure::Permanent(text)) => {
                 format!("554 5.0.0 {}", reply::sanitize(&text, 200))
@@ -583,6 +584,10 @@ mod tests {
                 "451 4.3.0 Temporary failure, message not accepted, try again later\r\n",
             ),
             (DeliveryFailure::TooBig, "552 5.3.4 Message too big\r\n"),
+            (
+                DeliveryFailure::NoSpace,
+                "452 4.3.1 Insufficient system storage, try again later\r\n",
+            ),
             (
                 DeliveryFailure::Permanent("Policy\r\nrejection".into()),
                 "554 5.0.0 Policyrejection\r\n",
