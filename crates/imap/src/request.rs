@@ -123,6 +123,12 @@ pub enum Fault {
     /// Refused by a rule (deleting INBOX, invalid name); the text says which.
     NotAllowed(String),
     TooBig,
+    /// The server's disk is full (or below its free-space floor): try again later.
+    NoSpace,
+    /// A disk or I/O failure that may clear by itself; the text is a log reference.
+    Temporary(String),
+    /// A message's stored bytes are damaged; the text names the message.
+    Damaged(String),
     /// The store failed; the text is a reference the log also has.
     Unavailable(String),
 }

@@ -256,6 +256,14 @@ fn fault_text(fault: &Fault, trycreate: bool) -> String {
         Fault::NotAllowed(why) if why.starts_with('[') => why.clone(),
         Fault::NotAllowed(why) => format!("[CANNOT] {why}"),
         Fault::TooBig => "[TOOBIG] Message too large".into(),
+        // RFC 5530 has no code for a full disk; Dovecot's choice, which clients show.
+        Fault::NoSpace => "[OVERQUOTA] Not enough disk space on the server, try again later".into(),
+        Fault::Temporary(reference) => {
+            format!(
+                "[UNAVAILABLE] Storage temporarily unavailable, try again later (ref {reference})"
+            )
+        }
+        Fault::Damaged(what) => format!("[CORRUPTION] Damaged and unreadable: {what}"),
         Fault::Unavailable(reference) => format!("[SERVERBUG] Internal error (ref {reference})"),
     }
 }

@@ -11,7 +11,7 @@ use portico_store::{Pop3DeleteMode, Store, StoreError};
 
 use crate::admin::{self, AdminRequest, AdminResponse};
 use crate::auth::hash_password;
-use crate::node::store_dir;
+use crate::node::{store_dir, store_options};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +42,14 @@ pub enum Command {
     /// Inspect and manage the outgoing mail queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Check every stored message, index entry and body record (the server must be
+    /// stopped). Exit status 0: clean; 1: problems found (and, with --repair, damaged
+    /// messages set aside and counters corrected).
+    Fsck {
+        /// Set damaged messages aside (clients see them expunged) and fix counters.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +121,7 @@ pub fn run() -> anyhow::Result<()> {
     crate::logging::init(matches!(cli.command, Command::Serve));
     let request = match cli.command {
         Command::Serve => return crate::serve::serve(config, node.name.clone()),
+        Command::Fsck { repair } => return fsck(&config, &data_dir, repair),
         Command::Deliver { address } => {
             let mut message = Vec::new();
             std::io::stdin()
@@ -157,7 +166,7 @@ pub fn run() -> anyhow::Result<()> {
             }),
         },
     };
-    let response = execute(&data_dir, request)?;
+    let response = execute(&config, &data_dir, request)?;
     match response {
         AdminResponse::Done(text) => {
             println!("{text}");
@@ -202,7 +211,11 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// Sends the request to the running server, or runs it on the store directly.
-fn execute(data_dir: &std::path::Path, request: AdminRequest) -> anyhow::Result<AdminResponse> {
+fn execute(
+    config: &ClusterConfig,
+    data_dir: &std::path::Path,
+    request: AdminRequest,
+) -> anyhow::Result<AdminResponse> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -210,13 +223,52 @@ fn execute(data_dir: &std::path::Path, request: AdminRequest) -> anyhow::Result<
     if let Some(response) = runtime.block_on(admin::send_to_server(data_dir, &request))? {
         return Ok(response);
     }
-    match Store::open(&store_dir(data_dir), &Default::default()) {
+    match Store::open(&store_dir(data_dir), &store_options(config)) {
         Ok(store) => Ok(admin::execute_local(&store, request)),
         Err(StoreError::Locked) => bail!(
             "the data directory {} is locked by a running server, and its admin socket does not answer",
             data_dir.display()
         ),
         Err(e) => Err(e).with_context(|| format!("opening the store in {}", data_dir.display())),
+    }
+}
+
+/// `portico fsck`: runs on the store directly, never through a running server.
+fn fsck(config: &ClusterConfig, data_dir: &std::path::Path, repair: bool) -> anyhow::Result<()> {
+    let store = match Store::open(&store_dir(data_dir), &store_options(config)) {
+        Ok(store) => store,
+        Err(StoreError::Locked) => bail!(
+            "the data directory {} is in use by a running server: stop it first",
+            data_dir.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening the store in {}", data_dir.display()));
+        }
+    };
+    let report = store.fsck(repair).context("checking the store")?;
+    println!(
+        "checked {} accounts, {} folders, {} messages, {} queued, {} bodies",
+        report.accounts, report.folders, report.messages, report.queued, report.bodies_checked
+    );
+    for line in &report.damaged {
+        println!("damaged: {line}");
+    }
+    for line in &report.index_errors {
+        println!("index: {line}");
+    }
+    println!(
+        "damaged: {}, index errors: {}, unreferenced bodies: {}, quarantined: {}, folders fixed: {}",
+        report.damaged.len(),
+        report.index_errors.len(),
+        report.unreferenced_bodies,
+        report.quarantined,
+        report.folders_fixed
+    );
+    store.sync().context("flushing the store")?;
+    if report.is_clean() {
+        Ok(())
+    } else {
+        std::process::exit(1)
     }
 }
 

@@ -474,6 +474,9 @@ pub struct Flow {
     pub awaiting: bool,
     /// The connection task was told to stop reading until the machine is free again.
     pub reader_paused: bool,
+    /// The server is shutting down while a request was in flight: the machine hears of
+    /// it once the answer is in, so what was stored is also acknowledged.
+    pub shutdown_pending: bool,
 }
 
 impl Flow {
@@ -483,6 +486,7 @@ impl Flow {
             span,
             awaiting: false,
             reader_paused: false,
+            shutdown_pending: false,
         }
     }
 }
@@ -507,11 +511,19 @@ pub trait SessionActor: Actor<Context = actix::Context<Self>> {
 pub fn drive_session<A: SessionActor>(actor: &mut A, ctx: &mut actix::Context<A>) {
     let span = actor.flow().span.clone();
     let _entered = span.entered();
-    while !actor.flow().awaiting {
-        let Some(action) = actor.next_action() else {
+    loop {
+        while !actor.flow().awaiting {
+            let Some(action) = actor.next_action() else {
+                break;
+            };
+            actor.perform(action, ctx);
+        }
+        let flow = actor.flow();
+        if flow.awaiting || !flow.shutdown_pending {
             break;
-        };
-        actor.perform(action, ctx);
+        }
+        flow.shutdown_pending = false;
+        actor.shutdown();
     }
     let flow = actor.flow();
     if !flow.awaiting && flow.reader_paused {
@@ -560,8 +572,9 @@ macro_rules! session_handlers {
 
             fn handle(&mut self, _: $crate::connection::ServerShutdown, ctx: &mut Self::Context) {
                 use $crate::connection::SessionActor;
-                self.flow().awaiting = false;
-                self.shutdown();
+                // A store request in flight is answered first: a message is either
+                // stored and acknowledged, or neither.
+                self.flow().shutdown_pending = true;
                 $crate::connection::drive_session(self, ctx);
             }
         }

@@ -70,6 +70,19 @@ fn fault(span: &tracing::Span, error: MailboxFault) -> Fault {
         MailboxFault::Store(StoreError::InvalidName(why) | StoreError::NotAllowed(why)) => {
             Fault::NotAllowed(why.to_string())
         }
+        MailboxFault::Store(StoreError::NoSpace) => {
+            tracing::warn!(parent: span, "store refused a write: not enough disk space");
+            Fault::NoSpace
+        }
+        MailboxFault::Store(StoreError::Damaged(what)) => {
+            tracing::error!(parent: span, what = %what, "damaged message");
+            Fault::Damaged(what)
+        }
+        MailboxFault::Store(error @ StoreError::Io(_)) => {
+            let reference = format!("{:08x}", rand_reference());
+            tracing::error!(parent: span, error = %error, reference, "storage I/O failure");
+            Fault::Temporary(reference)
+        }
         other => {
             let reference = format!("{:08x}", rand_reference());
             tracing::error!(parent: span, error = %other, reference, "store failure");

@@ -6,8 +6,23 @@
 //! answers. The actor also owns the POP3 maildrop lock and IMAP4rev1's \Recent. Actors
 //! are found or started through the node's [`MailboxRegistry`] and stopped by it when
 //! idle.
+//!
+//! Appends are pipelined so that many deliveries into one folder share each sync
+//! (group commit inside a folder):
+//!
+//! ```text
+//! AppendMessage ─► stage (blocking pool, concurrent): index, body durable in the body log
+//!               ─► link (in order, nothing else handled meanwhile): UID allocated,
+//!                  metadata applied, queued as pending
+//!               ─► wait (blocking pool, concurrent): metadata durable, shared sync
+//!               ─► announce + acknowledge every pending append now durable, in UID order
+//! ```
+//!
+//! A pending append is invisible to sessions (snapshots leave it out) until it is
+//! durable; one whose sync fails is answered with the error and taken back out of the
+//! store, its UID never reused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,9 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_store::{
-    Appended, Copied, FlagOp, Flags, Mailbox, MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD,
-    Pop3DeleteMode, Store, StoreError, SystemFlag, Uid, Uidvalidity,
+    Appended, CommitTicket, Copied, FlagOp, Flags, Mailbox, MailboxId, MessageMeta, ModSeq,
+    POP3_DELETED_KEYWORD, Pop3DeleteMode, Store, StoreError, SystemFlag, Uid, Uidvalidity,
 };
+use tokio::sync::oneshot;
 
 /// Identifies one client session on this node (also the id in its log span).
 pub type SessionId = u64;
@@ -67,6 +83,17 @@ pub struct MailboxActor {
     /// UIDs from here on are \Recent for the next session that selects the folder
     /// read-write (RFC 3501 §2.3.2). Not kept across restarts.
     recent_from: Option<Uid>,
+    /// Appends applied but not yet durable, in UID order.
+    pending: VecDeque<PendingAppend>,
+}
+
+/// An append waiting for its metadata to become durable.
+struct PendingAppend {
+    ticket: CommitTicket,
+    appended: Appended,
+    flags: Flags,
+    origin: Option<SessionId>,
+    reply: oneshot::Sender<Result<Appended, MailboxFault>>,
 }
 
 /// A session watching the folder.
@@ -168,8 +195,78 @@ impl MailboxActor {
     }
 }
 
+impl MailboxActor {
+    /// Announces and acknowledges, in UID order, every pending append that is durable
+    /// now. Called before any other change is announced, so sessions see changes in the
+    /// order they were made.
+    fn settle_durable(&mut self) {
+        let committed = self.store.committed();
+        while self
+            .pending
+            .front()
+            .is_some_and(|pending| pending.ticket <= committed)
+        {
+            let Some(done) = self.pending.pop_front() else {
+                break;
+            };
+            let appended = done.appended;
+            self.broadcast_appended(done.origin, &[(appended.uid, done.flags, appended.modseq)]);
+            let _ = done.reply.send(Ok(appended));
+        }
+    }
+
+    /// An append whose sync failed: answered with the error and taken back out, unless
+    /// a later sync already made it durable and it was acknowledged.
+    fn fail_pending(&mut self, ticket: CommitTicket, error: MailboxFault, ctx: &mut Context<Self>) {
+        let Some(index) = self.pending.iter().position(|p| p.ticket == ticket) else {
+            return;
+        };
+        let Some(failed) = self.pending.remove(index) else {
+            return;
+        };
+        let _ = failed.reply.send(Err(error));
+        let (store, id, uid) = (self.store.clone(), self.id, failed.appended.uid);
+        ctx.spawn(
+            blocking(move || {
+                store.revoke_append(id, uid);
+                Ok(())
+            })
+            .into_actor(self)
+            .map(|_, _, _| ()),
+        );
+    }
+
+    /// What a new watcher may see of the folder: pending appends are left out (it hears
+    /// of them when they are durable, like everyone else).
+    fn visible(
+        &self,
+        mut mailbox: Mailbox,
+        mut messages: Vec<MessageMeta>,
+    ) -> (Mailbox, Vec<MessageMeta>) {
+        if let Some(first) = self.pending.front() {
+            let first_uid = first.appended.uid;
+            let hidden = messages.iter().filter(|m| m.uid >= first_uid).count();
+            messages.retain(|m| m.uid < first_uid);
+            mailbox.uidnext = first_uid;
+            mailbox.highest_modseq = ModSeq(first.appended.modseq.0.saturating_sub(1));
+            mailbox.messages = mailbox.messages.saturating_sub(hidden as u32);
+            mailbox.size = messages.iter().map(|m| m.size).sum();
+        }
+        (mailbox, messages)
+    }
+}
+
 impl Actor for MailboxActor {
     type Context = Context<Self>;
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        // Never drop an append whose client waits for its answer.
+        if self.pending.is_empty() {
+            Running::Stop
+        } else {
+            Running::Continue
+        }
+    }
 }
 
 /// Runs store work off the actor's thread.
@@ -193,22 +290,68 @@ pub struct AppendMessage {
 }
 
 impl Handler<AppendMessage> for MailboxActor {
-    type Result = AtomicResponse<Self, Result<Appended, MailboxFault>>;
+    type Result = ResponseFuture<Result<Appended, MailboxFault>>;
 
-    fn handle(&mut self, msg: AppendMessage, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AppendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.status.touch();
-        let (store, id) = (self.store.clone(), self.id);
-        let (flags, origin) = (msg.flags.clone(), msg.origin);
-        AtomicResponse::new(Box::pin(
-            blocking(move || store.append(id, &msg.message, &msg.flags, msg.internal_date))
+        let (reply, answer) = oneshot::channel();
+        let store = self.store.clone();
+        let message = msg.message.clone();
+        ctx.spawn(
+            blocking(move || store.stage_message(&message))
                 .into_actor(self)
-                .map(move |result, actor, _| {
-                    if let Ok(appended) = &result {
-                        actor.broadcast_appended(origin, &[(appended.uid, flags, appended.modseq)]);
+                .map(move |staged, actor, ctx| match staged {
+                    Ok(staged) => actor.link_append(staged, msg, reply, ctx),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
                     }
-                    result
                 }),
-        ))
+        );
+        Box::pin(async move { answer.await.unwrap_or(Err(MailboxFault::Unavailable)) })
+    }
+}
+
+impl MailboxActor {
+    /// Allocates the UID and applies the metadata, handling nothing else meanwhile so
+    /// UIDs go out in order; then waits for durability without blocking the actor.
+    fn link_append(
+        &mut self,
+        staged: portico_store::StagedMessage,
+        msg: AppendMessage,
+        reply: oneshot::Sender<Result<Appended, MailboxFault>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (store, id) = (self.store.clone(), self.id);
+        let flags = msg.flags.clone();
+        ctx.wait(
+            blocking(move || store.append_staged(id, staged, &msg.flags, msg.internal_date))
+                .into_actor(self)
+                .map(move |linked, actor, ctx| {
+                    let (appended, ticket) = match linked {
+                        Ok(linked) => linked,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            return;
+                        }
+                    };
+                    actor.pending.push_back(PendingAppend {
+                        ticket,
+                        appended,
+                        flags,
+                        origin: msg.origin,
+                        reply,
+                    });
+                    let store = actor.store.clone();
+                    ctx.spawn(
+                        blocking(move || store.wait_committed(ticket))
+                            .into_actor(actor)
+                            .map(move |durable, actor, ctx| match durable {
+                                Ok(()) => actor.settle_durable(),
+                                Err(e) => actor.fail_pending(ticket, e, ctx),
+                            }),
+                    );
+                }),
+        );
     }
 }
 
@@ -225,6 +368,7 @@ impl Handler<AnnounceAppended> for MailboxActor {
 
     fn handle(&mut self, msg: AnnounceAppended, _: &mut Self::Context) {
         self.status.touch();
+        self.settle_durable();
         self.broadcast_appended(msg.origin, &msg.messages);
     }
 }
@@ -252,6 +396,7 @@ impl Handler<SubscribeSession> for MailboxActor {
 
     fn handle(&mut self, msg: SubscribeSession, _: &mut Self::Context) -> Self::Result {
         self.status.touch();
+        self.settle_durable();
         self.subscribers.insert(
             msg.session,
             Subscriber {
@@ -268,7 +413,7 @@ impl Handler<SubscribeSession> for MailboxActor {
                 .into_actor(self)
                 .map(move |result, actor, _| {
                     let (mailbox, messages) = match result {
-                        Ok(pair) => pair,
+                        Ok((mailbox, messages)) => actor.visible(mailbox, messages),
                         Err(e) => {
                             actor.subscribers.remove(&msg.session);
                             return Err(e);
@@ -375,6 +520,7 @@ impl Handler<StoreFlags> for MailboxActor {
             .into_actor(self)
             .map(move |result, actor, _| {
                 let (outcome, changed) = result?;
+                actor.settle_durable();
                 for change in changed {
                     actor.broadcast(origin, |_| FolderChange::FlagsChanged {
                         uid: change.uid,
@@ -422,6 +568,7 @@ impl Handler<ExpungeDeleted> for MailboxActor {
             .into_actor(self)
             .map(move |result, actor, _| {
                 let (removed, modseq) = result?;
+                actor.settle_durable();
                 if !removed.is_empty() {
                     let uids = removed.clone();
                     actor.broadcast(origin, |_| FolderChange::Expunged {
@@ -470,6 +617,7 @@ impl Handler<CopyMessages> for MailboxActor {
             .into_actor(self)
             .map(move |result, actor, _| {
                 let (copied, added, modseq) = result?;
+                actor.settle_durable();
                 if moving && !copied.pairs.is_empty() {
                     let uids: Vec<Uid> = copied.pairs.iter().map(|(src, _)| *src).collect();
                     actor.broadcast(origin, |_| FolderChange::Expunged {
@@ -513,6 +661,7 @@ impl Handler<AcquirePop3Lock> for MailboxActor {
 
     fn handle(&mut self, msg: AcquirePop3Lock, _: &mut Self::Context) -> Self::Result {
         self.status.touch();
+        self.settle_durable();
         if self.pop3_lock.is_some_and(|holder| holder != msg.session) {
             return AtomicResponse::new(Box::pin(fut::ready(Err(MailboxFault::Locked))));
         }
@@ -520,20 +669,23 @@ impl Handler<AcquirePop3Lock> for MailboxActor {
         self.status.pop3_locked.store(true, Ordering::Relaxed);
         let (store, id) = (self.store.clone(), self.id);
         AtomicResponse::new(Box::pin(
-            blocking(move || {
-                let mailbox = store.mailbox(id)?;
-                Ok(MaildropSnapshot {
-                    uidvalidity: mailbox.uidvalidity,
-                    messages: store.messages(id)?,
-                })
-            })
-            .into_actor(self)
-            .map(move |result, actor, _| {
-                if result.is_err() && actor.pop3_lock == Some(msg.session) {
-                    actor.release_pop3_lock();
-                }
-                result
-            }),
+            blocking(move || Ok((store.mailbox(id)?, store.messages(id)?)))
+                .into_actor(self)
+                .map(move |result, actor, _| match result {
+                    Ok((mailbox, messages)) => {
+                        let (mailbox, messages) = actor.visible(mailbox, messages);
+                        Ok(MaildropSnapshot {
+                            uidvalidity: mailbox.uidvalidity,
+                            messages,
+                        })
+                    }
+                    Err(e) => {
+                        if actor.pop3_lock == Some(msg.session) {
+                            actor.release_pop3_lock();
+                        }
+                        Err(e)
+                    }
+                }),
         ))
     }
 }
@@ -602,6 +754,7 @@ impl Handler<CommitPop3Deletes> for MailboxActor {
             })
             .into_actor(self)
             .map(move |result, actor, _| {
+                actor.settle_durable();
                 // RFC 1939 §6: the session is over once UPDATE is done; the lock goes back
                 // before the client is told, so it can reconnect right away.
                 if actor.pop3_lock == Some(session) {
@@ -690,6 +843,7 @@ impl MailboxRegistry {
                 registry,
                 subscribers: HashMap::new(),
                 recent_from: None,
+                pending: VecDeque::new(),
             }
         });
         actors.insert(id, (addr.clone(), status));

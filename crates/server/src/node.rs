@@ -20,6 +20,18 @@ pub fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
 }
 
+/// The store's tuning from the `[store]` section.
+pub fn store_options(config: &ClusterConfig) -> portico_store::StoreOptions {
+    const MIB: u64 = 1024 * 1024;
+    let settings = &config.store;
+    portico_store::StoreOptions {
+        cache_capacity: settings.cache_mb.saturating_mul(MIB),
+        segment_size: settings.segment_mb.max(1).saturating_mul(MIB),
+        min_free_bytes: settings.min_free_mb.saturating_mul(MIB),
+        min_free_percent: settings.min_free_percent,
+    }
+}
+
 pub struct NodeContext {
     pub config: Arc<ClusterConfig>,
     pub node_name: String,

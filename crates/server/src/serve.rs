@@ -10,14 +10,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context;
 use portico_cluster::ClusterConfig;
-use portico_store::{Store, StoreError, StoreOptions};
+use portico_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::auth::Authenticator;
 use crate::listener::{self, Service, Workers};
 use crate::mailbox::MailboxRegistry;
-use crate::node::{NodeContext, store_dir};
+use crate::node::{NodeContext, store_dir, store_options};
 use crate::tls;
 use crate::{admin, relay};
 
@@ -33,7 +33,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     let data_dir = config.data_dir(&node_config);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let store = match Store::open(&store_dir(&data_dir), &StoreOptions::default()) {
+    let store = match Store::open(&store_dir(&data_dir), &store_options(&config)) {
         Ok(store) => Arc::new(store),
         Err(StoreError::Locked) => anyhow::bail!(
             "the data directory {} is in use by another portico process",
@@ -100,6 +100,10 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     if config.smtp.enabled {
         actix_rt::spawn(relay::run_queue(node.clone(), node.queue_wake.clone()));
     }
+    let compaction = actix_rt::spawn(compact_periodically(
+        store.clone(),
+        Duration::from_secs(config.store.compact_interval_secs),
+    ));
     tracing::info!(node = %node_name, data_dir = %data_dir.display(), "node ready");
 
     wait_for_signal().await?;
@@ -110,6 +114,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     admin_task.abort();
+    compaction.abort();
     let _ = std::fs::remove_file(admin::socket_path(&data_dir));
     let sync_store = store.clone();
     tokio::task::spawn_blocking(move || sync_store.sync())
@@ -122,6 +127,22 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     mailbox_arbiter.stop();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reclaims the space of expunged bodies now and then (crash-safe at every step).
+async fn compact_periodically(store: Arc<Store>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.compact()).await {
+            tracing::warn!(error = %e, "body log compaction failed");
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
-use crate::mailbox::AppendMessage;
+use crate::mailbox::{AppendMessage, MailboxFault};
 use crate::node::{NodeContext, UserSlot};
 
 pub struct SmtpConnection {
@@ -199,7 +199,9 @@ async fn deliver(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    for (recipient, inbox) in &local {
+    // Every local copy at once: deliveries into different folders, and into the same
+    // one, share their syncs.
+    let deliveries = local.iter().map(|(recipient, inbox)| {
         let mut message = format!("Return-Path: <{}>\r\n", envelope.mail_from).into_bytes();
         message.extend_from_slice(
             received_header(&node, &envelope, ip, &id, Some(recipient)).as_bytes(),
@@ -211,15 +213,23 @@ async fn deliver(
             internal_date: (now, 0),
             origin: None,
         };
-        match node.mailboxes.send(*inbox, append).await {
+        let node = node.clone();
+        async move { (recipient, node.mailboxes.send(*inbox, append).await) }
+    });
+    let mut failure = None;
+    for (recipient, outcome) in futures::future::join_all(deliveries).await {
+        match outcome {
             Ok(Ok(appended)) => {
                 tracing::info!(queue_id = %id, recipient = %recipient, uid = appended.uid.0, "delivered");
             }
             Ok(Err(e)) | Err(e) => {
                 tracing::error!(queue_id = %id, recipient = %recipient, error = %e, "local delivery failed");
-                return Err(DeliveryFailure::Temporary);
+                failure = Some(delivery_failure(&e));
             }
         }
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
     }
     if !remote.is_empty() {
         let mut message = received_header(&node, &envelope, ip, &id, None).into_bytes();
@@ -233,12 +243,20 @@ async fn deliver(
                 .map_err(|_| DeliveryFailure::Temporary)?
                 .map_err(|e| {
                     tracing::error!(queue_id = %id, error = %e, "queueing failed");
-                    DeliveryFailure::Temporary
+                    delivery_failure(&MailboxFault::Store(e))
                 })?;
         tracing::info!(queue_id = %id, queued = queued.id, recipients = queued.recipients.len(), "queued for relay");
         node.queue_wake.notify_one();
     }
     Ok(id)
+}
+
+/// What the client is told when the store could not take a message.
+fn delivery_failure(error: &MailboxFault) -> DeliveryFailure {
+    match error {
+        MailboxFault::Store(StoreError::NoSpace) => DeliveryFailure::NoSpace,
+        _ => DeliveryFailure::Temporary,
+    }
 }
 
 impl SmtpConnection {

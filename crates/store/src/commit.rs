@@ -1,14 +1,12 @@
-//! Group commit: many writers, one `flush` + `fdatasync`.
+//! Group commit: many writers, one sync round.
 //!
-//! A writer applies its batch to sled, takes a ticket, and waits until a sync that began
-//! after its ticket has finished. Whoever finds no sync running starts one for every
-//! ticket issued so far; the others sleep on the condition variable and wake up durable.
-//! Under load this turns N fsyncs into one per round trip of the disk.
+//! A writer makes its change (a sled batch applied, a body record written), takes a
+//! ticket, and waits until a sync that began after its ticket has finished. Whoever
+//! finds no sync running starts one for every ticket issued so far; the others sleep on
+//! the condition variable and wake up durable. Under load this turns N fsyncs into one
+//! per round trip of the disk. The store uses one for sled and one for the body log.
 
-use std::fs::File;
 use std::sync::{Condvar, Mutex, PoisonError};
-
-use crate::error::Result;
 
 #[derive(Default)]
 struct SyncState {
@@ -35,14 +33,14 @@ impl GroupCommit {
         }
     }
 
-    /// Takes a ticket for a write that has already been applied to sled.
+    /// Takes a ticket for a change that has already been made.
     pub(crate) fn ticket(&self) -> u64 {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.issued += 1;
         state.issued
     }
 
-    /// Flush + fdatasync rounds done so far.
+    /// Sync rounds done so far.
     pub(crate) fn syncs(&self) -> u64 {
         self.state
             .lock()
@@ -50,8 +48,22 @@ impl GroupCommit {
             .syncs
     }
 
-    /// Returns once the write behind `ticket` is durable.
-    pub(crate) fn wait_durable(&self, ticket: u64, db: &sled::Db, db_file: &File) -> Result<()> {
+    /// Highest ticket known durable.
+    pub(crate) fn synced(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .synced
+    }
+
+    /// Returns once the change behind `ticket` is durable, running `sync` itself when no
+    /// other thread is.
+    pub(crate) fn wait_durable<E>(
+        &self,
+        ticket: u64,
+        sync: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut sync = Some(sync);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if state.synced >= ticket {
@@ -61,7 +73,12 @@ impl GroupCommit {
                 state.running = true;
                 let target = state.issued;
                 drop(state);
-                let outcome = sync_now(db, db_file);
+                // INVARIANT: this branch runs at most once per call: after it either the
+                // ticket is synced and the loop returns, or the error is returned.
+                let outcome = match sync.take() {
+                    Some(sync) => sync(),
+                    None => Ok(()),
+                };
                 state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 state.running = false;
                 if outcome.is_ok() {
@@ -78,12 +95,4 @@ impl GroupCommit {
             }
         }
     }
-}
-
-/// sled's `flush` writes its log buffers and calls `sync_file_range`, which is not
-/// durable against a power cut; `fdatasync` on the same file finishes the job.
-fn sync_now(db: &sled::Db, db_file: &File) -> Result<()> {
-    db.flush()?;
-    db_file.sync_data()?;
-    Ok(())
 }

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use crate::bodylog::BodyError;
+
 /// Everything a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,12 +22,43 @@ pub enum StoreError {
     /// Another process holds the database (a running server, usually).
     #[error("the data directory is in use by another process")]
     Locked,
-    /// The disk or the database engine failed.
+    /// The disk is full, or below the configured free-space floor: a temporary failure
+    /// that clears once space is freed, without a restart.
+    #[error("not enough disk space")]
+    NoSpace,
+    /// The disk or the database engine failed (temporary as far as the client knows).
     #[error("storage I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// A stored record could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A message's stored bytes fail their checksum or are missing; the text names it.
+    #[error("damaged message: {0}")]
+    Damaged(String),
+}
+
+fn is_no_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || err.kind() == io::ErrorKind::StorageFull
+}
+
+impl From<io::Error> for StoreError {
+    fn from(err: io::Error) -> Self {
+        if is_no_space(&err) {
+            StoreError::NoSpace
+        } else {
+            StoreError::Io(err)
+        }
+    }
+}
+
+impl From<BodyError> for StoreError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::Io(e) => e.into(),
+            BodyError::Damaged(what) => StoreError::Damaged(what),
+        }
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -34,12 +67,20 @@ impl From<sled::Error> for StoreError {
             sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
                 StoreError::Locked
             }
-            sled::Error::Io(e) => StoreError::Io(e),
+            sled::Error::Io(e) => e.into(),
             sled::Error::Corruption { at, .. } => {
                 StoreError::Corrupt(format!("sled corruption at {at:?}"))
             }
             other => StoreError::Io(io::Error::other(other.to_string())),
         }
+    }
+}
+
+impl StoreError {
+    /// A failure that may clear by itself (disk full, I/O error): the client should try
+    /// again later, and an SMTP client must get a 4xx.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StoreError::NoSpace | StoreError::Io(_))
     }
 }
 

@@ -11,7 +11,10 @@ pub(crate) const MAILBOX_NAME: u8 = b'N';
 pub(crate) const MESSAGE: u8 = b'M';
 pub(crate) const EXPUNGED: u8 = b'X';
 pub(crate) const SUMMARY: u8 = b'S';
-pub(crate) const BODY: u8 = b'B';
+/// Bodies kept inside sled by stores older than the body log; moved out at open.
+pub(crate) const LEGACY_BODY: u8 = b'B';
+pub(crate) const BODY_LOCATION: u8 = b'L';
+pub(crate) const QUARANTINE: u8 = b'Z';
 pub(crate) const BODY_REFS: u8 = b'R';
 pub(crate) const QUEUE: u8 = b'Q';
 
@@ -93,11 +96,23 @@ pub(crate) fn expunged(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
     key
 }
 
-pub(crate) fn body_chunk(body: u64, index: u32) -> Vec<u8> {
-    let mut key = vec![BODY];
+pub(crate) fn body_location(body: u64) -> Vec<u8> {
+    let mut key = vec![BODY_LOCATION];
     key.extend_from_slice(&body.to_be_bytes());
-    key.extend_from_slice(&index.to_be_bytes());
     key
+}
+
+/// A message set aside by `fsck --repair`: mailbox id and UID, like a message key.
+pub(crate) fn quarantined(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut key = vec![QUARANTINE];
+    key.extend_from_slice(&mailbox.0.to_be_bytes());
+    key.extend_from_slice(&uid.0.to_be_bytes());
+    key
+}
+
+/// The body id in a `B` (legacy chunk) or `L` key.
+pub(crate) fn body_id_of_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
 }
 
 pub(crate) fn body_refs(body: u64) -> Vec<u8> {

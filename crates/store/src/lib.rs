@@ -18,36 +18,45 @@
 //! | `M` mailbox id, UID | [`MessageMeta`] (flags, dates, size, MODSEQ, body ref) |
 //! | `S` mailbox id, UID | MIME summary (ENVELOPE, BODYSTRUCTURE, part offsets), made at append |
 //! | `X` mailbox id, UID | MODSEQ of the expunge (for QRESYNC) |
-//! | `B` body id, chunk no. | up to [`BODY_CHUNK_SIZE`] bytes of the message |
+//! | `L` body id | [`BodyLocation`]: segment, offset and length in the body log |
 //! | `R` body id | reference count when more than one message shares a body |
-//! | `Q` queue id | [`QueuedMessage`]: outgoing mail awaiting relay (body under `B`) |
+//! | `Q` queue id | [`QueuedMessage`]: outgoing mail awaiting relay |
+//! | `Z` mailbox id, UID | [`MessageMeta`] of a damaged message set aside by fsck |
 //!
-//! Bodies are cut into chunks of 32 KiB because sled moves values over ~128 KiB to
-//! blob files it never fsyncs.
+//! Message bodies never go into sled: sled writes any page over ~128 KiB to a blob file
+//! it never fsyncs. They live in the body log (`bodies/`, see `bodylog.rs`), one
+//! checksummed record each; `B` keys (bodies in 32 KiB chunks, from before the body
+//! log) are moved there at open.
 //!
 //! # Durability
 //!
-//! Every mutating method applies one `sled::Batch` (atomic: all or nothing after a
-//! crash) and returns only after it is durable. The syscalls that make it so are, in
-//! order: sled's `flush()` — `pwrite` of its log buffers to the `db` file and
-//! `sync_file_range(SYNC_FILE_RANGE_WAIT_BEFORE|WRITE|WAIT_AFTER)` on them — then our
-//! `fdatasync` of the `db` file, which also covers the file's size and the metadata
-//! `sync_file_range` does not. The data directory itself is `fsync`ed once at open, so
-//! the files sled creates survive too. Writers running at the same time share one
-//! flush + `fdatasync` (group commit, see `commit.rs`).
+//! A new body is written to the body log and made durable first (`fdatasync` of the
+//! segment, `fsync` of `bodies/` when a segment was created), shared by concurrent
+//! writers. Then every mutating method applies one `sled::Batch` (atomic: all or nothing
+//! after a crash) and returns only after it is durable: sled's `flush()` — `pwrite` of
+//! its log buffers and `sync_file_range` on them, not durable by itself — then our
+//! `fdatasync` of the `db` file. The store directory is `fsync`ed at open, so the files
+//! sled creates survive too. Writers running at the same time share each sync (group
+//! commit, see `commit.rs`); appends can also be split ([`Store::stage_message`],
+//! [`Store::append_staged`], [`Store::wait_committed`]) so that a folder's single
+//! writer allocates UIDs in order without waiting for the disk in between.
 
+mod bodylog;
 mod commit;
 mod error;
 mod keys;
+mod maintenance;
 mod queue;
 mod store;
 mod types;
 
+pub use bodylog::{BodyLocation, MAX_BODY_LEN};
 pub use error::{Result, StoreError};
+pub use maintenance::{CompactionReport, FsckReport};
 pub use portico_mime::MessageSummary;
 pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{
-    BODY_CHUNK_SIZE, EXPUNGE_HISTORY, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, Store,
-    StoreOptions, normalize_line_endings, validate_mailbox_name,
+    CommitTicket, EXPUNGE_HISTORY, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, StagedMessage,
+    Store, StoreOptions, normalize_line_endings, validate_mailbox_name,
 };
 pub use types::*;

@@ -1,7 +1,7 @@
 //! The outgoing mail queue: messages accepted for recipients elsewhere, kept durably
 //! until a relay takes them, they bounce, or an administrator deletes them.
 //!
-//! An entry and its body go in with one batch, so an SMTP `250` can follow an enqueue
+//! An entry goes in with one batch once its body is durable in the body log, so an SMTP `250` can follow an enqueue
 //! and a crash afterwards loses nothing; the relay replays the queue at start.
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,12 @@ pub struct QueuedMessage {
     body: BodyRef,
 }
 
+impl QueuedMessage {
+    pub(crate) fn body_id(&self) -> u64 {
+        self.body.id
+    }
+}
+
 impl Store {
     /// Queues a message for `recipients`; durable when it returns.
     pub fn enqueue(
@@ -49,10 +55,11 @@ impl Store {
         if recipients.is_empty() {
             return Err(StoreError::NotAllowed("a queued message needs a recipient"));
         }
+        let durable = self.write_body(message)?;
         let guard = self.lock_writer();
         let mut txn = Txn::default();
         let id = self.next_counter(&mut txn, "queue", 1)?;
-        let body = self.write_body(&mut txn, message)?;
+        let body = self.link_body(&mut txn, &durable)?;
         let now = now_secs();
         let entry = QueuedMessage {
             id,
@@ -89,7 +96,9 @@ impl Store {
     }
 
     pub fn queued_bytes(&self, entry: &QueuedMessage) -> Result<Vec<u8>> {
-        self.read_body(entry.body, entry.size)
+        self.read_body_prefix(entry.body, entry.size, u64::MAX, &|| {
+            format!("queued message {}", entry.id)
+        })
     }
 
     /// Records the outcome of a delivery round: the recipients still pending (with their

@@ -4,21 +4,20 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bodylog::{BodyLocation, BodyLog, SegmentPin};
 use crate::commit::GroupCommit;
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::types::*;
 use portico_mime::MessageSummary;
 
-/// Bodies are cut into values of at most this size, well below sled's blob threshold
-/// (values over ~128 KiB go to blob files that sled never fsyncs).
-pub const BODY_CHUNK_SIZE: usize = 32 * 1024;
 /// Separator between the levels of a folder name.
 pub const HIERARCHY_SEPARATOR: char = '/';
 /// Longest folder name accepted, in bytes.
@@ -33,15 +32,46 @@ pub const INBOX: &str = "INBOX";
 pub struct StoreOptions {
     /// sled's page cache, in bytes (its default of 1 GB is far more than a node needs).
     pub cache_capacity: u64,
+    /// A body log segment is sealed once it reaches this size.
+    pub segment_size: u64,
+    /// New mail is refused while the file system has less free space than the smaller
+    /// of these two (as Postfix's `queue_minfree`), so the disk never fills up under the
+    /// metadata database: flags, expunges and deletions still work.
+    pub min_free_bytes: u64,
+    pub min_free_percent: f64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_capacity: 64 * 1024 * 1024,
+            cache_capacity: 128 * 1024 * 1024,
+            segment_size: 32 * 1024 * 1024,
+            min_free_bytes: 256 * 1024 * 1024,
+            min_free_percent: 1.0,
         }
     }
 }
+
+/// Where the body log lives inside the store directory.
+pub(crate) const BODIES_DIR: &str = "bodies";
+
+/// A message whose body is durable in the body log, ready to be appended.
+pub struct StagedMessage {
+    body: DurableBody,
+    summary: Vec<u8>,
+}
+
+/// A body durable in the body log and not yet linked from the metadata.
+pub(crate) struct DurableBody {
+    pub(crate) id: u64,
+    pub(crate) location: BodyLocation,
+    /// Keeps compaction off the segment until the metadata points at the record.
+    _pin: SegmentPin,
+}
+
+/// Identifies a committed metadata change; durable once [`Store::committed`] reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommitTicket(u64);
 
 /// A node's mailbox database. Cheap to share behind an `Arc`; every method blocks on
 /// disk I/O, so async callers run it on a blocking pool.
@@ -49,6 +79,11 @@ pub struct Store {
     db: sled::Db,
     db_file: File,
     path: PathBuf,
+    pub(crate) bodies: BodyLog,
+    /// Next body id to hand out; the persisted `body` counter follows it in every batch
+    /// that uses an id, so ids of committed bodies are never handed out again.
+    body_ids: AtomicU64,
+    options: StoreOptions,
     /// Serialises read-modify-write sequences (counters, UIDNEXT, refcounts). Held only
     /// while a batch is built and applied, never across the sync.
     writer: Mutex<()>,
@@ -124,7 +159,8 @@ pub fn validate_mailbox_name(name: &str) -> Result<Cow<'_, str>> {
 
 impl Store {
     /// Opens (or creates) the database in `dir`. Fails with [`StoreError::Locked`] when
-    /// another process has it open.
+    /// another process has it open, and with [`StoreError::Corrupt`] (never a panic)
+    /// when the metadata database cannot be read.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
         let config = sled::Config::new()
@@ -137,7 +173,16 @@ impl Store {
         // sled's background threads let go; another process's lock stays.
         let mut attempts = 0;
         let db = loop {
-            match config.open().map_err(StoreError::from) {
+            // sled panics on some kinds of damage instead of returning an error.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+                .map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "the metadata database in {} is damaged and cannot be opened",
+                        dir.display()
+                    ))
+                })?
+                .map_err(StoreError::from);
+            match opened {
                 Err(StoreError::Locked) if attempts < 20 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(25));
@@ -146,15 +191,62 @@ impl Store {
             }
         };
         let db_file = File::open(dir.join("db"))?;
+        let (bodies, _) = BodyLog::open(&dir.join(BODIES_DIR), options.segment_size)?;
         // The files sled just created must survive a power cut too.
         File::open(dir)?.sync_all()?;
-        Ok(Store {
+        let store = Store {
             db,
             db_file,
             path: dir.to_path_buf(),
+            bodies,
+            body_ids: AtomicU64::new(0),
+            options: options.clone(),
             writer: Mutex::new(()),
             commit: GroupCommit::new(),
-        })
+        };
+        store.migrate_legacy_bodies()?;
+        let next = store.counter_value("body")? + 1;
+        store.body_ids.store(next, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Moves bodies that older stores kept inside sled (`B` chunk keys) into the body
+    /// log, one body per durable batch.
+    fn migrate_legacy_bodies(&self) -> Result<()> {
+        loop {
+            let Some(first) = self.db.scan_prefix([keys::LEGACY_BODY]).next() else {
+                return Ok(());
+            };
+            let (key, _) = first?;
+            let id = keys::body_id_of_key(&key)
+                .ok_or_else(|| StoreError::Corrupt("legacy body key".into()))?;
+            let mut prefix = vec![keys::LEGACY_BODY];
+            prefix.extend_from_slice(&id.to_be_bytes());
+            let mut bytes = Vec::new();
+            let mut txn = Txn::default();
+            for entry in self.db.scan_prefix(&prefix) {
+                let (key, chunk) = entry?;
+                bytes.extend_from_slice(&chunk);
+                txn.batch.remove(key);
+            }
+            let written = self.bodies.write(id, &bytes)?;
+            self.bodies.wait_durable(written.ticket)?;
+            txn.batch
+                .insert(keys::body_location(id), encode(&written.location)?);
+            let guard = self.lock_writer();
+            self.commit(txn, guard)?;
+        }
+    }
+
+    fn counter_value(&self, name: &str) -> Result<u64> {
+        match self.db.get(keys::counter(name))? {
+            Some(bytes) => {
+                Ok(u64::from_be_bytes(bytes.as_ref().try_into().map_err(
+                    |_| StoreError::Corrupt(format!("counter {name}")),
+                )?))
+            }
+            None => Ok(0),
+        }
     }
 
     pub(crate) fn db(&self) -> &sled::Db {
@@ -171,22 +263,66 @@ impl Store {
 
     /// Applies a batch atomically and returns once it is durable.
     pub(crate) fn commit(&self, txn: Txn, guard: MutexGuard<'_, ()>) -> Result<()> {
-        self.db.apply_batch(txn.batch)?;
-        let ticket = self.commit.ticket();
-        drop(guard);
-        self.commit.wait_durable(ticket, &self.db, &self.db_file)
+        let ticket = self.apply(txn, guard)?;
+        self.wait_committed(ticket)
     }
 
-    /// How many flush + `fdatasync` rounds the store has done since it was opened; with
-    /// concurrent writers this grows slower than the number of writes (group commit).
+    /// Applies a batch atomically (visible at once, durable later: see
+    /// [`Store::wait_committed`]).
+    pub(crate) fn apply(&self, txn: Txn, guard: MutexGuard<'_, ()>) -> Result<CommitTicket> {
+        self.db.apply_batch(txn.batch)?;
+        let ticket = CommitTicket(self.commit.ticket());
+        drop(guard);
+        Ok(ticket)
+    }
+
+    /// Returns once the change behind `ticket` (and every one before it) is durable:
+    /// sled's `flush` (which writes its log and calls `sync_file_range`, not durable
+    /// against a power cut), then `fdatasync` of its `db` file.
+    pub fn wait_committed(&self, ticket: CommitTicket) -> Result<()> {
+        self.commit.wait_durable(ticket.0, || -> Result<()> {
+            self.db.flush()?;
+            self.db_file.sync_data()?;
+            Ok(())
+        })
+    }
+
+    /// The newest change known durable: every ticket up to it is.
+    pub fn committed(&self) -> CommitTicket {
+        CommitTicket(self.commit.synced())
+    }
+
+    /// How many flush + `fdatasync` rounds of the metadata database the store has done
+    /// since it was opened; with concurrent writers this grows slower than the number
+    /// of writes (group commit).
     pub fn syncs(&self) -> u64 {
         self.commit.syncs()
     }
 
+    /// How many `fdatasync` rounds of the body log the store has done since it opened.
+    pub fn body_syncs(&self) -> u64 {
+        self.bodies.syncs()
+    }
+
     /// Makes everything written so far durable (used at shutdown).
     pub fn sync(&self) -> Result<()> {
-        let ticket = self.commit.ticket();
-        self.commit.wait_durable(ticket, &self.db, &self.db_file)
+        self.bodies.sync()?;
+        self.wait_committed(CommitTicket(self.commit.ticket()))
+    }
+
+    /// Refuses new mail when free space is below the configured floor.
+    pub(crate) fn check_free_space(&self) -> Result<()> {
+        let Some((free, total)) = free_space(&self.path) else {
+            return Ok(());
+        };
+        let floor = self
+            .options
+            .min_free_bytes
+            .min((total as f64 * self.options.min_free_percent / 100.0) as u64);
+        if free < floor {
+            return Err(StoreError::NoSpace);
+        }
+        Ok(())
     }
 
     pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -496,7 +632,8 @@ impl Store {
         Ok(())
     }
 
-    /// Drops one reference to a body; deletes its chunks with the last one.
+    /// Drops one reference to a body; forgets its location with the last one (the
+    /// record becomes garbage for compaction).
     pub(crate) fn release_body(&self, txn: &mut Txn, body: BodyRef) -> Result<()> {
         let count = match txn.refs.get(&body.id) {
             Some(count) => *count,
@@ -505,9 +642,7 @@ impl Store {
         let remaining = count.saturating_sub(1);
         txn.refs.insert(body.id, remaining);
         if remaining == 0 {
-            for index in 0..body.chunks {
-                txn.batch.remove(keys::body_chunk(body.id, index));
-            }
+            txn.batch.remove(keys::body_location(body.id));
             txn.batch.remove(keys::body_refs(body.id));
         } else {
             txn.batch
@@ -537,14 +672,36 @@ impl Store {
         flags: &Flags,
         internal_date: (i64, i32),
     ) -> Result<Appended> {
+        let staged = self.stage_message(message)?;
+        let (appended, ticket) = self.append_staged(mailbox, staged, flags, internal_date)?;
+        self.finish_append(mailbox, appended, ticket)
+    }
+
+    /// The first half of an append, with no lock held: the message is indexed and its
+    /// body made durable in the body log. Bare LF line ends become CRLF.
+    pub fn stage_message(&self, message: &[u8]) -> Result<StagedMessage> {
         let message = normalize_line_endings(message);
         // Parsed once here, outside the writer lock, so FETCH never parses again.
         let summary = encode(&portico_mime::summarize(&message))?;
+        let body = self.write_body(&message)?;
+        Ok(StagedMessage { body, summary })
+    }
+
+    /// The second half: allocates the UID and applies the metadata. The message is
+    /// visible at once and durable once [`Store::wait_committed`] returns for the
+    /// ticket; concurrent appends share that sync, and UIDs go in the order of these
+    /// calls.
+    pub fn append_staged(
+        &self,
+        mailbox: MailboxId,
+        staged: StagedMessage,
+        flags: &Flags,
+        internal_date: (i64, i32),
+    ) -> Result<(Appended, CommitTicket)> {
         let guard = self.lock_writer();
         let mut folder = self.mailbox(mailbox)?;
         let mut txn = Txn::default();
-        let body = self.write_body(&mut txn, &message)?;
-        let (body_id, chunks) = (body.id, body.chunks);
+        let body = self.link_body(&mut txn, &staged.body)?;
         let uid = folder.uidnext;
         let modseq = ModSeq(folder.highest_modseq.0 + 1);
         let meta = MessageMeta {
@@ -552,12 +709,9 @@ impl Store {
             flags: flags.clone(),
             internal_date: internal_date.0,
             internal_date_offset: internal_date.1,
-            size: message.len() as u64,
+            size: staged.body.location.len,
             modseq,
-            body: BodyRef {
-                id: body_id,
-                chunks,
-            },
+            body,
         };
         folder.uidnext = Uid(uid
             .0
@@ -568,15 +722,55 @@ impl Store {
         folder.size += meta.size;
         txn.batch
             .insert(keys::message(mailbox, uid), encode(&meta)?);
-        txn.batch.insert(keys::summary(mailbox, uid), summary);
+        txn.batch
+            .insert(keys::summary(mailbox, uid), staged.summary);
         txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
-        self.commit(txn, guard)?;
-        Ok(Appended {
-            uid,
-            uidvalidity: folder.uidvalidity,
-            modseq,
-            size: meta.size,
-        })
+        let ticket = self.apply(txn, guard)?;
+        Ok((
+            Appended {
+                uid,
+                uidvalidity: folder.uidvalidity,
+                modseq,
+                size: meta.size,
+            },
+            ticket,
+        ))
+    }
+
+    /// Waits for an append to become durable; when that fails, takes the message back
+    /// out (its UID stays used, never handed out again) so that what the client was told
+    /// failed does not appear later.
+    pub fn finish_append(
+        &self,
+        mailbox: MailboxId,
+        appended: Appended,
+        ticket: CommitTicket,
+    ) -> Result<Appended> {
+        match self.wait_committed(ticket) {
+            Ok(()) => Ok(appended),
+            Err(e) => {
+                self.revoke_append(mailbox, appended.uid);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a message whose append could not be made durable. Best effort: the
+    /// removal becomes durable with the next successful sync.
+    pub fn revoke_append(&self, mailbox: MailboxId, uid: Uid) {
+        let guard = self.lock_writer();
+        let revoked = (|| -> Result<()> {
+            let mut folder = self.mailbox(mailbox)?;
+            let mut txn = Txn::default();
+            if self.expunge_into(&mut txn, &mut folder, &[uid])?.is_empty() {
+                return Ok(());
+            }
+            txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
+            self.apply(txn, guard).map(|_| ())
+        })();
+        if let Err(e) = revoked {
+            tracing::error!(mailbox = mailbox.0, uid = uid.0, error = %e, "could not take back a failed append");
+        }
     }
 
     /// Metadata of every message in a folder, in UID order.
@@ -592,36 +786,78 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// The stored bytes of a message.
+    /// The stored bytes of a message, checked against their checksums.
     pub fn message_bytes(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let meta = self.message(mailbox, uid)?;
-        self.read_body(meta.body, meta.size)
+        self.read_body_prefix(meta.body, meta.size, u64::MAX, &|| {
+            message_name(mailbox, uid)
+        })
     }
 
-    /// Queues a body's chunks in a transaction; returns where they are.
-    pub(crate) fn write_body(&self, txn: &mut Txn, bytes: &[u8]) -> Result<BodyRef> {
-        let id = self.next_counter(txn, "body", 1)?;
-        let mut chunks = 0u32;
-        for chunk in bytes.chunks(BODY_CHUNK_SIZE) {
-            txn.batch.insert(keys::body_chunk(id, chunks), chunk);
-            chunks += 1;
-        }
-        Ok(BodyRef { id, chunks })
+    /// Writes a body to the body log and waits until it is durable; returns its id and
+    /// location, for a batch to point at. Refused below the free-space floor.
+    pub(crate) fn write_body(&self, bytes: &[u8]) -> Result<DurableBody> {
+        self.check_free_space()?;
+        let id = self.body_ids.fetch_add(1, Ordering::Relaxed);
+        let written = self.bodies.write(id, bytes)?;
+        self.bodies.wait_durable(written.ticket)?;
+        Ok(DurableBody {
+            id,
+            location: written.location,
+            _pin: written.pin,
+        })
     }
 
-    pub(crate) fn read_body(&self, body: BodyRef, size: u64) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(size as usize);
-        for index in 0..body.chunks {
-            let chunk = self
-                .db
-                .get(keys::body_chunk(body.id, index))?
-                .ok_or_else(|| StoreError::Corrupt(format!("missing body chunk {index}")))?;
-            out.extend_from_slice(&chunk);
+    /// Records a durable body in a batch: its location, and the body counter past it.
+    pub(crate) fn link_body(&self, txn: &mut Txn, body: &DurableBody) -> Result<BodyRef> {
+        let (id, location) = (body.id, &body.location);
+        let counter = keys::counter("body");
+        let persisted = match txn.counters.get("body") {
+            Some(last) => *last,
+            None => self.counter_value("body")?,
+        };
+        let last = persisted.max(id);
+        txn.counters.insert("body", last);
+        txn.batch.insert(counter, &last.to_be_bytes());
+        txn.batch.insert(keys::body_location(id), encode(location)?);
+        Ok(BodyRef {
+            id,
+            legacy_chunks: 0,
+        })
+    }
+
+    pub(crate) fn body_location(&self, body: BodyRef) -> Result<Option<BodyLocation>> {
+        self.read(&keys::body_location(body.id))
+    }
+
+    /// Reads the first `want` bytes of a body (all of it with `u64::MAX`); `what` names
+    /// the message in the error when the bytes are damaged or missing.
+    pub(crate) fn read_body_prefix(
+        &self,
+        body: BodyRef,
+        size: u64,
+        want: u64,
+        what: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>> {
+        let Some(location) = self.body_location(body)? else {
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            return Err(StoreError::Damaged(format!("{}: body is missing", what())));
+        };
+        if location.len != size {
+            return Err(StoreError::Damaged(format!(
+                "{}: stored size {} differs from the index's {size}",
+                what(),
+                location.len
+            )));
         }
-        if out.len() as u64 != size {
-            return Err(StoreError::Corrupt("body size mismatch".into()));
-        }
-        Ok(out)
+        self.bodies
+            .read_prefix(body.id, location, want)
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Damaged(why) => StoreError::Damaged(format!("{}: {why}", what())),
+                other => other,
+            })
     }
 
     /// The MIME summary made when the message was stored.
@@ -634,25 +870,13 @@ impl Store {
     }
 
     /// The message's header block (up to and including the blank line), reading only
-    /// the body chunks it spans: header-only FETCHes never read whole messages.
+    /// the blocks it spans: header-only FETCHes never read whole messages.
     pub fn message_header(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let meta = self.message(mailbox, uid)?;
-        let header_len = self
-            .message_summary(mailbox, uid)?
-            .header_len()
-            .min(meta.size as usize);
-        let mut out = Vec::with_capacity(header_len);
-        let mut index = 0;
-        while out.len() < header_len && index < meta.body.chunks {
-            let chunk = self
-                .db
-                .get(keys::body_chunk(meta.body.id, index))?
-                .ok_or_else(|| StoreError::Corrupt(format!("missing body chunk {index}")))?;
-            out.extend_from_slice(&chunk);
-            index += 1;
-        }
-        out.truncate(header_len);
-        Ok(out)
+        let header_len = self.message_summary(mailbox, uid)?.header_len() as u64;
+        self.read_body_prefix(meta.body, meta.size, header_len, &|| {
+            message_name(mailbox, uid)
+        })
     }
 
     /// Changes flags of the listed messages in one transaction; UIDs that no longer
@@ -877,4 +1101,22 @@ impl Store {
         }
         Ok(Some(out))
     }
+}
+
+/// How a message is named in errors and logs.
+pub(crate) fn message_name(mailbox: MailboxId, uid: Uid) -> String {
+    format!("message UID {} in folder #{}", uid.0, mailbox.0)
+}
+
+/// (available bytes, total bytes) of the file system holding `path`.
+fn free_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` a writable statvfs.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    let block = stat.f_frsize as u64;
+    Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
 }

@@ -205,11 +205,14 @@ pub enum FlagOp {
     Replace,
 }
 
-/// Where a message's bytes live: `chunks` values under one body id.
+/// Which body a message has; the body log location is kept under the id (several
+/// messages can share one body after COPY).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyRef {
     pub id: u64,
-    pub chunks: u32,
+    /// How many in-database chunks the body had in stores older than the body log;
+    /// kept for the record layout, never read.
+    pub legacy_chunks: u32,
 }
 
 /// Everything about a message except its bytes.

@@ -8,10 +8,7 @@ use std::path::PathBuf;
 use portico_mime::{Content, MessageSummary, Part};
 
 pub fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/corpus"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpus"))
 }
 
 /// Bare LF to CRLF, as the store does before a message is kept.
