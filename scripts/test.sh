@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, transcript and store tests, then end-to-end tests
 # that start the real binary on free loopback ports and talk to it with Python's
-# poplib and curl. Installs what it needs (pytest, curl) when missing.
+# poplib and curl. Installs what it needs (pytest, curl, strace) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,9 @@ if ! python3 -c 'import pytest' 2>/dev/null; then
 fi
 if ! command -v curl >/dev/null 2>&1; then
     (apt-get update -qq && apt-get install -y -qq curl) >/dev/null
+fi
+if ! command -v strace >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq strace) >/dev/null
 fi
 
 cargo build --workspace --bins

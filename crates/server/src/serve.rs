@@ -21,6 +21,9 @@ use crate::node::{NodeContext, store_dir, store_options};
 use crate::tls;
 use crate::{admin, relay};
 
+/// How long shutdown waits for the final store flush.
+const STORE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
 pub fn serve(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
     let system = actix_rt::System::new();
     let result = system.block_on(run(config, node_name));
@@ -117,10 +120,15 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     compaction.abort();
     let _ = std::fs::remove_file(admin::socket_path(&data_dir));
     let sync_store = store.clone();
-    tokio::task::spawn_blocking(move || sync_store.sync())
-        .await
-        .context("flushing the store")?
-        .context("flushing the store")?;
+    // A disk that stopped answering must not keep the process from exiting.
+    tokio::time::timeout(
+        STORE_FLUSH_DEADLINE,
+        tokio::task::spawn_blocking(move || sync_store.sync()),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the store did not flush within {STORE_FLUSH_DEADLINE:?}"))?
+    .context("flushing the store")?
+    .context("flushing the store")?;
     for arbiter in worker_arbiters {
         arbiter.stop();
     }

@@ -320,7 +320,6 @@ impl BodyLog {
             };
             state.active.end += len;
             let file = state.active.file.clone();
-            state.dirty.insert(location.segment, file.clone());
             *self
                 .pins
                 .lock()
@@ -339,6 +338,10 @@ impl BodyLog {
             self.lock_state().poisoned = true;
             return Err(e);
         }
+        // Marked dirty only now that the bytes are written, and before the ticket: a
+        // round that takes the dirty set after this point syncs them, and a round that
+        // took it before has a target below our ticket.
+        self.lock_state().dirty.insert(location.segment, file);
         Ok(WrittenBody {
             location,
             ticket: self.commit.ticket(),

@@ -192,8 +192,12 @@ impl Store {
         };
         let db_file = File::open(dir.join("db"))?;
         let (bodies, _) = BodyLog::open(&dir.join(BODIES_DIR), options.segment_size)?;
-        // The files sled just created must survive a power cut too.
+        // The files sled just created, and the store directory itself, must survive a
+        // power cut too.
         File::open(dir)?.sync_all()?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(parent)?.sync_all()?;
+        }
         let store = Store {
             db,
             db_file,
