@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def wait_port(port: int, deadline: float) -> None:
     raise SystemExit(f"server did not listen on {port}")
 
 
-def config(root: Path, smtp: int) -> Path:
+def config(root: Path, smtp: int, extra: str = "") -> Path:
     path = root / "cluster.toml"
     path.write_text(
         f"""cluster = "bench"
@@ -66,7 +66,9 @@ smtp = "127.0.0.1:{smtp}"
 [smtp]
 enabled = true
 hostname = "bench.example"
+max_commands = 1000000
 """
+        + extra
     )
     return path
 
@@ -78,14 +80,16 @@ def message(n: int, size: int) -> bytes:
     return head.encode() + body
 
 
-def send_all(port: int, rcpt: str, count: int, size: int, errors: list) -> None:
+def send_all(port: int, rcpt: str, count: int, size: int, errors) -> None:
+    """One sender: one connection, `count` messages. A process of its own, so that the
+    senders are as concurrent as the machine allows (threads would share one GIL)."""
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
             smtp.ehlo("bench.remote.example")
             for n in range(count):
                 smtp.sendmail("bench@remote.example", [rcpt], message(n, size))
     except Exception as e:  # noqa: BLE001 - reported below
-        errors.append(repr(e))
+        errors.put(repr(e))
 
 
 def rss_kib(pid: int) -> int:
@@ -101,11 +105,11 @@ def server_pid(strace: subprocess.Popen) -> int:
     return int(children[0])
 
 
-def run(binary: Path, senders: int, per_sender: int, size: int, many: bool) -> dict:
+def run(binary: Path, senders: int, per_sender: int, size: int, many: bool, extra: str = "") -> dict:
     root = Path(tempfile.mkdtemp(prefix="portico-bench-"))
     try:
         port = free_port()
-        cfg = config(root, port)
+        cfg = config(root, port, extra)
         users = [f"user{i}@{DOMAIN}" for i in range(senders if many else 1)]
         for user in users:
             subprocess.run(
@@ -122,22 +126,28 @@ def run(binary: Path, senders: int, per_sender: int, size: int, many: bool) -> d
             stderr=subprocess.DEVNULL,
         )
         wait_port(port, time.monotonic() + 30)
-        errors: list = []
-        threads = [
-            threading.Thread(
+        queue = multiprocessing.Queue()
+        procs = [
+            multiprocessing.Process(
                 target=send_all,
-                args=(port, users[i % len(users)], per_sender, size, errors),
+                args=(port, users[i % len(users)], per_sender, size, queue),
             )
             for i in range(senders)
         ]
         start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
         elapsed = time.monotonic() - start
-        rss = rss_kib(server_pid(strace))
-        strace.send_signal(signal.SIGTERM)
+        errors = []
+        while not queue.empty():
+            errors.append(queue.get())
+        pid = server_pid(strace)
+        rss = rss_kib(pid)
+        # The server, not strace: a tracer that dies first leaves its tracee unable to
+        # make the traced calls.
+        os.kill(pid, signal.SIGTERM)
         strace.wait(timeout=60)
         syncs = 0
         for line in trace.read_text().splitlines():
@@ -163,12 +173,15 @@ def main() -> None:
     parser.add_argument("--senders", default="1,4,16")
     parser.add_argument("--messages", type=int, default=1600, help="per configuration")
     parser.add_argument("--size", type=int, default=4096, help="bytes per message")
+    parser.add_argument("--config-extra", default="",
+                        help='lines appended to the node configuration, e.g. "[store]\\ngroup_commit_delay_us = 0"')
     parser.add_argument("--fill", type=int, default=0,
                         help="also deliver this many messages (16 senders, one INBOX) and report RSS")
     args = parser.parse_args()
     if not shutil.which("strace"):
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "strace"], check=True)
+    extra = args.config_extra.replace("\\n", "\n")
     if not args.binary.exists():
         raise SystemExit(f"{args.binary} missing: cargo build --release")
     print(f"binary {args.binary}, {args.size}-byte messages, "
@@ -177,14 +190,14 @@ def main() -> None:
     for many in (False, True):
         for senders in [int(s) for s in args.senders.split(",")]:
             per = max(1, args.messages // senders)
-            r = run(args.binary, senders, per, args.size, many)
+            r = run(args.binary, senders, per, args.size, many, extra)
             target = "one INBOX each" if many else "one INBOX"
             print(f"{target:<14}{senders:>8}{r['messages']:>10}{r['per_second']:>10.0f}"
                   f"{r['syncs_per_message']:>11.3f}{r['rss_mib']:>9.1f}"
                   + (f"  {r['errors']} errors: {r['first_error']}" if r["errors"] else ""))
             sys.stdout.flush()
     if args.fill:
-        r = run(args.binary, 16, args.fill // 16, args.size, False)
+        r = run(args.binary, 16, args.fill // 16, args.size, False, extra)
         print(f"fill: {r['messages']} deliveries at {r['per_second']:.0f}/s, "
               f"{r['syncs_per_message']:.3f} syncs/msg, server RSS after: {r['rss_mib']:.1f} MiB"
               + (f", {r['errors']} errors: {r['first_error']}" if r["errors"] else ""))

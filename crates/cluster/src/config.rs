@@ -220,6 +220,9 @@ pub struct StoreSettings {
     pub min_free_percent: f64,
     /// Seconds between compaction passes over the body log (0: never).
     pub compact_interval_secs: u64,
+    /// Longest a sync waits, in microseconds, for deliveries already on their way to
+    /// join it (only when there are some), so concurrent deliveries share one sync.
+    pub group_commit_delay_us: u64,
 }
 
 impl Default for StoreSettings {
@@ -230,6 +233,7 @@ impl Default for StoreSettings {
             min_free_mb: 256,
             min_free_percent: 1.0,
             compact_interval_secs: 300,
+            group_commit_delay_us: 1000,
         }
     }
 }

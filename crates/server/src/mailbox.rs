@@ -12,8 +12,8 @@
 //!
 //! ```text
 //! AppendMessage ─► stage (blocking pool, concurrent): index, body durable in the body log
-//!               ─► link (in order, nothing else handled meanwhile): UID allocated,
-//!                  metadata applied, queued as pending
+//!               ─► link (in order, nothing else handled meanwhile): every append staged
+//!                  by then gets its UID in one batch, metadata applied, queued as pending
 //!               ─► wait (blocking pool, concurrent): metadata durable, shared sync
 //!               ─► announce + acknowledge every pending append now durable, in UID order
 //! ```
@@ -85,6 +85,10 @@ pub struct MailboxActor {
     recent_from: Option<Uid>,
     /// Appends applied but not yet durable, in UID order.
     pending: VecDeque<PendingAppend>,
+    /// Appends whose bodies are durable, waiting for their UIDs.
+    link_queue: Vec<StagedAppend>,
+    /// A [`LinkStaged`] is on its way.
+    link_scheduled: bool,
 }
 
 /// An append waiting for its metadata to become durable.
@@ -261,7 +265,7 @@ impl Actor for MailboxActor {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         // Never drop an append whose client waits for its answer.
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.link_queue.is_empty() {
             Running::Stop
         } else {
             Running::Continue
@@ -301,7 +305,7 @@ impl Handler<AppendMessage> for MailboxActor {
             blocking(move || store.stage_message(&message))
                 .into_actor(self)
                 .map(move |staged, actor, ctx| match staged {
-                    Ok(staged) => actor.link_append(staged, msg, reply, ctx),
+                    Ok(staged) => actor.queue_link(StagedAppend { staged, msg, reply }, ctx),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -311,36 +315,74 @@ impl Handler<AppendMessage> for MailboxActor {
     }
 }
 
+/// Links every staged append waiting in the actor's queue (sent to itself, so that all
+/// stagings finished by then join one batch).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LinkStaged;
+
+/// A staged append waiting for its UID.
+struct StagedAppend {
+    staged: portico_store::StagedMessage,
+    msg: AppendMessage,
+    reply: oneshot::Sender<Result<Appended, MailboxFault>>,
+}
+
 impl MailboxActor {
-    /// Allocates the UID and applies the metadata, handling nothing else meanwhile so
-    /// UIDs go out in order; then waits for durability without blocking the actor.
-    fn link_append(
-        &mut self,
-        staged: portico_store::StagedMessage,
-        msg: AppendMessage,
-        reply: oneshot::Sender<Result<Appended, MailboxFault>>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn queue_link(&mut self, append: StagedAppend, ctx: &mut Context<Self>) {
+        self.link_queue.push(append);
+        if !self.link_scheduled {
+            self.link_scheduled = true;
+            ctx.notify(LinkStaged);
+        }
+    }
+}
+
+impl Handler<LinkStaged> for MailboxActor {
+    type Result = ();
+
+    /// Allocates the UIDs and applies the metadata of every queued append in one batch,
+    /// handling nothing else meanwhile (so a snapshot never sees a message that is not
+    /// yet pending); then waits for durability without blocking the actor.
+    fn handle(&mut self, _: LinkStaged, ctx: &mut Self::Context) {
+        self.link_scheduled = false;
+        let queued = std::mem::take(&mut self.link_queue);
+        if queued.is_empty() {
+            return;
+        }
+        let mut batch = Vec::with_capacity(queued.len());
+        let mut waiting = Vec::with_capacity(queued.len());
+        for append in queued {
+            batch.push((
+                append.staged,
+                append.msg.flags.clone(),
+                append.msg.internal_date,
+            ));
+            waiting.push((append.msg.flags, append.msg.origin, append.reply));
+        }
         let (store, id) = (self.store.clone(), self.id);
-        let flags = msg.flags.clone();
         ctx.wait(
-            blocking(move || store.append_staged(id, staged, &msg.flags, msg.internal_date))
+            blocking(move || store.append_staged_many(id, batch))
                 .into_actor(self)
                 .map(move |linked, actor, ctx| {
                     let (appended, ticket) = match linked {
                         Ok(linked) => linked,
                         Err(e) => {
-                            let _ = reply.send(Err(e));
+                            for (_, _, reply) in waiting {
+                                let _ = reply.send(Err(clone_fault(&e)));
+                            }
                             return;
                         }
                     };
-                    actor.pending.push_back(PendingAppend {
-                        ticket,
-                        appended,
-                        flags,
-                        origin: msg.origin,
-                        reply,
-                    });
+                    for (appended, (flags, origin, reply)) in appended.into_iter().zip(waiting) {
+                        actor.pending.push_back(PendingAppend {
+                            ticket,
+                            appended,
+                            flags,
+                            origin,
+                            reply,
+                        });
+                    }
                     let store = actor.store.clone();
                     ctx.spawn(
                         blocking(move || store.wait_committed(ticket))
@@ -352,6 +394,22 @@ impl MailboxActor {
                     );
                 }),
         );
+    }
+}
+
+/// The same failure for every append of a batch.
+fn clone_fault(fault: &MailboxFault) -> MailboxFault {
+    match fault {
+        MailboxFault::Store(StoreError::NoSpace) => MailboxFault::Store(StoreError::NoSpace),
+        MailboxFault::Store(StoreError::NotAllowed(why)) => {
+            MailboxFault::Store(StoreError::NotAllowed(why))
+        }
+        MailboxFault::Store(StoreError::NotFound) => MailboxFault::Store(StoreError::NotFound),
+        MailboxFault::Store(other) => {
+            MailboxFault::Store(StoreError::Io(std::io::Error::other(other.to_string())))
+        }
+        MailboxFault::Locked => MailboxFault::Locked,
+        MailboxFault::Unavailable => MailboxFault::Unavailable,
     }
 }
 
@@ -844,6 +902,8 @@ impl MailboxRegistry {
                 subscribers: HashMap::new(),
                 recent_from: None,
                 pending: VecDeque::new(),
+                link_queue: Vec::new(),
+                link_scheduled: false,
             }
         });
         actors.insert(id, (addr.clone(), status));

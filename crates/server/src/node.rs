@@ -29,6 +29,8 @@ pub fn store_options(config: &ClusterConfig) -> portico_store::StoreOptions {
         segment_size: settings.segment_mb.max(1).saturating_mul(MIB),
         min_free_bytes: settings.min_free_mb.saturating_mul(MIB),
         min_free_percent: settings.min_free_percent,
+        group_commit_delay: std::time::Duration::from_micros(settings.group_commit_delay_us),
+        verify_against_body_log: true,
     }
 }
 

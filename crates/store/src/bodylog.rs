@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::commit::GroupCommit;
+use crate::commit::{Arrival, GroupCommit};
 
 const MAGIC: &[u8; 4] = b"PRB1";
 pub(crate) const HEADER_LEN: u64 = 24;
@@ -51,6 +51,9 @@ pub(crate) const HEADER_LEN: u64 = 24;
 const BLOCK: u64 = 64 * 1024;
 /// Largest payload a record can hold (the length field is a u32).
 pub const MAX_BODY_LEN: u64 = u32::MAX as u64;
+/// The body id of a commit marker: a record whose payload is the number of the newest
+/// metadata change known durable when it was written (see `Store::wait_committed`).
+pub const MARKER_ID: u64 = u64::MAX;
 
 /// Where one body record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -142,7 +145,7 @@ pub struct BodyLog {
     state: Mutex<LogState>,
     /// Read handles of every segment, the active one included.
     readers: Mutex<HashMap<u64, Arc<File>>>,
-    commit: GroupCommit,
+    commit: Arc<GroupCommit>,
 }
 
 /// What recovery found at open.
@@ -150,6 +153,12 @@ pub struct BodyLog {
 pub struct Recovery {
     /// Bytes cut off the newest segment's torn tail.
     pub truncated: u64,
+    /// The newest segment and where its last whole record ends: anything the metadata
+    /// places at or beyond this point never became durable.
+    pub newest_segment: u64,
+    pub end: u64,
+    /// The highest commit marker in the newest segment (or the one before it).
+    pub marker: Option<u64>,
 }
 
 pub(crate) fn segment_name(id: u64) -> String {
@@ -203,7 +212,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl BodyLog {
     /// Opens (or creates) the log in `dir`, recovering the newest segment's tail.
-    pub fn open(dir: &Path, segment_size: u64) -> io::Result<(BodyLog, Recovery)> {
+    /// A sync round's leader waits up to `gather` for writers announced with
+    /// [`BodyLog::arrive`] (see `commit.rs`).
+    pub fn open(
+        dir: &Path,
+        segment_size: u64,
+        gather: std::time::Duration,
+    ) -> io::Result<(BodyLog, Recovery)> {
         let created = !dir.exists();
         std::fs::create_dir_all(dir)?;
         if created && let Some(parent) = dir.parent() {
@@ -228,6 +243,15 @@ impl BodyLog {
                         .open(dir.join(segment_name(newest)))?,
                 );
                 let end = recover_tail(&file, &mut recovery)?;
+                recovery.newest_segment = newest;
+                recovery.end = end;
+                recovery.marker = newest_marker(&file)?;
+                if recovery.marker.is_none()
+                    && let Some(&previous) = ids.iter().rev().nth(1)
+                {
+                    recovery.marker =
+                        newest_marker(&File::open(dir.join(segment_name(previous)))?)?;
+                }
                 (
                     ActiveSegment {
                         id: newest,
@@ -237,7 +261,10 @@ impl BodyLog {
                     false,
                 )
             }
-            None => (create_segment(dir, 1)?, true),
+            None => {
+                recovery.newest_segment = 1;
+                (create_segment(dir, 1)?, true)
+            }
         };
         for &id in &ids {
             if id != active.id {
@@ -255,7 +282,7 @@ impl BodyLog {
                 poisoned: false,
             }),
             readers: Mutex::new(readers),
-            commit: GroupCommit::new(),
+            commit: GroupCommit::new(gather),
             pins: PinTable::default(),
         };
         if dir_dirty {
@@ -288,9 +315,24 @@ impl BodyLog {
         }
     }
 
+    /// Announces a writer that will call [`BodyLog::write`] soon.
+    pub(crate) fn arrive(&self) -> Arrival {
+        self.commit.arrive()
+    }
+
     /// Writes a record (not yet durable: see [`BodyLog::wait_durable`]); its segment
     /// stays pinned until the returned pin is dropped.
     pub fn write(&self, id: u64, payload: &[u8]) -> io::Result<WrittenBody> {
+        self.write_arrived(id, payload, self.arrive())
+    }
+
+    /// [`BodyLog::write`] for a writer that announced itself earlier.
+    pub(crate) fn write_arrived(
+        &self,
+        id: u64,
+        payload: &[u8],
+        arrival: Arrival,
+    ) -> io::Result<WrittenBody> {
         if payload.len() as u64 > MAX_BODY_LEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -344,9 +386,18 @@ impl BodyLog {
         self.lock_state().dirty.insert(location.segment, file);
         Ok(WrittenBody {
             location,
-            ticket: self.commit.ticket(),
+            ticket: arrival.ticket(),
             pin,
         })
+    }
+
+    /// Writes a commit marker when a sync round is due anyway (a segment is dirty), so
+    /// markers never cost a sync of their own.
+    pub(crate) fn mark_if_dirty(&self, seq: u64) -> io::Result<()> {
+        if self.lock_state().dirty.is_empty() {
+            return Ok(());
+        }
+        self.write(MARKER_ID, &seq.to_le_bytes()).map(|_| ())
     }
 
     /// Whether a record in `segment` is written but not yet linked.
@@ -499,7 +550,6 @@ impl BodyLog {
 
     /// Every record that parses in a segment: (offset, body id, payload length); regions
     /// that do not parse are skipped.
-    #[cfg(test)]
     pub fn scan_segment(&self, segment: u64) -> Result<Vec<(u64, u64, u64)>, BodyError> {
         let file = self.reader(segment)?;
         Ok(scan(&file)?.records)
@@ -600,6 +650,24 @@ fn recover_tail(file: &File, recovery: &mut Recovery) -> io::Result<u64> {
     Ok(end)
 }
 
+/// The highest commit marker in a segment.
+fn newest_marker(file: &File) -> io::Result<Option<u64>> {
+    let mut newest = None;
+    for (offset, id, len) in scan(file)?.records {
+        if id != MARKER_ID || len != 8 {
+            continue;
+        }
+        let mut record = vec![0u8; record_len(len) as usize];
+        file.read_exact_at(&mut record, offset)?;
+        if payload_intact(&record, len) {
+            let at = record.len() - 8;
+            let seq = u64::from_le_bytes(record[at..].try_into().unwrap_or([0; 8]));
+            newest = newest.max(Some(seq));
+        }
+    }
+    Ok(newest)
+}
+
 fn payload_intact(record: &[u8], len: u64) -> bool {
     let table_len = (4 * blocks(len)) as usize;
     let Some(table) = record.get(HEADER_LEN as usize..HEADER_LEN as usize + table_len) else {
@@ -619,7 +687,9 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, size: u64) -> BodyLog {
-        BodyLog::open(dir, size).unwrap().0
+        BodyLog::open(dir, size, std::time::Duration::ZERO)
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -640,7 +710,8 @@ mod tests {
             assert_eq!(prefix, payload[..payload.len().min(70_000)]);
         }
         drop(log);
-        let (log, recovery) = BodyLog::open(dir.path(), 200_000).unwrap();
+        let (log, recovery) =
+            BodyLog::open(dir.path(), 200_000, std::time::Duration::ZERO).unwrap();
         assert_eq!(recovery.truncated, 0);
         for (id, location, payload) in &written {
             assert_eq!(&log.read(*id, *location).unwrap(), payload);
@@ -687,7 +758,8 @@ mod tests {
         for cut in [whole - 1, whole - 50_000, first.record_len() + 10] {
             let file = OpenOptions::new().write(true).open(&path).unwrap();
             file.set_len(cut).unwrap();
-            let (log, recovery) = BodyLog::open(dir.path(), 1 << 30).unwrap();
+            let (log, recovery) =
+                BodyLog::open(dir.path(), 1 << 30, std::time::Duration::ZERO).unwrap();
             assert_eq!(recovery.truncated, cut - first.record_len(), "cut at {cut}");
             assert_eq!(log.read(1, first).unwrap(), b"first body");
             assert!(log.read(2, second).is_err());
@@ -720,7 +792,8 @@ mod tests {
         file.write_all_at(&[0xff; 8], b.offset).unwrap();
         let end = c.offset + c.record_len();
         file.write_all_at(&[0u8; 4096], end).unwrap();
-        let (log, recovery) = BodyLog::open(dir.path(), 1 << 30).unwrap();
+        let (log, recovery) =
+            BodyLog::open(dir.path(), 1 << 30, std::time::Duration::ZERO).unwrap();
         assert_eq!(recovery.truncated, 4096);
         assert_eq!(log.read(1, a).unwrap(), b"aaaa");
         assert!(log.read(2, b).is_err());

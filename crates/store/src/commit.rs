@@ -3,10 +3,19 @@
 //! A writer makes its change (a sled batch applied, a body record written), takes a
 //! ticket, and waits until a sync that began after its ticket has finished. Whoever
 //! finds no sync running starts one for every ticket issued so far; the others sleep on
-//! the condition variable and wake up durable. Under load this turns N fsyncs into one
-//! per round trip of the disk. The store uses one for sled and one for the body log.
+//! the condition variable and wake up durable. The store uses one for sled and one for
+//! the body log.
+//!
+//! Writers that are on their way (an append indexing its message, a body durable and
+//! heading for its metadata commit) announce themselves with [`GroupCommit::arrive`].
+//! A round's leader waits for announced writers to take their tickets, up to a bounded
+//! delay, so that concurrent deliveries share one sync instead of each catching the
+//! next (PostgreSQL's `commit_delay` with `commit_siblings`, driven by writers actually
+//! in flight rather than a guess). A lone writer never waits.
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct SyncState {
@@ -14,46 +23,93 @@ struct SyncState {
     issued: u64,
     /// Highest ticket known durable.
     synced: u64,
-    /// A sync is running on some thread.
+    /// A sync round (its gathering included) is under way on some thread.
     running: bool,
-    /// Syncs done since open (for benchmarks and the metrics page).
-    syncs: u64,
+    /// Writers announced but without a ticket yet.
+    arriving: usize,
 }
 
 pub(crate) struct GroupCommit {
     state: Mutex<SyncState>,
     wake: Condvar,
+    /// Longest a leader waits for announced writers.
+    gather: Duration,
+    /// Sync rounds done since open (for benchmarks and the metrics page).
+    syncs: AtomicU64,
+}
+
+/// A writer on its way to a ticket; dropping it without one withdraws the announcement.
+pub(crate) struct Arrival {
+    commit: Option<Arc<GroupCommit>>,
+}
+
+impl Arrival {
+    /// Takes the ticket for a change that has been made.
+    pub(crate) fn ticket(mut self) -> u64 {
+        match self.commit.take() {
+            Some(commit) => commit.issue(true),
+            None => 0,
+        }
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        if let Some(commit) = self.commit.take() {
+            let mut state = commit.lock();
+            state.arriving = state.arriving.saturating_sub(1);
+            commit.wake.notify_all();
+        }
+    }
 }
 
 impl GroupCommit {
-    pub(crate) fn new() -> Self {
-        GroupCommit {
+    pub(crate) fn new(gather: Duration) -> Arc<Self> {
+        Arc::new(GroupCommit {
             state: Mutex::new(SyncState::default()),
             wake: Condvar::new(),
+            gather,
+            syncs: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Announces a writer that will take a ticket soon.
+    pub(crate) fn arrive(self: &Arc<Self>) -> Arrival {
+        self.lock().arriving += 1;
+        Arrival {
+            commit: Some(self.clone()),
         }
     }
 
-    /// Takes a ticket for a change that has already been made.
+    /// Takes a ticket for a change that has already been made (by a writer that did not
+    /// announce itself).
     pub(crate) fn ticket(&self) -> u64 {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.issue(false)
+    }
+
+    fn issue(&self, arrived: bool) -> u64 {
+        let mut state = self.lock();
         state.issued += 1;
+        if arrived {
+            state.arriving = state.arriving.saturating_sub(1);
+            // A leader may be gathering for exactly this writer.
+            self.wake.notify_all();
+        }
         state.issued
     }
 
     /// Sync rounds done so far.
     pub(crate) fn syncs(&self) -> u64 {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .syncs
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Highest ticket known durable.
     pub(crate) fn synced(&self) -> u64 {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .synced
+        self.lock().synced
     }
 
     /// Returns once the change behind `ticket` is durable, running `sync` itself when no
@@ -64,35 +120,92 @@ impl GroupCommit {
         sync: impl FnOnce() -> Result<(), E>,
     ) -> Result<(), E> {
         let mut sync = Some(sync);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         loop {
             if state.synced >= ticket {
                 return Ok(());
             }
-            if !state.running {
-                state.running = true;
-                let target = state.issued;
-                drop(state);
-                // INVARIANT: this branch runs at most once per call: after it either the
-                // ticket is synced and the loop returns, or the error is returned.
-                let outcome = match sync.take() {
-                    Some(sync) => sync(),
-                    None => Ok(()),
-                };
-                state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.running = false;
-                if outcome.is_ok() {
-                    state.synced = state.synced.max(target);
-                    state.syncs += 1;
-                }
-                self.wake.notify_all();
-                outcome?;
-            } else {
+            if state.running {
                 state = self
                     .wake
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
+                continue;
             }
+            state.running = true;
+            let deadline = Instant::now() + self.gather;
+            while state.arriving > 0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                state = self
+                    .wake
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let target = state.issued;
+            drop(state);
+            // INVARIANT: this branch runs at most once per call: after it either the
+            // ticket is synced and the loop returns, or the error is returned.
+            let outcome = match sync.take() {
+                Some(sync) => sync(),
+                None => Ok(()),
+            };
+            state = self.lock();
+            state.running = false;
+            if outcome.is_ok() {
+                state.synced = state.synced.max(target);
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            self.wake.notify_all();
+            outcome?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_leader_waits_for_announced_writers_and_syncs_them_together() {
+        let commit = GroupCommit::new(Duration::from_secs(5));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let late = commit.arrive();
+        let first = commit.ticket();
+        let leader = {
+            let (commit, rounds) = (commit.clone(), rounds.clone());
+            std::thread::spawn(move || {
+                commit.wait_durable(first, || -> Result<(), ()> {
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(rounds.load(Ordering::SeqCst), 0, "the leader gathers");
+        let second = late.ticket();
+        leader.join().unwrap().unwrap();
+        assert_eq!(rounds.load(Ordering::SeqCst), 1);
+        // The late writer's change was covered by the same round.
+        commit
+            .wait_durable(second, || -> Result<(), ()> { panic!("a second round") })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_withdrawn_announcement_and_a_lone_writer_never_wait() {
+        let commit = GroupCommit::new(Duration::from_secs(60));
+        drop(commit.arrive());
+        let ticket = commit.ticket();
+        let started = Instant::now();
+        commit
+            .wait_durable(ticket, || -> Result<(), ()> { Ok(()) })
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(commit.syncs(), 1);
     }
 }

@@ -71,6 +71,10 @@ impl From<sled::Error> for StoreError {
             sled::Error::Corruption { at, .. } => {
                 StoreError::Corrupt(format!("sled corruption at {at:?}"))
             }
+            // What sled says of a settings file (`conf`) it cannot read.
+            sled::Error::Unsupported(why) => StoreError::Corrupt(format!(
+                "the metadata database's settings are damaged or from another version: {why}"
+            )),
             other => StoreError::Io(io::Error::other(other.to_string())),
         }
     }

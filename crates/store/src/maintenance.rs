@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::bodylog::BodyLocation;
+use crate::bodylog::{BodyLocation, MARKER_ID};
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::store::{Store, Txn, decode, encode, message_name};
@@ -53,6 +53,9 @@ pub struct FsckReport {
     pub index_errors: Vec<String>,
     /// Body records nothing points at any more (reclaimed by compaction).
     pub unreferenced_bodies: u64,
+    /// Body records with ids the metadata never handed out: appends in flight at a
+    /// crash, or changes the metadata database lost (a damaged `db`).
+    pub bodies_beyond_metadata: u64,
     /// Repair: damaged messages set aside.
     pub quarantined: u64,
     /// Repair: folders whose counters were corrected.
@@ -61,7 +64,7 @@ pub struct FsckReport {
 
 impl FsckReport {
     pub fn is_clean(&self) -> bool {
-        self.damaged.is_empty() && self.index_errors.is_empty()
+        self.damaged.is_empty() && self.index_errors.is_empty() && self.bodies_beyond_metadata == 0
     }
 }
 
@@ -212,6 +215,22 @@ impl Store {
             report.unreferenced_bodies += bodies
                 .iter()
                 .filter(|(id, _)| !referenced.contains(id))
+                .count() as u64;
+        }
+        let known = self.committed_changes()?;
+        if let Some(marker) = self.log_marker.filter(|m| *m > known) {
+            report.index_errors.push(format!(
+                "the metadata database is missing acknowledged changes: the body log shows \
+                 change {marker} was durable, the database knows only {known}"
+            ));
+        }
+        let last_id = self.last_body_id()?;
+        for (segment, _) in self.bodies.segments()? {
+            report.bodies_beyond_metadata += self
+                .bodies
+                .scan_segment(segment)?
+                .iter()
+                .filter(|(_, id, _)| *id > last_id && *id != MARKER_ID)
                 .count() as u64;
         }
         Ok(report)

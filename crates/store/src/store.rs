@@ -1,18 +1,18 @@
 //! The [`Store`]: every operation on accounts, folders and messages.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bodylog::{BodyLocation, BodyLog, SegmentPin};
-use crate::commit::GroupCommit;
+use crate::bodylog::{BodyLocation, BodyLog, Recovery, SegmentPin};
+use crate::commit::{Arrival, GroupCommit};
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::types::*;
@@ -39,6 +39,12 @@ pub struct StoreOptions {
     /// metadata database: flags, expunges and deletions still work.
     pub min_free_bytes: u64,
     pub min_free_percent: f64,
+    /// How long a sync round waits for writers already on their way to join it (only
+    /// when there are some): concurrent deliveries then share one sync.
+    pub group_commit_delay: std::time::Duration,
+    /// Refuse to open a metadata database that is missing changes the body log shows
+    /// were durable (off only for `fsck`, which reports it).
+    pub verify_against_body_log: bool,
 }
 
 impl Default for StoreOptions {
@@ -48,20 +54,30 @@ impl Default for StoreOptions {
             segment_size: 32 * 1024 * 1024,
             min_free_bytes: 256 * 1024 * 1024,
             min_free_percent: 1.0,
+            group_commit_delay: std::time::Duration::from_millis(1),
+            verify_against_body_log: true,
         }
     }
 }
 
+/// Free space below which even metadata changes (flags, expunges) are refused; the
+/// free-space floor, when smaller.
+const METADATA_RESERVE: u64 = 4 * 1024 * 1024;
+
 /// Where the body log lives inside the store directory.
 pub(crate) const BODIES_DIR: &str = "bodies";
 
-/// A message whose body is durable in the body log, ready to be appended.
+/// A message whose body is written to the body log, ready to be appended (durable
+/// together with its metadata).
 pub struct StagedMessage {
     body: DurableBody,
     summary: Vec<u8>,
+    /// Announced to the metadata commit, which waits briefly for it to join a round.
+    arrival: Arrival,
 }
 
-/// A body durable in the body log and not yet linked from the metadata.
+/// A body in the body log not yet linked from the metadata (durable once written by
+/// `write_body`; for a staged append, once the commit that links it is).
 pub(crate) struct DurableBody {
     pub(crate) id: u64,
     pub(crate) location: BodyLocation,
@@ -83,11 +99,17 @@ pub struct Store {
     /// Next body id to hand out; the persisted `body` counter follows it in every batch
     /// that uses an id, so ids of committed bodies are never handed out again.
     body_ids: AtomicU64,
+    /// The newest metadata change applied (its number, persisted as the `commits`
+    /// counter in the same batch), and the newest known durable.
+    applied_seq: AtomicU64,
+    durable_seq: AtomicU64,
+    /// The newest commit marker found in the body log at open.
+    pub(crate) log_marker: Option<u64>,
     options: StoreOptions,
     /// Serialises read-modify-write sequences (counters, UIDNEXT, refcounts). Held only
     /// while a batch is built and applied, never across the sync.
     writer: Mutex<()>,
-    commit: GroupCommit,
+    commit: Arc<GroupCommit>,
 }
 
 /// A batch being built under the writer lock, with the counters and body reference
@@ -191,7 +213,11 @@ impl Store {
             }
         };
         let db_file = File::open(dir.join("db"))?;
-        let (bodies, _) = BodyLog::open(&dir.join(BODIES_DIR), options.segment_size)?;
+        let (bodies, recovery) = BodyLog::open(
+            &dir.join(BODIES_DIR),
+            options.segment_size,
+            options.group_commit_delay,
+        )?;
         // The files sled just created, and the store directory itself, must survive a
         // power cut too.
         File::open(dir)?.sync_all()?;
@@ -204,11 +230,28 @@ impl Store {
             path: dir.to_path_buf(),
             bodies,
             body_ids: AtomicU64::new(0),
+            applied_seq: AtomicU64::new(0),
+            durable_seq: AtomicU64::new(0),
+            log_marker: recovery.marker,
             options: options.clone(),
             writer: Mutex::new(()),
-            commit: GroupCommit::new(),
+            commit: GroupCommit::new(options.group_commit_delay),
         };
+        let commits = store.counter_value("commits")?;
+        if let Some(marker) = recovery.marker.filter(|m| *m > commits)
+            && options.verify_against_body_log
+        {
+            return Err(StoreError::Corrupt(format!(
+                "the metadata database in {} has lost acknowledged changes: the body log \
+                 shows change {marker} was durable, the database knows only {commits}; \
+                 restore it from a backup (`portico fsck` reports what is missing)",
+                dir.display()
+            )));
+        }
+        store.applied_seq.store(commits, Ordering::Relaxed);
+        store.durable_seq.store(commits, Ordering::Relaxed);
         store.migrate_legacy_bodies()?;
+        store.drop_undurable_appends(&recovery)?;
         let next = store.counter_value("body")? + 1;
         store.body_ids.store(next, Ordering::Relaxed);
         Ok(store)
@@ -242,6 +285,61 @@ impl Store {
         }
     }
 
+    /// An append's metadata can reach the disk before its body's segment is synced (sled
+    /// writes a full buffer whenever it likes); after a power cut such a message points
+    /// past the recovered end of the body log. It was never acknowledged (that waits for
+    /// the segment sync), so it is taken out again, its UID staying used.
+    fn drop_undurable_appends(&self, recovery: &Recovery) -> Result<()> {
+        let mut lost = HashSet::new();
+        for entry in self.db.scan_prefix([keys::BODY_LOCATION]) {
+            let (key, value) = entry?;
+            let location: BodyLocation = decode(&value)?;
+            let beyond = location.segment > recovery.newest_segment
+                || (location.segment == recovery.newest_segment
+                    && location.offset + location.record_len() > recovery.end);
+            if beyond && let Some(id) = keys::body_id_of_key(&key) {
+                lost.insert(id);
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let mut victims: HashMap<MailboxId, Vec<Uid>> = HashMap::new();
+        for entry in self.db.scan_prefix([keys::MESSAGE]) {
+            let (key, value) = entry?;
+            let meta: MessageMeta = decode(&value)?;
+            if lost.contains(&meta.body.id)
+                && let (Some(mailbox), Some(uid)) = (
+                    key.get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .map(|b| MailboxId(u64::from_be_bytes(b))),
+                    keys::uid_of_message_key(&key),
+                )
+            {
+                victims.entry(mailbox).or_default().push(uid);
+            }
+        }
+        for (mailbox, uids) in victims {
+            tracing::warn!(
+                mailbox = mailbox.0,
+                count = uids.len(),
+                "taking out messages whose bodies never became durable (not acknowledged)"
+            );
+            self.expunge(mailbox, &uids)?;
+        }
+        Ok(())
+    }
+
+    /// The number of the newest change the metadata database has.
+    pub(crate) fn committed_changes(&self) -> Result<u64> {
+        self.counter_value("commits")
+    }
+
+    /// The highest body id any committed change has used.
+    pub(crate) fn last_body_id(&self) -> Result<u64> {
+        self.counter_value("body")
+    }
+
     fn counter_value(&self, name: &str) -> Result<u64> {
         match self.db.get(keys::counter(name))? {
             Some(bytes) => {
@@ -273,11 +371,41 @@ impl Store {
 
     /// Applies a batch atomically (visible at once, durable later: see
     /// [`Store::wait_committed`]).
-    pub(crate) fn apply(&self, txn: Txn, guard: MutexGuard<'_, ()>) -> Result<CommitTicket> {
+    pub(crate) fn apply(&self, mut txn: Txn, guard: MutexGuard<'_, ()>) -> Result<CommitTicket> {
+        self.check_metadata_reserve()?;
+        self.number_change(&mut txn)?;
         self.db.apply_batch(txn.batch)?;
         let ticket = CommitTicket(self.commit.ticket());
         drop(guard);
         Ok(ticket)
+    }
+
+    /// [`Store::apply`] for writers that announced themselves: one ticket covers the
+    /// batch, and their announcements are withdrawn as it is taken.
+    fn apply_arrived(
+        &self,
+        txn: Txn,
+        guard: MutexGuard<'_, ()>,
+        mut arrivals: Vec<Arrival>,
+    ) -> Result<CommitTicket> {
+        let mut txn = txn;
+        self.check_metadata_reserve()?;
+        self.number_change(&mut txn)?;
+        self.db.apply_batch(txn.batch)?;
+        let ticket = match arrivals.pop() {
+            Some(last) => last.ticket(),
+            None => self.commit.ticket(),
+        };
+        drop(arrivals);
+        drop(guard);
+        Ok(CommitTicket(ticket))
+    }
+
+    /// Gives a batch the next change number (under the writer lock).
+    fn number_change(&self, txn: &mut Txn) -> Result<()> {
+        let seq = self.next_counter(txn, "commits", 1)?;
+        self.applied_seq.fetch_max(seq, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Returns once the change behind `ticket` (and every one before it) is durable:
@@ -285,8 +413,18 @@ impl Store {
     /// against a power cut), then `fdatasync` of its `db` file.
     pub fn wait_committed(&self, ticket: CommitTicket) -> Result<()> {
         self.commit.wait_durable(ticket.0, || -> Result<()> {
+            // Everything applied by now is in this round.
+            let seq = self.applied_seq.load(Ordering::Relaxed);
+            // The body log records which changes the database has made durable, so a
+            // database that later loses them (damage) is caught at open.
+            self.bodies
+                .mark_if_dirty(self.durable_seq.load(Ordering::Relaxed))?;
+            // Bodies first: metadata is never made durable on purpose before what it
+            // points at (see `drop_undurable_appends` for sled writing early).
+            self.bodies.sync()?;
             self.db.flush()?;
             self.db_file.sync_data()?;
+            self.durable_seq.fetch_max(seq, Ordering::Relaxed);
             Ok(())
         })
     }
@@ -314,19 +452,33 @@ impl Store {
         self.wait_committed(CommitTicket(self.commit.ticket()))
     }
 
-    /// Refuses new mail when free space is below the configured floor.
-    pub(crate) fn check_free_space(&self) -> Result<()> {
-        let Some((free, total)) = free_space(&self.path) else {
-            return Ok(());
-        };
+    /// The free-space floor in bytes, and the space free now.
+    fn floor_and_free(&self) -> Option<(u64, u64)> {
+        let (free, total) = free_space(&self.path)?;
         let floor = self
             .options
             .min_free_bytes
             .min((total as f64 * self.options.min_free_percent / 100.0) as u64);
-        if free < floor {
-            return Err(StoreError::NoSpace);
+        Some((floor, free))
+    }
+
+    /// Refuses new mail when free space is below the configured floor.
+    pub(crate) fn check_free_space(&self) -> Result<()> {
+        match self.floor_and_free() {
+            Some((floor, free)) if free < floor => Err(StoreError::NoSpace),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Refuses any metadata change when the disk is all but full (something else filled
+    /// it past the floor). sled keeps a failed write's error until the database is
+    /// reopened, so it must never be the one to find the disk full: refused here, every
+    /// change works again as soon as space is freed.
+    fn check_metadata_reserve(&self) -> Result<()> {
+        match self.floor_and_free() {
+            Some((floor, free)) if free < floor.min(METADATA_RESERVE) => Err(StoreError::NoSpace),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -682,13 +834,28 @@ impl Store {
     }
 
     /// The first half of an append, with no lock held: the message is indexed and its
-    /// body made durable in the body log. Bare LF line ends become CRLF.
+    /// body written to the body log. Bare LF line ends become CRLF.
     pub fn stage_message(&self, message: &[u8]) -> Result<StagedMessage> {
+        // Announced before the work, so a sync round starting meanwhile waits for it.
+        let arrival = self.commit.arrive();
         let message = normalize_line_endings(message);
         // Parsed once here, outside the writer lock, so FETCH never parses again.
         let summary = encode(&portico_mime::summarize(&message))?;
-        let body = self.write_body(&message)?;
-        Ok(StagedMessage { body, summary })
+        self.check_free_space()?;
+        let id = self.body_ids.fetch_add(1, Ordering::Relaxed);
+        // Not waited for: the metadata commit that links it syncs the segment first, so
+        // one round covers both.
+        let written = self.bodies.write(id, &message)?;
+        let body = DurableBody {
+            id,
+            location: written.location,
+            _pin: written.pin,
+        };
+        Ok(StagedMessage {
+            body,
+            summary,
+            arrival,
+        })
     }
 
     /// The second half: allocates the UID and applies the metadata. The message is
@@ -702,43 +869,65 @@ impl Store {
         flags: &Flags,
         internal_date: (i64, i32),
     ) -> Result<(Appended, CommitTicket)> {
+        let (mut appended, ticket) =
+            self.append_staged_many(mailbox, vec![(staged, flags.clone(), internal_date)])?;
+        let appended = appended
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("an append without a result".into()))?;
+        Ok((appended, ticket))
+    }
+
+    /// [`Store::append_staged`] for several messages into one folder: one batch, one
+    /// ticket, UIDs in the order given. All or nothing.
+    pub fn append_staged_many(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<(StagedMessage, Flags, (i64, i32))>,
+    ) -> Result<(Vec<Appended>, CommitTicket)> {
         let guard = self.lock_writer();
         let mut folder = self.mailbox(mailbox)?;
         let mut txn = Txn::default();
-        let body = self.link_body(&mut txn, &staged.body)?;
-        let uid = folder.uidnext;
-        let modseq = ModSeq(folder.highest_modseq.0 + 1);
-        let meta = MessageMeta {
-            uid,
-            flags: flags.clone(),
-            internal_date: internal_date.0,
-            internal_date_offset: internal_date.1,
-            size: staged.body.location.len,
-            modseq,
-            body,
-        };
-        folder.uidnext = Uid(uid
-            .0
-            .checked_add(1)
-            .ok_or(StoreError::NotAllowed("the folder has used up its UIDs"))?);
-        folder.highest_modseq = modseq;
-        folder.messages += 1;
-        folder.size += meta.size;
-        txn.batch
-            .insert(keys::message(mailbox, uid), encode(&meta)?);
-        txn.batch
-            .insert(keys::summary(mailbox, uid), staged.summary);
-        txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
-        let ticket = self.apply(txn, guard)?;
-        Ok((
-            Appended {
+        let mut appended = Vec::with_capacity(messages.len());
+        let mut arrivals = Vec::with_capacity(messages.len());
+        // Pins stay until the batch is applied: compaction must see the records linked.
+        let mut bodies = Vec::with_capacity(messages.len());
+        for (staged, flags, internal_date) in messages {
+            let body = self.link_body(&mut txn, &staged.body)?;
+            let uid = folder.uidnext;
+            let modseq = ModSeq(folder.highest_modseq.0 + 1);
+            let meta = MessageMeta {
+                uid,
+                flags,
+                internal_date: internal_date.0,
+                internal_date_offset: internal_date.1,
+                size: staged.body.location.len,
+                modseq,
+                body,
+            };
+            folder.uidnext = Uid(uid
+                .0
+                .checked_add(1)
+                .ok_or(StoreError::NotAllowed("the folder has used up its UIDs"))?);
+            folder.highest_modseq = modseq;
+            folder.messages += 1;
+            folder.size += meta.size;
+            txn.batch
+                .insert(keys::message(mailbox, uid), encode(&meta)?);
+            txn.batch
+                .insert(keys::summary(mailbox, uid), staged.summary);
+            appended.push(Appended {
                 uid,
                 uidvalidity: folder.uidvalidity,
                 modseq,
                 size: meta.size,
-            },
-            ticket,
-        ))
+            });
+            arrivals.push(staged.arrival);
+            bodies.push(staged.body);
+        }
+        txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
+        let ticket = self.apply_arrived(txn, guard, arrivals)?;
+        drop(bodies);
+        Ok((appended, ticket))
     }
 
     /// Waits for an append to become durable; when that fails, takes the message back
