@@ -233,7 +233,7 @@ impl Default for StoreSettings {
             min_free_mb: 256,
             min_free_percent: 1.0,
             compact_interval_secs: 300,
-            group_commit_delay_us: 1000,
+            group_commit_delay_us: 3000,
         }
     }
 }

@@ -55,6 +55,8 @@ pub enum AdminRequest {
     QueueDelete {
         id: u64,
     },
+    /// Counters of the running node (for benchmarks and monitoring).
+    Stats,
 }
 
 /// One queued message as `queue list` shows it.
@@ -183,6 +185,12 @@ fn try_execute_local(store: &Store, request: AdminRequest) -> Result<AdminRespon
             }
             None => unknown_user(&address),
         },
+        AdminRequest::Stats => AdminResponse::Done(format!(
+            "store_sync_calls {}\nmetadata_sync_rounds {}\nbody_sync_rounds {}",
+            store.sync_calls(),
+            store.syncs(),
+            store.body_syncs()
+        )),
         AdminRequest::QueueList => AdminResponse::Queue(
             store
                 .queue()?
@@ -275,6 +283,7 @@ async fn execute_in_server(
                 flags: Flags::default(),
                 internal_date: (now(), 0),
                 origin: None,
+                expected: None,
             };
             match mailboxes.send(inbox, append).await {
                 Ok(Ok(appended)) => {
@@ -367,6 +376,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::QueueList => "queue list",
         AdminRequest::QueueFlush => "queue flush",
         AdminRequest::QueueDelete { .. } => "queue delete",
+        AdminRequest::Stats => "stats",
     }
 }
 

@@ -42,6 +42,8 @@ pub enum Command {
     /// Inspect and manage the outgoing mail queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Print the node's counters (sync calls and rounds since it started).
+    Stats,
     /// Check every stored message, index entry and body record (the server must be
     /// stopped). Exit status 0: clean; 1: problems found (and, with --repair, damaged
     /// messages set aside and counters corrected).
@@ -148,6 +150,7 @@ pub fn run() -> anyhow::Result<()> {
         },
         Command::User(UserCommand::Del { address }) => AdminRequest::DeleteUser { address },
         Command::Queue(QueueCommand::List) => AdminRequest::QueueList,
+        Command::Stats => AdminRequest::Stats,
         Command::Queue(QueueCommand::Flush) => AdminRequest::QueueFlush,
         Command::Queue(QueueCommand::Delete { id }) => AdminRequest::QueueDelete { id },
         Command::User(UserCommand::List) => AdminRequest::ListUsers,

@@ -475,6 +475,7 @@ impl ImapConnection {
                 };
                 let date = date.map_or((now(), 0), |d| (d.timestamp, d.offset));
                 let flags = Flags::from_names(flags.iter().map(String::as_str));
+                let expected = node.store.expect_append();
                 let resolve = async move {
                     let store = node.store.clone();
                     let mailbox = tokio::task::spawn_blocking(move || {
@@ -487,6 +488,7 @@ impl ImapConnection {
                         flags,
                         internal_date: date,
                         origin: Some(session),
+                        expected: Some(expected),
                     };
                     let appended = node.mailboxes.send(mailbox.id, append).await??;
                     Ok((appended.uidvalidity.0, appended.uid.0))

@@ -30,8 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_store::{
-    Appended, CommitTicket, Copied, FlagOp, Flags, Mailbox, MailboxId, MessageMeta, ModSeq,
-    POP3_DELETED_KEYWORD, Pop3DeleteMode, Store, StoreError, SystemFlag, Uid, Uidvalidity,
+    Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags, Mailbox, MailboxId, MessageMeta,
+    ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store, StoreError, SystemFlag, Uid, Uidvalidity,
 };
 use tokio::sync::oneshot;
 
@@ -291,6 +291,8 @@ pub struct AppendMessage {
     pub flags: Flags,
     pub internal_date: (i64, i32),
     pub origin: Option<SessionId>,
+    /// Announced to the store when the message was received (group commit).
+    pub expected: Option<ExpectedAppend>,
 }
 
 impl Handler<AppendMessage> for MailboxActor {
@@ -301,8 +303,9 @@ impl Handler<AppendMessage> for MailboxActor {
         let (reply, answer) = oneshot::channel();
         let store = self.store.clone();
         let message = msg.message.clone();
+        let msg_expected = msg.expected.clone();
         ctx.spawn(
-            blocking(move || store.stage_message(&message))
+            blocking(move || store.stage_message(&message, msg_expected.as_ref()))
                 .into_actor(self)
                 .map(move |staged, actor, ctx| match staged {
                     Ok(staged) => actor.queue_link(StagedAppend { staged, msg, reply }, ctx),

@@ -537,6 +537,7 @@ async fn send_bounce(
         flags: Flags::default(),
         internal_date: (now(), 0),
         origin: None,
+        expected: None,
     };
     match node.mailboxes.send(inbox, append).await {
         Ok(Ok(_)) => tracing::info!(queue_id = entry.id, "bounce delivered to the sender"),

@@ -177,6 +177,12 @@ async fn deliver(
     ip: IpAddr,
 ) -> Result<String, DeliveryFailure> {
     let id = queue_id();
+    // Announced now, before the lookups: deliveries in flight join one sync round.
+    let mut expected: Vec<_> = envelope
+        .recipients
+        .iter()
+        .map(|_| node.store.expect_append())
+        .collect();
     let store = node.store.clone();
     let recipients = envelope.recipients.clone();
     let lookup_node = node.clone();
@@ -212,11 +218,15 @@ async fn deliver(
             flags: Flags::default(),
             internal_date: (now, 0),
             origin: None,
+            expected: expected.pop(),
         };
         let node = node.clone();
         async move { (recipient, node.mailboxes.send(*inbox, append).await) }
     });
     let mut failure = None;
+    let deliveries: Vec<_> = deliveries.collect();
+    // Announcements for recipients elsewhere are withdrawn: no sync waits for them.
+    drop(expected);
     for (recipient, outcome) in futures::future::join_all(deliveries).await {
         match outcome {
             Ok(Ok(appended)) => {

@@ -146,6 +146,8 @@ pub struct BodyLog {
     /// Read handles of every segment, the active one included.
     readers: Mutex<HashMap<u64, Arc<File>>>,
     commit: Arc<GroupCommit>,
+    /// fdatasync/fsync calls made (segments and the directory).
+    sync_calls: std::sync::atomic::AtomicU64,
 }
 
 /// What recovery found at open.
@@ -283,6 +285,7 @@ impl BodyLog {
             }),
             readers: Mutex::new(readers),
             commit: GroupCommit::new(gather),
+            sync_calls: std::sync::atomic::AtomicU64::new(0),
             pins: PinTable::default(),
         };
         if dir_dirty {
@@ -431,9 +434,11 @@ impl BodyLog {
         };
         let outcome = (|| {
             for file in dirty.values() {
+                self.count_sync();
                 file.sync_data()?;
             }
             if dir_dirty {
+                self.count_sync();
                 sync_dir(&self.dir)?;
             }
             Ok(())
@@ -449,6 +454,16 @@ impl BodyLog {
     /// Sync rounds done since open.
     pub fn syncs(&self) -> u64 {
         self.commit.syncs()
+    }
+
+    fn count_sync(&self) {
+        self.sync_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// fdatasync/fsync calls made since open.
+    pub fn sync_calls(&self) -> u64 {
+        self.sync_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reads a whole payload, checking every block.

@@ -6,12 +6,14 @@
 //! the condition variable and wake up durable. The store uses one for sled and one for
 //! the body log.
 //!
-//! Writers that are on their way (an append indexing its message, a body durable and
-//! heading for its metadata commit) announce themselves with [`GroupCommit::arrive`].
-//! A round's leader waits for announced writers to take their tickets, up to a bounded
-//! delay, so that concurrent deliveries share one sync instead of each catching the
-//! next (PostgreSQL's `commit_delay` with `commit_siblings`, driven by writers actually
-//! in flight rather than a guess). A lone writer never waits.
+//! Writers that are on their way (a delivery received, its message being indexed)
+//! announce themselves with [`GroupCommit::arrive`]. A round's leader waits, up to a
+//! bounded delay, for the writers announced when it starts to take their tickets, and
+//! for as many tickets as the last round covered (under steady concurrency the same
+//! clients come back), so that concurrent deliveries share one sync instead of each
+//! catching the next: PostgreSQL's `commit_delay`/`commit_siblings`, driven by writers
+//! in flight and the last group's size rather than a fixed sleep. A lone writer never
+//! waits; when concurrency drops, one round waits out the delay and the next does not.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -27,6 +29,13 @@ struct SyncState {
     running: bool,
     /// Writers announced but without a ticket yet.
     arriving: usize,
+    /// Announcements ended so far (a ticket taken or withdrawn), ever.
+    departed: u64,
+    /// Tickets the last round covered: under steady concurrency the next round can
+    /// expect as many.
+    last_round: u64,
+    /// A leader is waiting for tickets: every new one must wake it.
+    gathering: bool,
 }
 
 pub(crate) struct GroupCommit {
@@ -58,6 +67,7 @@ impl Drop for Arrival {
         if let Some(commit) = self.commit.take() {
             let mut state = commit.lock();
             state.arriving = state.arriving.saturating_sub(1);
+            state.departed += 1;
             commit.wake.notify_all();
         }
     }
@@ -96,7 +106,9 @@ impl GroupCommit {
         state.issued += 1;
         if arrived {
             state.arriving = state.arriving.saturating_sub(1);
-            // A leader may be gathering for exactly this writer.
+            state.departed += 1;
+        }
+        if state.gathering {
             self.wake.notify_all();
         }
         state.issued
@@ -133,8 +145,13 @@ impl GroupCommit {
                 continue;
             }
             state.running = true;
+            // Waits for the writers on their way now, not for those announced later
+            // (they make the next round), so a steady stream never stalls a round.
             let deadline = Instant::now() + self.gather;
-            while state.arriving > 0 {
+            let (expected, since) = (state.arriving as u64, state.departed);
+            let group = state.last_round;
+            state.gathering = true;
+            while state.departed - since < expected || state.issued - state.synced < group {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -145,6 +162,7 @@ impl GroupCommit {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
+            state.gathering = false;
             let target = state.issued;
             drop(state);
             // INVARIANT: this branch runs at most once per call: after it either the
@@ -156,6 +174,7 @@ impl GroupCommit {
             state = self.lock();
             state.running = false;
             if outcome.is_ok() {
+                state.last_round = target.saturating_sub(state.synced);
                 state.synced = state.synced.max(target);
                 self.syncs.fetch_add(1, Ordering::Relaxed);
             }
@@ -193,6 +212,35 @@ mod tests {
         // The late writer's change was covered by the same round.
         commit
             .wait_durable(second, || -> Result<(), ()> { panic!("a second round") })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_leader_expects_as_many_tickets_as_the_last_round_covered() {
+        let commit = GroupCommit::new(Duration::from_secs(5));
+        let tickets: Vec<u64> = (0..3).map(|_| commit.ticket()).collect();
+        commit
+            .wait_durable(tickets[2], || -> Result<(), ()> { Ok(()) })
+            .unwrap();
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let first = commit.ticket();
+        let leader = {
+            let (commit, rounds) = (commit.clone(), rounds.clone());
+            std::thread::spawn(move || {
+                commit.wait_durable(first, || -> Result<(), ()> {
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(rounds.load(Ordering::SeqCst), 0, "waiting for two more");
+        commit.ticket();
+        let last = commit.ticket();
+        leader.join().unwrap().unwrap();
+        assert_eq!(rounds.load(Ordering::SeqCst), 1);
+        commit
+            .wait_durable(last, || -> Result<(), ()> { panic!("a second round") })
             .unwrap();
     }
 

@@ -56,7 +56,8 @@ pub use maintenance::{CompactionReport, FsckReport};
 pub use portico_mime::MessageSummary;
 pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{
-    CommitTicket, EXPUNGE_HISTORY, HIERARCHY_SEPARATOR, INBOX, MAX_MAILBOX_NAME_LEN, StagedMessage,
-    Store, StoreOptions, normalize_line_endings, validate_mailbox_name,
+    CommitTicket, EXPUNGE_HISTORY, ExpectedAppend, HIERARCHY_SEPARATOR, INBOX,
+    MAX_MAILBOX_NAME_LEN, StagedMessage, Store, StoreOptions, normalize_line_endings,
+    validate_mailbox_name,
 };
 pub use types::*;
