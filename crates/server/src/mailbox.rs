@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 pub type SessionId = u64;
 
 /// Why a request to a mailbox actor did not get an answer from the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum MailboxFault {
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -372,7 +372,7 @@ impl Handler<LinkStaged> for MailboxActor {
                         Ok(linked) => linked,
                         Err(e) => {
                             for (_, _, reply) in waiting {
-                                let _ = reply.send(Err(clone_fault(&e)));
+                                let _ = reply.send(Err(e.clone()));
                             }
                             return;
                         }
@@ -397,22 +397,6 @@ impl Handler<LinkStaged> for MailboxActor {
                     );
                 }),
         );
-    }
-}
-
-/// The same failure for every append of a batch.
-fn clone_fault(fault: &MailboxFault) -> MailboxFault {
-    match fault {
-        MailboxFault::Store(StoreError::NoSpace) => MailboxFault::Store(StoreError::NoSpace),
-        MailboxFault::Store(StoreError::NotAllowed(why)) => {
-            MailboxFault::Store(StoreError::NotAllowed(why))
-        }
-        MailboxFault::Store(StoreError::NotFound) => MailboxFault::Store(StoreError::NotFound),
-        MailboxFault::Store(other) => {
-            MailboxFault::Store(StoreError::Io(std::io::Error::other(other.to_string())))
-        }
-        MailboxFault::Locked => MailboxFault::Locked,
-        MailboxFault::Unavailable => MailboxFault::Unavailable,
     }
 }
 

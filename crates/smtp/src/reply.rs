@@ -189,35 +189,39 @@ pub(crate) fn sanitize(text: &str, max_len: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Every error, with whether it counts as a junk command.
+    fn every_error() -> Vec<(ClientError, bool)> {
+        vec![
+            (ClientError::UnknownCommand, true),
+            (ClientError::NotImplemented, true),
+            (ClientError::LineTooLong, true),
+            (ClientError::Syntax("X"), true),
+            (ClientError::InvalidParameter("SIZE"), true),
+            (ClientError::UnsupportedParameter("FOO".into()), true),
+            (ClientError::InvalidSender, true),
+            (ClientError::InvalidRecipient, true),
+            (ClientError::BadSequence("x"), true),
+            (ClientError::AuthRequired, false),
+            (ClientError::EncryptionRequired, false),
+            (ClientError::UnknownMechanism, true),
+            (ClientError::AuthCancelled, true),
+            (ClientError::BadBase64, true),
+            (ClientError::BadSaslResponse, true),
+            (ClientError::BadCredentials, false),
+            (ClientError::SenderNotOwned, false),
+            (ClientError::NeedsSmtputf8, false),
+            (ClientError::DeclaredTooBig, false),
+            (ClientError::TooBig, false),
+            (ClientError::NoValidRecipients, false),
+            (ClientError::UnknownUser, false),
+            (ClientError::RelayDenied, false),
+            (ClientError::TlsUnavailable, true),
+        ]
+    }
+
     #[test]
     fn every_error_carries_an_enhanced_code_matching_its_class() {
-        let all = [
-            ClientError::UnknownCommand,
-            ClientError::NotImplemented,
-            ClientError::LineTooLong,
-            ClientError::Syntax("X"),
-            ClientError::InvalidParameter("SIZE"),
-            ClientError::UnsupportedParameter("FOO".into()),
-            ClientError::InvalidSender,
-            ClientError::InvalidRecipient,
-            ClientError::BadSequence("x"),
-            ClientError::AuthRequired,
-            ClientError::EncryptionRequired,
-            ClientError::UnknownMechanism,
-            ClientError::AuthCancelled,
-            ClientError::BadBase64,
-            ClientError::BadSaslResponse,
-            ClientError::BadCredentials,
-            ClientError::SenderNotOwned,
-            ClientError::NeedsSmtputf8,
-            ClientError::DeclaredTooBig,
-            ClientError::TooBig,
-            ClientError::NoValidRecipients,
-            ClientError::UnknownUser,
-            ClientError::RelayDenied,
-            ClientError::TlsUnavailable,
-        ];
-        for error in all {
+        for (error, _) in every_error() {
             let (code, enhanced) = error.status();
             assert_eq!(
                 enhanced.as_bytes()[0],
@@ -230,37 +234,8 @@ mod tests {
 
     #[test]
     fn syntax_and_sequence_errors_make_junk_and_refusals_do_not() {
-        for junk in [
-            ClientError::UnknownCommand,
-            ClientError::NotImplemented,
-            ClientError::LineTooLong,
-            ClientError::Syntax("X"),
-            ClientError::InvalidParameter("SIZE"),
-            ClientError::UnsupportedParameter("FOO".into()),
-            ClientError::InvalidSender,
-            ClientError::InvalidRecipient,
-            ClientError::BadSequence("x"),
-            ClientError::UnknownMechanism,
-            ClientError::AuthCancelled,
-            ClientError::BadBase64,
-            ClientError::BadSaslResponse,
-            ClientError::TlsUnavailable,
-        ] {
-            assert!(junk.makes_junk(), "{junk:?}");
-        }
-        for refusal in [
-            ClientError::AuthRequired,
-            ClientError::EncryptionRequired,
-            ClientError::BadCredentials,
-            ClientError::SenderNotOwned,
-            ClientError::NeedsSmtputf8,
-            ClientError::DeclaredTooBig,
-            ClientError::TooBig,
-            ClientError::NoValidRecipients,
-            ClientError::UnknownUser,
-            ClientError::RelayDenied,
-        ] {
-            assert!(!refusal.makes_junk(), "{refusal:?}");
+        for (error, junk) in every_error() {
+            assert_eq!(error.makes_junk(), junk, "{error:?}");
         }
     }
 

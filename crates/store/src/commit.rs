@@ -188,22 +188,30 @@ impl GroupCommit {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::thread::JoinHandle;
+
+    /// A thread waiting for `ticket`, counting the sync rounds it runs.
+    fn lead(
+        commit: &Arc<GroupCommit>,
+        ticket: u64,
+    ) -> (JoinHandle<Result<(), ()>>, Arc<AtomicUsize>) {
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let (commit, counted) = (commit.clone(), rounds.clone());
+        let leader = std::thread::spawn(move || {
+            commit.wait_durable(ticket, || -> Result<(), ()> {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        });
+        (leader, rounds)
+    }
 
     #[test]
     fn a_leader_waits_for_announced_writers_and_syncs_them_together() {
         let commit = GroupCommit::new(Duration::from_secs(5));
-        let rounds = Arc::new(AtomicUsize::new(0));
         let late = commit.arrive();
         let first = commit.ticket();
-        let leader = {
-            let (commit, rounds) = (commit.clone(), rounds.clone());
-            std::thread::spawn(move || {
-                commit.wait_durable(first, || -> Result<(), ()> {
-                    rounds.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                })
-            })
-        };
+        let (leader, rounds) = lead(&commit, first);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(rounds.load(Ordering::SeqCst), 0, "the leader gathers");
         let second = late.ticket();
@@ -222,17 +230,8 @@ mod tests {
         commit
             .wait_durable(tickets[2], || -> Result<(), ()> { Ok(()) })
             .unwrap();
-        let rounds = Arc::new(AtomicUsize::new(0));
         let first = commit.ticket();
-        let leader = {
-            let (commit, rounds) = (commit.clone(), rounds.clone());
-            std::thread::spawn(move || {
-                commit.wait_durable(first, || -> Result<(), ()> {
-                    rounds.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                })
-            })
-        };
+        let (leader, rounds) = lead(&commit, first);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(rounds.load(Ordering::SeqCst), 0, "waiting for two more");
         commit.ticket();

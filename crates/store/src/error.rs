@@ -1,11 +1,13 @@
 //! The store's closed set of errors; each protocol maps them to the wire in one place.
 
 use std::io;
+use std::sync::Arc;
 
 use crate::bodylog::BodyError;
 
-/// Everything a store operation can fail with.
-#[derive(Debug, thiserror::Error)]
+/// Everything a store operation can fail with. Cloneable, so one failure can answer
+/// every request of a batch.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The account, folder or message does not exist.
     #[error("not found")]
@@ -28,7 +30,7 @@ pub enum StoreError {
     NoSpace,
     /// The disk or the database engine failed (temporary as far as the client knows).
     #[error("storage I/O error: {0}")]
-    Io(io::Error),
+    Io(Arc<io::Error>),
     /// A stored record could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -47,7 +49,7 @@ impl From<io::Error> for StoreError {
         if is_no_space(&err) {
             StoreError::NoSpace
         } else {
-            StoreError::Io(err)
+            StoreError::Io(Arc::new(err))
         }
     }
 }
@@ -75,7 +77,7 @@ impl From<sled::Error> for StoreError {
             sled::Error::Unsupported(why) => StoreError::Corrupt(format!(
                 "the metadata database's settings are damaged or from another version: {why}"
             )),
-            other => StoreError::Io(io::Error::other(other.to_string())),
+            other => StoreError::Io(Arc::new(io::Error::other(other.to_string()))),
         }
     }
 }

@@ -30,16 +30,30 @@
 //!
 //! # Durability
 //!
-//! A new body is written to the body log and made durable first (`fdatasync` of the
-//! segment, `fsync` of `bodies/` when a segment was created), shared by concurrent
-//! writers. Then every mutating method applies one `sled::Batch` (atomic: all or nothing
-//! after a crash) and returns only after it is durable: sled's `flush()` — `pwrite` of
-//! its log buffers and `sync_file_range` on them, not durable by itself — then our
-//! `fdatasync` of the `db` file. The store directory is `fsync`ed at open, so the files
-//! sled creates survive too. Writers running at the same time share each sync (group
-//! commit, see `commit.rs`); appends can also be split ([`Store::stage_message`],
-//! [`Store::append_staged`], [`Store::wait_committed`]) so that a folder's single
-//! writer allocates UIDs in order without waiting for the disk in between.
+//! Every mutating method applies one `sled::Batch` (atomic: all or nothing after a
+//! crash) and returns only after a sync round has made it durable. A round, run by one
+//! writer for every change applied so far (group commit, see `commit.rs`), is: a
+//! commit marker into the body log when a segment is dirty (see below), `fdatasync` of
+//! every body log segment written since the last round (and `fsync` of `bodies/` when a
+//! segment was created), then sled's `flush()` — `pwrite` of its log buffers and
+//! `sync_file_range`, not durable by itself — and our `fdatasync` of the `db` file. So
+//! metadata is never made durable on purpose before the bodies it points at; if sled
+//! writes a full buffer early and the power fails before the round, the message points
+//! past the body log's recovered end at the next open and is taken out again (it was
+//! never acknowledged). Appends are split ([`Store::stage_message`],
+//! [`Store::append_staged_many`], [`Store::wait_committed`]) so that a folder's single
+//! writer allocates UIDs in order without waiting for the disk in between, and
+//! deliveries announce themselves when received ([`Store::expect_append`]) so that a
+//! round waits briefly for those in flight.
+//!
+//! Every metadata change is numbered (the `commits` counter, in the same batch), and
+//! each round's marker records the newest number already durable. A `db` that loses
+//! changes (sled reads a damaged log as ending early) is then caught at open: the store
+//! refuses to start rather than hand out UIDs clients have seen; `fsck` reports it.
+//!
+//! Disk full: new mail is refused below a free-space floor, any change below a small
+//! reserve, so sled (which keeps a write error until it is reopened) never meets a full
+//! disk, and the store works again as soon as space is freed.
 
 mod bodylog;
 mod commit;

@@ -263,8 +263,9 @@ impl Store {
         }
         store.applied_seq.store(commits, Ordering::Relaxed);
         store.durable_seq.store(commits, Ordering::Relaxed);
-        store.migrate_legacy_bodies()?;
+        // Before anything new is written past the recovered end.
         store.drop_undurable_appends(&recovery)?;
+        store.migrate_legacy_bodies()?;
         let next = store.counter_value("body")? + 1;
         store.body_ids.store(next, Ordering::Relaxed);
         Ok(store)
@@ -1345,4 +1346,45 @@ fn free_space(path: &Path) -> Option<(u64, u64)> {
     }
     let block = stat.f_frsize as u64;
     Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store from before the body log kept bodies in sled as 32 KiB `B` chunks: they
+    /// move to the body log at open, byte for byte.
+    #[test]
+    fn legacy_chunked_bodies_move_into_the_body_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let message: Vec<u8> = (0..100_000u32)
+            .flat_map(|n| format!("line {n}\r\n").into_bytes())
+            .collect();
+        let (inbox, uid, body) = {
+            let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            let account = store.create_account("l@example.com", "h").unwrap();
+            let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+            let appended = store
+                .append(inbox.id, &message, &Flags::default(), (0, 0))
+                .unwrap();
+            let body = store.message(inbox.id, appended.uid).unwrap().body;
+            // Rewrite it the old way: chunks in sled, no location.
+            let mut batch = sled::Batch::default();
+            batch.remove(keys::body_location(body.id));
+            for (index, chunk) in message.chunks(32 * 1024).enumerate() {
+                let mut key = vec![keys::LEGACY_BODY];
+                key.extend_from_slice(&body.id.to_be_bytes());
+                key.extend_from_slice(&(index as u32).to_be_bytes());
+                batch.insert(key, chunk);
+            }
+            store.db.apply_batch(batch).unwrap();
+            store.sync().unwrap();
+            (inbox.id, appended.uid, body)
+        };
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert!(store.db.scan_prefix([keys::LEGACY_BODY]).next().is_none());
+        assert!(store.body_location(body).unwrap().is_some());
+        assert_eq!(store.message_bytes(inbox, uid).unwrap(), message);
+        assert!(store.fsck(false).unwrap().is_clean());
+    }
 }
