@@ -1,6 +1,8 @@
-//! Durable appends to the store: one writer against many at once. Each append returns
-//! only after flush + fdatasync, so a lone writer pays one disk sync per message;
-//! concurrent writers share syncs (group commit). Run with
+//! Durable appends to the store alone (no server, no actors): one writer against many
+//! at once. Each append returns only after its round (segment fdatasync, then sled
+//! flush + fdatasync of `db`), so a lone writer pays two disk syncs per message;
+//! concurrent writers share rounds (group commit). Deliveries through the real server
+//! are measured by `scripts/bench-delivery.py`. Run with
 //! `cargo bench --bench store_append`; figures go in docs/PERFORMANCE.md.
 
 use std::sync::Arc;
@@ -45,7 +47,7 @@ fn appends(c: &mut Criterion) {
                 |b, &writers| {
                     let (_dir, store, inbox) = setup();
                     b.iter_custom(|iters| {
-                        let syncs_before = store.syncs();
+                        let syncs_before = store.sync_calls();
                         let start = Instant::now();
                         for _ in 0..iters {
                             std::thread::scope(|scope| {
@@ -60,9 +62,9 @@ fn appends(c: &mut Criterion) {
                             });
                         }
                         let elapsed = start.elapsed();
-                        let syncs = store.syncs() - syncs_before;
+                        let syncs = store.sync_calls() - syncs_before;
                         eprintln!(
-                            "  {writers} writers, {} KiB: {:.2} syncs per append",
+                            "  {writers} writers, {} KiB: {:.2} fdatasync calls per append",
                             size / 1024,
                             syncs as f64 / (iters as f64 * writers as f64)
                         );

@@ -219,20 +219,28 @@ impl MailboxActor {
         }
     }
 
-    /// An append whose sync failed: answered with the error and taken back out, unless
-    /// a later sync already made it durable and it was acknowledged.
+    /// Appends whose sync failed (one batch shares a ticket): answered with the error
+    /// and taken back out, unless a later sync already made them durable and they were
+    /// acknowledged.
     fn fail_pending(&mut self, ticket: CommitTicket, error: MailboxFault, ctx: &mut Context<Self>) {
-        let Some(index) = self.pending.iter().position(|p| p.ticket == ticket) else {
+        let (failed, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.ticket == ticket);
+        self.pending = kept;
+        let mut uids = Vec::with_capacity(failed.len());
+        for append in failed {
+            uids.push(append.appended.uid);
+            let _ = append.reply.send(Err(error.clone()));
+        }
+        if uids.is_empty() {
             return;
-        };
-        let Some(failed) = self.pending.remove(index) else {
-            return;
-        };
-        let _ = failed.reply.send(Err(error));
-        let (store, id, uid) = (self.store.clone(), self.id, failed.appended.uid);
+        }
+        let (store, id) = (self.store.clone(), self.id);
         ctx.spawn(
             blocking(move || {
-                store.revoke_append(id, uid);
+                for uid in uids {
+                    store.revoke_append(id, uid);
+                }
                 Ok(())
             })
             .into_actor(self)
