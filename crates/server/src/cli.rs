@@ -112,6 +112,7 @@ pub enum DeleteMode {
 
 /// Runs the command line; the binary's `main` calls this.
 pub fn run() -> anyhow::Result<()> {
+    crate::private::restrict_new_files();
     let cli = Cli::parse();
     let config = match &cli.config {
         Some(path) => ClusterConfig::load(path)?,

@@ -23,6 +23,7 @@ mod logging;
 pub mod mailbox;
 pub mod node;
 pub mod pop3;
+mod private;
 pub mod relay;
 pub mod serve;
 pub mod smtp;

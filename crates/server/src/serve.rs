@@ -36,6 +36,11 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     let data_dir = config.data_dir(&node_config);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    for path in crate::private::tighten(&data_dir)
+        .with_context(|| format!("checking the permissions under {}", data_dir.display()))?
+    {
+        tracing::warn!(%path, "was open to other users: made private to this one");
+    }
     let store = match Store::open(&store_dir(&data_dir), &store_options(&config)) {
         Ok(store) => Arc::new(store),
         Err(StoreError::Locked) => anyhow::bail!(
