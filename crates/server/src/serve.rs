@@ -49,7 +49,9 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         ),
         Err(e) => return Err(e).context("opening the store"),
     };
-    let acceptor = tls::acceptor(&config.tls, &data_dir)?;
+    let (acceptor, certificates) =
+        tls::acceptor(&config.tls, &data_dir, &host_names(&config, &node_config))?;
+    let renewal = actix_rt::spawn(tls::renew_periodically(certificates.clone()));
     let mailbox_arbiter = Arbiter::new();
     let mailboxes = MailboxRegistry::new(store.clone(), mailbox_arbiter.handle());
     mailboxes.start_reaper();
@@ -114,7 +116,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     ));
     tracing::info!(node = %node_name, data_dir = %data_dir.display(), "node ready");
 
-    wait_for_signal().await?;
+    wait_for_signal(&certificates).await?;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
@@ -123,6 +125,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     }
     admin_task.abort();
     compaction.abort();
+    renewal.abort();
     let _ = std::fs::remove_file(admin::socket_path(&data_dir));
     let sync_store = store.clone();
     // A disk that stopped answering must not keep the process from exiting.
@@ -158,13 +161,51 @@ async fn compact_periodically(store: Arc<Store>, every: Duration) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; on SIGHUP reads the TLS certificate again (new
+/// connections get the new one, open sessions keep theirs).
+async fn wait_for_signal(certificates: &Arc<tls::CertStore>) -> anyhow::Result<()> {
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                let store = certificates.clone();
+                match tokio::task::spawn_blocking(move || store.reload()).await {
+                    Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: TLS certificate not reloaded, the old one stays");
+                    }
+                    Err(_) => tracing::error!("SIGHUP: TLS certificate reload failed"),
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+/// The names a self-made certificate is for: the SMTP host name and every listener's
+/// specific address.
+fn host_names(config: &ClusterConfig, node: &portico_cluster::NodeConfig) -> Vec<String> {
+    let listen = &node.listen;
+    let mut names = vec![config.smtp.hostname.clone()];
+    for address in [
+        listen.pop3,
+        listen.pop3s,
+        listen.imap,
+        listen.imaps,
+        listen.smtp,
+        listen.submission,
+        listen.submissions,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !address.ip().is_unspecified() {
+            names.push(address.ip().to_string());
+        }
+    }
+    names
 }
