@@ -155,6 +155,7 @@ pop3s = "127.0.0.1:{pop3s}"
 
 [security]
 failed_login_delay_ms = 10
+max_failed_login_delay_ms = 100
 
 [pop3]
 enabled = true
@@ -744,7 +745,15 @@ hostname = "{hostname}"
 login = "{smtp_login}"
 retry_initial_secs = 1
 retry_max_secs = 2
-{smtp_extra}"""
+{trusted_networks}{from_check}{smtp_extra}"""
+
+# The tests' clients all connect from loopback and many send as local users on the
+# inbound port, which only a trusted network may do; and the corpus submitted as alice
+# carries other people's From: headers, which the From: check refuses. So SmtpServer
+# trusts loopback and turns the From: check off unless told otherwise;
+# test_hostile_smtp.py starts servers with the defaults (nobody trusted, From: checked)
+# by passing trusted_networks=None, from_must_match_login=None.
+SMTP_TRUSTED_LOOPBACK = '["127.0.0.0/8"]'
 
 SMTP_RELAY_EXTRA = """
 [smtp.relay]
@@ -784,7 +793,10 @@ class SmtpServer(ImapServer):
     `submission` (587 style, STARTTLS) and `submissions` (465 style, implicit TLS), all on
     fresh loopback ports, with local_domains = ["example.com"]. `smtp_login` is the
     [smtp] login type; `smtp_extra` lines go into [smtp] (e.g. 'max_message_size =
-    2000'); with `relay_port`, [smtp.relay] points at 127.0.0.1:relay_port (no TLS)."""
+    2000'); with `relay_port`, [smtp.relay] points at 127.0.0.1:relay_port (no TLS).
+    `trusted_networks` is the [smtp] list as TOML (loopback unless told otherwise) and
+    `from_must_match_login` the From: check (off unless told otherwise); None leaves
+    the server's default (nobody trusted; From: checked)."""
 
     def __init__(
         self,
@@ -794,8 +806,12 @@ class SmtpServer(ImapServer):
         smtp_login: str = "secure",
         smtp_extra: str = "",
         relay_port: int | None = None,
+        trusted_networks: str | None = SMTP_TRUSTED_LOOPBACK,
+        from_must_match_login: bool | None = False,
         **kwargs,
     ):
+        self.trusted_networks = trusted_networks
+        self.from_must_match_login = from_must_match_login
         self.smtp_port = 0
         self.submission_port = 0
         self.submissions_port = 0
@@ -834,6 +850,16 @@ class SmtpServer(ImapServer):
         text += SMTP_CONFIG_EXTRA.format(
             hostname=SMTP_HOSTNAME,
             smtp_login=self.smtp_login_type,
+            trusted_networks=(
+                f"trusted_networks = {self.trusted_networks}\n"
+                if self.trusted_networks is not None
+                else ""
+            ),
+            from_check=(
+                f"from_must_match_login = {str(self.from_must_match_login).lower()}\n"
+                if self.from_must_match_login is not None
+                else ""
+            ),
             smtp_extra=(self.smtp_extra + "\n") if self.smtp_extra else "",
         )
         if self.relay_port:

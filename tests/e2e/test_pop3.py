@@ -951,7 +951,22 @@ def test_too_many_bad_commands_closes(server):
     assert r.cmd("QUIT") == b"+OK Bye"
 
 
-def test_failed_logins_count_as_bad_commands(server):
+def test_failed_logins_count_as_bad_commands(make_server):
+    """21 failures on one connection: the 21st ends the session. The address block
+    (after 10 failures by default; test_hostile_connections.py) is turned off here so
+    that the count reaches max_bad_commands."""
+    server = make_server(start=False)
+    write_config = server.write_config
+
+    def without_address_block() -> None:
+        write_config()
+        text = server.config.read_text()
+        server.config.write_text(
+            text.replace("[security]\n", "[security]\nfailed_logins_before_block = 0\n", 1)
+        )
+
+    server.write_config = without_address_block
+    server.start()
     server.add_user(ALICE, ALICE_PW)
     r = server.raw(implicit=True)
     for _ in range(20):

@@ -181,8 +181,24 @@ pub struct SecuritySettings {
     pub max_connections_per_user: usize,
     /// Failed logins from one address or for one user before answers are slowed down.
     pub failed_logins_before_delay: u32,
-    /// Delay added to each failed login past that point, in milliseconds.
+    /// Delay before the answer to the first failed login past that point, in
+    /// milliseconds; it doubles with each further failure, so that many parallel
+    /// connections do not multiply an attacker's guesses.
     pub failed_login_delay_ms: u64,
+    /// The most that doubling delay grows to, in milliseconds.
+    pub max_failed_login_delay_ms: u64,
+    /// Failed logins from one client address within `failed_login_window_secs` after
+    /// which that address is refused on every protocol (IMAP `NO [UNAVAILABLE]`, POP3
+    /// `-ERR [SYS/TEMP]`, SMTP `421 4.7.0`) without any password being checked. Checks
+    /// still running count too, so parallel connections cannot overshoot it. 0 turns
+    /// the refusal off.
+    pub failed_logins_before_block: u32,
+    /// How long failed logins are remembered, in seconds: the window of the counts
+    /// above, and so how long a refused address waits after its last failure.
+    pub failed_login_window_secs: u64,
+    /// How long a write to a client may stall (the client reads nothing) before the
+    /// connection is cut and what was queued for it freed, in seconds.
+    pub write_timeout_secs: u64,
     /// How long a successful password check is remembered, so polling clients do not
     /// pay for argon2 every minute. 0 turns the cache off.
     pub auth_cache_secs: u64,
@@ -201,6 +217,10 @@ impl Default for SecuritySettings {
             max_connections_per_user: 50,
             failed_logins_before_delay: 3,
             failed_login_delay_ms: 2000,
+            max_failed_login_delay_ms: 30_000,
+            failed_logins_before_block: 10,
+            failed_login_window_secs: 15 * 60,
+            write_timeout_secs: 60,
             auth_cache_secs: 300,
         }
     }
@@ -287,6 +307,13 @@ pub struct ImapSettings {
     pub append_limit: u64,
     /// Client errors tolerated before the connection is closed.
     pub max_bad_commands: u32,
+    /// Most folders one account may have (INBOX included). CREATE and RENAME beyond it
+    /// are refused with `NO [LIMIT]`, so one user cannot fill the store with folders
+    /// and make every LIST huge.
+    pub max_folders: usize,
+    /// Most levels a folder name may have (`a/b/c` has three). CREATE and RENAME
+    /// (counting the children a rename moves) beyond it are refused with `NO [LIMIT]`.
+    pub max_folder_depth: usize,
 }
 
 impl Default for ImapSettings {
@@ -300,6 +327,8 @@ impl Default for ImapSettings {
             max_command_size: 1024 * 1024,
             append_limit: 50 * 1024 * 1024,
             max_bad_commands: 20,
+            max_folders: 1000,
+            max_folder_depth: 16,
         }
     }
 }
@@ -328,6 +357,20 @@ pub struct SmtpSettings {
     pub command_timeout_secs: u64,
     /// Submission: MAIL FROM must be the authenticated user's own address.
     pub sender_must_match_login: bool,
+    /// Submission: every address in the message's `From:` header must be the
+    /// authenticated user's own address (compared without regard to case), or the
+    /// message is refused after DATA with `553 5.7.1`, so that a user cannot pose as
+    /// another (`From: "CEO" <ceo@example.com>`). A message without `From:` passes: it
+    /// poses as nobody.
+    pub from_must_match_login: bool,
+    /// Inbound: MAIL FROM naming a local domain without authentication is refused with
+    /// `550 5.7.1` (mail from our own users comes through submission), unless the client
+    /// is in `trusted_networks`.
+    pub reject_unauthenticated_local_senders: bool,
+    /// Client networks (CIDR, `192.0.2.0/24`, `2001:db8::/32`, or one address) whose
+    /// inbound mail may claim a local sender without authentication: an internal relay
+    /// or an application server. Empty by default: nobody is trusted.
+    pub trusted_networks: Vec<String>,
     /// VRFY answers (off: 252, as RFC 5321 §3.5.3 allows).
     pub vrfy_enabled: bool,
     /// How long a message may wait in the queue before it bounces.
@@ -351,6 +394,9 @@ impl Default for SmtpSettings {
             max_commands: 1000,
             command_timeout_secs: 300,
             sender_must_match_login: true,
+            from_must_match_login: true,
+            reject_unauthenticated_local_senders: true,
+            trusted_networks: Vec::new(),
             vrfy_enabled: false,
             queue_lifetime_secs: 5 * 24 * 3600,
             retry_initial_secs: 60,

@@ -140,7 +140,7 @@ pub enum SearchReturn {
 }
 
 /// The text part of a section-spec (RFC 9051 §6.4.5).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SectionText {
     Header,
     /// Field names as the client wrote them.
@@ -151,21 +151,21 @@ pub enum SectionText {
 }
 
 /// `BODY[1.2.HEADER]`: part numbers then an optional text specifier.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Section {
     pub part: Vec<u32>,
     pub text: Option<SectionText>,
 }
 
 /// `<origin.count>` of a partial fetch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Partial {
     pub origin: u32,
     pub count: u32,
 }
 
 /// One FETCH data item (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FetchAttr {
     Envelope,
     Flags,

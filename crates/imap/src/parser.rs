@@ -15,7 +15,11 @@
 //!
 //! Errors carry a short text meant to follow `BAD` in the tagged (or, without a tag,
 //! untagged) response. One is not a syntax error but a tagged `NO`: an unsupported
-//! SEARCH charset gives [`BADCHARSET_MESSAGE`], which starts with the response code.
+//! SEARCH charset gives [`BADCHARSET_MESSAGE`], which starts with the response code;
+//! so is a SEARCH over [`MAX_SEARCH_KEYS`] ([`TOO_MANY_SEARCH_KEYS`]). Repeated FETCH
+//! items collapse to one, and more than [`MAX_FETCH_ITEMS`] distinct ones are refused.
+
+use std::collections::HashSet;
 
 use crate::command::{
     Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
@@ -40,6 +44,22 @@ pub const BADCHARSET_MESSAGE: &str = "[BADCHARSET (US-ASCII UTF-8)] Unsupported 
 
 /// Deepest nesting of SEARCH keys (parentheses, NOT, OR) accepted.
 pub const MAX_SEARCH_DEPTH: usize = 64;
+
+/// Most keys one SEARCH may hold, counting every key of the tree (a parenthesized list,
+/// NOT and OR count as keys too). Each key costs a pass over every message, so the
+/// count bounds a search's work; real clients stay far below it.
+pub const MAX_SEARCH_KEYS: usize = 1000;
+
+/// The error text for a SEARCH over [`MAX_SEARCH_KEYS`]; the session answers it with a
+/// tagged `NO` (the command is well formed, it meets a limit: RFC 5530 `LIMIT`).
+pub const TOO_MANY_SEARCH_KEYS: &str = "[LIMIT] Too many search keys";
+
+/// Most distinct items one FETCH may name. Duplicates collapse to one (keeping the
+/// first), so a repeated item cannot multiply the response.
+pub const MAX_FETCH_ITEMS: usize = 256;
+
+/// The error text (tagged `BAD`) for a FETCH over [`MAX_FETCH_ITEMS`].
+pub const TOO_MANY_FETCH_ITEMS: &str = "[LIMIT] Too many FETCH items";
 
 /// RFC 9051 ATOM-CHAR: CHAR except atom-specials.
 pub(crate) fn is_atom_char(b: u8) -> bool {
@@ -103,7 +123,11 @@ type PResult<T> = Result<T, String>;
 
 /// Parses one command: its line(s) and literal bytes as [`crate::reader`] delivers them.
 pub fn parse_command(raw: &[u8]) -> Result<Command, ParseError> {
-    let mut p = Parser { s: raw, pos: 0 };
+    let mut p = Parser {
+        s: raw,
+        pos: 0,
+        search_keys: 0,
+    };
     let tag = p
         .tag()
         .map_err(|message| ParseError { tag: None, message })?;
@@ -180,6 +204,8 @@ fn search_string(bytes: Vec<u8>) -> PResult<String> {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// SEARCH keys parsed so far, against [`MAX_SEARCH_KEYS`].
+    search_keys: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -1085,6 +1111,10 @@ impl<'a> Parser<'a> {
         if depth >= MAX_SEARCH_DEPTH {
             return Err("Search criteria nested too deeply".to_string());
         }
+        self.search_keys += 1;
+        if self.search_keys > MAX_SEARCH_KEYS {
+            return Err(TOO_MANY_SEARCH_KEYS.to_string());
+        }
         match self.peek() {
             Some(b'(') => {
                 self.pos += 1;
@@ -1199,10 +1229,20 @@ impl<'a> Parser<'a> {
         let set = self.sequence_set()?;
         self.sp("fetch items")?;
         let items = if self.eat(b'(') {
+            // Duplicates collapse here, so `(ENVELOPE ENVELOPE …)` costs one ENVELOPE per
+            // message and the list never holds more than the distinct items.
             let mut attrs = vec![self.fetch_att()?];
+            let mut seen: HashSet<FetchAttr> = attrs.iter().cloned().collect();
             while !self.eat(b')') {
                 self.sp("fetch item")?;
-                attrs.push(self.fetch_att()?);
+                let attr = self.fetch_att()?;
+                if !seen.contains(&attr) {
+                    if attrs.len() == MAX_FETCH_ITEMS {
+                        return Err(TOO_MANY_FETCH_ITEMS.to_string());
+                    }
+                    seen.insert(attr.clone());
+                    attrs.push(attr);
+                }
             }
             FetchItems::List(attrs)
         } else if self.peek_keyword("ALL") {
@@ -1609,6 +1649,80 @@ mod tests {
         assert_eq!(err(&deep).message, "Search criteria nested too deeply");
         let ok_depth = format!("a SEARCH {}ALL\r\n", "NOT ".repeat(MAX_SEARCH_DEPTH - 1));
         assert!(parse_command(ok_depth.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn search_keys_are_counted_across_the_tree() {
+        // `NOT TEXT qN` is two keys.
+        let keys = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("NOT TEXT q{i}")).collect();
+            format!("a SEARCH {}\r\n", list.join(" "))
+        };
+        assert!(parse_command(keys(MAX_SEARCH_KEYS / 2).as_bytes()).is_ok());
+        assert_eq!(
+            err(&keys(MAX_SEARCH_KEYS / 2 + 1)).message,
+            TOO_MANY_SEARCH_KEYS
+        );
+        assert_eq!(err(&keys(3000)).message, TOO_MANY_SEARCH_KEYS);
+        // Keys inside parentheses and OR count too.
+        let nested = format!(
+            "a SEARCH ({})\r\n",
+            vec!["OR SEEN DRAFT"; MAX_SEARCH_KEYS / 3 + 1].join(" ")
+        );
+        assert_eq!(err(&nested).message, TOO_MANY_SEARCH_KEYS);
+    }
+
+    #[test]
+    fn fetch_items_collapse_and_are_capped() {
+        let repeated = format!("a FETCH 1:* ({})\r\n", vec!["ENVELOPE"; 5000].join(" "));
+        let items = |raw: &str| match ok(raw) {
+            CommandBody::Fetch { items, .. } => items,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            items(&repeated),
+            FetchItems::List(vec![FetchAttr::Envelope])
+        );
+        // First-seen order; sections are equal only if identical.
+        assert_eq!(
+            items(
+                "a FETCH 1 (FLAGS BODY[]<0.10> UID FLAGS BODY[]<0.10> BODY[]<0.11> BODY.PEEK[])\r\n"
+            ),
+            FetchItems::List(vec![
+                FetchAttr::Flags,
+                FetchAttr::BodySection {
+                    peek: false,
+                    section: Section::default(),
+                    partial: Some(Partial {
+                        origin: 0,
+                        count: 10
+                    }),
+                },
+                FetchAttr::Uid,
+                FetchAttr::BodySection {
+                    peek: false,
+                    section: Section::default(),
+                    partial: Some(Partial {
+                        origin: 0,
+                        count: 11
+                    }),
+                },
+                FetchAttr::BodySection {
+                    peek: true,
+                    section: Section::default(),
+                    partial: None,
+                },
+            ])
+        );
+        let distinct = |n: usize| {
+            let list: Vec<String> = (1..=n).map(|i| format!("BODY[{i}]")).collect();
+            format!("a FETCH 1 ({})\r\n", list.join(" "))
+        };
+        assert!(parse_command(distinct(MAX_FETCH_ITEMS).as_bytes()).is_ok());
+        assert_eq!(
+            err(&distinct(MAX_FETCH_ITEMS + 1)).message,
+            TOO_MANY_FETCH_ITEMS
+        );
     }
 
     /// Token soup: commands built from IMAP-ish pieces, so the fuzzing reaches deep

@@ -241,6 +241,19 @@ impl CommandReader {
         self.line_mode = on;
     }
 
+    /// New limits for what is read from now on (the session raises them once the client
+    /// has authenticated). A command or literal already under way keeps what it has.
+    pub fn set_limits(&mut self, limits: ReaderLimits) {
+        self.limits = limits;
+    }
+
+    /// Whether the reader is skipping a non-synchronizing literal of a refused command:
+    /// right after a [`ReadEvent::TooBig`], it tells a host that will not spend reads on
+    /// the client's refused bytes (before authentication) to close instead.
+    pub fn skipping_literal(&self) -> bool {
+        matches!(self.state, State::DiscardLiteral { .. })
+    }
+
     /// Bytes held: received but not yet consumed, plus the command being assembled.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos + self.cmd.len()
@@ -647,6 +660,31 @@ mod tests {
         );
         let events = run(lim, &[b"a1 LOGIN {99999999999999999999999+}\r\n"]);
         assert_eq!(events, vec![too_big(Some("a1"), TooBigWhat::Literal)]);
+    }
+
+    #[test]
+    fn skipping_literal_and_raised_limits() {
+        let mut reader = CommandReader::new(limits(100, 10, 1000));
+        reader.push(b"a1 LOGIN {11+}\r\n");
+        assert_eq!(
+            reader.next_event(),
+            Some(too_big(Some("a1"), TooBigWhat::Literal))
+        );
+        assert!(reader.skipping_literal());
+        let mut reader = CommandReader::new(limits(100, 10, 1000));
+        reader.push(b"a1 LOGIN {11}\r\n");
+        assert_eq!(
+            reader.next_event(),
+            Some(too_big(Some("a1"), TooBigWhat::Literal))
+        );
+        assert!(!reader.skipping_literal());
+        // Raised limits apply to the next announcement.
+        reader.set_limits(limits(100, 100, 1000));
+        reader.push(b"a2 APPEND x {11}\r\n");
+        assert_eq!(
+            reader.next_event(),
+            Some(ReadEvent::NeedContinuation { literal_len: 11 })
+        );
     }
 
     #[test]

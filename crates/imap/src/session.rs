@@ -59,6 +59,22 @@ impl Default for ImapConfig {
     }
 }
 
+/// Largest literal accepted before authentication: plenty for a user name, a password
+/// or an AUTHENTICATE response (Dovecot and Cyrus keep theirs as small).
+pub const PREAUTH_MAX_LITERAL: usize = 8 * 1024;
+
+/// Longest line accepted before authentication (or the configured `max_line`, if
+/// smaller): LOGIN with quoted strings, AUTHENTICATE with its initial response or a
+/// base64 response line, ID, all fit with room to spare.
+pub const PREAUTH_MAX_LINE: usize = 16 * 1024;
+
+/// Tagged BAD text for a literal over [`PREAUTH_MAX_LITERAL`].
+pub const PREAUTH_LITERAL_TOO_BIG: &str = "[TOOBIG] Literal too large before authentication";
+
+/// Untagged BYE after a refused non-synchronizing literal before authentication.
+pub const PREAUTH_LITERAL_BYE: &str =
+    "* BYE Refusing to read a literal that large before authentication\r\n";
+
 /// Everything the session can be told.
 #[derive(Debug)]
 pub enum Input<'a> {
@@ -292,7 +308,7 @@ fn settable_flags(flags: &[String], verb: &str) -> Result<(), String> {
 
 impl Session {
     pub fn new(config: ImapConfig, tls_active: bool) -> Session {
-        let reader = CommandReader::new(Self::limits(&config));
+        let reader = CommandReader::new(Self::preauth_limits(&config));
         let mut session = Session {
             config,
             reader,
@@ -316,6 +332,18 @@ impl Session {
         );
         session.flush();
         session
+    }
+
+    /// Before authentication a client needs literals only for a name, a password or a
+    /// SASL response, so a stranger cannot make the node hold more than a few tens of
+    /// KiB; [`Self::limits`] apply from the successful login on.
+    fn preauth_limits(config: &ImapConfig) -> ReaderLimits {
+        let max_line = config.max_line.min(PREAUTH_MAX_LINE);
+        ReaderLimits {
+            max_line,
+            max_literal: PREAUTH_MAX_LITERAL,
+            max_command: max_line.saturating_add(2 * PREAUTH_MAX_LITERAL),
+        }
     }
 
     fn limits(config: &ImapConfig) -> ReaderLimits {
@@ -450,6 +478,23 @@ impl Session {
                     self.out.extend_from_slice(b"+ Ready for literal data\r\n");
                     self.reader.continuation_answered(true);
                 }
+                ReadEvent::TooBig { tag, what } if !self.is_authenticated() => {
+                    let text = match what {
+                        TooBigWhat::Literal => PREAUTH_LITERAL_TOO_BIG.to_string(),
+                        _ => format!("[TOOBIG] {what:?} exceeds the server's limit"),
+                    };
+                    tagged(&mut self.out, tag.as_deref().unwrap_or("*"), "BAD", &text);
+                    if self.reader.skipping_literal() {
+                        // RFC 7888 §4: the client sends a LITERAL+ literal without
+                        // waiting, and a server that refuses it cannot skip it reliably;
+                        // a stranger is not worth reading megabytes for (Dovecot also
+                        // disconnects).
+                        self.out.extend_from_slice(PREAUTH_LITERAL_BYE.as_bytes());
+                        self.close();
+                    } else {
+                        self.count_bad();
+                    }
+                }
                 ReadEvent::TooBig { tag, what } => {
                     let text = format!("[TOOBIG] {what:?} exceeds the server's limit");
                     // A literal over the limit is a message too big to take (RFC 7889:
@@ -468,7 +513,11 @@ impl Session {
                     match parse_command(&raw) {
                         Ok(command) => self.dispatch(command),
                         // RFC 9051 §6.4.4: an unknown charset is a NO, not a BAD.
-                        Err(error) if error.message.starts_with("[BADCHARSET") => {
+                        // A SEARCH over the key limit is well formed; it meets a limit.
+                        Err(error)
+                            if error.message.starts_with("[BADCHARSET")
+                                || error.message == crate::parser::TOO_MANY_SEARCH_KEYS =>
+                        {
                             let tag = error.tag.unwrap_or_else(|| "*".to_string());
                             tagged(&mut self.out, &tag, "NO", &error.message);
                         }
@@ -741,7 +790,7 @@ impl Session {
         }
         tagged(&mut self.out, &tag, "OK", "Begin TLS negotiation now");
         // RFC 9051 §6.2.1: anything pipelined after STARTTLS is discarded, not executed.
-        self.reader = CommandReader::new(Self::limits(&self.config));
+        self.reader = CommandReader::new(Self::preauth_limits(&self.config));
         let id = self.next_request;
         self.next_request += 1;
         self.flush();
@@ -1584,6 +1633,7 @@ impl Session {
             (Running::Login { tag }, Reply::Login(result)) => match result {
                 Ok(()) => {
                     self.state = State::Authenticated;
+                    self.reader.set_limits(Self::limits(&self.config));
                     let capability = self.capability();
                     tagged(
                         &mut self.out,
@@ -2296,6 +2346,61 @@ mod tests {
             "b BAD [TOOBIG] Line exceeds the server's limit\r\n\
              c NO [TOOBIG] Literal exceeds the server's limit\r\n"
         );
+    }
+
+    #[test]
+    fn literals_before_authentication_are_tiny() {
+        let mut session = Session::new(ImapConfig::default(), true);
+        drive(&mut session, b"", &mut |_| None);
+        // Synchronizing: BAD instead of `+`, nothing read, the session goes on.
+        let out = drive(&mut session, b"a LOGIN {52428800}\r\n", &mut |_| None);
+        assert_eq!(
+            out,
+            "a BAD [TOOBIG] Literal too large before authentication\r\n"
+        );
+        assert!(!session.is_closed());
+        assert_eq!(session.reader.buffered(), 0);
+        // Up to the limit is fine.
+        let out = drive(
+            &mut session,
+            format!("b LOGIN {{{PREAUTH_MAX_LITERAL}}}\r\n").as_bytes(),
+            &mut |_| None,
+        );
+        assert_eq!(out, "+ Ready for literal data\r\n");
+        let mut session = Session::new(ImapConfig::default(), true);
+        drive(&mut session, b"", &mut |_| None);
+        // Non-synchronizing: BAD, BYE and close, without reading the literal.
+        let out = drive(
+            &mut session,
+            b"a LOGIN {52428800+}\r\nxxxxxxxx",
+            &mut |_| None,
+        );
+        assert_eq!(
+            out,
+            "a BAD [TOOBIG] Literal too large before authentication\r\n\
+             * BYE Refusing to read a literal that large before authentication\r\n"
+        );
+        assert!(session.is_closed());
+        // Lines are short before login too.
+        let mut session = Session::new(ImapConfig::default(), true);
+        drive(&mut session, b"", &mut |_| None);
+        let long = format!("c LOGIN alice {}\r\n", "x".repeat(PREAUTH_MAX_LINE));
+        assert_eq!(
+            drive(&mut session, long.as_bytes(), &mut |_| None),
+            "c BAD [TOOBIG] Line exceeds the server's limit\r\n"
+        );
+        // After login the configured limits apply.
+        let mut session = signed_in(ImapConfig::default());
+        let long = format!("d SELECT {}\r\n", "x".repeat(PREAUTH_MAX_LINE));
+        assert!(
+            drive(&mut session, long.as_bytes(), &mut |_| None).is_empty(),
+            "waits for the store"
+        );
+        let mut session = signed_in(ImapConfig::default());
+        let out = drive(&mut session, b"b APPEND INBOX {52428800}\r\n", &mut |_| {
+            None
+        });
+        assert_eq!(out, "+ Ready for literal data\r\n");
     }
 
     #[test]

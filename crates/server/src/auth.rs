@@ -1,6 +1,8 @@
 //! Credential checks for every protocol: argon2 hashes, a short cache of successful
-//! checks, failed-login throttling per user and per client address, and the sign-in
-//! policy (denied names, per-account protocol switches).
+//! checks, failed-login throttling per account and per client address (a delay that
+//! doubles per failure, then a temporary refusal of the address on every protocol),
+//! and the sign-in policy (denied names, per-account protocol switches). A user name is
+//! normalized once ([`LoginName`]), so spelling variants share one account's count.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +44,8 @@ pub enum LoginError {
     Unavailable,
     /// The user already has as many sessions as the node allows.
     TooManyConnections,
+    /// The client's address failed too many logins lately; no password was checked.
+    Throttled,
 }
 
 /// Makes an argon2 PHC string for a new password.
@@ -143,10 +147,73 @@ impl VerifierPool {
     }
 }
 
+/// The one normal form of an address typed at sign-in, the same one
+/// [`Store::account_by_address`] looks up: trimmed, lower-cased.
+pub fn normalize_address(raw: &str) -> String {
+    raw.trim().to_ascii_lowercase()
+}
+
+/// A user name as the client sent it, reduced once to the form every check uses.
+pub struct LoginName {
+    /// [`normalize_address`] of the name: the key of the lookup, the auth cache and the
+    /// account's failure count, so that spelling variants share one count.
+    key: String,
+    /// The client put white space around the name. Such a name never signs in (the
+    /// lookup would still find the account behind it), and its failures count for
+    /// `key`.
+    padded: bool,
+}
+
+impl LoginName {
+    pub fn new(raw: &str) -> Self {
+        LoginName {
+            key: normalize_address(raw),
+            padded: raw.trim().len() != raw.len(),
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Recent failed logins under one key: an account, or a client address.
 #[derive(Default)]
 struct Failures {
     count: u32,
     last: Option<Instant>,
+    /// Password checks for this client address still running. Once the address has
+    /// failed, they count toward the refusal as if they had failed too, so that many
+    /// parallel connections cannot each get a guess in while the first are checked.
+    pending: u32,
+}
+
+fn account_key(name: &LoginName) -> String {
+    format!("user:{}", name.key)
+}
+
+fn address_key(client: IpAddr) -> String {
+    format!("ip:{client}")
+}
+
+/// One password check under way for a client address; counted in
+/// [`Failures::pending`] until dropped, also when the session goes away mid-check.
+struct PendingCheck<'a> {
+    auth: &'a Authenticator,
+    client: IpAddr,
+}
+
+impl Drop for PendingCheck<'_> {
+    fn drop(&mut self) {
+        let mut failures = self
+            .auth
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = failures.get_mut(&address_key(self.client)) {
+            entry.pending = entry.pending.saturating_sub(1);
+        }
+    }
 }
 
 /// Node-wide credential checker, shared by every session.
@@ -162,9 +229,6 @@ pub struct Authenticator {
     failures: Mutex<HashMap<String, Failures>>,
     verifier: VerifierPool,
 }
-
-/// How long failures are remembered for throttling.
-const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
 
 impl Authenticator {
     pub fn new(store: Arc<Store>, config: Arc<ClusterConfig>) -> anyhow::Result<Self> {
@@ -186,6 +250,8 @@ impl Authenticator {
     }
 
     /// Checks a sign-in; on failure, waits out the throttling delay before answering.
+    /// A client address with too many recent failures is refused before any password
+    /// is checked.
     pub async fn login(
         &self,
         username: &str,
@@ -193,15 +259,23 @@ impl Authenticator {
         client: IpAddr,
         protocol: Protocol,
     ) -> Result<Account, LoginError> {
-        let outcome = self.check(username, password, protocol).await;
+        let name = LoginName::new(username);
+        let Some(check) = self.begin_check(client) else {
+            tracing::warn!(%client, "refused: too many failed logins from this address");
+            return Err(LoginError::Throttled);
+        };
+        let outcome = self.check(&name, password, protocol).await;
         match outcome {
             Err(LoginError::BadCredentials) => {
-                let delay = self.record_failure(username, client);
+                let delay = self.record_failure(&name, client);
+                drop(check);
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
             }
-            Ok(_) => self.clear_failures(username, client),
+            // Only this account's count: an attacker's own account must not wipe the
+            // address's failures (or anyone else's).
+            Ok(_) => self.clear_failures(&name),
             Err(_) => {}
         }
         outcome
@@ -209,12 +283,12 @@ impl Authenticator {
 
     async fn check(
         &self,
-        username: &str,
+        name: &LoginName,
         password: &str,
         protocol: Protocol,
     ) -> Result<Account, LoginError> {
         let store = self.store.clone();
-        let address = username.trim().to_ascii_lowercase();
+        let address = name.key().to_string();
         let lookup = address.clone();
         let account = tokio::task::spawn_blocking(move || store.account_by_address(&lookup))
             .await
@@ -223,7 +297,8 @@ impl Authenticator {
                 tracing::error!(error = %e, "account lookup failed");
                 LoginError::Unavailable
             })?;
-        let denied = self.config.is_denied_login(&address);
+        // A padded name is refused like an unknown one, after the same decoy check.
+        let denied = self.config.is_denied_login(&address) || name.padded;
         let (account, phc) = match account {
             Some(account) if !denied => {
                 let phc = account.password_hash.clone();
@@ -291,32 +366,63 @@ impl Authenticator {
         cache.insert(digest, Instant::now());
     }
 
-    /// Counts a failure for the user and for the address; returns how long to wait.
-    fn record_failure(&self, username: &str, client: IpAddr) -> Duration {
+    /// Drops failures older than the window, keeping addresses with checks running.
+    fn forget_old(&self, failures: &mut HashMap<String, Failures>) {
+        let window = Duration::from_secs(self.config.security.failed_login_window_secs);
+        failures.retain(|_, f| f.pending > 0 || f.last.is_some_and(|at| at.elapsed() < window));
+    }
+
+    /// Admits one password check from `client`, or refuses when the address's recent
+    /// failures reach `failed_logins_before_block` — counting its checks still running
+    /// once it has failed at all. An address with a clean record may sign in many
+    /// sessions at once (a mail client's first sync, an office behind one NAT).
+    fn begin_check(&self, client: IpAddr) -> Option<PendingCheck<'_>> {
+        let limit = self.config.security.failed_logins_before_block;
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        self.forget_old(&mut failures);
+        let entry = failures.entry(address_key(client)).or_default();
+        let pending = if entry.count > 0 { entry.pending } else { 0 };
+        if limit > 0 && entry.count.saturating_add(pending) >= limit {
+            return None;
+        }
+        entry.pending += 1;
+        Some(PendingCheck { auth: self, client })
+    }
+
+    /// Counts a failure for the account and for the address; returns how long to wait:
+    /// nothing up to `failed_logins_before_delay`, then `failed_login_delay_ms`
+    /// doubled with each further failure of the worse of the two, up to the cap.
+    fn record_failure(&self, name: &LoginName, client: IpAddr) -> Duration {
         let security = &self.config.security;
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures.retain(|_, f| f.last.is_some_and(|at| at.elapsed() < FAILURE_MEMORY));
+        self.forget_old(&mut failures);
         let mut worst = 0;
-        for key in [
-            format!("user:{}", username.to_ascii_lowercase()),
-            format!("ip:{client}"),
-        ] {
+        for key in [account_key(name), address_key(client)] {
             let entry = failures.entry(key).or_default();
-            entry.count += 1;
+            entry.count = entry.count.saturating_add(1);
             entry.last = Some(Instant::now());
             worst = worst.max(entry.count);
         }
-        if worst > security.failed_logins_before_delay {
-            Duration::from_millis(security.failed_login_delay_ms)
-        } else {
-            Duration::ZERO
-        }
+        let Some(beyond) = worst.checked_sub(security.failed_logins_before_delay + 1) else {
+            return Duration::ZERO;
+        };
+        let doubled = security
+            .failed_login_delay_ms
+            .saturating_mul(1u64 << beyond.min(32));
+        Duration::from_millis(
+            doubled.min(
+                security
+                    .max_failed_login_delay_ms
+                    .max(security.failed_login_delay_ms),
+            ),
+        )
     }
 
-    fn clear_failures(&self, username: &str, client: IpAddr) {
+    /// Forgets the account's failures after it signed in. The address's stay: they
+    /// may be guesses at other accounts.
+    fn clear_failures(&self, name: &LoginName) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        failures.remove(&format!("user:{}", username.to_ascii_lowercase()));
-        failures.remove(&format!("ip:{client}"));
+        failures.remove(&account_key(name));
     }
 }
 
@@ -405,13 +511,119 @@ mod tests {
     }
 
     #[test]
-    fn failures_beyond_the_threshold_are_delayed() {
+    fn delays_double_past_the_threshold_up_to_the_cap() {
         let (_dir, auth, _store) = setup();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let delays: Vec<_> = (0..5).map(|_| auth.record_failure("eve", ip)).collect();
-        assert!(delays[..3].iter().all(Duration::is_zero));
-        assert!(delays[3..].iter().all(|d| !d.is_zero()));
-        auth.clear_failures("eve", ip);
-        assert!(auth.record_failure("eve", ip).is_zero());
+        let eve = LoginName::new("eve");
+        let delays: Vec<_> = (0..20)
+            .map(|_| auth.record_failure(&eve, ip).as_millis())
+            .collect();
+        let cap = auth.config.security.max_failed_login_delay_ms as u128;
+        assert_eq!(delays[..4], [0, 0, 0, 1]);
+        assert_eq!(delays[4..8], [2, 4, 8, 16]);
+        assert!(delays.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(delays[19], cap.min(1 << 16));
+        // Another account from another address: no delay of its own yet.
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(auth.record_failure(&LoginName::new("bob"), other).is_zero());
+    }
+
+    #[test]
+    fn spelling_variants_share_one_count_and_padding_is_noted() {
+        for raw in [
+            "alice@example.com",
+            " alice@example.com",
+            "alice@example.com ",
+            "\talice@Example.COM\t",
+            "ALICE@example.com",
+        ] {
+            let name = LoginName::new(raw);
+            assert_eq!(name.key(), "alice@example.com", "{raw:?}");
+            assert_eq!(account_key(&name), "user:alice@example.com");
+            assert_eq!(name.padded, raw.trim() != raw, "{raw:?}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn padded_names_never_sign_in_and_count_for_the_account() {
+        let (_dir, auth, store) = setup();
+        store
+            .create_account("alice@example.com", &hash_password("s3cret").unwrap())
+            .unwrap();
+        let ip: IpAddr = "10.0.0.3".parse().unwrap();
+        for raw in [
+            "alice@example.com ",
+            " alice@example.com",
+            "\talice@example.com",
+        ] {
+            assert_eq!(
+                auth.login(raw, "s3cret", ip, Protocol::Imap)
+                    .await
+                    .unwrap_err(),
+                LoginError::BadCredentials,
+                "{raw:?}"
+            );
+        }
+        let failures = auth.failures.lock().unwrap();
+        assert_eq!(failures["user:alice@example.com"].count, 3);
+        assert_eq!(failures[&address_key(ip)].count, 3);
+        assert_eq!(failures[&address_key(ip)].pending, 0);
+    }
+
+    #[actix_rt::test]
+    async fn success_clears_only_its_account_and_the_address_is_refused() {
+        let (_dir, auth, store) = setup();
+        store
+            .create_account("mallory@example.com", &hash_password("mine").unwrap())
+            .unwrap();
+        let ip: IpAddr = "10.0.0.4".parse().unwrap();
+        let limit = auth.config.security.failed_logins_before_block;
+        for _ in 0..limit - 1 {
+            let err = auth
+                .login("alice@example.com", "guess", ip, Protocol::Pop3)
+                .await;
+            assert_eq!(err.unwrap_err(), LoginError::BadCredentials);
+        }
+        // The attacker's own account signs in: the address keeps its failures.
+        assert!(
+            auth.login("mallory@example.com", "mine", ip, Protocol::Imap)
+                .await
+                .is_ok()
+        );
+        let err = auth
+            .login("alice@example.com", "guess", ip, Protocol::Pop3)
+            .await;
+        assert_eq!(err.unwrap_err(), LoginError::BadCredentials);
+        // Now refused before any check, even with the right password.
+        for protocol in [Protocol::Pop3, Protocol::Imap, Protocol::Smtp] {
+            let err = auth
+                .login("mallory@example.com", "mine", ip, protocol)
+                .await;
+            assert_eq!(err.unwrap_err(), LoginError::Throttled);
+        }
+        // Another address is not affected.
+        let elsewhere: IpAddr = "10.0.0.5".parse().unwrap();
+        assert!(
+            auth.login("mallory@example.com", "mine", elsewhere, Protocol::Imap)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn checks_running_count_toward_the_refusal_once_the_address_failed() {
+        let (_dir, auth, _store) = setup();
+        let ip: IpAddr = "10.0.0.6".parse().unwrap();
+        let limit = auth.config.security.failed_logins_before_block as usize;
+        // A clean address: many sign-ins at once are fine.
+        let clean: Vec<_> = (0..3 * limit)
+            .map(|_| auth.begin_check(ip).unwrap())
+            .collect();
+        drop(clean);
+        auth.record_failure(&LoginName::new("eve"), ip);
+        let running: Vec<_> = (1..limit).map(|_| auth.begin_check(ip).unwrap()).collect();
+        assert!(auth.begin_check(ip).is_none());
+        drop(running);
+        assert!(auth.begin_check(ip).is_some());
     }
 }

@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -127,15 +127,32 @@ pub struct Outbox {
     sender: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<AtomicUsize>,
     resume: Arc<Notify>,
+    cut: Arc<CutOff>,
+}
+
+/// Raised when a client has stopped reading: the task ends the connection at once,
+/// even in the middle of a write, rather than after the backlog (which a client that
+/// never reads would never let it reach).
+#[derive(Default)]
+struct CutOff {
+    raised: AtomicBool,
+    notify: Notify,
 }
 
 impl Outbox {
     pub fn write(&self, bytes: impl Into<Bytes>) {
+        if self.cut.raised.load(Ordering::Acquire) {
+            return;
+        }
         let bytes = bytes.into();
-        let queued = self.queued.fetch_add(bytes.len(), Ordering::AcqRel) + bytes.len();
+        let len = bytes.len();
+        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
         if queued > MAX_QUEUED_BYTES {
-            tracing::warn!(queued, "client is not reading its responses; closing");
-            let _ = self.sender.send(Outgoing::Close);
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            if !self.cut.raised.swap(true, Ordering::AcqRel) {
+                tracing::warn!(queued, "client is not reading its responses; closing");
+                self.cut.notify.notify_one();
+            }
             return;
         }
         let _ = self.sender.send(Outgoing::Write(bytes));
@@ -200,22 +217,26 @@ pub struct Inbox {
     receiver: mpsc::UnboundedReceiver<Outgoing>,
     queued: Arc<AtomicUsize>,
     resume: Arc<Notify>,
+    cut: Arc<CutOff>,
 }
 
 pub fn channel() -> (Outbox, Inbox) {
     let (sender, receiver) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let resume = Arc::new(Notify::new());
+    let cut = Arc::new(CutOff::default());
     (
         Outbox {
             sender,
             queued: queued.clone(),
             resume: resume.clone(),
+            cut: cut.clone(),
         },
         Inbox {
             receiver,
             queued,
             resume,
+            cut,
         },
     )
 }
@@ -233,13 +254,37 @@ pub enum EndReason {
     ClientClosed,
     ServerClosed,
     IdleTimeout,
+    /// The session did not sign in within the unauthenticated timeout of connecting.
+    SignInTimeout,
+    /// A command line was begun and not finished within the idle timeout.
+    LineTimeout,
+    /// A write stalled past the write deadline: the client reads nothing.
+    WriteTimeout,
+    /// The client let more output pile up than a session may queue.
+    NotReading,
     Shutdown,
     Error(io::Error),
 }
 
+impl EndReason {
+    /// The client stopped reading: nothing more can be written to it, not even a
+    /// goodbye.
+    fn stalled(&self) -> bool {
+        matches!(self, EndReason::WriteTimeout | EndReason::NotReading)
+    }
+}
+
 /// Settings of one connection task.
 pub struct ConnectionSettings {
+    /// Time allowed without client input; also the time one command line may take
+    /// from its first byte to its end, whatever trickles in between.
     pub idle_timeout: Duration,
+    /// Until the session signs in (the actor's first [`Outgoing::IdleTimeout`]), the
+    /// connection ends at this instant, however active the client is: a slowloris
+    /// sending a byte a second keeps resetting the idle timer, not this one.
+    pub sign_in_deadline: Option<tokio::time::Instant>,
+    /// How long one write may wait for a client that reads nothing.
+    pub write_timeout: Duration,
     pub acceptor: TlsAcceptor,
     /// Written when the idle timeout closes the connection.
     pub timeout_message: &'static [u8],
@@ -250,6 +295,8 @@ pub struct ConnectionSettings {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// TLS handshakes that take longer than this are dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a goodbye line (timeout, shutdown) may wait for the client to read it.
+const GOODBYE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a connection until it ends; tells the actor how it ended.
 pub async fn drive(
@@ -260,8 +307,60 @@ pub async fn drive(
 ) {
     let mut stats = ConnectionStats::default();
     let reason = run(&mut stream, &ports, &mut inbox, &mut settings, &mut stats).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+    // What is still queued goes now, not after a goodbye the client may never read.
+    drop(inbox);
+    let stalled = reason.stalled();
     ports.ended.do_send(ConnectionEnded { reason, stats });
+    if !stalled {
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+    }
+}
+
+/// Why the connection's next deadline would end it.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Idle,
+    SignIn,
+    Line,
+    Shutdown,
+}
+
+impl Deadline {
+    fn reason(self) -> EndReason {
+        match self {
+            Deadline::Idle => EndReason::IdleTimeout,
+            Deadline::SignIn => EndReason::SignInTimeout,
+            Deadline::Line => EndReason::LineTimeout,
+            Deadline::Shutdown => EndReason::Shutdown,
+        }
+    }
+}
+
+/// Writes `bytes` (and flushes, when asked) unless the client stalls until `deadline`
+/// or the actor cuts it off meanwhile.
+async fn write_bounded(
+    stream: &mut ClientStream,
+    bytes: &[u8],
+    flush: bool,
+    deadline: tokio::time::Instant,
+    cut: &CutOff,
+) -> Result<(), EndReason> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        if flush {
+            stream.flush().await?;
+        }
+        Ok::<_, io::Error>(())
+    };
+    tokio::select! {
+        biased;
+        _ = cut.notify.notified() => Err(EndReason::NotReading),
+        written = tokio::time::timeout_at(deadline, write) => match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(EndReason::Error(e)),
+            Err(_) => Err(EndReason::WriteTimeout),
+        },
+    }
 }
 
 async fn run(
@@ -274,27 +373,36 @@ async fn run(
     let mut buf = vec![0u8; 16 * 1024];
     let mut paused = false;
     let mut shutting_down = false;
-    let mut deadline = tokio::time::Instant::now() + settings.idle_timeout;
+    let mut idle_deadline = tokio::time::Instant::now() + settings.idle_timeout;
+    let mut shutdown_deadline = None;
+    // When the first byte of a command line not yet ended came in.
+    let mut line_started: Option<tokio::time::Instant> = None;
     loop {
+        let (deadline, why) = next_deadline(
+            settings.idle_timeout,
+            settings.sign_in_deadline,
+            idle_deadline,
+            line_started,
+            shutdown_deadline,
+        );
         tokio::select! {
             biased;
+            _ = inbox.cut.notify.notified() => return EndReason::NotReading,
             item = inbox.receiver.recv() => match item {
                 Some(Outgoing::Write(bytes)) => {
-                    let written = stream.write_all(&bytes).await;
+                    let flush = inbox.receiver.is_empty();
+                    let limit = write_deadline(settings, shutdown_deadline);
+                    let written = write_bounded(stream, &bytes, flush, limit, &inbox.cut).await;
                     inbox.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
-                    if let Err(e) = written {
-                        return EndReason::Error(e);
+                    if let Err(reason) = written {
+                        return reason;
                     }
                     stats.bytes_out += bytes.len() as u64;
-                    if inbox.receiver.is_empty()
-                        && let Err(e) = stream.flush().await
-                    {
-                        return EndReason::Error(e);
-                    }
                 }
                 Some(Outgoing::StartTls) => {
-                    if let Err(e) = stream.flush().await {
-                        return EndReason::Error(e);
+                    let limit = write_deadline(settings, shutdown_deadline);
+                    if let Err(reason) = write_bounded(stream, &[], true, limit, &inbox.cut).await {
+                        return reason;
                     }
                     let plain = std::mem::replace(stream, ClientStream::Upgrading);
                     let handshake = plain.start_tls(&settings.acceptor);
@@ -310,27 +418,36 @@ async fn run(
                     }
                 }
                 Some(Outgoing::IdleTimeout(timeout)) => {
+                    // The session signed in: from now on only idleness ends it.
+                    settings.sign_in_deadline = None;
                     settings.idle_timeout = timeout;
-                    deadline = tokio::time::Instant::now() + timeout;
+                    idle_deadline = tokio::time::Instant::now() + timeout;
                 }
                 Some(Outgoing::Close) | None => {
-                    let _ = stream.flush().await;
+                    let limit = tokio::time::Instant::now() + GOODBYE_WRITE_TIMEOUT;
+                    let _ = write_bounded(stream, &[], true, limit, &inbox.cut).await;
                     return if shutting_down { EndReason::Shutdown } else { EndReason::ServerClosed };
                 }
             },
             _ = settings.shutdown.changed(), if !shutting_down => {
                 shutting_down = true;
-                deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                shutdown_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                 let _ = ports.shutdown.send(ServerShutdown).await;
             }
             _ = inbox.resume.notified(), if paused => {
                 paused = false;
+                // The time the actor kept the client waiting is not the client's.
+                if line_started.is_some() {
+                    line_started = Some(tokio::time::Instant::now());
+                }
             }
             read = stream.read(&mut buf), if !paused && !shutting_down => match read {
                 Ok(0) => return EndReason::ClientClosed,
                 Ok(n) => {
                     stats.bytes_in += n as u64;
-                    deadline = tokio::time::Instant::now() + settings.idle_timeout;
+                    let now = tokio::time::Instant::now();
+                    idle_deadline = now + settings.idle_timeout;
+                    line_started = line_start(&buf[..n], line_started, now);
                     match ports.bytes.send(ClientBytes(Bytes::copy_from_slice(&buf[..n]))).await {
                         Ok(ReadControl::Continue) => {}
                         Ok(ReadControl::Pause) => paused = true,
@@ -342,15 +459,70 @@ async fn run(
                 Err(e) => return EndReason::Error(e),
             },
             _ = tokio::time::sleep_until(deadline) => {
-                if shutting_down {
-                    return EndReason::Shutdown;
+                if !matches!(why, Deadline::Shutdown) {
+                    let limit = tokio::time::Instant::now() + GOODBYE_WRITE_TIMEOUT;
+                    let _ = write_bounded(stream, settings.timeout_message, true, limit, &inbox.cut)
+                        .await;
                 }
-                let _ = stream.write_all(settings.timeout_message).await;
-                let _ = stream.flush().await;
-                return EndReason::IdleTimeout;
+                return why.reason();
             }
         }
     }
+}
+
+/// When the line still unfinished after `chunk` began: none if the chunk ends a line,
+/// now if it ends one and starts another, else when the unfinished line began. Every
+/// protocol here is CRLF-framed; literals and message data have line ends too.
+fn line_start(
+    chunk: &[u8],
+    previous: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    match chunk.iter().rposition(|&b| b == b'\n') {
+        Some(end) if end + 1 == chunk.len() => None,
+        Some(_) => Some(now),
+        None if chunk.is_empty() => previous,
+        None => previous.or(Some(now)),
+    }
+}
+
+/// The earliest instant that ends the connection, and why. At shutdown only the grace
+/// period counts.
+fn next_deadline(
+    idle_timeout: Duration,
+    sign_in: Option<tokio::time::Instant>,
+    idle: tokio::time::Instant,
+    line_started: Option<tokio::time::Instant>,
+    shutdown: Option<tokio::time::Instant>,
+) -> (tokio::time::Instant, Deadline) {
+    if let Some(at) = shutdown {
+        return (at, Deadline::Shutdown);
+    }
+    let mut earliest = (idle, Deadline::Idle);
+    let candidates = [
+        sign_in.map(|at| (at, Deadline::SignIn)),
+        line_started.map(|at| (at + idle_timeout, Deadline::Line)),
+    ];
+    for (at, why) in candidates.into_iter().flatten() {
+        if at < earliest.0 {
+            earliest = (at, why);
+        }
+    }
+    earliest
+}
+
+/// How long the next write may take: the write timeout, but no later than the sign-in
+/// deadline before sign-in (a client pipelining commands it never reads the answers to
+/// is still out at that deadline) or the end of the shutdown grace period.
+fn write_deadline(
+    settings: &ConnectionSettings,
+    shutdown: Option<tokio::time::Instant>,
+) -> tokio::time::Instant {
+    let limit = tokio::time::Instant::now() + settings.write_timeout;
+    [settings.sign_in_deadline, shutdown]
+        .into_iter()
+        .flatten()
+        .fold(limit, tokio::time::Instant::min)
 }
 
 /// Accepts implicit TLS on a freshly accepted connection.
@@ -385,6 +557,16 @@ pub struct ProtocolSettings {
     pub timeout_message: &'static [u8],
 }
 
+impl ProtocolSettings {
+    /// Whether a session must sign in within `unauthenticated_timeout` of connecting.
+    /// IMAP and POP3 sessions must (their actors announce the sign-in with
+    /// [`Outgoing::IdleTimeout`]); SMTP has no sign-in to wait for, since mail
+    /// exchangers never authenticate, so only its idle and line deadlines apply.
+    fn requires_sign_in(&self) -> bool {
+        matches!(self.name, "imap" | "pop3")
+    }
+}
+
 /// What a session actor is given when it is made.
 pub struct NewSession {
     pub id: SessionId,
@@ -412,6 +594,10 @@ pub async fn serve<A, F>(
         + Handler<ConnectionEnded>,
     F: FnOnce(NewSession) -> A,
 {
+    // Counted from accept, implicit TLS handshake included.
+    let sign_in_deadline = protocol
+        .requires_sign_in()
+        .then(|| tokio::time::Instant::now() + protocol.unauthenticated_timeout);
     let id = node.next_session_id();
     let span = tracing::info_span!(
         "session",
@@ -447,6 +633,8 @@ pub async fn serve<A, F>(
     };
     let settings = ConnectionSettings {
         idle_timeout: protocol.unauthenticated_timeout,
+        sign_in_deadline,
+        write_timeout: Duration::from_secs(node.config.security.write_timeout_secs.max(1)),
         acceptor: node.tls.clone(),
         timeout_message: protocol.timeout_message,
         shutdown: node.shutdown.clone(),
@@ -596,3 +784,62 @@ macro_rules! session_handlers {
     };
 }
 pub(crate) use session_handlers;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_line_starts_with_its_first_byte_and_ends_with_lf() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        // Dribbled byte by byte, the line keeps its first byte's time.
+        let mut started = None;
+        for (i, b) in b"a NOOP".iter().enumerate() {
+            let at = t0 + Duration::from_secs(i as u64);
+            started = line_start(std::slice::from_ref(b), started, at);
+            assert_eq!(started, Some(t0));
+        }
+        assert_eq!(line_start(b"\r\n", started, t1), None);
+        assert_eq!(line_start(b"a NOOP\r\nb NO", None, t1), Some(t1));
+        assert_eq!(line_start(b"OP\r\n", Some(t0), t1), None);
+        assert_eq!(line_start(b"", Some(t0), t1), Some(t0));
+    }
+
+    #[test]
+    fn the_earliest_deadline_wins_and_shutdown_overrides() {
+        let t0 = Instant::now();
+        let secs = |n| t0 + Duration::from_secs(n);
+        let idle = Duration::from_secs(60);
+        // A byte a second keeps the idle deadline moving; sign-in and line do not.
+        let (at, why) = next_deadline(idle, Some(secs(60)), secs(119), Some(secs(30)), None);
+        assert_eq!(at, secs(60));
+        assert!(matches!(why, Deadline::SignIn));
+        // Signed in: the line begun at 30 s ends at 90 s, before the idle deadline.
+        let (at, why) = next_deadline(idle, None, secs(119), Some(secs(30)), None);
+        assert_eq!(at, secs(90));
+        assert!(matches!(why, Deadline::Line));
+        let (at, why) = next_deadline(idle, None, secs(70), None, None);
+        assert_eq!(at, secs(70));
+        assert!(matches!(why, Deadline::Idle));
+        let (at, why) = next_deadline(idle, Some(secs(1)), secs(2), Some(t0), Some(secs(5)));
+        assert_eq!(at, secs(5));
+        assert!(matches!(why, Deadline::Shutdown));
+    }
+
+    #[test]
+    fn past_the_output_bound_the_connection_is_cut_and_nothing_more_queued() {
+        let (outbox, mut inbox) = channel();
+        outbox.write(vec![0u8; 1024]);
+        outbox.write(vec![0u8; MAX_QUEUED_BYTES]);
+        outbox.write(vec![0u8; 1024]);
+        assert!(inbox.cut.raised.load(Ordering::Acquire));
+        assert_eq!(outbox.queued(), 1024);
+        let mut written = 0;
+        while let Ok(Outgoing::Write(bytes)) = inbox.receiver.try_recv() {
+            written += bytes.len();
+        }
+        assert_eq!(written, 1024);
+    }
+}

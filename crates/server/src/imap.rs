@@ -15,8 +15,8 @@ use portico_imap::request::{
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_store::{
-    Account, FlagOp, Flags, INBOX, MailboxId, MessageMeta, SpecialUse, Store, StoreError,
-    SystemFlag, Uid, validate_mailbox_name,
+    Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, MailboxId, MessageMeta, SpecialUse, Store,
+    StoreError, SystemFlag, Uid, validate_mailbox_name,
 };
 use tokio::net::TcpStream;
 
@@ -69,6 +69,10 @@ fn fault(span: &tracing::Span, error: MailboxFault) -> Fault {
         MailboxFault::Store(StoreError::AlreadyExists) => Fault::AlreadyExists,
         MailboxFault::Store(StoreError::InvalidName(why) | StoreError::NotAllowed(why)) => {
             Fault::NotAllowed(why.to_string())
+        }
+        // RFC 5530 §3: LIMIT, an implementation limit of this server.
+        MailboxFault::Store(StoreError::LimitExceeded(why)) => {
+            Fault::NotAllowed(format!("[LIMIT] {why}"))
         }
         MailboxFault::Store(StoreError::NoSpace) => {
             tracing::warn!(parent: span, "store refused a write: not enough disk space");
@@ -160,11 +164,69 @@ fn folder_by_name(
         .ok_or(MailboxFault::Store(StoreError::NotFound))
 }
 
+/// The `[imap]` limits on an account's folders (`max_folders`, `max_folder_depth`).
+#[derive(Clone, Copy, Debug)]
+struct FolderLimits {
+    max_folders: usize,
+    max_depth: usize,
+}
+
+impl FolderLimits {
+    fn of(node: &NodeContext) -> FolderLimits {
+        FolderLimits {
+            max_folders: node.config.imap.max_folders,
+            max_depth: node.config.imap.max_folder_depth,
+        }
+    }
+}
+
+/// Refuses (`NO [LIMIT]`) a CREATE or RENAME to `name` that would pass the account's
+/// folder limits: `levels_below` is how many levels the deepest folder moved along adds
+/// below `name` (0 for CREATE), `extra` how many folders are made besides the missing
+/// parents (1 for CREATE or a rename of INBOX, else 0). Checked before anything is
+/// created, so a refused command leaves nothing behind; the store checks each creation
+/// again under its lock.
+fn check_folder_limits(
+    store: &Store,
+    account: &Account,
+    name: &str,
+    levels_below: usize,
+    extra: usize,
+    limits: FolderLimits,
+) -> Result<(), StoreError> {
+    let mut missing = extra;
+    let mut depth = 1 + levels_below;
+    for parent in portico_imap::names::parents(name) {
+        depth += 1;
+        if store.mailbox_by_name(account.id, parent)?.is_none() {
+            missing += 1;
+        }
+    }
+    store.check_folder_limits(
+        account.id,
+        missing,
+        depth,
+        limits.max_folders,
+        limits.max_depth,
+    )
+}
+
 /// Creates the missing superior levels of `name` (RFC 9051 §6.3.4).
-fn create_parents(store: &Store, account: &Account, name: &str) -> Result<(), StoreError> {
+fn create_parents(
+    store: &Store,
+    account: &Account,
+    name: &str,
+    limits: FolderLimits,
+) -> Result<(), StoreError> {
     for parent in portico_imap::names::parents(name) {
         if store.mailbox_by_name(account.id, parent)?.is_none() {
-            match store.create_mailbox(account.id, parent, None) {
+            match store.create_mailbox_limited(
+                account.id,
+                parent,
+                None,
+                limits.max_folders,
+                limits.max_depth,
+            ) {
                 Ok(_) | Err(StoreError::AlreadyExists) => {}
                 Err(e) => return Err(e),
             }
@@ -326,7 +388,9 @@ impl ImapConnection {
                             Err(LoginFailure::BadCredentials)
                         }
                         Err(LoginError::ProtocolDisabled) => Err(LoginFailure::Disabled),
-                        Err(LoginError::Unavailable) => Err(LoginFailure::Temporary),
+                        Err(LoginError::Unavailable | LoginError::Throttled) => {
+                            Err(LoginFailure::Temporary)
+                        }
                         Err(LoginError::TooManyConnections) => {
                             Err(LoginFailure::TooManyConnections)
                         }
@@ -391,13 +455,24 @@ impl ImapConnection {
                     Some(usage) => usage,
                     None => None,
                 };
+                let limits = FolderLimits::of(&node);
                 self.blocking(
                     id,
                     ctx,
                     move |store, account| {
                         validate_mailbox_name(&folder)?;
-                        create_parents(store, account, &folder)?;
-                        store.create_mailbox(account.id, &folder, usage)?;
+                        if store.mailbox_by_name(account.id, &folder)?.is_some() {
+                            return Err(StoreError::AlreadyExists.into());
+                        }
+                        check_folder_limits(store, account, &folder, 0, 1, limits)?;
+                        create_parents(store, account, &folder, limits)?;
+                        store.create_mailbox_limited(
+                            account.id,
+                            &folder,
+                            usage,
+                            limits.max_folders,
+                            limits.max_depth,
+                        )?;
                         Ok(())
                     },
                     Reply::Done,
@@ -417,6 +492,7 @@ impl ImapConnection {
                 let Some(account) = self.account.clone() else {
                     return;
                 };
+                let limits = FolderLimits::of(&node);
                 let resolve = async move {
                     let store = node.store.clone();
                     let prepared = tokio::task::spawn_blocking(move || {
@@ -425,14 +501,35 @@ impl ImapConnection {
                         if store.mailbox_by_name(account.id, &to)?.is_some() {
                             return Err(StoreError::AlreadyExists.into());
                         }
-                        create_parents(&store, &account, &to)?;
+                        // The children a rename moves count for the depth; INBOX's stay.
+                        let (levels_below, extra) = if mailbox.name == INBOX {
+                            (0, 1)
+                        } else {
+                            let prefix = format!("{}{HIERARCHY_SEPARATOR}", mailbox.name);
+                            let deepest = store
+                                .mailboxes(account.id)?
+                                .iter()
+                                .filter_map(|f| f.name.strip_prefix(&prefix))
+                                .map(|rest| rest.split(HIERARCHY_SEPARATOR).count())
+                                .max()
+                                .unwrap_or(0);
+                            (deepest, 0)
+                        };
+                        check_folder_limits(&store, &account, &to, levels_below, extra, limits)?;
+                        create_parents(&store, &account, &to, limits)?;
                         if mailbox.name != INBOX {
-                            store.rename_mailbox(mailbox.id, &to)?;
+                            store.rename_mailbox_limited(mailbox.id, &to, limits.max_depth)?;
                             return Ok(None);
                         }
                         // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new
                         // folder and leaves INBOX empty.
-                        let target = store.create_mailbox(account.id, &to, None)?;
+                        let target = store.create_mailbox_limited(
+                            account.id,
+                            &to,
+                            None,
+                            limits.max_folders,
+                            limits.max_depth,
+                        )?;
                         let uids: Vec<Uid> =
                             store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
                         Ok::<_, MailboxFault>(Some((mailbox.id, target.id, uids)))

@@ -81,7 +81,9 @@ impl NodeContext {
     }
 
     /// Checks a sign-in and takes the session's place under the per-user limit; the
-    /// slot must be kept for as long as the session lasts.
+    /// slot must be kept for as long as the session lasts. The user name goes to the
+    /// authenticator as typed: it normalizes it once for lookup and throttling, and
+    /// refuses an address with too many recent failures ([`LoginError::Throttled`]).
     pub async fn sign_in(
         &self,
         username: &str,

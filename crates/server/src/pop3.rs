@@ -99,7 +99,9 @@ impl SessionActor for Pop3Connection {
                             Err(AuthFailure::BadCredentials)
                         }
                         Err(LoginError::ProtocolDisabled) => Err(AuthFailure::Disabled),
-                        Err(LoginError::Unavailable) => Err(AuthFailure::Temporary),
+                        Err(LoginError::Unavailable | LoginError::Throttled) => {
+                            Err(AuthFailure::Temporary)
+                        }
                     };
                     actor.answer(Input::AuthResult(answer), ctx);
                 }));

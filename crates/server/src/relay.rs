@@ -85,18 +85,38 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     read_reply(stream).await
 }
 
-/// Doubles leading dots and ends the data (RFC 5321 §4.5.2).
+/// The DATA content for the next hop (RFC 5321 §4.5.2): every line end made CRLF (a bare
+/// CR or a bare LF ends a line too, as some receivers read them), a `.` added before
+/// every line that starts with one, and the `.` line that ends the data. So no stored
+/// byte sequence (`\r.\r\n`, `\n.\n`, ...) can end the data early at a receiver and
+/// smuggle what follows as commands.
 fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 8);
     let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
+    let mut bytes = message.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                if bytes.peek() == Some(&b'\n') {
+                    bytes.next();
+                }
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = false;
+            }
         }
-        out.push(b);
-        at_line_start = b == b'\n';
     }
-    if !out.ends_with(b"\r\n") {
+    if !at_line_start {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -139,7 +159,9 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     if smtputf8 {
         params.push_str(" SMTPUTF8");
     }
-    let reply = command(stream, &format!("MAIL FROM:<{mail_from}>{params}")).await?;
+    // Quoted local parts are quoted again (smtp-proto handed them over unquoted).
+    let reverse_path = portico_smtp::trace::path(mail_from, smtputf8);
+    let reply = command(stream, &format!("MAIL FROM:<{reverse_path}>{params}")).await?;
     if reply.code >= 500 {
         return Ok(vec![Outcome::Permanent(reply.text); recipients.len()]);
     }
@@ -148,7 +170,8 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut outcomes = Vec::with_capacity(recipients.len());
     for recipient in recipients {
-        let reply = command(stream, &format!("RCPT TO:<{recipient}>")).await?;
+        let forward_path = portico_smtp::trace::path(recipient, smtputf8);
+        let reply = command(stream, &format!("RCPT TO:<{forward_path}>")).await?;
         outcomes.push(match reply.code {
             200..=299 => Outcome::Delivered,
             500..=599 => Outcome::Permanent(reply.text),
@@ -558,5 +581,56 @@ mod tests {
             b"..a\r\nb\r\n...c\r\n.\r\n"
         );
         assert_eq!(dot_stuff(b"no final crlf"), b"no final crlf\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b"."), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_line_ends_become_crlf_before_stuffing() {
+        // The smuggling shapes: a stored `\r.\r\n` or `\n.\n` would end the data early
+        // at a receiver that takes a bare CR or LF as a line end.
+        assert_eq!(
+            dot_stuff(b"a\r.\r\nMAIL FROM:<x@y>\r\n"),
+            b"a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b"a\n.\nb\n"), b"a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r\n.\rb"), b"a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r\r\n.x"), b"a\r\n\r\n..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\n\r.b"), b"a\r\n\r\n..b\r\n.\r\n");
+    }
+
+    /// Whatever the stored bytes, the output is CRLF lines only, no line is a lone `.`
+    /// but the last, and undoing the stuffing gives the CRLF-normalized input.
+    #[test]
+    fn stuffed_output_has_one_terminator() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..2000 {
+            let mut message = Vec::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let mut s = seed;
+            for _ in 0..len {
+                message.push([b'.', b'\r', b'\n', b'a'][(s & 3) as usize]);
+                s >>= 2;
+            }
+            let out = dot_stuff(&message);
+            assert!(out.ends_with(b".\r\n"), "{message:?}");
+            let body = &out[..out.len() - 3];
+            assert!(body.is_empty() || body.ends_with(b"\r\n"), "{message:?}");
+            let bare_lf =
+                (0..out.len()).any(|i| out[i] == b'\n' && (i == 0 || out[i - 1] != b'\r'));
+            assert!(!bare_lf, "{message:?} -> {out:?}");
+            let lines: Vec<&[u8]> = body
+                .strip_suffix(b"\r\n")
+                .map(|b| b.split(|&c| c == b'\n').collect())
+                .unwrap_or_default();
+            for line in lines {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                assert!(!line.contains(&b'\r'), "{message:?} -> {out:?}");
+                assert_ne!(line, b".", "{message:?} -> {out:?}");
+            }
+        }
     }
 }

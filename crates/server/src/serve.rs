@@ -49,6 +49,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         ),
         Err(e) => return Err(e).context("opening the store"),
     };
+    ensure_postmaster(&store, &config).context("making the postmaster account")?;
     let (acceptor, certificates) =
         tls::acceptor(&config.tls, &data_dir, &host_names(&config, &node_config))?;
     let renewal = actix_rt::spawn(tls::renew_periodically(certificates.clone()));
@@ -185,6 +186,31 @@ async fn wait_for_signal(certificates: &Arc<tls::CertStore>) -> anyhow::Result<(
         }
     }
 }
+
+/// RFC 5321 §4.5.1: mail to `postmaster` must be accepted, so the first local domain's
+/// postmaster account exists from the first start. It has no password (nobody can sign
+/// in) until an administrator gives it one with `portico user passwd`.
+fn ensure_postmaster(store: &Store, config: &ClusterConfig) -> anyhow::Result<()> {
+    let Some(domain) = config.local_domains.first() else {
+        return Ok(());
+    };
+    let address = format!("postmaster@{domain}");
+    if store.account_by_address(&address)?.is_some() {
+        return Ok(());
+    }
+    match store.create_account(&address, NO_PASSWORD) {
+        Ok(_) | Err(StoreError::AlreadyExists) => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(
+        %address,
+        "made the postmaster account; give it a password with `portico user passwd` to read its mail"
+    );
+    Ok(())
+}
+
+/// A password hash no password matches.
+const NO_PASSWORD: &str = "!";
 
 /// The names a self-made certificate is for: the SMTP host name and every listener's
 /// specific address.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use portico_cluster::LoginType;
 use portico_smtp::{
-    Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, Session,
-    SmtpConfig,
+    Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, SenderVerdict,
+    Session, SmtpConfig, trace,
 };
 use portico_store::{Flags, INBOX, MailboxId, Store, StoreError};
 use tokio::net::TcpStream;
@@ -88,6 +88,81 @@ fn destination(
     })
 }
 
+/// Whether `domain` is one of ours: a configured local domain, or, with none configured,
+/// the domain of some account (as [`destination`] decides).
+fn domain_is_local(node: &NodeContext, store: &Store, domain: &str) -> Result<bool, StoreError> {
+    if !node.config.local_domains.is_empty() {
+        return Ok(node.config.is_local_domain(domain));
+    }
+    Ok(store
+        .accounts()?
+        .iter()
+        .any(|account| domain_of(&account.address).is_some_and(|d| d.eq_ignore_ascii_case(domain))))
+}
+
+/// One entry of `trusted_networks`: an address and how many leading bits must match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Network {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (all its bits).
+    fn parse(text: &str) -> Option<Network> {
+        let text = text.trim();
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address.parse().ok()?;
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|&p| p <= bits)?
+            }
+            Some(_) => return None,
+        };
+        Some(Network { address, prefix })
+    }
+
+    /// Whether `ip` is inside; an IPv4-mapped IPv6 client (`::ffff:192.0.2.1`) counts as
+    /// its IPv4 address.
+    fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bytes: u128, bits: u32, prefix: u8) -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                bytes >> (bits - u32::from(prefix))
+            }
+        }
+        match (self.address, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net).into(), 32, self.prefix)
+                    == masked(u32::from(ip).into(), 32, self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), 128, self.prefix)
+                    == masked(u128::from(ip), 128, self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `ip` is in one of the configured trusted networks. An entry that does not
+/// parse trusts nobody, and is logged.
+fn is_trusted(networks: &[String], ip: IpAddr) -> bool {
+    networks.iter().any(|entry| match Network::parse(entry) {
+        Some(network) => network.contains(ip),
+        None => {
+            tracing::warn!(entry = %entry, "smtp.trusted_networks: not an address or CIDR network, ignored");
+            false
+        }
+    })
+}
+
 /// RCPT TO: a local user, a remote address this client may relay to, or neither. Only an
 /// authenticated submission client may send elsewhere: never an open relay.
 fn recipient_verdict(
@@ -157,14 +232,24 @@ fn received_header(
         (true, false, true) => "ESMTPA",
         (true, false, false) => "ESMTP",
     };
-    let helo = envelope.helo.replace(['\r', '\n'], "");
+    // Client-given names never reach the header as given: printable ASCII of their own
+    // grammar only, bounded (a NUL or an escape sequence in EHLO would be stored).
+    let helo = trace::helo_name(&envelope.helo);
     let for_clause = recipient
-        .map(|r| format!("\r\n\tfor <{r}>"))
+        .map(|r| format!("\r\n\tfor <{}>", trace::path(r, envelope.smtputf8)))
         .unwrap_or_default();
     format!(
         "Received: from {helo} ([{ip}])\r\n\tby {} (Portico) with {with}\r\n\tid {id}{for_clause};\r\n\t{}\r\n",
-        node.config.smtp.hostname,
+        trace::helo_name(&node.config.smtp.hostname),
         crate::smtp_time::rfc5322_now()
+    )
+}
+
+/// RFC 5321 §4.4 `Return-Path:` of a local copy: the reverse-path, quoted as it was sent.
+fn return_path_header(envelope: &Envelope) -> String {
+    format!(
+        "Return-Path: <{}>\r\n",
+        trace::path(&envelope.mail_from, envelope.smtputf8)
     )
 }
 
@@ -208,7 +293,7 @@ async fn deliver(
     // Every local copy at once: deliveries into different folders, and into the same
     // one, share their syncs.
     let deliveries = local.iter().map(|(recipient, inbox)| {
-        let mut message = format!("Return-Path: <{}>\r\n", envelope.mail_from).into_bytes();
+        let mut message = return_path_header(&envelope).into_bytes();
         message.extend_from_slice(
             received_header(&node, &envelope, ip, &id, Some(recipient)).as_bytes(),
         );
@@ -320,6 +405,7 @@ impl SessionActor for SmtpConnection {
                         Err(LoginError::Unavailable | LoginError::TooManyConnections) => {
                             Err(AuthFailure::Temporary)
                         }
+                        Err(LoginError::Throttled) => Err(AuthFailure::Refused),
                     };
                     actor.answer(Input::AuthResult(answer), ctx);
                 }));
@@ -337,6 +423,27 @@ impl SessionActor for SmtpConnection {
                         _ => RecipientVerdict::Temporary,
                     };
                     actor.answer(Input::RecipientChecked(verdict), ctx);
+                }));
+            }
+            Action::CheckSender { address } => {
+                self.flow.awaiting = true;
+                let node = self.node.clone();
+                let check = tokio::task::spawn_blocking(move || {
+                    let Some(domain) = domain_of(&address) else {
+                        return Ok(false);
+                    };
+                    domain_is_local(&node, &node.store, domain)
+                });
+                ctx.spawn(check.into_actor(self).map(|result, actor, ctx| {
+                    let verdict = match result {
+                        Ok(Ok(false)) => SenderVerdict::Accepted,
+                        Ok(Ok(true)) => {
+                            tracing::info!(parent: &actor.flow.span, "unauthenticated local sender refused");
+                            SenderVerdict::LocalNeedsAuth
+                        }
+                        _ => SenderVerdict::Temporary,
+                    };
+                    actor.answer(Input::SenderChecked(verdict), ctx);
                 }));
             }
             Action::Deliver(envelope) => {
@@ -398,6 +505,10 @@ pub async fn serve(
         tls_available: true,
         vrfy_enabled: settings.vrfy_enabled,
         sender_must_match_login: settings.sender_must_match_login,
+        from_must_match_login: settings.from_must_match_login,
+        check_sender: mode == Mode::Inbound
+            && settings.reject_unauthenticated_local_senders
+            && !is_trusted(&settings.trusted_networks, peer.ip()),
     };
     let session_node = node.clone();
     connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
@@ -412,4 +523,99 @@ pub async fn serve(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> Network {
+        Network::parse(text).unwrap_or_else(|| panic!("{text}"))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_parse() {
+        assert_eq!(
+            net("192.0.2.0/24"),
+            Network {
+                address: ip("192.0.2.0"),
+                prefix: 24
+            }
+        );
+        assert_eq!(net(" 10.1.2.3 ").prefix, 32);
+        assert_eq!(net("2001:db8::/32").prefix, 32);
+        assert_eq!(net("::1").prefix, 128);
+        assert_eq!(net("0.0.0.0/0").prefix, 0);
+        for bad in [
+            "",
+            "/8",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+            "example.com",
+            "10.0.0/8",
+            "10.0.0.0/ 8",
+        ] {
+            assert_eq!(Network::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn networks_contain() {
+        let loopback = net("127.0.0.0/8");
+        assert!(loopback.contains(ip("127.0.0.1")));
+        assert!(loopback.contains(ip("127.255.255.255")));
+        assert!(!loopback.contains(ip("128.0.0.1")));
+        assert!(loopback.contains(ip("::ffff:127.0.0.1")));
+        assert!(!loopback.contains(ip("::1")));
+        let one = net("192.0.2.7");
+        assert!(one.contains(ip("192.0.2.7")));
+        assert!(!one.contains(ip("192.0.2.6")));
+        assert!(net("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(!net("0.0.0.0/0").contains(ip("2001:db8::1")));
+        let v6 = net("2001:db8::/33");
+        assert!(v6.contains(ip("2001:db8:7fff::1")));
+        assert!(!v6.contains(ip("2001:db8:8000::1")));
+        assert!(net("::/0").contains(ip("::1")));
+    }
+
+    #[test]
+    fn trust_needs_a_matching_entry() {
+        let ip = ip("127.0.0.1");
+        assert!(!is_trusted(&[], ip));
+        assert!(!is_trusted(&["garbage".into(), "10.0.0.0/8".into()], ip));
+        assert!(is_trusted(&["garbage".into(), "127.0.0.1/32".into()], ip));
+    }
+
+    #[test]
+    fn return_path_keeps_quotes_and_drops_controls() {
+        let mut envelope = Envelope {
+            helo: "h".into(),
+            esmtp: true,
+            authenticated_as: None,
+            mail_from: "a>b@evil.example".into(),
+            recipients: vec![],
+            body_8bit: false,
+            smtputf8: false,
+            message: vec![],
+            tls: false,
+        };
+        assert_eq!(
+            return_path_header(&envelope),
+            "Return-Path: <\"a>b\"@evil.example>\r\n"
+        );
+        envelope.mail_from = "x\r\nBcc: y@z@evil.example".into();
+        assert_eq!(
+            return_path_header(&envelope),
+            "Return-Path: <\"x??Bcc: y@z\"@evil.example>\r\n"
+        );
+        envelope.mail_from = String::new();
+        assert_eq!(return_path_header(&envelope), "Return-Path: <>\r\n");
+    }
 }

@@ -10,7 +10,9 @@
 //! checking credentials, deciding what a recipient is, and making a message durable. The
 //! host alone decides what is local, what may be relayed and where mail goes; the session
 //! makes sure it is asked at the right moment and that its answer reaches the client in
-//! order. Command arguments, dot-unstuffing and chunk counting come from `smtp-proto`.
+//! order. Command arguments, dot-unstuffing and chunk counting come from `smtp-proto`;
+//! the `From:` header of a submitted message is read with `mail-parser`. [`trace`] makes
+//! client-given names safe for the host's trace headers and next-hop commands.
 //!
 //! ```text
 //!   220 greeting
@@ -19,12 +21,14 @@
 //!  │ Connected ├──────────►│  Greeted   │◄───────────────────────────┘  inbound: 503)
 //!  └─────▲─────┘           └─┬────────▲─┘
 //!        │                   │MAIL    │ RSET / EHLO / delivered or refused
+//!        │                   │ (inbound, untrusted: CheckSender ─► 250 / 550 / 451)
 //!        │             ┌─────▼────────┴──┐
 //!        │             │   Transaction   │ RCPT ─► CheckRecipient ─► 250 / 550 / 451
 //!        │             └─┬────────────┬──┘
 //!        │          DATA │ 354        │ BDAT n [LAST]
 //!        │       content to <CRLF>.<CRLF>   exactly n octets, 250 per chunk
 //!        │               └─────┬──────┘
+//!        │       (submission: From: not the user's ─► 553, no Deliver)
 //!        │           Deliver(Envelope) ─► 250 queued as <id> / 4xx / 5xx
 //!        │
 //!   STARTTLS ─► 220, StartTls ─► TlsEstablished: back to Connected, all forgotten
@@ -35,8 +39,9 @@ mod body;
 mod command;
 mod reply;
 mod session;
+pub mod trace;
 
 pub use session::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, MAX_COMMAND_LINE, Mode,
-    RecipientVerdict, Secret, Session, SmtpConfig,
+    RecipientVerdict, Secret, SenderVerdict, Session, SmtpConfig,
 };

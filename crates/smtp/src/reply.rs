@@ -65,6 +65,13 @@ pub(crate) enum ClientError {
     /// RFC 6409 §6.1: the sender is not an address of the authenticated user.
     #[error("Sender address not owned by authenticated user")]
     SenderNotOwned,
+    /// RFC 6409 §8: a `From:` header address that is not the authenticated user's.
+    #[error("From header address not owned by authenticated user")]
+    FromNotOwned,
+    /// Inbound MAIL FROM in one of the server's own domains, unauthenticated, from a
+    /// client outside the trusted networks: the server's users send through submission.
+    #[error("Authentication required to send as a local sender")]
+    LocalSenderNeedsAuth,
     /// RFC 6531 §3.5: a non-ASCII address without `SMTPUTF8` on MAIL.
     #[error("Non-ASCII address requires SMTPUTF8")]
     NeedsSmtputf8,
@@ -107,7 +114,8 @@ impl ClientError {
             AuthCancelled => (501, "5.0.0"),
             BadBase64 | BadSaslResponse => (501, "5.5.2"),
             BadCredentials => (535, "5.7.8"),
-            SenderNotOwned => (553, "5.7.1"),
+            SenderNotOwned | FromNotOwned => (553, "5.7.1"),
+            LocalSenderNeedsAuth => (550, "5.7.1"),
             NeedsSmtputf8 => (553, "5.6.7"),
             DeclaredTooBig | TooBig => (552, "5.3.4"),
             NoValidRecipients => (554, "5.5.1"),
@@ -157,10 +165,15 @@ pub(crate) const CANNOT_VRFY: &str = "252 2.5.0 Cannot VRFY user, but will accep
 pub(crate) const AUTH_OK: &str = "235 2.7.0 Authentication successful";
 /// RFC 4954 §6 `454 4.7.0`: the credential check itself failed.
 pub(crate) const AUTH_TEMPORARY: &str = "454 4.7.0 Temporary authentication failure";
+/// The client's address failed too many logins lately: closed without a check.
+pub(crate) const AUTH_REFUSED: &str =
+    "421 4.7.0 Too many failed logins from your address, try again later";
 /// RFC 5321 §4.5.3.1.10: `452` lets the client send the rest in another transaction.
 pub(crate) const TOO_MANY_RECIPIENTS: &str = "452 4.5.3 Too many recipients";
 pub(crate) const RECIPIENT_TEMPORARY: &str =
     "451 4.3.0 Recipient temporarily unavailable, try again later";
+pub(crate) const SENDER_TEMPORARY: &str =
+    "451 4.3.0 Sender temporarily unverifiable, try again later";
 pub(crate) const DELIVERY_TEMPORARY: &str =
     "451 4.3.0 Temporary failure, message not accepted, try again later";
 pub(crate) const DELIVERY_TOO_BIG: &str = "552 5.3.4 Message too big";
@@ -209,6 +222,8 @@ mod tests {
             (ClientError::BadSaslResponse, true),
             (ClientError::BadCredentials, false),
             (ClientError::SenderNotOwned, false),
+            (ClientError::FromNotOwned, false),
+            (ClientError::LocalSenderNeedsAuth, false),
             (ClientError::NeedsSmtputf8, false),
             (ClientError::DeclaredTooBig, false),
             (ClientError::TooBig, false),

@@ -93,6 +93,17 @@ pub struct SmtpConfig {
     /// Submission: MAIL FROM must be the authenticated address (ASCII case-insensitive);
     /// the null sender `<>` is refused too.
     pub sender_must_match_login: bool,
+    /// Submission: every address of the message's `From:` header fields must be the
+    /// authenticated address (as `sender_must_match_login` compares them), or the message
+    /// is refused after its content with `553 5.7.1` (RFC 6409 §8 lets an MSA enforce
+    /// this). A message without `From:` impersonates nobody and passes (RFC 6409 §8.1
+    /// lets the MSA complete it); a `From:` field whose addresses cannot be read fails.
+    pub from_must_match_login: bool,
+    /// Inbound: ask the host about every non-null MAIL FROM ([`Action::CheckSender`])
+    /// before accepting it. The host sets this when it refuses unauthenticated mail
+    /// claiming one of its own domains from this client (it is not in a trusted
+    /// network); the host alone knows what is local.
+    pub check_sender: bool,
 }
 
 impl Default for SmtpConfig {
@@ -109,6 +120,8 @@ impl Default for SmtpConfig {
             tls_available: true,
             vrfy_enabled: false,
             sender_must_match_login: true,
+            from_must_match_login: true,
+            check_sender: false,
         }
     }
 }
@@ -129,6 +142,9 @@ pub enum AuthFailure {
     BadCredentials,
     /// The check could not be made right now.
     Temporary,
+    /// The client's address is refused for a while after too many failed logins:
+    /// `421` and close.
+    Refused,
 }
 
 /// The host's decision about one recipient (RCPT TO, or VRFY when enabled).
@@ -143,6 +159,18 @@ pub enum RecipientVerdict {
     /// Elsewhere, and this client may not relay (never an open relay).
     RelayDenied,
     /// The directory could not answer now.
+    Temporary,
+}
+
+/// The host's decision about an unauthenticated inbound sender ([`Action::CheckSender`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderVerdict {
+    /// Not one of the host's domains (or the host lets it through).
+    Accepted,
+    /// One of the host's own domains, from a client that did not authenticate and is not
+    /// trusted: `550 5.7.1`.
+    LocalNeedsAuth,
+    /// The directory could not answer now: `451 4.3.0`.
     Temporary,
 }
 
@@ -170,6 +198,8 @@ pub enum Input<'a> {
     AuthResult(Result<(), AuthFailure>),
     /// The answer to [`Action::CheckRecipient`].
     RecipientChecked(RecipientVerdict),
+    /// The answer to [`Action::CheckSender`].
+    SenderChecked(SenderVerdict),
     /// The answer to [`Action::Deliver`]: the queue id once the message is durable.
     Delivered(Result<String, DeliveryFailure>),
     /// The server is stopping: `421` and close, whatever the session was doing.
@@ -190,6 +220,11 @@ pub enum Action {
     /// Decide local / remote / unknown / relay-denied, then answer
     /// [`Input::RecipientChecked`]. `postmaster` (RFC 5321 §4.1.1.3) comes without domain.
     CheckRecipient {
+        address: String,
+    },
+    /// Decide whether this unauthenticated MAIL FROM may claim its domain (only with
+    /// `check_sender`), then answer [`Input::SenderChecked`].
+    CheckSender {
         address: String,
     },
     /// Make the message durable for every recipient, then answer [`Input::Delivered`].
@@ -332,6 +367,10 @@ enum Awaiting {
     Verify {
         address: String,
     },
+    /// [`Action::CheckSender`]: the transaction MAIL would open, once the host agrees.
+    Sender {
+        transaction: Transaction,
+    },
     Delivery,
 }
 
@@ -391,6 +430,12 @@ impl Session {
                     self.on_recipient_checked(address, verdict)
                 }
                 Some(Awaiting::Verify { address }) => self.on_verified(address, verdict),
+                other => self.awaiting = other,
+            },
+            Input::SenderChecked(verdict) => match self.awaiting.take() {
+                Some(Awaiting::Sender { transaction }) => {
+                    self.on_sender_checked(transaction, verdict)
+                }
                 other => self.awaiting = other,
             },
             Input::Delivered(result) => match self.awaiting.take() {

@@ -147,7 +147,7 @@ struct Script {
     steps: Vec<Step>,
 }
 
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 19] = [
     "mode",
     "tls",
     "starttls",
@@ -159,6 +159,7 @@ const KEYS: [&str; 18] = [
     "max-commands",
     "vrfy",
     "sender-match",
+    "from-match",
     "user",
     "auth",
     "local",
@@ -308,6 +309,7 @@ impl Setup {
             "max-commands" => self.config.max_commands = number(value)?,
             "vrfy" => self.config.vrfy_enabled = yes_no(value)?,
             "sender-match" => self.config.sender_must_match_login = yes_no(value)?,
+            "from-match" => self.config.from_must_match_login = yes_no(value)?,
             "user" => {
                 let (name, password) = value
                     .split_once(' ')
@@ -501,6 +503,10 @@ impl Host<'_> {
                     }
                     Action::CheckRecipient { address } => {
                         replies.push(Input::RecipientChecked(self.verdict(&address)))
+                    }
+                    // The transcripts run without `check_sender`.
+                    Action::CheckSender { .. } => {
+                        return Err("a sender check nobody configured".into());
                     }
                     Action::Deliver(envelope) => {
                         if envelope.authenticated_as.as_deref() != session.authenticated_user() {

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The operation is not allowed on this object (deleting INBOX, for example).
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
+    /// The operation would pass a configured per-account limit (folders, hierarchy
+    /// depth); the text says which. Permanent until the user removes something.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(&'static str),
     /// Another process holds the database (a running server, usually).
     #[error("the data directory is in use by another process")]
     Locked,

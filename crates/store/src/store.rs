@@ -26,6 +26,14 @@ pub const MAX_MAILBOX_NAME_LEN: usize = 1024;
 pub const EXPUNGE_HISTORY: u32 = 10_000;
 /// The one folder every account has and cannot lose.
 pub const INBOX: &str = "INBOX";
+/// [`StoreError::LimitExceeded`] texts.
+const TOO_MANY_FOLDERS: &str = "Too many folders";
+const FOLDERS_TOO_DEEP: &str = "Folder hierarchy too deep";
+
+/// Levels of a folder name: `a/b/c` has three.
+fn folder_depth(name: &str) -> usize {
+    name.split(HIERARCHY_SEPARATOR).count()
+}
 
 /// Tuning of the store.
 #[derive(Clone, Debug)]
@@ -700,11 +708,32 @@ impl Store {
         name: &str,
         special_use: Option<SpecialUse>,
     ) -> Result<Mailbox> {
+        self.create_mailbox_limited(account, name, special_use, usize::MAX, usize::MAX)
+    }
+
+    /// [`Self::create_mailbox`] on a user's behalf: refused with
+    /// [`StoreError::LimitExceeded`] when the account has `max_folders` folders already
+    /// or the name has more than `max_depth` levels. The count is taken under the writer
+    /// lock, so concurrent creations cannot pass the limit together.
+    pub fn create_mailbox_limited(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+        max_folders: usize,
+        max_depth: usize,
+    ) -> Result<Mailbox> {
         let name = validate_mailbox_name(name)?;
+        if folder_depth(&name) > max_depth {
+            return Err(StoreError::LimitExceeded(FOLDERS_TOO_DEEP));
+        }
         let guard = self.lock_writer();
         self.account(account)?;
         if self.db.get(keys::mailbox_name(account, &name))?.is_some() {
             return Err(StoreError::AlreadyExists);
+        }
+        if max_folders != usize::MAX && self.folder_count(account)? >= max_folders {
+            return Err(StoreError::LimitExceeded(TOO_MANY_FOLDERS));
         }
         let mut txn = Txn::default();
         let mailbox = self.new_mailbox_record(&mut txn, account, &name, special_use)?;
@@ -734,8 +763,53 @@ impl Store {
         self.commit(txn, guard)
     }
 
+    /// Refuses with [`StoreError::LimitExceeded`] an operation that would give the
+    /// account `new_folders` more folders than `max_folders` allows, or a folder `depth`
+    /// levels deep beyond `max_depth`: for a caller that creates several folders (a name
+    /// and its missing parents) and must refuse before creating any. The creating calls
+    /// check again under the writer lock.
+    pub fn check_folder_limits(
+        &self,
+        account: AccountId,
+        new_folders: usize,
+        depth: usize,
+        max_folders: usize,
+        max_depth: usize,
+    ) -> Result<()> {
+        if depth > max_depth {
+            return Err(StoreError::LimitExceeded(FOLDERS_TOO_DEEP));
+        }
+        if new_folders > 0 && self.folder_count(account)?.saturating_add(new_folders) > max_folders
+        {
+            return Err(StoreError::LimitExceeded(TOO_MANY_FOLDERS));
+        }
+        Ok(())
+    }
+
+    /// How many folders the account has (INBOX included), without reading them.
+    pub fn folder_count(&self, account: AccountId) -> Result<usize> {
+        let mut count = 0;
+        for entry in self.db.scan_prefix(keys::mailbox_names(account)).keys() {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Renames a folder and every folder below it, in one transaction.
     pub fn rename_mailbox(&self, id: MailboxId, new_name: &str) -> Result<Mailbox> {
+        self.rename_mailbox_limited(id, new_name, usize::MAX)
+    }
+
+    /// [`Self::rename_mailbox`] on a user's behalf: refused with
+    /// [`StoreError::LimitExceeded`] when the folder or any folder moved with it would
+    /// have more than `max_depth` levels.
+    pub fn rename_mailbox_limited(
+        &self,
+        id: MailboxId,
+        new_name: &str,
+        max_depth: usize,
+    ) -> Result<Mailbox> {
         let new_name = validate_mailbox_name(new_name)?;
         let guard = self.lock_writer();
         let mailbox = self.mailbox(id)?;
@@ -752,6 +826,12 @@ impl Store {
                 validate_mailbox_name(&renamed)?;
                 moves.push((folder, renamed));
             }
+        }
+        if moves
+            .iter()
+            .any(|(_, target)| folder_depth(target) > max_depth)
+        {
+            return Err(StoreError::LimitExceeded(FOLDERS_TOO_DEEP));
         }
         let mut txn = Txn::default();
         for (_, target) in &moves {
@@ -1386,5 +1466,48 @@ mod tests {
         assert!(store.body_location(body).unwrap().is_some());
         assert_eq!(store.message_bytes(inbox, uid).unwrap(), message);
         assert!(store.fsck(false).unwrap().is_clean());
+    }
+
+    #[test]
+    fn folder_limits_refuse_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let account = store.create_account("l@example.com", "h").unwrap();
+        let start = store.folder_count(account.id).unwrap();
+        let max = start + 2;
+        store
+            .create_mailbox_limited(account.id, "a", None, max, 3)
+            .unwrap();
+        let ab = store
+            .create_mailbox_limited(account.id, "a/b", None, max, 3)
+            .unwrap();
+        // An existing name is still ALREADYEXISTS at the limit.
+        assert!(matches!(
+            store.create_mailbox_limited(account.id, "a", None, max, 3),
+            Err(StoreError::AlreadyExists)
+        ));
+        assert!(matches!(
+            store.create_mailbox_limited(account.id, "c", None, max, 3),
+            Err(StoreError::LimitExceeded(TOO_MANY_FOLDERS))
+        ));
+        assert!(matches!(
+            store.create_mailbox_limited(account.id, "a/b/c/d", None, usize::MAX, 3),
+            Err(StoreError::LimitExceeded(FOLDERS_TOO_DEEP))
+        ));
+        // A rename counts the levels of the children it moves: a/b -> x/y/z would put
+        // nothing deeper than 3, but a -> x/y/z moves a/b to x/y/z/b.
+        let a = store.mailbox_by_name(account.id, "a").unwrap().unwrap();
+        assert!(matches!(
+            store.rename_mailbox_limited(a.id, "x/y/z", 3),
+            Err(StoreError::LimitExceeded(FOLDERS_TOO_DEEP))
+        ));
+        store.rename_mailbox_limited(ab.id, "a/z", 3).unwrap();
+        assert_eq!(store.folder_count(account.id).unwrap(), max);
+        assert!(
+            store
+                .mailbox_by_name(account.id, "x/y/z")
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -98,7 +98,8 @@ impl Session {
     }
 
     /// RFC 4954 §6: `235`, `535` (a client error, so that `max_errors` bounds guessing on
-    /// one connection), or `454` when the check itself failed.
+    /// one connection), `454` when the check itself failed, or `421` and close for an
+    /// address refused after too many failed logins.
     pub(super) fn on_auth_result(&mut self, username: String, result: Result<(), AuthFailure>) {
         match result {
             Ok(()) => {
@@ -107,6 +108,10 @@ impl Session {
             }
             Err(AuthFailure::BadCredentials) => self.client_error(ClientError::BadCredentials),
             Err(AuthFailure::Temporary) => self.reply(reply::AUTH_TEMPORARY),
+            Err(AuthFailure::Refused) => {
+                self.reply(reply::AUTH_REFUSED);
+                self.close();
+            }
         }
     }
 }
@@ -210,6 +215,12 @@ mod tests {
         assert_eq!(
             answer(&mut s, Input::AuthResult(Err(AuthFailure::Temporary))),
             "454 4.7.0 Temporary authentication failure\r\n"
+        );
+        assert_eq!(s.authenticated_user(), None);
+        send(&mut s, &format!("AUTH PLAIN {PLAIN_ALICE}\r\n"));
+        assert_eq!(
+            answer(&mut s, Input::AuthResult(Err(AuthFailure::Refused))),
+            "421 4.7.0 Too many failed logins from your address, try again later\r\n[close]\n"
         );
         assert_eq!(s.authenticated_user(), None);
     }

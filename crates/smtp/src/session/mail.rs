@@ -5,8 +5,8 @@
 use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 
 use super::{
-    Action, Awaiting, DeliveryFailure, Envelope, Mode, Reading, RecipientVerdict, Session,
-    Transaction,
+    Action, Awaiting, DeliveryFailure, Envelope, Mode, Reading, RecipientVerdict, SenderVerdict,
+    Session, Transaction,
 };
 use crate::body::{BodyEnd, ChunkBody, DataBody};
 use crate::command::{
@@ -58,13 +58,39 @@ impl Session {
                 return self.client_error(ClientError::SenderNotOwned);
             }
         }
-        self.transaction = Some(Transaction {
+        let transaction = Transaction {
             mail_from: address,
             body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
             smtputf8,
             ..Transaction::default()
-        });
+        };
+        // Only the host knows its domains; the null sender claims none.
+        if self.config.mode == Mode::Inbound
+            && self.config.check_sender
+            && self.authenticated.is_none()
+            && !transaction.mail_from.is_empty()
+        {
+            let address = transaction.mail_from.clone();
+            return self.request(
+                Action::CheckSender { address },
+                Awaiting::Sender { transaction },
+            );
+        }
+        self.transaction = Some(transaction);
         self.reply(reply::SENDER_OK);
+    }
+
+    /// The host's verdict on an unauthenticated inbound sender. A refusal counts as a
+    /// client error (it bounds probing); a temporary failure does not.
+    pub(super) fn on_sender_checked(&mut self, transaction: Transaction, verdict: SenderVerdict) {
+        match verdict {
+            SenderVerdict::Accepted => {
+                self.transaction = Some(transaction);
+                self.reply(reply::SENDER_OK);
+            }
+            SenderVerdict::LocalNeedsAuth => self.client_error(ClientError::LocalSenderNeedsAuth),
+            SenderVerdict::Temporary => self.reply(reply::SENDER_TEMPORARY),
+        }
     }
 
     /// RFC 5321 §4.1.1.3 RCPT. The host decides what the address is; an address already
@@ -226,6 +252,13 @@ impl Session {
         let Some(transaction) = self.transaction.take() else {
             return self.client_error(ClientError::BadSequence(reply::NEED_MAIL));
         };
+        if self.config.mode == Mode::Submission
+            && self.config.from_must_match_login
+            && let Some(user) = &self.authenticated
+            && !from_header_owned(&transaction.message, user)
+        {
+            return self.client_error(ClientError::FromNotOwned);
+        }
         let envelope = Envelope {
             helo: self.helo.clone().unwrap_or_default(),
             esmtp: self.esmtp,
@@ -271,6 +304,32 @@ fn check_address(line: &[u8], address: &str, smtputf8: bool) -> Result<(), Clien
         return Err(ClientError::NeedsSmtputf8);
     }
     Ok(())
+}
+
+/// RFC 6409 §8: whether every address of every `From:` field of the message's header is
+/// `user`'s. No `From:` at all passes (it poses as nobody); a `From:` field without a
+/// readable address, or a group, fails (it cannot be shown to be the user's). Only the
+/// header section is parsed.
+fn from_header_owned(message: &[u8], user: &str) -> bool {
+    use mail_parser::{HeaderName, HeaderValue, MessageParser};
+    let Some(parsed) = MessageParser::new().parse_headers(message) else {
+        return true;
+    };
+    parsed
+        .headers()
+        .iter()
+        .filter(|header| header.name == HeaderName::From)
+        .all(|header| match &header.value {
+            HeaderValue::Address(addresses) => {
+                let mut count = 0;
+                addresses.iter().all(|addr| {
+                    count += 1;
+                    addr.address()
+                        .is_some_and(|address| same_address(address, user))
+                }) && count > 0
+            }
+            _ => false,
+        })
 }
 
 /// Two addresses are the same mailbox, as far as this server tells them apart: equal but
@@ -340,6 +399,147 @@ mod tests {
         assert_eq!(
             send(&mut s, "MAIL FROM:<Alice@Example.COM>\r\n"),
             "250 2.1.0 Sender OK\r\n"
+        );
+    }
+
+    /// Sends one message as alice and returns what the session answered after the DATA.
+    fn submit(s: &mut Session, message: &str) -> String {
+        with_recipient(s, "alice@example.com", "bob@example.com");
+        assert_eq!(send(s, "DATA\r\n"), format!("{}\r\n", reply::START_DATA));
+        send(s, &format!("{message}.\r\n"))
+    }
+
+    const FROM_NOT_OWNED: &str =
+        "553 5.7.1 From header address not owned by authenticated user\r\n";
+
+    #[test]
+    fn from_header_must_be_the_login() {
+        for message in [
+            "From: \"CEO\" <ceo@example.com>\r\nSubject: x\r\n\r\nhi\r\n",
+            "From: alice@example.com, ceo@example.com\r\n\r\nhi\r\n",
+            "From: alice@example.com\r\nFrom: ceo@example.com\r\n\r\nhi\r\n",
+            "From: ceo@example.com\r\nFrom: alice@example.com\r\n\r\nhi\r\n",
+            "From: Team: ceo@example.com;\r\n\r\nhi\r\n",
+            "From: Nobody;\r\n\r\nhi\r\n",
+            "From: undisclosed:;\r\n\r\nhi\r\n",
+            "From:\r\n\r\nhi\r\n",
+            "from: \"alice@example.com\" <ceo@example.com>\r\n\r\nhi\r\n",
+            "Subject: folded\r\nFROM: Alice\r\n <ceo@example.com>\r\n\r\nhi\r\n",
+        ] {
+            let mut s = submission_logged_in();
+            assert_eq!(submit(&mut s, message), FROM_NOT_OWNED, "{message:?}");
+            // The transaction is over; the session goes on.
+            assert_eq!(
+                send(&mut s, "RCPT TO:<bob@example.com>\r\n"),
+                "503 5.5.1 Need MAIL command first\r\n"
+            );
+        }
+    }
+
+    #[test]
+    fn own_from_header_or_none_passes() {
+        for message in [
+            "From: alice@example.com\r\n\r\nhi\r\n",
+            "From: \"Alice A.\" <Alice@EXAMPLE.com>\r\nSubject: x\r\n\r\n",
+            "From: alice@example.com, ALICE@example.com\r\n\r\n",
+            "Subject: no from\r\n\r\nFrom: ceo@example.com\r\n",
+            "hi\r\n",
+        ] {
+            let mut s = submission_logged_in();
+            let out = submit(&mut s, message);
+            assert!(
+                out.starts_with("[deliver <alice@example.com>"),
+                "{message:?}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_header_unchecked_when_off_and_inbound() {
+        let config = SmtpConfig {
+            from_must_match_login: false,
+            ..submission()
+        };
+        let mut s = start(config, true);
+        login(&mut s);
+        let out = submit(&mut s, "From: ceo@example.com\r\n\r\nhi\r\n");
+        assert!(out.starts_with("[deliver "), "{out}");
+        let mut s = inbound_greeted();
+        with_recipient(&mut s, "ceo@remote.example", "alice@example.com");
+        send(&mut s, "DATA\r\n");
+        let out = send(&mut s, "From: bob@example.com\r\n\r\nhi\r\n.\r\n");
+        assert!(out.starts_with("[deliver "), "{out}");
+    }
+
+    fn inbound_checking_senders() -> Session {
+        let config = SmtpConfig {
+            check_sender: true,
+            ..inbound()
+        };
+        let mut s = start(config, false);
+        send(&mut s, "EHLO relay.example.net\r\n");
+        s
+    }
+
+    #[test]
+    fn local_senders_need_authentication_inbound() {
+        let mut s = inbound_checking_senders();
+        assert_eq!(
+            send(
+                &mut s,
+                "MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\n"
+            ),
+            "[sender alice@example.com]\n"
+        );
+        assert_eq!(
+            answer(&mut s, Input::SenderChecked(SenderVerdict::LocalNeedsAuth)),
+            "550 5.7.1 Authentication required to send as a local sender\r\n\
+             503 5.5.1 Need MAIL command first\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<x@remote.example>\r\n"),
+            "[sender x@remote.example]\n"
+        );
+        assert_eq!(
+            answer(&mut s, Input::SenderChecked(SenderVerdict::Temporary)),
+            "451 4.3.0 Sender temporarily unverifiable, try again later\r\n"
+        );
+        send(&mut s, "MAIL FROM:<x@remote.example>\r\n");
+        assert_eq!(
+            answer(&mut s, Input::SenderChecked(SenderVerdict::Accepted)),
+            "250 2.1.0 Sender OK\r\n"
+        );
+        send(&mut s, "RSET\r\n");
+        // The null sender claims no domain: the host is not asked.
+        assert_eq!(send(&mut s, "MAIL FROM:<>\r\n"), "250 2.1.0 Sender OK\r\n");
+        // An answer nobody asked for is ignored.
+        assert_eq!(
+            answer(&mut s, Input::SenderChecked(SenderVerdict::LocalNeedsAuth)),
+            ""
+        );
+    }
+
+    #[test]
+    fn senders_unchecked_without_check_sender() {
+        let mut s = inbound_greeted();
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<alice@example.com>\r\n"),
+            "250 2.1.0 Sender OK\r\n"
+        );
+    }
+
+    #[test]
+    fn bare_postmaster_is_a_recipient() {
+        // RFC 5321 §4.5.1: handed to the host as `postmaster`, in any case.
+        let mut s = inbound_greeted();
+        send(&mut s, "MAIL FROM:<x@remote.example>\r\n");
+        assert_eq!(
+            send(&mut s, "RCPT TO:<PostMaster>\r\n"),
+            "[check postmaster]\n"
+        );
+        assert_eq!(
+            answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local)),
+            "250 2.1.5 Recipient OK\r\n"
         );
     }
 

@@ -42,6 +42,7 @@ pub(crate) fn render(action: Action) -> String {
             format!("[auth {username}:{}]\n", password.expose())
         }
         Action::CheckRecipient { address } => format!("[check {address}]\n"),
+        Action::CheckSender { address } => format!("[sender {address}]\n"),
         Action::Deliver(envelope) => {
             let text = format!(
                 "[deliver <{}> -> {} {}]\n",
@@ -143,6 +144,13 @@ impl Host {
                         };
                         replies.push(Input::RecipientChecked(verdict));
                     }
+                    Action::CheckSender { address } => replies.push(Input::SenderChecked(
+                        if address.to_ascii_lowercase().ends_with("@example.com") {
+                            SenderVerdict::LocalNeedsAuth
+                        } else {
+                            SenderVerdict::Accepted
+                        },
+                    )),
                     Action::Deliver(envelope) => {
                         out.push_str(&format!("[deliver {}]\n", envelope.message.len()));
                         self.delivered.push(envelope);
