@@ -26,6 +26,35 @@ pub struct Context<'a> {
     pub max_uid: u32,
     pub recent: bool,
     pub message: &'a MessageData,
+    /// The message's text, decoded and lower-cased once for every BODY and TEXT key of
+    /// the search (a search with many such keys would otherwise decode the message once
+    /// per key).
+    pub text: TextCache,
+}
+
+/// Lazily decoded, lower-cased text of one message.
+#[derive(Default)]
+pub struct TextCache {
+    body: std::cell::OnceCell<String>,
+    header: std::cell::OnceCell<String>,
+}
+
+impl TextCache {
+    fn body(&self, message: &MessageData) -> &str {
+        self.body.get_or_init(|| {
+            portico_mime::body_text(message.raw.as_deref().unwrap_or_default()).to_lowercase()
+        })
+    }
+
+    fn header(&self, header: &[u8]) -> &str {
+        self.header
+            .get_or_init(|| String::from_utf8_lossy(header).to_lowercase())
+    }
+}
+
+/// Case-insensitive substring test against text already lower-cased.
+fn contains_lowered(lowered: &str, needle: &str) -> bool {
+    needle.is_empty() || lowered.contains(&needle.to_lowercase())
 }
 
 fn in_set(set: &SequenceSet, value: u32, max: u32) -> bool {
@@ -117,10 +146,7 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         To(s) => header_matches(message, "To", s),
         Subject(s) => header_matches(message, "Subject", s),
         Header(name, s) => header_matches(message, name, s),
-        Body(s) => contains(
-            &portico_mime::body_text(message.raw.as_deref().unwrap_or_default()),
-            s,
-        ),
+        Body(s) => contains_lowered(ctx.text.body(message), s),
         Text(s) => {
             let raw = message.raw.as_deref().unwrap_or_default();
             let header_end = message
@@ -128,9 +154,9 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
                 .as_ref()
                 .map_or(raw.len(), |summary| summary.header_len().min(raw.len()));
             let header = &raw[..header_end];
-            contains(&String::from_utf8_lossy(header), s)
+            contains_lowered(ctx.text.header(header), s)
                 || decoded_header_contains(raw, header, s)
-                || contains(&portico_mime::body_text(raw), s)
+                || contains_lowered(ctx.text.body(message), s)
         }
     }
 }
@@ -177,6 +203,36 @@ mod tests {
         }
     }
 
+    /// Issue 9: `NOT TEXT q1 NOT TEXT q2 …` decoded every message once per key. The text
+    /// is now decoded once per message and shared by every key of the search.
+    #[test]
+    fn many_text_keys_share_one_decoding() {
+        use SearchKey::*;
+        let m = message(
+            b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nHello B\xc3\xb6b\r\n",
+            &[],
+        );
+        let ctx = Context {
+            seq: 1,
+            max_seq: 1,
+            max_uid: 10,
+            recent: false,
+            message: &m,
+            text: TextCache::default(),
+        };
+        let mut keys: Vec<SearchKey> = (0..3000)
+            .map(|i| Not(Box::new(Text(format!("q{i}")))))
+            .collect();
+        keys.push(Body("BÖB".into()));
+        keys.push(Text("hello".into()));
+        assert!(matches(&And(keys), &ctx));
+        assert_eq!(
+            ctx.text.body.get().map(String::as_str),
+            Some("hello böb\r\n")
+        );
+        assert!(ctx.text.header.get().is_some());
+    }
+
     fn check(key: SearchKey, message: &MessageData) -> bool {
         matches(
             &key,
@@ -186,6 +242,7 @@ mod tests {
                 max_uid: 12,
                 recent: false,
                 message,
+                text: TextCache::default(),
             },
         )
     }

@@ -2004,6 +2004,7 @@ impl Session {
                         max_uid,
                         recent,
                         message,
+                        text: search::TextCache::default(),
                     };
                     if search::matches(key, &ctx) {
                         hits.push((seq, message.uid));
