@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::network::Network;
+
 /// The configuration used when `portico` is given none: one node with every role, data
 /// in `./data`, a self-signed certificate, unprivileged loopback ports, every protocol
 /// on. The ports are the ones the README lists.
@@ -370,7 +372,7 @@ pub struct SmtpSettings {
     /// Client networks (CIDR, `192.0.2.0/24`, `2001:db8::/32`, or one address) whose
     /// inbound mail may claim a local sender without authentication: an internal relay
     /// or an application server. Empty by default: nobody is trusted.
-    pub trusted_networks: Vec<String>,
+    pub trusted_networks: Vec<Network>,
     /// VRFY answers (off: 252, as RFC 5321 §3.5.3 allows).
     pub vrfy_enabled: bool,
     /// How long a message may wait in the queue before it bounces.

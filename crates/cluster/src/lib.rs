@@ -6,9 +6,11 @@
 //! offending key.
 
 mod config;
+mod network;
 
 pub use config::{
     ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ImapSettings, ListenConfig, LoginType,
     NodeConfig, Pop3Settings, RelaySettings, Role, SecuritySettings, SiteConfig, SmtpSettings,
     TlsSettings,
 };
+pub use network::Network;

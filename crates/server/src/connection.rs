@@ -555,16 +555,11 @@ pub struct ProtocolSettings {
     pub unauthenticated_timeout: Duration,
     /// Written when the idle timeout closes the connection.
     pub timeout_message: &'static [u8],
-}
-
-impl ProtocolSettings {
-    /// Whether a session must sign in within `unauthenticated_timeout` of connecting.
-    /// IMAP and POP3 sessions must (their actors announce the sign-in with
-    /// [`Outgoing::IdleTimeout`]); SMTP has no sign-in to wait for, since mail
+    /// The session must sign in within `unauthenticated_timeout` of connecting, input
+    /// or not (IMAP and POP3; their actors announce the sign-in with
+    /// [`Outgoing::IdleTimeout`]). SMTP has no sign-in to wait for, since mail
     /// exchangers never authenticate, so only its idle and line deadlines apply.
-    fn requires_sign_in(&self) -> bool {
-        matches!(self.name, "imap" | "pop3")
-    }
+    pub sign_in_required: bool,
 }
 
 /// What a session actor is given when it is made.
@@ -596,7 +591,7 @@ pub async fn serve<A, F>(
 {
     // Counted from accept, implicit TLS handshake included.
     let sign_in_deadline = protocol
-        .requires_sign_in()
+        .sign_in_required
         .then(|| tokio::time::Instant::now() + protocol.unauthenticated_timeout);
     let id = node.next_session_id();
     let span = tracing::info_span!(

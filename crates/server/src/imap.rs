@@ -843,6 +843,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         name: "imap",
         unauthenticated_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
         timeout_message: b"* BYE Autologout; idle for too long\r\n",
+        sign_in_required: true,
     };
     let config = ImapConfig {
         plaintext_login_without_tls: settings.login == LoginType::Plaintext,

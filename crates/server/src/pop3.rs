@@ -267,6 +267,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         name: "pop3",
         unauthenticated_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
         timeout_message: b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n",
+        sign_in_required: true,
     };
     let config = Pop3Config {
         implementation: "Portico".to_string(),
