@@ -368,3 +368,14 @@ def test_relay_stuffs_dots_on_crlf_normalized_lines(make_smtp_server):
         assert inbound_delivery_works(server)
     finally:
         sink.close()
+
+
+def test_a_mistyped_trusted_network_stops_the_node(make_smtp_server):
+    """Checked when the configuration is read: not silently trusting nobody later."""
+    server = make_smtp_server(start=False, trusted_networks='["10.0.0.0/33"]')
+    for args in (["user", "list"], ["serve"]):
+        result = server.cli(*args)
+        assert result.returncode != 0, args
+        assert b'"10.0.0.0/33" is not an address or a CIDR network' in result.stderr, (
+            result.stderr
+        )
