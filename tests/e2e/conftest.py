@@ -163,6 +163,26 @@ login = "{login}"
 """
 
 
+
+def closed_by_server(client, timeout: float, *, strict: bool) -> bool:
+    """Reads `client.sock` (into `client.buf`) until the server closes it: True then
+    (with `strict`, only if nothing arrived first), False if it stays open `timeout`
+    seconds. A reset, or a TLS close without close_notify, counts as closed."""
+    client.sock.settimeout(timeout)
+    try:
+        while True:
+            chunk = client.sock.recv(65536)
+            if not chunk:
+                return client.buf == b"" or not strict
+            client.buf += chunk
+    except TimeoutError:
+        return False
+    except OSError:
+        return client.buf == b"" or not strict
+    finally:
+        client.sock.settimeout(IO_TIMEOUT)
+
+
 class Server:
     """One portico node in its own directory. `start()` picks fresh free ports each time
     and rewrites the configuration, so a restart never races the old sockets."""
@@ -427,19 +447,7 @@ class RawClient:
 
     def at_eof(self, timeout: float = IO_TIMEOUT) -> bool:
         """Whether the server closes the connection (nothing else arrives first)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return self.buf == b""
-                self.buf += chunk
-        except TimeoutError:
-            return False
-        except OSError:  # reset, or a TLS close without close_notify
-            return self.buf == b""
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
+        return closed_by_server(self, timeout, strict=True)
 
     def close(self) -> None:
         try:
@@ -702,19 +710,7 @@ class RawImap:
         return self.cmd(f'LOGIN "{user}" "{password}"')[1]
 
     def at_eof(self, timeout: float = IO_TIMEOUT) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except TimeoutError:
-            return False
-        except OSError:
-            return True
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
+        return closed_by_server(self, timeout, strict=False)
 
     def close(self) -> None:
         try:
@@ -997,19 +993,7 @@ class RawSmtp:
         return self.cmd(f"AUTH PLAIN {plain_b64(user, password)}")
 
     def at_eof(self, timeout: float = IO_TIMEOUT) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return self.buf == b""
-                self.buf += chunk
-        except TimeoutError:
-            return False
-        except OSError:
-            return self.buf == b""
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
+        return closed_by_server(self, timeout, strict=True)
 
     def close(self) -> None:
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    closed_by_server,
     IO_TIMEOUT,
     SmtpServer,
     plain_b64,
@@ -118,19 +119,7 @@ class Lines:
 
     def at_eof(self, timeout: float) -> bool:
         """True once the server has closed (after whatever it still sent)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except TimeoutError:
-            return False
-        except OSError:
-            return True
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
+        return closed_by_server(self, timeout, strict=False)
 
     def close(self) -> None:
         self.sock.close()
