@@ -197,14 +197,15 @@ fn parse_header(bytes: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Builds a whole record.
-fn encode_record(id: u64, payload: &[u8]) -> Vec<u8> {
+/// A record's header and crc table: what precedes the payload, which is written from
+/// the caller's buffer as it is (a 50 MB message is not copied once more).
+fn record_prefix(id: u64, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u64;
-    let mut out = Vec::with_capacity(record_len(len) as usize);
+    let mut out = Vec::with_capacity((HEADER_LEN + 4 * blocks(len)) as usize);
     out.extend_from_slice(&header(id, len));
     for block in payload.chunks(BLOCK as usize) {
         out.extend_from_slice(&crc32c::crc32c(block).to_le_bytes());
     }
-    out.extend_from_slice(payload);
     out
 }
 
@@ -342,10 +343,10 @@ impl BodyLog {
                 "body larger than a record can hold",
             ));
         }
-        let record = encode_record(id, payload);
+        let prefix = record_prefix(id, payload);
         let (file, location) = {
             let mut state = self.lock_state();
-            let len = record.len() as u64;
+            let len = record_len(payload.len() as u64);
             if state.poisoned
                 || (state.active.end > 0 && state.active.end + len > self.segment_size)
             {
@@ -377,7 +378,10 @@ impl BodyLog {
             table: self.pins.clone(),
             segment: location.segment,
         };
-        if let Err(e) = file.write_all_at(&record, location.offset) {
+        let written = file
+            .write_all_at(&prefix, location.offset)
+            .and_then(|()| file.write_all_at(payload, location.offset + prefix.len() as u64));
+        if let Err(e) = written {
             // The reserved space is garbage now; later records go to a fresh segment so
             // the failed range is never mistaken for a tail to recover.
             self.lock_state().poisoned = true;
