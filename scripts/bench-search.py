@@ -2,7 +2,9 @@
 """SEARCH with many TEXT keys through the real server (issue: each TEXT key used to
 decode every message again, so `NOT TEXT q1 NOT TEXT q2 …` could occupy a worker for
 seconds). Delivers the first 100 messages of tests/corpus to a fresh node on loopback
-and times one `SEARCH` of N `NOT TEXT` keys over them.
+and times one `SEARCH` of N `NOT TEXT` keys over them. Then two sessions run that search
+at once while a third times `FETCH 1:* (FLAGS)` round trips: the searches must not stall
+the node for everyone else (they run on the blocking pool, a slice at a time).
 
     cargo build --release && scripts/bench-search.py [BINARY] [KEYS]
 
@@ -13,9 +15,11 @@ import imaplib
 import pathlib
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -66,6 +70,33 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         print(f"SEARCH with {keys} NOT TEXT keys over {len(corpus)} messages: "
               f"{typ} in {elapsed * 1000:.0f} ms ({binary})")
+
+        def search_repeatedly(stop: threading.Event) -> None:
+            searcher = imaplib.IMAP4("127.0.0.1", port)
+            searcher.login("a@example.com", "pw-Search-1")
+            searcher.select("INBOX")
+            while not stop.is_set():
+                searcher.search(None, criteria)
+            searcher.logout()
+
+        stop = threading.Event()
+        searchers = [threading.Thread(target=search_repeatedly, args=(stop,)) for _ in range(2)]
+        for t in searchers:
+            t.start()
+        time.sleep(0.5)
+        rounds = []
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            start = time.perf_counter()
+            client.fetch("1:*", "(FLAGS)")
+            rounds.append(time.perf_counter() - start)
+            time.sleep(0.05)
+        stop.set()
+        for t in searchers:
+            t.join()
+        print(f"while 2 sessions search for 10 s: {len(rounds)} FETCH 1:* (FLAGS) round trips, "
+              f"median {statistics.median(rounds) * 1000:.1f} ms, "
+              f"max {max(rounds) * 1000:.1f} ms")
         client.logout()
     finally:
         if proc:

@@ -316,6 +316,9 @@ pub struct ImapSettings {
     /// Most levels a folder name may have (`a/b/c` has three). CREATE and RENAME
     /// (counting the children a rename moves) beyond it are refused with `NO [LIMIT]`.
     pub max_folder_depth: usize,
+    /// Text one SEARCH may examine, in MiB, each key counting what it reads (a message
+    /// searched by 10 TEXT keys counts ten times). Past it: `NO [LIMIT]`.
+    pub max_search_work_mb: u64,
 }
 
 impl Default for ImapSettings {
@@ -331,6 +334,7 @@ impl Default for ImapSettings {
             max_bad_commands: 20,
             max_folders: 1000,
             max_folder_depth: 16,
+            max_search_work_mb: 16 * 1024,
         }
     }
 }
@@ -382,6 +386,10 @@ pub struct SmtpSettings {
     pub retry_max_secs: u64,
     /// Where mail for other domains goes. Without one, such mail bounces.
     pub relay: Option<RelaySettings>,
+    /// Content of messages being received that sessions hand to disk (all but their
+    /// first 256 KiB), in MiB, all sessions together. Past it a message is refused with
+    /// `452 4.3.1` and the client retries later.
+    pub spool_limit_mb: u64,
 }
 
 impl Default for SmtpSettings {
@@ -404,6 +412,7 @@ impl Default for SmtpSettings {
             retry_initial_secs: 60,
             retry_max_secs: 3600,
             relay: None,
+            spool_limit_mb: 4096,
         }
     }
 }

@@ -58,7 +58,7 @@ pub fn sets_seen(attrs: &[FetchAttr]) -> bool {
 }
 
 /// How the client wants text rendered.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RenderStyle {
     /// UTF-8 allowed in quoted strings (IMAP4rev2 / UTF8=ACCEPT).
     pub utf8: bool,

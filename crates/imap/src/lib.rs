@@ -9,7 +9,7 @@
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] runs them against the host through [`request`], and
 //! [`fetch`], [`search`], [`view`], [`names`] and [`response`] hold the rules the session
-//! applies.
+//! applies. [`scan`] is the FETCH/SEARCH work the host runs off the session's thread.
 
 pub mod command;
 pub mod encode;
@@ -20,6 +20,7 @@ pub mod parser;
 pub mod reader;
 pub mod request;
 pub mod response;
+pub mod scan;
 pub mod search;
 pub mod session;
 pub mod view;

@@ -6,6 +6,7 @@
 use portico_mime::MessageSummary;
 
 use crate::command::{DateTime, StoreMode};
+pub use crate::scan::{ScanJob, ScanOutcome};
 
 /// Identifies one outstanding request; replies carry it back.
 pub type RequestId = u64;
@@ -87,10 +88,10 @@ pub enum Request {
         date: Option<DateTime>,
         message: Vec<u8>,
     },
-    Fetch {
+    /// One slice of a FETCH or SEARCH: run `job` over the folder's messages.
+    Scan {
         folder: FolderId,
-        uids: Vec<u32>,
-        detail: Detail,
+        job: ScanJob,
     },
     /// Change flags; the reply lists the current flags of every message of `uids`
     /// that still exists, and those refused by UNCHANGEDSINCE.
@@ -232,7 +233,7 @@ pub enum Reply {
     Selected(Result<SelectedFolder, Fault>),
     Done(Result<(), Fault>),
     Appended(Result<(u32, u32), Fault>),
-    Messages(Result<Vec<MessageData>, Fault>),
+    Scanned(Result<ScanOutcome, Fault>),
     FlagsStored(Result<FlagsStored, Fault>),
     Expunged(Result<Vec<u32>, Fault>),
     Copied(Result<Copied, Fault>),

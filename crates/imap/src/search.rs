@@ -32,23 +32,38 @@ pub struct Context<'a> {
     pub text: TextCache,
 }
 
-/// Lazily decoded, lower-cased text of one message.
+/// Lazily decoded, lower-cased text of one message, and how much text the keys read.
 #[derive(Default)]
 pub struct TextCache {
     body: std::cell::OnceCell<String>,
     header: std::cell::OnceCell<String>,
+    examined: std::cell::Cell<u64>,
 }
 
 impl TextCache {
     fn body(&self, message: &MessageData) -> &str {
-        self.body.get_or_init(|| {
+        let body = self.body.get_or_init(|| {
             portico_mime::body_text(message.raw.as_deref().unwrap_or_default()).to_lowercase()
-        })
+        });
+        self.count(body.len());
+        body
     }
 
     fn header(&self, header: &[u8]) -> &str {
-        self.header
-            .get_or_init(|| String::from_utf8_lossy(header).to_lowercase())
+        let header = self
+            .header
+            .get_or_init(|| String::from_utf8_lossy(header).to_lowercase());
+        self.count(header.len());
+        header
+    }
+
+    fn count(&self, bytes: usize) {
+        self.examined.set(self.examined.get() + bytes as u64);
+    }
+
+    /// Bytes of text the keys evaluated so far have examined (each key its own).
+    pub fn examined(&self) -> u64 {
+        self.examined.get()
     }
 }
 
@@ -87,8 +102,9 @@ fn day_of(timestamp: i64, offset: i32) -> Date {
     }
 }
 
-fn header_matches(message: &MessageData, name: &str, needle: &str) -> bool {
-    let raw = message.raw.as_deref().unwrap_or_default();
+fn header_matches(ctx: &Context<'_>, name: &str, needle: &str) -> bool {
+    let raw = ctx.message.raw.as_deref().unwrap_or_default();
+    ctx.text.count(header_block(ctx.message).len());
     let values = portico_mime::header_values(raw, name);
     // HEADER name "" matches every message that has the field (RFC 9051 §6.4.4).
     !values.is_empty() && values.iter().any(|value| contains(value, needle))
@@ -97,6 +113,16 @@ fn header_matches(message: &MessageData, name: &str, needle: &str) -> bool {
 fn sent_day(message: &MessageData) -> Option<Date> {
     let raw = message.raw.as_deref().unwrap_or_default();
     portico_mime::sent_date(raw).map(|(ts, offset)| day_of(ts, offset))
+}
+
+/// The raw header block of a message read with [`Detail::Header`] or more.
+fn header_block(message: &MessageData) -> &[u8] {
+    let raw = message.raw.as_deref().unwrap_or_default();
+    let end = message
+        .summary
+        .as_ref()
+        .map_or(raw.len(), |summary| summary.header_len().min(raw.len()));
+    &raw[..end]
 }
 
 /// Whether the message in `ctx` matches `key`.
@@ -140,29 +166,26 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         SentSince(date) => sent_day(message).is_some_and(|d| d >= *date),
         SequenceSet(set) => in_set(set, ctx.seq, ctx.max_seq),
         Uid(set) => in_set(set, message.uid, ctx.max_uid),
-        Bcc(s) => header_matches(message, "Bcc", s),
-        Cc(s) => header_matches(message, "Cc", s),
-        From(s) => header_matches(message, "From", s),
-        To(s) => header_matches(message, "To", s),
-        Subject(s) => header_matches(message, "Subject", s),
-        Header(name, s) => header_matches(message, name, s),
+        Bcc(s) => header_matches(ctx, "Bcc", s),
+        Cc(s) => header_matches(ctx, "Cc", s),
+        From(s) => header_matches(ctx, "From", s),
+        To(s) => header_matches(ctx, "To", s),
+        Subject(s) => header_matches(ctx, "Subject", s),
+        Header(name, s) => header_matches(ctx, name, s),
         Body(s) => contains_lowered(ctx.text.body(message), s),
         Text(s) => {
             let raw = message.raw.as_deref().unwrap_or_default();
-            let header_end = message
-                .summary
-                .as_ref()
-                .map_or(raw.len(), |summary| summary.header_len().min(raw.len()));
-            let header = &raw[..header_end];
+            let header = header_block(message);
             contains_lowered(ctx.text.header(header), s)
-                || decoded_header_contains(raw, header, s)
+                || decoded_header_contains(ctx, raw, header, s)
                 || contains_lowered(ctx.text.body(message), s)
         }
     }
 }
 
 /// TEXT looks at header values as the user reads them: RFC 2047 encoded words decoded.
-fn decoded_header_contains(raw: &[u8], header: &[u8], needle: &str) -> bool {
+fn decoded_header_contains(ctx: &Context<'_>, raw: &[u8], header: &[u8], needle: &str) -> bool {
+    ctx.text.count(header.len());
     let mut names: Vec<String> = Vec::new();
     for line in header.split(|&b| b == b'\n') {
         if line.first().is_some_and(|b| b.is_ascii_whitespace()) {

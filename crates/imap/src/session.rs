@@ -14,16 +14,18 @@
 //! the reader, never socket reads inside a command.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use portico_sasl::SaslError;
 
 use crate::command::*;
-use crate::fetch::{self, RenderError, RenderStyle};
+use crate::fetch::{self, RenderStyle};
 use crate::names;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
 use crate::response;
+use crate::scan::{ScanJob, ScanOutcome, ScanOutput, ScanTarget, ScanWork};
 use crate::search;
 use crate::view::{AnnounceStyle, View};
 
@@ -41,6 +43,8 @@ pub struct ImapConfig {
     pub max_command: usize,
     /// Client errors tolerated before the session is closed.
     pub max_bad_commands: u32,
+    /// Bytes of text one SEARCH may examine (each key counts what it reads).
+    pub search_work_limit: u64,
     /// Product version for ID.
     pub version: String,
 }
@@ -54,10 +58,15 @@ impl Default for ImapConfig {
             append_limit: 50 * 1024 * 1024,
             max_command: 1024 * 1024,
             max_bad_commands: 20,
+            search_work_limit: DEFAULT_SEARCH_WORK_LIMIT,
             version: "0.1.0".to_string(),
         }
     }
 }
+
+/// [`ImapConfig::search_work_limit`] by default: 16 GiB, a TEXT search of a folder of
+/// several gigabytes with room to spare, while 1,000 TEXT keys over a big folder stop.
+pub const DEFAULT_SEARCH_WORK_LIMIT: u64 = 16 * 1024 * 1024 * 1024;
 
 /// Largest literal accepted before authentication: plenty for a user name, a password
 /// or an AUTHENTICATE response (Dovecot and Cyrus keep theirs as small).
@@ -126,25 +135,25 @@ enum State {
     Logout,
 }
 
-/// A FETCH, or a SEARCH, walking its messages a batch at a time.
+/// A FETCH or SEARCH under way: the host runs it a slice at a time ([`crate::scan`]).
 struct Scan {
     tag: String,
     uid: bool,
-    /// (seq, uid) of every target, ascending.
-    targets: Vec<(u32, u32)>,
+    /// Every target, ascending.
+    targets: Vec<ScanTarget>,
     next: usize,
     detail: Detail,
+    work: Arc<ScanWork>,
+    /// Bytes of text the SEARCH keys have examined so far.
+    examined: u64,
     kind: ScanKind,
 }
 
 enum ScanKind {
     Fetch {
-        attrs: Vec<FetchAttr>,
-        changed_since: Option<u64>,
         failed: bool,
     },
     Search {
-        key: SearchKey,
         returns: Option<Vec<SearchReturn>>,
         hits: Vec<(u32, u32)>,
         max_modseq: u64,
@@ -1381,17 +1390,31 @@ impl Session {
         if sets_seen && !attrs.contains(&FetchAttr::Flags) {
             attrs.push(FetchAttr::Flags);
         }
+        let style = self.render_style();
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let targets = targets
+            .into_iter()
+            .map(|(seq, uid)| ScanTarget {
+                seq,
+                uid,
+                recent: view.is_recent(uid),
+            })
+            .collect();
         let scan = Scan {
             tag,
             uid,
             detail: fetch::detail(&attrs),
             targets,
             next: 0,
-            kind: ScanKind::Fetch {
+            work: Arc::new(ScanWork::Fetch {
                 attrs,
                 changed_since,
-                failed: false,
-            },
+                style,
+            }),
+            examined: 0,
+            kind: ScanKind::Fetch { failed: false },
         };
         if let (true, Some(since)) = (vanished, changed_since) {
             self.request(
@@ -1413,7 +1436,7 @@ impl Session {
             return;
         };
         if sets_seen && !scan.targets.is_empty() {
-            let uids = scan.targets.iter().map(|(_, uid)| *uid).collect();
+            let uids = scan.targets.iter().map(|target| target.uid).collect();
             self.request(
                 Running::MarkSeen(scan),
                 Request::StoreFlags {
@@ -1491,11 +1514,16 @@ impl Session {
         let Some(view) = self.selected_view() else {
             return;
         };
-        let targets: Vec<(u32, u32)> = view
+        let (max_seq, max_uid) = (view.exists(), view.max_uid().unwrap_or(0));
+        let targets = view
             .uids()
             .iter()
             .enumerate()
-            .map(|(i, &uid)| (i as u32 + 1, uid))
+            .map(|(i, &uid)| ScanTarget {
+                seq: i as u32 + 1,
+                uid,
+                recent: view.is_recent(uid),
+            })
             .collect();
         // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
         let returns = match returns {
@@ -1508,8 +1536,13 @@ impl Session {
             detail: search::detail(&criteria),
             targets,
             next: 0,
-            kind: ScanKind::Search {
+            work: Arc::new(ScanWork::Search {
                 key: criteria,
+                max_seq,
+                max_uid,
+            }),
+            examined: 0,
+            kind: ScanKind::Search {
                 returns,
                 hits: Vec::new(),
                 max_modseq: 0,
@@ -1519,26 +1552,19 @@ impl Session {
     }
 
     /// Asks for the next batch of a scan, or finishes it.
-    fn continue_scan(&mut self, mut scan: Scan) {
+    fn continue_scan(&mut self, scan: Scan) {
         let Some((folder, _)) = self.selected_folder() else {
             return;
         };
         if scan.next < scan.targets.len() {
             let end = (scan.next + batch_size(scan.detail)).min(scan.targets.len());
-            let uids = scan.targets[scan.next..end]
-                .iter()
-                .map(|(_, uid)| *uid)
-                .collect();
-            scan.next = end;
-            let detail = scan.detail;
-            self.request(
-                Running::Scan(scan),
-                Request::Fetch {
-                    folder,
-                    uids,
-                    detail,
-                },
-            );
+            let job = ScanJob {
+                targets: scan.targets[scan.next..end].to_vec(),
+                detail: scan.detail,
+                work: scan.work.clone(),
+                budget: self.config.search_work_limit.saturating_sub(scan.examined),
+            };
+            self.request(Running::Scan(scan), Request::Scan { folder, job });
             return;
         }
         match scan.kind {
@@ -1556,12 +1582,15 @@ impl Session {
                 }
             }
             ScanKind::Search {
-                key,
                 returns,
                 hits,
                 max_modseq,
             } => {
-                let max_modseq = if mentions_modseq(&key) { max_modseq } else { 0 };
+                let asked_modseq = match &*scan.work {
+                    ScanWork::Search { key, .. } => mentions_modseq(key),
+                    ScanWork::Fetch { .. } => false,
+                };
+                let max_modseq = if asked_modseq { max_modseq } else { 0 };
                 let numbers: Vec<u32> = hits
                     .iter()
                     .map(|&(seq, uid)| if scan.uid { uid } else { seq })
@@ -1723,7 +1752,7 @@ impl Session {
                 }
                 Err(fault) => self.finish(&scan.tag, "NO", &fault_text(&fault, false), true),
             },
-            (Running::Scan(scan), Reply::Messages(result)) => self.scan_reply(scan, result),
+            (Running::Scan(scan), Reply::Scanned(result)) => self.scan_reply(scan, result),
             (
                 Running::Store {
                     tag,
@@ -1961,62 +1990,42 @@ impl Session {
         self.state = State::Selected(Box::new(selected));
     }
 
-    fn scan_reply(&mut self, mut scan: Scan, result: Result<Vec<MessageData>, Fault>) {
-        let messages = match result {
-            Ok(messages) => messages,
+    fn scan_reply(&mut self, mut scan: Scan, result: Result<ScanOutcome, Fault>) {
+        let outcome = match result {
+            Ok(outcome) => outcome,
             Err(fault) => {
                 return self.finish(&scan.tag, "NO", &fault_text(&fault, false), scan.uid);
             }
         };
-        let style = self.render_style();
-        let Some(view) = self.selected_view() else {
-            return;
-        };
-        let (max_seq, max_uid) = (view.exists(), view.max_uid().unwrap_or(0));
-        let mut out = Vec::new();
-        let mut hits = Vec::new();
-        for message in &messages {
-            let Some(seq) = view.seq_of(message.uid) else {
-                continue;
-            };
-            let recent = view.is_recent(message.uid);
-            match &mut scan.kind {
-                ScanKind::Fetch {
-                    attrs,
-                    changed_since,
-                    failed,
-                } => {
-                    if changed_since.is_some_and(|since| message.modseq <= since) {
-                        continue;
-                    }
-                    if fetch::render(&mut out, seq, message, attrs, style, recent)
-                        == Err(RenderError::UnknownCte)
-                    {
-                        *failed = true;
-                    }
-                }
+        scan.next += outcome.processed.max(1);
+        scan.examined = scan.examined.saturating_add(outcome.examined);
+        if outcome.over_budget {
+            let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
+            let text = format!("[LIMIT] {command} would read too much text; narrow it down");
+            return self.finish(&scan.tag, "NO", &text, scan.uid);
+        }
+        match (outcome.output, &mut scan.kind) {
+            (ScanOutput::Rendered { bytes, unknown_cte }, ScanKind::Fetch { failed }) => {
+                *failed |= unknown_cte;
+                self.out.extend_from_slice(&bytes);
+            }
+            (
+                ScanOutput::Hits { hits, max_modseq },
                 ScanKind::Search {
-                    key, max_modseq, ..
-                } => {
-                    let ctx = search::Context {
-                        seq,
-                        max_seq,
-                        max_uid,
-                        recent,
-                        message,
-                        text: search::TextCache::default(),
-                    };
-                    if search::matches(key, &ctx) {
-                        hits.push((seq, message.uid));
-                        *max_modseq = (*max_modseq).max(message.modseq);
-                    }
-                }
+                    hits: all,
+                    max_modseq: highest,
+                    ..
+                },
+            ) => {
+                all.extend(hits);
+                *highest = (*highest).max(max_modseq);
+            }
+            // The host answered a job with another kind's output.
+            _ => {
+                let text = fault_text(&Fault::Unavailable("scan".into()), false);
+                return self.finish(&scan.tag, "NO", &text, scan.uid);
             }
         }
-        if let ScanKind::Search { hits: all, .. } = &mut scan.kind {
-            all.extend(hits);
-        }
-        self.out.extend_from_slice(&out);
         self.continue_scan(scan);
     }
 

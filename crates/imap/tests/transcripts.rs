@@ -587,23 +587,16 @@ impl Host {
                     }
                 })
             }
-            Request::Fetch {
-                folder,
-                uids,
-                detail,
-            } => {
+            Request::Scan { folder, job } => {
                 // A folder deleted under a session has no messages left (as in the store).
-                let Some(f) = self.folders.get(&folder.0) else {
-                    return Some(Reply::Messages(Ok(Vec::new())));
+                let f = self.folders.get(&folder.0);
+                let read = |uid: u32, detail| {
+                    Ok::<_, Fault>(
+                        f.and_then(|f| f.messages.get(&uid))
+                            .map(|m| Self::message_data(uid, m, detail)),
+                    )
                 };
-                Reply::Messages(Ok(uids
-                    .iter()
-                    .filter_map(|uid| {
-                        f.messages
-                            .get(uid)
-                            .map(|m| Self::message_data(*uid, m, detail))
-                    })
-                    .collect()))
+                Reply::Scanned(job.run(read))
             }
             Request::StoreFlags {
                 folder,

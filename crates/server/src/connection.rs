@@ -119,7 +119,7 @@ pub enum Outgoing {
 
 /// Bytes the actor may queue before a client that does not read is cut off.
 const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
-/// Queued bytes above which an actor should hold back further fetches.
+/// Queued bytes above which an actor holds back further output ([`Outbox::drained`]).
 pub const QUEUE_HIGH_WATER: usize = 1024 * 1024;
 
 /// The actor's end of the connection.
@@ -128,6 +128,8 @@ pub struct Outbox {
     queued: Arc<AtomicUsize>,
     resume: Arc<Notify>,
     cut: Arc<CutOff>,
+    /// Told when a write brings the queue down to [`QUEUE_HIGH_WATER`].
+    drained: Arc<Notify>,
 }
 
 /// Raised when a client has stopped reading: the task ends the connection at once,
@@ -165,6 +167,28 @@ impl Outbox {
     /// Bytes queued and not yet written to the socket.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the client has read the queue down to [`QUEUE_HIGH_WATER`], or
+    /// the connection has ended: what a command produces next is made only then, so a
+    /// slow reader holds a slice or two of it in memory, never all of it.
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let queued = self.queued.clone();
+        let drained = self.drained.clone();
+        let cut = self.cut.clone();
+        async move {
+            loop {
+                let notified = drained.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if queued.load(Ordering::Acquire) <= QUEUE_HIGH_WATER
+                    || cut.raised.load(Ordering::Acquire)
+                {
+                    return;
+                }
+                notified.await;
+            }
+        }
     }
 
     /// Lets the connection task read again after a [`ReadControl::Pause`].
@@ -218,6 +242,27 @@ pub struct Inbox {
     queued: Arc<AtomicUsize>,
     resume: Arc<Notify>,
     cut: Arc<CutOff>,
+    drained: Arc<Notify>,
+}
+
+impl Inbox {
+    /// Counts `len` bytes as written (or dropped) and wakes an actor waiting for the
+    /// queue to drain.
+    fn written(&self, len: usize) {
+        let before = self.queued.fetch_sub(len, Ordering::AcqRel);
+        if before.saturating_sub(len) <= QUEUE_HIGH_WATER {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Inbox {
+    /// The connection is over: nothing queued will be written, and an actor waiting
+    /// for the queue to drain must not wait for ever.
+    fn drop(&mut self) {
+        self.cut.raised.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+    }
 }
 
 pub fn channel() -> (Outbox, Inbox) {
@@ -225,18 +270,21 @@ pub fn channel() -> (Outbox, Inbox) {
     let queued = Arc::new(AtomicUsize::new(0));
     let resume = Arc::new(Notify::new());
     let cut = Arc::new(CutOff::default());
+    let drained = Arc::new(Notify::new());
     (
         Outbox {
             sender,
             queued: queued.clone(),
             resume: resume.clone(),
             cut: cut.clone(),
+            drained: drained.clone(),
         },
         Inbox {
             receiver,
             queued,
             resume,
             cut,
+            drained,
         },
     )
 }
@@ -393,7 +441,7 @@ async fn run(
                     let flush = inbox.receiver.is_empty();
                     let limit = write_deadline(settings, shutdown_deadline);
                     let written = write_bounded(stream, &bytes, flush, limit, &inbox.cut).await;
-                    inbox.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                    inbox.written(bytes.len());
                     if let Err(reason) = written {
                         return reason;
                     }

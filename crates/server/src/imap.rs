@@ -11,7 +11,8 @@ use portico_cluster::LoginType;
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
     Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
-    FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, SelectedFolder, ViewEntry,
+    FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, ScanJob, SelectedFolder,
+    ViewEntry,
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_store::{
@@ -151,6 +152,23 @@ fn message_data(
         summary,
         raw,
     })
+}
+
+/// A message as a scan needs it, or `None` if it is gone (expunged meanwhile).
+fn read_message(
+    store: &Store,
+    mailbox: MailboxId,
+    uid: Uid,
+    detail: Detail,
+) -> Result<Option<MessageData>, StoreError> {
+    let found = store
+        .message(mailbox, uid)
+        .and_then(|meta| message_data(store, mailbox, meta, detail));
+    match found {
+        Ok(data) => Ok(Some(data)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Looks a folder up by name for the signed-in account.
@@ -355,6 +373,34 @@ impl ImapConnection {
             let result = result.map_err(|e| fault(&actor.flow.span, e));
             actor.answer(id, map(result), ctx);
         }));
+    }
+
+    /// Runs one slice of a FETCH or SEARCH on the blocking pool, once the client has
+    /// read what came before and (for heavy work) a permit is free: the session's
+    /// thread stays free for everyone else, and the output waits for the client, not
+    /// in RAM.
+    fn scan(&mut self, id: RequestId, mailbox: MailboxId, job: ScanJob, ctx: &mut Context<Self>) {
+        let drained = self.flow.outbox.drained();
+        let permits = self.node.heavy_work.clone();
+        let store = self.node.store.clone();
+        let work = async move {
+            drained.await;
+            let permit = match job.heavy() {
+                true => Some(
+                    permits
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| MailboxFault::Unavailable)?,
+                ),
+                false => None,
+            };
+            let slice = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                job.run(|uid, detail| read_message(&store, mailbox, Uid(uid), detail))
+            });
+            Ok(slice.await.map_err(|_| MailboxFault::Unavailable)??)
+        };
+        self.via_actor(id, ctx, work, Reply::Scanned)
     }
 
     fn execute(&mut self, id: RequestId, request: Request, ctx: &mut Context<Self>) {
@@ -592,35 +638,7 @@ impl ImapConnection {
                 };
                 self.via_actor(id, ctx, resolve, Reply::Appended)
             }
-            Request::Fetch {
-                folder,
-                uids,
-                detail,
-            } => {
-                let mailbox = MailboxId(folder.0);
-                self.blocking(
-                    id,
-                    ctx,
-                    move |store, _| {
-                        let mut out = Vec::with_capacity(uids.len());
-                        for uid in uids {
-                            let meta = match store.message(mailbox, Uid(uid)) {
-                                Ok(meta) => meta,
-                                Err(StoreError::NotFound) => continue,
-                                Err(e) => return Err(e.into()),
-                            };
-                            match message_data(store, mailbox, meta, detail) {
-                                Ok(data) => out.push(data),
-                                // Expunged between the two reads.
-                                Err(StoreError::NotFound) => continue,
-                                Err(e) => return Err(e.into()),
-                            }
-                        }
-                        Ok(out)
-                    },
-                    Reply::Messages,
-                )
-            }
+            Request::Scan { folder, job } => self.scan(id, MailboxId(folder.0), job, ctx),
             Request::StoreFlags {
                 folder,
                 uids,
@@ -852,6 +870,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         append_limit: settings.append_limit,
         max_command: settings.max_command_size,
         max_bad_commands: settings.max_bad_commands,
+        search_work_limit: settings.max_search_work_mb.saturating_mul(1024 * 1024),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let session_node = node.clone();

@@ -28,4 +28,5 @@ pub mod relay;
 pub mod serve;
 pub mod smtp;
 mod smtp_time;
+pub mod spool;
 pub mod tls;

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, LoginError, Protocol};
 use crate::mailbox::{MailboxRegistry, SessionId};
+use crate::spool::SpoolArea;
 
 /// Where a node's database lives inside its data directory.
 pub fn store_dir(data_dir: &Path) -> PathBuf {
@@ -46,19 +47,39 @@ pub struct NodeContext {
     pub limits: Arc<ConnectionLimits>,
     /// Wakes the outgoing queue runner (new mail queued, `queue flush`).
     pub queue_wake: Arc<tokio::sync::Notify>,
+    /// CPU-heavy session work (FETCH rendering, SEARCH) runs on the blocking pool
+    /// holding one of these, one per core: however many users search at once, the
+    /// threads serving sessions keep their share of the CPU, and slices queue in order.
+    pub heavy_work: Arc<tokio::sync::Semaphore>,
+    /// Where SMTP sessions keep the content of messages they are receiving.
+    pub spool: Arc<SpoolArea>,
     next_session: AtomicU64,
 }
 
+/// What a node is made of, built at start.
+pub struct NodeParts {
+    pub config: Arc<ClusterConfig>,
+    pub node_name: String,
+    pub store: Arc<Store>,
+    pub auth: Authenticator,
+    pub mailboxes: Arc<MailboxRegistry>,
+    pub tls: TlsAcceptor,
+    pub shutdown: watch::Receiver<bool>,
+    pub spool: Arc<SpoolArea>,
+}
+
 impl NodeContext {
-    pub fn new(
-        config: Arc<ClusterConfig>,
-        node_name: String,
-        store: Arc<Store>,
-        auth: Authenticator,
-        mailboxes: Arc<MailboxRegistry>,
-        tls: TlsAcceptor,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(parts: NodeParts) -> Self {
+        let NodeParts {
+            config,
+            node_name,
+            store,
+            auth,
+            mailboxes,
+            tls,
+            shutdown,
+            spool,
+        } = parts;
         let limits = Arc::new(
             ConnectionLimits::new(
                 config.security.max_connections,
@@ -76,6 +97,10 @@ impl NodeContext {
             shutdown,
             limits,
             queue_wake: Arc::new(tokio::sync::Notify::new()),
+            heavy_work: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            )),
+            spool,
             next_session: AtomicU64::new(1),
         }
     }

@@ -12,7 +12,7 @@ use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Uid};
 use tokio::net::TcpStream;
 
 use crate::auth::{LoginError, Protocol};
-use crate::connection::{self, Flow, Outgoing, ProtocolSettings, QUEUE_HIGH_WATER, SessionActor};
+use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
     AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
 };
@@ -33,8 +33,6 @@ pub struct Pop3Connection {
     account: Option<Account>,
     /// The INBOX whose maildrop lock this session holds.
     locked: Option<MailboxId>,
-    /// A fetch held back until the client has read what is queued.
-    parked: Option<Action>,
     /// This session's place under the per-user connection limit.
     user_slot: Option<UserSlot>,
 }
@@ -63,7 +61,7 @@ impl SessionActor for Pop3Connection {
     }
 
     fn next_action(&mut self) -> Option<Action> {
-        self.parked.take().or_else(|| self.machine.next_action())
+        self.machine.next_action()
     }
 
     fn perform(&mut self, action: Action, ctx: &mut Context<Self>) {
@@ -108,24 +106,19 @@ impl SessionActor for Pop3Connection {
             }
             Action::OpenMaildrop => self.open_maildrop(ctx),
             Action::FetchMessage { uid } => {
-                if self.flow.outbox.queued() > QUEUE_HIGH_WATER {
-                    // Resumed by the next client input or the wake-up below.
-                    self.parked = Some(Action::FetchMessage { uid });
-                    self.flow.awaiting = true;
-                    ctx.run_later(Duration::from_millis(20), |actor, ctx| {
-                        actor.flow.awaiting = false;
-                        connection::drive_session(actor, ctx);
-                    });
-                    return;
-                }
                 self.flow.awaiting = true;
                 let Some(mailbox) = self.locked else {
                     self.answer_later(Input::MessageFetched(Err(MaildropError::Unavailable)), ctx);
                     return;
                 };
                 let store = self.node.store.clone();
-                let fetch =
-                    tokio::task::spawn_blocking(move || store.message_bytes(mailbox, Uid(uid)));
+                // The next message is read once the client has taken in the last.
+                let drained = self.flow.outbox.drained();
+                let fetch = async move {
+                    drained.await;
+                    tokio::task::spawn_blocking(move || store.message_bytes(mailbox, Uid(uid)))
+                        .await
+                };
                 ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
                         Ok(Ok(bytes)) => Ok(bytes),
@@ -185,7 +178,6 @@ impl SessionActor for Pop3Connection {
     }
 
     fn shutdown(&mut self) {
-        self.parked = None;
         self.machine.handle(Input::Shutdown);
     }
 
@@ -286,7 +278,6 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
             client: new.client,
             account: None,
             locked: None,
-            parked: None,
             user_slot: None,
         }
     })

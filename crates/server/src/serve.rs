@@ -17,7 +17,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::auth::Authenticator;
 use crate::listener::{self, Service, Workers};
 use crate::mailbox::MailboxRegistry;
-use crate::node::{NodeContext, store_dir, store_options};
+use crate::node::{NodeContext, NodeParts, store_dir, store_options};
+use crate::spool::SpoolArea;
 use crate::tls;
 use crate::{admin, relay};
 
@@ -58,15 +59,22 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     mailboxes.start_reaper();
     let auth = Authenticator::new(store.clone(), config.clone())?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let node = Arc::new(NodeContext::new(
-        config.clone(),
-        node_name.clone(),
-        store.clone(),
+    let spool_dir = data_dir.join("spool");
+    let spool = SpoolArea::open(
+        &spool_dir,
+        config.smtp.spool_limit_mb.saturating_mul(1024 * 1024),
+    )
+    .with_context(|| format!("preparing the spool directory {}", spool_dir.display()))?;
+    let node = Arc::new(NodeContext::new(NodeParts {
+        config: config.clone(),
+        node_name: node_name.clone(),
+        store: store.clone(),
         auth,
-        mailboxes.clone(),
-        acceptor,
-        shutdown_rx,
-    ));
+        mailboxes: mailboxes.clone(),
+        tls: acceptor,
+        shutdown: shutdown_rx,
+        spool,
+    }));
 
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let worker_arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();

@@ -19,6 +19,7 @@ use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{AppendMessage, MailboxFault};
 use crate::node::{NodeContext, UserSlot};
+use crate::spool::{SPOOL_THRESHOLD, SpoolError, SpoolFile};
 
 pub struct SmtpConnection {
     node: Arc<NodeContext>,
@@ -29,6 +30,9 @@ pub struct SmtpConnection {
     authenticated: Option<String>,
     /// This session's place under the per-user connection limit.
     user_slot: Option<UserSlot>,
+    /// Content of the message being received beyond what the machine keeps; away
+    /// (in the blocking pool) while it is written or read.
+    spool: Option<SpoolFile>,
 }
 
 impl Actor for SmtpConnection {
@@ -193,6 +197,45 @@ fn return_path_header(envelope: &Envelope) -> String {
 /// Makes a message durable for every recipient: local ones in their INBOX (through the
 /// folder's mailbox actor, so IDLE sessions see it), remote ones in the queue. Only then
 /// may the client be told 250.
+/// Puts a message's spooled content back in front of the rest and delivers it; hands
+/// the spool file back for the session's next message.
+async fn deliver_spooled(
+    node: Arc<NodeContext>,
+    mut envelope: Envelope,
+    spool: Option<SpoolFile>,
+    ip: IpAddr,
+) -> (Option<SpoolFile>, Result<String, DeliveryFailure>) {
+    let Some(mut spool) = spool else {
+        if envelope.spooled > 0 {
+            tracing::error!("the spooled content of a message is gone");
+            return (None, Err(DeliveryFailure::Temporary));
+        }
+        return (None, deliver(node, envelope, ip).await);
+    };
+    let expected = envelope.spooled;
+    let tail = std::mem::take(&mut envelope.message);
+    let read = tokio::task::spawn_blocking(move || {
+        // Nothing of an abandoned transaction's content is kept.
+        let content = (expected > 0).then(|| spool.take(expected, tail.len()));
+        (spool, content, tail)
+    })
+    .await;
+    let Ok((spool, content, tail)) = read else {
+        return (None, Err(DeliveryFailure::Temporary));
+    };
+    envelope.message = match content {
+        None => tail,
+        Some(Ok(mut content)) => {
+            content.extend_from_slice(&tail);
+            content
+        }
+        Some(Err(SpoolError::NoSpace)) => return (Some(spool), Err(DeliveryFailure::NoSpace)),
+        Some(Err(SpoolError::Io)) => return (Some(spool), Err(DeliveryFailure::Temporary)),
+    };
+    envelope.spooled = 0;
+    (Some(spool), deliver(node, envelope, ip).await)
+}
+
 async fn deliver(
     node: Arc<NodeContext>,
     envelope: Envelope,
@@ -383,12 +426,40 @@ impl SessionActor for SmtpConnection {
                     actor.answer(Input::SenderChecked(verdict), ctx);
                 }));
             }
+            Action::Spool { first, bytes } => {
+                // Reading pauses until the chunk is on disk: a client cannot outrun it.
+                self.flow.awaiting = true;
+                let area = self.node.spool.clone();
+                let mut spool = self
+                    .spool
+                    .take()
+                    .unwrap_or_else(|| SpoolFile::new(area.clone()));
+                let write = tokio::task::spawn_blocking(move || {
+                    if first {
+                        spool.reset();
+                    }
+                    spool.append(&bytes);
+                    spool
+                });
+                ctx.spawn(write.into_actor(self).map(move |result, actor, ctx| {
+                    actor.spool = Some(result.unwrap_or_else(|_| SpoolFile::failed(area)));
+                    actor.flow.awaiting = false;
+                    connection::drive_session(actor, ctx);
+                }));
+            }
             Action::Deliver(envelope) => {
                 self.flow.awaiting = true;
-                let delivery = deliver(self.node.clone(), envelope, self.client.ip());
-                ctx.spawn(delivery.into_actor(self).map(|result, actor, ctx| {
-                    actor.answer(Input::Delivered(result), ctx);
-                }));
+                let spool = self.spool.take();
+                let delivery =
+                    deliver_spooled(self.node.clone(), envelope, spool, self.client.ip());
+                ctx.spawn(
+                    delivery
+                        .into_actor(self)
+                        .map(|(spool, result), actor, ctx| {
+                            actor.spool = spool;
+                            actor.answer(Input::Delivered(result), ctx);
+                        }),
+                );
             }
         }
     }
@@ -433,6 +504,7 @@ pub async fn serve(
         sign_in_required: false,
     };
     let config = SmtpConfig {
+        spool_threshold: SPOOL_THRESHOLD,
         hostname: settings.hostname.clone(),
         mode,
         max_message_size: settings.max_message_size,
@@ -461,6 +533,7 @@ pub async fn serve(
             mode,
             authenticated: None,
             user_slot: None,
+            spool: None,
         }
     })
     .await;
@@ -481,6 +554,7 @@ mod tests {
             body_8bit: false,
             smtputf8: false,
             message: vec![],
+            spooled: 0,
             tls: false,
         };
         assert_eq!(

@@ -13,8 +13,16 @@
 //! - `DataReceiver` appends to its buffer without limit. It is fed slices small enough
 //!   that the message can never grow more than two bytes past the limit; past that, the
 //!   rest is read by a `DummyDataReceiver` that carries on from the same state.
+//!
+//! The buffer need not hold the whole message: the session hands all but its last
+//! [`SPOOL_KEEP`] bytes to the host as it grows (the receiver only ever takes back the
+//! CR of the final CRLF), and tells `feed` how much went before (`spooled`).
 
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+
+/// Bytes a spooling session keeps at the end of its buffer: all the receiver may take
+/// back.
+pub(crate) const SPOOL_KEEP: usize = 2;
 
 /// How a body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +50,14 @@ impl DataBody {
 
     /// Takes content from `input` into `message` (dot-unstuffed), returning how many bytes
     /// were used and, once the terminator was read, how the body ended. Bytes after the
-    /// terminator are not touched. Without an end, all of `input` was used.
+    /// terminator are not touched. Without an end, all of `input` was used. `spooled`
+    /// bytes of content came before `message` (handed to the host already); the limit
+    /// counts them.
     pub(crate) fn feed(
         &mut self,
         input: &[u8],
         message: &mut Vec<u8>,
+        spooled: usize,
         limit: usize,
     ) -> (usize, Option<BodyEnd>) {
         let mut used = 0;
@@ -59,13 +70,15 @@ impl DataBody {
                     }
                     // Unstuffing never grows the content, and only the CR before the final
                     // LF is ever taken back, so this keeps `message` within `limit + 2`.
-                    let room = limit.saturating_add(2).saturating_sub(message.len()).max(1);
+                    let held = spooled.saturating_add(message.len());
+                    let room = limit.saturating_add(2).saturating_sub(held).max(1);
                     let slice = &rest[..rest.len().min(room)];
                     let mut bytes = slice.iter();
                     let done = receiver.ingest(&mut bytes, message);
                     used += slice.len() - bytes.len();
+                    let held = spooled.saturating_add(message.len());
                     if done {
-                        let end = if message.len() > limit {
+                        let end = if held > limit {
                             message.clear();
                             BodyEnd::TooBig
                         } else {
@@ -73,7 +86,7 @@ impl DataBody {
                         };
                         return (used, Some(end));
                     }
-                    if message.len() > limit.saturating_add(1) {
+                    if held > limit.saturating_add(1) {
                         // At most one byte can still be taken back: this is over for good.
                         *self = DataBody::Discarding(DummyDataReceiver::new_data(receiver));
                         *message = Vec::new();
@@ -132,7 +145,7 @@ mod tests {
         let mut at = 0;
         while at < input.len() {
             let piece = &input[at..input.len().min(at + step)];
-            let (used, end) = body.feed(piece, &mut message, limit);
+            let (used, end) = body.feed(piece, &mut message, 0, limit);
             at += used;
             assert!(message.len() <= limit.saturating_add(2));
             if end.is_some() {
@@ -141,6 +154,36 @@ mod tests {
             assert_eq!(used, piece.len());
         }
         (message, None, Vec::new())
+    }
+
+    #[test]
+    fn spooling_all_but_the_last_bytes_changes_nothing() {
+        // As the session does: after each piece, all but SPOOL_KEEP bytes go to the host.
+        let input = b"Subject: x\r\n\r\n..one\r\n.two\r\n...\r\nend\r\n.\r\nQUIT\r\n";
+        let whole = b"Subject: x\r\n\r\n.one\r\ntwo\r\n..\r\nend\r\n";
+        for (limit, expected) in [(1000, Some(BodyEnd::Complete)), (20, Some(BodyEnd::TooBig))] {
+            for step in [1, 2, 3, 7, 1000] {
+                let mut body = DataBody::new();
+                let (mut message, mut spooled) = (Vec::new(), Vec::new());
+                let mut at = 0;
+                let end = loop {
+                    let piece = &input[at..input.len().min(at + step)];
+                    let (used, end) = body.feed(piece, &mut message, spooled.len(), limit);
+                    at += used;
+                    if end.is_some() {
+                        break end;
+                    }
+                    let cut = message.len().saturating_sub(SPOOL_KEEP);
+                    spooled.extend(message.drain(..cut));
+                };
+                assert_eq!(end, expected, "{limit} {step}");
+                if end == Some(BodyEnd::Complete) {
+                    spooled.extend(message);
+                    assert_eq!(spooled, whole, "{step}");
+                }
+                assert_eq!(&input[at..], b"QUIT\r\n");
+            }
+        }
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct SmtpConfig {
     /// claiming one of its own domains from this client (it is not in a trusted
     /// network); the host alone knows what is local.
     pub check_sender: bool,
+    /// Content a transaction keeps in memory; beyond it, all but the last bytes go to
+    /// the host ([`Action::Spool`]), and the first this many stay for header checks.
+    pub spool_threshold: usize,
 }
 
 impl Default for SmtpConfig {
@@ -122,6 +125,7 @@ impl Default for SmtpConfig {
             sender_must_match_login: true,
             from_must_match_login: true,
             check_sender: false,
+            spool_threshold: 256 * 1024,
         }
     }
 }
@@ -227,6 +231,15 @@ pub enum Action {
     CheckSender {
         address: String,
     },
+    /// Content of the message being received, to keep until its [`Action::Deliver`]
+    /// (or to drop when the next transaction starts). Handed over as it grows past
+    /// [`SmtpConfig::spool_threshold`], so a session holds little of a big message in
+    /// memory; needs no answer. `first`: the transaction's first, so whatever an
+    /// earlier transaction spooled is dropped.
+    Spool {
+        first: bool,
+        bytes: Vec<u8>,
+    },
     /// Make the message durable for every recipient, then answer [`Input::Delivered`].
     Deliver(Envelope),
     /// Close the connection; the session ignores all input from now on.
@@ -251,8 +264,12 @@ pub struct Envelope {
     /// `SMTPUTF8` on MAIL (RFC 6531).
     pub smtputf8: bool,
     /// The content: dot-unstuffed DATA or the concatenated BDAT chunks, exactly as
-    /// received, line ends included.
+    /// received, line ends included — after the `spooled` bytes of it already handed
+    /// over in [`Action::Spool`]s.
     pub message: Vec<u8>,
+    /// Bytes of the content handed over before `message`; 0 when none was, and then
+    /// whatever an abandoned transaction spooled is to be dropped.
+    pub spooled: usize,
     /// Whether the connection was encrypted.
     pub tls: bool,
 }
@@ -267,6 +284,7 @@ impl fmt::Debug for Envelope {
             .field("body_8bit", &self.body_8bit)
             .field("smtputf8", &self.smtputf8)
             .field("message_len", &self.message.len())
+            .field("spooled", &self.spooled)
             .field("tls", &self.tls)
             .finish()
     }
@@ -321,10 +339,32 @@ struct Transaction {
     body_8bit: bool,
     smtputf8: bool,
     recipients: Vec<String>,
-    /// Content so far (BDAT chunks accumulate here; DATA fills it at once).
+    /// Content so far, after the `spooled` bytes handed to the host (BDAT chunks
+    /// accumulate here; DATA fills it at once).
     message: Vec<u8>,
+    spooled: usize,
+    /// The first bytes of the content, kept for the header checks once the rest is
+    /// spooled.
+    head: Vec<u8>,
     /// A BDAT chunk was accepted: RCPT and DATA may no longer follow (RFC 3030 §3).
     chunking: bool,
+}
+
+impl Transaction {
+    /// Content holding the whole header section, for the header checks: `None` when
+    /// the header runs past what was kept of a spooled message (a check must then
+    /// fail, not pass on a truncated header).
+    fn header_bytes(&self) -> Option<&[u8]> {
+        if self.spooled == 0 {
+            return Some(&self.message);
+        }
+        let head = self.head.as_slice();
+        let ended = head.starts_with(b"\r\n")
+            || head.starts_with(b"\n")
+            || head.windows(3).any(|w| w == b"\n\r\n")
+            || head.windows(2).any(|w| w == b"\n\n");
+        ended.then_some(head)
+    }
 }
 
 /// How client bytes are read next.
@@ -570,25 +610,24 @@ impl Session {
                     }
                 }
                 Reading::Data(body) => {
-                    let mut orphan = Vec::new();
-                    let message = self
-                        .transaction
-                        .as_mut()
-                        .map_or(&mut orphan, |tx| &mut tx.message);
-                    let (n, end) = body.feed(rest, message, self.config.max_message_size);
+                    let mut orphan = Transaction::default();
+                    let tx = self.transaction.as_mut().unwrap_or(&mut orphan);
+                    let limit = self.config.max_message_size;
+                    let (n, end) = body.feed(rest, &mut tx.message, tx.spooled, limit);
                     used += n;
-                    let Some(end) = end else { break };
+                    let Some(end) = end else {
+                        self.spool_overflow();
+                        break;
+                    };
                     self.reading = Reading::Command;
                     self.on_data_end(end);
                 }
                 Reading::Chunk { body, .. } => {
-                    let mut orphan = Vec::new();
-                    let message = self
-                        .transaction
-                        .as_mut()
-                        .map_or(&mut orphan, |tx| &mut tx.message);
-                    let (n, done) = body.feed(rest, message);
+                    let mut orphan = Transaction::default();
+                    let tx = self.transaction.as_mut().unwrap_or(&mut orphan);
+                    let (n, done) = body.feed(rest, &mut tx.message);
                     used += n;
+                    self.spool_overflow();
                     if !done {
                         break;
                     }
@@ -605,6 +644,28 @@ impl Session {
             }
         }
         used
+    }
+
+    /// Hands the content of the transaction past the threshold to the host, all but
+    /// the bytes DATA's receiver may still take back, keeping the first bytes for the
+    /// header checks. BDAT chunks accumulate across commands, so a chunk's end spools
+    /// too.
+    fn spool_overflow(&mut self) {
+        let threshold = self.config.spool_threshold;
+        let Some(tx) = self.transaction.as_mut() else {
+            return;
+        };
+        if tx.message.len() < threshold.saturating_add(crate::body::SPOOL_KEEP) {
+            return;
+        }
+        if tx.spooled == 0 {
+            tx.head = tx.message[..threshold.min(tx.message.len())].to_vec();
+        }
+        let cut = tx.message.len() - crate::body::SPOOL_KEEP;
+        let first = tx.spooled == 0;
+        let bytes: Vec<u8> = tx.message.drain(..cut).collect();
+        tx.spooled += bytes.len();
+        self.actions.push_back(Action::Spool { first, bytes });
     }
 
     /// A complete line (LF included, within the limit): a SASL response or a command.
@@ -1303,6 +1364,7 @@ mod tests {
             body_8bit: false,
             smtputf8: false,
             message: b"secret body".to_vec(),
+            spooled: 0,
             tls: false,
         };
         let printed = format!("{envelope:?}");

@@ -197,6 +197,7 @@ impl Script {
             setup: &self.setup,
             tls_owed: false,
             delivered: Vec::new(),
+            spool: Vec::new(),
         };
         let mut out = Output::default();
         let mut splitter = Splitter::new(split);
@@ -476,6 +477,8 @@ struct Host<'a> {
     /// StartTls was asked for and not yet answered.
     tls_owed: bool,
     delivered: Vec<Envelope>,
+    /// Content the session spooled for the message under way.
+    spool: Vec<u8>,
 }
 
 impl Host<'_> {
@@ -508,7 +511,20 @@ impl Host<'_> {
                     Action::CheckSender { .. } => {
                         return Err("a sender check nobody configured".into());
                     }
-                    Action::Deliver(envelope) => {
+                    Action::Spool { first, bytes } => {
+                        if first {
+                            self.spool.clear();
+                        }
+                        self.spool.extend(bytes);
+                    }
+                    Action::Deliver(mut envelope) => {
+                        let spooled = std::mem::take(&mut self.spool);
+                        if envelope.spooled > 0 {
+                            if envelope.spooled != spooled.len() {
+                                return Err("spooled content and count differ".into());
+                            }
+                            envelope.message = [spooled, envelope.message].concat();
+                        }
                         if envelope.authenticated_as.as_deref() != session.authenticated_user() {
                             return Err("envelope and session disagree on the login".into());
                         }

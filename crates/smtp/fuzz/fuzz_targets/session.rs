@@ -30,11 +30,14 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: MAX_SIZE,
         max_errors: 5,
         max_commands: 20,
+        // Small, so that content is spooled and reassembled often.
+        spool_threshold: 64,
         ..SmtpConfig::default()
     };
     let mut session = Session::new(config, control & 2 == 0);
     let mut closed = false;
     let mut step = 0usize;
+    let mut spooled = 0usize;
     for piece in input.chunks(usize::from(control >> 2).max(1)) {
         session.handle(Input::Bytes(piece));
         while let Some(action) = session.next_action() {
@@ -75,9 +78,20 @@ fuzz_target!(|data: &[u8]| {
                         SenderVerdict::Accepted
                     }))
                 }
+                Action::Spool { first, bytes } => {
+                    if first {
+                        spooled = 0;
+                    }
+                    spooled += bytes.len();
+                    assert!(spooled <= MAX_SIZE + 2);
+                    None
+                }
                 Action::Deliver(envelope) => {
                     assert!(!envelope.recipients.is_empty());
-                    assert!(envelope.message.len() <= MAX_SIZE + 2);
+                    // Spooled by a transaction that was abandoned, if not this one's.
+                    let kept = std::mem::take(&mut spooled);
+                    assert!(envelope.spooled == 0 || envelope.spooled == kept);
+                    assert!(envelope.spooled + envelope.message.len() <= MAX_SIZE + 2);
                     Some(Input::Delivered(Ok(format!("Q{step}"))))
                 }
             };

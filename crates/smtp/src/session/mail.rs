@@ -211,7 +211,9 @@ impl Session {
         let refusal = match &mut self.transaction {
             None => Some(ClientError::BadSequence(reply::NEED_MAIL)),
             Some(tx) if tx.recipients.is_empty() => Some(ClientError::NoValidRecipients),
-            Some(tx) if tx.message.len().saturating_add(size) > limit => Some(ClientError::TooBig),
+            Some(tx) if (tx.spooled + tx.message.len()).saturating_add(size) > limit => {
+                Some(ClientError::TooBig)
+            }
             Some(tx) => {
                 tx.chunking = true;
                 None
@@ -255,7 +257,9 @@ impl Session {
         if self.config.mode == Mode::Submission
             && self.config.from_must_match_login
             && let Some(user) = &self.authenticated
-            && !from_header_owned(&transaction.message, user)
+            && !transaction
+                .header_bytes()
+                .is_some_and(|header| from_header_owned(header, user))
         {
             return self.client_error(ClientError::FromNotOwned);
         }
@@ -268,6 +272,7 @@ impl Session {
             body_8bit: transaction.body_8bit,
             smtputf8: transaction.smtputf8,
             message: transaction.message,
+            spooled: transaction.spooled,
             tls: self.tls_active,
         };
         self.request(Action::Deliver(envelope), Awaiting::Delivery);
@@ -951,5 +956,138 @@ mod tests {
             answer(&mut s, Input::RecipientChecked(RecipientVerdict::Remote)),
             format!("250 2.1.5 Recipient OK\r\n{START}\r\n")
         );
+    }
+
+    /// A session spooling past 64 bytes, with 4,000 bytes allowed per message.
+    fn spooling(config: SmtpConfig) -> Session {
+        let config = SmtpConfig {
+            spool_threshold: 64,
+            max_message_size: 4000,
+            ..config
+        };
+        let mut s = start(config, true);
+        login(&mut s);
+        s
+    }
+
+    /// Sends `bytes` in pieces of `step`, returning the actions, spooled chunks apart.
+    fn send_spooling(s: &mut Session, bytes: &[u8], step: usize) -> (String, Vec<(bool, usize)>) {
+        let (mut out, mut spools) = (String::new(), Vec::new());
+        for piece in bytes.chunks(step) {
+            s.handle(Input::Bytes(piece));
+            while let Some(action) = s.next_action() {
+                if let Action::Spool { first, bytes } = &action {
+                    spools.push((*first, bytes.len()));
+                }
+                out.push_str(&render(action));
+            }
+            let held = s.transaction.as_ref().map_or(0, |tx| tx.message.len());
+            assert!(held <= 64 + 2 + step, "{held} bytes held in memory");
+        }
+        (out, spools)
+    }
+
+    fn big_message(from: &str, lines: usize) -> String {
+        let mut message = format!("From: {from}\r\nSubject: big\r\n\r\n");
+        for i in 0..lines {
+            message.push_str(&format!("line {i}\r\n.dot {i}\r\n"));
+        }
+        message
+    }
+
+    #[test]
+    fn data_past_the_threshold_is_spooled_and_reassembled_exactly() {
+        for step in [1, 7, 100, 5000] {
+            let mut s = spooling(submission());
+            with_recipient(&mut s, "alice@example.com", "bob@example.com");
+            assert_eq!(
+                send(&mut s, "DATA\r\n"),
+                format!("{}\r\n", reply::START_DATA)
+            );
+            let message = big_message("alice@example.com", 100);
+            let wire = message.replace("\r\n.", "\r\n..") + ".\r\n";
+            let (out, spools) = send_spooling(&mut s, wire.as_bytes(), step);
+            assert!(
+                out.ends_with(&format!(
+                    "[deliver <alice@example.com> -> bob@example.com {}]\n",
+                    message.len()
+                )),
+                "{out}"
+            );
+            assert!(!spools.is_empty() || step == 5000, "{step}");
+            assert!(
+                spools
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (first, _))| *first == (i == 0))
+            );
+            assert_eq!(last_envelope().message, message.as_bytes(), "{step}");
+        }
+    }
+
+    #[test]
+    fn spooled_content_counts_toward_the_size_limit() {
+        let mut s = spooling(submission());
+        with_recipient(&mut s, "alice@example.com", "bob@example.com");
+        send(&mut s, "DATA\r\n");
+        // 100 lines of ~20 bytes: over 4,000.
+        let wire = big_message("alice@example.com", 250).replace("\r\n.", "\r\n..") + ".\r\n";
+        let (out, _) = send_spooling(&mut s, wire.as_bytes(), 100);
+        assert!(out.ends_with("552 5.3.4 Message too big\r\n"), "{out}");
+        let mut s = spooling(submission());
+        with_recipient(&mut s, "alice@example.com", "bob@example.com");
+        assert_eq!(send(&mut s, "BDAT 3000\r\n"), "");
+        let (out, spools) = send_spooling(&mut s, &[b'x'; 3000], 500);
+        assert_eq!(out, "250 2.0.0 3000 octets received\r\n");
+        assert_eq!(spools.iter().map(|(_, n)| n).sum::<usize>(), 2998);
+        // 3,000 spooled and kept plus 1,001 is over 4,000; the chunk is read and dropped.
+        let out = send(&mut s, &format!("BDAT 1001 LAST\r\n{}", "y".repeat(1001)));
+        assert_eq!(out, "552 5.3.4 Message too big\r\n");
+    }
+
+    #[test]
+    fn a_new_transaction_starts_a_new_spool() {
+        let mut s = spooling(submission());
+        with_recipient(&mut s, "alice@example.com", "bob@example.com");
+        assert_eq!(send(&mut s, "BDAT 500\r\n"), "");
+        let (_, spools) = send_spooling(&mut s, &[b'a'; 500], 500);
+        assert_eq!(spools, vec![(true, 498)]);
+        assert_eq!(send(&mut s, "RSET\r\n"), "250 2.0.0 Ok\r\n");
+        with_recipient(&mut s, "alice@example.com", "bob@example.com");
+        assert_eq!(send(&mut s, "BDAT 200 LAST\r\n"), "");
+        // No header at all: it poses as nobody.
+        let message = [b"\r\n".as_slice(), &[b'b'; 198]].concat();
+        let (out, spools) = send_spooling(&mut s, &message, 200);
+        assert_eq!(spools, vec![(true, 198)]);
+        assert!(
+            out.ends_with("[deliver <alice@example.com> -> bob@example.com 200]\n"),
+            "{out}"
+        );
+        assert_eq!(last_envelope().message, message);
+    }
+
+    #[test]
+    fn the_from_check_sees_the_header_of_a_spooled_message() {
+        let submit_in_pieces = |message: &str| {
+            let mut s = spooling(submission());
+            with_recipient(&mut s, "alice@example.com", "bob@example.com");
+            send(&mut s, "DATA\r\n");
+            let wire = message.replace("\r\n.", "\r\n..") + ".\r\n";
+            let (out, spools) = send_spooling(&mut s, wire.as_bytes(), 10);
+            assert!(!spools.is_empty());
+            out
+        };
+        let out = submit_in_pieces(&big_message("ceo@example.com", 50));
+        assert!(out.ends_with(FROM_NOT_OWNED), "{out}");
+        let out = submit_in_pieces(&big_message("alice@example.com", 50));
+        assert!(out.contains("[deliver <alice@example.com>"), "{out}");
+        // A header longer than what is kept cannot be checked: refused, not passed.
+        let long = format!(
+            "X-Pad: {}\r\n{}",
+            "p".repeat(100),
+            big_message("alice@example.com", 5)
+        );
+        let out = submit_in_pieces(&long);
+        assert!(out.ends_with(FROM_NOT_OWNED), "{out}");
     }
 }

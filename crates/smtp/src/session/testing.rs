@@ -6,6 +6,31 @@ use super::*;
 
 thread_local! {
     static LAST_ENVELOPE: RefCell<Option<Envelope>> = const { RefCell::new(None) };
+    static SPOOLED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Puts the spooled content back in front of the envelope's message, as a host does.
+pub(crate) fn assemble(envelope: &mut Envelope, mut spooled: Vec<u8>) {
+    if envelope.spooled == 0 {
+        // What an abandoned transaction spooled.
+        return;
+    }
+    assert_eq!(
+        spooled.len(),
+        envelope.spooled,
+        "spooled content and count differ"
+    );
+    spooled.extend_from_slice(&envelope.message);
+    envelope.message = spooled;
+    envelope.spooled = 0;
+}
+
+/// Keeps spooled content as a host does: a transaction's first chunk starts afresh.
+fn keep_spooled(spool: &mut Vec<u8>, first: bool, bytes: Vec<u8>) {
+    if first {
+        spool.clear();
+    }
+    spool.extend(bytes);
 }
 
 pub(crate) fn submission() -> SmtpConfig {
@@ -43,7 +68,15 @@ pub(crate) fn render(action: Action) -> String {
         }
         Action::CheckRecipient { address } => format!("[check {address}]\n"),
         Action::CheckSender { address } => format!("[sender {address}]\n"),
-        Action::Deliver(envelope) => {
+        Action::Spool { first, bytes } => {
+            SPOOLED.with(|spooled| keep_spooled(&mut spooled.borrow_mut(), first, bytes));
+            String::new()
+        }
+        Action::Deliver(mut envelope) => {
+            assemble(
+                &mut envelope,
+                SPOOLED.with(|s| std::mem::take(&mut *s.borrow_mut())),
+            );
             let text = format!(
                 "[deliver <{}> -> {} {}]\n",
                 envelope.mail_from,
@@ -105,6 +138,7 @@ pub(crate) fn login(s: &mut Session) {
 pub(crate) struct Host {
     pub(crate) tls_owed: bool,
     pub(crate) delivered: Vec<Envelope>,
+    spool: Vec<u8>,
 }
 
 impl Host {
@@ -112,6 +146,7 @@ impl Host {
         Host {
             tls_owed: false,
             delivered: Vec::new(),
+            spool: Vec::new(),
         }
     }
 
@@ -151,7 +186,9 @@ impl Host {
                             SenderVerdict::Accepted
                         },
                     )),
-                    Action::Deliver(envelope) => {
+                    Action::Spool { first, bytes } => keep_spooled(&mut self.spool, first, bytes),
+                    Action::Deliver(mut envelope) => {
+                        assemble(&mut envelope, std::mem::take(&mut self.spool));
                         out.push_str(&format!("[deliver {}]\n", envelope.message.len()));
                         self.delivered.push(envelope);
                         let id = format!("Q{}", self.delivered.len());

@@ -1,0 +1,311 @@
+//! The per-message work of FETCH and SEARCH, handed to the host in slices.
+//!
+//! The session machine decides which messages a command covers and writes its
+//! responses, but rendering FETCH items and evaluating SEARCH keys is CPU work that
+//! grows with message size and key count. Done on the thread that serves sessions, one
+//! user's `SEARCH NOT TEXT … ×1000` would stall everyone else's. So the machine asks
+//! the host to run a [`ScanJob`] where that cannot happen (the server uses its blocking
+//! pool, a few jobs at a time), and the job stops after a slice — about
+//! [`OUTPUT_SLICE`] bytes of responses or [`WORK_SLICE`] bytes of text examined. The
+//! machine asks for the rest with the next job, which the host starts once the client
+//! has read what came before: a command's output never piles up beyond a slice or two.
+//!
+//! SEARCH also has a budget for the whole command ([`ScanJob::budget`], bytes of text
+//! its keys may examine); past it the command fails with `NO [LIMIT]`.
+
+use std::sync::Arc;
+
+use crate::command::{FetchAttr, SearchKey};
+use crate::fetch::{self, RenderError, RenderStyle};
+use crate::request::{Detail, MessageData};
+use crate::search;
+
+/// Rendered FETCH output after which a job stops and returns what it has.
+pub const OUTPUT_SLICE: usize = 1024 * 1024;
+/// Text examined by SEARCH keys after which a job stops and returns what it has.
+pub const WORK_SLICE: u64 = 16 * 1024 * 1024;
+
+/// One message of a scan, numbered as the session's view numbers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanTarget {
+    pub seq: u32,
+    pub uid: u32,
+    /// \Recent for this session.
+    pub recent: bool,
+}
+
+/// What a scan does with each message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanWork {
+    /// Render `* n FETCH (…)`; messages not changed since `changed_since` are skipped.
+    Fetch {
+        attrs: Vec<FetchAttr>,
+        changed_since: Option<u64>,
+        style: RenderStyle,
+    },
+    /// Evaluate `key`; `max_seq` and `max_uid` are what `*` means in the view.
+    Search {
+        key: SearchKey,
+        max_seq: u32,
+        max_uid: u32,
+    },
+}
+
+/// One slice of a scan, for the host to run.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScanJob {
+    /// Ascending; the job may stop before the last ([`ScanOutcome::processed`]).
+    pub targets: Vec<ScanTarget>,
+    /// How much of each message the host must read.
+    pub detail: Detail,
+    pub work: Arc<ScanWork>,
+    /// Bytes of text SEARCH keys may still examine in this command.
+    pub budget: u64,
+}
+
+/// What one slice produced.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Targets dealt with, counted from the first (those the store no longer has
+    /// included); the rest go in the next job.
+    pub processed: usize,
+    pub output: ScanOutput,
+    /// Bytes of text SEARCH keys examined.
+    pub examined: u64,
+    /// SEARCH examined more than its budget allowed: the command fails.
+    pub over_budget: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanOutput {
+    Rendered {
+        bytes: Vec<u8>,
+        /// A BINARY item met a transfer encoding it cannot decode (`[UNKNOWN-CTE]`).
+        unknown_cte: bool,
+    },
+    /// (seq, uid) of the matches, and the highest MODSEQ among them.
+    Hits {
+        hits: Vec<(u32, u32)>,
+        max_modseq: u64,
+    },
+}
+
+impl ScanJob {
+    /// Whether the job is CPU work worth queueing for: it reads whole messages, or
+    /// searches their text. Flags, summaries and header fields are cheap.
+    pub fn heavy(&self) -> bool {
+        match *self.work {
+            ScanWork::Fetch { .. } => self.detail == Detail::Full,
+            ScanWork::Search { .. } => self.detail >= Detail::Header,
+        }
+    }
+
+    /// Runs the slice. `read(uid, detail)` gives a message as the job needs it, or
+    /// `None` if it is gone (expunged meanwhile); its error ends the job.
+    pub fn run<E>(
+        &self,
+        mut read: impl FnMut(u32, Detail) -> Result<Option<MessageData>, E>,
+    ) -> Result<ScanOutcome, E> {
+        let mut outcome = ScanOutcome {
+            processed: 0,
+            output: match *self.work {
+                ScanWork::Fetch { .. } => ScanOutput::Rendered {
+                    bytes: Vec::new(),
+                    unknown_cte: false,
+                },
+                ScanWork::Search { .. } => ScanOutput::Hits {
+                    hits: Vec::new(),
+                    max_modseq: 0,
+                },
+            },
+            examined: 0,
+            over_budget: false,
+        };
+        for target in &self.targets {
+            if outcome.processed > 0 && self.slice_full(&outcome) {
+                break;
+            }
+            outcome.processed += 1;
+            let Some(message) = read(target.uid, self.detail)? else {
+                continue;
+            };
+            self.one(target, &message, &mut outcome);
+            if outcome.examined > self.budget {
+                outcome.over_budget = true;
+                break;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn slice_full(&self, outcome: &ScanOutcome) -> bool {
+        let output = match &outcome.output {
+            ScanOutput::Rendered { bytes, .. } => bytes.len(),
+            ScanOutput::Hits { .. } => 0,
+        };
+        output >= OUTPUT_SLICE || outcome.examined >= WORK_SLICE
+    }
+
+    fn one(&self, target: &ScanTarget, message: &MessageData, outcome: &mut ScanOutcome) {
+        match (&*self.work, &mut outcome.output) {
+            (
+                ScanWork::Fetch {
+                    attrs,
+                    changed_since,
+                    style,
+                },
+                ScanOutput::Rendered { bytes, unknown_cte },
+            ) => {
+                if changed_since.is_some_and(|since| message.modseq <= since) {
+                    return;
+                }
+                let rendered =
+                    fetch::render(bytes, target.seq, message, attrs, *style, target.recent);
+                if rendered == Err(RenderError::UnknownCte) {
+                    *unknown_cte = true;
+                }
+            }
+            (
+                ScanWork::Search {
+                    key,
+                    max_seq,
+                    max_uid,
+                },
+                ScanOutput::Hits { hits, max_modseq },
+            ) => {
+                let ctx = search::Context {
+                    seq: target.seq,
+                    max_seq: *max_seq,
+                    max_uid: *max_uid,
+                    recent: target.recent,
+                    message,
+                    text: search::TextCache::default(),
+                };
+                if search::matches(key, &ctx) {
+                    hits.push((target.seq, target.uid));
+                    *max_modseq = (*max_modseq).max(message.modseq);
+                }
+                outcome.examined += ctx.text.examined();
+            }
+            // `run` made the output for the work.
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::DateTime;
+
+    fn message(uid: u32, body: &str) -> MessageData {
+        let raw = format!("Subject: m{uid}\r\n\r\n{body}\r\n").into_bytes();
+        MessageData {
+            uid,
+            flags: Vec::new(),
+            internal_date: DateTime {
+                timestamp: 0,
+                offset: 0,
+            },
+            size: raw.len() as u64,
+            modseq: uid as u64,
+            summary: None,
+            raw: Some(raw),
+        }
+    }
+
+    fn targets(n: u32) -> Vec<ScanTarget> {
+        (1..=n)
+            .map(|i| ScanTarget {
+                seq: i,
+                uid: i * 10,
+                recent: false,
+            })
+            .collect()
+    }
+
+    fn search(key: SearchKey, n: u32, budget: u64) -> ScanJob {
+        ScanJob {
+            targets: targets(n),
+            detail: Detail::Full,
+            work: Arc::new(ScanWork::Search {
+                key,
+                max_seq: n,
+                max_uid: n * 10,
+            }),
+            budget,
+        }
+    }
+
+    fn read_all(body: &str) -> impl FnMut(u32, Detail) -> Result<Option<MessageData>, ()> + '_ {
+        move |uid, _| Ok(Some(message(uid, body)))
+    }
+
+    #[test]
+    fn search_counts_the_text_its_keys_examine_and_stops_past_the_budget() {
+        let body = "x".repeat(1000);
+        let key = SearchKey::And(vec![
+            SearchKey::Not(Box::new(SearchKey::Text("q1".into()))),
+            SearchKey::Not(Box::new(SearchKey::Text("q2".into()))),
+        ]);
+        let done = search(key.clone(), 10, u64::MAX)
+            .run(read_all(&body))
+            .unwrap();
+        assert_eq!(done.processed, 10);
+        assert!(!done.over_budget);
+        let ScanOutput::Hits { hits, max_modseq } = &done.output else {
+            panic!("{done:?}")
+        };
+        assert_eq!(hits.len(), 10);
+        assert_eq!(*max_modseq, 100);
+        // Two TEXT keys each read the header and the body of every message.
+        let per_message = done.examined / 10;
+        assert!(per_message >= 2 * 1000, "{per_message}");
+        let cut = search(key, 10, per_message * 3)
+            .run(read_all(&body))
+            .unwrap();
+        assert!(cut.over_budget);
+        assert_eq!(cut.processed, 4);
+    }
+
+    #[test]
+    fn a_slice_ends_after_its_output_and_the_rest_follows() {
+        let body = "y".repeat(300 * 1024);
+        let job = ScanJob {
+            targets: targets(10),
+            detail: Detail::Full,
+            work: Arc::new(ScanWork::Fetch {
+                attrs: vec![FetchAttr::Uid, FetchAttr::Rfc822],
+                changed_since: None,
+                style: RenderStyle::default(),
+            }),
+            budget: 0,
+        };
+        let first = job.run(read_all(&body)).unwrap();
+        // 300 KiB a message: the fourth passes the 1 MiB slice.
+        assert_eq!(first.processed, 4);
+        let ScanOutput::Rendered { bytes, unknown_cte } = &first.output else {
+            panic!("{first:?}")
+        };
+        assert!(!unknown_cte);
+        assert!(bytes.starts_with(b"* 1 FETCH (UID 10 RFC822 {"));
+        assert_eq!(bytes.windows(8).filter(|w| w == b" FETCH (").count(), 4);
+    }
+
+    #[test]
+    fn gone_messages_count_as_processed_and_errors_end_the_job() {
+        let job = search(SearchKey::All, 3, u64::MAX);
+        let outcome = job
+            .run(|uid, _| Ok::<_, ()>((uid != 20).then(|| message(uid, "b"))))
+            .unwrap();
+        assert_eq!(outcome.processed, 3);
+        let ScanOutput::Hits { hits, .. } = outcome.output else {
+            panic!()
+        };
+        assert_eq!(hits, vec![(1, 10), (3, 30)]);
+        assert_eq!(
+            job.run(|_, _| Err::<Option<MessageData>, _>("disk")),
+            Err("disk")
+        );
+    }
+}
