@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def dial(port: int, source: str | None = None, timeout: float = IO_TIMEOUT):
+    """A connection to 127.0.0.1:`port`, from the loopback address `source` if given
+    (the server listens on 127.0.0.1 only, but any 127.0.0.0/8 address can reach it, so
+    "another client address" is a real one)."""
+    return socket.create_connection(
+        ("127.0.0.1", port),
+        timeout=timeout,
+        source_address=(source, 0) if source else None,
+    )
 
 
 def tls_context() -> ssl.SSLContext:
@@ -183,9 +195,31 @@ def closed_by_server(client, timeout: float, *, strict: bool) -> bool:
         client.sock.settimeout(IO_TIMEOUT)
 
 
+class RssSampler(threading.Thread):
+    """The largest RSS (KiB) of a server while it runs: `start()`, then `stop()` returns
+    the peak."""
+
+    def __init__(self, server: "Server"):
+        super().__init__(daemon=True)
+        self.server = server
+        self.peak = server.rss_kib()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, self.server.rss_kib())
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        return self.peak
+
+
 class Server:
     """One portico node in its own directory. `start()` picks fresh free ports each time
-    and rewrites the configuration, so a restart never races the old sockets."""
+    and rewrites the configuration, so a restart never races the old sockets. `env`
+    adds variables to the server process's environment."""
 
     def __init__(
         self,
@@ -195,8 +229,10 @@ class Server:
         login: str = "secure",
         data_dir: str = "data",
         config_name: str = "portico.toml",
+        env: dict[str, str] | None = None,
     ):
         self.binary = binary
+        self.env = env or {}
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.login_type = login
@@ -234,6 +270,7 @@ class Server:
             return subprocess.Popen(
                 [str(self.binary), "--config", str(self.config), "serve"],
                 cwd=self.root,
+                env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -280,6 +317,13 @@ class Server:
         if self.running:
             self.proc.kill()
             self.proc.wait()
+
+    def rss_kib(self) -> int:
+        """The server process's resident set (VmRSS), in KiB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        m = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M)
+        assert m, status
+        return int(m.group(1))
 
     def log(self) -> str:
         try:
@@ -365,16 +409,18 @@ class Server:
             assert resp.startswith(b"+OK Logged in, "), resp
             return p
 
-    def raw(self, *, implicit: bool = False) -> "RawClient":
-        return RawClient(self, implicit=implicit)
+    def raw(self, *, implicit: bool = False, source: str | None = None) -> "RawClient":
+        return RawClient(self, implicit=implicit, source=source)
 
 
 class RawClient:
     """A byte-level POP3 client (plain, or implicit TLS) for what poplib hides."""
 
-    def __init__(self, server: Server, *, implicit: bool = False):
+    def __init__(
+        self, server: Server, *, implicit: bool = False, source: str | None = None
+    ):
         port = server.pop3s_port if implicit else server.pop3_port
-        sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        sock = dial(port, source)
         if implicit:
             sock = tls_context().wrap_socket(sock)
         self.sock = sock
@@ -620,9 +666,16 @@ class RawImap:
     untagged/continuation lines and the tagged line. Each response line is returned
     without its CRLF, with any literals it carries inline (`{n}\\r\\n` + the n bytes)."""
 
-    def __init__(self, server: "ImapServer", *, implicit: bool = False, timeout=IO_TIMEOUT):
+    def __init__(
+        self,
+        server: "ImapServer",
+        *,
+        implicit: bool = False,
+        timeout=IO_TIMEOUT,
+        source: str | None = None,
+    ):
         port = server.imaps_port if implicit else server.imap_port
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        sock = dial(port, source, timeout)
         if implicit:
             sock = tls_context().wrap_socket(sock)
         self.sock = sock
@@ -633,23 +686,35 @@ class RawImap:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _fill(self) -> None:
+    def _recv(self, pending: list[bytes]) -> bytes:
         chunk = self.sock.recv(1 << 20)
         if not chunk:
-            raise EOFError(f"connection closed; pending {self.buf!r}")
-        self.buf += chunk
+            raise EOFError(f"connection closed; pending {b''.join(pending)[:300]!r}")
+        return chunk
 
     def _raw_line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            assert b"\n" not in self.buf, f"bare LF in response {self.buf[:300]!r}"
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
+        # Chunks are collected and joined once, and only the new bytes are searched:
+        # a response line of tens of megabytes (a BODYSTRUCTURE of 100,000 parts) then
+        # costs linear time here, not quadratic.
+        chunks = [self.buf]
+        seen = self.buf
+        while b"\r\n" not in seen:
+            assert b"\n" not in seen, f"bare LF in response {seen[:300]!r}"
+            chunk = self._recv(chunks)
+            seen = chunks[-1][-1:] + chunk
+            chunks.append(chunk)
+        line, self.buf = b"".join(chunks).split(b"\r\n", 1)
         return line
 
     def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
+        chunks = [self.buf]
+        have = len(self.buf)
+        while have < n:
+            chunk = self._recv(chunks)
+            chunks.append(chunk)
+            have += len(chunk)
+        data = b"".join(chunks)
+        data, self.buf = data[:n], data[n:]
         return data
 
     def line(self) -> bytes:
@@ -902,10 +967,17 @@ class SmtpServer(ImapServer):
         assert (code, text) == (235, b"2.7.0 Authentication successful")
         return s
 
-    def raw_smtp(self, port: int | None = None, *, implicit: bool = False) -> "RawSmtp":
+    def raw_smtp(
+        self,
+        port: int | None = None,
+        *,
+        implicit: bool = False,
+        source: str | None = None,
+    ) -> "RawSmtp":
         return RawSmtp(
             port or (self.submissions_port if implicit else self.submission_port),
             implicit=implicit,
+            source=source,
         )
 
     def queue(self) -> list[dict]:
@@ -937,8 +1009,15 @@ class RawSmtp:
     """A byte-level SMTP client: `reply()` reads one (multi-line) reply and returns its
     lines without CRLF."""
 
-    def __init__(self, port: int, *, implicit: bool = False, timeout=IO_TIMEOUT):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(
+        self,
+        port: int,
+        *,
+        implicit: bool = False,
+        timeout=IO_TIMEOUT,
+        source: str | None = None,
+    ):
+        sock = dial(port, source, timeout)
         if implicit:
             sock = tls_context().wrap_socket(sock)
         self.sock = sock

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import socket
-import ssl
 import subprocess
 import time
 from pathlib import Path

@@ -6,8 +6,10 @@ a bare `postmaster` is a recipient; and whatever line ends a stored message has,
 relay hands the smarthost CRLF lines, dot-stuffed, with one terminator.
 
 Servers here start with the default trusted_networks (empty) unless a test says
-otherwise. After every attack a well-behaved client still delivers normally. Exact
-replies are asserted; expectations are computed here from what was sent."""
+otherwise. After every attack a well-behaved client still delivers normally, and a
+bystander.Bystander signed in before it goes through its IMAP, POP3 and SMTP rounds
+during and after it (not in the tests of ordinary, accepted cases or of configuration).
+Exact replies are asserted; expectations are computed here from what was sent."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import re
 
 import pytest
 
+from bystander import Bystander
 from conftest import SMTP_HOSTNAME, SmtpServer
 from test_smtp import (
     ALICE,
     ALICE_PW,
+    AUTH_OK,
     BOB,
     BOB_PW,
     CAROL,
@@ -50,15 +54,20 @@ def untrusted(make_smtp_server, **options) -> SmtpServer:
     )
 
 
-def inbound_delivery_works(server: SmtpServer, rcpt: str = BOB) -> str:
-    """A well-behaved inbound client delivers one message; returns its queue id."""
+def inbound_delivery_works(
+    server: SmtpServer,
+    rcpt: str = BOB,
+    content: bytes = b"Subject: fine\r\n\r\nstill here\r\n",
+) -> str:
+    """An inbound client (from REMOTE, EHLO mx.remote.example) delivers `content` (CRLF
+    lines, none starting with a dot); returns its queue id."""
     r = server.raw_smtp(server.smtp_port)
     try:
         r.ehlo("mx.remote.example")
         assert r.cmd(f"MAIL FROM:<{REMOTE}>") == SENDER_OK
         assert r.cmd(f"RCPT TO:<{rcpt}>") == RECIPIENT_OK
         assert r.cmd("DATA") == START_DATA
-        m = QUEUED.fullmatch(r.cmd(b"Subject: fine\r\n\r\nstill here\r\n."))
+        m = QUEUED.fullmatch(r.cmd(content + b"."))
         assert m
         assert r.cmd("QUIT") == b"221 2.0.0 Bye"
         return m.group(1).decode()
@@ -88,16 +97,19 @@ def test_trace_headers_carry_printable_ascii_only(make_smtp_server, helo, shown)
     a quoted local part stays quoted in Return-Path: `<"a>b"@evil.example>`, not
     `<a>b@evil.example>`. The header section is printable ASCII, CRLF and tab only."""
     server = untrusted(make_smtp_server)
-    r = server.raw_smtp(server.smtp_port)
-    try:
-        r.send(b"EHLO " + helo + b"\r\n")
-        assert r.reply()[0] == f"250-{SMTP_HOSTNAME}".encode()
-        assert r.cmd('MAIL FROM:<"a>b"@evil.example>') == SENDER_OK
-        assert r.cmd(f"RCPT TO:<{ALICE}>") == RECIPIENT_OK
-        assert r.cmd("DATA") == START_DATA
-        assert QUEUED.fullmatch(r.cmd(b"Subject: trace\r\n\r\nbody\r\n."))
-    finally:
-        r.close()
+    bystander = Bystander(server)
+    with bystander.running_during("hostile EHLO name"):
+        r = server.raw_smtp(server.smtp_port)
+        try:
+            r.send(b"EHLO " + helo + b"\r\n")
+            assert r.reply()[0] == f"250-{SMTP_HOSTNAME}".encode()
+            assert r.cmd('MAIL FROM:<"a>b"@evil.example>') == SENDER_OK
+            assert r.cmd(f"RCPT TO:<{ALICE}>") == RECIPIENT_OK
+            assert r.cmd("DATA") == START_DATA
+            assert QUEUED.fullmatch(r.cmd(b"Subject: trace\r\n\r\nbody\r\n."))
+        finally:
+            r.close()
+    bystander.check("after hostile EHLO name")
     [stored] = imap_messages(server, ALICE, ALICE_PW)
     _, rest = split_trace(
         stored, mail_from='"a>b"@evil.example', rcpt=ALICE, with_="ESMTP", helo=shown
@@ -167,7 +179,10 @@ def test_submission_from_header_must_be_the_login(make_smtp_server, from_lines):
     nothing delivered; the session and the server go on."""
     server = untrusted(make_smtp_server)
     message = from_lines + b"Subject: wire the money\r\n\r\nnow\r\n"
-    assert submit_raw(server, message) == FROM_NOT_OWNED
+    bystander = Bystander(server)
+    with bystander.running_during("forged From:"):
+        assert submit_raw(server, message) == FROM_NOT_OWNED
+    bystander.check("after forged From:")
     assert inbox_count(server, BOB) == 0
     own = b"From: Alice <Alice@EXAMPLE.com>\r\nSubject: mine\r\n\r\nok\r\n"
     assert QUEUED.fullmatch(submit_raw(server, own))
@@ -195,20 +210,23 @@ def test_inbound_local_sender_needs_authentication(make_smtp_server):
     550 5.7.1, in any case of the domain; a remote sender and `<>` are fine; the refusal
     does not end the session."""
     server = untrusted(make_smtp_server)
-    r = server.raw_smtp(server.smtp_port)
-    try:
-        r.ehlo("mx.remote.example")
-        assert r.cmd(f"MAIL FROM:<{ALICE}>") == LOCAL_SENDER
-        assert r.cmd("MAIL FROM:<nobody@EXAMPLE.COM>") == LOCAL_SENDER
-        assert r.cmd(f"RCPT TO:<{BOB}>") == b"503 5.5.1 Need MAIL command first"
-        assert r.cmd("MAIL FROM:<>") == SENDER_OK
-        assert r.cmd("RSET") == OK
-        assert r.cmd(f"MAIL FROM:<{REMOTE}>") == SENDER_OK
-        assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
-        assert r.cmd("DATA") == START_DATA
-        assert QUEUED.fullmatch(r.cmd(b"Subject: ok\r\n\r\nx\r\n."))
-    finally:
-        r.close()
+    bystander = Bystander(server)
+    with bystander.running_during("forged local sender"):
+        r = server.raw_smtp(server.smtp_port)
+        try:
+            r.ehlo("mx.remote.example")
+            assert r.cmd(f"MAIL FROM:<{ALICE}>") == LOCAL_SENDER
+            assert r.cmd("MAIL FROM:<nobody@EXAMPLE.COM>") == LOCAL_SENDER
+            assert r.cmd(f"RCPT TO:<{BOB}>") == b"503 5.5.1 Need MAIL command first"
+            assert r.cmd("MAIL FROM:<>") == SENDER_OK
+            assert r.cmd("RSET") == OK
+            assert r.cmd(f"MAIL FROM:<{REMOTE}>") == SENDER_OK
+            assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
+            assert r.cmd("DATA") == START_DATA
+            assert QUEUED.fullmatch(r.cmd(b"Subject: ok\r\n\r\nx\r\n."))
+        finally:
+            r.close()
+    bystander.check("after forged local sender")
     assert inbox_count(server, BOB) == 1
 
 
@@ -228,12 +246,16 @@ def test_untrusted_network_and_policy_off(make_smtp_server):
     """A trusted network that is not the client's trusts nothing; the policy off lets
     local senders through again."""
     server = with_users(make_smtp_server(trusted_networks='["10.0.0.0/8", "::1"]'))
-    r = server.raw_smtp(server.smtp_port)
-    try:
-        r.ehlo("mx.remote.example")
-        assert r.cmd(f"MAIL FROM:<{ALICE}>") == LOCAL_SENDER
-    finally:
-        r.close()
+    bystander = Bystander(server)
+    with bystander.running_during("local sender from an untrusted network"):
+        r = server.raw_smtp(server.smtp_port)
+        try:
+            r.ehlo("mx.remote.example")
+            assert r.cmd(f"MAIL FROM:<{ALICE}>") == LOCAL_SENDER
+        finally:
+            r.close()
+    bystander.check("after local sender from an untrusted network")
+    bystander.close()
     server.stop()
     off = untrusted(
         make_smtp_server,
@@ -327,25 +349,29 @@ def test_relay_stuffs_dots_on_crlf_normalized_lines(make_smtp_server):
             b".leading dot\r\n"  # these two CRLF-led dots are stuffed by the client
             b"bare cr at end\r"
         )
-        r = server.raw_smtp()
-        try:
-            r.ehlo(HELO)
-            r.starttls()
-            r.ehlo(HELO)
-            assert r.auth_plain(ALICE, ALICE_PW) == b"235 2.7.0 Authentication successful"
-            assert r.cmd(f"MAIL FROM:<{ALICE}>") == SENDER_OK
-            assert r.cmd(f"RCPT TO:<{CAROL}>") == RECIPIENT_OK
-            assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
-            assert r.cmd("DATA") == START_DATA
-            # The client stuffs the CRLF-led dots (RFC 5321 §4.5.2); the server unstuffs.
-            sent = content.replace(b"\r\n.", b"\r\n..")
-            queued = QUEUED.fullmatch(r.cmd(sent + b"\r\n."))
-            assert queued
-        finally:
-            r.close()
-        poll("the relayed message", lambda: len(sink.received()) >= 1)
-        poll("an empty queue", lambda: queue_empty(server))
-        poll("the relay session to end", lambda: len(sink.raw) >= 1)
+        bystander = Bystander(server)
+        with bystander.running_during("smuggling toward the smarthost"):
+            r = server.raw_smtp()
+            try:
+                r.ehlo(HELO)
+                r.starttls()
+                r.ehlo(HELO)
+                assert r.auth_plain(ALICE, ALICE_PW) == AUTH_OK
+                assert r.cmd(f"MAIL FROM:<{ALICE}>") == SENDER_OK
+                assert r.cmd(f"RCPT TO:<{CAROL}>") == RECIPIENT_OK
+                assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
+                assert r.cmd("DATA") == START_DATA
+                # The client stuffs the CRLF-led dots (RFC 5321 §4.5.2); the server
+                # unstuffs.
+                sent = content.replace(b"\r\n.", b"\r\n..")
+                queued = QUEUED.fullmatch(r.cmd(sent + b"\r\n."))
+                assert queued
+            finally:
+                r.close()
+            poll("the relayed message", lambda: len(sink.received()) >= 1)
+            poll("an empty queue", lambda: queue_empty(server))
+            poll("the relay session to end", lambda: len(sink.raw) >= 1)
+        bystander.check("after smuggling toward the smarthost")
         [message] = sink.received()
         assert message["rcpts"] == [CAROL]
         raw = sink.raw[0]

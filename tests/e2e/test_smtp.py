@@ -83,13 +83,16 @@ DATE = rf"{DAY}, \d\d {MONTH} \d{{4}} \d\d:\d\d:\d\d \+0000"
 POLL_TIMEOUT = 20.0
 
 
-def received_re(helo: str, with_: str, rcpt: str | None) -> re.Pattern:
+def received_re(
+    helo: str, with_: str, rcpt: str | None, client: str = "127.0.0.1"
+) -> re.Pattern:
     """The Received header the server writes (RFC 5321 §4.4, `with` per RFC 3848); the
-    `for` clause only on local delivery. Groups: id, date."""
+    `for` clause only on local delivery; `client` the address the client connected
+    from. Groups: id, date."""
     for_clause = rf"\r\n\tfor <{re.escape(rcpt)}>" if rcpt else ""
     return re.compile(
         (
-            rf"Received: from {re.escape(helo)} \(\[127\.0\.0\.1\]\)\r\n"
+            rf"Received: from {re.escape(helo)} \(\[{re.escape(client)}\]\)\r\n"
             rf"\tby {re.escape(SMTP_HOSTNAME)} \(Portico\) with {with_}\r\n"
             rf"\tid ([0-9A-F]{{12}}){for_clause};\r\n"
             rf"\t({DATE})\r\n"
@@ -105,14 +108,16 @@ def split_trace(
     with_: str = "ESMTPSA",
     helo: str = HELO,
     return_path: bool = True,
+    client: str = "127.0.0.1",
 ) -> tuple[str, bytes]:
     """Checks and removes exactly the trace headers the server prepends (Return-Path on
-    local delivery, then Received); returns the Received id and the rest."""
+    local delivery, then Received, naming the `client` address); returns the Received
+    id and the rest."""
     if return_path:
         prefix = f"Return-Path: <{mail_from}>\r\n".encode()
         assert stored.startswith(prefix), stored[:300]
         stored = stored[len(prefix) :]
-    m = received_re(helo, with_, rcpt).match(stored)
+    m = received_re(helo, with_, rcpt, client).match(stored)
     assert m, f"no Received header of the expected form at {stored[:400]!r}"
     when = email.utils.parsedate_to_datetime(m.group(2).decode())
     now = dt.datetime.now(dt.timezone.utc)

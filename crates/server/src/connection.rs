@@ -117,7 +117,10 @@ pub enum Outgoing {
     Close,
 }
 
-/// Bytes the actor may queue before a client that does not read is cut off.
+/// Bytes the actor may queue before a client that does not read is cut off. One item
+/// may be bigger when nothing else waits (one message's huge ENVELOPE or BODY[]):
+/// producers wait for the queue to drain before adding more ([`Outbox::drained`]),
+/// so only a client that reads nothing lets the queue grow past this.
 const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Queued bytes above which an actor holds back further output ([`Outbox::drained`]).
 pub const QUEUE_HIGH_WATER: usize = 1024 * 1024;
@@ -148,8 +151,9 @@ impl Outbox {
         }
         let bytes = bytes.into();
         let len = bytes.len();
-        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > MAX_QUEUED_BYTES {
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        let queued = before + len;
+        if before > 0 && queued > MAX_QUEUED_BYTES {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             if !self.cut.raised.swap(true, Ordering::AcqRel) {
                 tracing::warn!(queued, "client is not reading its responses; closing");
@@ -879,6 +883,11 @@ mod tests {
         outbox.write(vec![0u8; 1024]);
         assert!(inbox.cut.raised.load(Ordering::Acquire));
         assert_eq!(outbox.queued(), 1024);
+        // Alone in the queue, one item may be bigger.
+        let (big, big_inbox) = channel();
+        big.write(vec![0u8; MAX_QUEUED_BYTES + 1]);
+        assert!(!big_inbox.cut.raised.load(Ordering::Acquire));
+        assert_eq!(big.queued(), MAX_QUEUED_BYTES + 1);
         let mut written = 0;
         while let Ok(Outgoing::Write(bytes)) = inbox.receiver.try_recv() {
             written += bytes.len();
