@@ -93,6 +93,9 @@ pub enum Input<'a> {
     Event(FolderEvent),
     /// The node is shutting down.
     Shutdown,
+    /// The host could not keep up with the selected folder's changes for this session:
+    /// the client must reconnect to see the folder as it is.
+    LostTrack,
 }
 
 /// Everything the session asks of its host, in order.
@@ -405,6 +408,12 @@ impl Session {
             Input::Shutdown => {
                 self.out
                     .extend_from_slice(b"* BYE Server shutting down\r\n");
+                self.close();
+            }
+            Input::LostTrack => {
+                self.out.extend_from_slice(
+                    b"* BYE [UNAVAILABLE] Too many changes to this mailbox at once; please reconnect\r\n",
+                );
                 self.close();
             }
         }

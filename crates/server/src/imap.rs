@@ -17,7 +17,7 @@ use portico_imap::request::{
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_store::{
     Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, MailboxId, MessageMeta, SpecialUse, Store,
-    StoreError, SystemFlag, Uid, validate_mailbox_name,
+    StoreError, Uid, validate_mailbox_name,
 };
 use tokio::net::TcpStream;
 
@@ -276,14 +276,9 @@ fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatu
         highest_modseq: mailbox.highest_modseq.0,
         ..FolderStatus::default()
     };
-    for meta in store.messages(mailbox.id)? {
-        if !meta.flags.has(SystemFlag::Seen) {
-            status.unseen += 1;
-        }
-        if meta.flags.has(SystemFlag::Deleted) {
-            status.deleted += 1;
-        }
-    }
+    let counts = store.folder_counts(mailbox.id)?;
+    status.unseen = counts.unseen;
+    status.deleted = counts.deleted;
     Ok(status)
 }
 
@@ -815,41 +810,43 @@ impl Handler<FolderChanged> for ImapConnection {
         }
         let folder = FolderId(msg.mailbox.0);
         let own = msg.origin == Some(self.id);
-        let event = match msg.change {
-            FolderChange::Appended {
-                uid,
-                flags,
-                modseq,
-                recent,
-            } => FolderEvent::Appended {
-                folder,
-                uid: uid.0,
-                flags: flag_names(&flags),
-                modseq: modseq.0,
-                recent,
-            },
+        match msg.change {
+            FolderChange::Appended { messages, recent } => {
+                for (uid, flags, modseq) in messages.iter() {
+                    self.machine.handle(Input::Event(FolderEvent::Appended {
+                        folder,
+                        uid: uid.0,
+                        flags: flag_names(flags),
+                        modseq: modseq.0,
+                        recent,
+                    }));
+                }
+            }
             // This session reports its own flag changes and expunges in its responses.
             FolderChange::FlagsChanged { .. } | FolderChange::Expunged { .. } if own => return,
-            FolderChange::FlagsChanged { uid, flags, modseq } => FolderEvent::FlagsChanged {
-                folder,
-                uid: uid.0,
-                flags: flag_names(&flags),
-                modseq: modseq.0,
-            },
-            FolderChange::Expunged { uids, modseq } => FolderEvent::Expunged {
-                folder,
-                uids: uids.into_iter().map(|uid| uid.0).collect(),
-                modseq: modseq.0,
-            },
+            FolderChange::FlagsChanged { changes } => {
+                for change in changes.iter() {
+                    self.machine.handle(Input::Event(FolderEvent::FlagsChanged {
+                        folder,
+                        uid: change.uid.0,
+                        flags: flag_names(&change.flags),
+                        modseq: change.modseq.0,
+                    }));
+                }
+            }
+            FolderChange::Expunged { uids, modseq } => {
+                self.machine.handle(Input::Event(FolderEvent::Expunged {
+                    folder,
+                    uids: uids.iter().map(|uid| uid.0).collect(),
+                    modseq: modseq.0,
+                }));
+            }
             FolderChange::Overflow => {
                 tracing::warn!(parent: &self.flow.span, "session fell behind its folder's changes");
-                self.machine.handle(Input::Shutdown);
+                self.machine.handle(Input::LostTrack);
                 self.selected = None;
-                connection::drive_session(self, ctx);
-                return;
             }
-        };
-        self.machine.handle(Input::Event(event));
+        }
         connection::drive_session(self, ctx);
     }
 }

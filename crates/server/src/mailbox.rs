@@ -30,8 +30,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_store::{
-    Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags, Mailbox, MailboxId, MessageMeta,
-    ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store, StoreError, SystemFlag, Uid, Uidvalidity,
+    Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags, FlagsChanged, Mailbox,
+    MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store, StoreError,
+    SystemFlag, Uid, Uidvalidity,
 };
 use tokio::sync::oneshot;
 
@@ -117,22 +118,21 @@ pub struct FolderChanged {
     pub change: FolderChange,
 }
 
+/// One change, however many messages it touches, is one message to each watcher: a
+/// STORE over 100,000 messages must not flood (and overflow) the sessions' queues.
 #[derive(Clone, Debug)]
 pub enum FolderChange {
     Appended {
-        uid: Uid,
-        flags: Flags,
-        modseq: ModSeq,
+        /// (uid, flags, modseq), ascending UIDs.
+        messages: Arc<Vec<(Uid, Flags, ModSeq)>>,
         /// \Recent for the receiving session.
         recent: bool,
     },
     FlagsChanged {
-        uid: Uid,
-        flags: Flags,
-        modseq: ModSeq,
+        changes: Arc<Vec<FlagsChanged>>,
     },
     Expunged {
-        uids: Vec<Uid>,
+        uids: Arc<Vec<Uid>>,
         modseq: ModSeq,
     },
     /// The session fell too far behind and must resynchronise (it is disconnected).
@@ -169,6 +169,16 @@ impl MailboxActor {
             .store(self.subscribers.len(), Ordering::Relaxed);
     }
 
+    fn broadcast_flags(&mut self, origin: Option<SessionId>, changed: Vec<FlagsChanged>) {
+        if changed.is_empty() {
+            return;
+        }
+        let changes = Arc::new(changed);
+        self.broadcast(origin, |_| FolderChange::FlagsChanged {
+            changes: changes.clone(),
+        });
+    }
+
     /// Announces new messages; the first read-write watcher sees them as \Recent.
     fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[(Uid, Flags, ModSeq)]) {
         let first = self
@@ -177,7 +187,7 @@ impl MailboxActor {
             .filter(|(_, subscriber)| !subscriber.read_only)
             .map(|(session, _)| *session)
             .min();
-        for (uid, flags, modseq) in messages {
+        for (uid, _, _) in messages {
             match first {
                 // Seen as \Recent by that session; nobody else will.
                 Some(_) => {
@@ -188,14 +198,15 @@ impl MailboxActor {
                     self.recent_from.get_or_insert(*uid);
                 }
             }
-            let (uid, flags, modseq) = (*uid, flags.clone(), *modseq);
-            self.broadcast(origin, |session| FolderChange::Appended {
-                uid,
-                flags: flags.clone(),
-                modseq,
-                recent: Some(session) == first,
-            });
         }
+        if messages.is_empty() {
+            return;
+        }
+        let messages = Arc::new(messages.to_vec());
+        self.broadcast(origin, |session| FolderChange::Appended {
+            messages: messages.clone(),
+            recent: Some(session) == first,
+        });
     }
 }
 
@@ -574,13 +585,7 @@ impl Handler<StoreFlags> for MailboxActor {
             .map(move |result, actor, _| {
                 let (outcome, changed) = result?;
                 actor.settle_durable();
-                for change in changed {
-                    actor.broadcast(origin, |_| FolderChange::FlagsChanged {
-                        uid: change.uid,
-                        flags: change.flags.clone(),
-                        modseq: change.modseq,
-                    });
-                }
+                actor.broadcast_flags(origin, changed);
                 Ok(outcome)
             }),
         ))
@@ -623,7 +628,7 @@ impl Handler<ExpungeDeleted> for MailboxActor {
                 let (removed, modseq) = result?;
                 actor.settle_durable();
                 if !removed.is_empty() {
-                    let uids = removed.clone();
+                    let uids = Arc::new(removed.clone());
                     actor.broadcast(origin, |_| FolderChange::Expunged {
                         uids: uids.clone(),
                         modseq,
@@ -672,7 +677,8 @@ impl Handler<CopyMessages> for MailboxActor {
                 let (copied, added, modseq) = result?;
                 actor.settle_durable();
                 if moving && !copied.pairs.is_empty() {
-                    let uids: Vec<Uid> = copied.pairs.iter().map(|(src, _)| *src).collect();
+                    let uids: Arc<Vec<Uid>> =
+                        Arc::new(copied.pairs.iter().map(|(src, _)| *src).collect());
                     actor.broadcast(origin, |_| FolderChange::Expunged {
                         uids: uids.clone(),
                         modseq,
@@ -815,18 +821,13 @@ impl Handler<CommitPop3Deletes> for MailboxActor {
                 }
                 if let Some((removed, changed, modseq)) = result? {
                     if !removed.is_empty() {
+                        let uids = Arc::new(removed);
                         actor.broadcast(None, |_| FolderChange::Expunged {
-                            uids: removed.clone(),
+                            uids: uids.clone(),
                             modseq,
                         });
                     }
-                    for change in changed {
-                        actor.broadcast(None, |_| FolderChange::FlagsChanged {
-                            uid: change.uid,
-                            flags: change.flags.clone(),
-                            modseq: change.modseq,
-                        });
-                    }
+                    actor.broadcast_flags(None, changed);
                 }
                 Ok(())
             }),

@@ -17,6 +17,7 @@ pub(crate) const BODY_LOCATION: u8 = b'L';
 pub(crate) const QUARANTINE: u8 = b'Z';
 pub(crate) const BODY_REFS: u8 = b'R';
 pub(crate) const QUEUE: u8 = b'Q';
+pub(crate) const FOLDER_COUNTS: u8 = b'K';
 
 pub(crate) fn queued(id: u64) -> Vec<u8> {
     let mut key = vec![QUEUE];
@@ -44,6 +45,12 @@ pub(crate) fn account(id: AccountId) -> Vec<u8> {
 
 pub(crate) fn mailbox(id: MailboxId) -> Vec<u8> {
     let mut key = vec![MAILBOX];
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn folder_counts(id: MailboxId) -> Vec<u8> {
+    let mut key = vec![FOLDER_COUNTS];
     key.extend_from_slice(&id.0.to_be_bytes());
     key
 }

@@ -14,6 +14,7 @@
 //! | `U` address | account id |
 //! | `A` account id | [`Account`] |
 //! | `F` mailbox id | [`Mailbox`] (name, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts) |
+//! | `K` mailbox id | [`FolderCounts`]: unseen and `\Deleted` messages (STATUS without a scan; folders from before it get theirs at their next change) |
 //! | `N` account id, name | mailbox id |
 //! | `M` mailbox id, UID | [`MessageMeta`] (flags, dates, size, MODSEQ, body ref) |
 //! | `S` mailbox id, UID | MIME summary (ENVELOPE, BODYSTRUCTURE, part offsets), made at append |

@@ -247,6 +247,7 @@ impl Store {
         report.folders += 1;
         let place = format!("{} folder '{}'", account.address, folder.name);
         let (mut count, mut size, mut top_uid, mut top_modseq) = (0u32, 0u64, 0u32, 0u64);
+        let mut counts = FolderCounts::default();
         let mut damaged = Vec::new();
         for entry in self.db().scan_prefix(keys::messages(folder.id)) {
             let (key, value) = entry?;
@@ -286,16 +287,27 @@ impl Store {
                     count += 1;
                     size += meta.size;
                     top_modseq = top_modseq.max(meta.modseq.0);
+                    let one = FolderCounts::of(&meta.flags);
+                    counts.unseen += one.unseen;
+                    counts.deleted += one.deleted;
                 }
             }
             top_uid = top_uid.max(uid.0);
         }
+        let kept: Option<FolderCounts> = self.read(&keys::folder_counts(folder.id))?;
+        let counts_wrong = kept.is_some_and(|kept| kept != counts);
         if !repair {
             let expected = (folder.messages, folder.size);
             if damaged.is_empty() && expected != (count, size) {
                 report.index_errors.push(format!(
                     "{place}: counters say {} messages / {} bytes, found {count} / {size}",
                     expected.0, expected.1
+                ));
+            }
+            if let (true, Some(kept)) = (damaged.is_empty() && counts_wrong, kept) {
+                report.index_errors.push(format!(
+                    "{place}: counters say {} unseen / {} deleted, found {} / {}",
+                    kept.unseen, kept.deleted, counts.unseen, counts.deleted
                 ));
             }
             return Ok(());
@@ -317,11 +329,14 @@ impl Store {
         }
         let fixed = folder.messages != count
             || folder.size != size
+            || counts_wrong
             || folder.uidnext.0 <= top_uid
             || folder.highest_modseq.0 < top_modseq;
         if fixed || !damaged.is_empty() {
             folder.messages = count;
             folder.size = size;
+            txn.batch
+                .insert(keys::folder_counts(folder.id), encode(&counts)?);
             folder.uidnext = Uid(folder.uidnext.0.max(top_uid.saturating_add(1)));
             folder.highest_modseq = ModSeq(folder.highest_modseq.0.max(top_modseq));
             txn.batch.insert(keys::mailbox(folder.id), encode(&folder)?);

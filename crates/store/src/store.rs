@@ -140,6 +140,19 @@ pub(crate) struct Txn {
     pub(crate) batch: sled::Batch,
     counters: HashMap<&'static str, u64>,
     refs: HashMap<u64, u32>,
+    /// Per folder: unseen and \Deleted messages the batch adds (+) and takes (-).
+    counts: HashMap<MailboxId, (i64, i64)>,
+}
+
+impl Txn {
+    /// Counts a message with `flags` into (`sign` 1) or out of (-1) a folder's
+    /// [`FolderCounts`]; every write or removal of a message's metadata goes with one.
+    pub(crate) fn count_message(&mut self, mailbox: MailboxId, flags: &Flags, sign: i64) {
+        let one = FolderCounts::of(flags);
+        let delta = self.counts.entry(mailbox).or_default();
+        delta.0 += sign * i64::from(one.unseen);
+        delta.1 += sign * i64::from(one.deleted);
+    }
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -396,6 +409,7 @@ impl Store {
     pub(crate) fn apply(&self, mut txn: Txn, guard: MutexGuard<'_, ()>) -> Result<CommitTicket> {
         self.check_metadata_reserve()?;
         self.number_change(&mut txn)?;
+        self.fold_counts(&mut txn)?;
         self.db.apply_batch(txn.batch)?;
         let ticket = CommitTicket(self.commit.ticket());
         drop(guard);
@@ -413,6 +427,7 @@ impl Store {
         let mut txn = txn;
         self.check_metadata_reserve()?;
         self.number_change(&mut txn)?;
+        self.fold_counts(&mut txn)?;
         self.db.apply_batch(txn.batch)?;
         let ticket = match arrivals.pop() {
             Some(last) => last.ticket(),
@@ -887,6 +902,7 @@ impl Store {
         for entry in self.db.scan_prefix(keys::summaries(id)) {
             txn.batch.remove(entry?.0);
         }
+        txn.batch.remove(keys::folder_counts(id));
         Ok(())
     }
 
@@ -1027,6 +1043,7 @@ impl Store {
             folder.size += meta.size;
             txn.batch
                 .insert(keys::message(mailbox, uid), encode(&meta)?);
+            txn.count_message(mailbox, &meta.flags, 1);
             txn.batch
                 .insert(keys::summary(mailbox, uid), staged.summary);
             appended.push(Appended {
@@ -1078,6 +1095,47 @@ impl Store {
         if let Err(e) = revoked {
             tracing::error!(mailbox = mailbox.0, uid = uid.0, error = %e, "could not take back a failed append");
         }
+    }
+
+    /// Writes the batch's changes to folder counts; under the writer lock, so what the
+    /// database holds is current.
+    fn fold_counts(&self, txn: &mut Txn) -> Result<()> {
+        for (mailbox, (unseen, deleted)) in std::mem::take(&mut txn.counts) {
+            if unseen == 0 && deleted == 0 {
+                continue;
+            }
+            let now = self.folder_counts(mailbox)?;
+            let add = |count: u32, delta: i64| {
+                (i64::from(count) + delta).clamp(0, u32::MAX.into()) as u32
+            };
+            let counts = FolderCounts {
+                unseen: add(now.unseen, unseen),
+                deleted: add(now.deleted, deleted),
+            };
+            txn.batch
+                .insert(keys::folder_counts(mailbox), encode(&counts)?);
+        }
+        Ok(())
+    }
+
+    /// Unseen and \Deleted messages of a folder. Kept with every change; a folder
+    /// that has not changed since before they were kept is counted now.
+    pub fn folder_counts(&self, mailbox: MailboxId) -> Result<FolderCounts> {
+        if let Some(counts) = self.read(&keys::folder_counts(mailbox))? {
+            return Ok(counts);
+        }
+        self.count_folder(mailbox)
+    }
+
+    /// Counts a folder's unseen and \Deleted messages from their metadata.
+    pub(crate) fn count_folder(&self, mailbox: MailboxId) -> Result<FolderCounts> {
+        let mut counts = FolderCounts::default();
+        for meta in self.messages(mailbox)? {
+            let one = FolderCounts::of(&meta.flags);
+            counts.unseen += one.unseen;
+            counts.deleted += one.deleted;
+        }
+        Ok(counts)
     }
 
     /// Metadata of every message in a folder, in UID order.
@@ -1216,6 +1274,8 @@ impl Store {
             meta.modseq = folder.highest_modseq;
             txn.batch
                 .insert(keys::message(mailbox, uid), encode(&meta)?);
+            txn.count_message(mailbox, &before, -1);
+            txn.count_message(mailbox, &meta.flags, 1);
             changed.push(FlagsChanged {
                 uid,
                 flags: meta.flags,
@@ -1257,6 +1317,7 @@ impl Store {
             folder.highest_modseq = ModSeq(folder.highest_modseq.0 + 1);
             self.release_body(txn, meta.body)?;
             txn.batch.remove(keys::message(folder.id, uid));
+            txn.count_message(folder.id, &meta.flags, -1);
             txn.batch.remove(keys::summary(folder.id, uid));
             txn.batch.insert(
                 keys::expunged(folder.id, uid),
@@ -1376,6 +1437,7 @@ impl Store {
             meta.modseq = dest.highest_modseq;
             txn.batch
                 .insert(keys::message(dest.id, new_uid), encode(&meta)?);
+            txn.count_message(dest.id, &meta.flags, 1);
             pairs.push((uid, new_uid));
         }
         Ok(pairs)

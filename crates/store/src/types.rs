@@ -104,6 +104,24 @@ pub struct Mailbox {
     pub vanished_floor: ModSeq,
 }
 
+/// Messages of a folder without `\Seen` and with `\Deleted`, kept up to date with every
+/// change so STATUS UNSEEN/DELETED need no scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderCounts {
+    pub unseen: u32,
+    pub deleted: u32,
+}
+
+impl FolderCounts {
+    /// What one message with `flags` adds.
+    pub fn of(flags: &Flags) -> FolderCounts {
+        FolderCounts {
+            unseen: u32::from(!flags.has(SystemFlag::Seen)),
+            deleted: u32::from(flags.has(SystemFlag::Deleted)),
+        }
+    }
+}
+
 /// The five system flags of RFC 9051 §2.3.2, as bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SystemFlag {

@@ -596,3 +596,100 @@ fn queue_keeps_messages_until_every_recipient_is_done_and_survives_reopen() {
     assert!(store.queue().unwrap().is_empty());
     assert!(matches!(store.queued(id), Err(StoreError::NotFound)));
 }
+
+#[test]
+fn unseen_and_deleted_counts_follow_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let archive = store
+        .mailbox_by_name(account.id, "Archive")
+        .unwrap()
+        .unwrap()
+        .id;
+    let counts = |mailbox| {
+        let kept = store.folder_counts(mailbox).unwrap();
+        // Whatever is kept is what a scan finds.
+        let mut scanned = FolderCounts::default();
+        for meta in store.messages(mailbox).unwrap() {
+            let one = FolderCounts::of(&meta.flags);
+            scanned.unseen += one.unseen;
+            scanned.deleted += one.deleted;
+        }
+        assert_eq!(kept, scanned);
+        (kept.unseen, kept.deleted)
+    };
+    let body = corpus("001-plain-ascii.eml");
+    let mut uids = Vec::new();
+    for flags in [
+        &["\\Seen"][..],
+        &[],
+        &["\\Deleted"],
+        &["\\Seen", "\\Deleted"],
+        &[],
+    ] {
+        let appended = store
+            .append(
+                inbox,
+                &body,
+                &Flags::from_names(flags.iter().copied()),
+                (0, 0),
+            )
+            .unwrap();
+        uids.push(appended.uid);
+    }
+    assert_eq!(counts(inbox), (3, 2));
+    store
+        .store_flags(inbox, &uids, FlagOp::Add, &Flags::from_names(["\\Seen"]))
+        .unwrap();
+    assert_eq!(counts(inbox), (0, 2));
+    store
+        .store_flags(
+            inbox,
+            &uids[..2],
+            FlagOp::Replace,
+            &Flags::from_names(["\\Deleted"]),
+        )
+        .unwrap();
+    assert_eq!(counts(inbox), (2, 4));
+    store.copy(inbox, &uids[..3], archive).unwrap();
+    assert_eq!(counts(archive), (2, 3));
+    store.move_messages(inbox, &uids[3..], archive).unwrap();
+    assert_eq!((counts(inbox), counts(archive)), ((2, 3), (2, 4)));
+    // The copies of the first two (unseen, deleted) go.
+    let archived: Vec<Uid> = store
+        .messages(archive)
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    store.expunge(archive, &archived[..2]).unwrap();
+    assert_eq!(counts(archive), (0, 2));
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.folder_counts(inbox).unwrap(),
+        FolderCounts {
+            unseen: 2,
+            deleted: 3
+        }
+    );
+    // A new folder, and a deleted one, count nothing.
+    let new = store.create_mailbox(account.id, "New", None).unwrap();
+    assert_eq!(
+        store.folder_counts(new.id).unwrap(),
+        FolderCounts::default()
+    );
+    store.delete_mailbox(archive).unwrap();
+    assert_eq!(
+        store.folder_counts(archive).unwrap(),
+        FolderCounts::default()
+    );
+    let report = store.fsck(false).unwrap();
+    assert!(report.index_errors.is_empty(), "{:?}", report.index_errors);
+}

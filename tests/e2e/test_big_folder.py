@@ -1,0 +1,197 @@
+"""Big folders and big commands (issue 10), through the real server: a STORE or EXPUNGE
+over every message of a 10,000-message INBOX completes for the issuing session while
+another session watching the folder stays connected and ends up where a fresh SELECT
+is; a 100 MB INBOX is fetched whole by imaplib and by a client that reads slowly, byte
+for byte, with the server's memory measured. (The 100,000-message figures are taken by
+scripts/bench-bigfolder.py; here the folder is big enough that one notice per message
+overflowed the watchers' queues.)"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from bulk import deliver_many
+from conftest import RawImap, SmtpServer
+from test_hostile_imap import MIB, rss_bytes
+
+MANY = "many@example.com"
+HUGE = "huge@example.com"
+PASSWORD = "big-Folder-1"
+COUNT = 10_000
+HUGE_COUNT = 34
+HUGE_SIZE = 3 * MIB
+
+
+def small(i: int) -> bytes:
+    return (
+        f"From: s{i}@remote.example\r\nTo: {MANY}\r\nSubject: small {i}\r\n\r\n"
+        f"body {i}\r\n"
+    ).encode()
+
+
+def huge(i: int) -> bytes:
+    head = f"From: s{i}@remote.example\r\nTo: {HUGE}\r\nSubject: huge {i}\r\n\r\n".encode()
+    line = f"{i:04d} 0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n"
+    return head + line.encode() * (HUGE_SIZE // len(line))
+
+
+@pytest.fixture(scope="module")
+def node(portico_bin, tmp_path_factory):
+    server = SmtpServer(portico_bin, tmp_path_factory.mktemp("big-folder") / "srv")
+    server.start()
+    try:
+        for user in (MANY, HUGE):
+            server.add_user(user, PASSWORD)
+        deliver_many(server.smtp_port, MANY, COUNT, small)
+        deliver_many(server.smtp_port, HUGE, HUGE_COUNT, huge, connections=4)
+        yield server
+    finally:
+        server.kill()
+
+
+def session(server) -> RawImap:
+    r = RawImap(server, implicit=True, timeout=300)
+    assert r.login(MANY, PASSWORD).startswith(b"T001 OK ")
+    return r
+
+
+def flags_by_uid(untagged: list[bytes]) -> dict[int, bytes]:
+    """UID -> flags, without \\Recent (which only the first session to select sees)."""
+    out = {}
+    for line in untagged:
+        m = re.fullmatch(rb"\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)", line)
+        assert m, line
+        out[int(m.group(1))] = b" ".join(f for f in m.group(2).split() if f != b"\\Recent")
+    return out
+
+
+def state(r: RawImap) -> dict[int, bytes]:
+    untagged, tagged = r.cmd("UID FETCH 1:* (FLAGS)")
+    assert tagged.endswith(b" OK UID FETCH completed"), tagged
+    return flags_by_uid(untagged)
+
+
+def fresh_state(server) -> dict[int, bytes]:
+    r = session(server)
+    r.ok("EXAMINE INBOX")
+    try:
+        return state(r)
+    finally:
+        r.close()
+
+
+def status(server) -> bytes:
+    """STATUS from a session that never selected the folder (counts kept by the store)."""
+    r = session(server)
+    try:
+        untagged, tagged = r.cmd("STATUS INBOX (MESSAGES UNSEEN DELETED)")
+        assert tagged.endswith(b" OK STATUS completed"), tagged
+        assert len(untagged) == 1, untagged
+        return untagged[0]
+    finally:
+        r.close()
+
+
+def test_store_and_expunge_over_every_message_keep_everyone_connected(node):
+    assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN %d DELETED 0)" % (COUNT, COUNT)
+    watcher = session(node)
+    untagged = watcher.ok("SELECT INBOX")
+    assert f"* {COUNT} EXISTS".encode() in untagged
+    issuer = session(node)
+    issuer.ok("SELECT INBOX")
+
+    untagged, tagged = issuer.cmd("STORE 1:* +FLAGS (\\Seen)")
+    assert tagged == b"T003 OK STORE completed", tagged
+    assert len(untagged) == COUNT
+    assert all(line.endswith(b" FETCH (FLAGS (\\Seen))") for line in untagged), untagged[:3]
+
+    # The watcher hears of every change at its next command, and is not cut off.
+    untagged, tagged = watcher.cmd("NOOP")
+    assert tagged == b"T003 OK NOOP completed", tagged
+    assert len(untagged) == COUNT, untagged[:3]
+    assert state(watcher) == fresh_state(node)
+    assert set(state(watcher).values()) == {b"\\Seen"}
+    assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN 0 DELETED 0)" % COUNT
+
+    untagged, tagged = issuer.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+    assert (untagged, tagged) == ([], b"T004 OK STORE completed")
+    assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN 0 DELETED %d)" % (COUNT, COUNT)
+    untagged, tagged = issuer.cmd("EXPUNGE")
+    assert tagged == b"T005 OK EXPUNGE completed", tagged
+    # Highest first, so no number shifts under the client.
+    assert untagged == [b"* %d EXPUNGE" % n for n in range(COUNT, 0, -1)]
+
+    untagged, tagged = watcher.cmd("NOOP")
+    assert tagged.endswith(b" OK NOOP completed"), tagged
+    expunges = [line for line in untagged if line.endswith(b" EXPUNGE")]
+    assert len(expunges) == COUNT
+    assert state(watcher) == fresh_state(node) == {}
+    assert status(node) == b"* STATUS \"INBOX\" (MESSAGES 0 UNSEEN 0 DELETED 0)"
+    for r in (watcher, issuer):
+        assert r.cmd("LOGOUT")[1].endswith(b" OK LOGOUT completed")
+        r.close()
+
+
+def from_subject(message: bytes) -> bytes:
+    """A stored message from its Subject on: the server puts Return-Path and Received
+    first."""
+    return b"Subject: huge" + message.split(b"\r\nSubject: huge", 1)[1]
+
+
+def expected_huge() -> list[bytes]:
+    return sorted(from_subject(b"\r\n" + huge(i)) for i in range(HUGE_COUNT))
+
+
+def test_a_100_mb_inbox_fetched_whole_by_imaplib(node):
+    """Three times over, byte-exact each time: what the server holds meanwhile does not
+    grow with what it has sent (before, the first attempt ended the session)."""
+    before = rss_bytes(node)
+    m = node.imap_login(HUGE, PASSWORD)
+    typ, data = m.select("INBOX", readonly=True)
+    assert (typ, data) == ("OK", [str(HUGE_COUNT).encode()])
+    growth = []
+    for _ in range(3):
+        typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+        bodies = [item[1] for item in data if isinstance(item, tuple)]
+        assert sorted(from_subject(b) for b in bodies) == expected_huge()
+        growth.append(rss_bytes(node) - before)
+    m.logout()
+    print(f"RSS growth after each of 3 imaplib fetches of {HUGE_COUNT * HUGE_SIZE / MIB:.0f} "
+          f"MiB: {[round(g / MIB, 1) for g in growth]} MiB")
+    assert max(growth) < 40 * MIB, growth
+
+
+def test_a_100_mb_inbox_fetched_by_a_slow_reader(node):
+    """About 4 MB/s: the server waits for the client instead of queueing 100 MB or
+    giving up on it."""
+    r = RawImap(node, implicit=True, timeout=120)
+    assert r.login(HUGE, PASSWORD).startswith(b"T001 OK ")
+    r.ok("EXAMINE INBOX")
+    before = rss_bytes(node)
+    r.send(b"F UID FETCH 1:* (BODY.PEEK[])\r\n")
+    end = b"\r\nF OK UID FETCH completed\r\n"
+    chunks, tail, received, peak = [], b"", 0, 0
+    started = time.monotonic()
+    while not tail.endswith(end):
+        chunk = r.sock.recv(256 * 1024)
+        assert chunk, "connection closed"
+        chunks.append(chunk)
+        tail = (tail + chunk)[-len(end):]
+        received += len(chunk)
+        time.sleep(max(0.0, received / (4 * MIB) - (time.monotonic() - started)))
+        if len(chunks) % 32 == 0:
+            peak = max(peak, rss_bytes(node) - before)
+    r.buf = b"".join(chunks)
+    untagged, tagged = r.read_until("F")
+    assert tagged == b"F OK UID FETCH completed"
+    assert len(untagged) == HUGE_COUNT
+    # Each line ends with the FETCH's closing parenthesis.
+    assert sorted(from_subject(line[:-1]) for line in untagged) == expected_huge()
+    print(f"RSS growth while a client read {received / MIB:.0f} MiB at ~4 MB/s: peak "
+          f"{peak / MIB:.1f} MiB")
+    assert peak < 40 * MIB, f"RSS grew by {peak / MIB:.1f} MiB"
+    r.close()
