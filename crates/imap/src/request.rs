@@ -30,6 +30,9 @@ impl std::fmt::Debug for Password {
 pub enum Detail {
     /// UID, flags, dates, size, MODSEQ.
     Meta,
+    /// Plus the raw header block, without the MIME summary (SEARCH on header fields:
+    /// the cheapest way to a big folder's headers).
+    HeaderText,
     /// Plus the MIME summary (ENVELOPE, BODYSTRUCTURE).
     Summary,
     /// Plus the raw header block (never the body).
@@ -203,7 +206,8 @@ pub struct MessageData {
     pub modseq: u64,
     /// With [`Detail::Summary`] and above.
     pub summary: Option<MessageSummary>,
-    /// The header block with [`Detail::Header`], the whole message with [`Detail::Full`].
+    /// The header block with [`Detail::HeaderText`] and [`Detail::Header`], the whole
+    /// message with [`Detail::Full`].
     pub raw: Option<Vec<u8>>,
 }
 

@@ -96,7 +96,7 @@ impl ScanJob {
     pub fn heavy(&self) -> bool {
         match *self.work {
             ScanWork::Fetch { .. } => self.detail == Detail::Full,
-            ScanWork::Search { .. } => self.detail >= Detail::Header,
+            ScanWork::Search { .. } => self.detail >= Detail::HeaderText,
         }
     }
 

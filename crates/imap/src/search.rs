@@ -12,7 +12,7 @@ pub fn detail(key: &SearchKey) -> Detail {
         Or(a, b) => detail(a).max(detail(b)),
         Not(k) => detail(k),
         Bcc(_) | Cc(_) | From(_) | To(_) | Subject(_) | Header(..) | SentBefore(_) | SentOn(_)
-        | SentSince(_) => Detail::Header,
+        | SentSince(_) => Detail::HeaderText,
         Body(_) | Text(_) => Detail::Full,
         _ => Detail::Meta,
     }
@@ -115,7 +115,7 @@ fn sent_day(message: &MessageData) -> Option<Date> {
     portico_mime::sent_date(raw).map(|(ts, offset)| day_of(ts, offset))
 }
 
-/// The raw header block of a message read with [`Detail::Header`] or more.
+/// The raw header block of a message read with [`Detail::HeaderText`] or more.
 fn header_block(message: &MessageData) -> &[u8] {
     let raw = message.raw.as_deref().unwrap_or_default();
     let end = message
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(detail(&And(vec![Seen, Body("x".into())])), Detail::Full);
         assert_eq!(
             detail(&Or(Box::new(Seen), Box::new(From("x".into())))),
-            Detail::Header
+            Detail::HeaderText
         );
     }
 }

@@ -112,7 +112,7 @@ fn batch_size(detail: Detail) -> usize {
     match detail {
         Detail::Meta => 5000,
         Detail::Summary => 1000,
-        Detail::Header => 500,
+        Detail::HeaderText | Detail::Header => 500,
         Detail::Full => 50,
     }
 }

@@ -376,7 +376,9 @@ impl Host {
             modseq: m.modseq,
             summary: (detail >= Detail::Summary).then(|| m.summary.clone()),
             raw: match detail {
-                Detail::Header => Some(m.raw[..m.summary.header_len().min(m.raw.len())].to_vec()),
+                Detail::HeaderText | Detail::Header => {
+                    Some(m.raw[..m.summary.header_len().min(m.raw.len())].to_vec())
+                }
                 Detail::Full => Some(m.raw.clone()),
                 _ => None,
             },

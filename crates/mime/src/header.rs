@@ -67,7 +67,7 @@ impl<'a> Iterator for Fields<'a> {
 /// The offset just past the blank line that ends the header at the start of
 /// `raw`, or `raw.len()` when there is no blank line (a message that is all
 /// header).
-pub(crate) fn header_end(raw: &[u8]) -> usize {
+pub fn header_end(raw: &[u8]) -> usize {
     let mut pos = 0;
     while let Some(end) = line_end(raw, pos) {
         if is_blank(&raw[pos..end]) {

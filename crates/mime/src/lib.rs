@@ -33,6 +33,7 @@ mod summary;
 mod wire;
 
 pub use address::Address;
+pub use header::header_end;
 pub use params::Param;
 pub use search::{body_text, header_values, sent_date};
 pub use section::{SectionPart, UnknownCte, binary_section, header_fields, section};

@@ -135,9 +135,10 @@ fn message_data(
     } else {
         None
     };
-    let raw = match detail {
-        Detail::Header => Some(store.message_header(mailbox, meta.uid)?),
-        Detail::Full => Some(store.message_bytes(mailbox, meta.uid)?),
+    let raw = match (detail, &summary) {
+        (Detail::HeaderText, _) => Some(store.header_block(mailbox, &meta)?),
+        (Detail::Header, Some(summary)) => Some(store.header_of(mailbox, &meta, summary)?),
+        (Detail::Full, _) => Some(store.bytes_of(mailbox, &meta)?),
         _ => None,
     };
     Ok(MessageData {

@@ -48,7 +48,7 @@ use crate::commit::{Arrival, GroupCommit};
 const MAGIC: &[u8; 4] = b"PRB1";
 pub(crate) const HEADER_LEN: u64 = 24;
 /// Payload bytes covered by one crc.
-const BLOCK: u64 = 64 * 1024;
+pub(crate) const BLOCK: u64 = 64 * 1024;
 /// Largest payload a record can hold (the length field is a u32).
 pub const MAX_BODY_LEN: u64 = u32::MAX as u64;
 /// The body id of a commit marker: a record whose payload is the number of the newest

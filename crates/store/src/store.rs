@@ -72,6 +72,9 @@ impl Default for StoreOptions {
 /// free-space floor, when smaller.
 const METADATA_RESERVE: u64 = 4 * 1024 * 1024;
 
+/// What [`Store::header_block`] reads first: one checksummed block of the body log.
+const HEADER_PROBE: u64 = crate::bodylog::BLOCK;
+
 /// Where the body log lives inside the store directory.
 pub(crate) const BODIES_DIR: &str = "bodies";
 
@@ -1153,9 +1156,13 @@ impl Store {
 
     /// The stored bytes of a message, checked against their checksums.
     pub fn message_bytes(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
-        let meta = self.message(mailbox, uid)?;
+        self.bytes_of(mailbox, &self.message(mailbox, uid)?)
+    }
+
+    /// [`Store::message_bytes`] for a message whose metadata the caller has read.
+    pub fn bytes_of(&self, mailbox: MailboxId, meta: &MessageMeta) -> Result<Vec<u8>> {
         self.read_body_prefix(meta.body, meta.size, u64::MAX, &|| {
-            message_name(mailbox, uid)
+            message_name(mailbox, meta.uid)
         })
     }
 
@@ -1238,9 +1245,34 @@ impl Store {
     /// the blocks it spans: header-only FETCHes never read whole messages.
     pub fn message_header(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let meta = self.message(mailbox, uid)?;
-        let header_len = self.message_summary(mailbox, uid)?.header_len() as u64;
-        self.read_body_prefix(meta.body, meta.size, header_len, &|| {
-            message_name(mailbox, uid)
+        self.header_of(mailbox, &meta, &self.message_summary(mailbox, uid)?)
+    }
+
+    /// The message's header block without its MIME summary: the first block of the
+    /// body (which its checksum makes the least a read can verify) usually holds it;
+    /// a longer header is measured by the summary.
+    pub fn header_block(&self, mailbox: MailboxId, meta: &MessageMeta) -> Result<Vec<u8>> {
+        let mut first = self.read_body_prefix(meta.body, meta.size, HEADER_PROBE, &|| {
+            message_name(mailbox, meta.uid)
+        })?;
+        let end = portico_mime::header_end(&first);
+        if end < first.len() || first.len() as u64 == meta.size {
+            first.truncate(end);
+            return Ok(first);
+        }
+        self.header_of(mailbox, meta, &self.message_summary(mailbox, meta.uid)?)
+    }
+
+    /// [`Store::message_header`] for a message whose metadata and summary the caller
+    /// has read (a SEARCH over a big folder reads each once, not twice).
+    pub fn header_of(
+        &self,
+        mailbox: MailboxId,
+        meta: &MessageMeta,
+        summary: &MessageSummary,
+    ) -> Result<Vec<u8>> {
+        self.read_body_prefix(meta.body, meta.size, summary.header_len() as u64, &|| {
+            message_name(mailbox, meta.uid)
         })
     }
 
@@ -1493,6 +1525,56 @@ fn free_space(path: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts a folder has from before they were kept are counted when asked; wrong
+    /// ones are reported by fsck and set right by its repair.
+    #[test]
+    fn folder_counts_missing_or_wrong_are_counted_reported_and_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let account = store.create_account("k@example.com", "h").unwrap();
+        let inbox = store
+            .mailbox_by_name(account.id, INBOX)
+            .unwrap()
+            .unwrap()
+            .id;
+        for flags in [&["\\Seen"][..], &[], &["\\Deleted"]] {
+            store
+                .append(
+                    inbox,
+                    b"Subject: k\r\n\r\nk\r\n",
+                    &Flags::from_names(flags.iter().copied()),
+                    (0, 0),
+                )
+                .unwrap();
+        }
+        let right = FolderCounts {
+            unseen: 2,
+            deleted: 1,
+        };
+        assert_eq!(store.folder_counts(inbox).unwrap(), right);
+        // As a store from before: no counts kept.
+        store.db().remove(keys::folder_counts(inbox)).unwrap();
+        assert_eq!(store.folder_counts(inbox).unwrap(), right);
+        assert!(store.fsck(false).unwrap().is_clean());
+        let wrong = FolderCounts {
+            unseen: 99,
+            deleted: 0,
+        };
+        store
+            .db()
+            .insert(keys::folder_counts(inbox), encode(&wrong).unwrap())
+            .unwrap();
+        let report = store.fsck(false).unwrap();
+        assert_eq!(
+            report.index_errors,
+            vec!["k@example.com folder 'INBOX': counters say 99 unseen / 0 deleted, found 2 / 1"]
+        );
+        let repaired = store.fsck(true).unwrap();
+        assert_eq!(repaired.folders_fixed, 1);
+        assert_eq!(store.folder_counts(inbox).unwrap(), right);
+        assert!(store.fsck(false).unwrap().is_clean());
+    }
 
     /// A store from before the body log kept bodies in sled as 32 KiB `B` chunks: they
     /// move to the body log at open, byte for byte.

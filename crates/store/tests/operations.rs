@@ -693,3 +693,32 @@ fn unseen_and_deleted_counts_follow_every_change() {
     let report = store.fsck(false).unwrap();
     assert!(report.index_errors.is_empty(), "{:?}", report.index_errors);
 }
+
+#[test]
+fn header_block_reads_the_header_alone_however_long_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let long_header = format!("X-Long: {}\r\nSubject: s\r\n\r\n", "h".repeat(100_000));
+    for message in [
+        "Subject: short\r\n\r\nbody\r\n".to_string(),
+        format!("{long_header}body\r\n"),
+        "Subject: no body at all\r\n".to_string(),
+        format!("Subject: big body\r\n\r\n{}", "b".repeat(200_000)),
+    ] {
+        let uid = store
+            .append(inbox, message.as_bytes(), &Flags::default(), (0, 0))
+            .unwrap()
+            .uid;
+        let meta = store.message(inbox, uid).unwrap();
+        let header = store.header_block(inbox, &meta).unwrap();
+        assert_eq!(header, store.message_header(inbox, uid).unwrap());
+        let end = message.find("\r\n\r\n").map_or(message.len(), |at| at + 4);
+        assert_eq!(header, message.as_bytes()[..end]);
+    }
+}
