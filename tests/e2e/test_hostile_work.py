@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
+from bystander import Bystander
 from conftest import Literal, RawImap
 from test_hostile_imap import MIB, rss_bytes
 from test_smtp import (
@@ -51,8 +52,9 @@ def not_text_keys(n: int) -> str:
     return " ".join(f"NOT TEXT q{i}" for i in range(n))
 
 
-def test_search_past_its_work_budget_gets_no_limit(make_imap_server):
-    server = make_imap_server(imap_extra="max_search_work_mb = 1")
+def test_search_past_its_work_budget_gets_no_limit(make_smtp_server):
+    server = make_smtp_server(imap_extra="max_search_work_mb = 1")
+    bystander = Bystander(server)
     server.add_user(ALICE, ALICE_PW)
     for i in range(1, 11):
         server.deliver(ALICE, text_message(i, 20 * 1024))
@@ -62,12 +64,14 @@ def test_search_past_its_work_budget_gets_no_limit(make_imap_server):
     untagged, tagged = r.cmd("SEARCH TEXT \"message 7 with\"")
     assert (untagged, tagged) == ([b"* SEARCH 7"], b"T003 OK SEARCH completed")
     # Ten keys read it ten times over: past the budget, refused as a whole.
-    untagged, tagged = r.cmd(f"SEARCH {not_text_keys(10)}")
-    assert untagged == []
-    assert tagged == b"T004 NO [LIMIT] SEARCH would read too much text; narrow it down"
-    untagged, tagged = r.cmd(f"UID SEARCH {not_text_keys(10)}")
-    assert untagged == []
-    assert tagged == b"T005 NO [LIMIT] UID SEARCH would read too much text; narrow it down"
+    with bystander.running_during("searches past their budget"):
+        untagged, tagged = r.cmd(f"SEARCH {not_text_keys(10)}")
+        assert untagged == []
+        assert tagged == b"T004 NO [LIMIT] SEARCH would read too much text; narrow it down"
+        untagged, tagged = r.cmd(f"UID SEARCH {not_text_keys(10)}")
+        assert untagged == []
+        assert tagged == b"T005 NO [LIMIT] UID SEARCH would read too much text; narrow it down"
+    bystander.check("after searches past their budget")
     # The session goes on, and flag-only searches cost no text at all.
     untagged, tagged = r.cmd("SEARCH ALL")
     assert untagged == [b"* SEARCH 1 2 3 4 5 6 7 8 9 10"], untagged
@@ -75,13 +79,14 @@ def test_search_past_its_work_budget_gets_no_limit(make_imap_server):
     r.close()
 
 
-def test_costly_searches_do_not_stall_other_users(make_imap_server):
+def test_costly_searches_do_not_stall_other_users(make_smtp_server):
     """Two sessions keep running 998-key TEXT searches (499 NOT TEXT) over a folder;
     meanwhile another user's FETCH round trips stay quick (before, such searches froze
     every session on the node for ~40 s). The searches complete with the right answer."""
-    server = make_imap_server()
+    server = make_smtp_server()
     server.add_user(ALICE, ALICE_PW)
     server.add_user(BOB, BOB_PW)
+    bystander = Bystander(server)
     for i in range(1, 101):
         server.deliver(ALICE, text_message(i, 16 * 1024))
     for i in range(1, 4):
@@ -110,13 +115,14 @@ def test_costly_searches_do_not_stall_other_users(make_imap_server):
     time.sleep(0.5)
     rounds = []
     until = time.monotonic() + 3
-    while time.monotonic() < until:
-        started = time.monotonic()
-        untagged, tagged = bob.cmd("FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        assert tagged.endswith(b" OK FETCH completed"), tagged
-        assert len(untagged) == 3, untagged
-        rounds.append(time.monotonic() - started)
-        time.sleep(0.1)
+    with bystander.running_during("costly searches"):
+        while time.monotonic() < until:
+            started = time.monotonic()
+            untagged, tagged = bob.cmd("FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            assert tagged.endswith(b" OK FETCH completed"), tagged
+            assert len(untagged) == 3, untagged
+            rounds.append(time.monotonic() - started)
+            time.sleep(0.1)
     stop.set()
     for t in attackers:
         t.join()
@@ -130,15 +136,17 @@ def test_costly_searches_do_not_stall_other_users(make_imap_server):
     for untagged, tagged in results:
         assert untagged == [f"* SEARCH {everything}".encode()]
         assert tagged.endswith(b" OK SEARCH completed"), tagged
+    bystander.check("after costly searches")
     bob.close()
 
 
-def test_a_big_fetch_waits_for_a_slow_reader_instead_of_filling_memory(make_imap_server):
+def test_a_big_fetch_waits_for_a_slow_reader_instead_of_filling_memory(make_smtp_server):
     """FETCH 1:* BODY[] of 48 MiB to a client that reads nothing for a while: the server
     makes the next slice only as the client reads, so its memory stays near flat, and
     the client then gets every byte."""
-    server = make_imap_server()
+    server = make_smtp_server()
     server.add_user(ALICE, ALICE_PW)
+    bystander = Bystander(server)
     size = 1 * MIB
     bodies = []
     loader = logged_in(server, ALICE, ALICE_PW)
@@ -153,8 +161,9 @@ def test_a_big_fetch_waits_for_a_slow_reader_instead_of_filling_memory(make_imap
     reader.ok("SELECT INBOX")
     before = rss_bytes(server)
     reader.send(b"F FETCH 1:* BODY.PEEK[]\r\n")
-    time.sleep(3)
-    grown = rss_bytes(server) - before
+    with bystander.running_during("a big FETCH to a client that sleeps"):
+        time.sleep(3)
+        grown = rss_bytes(server) - before
     print(f"RSS growth while a 48 MiB FETCH waited for its reader: {grown / MIB:.1f} MiB")
     # Everything at once would be 48 MiB of output (and its source) in RAM.
     assert grown < 24 * MIB, f"RSS grew by {grown / MIB:.1f} MiB while the client slept"
@@ -164,6 +173,7 @@ def test_a_big_fetch_waits_for_a_slow_reader_instead_of_filling_memory(make_imap
     for i, (line, body) in enumerate(zip(untagged, bodies), 1):
         head = f"* {i} FETCH (BODY[] {{{len(body)}}}\r\n".encode()
         assert line == head + body + b")", (i, line[:80])
+    bystander.check("after a big FETCH to a slow reader")
     reader.close()
 
 
@@ -193,18 +203,21 @@ def test_data_stalled_midway_sits_on_disk_not_in_memory(make_smtp_server):
     moves (before, it grew by the whole 80 MiB), the content waits in data/spool/, a
     finished one is stored byte-exact, and the files go with their sessions."""
     server = with_users(make_smtp_server())
+    bystander = Bystander(server)
     line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n"
     chunk = line * (MIB // len(line))
     before = rss_bytes(server)
-    stalled = [stalled_mid_data(server, BOB, chunk, 8) for _ in range(10)]
-    # The server has read it all once the files hold it.
-    expected = 8 * len(chunk) + len(b"Subject: stalled\r\n\r\n") - 2 * 1024 * 1024
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        files = spool_files(server)
-        if len(files) == 10 and all(size >= expected for size in files.values()):
-            break
-        time.sleep(0.2)
+    with bystander.running_during("ten sessions stalled mid-DATA"):
+        stalled = [stalled_mid_data(server, BOB, chunk, 8) for _ in range(10)]
+        # The server has read it all once the files hold it.
+        expected = 8 * len(chunk) + len(b"Subject: stalled\r\n\r\n") - 2 * 1024 * 1024
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            files = spool_files(server)
+            if len(files) == 10 and all(size >= expected for size in files.values()):
+                break
+            time.sleep(0.2)
+    bystander.check("after ten sessions stalled mid-DATA")
     files = spool_files(server)
     assert len(files) == 10 and all(size >= expected for size in files.values()), files
     grown = rss_bytes(server) - before
@@ -232,8 +245,11 @@ def test_data_stalled_midway_sits_on_disk_not_in_memory(make_smtp_server):
 
 def test_past_the_spool_limit_a_message_is_refused_for_later(make_smtp_server):
     server = with_users(make_smtp_server(smtp_extra="spool_limit_mb = 1"))
-    r = stalled_mid_data(server, BOB, b"x" * 1022 + b"\r\n", 2048)
-    assert r.cmd(b".") == b"452 4.3.1 Insufficient system storage, try again later"
+    bystander = Bystander(server)
+    with bystander.running_during("a message past the spool limit"):
+        r = stalled_mid_data(server, BOB, b"x" * 1022 + b"\r\n", 2048)
+        assert r.cmd(b".") == b"452 4.3.1 Insufficient system storage, try again later"
+    bystander.check("after a message past the spool limit")
     # The session goes on, and a message that fits is taken.
     assert r.cmd("MAIL FROM:<sender@remote.example>") == SENDER_OK
     assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
