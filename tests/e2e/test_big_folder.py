@@ -195,3 +195,37 @@ def test_a_100_mb_inbox_fetched_by_a_slow_reader(node):
           f"{peak / MIB:.1f} MiB")
     assert peak < 40 * MIB, f"RSS grew by {peak / MIB:.1f} MiB"
     r.close()
+
+
+def test_sections_of_a_big_message_come_out_exactly(node):
+    """Messages over 1 MiB stay in the store while FETCH writes them: the message, its
+    text and partial ranges are streamed from the body log a few blocks at a time,
+    next to items the server renders (header fields, size); a part still works too."""
+    m = node.imap_login(HUGE, PASSWORD)
+    typ, _ = m.select("INBOX", readonly=True)
+    assert typ == "OK"
+    typ, data = m.uid("FETCH", "1", "(BODY.PEEK[])")
+    assert typ == "OK"
+    stored = data[0][1]
+    assert len(stored) > HUGE_SIZE
+    header_end = stored.index(b"\r\n\r\n") + 4
+    items = (
+        "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT] "
+        "BODY.PEEK[]<1000000.2000000> RFC822.TEXT BODY.PEEK[1]<0.100> "
+        "BODY.PEEK[]<99999999.10>)"
+    )
+    typ, data = m.uid("FETCH", "1", items)
+    assert typ == "OK", data
+    # imaplib gives each literal with the text before it.
+    texts = [part[0] for part in data if isinstance(part, tuple)]
+    literals = [part[1] for part in data if isinstance(part, tuple)]
+    subject = re.search(rb"\r\n(Subject: huge \d+)\r\n", stored[:header_end]).group(1)
+    assert literals[0] == subject + b"\r\n\r\n"
+    assert literals[1] == stored[header_end:]
+    assert literals[2] == stored[1_000_000:3_000_000]
+    assert literals[3] == stored[header_end:]
+    assert literals[4] == stored[header_end : header_end + 100]
+    assert literals[5] == b""
+    assert texts[0].startswith(b"1 (UID 1 RFC822.SIZE %d " % len(stored)), texts[0]
+    assert texts[2].endswith(b"BODY[]<1000000> {2000000}"), texts[2]
+    m.logout()

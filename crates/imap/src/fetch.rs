@@ -47,6 +47,34 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
         .unwrap_or(Detail::Meta)
 }
 
+/// Whether the store may keep a big message while these items are rendered: every item
+/// that needs the whole message is the message itself or its text (BODY[], BODY[TEXT],
+/// RFC822, RFC822.TEXT, partial or not), whose literal is a range of the stored bytes
+/// for the host to stream. Parts and BINARY need the message read.
+pub fn streamable(attrs: &[FetchAttr]) -> bool {
+    attrs.iter().all(|attr| {
+        detail(std::slice::from_ref(attr)) < Detail::Full
+            || match attr {
+                FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
+                FetchAttr::BodySection { section, .. } => {
+                    section.part.is_empty()
+                        && matches!(section.text, None | Some(SectionText::Text))
+                }
+                _ => false,
+            }
+    })
+}
+
+/// A literal whose bytes stay in the store: `len` bytes of message `uid` from `start`,
+/// to be written at offset `at` of the rendered output (after its `{len}` line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredLiteral {
+    pub at: usize,
+    pub uid: u32,
+    pub start: u64,
+    pub len: u64,
+}
+
 /// Whether fetching these items sets \Seen (RFC 9051 §6.4.5: BODY[...] and RFC822,
 /// RFC822.TEXT and BINARY[...] without .PEEK).
 pub fn sets_seen(attrs: &[FetchAttr]) -> bool {
@@ -134,7 +162,7 @@ fn body_section<'a>(message: &'a MessageData, section: &Section) -> Cow<'a, [u8]
         .unwrap_or(Cow::Borrowed(b""))
 }
 
-/// Writes `* seq FETCH (...)` for one message.
+/// Writes `* seq FETCH (...)` for one message read whole.
 pub fn render(
     out: &mut Vec<u8>,
     seq: u32,
@@ -143,6 +171,55 @@ pub fn render(
     style: RenderStyle,
     recent: bool,
 ) -> Result<(), RenderError> {
+    render_streaming(out, &mut Vec::new(), seq, message, attrs, style, recent)
+}
+
+/// The bytes `range` (start, length) of the message names, with `partial` applied.
+fn partial_range(range: (u64, u64), partial: Option<Partial>) -> (u64, u64) {
+    match partial {
+        None => range,
+        Some(Partial { origin, count }) => {
+            let skip = u64::from(origin).min(range.1);
+            (range.0 + skip, u64::from(count).min(range.1 - skip))
+        }
+    }
+}
+
+/// A literal of a message left in the store: announced, and listed for the host to
+/// stream.
+fn stored_literal(
+    items: &mut Vec<u8>,
+    streamed: &mut Vec<StoredLiteral>,
+    message: &MessageData,
+    range: (u64, u64),
+) {
+    items.extend_from_slice(format!("{{{}}}\r\n", range.1).as_bytes());
+    streamed.push(StoredLiteral {
+        at: items.len(),
+        uid: message.uid,
+        start: range.0,
+        len: range.1,
+    });
+}
+
+/// [`render`] for a message that may be left in the store ([`MessageData::raw_in_store`],
+/// with `raw` its header block): the literals of the message and of its text are
+/// announced and listed in `streamed`, offsets into `out`.
+pub fn render_streaming(
+    out: &mut Vec<u8>,
+    streamed: &mut Vec<StoredLiteral>,
+    seq: u32,
+    message: &MessageData,
+    attrs: &[FetchAttr],
+    style: RenderStyle,
+    recent: bool,
+) -> Result<(), RenderError> {
+    let first_streamed = streamed.len();
+    let header_len = message.summary.as_ref().map_or(message.size, |summary| {
+        (summary.header_len() as u64).min(message.size)
+    });
+    let whole = (0, message.size);
+    let text = (header_len, message.size - header_len);
     let mut items: Vec<u8> = Vec::new();
     for attr in attrs {
         if !items.is_empty() {
@@ -196,7 +273,11 @@ pub fn render(
             }
             FetchAttr::Rfc822 => {
                 items.extend_from_slice(b"RFC822 ");
-                literal(&mut items, raw, false);
+                if message.raw_in_store {
+                    stored_literal(&mut items, streamed, message, whole);
+                } else {
+                    literal(&mut items, raw, false);
+                }
             }
             FetchAttr::Rfc822Header => {
                 items.extend_from_slice(b"RFC822.HEADER ");
@@ -209,6 +290,10 @@ pub fn render(
                 );
                 literal(&mut items, &header, false);
             }
+            FetchAttr::Rfc822Text if message.raw_in_store => {
+                items.extend_from_slice(b"RFC822.TEXT ");
+                stored_literal(&mut items, streamed, message, text);
+            }
             FetchAttr::Rfc822Text => {
                 items.extend_from_slice(b"RFC822.TEXT ");
                 let text = body_section(
@@ -219,6 +304,25 @@ pub fn render(
                     },
                 );
                 literal(&mut items, &text, false);
+            }
+            FetchAttr::BodySection {
+                section, partial, ..
+            } if message.raw_in_store
+                && section.part.is_empty()
+                && matches!(section.text, None | Some(SectionText::Text)) =>
+            {
+                items.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+                if let Some(partial) = partial {
+                    items.extend_from_slice(format!("<{}>", partial.origin).as_bytes());
+                }
+                items.push(b' ');
+                let range = if section.text.is_none() { whole } else { text };
+                stored_literal(
+                    &mut items,
+                    streamed,
+                    message,
+                    partial_range(range, *partial),
+                );
             }
             FetchAttr::BodySection {
                 section, partial, ..
@@ -250,7 +354,11 @@ pub fn render(
             }
         }
     }
-    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    let prefix = format!("* {seq} FETCH (");
+    for literal in &mut streamed[first_streamed..] {
+        literal.at += out.len() + prefix.len();
+    }
+    out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(&items);
     out.extend_from_slice(b")\r\n");
     Ok(())
@@ -288,6 +396,7 @@ mod tests {
             modseq: 3,
             summary: Some(portico_mime::summarize(raw)),
             raw: Some(raw.to_vec()),
+            raw_in_store: false,
         }
     }
 

@@ -209,6 +209,9 @@ pub struct MessageData {
     /// The header block with [`Detail::HeaderText`] and [`Detail::Header`], the whole
     /// message with [`Detail::Full`].
     pub raw: Option<Vec<u8>>,
+    /// A big message left in the store (`raw` is `None`; the summary is there): FETCH
+    /// announces its literals and the host streams them ([`crate::Action::Stream`]).
+    pub raw_in_store: bool,
 }
 
 /// Result of a STORE.

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::command::{FetchAttr, SearchKey};
-use crate::fetch::{self, RenderError, RenderStyle};
+use crate::fetch::{self, RenderError, RenderStyle, StoredLiteral};
 use crate::request::{Detail, MessageData};
 use crate::search;
 
@@ -61,6 +61,10 @@ pub struct ScanJob {
     pub work: Arc<ScanWork>,
     /// Bytes of text SEARCH keys may still examine in this command.
     pub budget: u64,
+    /// FETCH: messages bigger than this may stay in the store (the host reads their
+    /// header only and sets [`MessageData::raw_in_store`]); their literals are streamed.
+    /// `None` when the items need every message read.
+    pub stream_above: Option<u64>,
 }
 
 /// What one slice produced.
@@ -82,6 +86,8 @@ pub enum ScanOutput {
         bytes: Vec<u8>,
         /// A BINARY item met a transfer encoding it cannot decode (`[UNKNOWN-CTE]`).
         unknown_cte: bool,
+        /// Literals of messages left in the store, in the order of `bytes`.
+        streamed: Vec<StoredLiteral>,
     },
     /// (seq, uid) of the matches, and the highest MODSEQ among them.
     Hits {
@@ -112,6 +118,7 @@ impl ScanJob {
                 ScanWork::Fetch { .. } => ScanOutput::Rendered {
                     bytes: Vec::new(),
                     unknown_cte: false,
+                    streamed: Vec::new(),
                 },
                 ScanWork::Search { .. } => ScanOutput::Hits {
                     hits: Vec::new(),
@@ -140,7 +147,9 @@ impl ScanJob {
 
     fn slice_full(&self, outcome: &ScanOutcome) -> bool {
         let output = match &outcome.output {
-            ScanOutput::Rendered { bytes, .. } => bytes.len(),
+            ScanOutput::Rendered {
+                bytes, streamed, ..
+            } => bytes.len() + streamed.iter().map(|s| s.len as usize).sum::<usize>(),
             ScanOutput::Hits { .. } => 0,
         };
         output >= OUTPUT_SLICE || outcome.examined >= WORK_SLICE
@@ -154,13 +163,24 @@ impl ScanJob {
                     changed_since,
                     style,
                 },
-                ScanOutput::Rendered { bytes, unknown_cte },
+                ScanOutput::Rendered {
+                    bytes,
+                    unknown_cte,
+                    streamed,
+                },
             ) => {
                 if changed_since.is_some_and(|since| message.modseq <= since) {
                     return;
                 }
-                let rendered =
-                    fetch::render(bytes, target.seq, message, attrs, *style, target.recent);
+                let rendered = fetch::render_streaming(
+                    bytes,
+                    streamed,
+                    target.seq,
+                    message,
+                    attrs,
+                    *style,
+                    target.recent,
+                );
                 if rendered == Err(RenderError::UnknownCte) {
                     *unknown_cte = true;
                 }
@@ -211,6 +231,7 @@ mod tests {
             modseq: uid as u64,
             summary: None,
             raw: Some(raw),
+            raw_in_store: false,
         }
     }
 
@@ -234,6 +255,7 @@ mod tests {
                 max_uid: n * 10,
             }),
             budget,
+            stream_above: None,
         }
     }
 
@@ -280,11 +302,15 @@ mod tests {
                 style: RenderStyle::default(),
             }),
             budget: 0,
+            stream_above: None,
         };
         let first = job.run(read_all(&body)).unwrap();
         // 300 KiB a message: the fourth passes the 1 MiB slice.
         assert_eq!(first.processed, 4);
-        let ScanOutput::Rendered { bytes, unknown_cte } = &first.output else {
+        let ScanOutput::Rendered {
+            bytes, unknown_cte, ..
+        } = &first.output
+        else {
             panic!("{first:?}")
         };
         assert!(!unknown_cte);

@@ -223,6 +223,7 @@ mod tests {
             modseq: 4,
             summary: Some(portico_mime::summarize(raw)),
             raw: Some(raw.to_vec()),
+            raw_in_store: false,
         }
     }
 

@@ -104,8 +104,20 @@ pub enum Action {
     Write(Vec<u8>),
     StartTls,
     Request(RequestId, Request),
+    /// Write `len` bytes of message `uid` of `folder` from `start`, as stored: the
+    /// content of a literal the output before announced. Needs no answer; the actions
+    /// after it follow it on the wire.
+    Stream {
+        folder: FolderId,
+        uid: u32,
+        start: u64,
+        len: u64,
+    },
     Close,
 }
+
+/// FETCH leaves messages bigger than this in the store and streams their literals.
+pub const STREAM_ABOVE: u64 = 1024 * 1024;
 
 /// Messages per store round trip, by how much of each is read.
 fn batch_size(detail: Detail) -> usize {
@@ -1567,11 +1579,16 @@ impl Session {
         };
         if scan.next < scan.targets.len() {
             let end = (scan.next + batch_size(scan.detail)).min(scan.targets.len());
+            let stream_above = match &*scan.work {
+                ScanWork::Fetch { attrs, .. } if fetch::streamable(attrs) => Some(STREAM_ABOVE),
+                _ => None,
+            };
             let job = ScanJob {
                 targets: scan.targets[scan.next..end].to_vec(),
                 detail: scan.detail,
                 work: scan.work.clone(),
                 budget: self.config.search_work_limit.saturating_sub(scan.examined),
+                stream_above,
             };
             self.request(Running::Scan(scan), Request::Scan { folder, job });
             return;
@@ -2014,9 +2031,32 @@ impl Session {
             return self.finish(&scan.tag, "NO", &text, scan.uid);
         }
         match (outcome.output, &mut scan.kind) {
-            (ScanOutput::Rendered { bytes, unknown_cte }, ScanKind::Fetch { failed }) => {
+            (
+                ScanOutput::Rendered {
+                    bytes,
+                    unknown_cte,
+                    streamed,
+                },
+                ScanKind::Fetch { failed },
+            ) => {
                 *failed |= unknown_cte;
-                self.out.extend_from_slice(&bytes);
+                let Some((folder, _)) = self.selected_folder() else {
+                    return;
+                };
+                // What the store keeps goes out between the rendered pieces around it.
+                let mut from = 0;
+                for literal in streamed {
+                    self.out.extend_from_slice(&bytes[from..literal.at]);
+                    self.flush();
+                    self.actions.push_back(Action::Stream {
+                        folder,
+                        uid: literal.uid,
+                        start: literal.start,
+                        len: literal.len,
+                    });
+                    from = literal.at;
+                }
+                self.out.extend_from_slice(&bytes[from..]);
             }
             (
                 ScanOutput::Hits { hits, max_modseq },
@@ -2267,6 +2307,9 @@ mod tests {
                     }
                 }
                 Action::StartTls => session.handle(Input::TlsEstablished),
+                Action::Stream {
+                    uid, start, len, ..
+                } => out.extend(format!("[stream {uid} {start}+{len}]").into_bytes()),
                 Action::Close => {}
             }
         }

@@ -367,7 +367,18 @@ impl Host {
         }
     }
 
-    fn message_data(uid: u32, m: &Message, detail: Detail) -> MessageData {
+    /// A message as a scan needs it. With `stream`, whenever the job allows it the
+    /// message is left "in the store" (header only, literals streamed), whatever its
+    /// size, so every transcript with BODY[] checks the streamed output too.
+    fn message_data(uid: u32, m: &Message, detail: Detail, stream: bool) -> MessageData {
+        let header = || m.raw[..m.summary.header_len().min(m.raw.len())].to_vec();
+        if stream && detail == Detail::Full {
+            return MessageData {
+                raw: Some(header()),
+                raw_in_store: true,
+                ..Self::message_data(uid, m, Detail::Summary, false)
+            };
+        }
         MessageData {
             uid,
             flags: m.flags.names(),
@@ -376,12 +387,11 @@ impl Host {
             modseq: m.modseq,
             summary: (detail >= Detail::Summary).then(|| m.summary.clone()),
             raw: match detail {
-                Detail::HeaderText | Detail::Header => {
-                    Some(m.raw[..m.summary.header_len().min(m.raw.len())].to_vec())
-                }
+                Detail::HeaderText | Detail::Header => Some(header()),
                 Detail::Full => Some(m.raw.clone()),
                 _ => None,
             },
+            raw_in_store: false,
         }
     }
 
@@ -592,10 +602,11 @@ impl Host {
             Request::Scan { folder, job } => {
                 // A folder deleted under a session has no messages left (as in the store).
                 let f = self.folders.get(&folder.0);
+                let stream = job.stream_above.is_some();
                 let read = |uid: u32, detail| {
                     Ok::<_, Fault>(
                         f.and_then(|f| f.messages.get(&uid))
-                            .map(|m| Self::message_data(uid, m, detail)),
+                            .map(|m| Self::message_data(uid, m, detail, stream)),
                     )
                 };
                 Reply::Scanned(job.run(read))
@@ -1149,6 +1160,17 @@ impl Harness {
                     let conn = self.conn(i);
                     conn.tls_started = true;
                     conn.session.handle(Input::TlsEstablished);
+                }
+                Action::Stream {
+                    folder,
+                    uid,
+                    start,
+                    len,
+                } => {
+                    let raw = &self.host.folders[&folder.0].messages[&uid].raw;
+                    let from = (start as usize).min(raw.len());
+                    let bytes = raw[from..(from + len as usize).min(raw.len())].to_vec();
+                    self.conn(i).write(&bytes);
                 }
                 Action::Request(id, request) => {
                     let mut events = Vec::new();

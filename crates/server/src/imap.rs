@@ -124,20 +124,27 @@ fn special_use_from(attribute: &str) -> Option<SpecialUse> {
     .find(|usage| usage.attribute().eq_ignore_ascii_case(attribute))
 }
 
+/// A message as a scan needs it; with `stream_above`, a whole message bigger than that
+/// stays in the store (its header is read, its literals are streamed).
 fn message_data(
     store: &Store,
     mailbox: MailboxId,
     meta: MessageMeta,
     detail: Detail,
+    stream_above: Option<u64>,
 ) -> Result<MessageData, StoreError> {
     let summary = if detail >= Detail::Summary {
         Some(store.message_summary(mailbox, meta.uid)?)
     } else {
         None
     };
+    let raw_in_store = detail == Detail::Full && stream_above.is_some_and(|t| meta.size > t);
     let raw = match (detail, &summary) {
         (Detail::HeaderText, _) => Some(store.header_block(mailbox, &meta)?),
         (Detail::Header, Some(summary)) => Some(store.header_of(mailbox, &meta, summary)?),
+        (Detail::Full, Some(summary)) if raw_in_store => {
+            Some(store.header_of(mailbox, &meta, summary)?)
+        }
         (Detail::Full, _) => Some(store.bytes_of(mailbox, &meta)?),
         _ => None,
     };
@@ -152,8 +159,12 @@ fn message_data(
         modseq: meta.modseq.0,
         summary,
         raw,
+        raw_in_store,
     })
 }
+
+/// What one read of a streamed literal takes from the store: a few checksummed blocks.
+const STREAM_CHUNK: u64 = 256 * 1024;
 
 /// A message as a scan needs it, or `None` if it is gone (expunged meanwhile).
 fn read_message(
@@ -161,10 +172,11 @@ fn read_message(
     mailbox: MailboxId,
     uid: Uid,
     detail: Detail,
+    stream_above: Option<u64>,
 ) -> Result<Option<MessageData>, StoreError> {
     let found = store
         .message(mailbox, uid)
-        .and_then(|meta| message_data(store, mailbox, meta, detail));
+        .and_then(|meta| message_data(store, mailbox, meta, detail, stream_above));
     match found {
         Ok(data) => Ok(Some(data)),
         Err(StoreError::NotFound) => Ok(None),
@@ -303,6 +315,12 @@ impl SessionActor for ImapConnection {
             }
             Action::Close => self.flow.outbox.send(Outgoing::Close),
             Action::Request(id, request) => self.execute(id, request, ctx),
+            Action::Stream {
+                folder,
+                uid,
+                start,
+                len,
+            } => self.stream(MailboxId(folder.0), Uid(uid), start, start + len, ctx),
         }
     }
 
@@ -392,11 +410,59 @@ impl ImapConnection {
             };
             let slice = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                job.run(|uid, detail| read_message(&store, mailbox, Uid(uid), detail))
+                let stream_above = job.stream_above;
+                job.run(|uid, detail| read_message(&store, mailbox, Uid(uid), detail, stream_above))
             });
             Ok(slice.await.map_err(|_| MailboxFault::Unavailable)??)
         };
         self.via_actor(id, ctx, work, Reply::Scanned)
+    }
+
+    /// Writes `start..end` of a stored message, a chunk at a time, each read once the
+    /// client has taken in what came before; the machine's next actions wait for the
+    /// end. A message that cannot be read now (expunged and compacted, damaged) ends
+    /// the connection: the literal announced cannot be finished.
+    fn stream(
+        &mut self,
+        mailbox: MailboxId,
+        uid: Uid,
+        start: u64,
+        end: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        if start >= end {
+            return;
+        }
+        self.flow.awaiting = true;
+        let len = (end - start).min(STREAM_CHUNK);
+        let drained = self.flow.outbox.drained();
+        let store = self.node.store.clone();
+        let read = async move {
+            drained.await;
+            tokio::task::spawn_blocking(move || store.message_range(mailbox, uid, start, len)).await
+        };
+        ctx.spawn(read.into_actor(self).map(move |result, actor, ctx| {
+            match result {
+                Ok(Ok(bytes)) if bytes.len() as u64 == len => {
+                    actor.flow.outbox.write(bytes);
+                    if start + len < end {
+                        actor.stream(mailbox, uid, start + len, end, ctx);
+                    } else {
+                        actor.flow.awaiting = false;
+                        connection::drive_session(actor, ctx);
+                    }
+                }
+                Ok(Ok(bytes)) => {
+                    tracing::error!(parent: &actor.flow.span, uid = uid.0, got = bytes.len(), wanted = len, "message shorter than announced; closing");
+                    actor.flow.outbox.send(Outgoing::Close);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(parent: &actor.flow.span, uid = uid.0, error = %e, "message unreadable while streaming; closing");
+                    actor.flow.outbox.send(Outgoing::Close);
+                }
+                Err(_) => actor.flow.outbox.send(Outgoing::Close),
+            }
+        }));
     }
 
     fn execute(&mut self, id: RequestId, request: Request, ctx: &mut Context<Self>) {

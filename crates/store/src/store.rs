@@ -1211,6 +1211,18 @@ impl Store {
         want: u64,
         what: &dyn Fn() -> String,
     ) -> Result<Vec<u8>> {
+        self.read_body_range(body, size, 0, want, what)
+    }
+
+    /// Reads `len` bytes of a body from `start`, as [`Store::read_body_prefix`].
+    fn read_body_range(
+        &self,
+        body: BodyRef,
+        size: u64,
+        start: u64,
+        len: u64,
+        what: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>> {
         let Some(location) = self.body_location(body)? else {
             if size == 0 {
                 return Ok(Vec::new());
@@ -1225,11 +1237,26 @@ impl Store {
             )));
         }
         self.bodies
-            .read_prefix(body.id, location, want)
+            .read_range(body.id, location, start, len)
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Damaged(why) => StoreError::Damaged(format!("{}: {why}", what())),
                 other => other,
             })
+    }
+
+    /// `len` bytes of a message's stored bytes from `start` (clamped to the message),
+    /// checked against their checksums: a big message is sent a piece at a time.
+    pub fn message_range(
+        &self,
+        mailbox: MailboxId,
+        uid: Uid,
+        start: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
+        let meta = self.message(mailbox, uid)?;
+        self.read_body_range(meta.body, meta.size, start, len, &|| {
+            message_name(mailbox, uid)
+        })
     }
 
     /// The MIME summary made when the message was stored.

@@ -722,3 +722,36 @@ fn header_block_reads_the_header_alone_however_long_it_is() {
         assert_eq!(header, message.as_bytes()[..end]);
     }
 }
+
+#[test]
+fn ranges_of_a_message_read_only_their_blocks_and_match_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store
+        .mailbox_by_name(account.id, INBOX)
+        .unwrap()
+        .unwrap()
+        .id;
+    let message: Vec<u8> = (0..300_000u32).map(|n| b'a' + (n % 26) as u8).collect();
+    let uid = store
+        .append(inbox, &message, &Flags::default(), (0, 0))
+        .unwrap()
+        .uid;
+    let block = 64 * 1024;
+    for (start, len) in [
+        (0, 10),
+        (0, message.len() as u64),
+        (block - 1, 2),
+        (block, block),
+        (3 * block + 5, 100_000),
+        (299_990, 100),
+        (400_000, 10),
+        (1234, 0),
+    ] {
+        let got = store.message_range(inbox, uid, start, len).unwrap();
+        let from = (start as usize).min(message.len());
+        let to = from.saturating_add(len as usize).min(message.len());
+        assert_eq!(got, message[from..to], "{start} {len}");
+    }
+}
