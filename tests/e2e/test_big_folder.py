@@ -19,6 +19,7 @@ from test_hostile_imap import MIB, rss_bytes
 
 MANY = "many@example.com"
 HUGE = "huge@example.com"
+DOTS = "dots@example.com"
 PASSWORD = "big-Folder-1"
 COUNT = 10_000
 HUGE_COUNT = 34
@@ -32,6 +33,13 @@ def small(i: int) -> bytes:
     ).encode()
 
 
+def dotted(_: int) -> bytes:
+    """4 MB of lines of one to 700 dots: POP3 must stuff every one of them, wherever
+    the server's pieces of the message begin and end."""
+    lines = b"".join(b"." * (n % 700 + 1) + b"\r\n" for n in range(11_000))
+    return b"From: d@remote.example\r\nSubject: dots\r\n\r\n" + lines
+
+
 def huge(i: int) -> bytes:
     head = f"From: s{i}@remote.example\r\nTo: {HUGE}\r\nSubject: huge {i}\r\n\r\n".encode()
     line = f"{i:04d} 0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n"
@@ -43,8 +51,9 @@ def node(portico_bin, tmp_path_factory):
     server = SmtpServer(portico_bin, tmp_path_factory.mktemp("big-folder") / "srv")
     server.start()
     try:
-        for user in (MANY, HUGE):
+        for user in (MANY, HUGE, DOTS):
             server.add_user(user, PASSWORD)
+        deliver_many(server.smtp_port, DOTS, 1, dotted, connections=1)
         deliver_many(server.smtp_port, MANY, COUNT, small)
         deliver_many(server.smtp_port, HUGE, HUGE_COUNT, huge, connections=4)
         yield server
@@ -229,3 +238,28 @@ def test_sections_of_a_big_message_come_out_exactly(node):
     assert texts[0].startswith(b"1 (UID 1 RFC822.SIZE %d " % len(stored)), texts[0]
     assert texts[2].endswith(b"BODY[]<1000000> {2000000}"), texts[2]
     m.logout()
+
+
+def test_pop3_retr_of_a_big_message_comes_in_pieces_stuffed_exactly(node):
+    """RETR sends a 4 MB message 256 KiB at a time as the client reads, byte-stuffing
+    lines of dots across the pieces' edges, and says the size LIST gave."""
+    m = node.imap_login(DOTS, PASSWORD)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK"
+    stored = data[0][1]
+    m.logout()
+    assert len(stored) > 3 * MIB
+    before = rss_bytes(node)
+    p = node.login(DOTS, PASSWORD)
+    try:
+        assert p.list()[1] == [b"1 %d" % len(stored)]
+        response, lines, octets = p.retr(1)
+        grown = rss_bytes(node) - before
+        assert response == b"+OK %d octets" % len(stored)
+        # poplib removed the stuffing and the line ends: put them back.
+        assert b"\r\n".join(lines) + b"\r\n" == stored
+    finally:
+        p.quit()
+    print(f"RSS growth over a 4 MB RETR: {grown / MIB:.1f} MiB")
+    assert grown < 16 * MIB, f"RSS grew by {grown / MIB:.1f} MiB"

@@ -9,17 +9,57 @@
 /// but without the terminating `.` line. Apart from the added dots (and that CRLF) the
 /// bytes are sent unchanged, so a signed message stays verifiable.
 pub(crate) fn push_stuffed(out: &mut Vec<u8>, body: &[u8]) {
-    // Dots are rare; a little headroom avoids most regrowth.
-    out.reserve(body.len() + body.len() / 512 + 8);
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
+    let mut stuffing = Stuffing::default();
+    stuffing.push(out, body);
+    stuffing.finish(out);
+}
+
+/// Byte-stuffing of a body that comes in pieces: where a line starts depends on how
+/// the piece before ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stuffing {
+    at_line_start: bool,
+    /// The last two bytes of the body so far, to see whether it ended with CRLF.
+    last: [u8; 2],
+    empty: bool,
+}
+
+impl Default for Stuffing {
+    fn default() -> Self {
+        Stuffing {
+            at_line_start: true,
+            last: [0, 0],
+            empty: true,
         }
-        out.extend_from_slice(line);
     }
-    // An empty message has no lines, so nothing needs terminating.
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+}
+
+impl Stuffing {
+    /// Appends the next piece, stuffed.
+    pub(crate) fn push(&mut self, out: &mut Vec<u8>, piece: &[u8]) {
+        // Dots are rare; a little headroom avoids most regrowth.
+        out.reserve(piece.len() + piece.len() / 512 + 8);
+        for line in piece.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start && line.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        match piece {
+            [] => {}
+            [only] => self.last = [self.last[1], *only],
+            [.., a, b] => self.last = [*a, *b],
+        }
+        self.empty &= piece.is_empty();
+    }
+
+    /// Ends the body with CRLF if it does not already (an empty one has no lines, so
+    /// nothing needs terminating); the terminating `.` line is the caller's.
+    pub(crate) fn finish(&self, out: &mut Vec<u8>) {
+        if !self.empty && self.last != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -63,6 +103,29 @@ mod tests {
         let mut out = Vec::new();
         push_stuffed(&mut out, body);
         out
+    }
+
+    #[test]
+    fn a_body_in_pieces_is_stuffed_as_if_whole() {
+        for body in [
+            &b".a\r\nb.c\r\n..d\r\n.\r\nend\r\n"[..],
+            b"a\n.b\r\n",
+            b"a\r\n.b",
+            b"x",
+            b"\r\n.\r\n.",
+        ] {
+            for cut in 0..=body.len() {
+                for second in cut..=body.len() {
+                    let mut out = Vec::new();
+                    let mut stuffing = Stuffing::default();
+                    for piece in [&body[..cut], &body[cut..second], &body[second..]] {
+                        stuffing.push(&mut out, piece);
+                    }
+                    stuffing.finish(&mut out);
+                    assert_eq!(out, stuffed(body), "{body:?} cut at {cut} and {second}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use crate::command::{Command, CommandLine};
 use crate::line::{Line, LineReader};
-use crate::multiline::{push_stuffed, top_len};
+use crate::multiline::{Stuffing, push_stuffed, top_len};
 pub use portico_sasl::Secret;
 use portico_sasl::{SaslError, decode_plain};
 
@@ -90,6 +90,14 @@ pub enum Input<'a> {
     AuthResult(Result<(), AuthFailure>),
     MaildropOpened(Result<Vec<MaildropEntry>, MaildropError>),
     MessageFetched(Result<Vec<u8>, MaildropError>),
+    /// A piece of the message [`Action::FetchMessage`] asked for with `in_pieces`, the
+    /// next in order; `more`: others follow. Instead of one [`Input::MessageFetched`], so
+    /// that a host can send a big message as the client reads it. A failure after the
+    /// first piece ends the connection: the response cannot be finished.
+    MessagePiece {
+        piece: Result<Vec<u8>, MaildropError>,
+        more: bool,
+    },
     DeletesCommitted(Result<(), MaildropError>),
     Shutdown,
 }
@@ -99,10 +107,21 @@ pub enum Input<'a> {
 pub enum Action {
     Write(Vec<u8>),
     StartTls,
-    Authenticate { username: String, password: Secret },
+    Authenticate {
+        username: String,
+        password: Secret,
+    },
     OpenMaildrop,
-    FetchMessage { uid: u32 },
-    CommitDeletes { uids: Vec<u32> },
+    /// Read message `uid` and answer [`Input::MessageFetched`], or, when `in_pieces`
+    /// (RETR: the whole message goes out), as many [`Input::MessagePiece`]s as the host
+    /// likes.
+    FetchMessage {
+        uid: u32,
+        in_pieces: bool,
+    },
+    CommitDeletes {
+        uids: Vec<u32>,
+    },
     Close,
 }
 
@@ -167,6 +186,8 @@ enum Awaiting {
         index: usize,
         top_lines: Option<usize>,
     },
+    /// RETR's response is under way: more [`Input::MessagePiece`]s follow.
+    Pieces { stuffing: Stuffing },
     /// [`Action::CommitDeletes`] of this many messages.
     Commit { count: usize },
 }
@@ -276,6 +297,24 @@ impl Session {
                 Some(Awaiting::Message { index, top_lines }) => {
                     self.on_message_fetched(index, top_lines, result)
                 }
+                other => self.awaiting = other,
+            },
+            Input::MessagePiece { piece, more } => match self.awaiting.take() {
+                Some(Awaiting::Message {
+                    index,
+                    top_lines: None,
+                }) => match piece {
+                    Ok(piece) => {
+                        let mut out =
+                            format!("+OK {} octets\r\n", self.listed_size(index, 0)).into_bytes();
+                        self.on_piece(&mut out, Stuffing::default(), &piece, more);
+                    }
+                    Err(_) => self.reply(FETCH_FAILED),
+                },
+                Some(Awaiting::Pieces { stuffing }) => match piece {
+                    Ok(piece) => self.on_piece(&mut Vec::new(), stuffing, &piece, more),
+                    Err(_) => self.close(),
+                },
                 other => self.awaiting = other,
             },
             Input::DeletesCommitted(result) => match self.awaiting.take() {
@@ -644,7 +683,10 @@ impl Session {
         };
         match result {
             Ok((index, uid)) => self.request(
-                Action::FetchMessage { uid },
+                Action::FetchMessage {
+                    uid,
+                    in_pieces: true,
+                },
                 Awaiting::Message {
                     index,
                     top_lines: None,
@@ -672,7 +714,10 @@ impl Session {
         };
         match result {
             Ok((index, uid, lines)) => self.request(
-                Action::FetchMessage { uid },
+                Action::FetchMessage {
+                    uid,
+                    in_pieces: false,
+                },
                 Awaiting::Message {
                     index,
                     top_lines: Some(lines),
@@ -680,6 +725,25 @@ impl Session {
             ),
             Err(text) => self.client_error(&text),
         }
+    }
+
+    /// The size LIST gave message `index` (RETR's `+OK` says it), else `fallback`.
+    fn listed_size(&self, index: usize, fallback: u64) -> u64 {
+        self.maildrop()
+            .and_then(|maildrop| maildrop.entries.get(index))
+            .map_or(fallback, |entry| entry.size)
+    }
+
+    /// Writes one piece of RETR's response after `out`; with the last, the end.
+    fn on_piece(&mut self, out: &mut Vec<u8>, mut stuffing: Stuffing, piece: &[u8], more: bool) {
+        stuffing.push(out, piece);
+        if more {
+            self.awaiting = Some(Awaiting::Pieces { stuffing });
+        } else {
+            stuffing.finish(out);
+            out.extend_from_slice(b".\r\n");
+        }
+        self.write(std::mem::take(out));
     }
 
     fn on_message_fetched(
@@ -695,10 +759,7 @@ impl Session {
             None => {
                 // The listed size, so RETR agrees with LIST (the entry documents it as
                 // the exact octets RETR sends).
-                let size = self
-                    .maildrop()
-                    .and_then(|maildrop| maildrop.entries.get(index))
-                    .map_or(message.len() as u64, |entry| entry.size);
+                let size = self.listed_size(index, message.len() as u64);
                 let mut out = format!("+OK {size} octets\r\n").into_bytes();
                 push_stuffed(&mut out, &message);
                 out
@@ -925,7 +986,7 @@ mod tests {
                     out.push_str(&format!("[auth {username}:{}]\n", password.expose()))
                 }
                 Action::OpenMaildrop => out.push_str("[open]\n"),
-                Action::FetchMessage { uid } => out.push_str(&format!("[fetch {uid}]\n")),
+                Action::FetchMessage { uid, .. } => out.push_str(&format!("[fetch {uid}]\n")),
                 Action::CommitDeletes { uids } => out.push_str(&format!("[commit {uids:?}]\n")),
                 Action::Close => out.push_str("[close]\n"),
             }
@@ -1006,7 +1067,7 @@ mod tests {
                         }))
                     }
                     Action::OpenMaildrop => replies.push(Input::MaildropOpened(Ok(entries()))),
-                    Action::FetchMessage { uid } => {
+                    Action::FetchMessage { uid, .. } => {
                         let body = fixture().into_iter().find(|(u, _)| *u == uid);
                         replies.push(Input::MessageFetched(
                             body.map(|(_, b)| b.to_vec())

@@ -350,14 +350,38 @@ impl Backend<'_> {
                             None => Ok(self.entries()),
                         }))
                     }
-                    Action::FetchMessage { uid } => {
+                    Action::FetchMessage { uid, in_pieces } => {
                         let message = self.setup.messages.iter().find(|m| m.uid == uid);
-                        replies.push(Input::MessageFetched(match message {
+                        let fetched = match message {
                             Some(m) if !self.setup.fetch_fails.contains(&uid) => {
                                 Ok(m.bytes.clone())
                             }
                             _ => Err(MaildropError::Unavailable),
-                        }))
+                        };
+                        match fetched {
+                            // In pieces of 5 bytes, so that stuffing meets every boundary.
+                            Ok(bytes) if in_pieces => {
+                                let pieces: Vec<&[u8]> = bytes.chunks(5).collect();
+                                let last = pieces.len().saturating_sub(1);
+                                if pieces.is_empty() {
+                                    replies.push(Input::MessagePiece {
+                                        piece: Ok(Vec::new()),
+                                        more: false,
+                                    });
+                                }
+                                for (i, piece) in pieces.into_iter().enumerate() {
+                                    replies.push(Input::MessagePiece {
+                                        piece: Ok(piece.to_vec()),
+                                        more: i < last,
+                                    });
+                                }
+                            }
+                            Err(e) if in_pieces => replies.push(Input::MessagePiece {
+                                piece: Err(e),
+                                more: false,
+                            }),
+                            fetched => replies.push(Input::MessageFetched(fetched)),
+                        }
                     }
                     Action::CommitDeletes { uids } => {
                         if self.committed.is_some() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use portico_cluster::LoginType;
 use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
-use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Uid};
+use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, StoreError, Uid};
 use tokio::net::TcpStream;
 
 use crate::auth::{LoginError, Protocol};
@@ -23,6 +23,10 @@ use crate::node::{NodeContext, UserSlot};
 pub fn unique_id(uid: Uid, uidvalidity: portico_store::Uidvalidity) -> String {
     format!("{:08X}{:08X}", uid.0, uidvalidity.0)
 }
+
+/// What one read of a message RETR sends takes from the store: a few checksummed
+/// blocks.
+const RETR_PIECE: u64 = 256 * 1024;
 
 pub struct Pop3Connection {
     id: SessionId,
@@ -105,7 +109,19 @@ impl SessionActor for Pop3Connection {
                 }));
             }
             Action::OpenMaildrop => self.open_maildrop(ctx),
-            Action::FetchMessage { uid } => {
+            Action::FetchMessage {
+                uid,
+                in_pieces: true,
+            } => {
+                self.flow.awaiting = true;
+                let Some(mailbox) = self.locked else {
+                    let piece = Err(MaildropError::Unavailable);
+                    self.answer_later(Input::MessagePiece { piece, more: false }, ctx);
+                    return;
+                };
+                self.send_piece(mailbox, Uid(uid), 0, ctx);
+            }
+            Action::FetchMessage { uid, .. } => {
                 self.flow.awaiting = true;
                 let Some(mailbox) = self.locked else {
                     self.answer_later(Input::MessageFetched(Err(MaildropError::Unavailable)), ctx);
@@ -192,6 +208,48 @@ impl Pop3Connection {
         self.flow.awaiting = false;
         self.machine.handle(input);
         connection::drive_session(self, ctx);
+    }
+
+    /// Reads the piece of a message RETR sends from `at` once the client has taken in
+    /// what came before, hands it to the machine, and goes on with the next: a 50 MB
+    /// message goes out 256 KiB at a time, never whole in memory.
+    fn send_piece(&mut self, mailbox: MailboxId, uid: Uid, at: u64, ctx: &mut Context<Self>) {
+        self.flow.awaiting = true;
+        let store = self.node.store.clone();
+        let drained = self.flow.outbox.drained();
+        let read = async move {
+            drained.await;
+            tokio::task::spawn_blocking(move || {
+                let size = store.message(mailbox, uid)?.size;
+                let piece = store.message_range(mailbox, uid, at, RETR_PIECE)?;
+                Ok::<_, StoreError>((piece, size))
+            })
+            .await
+        };
+        ctx.spawn(read.into_actor(self).map(move |result, actor, ctx| {
+            let (piece, next) = match result {
+                Ok(Ok((piece, size))) => {
+                    let next = at + piece.len() as u64;
+                    // An empty piece short of the end would never finish: stop there.
+                    (Ok(piece), (next > at && next < size).then_some(next))
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(parent: &actor.flow.span, error = %e, "message read failed");
+                    (Err(MaildropError::Unavailable), None)
+                }
+                Err(_) => (Err(MaildropError::Unavailable), None),
+            };
+            actor.answer(
+                Input::MessagePiece {
+                    piece,
+                    more: next.is_some(),
+                },
+                ctx,
+            );
+            if let Some(next) = next {
+                actor.send_piece(mailbox, uid, next, ctx);
+            }
+        }));
     }
 
     /// Like [`Self::answer`], from inside [`Self::perform`] (the drive loop is running).

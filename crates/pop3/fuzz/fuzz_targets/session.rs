@@ -54,13 +54,24 @@ fuzz_target!(|data: &[u8]| {
                     },
                 )),
                 Action::OpenMaildrop => Some(Input::MaildropOpened(Ok(maildrop.clone()))),
-                Action::FetchMessage { uid } => {
+                Action::FetchMessage { uid, in_pieces } => {
                     assert!(maildrop.iter().any(|m| m.uid == uid), "fetch of {uid}");
-                    Some(Input::MessageFetched(if step % 7 == 0 {
-                        Err(MaildropError::Unavailable)
+                    let body = vec![b'.'; (10 * uid) as usize];
+                    if in_pieces {
+                        // Three pieces, the second failing now and then.
+                        let (a, rest) = body.split_at(body.len() / 3);
+                        let (b, c) = rest.split_at(rest.len() / 2);
+                        session.handle(Input::MessagePiece { piece: Ok(a.to_vec()), more: true });
+                        let b = if step % 5 == 0 { Err(MaildropError::Unavailable) } else { Ok(b.to_vec()) };
+                        session.handle(Input::MessagePiece { piece: b, more: true });
+                        Some(Input::MessagePiece { piece: Ok(c.to_vec()), more: false })
                     } else {
-                        Ok(vec![b'.'; (10 * uid) as usize])
-                    }))
+                        Some(Input::MessageFetched(if step % 7 == 0 {
+                            Err(MaildropError::Unavailable)
+                        } else {
+                            Ok(body)
+                        }))
+                    }
                 }
                 Action::CommitDeletes { uids } => {
                     assert!(uids.iter().all(|u| maildrop.iter().any(|m| m.uid == *u)));
