@@ -4,8 +4,13 @@ eight connections), then times what a heavy user's client does, each on a second
 session (warm), and reads the server's RSS.
 
     cargo build --release && scripts/bench-bigfolder.py [BINARY] [COUNT]
+    scripts/bench-bigfolder.py --imap PORT [COUNT]
 
 BINARY defaults to target/release/portico, COUNT to 100000. Prints one line a step.
+With --imap, runs only the steps, against an IMAP server already listening on
+127.0.0.1:PORT whose user big@example.com (password pw-Bigfolder-1) has COUNT messages
+made by `message()` in its INBOX: how Dovecot was measured beside Portico (its maildir
+filled with those files, plaintext login allowed).
 """
 
 from __future__ import annotations
@@ -99,6 +104,10 @@ def raw_timings(port: int) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--imap"]:
+        count = int(sys.argv[3]) if len(sys.argv) > 3 else 100_000
+        steps(int(sys.argv[2]), count, None)
+        return
     binary = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "target/release/portico")
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
     root = pathlib.Path(tempfile.mkdtemp(prefix="portico-bigfolder-"))
@@ -126,36 +135,41 @@ def main() -> None:
         print(f"filled {count} messages in {fill:.1f} s ({count / fill:.0f} msgs/s); "
               f"server RSS {rss_mib(proc.pid):.0f} MiB")
 
-        # A first session warms what a second one finds.
-        warm = imaplib.IMAP4("127.0.0.1", imap)
-        warm.login(USER, PASSWORD)
-        warm.select("INBOX")
-        warm.uid("FETCH", "1:*", "(FLAGS)")
-        warm.logout()
-
-        c = imaplib.IMAP4("127.0.0.1", imap)
-        c.login(USER, PASSWORD)
-        timed("STATUS INBOX (MESSAGES UNSEEN)",
-              lambda: c.status("INBOX", "(MESSAGES UNSEEN)"))
-        timed("SELECT INBOX", lambda: c.select("INBOX"))
-        timed("UID FETCH 1:* (FLAGS)", lambda: c.uid("FETCH", "1:*", "(FLAGS)"))
-        timed("FETCH 1,000 messages' FROM/SUBJECT/DATE",
-              lambda: c.fetch(f"{count - 999}:{count}",
-                              "(BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"))
-        timed("SEARCH SUBJECT", lambda: c.search(None, "SUBJECT", '"topic 42"'))
-        timed("SEARCH BODY", lambda: c.search(None, "BODY", "w1000."))
-        timed("STORE 1:* +FLAGS (\\Seen)",
-              lambda: c.store("1:*", "+FLAGS.SILENT", "(\\Seen)"))
-        timed("STATUS INBOX (MESSAGES UNSEEN) again",
-              lambda: c.status("INBOX", "(MESSAGES UNSEEN)"))
-        print(f"server RSS {rss_mib(proc.pid):.0f} MiB")
-        c.logout()
-        raw_timings(imap)
+        steps(imap, count, proc.pid)
     finally:
         if proc:
             proc.terminate()
             proc.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def steps(imap: int, count: int, pid: int | None) -> None:
+    """The timed steps, on a second session after a first has warmed the folder."""
+    warm = imaplib.IMAP4("127.0.0.1", imap)
+    warm.login(USER, PASSWORD)
+    warm.select("INBOX")
+    warm.uid("FETCH", "1:*", "(FLAGS)")
+    warm.logout()
+
+    c = imaplib.IMAP4("127.0.0.1", imap)
+    c.login(USER, PASSWORD)
+    timed("STATUS INBOX (MESSAGES UNSEEN)",
+          lambda: c.status("INBOX", "(MESSAGES UNSEEN)"))
+    timed("SELECT INBOX", lambda: c.select("INBOX"))
+    timed("UID FETCH 1:* (FLAGS)", lambda: c.uid("FETCH", "1:*", "(FLAGS)"))
+    timed("FETCH 1,000 messages' FROM/SUBJECT/DATE",
+          lambda: c.fetch(f"{count - 999}:{count}",
+                          "(BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"))
+    timed("SEARCH SUBJECT", lambda: c.search(None, "SUBJECT", '"topic 42"'))
+    timed("SEARCH BODY", lambda: c.search(None, "BODY", "w1000."))
+    timed("STORE 1:* +FLAGS (\\Seen)",
+          lambda: c.store("1:*", "+FLAGS.SILENT", "(\\Seen)"))
+    timed("STATUS INBOX (MESSAGES UNSEEN) again",
+          lambda: c.status("INBOX", "(MESSAGES UNSEEN)"))
+    if pid:
+        print(f"server RSS {rss_mib(pid):.0f} MiB")
+    c.logout()
+    raw_timings(imap)
 
 
 if __name__ == "__main__":
