@@ -21,7 +21,7 @@ pub fn expand(items: &FetchItems) -> Vec<FetchAttr> {
 }
 
 /// The least the store must read for these items. Header-only sections of the whole
-/// message need only the header block, never the body.
+/// message need only the header block, never the body (nor the MIME summary).
 pub fn detail(attrs: &[FetchAttr]) -> Detail {
     attrs
         .iter()
@@ -32,19 +32,18 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
             | FetchAttr::Rfc822Size
             | FetchAttr::ModSeq => Detail::Meta,
             FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => Detail::Summary,
-            FetchAttr::Rfc822Header => Detail::Header,
+            FetchAttr::Rfc822Header => Detail::HeaderText,
             FetchAttr::BodySection { section, .. } if section.part.is_empty() => {
                 match section.text {
                     Some(SectionText::Header)
                     | Some(SectionText::HeaderFields(_))
-                    | Some(SectionText::HeaderFieldsNot(_)) => Detail::Header,
+                    | Some(SectionText::HeaderFieldsNot(_)) => Detail::HeaderText,
                     _ => Detail::Full,
                 }
             }
             _ => Detail::Full,
         })
-        .max()
-        .unwrap_or(Detail::Meta)
+        .fold(Detail::Meta, Detail::join)
 }
 
 /// Whether the store may keep a big message while these items are rendered: every item
@@ -153,7 +152,16 @@ fn literal(out: &mut Vec<u8>, bytes: &[u8], binary: bool) {
 fn body_section<'a>(message: &'a MessageData, section: &Section) -> Cow<'a, [u8]> {
     let raw = message.raw.as_deref().unwrap_or_default();
     let Some(summary) = &message.summary else {
-        return Cow::Borrowed(raw);
+        // Read with Detail::HeaderText: `raw` is the header block.
+        return match &section.text {
+            Some(SectionText::HeaderFields(names)) if section.part.is_empty() => {
+                Cow::Owned(portico_mime::header_fields(raw, names, false))
+            }
+            Some(SectionText::HeaderFieldsNot(names)) if section.part.is_empty() => {
+                Cow::Owned(portico_mime::header_fields(raw, names, true))
+            }
+            _ => Cow::Borrowed(raw),
+        };
     };
     if section.part.is_empty() && section.text.is_none() {
         return Cow::Borrowed(raw);
@@ -416,7 +424,10 @@ mod tests {
                 partial: None,
             },
         ];
-        assert_eq!(detail(&attrs), Detail::Header);
+        assert_eq!(detail(&attrs), Detail::HeaderText);
+        // With an item that needs the MIME summary: both.
+        let with_envelope = [attrs.clone(), vec![FetchAttr::Envelope]].concat();
+        assert_eq!(detail(&with_envelope), Detail::Header);
         assert!(!sets_seen(&attrs));
         assert_eq!(detail(&[FetchAttr::Flags, FetchAttr::Uid]), Detail::Meta);
         assert_eq!(detail(&[FetchAttr::Envelope]), Detail::Summary);

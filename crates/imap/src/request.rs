@@ -41,6 +41,19 @@ pub enum Detail {
     Full,
 }
 
+impl Detail {
+    /// What two needs together ask for: the header block and the MIME summary make
+    /// [`Detail::Header`], which has both; otherwise the larger.
+    pub fn join(self, other: Detail) -> Detail {
+        match (self, other) {
+            (Detail::HeaderText, Detail::Summary) | (Detail::Summary, Detail::HeaderText) => {
+                Detail::Header
+            }
+            _ => self.max(other),
+        }
+    }
+}
+
 /// One request to the host.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {

@@ -8,8 +8,8 @@ use crate::request::{Detail, MessageData};
 pub fn detail(key: &SearchKey) -> Detail {
     use SearchKey::*;
     match key {
-        And(keys) => keys.iter().map(detail).max().unwrap_or(Detail::Meta),
-        Or(a, b) => detail(a).max(detail(b)),
+        And(keys) => keys.iter().map(detail).fold(Detail::Meta, Detail::join),
+        Or(a, b) => detail(a).join(detail(b)),
         Not(k) => detail(k),
         Bcc(_) | Cc(_) | From(_) | To(_) | Subject(_) | Header(..) | SentBefore(_) | SentOn(_)
         | SentSince(_) => Detail::HeaderText,
