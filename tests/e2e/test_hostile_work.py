@@ -258,3 +258,26 @@ def test_past_the_spool_limit_a_message_is_refused_for_later(make_smtp_server):
     r.close()
     stored = imap_messages(server, BOB, BOB_PW)
     assert len(stored) == 1 and stored[0].endswith(b"y" * 900_000 + b"\r\n")
+
+
+def test_an_abandoned_transactions_spool_goes_with_the_next_message(make_smtp_server):
+    """BDAT chunks past the in-memory part, then RSET: the spooled content is dropped
+    when the session's next message is delivered, not kept until it disconnects."""
+    server = with_users(make_smtp_server())
+    r = server.raw_smtp(server.smtp_port)
+    r.ehlo("mx.remote.example")
+    assert r.cmd("MAIL FROM:<sender@remote.example>") == SENDER_OK
+    assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
+    chunk = b"x" * 1022 + b"\r\n"
+    r.send(b"BDAT %d\r\n" % (len(chunk) * 600) + chunk * 600)
+    assert r.reply() == [b"250 2.0.0 %d octets received" % (len(chunk) * 600)]
+    assert len(spool_files(server)) == 1
+    assert r.cmd("RSET") == b"250 2.0.0 Ok"
+    assert r.cmd("MAIL FROM:<sender@remote.example>") == SENDER_OK
+    assert r.cmd(f"RCPT TO:<{BOB}>") == RECIPIENT_OK
+    assert r.cmd("DATA") == START_DATA
+    assert QUEUED.fullmatch(r.cmd(b"Subject: small\r\n\r\nsmall\r\n."))
+    assert spool_files(server) == {}
+    stored = imap_messages(server, BOB, BOB_PW)
+    assert len(stored) == 1 and stored[0].endswith(b"Subject: small\r\n\r\nsmall\r\n")
+    r.close()

@@ -205,18 +205,28 @@ async fn deliver_spooled(
     spool: Option<SpoolFile>,
     ip: IpAddr,
 ) -> (Option<SpoolFile>, Result<String, DeliveryFailure>) {
-    let Some(mut spool) = spool else {
-        if envelope.spooled > 0 {
+    let mut spool = match spool {
+        // The common case, a message kept whole in memory: no trip to the disk.
+        Some(spool) if envelope.spooled == 0 && spool.is_empty() => {
+            return (Some(spool), deliver(node, envelope, ip).await);
+        }
+        None if envelope.spooled == 0 => return (None, deliver(node, envelope, ip).await),
+        None => {
             tracing::error!("the spooled content of a message is gone");
             return (None, Err(DeliveryFailure::Temporary));
         }
-        return (None, deliver(node, envelope, ip).await);
+        Some(spool) => spool,
     };
     let expected = envelope.spooled;
     let tail = std::mem::take(&mut envelope.message);
     let read = tokio::task::spawn_blocking(move || {
-        // Nothing of an abandoned transaction's content is kept.
-        let content = (expected > 0).then(|| spool.take(expected, tail.len()));
+        let content = if expected > 0 {
+            Some(spool.take(expected, tail.len()))
+        } else {
+            // What an abandoned transaction spooled goes now, not with the session.
+            spool.reset();
+            None
+        };
         (spool, content, tail)
     })
     .await;

@@ -101,6 +101,11 @@ impl SpoolFile {
         spool
     }
 
+    /// Nothing is spooled (no file, nothing counted).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && self.file.is_none() && self.failed.is_none()
+    }
+
     /// Starts a new message: what was spooled before is dropped, its file removed
     /// (scratch is never synced, so it must not outlive the message it held).
     pub fn reset(&mut self) {
@@ -220,7 +225,9 @@ mod tests {
         assert_eq!(area.used(), 11);
         assert_eq!(spool.take(11, 0).unwrap(), b"hello world");
         assert_eq!(area.used(), 0);
+        assert!(spool.is_empty());
         spool.append(b"next");
+        assert!(!spool.is_empty());
         assert_eq!(spool.take(3, 0), Err(SpoolError::Io));
         spool.append(b"again");
         spool.reset();
