@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import imaplib
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -66,6 +67,22 @@ def wait_port(port: int) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def wait_indexed(log: pathlib.Path, count: int, start: float) -> None:
+    """Waits until the server's log shows every message in the full-text index."""
+    while True:
+        done = sum(int(n) for n in re.findall(
+            r"full-text index updated.*?messages=(\d+)", log.read_text(errors="replace")))
+        if done >= count:
+            print(f"full-text index caught up {time.perf_counter() - start:.1f} s after the "
+                  f"fill began; index size {du_mib(log.parent / 'data' / 'fulltext'):.0f} MiB")
+            return
+        time.sleep(0.5)
+
+
+def du_mib(path: pathlib.Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def timed(label: str, action) -> None:
@@ -126,7 +143,8 @@ def main() -> None:
         cli = [binary, "--config", str(config)]
         subprocess.run(cli + ["user", "add", USER, "--password-stdin"],
                        input=PASSWORD.encode() + b"\n", check=True, capture_output=True)
-        proc = subprocess.Popen(cli + ["serve"], stderr=subprocess.DEVNULL)
+        log = root / "server.log"
+        proc = subprocess.Popen(cli + ["serve"], stderr=open(log, "wb"))
         wait_port(imap)
         wait_port(smtp)
         start = time.perf_counter()
@@ -134,6 +152,7 @@ def main() -> None:
         fill = time.perf_counter() - start
         print(f"filled {count} messages in {fill:.1f} s ({count / fill:.0f} msgs/s); "
               f"server RSS {rss_mib(proc.pid):.0f} MiB")
+        wait_indexed(log, count, start)
 
         steps(imap, count, proc.pid)
     finally:

@@ -28,6 +28,7 @@ for crate in portico-pop3 portico-imap portico-smtp portico-mime portico-sasl; d
 done
 forbid portico-store portico-pop3 portico-imap portico-smtp portico-server actix tokio rustls
 forbid portico-cluster portico-server portico-store actix tokio sled
+forbid portico-fts portico-server portico-store portico-imap actix tokio sled rustls
 
 if [ "$status" -eq 0 ]; then
     echo "layers: ok"

@@ -80,6 +80,8 @@ pub struct ClusterConfig {
     pub smtp: SmtpSettings,
     #[serde(default)]
     pub store: StoreSettings,
+    #[serde(default)]
+    pub search: SearchSettings,
     /// Directory the relative paths in this file are relative to (the file's own
     /// directory; the working directory for the embedded default).
     #[serde(skip)]
@@ -256,6 +258,30 @@ impl Default for StoreSettings {
             min_free_percent: 1.0,
             compact_interval_secs: 300,
             group_commit_delay_us: 3000,
+        }
+    }
+}
+
+/// SEARCH: the full-text index each node keeps of its messages.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSettings {
+    /// Keep a full-text index so SEARCH BODY/TEXT reads only the messages that may
+    /// match (answers are the same without it, only slower).
+    pub full_text_index: bool,
+    /// Memory the indexer fills before it writes a segment, MiB (at least 15).
+    pub index_memory_mb: u64,
+    /// Messages bigger than this, KiB, are not read for the index: SEARCH BODY/TEXT
+    /// reads them every time. Indexing holds a few times this in memory at once.
+    pub index_max_message_kb: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            full_text_index: true,
+            index_memory_mb: 32,
+            index_max_message_kb: 4096,
         }
     }
 }

@@ -11,6 +11,30 @@ pub use crate::scan::{ScanJob, ScanOutcome};
 /// Identifies one outstanding request; replies carry it back.
 pub type RequestId = u64;
 
+/// A BODY or TEXT needle to look up in the full-text index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TextQuery {
+    /// TEXT (header or body) rather than BODY.
+    pub with_header: bool,
+    pub needle: String,
+}
+
+/// What the full-text index knows of one needle in one folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextCandidates {
+    /// Messages with a smaller UID were indexed; the index knows nothing of the rest.
+    pub indexed_below: u32,
+    /// Indexed messages that may contain the needle, ascending; the others cannot.
+    pub uids: Vec<u32>,
+}
+
+impl TextCandidates {
+    /// Whether the message with `uid` cannot contain the needle.
+    pub fn excludes(&self, uid: u32) -> bool {
+        uid < self.indexed_below && self.uids.binary_search(&uid).is_err()
+    }
+}
+
 /// The host's handle on a selected folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FolderId(pub u64);
@@ -103,6 +127,13 @@ pub enum Request {
         flags: Vec<String>,
         date: Option<DateTime>,
         message: Vec<u8>,
+    },
+    /// Which messages may contain each needle, from the node's full-text index, so a
+    /// SEARCH with BODY or TEXT keys reads only those. Answered in the same order; a
+    /// `None` (or any failure) means the index cannot tell and every message is read.
+    TextIndex {
+        folder: FolderId,
+        queries: Vec<TextQuery>,
     },
     /// One slice of a FETCH or SEARCH: run `job` over the folder's messages.
     Scan {
@@ -254,6 +285,7 @@ pub enum Reply {
     Done(Result<(), Fault>),
     Appended(Result<(u32, u32), Fault>),
     Scanned(Result<ScanOutcome, Fault>),
+    TextIndex(Vec<Option<TextCandidates>>),
     FlagsStored(Result<FlagsStored, Fault>),
     Expunged(Result<Vec<u32>, Fault>),
     Copied(Result<Copied, Fault>),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::command::{FetchAttr, SearchKey};
 use crate::fetch::{self, RenderError, RenderStyle, StoredLiteral};
 use crate::request::{Detail, MessageData};
-use crate::search;
+use crate::search::{self, TextHints};
 
 /// Rendered FETCH output after which a job stops and returns what it has.
 pub const OUTPUT_SLICE: usize = 1024 * 1024;
@@ -48,6 +48,8 @@ pub enum ScanWork {
         key: SearchKey,
         max_seq: u32,
         max_uid: u32,
+        /// What the full-text index ruled out: those BODY/TEXT keys need no reading.
+        hints: TextHints,
     },
 }
 
@@ -133,7 +135,13 @@ impl ScanJob {
                 break;
             }
             outcome.processed += 1;
-            let Some(message) = read(target.uid, self.detail)? else {
+            let detail = match &*self.work {
+                ScanWork::Search { key, hints, .. } if !hints.is_empty() => {
+                    search::detail_for(key, target.uid, hints)
+                }
+                _ => self.detail,
+            };
+            let Some(message) = read(target.uid, detail)? else {
                 continue;
             };
             self.one(target, &message, &mut outcome);
@@ -190,6 +198,7 @@ impl ScanJob {
                     key,
                     max_seq,
                     max_uid,
+                    hints,
                 },
                 ScanOutput::Hits { hits, max_modseq },
             ) => {
@@ -200,6 +209,7 @@ impl ScanJob {
                     recent: target.recent,
                     message,
                     text: search::TextCache::default(),
+                    hints,
                 };
                 if search::matches(key, &ctx) {
                     hits.push((target.seq, target.uid));
@@ -253,6 +263,7 @@ mod tests {
                 key,
                 max_seq: n,
                 max_uid: n * 10,
+                hints: TextHints::default(),
             }),
             budget,
             stream_above: None,

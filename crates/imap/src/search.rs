@@ -2,7 +2,10 @@
 //! each message the store must read to decide.
 
 use crate::command::{Date, SearchKey, SeqBound, SequenceSet};
-use crate::request::{Detail, MessageData};
+use crate::request::{Detail, MessageData, TextCandidates, TextQuery};
+
+/// Needles of one SEARCH looked up in the full-text index; the rest are read in full.
+const MAX_TEXT_QUERIES: usize = 32;
 
 /// The least detail needed to evaluate `key`.
 pub fn detail(key: &SearchKey) -> Detail {
@@ -18,6 +21,106 @@ pub fn detail(key: &SearchKey) -> Detail {
     }
 }
 
+/// What the full-text index said of a search's BODY and TEXT needles.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextHints(Vec<(TextQuery, TextCandidates)>);
+
+impl TextHints {
+    pub fn new(answers: Vec<(TextQuery, TextCandidates)>) -> Self {
+        TextHints(answers)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the index rules out that message `uid` contains `needle`.
+    fn excludes(&self, with_header: bool, needle: &str, uid: u32) -> bool {
+        self.0.iter().any(|(query, candidates)| {
+            query.with_header == with_header && query.needle == needle && candidates.excludes(uid)
+        })
+    }
+}
+
+/// The BODY and TEXT needles of `key` worth asking the index about (three characters or
+/// more: the index keeps trigrams), each once.
+pub fn text_queries(key: &SearchKey) -> Vec<TextQuery> {
+    fn walk(key: &SearchKey, out: &mut Vec<TextQuery>) {
+        let query = match key {
+            SearchKey::And(keys) => return keys.iter().for_each(|k| walk(k, out)),
+            SearchKey::Or(a, b) => {
+                walk(a, out);
+                return walk(b, out);
+            }
+            SearchKey::Not(k) => return walk(k, out),
+            SearchKey::Body(needle) => TextQuery {
+                with_header: false,
+                needle: needle.clone(),
+            },
+            SearchKey::Text(needle) => TextQuery {
+                with_header: true,
+                needle: needle.clone(),
+            },
+            _ => return,
+        };
+        if query.needle.to_lowercase().chars().count() >= 3
+            && out.len() < MAX_TEXT_QUERIES
+            && !out.contains(&query)
+        {
+            out.push(query);
+        }
+    }
+    let mut out = Vec::new();
+    walk(key, &mut out);
+    out
+}
+
+/// What `key` is for message `uid` from the index's answers alone: `Some(false)` when
+/// it cannot match whatever else the message holds, `None` when the message must be read.
+pub fn prejudge(key: &SearchKey, uid: u32, hints: &TextHints) -> Option<bool> {
+    use SearchKey::*;
+    match key {
+        All => Some(true),
+        And(keys) => {
+            let mut all = Some(true);
+            for key in keys {
+                match prejudge(key, uid, hints) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => all = None,
+                }
+            }
+            all
+        }
+        Or(a, b) => match (prejudge(a, uid, hints), prejudge(b, uid, hints)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Not(k) => prejudge(k, uid, hints).map(|v| !v),
+        Body(needle) if hints.excludes(false, needle, uid) => Some(false),
+        Text(needle) if hints.excludes(true, needle, uid) => Some(false),
+        _ => None,
+    }
+}
+
+/// The least detail needed to evaluate `key` on message `uid`: BODY and TEXT keys the
+/// index rules out need none.
+pub fn detail_for(key: &SearchKey, uid: u32, hints: &TextHints) -> Detail {
+    use SearchKey::*;
+    match key {
+        And(keys) => keys
+            .iter()
+            .map(|k| detail_for(k, uid, hints))
+            .fold(Detail::Meta, Detail::join),
+        Or(a, b) => detail_for(a, uid, hints).join(detail_for(b, uid, hints)),
+        Not(k) => detail_for(k, uid, hints),
+        Body(needle) if hints.excludes(false, needle, uid) => Detail::Meta,
+        Text(needle) if hints.excludes(true, needle, uid) => Detail::Meta,
+        other => detail(other),
+    }
+}
+
 /// What a key may refer to besides the message itself.
 pub struct Context<'a> {
     pub seq: u32,
@@ -30,6 +133,8 @@ pub struct Context<'a> {
     /// the search (a search with many such keys would otherwise decode the message once
     /// per key).
     pub text: TextCache,
+    /// What the full-text index ruled out.
+    pub hints: &'a TextHints,
 }
 
 /// Lazily decoded, lower-cased text of one message, and how much text the keys read.
@@ -172,6 +277,8 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         To(s) => header_matches(ctx, "To", s),
         Subject(s) => header_matches(ctx, "Subject", s),
         Header(name, s) => header_matches(ctx, name, s),
+        Body(s) if ctx.hints.excludes(false, s, message.uid) => false,
+        Text(s) if ctx.hints.excludes(true, s, message.uid) => false,
         Body(s) => contains_lowered(ctx.text.body(message), s),
         Text(s) => {
             let raw = message.raw.as_deref().unwrap_or_default();
@@ -186,23 +293,9 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
 /// TEXT looks at header values as the user reads them: RFC 2047 encoded words decoded.
 fn decoded_header_contains(ctx: &Context<'_>, raw: &[u8], header: &[u8], needle: &str) -> bool {
     ctx.text.count(header.len());
-    let mut names: Vec<String> = Vec::new();
-    for line in header.split(|&b| b == b'\n') {
-        if line.first().is_some_and(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-            if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
-                names.push(name);
-            }
-        }
-    }
-    names.iter().any(|name| {
-        portico_mime::header_values(raw, name)
-            .iter()
-            .any(|value| contains(value, needle))
-    })
+    portico_mime::all_header_values(raw, header)
+        .iter()
+        .any(|value| contains(value, needle))
 }
 
 #[cfg(test)]
@@ -243,6 +336,7 @@ mod tests {
             recent: false,
             message: &m,
             text: TextCache::default(),
+            hints: &TextHints::default(),
         };
         let mut keys: Vec<SearchKey> = (0..3000)
             .map(|i| Not(Box::new(Text(format!("q{i}")))))
@@ -267,6 +361,7 @@ mod tests {
                 recent: false,
                 message,
                 text: TextCache::default(),
+                hints: &TextHints::default(),
             },
         )
     }

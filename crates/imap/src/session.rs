@@ -26,7 +26,7 @@ use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
 use crate::response;
 use crate::scan::{ScanJob, ScanOutcome, ScanOutput, ScanTarget, ScanWork};
-use crate::search;
+use crate::search::{self, TextHints};
 use crate::view::{AnnounceStyle, View};
 
 /// What the session needs to know of the node's IMAP settings.
@@ -45,6 +45,9 @@ pub struct ImapConfig {
     pub max_bad_commands: u32,
     /// Bytes of text one SEARCH may examine (each key counts what it reads).
     pub search_work_limit: u64,
+    /// The host answers [`Request::TextIndex`]: SEARCH asks it which messages may hold
+    /// its BODY/TEXT needles before reading any.
+    pub text_index: bool,
     /// Product version for ID.
     pub version: String,
 }
@@ -59,6 +62,7 @@ impl Default for ImapConfig {
             max_command: 1024 * 1024,
             max_bad_commands: 20,
             search_work_limit: DEFAULT_SEARCH_WORK_LIMIT,
+            text_index: false,
             version: "0.1.0".to_string(),
         }
     }
@@ -202,6 +206,11 @@ enum Running {
     },
     /// FETCH that sets \Seen: the flag change goes first.
     MarkSeen(Scan),
+    /// SEARCH with BODY/TEXT keys: the full-text index's answer goes first.
+    TextIndex {
+        scan: Scan,
+        queries: Vec<TextQuery>,
+    },
     /// UID FETCH … (CHANGEDSINCE n VANISHED): the expunged UIDs go first.
     FetchVanished {
         scan: Scan,
@@ -1551,6 +1560,10 @@ impl Session {
             None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
             other => other,
         };
+        let queries = match self.config.text_index {
+            true => search::text_queries(&criteria),
+            false => Vec::new(),
+        };
         let scan = Scan {
             tag,
             uid,
@@ -1561,6 +1574,7 @@ impl Session {
                 key: criteria,
                 max_seq,
                 max_uid,
+                hints: TextHints::default(),
             }),
             examined: 0,
             kind: ScanKind::Search {
@@ -1569,6 +1583,51 @@ impl Session {
                 max_modseq: 0,
             },
         };
+        if !queries.is_empty()
+            && let Some((folder, _)) = self.selected_folder()
+        {
+            let request = Request::TextIndex {
+                folder,
+                queries: queries.clone(),
+            };
+            self.request(Running::TextIndex { scan, queries }, request);
+            return;
+        }
+        self.continue_scan(scan);
+    }
+
+    /// Takes the full-text index's answers into a SEARCH: messages they rule out are
+    /// not read at all, and the BODY/TEXT keys they rule out need no text.
+    fn narrow_search(
+        &mut self,
+        mut scan: Scan,
+        queries: Vec<TextQuery>,
+        answers: Vec<Option<TextCandidates>>,
+    ) {
+        let hints = TextHints::new(
+            queries
+                .into_iter()
+                .zip(answers)
+                .filter_map(|(query, answer)| Some((query, answer?)))
+                .collect(),
+        );
+        if let ScanWork::Search {
+            key,
+            max_seq,
+            max_uid,
+            ..
+        } = &*scan.work
+            && !hints.is_empty()
+        {
+            scan.targets
+                .retain(|target| search::prejudge(key, target.uid, &hints) != Some(false));
+            scan.work = Arc::new(ScanWork::Search {
+                key: key.clone(),
+                max_seq: *max_seq,
+                max_uid: *max_uid,
+                hints,
+            });
+        }
         self.continue_scan(scan);
     }
 
@@ -1779,6 +1838,9 @@ impl Session {
                 Err(fault) => self.finish(&scan.tag, "NO", &fault_text(&fault, false), true),
             },
             (Running::Scan(scan), Reply::Scanned(result)) => self.scan_reply(scan, result),
+            (Running::TextIndex { scan, queries }, Reply::TextIndex(answers)) => {
+                self.narrow_search(scan, queries, answers)
+            }
             (
                 Running::Store {
                     tag,
@@ -2279,9 +2341,10 @@ fn running_tag(running: &Running) -> String {
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),
         Running::List(job) => job.tag.clone(),
-        Running::MarkSeen(scan) | Running::Scan(scan) | Running::FetchVanished { scan, .. } => {
-            scan.tag.clone()
-        }
+        Running::MarkSeen(scan)
+        | Running::Scan(scan)
+        | Running::FetchVanished { scan, .. }
+        | Running::TextIndex { scan, .. } => scan.tag.clone(),
     }
 }
 

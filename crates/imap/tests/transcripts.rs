@@ -599,6 +599,8 @@ impl Host {
                     }
                 })
             }
+            // No full-text index here: SEARCH reads every message.
+            Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
             Request::Scan { folder, job } => {
                 // A folder deleted under a session has no messages left (as in the store).
                 let f = self.folders.get(&folder.0);

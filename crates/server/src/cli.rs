@@ -52,6 +52,9 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Rebuild the full-text index from the store (the server must be stopped; a running
+    /// server keeps its index up to date by itself).
+    Reindex,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +128,7 @@ pub fn run() -> anyhow::Result<()> {
     let request = match cli.command {
         Command::Serve => return crate::serve::serve(config, node.name.clone()),
         Command::Fsck { repair } => return fsck(&config, &data_dir, repair),
+        Command::Reindex => return reindex(&config, &data_dir),
         Command::Deliver { address } => {
             let mut message = Vec::new();
             std::io::stdin()
@@ -238,21 +242,61 @@ fn execute(
 }
 
 /// `portico fsck`: runs on the store directly, never through a running server.
+/// Opens the store for a command that needs the server stopped.
+fn open_stopped_store(
+    data_dir: &std::path::Path,
+    options: &portico_store::StoreOptions,
+) -> anyhow::Result<Store> {
+    match Store::open(&store_dir(data_dir), options) {
+        Ok(store) => Ok(store),
+        Err(StoreError::Locked) => bail!(
+            "the data directory {} is in use by a running server: stop it first",
+            data_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("opening the store in {}", data_dir.display())),
+    }
+}
+
+/// `portico reindex`: the full-text index thrown away and built again from the store.
+fn reindex(config: &ClusterConfig, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let store = open_stopped_store(data_dir, &store_options(config))?;
+    let dir = crate::fulltext::index_dir(data_dir);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the old index {}", dir.display()))?;
+    }
+    let started = std::time::Instant::now();
+    let memory = config.search.index_memory_mb.saturating_mul(1024 * 1024);
+    let full_text = crate::fulltext::FullText::open(
+        &dir,
+        usize::try_from(memory).unwrap_or(usize::MAX),
+        config.search.index_max_message_kb.saturating_mul(1024),
+    )
+    .with_context(|| format!("creating the index in {}", dir.display()))?;
+    let mut marks = full_text.marks().context("reading the new index")?;
+    let report = full_text.sweep(&store, &mut marks).context("indexing")?;
+    println!(
+        "indexed {} messages in {} folders in {:.1} s ({} unreadable: SEARCH reads them each time); {} documents",
+        report.messages,
+        report.folders,
+        started.elapsed().as_secs_f64(),
+        report.unread,
+        full_text.documents()
+    );
+    if !config.search.full_text_index {
+        println!(
+            "note: [search] full_text_index is off in the configuration: the server will not use it"
+        );
+    }
+    Ok(())
+}
+
 fn fsck(config: &ClusterConfig, data_dir: &std::path::Path, repair: bool) -> anyhow::Result<()> {
     let options = portico_store::StoreOptions {
         verify_against_body_log: false,
         ..store_options(config)
     };
-    let store = match Store::open(&store_dir(data_dir), &options) {
-        Ok(store) => store,
-        Err(StoreError::Locked) => bail!(
-            "the data directory {} is in use by a running server: stop it first",
-            data_dir.display()
-        ),
-        Err(e) => {
-            return Err(e).with_context(|| format!("opening the store in {}", data_dir.display()));
-        }
-    };
+    let store = open_stopped_store(data_dir, &options)?;
     let report = store.fsck(repair).context("checking the store")?;
     println!(
         "checked {} accounts, {} folders, {} messages, {} queued, {} bodies",

@@ -701,6 +701,22 @@ impl ImapConnection {
                 self.via_actor(id, ctx, resolve, Reply::Appended)
             }
             Request::Scan { folder, job } => self.scan(id, MailboxId(folder.0), job, ctx),
+            Request::TextIndex { folder, queries } => {
+                let full_text = self.node.full_text.clone();
+                let resolve = async move {
+                    let Some(full_text) = full_text else {
+                        return Ok(vec![None; queries.len()]);
+                    };
+                    tokio::task::spawn_blocking(move || {
+                        full_text.candidates(MailboxId(folder.0), &queries)
+                    })
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)
+                };
+                self.via_actor(id, ctx, resolve, |answers| {
+                    Reply::TextIndex(answers.unwrap_or_default())
+                })
+            }
             Request::StoreFlags {
                 folder,
                 uids,
@@ -935,6 +951,7 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         max_command: settings.max_command_size,
         max_bad_commands: settings.max_bad_commands,
         search_work_limit: settings.max_search_work_mb.saturating_mul(1024 * 1024),
+        text_index: node.full_text.is_some(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let session_node = node.clone();

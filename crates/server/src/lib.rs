@@ -17,6 +17,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod connection;
+pub mod fulltext;
 pub mod imap;
 pub mod listener;
 mod logging;

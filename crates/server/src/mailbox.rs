@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -140,6 +140,15 @@ pub enum FolderChange {
 }
 
 impl MailboxActor {
+    /// Tells the registry's watcher that the folder gained or lost messages.
+    fn messages_came_or_went(&self) {
+        if let Some(registry) = self.registry.upgrade()
+            && let Some(watcher) = registry.watcher.get()
+        {
+            watcher(self.id);
+        }
+    }
+
     /// Tells every subscriber about a change; one whose queue is full is dropped and
     /// told so, rather than letting server memory grow.
     fn broadcast(&mut self, origin: Option<SessionId>, change: impl Fn(SessionId) -> FolderChange) {
@@ -202,6 +211,7 @@ impl MailboxActor {
         if messages.is_empty() {
             return;
         }
+        self.messages_came_or_went();
         let messages = Arc::new(messages.to_vec());
         self.broadcast(origin, |session| FolderChange::Appended {
             messages: messages.clone(),
@@ -629,6 +639,7 @@ impl Handler<ExpungeDeleted> for MailboxActor {
                 actor.settle_durable();
                 if !removed.is_empty() {
                     let uids = Arc::new(removed.clone());
+                    actor.messages_came_or_went();
                     actor.broadcast(origin, |_| FolderChange::Expunged {
                         uids: uids.clone(),
                         modseq,
@@ -679,6 +690,7 @@ impl Handler<CopyMessages> for MailboxActor {
                 if moving && !copied.pairs.is_empty() {
                     let uids: Arc<Vec<Uid>> =
                         Arc::new(copied.pairs.iter().map(|(src, _)| *src).collect());
+                    actor.messages_came_or_went();
                     actor.broadcast(origin, |_| FolderChange::Expunged {
                         uids: uids.clone(),
                         modseq,
@@ -822,6 +834,7 @@ impl Handler<CommitPop3Deletes> for MailboxActor {
                 if let Some((removed, changed, modseq)) = result? {
                     if !removed.is_empty() {
                         let uids = Arc::new(removed);
+                        actor.messages_came_or_went();
                         actor.broadcast(None, |_| FolderChange::Expunged {
                             uids: uids.clone(),
                             modseq,
@@ -857,7 +870,12 @@ pub struct MailboxRegistry {
     arbiter: ArbiterHandle,
     me: Weak<MailboxRegistry>,
     actors: Mutex<HashMap<MailboxId, RunningMailbox>>,
+    /// Told of every folder that gained or lost messages (the full-text indexer).
+    watcher: OnceLock<FolderWatcher>,
 }
+
+/// Called with a folder's id when messages arrive in it or leave it.
+pub type FolderWatcher = Arc<dyn Fn(MailboxId) + Send + Sync>;
 
 /// An actor unused this long, without a POP3 lock, is stopped.
 const IDLE_ACTOR_SECS: u64 = 300;
@@ -870,7 +888,13 @@ impl MailboxRegistry {
             arbiter,
             me: me.clone(),
             actors: Mutex::new(HashMap::new()),
+            watcher: OnceLock::new(),
         })
+    }
+
+    /// Sets who is told of folders that gained or lost messages (once).
+    pub fn watch_folders(&self, watcher: FolderWatcher) {
+        let _ = self.watcher.set(watcher);
     }
 
     fn actor(&self, id: MailboxId) -> Addr<MailboxActor> {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, LoginError, Protocol};
+use crate::fulltext::FullText;
 use crate::mailbox::{MailboxRegistry, SessionId};
 use crate::spool::SpoolArea;
 
@@ -53,6 +54,8 @@ pub struct NodeContext {
     pub heavy_work: Arc<tokio::sync::Semaphore>,
     /// Where SMTP sessions keep the content of messages they are receiving.
     pub spool: Arc<SpoolArea>,
+    /// The full-text index SEARCH asks first, unless turned off or unusable.
+    pub full_text: Option<Arc<FullText>>,
     next_session: AtomicU64,
 }
 
@@ -66,6 +69,7 @@ pub struct NodeParts {
     pub tls: TlsAcceptor,
     pub shutdown: watch::Receiver<bool>,
     pub spool: Arc<SpoolArea>,
+    pub full_text: Option<Arc<FullText>>,
 }
 
 impl NodeContext {
@@ -79,6 +83,7 @@ impl NodeContext {
             tls,
             shutdown,
             spool,
+            full_text,
         } = parts;
         let limits = Arc::new(
             ConnectionLimits::new(
@@ -101,6 +106,7 @@ impl NodeContext {
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
             spool,
+            full_text,
             next_session: AtomicU64::new(1),
         }
     }

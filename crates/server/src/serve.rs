@@ -4,6 +4,7 @@
 //! it its own way), wait for them to close (a few seconds at most), make the store
 //! durable, remove the admin socket, exit 0.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::auth::Authenticator;
+use crate::fulltext::{self, FullText};
 use crate::listener::{self, Service, Workers};
 use crate::mailbox::MailboxRegistry;
 use crate::node::{NodeContext, NodeParts, store_dir, store_options};
@@ -24,6 +26,9 @@ use crate::{admin, relay};
 
 /// How long shutdown waits for the final store flush.
 const STORE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for the full-text indexer to commit and stop.
+const INDEXER_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Buffers at least this big (message bodies, rendered FETCH slices, spooled content)
 /// are mapped for themselves and returned to the system when freed. glibc starts at
@@ -81,6 +86,13 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         config.smtp.spool_limit_mb.saturating_mul(1024 * 1024),
     )
     .with_context(|| format!("preparing the spool directory {}", spool_dir.display()))?;
+    let full_text = open_full_text(&config, &data_dir, &mailboxes);
+    let indexer = full_text.clone().map(|full_text| {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("fulltext".into())
+            .spawn(move || full_text.run(&store))
+    });
     let node = Arc::new(NodeContext::new(NodeParts {
         config: config.clone(),
         node_name: node_name.clone(),
@@ -90,6 +102,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         tls: acceptor,
         shutdown: shutdown_rx,
         spool,
+        full_text: full_text.clone(),
     }));
 
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -152,6 +165,20 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     compaction.abort();
     renewal.abort();
     let _ = std::fs::remove_file(admin::socket_path(&data_dir));
+    if let Some(full_text) = &full_text {
+        full_text.stop();
+    }
+    if let Some(Ok(indexer)) = indexer {
+        let joined = tokio::task::spawn_blocking(move || indexer.join());
+        if tokio::time::timeout(INDEXER_STOP_DEADLINE, joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the full-text indexer did not stop in time; its last batch is redone at start"
+            );
+        }
+    }
     let sync_store = store.clone();
     // A disk that stopped answering must not keep the process from exiting.
     tokio::time::timeout(
@@ -168,6 +195,35 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     mailbox_arbiter.stop();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the full-text index when configured and has it told of changing folders. An
+/// index that cannot be opened is reported and done without: SEARCH reads every message.
+fn open_full_text(
+    config: &ClusterConfig,
+    data_dir: &Path,
+    mailboxes: &Arc<MailboxRegistry>,
+) -> Option<Arc<FullText>> {
+    if !config.search.full_text_index {
+        return None;
+    }
+    let dir = fulltext::index_dir(data_dir);
+    let memory = config.search.index_memory_mb.saturating_mul(1024 * 1024);
+    match FullText::open(
+        &dir,
+        usize::try_from(memory).unwrap_or(usize::MAX),
+        config.search.index_max_message_kb.saturating_mul(1024),
+    ) {
+        Ok(full_text) => {
+            let watcher = full_text.clone();
+            mailboxes.watch_folders(Arc::new(move |folder| watcher.touched(folder)));
+            Some(full_text)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, dir = %dir.display(), "full-text index unavailable; SEARCH reads every message");
+            None
+        }
+    }
 }
 
 /// Reclaims the space of expunged bodies now and then (crash-safe at every step).

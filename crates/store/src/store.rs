@@ -1149,6 +1149,26 @@ impl Store {
             .collect()
     }
 
+    /// Metadata of at most `limit` messages of a folder from UID `from` on, in UID order.
+    pub fn messages_from(
+        &self,
+        mailbox: MailboxId,
+        from: Uid,
+        limit: usize,
+    ) -> Result<Vec<MessageMeta>> {
+        let prefix = keys::messages(mailbox);
+        self.db
+            .range(keys::message(mailbox, from)..)
+            .take_while(|entry| {
+                entry
+                    .as_ref()
+                    .map_or(true, |(key, _)| key.starts_with(&prefix))
+            })
+            .take(limit)
+            .map(|entry| decode(&entry?.1))
+            .collect()
+    }
+
     pub fn message(&self, mailbox: MailboxId, uid: Uid) -> Result<MessageMeta> {
         self.read(&keys::message(mailbox, uid))?
             .ok_or(StoreError::NotFound)

@@ -1,0 +1,441 @@
+//! Portico's full-text index: which messages may contain a string, so SEARCH BODY and
+//! TEXT read only those.
+//!
+//! IMAP's BODY and TEXT keys are case-insensitive *substring* matches (RFC 9051
+//! §6.4.4), not word matches: `BODY ell` must find "hello". So the index keeps, for
+//! every message, the set of character trigrams of its decoded, lower-cased text (in
+//! tantivy, one term per trigram, postings without positions). A message that contains
+//! a needle contains each of the needle's trigrams, so the messages holding all of
+//! them are a superset of the true matches; the caller checks each candidate exactly.
+//! Needles shorter than three characters cannot be narrowed down and get `None`.
+//!
+//! What the text *is* (decoded body parts, header values) is the caller's to decide;
+//! it must be what its exact check reads, lower-cased the same way ([`str::to_lowercase`]).
+//!
+//! Each folder has a *mark*: every message with a UID below `next_uid` was indexed
+//! when the mark was written, in the same tantivy commit as their documents, so a
+//! mark never claims a message the index lacks. Messages at or above the mark are the
+//! caller's to scan. A message whose text could not be read is indexed as `unread`:
+//! it is a candidate for every needle. Expunged messages may linger until their
+//! documents are deleted; callers only ask about messages they know.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{PreTokenizedString, Token};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// Bumped when the schema or the text fed to it changes: an index of another version
+/// is discarded and rebuilt.
+const SCHEMA_VERSION: &str = "portico-trigrams-1";
+/// Trigrams looked up per needle: enough to narrow any needle down; more only cost.
+const MAX_QUERY_TRIGRAMS: usize = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("full-text index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("full-text index directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("full-text index: folder id {0} is beyond what the index can key")]
+    FolderId(u64),
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// Which text a needle is looked for in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TextField {
+    /// The decoded body text (SEARCH BODY).
+    Body,
+    /// Header or body text (SEARCH TEXT).
+    Text,
+}
+
+/// How far a folder is indexed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FolderMark {
+    /// Every message with a smaller UID has been indexed.
+    pub next_uid: u32,
+    /// Expunges up to this MODSEQ have had their documents deleted.
+    pub expunge_modseq: u64,
+}
+
+/// One message's text for the index, lower-cased by the caller.
+#[derive(Debug)]
+pub struct IndexedText {
+    pub uid: u32,
+    /// `None`: the message could not be read; it stays a candidate for every needle.
+    pub text: Option<MessageText>,
+}
+
+#[derive(Debug, Default)]
+pub struct MessageText {
+    pub body: String,
+    /// Header text as TEXT compares it (raw block and decoded values).
+    pub header: String,
+}
+
+/// The answer for one needle in one folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Candidates {
+    /// UIDs below this were indexed; at or above, the index knows nothing.
+    pub indexed_below: u32,
+    /// Indexed messages that may contain the needle, ascending.
+    pub uids: Vec<u32>,
+}
+
+impl Candidates {
+    /// Whether the message with `uid` cannot contain the needle.
+    pub fn excludes(&self, uid: u32) -> bool {
+        uid < self.indexed_below && self.uids.binary_search(&uid).is_err()
+    }
+}
+
+struct Fields {
+    /// Folder of a message document (indexed, fast).
+    folder: Field,
+    uid: Field,
+    /// Folder and UID in one value, to delete one message's document.
+    key: Field,
+    body: Field,
+    header: Field,
+    /// 1 on messages whose text could not be read.
+    unread: Field,
+    /// Folder id on a folder's mark document.
+    mark: Field,
+    mark_next_uid: Field,
+    mark_expunge_modseq: Field,
+}
+
+/// The index of one node, shared by the indexer (writes) and sessions (queries).
+pub struct TextIndex {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let trigrams = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_fieldnorms(false)
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    let fields = Fields {
+        folder: builder.add_u64_field("folder", INDEXED | FAST),
+        uid: builder.add_u64_field("uid", FAST),
+        key: builder.add_u64_field("key", INDEXED),
+        body: builder.add_text_field("body", trigrams.clone()),
+        header: builder.add_text_field("header", trigrams),
+        unread: builder.add_u64_field("unread", INDEXED),
+        mark: builder.add_u64_field("mark", INDEXED | FAST),
+        mark_next_uid: builder.add_u64_field("mark_next_uid", FAST),
+        mark_expunge_modseq: builder.add_u64_field("mark_expunge_modseq", FAST),
+    };
+    // Never written; its name records the schema version in meta.json.
+    builder.add_text_field(SCHEMA_VERSION, STRING);
+    (builder.build(), fields)
+}
+
+fn message_key(folder: u64, uid: u32) -> Result<u64> {
+    if folder >= 1 << 32 {
+        return Err(IndexError::FolderId(folder));
+    }
+    Ok(folder << 32 | u64::from(uid))
+}
+
+/// The distinct trigrams of `lowered` (three characters each), as the index stores them.
+pub fn trigrams(lowered: &str) -> BTreeSet<&str> {
+    let mut set = BTreeSet::new();
+    // Where the last three characters started.
+    let mut starts = [0usize; 3];
+    let ends = lowered
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(lowered.len()));
+    for (n, end) in ends.enumerate() {
+        if n >= 3 {
+            set.insert(&lowered[starts[n % 3]..end]);
+        }
+        starts[n % 3] = end;
+    }
+    set
+}
+
+fn pre_tokenized(lowered: &str) -> PreTokenizedString {
+    let tokens = trigrams(lowered)
+        .into_iter()
+        .enumerate()
+        .map(|(position, text)| Token {
+            offset_from: 0,
+            offset_to: 0,
+            position,
+            text: text.to_string(),
+            position_length: 1,
+        })
+        .collect();
+    PreTokenizedString {
+        text: String::new(),
+        tokens,
+    }
+}
+
+impl TextIndex {
+    /// Opens the index in `dir`, creating it (or recreating it, when it was made by
+    /// another version) as needed. The writer uses at most `writer_memory` bytes before
+    /// it flushes a segment (tantivy wants at least 15 MB).
+    pub fn open(dir: &Path, writer_memory: usize) -> Result<TextIndex> {
+        let (schema, fields) = schema();
+        std::fs::create_dir_all(dir)?;
+        let index = match Index::open_in_dir(dir) {
+            Ok(index) if index.schema() == schema => index,
+            Ok(_) | Err(_) if dir.join("meta.json").exists() => {
+                // Another version's index, or a damaged one: rebuilt from the store.
+                std::fs::remove_dir_all(dir)?;
+                std::fs::create_dir_all(dir)?;
+                Index::create_in_dir(dir, schema)?
+            }
+            _ => Index::create_in_dir(dir, schema)?,
+        };
+        let writer = index.writer_with_num_threads(1, writer_memory.max(15_000_000))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(TextIndex {
+            index,
+            fields,
+            reader,
+            writer: Mutex::new(writer),
+        })
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        // A panic while indexing leaves nothing half-done that a later commit relies on.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every folder's mark, as of the last commit.
+    pub fn marks(&self) -> Result<HashMap<u64, FolderMark>> {
+        let searcher = self.reader.searcher();
+        let mut marks = HashMap::new();
+        for segment in searcher.segment_readers() {
+            let fast = segment.fast_fields();
+            let (Some(folder), Some(next)) = (
+                fast.column_opt::<u64>("mark")?,
+                fast.column_opt::<u64>("mark_next_uid")?,
+            ) else {
+                continue;
+            };
+            let modseq = fast.column_opt::<u64>("mark_expunge_modseq")?;
+            let alive = segment.alive_bitset();
+            for doc in 0..segment.max_doc() {
+                if alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                if let (Some(id), Some(next)) = (folder.first(doc), next.first(doc)) {
+                    let mark = FolderMark {
+                        next_uid: u32::try_from(next).unwrap_or(u32::MAX),
+                        expunge_modseq: modseq.as_ref().and_then(|m| m.first(doc)).unwrap_or(0),
+                    };
+                    marks.insert(id, mark);
+                }
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Adds messages of `folder` (replacing any document of the same UID). Visible to
+    /// queries after the next [`TextIndex::commit`].
+    pub fn add(&self, folder: u64, messages: Vec<IndexedText>) -> Result<()> {
+        let writer = self.writer();
+        for message in messages {
+            let key = message_key(folder, message.uid)?;
+            writer.delete_term(Term::from_field_u64(self.fields.key, key));
+            let mut doc = TantivyDocument::default();
+            doc.add_u64(self.fields.folder, folder);
+            doc.add_u64(self.fields.uid, u64::from(message.uid));
+            doc.add_u64(self.fields.key, key);
+            match message.text {
+                Some(text) => {
+                    doc.add_pre_tokenized_text(self.fields.body, pre_tokenized(&text.body));
+                    doc.add_pre_tokenized_text(self.fields.header, pre_tokenized(&text.header));
+                }
+                None => doc.add_u64(self.fields.unread, 1),
+            }
+            writer.add_document(doc)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the documents of expunged messages.
+    pub fn remove(&self, folder: u64, uids: &[u32]) -> Result<()> {
+        let writer = self.writer();
+        for &uid in uids {
+            writer.delete_term(Term::from_field_u64(
+                self.fields.key,
+                message_key(folder, uid)?,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Deletes everything of a folder (it was deleted, or is reindexed from scratch).
+    pub fn forget_folder(&self, folder: u64) {
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_u64(self.fields.folder, folder));
+        writer.delete_term(Term::from_field_u64(self.fields.mark, folder));
+    }
+
+    /// Records a folder's mark, in the same commit as the documents added before it.
+    pub fn set_mark(&self, folder: u64, mark: FolderMark) -> Result<()> {
+        let writer = self.writer();
+        writer.delete_term(Term::from_field_u64(self.fields.mark, folder));
+        let mut doc = TantivyDocument::default();
+        doc.add_u64(self.fields.mark, folder);
+        doc.add_u64(self.fields.mark_next_uid, u64::from(mark.next_uid));
+        doc.add_u64(self.fields.mark_expunge_modseq, mark.expunge_modseq);
+        writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Makes everything added so far durable and visible to queries.
+    pub fn commit(&self) -> Result<()> {
+        self.writer().commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Drops everything added since the last commit.
+    pub fn rollback(&self) -> Result<()> {
+        self.writer().rollback()?;
+        Ok(())
+    }
+
+    /// The messages of `folder` that may contain `needle` in `field`, or `None` when
+    /// the index cannot narrow them down (a needle under three characters, or a folder
+    /// not indexed yet).
+    pub fn candidates(
+        &self,
+        folder: u64,
+        field: TextField,
+        needle: &str,
+    ) -> Result<Option<Candidates>> {
+        let lowered = needle.to_lowercase();
+        let grams = trigrams(&lowered);
+        if grams.is_empty() {
+            return Ok(None);
+        }
+        let searcher = self.reader.searcher();
+        let Some(mark) = self.mark(&searcher, folder)? else {
+            return Ok(None);
+        };
+        // Spread over the needle: the first and last trigrams and some between.
+        let grams: Vec<&str> = grams.into_iter().collect();
+        let step = grams.len().div_ceil(MAX_QUERY_TRIGRAMS);
+        let chosen: Vec<&str> = grams.iter().copied().step_by(step.max(1)).collect();
+        let all_in = |field: Field| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                chosen
+                    .iter()
+                    .map(|gram| {
+                        let term = TermQuery::new(
+                            Term::from_field_text(field, gram),
+                            IndexRecordOption::Basic,
+                        );
+                        (Occur::Must, Box::new(term) as Box<dyn Query>)
+                    })
+                    .collect(),
+            ))
+        };
+        let mut either: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Should, all_in(self.fields.body)),
+            (
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.fields.unread, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ];
+        if field == TextField::Text {
+            either.push((Occur::Should, all_in(self.fields.header)));
+        }
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.fields.folder, folder),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (Occur::Must, Box::new(BooleanQuery::new(either))),
+        ]);
+        let found = searcher.search(&query, &DocSetCollector)?;
+        let mut uids = Vec::with_capacity(found.len());
+        let mut columns = HashMap::new();
+        for address in found {
+            let column = match columns.entry(address.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("uid")?,
+                ),
+            };
+            if let Some(uid) = column.first(address.doc_id) {
+                uids.push(u32::try_from(uid).unwrap_or(u32::MAX));
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(Some(Candidates {
+            indexed_below: mark.next_uid,
+            uids,
+        }))
+    }
+
+    fn mark(&self, searcher: &tantivy::Searcher, folder: u64) -> Result<Option<FolderMark>> {
+        let query = TermQuery::new(
+            Term::from_field_u64(self.fields.mark, folder),
+            IndexRecordOption::Basic,
+        );
+        let found = searcher.search(&query, &DocSetCollector)?;
+        let Some(address) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let fast = searcher.segment_reader(address.segment_ord).fast_fields();
+        let next = fast.u64("mark_next_uid")?.first(address.doc_id);
+        let modseq = fast.u64("mark_expunge_modseq")?.first(address.doc_id);
+        Ok(next.map(|next| FolderMark {
+            next_uid: u32::try_from(next).unwrap_or(u32::MAX),
+            expunge_modseq: modseq.unwrap_or(0),
+        }))
+    }
+
+    /// Documents in the index (messages and marks), for reports.
+    pub fn documents(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Waits for background merges (before a process exits after a rebuild).
+    pub fn wait_merging(self) -> Result<()> {
+        let writer = self.writer.into_inner().unwrap_or_else(|e| e.into_inner());
+        writer.wait_merging_threads()?;
+        drop(self.index);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

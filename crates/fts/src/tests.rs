@@ -1,0 +1,274 @@
+use super::*;
+
+fn text(body: &str, header: &str) -> Option<MessageText> {
+    Some(MessageText {
+        body: body.to_lowercase(),
+        header: header.to_lowercase(),
+    })
+}
+
+fn index(dir: &Path) -> TextIndex {
+    TextIndex::open(dir, 20_000_000).expect("open index")
+}
+
+/// A tiny deterministic generator, so failures repeat.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % below.max(1)
+    }
+}
+
+#[test]
+fn candidates_cover_every_substring_and_narrow_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = index(dir.path());
+    let bodies = [
+        "Hello, world! The quarterly report is attached.",
+        "Grüße aus Köln — café au lait, Zażółć gęślą jaźń",
+        "東京で会いましょう。 Meeting in Tokyo",
+        "Numbers: w1000. w1001. w100.",
+        "",
+    ];
+    let messages = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| IndexedText {
+            uid: i as u32 + 1,
+            text: text(body, &format!("Subject: message {i}")),
+        })
+        .collect();
+    index.add(7, messages).expect("add");
+    index
+        .set_mark(
+            7,
+            FolderMark {
+                next_uid: 6,
+                expunge_modseq: 0,
+            },
+        )
+        .expect("mark");
+    index.commit().expect("commit");
+
+    let mut rng = Lcg(42);
+    for _ in 0..2000 {
+        let body = bodies[rng.next(bodies.len())];
+        let chars: Vec<char> = body.chars().collect();
+        if chars.len() < 3 {
+            continue;
+        }
+        let start = rng.next(chars.len() - 2);
+        let len = 3 + rng.next(chars.len() - start - 2);
+        let needle: String = chars[start..start + len].iter().collect();
+        // Upper-case the needle half the time: the index must not care.
+        let needle = if rng.next(2) == 0 {
+            needle.to_uppercase()
+        } else {
+            needle
+        };
+        let found = index
+            .candidates(7, TextField::Body, &needle)
+            .expect("query")
+            .expect("narrowed");
+        assert_eq!(found.indexed_below, 6);
+        for (i, body) in bodies.iter().enumerate() {
+            if body.to_lowercase().contains(&needle.to_lowercase()) {
+                assert!(
+                    !found.excludes(i as u32 + 1),
+                    "{needle:?} in message {}",
+                    i + 1
+                );
+            }
+        }
+    }
+    let found = index
+        .candidates(7, TextField::Body, "W1000.")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.uids, vec![4]);
+    let found = index
+        .candidates(7, TextField::Body, "köln")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.uids, vec![2]);
+    // Header text only for TEXT.
+    assert_eq!(
+        index
+            .candidates(7, TextField::Body, "message 3")
+            .unwrap()
+            .unwrap()
+            .uids,
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        index
+            .candidates(7, TextField::Text, "message 3")
+            .unwrap()
+            .unwrap()
+            .uids,
+        vec![4]
+    );
+    // Short needles and unknown folders are not narrowed.
+    assert_eq!(index.candidates(7, TextField::Body, "he").unwrap(), None);
+    assert_eq!(index.candidates(8, TextField::Body, "hello").unwrap(), None);
+    // Above the mark the index knows nothing.
+    let found = index
+        .candidates(7, TextField::Body, "zzzz")
+        .unwrap()
+        .unwrap();
+    assert!(found.excludes(5) && !found.excludes(6) && !found.excludes(100));
+}
+
+#[test]
+fn unread_messages_are_candidates_and_marks_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = index(dir.path());
+        index
+            .add(
+                3,
+                vec![
+                    IndexedText {
+                        uid: 1,
+                        text: text("alpha beta", ""),
+                    },
+                    IndexedText { uid: 2, text: None },
+                    IndexedText {
+                        uid: 3,
+                        text: text("gamma delta", ""),
+                    },
+                ],
+            )
+            .unwrap();
+        index
+            .set_mark(
+                3,
+                FolderMark {
+                    next_uid: 4,
+                    expunge_modseq: 9,
+                },
+            )
+            .unwrap();
+        index.commit().unwrap();
+        index.remove(3, &[3]).unwrap();
+        // Not committed: gone at reopening.
+        index
+            .add(
+                3,
+                vec![IndexedText {
+                    uid: 4,
+                    text: text("gamma", ""),
+                }],
+            )
+            .unwrap();
+        assert_eq!(
+            index
+                .candidates(3, TextField::Body, "gamma")
+                .unwrap()
+                .unwrap()
+                .uids,
+            vec![2, 3]
+        );
+    }
+    let index = index(dir.path());
+    let marks = index.marks().unwrap();
+    assert_eq!(
+        marks.get(&3),
+        Some(&FolderMark {
+            next_uid: 4,
+            expunge_modseq: 9
+        })
+    );
+    assert_eq!(
+        index
+            .candidates(3, TextField::Body, "alpha")
+            .unwrap()
+            .unwrap()
+            .uids,
+        vec![1, 2]
+    );
+    assert_eq!(
+        index
+            .candidates(3, TextField::Body, "gamma")
+            .unwrap()
+            .unwrap()
+            .uids,
+        vec![2, 3]
+    );
+
+    // A replaced document and a deleted one.
+    index
+        .add(
+            3,
+            vec![IndexedText {
+                uid: 1,
+                text: text("omega", ""),
+            }],
+        )
+        .unwrap();
+    index.remove(3, &[3]).unwrap();
+    index
+        .set_mark(
+            3,
+            FolderMark {
+                next_uid: 4,
+                expunge_modseq: 10,
+            },
+        )
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(
+        index
+            .candidates(3, TextField::Body, "alpha")
+            .unwrap()
+            .unwrap()
+            .uids,
+        vec![2]
+    );
+    assert_eq!(
+        index
+            .candidates(3, TextField::Body, "omega")
+            .unwrap()
+            .unwrap()
+            .uids,
+        vec![1, 2]
+    );
+    assert_eq!(
+        index
+            .candidates(3, TextField::Body, "gamma")
+            .unwrap()
+            .unwrap()
+            .uids,
+        vec![2]
+    );
+    assert_eq!(index.marks().unwrap().len(), 1);
+
+    index.forget_folder(3);
+    index.commit().unwrap();
+    assert_eq!(index.candidates(3, TextField::Body, "omega").unwrap(), None);
+    assert!(index.marks().unwrap().is_empty());
+}
+
+#[test]
+fn an_index_of_another_version_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("meta.json"), b"{not json").unwrap();
+    let index = index(dir.path());
+    assert!(index.marks().unwrap().is_empty());
+    assert_eq!(index.documents(), 0);
+}
+
+#[test]
+fn trigrams_are_of_characters() {
+    let grams: Vec<&str> = trigrams("añob").into_iter().collect();
+    assert_eq!(grams, vec!["año", "ñob"]);
+    assert!(trigrams("ab").is_empty());
+    assert_eq!(trigrams("abc").into_iter().collect::<Vec<_>>(), vec!["abc"]);
+    let grams: Vec<&str> = trigrams("ababa").into_iter().collect();
+    assert_eq!(grams, vec!["aba", "bab"]);
+}

@@ -1,0 +1,370 @@
+//! The node's full-text index kept in step with its store, and SEARCH's questions to it.
+//!
+//! One thread indexes. Told that a folder gained or lost messages (the mailbox actors
+//! call [`FullText::touched`]), it indexes the folder's new messages in UID order behind
+//! the folder's mark and deletes the documents of expunged ones, committing in batches.
+//! At start, and every [`SWEEP_EVERY`], it looks at every folder, so changes it was not
+//! told of (made by the CLI, or lost with an uncommitted batch) are caught up.
+//!
+//! Sessions never wait for it: SEARCH reads in full every message at or above a
+//! folder's mark, so answers are exact at every moment and the index only saves reading.
+//! The text indexed is exactly what SEARCH compares (`portico_imap::search`): the
+//! decoded body text, and for TEXT the header block with its decoded values.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use portico_fts::{FolderMark, IndexError, IndexedText, MessageText, TextField, TextIndex};
+use portico_imap::request::{TextCandidates, TextQuery};
+use portico_store::{MailboxId, MessageMeta, ModSeq, Store, StoreError, Uid};
+
+/// Messages read from the store at a time.
+const BATCH: usize = 500;
+/// Documents after which a long catch-up commits (and its progress survives a crash).
+const COMMIT_EVERY: u64 = 20_000;
+/// After a round, changes are left to gather this long (a busy folder gets one commit
+/// per round, not one per delivery).
+const SETTLE: Duration = Duration::from_millis(500);
+/// Every folder is looked at this often, besides at start.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Where a node keeps its index.
+pub fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("fulltext")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexerError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("reading the store for the full-text index: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What a catch-up did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IndexReport {
+    pub folders: usize,
+    pub messages: u64,
+    /// Messages whose text could not be read: SEARCH reads them every time.
+    pub unread: u64,
+    pub removed: u64,
+}
+
+/// The index and the indexer's to-do list.
+pub struct FullText {
+    index: TextIndex,
+    /// Bigger messages are not read for the index (SEARCH reads them each time): what
+    /// indexing holds in memory at once stays a few times this.
+    max_message: u64,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    folders: BTreeSet<MailboxId>,
+    sweep: bool,
+    stop: bool,
+}
+
+impl FullText {
+    /// Opens (or creates) the index in `dir`.
+    pub fn open(
+        dir: &Path,
+        writer_memory: usize,
+        max_message: u64,
+    ) -> Result<Arc<FullText>, IndexError> {
+        Ok(Arc::new(FullText {
+            index: TextIndex::open(dir, writer_memory)?,
+            max_message,
+            pending: Mutex::new(Pending {
+                sweep: true,
+                ..Pending::default()
+            }),
+            wake: Condvar::new(),
+        }))
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A folder gained or lost messages.
+    pub fn touched(&self, folder: MailboxId) {
+        self.pending().folders.insert(folder);
+        self.wake.notify_one();
+    }
+
+    /// Asks the indexer thread to commit what it has and return.
+    pub fn stop(&self) {
+        self.pending().stop = true;
+        self.wake.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        self.pending().stop
+    }
+
+    /// The index's answer to each query about `folder`; `None` where it cannot narrow
+    /// the messages down (or failed: SEARCH then reads them all).
+    pub fn candidates(
+        &self,
+        folder: MailboxId,
+        queries: &[TextQuery],
+    ) -> Vec<Option<TextCandidates>> {
+        queries
+            .iter()
+            .map(|query| {
+                let field = match query.with_header {
+                    true => TextField::Text,
+                    false => TextField::Body,
+                };
+                match self.index.candidates(folder.0, field, &query.needle) {
+                    Ok(found) => {
+                        // Sizes only: the needle is the user's business.
+                        tracing::debug!(
+                            folder = folder.0,
+                            with_header = query.with_header,
+                            candidates = found.as_ref().map(|c| c.uids.len()),
+                            indexed_below = found.as_ref().map(|c| c.indexed_below),
+                            "full-text index answered"
+                        );
+                        found.map(|c| TextCandidates {
+                            indexed_below: c.indexed_below,
+                            uids: c.uids,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "full-text index query failed; reading every message");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The indexer thread: rounds of catching up until [`FullText::stop`].
+    pub fn run(&self, store: &Store) {
+        lower_this_threads_priority();
+        let mut marks = match self.index.marks() {
+            Ok(marks) => marks,
+            Err(e) => {
+                tracing::error!(error = %e, "full-text index unreadable; SEARCH reads every message");
+                return;
+            }
+        };
+        let mut last_sweep = Instant::now();
+        loop {
+            let (folders, sweep) = {
+                let mut pending = self.pending();
+                while pending.folders.is_empty() && !pending.sweep && !pending.stop {
+                    let left = SWEEP_EVERY.saturating_sub(last_sweep.elapsed());
+                    if left.is_zero() {
+                        pending.sweep = true;
+                        break;
+                    }
+                    pending = self
+                        .wake
+                        .wait_timeout(pending, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                if pending.stop {
+                    return;
+                }
+                (
+                    std::mem::take(&mut pending.folders),
+                    std::mem::take(&mut pending.sweep),
+                )
+            };
+            let started = Instant::now();
+            let round = match sweep {
+                true => {
+                    last_sweep = Instant::now();
+                    self.sweep(store, &mut marks)
+                }
+                false => self.catch_up_folders(store, &mut marks, folders.into_iter()),
+            };
+            match round {
+                Ok(report) if report.messages + report.removed > 0 => tracing::info!(
+                    folders = report.folders,
+                    messages = report.messages,
+                    unread = report.unread,
+                    removed = report.removed,
+                    ms = started.elapsed().as_millis() as u64,
+                    "full-text index updated"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "full-text indexing failed; will retry");
+                    let _ = self.index.rollback();
+                    marks = self.index.marks().unwrap_or_default();
+                    self.pending().sweep = true;
+                }
+            }
+            std::thread::sleep(SETTLE);
+        }
+    }
+
+    /// Catches every folder of the store up, and forgets folders that are gone.
+    pub fn sweep(
+        &self,
+        store: &Store,
+        marks: &mut HashMap<u64, FolderMark>,
+    ) -> Result<IndexReport, IndexerError> {
+        let mut folders = Vec::new();
+        for account in store.accounts()? {
+            folders.extend(store.mailboxes(account.id)?.into_iter().map(|m| m.id));
+        }
+        let known: BTreeSet<MailboxId> = folders.iter().copied().collect();
+        let gone: Vec<MailboxId> = marks
+            .keys()
+            .map(|&id| MailboxId(id))
+            .filter(|id| !known.contains(id))
+            .collect();
+        self.catch_up_folders(store, marks, folders.into_iter().chain(gone))
+    }
+
+    /// Catches `folders` up and commits.
+    fn catch_up_folders(
+        &self,
+        store: &Store,
+        marks: &mut HashMap<u64, FolderMark>,
+        folders: impl Iterator<Item = MailboxId>,
+    ) -> Result<IndexReport, IndexerError> {
+        let mut report = IndexReport::default();
+        let mut uncommitted = 0;
+        for folder in folders {
+            if self.stopping() {
+                break;
+            }
+            report.folders += 1;
+            self.catch_up(store, marks, folder, &mut report, &mut uncommitted)?;
+        }
+        if uncommitted > 0 {
+            self.index.commit()?;
+        }
+        Ok(report)
+    }
+
+    /// Brings one folder's documents in line with the store. The new mark is set in the
+    /// same commit as the documents it covers.
+    fn catch_up(
+        &self,
+        store: &Store,
+        marks: &mut HashMap<u64, FolderMark>,
+        folder: MailboxId,
+        report: &mut IndexReport,
+        uncommitted: &mut u64,
+    ) -> Result<(), IndexerError> {
+        let mailbox = match store.mailbox(folder) {
+            Ok(mailbox) => mailbox,
+            Err(StoreError::NotFound) => {
+                if marks.remove(&folder.0).is_some() {
+                    self.index.forget_folder(folder.0);
+                    *uncommitted += 1;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let old = marks.get(&folder.0).copied().unwrap_or_default();
+        let mut mark = old;
+        if mark.next_uid > mailbox.uidnext.0 {
+            // The store lost messages the index had seen (a crash before they were
+            // durable): their UIDs will be given again, to other messages.
+            self.index.forget_folder(folder.0);
+            mark = FolderMark::default();
+            *uncommitted += 1;
+        }
+        if mailbox.highest_modseq.0 > mark.expunge_modseq {
+            if let Some(expunged) = store.expunged_since(folder, ModSeq(mark.expunge_modseq))? {
+                let uids: Vec<u32> = expunged
+                    .iter()
+                    .map(|(uid, _)| uid.0)
+                    .filter(|&uid| uid < mark.next_uid)
+                    .collect();
+                self.index.remove(folder.0, &uids)?;
+                report.removed += uids.len() as u64;
+                *uncommitted += uids.len() as u64;
+            }
+            mark.expunge_modseq = mailbox.highest_modseq.0;
+        }
+        loop {
+            let metas = store.messages_from(folder, Uid(mark.next_uid), BATCH)?;
+            let Some(last) = metas.last() else {
+                break;
+            };
+            mark.next_uid = last.uid.0.saturating_add(1);
+            // One message at a time: only one message's text is in memory.
+            for meta in &metas {
+                let text = match meta.size <= self.max_message {
+                    true => search_text(store, folder, meta),
+                    false => None,
+                };
+                report.unread += u64::from(text.is_none());
+                let message = IndexedText {
+                    uid: meta.uid.0,
+                    text,
+                };
+                self.index.add(folder.0, vec![message])?;
+            }
+            report.messages += metas.len() as u64;
+            *uncommitted += metas.len() as u64;
+            if *uncommitted >= COMMIT_EVERY || self.stopping() {
+                self.index.set_mark(folder.0, mark)?;
+                self.index.commit()?;
+                *uncommitted = 0;
+                marks.insert(folder.0, mark);
+                if self.stopping() {
+                    return Ok(());
+                }
+            }
+        }
+        if mark != old || !marks.contains_key(&folder.0) {
+            self.index.set_mark(folder.0, mark)?;
+            *uncommitted += 1;
+            marks.insert(folder.0, mark);
+        }
+        Ok(())
+    }
+
+    /// The index's marks, for a catch-up run outside the indexer thread.
+    pub fn marks(&self) -> Result<HashMap<u64, FolderMark>, IndexError> {
+        self.index.marks()
+    }
+
+    pub fn documents(&self) -> u64 {
+        self.index.documents()
+    }
+}
+
+/// Indexing gives way to deliveries and sessions when the CPU is busy: it only saves
+/// work later, and SEARCH is exact without it.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read and set this thread's scheduling value.
+    unsafe {
+        let thread = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 10);
+    }
+}
+
+/// The text SEARCH BODY and TEXT compare, lower-cased; `None` when the message cannot
+/// be read (SEARCH then reads it every time, and reports the failure itself).
+/// The raw message is dropped before the body text is lower-cased.
+fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<MessageText> {
+    let raw = store.bytes_of(folder, meta).ok()?;
+    let summary = store.message_summary(folder, meta.uid).ok()?;
+    let header = &raw[..summary.header_len().min(raw.len())];
+    let header = portico_mime::header_search_text(&raw, header);
+    let body = portico_mime::body_text(&raw);
+    drop(raw);
+    Some(MessageText {
+        body: body.to_lowercase(),
+        header,
+    })
+}
