@@ -94,6 +94,10 @@ PIECE_SUFFIX_RE = r"(?: line ([0-9]{6}))?"
 INF = float("inf")
 
 
+# Directories under the data directory that hold only rebuildable caches.
+CACHE_DIRS = ("fulltext",)
+
+
 def strace_command(trace_path: str | os.PathLike, argv: list[str]) -> list[str]:
     """`argv` wrapped in the strace invocation this module understands."""
     return [
@@ -490,7 +494,13 @@ class Trace:
     def under_data(self, path: str | None) -> bool:
         if not path or not path.startswith("/"):
             return False
-        return any(path == d or path.startswith(d + "/") for d in self.data_dirs)
+        for d in self.data_dirs:
+            if path == d or path.startswith(d + "/"):
+                # The full-text index is a cache, rebuilt from the store when lost (its
+                # marks keep answers exact): nothing in it needs a sync before an ack.
+                return not any(path == f"{d}/{c}" or path.startswith(f"{d}/{c}/")
+                               for c in CACHE_DIRS)
+        return False
 
     def _data_root_of(self, path: str) -> str:
         for d in self.data_dirs:
