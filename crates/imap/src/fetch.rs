@@ -404,6 +404,7 @@ mod tests {
             modseq: 3,
             summary: Some(portico_mime::summarize(raw)),
             raw: Some(raw.to_vec()),
+            fields: None,
             raw_in_store: false,
         }
     }

@@ -54,6 +54,9 @@ impl std::fmt::Debug for Password {
 pub enum Detail {
     /// UID, flags, dates, size, MODSEQ.
     Meta,
+    /// Plus the decoded header fields SEARCH compares ([`MessageData::fields`]); a host
+    /// that has none for a message gives its header block instead.
+    Fields,
     /// Plus the raw header block, without the MIME summary (SEARCH on header fields:
     /// the cheapest way to a big folder's headers).
     HeaderText,
@@ -229,8 +232,12 @@ pub struct SelectedFolder {
     pub uidvalidity: u32,
     pub uidnext: u32,
     pub highest_modseq: u64,
-    /// Every message, ascending UID.
-    pub messages: Vec<ViewEntry>,
+    /// Every message's UID, ascending.
+    pub uids: Vec<u32>,
+    /// Sequence number of the first message without \Seen (`[UNSEEN n]`).
+    pub first_unseen: Option<u32>,
+    /// With `vanished_since` (QRESYNC): the messages changed after it, ascending UID.
+    pub changed: Vec<ViewEntry>,
     /// UIDs that are \Recent for this session (IMAP4rev1).
     pub recent: Vec<u32>,
     /// Keywords in use in the folder, for the FLAGS response.
@@ -250,6 +257,8 @@ pub struct MessageData {
     pub modseq: u64,
     /// With [`Detail::Summary`] and above.
     pub summary: Option<MessageSummary>,
+    /// With [`Detail::Fields`], when the host keeps them.
+    pub fields: Option<portico_mime::SearchFields>,
     /// The header block with [`Detail::HeaderText`] and [`Detail::Header`], the whole
     /// message with [`Detail::Full`].
     pub raw: Option<Vec<u8>>,

@@ -241,6 +241,7 @@ mod tests {
             modseq: uid as u64,
             summary: None,
             raw: Some(raw),
+            fields: None,
             raw_in_store: false,
         }
     }

@@ -14,8 +14,12 @@ pub fn detail(key: &SearchKey) -> Detail {
         And(keys) => keys.iter().map(detail).fold(Detail::Meta, Detail::join),
         Or(a, b) => detail(a).join(detail(b)),
         Not(k) => detail(k),
-        Bcc(_) | Cc(_) | From(_) | To(_) | Subject(_) | Header(..) | SentBefore(_) | SentOn(_)
-        | SentSince(_) => Detail::HeaderText,
+        Bcc(_) | Cc(_) | From(_) | To(_) | Subject(_) | SentBefore(_) | SentOn(_)
+        | SentSince(_) => Detail::Fields,
+        Header(name, _) if portico_mime::SearchFields::default().values(name).is_some() => {
+            Detail::Fields
+        }
+        Header(..) => Detail::HeaderText,
         Body(_) | Text(_) => Detail::Full,
         _ => Detail::Meta,
     }
@@ -194,7 +198,19 @@ fn has_flag(message: &MessageData, flag: &str) -> bool {
 
 /// Case-insensitive substring test (RFC 9051: SEARCH matches without case).
 fn contains(haystack: &str, needle: &str) -> bool {
-    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
+    if needle.is_empty() {
+        return true;
+    }
+    // All ASCII (the usual header field): the same answer without lower-casing copies.
+    // Not otherwise: some non-ASCII letters lower-case to ASCII (the Kelvin sign to k).
+    if haystack.is_ascii() && needle.is_ascii() {
+        let needle = needle.as_bytes();
+        return haystack
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle));
+    }
+    haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 fn day_of(timestamp: i64, offset: i32) -> Date {
@@ -208,6 +224,9 @@ fn day_of(timestamp: i64, offset: i32) -> Date {
 }
 
 fn header_matches(ctx: &Context<'_>, name: &str, needle: &str) -> bool {
+    if let Some(values) = ctx.message.fields.as_ref().and_then(|f| f.values(name)) {
+        return !values.is_empty() && values.iter().any(|value| contains(value, needle));
+    }
     let raw = ctx.message.raw.as_deref().unwrap_or_default();
     ctx.text.count(header_block(ctx.message).len());
     let values = portico_mime::header_values(raw, name);
@@ -216,6 +235,9 @@ fn header_matches(ctx: &Context<'_>, name: &str, needle: &str) -> bool {
 }
 
 fn sent_day(message: &MessageData) -> Option<Date> {
+    if let Some(fields) = &message.fields {
+        return fields.sent.map(|(ts, offset)| day_of(ts, offset));
+    }
     let raw = message.raw.as_deref().unwrap_or_default();
     portico_mime::sent_date(raw).map(|(ts, offset)| day_of(ts, offset))
 }
@@ -316,6 +338,7 @@ mod tests {
             modseq: 4,
             summary: Some(portico_mime::summarize(raw)),
             raw: Some(raw.to_vec()),
+            fields: None,
             raw_in_store: false,
         }
     }
@@ -423,7 +446,39 @@ mod tests {
         assert_eq!(detail(&And(vec![Seen, Body("x".into())])), Detail::Full);
         assert_eq!(
             detail(&Or(Box::new(Seen), Box::new(From("x".into())))),
+            Detail::Fields
+        );
+        assert_eq!(
+            detail(&Header("SUBJECT".into(), "x".into())),
+            Detail::Fields
+        );
+        assert_eq!(
+            detail(&Header("X-Mailer".into(), "x".into())),
             Detail::HeaderText
         );
+        // The fields kept at append answer as the header does.
+        let raw = m.raw.clone().unwrap_or_default();
+        let with_fields = MessageData {
+            fields: Some(portico_mime::search_fields(&raw)),
+            raw: None,
+            ..m.clone()
+        };
+        for key in [
+            From("alice".into()),
+            From("nobody".into()),
+            Subject("".into()),
+            Header("subject".into(), "".into()),
+            SentOn(crate::command::Date {
+                year: 2024,
+                month: 1,
+                day: 2,
+            }),
+        ] {
+            assert_eq!(
+                check(key.clone(), &with_fields),
+                check(key.clone(), &m),
+                "{key:?}"
+            );
+        }
     }
 }

@@ -127,6 +127,7 @@ pub const STREAM_ABOVE: u64 = 1024 * 1024;
 fn batch_size(detail: Detail) -> usize {
     match detail {
         Detail::Meta => 5000,
+        Detail::Fields => 5000,
         Detail::Summary => 1000,
         Detail::HeaderText | Detail::Header => 500,
         Detail::Full => 50,
@@ -1991,7 +1992,7 @@ impl Session {
         qresync: Option<QresyncParams>,
         result: Result<SelectedFolder, Fault>,
     ) {
-        let folder = match result {
+        let mut folder = match result {
             Ok(folder) => folder,
             Err(fault) => {
                 self.early_events.clear();
@@ -2001,13 +2002,8 @@ impl Session {
         if condstore {
             self.enabled.condstore = true;
         }
-        let uids: Vec<u32> = folder.messages.iter().map(|m| m.uid).collect();
-        let first_unseen = folder
-            .messages
-            .iter()
-            .position(|m| !m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")))
-            .map(|i| i + 1);
-        let view = View::new(uids, folder.recent.clone());
+        let first_unseen = folder.first_unseen;
+        let view = View::new(std::mem::take(&mut folder.uids), folder.recent.clone());
         let mut flags = SYSTEM_FLAGS.to_string();
         for keyword in &folder.keywords {
             flags.push(' ');
@@ -2043,7 +2039,7 @@ impl Session {
             );
         }
         if let Some(qresync) = qresync.filter(|q| q.uidvalidity == folder.uidvalidity) {
-            qresync_catch_up(out, &folder, &qresync);
+            qresync_catch_up(out, &folder, &view, &qresync);
         }
         if self.enabled.rev2 {
             // RFC 9051 §6.3.2: the LIST response names the mailbox as it is spelt here.
@@ -2287,8 +2283,12 @@ fn mentions_modseq(key: &SearchKey) -> bool {
 
 /// RFC 7162 §3.2.5.1: what changed since the client's cached MODSEQ: one
 /// `VANISHED (EARLIER)` line, then a FETCH for every message changed after it.
-fn qresync_catch_up(out: &mut Vec<u8>, folder: &SelectedFolder, qresync: &QresyncParams) {
-    let present: std::collections::HashSet<u32> = folder.messages.iter().map(|m| m.uid).collect();
+fn qresync_catch_up(
+    out: &mut Vec<u8>,
+    folder: &SelectedFolder,
+    view: &View,
+    qresync: &QresyncParams,
+) {
     let known = |uid: u32| {
         qresync.known_uids.as_ref().is_none_or(|set| {
             set.0.iter().any(|range| {
@@ -2305,7 +2305,7 @@ fn qresync_catch_up(out: &mut Vec<u8>, folder: &SelectedFolder, qresync: &Qresyn
         Some(uids) => uids.iter().copied().filter(|&uid| known(uid)).collect(),
         // History too short: every UID the client may know that is not here is gone.
         None => (1..folder.uidnext)
-            .filter(|uid| !present.contains(uid) && known(*uid))
+            .filter(|&uid| view.seq_of(uid).is_none() && known(uid))
             .collect(),
     };
     vanished.sort_unstable();
@@ -2319,11 +2319,12 @@ fn qresync_catch_up(out: &mut Vec<u8>, folder: &SelectedFolder, qresync: &Qresyn
             .as_bytes(),
         );
     }
-    for (i, message) in folder.messages.iter().enumerate() {
+    for message in &folder.changed {
+        let Some(seq) = view.seq_of(message.uid) else {
+            continue;
+        };
         if message.modseq > qresync.modseq {
-            out.extend_from_slice(
-                format!("* {} FETCH (UID {} FLAGS ", i + 1, message.uid).as_bytes(),
-            );
+            out.extend_from_slice(format!("* {seq} FETCH (UID {} FLAGS ", message.uid).as_bytes());
             response::flag_list(out, &message.flags);
             out.extend_from_slice(format!(" MODSEQ ({}))\r\n", message.modseq).as_bytes());
         }
@@ -2537,11 +2538,9 @@ mod tests {
                 uidvalidity: 1,
                 uidnext: 2,
                 highest_modseq: 1,
-                messages: vec![ViewEntry {
-                    uid: 1,
-                    flags: vec![],
-                    modseq: 1,
-                }],
+                uids: vec![1],
+                first_unseen: Some(1),
+                changed: vec![],
                 recent: vec![],
                 keywords: vec![],
                 vanished: None,
@@ -2636,13 +2635,9 @@ mod tests {
                 uidvalidity: 1,
                 uidnext: 3,
                 highest_modseq: 4,
-                messages: [1, 2]
-                    .map(|uid| ViewEntry {
-                        uid,
-                        flags: vec!["\\Seen".into()],
-                        modseq: 1,
-                    })
-                    .to_vec(),
+                uids: vec![1, 2],
+                first_unseen: None,
+                changed: vec![],
                 recent: vec![],
                 keywords: vec![],
                 vanished: None,

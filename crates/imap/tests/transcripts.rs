@@ -386,6 +386,7 @@ impl Host {
             size: m.raw.len() as u64,
             modseq: m.modseq,
             summary: (detail >= Detail::Summary).then(|| m.summary.clone()),
+            fields: (detail == Detail::Fields).then(|| portico_mime::search_fields(&m.raw)),
             raw: match detail {
                 Detail::HeaderText | Detail::Header => Some(header()),
                 Detail::Full => Some(m.raw.clone()),
@@ -505,9 +506,16 @@ impl Host {
                     uidvalidity: f.uidvalidity,
                     uidnext: f.uidnext,
                     highest_modseq: f.highest_modseq,
-                    messages: f
+                    uids: f.messages.keys().copied().collect(),
+                    first_unseen: f
+                        .messages
+                        .values()
+                        .position(|m| !m.flags.names().iter().any(|f| f == "\\Seen"))
+                        .map(|i| i as u32 + 1),
+                    changed: f
                         .messages
                         .iter()
+                        .filter(|(_, m)| vanished_since.is_some_and(|since| m.modseq > since))
                         .map(|(uid, m)| ViewEntry {
                             uid: *uid,
                             flags: m.flags.names(),

@@ -35,6 +35,9 @@ mod wire;
 pub use address::Address;
 pub use header::header_end;
 pub use params::Param;
-pub use search::{all_header_values, body_text, header_search_text, header_values, sent_date};
+pub use search::{
+    SearchFields, all_header_values, body_text, header_search_text, header_values, search_fields,
+    sent_date,
+};
 pub use section::{SectionPart, UnknownCte, binary_section, header_fields, section};
 pub use summary::{Content, Disposition, Encapsulated, Envelope, MessageSummary, Part, summarize};

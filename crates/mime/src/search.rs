@@ -10,6 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
+use serde::{Deserialize, Serialize};
+
 use crate::header::{self, unfold};
 use crate::summary::dismantle;
 
@@ -55,6 +57,49 @@ pub fn header_search_text(raw: &[u8], header: &[u8]) -> String {
         text.push_str(&value.to_lowercase());
     }
     text
+}
+
+/// What SEARCH FROM, TO, CC, BCC, SUBJECT and SENT* compare, decoded once at append
+/// and kept beside the message: a search over a big folder then reads a few bytes per
+/// message instead of parsing its header.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchFields {
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub subject: Vec<String>,
+    /// The first Date header, as [`sent_date`] gives it.
+    pub sent: Option<(i64, i32)>,
+}
+
+impl SearchFields {
+    /// Every value of the field `name`, as [`header_values`] gives them, when it is
+    /// one of the fields kept.
+    pub fn values(&self, name: &str) -> Option<&[String]> {
+        let kept = [
+            ("From", &self.from),
+            ("To", &self.to),
+            ("Cc", &self.cc),
+            ("Bcc", &self.bcc),
+            ("Subject", &self.subject),
+        ];
+        kept.into_iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, values)| values.as_slice())
+    }
+}
+
+/// The [`SearchFields`] of a message.
+pub fn search_fields(raw: &[u8]) -> SearchFields {
+    SearchFields {
+        from: header_values(raw, "From"),
+        to: header_values(raw, "To"),
+        cc: header_values(raw, "Cc"),
+        bcc: header_values(raw, "Bcc"),
+        subject: header_values(raw, "Subject"),
+        sent: sent_date(raw),
+    }
 }
 
 /// RFC 2047 decoding of one unfolded value, through mail-parser's

@@ -17,7 +17,7 @@ use portico_imap::request::{
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_store::{
     Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, MailboxId, MessageMeta, SpecialUse, Store,
-    StoreError, Uid, validate_mailbox_name,
+    StoreError, SystemFlag, Uid, validate_mailbox_name,
 };
 use tokio::net::TcpStream;
 
@@ -139,7 +139,13 @@ fn message_data(
         None
     };
     let raw_in_store = detail == Detail::Full && stream_above.is_some_and(|t| meta.size > t);
+    let fields = match detail {
+        Detail::Fields => store.search_fields(mailbox, meta.uid)?,
+        _ => None,
+    };
     let raw = match (detail, &summary) {
+        // Stored before the fields were kept: the header block instead.
+        (Detail::Fields, _) if fields.is_none() => Some(store.header_block(mailbox, &meta)?),
         (Detail::HeaderText, _) => Some(store.header_block(mailbox, &meta)?),
         (Detail::Header, Some(summary)) => Some(store.header_of(mailbox, &meta, summary)?),
         (Detail::Full, Some(summary)) if raw_in_store => {
@@ -149,6 +155,17 @@ fn message_data(
         _ => None,
     };
     Ok(MessageData {
+        summary,
+        fields,
+        raw,
+        raw_in_store,
+        ..meta_data(&meta)
+    })
+}
+
+/// A message's metadata alone, as a scan needs it.
+fn meta_data(meta: &MessageMeta) -> MessageData {
+    MessageData {
         uid: meta.uid.0,
         flags: flag_names(&meta.flags),
         internal_date: DateTime {
@@ -157,10 +174,67 @@ fn message_data(
         },
         size: meta.size,
         modseq: meta.modseq.0,
-        summary,
-        raw,
-        raw_in_store,
-    })
+        summary: None,
+        fields: None,
+        raw: None,
+        raw_in_store: false,
+    }
+}
+
+/// A slice's metadata (and search fields) read with one range read each, when the slice
+/// needs no more than that and its UIDs are dense enough for a range to pay: a lookup
+/// per message costs the store about twice as much as stepping through a range.
+struct SliceRead {
+    metas: Vec<MessageMeta>,
+    /// Taken out as the messages are asked for (each once, in order).
+    fields: Vec<(Uid, Option<portico_store::SearchFields>)>,
+}
+
+impl SliceRead {
+    fn new(store: &Store, mailbox: MailboxId, job: &ScanJob) -> Result<Option<Self>, StoreError> {
+        let (Some(first), Some(last)) = (job.targets.first(), job.targets.last()) else {
+            return Ok(None);
+        };
+        let span = u64::from(last.uid.saturating_sub(first.uid)) + 1;
+        if job.detail > Detail::Fields
+            || job.targets.len() < 64
+            || span > 2 * job.targets.len() as u64
+        {
+            return Ok(None);
+        }
+        let (first, last) = (Uid(first.uid), Uid(last.uid));
+        let metas = store.messages_between(mailbox, first, last)?;
+        let fields = match job.detail {
+            Detail::Fields => store
+                .search_fields_between(mailbox, first, last)?
+                .into_iter()
+                .map(|(uid, fields)| (uid, Some(fields)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(SliceRead { metas, fields }))
+    }
+
+    /// The message as `detail` asks: `Some(None)` when it is gone, `None` when the
+    /// range did not read enough of it (the caller reads it itself).
+    fn message(&mut self, uid: u32, detail: Detail) -> Option<Option<MessageData>> {
+        let Ok(at) = self.metas.binary_search_by_key(&uid, |m| m.uid.0) else {
+            return Some(None);
+        };
+        let meta = &self.metas[at];
+        match detail {
+            Detail::Meta => Some(Some(meta_data(meta))),
+            Detail::Fields => {
+                let at = self.fields.binary_search_by_key(&meta.uid, |f| f.0).ok()?;
+                let fields = self.fields[at].1.take()?;
+                Some(Some(MessageData {
+                    fields: Some(fields),
+                    ..meta_data(meta)
+                }))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What one read of a streamed literal takes from the store: a few checksummed blocks.
@@ -411,7 +485,13 @@ impl ImapConnection {
             let slice = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let stream_above = job.stream_above;
-                job.run(|uid, detail| read_message(&store, mailbox, Uid(uid), detail, stream_above))
+                let mut read = SliceRead::new(&store, mailbox, &job)?;
+                job.run(
+                    |uid, detail| match read.as_mut().and_then(|r| r.message(uid, detail)) {
+                        Some(message) => Ok(message),
+                        None => read_message(&store, mailbox, Uid(uid), detail, stream_above),
+                    },
+                )
             });
             Ok(slice.await.map_err(|_| MailboxFault::Unavailable)??)
         };
@@ -848,20 +928,29 @@ impl ImapConnection {
                 Ok((snapshot, vanished)) => {
                     actor.selected = Some(snapshot.mailbox.id);
                     let mut keywords: Vec<String> = Vec::new();
-                    let messages = snapshot
+                    let mut first_unseen = None;
+                    let mut changed = Vec::new();
+                    let uids = snapshot
                         .messages
-                        .into_iter()
-                        .map(|meta| {
-                            for name in meta.flags.names() {
-                                if !name.starts_with('\\') && !keywords.iter().any(|k| k == name) {
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (uid, flags, modseq))| {
+                            for name in flags.keywords() {
+                                if !keywords.iter().any(|k| k == name) {
                                     keywords.push(name.to_string());
                                 }
                             }
-                            ViewEntry {
-                                uid: meta.uid.0,
-                                flags: flag_names(&meta.flags),
-                                modseq: meta.modseq.0,
+                            if first_unseen.is_none() && !flags.has(SystemFlag::Seen) {
+                                first_unseen = Some(i as u32 + 1);
                             }
+                            if vanished_since_modseq.is_some_and(|since| modseq.0 > since) {
+                                changed.push(ViewEntry {
+                                    uid: uid.0,
+                                    flags: flag_names(flags),
+                                    modseq: modseq.0,
+                                });
+                            }
+                            uid.0
                         })
                         .collect();
                     Ok(SelectedFolder {
@@ -869,7 +958,9 @@ impl ImapConnection {
                         uidvalidity: snapshot.mailbox.uidvalidity.0,
                         uidnext: snapshot.mailbox.uidnext.0,
                         highest_modseq: snapshot.mailbox.highest_modseq.0,
-                        messages,
+                        uids,
+                        first_unseen,
+                        changed,
                         recent: snapshot.recent.into_iter().map(|uid| uid.0).collect(),
                         keywords,
                         vanished,

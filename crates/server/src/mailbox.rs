@@ -90,7 +90,13 @@ pub struct MailboxActor {
     link_queue: Vec<StagedAppend>,
     /// A [`LinkStaged`] is on its way.
     link_scheduled: bool,
+    /// Every message sessions may see, from the first SELECT on, kept in step with each
+    /// change this actor announces: a later SELECT reads nothing from the store.
+    listing: Option<Listing>,
 }
+
+/// (UID, flags, MODSEQ) of each visible message, ascending UID.
+pub type Listing = Arc<Vec<(Uid, Flags, ModSeq)>>;
 
 /// An append waiting for its metadata to become durable.
 struct PendingAppend {
@@ -149,6 +155,20 @@ impl MailboxActor {
         }
     }
 
+    /// Tells everyone that messages were expunged.
+    fn announce_expunged(&mut self, origin: Option<SessionId>, uids: Vec<Uid>, modseq: ModSeq) {
+        if let Some(listing) = &mut self.listing {
+            let gone: std::collections::HashSet<Uid> = uids.iter().copied().collect();
+            Arc::make_mut(listing).retain(|m| !gone.contains(&m.0));
+        }
+        self.messages_came_or_went();
+        let uids = Arc::new(uids);
+        self.broadcast(origin, |_| FolderChange::Expunged {
+            uids: uids.clone(),
+            modseq,
+        });
+    }
+
     /// Tells every subscriber about a change; one whose queue is full is dropped and
     /// told so, rather than letting server memory grow.
     fn broadcast(&mut self, origin: Option<SessionId>, change: impl Fn(SessionId) -> FolderChange) {
@@ -182,6 +202,16 @@ impl MailboxActor {
         if changed.is_empty() {
             return;
         }
+        if let Some(listing) = &mut self.listing {
+            let listing = Arc::make_mut(listing);
+            for change in &changed {
+                if let Ok(i) = listing.binary_search_by_key(&change.uid, |m| m.0)
+                    && listing[i].2 <= change.modseq
+                {
+                    listing[i] = (change.uid, change.flags.clone(), change.modseq);
+                }
+            }
+        }
         let changes = Arc::new(changed);
         self.broadcast(origin, |_| FolderChange::FlagsChanged {
             changes: changes.clone(),
@@ -210,6 +240,16 @@ impl MailboxActor {
         }
         if messages.is_empty() {
             return;
+        }
+        if let Some(listing) = &mut self.listing {
+            let listing = Arc::make_mut(listing);
+            for message in messages {
+                match listing.binary_search_by_key(&message.0, |m| m.0) {
+                    // Already there (the listing was read after the store had it).
+                    Ok(_) => {}
+                    Err(i) => listing.insert(i, message.clone()),
+                }
+            }
         }
         self.messages_came_or_went();
         let messages = Arc::new(messages.to_vec());
@@ -270,22 +310,32 @@ impl MailboxActor {
     }
 
     /// What a new watcher may see of the folder: pending appends are left out (it hears
-    /// of them when they are durable, like everyone else).
-    fn visible(
-        &self,
-        mut mailbox: Mailbox,
-        mut messages: Vec<MessageMeta>,
-    ) -> (Mailbox, Vec<MessageMeta>) {
+    /// of them when they are durable, like everyone else). `size` stays the store's.
+    fn visible(&self, mut mailbox: Mailbox, listing: &[(Uid, Flags, ModSeq)]) -> Mailbox {
         if let Some(first) = self.pending.front() {
-            let first_uid = first.appended.uid;
-            let hidden = messages.iter().filter(|m| m.uid >= first_uid).count();
-            messages.retain(|m| m.uid < first_uid);
-            mailbox.uidnext = first_uid;
+            mailbox.uidnext = first.appended.uid;
             mailbox.highest_modseq = ModSeq(first.appended.modseq.0.saturating_sub(1));
-            mailbox.messages = mailbox.messages.saturating_sub(hidden as u32);
-            mailbox.size = messages.iter().map(|m| m.size).sum();
         }
-        (mailbox, messages)
+        mailbox.messages = u32::try_from(listing.len()).unwrap_or(u32::MAX);
+        mailbox
+    }
+
+    /// Leaves out of `messages` (read from the store) the appends still pending.
+    fn hide_pending(&self, messages: &mut Vec<MessageMeta>) {
+        if let Some(first) = self.pending.front() {
+            messages.retain(|m| m.uid < first.appended.uid);
+        }
+    }
+
+    /// The listing of messages read from the store: pending appends left out.
+    fn listing_of(&self, mut messages: Vec<MessageMeta>) -> Listing {
+        self.hide_pending(&mut messages);
+        Arc::new(
+            messages
+                .into_iter()
+                .map(|m| (m.uid, m.flags, m.modseq))
+                .collect(),
+        )
     }
 }
 
@@ -451,7 +501,7 @@ impl Handler<AnnounceAppended> for MailboxActor {
 #[derive(Debug)]
 pub struct FolderSnapshot {
     pub mailbox: Mailbox,
-    pub messages: Vec<MessageMeta>,
+    pub messages: Listing,
     /// \Recent UIDs for this session.
     pub recent: Vec<Uid>,
 }
@@ -482,32 +532,43 @@ impl Handler<SubscribeSession> for MailboxActor {
             .subscribers
             .store(self.subscribers.len(), Ordering::Relaxed);
         let (store, id) = (self.store.clone(), self.id);
+        let listed = self.listing.is_some();
         AtomicResponse::new(Box::pin(
-            blocking(move || Ok((store.mailbox(id)?, store.messages(id)?)))
-                .into_actor(self)
-                .map(move |result, actor, _| {
-                    let (mailbox, messages) = match result {
-                        Ok((mailbox, messages)) => actor.visible(mailbox, messages),
-                        Err(e) => {
-                            actor.subscribers.remove(&msg.session);
-                            return Err(e);
-                        }
-                    };
-                    let from = *actor.recent_from.get_or_insert(mailbox.uidnext);
-                    let recent = messages
-                        .iter()
-                        .map(|m| m.uid)
-                        .filter(|uid| *uid >= from)
-                        .collect();
-                    if !msg.read_only {
-                        actor.recent_from = Some(mailbox.uidnext);
+            blocking(move || {
+                let messages = match listed {
+                    true => None,
+                    false => Some(store.messages(id)?),
+                };
+                Ok((store.mailbox(id)?, messages))
+            })
+            .into_actor(self)
+            .map(move |result, actor, _| {
+                let (mailbox, messages) = match result {
+                    Ok(read) => read,
+                    Err(e) => {
+                        actor.subscribers.remove(&msg.session);
+                        return Err(e);
                     }
-                    Ok(FolderSnapshot {
-                        mailbox,
-                        messages,
-                        recent,
-                    })
-                }),
+                };
+                if let Some(messages) = messages {
+                    actor.listing = Some(actor.listing_of(messages));
+                }
+                let messages = actor.listing.clone().unwrap_or_default();
+                let mailbox = actor.visible(mailbox, &messages);
+                let from = *actor.recent_from.get_or_insert(mailbox.uidnext);
+                let recent = messages[messages.partition_point(|m| m.0 < from)..]
+                    .iter()
+                    .map(|m| m.0)
+                    .collect();
+                if !msg.read_only {
+                    actor.recent_from = Some(mailbox.uidnext);
+                }
+                Ok(FolderSnapshot {
+                    mailbox,
+                    messages,
+                    recent,
+                })
+            }),
         ))
     }
 }
@@ -638,12 +699,7 @@ impl Handler<ExpungeDeleted> for MailboxActor {
                 let (removed, modseq) = result?;
                 actor.settle_durable();
                 if !removed.is_empty() {
-                    let uids = Arc::new(removed.clone());
-                    actor.messages_came_or_went();
-                    actor.broadcast(origin, |_| FolderChange::Expunged {
-                        uids: uids.clone(),
-                        modseq,
-                    });
+                    actor.announce_expunged(origin, removed.clone(), modseq);
                 }
                 Ok(removed)
             }),
@@ -688,13 +744,11 @@ impl Handler<CopyMessages> for MailboxActor {
                 let (copied, added, modseq) = result?;
                 actor.settle_durable();
                 if moving && !copied.pairs.is_empty() {
-                    let uids: Arc<Vec<Uid>> =
-                        Arc::new(copied.pairs.iter().map(|(src, _)| *src).collect());
-                    actor.messages_came_or_went();
-                    actor.broadcast(origin, |_| FolderChange::Expunged {
-                        uids: uids.clone(),
+                    actor.announce_expunged(
+                        origin,
+                        copied.pairs.iter().map(|(src, _)| *src).collect(),
                         modseq,
-                    });
+                    );
                 }
                 if let Some(registry) = actor.registry.upgrade()
                     && !added.is_empty()
@@ -743,8 +797,8 @@ impl Handler<AcquirePop3Lock> for MailboxActor {
             blocking(move || Ok((store.mailbox(id)?, store.messages(id)?)))
                 .into_actor(self)
                 .map(move |result, actor, _| match result {
-                    Ok((mailbox, messages)) => {
-                        let (mailbox, messages) = actor.visible(mailbox, messages);
+                    Ok((mailbox, mut messages)) => {
+                        actor.hide_pending(&mut messages);
                         Ok(MaildropSnapshot {
                             uidvalidity: mailbox.uidvalidity,
                             messages,
@@ -833,12 +887,7 @@ impl Handler<CommitPop3Deletes> for MailboxActor {
                 }
                 if let Some((removed, changed, modseq)) = result? {
                     if !removed.is_empty() {
-                        let uids = Arc::new(removed);
-                        actor.messages_came_or_went();
-                        actor.broadcast(None, |_| FolderChange::Expunged {
-                            uids: uids.clone(),
-                            modseq,
-                        });
+                        actor.announce_expunged(None, removed, modseq);
                     }
                     actor.broadcast_flags(None, changed);
                 }
@@ -924,6 +973,7 @@ impl MailboxRegistry {
                 pending: VecDeque::new(),
                 link_queue: Vec::new(),
                 link_scheduled: false,
+                listing: None,
             }
         });
         actors.insert(id, (addr.clone(), status));

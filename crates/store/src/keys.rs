@@ -18,6 +18,7 @@ pub(crate) const QUARANTINE: u8 = b'Z';
 pub(crate) const BODY_REFS: u8 = b'R';
 pub(crate) const QUEUE: u8 = b'Q';
 pub(crate) const FOLDER_COUNTS: u8 = b'K';
+pub(crate) const SEARCH_FIELDS: u8 = b'H';
 
 pub(crate) fn queued(id: u64) -> Vec<u8> {
     let mut key = vec![QUEUE];
@@ -87,6 +88,18 @@ pub(crate) fn summaries(mailbox: MailboxId) -> Vec<u8> {
 
 pub(crate) fn summary(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
     let mut key = summaries(mailbox);
+    key.extend_from_slice(&uid.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn search_fields_all(mailbox: MailboxId) -> Vec<u8> {
+    let mut key = vec![SEARCH_FIELDS];
+    key.extend_from_slice(&mailbox.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn search_fields(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
+    let mut key = search_fields_all(mailbox);
     key.extend_from_slice(&uid.0.to_be_bytes());
     key
 }

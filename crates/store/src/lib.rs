@@ -18,6 +18,7 @@
 //! | `N` account id, name | mailbox id |
 //! | `M` mailbox id, UID | [`MessageMeta`] (flags, dates, size, MODSEQ, body ref) |
 //! | `S` mailbox id, UID | MIME summary (ENVELOPE, BODYSTRUCTURE, part offsets), made at append |
+//! | `H` mailbox id, UID | [`SearchFields`]: decoded From/To/Cc/Bcc/Subject and Date for SEARCH, made at append (messages from before it have none) |
 //! | `X` mailbox id, UID | MODSEQ of the expunge (for QRESYNC) |
 //! | `L` body id | [`BodyLocation`]: segment, offset and length in the body log |
 //! | `R` body id | reference count when more than one message shares a body |
@@ -68,7 +69,7 @@ mod types;
 pub use bodylog::{BodyLocation, MAX_BODY_LEN};
 pub use error::{Result, StoreError};
 pub use maintenance::{CompactionReport, FsckReport};
-pub use portico_mime::MessageSummary;
+pub use portico_mime::{MessageSummary, SearchFields};
 pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{
     CommitTicket, EXPUNGE_HISTORY, ExpectedAppend, HIERARCHY_SEPARATOR, INBOX,

@@ -320,6 +320,7 @@ impl Store {
                 .insert(keys::quarantined(folder.id, meta.uid), encode(meta)?);
             txn.batch.remove(keys::message(folder.id, meta.uid));
             txn.batch.remove(keys::summary(folder.id, meta.uid));
+            txn.batch.remove(keys::search_fields(folder.id, meta.uid));
             txn.batch.insert(
                 keys::expunged(folder.id, meta.uid),
                 &folder.highest_modseq.0.to_be_bytes(),

@@ -83,6 +83,7 @@ pub(crate) const BODIES_DIR: &str = "bodies";
 pub struct StagedMessage {
     body: DurableBody,
     summary: Vec<u8>,
+    search_fields: Vec<u8>,
     /// Announced to the metadata commit, which waits briefly for it to join a round.
     arrival: Arrival,
 }
@@ -905,6 +906,9 @@ impl Store {
         for entry in self.db.scan_prefix(keys::summaries(id)) {
             txn.batch.remove(entry?.0);
         }
+        for entry in self.db.scan_prefix(keys::search_fields_all(id)) {
+            txn.batch.remove(entry?.0);
+        }
         txn.batch.remove(keys::folder_counts(id));
         Ok(())
     }
@@ -974,6 +978,7 @@ impl Store {
         let message = normalize_line_endings(message);
         // Parsed once here, outside the writer lock, so FETCH never parses again.
         let summary = encode(&portico_mime::summarize(&message))?;
+        let search_fields = encode(&portico_mime::search_fields(&message))?;
         self.check_free_space()?;
         let id = self.body_ids.fetch_add(1, Ordering::Relaxed);
         // Not waited for: the metadata commit that links it syncs the segment first, so
@@ -987,6 +992,7 @@ impl Store {
         Ok(StagedMessage {
             body,
             summary,
+            search_fields,
             arrival,
         })
     }
@@ -1049,6 +1055,8 @@ impl Store {
             txn.count_message(mailbox, &meta.flags, 1);
             txn.batch
                 .insert(keys::summary(mailbox, uid), staged.summary);
+            txn.batch
+                .insert(keys::search_fields(mailbox, uid), staged.search_fields);
             appended.push(Appended {
                 uid,
                 uidvalidity: folder.uidvalidity,
@@ -1146,6 +1154,38 @@ impl Store {
         self.db
             .scan_prefix(keys::messages(mailbox))
             .map(|entry| decode(&entry?.1))
+            .collect()
+    }
+
+    /// Metadata of the messages of a folder with UIDs in `first..=last`, in UID order:
+    /// one range read, cheaper than a lookup per message for a run of UIDs.
+    pub fn messages_between(
+        &self,
+        mailbox: MailboxId,
+        first: Uid,
+        last: Uid,
+    ) -> Result<Vec<MessageMeta>> {
+        self.db
+            .range(keys::message(mailbox, first)..=keys::message(mailbox, last))
+            .map(|entry| decode(&entry?.1))
+            .collect()
+    }
+
+    /// [`Store::search_fields`] of the messages with UIDs in `first..=last`.
+    pub fn search_fields_between(
+        &self,
+        mailbox: MailboxId,
+        first: Uid,
+        last: Uid,
+    ) -> Result<Vec<(Uid, portico_mime::SearchFields)>> {
+        self.db
+            .range(keys::search_fields(mailbox, first)..=keys::search_fields(mailbox, last))
+            .map(|entry| {
+                let (key, value) = entry?;
+                let uid = keys::uid_of_message_key(&key)
+                    .ok_or_else(|| StoreError::Corrupt("search fields key".into()))?;
+                Ok((uid, decode(&value)?))
+            })
             .collect()
     }
 
@@ -1280,6 +1320,16 @@ impl Store {
     }
 
     /// The MIME summary made when the message was stored.
+    /// The decoded header fields SEARCH compares, kept at append; `None` for messages
+    /// stored before they were kept.
+    pub fn search_fields(
+        &self,
+        mailbox: MailboxId,
+        uid: Uid,
+    ) -> Result<Option<portico_mime::SearchFields>> {
+        self.read(&keys::search_fields(mailbox, uid))
+    }
+
     pub fn message_summary(&self, mailbox: MailboxId, uid: Uid) -> Result<MessageSummary> {
         match self.read(&keys::summary(mailbox, uid))? {
             Some(summary) => Ok(summary),
@@ -1398,6 +1448,7 @@ impl Store {
             txn.batch.remove(keys::message(folder.id, uid));
             txn.count_message(folder.id, &meta.flags, -1);
             txn.batch.remove(keys::summary(folder.id, uid));
+            txn.batch.remove(keys::search_fields(folder.id, uid));
             txn.batch.insert(
                 keys::expunged(folder.id, uid),
                 &folder.highest_modseq.0.to_be_bytes(),
@@ -1511,6 +1562,10 @@ impl Store {
             dest.size += meta.size;
             if let Some(summary) = self.db.get(keys::summary(from, uid))? {
                 txn.batch.insert(keys::summary(dest.id, new_uid), summary);
+            }
+            if let Some(fields) = self.db.get(keys::search_fields(from, uid))? {
+                txn.batch
+                    .insert(keys::search_fields(dest.id, new_uid), fields);
             }
             meta.uid = new_uid;
             meta.modseq = dest.highest_modseq;

@@ -202,6 +202,11 @@ impl Flags {
     }
 
     /// Wire names, system flags first in RFC order, then keywords as first set.
+    /// The keywords alone (flags without a backslash).
+    pub fn keywords(&self) -> impl Iterator<Item = &str> {
+        self.keywords.iter().map(String::as_str)
+    }
+
     pub fn names<'a>(&'a self) -> impl Iterator<Item = &'a str> + 'a {
         SystemFlag::ALL
             .into_iter()

@@ -507,16 +507,36 @@ fn summaries_are_made_at_append_and_follow_copies() {
     let header = store.message_header(inbox, appended.uid).unwrap();
     assert_eq!(header, &large[..summary.header_len()]);
     assert!(header.ends_with(b"\r\n\r\n"));
+    // The decoded fields SEARCH compares are kept beside it.
+    let fields = store.search_fields(inbox, appended.uid).unwrap().unwrap();
+    assert_eq!(fields, portico_mime::search_fields(&large));
+    assert!(!fields.from.is_empty() && fields.sent.is_some());
     let copied = store.copy(inbox, &[appended.uid], archive).unwrap();
     assert_eq!(
         store.message_summary(archive, copied.pairs[0].1).unwrap(),
         summary
+    );
+    assert_eq!(
+        store.search_fields(archive, copied.pairs[0].1).unwrap(),
+        Some(fields.clone())
     );
     store.expunge(inbox, &[appended.uid]).unwrap();
     assert!(matches!(
         store.message_summary(inbox, appended.uid),
         Err(StoreError::NotFound)
     ));
+    assert_eq!(store.search_fields(inbox, appended.uid).unwrap(), None);
+    let moved = store
+        .move_messages(archive, &[copied.pairs[0].1], inbox)
+        .unwrap();
+    assert_eq!(
+        store.search_fields(inbox, moved.pairs[0].1).unwrap(),
+        Some(fields)
+    );
+    assert_eq!(
+        store.search_fields(archive, copied.pairs[0].1).unwrap(),
+        None
+    );
 }
 
 #[test]
