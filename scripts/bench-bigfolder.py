@@ -93,7 +93,7 @@ def timed(label: str, action) -> None:
     print(f"{label}: {elapsed * 1000:.1f} ms")
 
 
-def raw_timings(port: int) -> None:
+def raw_timings(port: int, when: str, count: int) -> None:
     """The same commands read by a bare socket client: imaplib spends more time
     parsing 100,000 responses than the server takes to send them."""
     sock = socket.create_connection(("127.0.0.1", port))
@@ -115,8 +115,12 @@ def raw_timings(port: int) -> None:
         ("UID FETCH 1:* (FLAGS)", "UID FETCH 1:* (FLAGS)"),
         ("SEARCH SUBJECT", 'SEARCH SUBJECT "topic 42"'),
         ("SEARCH BODY", "SEARCH BODY w1000."),
+        ("FETCH 1,000 messages' FROM/SUBJECT/DATE",
+         f"FETCH {count - 999}:{count} (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"),
+        ("SELECT", "SELECT INBOX"),
     ]:
-        print(f"raw client, {label}: {command('c', text) * 1000:.1f} ms")
+        times = [command(f"c{i}", text) * 1000 for i in range(3)]
+        print(f"raw client {when}, {label}: " + ", ".join(f"{t:.1f}" for t in times) + " ms")
     sock.close()
 
 
@@ -181,6 +185,7 @@ def steps(imap: int, count: int, pid: int | None) -> None:
                           "(BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"))
     timed("SEARCH SUBJECT", lambda: c.search(None, "SUBJECT", '"topic 42"'))
     timed("SEARCH BODY", lambda: c.search(None, "BODY", "w1000."))
+    raw_timings(imap, "before STORE", count)
     timed("STORE 1:* +FLAGS (\\Seen)",
           lambda: c.store("1:*", "+FLAGS.SILENT", "(\\Seen)"))
     timed("STATUS INBOX (MESSAGES UNSEEN) again",
@@ -188,7 +193,7 @@ def steps(imap: int, count: int, pid: int | None) -> None:
     if pid:
         print(f"server RSS {rss_mib(pid):.0f} MiB")
     c.logout()
-    raw_timings(imap)
+    raw_timings(imap, "after STORE", count)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,18 @@ impl ScanJob {
         }
     }
 
+    /// Whether the job reads nothing of a message but its UID, flags and MODSEQ (FETCH
+    /// of UID/FLAGS/MODSEQ, SEARCH on flags, UIDs, sequence numbers and MODSEQ): the
+    /// host may then give messages whose other fields are left empty.
+    pub fn needs_only_flags(&self) -> bool {
+        match &*self.work {
+            ScanWork::Fetch { attrs, .. } => attrs
+                .iter()
+                .all(|a| matches!(a, FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq)),
+            ScanWork::Search { key, .. } => search::needs_only_flags(key),
+        }
+    }
+
     /// Runs the slice. `read(uid, detail)` gives a message as the job needs it, or
     /// `None` if it is gone (expunged meanwhile); its error ends the job.
     pub fn run<E>(
@@ -344,6 +356,49 @@ mod tests {
         assert_eq!(
             job.run(|_, _| Err::<Option<MessageData>, _>("disk")),
             Err("disk")
+        );
+    }
+
+    #[test]
+    fn jobs_that_read_only_flags_are_told_apart() {
+        let fetch = |attrs: Vec<FetchAttr>| ScanJob {
+            targets: targets(1),
+            detail: Detail::Meta,
+            work: Arc::new(ScanWork::Fetch {
+                attrs,
+                changed_since: Some(3),
+                style: RenderStyle::default(),
+            }),
+            budget: 0,
+            stream_above: None,
+        };
+        assert!(
+            fetch(vec![FetchAttr::Uid, FetchAttr::Flags, FetchAttr::ModSeq]).needs_only_flags()
+        );
+        assert!(!fetch(vec![FetchAttr::Flags, FetchAttr::InternalDate]).needs_only_flags());
+        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::Rfc822Size]).needs_only_flags());
+        use SearchKey::*;
+        let flags_only = And(vec![
+            Unseen,
+            Not(Box::new(Keyword("$Junk".into()))),
+            ModSeq(2),
+        ]);
+        assert!(search(flags_only, 1, 0).needs_only_flags());
+        assert!(!search(Or(Box::new(Seen), Box::new(Larger(10))), 1, 0).needs_only_flags());
+        assert!(
+            !search(
+                And(vec![
+                    Seen,
+                    Since(crate::command::Date {
+                        year: 2026,
+                        month: 1,
+                        day: 1
+                    })
+                ]),
+                1,
+                0
+            )
+            .needs_only_flags()
         );
     }
 }

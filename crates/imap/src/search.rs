@@ -7,6 +7,20 @@ use crate::request::{Detail, MessageData, TextCandidates, TextQuery};
 /// Needles of one SEARCH looked up in the full-text index; the rest are read in full.
 const MAX_TEXT_QUERIES: usize = 32;
 
+/// Whether `key` reads nothing of a message but its UID, flags and MODSEQ.
+pub fn needs_only_flags(key: &SearchKey) -> bool {
+    use SearchKey::*;
+    match key {
+        And(keys) => keys.iter().all(needs_only_flags),
+        Or(a, b) => needs_only_flags(a) && needs_only_flags(b),
+        Not(k) => needs_only_flags(k),
+        All | Answered | Deleted | Draft | Flagged | Seen | Unanswered | Undeleted | Undraft
+        | Unflagged | Unseen | Keyword(_) | Unkeyword(_) | Recent | New | Old | ModSeq(_)
+        | SequenceSet(_) | Uid(_) => true,
+        _ => false,
+    }
+}
+
 /// The least detail needed to evaluate `key`.
 pub fn detail(key: &SearchKey) -> Detail {
     use SearchKey::*;

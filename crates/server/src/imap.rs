@@ -24,8 +24,8 @@ use tokio::net::TcpStream;
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
-    AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, MailboxFault,
-    SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
+    AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, GetListing, Listing,
+    MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
 };
 use crate::node::{NodeContext, UserSlot};
 
@@ -166,14 +166,35 @@ fn message_data(
 /// A message's metadata alone, as a scan needs it.
 fn meta_data(meta: &MessageMeta) -> MessageData {
     MessageData {
-        uid: meta.uid.0,
-        flags: flag_names(&meta.flags),
         internal_date: DateTime {
             timestamp: meta.internal_date,
             offset: meta.internal_date_offset,
         },
         size: meta.size,
-        modseq: meta.modseq.0,
+        ..flags_only(meta.uid, &meta.flags, meta.modseq)
+    }
+}
+
+/// A message of the mailbox actor's listing, for a scan that reads only UIDs, flags and
+/// MODSEQs ([`ScanJob::needs_only_flags`]): the other fields are left empty. `None`
+/// when it is gone.
+fn listed_message(listing: &Listing, uid: u32) -> Option<MessageData> {
+    let at = listing.binary_search_by_key(&uid, |m| m.0.0).ok()?;
+    let (uid, flags, modseq) = &listing[at];
+    Some(flags_only(*uid, flags, *modseq))
+}
+
+/// A message with its UID, flags and MODSEQ, nothing else.
+fn flags_only(uid: Uid, flags: &Flags, modseq: portico_store::ModSeq) -> MessageData {
+    MessageData {
+        uid: uid.0,
+        flags: flag_names(flags),
+        internal_date: DateTime {
+            timestamp: 0,
+            offset: 0,
+        },
+        size: 0,
+        modseq: modseq.0,
         summary: None,
         fields: None,
         raw: None,
@@ -471,8 +492,14 @@ impl ImapConnection {
         let drained = self.flow.outbox.drained();
         let permits = self.node.heavy_work.clone();
         let store = self.node.store.clone();
+        let mailboxes = self.node.mailboxes.clone();
         let work = async move {
             drained.await;
+            // Flags alone: the mailbox actor's listing has them, current and in memory.
+            let listing = match job.needs_only_flags() {
+                true => mailboxes.send(mailbox, GetListing).await.ok().flatten(),
+                false => None,
+            };
             let permit = match job.heavy() {
                 true => Some(
                     permits
@@ -484,6 +511,9 @@ impl ImapConnection {
             };
             let slice = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
+                if let Some(listing) = listing {
+                    return job.run(|uid, _| Ok::<_, StoreError>(listed_message(&listing, uid)));
+                }
                 let stream_above = job.stream_above;
                 let mut read = SliceRead::new(&store, mailbox, &job)?;
                 job.run(

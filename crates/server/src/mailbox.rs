@@ -573,6 +573,22 @@ impl Handler<SubscribeSession> for MailboxActor {
     }
 }
 
+/// The folder's listing as of now (every change made so far announced), if the actor
+/// has one: FETCH FLAGS and SEARCH on flags read it instead of the store.
+#[derive(Message, Clone)]
+#[rtype(result = "Option<Listing>")]
+pub struct GetListing;
+
+impl Handler<GetListing> for MailboxActor {
+    type Result = Option<Listing>;
+
+    fn handle(&mut self, _: GetListing, _: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        self.settle_durable();
+        self.listing.clone()
+    }
+}
+
 /// Stops pushing changes to a session (UNSELECT, CLOSE, another SELECT, disconnect).
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
