@@ -108,15 +108,16 @@ impl ScanJob {
         }
     }
 
-    /// Whether the job reads nothing of a message but its UID, flags and MODSEQ (FETCH
-    /// of UID/FLAGS/MODSEQ, SEARCH on flags, UIDs, sequence numbers and MODSEQ): the
-    /// host may then give messages whose other fields are left empty.
-    pub fn needs_only_flags(&self) -> bool {
+    /// Whether the job reads nothing of a message but its UID, flags, MODSEQ and (with
+    /// [`Detail::Fields`]) the header fields kept at append: FETCH of UID/FLAGS/MODSEQ,
+    /// SEARCH on flags, UIDs, sequence numbers, MODSEQ and those fields. The host may
+    /// then give messages whose other fields (size, dates) are left empty.
+    pub fn reads_only_listed(&self) -> bool {
         match &*self.work {
             ScanWork::Fetch { attrs, .. } => attrs
                 .iter()
                 .all(|a| matches!(a, FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq)),
-            ScanWork::Search { key, .. } => search::needs_only_flags(key),
+            ScanWork::Search { key, .. } => search::reads_only_listed(key),
         }
     }
 
@@ -360,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn jobs_that_read_only_flags_are_told_apart() {
+    fn jobs_that_read_only_what_is_listed_are_told_apart() {
         let fetch = |attrs: Vec<FetchAttr>| ScanJob {
             targets: targets(1),
             detail: Detail::Meta,
@@ -373,18 +374,22 @@ mod tests {
             stream_above: None,
         };
         assert!(
-            fetch(vec![FetchAttr::Uid, FetchAttr::Flags, FetchAttr::ModSeq]).needs_only_flags()
+            fetch(vec![FetchAttr::Uid, FetchAttr::Flags, FetchAttr::ModSeq]).reads_only_listed()
         );
-        assert!(!fetch(vec![FetchAttr::Flags, FetchAttr::InternalDate]).needs_only_flags());
-        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::Rfc822Size]).needs_only_flags());
+        assert!(!fetch(vec![FetchAttr::Flags, FetchAttr::InternalDate]).reads_only_listed());
+        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::Rfc822Size]).reads_only_listed());
         use SearchKey::*;
         let flags_only = And(vec![
             Unseen,
             Not(Box::new(Keyword("$Junk".into()))),
             ModSeq(2),
         ]);
-        assert!(search(flags_only, 1, 0).needs_only_flags());
-        assert!(!search(Or(Box::new(Seen), Box::new(Larger(10))), 1, 0).needs_only_flags());
+        assert!(search(flags_only, 1, 0).reads_only_listed());
+        assert!(search(And(vec![Unseen, Subject("x".into())]), 1, 0).reads_only_listed());
+        assert!(search(Header("cc".into(), "x".into()), 1, 0).reads_only_listed());
+        assert!(!search(Header("x-mailer".into(), "x".into()), 1, 0).reads_only_listed());
+        assert!(!search(Body("x".into()), 1, 0).reads_only_listed());
+        assert!(!search(Or(Box::new(Seen), Box::new(Larger(10))), 1, 0).reads_only_listed());
         assert!(
             !search(
                 And(vec![
@@ -398,7 +403,7 @@ mod tests {
                 1,
                 0
             )
-            .needs_only_flags()
+            .reads_only_listed()
         );
     }
 }

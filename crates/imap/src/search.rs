@@ -7,17 +7,18 @@ use crate::request::{Detail, MessageData, TextCandidates, TextQuery};
 /// Needles of one SEARCH looked up in the full-text index; the rest are read in full.
 const MAX_TEXT_QUERIES: usize = 32;
 
-/// Whether `key` reads nothing of a message but its UID, flags and MODSEQ.
-pub fn needs_only_flags(key: &SearchKey) -> bool {
+/// Whether `key` reads nothing of a message but its UID, flags, MODSEQ and the header
+/// fields kept at append ([`MessageData::fields`]).
+pub fn reads_only_listed(key: &SearchKey) -> bool {
     use SearchKey::*;
     match key {
-        And(keys) => keys.iter().all(needs_only_flags),
-        Or(a, b) => needs_only_flags(a) && needs_only_flags(b),
-        Not(k) => needs_only_flags(k),
+        And(keys) => keys.iter().all(reads_only_listed),
+        Or(a, b) => reads_only_listed(a) && reads_only_listed(b),
+        Not(k) => reads_only_listed(k),
         All | Answered | Deleted | Draft | Flagged | Seen | Unanswered | Undeleted | Undraft
         | Unflagged | Unseen | Keyword(_) | Unkeyword(_) | Recent | New | Old | ModSeq(_)
         | SequenceSet(_) | Uid(_) => true,
-        _ => false,
+        other => detail(other) == Detail::Fields,
     }
 }
 

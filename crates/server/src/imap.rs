@@ -176,7 +176,7 @@ fn meta_data(meta: &MessageMeta) -> MessageData {
 }
 
 /// A message of the mailbox actor's listing, for a scan that reads only UIDs, flags and
-/// MODSEQs ([`ScanJob::needs_only_flags`]): the other fields are left empty. `None`
+/// MODSEQs ([`ScanJob::reads_only_listed`]): the other fields are left empty. `None`
 /// when it is gone.
 fn listed_message(listing: &Listing, uid: u32) -> Option<MessageData> {
     let at = listing.binary_search_by_key(&uid, |m| m.0.0).ok()?;
@@ -202,30 +202,44 @@ fn flags_only(uid: Uid, flags: &Flags, modseq: portico_store::ModSeq) -> Message
     }
 }
 
-/// A slice's metadata (and search fields) read with one range read each, when the slice
-/// needs no more than that and its UIDs are dense enough for a range to pay: a lookup
-/// per message costs the store about twice as much as stepping through a range.
+/// A slice's metadata (and search fields) read at once, when the slice needs no more:
+/// from the mailbox actor's listing when the job reads only what it has, otherwise with
+/// one range read when the UIDs are dense enough for that to pay (a lookup per message
+/// costs the store about twice as much as stepping through a range).
 struct SliceRead {
-    metas: Vec<MessageMeta>,
+    metas: SliceMetas,
     /// Taken out as the messages are asked for (each once, in order).
     fields: Vec<(Uid, Option<portico_store::SearchFields>)>,
 }
 
+enum SliceMetas {
+    Listed(Listing),
+    Read(Vec<MessageMeta>),
+}
+
 impl SliceRead {
-    fn new(store: &Store, mailbox: MailboxId, job: &ScanJob) -> Result<Option<Self>, StoreError> {
+    fn new(
+        store: &Store,
+        mailbox: MailboxId,
+        job: &ScanJob,
+        listing: Option<Listing>,
+    ) -> Result<Option<Self>, StoreError> {
         let (Some(first), Some(last)) = (job.targets.first(), job.targets.last()) else {
             return Ok(None);
         };
         let span = u64::from(last.uid.saturating_sub(first.uid)) + 1;
-        if job.detail > Detail::Fields
-            || job.targets.len() < 64
-            || span > 2 * job.targets.len() as u64
-        {
+        let dense = job.targets.len() >= 64 && span <= 2 * job.targets.len() as u64;
+        if job.detail > Detail::Fields {
             return Ok(None);
         }
         let (first, last) = (Uid(first.uid), Uid(last.uid));
-        let metas = store.messages_between(mailbox, first, last)?;
+        let metas = match listing {
+            Some(listing) => SliceMetas::Listed(listing),
+            None if dense => SliceMetas::Read(store.messages_between(mailbox, first, last)?),
+            None => return Ok(None),
+        };
         let fields = match job.detail {
+            Detail::Fields if !dense => Vec::new(),
             Detail::Fields => store
                 .search_fields_between(mailbox, first, last)?
                 .into_iter()
@@ -239,18 +253,24 @@ impl SliceRead {
     /// The message as `detail` asks: `Some(None)` when it is gone, `None` when the
     /// range did not read enough of it (the caller reads it itself).
     fn message(&mut self, uid: u32, detail: Detail) -> Option<Option<MessageData>> {
-        let Ok(at) = self.metas.binary_search_by_key(&uid, |m| m.uid.0) else {
+        let found = match &self.metas {
+            SliceMetas::Listed(listing) => listed_message(listing, uid),
+            SliceMetas::Read(metas) => metas
+                .binary_search_by_key(&uid, |m| m.uid.0)
+                .ok()
+                .map(|at| meta_data(&metas[at])),
+        };
+        let Some(message) = found else {
             return Some(None);
         };
-        let meta = &self.metas[at];
         match detail {
-            Detail::Meta => Some(Some(meta_data(meta))),
+            Detail::Meta => Some(Some(message)),
             Detail::Fields => {
-                let at = self.fields.binary_search_by_key(&meta.uid, |f| f.0).ok()?;
+                let at = self.fields.binary_search_by_key(&Uid(uid), |f| f.0).ok()?;
                 let fields = self.fields[at].1.take()?;
                 Some(Some(MessageData {
                     fields: Some(fields),
-                    ..meta_data(meta)
+                    ..message
                 }))
             }
             _ => None,
@@ -496,7 +516,7 @@ impl ImapConnection {
         let work = async move {
             drained.await;
             // Flags alone: the mailbox actor's listing has them, current and in memory.
-            let listing = match job.needs_only_flags() {
+            let listing = match job.reads_only_listed() {
                 true => mailboxes.send(mailbox, GetListing).await.ok().flatten(),
                 false => None,
             };
@@ -511,11 +531,8 @@ impl ImapConnection {
             };
             let slice = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                if let Some(listing) = listing {
-                    return job.run(|uid, _| Ok::<_, StoreError>(listed_message(&listing, uid)));
-                }
                 let stream_above = job.stream_above;
-                let mut read = SliceRead::new(&store, mailbox, &job)?;
+                let mut read = SliceRead::new(&store, mailbox, &job, listing)?;
                 job.run(
                     |uid, detail| match read.as_mut().and_then(|r| r.message(uid, detail)) {
                         Some(message) => Ok(message),
