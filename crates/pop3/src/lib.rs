@@ -30,6 +30,7 @@ mod line;
 mod multiline;
 mod session;
 
+pub use multiline::top_is_within;
 pub use session::{
     Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Secret, Session,
 };

@@ -87,6 +87,12 @@ pub(crate) fn top_len(message: &[u8], body_lines: usize) -> usize {
     pos
 }
 
+/// Whether `prefix`, the start of a message, holds everything TOP sends for
+/// `body_lines`: a host reading a big message a piece at a time stops there.
+pub fn top_is_within(prefix: &[u8], body_lines: usize) -> bool {
+    top_len(prefix, body_lines) < prefix.len()
+}
+
 fn find_lf(bytes: &[u8], from: usize) -> Option<usize> {
     bytes
         .get(from..)?
@@ -193,5 +199,23 @@ mod tests {
     fn top_with_bare_lf_separator() {
         let msg = b"A: 1\n\nl1\nl2\n";
         assert_eq!(&msg[..top_len(msg, 1)], b"A: 1\n\nl1\n");
+    }
+
+    #[test]
+    fn a_prefix_holds_the_top_once_its_lines_are_complete() {
+        let message = b"A: b\r\nC: d\r\n\r\none\r\ntwo\r\nthree\r\n";
+        // Header cut short: more is needed.
+        assert!(!top_is_within(&message[..8], 0));
+        // Header complete, no body lines wanted.
+        assert!(top_is_within(&message[..15], 0));
+        // Two body lines wanted: the second must have ended within the prefix.
+        assert!(!top_is_within(&message[..22], 2));
+        assert!(top_is_within(&message[..25], 2));
+        // Every prefix cuts where the whole message does.
+        for end in 1..=message.len() {
+            if top_is_within(&message[..end], 2) {
+                assert_eq!(top_len(&message[..end], 2), top_len(message, 2));
+            }
+        }
     }
 }

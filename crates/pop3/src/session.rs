@@ -118,6 +118,9 @@ pub enum Action {
     FetchMessage {
         uid: u32,
         in_pieces: bool,
+        /// TOP: only the header and this many body lines are sent, so the host may
+        /// answer with a prefix that holds them ([`crate::top_is_within`]).
+        top_lines: Option<usize>,
     },
     CommitDeletes {
         uids: Vec<u32>,
@@ -686,6 +689,7 @@ impl Session {
                 Action::FetchMessage {
                     uid,
                     in_pieces: true,
+                    top_lines: None,
                 },
                 Awaiting::Message {
                     index,
@@ -717,6 +721,7 @@ impl Session {
                 Action::FetchMessage {
                     uid,
                     in_pieces: false,
+                    top_lines: Some(lines),
                 },
                 Awaiting::Message {
                     index,

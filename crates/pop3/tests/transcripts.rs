@@ -350,11 +350,15 @@ impl Backend<'_> {
                             None => Ok(self.entries()),
                         }))
                     }
-                    Action::FetchMessage { uid, in_pieces } => {
+                    Action::FetchMessage {
+                        uid,
+                        in_pieces,
+                        top_lines,
+                    } => {
                         let message = self.setup.messages.iter().find(|m| m.uid == uid);
                         let fetched = match message {
                             Some(m) if !self.setup.fetch_fails.contains(&uid) => {
-                                Ok(m.bytes.clone())
+                                Ok(top_prefix(&m.bytes, top_lines))
                             }
                             _ => Err(MaildropError::Unavailable),
                         };
@@ -436,4 +440,20 @@ impl Backend<'_> {
             })
             .collect()
     }
+}
+
+/// What the server gives TOP: the message read 5 bytes at a time until the prefix holds
+/// what TOP sends (the whole message for RETR).
+fn top_prefix(bytes: &[u8], top_lines: Option<usize>) -> Vec<u8> {
+    let Some(lines) = top_lines else {
+        return bytes.to_vec();
+    };
+    let mut end = 0;
+    while end < bytes.len() {
+        end = (end + 5).min(bytes.len());
+        if portico_pop3::top_is_within(&bytes[..end], lines) {
+            break;
+        }
+    }
+    bytes[..end].to_vec()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use portico_cluster::LoginType;
 use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
-use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, StoreError, Uid};
+use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Store, StoreError, Uid};
 use tokio::net::TcpStream;
 
 use crate::auth::{LoginError, Protocol};
@@ -112,6 +112,7 @@ impl SessionActor for Pop3Connection {
             Action::FetchMessage {
                 uid,
                 in_pieces: true,
+                ..
             } => {
                 self.flow.awaiting = true;
                 let Some(mailbox) = self.locked else {
@@ -121,7 +122,7 @@ impl SessionActor for Pop3Connection {
                 };
                 self.send_piece(mailbox, Uid(uid), 0, ctx);
             }
-            Action::FetchMessage { uid, .. } => {
+            Action::FetchMessage { uid, top_lines, .. } => {
                 self.flow.awaiting = true;
                 let Some(mailbox) = self.locked else {
                     self.answer_later(Input::MessageFetched(Err(MaildropError::Unavailable)), ctx);
@@ -132,8 +133,11 @@ impl SessionActor for Pop3Connection {
                 let drained = self.flow.outbox.drained();
                 let fetch = async move {
                     drained.await;
-                    tokio::task::spawn_blocking(move || store.message_bytes(mailbox, Uid(uid)))
-                        .await
+                    tokio::task::spawn_blocking(move || match top_lines {
+                        Some(lines) => top_prefix(&store, mailbox, Uid(uid), lines),
+                        None => store.message_bytes(mailbox, Uid(uid)),
+                    })
+                    .await
                 };
                 ctx.spawn(fetch.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
@@ -200,6 +204,29 @@ impl SessionActor for Pop3Connection {
     fn commands(&self) -> u64 {
         self.machine.commands()
     }
+}
+
+/// The start of a message holding everything TOP sends for `lines` body lines, read a
+/// piece at a time: `TOP n 0` on a 50 MB message reads its first 256 KiB, not all of it.
+fn top_prefix(
+    store: &Store,
+    mailbox: MailboxId,
+    uid: Uid,
+    lines: usize,
+) -> Result<Vec<u8>, StoreError> {
+    let size = store.message(mailbox, uid)?.size;
+    let mut prefix = Vec::new();
+    while (prefix.len() as u64) < size {
+        let piece = store.message_range(mailbox, uid, prefix.len() as u64, RETR_PIECE)?;
+        if piece.is_empty() {
+            break;
+        }
+        prefix.extend_from_slice(&piece);
+        if portico_pop3::top_is_within(&prefix, lines) {
+            break;
+        }
+    }
+    Ok(prefix)
 }
 
 impl Pop3Connection {
