@@ -295,12 +295,15 @@ impl FullText {
         }
         loop {
             let metas = store.messages_from(folder, Uid(mark.next_uid), BATCH)?;
-            let Some(last) = metas.last() else {
+            if metas.is_empty() {
                 break;
-            };
-            mark.next_uid = last.uid.0.saturating_add(1);
-            // One message at a time: only one message's text is in memory.
+            }
+            // One message at a time: only one message's text is in memory, and a stop
+            // is heeded between two messages, however big the batch's.
             for meta in &metas {
+                if self.stopping() {
+                    break;
+                }
                 let text = match meta.size <= self.max_message {
                     true => search_text(store, folder, meta),
                     false => None,
@@ -311,9 +314,10 @@ impl FullText {
                     text,
                 };
                 self.index.add(folder.0, vec![message])?;
+                mark.next_uid = meta.uid.0.saturating_add(1);
+                report.messages += 1;
+                *uncommitted += 1;
             }
-            report.messages += metas.len() as u64;
-            *uncommitted += metas.len() as u64;
             if *uncommitted >= COMMIT_EVERY || self.stopping() {
                 self.index.set_mark(folder.0, mark)?;
                 self.index.commit()?;

@@ -37,11 +37,22 @@ const INDEXER_STOP_DEADLINE: Duration = Duration::from_secs(5);
 /// 100 MB FETCH; 20 MiB with the threshold fixed).
 const LARGE_ALLOCATION: usize = 128 * 1024;
 
+/// Allocator arenas per core. glibc gives each thread that meets contention an arena
+/// of its own, up to 8 per core; the blocking pool's dozens of threads then each keep
+/// what they freed (a 100,000-message folder's SELECT, SEARCH and STORE left the node at
+/// 287 MiB with the default, 148 MiB with two arenas in all).
+const ARENAS_PER_CORE: usize = 1;
+
 fn return_large_buffers_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before other threads.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_ALLOCATION as libc::c_int);
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let arenas = (cores * ARENAS_PER_CORE).max(2);
+        // SAFETY: mallopt only sets allocator parameters; called before other threads.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_ALLOCATION as libc::c_int);
+            libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+        }
     }
 }
 
@@ -169,11 +180,15 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         full_text.stop();
     }
     if let Some(Ok(indexer)) = indexer {
-        let joined = tokio::task::spawn_blocking(move || indexer.join());
-        if tokio::time::timeout(INDEXER_STOP_DEADLINE, joined)
-            .await
-            .is_err()
-        {
+        // Polled, not joined on a blocking task: the runtime waits for its blocking tasks
+        // when it is dropped, so an indexer that never stopped would keep the process.
+        let deadline = tokio::time::Instant::now() + INDEXER_STOP_DEADLINE;
+        while !indexer.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if indexer.is_finished() {
+            let _ = indexer.join();
+        } else {
             tracing::warn!(
                 "the full-text indexer did not stop in time; its last batch is redone at start"
             );
