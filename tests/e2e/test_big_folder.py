@@ -8,6 +8,7 @@ overflowed the watchers' queues.)"""
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 
@@ -20,6 +21,7 @@ from test_hostile_imap import MIB, rss_bytes
 MANY = "many@example.com"
 HUGE = "huge@example.com"
 DOTS = "dots@example.com"
+PARTS = "parts@example.com"
 PASSWORD = "big-Folder-1"
 COUNT = 10_000
 HUGE_COUNT = 34
@@ -40,6 +42,24 @@ def dotted(_: int) -> bytes:
     return b"From: d@remote.example\r\nSubject: dots\r\n\r\n" + lines
 
 
+ATTACHMENT = bytes(range(256)) * (6 * MIB // 256)  # 6 MiB, every byte value
+
+
+def multipart(_: int) -> bytes:
+    """A 10 MB message of three parts: text, a base64 attachment, a forwarded message."""
+    encoded = base64.encodebytes(ATTACHMENT).replace(b"\n", b"\r\n")
+    return (
+        b"From: p@remote.example\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=\"b0\"\r\n\r\npreamble\r\n"
+        b"--b0\r\nContent-Type: text/plain\r\n\r\nsee the attachment\r\n"
+        b"--b0\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded +
+        b"--b0\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"Subject: inner\r\nFrom: i@remote.example\r\n\r\ninner text\r\n"
+        b"--b0--\r\n"
+    )
+
+
 def huge(i: int) -> bytes:
     head = f"From: s{i}@remote.example\r\nTo: {HUGE}\r\nSubject: huge {i}\r\n\r\n".encode()
     line = f"{i:04d} 0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n"
@@ -51,9 +71,10 @@ def node(portico_bin, tmp_path_factory):
     server = SmtpServer(portico_bin, tmp_path_factory.mktemp("big-folder") / "srv")
     server.start()
     try:
-        for user in (MANY, HUGE, DOTS):
+        for user in (MANY, HUGE, DOTS, PARTS):
             server.add_user(user, PASSWORD)
         deliver_many(server.smtp_port, DOTS, 1, dotted, connections=1)
+        deliver_many(server.smtp_port, PARTS, 1, multipart, connections=1)
         deliver_many(server.smtp_port, MANY, COUNT, small)
         deliver_many(server.smtp_port, HUGE, HUGE_COUNT, huge, connections=4)
         yield server
@@ -104,6 +125,35 @@ def status(server) -> bytes:
         r.close()
 
 
+SMALL_FIELDS = re.compile(
+    rb"\* \d+ FETCH \(UID (\d+) BODY\[HEADER\.FIELDS \(([^)]*)\)\] \{(\d+)\}\r\n(.*)\)", re.S)
+
+
+def test_header_fields_of_thousands_of_messages_come_out_exactly(node):
+    """The fields clients list folders by come from the lines kept at append, read for
+    thousands of messages at once; a field not kept makes the server read each header.
+    Both give each message's lines exactly, in the header's order."""
+    r = session(node)
+    r.ok("EXAMINE INBOX")
+    for names in ("(Subject FROM to)", "(Subject FROM to X-Not-Kept)"):
+        untagged, tagged = r.cmd(f"UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS {names}])")
+        assert tagged.endswith(b" OK UID FETCH completed"), tagged
+        assert len(untagged) == COUNT
+        seen = set()
+        for line in untagged:
+            m = SMALL_FIELDS.fullmatch(line)
+            assert m, line
+            assert m.group(2).decode() == names[1:-1]
+            lines = m.group(4)
+            assert int(m.group(3)) == len(lines)
+            i = int(re.search(rb"Subject: small (\d+)\r\n", lines).group(1))
+            assert lines == (f"From: s{i}@remote.example\r\nTo: {MANY}\r\n"
+                             f"Subject: small {i}\r\n\r\n").encode(), lines
+            seen.add(i)
+        assert seen == set(range(COUNT))
+    r.close()
+
+
 def test_store_and_expunge_over_every_message_keep_everyone_connected(node):
     assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN %d DELETED 0)" % (COUNT, COUNT)
     watcher = session(node)
@@ -125,18 +175,33 @@ def test_store_and_expunge_over_every_message_keep_everyone_connected(node):
     assert set(state(watcher).values()) == {b"\\Seen"}
     assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN 0 DELETED 0)" % COUNT
 
-    untagged, tagged = issuer.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+    # A block from the middle first: the rest keep their order and their numbers close
+    # up, for the issuer and for the watcher.
+    untagged, tagged = issuer.cmd("STORE 2001:6000 +FLAGS.SILENT (\\Deleted)")
     assert (untagged, tagged) == ([], b"T004 OK STORE completed")
-    assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN 0 DELETED %d)" % (COUNT, COUNT)
+    before = state(issuer)
     untagged, tagged = issuer.cmd("EXPUNGE")
-    assert tagged == b"T005 OK EXPUNGE completed", tagged
+    assert tagged == b"T006 OK EXPUNGE completed", tagged
+    assert untagged == [b"* %d EXPUNGE" % n for n in range(6000, 2000, -1)]
+    kept = dict(list(before.items())[:2000] + list(before.items())[6000:])
+    assert state(issuer) == kept
+    untagged, tagged = watcher.cmd("NOOP")
+    assert untagged == [b"* %d EXPUNGE" % n for n in range(6000, 2000, -1)]
+    assert state(watcher) == fresh_state(node) == kept
+    left = COUNT - 4000
+
+    untagged, tagged = issuer.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)")
+    assert (untagged, tagged) == ([], b"T008 OK STORE completed")
+    assert status(node) == b"* STATUS \"INBOX\" (MESSAGES %d UNSEEN 0 DELETED %d)" % (left, left)
+    untagged, tagged = issuer.cmd("EXPUNGE")
+    assert tagged == b"T009 OK EXPUNGE completed", tagged
     # Highest first, so no number shifts under the client.
-    assert untagged == [b"* %d EXPUNGE" % n for n in range(COUNT, 0, -1)]
+    assert untagged == [b"* %d EXPUNGE" % n for n in range(left, 0, -1)]
 
     untagged, tagged = watcher.cmd("NOOP")
     assert tagged.endswith(b" OK NOOP completed"), tagged
     expunges = [line for line in untagged if line.endswith(b" EXPUNGE")]
-    assert len(expunges) == COUNT
+    assert len(expunges) == left
     assert state(watcher) == fresh_state(node) == {}
     assert status(node) == b"* STATUS \"INBOX\" (MESSAGES 0 UNSEEN 0 DELETED 0)"
     for r in (watcher, issuer):
@@ -263,3 +328,68 @@ def test_pop3_retr_of_a_big_message_comes_in_pieces_stuffed_exactly(node):
         p.quit()
     print(f"RSS growth over a 4 MB RETR: {grown / MIB:.1f} MiB")
     assert grown < 16 * MIB, f"RSS grew by {grown / MIB:.1f} MiB"
+
+
+def test_parts_of_a_big_message_are_streamed_exactly(node):
+    """A part of a message over 1 MiB is a range of the stored bytes, streamed like the
+    message itself: BODY[n], BODY[n.MIME], BODY[n.HEADER]/[n.TEXT] of a forwarded
+    message, partial ranges and a part that does not exist; BINARY still decodes."""
+    m = node.imap_login(PARTS, PASSWORD)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK"
+    stored = data[0][1]
+    sent = multipart(0)
+    assert stored.endswith(sent[sent.index(b"Subject: parts"):])
+    b64_start = stored.index(b"base64\r\n\r\n") + len(b"base64\r\n\r\n")
+    b64_end = stored.index(b"--b0\r\nContent-Type: message/rfc822") - 2
+    mime2 = stored[stored.index(b"Content-Type: application/octet-stream"):b64_start]
+    inner_start = stored.index(b"Subject: inner")
+    inner_text = stored.index(b"inner text")
+    expected = {
+        "BODY[1]": b"see the attachment",
+        "BODY[2]": stored[b64_start:b64_end],
+        "BODY[2.MIME]": mime2,
+        "BODY[2]<1000000>": stored[b64_start + 1_000_000:b64_start + 1_500_000],
+        "BODY[3.HEADER]": stored[inner_start:inner_text],
+        "BODY[3.TEXT]": b"inner text",
+        "BODY[4]": b"",
+    }
+    before = rss_bytes(node)
+    typ, data = m.fetch(
+        "1", "(BODY.PEEK[1] BODY.PEEK[2] BODY.PEEK[2.MIME] BODY.PEEK[2]<1000000.500000> "
+             "BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] BODY.PEEK[4])")
+    grown = rss_bytes(node) - before
+    assert typ == "OK", data
+    texts = [part[0] for part in data if isinstance(part, tuple)]
+    literals = [part[1] for part in data if isinstance(part, tuple)]
+    names = list(expected)
+    assert len(literals) == len(names), texts
+    for name, text, literal in zip(names, texts, literals):
+        assert text.endswith(f"{name} {{{len(expected[name])}}}".encode()), (name, text)
+        assert literal == expected[name], name
+    typ, data = m.fetch("1", "(BINARY.PEEK[2])")
+    assert typ == "OK"
+    assert data[0][1] == ATTACHMENT
+    m.logout()
+    print(f"RSS growth over FETCH of a 10 MB message's parts: {grown / MIB:.1f} MiB")
+
+
+def test_pop3_top_of_a_big_message_reads_only_its_start(node):
+    """TOP of a 4 MB message sends the header and the lines asked for, stuffed; the
+    server reads pieces of the message only until it has them."""
+    m = node.imap_login(DOTS, PASSWORD)
+    m.select("INBOX", readonly=True)
+    stored = m.fetch("1", "(BODY.PEEK[])")[1][0][1]
+    m.logout()
+    header, body = stored.split(b"\r\n\r\n", 1)
+    p = node.login(DOTS, PASSWORD)
+    try:
+        for lines in (0, 5, 3000):
+            response, got, _ = p.top(1, lines)
+            assert response == b"+OK"
+            want = header.split(b"\r\n") + [b""] + body.split(b"\r\n")[:lines]
+            # poplib removed the stuffing and the line ends.
+            assert got == want, lines
+    finally:
+        p.quit()

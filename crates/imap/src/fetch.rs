@@ -2,6 +2,7 @@
 //! request needs from the store, and how each data item is written.
 
 use std::borrow::Cow;
+use std::io::Write;
 
 use portico_mime::SectionPart;
 
@@ -34,7 +35,12 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
             FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => Detail::Summary,
             FetchAttr::Rfc822Header => Detail::HeaderText,
             FetchAttr::BodySection { section, .. } if section.part.is_empty() => {
-                match section.text {
+                match &section.text {
+                    Some(SectionText::HeaderFields(names))
+                        if portico_mime::kept_header_covers(names) =>
+                    {
+                        Detail::KeptHeader
+                    }
                     Some(SectionText::Header)
                     | Some(SectionText::HeaderFields(_))
                     | Some(SectionText::HeaderFieldsNot(_)) => Detail::HeaderText,
@@ -47,21 +53,27 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
 }
 
 /// Whether the store may keep a big message while these items are rendered: every item
-/// that needs the whole message is the message itself or its text (BODY[], BODY[TEXT],
-/// RFC822, RFC822.TEXT, partial or not), whose literal is a range of the stored bytes
-/// for the host to stream. Parts and BINARY need the message read.
+/// that needs the whole message is a slice of it (BODY[], BODY[TEXT], RFC822,
+/// RFC822.TEXT, a part's BODY[n], BODY[n.TEXT], BODY[n.MIME] or BODY[n.HEADER], partial
+/// or not), whose literal is a range of the stored bytes for the host to stream.
+/// BINARY and a part's HEADER.FIELDS need the message read.
 pub fn streamable(attrs: &[FetchAttr]) -> bool {
     attrs.iter().all(|attr| {
         detail(std::slice::from_ref(attr)) < Detail::Full
             || match attr {
                 FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
-                FetchAttr::BodySection { section, .. } => {
-                    section.part.is_empty()
-                        && matches!(section.text, None | Some(SectionText::Text))
-                }
+                FetchAttr::BodySection { section, .. } => stored_range(section).is_some(),
                 _ => false,
             }
     })
+}
+
+/// The section as a slice of the stored message, if it is one.
+fn stored_range(section: &Section) -> Option<SectionPart> {
+    match mime_part(&section.text) {
+        SectionPart::HeaderFields(_) | SectionPart::HeaderFieldsNot(_) => None,
+        part => Some(part),
+    }
 }
 
 /// A literal whose bytes stay in the store: `len` bytes of message `uid` from `start`,
@@ -139,12 +151,11 @@ fn partial_slice(bytes: &[u8], partial: Option<Partial>) -> &[u8] {
 }
 
 fn literal(out: &mut Vec<u8>, bytes: &[u8], binary: bool) {
-    let tilde = if binary && bytes.contains(&0) {
-        "~"
-    } else {
-        ""
-    };
-    out.extend_from_slice(format!("{tilde}{{{}}}\r\n", bytes.len()).as_bytes());
+    out.reserve(bytes.len() + 16);
+    if binary && bytes.contains(&0) {
+        out.push(b'~');
+    }
+    let _ = write!(out, "{{{}}}\r\n", bytes.len());
     out.extend_from_slice(bytes);
 }
 
@@ -152,7 +163,8 @@ fn literal(out: &mut Vec<u8>, bytes: &[u8], binary: bool) {
 fn body_section<'a>(message: &'a MessageData, section: &Section) -> Cow<'a, [u8]> {
     let raw = message.raw.as_deref().unwrap_or_default();
     let Some(summary) = &message.summary else {
-        // Read with Detail::HeaderText: `raw` is the header block.
+        // Read with Detail::HeaderText: `raw` is the header block; with
+        // Detail::KeptHeader, the kept lines of it, enough for the fields asked.
         return match &section.text {
             Some(SectionText::HeaderFields(names)) if section.part.is_empty() => {
                 Cow::Owned(portico_mime::header_fields(raw, names, false))
@@ -201,7 +213,7 @@ fn stored_literal(
     message: &MessageData,
     range: (u64, u64),
 ) {
-    items.extend_from_slice(format!("{{{}}}\r\n", range.1).as_bytes());
+    let _ = write!(items, "{{{}}}\r\n", range.1);
     streamed.push(StoredLiteral {
         at: items.len(),
         uid: message.uid,
@@ -228,14 +240,16 @@ pub fn render_streaming(
     });
     let whole = (0, message.size);
     let text = (header_len, message.size - header_len);
-    let mut items: Vec<u8> = Vec::new();
+    let mut items: Vec<u8> = Vec::with_capacity(256);
     for attr in attrs {
         if !items.is_empty() {
             items.push(b' ');
         }
         let raw = message.raw.as_deref().unwrap_or_default();
         match attr {
-            FetchAttr::Uid => items.extend_from_slice(format!("UID {}", message.uid).as_bytes()),
+            FetchAttr::Uid => {
+                let _ = write!(items, "UID {}", message.uid);
+            }
             FetchAttr::Flags => {
                 items.extend_from_slice(b"FLAGS ");
                 if style.recent && recent {
@@ -251,10 +265,10 @@ pub fn render_streaming(
                 response::date_time(&mut items, message.internal_date);
             }
             FetchAttr::Rfc822Size => {
-                items.extend_from_slice(format!("RFC822.SIZE {}", message.size).as_bytes())
+                let _ = write!(items, "RFC822.SIZE {}", message.size);
             }
             FetchAttr::ModSeq => {
-                items.extend_from_slice(format!("MODSEQ ({})", message.modseq).as_bytes())
+                let _ = write!(items, "MODSEQ ({})", message.modseq);
             }
             FetchAttr::Envelope => {
                 items.extend_from_slice(b"ENVELOPE ");
@@ -315,30 +329,40 @@ pub fn render_streaming(
             }
             FetchAttr::BodySection {
                 section, partial, ..
-            } if message.raw_in_store
-                && section.part.is_empty()
-                && matches!(section.text, None | Some(SectionText::Text)) =>
-            {
-                items.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+            } if message.raw_in_store && stored_range(section).is_some() => {
+                let _ = write!(items, "BODY[{}]", section_spec(section));
                 if let Some(partial) = partial {
-                    items.extend_from_slice(format!("<{}>", partial.origin).as_bytes());
+                    let _ = write!(items, "<{}>", partial.origin);
                 }
                 items.push(b' ');
-                let range = if section.text.is_none() { whole } else { text };
-                stored_literal(
-                    &mut items,
-                    streamed,
-                    message,
-                    partial_range(range, *partial),
-                );
+                let range = match (&section.text, &message.summary) {
+                    _ if section.part.is_empty() && section.text.is_none() => whole,
+                    (Some(SectionText::Text), _) if section.part.is_empty() => text,
+                    (_, Some(summary)) => stored_range(section)
+                        .and_then(|part| portico_mime::section_range(summary, &section.part, &part))
+                        .map_or((0, 0), |(start, end)| {
+                            (start as u64, end.saturating_sub(start) as u64)
+                        }),
+                    (_, None) => (0, 0),
+                };
+                if range.1 == 0 {
+                    literal(&mut items, b"", false);
+                } else {
+                    stored_literal(
+                        &mut items,
+                        streamed,
+                        message,
+                        partial_range(range, *partial),
+                    );
+                }
             }
             FetchAttr::BodySection {
                 section, partial, ..
             } => {
                 let bytes = body_section(message, section);
-                items.extend_from_slice(format!("BODY[{}]", section_spec(section)).as_bytes());
+                let _ = write!(items, "BODY[{}]", section_spec(section));
                 if let Some(partial) = partial {
-                    items.extend_from_slice(format!("<{}>", partial.origin).as_bytes());
+                    let _ = write!(items, "<{}>", partial.origin);
                 }
                 items.push(b' ');
                 literal(&mut items, partial_slice(&bytes, *partial), false);
@@ -346,9 +370,9 @@ pub fn render_streaming(
             FetchAttr::Binary { part, partial, .. } => {
                 let decoded = binary(message, part)?;
                 let spec: Vec<String> = part.iter().map(u32::to_string).collect();
-                items.extend_from_slice(format!("BINARY[{}]", spec.join(".")).as_bytes());
+                let _ = write!(items, "BINARY[{}]", spec.join("."));
                 if let Some(partial) = partial {
-                    items.extend_from_slice(format!("<{}>", partial.origin).as_bytes());
+                    let _ = write!(items, "<{}>", partial.origin);
                 }
                 items.push(b' ');
                 literal(&mut items, partial_slice(&decoded, *partial), true);
@@ -362,11 +386,11 @@ pub fn render_streaming(
             }
         }
     }
-    let prefix = format!("* {seq} FETCH (");
+    out.reserve(items.len() + 24);
+    let _ = write!(out, "* {seq} FETCH (");
     for literal in &mut streamed[first_streamed..] {
-        literal.at += out.len() + prefix.len();
+        literal.at += out.len();
     }
-    out.extend_from_slice(prefix.as_bytes());
     out.extend_from_slice(&items);
     out.extend_from_slice(b")\r\n");
     Ok(())
@@ -425,11 +449,26 @@ mod tests {
                 partial: None,
             },
         ];
-        assert_eq!(detail(&attrs), Detail::HeaderText);
+        // Fields clients list folders by: the lines kept at append are enough.
+        assert_eq!(detail(&attrs), Detail::KeptHeader);
         // With an item that needs the MIME summary: both.
         let with_envelope = [attrs.clone(), vec![FetchAttr::Envelope]].concat();
         assert_eq!(detail(&with_envelope), Detail::Header);
         assert!(!sets_seen(&attrs));
+        // A field that is not kept needs the header block.
+        let received = FetchAttr::BodySection {
+            peek: true,
+            section: Section {
+                part: vec![],
+                text: Some(SectionText::HeaderFields(vec!["Received".into()])),
+            },
+            partial: None,
+        };
+        assert_eq!(
+            detail(&[attrs.clone(), vec![received.clone()]].concat()),
+            Detail::HeaderText
+        );
+        assert_eq!(detail(&[received, FetchAttr::Envelope]), Detail::Header);
         assert_eq!(detail(&[FetchAttr::Flags, FetchAttr::Uid]), Detail::Meta);
         assert_eq!(detail(&[FetchAttr::Envelope]), Detail::Summary);
         assert_eq!(detail(&[FetchAttr::Rfc822]), Detail::Full);
@@ -475,5 +514,72 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "* 1 FETCH (UID 7 BODY[]<0> {7}\r\nSubject BODY[TEXT] {13}\r\nhello world\r\n)\r\n"
         );
+    }
+
+    /// A big message left in the store renders its parts as ranges of the stored bytes;
+    /// filled in, they are exactly what rendering the message read whole gives.
+    #[test]
+    fn streamed_parts_match_parts_read_whole() {
+        let raw: &[u8] = b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n\
+            --o\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n\
+            --o\r\nContent-Type: message/rfc822\r\n\r\n\
+            Subject: inner\r\n\r\ninner body\r\n\
+            --o--\r\n";
+        let whole = message(raw);
+        let mut stored = message(raw);
+        stored.raw_in_store = true;
+        stored.raw = Some(raw[..whole.summary.as_ref().unwrap().header_len()].to_vec());
+        let section = |part: Vec<u32>, text: Option<SectionText>| FetchAttr::BodySection {
+            peek: true,
+            section: Section { part, text },
+            partial: None,
+        };
+        let attrs = vec![
+            section(vec![1], None),
+            section(vec![2], Some(SectionText::Mime)),
+            section(vec![2], Some(SectionText::Header)),
+            section(vec![2], Some(SectionText::Text)),
+            section(vec![2, 1], None),
+            section(vec![9], None),
+            section(vec![], Some(SectionText::Text)),
+            FetchAttr::BodySection {
+                peek: true,
+                section: Section {
+                    part: vec![1],
+                    text: None,
+                },
+                partial: Some(Partial {
+                    origin: 6,
+                    count: 100,
+                }),
+            },
+        ];
+        assert!(streamable(&attrs));
+        let style = RenderStyle::default();
+        let mut expected = Vec::new();
+        render(&mut expected, 1, &whole, &attrs, style, false).unwrap();
+        let (mut out, mut streamed) = (Vec::new(), Vec::new());
+        render_streaming(&mut out, &mut streamed, 1, &stored, &attrs, style, false).unwrap();
+        assert_eq!(
+            streamed.len(),
+            7,
+            "every non-empty section is left in the store"
+        );
+        for literal in streamed.iter().rev() {
+            let (start, len) = (literal.start as usize, literal.len as usize);
+            out.splice(
+                literal.at..literal.at,
+                raw[start..start + len].iter().copied(),
+            );
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+        let fields = section(
+            vec![2],
+            Some(SectionText::HeaderFields(vec!["Subject".into()])),
+        );
+        assert!(!streamable(&[fields]));
     }
 }

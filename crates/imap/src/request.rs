@@ -3,6 +3,8 @@
 //! The session never touches the store: it names folders by their decoded UTF-8 name
 //! or by the [`FolderId`] its host gave it at SELECT, and messages by UID.
 
+use std::sync::Arc;
+
 use portico_mime::MessageSummary;
 
 use crate::command::{DateTime, StoreMode};
@@ -57,6 +59,11 @@ pub enum Detail {
     /// Plus the decoded header fields SEARCH compares ([`MessageData::fields`]); a host
     /// that has none for a message gives its header block instead.
     Fields,
+    /// Plus the header lines kept at append for listing folders (`raw` holds them: a
+    /// header block of only [`portico_mime::KEPT_HEADER_FIELDS`]); a host that has none
+    /// for a message gives its whole header block instead. Only FETCH of
+    /// `HEADER.FIELDS` naming kept fields asks for it.
+    KeptHeader,
     /// Plus the raw header block, without the MIME summary (SEARCH on header fields:
     /// the cheapest way to a big folder's headers).
     HeaderText,
@@ -73,9 +80,8 @@ impl Detail {
     /// [`Detail::Header`], which has both; otherwise the larger.
     pub fn join(self, other: Detail) -> Detail {
         match (self, other) {
-            (Detail::HeaderText, Detail::Summary) | (Detail::Summary, Detail::HeaderText) => {
-                Detail::Header
-            }
+            (Detail::KeptHeader | Detail::HeaderText, Detail::Summary)
+            | (Detail::Summary, Detail::KeptHeader | Detail::HeaderText) => Detail::Header,
             _ => self.max(other),
         }
     }
@@ -232,8 +238,9 @@ pub struct SelectedFolder {
     pub uidvalidity: u32,
     pub uidnext: u32,
     pub highest_modseq: u64,
-    /// Every message's UID, ascending.
-    pub uids: Vec<u32>,
+    /// Every message's UID, ascending; shared with the host and other sessions until
+    /// this one's view changes.
+    pub uids: Arc<Vec<u32>>,
     /// Sequence number of the first message without \Seen (`[UNSEEN n]`).
     pub first_unseen: Option<u32>,
     /// With `vanished_since` (QRESYNC): the messages changed after it, ascending UID.

@@ -109,14 +109,19 @@ impl ScanJob {
     }
 
     /// Whether the job reads nothing of a message but its UID, flags, MODSEQ and (with
-    /// [`Detail::Fields`]) the header fields kept at append: FETCH of UID/FLAGS/MODSEQ,
-    /// SEARCH on flags, UIDs, sequence numbers, MODSEQ and those fields. The host may
-    /// then give messages whose other fields (size, dates) are left empty.
+    /// [`Detail::Fields`] or [`Detail::KeptHeader`]) what was kept at append: FETCH of
+    /// UID/FLAGS/MODSEQ and kept header fields, SEARCH on flags, UIDs, sequence
+    /// numbers, MODSEQ and the decoded fields. The host may then give messages whose
+    /// other fields (size, dates) are left empty.
     pub fn reads_only_listed(&self) -> bool {
         match &*self.work {
-            ScanWork::Fetch { attrs, .. } => attrs
-                .iter()
-                .all(|a| matches!(a, FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq)),
+            ScanWork::Fetch { attrs, .. } => attrs.iter().all(|a| match a {
+                FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq => true,
+                FetchAttr::BodySection { .. } => {
+                    fetch::detail(std::slice::from_ref(a)) == Detail::KeptHeader
+                }
+                _ => false,
+            }),
             ScanWork::Search { key, .. } => search::reads_only_listed(key),
         }
     }

@@ -7,6 +7,7 @@
 //! STORE or SEARCH by sequence number.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::command::{SeqBound, SequenceSet};
 use crate::request::FolderEvent;
@@ -14,7 +15,9 @@ use crate::response;
 
 #[derive(Debug, Default)]
 pub struct View {
-    uids: Vec<u32>,
+    /// Shared with the folder's other sessions until this view changes (a SELECT of a
+    /// big folder copies nothing).
+    uids: Arc<Vec<u32>>,
     recent: BTreeSet<u32>,
     pending_appends: BTreeMap<u32, bool>,
     pending_expunges: BTreeSet<u32>,
@@ -33,7 +36,7 @@ pub struct AnnounceStyle {
 }
 
 impl View {
-    pub fn new(uids: Vec<u32>, recent: Vec<u32>) -> View {
+    pub fn new(uids: Arc<Vec<u32>>, recent: Vec<u32>) -> View {
         View {
             uids,
             recent: recent.into_iter().collect(),
@@ -166,9 +169,10 @@ impl View {
         }
         let mut seqs: Vec<u32> = uids.iter().filter_map(|&uid| self.seq_of(uid)).collect();
         seqs.sort_unstable_by(|a, b| b.cmp(a));
+        seqs.dedup();
         let mut gone = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let uid = self.uids.remove(seq as usize - 1);
+        for &seq in &seqs {
+            let uid = self.uids[seq as usize - 1];
             self.recent.remove(&uid);
             self.pending_flags.remove(&uid);
             self.pending_expunges.remove(&uid);
@@ -177,6 +181,17 @@ impl View {
             } else {
                 out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
             }
+        }
+        // One pass over the view, however many went: EXPUNGE of half a 100,000-message
+        // folder must not shift the rest once per message.
+        if !seqs.is_empty() {
+            let mut index = 0;
+            let mut doomed = seqs.iter().rev().peekable();
+            Arc::make_mut(&mut self.uids).retain(|_| {
+                index += 1;
+                let drop = doomed.next_if(|&&seq| seq as usize == index).is_some();
+                !drop
+            });
         }
         if !gone.is_empty() {
             gone.sort_unstable();
@@ -196,7 +211,7 @@ impl View {
         }
         if !self.pending_appends.is_empty() {
             for (uid, recent) in std::mem::take(&mut self.pending_appends) {
-                self.uids.push(uid);
+                Arc::make_mut(&mut self.uids).push(uid);
                 if recent {
                     self.recent.insert(uid);
                 }
@@ -242,7 +257,7 @@ mod tests {
 
     #[test]
     fn uid_ranges_skip_missing_and_star_is_the_last_message() {
-        let view = View::new(vec![3, 5, 9], vec![]);
+        let view = View::new(Arc::new(vec![3, 5, 9]), vec![]);
         assert_eq!(
             view.resolve_uids(&set(&[(Value(4), Star)])),
             vec![(2, 5), (3, 9)]
@@ -255,7 +270,7 @@ mod tests {
             vec![(2, 5), (3, 9)]
         );
         assert!(view.resolve_seqs(&set(&[(Value(4), Value(4))])).is_err());
-        let empty = View::new(vec![], vec![]);
+        let empty = View::new(Arc::new(vec![]), vec![]);
         assert_eq!(
             empty.resolve_seqs(&set(&[(Value(1), Star)])).unwrap(),
             vec![]
@@ -265,7 +280,7 @@ mod tests {
 
     #[test]
     fn changes_are_announced_in_order_and_expunges_only_when_allowed() {
-        let mut view = View::new(vec![1, 2, 3], vec![]);
+        let mut view = View::new(Arc::new(vec![1, 2, 3]), vec![]);
         let folder = FolderId(1);
         view.queue(FolderEvent::Expunged {
             folder,
@@ -309,7 +324,7 @@ mod tests {
     fn an_own_expunge_of_an_unannounced_append_never_shows_it() {
         // Another session appended UID 4 (with \Deleted); this session's EXPUNGE removed
         // it before any EXISTS told the client about it.
-        let mut view = View::new(vec![1, 2, 3], vec![]);
+        let mut view = View::new(Arc::new(vec![1, 2, 3]), vec![]);
         view.queue(FolderEvent::Appended {
             folder: FolderId(1),
             uid: 4,

@@ -388,6 +388,7 @@ impl Host {
             summary: (detail >= Detail::Summary).then(|| m.summary.clone()),
             fields: (detail == Detail::Fields).then(|| portico_mime::search_fields(&m.raw)),
             raw: match detail {
+                Detail::KeptHeader => Some(portico_mime::kept_header_lines(&m.raw)),
                 Detail::HeaderText | Detail::Header => Some(header()),
                 Detail::Full => Some(m.raw.clone()),
                 _ => None,
@@ -506,7 +507,7 @@ impl Host {
                     uidvalidity: f.uidvalidity,
                     uidnext: f.uidnext,
                     highest_modseq: f.highest_modseq,
-                    uids: f.messages.keys().copied().collect(),
+                    uids: std::sync::Arc::new(f.messages.keys().copied().collect()),
                     first_unseen: f
                         .messages
                         .values()

@@ -39,5 +39,8 @@ pub use search::{
     SearchFields, all_header_values, body_text, header_search_text, header_values, search_fields,
     sent_date,
 };
-pub use section::{SectionPart, UnknownCte, binary_section, header_fields, section};
+pub use section::{
+    KEPT_HEADER_FIELDS, SectionPart, UnknownCte, binary_section, header_fields, kept_header_covers,
+    kept_header_lines, section, section_range,
+};
 pub use summary::{Content, Disposition, Encapsulated, Envelope, MessageSummary, Part, summarize};

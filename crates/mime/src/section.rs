@@ -51,6 +51,25 @@ pub fn section<'a>(
     if path.is_empty() && *part == SectionPart::Full {
         return Some(Cow::Borrowed(raw));
     }
+    if let SectionPart::HeaderFields(names) | SectionPart::HeaderFieldsNot(names) = part {
+        let (start, end) = section_range(summary, path, &SectionPart::Header)?;
+        let head = raw.get(start..end)?;
+        let exclude = matches!(part, SectionPart::HeaderFieldsNot(_));
+        return Some(Cow::Owned(header_fields(head, names, exclude)));
+    }
+    let (start, end) = section_range(summary, path, part)?;
+    raw.get(start..end).map(Cow::Borrowed)
+}
+
+/// Where in the raw message `BODY[<path>.<part>]` lies, as `start..end`: a section
+/// that is a slice of the message (everything but `HEADER.FIELDS`, which picks lines:
+/// `None` for it), so that the host can stream a part of a big message from the store
+/// without reading the rest. `None` when the section does not exist.
+pub fn section_range(
+    summary: &MessageSummary,
+    path: &[u32],
+    part: &SectionPart,
+) -> Option<(usize, usize)> {
     let target = if path.is_empty() {
         None
     } else {
@@ -65,29 +84,14 @@ pub fn section<'a>(
         },
     };
     match part {
-        SectionPart::Full => {
-            let p = target?;
-            raw.get(p.body_start..p.body_end).map(Cow::Borrowed)
-        }
-        SectionPart::Mime => {
-            let p = target?;
-            raw.get(p.header_start..p.body_start).map(Cow::Borrowed)
-        }
-        SectionPart::Header => {
-            let root = message_root()?;
-            raw.get(root.header_start..root.body_start)
-                .map(Cow::Borrowed)
-        }
-        SectionPart::Text => {
-            let root = message_root()?;
-            raw.get(root.body_start..root.body_end).map(Cow::Borrowed)
-        }
-        SectionPart::HeaderFields(names) | SectionPart::HeaderFieldsNot(names) => {
-            let root = message_root()?;
-            let head = raw.get(root.header_start..root.body_start)?;
-            let exclude = matches!(part, SectionPart::HeaderFieldsNot(_));
-            Some(Cow::Owned(header_fields(head, names, exclude)))
-        }
+        SectionPart::Full => match target {
+            None => Some((0, summary.size())),
+            Some(p) => Some((p.body_start, p.body_end)),
+        },
+        SectionPart::Mime => target.map(|p| (p.header_start, p.body_start)),
+        SectionPart::Header => message_root().map(|root| (root.header_start, root.body_start)),
+        SectionPart::Text => message_root().map(|root| (root.body_start, root.body_end)),
+        SectionPart::HeaderFields(_) | SectionPart::HeaderFieldsNot(_) => None,
     }
 }
 
@@ -96,7 +100,7 @@ pub fn section<'a>(
 /// only the header bytes, so a caller can fetch just `summary.header_len()`
 /// bytes from storage.
 pub fn header_fields(header: &[u8], names: &[String], exclude: bool) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(header.len() + 2);
     for field in header::fields(header) {
         let named = names
             .iter()
@@ -110,6 +114,64 @@ pub fn header_fields(header: &[u8], names: &[String], exclude: bool) -> Vec<u8> 
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// The header fields mail clients list folders by (Thunderbird's, Apple Mail's, mutt's,
+/// K-9's `HEADER.FIELDS` lists), whose lines [`kept_header_lines`] keeps at append: a
+/// `HEADER.FIELDS` naming only these is answered from a few hundred bytes per message,
+/// without the rest of the header (Received, DKIM, ARC) or the body log.
+pub const KEPT_HEADER_FIELDS: &[&str] = &[
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "content-type",
+    "content-description",
+    "content-transfer-encoding",
+    "mime-version",
+    "priority",
+    "x-priority",
+    "importance",
+    "newsgroups",
+    "followup-to",
+    "mail-followup-to",
+    "mail-reply-to",
+    "list-id",
+    "list-post",
+    "list-unsubscribe",
+    "lines",
+    "x-label",
+    "x-original-to",
+    "delivered-to",
+    "disposition-notification-to",
+    "return-receipt-to",
+    "x-mailing-list",
+    "x-uniform-type-identifier",
+    "x-universally-unique-identifier",
+];
+
+/// Whether `HEADER.FIELDS (names)` can be answered from [`kept_header_lines`].
+pub fn kept_header_covers(names: &[String]) -> bool {
+    names.iter().all(|name| {
+        KEPT_HEADER_FIELDS
+            .iter()
+            .any(|kept| kept.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The lines of the [`KEPT_HEADER_FIELDS`] in a message's header, as delivered and in
+/// order, then the blank line: itself a header block, so `HEADER.FIELDS` of kept names
+/// cut from it equals the same cut from the whole header.
+pub fn kept_header_lines(raw: &[u8]) -> Vec<u8> {
+    let names: Vec<String> = KEPT_HEADER_FIELDS.iter().map(|n| n.to_string()).collect();
+    header_fields(&raw[..header::header_end(raw)], &names, false)
 }
 
 /// RFC 3516 `BINARY[path]`: the part's body with its Content-Transfer-Encoding
@@ -258,5 +320,28 @@ mod tests {
             header_fields(b"Subject: no line end", &["subject".into()], false),
             b"Subject: no line end\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn kept_lines_answer_header_fields_as_the_whole_header_does() {
+        let raw = b"Received: from a by b\r\n\tfor c\r\nFrom: A <a@b.c>\r\n\
+            DKIM-Signature: v=1; a=rsa\r\n b=xyz\r\nSubject: folded\r\n line\r\n\
+            Date: Sun, 6 Dec 2026 10:00:00 +0000\r\nX-Spam: yes\r\n\r\nbody\r\nFrom: not a header\r\n";
+        let kept = kept_header_lines(raw);
+        assert_eq!(
+            kept,
+            b"From: A <a@b.c>\r\nSubject: folded\r\n line\r\nDate: Sun, 6 Dec 2026 10:00:00 +0000\r\n\r\n"
+        );
+        let names: Vec<String> = ["subject", "FROM", "date", "to"].map(String::from).into();
+        assert!(kept_header_covers(&names));
+        let whole = &raw[..header::header_end(raw)];
+        assert_eq!(
+            header_fields(&kept, &names, false),
+            header_fields(whole, &names, false)
+        );
+        assert!(!kept_header_covers(&["Received".to_string()]));
+        // A message that is all header, and one with no header.
+        assert_eq!(kept_header_lines(b"Subject: x"), b"Subject: x\r\n\r\n");
+        assert_eq!(kept_header_lines(b"\r\nbody"), b"\r\n");
     }
 }

@@ -17,7 +17,7 @@ use portico_imap::request::{
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_store::{
     Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, MailboxId, MessageMeta, SpecialUse, Store,
-    StoreError, SystemFlag, Uid, validate_mailbox_name,
+    StoreError, Uid, validate_mailbox_name,
 };
 use tokio::net::TcpStream;
 
@@ -146,6 +146,10 @@ fn message_data(
     let raw = match (detail, &summary) {
         // Stored before the fields were kept: the header block instead.
         (Detail::Fields, _) if fields.is_none() => Some(store.header_block(mailbox, &meta)?),
+        (Detail::KeptHeader, _) => match store.kept_header(mailbox, meta.uid)? {
+            Some(lines) => Some(lines),
+            None => Some(store.header_block(mailbox, &meta)?),
+        },
         (Detail::HeaderText, _) => Some(store.header_block(mailbox, &meta)?),
         (Detail::Header, Some(summary)) => Some(store.header_of(mailbox, &meta, summary)?),
         (Detail::Full, Some(summary)) if raw_in_store => {
@@ -210,6 +214,8 @@ struct SliceRead {
     metas: SliceMetas,
     /// Taken out as the messages are asked for (each once, in order).
     fields: Vec<(Uid, Option<portico_store::SearchFields>)>,
+    /// With [`Detail::KeptHeader`]: the kept header lines, taken out likewise.
+    kept: Vec<(Uid, Option<Vec<u8>>)>,
 }
 
 enum SliceMetas {
@@ -229,14 +235,11 @@ impl SliceRead {
         };
         let span = u64::from(last.uid.saturating_sub(first.uid)) + 1;
         let dense = job.targets.len() >= 64 && span <= 2 * job.targets.len() as u64;
-        if job.detail > Detail::Fields {
-            return Ok(None);
-        }
         let (first, last) = (Uid(first.uid), Uid(last.uid));
         let metas = match listing {
-            Some(listing) => SliceMetas::Listed(listing),
-            None if dense => SliceMetas::Read(store.messages_between(mailbox, first, last)?),
-            None => return Ok(None),
+            Some(listing) if job.detail <= Detail::KeptHeader => SliceMetas::Listed(listing),
+            _ if dense => SliceMetas::Read(store.messages_between(mailbox, first, last)?),
+            _ => return Ok(None),
         };
         let fields = match job.detail {
             Detail::Fields if !dense => Vec::new(),
@@ -247,11 +250,50 @@ impl SliceRead {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(Some(SliceRead { metas, fields }))
+        let kept = match job.detail {
+            Detail::KeptHeader if dense => store
+                .kept_headers_between(mailbox, first, last)?
+                .into_iter()
+                .map(|(uid, lines)| (uid, Some(lines)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(SliceRead {
+            metas,
+            fields,
+            kept,
+        }))
+    }
+
+    /// The message as `detail` asks, reading from the store what the range did not
+    /// give (its header, its text); `None` when the slice has no metadata for it (the
+    /// caller reads it itself).
+    fn read(
+        &mut self,
+        store: &Store,
+        mailbox: MailboxId,
+        uid: u32,
+        detail: Detail,
+        stream_above: Option<u64>,
+    ) -> Option<Result<Option<MessageData>, StoreError>> {
+        if let Some(message) = self.message(uid, detail) {
+            return Some(Ok(message));
+        }
+        let SliceMetas::Read(metas) = &self.metas else {
+            return None;
+        };
+        let at = metas.binary_search_by_key(&uid, |m| m.uid.0).ok()?;
+        Some(present(message_data(
+            store,
+            mailbox,
+            metas[at].clone(),
+            detail,
+            stream_above,
+        )))
     }
 
     /// The message as `detail` asks: `Some(None)` when it is gone, `None` when the
-    /// range did not read enough of it (the caller reads it itself).
+    /// range did not read enough of it.
     fn message(&mut self, uid: u32, detail: Detail) -> Option<Option<MessageData>> {
         let found = match &self.metas {
             SliceMetas::Listed(listing) => listed_message(listing, uid),
@@ -273,6 +315,14 @@ impl SliceRead {
                     ..message
                 }))
             }
+            Detail::KeptHeader => {
+                let at = self.kept.binary_search_by_key(&Uid(uid), |k| k.0).ok()?;
+                let lines = self.kept[at].1.take()?;
+                Some(Some(MessageData {
+                    raw: Some(lines),
+                    ..message
+                }))
+            }
             _ => None,
         }
     }
@@ -289,9 +339,15 @@ fn read_message(
     detail: Detail,
     stream_above: Option<u64>,
 ) -> Result<Option<MessageData>, StoreError> {
-    let found = store
-        .message(mailbox, uid)
-        .and_then(|meta| message_data(store, mailbox, meta, detail, stream_above));
+    present(
+        store
+            .message(mailbox, uid)
+            .and_then(|meta| message_data(store, mailbox, meta, detail, stream_above)),
+    )
+}
+
+/// A read message, or `None` when it is gone (expunged meanwhile).
+fn present(found: Result<MessageData, StoreError>) -> Result<Option<MessageData>, StoreError> {
     match found {
         Ok(data) => Ok(Some(data)),
         Err(StoreError::NotFound) => Ok(None),
@@ -533,12 +589,15 @@ impl ImapConnection {
                 let _permit = permit;
                 let stream_above = job.stream_above;
                 let mut read = SliceRead::new(&store, mailbox, &job, listing)?;
-                job.run(
-                    |uid, detail| match read.as_mut().and_then(|r| r.message(uid, detail)) {
-                        Some(message) => Ok(message),
+                job.run(|uid, detail| {
+                    let sliced = read
+                        .as_mut()
+                        .and_then(|r| r.read(&store, mailbox, uid, detail, stream_above));
+                    match sliced {
+                        Some(message) => message,
                         None => read_message(&store, mailbox, Uid(uid), detail, stream_above),
-                    },
-                )
+                    }
+                })
             });
             Ok(slice.await.map_err(|_| MailboxFault::Unavailable)??)
         };
@@ -941,11 +1000,8 @@ impl ImapConnection {
         self.selecting = true;
         self.flow.awaiting = true;
         let resolve = async move {
-            let store = node.store.clone();
-            let mailbox =
-                tokio::task::spawn_blocking(move || folder_by_name(&store, &account, &folder))
-                    .await
-                    .map_err(|_| MailboxFault::Unavailable)??;
+            // Two sled lookups of hot keys: no hop to the blocking pool for them.
+            let mailbox = folder_by_name(&node.store, &account, &folder)?;
             let snapshot = node
                 .mailboxes
                 .send(
@@ -974,42 +1030,31 @@ impl ImapConnection {
             let reply = match result {
                 Ok((snapshot, vanished)) => {
                     actor.selected = Some(snapshot.mailbox.id);
-                    let mut keywords: Vec<String> = Vec::new();
-                    let mut first_unseen = None;
-                    let mut changed = Vec::new();
-                    let uids = snapshot
-                        .messages
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (uid, flags, modseq))| {
-                            for name in flags.keywords() {
-                                if !keywords.iter().any(|k| k == name) {
-                                    keywords.push(name.to_string());
-                                }
-                            }
-                            if first_unseen.is_none() && !flags.has(SystemFlag::Seen) {
-                                first_unseen = Some(i as u32 + 1);
-                            }
-                            if vanished_since_modseq.is_some_and(|since| modseq.0 > since) {
-                                changed.push(ViewEntry {
-                                    uid: uid.0,
-                                    flags: flag_names(flags),
-                                    modseq: modseq.0,
-                                });
-                            }
-                            uid.0
-                        })
-                        .collect();
+                    let overview = &snapshot.overview;
+                    // QRESYNC: the messages changed since the client's MODSEQ.
+                    let changed = match vanished_since_modseq {
+                        Some(since) => snapshot
+                            .messages
+                            .iter()
+                            .filter(|(_, _, modseq)| modseq.0 > since)
+                            .map(|(uid, flags, modseq)| ViewEntry {
+                                uid: uid.0,
+                                flags: flag_names(flags),
+                                modseq: modseq.0,
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
                     Ok(SelectedFolder {
                         id: FolderId(snapshot.mailbox.id.0),
                         uidvalidity: snapshot.mailbox.uidvalidity.0,
                         uidnext: snapshot.mailbox.uidnext.0,
                         highest_modseq: snapshot.mailbox.highest_modseq.0,
-                        uids,
-                        first_unseen,
+                        uids: overview.uids.clone(),
+                        first_unseen: overview.first_unseen,
                         changed,
                         recent: snapshot.recent.into_iter().map(|uid| uid.0).collect(),
-                        keywords,
+                        keywords: overview.keywords.clone(),
                         vanished,
                     })
                 }

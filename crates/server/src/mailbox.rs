@@ -23,6 +23,7 @@
 //! store, its UID never reused.
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -93,6 +94,47 @@ pub struct MailboxActor {
     /// Every message sessions may see, from the first SELECT on, kept in step with each
     /// change this actor announces: a later SELECT reads nothing from the store.
     listing: Option<Listing>,
+    /// What SELECT reports of `listing`, made by the first SELECT after a change and
+    /// shared by the ones after it: a warm SELECT of 100,000 messages walks none.
+    overview: Option<Arc<ListingOverview>>,
+}
+
+/// What a SELECT reports of a listing besides the messages' count.
+#[derive(Debug, Default)]
+pub struct ListingOverview {
+    /// Every message's UID, ascending: the session's view starts as this (shared).
+    pub uids: Arc<Vec<u32>>,
+    /// Sequence number of the first message without \Seen.
+    pub first_unseen: Option<u32>,
+    /// Keywords in use, in the order first met.
+    pub keywords: Vec<String>,
+}
+
+impl ListingOverview {
+    fn of(listing: &[(Uid, Flags, ModSeq)]) -> ListingOverview {
+        let mut keywords: Vec<String> = Vec::new();
+        let mut first_unseen = None;
+        let uids = listing
+            .iter()
+            .enumerate()
+            .map(|(i, (uid, flags, _))| {
+                for name in flags.keywords() {
+                    if !keywords.iter().any(|k| k == name) {
+                        keywords.push(name.to_string());
+                    }
+                }
+                if first_unseen.is_none() && !flags.has(SystemFlag::Seen) {
+                    first_unseen = Some(i as u32 + 1);
+                }
+                uid.0
+            })
+            .collect();
+        ListingOverview {
+            uids: Arc::new(uids),
+            first_unseen,
+            keywords,
+        }
+    }
 }
 
 /// (UID, flags, MODSEQ) of each visible message, ascending UID.
@@ -157,6 +199,7 @@ impl MailboxActor {
 
     /// Tells everyone that messages were expunged.
     fn announce_expunged(&mut self, origin: Option<SessionId>, uids: Vec<Uid>, modseq: ModSeq) {
+        self.overview = None;
         if let Some(listing) = &mut self.listing {
             let gone: std::collections::HashSet<Uid> = uids.iter().copied().collect();
             Arc::make_mut(listing).retain(|m| !gone.contains(&m.0));
@@ -202,6 +245,7 @@ impl MailboxActor {
         if changed.is_empty() {
             return;
         }
+        self.overview = None;
         if let Some(listing) = &mut self.listing {
             let listing = Arc::make_mut(listing);
             for change in &changed {
@@ -241,6 +285,7 @@ impl MailboxActor {
         if messages.is_empty() {
             return;
         }
+        self.overview = None;
         if let Some(listing) = &mut self.listing {
             let listing = Arc::make_mut(listing);
             for message in messages {
@@ -318,6 +363,13 @@ impl MailboxActor {
         }
         mailbox.messages = u32::try_from(listing.len()).unwrap_or(u32::MAX);
         mailbox
+    }
+
+    /// After a flag change that failed: it is applied in parts ([`Store::store_flags`])
+    /// and some may have landed, so the listing is read from the store again.
+    fn forget_listing(&mut self) {
+        self.listing = None;
+        self.overview = None;
     }
 
     /// Leaves out of `messages` (read from the store) the appends still pending.
@@ -502,6 +554,7 @@ impl Handler<AnnounceAppended> for MailboxActor {
 pub struct FolderSnapshot {
     pub mailbox: Mailbox,
     pub messages: Listing,
+    pub overview: Arc<ListingOverview>,
     /// \Recent UIDs for this session.
     pub recent: Vec<Uid>,
 }
@@ -532,17 +585,21 @@ impl Handler<SubscribeSession> for MailboxActor {
             .subscribers
             .store(self.subscribers.len(), Ordering::Relaxed);
         let (store, id) = (self.store.clone(), self.id);
-        let listed = self.listing.is_some();
-        AtomicResponse::new(Box::pin(
-            blocking(move || {
-                let messages = match listed {
-                    true => None,
-                    false => Some(store.messages(id)?),
-                };
-                Ok((store.mailbox(id)?, messages))
-            })
-            .into_actor(self)
-            .map(move |result, actor, _| {
+        // With the listing in memory only the folder's record is read, a sled lookup of a
+        // hot key done here; the first SELECT reads every message's on the blocking pool.
+        type Read = Result<(Mailbox, Option<Vec<MessageMeta>>), MailboxFault>;
+        let read: Pin<Box<dyn Future<Output = Read>>> = match self.listing.is_some() {
+            true => {
+                let record = store.mailbox(id).map_err(MailboxFault::from);
+                Box::pin(std::future::ready(record.map(|mailbox| (mailbox, None))))
+            }
+            false => Box::pin(blocking(move || {
+                let messages = store.messages(id)?;
+                Ok((store.mailbox(id)?, Some(messages)))
+            })),
+        };
+        AtomicResponse::new(Box::pin(read.into_actor(self).map(
+            move |result, actor, _| {
                 let (mailbox, messages) = match result {
                     Ok(read) => read,
                     Err(e) => {
@@ -552,8 +609,13 @@ impl Handler<SubscribeSession> for MailboxActor {
                 };
                 if let Some(messages) = messages {
                     actor.listing = Some(actor.listing_of(messages));
+                    actor.overview = None;
                 }
                 let messages = actor.listing.clone().unwrap_or_default();
+                let overview = actor
+                    .overview
+                    .get_or_insert_with(|| Arc::new(ListingOverview::of(&messages)))
+                    .clone();
                 let mailbox = actor.visible(mailbox, &messages);
                 let from = *actor.recent_from.get_or_insert(mailbox.uidnext);
                 let recent = messages[messages.partition_point(|m| m.0 < from)..]
@@ -566,10 +628,11 @@ impl Handler<SubscribeSession> for MailboxActor {
                 Ok(FolderSnapshot {
                     mailbox,
                     messages,
+                    overview,
                     recent,
                 })
-            }),
-        ))
+            },
+        )))
     }
 }
 
@@ -670,7 +733,13 @@ impl Handler<StoreFlags> for MailboxActor {
             })
             .into_actor(self)
             .map(move |result, actor, _| {
-                let (outcome, changed) = result?;
+                let (outcome, changed) = match result {
+                    Ok(done) => done,
+                    Err(e) => {
+                        actor.forget_listing();
+                        return Err(e);
+                    }
+                };
                 actor.settle_durable();
                 actor.broadcast_flags(origin, changed);
                 Ok(outcome)
@@ -901,6 +970,7 @@ impl Handler<CommitPop3Deletes> for MailboxActor {
                 if actor.pop3_lock == Some(session) {
                     actor.release_pop3_lock();
                 }
+                let result = result.inspect_err(|_| actor.forget_listing());
                 if let Some((removed, changed, modseq)) = result? {
                     if !removed.is_empty() {
                         actor.announce_expunged(None, removed, modseq);
@@ -990,6 +1060,7 @@ impl MailboxRegistry {
                 link_queue: Vec::new(),
                 link_scheduled: false,
                 listing: None,
+                overview: None,
             }
         });
         actors.insert(id, (addr.clone(), status));

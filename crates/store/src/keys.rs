@@ -104,6 +104,17 @@ pub(crate) fn search_fields(mailbox: MailboxId, uid: Uid) -> Vec<u8> {
     key
 }
 
+/// The records made at append beside a message's metadata (MIME summary, search
+/// fields and kept header lines): removed, moved and copied with it.
+pub(crate) fn beside_message(mailbox: MailboxId, uid: Uid) -> [Vec<u8>; 2] {
+    [summary(mailbox, uid), search_fields(mailbox, uid)]
+}
+
+/// The prefixes of a folder's [`beside_message`] records.
+pub(crate) fn beside_messages(mailbox: MailboxId) -> [Vec<u8>; 2] {
+    [summaries(mailbox), search_fields_all(mailbox)]
+}
+
 pub(crate) fn expunged_all(mailbox: MailboxId) -> Vec<u8> {
     let mut key = vec![EXPUNGED];
     key.extend_from_slice(&mailbox.0.to_be_bytes());

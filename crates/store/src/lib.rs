@@ -18,7 +18,7 @@
 //! | `N` account id, name | mailbox id |
 //! | `M` mailbox id, UID | [`MessageMeta`] (flags, dates, size, MODSEQ, body ref) |
 //! | `S` mailbox id, UID | MIME summary (ENVELOPE, BODYSTRUCTURE, part offsets), made at append |
-//! | `H` mailbox id, UID | [`SearchFields`]: decoded From/To/Cc/Bcc/Subject and Date for SEARCH, made at append (messages from before it have none) |
+//! | `H` mailbox id, UID | [`SearchFields`]: decoded From/To/Cc/Bcc/Subject and Date for SEARCH, then the raw lines of the header fields clients list folders by (`portico_mime::KEPT_HEADER_FIELDS`); made at append (messages from before it have none) |
 //! | `X` mailbox id, UID | MODSEQ of the expunge (for QRESYNC) |
 //! | `L` body id | [`BodyLocation`]: segment, offset and length in the body log |
 //! | `R` body id | reference count when more than one message shares a body |

@@ -319,8 +319,9 @@ impl Store {
             txn.batch
                 .insert(keys::quarantined(folder.id, meta.uid), encode(meta)?);
             txn.batch.remove(keys::message(folder.id, meta.uid));
-            txn.batch.remove(keys::summary(folder.id, meta.uid));
-            txn.batch.remove(keys::search_fields(folder.id, meta.uid));
+            for key in keys::beside_message(folder.id, meta.uid) {
+                txn.batch.remove(key);
+            }
             txn.batch.insert(
                 keys::expunged(folder.id, meta.uid),
                 &folder.highest_modseq.0.to_be_bytes(),
