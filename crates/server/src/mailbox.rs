@@ -697,36 +697,49 @@ impl Handler<StoreFlags> for MailboxActor {
         self.status.touch();
         let (store, id) = (self.store.clone(), self.id);
         let origin = msg.origin;
+        let listing = self.listing.clone();
         AtomicResponse::new(Box::pin(
             blocking(move || {
+                // Each message's flags and MODSEQ now: from the listing when the actor
+                // has one (while this handler runs it is the store's, for every message
+                // a session can name), else from the store.
+                let now_of = |uid: Uid| -> Result<Option<(Flags, ModSeq)>, StoreError> {
+                    match &listing {
+                        Some(listing) => Ok(listing
+                            .binary_search_by_key(&uid, |m| m.0)
+                            .ok()
+                            .map(|at| (listing[at].1.clone(), listing[at].2))),
+                        None => match store.message(id, uid) {
+                            Ok(meta) => Ok(Some((meta.flags, meta.modseq))),
+                            Err(StoreError::NotFound) => Ok(None),
+                            Err(e) => Err(e),
+                        },
+                    }
+                };
                 let mut outcome = FlagsOutcome::default();
                 let mut targets = Vec::new();
-                let mut metas = HashMap::new();
+                let mut now = HashMap::new();
                 for uid in &msg.uids {
-                    let meta = match store.message(id, *uid) {
-                        Ok(meta) => meta,
-                        Err(StoreError::NotFound) => continue,
-                        Err(e) => return Err(e),
+                    let Some((flags, modseq)) = now_of(*uid)? else {
+                        continue;
                     };
-                    if msg.unchanged_since.is_some_and(|since| meta.modseq > since) {
+                    if msg.unchanged_since.is_some_and(|since| modseq > since) {
                         outcome.modified.push(*uid);
                     } else {
                         targets.push(*uid);
                     }
-                    metas.insert(*uid, meta);
+                    now.insert(*uid, (flags, modseq));
                 }
+                drop(listing);
                 let changed = store.store_flags(id, &targets, msg.op, &msg.flags)?;
                 for change in &changed {
-                    if let Some(meta) = metas.get_mut(&change.uid) {
-                        meta.flags = change.flags.clone();
-                        meta.modseq = change.modseq;
+                    if let Some(entry) = now.get_mut(&change.uid) {
+                        *entry = (change.flags.clone(), change.modseq);
                     }
                 }
                 for uid in &msg.uids {
-                    if let Some(meta) = metas.get(uid) {
-                        outcome
-                            .current
-                            .push((*uid, meta.flags.clone(), meta.modseq));
+                    if let Some((flags, modseq)) = now.get(uid) {
+                        outcome.current.push((*uid, flags.clone(), *modseq));
                     }
                 }
                 Ok((outcome, changed))
