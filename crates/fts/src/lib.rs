@@ -116,7 +116,6 @@ struct Fields {
 
 /// The index of one node, shared by the indexer (writes) and sessions (queries).
 pub struct TextIndex {
-    index: Index,
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -212,7 +211,6 @@ impl TextIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(TextIndex {
-            index,
             fields,
             reader,
             writer: Mutex::new(writer),
@@ -242,9 +240,13 @@ impl TextIndex {
                 if alive.is_some_and(|a| !a.is_alive(doc)) {
                     continue;
                 }
-                if let (Some(id), Some(next)) = (folder.first(doc), next.first(doc)) {
+                // A mark beyond any UID is damaged: without it the folder is indexed
+                // again, rather than every UID counted as indexed.
+                if let (Some(id), Some(next)) = (folder.first(doc), next.first(doc))
+                    && let Ok(next_uid) = u32::try_from(next)
+                {
                     let mark = FolderMark {
-                        next_uid: u32::try_from(next).unwrap_or(u32::MAX),
+                        next_uid,
                         expunge_modseq: modseq.as_ref().and_then(|m| m.first(doc)).unwrap_or(0),
                     };
                     marks.insert(id, mark);
@@ -417,23 +419,17 @@ impl TextIndex {
         let fast = searcher.segment_reader(address.segment_ord).fast_fields();
         let next = fast.u64("mark_next_uid")?.first(address.doc_id);
         let modseq = fast.u64("mark_expunge_modseq")?.first(address.doc_id);
-        Ok(next.map(|next| FolderMark {
-            next_uid: u32::try_from(next).unwrap_or(u32::MAX),
-            expunge_modseq: modseq.unwrap_or(0),
-        }))
+        Ok(next
+            .and_then(|next| u32::try_from(next).ok())
+            .map(|next_uid| FolderMark {
+                next_uid,
+                expunge_modseq: modseq.unwrap_or(0),
+            }))
     }
 
     /// Documents in the index (messages and marks), for reports.
     pub fn documents(&self) -> u64 {
         self.reader.searcher().num_docs()
-    }
-
-    /// Waits for background merges (before a process exits after a rebuild).
-    pub fn wait_merging(self) -> Result<()> {
-        let writer = self.writer.into_inner().unwrap_or_else(|e| e.into_inner());
-        writer.wait_merging_threads()?;
-        drop(self.index);
-        Ok(())
     }
 }
 

@@ -7,6 +7,15 @@ fn text(body: &str, header: &str) -> Option<MessageText> {
     })
 }
 
+/// The candidates the index names for `needle` in `folder`, which it must narrow.
+fn uids(index: &TextIndex, folder: u64, field: TextField, needle: &str) -> Vec<u32> {
+    index
+        .candidates(folder, field, needle)
+        .expect("query")
+        .expect("narrowed")
+        .uids
+}
+
 fn index(dir: &Path) -> TextIndex {
     TextIndex::open(dir, 20_000_000).expect("open index")
 }
@@ -98,21 +107,10 @@ fn candidates_cover_every_substring_and_narrow_the_rest() {
     assert_eq!(found.uids, vec![2]);
     // Header text only for TEXT.
     assert_eq!(
-        index
-            .candidates(7, TextField::Body, "message 3")
-            .unwrap()
-            .unwrap()
-            .uids,
+        uids(&index, 7, TextField::Body, "message 3"),
         Vec::<u32>::new()
     );
-    assert_eq!(
-        index
-            .candidates(7, TextField::Text, "message 3")
-            .unwrap()
-            .unwrap()
-            .uids,
-        vec![4]
-    );
+    assert_eq!(uids(&index, 7, TextField::Text, "message 3"), vec![4]);
     // Short needles and unknown folders are not narrowed.
     assert_eq!(index.candidates(7, TextField::Body, "he").unwrap(), None);
     assert_eq!(index.candidates(8, TextField::Body, "hello").unwrap(), None);
@@ -166,14 +164,7 @@ fn unread_messages_are_candidates_and_marks_survive_reopening() {
                 }],
             )
             .unwrap();
-        assert_eq!(
-            index
-                .candidates(3, TextField::Body, "gamma")
-                .unwrap()
-                .unwrap()
-                .uids,
-            vec![2, 3]
-        );
+        assert_eq!(uids(&index, 3, TextField::Body, "gamma"), vec![2, 3]);
     }
     let index = index(dir.path());
     let marks = index.marks().unwrap();
@@ -184,22 +175,8 @@ fn unread_messages_are_candidates_and_marks_survive_reopening() {
             expunge_modseq: 9
         })
     );
-    assert_eq!(
-        index
-            .candidates(3, TextField::Body, "alpha")
-            .unwrap()
-            .unwrap()
-            .uids,
-        vec![1, 2]
-    );
-    assert_eq!(
-        index
-            .candidates(3, TextField::Body, "gamma")
-            .unwrap()
-            .unwrap()
-            .uids,
-        vec![2, 3]
-    );
+    assert_eq!(uids(&index, 3, TextField::Body, "alpha"), vec![1, 2]);
+    assert_eq!(uids(&index, 3, TextField::Body, "gamma"), vec![2, 3]);
 
     // A replaced document and a deleted one.
     index
@@ -222,30 +199,9 @@ fn unread_messages_are_candidates_and_marks_survive_reopening() {
         )
         .unwrap();
     index.commit().unwrap();
-    assert_eq!(
-        index
-            .candidates(3, TextField::Body, "alpha")
-            .unwrap()
-            .unwrap()
-            .uids,
-        vec![2]
-    );
-    assert_eq!(
-        index
-            .candidates(3, TextField::Body, "omega")
-            .unwrap()
-            .unwrap()
-            .uids,
-        vec![1, 2]
-    );
-    assert_eq!(
-        index
-            .candidates(3, TextField::Body, "gamma")
-            .unwrap()
-            .unwrap()
-            .uids,
-        vec![2]
-    );
+    assert_eq!(uids(&index, 3, TextField::Body, "alpha"), vec![2]);
+    assert_eq!(uids(&index, 3, TextField::Body, "omega"), vec![1, 2]);
+    assert_eq!(uids(&index, 3, TextField::Body, "gamma"), vec![2]);
     assert_eq!(index.marks().unwrap().len(), 1);
 
     index.forget_folder(3);

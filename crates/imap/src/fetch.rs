@@ -62,18 +62,19 @@ pub fn streamable(attrs: &[FetchAttr]) -> bool {
         detail(std::slice::from_ref(attr)) < Detail::Full
             || match attr {
                 FetchAttr::Rfc822 | FetchAttr::Rfc822Text => true,
-                FetchAttr::BodySection { section, .. } => stored_range(section).is_some(),
+                FetchAttr::BodySection { section, .. } => is_stored_slice(section),
                 _ => false,
             }
     })
 }
 
-/// The section as a slice of the stored message, if it is one.
-fn stored_range(section: &Section) -> Option<SectionPart> {
-    match mime_part(&section.text) {
-        SectionPart::HeaderFields(_) | SectionPart::HeaderFieldsNot(_) => None,
-        part => Some(part),
-    }
+/// Whether the section is a slice of the stored message: all are but the header-field
+/// picks.
+fn is_stored_slice(section: &Section) -> bool {
+    !matches!(
+        section.text,
+        Some(SectionText::HeaderFields(_) | SectionText::HeaderFieldsNot(_))
+    )
 }
 
 /// A literal whose bytes stay in the store: `len` bytes of message `uid` from `start`,
@@ -329,7 +330,7 @@ pub fn render_streaming(
             }
             FetchAttr::BodySection {
                 section, partial, ..
-            } if message.raw_in_store && stored_range(section).is_some() => {
+            } if message.raw_in_store && is_stored_slice(section) => {
                 let _ = write!(items, "BODY[{}]", section_spec(section));
                 if let Some(partial) = partial {
                     let _ = write!(items, "<{}>", partial.origin);
@@ -338,11 +339,13 @@ pub fn render_streaming(
                 let range = match (&section.text, &message.summary) {
                     _ if section.part.is_empty() && section.text.is_none() => whole,
                     (Some(SectionText::Text), _) if section.part.is_empty() => text,
-                    (_, Some(summary)) => stored_range(section)
-                        .and_then(|part| portico_mime::section_range(summary, &section.part, &part))
-                        .map_or((0, 0), |(start, end)| {
-                            (start as u64, end.saturating_sub(start) as u64)
-                        }),
+                    (_, Some(summary)) => {
+                        let part = mime_part(&section.text);
+                        portico_mime::section_range(summary, &section.part, &part)
+                            .map_or((0, 0), |(start, end)| {
+                                (start as u64, end.saturating_sub(start) as u64)
+                            })
+                    }
                     (_, None) => (0, 0),
                 };
                 if range.1 == 0 {

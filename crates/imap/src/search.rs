@@ -240,7 +240,7 @@ fn day_of(timestamp: i64, offset: i32) -> Date {
 
 fn header_matches(ctx: &Context<'_>, name: &str, needle: &str) -> bool {
     if let Some(values) = ctx.message.fields.as_ref().and_then(|f| f.values(name)) {
-        return !values.is_empty() && values.iter().any(|value| contains(value, needle));
+        return values.iter().any(|value| contains(value, needle));
     }
     let raw = ctx.message.raw.as_deref().unwrap_or_default();
     ctx.text.count(header_block(ctx.message).len());
@@ -318,19 +318,18 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         Text(s) if ctx.hints.excludes(true, s, message.uid) => false,
         Body(s) => contains_lowered(ctx.text.body(message), s),
         Text(s) => {
-            let raw = message.raw.as_deref().unwrap_or_default();
             let header = header_block(message);
             contains_lowered(ctx.text.header(header), s)
-                || decoded_header_contains(ctx, raw, header, s)
+                || decoded_header_contains(ctx, header, s)
                 || contains_lowered(ctx.text.body(message), s)
         }
     }
 }
 
 /// TEXT looks at header values as the user reads them: RFC 2047 encoded words decoded.
-fn decoded_header_contains(ctx: &Context<'_>, raw: &[u8], header: &[u8], needle: &str) -> bool {
+fn decoded_header_contains(ctx: &Context<'_>, header: &[u8], needle: &str) -> bool {
     ctx.text.count(header.len());
-    portico_mime::all_header_values(raw, header)
+    portico_mime::all_header_values(header)
         .iter()
         .any(|value| contains(value, needle))
 }

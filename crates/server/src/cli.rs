@@ -241,7 +241,6 @@ fn execute(
     }
 }
 
-/// `portico fsck`: runs on the store directly, never through a running server.
 /// Opens the store for a command that needs the server stopped.
 fn open_stopped_store(
     data_dir: &std::path::Path,
@@ -291,6 +290,7 @@ fn reindex(config: &ClusterConfig, data_dir: &std::path::Path) -> anyhow::Result
     Ok(())
 }
 
+/// `portico fsck`: runs on the store directly, never through a running server.
 fn fsck(config: &ClusterConfig, data_dir: &std::path::Path, repair: bool) -> anyhow::Result<()> {
     let options = portico_store::StoreOptions {
         verify_against_body_log: false,

@@ -205,7 +205,20 @@ impl FullText {
                     self.pending().sweep = true;
                 }
             }
-            std::thread::sleep(SETTLE);
+            // Changes gather for a moment; a stop does not wait for it.
+            let settled = Instant::now() + SETTLE;
+            let mut pending = self.pending();
+            while !pending.stop {
+                let left = settled.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                pending = self
+                    .wake
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
         }
     }
 
@@ -245,7 +258,7 @@ impl FullText {
             self.catch_up(store, marks, folder, &mut report, &mut uncommitted)?;
         }
         if uncommitted > 0 {
-            self.index.commit()?;
+            self.commit(store)?;
         }
         Ok(report)
     }
@@ -320,7 +333,7 @@ impl FullText {
             }
             if *uncommitted >= COMMIT_EVERY || self.stopping() {
                 self.index.set_mark(folder.0, mark)?;
-                self.index.commit()?;
+                self.commit(store)?;
                 *uncommitted = 0;
                 marks.insert(folder.0, mark);
                 if self.stopping() {
@@ -334,6 +347,15 @@ impl FullText {
             marks.insert(folder.0, mark);
         }
         Ok(())
+    }
+
+    /// Commits what was indexed, once the store has made durable every message it
+    /// covers: the index never runs ahead of the store, so a crash that takes back the
+    /// newest appends (and gives their UIDs again) cannot leave their documents
+    /// standing for other messages.
+    fn commit(&self, store: &Store) -> Result<(), IndexerError> {
+        store.sync()?;
+        Ok(self.index.commit()?)
     }
 
     /// The index's marks, for a catch-up run outside the indexer thread.
@@ -364,7 +386,7 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
     let raw = store.bytes_of(folder, meta).ok()?;
     let summary = store.message_summary(folder, meta.uid).ok()?;
     let header = &raw[..summary.header_len().min(raw.len())];
-    let header = portico_mime::header_search_text(&raw, header);
+    let header = portico_mime::header_search_text(header);
     let body = portico_mime::body_text(&raw);
     drop(raw);
     Some(MessageText {

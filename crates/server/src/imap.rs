@@ -307,25 +307,23 @@ impl SliceRead {
         };
         match detail {
             Detail::Meta => Some(Some(message)),
-            Detail::Fields => {
-                let at = self.fields.binary_search_by_key(&Uid(uid), |f| f.0).ok()?;
-                let fields = self.fields[at].1.take()?;
-                Some(Some(MessageData {
-                    fields: Some(fields),
-                    ..message
-                }))
-            }
-            Detail::KeptHeader => {
-                let at = self.kept.binary_search_by_key(&Uid(uid), |k| k.0).ok()?;
-                let lines = self.kept[at].1.take()?;
-                Some(Some(MessageData {
-                    raw: Some(lines),
-                    ..message
-                }))
-            }
+            Detail::Fields => Some(Some(MessageData {
+                fields: Some(take_read(&mut self.fields, uid)?),
+                ..message
+            })),
+            Detail::KeptHeader => Some(Some(MessageData {
+                raw: Some(take_read(&mut self.kept, uid)?),
+                ..message
+            })),
             _ => None,
         }
     }
+}
+
+/// Message `uid`'s record of a range read, taken out (each is asked for once).
+fn take_read<T>(records: &mut [(Uid, Option<T>)], uid: u32) -> Option<T> {
+    let at = records.binary_search_by_key(&Uid(uid), |r| r.0).ok()?;
+    records[at].1.take()
 }
 
 /// What one read of a streamed literal takes from the store: a few checksummed blocks.
