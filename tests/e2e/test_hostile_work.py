@@ -181,8 +181,15 @@ def test_a_big_fetch_waits_for_a_slow_reader_instead_of_filling_memory(make_smtp
 
 
 def spool_files(server) -> dict[str, int]:
+    """Spool file -> size; a file its session removes while this looks is gone."""
     spool = server.root / server.data_dir / "spool"
-    return {p.name: p.stat().st_size for p in spool.iterdir()}
+    sizes = {}
+    for path in spool.iterdir():
+        try:
+            sizes[path.name] = path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return sizes
 
 
 def stalled_mid_data(server, rcpt: str, chunk: bytes, chunks: int):
