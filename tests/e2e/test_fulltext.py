@@ -1,4 +1,5 @@
-"""SEARCH BODY and TEXT through the full-text index: the same answers as a full scan.
+"""SEARCH BODY, TEXT and the header keys through the full-text index: the same answers
+as a full scan.
 
 Two servers hold the same mail: one keeps the full-text index (the default), the other
 has it turned off and reads every message. Many random substrings of the corpus's
@@ -131,6 +132,28 @@ def random_needles(texts: list[str], count: int, rng: random.Random) -> list[str
     return needles
 
 
+def selected_pair(indexed: ImapServer, plain: ImapServer):
+    """A session on each server with INBOX selected."""
+    a = indexed.imap_login(USER, PW)
+    b = plain.imap_login(USER, PW)
+    a.select("INBOX")
+    b.select("INBOX")
+    return a, b
+
+
+def compare_searches(a, b, searches: list[tuple[str, str]]) -> tuple[dict, int]:
+    """Runs each (key, needle) on both sessions: the searches whose UIDs differ, as
+    {(key, needle): (got, want)}, and how many found something on `b`."""
+    differ = {}
+    found_some = 0
+    for key, needle in searches:
+        got, want = uid_search(a, key, needle), uid_search(b, key, needle)
+        found_some += bool(want)
+        if got != want:
+            differ[(key, needle)] = (got, want)
+    return differ, found_some
+
+
 def test_indexed_search_answers_as_a_full_scan(pair):
     indexed, plain, mail = pair
     rng = random.Random(20261206)
@@ -140,18 +163,9 @@ def test_indexed_search_answers_as_a_full_scan(pair):
     text_needles = random_needles(heads, 60, rng) + random_needles(bodies, 30, rng)
     # Needles found nowhere, and short ones the index cannot narrow.
     missing = ["zqxjkvw", "Ünïcödé-nowhere", "no such phrase at all", "ab", "é"]
-    a = indexed.imap_login(USER, PW)
-    b = plain.imap_login(USER, PW)
-    a.select("INBOX")
-    b.select("INBOX")
-    differ = {}
-    found_some = 0
-    for key, needles in (("BODY", body_needles + missing), ("TEXT", text_needles + missing)):
-        for needle in needles:
-            got, want = uid_search(a, key, needle), uid_search(b, key, needle)
-            found_some += bool(want)
-            if got != want:
-                differ[(key, needle)] = (got, want)
+    a, b = selected_pair(indexed, plain)
+    differ, found_some = compare_searches(
+        a, b, [("BODY", n) for n in body_needles + missing] + [("TEXT", n) for n in text_needles + missing])
     assert not differ, f"indexed vs full scan (got, want): {differ}"
     assert found_some > 200
     # Combined keys: the index narrows under AND, OR and NOT alike.
@@ -164,6 +178,43 @@ def test_indexed_search_answers_as_a_full_scan(pair):
     # The index was asked and narrowed things down: some answers had fewer candidates
     # than the folder has messages.
     answers = re.findall(r"full-text index answered.*?candidates=(\d+)", indexed.log())
+    assert answers and min(int(n) for n in answers) < len(mail) // 2, answers[:20]
+
+
+def test_indexed_header_keys_answer_as_a_full_scan(pair):
+    """FROM, TO, CC, SUBJECT (and HEADER on those fields) are narrowed by the index's
+    per-field trigrams; the answers stay the full scan's."""
+    indexed, plain, mail = pair
+    rng = random.Random(6203)
+    fields = {"SUBJECT": "Subject", "FROM": "From", "TO": "To", "CC": "Cc"}
+    values = {key: [] for key in fields}
+    for _, data in mail:
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        for key, name in fields.items():
+            values[key] += [str(v) for v in msg.get_all(name, [])]
+    a, b = selected_pair(indexed, plain)
+    searches = []
+    for key, texts in values.items():
+        assert texts, key
+        # A field's own values, another field's (mostly absent here), and no match.
+        other = values["FROM" if key != "FROM" else "SUBJECT"]
+        needles = random_needles(texts, 40, rng) + random_needles(other, 10, rng)
+        searches += [(key, needle) for needle in needles + ["zqxjkvw", "ab"]]
+    differ, found_some = compare_searches(a, b, searches)
+    for needle in random_needles(values["SUBJECT"], 10, rng):
+        criteria = ("HEADER", "Subject")
+        got = uid_search(a, " ".join(criteria), needle)
+        assert got == uid_search(b, " ".join(criteria), needle), needle
+    assert not differ, f"indexed vs full scan (got, want): {differ}"
+    assert found_some > 120
+    for criteria in (["OR", "SUBJECT", "meeting", "FROM", "example"],
+                     ["NOT", "SUBJECT", "re:"], ["SUBJECT", "the", "BODY", "the"],
+                     ["UNSEEN", "FROM", "@"]):
+        assert a.uid("SEARCH", *criteria) == b.uid("SEARCH", *criteria), criteria
+    a.logout()
+    b.logout()
+    answers = re.findall(r"full-text index answered.*?key=Subject candidates=(\d+)",
+                         indexed.log())
     assert answers and min(int(n) for n in answers) < len(mail) // 2, answers[:20]
 
 

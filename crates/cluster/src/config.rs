@@ -252,7 +252,7 @@ pub struct StoreSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
-            cache_mb: 128,
+            cache_mb: 16,
             segment_mb: 32,
             min_free_mb: 256,
             min_free_percent: 1.0,

@@ -1,5 +1,5 @@
-//! Portico's full-text index: which messages may contain a string, so SEARCH BODY and
-//! TEXT read only those.
+//! Portico's full-text index: which messages may contain a string, so SEARCH BODY,
+//! TEXT and the header keys (FROM, TO, CC, BCC, SUBJECT) read only those.
 //!
 //! IMAP's BODY and TEXT keys are case-insensitive *substring* matches (RFC 9051
 //! §6.4.4), not word matches: `BODY ell` must find "hello". So the index keeps, for
@@ -33,7 +33,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 /// Bumped when the schema or the text fed to it changes: an index of another version
 /// is discarded and rebuilt.
-const SCHEMA_VERSION: &str = "portico-trigrams-1";
+const SCHEMA_VERSION: &str = "portico-trigrams-2";
 /// Trigrams looked up per needle: enough to narrow any needle down; more only cost.
 const MAX_QUERY_TRIGRAMS: usize = 24;
 
@@ -56,6 +56,45 @@ pub enum TextField {
     Body,
     /// Header or body text (SEARCH TEXT).
     Text,
+    /// The decoded values of one header field.
+    Field(HeaderField),
+}
+
+/// The header fields indexed on their own: those SEARCH has keys for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderField {
+    From,
+    To,
+    Cc,
+    Bcc,
+    Subject,
+}
+
+impl HeaderField {
+    /// In declaration order: [`HeaderField::position`] is the place in it.
+    pub const ALL: [HeaderField; 5] = [
+        HeaderField::From,
+        HeaderField::To,
+        HeaderField::Cc,
+        HeaderField::Bcc,
+        HeaderField::Subject,
+    ];
+
+    /// Where the field is in [`HeaderField::ALL`] and [`MessageText::fields`].
+    pub fn position(self) -> usize {
+        self as usize
+    }
+
+    /// The field's name, as in a header.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderField::From => "From",
+            HeaderField::To => "To",
+            HeaderField::Cc => "Cc",
+            HeaderField::Bcc => "Bcc",
+            HeaderField::Subject => "Subject",
+        }
+    }
 }
 
 /// How far a folder is indexed.
@@ -80,6 +119,9 @@ pub struct MessageText {
     pub body: String,
     /// Header text as TEXT compares it (raw block and decoded values).
     pub header: String,
+    /// The decoded values of each [`HeaderField`], in the order of
+    /// [`HeaderField::ALL`]: each value lower-cased on its own, joined by line feeds.
+    pub fields: [String; 5],
 }
 
 /// The answer for one needle in one folder.
@@ -106,6 +148,8 @@ struct Fields {
     key: Field,
     body: Field,
     header: Field,
+    /// One per [`HeaderField`], in the order of [`HeaderField::ALL`].
+    header_fields: [Field; 5],
     /// 1 on messages whose text could not be read.
     unread: Field,
     /// Folder id on a folder's mark document.
@@ -134,7 +178,10 @@ fn schema() -> (Schema, Fields) {
         uid: builder.add_u64_field("uid", FAST),
         key: builder.add_u64_field("key", INDEXED),
         body: builder.add_text_field("body", trigrams.clone()),
-        header: builder.add_text_field("header", trigrams),
+        header: builder.add_text_field("header", trigrams.clone()),
+        header_fields: HeaderField::ALL.map(|field| {
+            builder.add_text_field(&field.name().to_ascii_lowercase(), trigrams.clone())
+        }),
         unread: builder.add_u64_field("unread", INDEXED),
         mark: builder.add_u64_field("mark", INDEXED | FAST),
         mark_next_uid: builder.add_u64_field("mark_next_uid", FAST),
@@ -271,6 +318,9 @@ impl TextIndex {
                 Some(text) => {
                     doc.add_pre_tokenized_text(self.fields.body, pre_tokenized(&text.body));
                     doc.add_pre_tokenized_text(self.fields.header, pre_tokenized(&text.header));
+                    for (field, values) in self.fields.header_fields.iter().zip(&text.fields) {
+                        doc.add_pre_tokenized_text(*field, pre_tokenized(values));
+                    }
                 }
                 None => doc.add_u64(self.fields.unread, 1),
             }
@@ -359,18 +409,23 @@ impl TextIndex {
                     .collect(),
             ))
         };
-        let mut either: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Should, all_in(self.fields.body)),
-            (
-                Occur::Should,
-                Box::new(TermQuery::new(
-                    Term::from_field_u64(self.fields.unread, 1),
-                    IndexRecordOption::Basic,
-                )),
-            ),
-        ];
-        if field == TextField::Text {
-            either.push((Occur::Should, all_in(self.fields.header)));
+        let mut either: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Should,
+            Box::new(TermQuery::new(
+                Term::from_field_u64(self.fields.unread, 1),
+                IndexRecordOption::Basic,
+            )),
+        )];
+        match field {
+            TextField::Body => either.push((Occur::Should, all_in(self.fields.body))),
+            TextField::Text => {
+                either.push((Occur::Should, all_in(self.fields.body)));
+                either.push((Occur::Should, all_in(self.fields.header)));
+            }
+            TextField::Field(header_field) => {
+                let indexed = self.fields.header_fields[header_field.position()];
+                either.push((Occur::Should, all_in(indexed)));
+            }
         }
         let query = BooleanQuery::new(vec![
             (

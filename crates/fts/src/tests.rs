@@ -4,6 +4,7 @@ fn text(body: &str, header: &str) -> Option<MessageText> {
     Some(MessageText {
         body: body.to_lowercase(),
         header: header.to_lowercase(),
+        fields: Default::default(),
     })
 }
 
@@ -227,4 +228,68 @@ fn trigrams_are_of_characters() {
     assert_eq!(trigrams("abc").into_iter().collect::<Vec<_>>(), vec!["abc"]);
     let grams: Vec<&str> = trigrams("ababa").into_iter().collect();
     assert_eq!(grams, vec!["aba", "bab"]);
+}
+
+#[test]
+fn header_fields_are_narrowed_each_on_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = index(dir.path());
+    let field_text = |values: [&[&str]; 5]| {
+        values.map(|vs| {
+            vs.iter()
+                .map(|v| v.to_lowercase())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    };
+    let messages = vec![
+        IndexedText {
+            uid: 1,
+            text: Some(MessageText {
+                fields: field_text([
+                    &["Ann <ann@example.com>"],
+                    &["Bob <bob@example.com>", "Cid <cid@example.com>"],
+                    &[],
+                    &[],
+                    &["Grüße aus Köln"],
+                ]),
+                ..MessageText::default()
+            }),
+        },
+        IndexedText {
+            uid: 2,
+            text: Some(MessageText {
+                fields: field_text([
+                    &["Bob <bob@example.com>"],
+                    &["Ann <ann@example.com>"],
+                    &["Köln office <koeln@example.com>"],
+                    &[],
+                    &["Quarterly report"],
+                ]),
+                ..MessageText::default()
+            }),
+        },
+        IndexedText { uid: 3, text: None },
+    ];
+    index.add(7, messages).expect("add");
+    index
+        .set_mark(
+            7,
+            FolderMark {
+                next_uid: 4,
+                expunge_modseq: 0,
+            },
+        )
+        .expect("mark");
+    index.commit().expect("commit");
+    let field = |f: HeaderField, needle: &str| uids(&index, 7, TextField::Field(f), needle);
+    assert_eq!(field(HeaderField::Subject, "KÖLN"), vec![1, 3]);
+    assert_eq!(field(HeaderField::Cc, "köln"), vec![2, 3]);
+    assert_eq!(field(HeaderField::From, "ann@"), vec![1, 3]);
+    assert_eq!(field(HeaderField::To, "ann@"), vec![2, 3]);
+    assert_eq!(field(HeaderField::To, "cid@example"), vec![1, 3]);
+    assert_eq!(field(HeaderField::Bcc, "example"), vec![3]);
+    assert_eq!(field(HeaderField::Subject, "report"), vec![2, 3]);
+    // Header fields are not body text.
+    assert_eq!(uids(&index, 7, TextField::Body, "report"), vec![3]);
 }

@@ -13,12 +13,26 @@ pub use crate::scan::{ScanJob, ScanOutcome};
 /// Identifies one outstanding request; replies carry it back.
 pub type RequestId = u64;
 
-/// A BODY or TEXT needle to look up in the full-text index.
+/// A SEARCH needle to look up in the full-text index.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TextQuery {
-    /// TEXT (header or body) rather than BODY.
-    pub with_header: bool,
+    pub key: TextKey,
     pub needle: String,
+}
+
+/// Where a needle is looked for: the SEARCH keys the full-text index can narrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TextKey {
+    /// The decoded body text.
+    Body,
+    /// Header or body text.
+    Text,
+    /// The decoded values of one of the header fields SEARCH has keys for.
+    From,
+    To,
+    Cc,
+    Bcc,
+    Subject,
 }
 
 /// What the full-text index knows of one needle in one folder.

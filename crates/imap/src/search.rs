@@ -2,9 +2,10 @@
 //! each message the store must read to decide.
 
 use crate::command::{Date, SearchKey, SeqBound, SequenceSet};
-use crate::request::{Detail, MessageData, TextCandidates, TextQuery};
+use crate::request::{Detail, MessageData, TextCandidates, TextKey, TextQuery};
 
-/// Needles of one SEARCH looked up in the full-text index; the rest are read in full.
+/// Needles of one SEARCH looked up in the full-text index; the rest are read in full
+/// (or from their header fields).
 const MAX_TEXT_QUERIES: usize = 32;
 
 /// Whether `key` reads nothing of a message but its UID, flags, MODSEQ and the header
@@ -40,7 +41,7 @@ pub fn detail(key: &SearchKey) -> Detail {
     }
 }
 
-/// What the full-text index said of a search's BODY and TEXT needles.
+/// What the full-text index said of a search's needles.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TextHints(Vec<(TextQuery, TextCandidates)>);
 
@@ -53,16 +54,48 @@ impl TextHints {
         self.0.is_empty()
     }
 
-    /// Whether the index rules out that message `uid` contains `needle`.
-    fn excludes(&self, with_header: bool, needle: &str, uid: u32) -> bool {
+    /// Whether the index rules out that `key` matches message `uid`.
+    fn excludes(&self, key: &SearchKey, uid: u32) -> bool {
+        let Some((text_key, needle)) = indexed_needle(key) else {
+            return false;
+        };
         self.0.iter().any(|(query, candidates)| {
-            query.with_header == with_header && query.needle == needle && candidates.excludes(uid)
+            query.key == text_key && query.needle == needle && candidates.excludes(uid)
         })
     }
 }
 
-/// The BODY and TEXT needles of `key` worth asking the index about (three characters or
-/// more: the index keeps trigrams), each once.
+/// Where the full-text index would look for `key`'s needle, and the needle, for the
+/// keys it can narrow: BODY, TEXT, and the substring keys on header fields it indexes
+/// on their own (the same decoded values [`header_matches`] compares).
+fn indexed_needle(key: &SearchKey) -> Option<(TextKey, &str)> {
+    let field = |name: &str| {
+        [
+            ("From", TextKey::From),
+            ("To", TextKey::To),
+            ("Cc", TextKey::Cc),
+            ("Bcc", TextKey::Bcc),
+            ("Subject", TextKey::Subject),
+        ]
+        .into_iter()
+        .find(|(field, _)| field.eq_ignore_ascii_case(name))
+        .map(|(_, key)| key)
+    };
+    match key {
+        SearchKey::Body(needle) => Some((TextKey::Body, needle)),
+        SearchKey::Text(needle) => Some((TextKey::Text, needle)),
+        SearchKey::From(needle) => Some((TextKey::From, needle)),
+        SearchKey::To(needle) => Some((TextKey::To, needle)),
+        SearchKey::Cc(needle) => Some((TextKey::Cc, needle)),
+        SearchKey::Bcc(needle) => Some((TextKey::Bcc, needle)),
+        SearchKey::Subject(needle) => Some((TextKey::Subject, needle)),
+        SearchKey::Header(name, needle) => field(name).map(|key| (key, needle.as_str())),
+        _ => None,
+    }
+}
+
+/// The needles of `key` worth asking the index about (three characters or more: the
+/// index keeps trigrams), each once.
 pub fn text_queries(key: &SearchKey) -> Vec<TextQuery> {
     fn walk(key: &SearchKey, out: &mut Vec<TextQuery>) {
         let query = match key {
@@ -72,15 +105,13 @@ pub fn text_queries(key: &SearchKey) -> Vec<TextQuery> {
                 return walk(b, out);
             }
             SearchKey::Not(k) => return walk(k, out),
-            SearchKey::Body(needle) => TextQuery {
-                with_header: false,
-                needle: needle.clone(),
+            other => match indexed_needle(other) {
+                Some((key, needle)) => TextQuery {
+                    key,
+                    needle: needle.to_string(),
+                },
+                None => return,
             },
-            SearchKey::Text(needle) => TextQuery {
-                with_header: true,
-                needle: needle.clone(),
-            },
-            _ => return,
         };
         if query.needle.to_lowercase().chars().count() >= 3
             && out.len() < MAX_TEXT_QUERIES
@@ -117,14 +148,13 @@ pub fn prejudge(key: &SearchKey, uid: u32, hints: &TextHints) -> Option<bool> {
             _ => None,
         },
         Not(k) => prejudge(k, uid, hints).map(|v| !v),
-        Body(needle) if hints.excludes(false, needle, uid) => Some(false),
-        Text(needle) if hints.excludes(true, needle, uid) => Some(false),
+        other if hints.excludes(other, uid) => Some(false),
         _ => None,
     }
 }
 
-/// The least detail needed to evaluate `key` on message `uid`: BODY and TEXT keys the
-/// index rules out need none.
+/// The least detail needed to evaluate `key` on message `uid`: keys the index rules
+/// out need none.
 pub fn detail_for(key: &SearchKey, uid: u32, hints: &TextHints) -> Detail {
     use SearchKey::*;
     match key {
@@ -134,8 +164,7 @@ pub fn detail_for(key: &SearchKey, uid: u32, hints: &TextHints) -> Detail {
             .fold(Detail::Meta, Detail::join),
         Or(a, b) => detail_for(a, uid, hints).join(detail_for(b, uid, hints)),
         Not(k) => detail_for(k, uid, hints),
-        Body(needle) if hints.excludes(false, needle, uid) => Detail::Meta,
-        Text(needle) if hints.excludes(true, needle, uid) => Detail::Meta,
+        other if hints.excludes(other, uid) => Detail::Meta,
         other => detail(other),
     }
 }
@@ -282,6 +311,8 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         And(keys) => keys.iter().all(|k| matches(k, ctx)),
         Or(a, b) => matches(a, ctx) || matches(b, ctx),
         Not(k) => !matches(k, ctx),
+        // Ruled out by the full-text index (and perhaps not read for it).
+        other if ctx.hints.excludes(other, message.uid) => false,
         Answered => has_flag(message, "\\Answered"),
         Deleted => has_flag(message, "\\Deleted"),
         Draft => has_flag(message, "\\Draft"),
@@ -314,8 +345,6 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         To(s) => header_matches(ctx, "To", s),
         Subject(s) => header_matches(ctx, "Subject", s),
         Header(name, s) => header_matches(ctx, name, s),
-        Body(s) if ctx.hints.excludes(false, s, message.uid) => false,
-        Text(s) if ctx.hints.excludes(true, s, message.uid) => false,
         Body(s) => contains_lowered(ctx.text.body(message), s),
         Text(s) => {
             let header = header_block(message);

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,10 @@ fn verify_hash(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
             == 0
 }
 
+/// How long a password-check thread keeps its working buffer after its last check: a
+/// burst of sign-ins reuses it, a node at rest does not hold it.
+const VERIFIER_KEEPS_MEMORY: Duration = Duration::from_secs(20);
+
 struct VerifyJob {
     password: String,
     phc: String,
@@ -102,7 +107,8 @@ struct VerifyJob {
 
 /// Argon2 checks on a few dedicated threads, each with one reused working buffer. A check
 /// needs ~19 MiB; allocated per check on the blocking pool, glibc kept it resident, so a
-/// burst of logins cost 19 MiB each for good. This also bounds how many cores sign-ins
+/// burst of logins cost 19 MiB each for good. The buffer is freed after
+/// [`VERIFIER_KEEPS_MEMORY`] without a check. This also bounds how many cores sign-ins
 /// can take at once.
 struct VerifierPool {
     jobs: std::sync::mpsc::Sender<VerifyJob>,
@@ -121,9 +127,18 @@ impl VerifierPool {
                     loop {
                         let job = {
                             let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
-                            queue.recv()
+                            queue.recv_timeout(VERIFIER_KEEPS_MEMORY)
                         };
-                        let Ok(job) = job else { break };
+                        let job = match job {
+                            Ok(job) => job,
+                            // A quiet spell: the buffer goes back to the system (it is
+                            // mapped for itself, being above the allocator's threshold).
+                            Err(RecvTimeoutError::Timeout) => {
+                                memory = Vec::new();
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
                         let _ = job
                             .reply
                             .send(verify_hash(&mut memory, &job.password, &job.phc));

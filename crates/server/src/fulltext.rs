@@ -9,15 +9,18 @@
 //! Sessions never wait for it: SEARCH reads in full every message at or above a
 //! folder's mark, so answers are exact at every moment and the index only saves reading.
 //! The text indexed is exactly what SEARCH compares (`portico_imap::search`): the
-//! decoded body text, and for TEXT the header block with its decoded values.
+//! decoded body text, for TEXT the header block with its decoded values, and for FROM,
+//! TO, CC, BCC and SUBJECT the decoded values kept at append.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use portico_fts::{FolderMark, IndexError, IndexedText, MessageText, TextField, TextIndex};
-use portico_imap::request::{TextCandidates, TextQuery};
+use portico_fts::{
+    FolderMark, HeaderField, IndexError, IndexedText, MessageText, TextField, TextIndex,
+};
+use portico_imap::request::{TextCandidates, TextKey, TextQuery};
 use portico_store::{MailboxId, MessageMeta, ModSeq, Store, StoreError, Uid};
 
 /// Messages read from the store at a time.
@@ -118,16 +121,21 @@ impl FullText {
         queries
             .iter()
             .map(|query| {
-                let field = match query.with_header {
-                    true => TextField::Text,
-                    false => TextField::Body,
+                let field = match query.key {
+                    TextKey::Body => TextField::Body,
+                    TextKey::Text => TextField::Text,
+                    TextKey::From => TextField::Field(HeaderField::From),
+                    TextKey::To => TextField::Field(HeaderField::To),
+                    TextKey::Cc => TextField::Field(HeaderField::Cc),
+                    TextKey::Bcc => TextField::Field(HeaderField::Bcc),
+                    TextKey::Subject => TextField::Field(HeaderField::Subject),
                 };
                 match self.index.candidates(folder.0, field, &query.needle) {
                     Ok(found) => {
                         // Sizes only: the needle is the user's business.
                         tracing::debug!(
                             folder = folder.0,
-                            with_header = query.with_header,
+                            key = ?query.key,
                             candidates = found.as_ref().map(|c| c.uids.len()),
                             indexed_below = found.as_ref().map(|c| c.indexed_below),
                             "full-text index answered"
@@ -379,18 +387,31 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// The text SEARCH BODY and TEXT compare, lower-cased; `None` when the message cannot
-/// be read (SEARCH then reads it every time, and reports the failure itself).
-/// The raw message is dropped before the body text is lower-cased.
+/// The text SEARCH BODY, TEXT and the header keys compare, lower-cased; `None` when the
+/// message cannot be read (SEARCH then reads it every time, and reports the failure
+/// itself). The raw message is dropped before the body text is lower-cased.
 fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<MessageText> {
     let raw = store.bytes_of(folder, meta).ok()?;
     let summary = store.message_summary(folder, meta.uid).ok()?;
     let header = &raw[..summary.header_len().min(raw.len())];
+    // What SEARCH FROM, SUBJECT, … compare: the values kept at append, or for a message
+    // stored before they were kept, the same values taken from its header.
+    let kept = match store.search_fields(folder, meta.uid).ok()? {
+        Some(kept) => kept,
+        None => portico_mime::search_fields(header),
+    };
+    let fields = HeaderField::ALL.map(|field| {
+        let values = kept.values(field.name()).unwrap_or_default();
+        // Each value lower-cased alone, as the exact check does.
+        let lowered: Vec<String> = values.iter().map(|v| v.to_lowercase()).collect();
+        lowered.join("\n")
+    });
     let header = portico_mime::header_search_text(header);
     let body = portico_mime::body_text(&raw);
     drop(raw);
     Some(MessageText {
         body: body.to_lowercase(),
         header,
+        fields,
     })
 }

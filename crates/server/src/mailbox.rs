@@ -382,12 +382,11 @@ impl MailboxActor {
     /// The listing of messages read from the store: pending appends left out.
     fn listing_of(&self, mut messages: Vec<MessageMeta>) -> Listing {
         self.hide_pending(&mut messages);
-        Arc::new(
-            messages
-                .into_iter()
-                .map(|m| (m.uid, m.flags, m.modseq))
-                .collect(),
-        )
+        // A fresh vector: collected in place, the listing would keep the metadata's
+        // allocation, twice its own size (10 MiB on 100,000 messages).
+        let mut listing = Vec::with_capacity(messages.len());
+        listing.extend(messages.into_iter().map(|m| (m.uid, m.flags, m.modseq)));
+        Arc::new(listing)
     }
 }
 

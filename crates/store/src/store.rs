@@ -58,7 +58,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_capacity: 128 * 1024 * 1024,
+            cache_capacity: 16 * 1024 * 1024,
             segment_size: 32 * 1024 * 1024,
             min_free_bytes: 256 * 1024 * 1024,
             min_free_percent: 1.0,
