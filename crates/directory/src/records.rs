@@ -1,0 +1,68 @@
+//! What the directory holds and the changes its Raft log carries. Both are enums with a
+//! version in their variant, so a later field is a new variant and records written by
+//! an older version stay readable.
+
+use serde::{Deserialize, Serialize};
+
+/// One account as the directory keeps it, keyed by its address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountRecord {
+    V1(AccountV1),
+}
+
+impl AccountRecord {
+    pub fn address(&self) -> &str {
+        match self {
+            AccountRecord::V1(account) => &account.address,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountV1 {
+    /// Full address, lower-case: the login name.
+    pub address: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// The node that holds the mailbox.
+    pub home: String,
+    /// Bumped by every mailbox move: a backend serves the account only at the epoch its
+    /// replica names, so two nodes never serve one mailbox.
+    pub move_epoch: u64,
+    pub imap_enabled: bool,
+    pub pop3_enabled: bool,
+    pub pop3_deletes: Pop3Deletes,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+}
+
+/// What POP3 DELE does to a message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pop3Deletes {
+    /// Removes it.
+    #[default]
+    Expunge,
+    /// Hides it from POP3 and keeps it for IMAP.
+    Hide,
+}
+
+/// A change to the directory, as the Raft log carries it. Each is checked against the
+/// state it is applied to, so two nodes adding one address at once get one account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryChange {
+    /// Adds an account whose address is not taken.
+    AddAccount(AccountRecord),
+    /// Replaces the record of an existing account (password, protocols, home).
+    UpdateAccount(AccountRecord),
+    DeleteAccount {
+        address: String,
+    },
+}
+
+/// What applying a [`DirectoryChange`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOutcome {
+    Applied,
+    AddressTaken,
+    NoSuchAccount,
+}
