@@ -17,10 +17,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 mod log_store;
+mod node;
 mod records;
 mod state_machine;
 
 pub use log_store::LogStore;
+pub use node::{DirectoryNode, StartError, WriteError};
 pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Pop3Deletes};
 pub use state_machine::{Replica, StateMachine};
 

@@ -102,3 +102,56 @@ async fn changes_are_checked_against_the_state_and_survive_reopening() {
     let (applied, _) = machine.applied_state().await.expect("applied state");
     assert_eq!(applied.map(|id| id.index), Some(6));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let me = PeerNode {
+        name: "n".to_string(),
+        address: String::new(),
+    };
+    let voters = BTreeMap::from([(1, me)]);
+    let start = || DirectoryNode::start(dir.path(), "test", 1, voters.clone()).expect("start");
+    let stop = |node: DirectoryNode| async move {
+        tokio::task::spawn_blocking(move || node.stop())
+            .await
+            .expect("stop");
+    };
+
+    let node = start();
+    assert!(node.wait_leader(Duration::from_secs(10)).await);
+    let ann = account("ann@example.com", "n");
+    let add = DirectoryChange::AddAccount(ann.clone());
+    assert_eq!(
+        node.write(add.clone()).await.expect("add"),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(
+        node.write(add).await.expect("add again"),
+        ChangeOutcome::AddressTaken
+    );
+    assert_eq!(
+        node.replica().account("ann@example.com").expect("read"),
+        Some(ann.clone())
+    );
+    stop(node).await;
+
+    // Started again: not initialised twice, the account is there, and changes go on.
+    let node = start();
+    assert!(node.wait_leader(Duration::from_secs(10)).await);
+    assert_eq!(
+        node.replica().account("ann@example.com").expect("read"),
+        Some(ann)
+    );
+    let moved = account("ann@example.com", "n2");
+    assert_eq!(
+        node.write(DirectoryChange::UpdateAccount(moved.clone()))
+            .await
+            .expect("update"),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(node.replica().accounts().expect("accounts"), vec![moved]);
+    stop(node).await;
+}
