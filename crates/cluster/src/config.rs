@@ -102,7 +102,8 @@ pub enum Role {
     Frontend,
     /// Holds mailboxes.
     Backend,
-    /// Primary of the account directory (exactly one node).
+    /// A voter of the account directory's Raft group: an odd number of nodes (3 or 5
+    /// in a real cluster, spread across sites), one in a single-node cluster.
     Directory,
 }
 
@@ -114,6 +115,11 @@ pub struct NodeConfig {
     pub roles: Vec<Role>,
     /// Where this node keeps its database, certificate and admin socket.
     pub data_dir: PathBuf,
+    /// Where the node listens for the other nodes, and the address its own connections
+    /// to them leave from (so that one node can be cut off by a rule on addresses).
+    /// Required when the cluster has more than one node.
+    #[serde(default)]
+    pub internode: Option<SocketAddr>,
     #[serde(default)]
     pub listen: ListenConfig,
 }
@@ -136,6 +142,24 @@ pub struct ListenConfig {
     pub submission: Option<SocketAddr>,
     /// Message submission over implicit TLS (RFC 8314), the 465-style port.
     pub submissions: Option<SocketAddr>,
+}
+
+impl ListenConfig {
+    /// Every address listened on, with its key in `[node.listen]`.
+    pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        [
+            ("pop3", self.pop3),
+            ("pop3s", self.pop3s),
+            ("imap", self.imap),
+            ("imaps", self.imaps),
+            ("smtp", self.smtp),
+            ("submission", self.submission),
+            ("submissions", self.submissions),
+        ]
+        .into_iter()
+        .filter_map(|(key, address)| Some((key, address?)))
+        .collect()
+    }
 }
 
 /// TLS material for client listeners.
@@ -498,30 +522,7 @@ impl ClusterConfig {
         if self.nodes.is_empty() {
             return invalid("no [[node]] is defined".into());
         }
-        for (i, node) in self.nodes.iter().enumerate() {
-            if self.nodes[..i].iter().any(|other| other.name == node.name) {
-                return invalid(format!("node name {:?} is used twice", node.name));
-            }
-            if !self.sites.iter().any(|site| site.name == node.site) {
-                return invalid(format!(
-                    "node {:?} names site {:?}, which no [[site]] defines",
-                    node.name, node.site
-                ));
-            }
-            if node.roles.is_empty() {
-                return invalid(format!("node {:?} has no roles", node.name));
-            }
-        }
-        let directories = self
-            .nodes
-            .iter()
-            .filter(|node| node.roles.contains(&Role::Directory))
-            .count();
-        if directories != 1 {
-            return invalid(format!(
-                "exactly one node must have the directory role, found {directories}"
-            ));
-        }
+        self.validate_topology()?;
         if self.pop3.idle_timeout_secs < 600 {
             return invalid("pop3.idle_timeout_secs must be at least 600 (RFC 1939 §3)".into());
         }
@@ -550,6 +551,73 @@ impl ClusterConfig {
         }
         if self.pop3.max_line_length < 512 {
             return invalid("pop3.max_line_length must be at least 512".into());
+        }
+        Ok(())
+    }
+
+    /// Sites, nodes, roles and addresses: each error names the entry at fault.
+    fn validate_topology(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let several = self.nodes.len() > 1;
+        // Every address some node binds, with who binds it, to find the same one twice.
+        let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if self.nodes[..i].iter().any(|other| other.name == node.name) {
+                return invalid(format!("node name {:?} is used twice", node.name));
+            }
+            if !self.sites.iter().any(|site| site.name == node.site) {
+                return invalid(format!(
+                    "node {:?} names site {:?}, which no [[site]] defines",
+                    node.name, node.site
+                ));
+            }
+            if node.roles.is_empty() {
+                return invalid(format!("node {:?} has no roles", node.name));
+            }
+            if node.data_dir.as_os_str().is_empty() {
+                return invalid(format!("node {:?} has an empty data_dir", node.name));
+            }
+            let mut addresses = node
+                .listen
+                .addresses()
+                .into_iter()
+                .map(|(key, address)| (format!("listen.{key}"), address))
+                .collect::<Vec<_>>();
+            match node.internode {
+                Some(address) => addresses.push(("internode".to_string(), address)),
+                None if several => {
+                    return invalid(format!(
+                        "node {:?} has no internode address (every node of a cluster of several needs one)",
+                        node.name
+                    ));
+                }
+                None => {}
+            }
+            for (key, address) in addresses {
+                let what = format!("node {:?} {key}", node.name);
+                if let Some((_, first)) = bound.iter().find(|(a, _)| *a == address) {
+                    return invalid(format!("{what} = {address} is also {first}"));
+                }
+                bound.push((address, what));
+            }
+        }
+        for (i, site) in self.sites.iter().enumerate() {
+            if self.sites[..i].iter().any(|other| other.name == site.name) {
+                return invalid(format!("site name {:?} is used twice", site.name));
+            }
+            if !self.nodes.iter().any(|node| node.site == site.name) {
+                return invalid(format!("site {:?} has no nodes", site.name));
+            }
+        }
+        let voters = self
+            .nodes
+            .iter()
+            .filter(|node| node.roles.contains(&Role::Directory))
+            .count();
+        if voters == 0 || voters % 2 == 0 {
+            return invalid(format!(
+                "the directory role needs an odd number of nodes (1, 3 or 5), found {voters}"
+            ));
         }
         Ok(())
     }
@@ -648,7 +716,7 @@ mod tests {
             ),
             (
                 "[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"backend\"]\ndata_dir = \"d\"\n",
-                "exactly one node must have the directory role",
+                "needs an odd number of nodes (1, 3 or 5), found 0",
             ),
             (
                 "[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"directory\"]\ndata_dir = \"d\"\n[pop3]\nidle_timeout_secs = 5\n",
@@ -661,6 +729,111 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(expected), "{extra:?}: {err}");
+        }
+    }
+
+    /// A two-site cluster of four nodes, as `cluster.toml`'s example lays it out.
+    const FOUR_NODES: &str = r#"
+cluster = "c"
+[[site]]
+name = "dublin"
+[[site]]
+name = "seattle"
+[[node]]
+name = "d1"
+site = "dublin"
+roles = ["frontend", "backend", "directory"]
+data_dir = "d1"
+internode = "127.0.0.11:7000"
+listen.imap = "127.0.0.11:1143"
+[[node]]
+name = "d2"
+site = "dublin"
+roles = ["backend", "directory"]
+data_dir = "d2"
+internode = "127.0.0.12:7000"
+[[node]]
+name = "s1"
+site = "seattle"
+roles = ["frontend", "directory"]
+data_dir = "s1"
+internode = "127.0.0.13:7000"
+listen.imap = "127.0.0.13:1143"
+[[node]]
+name = "s2"
+site = "seattle"
+roles = ["backend"]
+data_dir = "s2"
+internode = "127.0.0.14:7000"
+"#;
+
+    #[test]
+    fn a_cluster_of_several_sites_and_nodes_is_accepted() {
+        let config = ClusterConfig::parse(FOUR_NODES, PathBuf::from(".")).unwrap();
+        assert_eq!(config.nodes.len(), 4);
+        let s1 = config.node(Some("s1")).unwrap();
+        assert_eq!(s1.internode, Some("127.0.0.13:7000".parse().unwrap()));
+        assert!(config.node(None).is_err());
+        let err = config.node(Some("x9")).unwrap_err().to_string();
+        assert!(err.contains("no node named \"x9\""), "{err}");
+    }
+
+    #[test]
+    fn bad_cluster_layouts_name_the_entry_at_fault() {
+        let cases = [
+            // A site nobody is in.
+            (
+                FOUR_NODES.replace(
+                    "name = \"seattle\"",
+                    "name = \"seattle\"\n[[site]]\nname = \"paris\"",
+                ),
+                "site \"paris\" has no nodes",
+            ),
+            // Two nodes with one name, one internode address, one client port.
+            (
+                FOUR_NODES.replace("name = \"d2\"", "name = \"d1\""),
+                "node name \"d1\" is used twice",
+            ),
+            (
+                FOUR_NODES.replace("127.0.0.12:7000", "127.0.0.11:7000"),
+                "node \"d2\" internode = 127.0.0.11:7000 is also node \"d1\" internode",
+            ),
+            (
+                FOUR_NODES.replace(
+                    "listen.imap = \"127.0.0.13:1143\"",
+                    "listen.imap = \"127.0.0.11:1143\"",
+                ),
+                "node \"s1\" listen.imap = 127.0.0.11:1143 is also node \"d1\" listen.imap",
+            ),
+            // No internode address in a cluster of several.
+            (
+                FOUR_NODES.replace("internode = \"127.0.0.14:7000\"\n", ""),
+                "node \"s2\" has no internode address",
+            ),
+            // An even number of directory voters, and none.
+            (
+                FOUR_NODES.replace(
+                    "roles = [\"backend\"]",
+                    "roles = [\"backend\", \"directory\"]",
+                ),
+                "an odd number of nodes (1, 3 or 5), found 4",
+            ),
+            (FOUR_NODES.replace(", \"directory\"]", "]"), "found 0"),
+            // A node without a data directory.
+            (
+                FOUR_NODES.replace("data_dir = \"s2\"\n", ""),
+                "missing field `data_dir`",
+            ),
+            (
+                FOUR_NODES.replace("data_dir = \"s2\"", "data_dir = \"\""),
+                "node \"s2\" has an empty data_dir",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = ClusterConfig::parse(&text, PathBuf::from("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "expected {expected:?} in: {err}");
         }
     }
 
