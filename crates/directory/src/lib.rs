@@ -22,7 +22,9 @@ mod records;
 mod state_machine;
 
 pub use log_store::LogStore;
-pub use node::{DirectoryNode, StartError, WriteError};
+pub use node::{
+    CallFuture, DirectoryNode, NoPeers, PeerTransport, RaftAnswer, RaftCall, StartError, WriteError,
+};
 pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Pop3Deletes};
 pub use state_machine::{Replica, StateMachine};
 

@@ -3,16 +3,23 @@
 //! and costs leadership. Callers on any runtime use the cloneable [`DirectoryNode`].
 //!
 //! A group of one (the embedded default) initialises itself on first start and needs
-//! no network. Members of a larger group reach each other through the internode link;
-//! until a node has one, calls to peers fail as unreachable.
+//! no network ([`NoPeers`]). Members of a larger group reach each other through a
+//! [`PeerTransport`] (the internode link), carrying [`RaftCall`]s and [`RaftAnswer`]s.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable};
+use serde::{Deserialize, Serialize};
+
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -27,6 +34,8 @@ use crate::{DirectoryRaft, NodeId, PeerNode, Replica};
 /// purged, keeping [`LOGS_KEPT`] for members slightly behind).
 const SNAPSHOT_EVERY: u64 = 5_000;
 const LOGS_KEPT: u64 = 1_000;
+/// How long a change waits for a majority of the voters.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -61,13 +70,15 @@ pub struct DirectoryNode {
 }
 
 impl DirectoryNode {
-    /// Opens the directory database in `dir` and starts this node's member. When the
-    /// group is new and `me` is its only voter, it initialises it.
+    /// Opens the directory database in `dir` and starts this node's member, reaching
+    /// the others through `transport`. A new group is initialised by its voter with the
+    /// smallest id; the others wait to hear from it.
     pub fn start(
         dir: &Path,
         cluster_name: &str,
         me: NodeId,
         voters: BTreeMap<NodeId, PeerNode>,
+        transport: Arc<dyn PeerTransport>,
     ) -> Result<DirectoryNode, StartError> {
         let (log_store, state_machine) = crate::open(dir)?;
         let replica = state_machine.replica();
@@ -98,10 +109,15 @@ impl DirectoryNode {
                     }
                 };
                 runtime.block_on(async move {
-                    let started =
-                        Raft::new(me, Arc::new(config), PeerLinks, log_store, state_machine)
-                            .await
-                            .map_err(|e| StartError::Raft(e.to_string()));
+                    let started = Raft::new(
+                        me,
+                        Arc::new(config),
+                        PeerLinks { transport },
+                        log_store,
+                        state_machine,
+                    )
+                    .await
+                    .map_err(|e| StartError::Raft(e.to_string()));
                     let raft = match started {
                         Ok(raft) => raft,
                         Err(e) => {
@@ -109,7 +125,7 @@ impl DirectoryNode {
                             return;
                         }
                     };
-                    if let Err(e) = initialize_alone(&raft, me, voters).await {
+                    if let Err(e) = initialize_new_group(&raft, me, voters).await {
                         let _ = started_tx.send(Err(StartError::Raft(e)));
                         return;
                     }
@@ -129,6 +145,29 @@ impl DirectoryNode {
         })
     }
 
+    /// Answers a call from another member.
+    pub async fn answer(&self, call: RaftCall) -> RaftAnswer {
+        match call {
+            RaftCall::AppendEntries(rpc) => {
+                RaftAnswer::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            RaftCall::Vote(rpc) => RaftAnswer::Vote(self.raft.vote(rpc).await),
+            RaftCall::InstallSnapshot(rpc) => {
+                RaftAnswer::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+        }
+    }
+
+    /// The member this node believes leads the group, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The index of the last change applied to this node's replica.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.raft.metrics().borrow().last_applied.map(|id| id.index)
+    }
+
     /// This node's copy of the directory.
     pub fn replica(&self) -> &Replica {
         &self.replica
@@ -143,19 +182,26 @@ impl DirectoryNode {
             .is_ok()
     }
 
-    /// Commits `change` and returns what applying it did. Only the leader takes changes.
+    /// Commits `change` and returns what applying it did. Only the leader takes changes;
+    /// a leader that cannot reach a quorum gives up after [`WRITE_DEADLINE`] (the change
+    /// may still be applied later, if it reached the others).
     pub async fn write(&self, change: DirectoryChange) -> Result<ChangeOutcome, WriteError> {
-        match self.raft.client_write(change).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+        let committed = tokio::time::timeout(WRITE_DEADLINE, self.raft.client_write(change));
+        match committed.await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                 Err(WriteError::NotLeader {
                     leader: forward.leader_node,
                 })
             }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Err(WriteError::NoQuorum(e.to_string()))
             }
-            Err(RaftError::Fatal(_)) => Err(WriteError::Stopped),
+            Ok(Err(RaftError::Fatal(_))) => Err(WriteError::Stopped),
+            Err(_) => Err(WriteError::NoQuorum(format!(
+                "no majority of the voters confirmed the change within {} s",
+                WRITE_DEADLINE.as_secs()
+            ))),
         }
     }
 
@@ -174,14 +220,14 @@ impl DirectoryNode {
     }
 }
 
-/// A new group whose only voter is this node starts itself; a restarted one is left
-/// as its log says.
-async fn initialize_alone(
+/// A new group is initialised by the voter with the smallest id; a group that has
+/// started once is left as its log says.
+async fn initialize_new_group(
     raft: &Raft<DirectoryRaft>,
     me: NodeId,
     voters: BTreeMap<NodeId, PeerNode>,
 ) -> Result<(), String> {
-    if voters.len() != 1 || !voters.contains_key(&me) {
+    if voters.keys().next() != Some(&me) {
         return Ok(());
     }
     if !raft.is_initialized().await.map_err(|e| e.to_string())? {
@@ -190,53 +236,137 @@ async fn initialize_alone(
     Ok(())
 }
 
-/// Connections to the other members. Until the internode link carries Raft's calls,
-/// every peer is unreachable; a group of one never calls.
-struct PeerLinks;
+/// A Raft call from one member to another, as the internode link carries it.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftCall {
+    AppendEntries(AppendEntriesRequest<DirectoryRaft>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<DirectoryRaft>),
+}
 
-struct PeerLink;
+/// The called member's answer to a [`RaftCall`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftAnswer {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+}
 
-fn unreachable<E: std::error::Error>() -> RPCError<NodeId, PeerNode, E> {
+/// A future of a [`PeerTransport`] call.
+pub type CallFuture = Pin<Box<dyn Future<Output = io::Result<RaftAnswer>> + Send>>;
+
+/// How one member reaches another: sends a call, waits for the answer. The internode
+/// link implements it; an error means the peer could not be reached.
+pub trait PeerTransport: Send + Sync + 'static {
+    fn call(&self, target: &PeerNode, call: RaftCall) -> CallFuture;
+}
+
+/// The transport of a node with no peers (a group of one): every call fails.
+pub struct NoPeers;
+
+impl PeerTransport for NoPeers {
+    fn call(&self, _target: &PeerNode, _call: RaftCall) -> CallFuture {
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "no internode link to this directory member",
+            ))
+        })
+    }
+}
+
+/// openraft's view of the transport: one client per target member.
+struct PeerLinks {
+    transport: Arc<dyn PeerTransport>,
+}
+
+struct PeerLink {
+    target: NodeId,
+    node: PeerNode,
+    transport: Arc<dyn PeerTransport>,
+}
+
+impl PeerLink {
+    async fn call<E: std::error::Error>(
+        &self,
+        call: RaftCall,
+    ) -> Result<RaftAnswer, RPCError<NodeId, PeerNode, E>> {
+        self.transport
+            .call(&self.node, call)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+
+    fn remote<T, E: std::error::Error>(
+        &self,
+        answer: Result<T, E>,
+    ) -> Result<T, RPCError<NodeId, PeerNode, E>> {
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+fn mismatched<E: std::error::Error>() -> RPCError<NodeId, PeerNode, E> {
     let cause = io::Error::new(
-        io::ErrorKind::NotConnected,
-        "no internode link to this directory member",
+        io::ErrorKind::InvalidData,
+        "a directory member answered another call",
     );
-    RPCError::Unreachable(Unreachable::new(&cause))
+    RPCError::Network(NetworkError::new(&cause))
 }
 
 impl RaftNetworkFactory<DirectoryRaft> for PeerLinks {
     type Network = PeerLink;
 
-    async fn new_client(&mut self, _target: NodeId, _node: &PeerNode) -> PeerLink {
-        PeerLink
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerLink {
+        PeerLink {
+            target,
+            node: node.clone(),
+            transport: self.transport.clone(),
+        }
     }
 }
 
 impl RaftNetwork<DirectoryRaft> for PeerLink {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<DirectoryRaft>,
+        rpc: AppendEntriesRequest<DirectoryRaft>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        Err(unreachable())
+        match self.call(RaftCall::AppendEntries(rpc)).await? {
+            RaftAnswer::AppendEntries(answer) => self.remote(answer),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<DirectoryRaft>,
+        rpc: InstallSnapshotRequest<DirectoryRaft>,
         _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(unreachable())
+        match self.call(RaftCall::InstallSnapshot(rpc)).await? {
+            RaftAnswer::InstallSnapshot(answer) => self.remote(answer),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        Err(unreachable())
+        match self.call(RaftCall::Vote(rpc)).await? {
+            RaftAnswer::Vote(answer) => self.remote(answer),
+            _ => Err(mismatched()),
+        }
     }
 }

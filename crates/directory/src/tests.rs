@@ -2,6 +2,8 @@ use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
 
+use std::sync::Arc;
+
 use super::*;
 
 /// A fresh directory database in a temporary directory, for each of the suite's cases.
@@ -113,7 +115,10 @@ async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
         address: String::new(),
     };
     let voters = BTreeMap::from([(1, me)]);
-    let start = || DirectoryNode::start(dir.path(), "test", 1, voters.clone()).expect("start");
+    let start = || {
+        DirectoryNode::start(dir.path(), "test", 1, voters.clone(), Arc::new(NoPeers))
+            .expect("start")
+    };
     let stop = |node: DirectoryNode| async move {
         tokio::task::spawn_blocking(move || node.stop())
             .await
@@ -154,4 +159,173 @@ async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
     );
     assert_eq!(node.replica().accounts().expect("accounts"), vec![moved]);
     stop(node).await;
+}
+
+/// Members of one test group, calling each other in-process unless cut off.
+#[derive(Default)]
+struct Loopback {
+    members: std::sync::Mutex<std::collections::HashMap<String, DirectoryNode>>,
+    cut: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// One member's end of the [`Loopback`].
+struct Wire {
+    from: String,
+    net: Arc<Loopback>,
+}
+
+impl PeerTransport for Wire {
+    fn call(&self, target: &PeerNode, call: RaftCall) -> CallFuture {
+        let cut = self.net.cut.lock().unwrap();
+        let reachable = !cut.contains(&self.from) && !cut.contains(&target.name);
+        let member = self.net.members.lock().unwrap().get(&target.name).cloned();
+        Box::pin(async move {
+            match member {
+                Some(member) if reachable => Ok(member.answer(call).await),
+                _ => Err(std::io::Error::other("cut off")),
+            }
+        })
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_elect_replicate_and_outlive_a_cut_off_leader() {
+    use std::collections::BTreeMap;
+    let net = Arc::new(Loopback::default());
+    let names = ["a", "b", "c"];
+    let voters: BTreeMap<NodeId, PeerNode> = (1..=3)
+        .map(|id| {
+            let node = PeerNode {
+                name: names[id as usize - 1].to_string(),
+                address: String::new(),
+            };
+            (id, node)
+        })
+        .collect();
+    let dirs: Vec<_> = names
+        .iter()
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, (id, peer)) in voters.iter().enumerate() {
+        let wire = Arc::new(Wire {
+            from: peer.name.clone(),
+            net: net.clone(),
+        });
+        let node =
+            DirectoryNode::start(dirs[i].path(), "test", *id, voters.clone(), wire).expect("start");
+        net.members
+            .lock()
+            .unwrap()
+            .insert(peer.name.clone(), node.clone());
+        nodes.push(node);
+    }
+    let agreed_leader = |nodes: &[DirectoryNode]| {
+        let leaders: Vec<_> = nodes.iter().map(DirectoryNode::leader).collect();
+        leaders[0].filter(|_| leaders.iter().all(|l| *l == leaders[0]))
+    };
+    eventually("a leader all agree on", || agreed_leader(&nodes).is_some()).await;
+    let first = agreed_leader(&nodes).expect("leader");
+    let leader = &nodes[first as usize - 1];
+    let follower = &nodes[(first as usize) % 3];
+
+    let ann = account("ann@example.com", "a");
+    assert_eq!(
+        leader
+            .write(DirectoryChange::AddAccount(ann.clone()))
+            .await
+            .expect("add on the leader"),
+        ChangeOutcome::Applied
+    );
+    match follower
+        .write(DirectoryChange::AddAccount(account("bob@example.com", "b")))
+        .await
+    {
+        Err(WriteError::NotLeader {
+            leader: Some(named),
+        }) => {
+            assert_eq!(named.name, names[first as usize - 1])
+        }
+        other => panic!("a follower took a change: {other:?}"),
+    }
+    eventually("every replica has ann", || {
+        nodes
+            .iter()
+            .all(|n| n.replica().account("ann@example.com").unwrap() == Some(ann.clone()))
+    })
+    .await;
+
+    // The leader is cut off: the other two elect one of theirs and take changes; the
+    // old leader cannot commit any.
+    let old = names[first as usize - 1].to_string();
+    net.cut.lock().unwrap().insert(old.clone());
+    let others: Vec<DirectoryNode> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first as usize - 1)
+        .map(|(_, n)| n.clone())
+        .collect();
+    eventually("a new leader among the others", || {
+        agreed_leader(&others).is_some_and(|l| l != first)
+    })
+    .await;
+    let second = agreed_leader(&others).expect("new leader");
+    let cid = account("cid@example.com", "c");
+    assert_eq!(
+        nodes[second as usize - 1]
+            .write(DirectoryChange::AddAccount(cid.clone()))
+            .await
+            .expect("add on the new leader"),
+        ChangeOutcome::Applied
+    );
+    let refused = nodes[first as usize - 1]
+        .write(DirectoryChange::AddAccount(account("dan@example.com", "a")))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(WriteError::NoQuorum(_)) | Err(WriteError::NotLeader { .. })
+        ),
+        "{refused:?}"
+    );
+    // Reads go on on the cut-off member, from its replica.
+    assert_eq!(
+        nodes[first as usize - 1]
+            .replica()
+            .account("ann@example.com")
+            .unwrap(),
+        Some(ann.clone())
+    );
+
+    // Healed: the old leader follows and every replica converges.
+    net.cut.lock().unwrap().clear();
+    eventually("one leader and the same accounts everywhere", || {
+        let lists: Vec<_> = nodes
+            .iter()
+            .map(|n| n.replica().accounts().unwrap())
+            .collect();
+        agreed_leader(&nodes).is_some()
+            && lists.iter().all(|l| *l == vec![ann.clone(), cid.clone()])
+    })
+    .await;
+    assert!(
+        nodes[first as usize - 1]
+            .replica()
+            .account("dan@example.com")
+            .unwrap()
+            .is_none()
+    );
+    for node in nodes {
+        tokio::task::spawn_blocking(move || node.stop())
+            .await
+            .expect("stop");
+    }
 }
