@@ -30,6 +30,7 @@ forbid portico-store portico-pop3 portico-imap portico-smtp portico-server actix
 forbid portico-cluster portico-server portico-store actix tokio sled
 forbid portico-fts portico-server portico-store portico-imap actix tokio sled rustls
 forbid portico-directory portico-server portico-store portico-imap portico-pop3 portico-smtp actix actix-rt rustls
+forbid portico-internode portico-server portico-store portico-imap portico-pop3 portico-smtp actix actix-rt
 
 if [ "$status" -eq 0 ]; then
     echo "layers: ok"

@@ -1,0 +1,302 @@
+//! The internode link: how the nodes of a cluster call each other. A connection starts
+//! with a handshake (the caller's `Hello` names the protocol version and the node it
+//! is; the callee answers `Welcome` or `Refused` with the reason), then carries calls
+//! and their answers, one at a time, as length-delimited bincode [`Frame`]s.
+//!
+//! The link is written over any byte stream: the node wraps each connection in mutual
+//! TLS first and hands over the name the peer's certificate proves, which the handshake
+//! compares with the name the peer claims. Raft's calls between directory members go
+//! over it ([`LinkTransport`]), as do forwarded directory writes and health checks;
+//! proxied sessions and deliveries are to come as further [`Call`] variants (a new
+//! variant bumps [`PROTOCOL_VERSION`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use portico_directory::{
+    CallFuture, ChangeOutcome, DirectoryChange, PeerNode, PeerTransport, RaftAnswer, RaftCall,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+/// The version of the frames below; both ends must speak the same.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// How long a call waits for its answer before the connection is given up.
+const CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Everything that crosses a connection.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Frame {
+    Hello { version: u32, node: String },
+    Welcome { node: String },
+    Refused { reason: String },
+    Call(Call),
+    Answer(Answer),
+}
+
+/// What one node asks of another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Call {
+    /// A Raft call between directory members.
+    Raft(RaftCall),
+    /// A directory change forwarded to the leader.
+    DirectoryWrite(DirectoryChange),
+    Health,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Answer {
+    Raft(RaftAnswer),
+    DirectoryWrite(Result<ChangeOutcome, String>),
+    Health(Health),
+    /// The call could not be served (the reason is for the caller's log).
+    Failed(String),
+}
+
+/// What a node says of itself to a health check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub node: String,
+    /// The directory member it believes leads, by Raft id.
+    pub leader: Option<u64>,
+    /// The last directory change applied to its replica.
+    pub applied: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("internode connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("internode frame: {0}")]
+    Frame(String),
+    #[error("peer speaks internode protocol version {theirs}, this node {PROTOCOL_VERSION}")]
+    Version { theirs: u32 },
+    #[error("peer claims to be node {claimed:?} but its certificate names {certified:?}")]
+    NameMismatch { claimed: String, certified: String },
+    #[error("expected node {expected:?}, reached {reached:?}")]
+    WrongPeer { expected: String, reached: String },
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("no answer within {} s", CALL_DEADLINE.as_secs())]
+    Timeout,
+}
+
+/// A connection after its handshake.
+pub struct Link<S> {
+    frames: Framed<S, LengthDelimitedCodec>,
+    peer: String,
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    /// The caller's side of the handshake: this node is `me`, and expects `peer`.
+    pub async fn open(stream: S, me: &str, peer: &str) -> Result<Link<S>, LinkError> {
+        let mut link = Link {
+            frames: Framed::new(stream, codec()),
+            peer: peer.to_string(),
+        };
+        link.send(&Frame::Hello {
+            version: PROTOCOL_VERSION,
+            node: me.to_string(),
+        })
+        .await?;
+        match link.receive().await? {
+            Frame::Welcome { node } if node == peer => Ok(link),
+            Frame::Welcome { node } => Err(LinkError::WrongPeer {
+                expected: peer.to_string(),
+                reached: node,
+            }),
+            Frame::Refused { reason } => Err(LinkError::Refused(reason)),
+            other => Err(LinkError::Frame(format!("{other:?} instead of a welcome"))),
+        }
+    }
+
+    /// The callee's side: checks the caller's version, and its name against
+    /// `certified` (the name its certificate proves), then welcomes it as `me`.
+    pub async fn accept(stream: S, me: &str, certified: &str) -> Result<Link<S>, LinkError> {
+        let mut link = Link {
+            frames: Framed::new(stream, codec()),
+            peer: String::new(),
+        };
+        let Frame::Hello { version, node } = link.receive().await? else {
+            return Err(LinkError::Frame(
+                "a connection did not start with hello".into(),
+            ));
+        };
+        let refusal = if version != PROTOCOL_VERSION {
+            Some(LinkError::Version { theirs: version })
+        } else if node != certified {
+            Some(LinkError::NameMismatch {
+                claimed: node.clone(),
+                certified: certified.to_string(),
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let reason = refusal.to_string();
+            let _ = link.send(&Frame::Refused { reason }).await;
+            return Err(refusal);
+        }
+        link.send(&Frame::Welcome {
+            node: me.to_string(),
+        })
+        .await?;
+        link.peer = node;
+        Ok(link)
+    }
+
+    /// The node at the other end.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    async fn send(&mut self, frame: &Frame) -> Result<(), LinkError> {
+        let bytes = bincode::serde::encode_to_vec(frame, bincode::config::standard())
+            .map_err(|e| LinkError::Frame(e.to_string()))?;
+        self.frames.send(Bytes::from(bytes)).await?;
+        Ok(())
+    }
+
+    async fn receive(&mut self) -> Result<Frame, LinkError> {
+        let bytes = self.frames.next().await.ok_or(LinkError::Closed)??;
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map(|(frame, _)| frame)
+            .map_err(|e| LinkError::Frame(e.to_string()))
+    }
+
+    /// Sends a call and waits for its answer.
+    pub async fn call(&mut self, call: Call) -> Result<Answer, LinkError> {
+        let exchange = async {
+            self.send(&Frame::Call(call)).await?;
+            match self.receive().await? {
+                Frame::Answer(answer) => Ok(answer),
+                other => Err(LinkError::Frame(format!("{other:?} instead of an answer"))),
+            }
+        };
+        tokio::time::timeout(CALL_DEADLINE, exchange)
+            .await
+            .map_err(|_| LinkError::Timeout)?
+    }
+
+    /// Answers the peer's calls with `handler` until it closes the connection.
+    pub async fn serve(mut self, handler: &dyn CallHandler) -> Result<(), LinkError> {
+        loop {
+            let call = match self.receive().await {
+                Ok(Frame::Call(call)) => call,
+                Ok(other) => return Err(LinkError::Frame(format!("{other:?} instead of a call"))),
+                Err(LinkError::Closed) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let answer = handler.handle(&self.peer, call).await;
+            self.send(&Frame::Answer(answer)).await?;
+        }
+    }
+}
+
+/// A future of a [`CallHandler`].
+pub type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// What serves the calls of the other nodes.
+pub trait CallHandler: Send + Sync {
+    fn handle(&self, from: &str, call: Call) -> AnswerFuture;
+}
+
+/// Makes connections to other nodes (TCP from this node's internode address, then
+/// mutual TLS, in the node; plain TCP in tests).
+pub trait Connector: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn connect(
+        &self,
+        peer: &PeerNode,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Stream>> + Send>>;
+}
+
+type SharedLink<S> = Arc<tokio::sync::Mutex<Option<Link<S>>>>;
+
+/// Raft's calls to the other directory members over the link: one connection per peer,
+/// opened when first needed and again after a failure, one call at a time on it.
+pub struct LinkTransport<C: Connector> {
+    me: String,
+    connector: Arc<C>,
+    links: std::sync::Mutex<HashMap<String, SharedLink<C::Stream>>>,
+}
+
+impl<C: Connector> LinkTransport<C> {
+    pub fn new(me: &str, connector: C) -> LinkTransport<C> {
+        LinkTransport {
+            me: me.to_string(),
+            connector: Arc::new(connector),
+            links: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn link_to(&self, peer: &str) -> SharedLink<C::Stream> {
+        self.links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(peer.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Calls `peer`, connecting first when there is no open link.
+    pub fn call_peer(
+        &self,
+        peer: &PeerNode,
+        call: Call,
+    ) -> Pin<Box<dyn Future<Output = Result<Answer, LinkError>> + Send>> {
+        let slot = self.link_to(&peer.name);
+        let (connector, me, peer) = (self.connector.clone(), self.me.clone(), peer.clone());
+        Box::pin(async move {
+            let mut slot = slot.lock().await;
+            if slot.is_none() {
+                let stream = connector.connect(&peer).await?;
+                *slot = Some(Link::open(stream, &me, &peer.name).await?);
+            }
+            let Some(link) = slot.as_mut() else {
+                return Err(LinkError::Closed);
+            };
+            let answer = link.call(call).await;
+            if answer.is_err() {
+                // Whatever state the connection is in, the next call starts afresh.
+                *slot = None;
+            }
+            answer
+        })
+    }
+}
+
+impl<C: Connector> PeerTransport for LinkTransport<C> {
+    fn call(&self, target: &PeerNode, call: RaftCall) -> CallFuture {
+        let answer = self.call_peer(target, Call::Raft(call));
+        Box::pin(async move {
+            match answer.await {
+                Ok(Answer::Raft(answer)) => Ok(answer),
+                Ok(Answer::Failed(reason)) => Err(io::Error::other(reason)),
+                Ok(other) => Err(io::Error::other(format!("{other:?} answered a Raft call"))),
+                Err(LinkError::Io(e)) => Err(e),
+                Err(e) => Err(io::Error::other(e.to_string())),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
