@@ -31,6 +31,16 @@ pub use state_machine::{Replica, StateMachine};
 /// A node's id in the Raft group.
 pub type NodeId = u64;
 
+/// The Raft id of the node called `name` in cluster.toml: a hash of the name (FNV-1a),
+/// so it stays the same whatever order the file lists the nodes in.
+pub fn node_id(name: &str) -> NodeId {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    name.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
 /// What the Raft group knows of a member: its name in cluster.toml and its internode
 /// address.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

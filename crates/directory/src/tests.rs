@@ -329,3 +329,11 @@ async fn three_members_elect_replicate_and_outlive_a_cut_off_leader() {
             .expect("stop");
     }
 }
+
+#[test]
+fn node_ids_are_fixed_by_the_name() {
+    // FNV-1a's published values: a change here would renumber every cluster's members.
+    assert_eq!(node_id(""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(node_id("a"), 0xaf63_dc4c_8601_ec8c);
+    assert_ne!(node_id("d1"), node_id("d2"));
+}

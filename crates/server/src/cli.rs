@@ -55,6 +55,20 @@ pub enum Command {
     /// Rebuild the full-text index from the store (the server must be stopped; a running
     /// server keeps its index up to date by itself).
     Reindex,
+    /// The cluster's certificates for internode TLS.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Make the cluster CA and a certificate and key for every node (whatever is
+    /// missing: existing files are kept). Keys are written with mode 0600.
+    Init {
+        /// Where to write them (default: `pki` beside the --config file, else `./pki`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +135,10 @@ pub fn run() -> anyhow::Result<()> {
         Some(path) => ClusterConfig::load(path)?,
         None => ClusterConfig::embedded()?,
     };
+    // Before the node is chosen: it is about every node, and needs no --node.
+    if let Command::Cluster(ClusterCommand::Init { out }) = &cli.command {
+        return cluster_init(&config, out.as_deref());
+    }
     let config = Arc::new(config);
     let node = config.node(cli.node.as_deref())?.clone();
     let data_dir = config.data_dir(&node);
@@ -129,6 +147,10 @@ pub fn run() -> anyhow::Result<()> {
         Command::Serve => return crate::serve::serve(config, node.name.clone()),
         Command::Fsck { repair } => return fsck(&config, &data_dir, repair),
         Command::Reindex => return reindex(&config, &data_dir),
+        // Run above, before --node is needed; here only so the match stays exhaustive.
+        Command::Cluster(ClusterCommand::Init { out }) => {
+            return cluster_init(&config, out.as_deref());
+        }
         Command::Deliver { address } => {
             let mut message = Vec::new();
             std::io::stdin()
@@ -254,6 +276,18 @@ fn open_stopped_store(
         ),
         Err(e) => Err(e).with_context(|| format!("opening the store in {}", data_dir.display())),
     }
+}
+
+/// `portico cluster init`: one line per file, made or kept.
+fn cluster_init(config: &ClusterConfig, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    // `base_dir` is the config file's directory, or `.` for the embedded default.
+    let dir = out.map_or_else(|| config.base_dir.join("pki"), std::path::Path::to_path_buf);
+    let report = crate::pki::init(config, &dir)
+        .with_context(|| format!("making the cluster's certificates in {}", dir.display()))?;
+    for (path, outcome) in &report.files {
+        println!("{outcome}\t{}", path.display());
+    }
+    Ok(())
 }
 
 /// `portico reindex`: the full-text index thrown away and built again from the store.

@@ -23,6 +23,7 @@ pub mod listener;
 mod logging;
 pub mod mailbox;
 pub mod node;
+pub mod pki;
 pub mod pop3;
 mod private;
 pub mod relay;
