@@ -19,6 +19,7 @@ pub mod cli;
 pub mod connection;
 pub mod fulltext;
 pub mod imap;
+pub mod internode;
 pub mod listener;
 mod logging;
 pub mod mailbox;

@@ -1,0 +1,155 @@
+//! This node's end of the internode link: TCP from the node's own internode address
+//! (so a rule on addresses can cut one node off), mutual TLS with the cluster's
+//! certificates ([`crate::pki`]), then `portico_internode`'s handshake and frames. The
+//! accepting side takes the caller's name from its certificate, and refuses, logging
+//! the caller's address and why, a certificate from another CA or a node claiming a
+//! name its certificate does not prove.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use portico_directory::{DirectoryNode, PeerNode};
+use portico_internode::{
+    Answer, AnswerFuture, Call, CallHandler, Connector, Health, Link, LinkError,
+};
+use rustls::{ClientConfig, ServerConfig};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::pki;
+
+/// Dials other nodes: from `local`, over mutual TLS, checking that the peer's
+/// certificate is the node dialled.
+pub struct TlsDialer {
+    tls: TlsConnector,
+    local: IpAddr,
+}
+
+impl TlsDialer {
+    pub fn new(config: ClientConfig, local: IpAddr) -> TlsDialer {
+        TlsDialer {
+            tls: TlsConnector::from(Arc::new(config)),
+            local,
+        }
+    }
+}
+
+impl Connector for TlsDialer {
+    type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+
+    fn connect(
+        &self,
+        peer: &PeerNode,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Stream>> + Send>> {
+        let (tls, local, peer) = (self.tls.clone(), self.local, peer.clone());
+        Box::pin(async move {
+            let address: SocketAddr = peer.address.parse().map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "node {:?} has internode address {:?}: {e}",
+                        peer.name, peer.address
+                    ),
+                )
+            })?;
+            let socket = match address {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(local, 0))?;
+            let tcp = socket.connect(address).await?;
+            tcp.set_nodelay(true)?;
+            let name = pki::peer_server_name(&peer.name).map_err(io::Error::other)?;
+            tls.connect(name, tcp).await
+        })
+    }
+}
+
+/// Why an incoming internode connection was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("TLS: {0}")]
+    Tls(io::Error),
+    #[error(transparent)]
+    Certificate(#[from] pki::PeerRefused),
+    #[error(transparent)]
+    Handshake(#[from] LinkError),
+}
+
+/// Takes one incoming connection through TLS and the handshake.
+pub async fn accept(
+    tcp: TcpStream,
+    tls: &TlsAcceptor,
+    me: &str,
+) -> Result<Link<tokio_rustls::server::TlsStream<TcpStream>>, Refused> {
+    let stream = tls.accept(tcp).await.map_err(Refused::Tls)?;
+    let certified = pki::peer_node_name(stream.get_ref().1.peer_certificates().unwrap_or(&[]))?;
+    Ok(Link::accept(stream, me, &certified).await?)
+}
+
+/// Serves the other nodes' calls on `listener` with `handler`, until the task is
+/// dropped.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    me: String,
+    handler: Arc<dyn CallHandler>,
+) {
+    let tls = TlsAcceptor::from(Arc::new(config));
+    loop {
+        let (tcp, address) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "internode accept failed");
+                continue;
+            }
+        };
+        let (tls, me, handler) = (tls.clone(), me.clone(), handler.clone());
+        tokio::spawn(async move {
+            let link = match accept(tcp, &tls, &me).await {
+                Ok(link) => link,
+                Err(e) => {
+                    tracing::warn!(peer = %address, error = %e, "internode connection refused");
+                    return;
+                }
+            };
+            let peer = link.peer().to_string();
+            tracing::debug!(peer = %address, node = %peer, "internode connection open");
+            if let Err(e) = link.serve(handler.as_ref()).await {
+                tracing::info!(peer = %address, node = %peer, error = %e, "internode connection ended");
+            }
+        });
+    }
+}
+
+/// Serves the calls a node answers for its directory member: Raft's calls, changes
+/// forwarded to the leader, and health checks.
+pub struct DirectoryCalls {
+    pub node: String,
+    pub directory: DirectoryNode,
+}
+
+impl CallHandler for DirectoryCalls {
+    fn handle(&self, _from: &str, call: Call) -> AnswerFuture {
+        let (node, directory) = (self.node.clone(), self.directory.clone());
+        Box::pin(async move {
+            match call {
+                Call::Raft(call) => Answer::Raft(directory.answer(call).await),
+                Call::DirectoryWrite(change) => {
+                    Answer::DirectoryWrite(directory.write(change).await.map_err(|e| e.to_string()))
+                }
+                Call::Health => Answer::Health(Health {
+                    node,
+                    leader: directory.leader(),
+                    applied: directory.applied_index(),
+                }),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
