@@ -165,6 +165,8 @@ impl FullText {
             }
         };
         let mut last_sweep = Instant::now();
+        // Rounds that failed in a row: each waits twice as long before the next.
+        let mut failures: u32 = 0;
         loop {
             let (folders, sweep) = {
                 let mut pending = self.pending();
@@ -196,6 +198,9 @@ impl FullText {
                 }
                 false => self.catch_up_folders(store, &mut marks, folders.into_iter()),
             };
+            if round.is_ok() {
+                failures = 0;
+            }
             match round {
                 Ok(report) if report.messages + report.removed > 0 => tracing::info!(
                     folders = report.folders,
@@ -207,14 +212,23 @@ impl FullText {
                 ),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "full-text indexing failed; will retry");
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_secs = retry_after(failures).as_secs(),
+                        "full-text indexing failed; will retry"
+                    );
                     let _ = self.index.rollback();
                     marks = self.index.marks().unwrap_or_default();
                     self.pending().sweep = true;
                 }
             }
-            // Changes gather for a moment; a stop does not wait for it.
-            let settled = Instant::now() + SETTLE;
+            // Changes gather for a moment (after a failure, longer); a stop does not wait.
+            let pause = match failures {
+                0 => SETTLE,
+                n => retry_after(n),
+            };
+            let settled = Instant::now() + pause;
             let mut pending = self.pending();
             while !pending.stop {
                 let left = settled.saturating_duration_since(Instant::now());
@@ -376,6 +390,12 @@ impl FullText {
     }
 }
 
+/// How long the indexer waits after `failures` failed rounds in a row: 2 s, 4 s, …, at
+/// most [`SWEEP_EVERY`] (a disk that keeps failing is not hammered, nor the log filled).
+fn retry_after(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(10)).min(SWEEP_EVERY)
+}
+
 /// Indexing gives way to deliveries and sessions when the CPU is busy: it only saves
 /// work later, and SEARCH is exact without it.
 fn lower_this_threads_priority() {
@@ -414,4 +434,16 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
         header,
         fields,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rounds_back_off_to_the_sweep_interval() {
+        let waits: Vec<u64> = (1..=11).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
+        assert_eq!(retry_after(u32::MAX), SWEEP_EVERY);
+    }
 }
