@@ -169,18 +169,11 @@ impl FullText {
         let mut failures: u32 = 0;
         loop {
             let (folders, sweep) = {
-                let mut pending = self.pending();
-                while pending.folders.is_empty() && !pending.sweep && !pending.stop {
-                    let left = SWEEP_EVERY.saturating_sub(last_sweep.elapsed());
-                    if left.is_zero() {
-                        pending.sweep = true;
-                        break;
-                    }
-                    pending = self
-                        .wake
-                        .wait_timeout(pending, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                let (mut pending, told) = self.wait_for(last_sweep + SWEEP_EVERY, |p| {
+                    !p.folders.is_empty() || p.sweep || p.stop
+                });
+                if !told {
+                    pending.sweep = true;
                 }
                 if pending.stop {
                     return;
@@ -228,20 +221,30 @@ impl FullText {
                 0 => SETTLE,
                 n => retry_after(n),
             };
-            let settled = Instant::now() + pause;
-            let mut pending = self.pending();
-            while !pending.stop {
-                let left = settled.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                pending = self
-                    .wake
-                    .wait_timeout(pending, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            drop(self.wait_for(Instant::now() + pause, |p| p.stop));
         }
+    }
+
+    /// Waits until `ready` holds of the to-do list or `deadline` passes; gives back the
+    /// list, and whether `ready` held.
+    fn wait_for(
+        &self,
+        deadline: Instant,
+        ready: impl Fn(&Pending) -> bool,
+    ) -> (std::sync::MutexGuard<'_, Pending>, bool) {
+        let mut pending = self.pending();
+        while !ready(&pending) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (pending, false);
+            }
+            pending = self
+                .wake
+                .wait_timeout(pending, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        (pending, true)
     }
 
     /// Catches every folder of the store up, and forgets folders that are gone.
