@@ -56,6 +56,10 @@ impl TextHints {
 
     /// Whether the index rules out that `key` matches message `uid`.
     fn excludes(&self, key: &SearchKey, uid: u32) -> bool {
+        // Asked for every key of every message: nothing to look up is the common case.
+        if self.0.is_empty() {
+            return false;
+        }
         let Some((text_key, needle)) = indexed_needle(key) else {
             return false;
         };
