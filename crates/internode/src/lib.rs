@@ -267,8 +267,14 @@ impl<C: Connector> LinkTransport<C> {
         Box::pin(async move {
             let mut slot = slot.lock().await;
             if slot.is_none() {
-                let stream = connector.connect(&peer).await?;
-                *slot = Some(Link::open(stream, &me, &peer.name).await?);
+                // Bounded like a call: a peer that never answers a connection attempt
+                // must not hold every later call to it for the system's TCP timeout.
+                let opening = async {
+                    let stream = connector.connect(&peer).await?;
+                    Link::open(stream, &me, &peer.name).await
+                };
+                let opened = tokio::time::timeout(CALL_DEADLINE, opening).await;
+                *slot = Some(opened.map_err(|_| LinkError::Timeout)??);
             }
             let Some(link) = slot.as_mut() else {
                 return Err(LinkError::Closed);

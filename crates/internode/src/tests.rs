@@ -254,3 +254,32 @@ async fn three_directory_members_replicate_over_the_link() {
             .expect("stop");
     }
 }
+
+/// A peer whose connection attempts never complete.
+struct Silent;
+
+impl Connector for Silent {
+    type Stream = TcpStream;
+
+    fn connect(
+        &self,
+        _peer: &PeerNode,
+    ) -> Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_never_takes_the_connection_is_given_up_on() {
+    let transport = LinkTransport::new("a", Silent);
+    let peer = PeerNode {
+        name: "b".into(),
+        address: String::new(),
+    };
+    let call = transport.call_peer(&peer, Call::Health);
+    let failed = tokio::time::timeout(CALL_DEADLINE * 2, call)
+        .await
+        .expect("the call gives up by itself")
+        .err();
+    assert!(matches!(failed, Some(LinkError::Timeout)), "{failed:?}");
+}
