@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A record written by a newer release than this one (after a downgrade): its
+    /// version says what layout it has, and this release does not know it.
+    #[error("{record} record written by a newer version of Portico (v{version})")]
+    NewerRecord { record: &'static str, version: u8 },
     /// A message's stored bytes fail their checksum or are missing; the text names it.
     #[error("damaged message: {0}")]
     Damaged(String),

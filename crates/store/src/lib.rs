@@ -6,7 +6,10 @@
 //! # Key layout
 //!
 //! One sled keyspace; the first byte says what a key holds, numbers are big-endian so
-//! prefix scans come out in order. Values are bincode (serde).
+//! prefix scans come out in order. Values are records, bincode (serde) behind a
+//! version marker so that a later release can change a layout and still read the
+//! older ones (see `record.rs`), except counters, ids, reference counts and MODSEQs,
+//! which are big-endian numbers.
 //!
 //! | key | value |
 //! |---|---|
@@ -63,6 +66,7 @@ mod error;
 mod keys;
 mod maintenance;
 mod queue;
+mod record;
 mod store;
 mod types;
 

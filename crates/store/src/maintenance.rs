@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 use crate::bodylog::{BodyLocation, MARKER_ID};
 use crate::error::{Result, StoreError};
 use crate::keys;
-use crate::store::{Store, Txn, decode, encode, message_name};
+use crate::record::{decode, encode};
+use crate::store::{Store, Txn, message_name};
 use crate::types::*;
 
 /// What one compaction pass did.

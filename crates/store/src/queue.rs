@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
 use crate::keys;
-use crate::store::{Store, Txn, decode, encode, now_secs};
+use crate::record::{decode, encode};
+use crate::store::{Store, Txn, now_secs};
 use crate::types::BodyRef;
 
 /// One recipient still to be delivered.

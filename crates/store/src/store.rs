@@ -8,13 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::bodylog::{BodyLocation, BodyLog, Recovery, SegmentPin};
 use crate::commit::{Arrival, GroupCommit};
 use crate::error::{Result, StoreError};
 use crate::keys;
+use crate::record::{Record, decode, encode};
 use crate::types::*;
 use portico_mime::MessageSummary;
 
@@ -167,13 +165,8 @@ impl Txn {
     }
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 /// A message's `H` record: the length of its [`portico_mime::SearchFields`] (u32, little
-/// endian), the fields (bincode), then the lines of its
+/// endian), the fields (a record, see `record.rs`), then the lines of its
 /// [`portico_mime::KEPT_HEADER_FIELDS`] as delivered. One record, not two: with a
 /// second record per message, SEARCH on header fields of a freshly filled
 /// 100,000-message folder was measured slower (sled caches pages, not records).
@@ -208,12 +201,6 @@ fn kept_lines_of(record: &[u8]) -> Result<&[u8]> {
 
 fn search_fields_of(record: &[u8]) -> Result<portico_mime::SearchFields> {
     decode(search_record_parts(record)?.0)
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(value, _)| value)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 pub(crate) fn now_secs() -> i64 {
@@ -587,7 +574,7 @@ impl Store {
         }
     }
 
-    pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+    pub(crate) fn read<T: Record>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.db.get(key)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
