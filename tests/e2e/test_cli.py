@@ -17,8 +17,11 @@ BOB = "bob@example.com"
 NOBODY = "zed@example.com"
 
 
-def line(address, pop3="on", imap="on", mode="expunge", inbox=0) -> str:
-    return f"{address}\tpop3={pop3}\timap={imap}\tpop3-delete-mode={mode}\tinbox={inbox}"
+def line(address, pop3="on", imap="on", mode="expunge", inbox=0, home="n") -> str:
+    return (
+        f"{address}\tpop3={pop3}\timap={imap}\tpop3-delete-mode={mode}\tinbox={inbox}"
+        f"\thome={home}"
+    )
 
 
 def list_lines(server) -> list[str]:

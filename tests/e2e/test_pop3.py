@@ -732,6 +732,7 @@ def test_hide_mode_keeps_messages_in_the_mailbox(server, corpus):
         "imap": "on",
         "pop3-delete-mode": "hide",
         "inbox": "3",
+        "home": "n",
     }
     p = server.login(ALICE, ALICE_PW)
     before = uidl_map(p)

@@ -64,6 +64,10 @@ pub struct ClusterConfig {
     /// Domains whose mail is delivered locally. Empty: every account's domain is local.
     #[serde(default)]
     pub local_domains: Vec<String>,
+    /// Directory of the cluster CA and the nodes' internode certificates (`portico
+    /// cluster init` writes them); relative to this file's directory.
+    #[serde(default = "default_pki")]
+    pub pki: PathBuf,
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteConfig>,
     #[serde(default, rename = "node")]
@@ -94,6 +98,10 @@ pub struct SiteConfig {
     pub name: String,
 }
 
+fn default_pki() -> PathBuf {
+    PathBuf::from("pki")
+}
+
 /// What a node does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +130,12 @@ pub struct NodeConfig {
     pub internode: Option<SocketAddr>,
     #[serde(default)]
     pub listen: ListenConfig,
+}
+
+impl NodeConfig {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
 }
 
 /// Client listener addresses of a node; a missing one is not served.
@@ -614,6 +628,13 @@ impl ClusterConfig {
             .iter()
             .filter(|node| node.roles.contains(&Role::Directory))
             .count();
+        if !self
+            .nodes
+            .iter()
+            .any(|node| node.roles.contains(&Role::Backend))
+        {
+            return invalid("no node has the backend role: mailboxes need one".into());
+        }
         if voters == 0 || voters % 2 == 0 {
             return invalid(format!(
                 "the directory role needs an odd number of nodes (1, 3 or 5), found {voters}"
@@ -635,6 +656,22 @@ impl ClusterConfig {
                 "this cluster has several nodes: say which one with --node".into(),
             )),
         }
+    }
+
+    /// The directory of the cluster's certificates, resolved like a data directory.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.pki)
+    }
+
+    /// Whether this configuration has more than one node (and so needs the internode
+    /// link).
+    pub fn is_multi_node(&self) -> bool {
+        self.nodes.len() > 1
+    }
+
+    /// The node called `name`, if there is one.
+    pub fn find_node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|node| node.name == name)
     }
 
     /// A node's data directory, resolved against the configuration's directory.
@@ -689,7 +726,35 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster.toml");
         let config = ClusterConfig::load(&path).unwrap();
         assert!(config.pop3.enabled);
-        config.node(None).unwrap();
+        let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["d1", "d2", "s1", "s2"]);
+        assert!(config.is_multi_node());
+        assert_eq!(config.pki_dir(), path.parent().unwrap().join("pki"));
+        let s2 = config.node(Some("s2")).unwrap();
+        assert_eq!(s2.roles, vec![Role::Backend]);
+        assert_eq!(s2.internode, Some("127.0.0.14:7000".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_single_node_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/single-node.toml");
+        let config = ClusterConfig::load(&path).unwrap();
+        let node = config.node(None).unwrap();
+        assert_eq!(
+            node.roles,
+            vec![Role::Frontend, Role::Backend, Role::Directory]
+        );
+        assert!(!config.is_multi_node());
+    }
+
+    #[test]
+    fn a_cluster_without_a_backend_is_refused() {
+        let text = "cluster = \"c\"\n[[site]]\nname = \"s\"\n[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"frontend\", \"directory\"]\ndata_dir = \"d\"\n";
+        let error = ClusterConfig::parse(text, PathBuf::from(".")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: no node has the backend role: mailboxes need one"
+        );
     }
 
     #[test]
@@ -719,7 +784,7 @@ mod tests {
                 "needs an odd number of nodes (1, 3 or 5), found 0",
             ),
             (
-                "[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"directory\"]\ndata_dir = \"d\"\n[pop3]\nidle_timeout_secs = 5\n",
+                "[[node]]\nname = \"n\"\nsite = \"s\"\nroles = [\"backend\", \"directory\"]\ndata_dir = \"d\"\n[pop3]\nidle_timeout_secs = 5\n",
                 "at least 600",
             ),
             ("bogus = 1\n", "unknown field"),

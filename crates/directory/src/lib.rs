@@ -23,10 +23,101 @@ mod state_machine;
 
 pub use log_store::LogStore;
 pub use node::{
-    CallFuture, DirectoryNode, NoPeers, PeerTransport, RaftAnswer, RaftCall, StartError, WriteError,
+    CallFuture, DirectoryNode, MemberStatus, NoPeers, PeerTransport, RaftAnswer, RaftCall,
+    RaftRole, StartError, WriteError,
 };
 pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Pop3Deletes};
-pub use state_machine::{Replica, StateMachine};
+pub use state_machine::{ReadError, Replica, StateMachine};
+
+/// What the rest of the server asks of the directory: reads of this node's replica,
+/// changes (committed by a majority of the voters), and where the group stands. The
+/// running member ([`DirectoryNode`]) implements it; nothing outside this crate names
+/// openraft.
+pub trait Directory: Send + Sync + 'static {
+    /// The account with this address, as this node's replica has it.
+    fn account(&self, address: &str) -> Result<Option<AccountRecord>, ReadError>;
+    /// Every account of this node's replica, ordered by address.
+    fn accounts(&self) -> Result<Vec<AccountRecord>, ReadError>;
+    /// The last record of every removed account whose address was not taken again.
+    fn removed(&self) -> Result<Vec<AccountRecord>, ReadError>;
+    /// Commits `change` if this node leads the group.
+    fn write(&self, change: DirectoryChange) -> WriteFuture;
+    fn status(&self) -> MemberStatus;
+}
+
+/// A future of [`Directory::write`].
+pub type WriteFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ChangeOutcome, WriteError>> + Send>>;
+
+impl Directory for DirectoryNode {
+    fn account(&self, address: &str) -> Result<Option<AccountRecord>, ReadError> {
+        self.replica().account(address)
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountRecord>, ReadError> {
+        self.replica().accounts()
+    }
+
+    fn removed(&self) -> Result<Vec<AccountRecord>, ReadError> {
+        self.replica().removed()
+    }
+
+    fn write(&self, change: DirectoryChange) -> WriteFuture {
+        let node = self.clone();
+        Box::pin(async move { DirectoryNode::write(&node, change).await })
+    }
+
+    fn status(&self) -> MemberStatus {
+        DirectoryNode::status(self)
+    }
+}
+
+/// The replica of a node that is not running, read from its database: it reads, and
+/// refuses every change (only a running member takes part in the group).
+pub struct StoppedReplica {
+    replica: Replica,
+}
+
+impl StoppedReplica {
+    /// Opens the directory database in `dir` (fails while the node runs: it holds it).
+    pub fn open(dir: &Path) -> Result<StoppedReplica, DirectoryError> {
+        let (_, state_machine) = open(dir)?;
+        Ok(StoppedReplica {
+            replica: state_machine.replica(),
+        })
+    }
+}
+
+impl Directory for StoppedReplica {
+    fn account(&self, address: &str) -> Result<Option<AccountRecord>, ReadError> {
+        self.replica.account(address)
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountRecord>, ReadError> {
+        self.replica.accounts()
+    }
+
+    fn removed(&self) -> Result<Vec<AccountRecord>, ReadError> {
+        self.replica.removed()
+    }
+
+    fn write(&self, _change: DirectoryChange) -> WriteFuture {
+        Box::pin(async { Err(WriteError::NotRunning) })
+    }
+
+    fn status(&self) -> MemberStatus {
+        MemberStatus {
+            role: RaftRole::Stopped,
+            leader: None,
+            term: 0,
+            applied: None,
+            voters: Vec::new(),
+            learners: Vec::new(),
+            matched: Default::default(),
+            millis_since_quorum_ack: None,
+        }
+    }
+}
 
 /// A node's id in the Raft group.
 pub type NodeId = u64;
@@ -67,16 +158,59 @@ const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 pub enum DirectoryError {
     #[error("directory database: {0}")]
     Db(#[from] sled::Error),
+    #[error("directory database: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Opens (or creates) the directory database in `dir`: Raft's log store and the state
 /// machine, sharing it.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), DirectoryError> {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(CACHE_BYTES)
-        .open()?;
+    let db = Database::open(dir)?;
     Ok((LogStore::open(&db)?, StateMachine::open(&db)?))
+}
+
+/// The directory's sled database and its `db` file. sled's background flusher is off
+/// and its own flush ends with `sync_file_range`, which survives a crash of the process
+/// but not a power cut: [`Database::flush`] adds an `fdatasync` of the file. Everything
+/// Raft must keep is flushed so before Raft is told.
+#[derive(Clone)]
+pub(crate) struct Database {
+    db: sled::Db,
+    file: std::sync::Arc<std::fs::File>,
+}
+
+impl Database {
+    fn open(dir: &Path) -> Result<Database, DirectoryError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(None)
+            .open()?;
+        let file = std::fs::File::open(dir.join("db"))?;
+        // The files sled made, and the directory itself, must survive a power cut too.
+        std::fs::File::open(dir)?.sync_all()?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(Database {
+            db,
+            file: std::sync::Arc::new(file),
+        })
+    }
+
+    pub(crate) fn open_tree(&self, name: &str) -> sled::Result<sled::Tree> {
+        self.db.open_tree(name)
+    }
+
+    /// Makes everything written so far durable.
+    pub(crate) async fn flush(&self) -> std::io::Result<()> {
+        self.db.flush_async().await.map_err(std::io::Error::other)?;
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(std::io::Error::other)?
+    }
 }
 
 /// bincode with the settings every record of this crate uses.

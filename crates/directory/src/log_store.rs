@@ -11,9 +11,9 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::{Db, Tree};
+use sled::Tree;
 
-use crate::{DirectoryRaft, NodeId, decode, encode, read_value, write_value};
+use crate::{Database, DirectoryRaft, NodeId, decode, encode, read_value, write_value};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -22,7 +22,7 @@ const LAST_PURGED: &[u8] = b"last_purged";
 /// Raft's log store; cheap to clone (the log reader is a clone).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Db,
+    db: Database,
     log: Tree,
     meta: Tree,
 }
@@ -40,7 +40,7 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl LogStore {
-    pub(crate) fn open(db: &Db) -> sled::Result<LogStore> {
+    pub(crate) fn open(db: &Database) -> sled::Result<LogStore> {
         Ok(LogStore {
             db: db.clone(),
             log: db.open_tree("raft_log")?,
@@ -60,11 +60,7 @@ impl LogStore {
     }
 
     async fn flush(&self) -> io::Result<()> {
-        self.db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(io::Error::other)
+        self.db.flush().await
     }
 
     /// Removes the entries with an index in `range`.

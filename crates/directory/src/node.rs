@@ -58,6 +58,10 @@ pub enum WriteError {
     NoQuorum(String),
     #[error("directory is stopped")]
     Stopped,
+    #[error(
+        "this node is not running, and account changes need a running member of the directory: start the node (portico serve) and run the command again"
+    )]
+    NotRunning,
 }
 
 /// The handle on this node's Raft member and its replica.
@@ -199,9 +203,73 @@ impl DirectoryNode {
             }
             Ok(Err(RaftError::Fatal(_))) => Err(WriteError::Stopped),
             Err(_) => Err(WriteError::NoQuorum(format!(
-                "no majority of the voters confirmed the change within {} s",
+                "no majority of the voters confirmed the change within {} s (it takes effect later if the voters it reached form a majority again: check before repeating it)",
                 WRITE_DEADLINE.as_secs()
             ))),
+        }
+    }
+
+    /// What this member knows of the group now.
+    pub fn status(&self) -> MemberStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        MemberStatus {
+            role: match metrics.state {
+                ServerState::Leader => RaftRole::Leader,
+                ServerState::Follower => RaftRole::Follower,
+                ServerState::Learner => RaftRole::Learner,
+                ServerState::Candidate => RaftRole::Candidate,
+                ServerState::Shutdown => RaftRole::Stopped,
+            },
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            applied: metrics.last_applied.map(|id| id.index),
+            voters,
+            learners,
+            matched: metrics
+                .replication
+                .map(|replication| {
+                    replication
+                        .into_iter()
+                        .map(|(id, matched)| (id, matched.map(|log| log.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+        }
+    }
+
+    /// On the leader, adds every node of `members` the group does not know yet as a
+    /// learner (a full replica with no vote). Elsewhere it does nothing: the leader
+    /// does it.
+    pub async fn ensure_members(&self, members: &BTreeMap<NodeId, PeerNode>) {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            return;
+        }
+        let known: Vec<NodeId> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for (id, node) in members {
+            if known.contains(id) {
+                continue;
+            }
+            let added = tokio::time::timeout(
+                WRITE_DEADLINE,
+                self.raft.add_learner(*id, node.clone(), false),
+            )
+            .await;
+            if !matches!(added, Ok(Ok(_))) {
+                // Tried again on the next round; a leader that lost its quorum cannot.
+                return;
+            }
         }
     }
 
@@ -218,6 +286,47 @@ impl DirectoryNode {
             let _ = thread.join();
         }
     }
+}
+
+/// A member's place in the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRole {
+    Leader,
+    Follower,
+    /// A full replica with no vote.
+    Learner,
+    /// Standing for election.
+    Candidate,
+    Stopped,
+}
+
+impl RaftRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            RaftRole::Leader => "leader",
+            RaftRole::Follower => "follower",
+            RaftRole::Learner => "learner",
+            RaftRole::Candidate => "candidate",
+            RaftRole::Stopped => "stopped",
+        }
+    }
+}
+
+/// What a member knows of the group, for `cluster status` and health checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub role: RaftRole,
+    /// The member it believes leads.
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// The last change applied to its replica.
+    pub applied: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// On the leader: the last log index each member is known to hold.
+    pub matched: BTreeMap<NodeId, Option<u64>>,
+    /// On the leader: how long since a majority last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
 }
 
 /// A new group is initialised by the voter with the smallest id; a group that has

@@ -12,9 +12,18 @@ pub enum AccountRecord {
 
 impl AccountRecord {
     pub fn address(&self) -> &str {
+        &self.fields().address
+    }
+
+    /// The record's fields in the newest layout (older versions are converted here).
+    pub fn fields(&self) -> &AccountV1 {
         match self {
-            AccountRecord::V1(account) => &account.address,
+            AccountRecord::V1(account) => account,
         }
+    }
+
+    pub fn home(&self) -> &str {
+        &self.fields().home
     }
 }
 
@@ -34,6 +43,22 @@ pub struct AccountV1 {
     pub pop3_deletes: Pop3Deletes,
     /// Seconds since the Unix epoch.
     pub created: i64,
+}
+
+impl AccountV1 {
+    /// A new account: every protocol on, POP3 deletes remove, never moved.
+    pub fn new(address: &str, password_hash: &str, home: &str, created: i64) -> AccountV1 {
+        AccountV1 {
+            address: address.to_string(),
+            password_hash: password_hash.to_string(),
+            home: home.to_string(),
+            move_epoch: 0,
+            imap_enabled: true,
+            pop3_enabled: true,
+            pop3_deletes: Pop3Deletes::Expunge,
+            created,
+        }
+    }
 }
 
 /// What POP3 DELE does to a message.

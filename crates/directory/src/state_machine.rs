@@ -12,10 +12,10 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::{Db, Tree};
+use sled::Tree;
 
 use crate::records::{AccountRecord, ChangeOutcome, DirectoryChange};
-use crate::{DirectoryRaft, NodeId, PeerNode, decode, encode, read_value, write_value};
+use crate::{Database, DirectoryRaft, NodeId, PeerNode, decode, encode, read_value, write_value};
 
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
@@ -31,10 +31,14 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// A snapshot's data: every account record, encoded.
+/// A snapshot's data: every account record and every removal record, encoded, by
+/// address. Versioned like the records it holds.
 #[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    accounts: Vec<(String, Vec<u8>)>,
+enum SnapshotData {
+    V1 {
+        accounts: Vec<(String, Vec<u8>)>,
+        removed: Vec<(String, Vec<u8>)>,
+    },
 }
 
 fn read_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -51,8 +55,11 @@ fn snapshot_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 /// The directory's state machine, owned by Raft once it runs.
 pub struct StateMachine {
-    db: Db,
+    db: Database,
     accounts: Tree,
+    /// The last record of each removed account (until its address is taken again):
+    /// its home node removes the mailbox when it sees it, however late.
+    removed: Tree,
     meta: Tree,
 }
 
@@ -60,33 +67,66 @@ pub struct StateMachine {
 #[derive(Clone)]
 pub struct Replica {
     accounts: Tree,
+    removed: Tree,
+}
+
+/// A replica that could not be read (a disk error, or a record this version cannot
+/// decode).
+#[derive(Debug, thiserror::Error)]
+#[error("reading the directory replica: {0}")]
+pub struct ReadError(String);
+
+/// Every record of `tree`, in key order.
+fn records(tree: &Tree) -> Result<Vec<AccountRecord>, ReadError> {
+    tree.iter()
+        .map(|item| {
+            let (_, bytes) = item.map_err(|e| ReadError(e.to_string()))?;
+            decode(&bytes).map_err(|e| ReadError(e.to_string()))
+        })
+        .collect()
 }
 
 impl Replica {
-    pub fn account(&self, address: &str) -> Result<Option<AccountRecord>, StorageError<NodeId>> {
-        match self.accounts.get(address.as_bytes()).map_err(read_error)? {
-            Some(bytes) => decode(&bytes).map(Some).map_err(read_error),
+    /// The account with this address (as stored: trimmed, lower-case).
+    pub fn account(&self, address: &str) -> Result<Option<AccountRecord>, ReadError> {
+        let found = self
+            .accounts
+            .get(address.as_bytes())
+            .map_err(|e| ReadError(e.to_string()))?;
+        match found {
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| ReadError(e.to_string())),
             None => Ok(None),
         }
     }
 
     /// Every account, ordered by address.
-    pub fn accounts(&self) -> Result<Vec<AccountRecord>, StorageError<NodeId>> {
-        self.accounts
-            .iter()
-            .map(|item| {
-                let (_, bytes) = item.map_err(read_error)?;
-                decode(&bytes).map_err(read_error)
-            })
-            .collect()
+    pub fn accounts(&self) -> Result<Vec<AccountRecord>, ReadError> {
+        records(&self.accounts)
+    }
+
+    /// The last record of every removed account whose address was not taken again.
+    pub fn removed(&self) -> Result<Vec<AccountRecord>, ReadError> {
+        records(&self.removed)
+    }
+
+    /// How many accounts the replica holds.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
     }
 }
 
 impl StateMachine {
-    pub(crate) fn open(db: &Db) -> sled::Result<StateMachine> {
+    pub(crate) fn open(db: &Database) -> sled::Result<StateMachine> {
         Ok(StateMachine {
             db: db.clone(),
             accounts: db.open_tree("accounts")?,
+            removed: db.open_tree("removed_accounts")?,
             meta: db.open_tree("directory_meta")?,
         })
     }
@@ -95,6 +135,7 @@ impl StateMachine {
     pub fn replica(&self) -> Replica {
         Replica {
             accounts: self.accounts.clone(),
+            removed: self.removed.clone(),
         }
     }
 
@@ -112,7 +153,7 @@ impl StateMachine {
     }
 
     async fn flush(&self) -> Result<(), StorageError<NodeId>> {
-        self.db.flush_async().await.map(|_| ()).map_err(write_error)
+        self.db.flush().await.map_err(write_error)
     }
 
     fn change(&self, change: &DirectoryChange) -> Result<ChangeOutcome, StorageError<NodeId>> {
@@ -123,6 +164,9 @@ impl StateMachine {
                     ChangeOutcome::AddressTaken
                 } else {
                     self.put(record)?;
+                    self.removed
+                        .remove(record.address().as_bytes())
+                        .map_err(write_error)?;
                     ChangeOutcome::Applied
                 }
             }
@@ -140,7 +184,12 @@ impl StateMachine {
                     .remove(address.as_bytes())
                     .map_err(write_error)?
                 {
-                    Some(_) => ChangeOutcome::Applied,
+                    Some(last) => {
+                        self.removed
+                            .insert(address.as_bytes(), last)
+                            .map_err(write_error)?;
+                        ChangeOutcome::Applied
+                    }
                     None => ChangeOutcome::NoSuchAccount,
                 }
             }
@@ -168,18 +217,43 @@ impl StateMachine {
         StorageError<NodeId>,
     > {
         let (applied, membership) = self.applied_state().await?;
-        let mut accounts = Vec::new();
-        for item in self.accounts.iter() {
-            let (key, value) = item.map_err(read_error)?;
-            accounts.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
-        }
-        let data = encode(&SnapshotData { accounts }).map_err(snapshot_error);
+        let data = encode(&SnapshotData::V1 {
+            accounts: entries(&self.accounts)?,
+            removed: entries(&self.removed)?,
+        })
+        .map_err(snapshot_error);
         Ok((applied, membership, data))
     }
 
     fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
         self.read_meta(SNAPSHOT)
     }
+}
+
+/// Every (key, value) of `tree`, keys as text.
+fn entries(tree: &Tree) -> Result<Vec<(String, Vec<u8>)>, StorageError<NodeId>> {
+    tree.iter()
+        .map(|item| {
+            let (key, value) = item.map_err(read_error)?;
+            Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+        })
+        .collect()
+}
+
+/// Makes `tree` hold exactly `entries` (a snapshot being installed).
+fn replace_contents(
+    tree: &Tree,
+    entries: Vec<(String, Vec<u8>)>,
+) -> Result<(), StorageError<NodeId>> {
+    let mut batch = sled::Batch::default();
+    for item in tree.iter() {
+        let (key, _) = item.map_err(snapshot_error)?;
+        batch.remove(key);
+    }
+    for (key, value) in entries {
+        batch.insert(key.as_bytes(), value);
+    }
+    tree.apply_batch(batch).map_err(snapshot_error)
 }
 
 /// Builds a snapshot from a copy of the state taken when the builder was made.
@@ -270,6 +344,7 @@ impl RaftStateMachine<DirectoryRaft> for StateMachine {
             machine: StateMachine {
                 db: self.db.clone(),
                 accounts: self.accounts.clone(),
+                removed: self.removed.clone(),
                 meta: self.meta.clone(),
             },
             applied,
@@ -290,16 +365,9 @@ impl RaftStateMachine<DirectoryRaft> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let content: SnapshotData = decode(&data).map_err(snapshot_error)?;
-        let mut batch = sled::Batch::default();
-        for item in self.accounts.iter() {
-            let (key, _) = item.map_err(snapshot_error)?;
-            batch.remove(key);
-        }
-        for (address, record) in content.accounts {
-            batch.insert(address.as_bytes(), record);
-        }
-        self.accounts.apply_batch(batch).map_err(snapshot_error)?;
+        let SnapshotData::V1 { accounts, removed } = decode(&data).map_err(snapshot_error)?;
+        replace_contents(&self.accounts, accounts)?;
+        replace_contents(&self.removed, removed)?;
         self.write_meta(APPLIED, &meta.last_log_id)?;
         self.write_meta(MEMBERSHIP, &meta.last_membership)?;
         let stored = StoredSnapshot {

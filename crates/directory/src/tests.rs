@@ -157,7 +157,47 @@ async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
             .expect("update"),
         ChangeOutcome::Applied
     );
-    assert_eq!(node.replica().accounts().expect("accounts"), vec![moved]);
+    assert_eq!(
+        node.replica().accounts().expect("accounts"),
+        vec![moved.clone()]
+    );
+
+    // A removal leaves the last record for the home node, until the address is taken
+    // again.
+    let remove = DirectoryChange::DeleteAccount {
+        address: "ann@example.com".into(),
+    };
+    assert_eq!(
+        node.write(remove.clone()).await.expect("remove"),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(
+        node.write(remove).await.expect("remove again"),
+        ChangeOutcome::NoSuchAccount
+    );
+    assert_eq!(node.replica().accounts().expect("accounts"), vec![]);
+    assert_eq!(
+        node.replica().removed().expect("removed"),
+        vec![moved.clone()]
+    );
+    let bob = account("bob@example.com", "n");
+    node.write(DirectoryChange::AddAccount(bob.clone()))
+        .await
+        .expect("add bob");
+    assert_eq!(node.status().role, crate::RaftRole::Leader);
+    stop(node).await;
+    let node = start();
+    assert!(node.wait_leader(Duration::from_secs(10)).await);
+    assert_eq!(node.replica().removed().expect("removed"), vec![moved]);
+    let again = account("ann@example.com", "n");
+    node.write(DirectoryChange::AddAccount(again.clone()))
+        .await
+        .expect("add again");
+    assert_eq!(node.replica().removed().expect("removed"), vec![]);
+    assert_eq!(
+        node.replica().accounts().expect("accounts"),
+        vec![again, bob]
+    );
     stop(node).await;
 }
 

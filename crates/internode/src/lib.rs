@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use portico_directory::{
     CallFuture, ChangeOutcome, DirectoryChange, PeerNode, PeerTransport, RaftAnswer, RaftCall,
+    RaftRole,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -70,6 +71,8 @@ pub struct Health {
     pub leader: Option<u64>,
     /// The last directory change applied to its replica.
     pub applied: Option<u64>,
+    /// Its place in the directory's Raft group.
+    pub role: RaftRole,
 }
 
 #[derive(Debug, thiserror::Error)]

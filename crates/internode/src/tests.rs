@@ -22,6 +22,7 @@ impl CallHandler for Echo {
                 node: format!("asked by {from}"),
                 leader: None,
                 applied: Some(7),
+                role: portico_directory::RaftRole::Learner,
             }),
             other => Answer::Failed(format!("{other:?} not served here")),
         };

@@ -19,7 +19,14 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use actix::Addr;
+use portico_directory::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange};
+
+use crate::accounts::{Accounts, AccountsError, Located, delete_mode, directory_deletes};
+use crate::auth::normalize_address;
+use crate::cluster::ClusterNode;
 use crate::mailbox::{AppendMessage, MailboxFault, MailboxRegistry};
+use crate::router::{PeerReport, PeerState, SiteRouter};
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -31,6 +38,11 @@ pub enum AdminRequest {
     AddUser {
         address: String,
         password_hash: String,
+        /// Place the mailbox on a backend of this site (the one with the fewest
+        /// accounts).
+        site: Option<String>,
+        /// Place the mailbox on this backend.
+        node: Option<String>,
     },
     SetPassword {
         address: String,
@@ -57,6 +69,8 @@ pub enum AdminRequest {
     },
     /// Counters of the running node (for benchmarks and monitoring).
     Stats,
+    /// Every node with its Raft role, replica and health, as this node sees them.
+    ClusterStatus,
 }
 
 /// One queued message as `queue list` shows it.
@@ -73,10 +87,41 @@ pub struct QueueSummary {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserSummary {
     pub address: String,
+    /// The node that holds the mailbox.
+    pub home: String,
     pub pop3_enabled: bool,
     pub imap_enabled: bool,
     pub pop3_delete_mode: Pop3DeleteMode,
-    pub inbox_messages: u32,
+    /// Messages in INBOX, when the mailbox is on this node.
+    pub inbox_messages: Option<u32>,
+}
+
+/// One node in `cluster status`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeReport {
+    pub name: String,
+    pub site: String,
+    pub roles: Vec<String>,
+    /// leader, follower, learner, candidate, or `-` when unknown.
+    pub raft: String,
+    pub applied: Option<u64>,
+    /// How many changes it is behind the leader.
+    pub lag: Option<u64>,
+    /// `self`, `ok`, `suspect`, `down` or `unknown`, as seen from the reporting node.
+    pub health: String,
+    /// The last health check's round trip, in milliseconds.
+    pub round_trip_ms: Option<u64>,
+}
+
+/// `cluster status`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterReport {
+    pub cluster: String,
+    pub reporter: String,
+    pub leader: Option<String>,
+    /// Why account changes would fail here now; `None`: they would be taken.
+    pub changes_refused: Option<String>,
+    pub nodes: Vec<NodeReport>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,6 +129,7 @@ pub enum AdminResponse {
     Done(String),
     Users(Vec<UserSummary>),
     Queue(Vec<QueueSummary>),
+    Status(ClusterReport),
     Failed(String),
 }
 
@@ -106,71 +152,66 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Runs a request against a store this process has open.
-pub fn execute_local(store: &Store, request: AdminRequest) -> AdminResponse {
-    match try_execute_local(store, request) {
-        Ok(response) => response,
-        Err(e) => store_failure(e),
-    }
+/// What admin requests are run with: the store, this node's place in the cluster and,
+/// inside a running server, its actors.
+pub struct AdminContext {
+    pub store: Arc<Store>,
+    pub cluster: Arc<ClusterNode>,
+    pub accounts: Arc<Accounts>,
+    /// `None` when the command line runs the request itself (no server running).
+    pub running: Option<RunningNode>,
 }
 
-fn try_execute_local(store: &Store, request: AdminRequest) -> Result<AdminResponse, StoreError> {
-    Ok(match request {
+/// The parts of a running server admin requests use.
+pub struct RunningNode {
+    pub mailboxes: Arc<MailboxRegistry>,
+    pub queue_wake: Arc<tokio::sync::Notify>,
+    pub router: Addr<SiteRouter>,
+}
+
+/// Whether a request reads or changes accounts (and so needs the directory).
+pub fn needs_directory(request: &AdminRequest) -> bool {
+    matches!(
+        request,
+        AdminRequest::AddUser { .. }
+            | AdminRequest::SetPassword { .. }
+            | AdminRequest::DeleteUser { .. }
+            | AdminRequest::ListUsers
+            | AdminRequest::SetUser { .. }
+            | AdminRequest::Deliver { .. }
+            | AdminRequest::ClusterStatus
+    )
+}
+
+/// Runs a request: account changes through the directory, deliveries through the
+/// folder's mailbox actor when a server runs (so sessions watching it hear of them),
+/// the rest on the store.
+pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResponse {
+    match request {
         AdminRequest::AddUser {
             address,
             password_hash,
-        } => match store.create_account(&address, &password_hash) {
-            Ok(account) => AdminResponse::Done(format!("added {}", account.address)),
-            Err(StoreError::AlreadyExists) => {
-                AdminResponse::Failed(format!("user already exists: {address}"))
-            }
-            Err(StoreError::InvalidName(why)) => {
-                AdminResponse::Failed(format!("{why}: {address:?}"))
-            }
-            Err(e) => return Err(e),
-        },
+            site,
+            node,
+        } => add_user(context, &address, &password_hash, site, node).await,
         AdminRequest::SetPassword {
             address,
             password_hash,
-        } => match store.account_by_address(&address)? {
-            Some(mut account) => {
+        } => {
+            let done = format!("password changed for {}", normalize_address(&address));
+            change_user(context, &address, done, |account| {
                 account.password_hash = password_hash;
-                store.update_account(&account)?;
-                AdminResponse::Done(format!("password changed for {}", account.address))
-            }
-            None => unknown_user(&address),
-        },
-        AdminRequest::DeleteUser { address } => match store.account_by_address(&address)? {
-            Some(account) => {
-                store.delete_account(account.id)?;
-                AdminResponse::Done(format!("deleted {}", account.address))
-            }
-            None => unknown_user(&address),
-        },
-        AdminRequest::ListUsers => {
-            let mut users = Vec::new();
-            for account in store.accounts()? {
-                let inbox_messages = store
-                    .mailbox_by_name(account.id, INBOX)?
-                    .map_or(0, |inbox| inbox.messages);
-                users.push(UserSummary {
-                    address: account.address,
-                    pop3_enabled: account.pop3_enabled,
-                    imap_enabled: account.imap_enabled,
-                    pop3_delete_mode: account.pop3_delete_mode,
-                    inbox_messages,
-                });
-            }
-            users.sort_by(|a, b| a.address.cmp(&b.address));
-            AdminResponse::Users(users)
+            })
+            .await
         }
         AdminRequest::SetUser {
             address,
             pop3_enabled,
             imap_enabled,
             pop3_delete_mode,
-        } => match store.account_by_address(&address)? {
-            Some(mut account) => {
+        } => {
+            let done = format!("updated {}", normalize_address(&address));
+            change_user(context, &address, done, |account| {
                 if let Some(on) = pop3_enabled {
                     account.pop3_enabled = on;
                 }
@@ -178,125 +219,345 @@ fn try_execute_local(store: &Store, request: AdminRequest) -> Result<AdminRespon
                     account.imap_enabled = on;
                 }
                 if let Some(mode) = pop3_delete_mode {
-                    account.pop3_delete_mode = mode;
+                    account.pop3_deletes = directory_deletes(mode);
                 }
-                store.update_account(&account)?;
-                AdminResponse::Done(format!("updated {}", account.address))
+            })
+            .await
+        }
+        AdminRequest::DeleteUser { address } => delete_user(context, &address).await,
+        AdminRequest::ListUsers => {
+            let accounts = context.accounts.clone();
+            let store = context.store.clone();
+            blocking(move || list_users(&accounts, &store)).await
+        }
+        AdminRequest::Deliver { address, message } => deliver(context, address, message).await,
+        AdminRequest::ClusterStatus => match &context.running {
+            Some(running) => {
+                AdminResponse::Status(cluster_status(&context.cluster, &running.router).await)
             }
-            None => unknown_user(&address),
+            None => AdminResponse::Failed(
+                "this node is not running: `cluster status` asks the running node".into(),
+            ),
         },
-        AdminRequest::Stats => AdminResponse::Done(format!(
+        AdminRequest::QueueFlush => {
+            let store = context.store.clone();
+            let response = blocking(move || execute_store(&store, AdminRequest::QueueFlush)).await;
+            if let Some(running) = &context.running {
+                running.queue_wake.notify_one();
+            }
+            response
+        }
+        other => {
+            let store = context.store.clone();
+            blocking(move || execute_store(&store, other)).await
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking(work: impl FnOnce() -> AdminResponse + Send + 'static) -> AdminResponse {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| AdminResponse::Failed("internal error".into()))
+}
+
+/// An address as an account is kept under, or why it cannot be one.
+fn account_address(raw: &str) -> Result<String, AdminResponse> {
+    let address = normalize_address(raw);
+    if address.is_empty() || address.len() > 320 || address.chars().any(char::is_control) {
+        return Err(AdminResponse::Failed(format!("invalid address: {raw:?}")));
+    }
+    Ok(address)
+}
+
+async fn add_user(
+    context: &AdminContext,
+    address: &str,
+    password_hash: &str,
+    site: Option<String>,
+    node: Option<String>,
+) -> AdminResponse {
+    let address = match account_address(address) {
+        Ok(address) => address,
+        Err(failed) => return failed,
+    };
+    let cluster = &context.cluster;
+    let home = match cluster.place_account(site.as_deref(), node.as_deref()) {
+        Ok(home) => home,
+        Err(e) => return AdminResponse::Failed(e),
+    };
+    match cluster.add_account(&address, password_hash, &home).await {
+        Ok(ChangeOutcome::Applied) => {}
+        Ok(_) => return AdminResponse::Failed(format!("user already exists: {address}")),
+        Err(e) => return AdminResponse::Failed(e),
+    }
+    if home == cluster.me() {
+        // The mailbox now, so that mail delivered right after finds it.
+        let accounts = context.accounts.clone();
+        let made = address.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || accounts.locate(&made)).await {
+            return AdminResponse::Failed(format!("added {address}, but its mailbox: {e}"));
+        }
+    }
+    if cluster.config().is_multi_node() {
+        AdminResponse::Done(format!("added {address} on {home}"))
+    } else {
+        AdminResponse::Done(format!("added {address}"))
+    }
+}
+
+/// Changes an account's directory record with `change`.
+async fn change_user(
+    context: &AdminContext,
+    address: &str,
+    done: String,
+    change: impl FnOnce(&mut AccountV1),
+) -> AdminResponse {
+    let record = match context.accounts.record(address) {
+        Ok(Some(record)) => record,
+        Ok(None) => return unknown_user(address),
+        Err(e) => return AdminResponse::Failed(e.to_string()),
+    };
+    let mut fields = record.fields().clone();
+    change(&mut fields);
+    let update = DirectoryChange::UpdateAccount(AccountRecord::V1(fields));
+    match context.cluster.write(update).await {
+        Ok(ChangeOutcome::Applied) => AdminResponse::Done(done),
+        Ok(_) => unknown_user(address),
+        Err(e) => AdminResponse::Failed(e),
+    }
+}
+
+async fn delete_user(context: &AdminContext, address: &str) -> AdminResponse {
+    let address = normalize_address(address);
+    let removal = DirectoryChange::DeleteAccount {
+        address: address.clone(),
+    };
+    match context.cluster.write(removal).await {
+        Ok(ChangeOutcome::Applied) => {}
+        Ok(_) => return unknown_user(&address),
+        Err(e) => return AdminResponse::Failed(e),
+    }
+    // The mailbox goes now if it is here; its home node removes it otherwise.
+    let accounts = context.accounts.clone();
+    match tokio::task::spawn_blocking(move || accounts.reconcile()).await {
+        Ok(Ok(_)) => AdminResponse::Done(format!("deleted {address}")),
+        Ok(Err(e)) => AdminResponse::Failed(format!("deleted {address}, but its mailbox: {e}")),
+        Err(_) => AdminResponse::Failed("internal error".into()),
+    }
+}
+
+fn list_users(accounts: &Accounts, store: &Store) -> AdminResponse {
+    let records = match accounts.directory().accounts() {
+        Ok(records) => records,
+        Err(e) => return AdminResponse::Failed(e.to_string()),
+    };
+    let mut users = Vec::new();
+    for record in records {
+        let fields = record.fields();
+        let inbox_messages = if fields.home == accounts.me() {
+            match store.account_by_address(&fields.address) {
+                Ok(Some(account)) => match store.mailbox_by_name(account.id, INBOX) {
+                    Ok(inbox) => Some(inbox.map_or(0, |inbox| inbox.messages)),
+                    Err(e) => return store_failure(e),
+                },
+                Ok(None) => Some(0),
+                Err(e) => return store_failure(e),
+            }
+        } else {
+            None
+        };
+        users.push(UserSummary {
+            address: fields.address.clone(),
+            home: fields.home.clone(),
+            pop3_enabled: fields.pop3_enabled,
+            imap_enabled: fields.imap_enabled,
+            pop3_delete_mode: delete_mode(fields.pop3_deletes),
+            inbox_messages,
+        });
+    }
+    AdminResponse::Users(users)
+}
+
+async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> AdminResponse {
+    if message.is_empty() {
+        return AdminResponse::Failed("the message is empty".into());
+    }
+    let accounts = context.accounts.clone();
+    let store = context.store.clone();
+    let lookup = address.clone();
+    let target = tokio::task::spawn_blocking(move || -> Result<_, AccountsError> {
+        Ok(match accounts.locate(&lookup)? {
+            Some(Located::Here(account)) => {
+                let inbox = store.mailbox_by_name(account.id, INBOX)?;
+                Ok(inbox.ok_or(StoreError::NotFound)?.id)
+            }
+            Some(Located::Elsewhere { home }) => Err(Some(home)),
+            None => Err(None),
+        })
+    })
+    .await;
+    let inbox = match target {
+        Ok(Ok(Ok(inbox))) => inbox,
+        Ok(Ok(Err(Some(home)))) => {
+            return AdminResponse::Failed(format!(
+                "the mailbox of {address} is on node {home}: deliver there"
+            ));
+        }
+        Ok(Ok(Err(None))) => return unknown_user(&address),
+        Ok(Err(e)) => return AdminResponse::Failed(e.to_string()),
+        Err(_) => return AdminResponse::Failed("internal error".into()),
+    };
+    let Some(running) = &context.running else {
+        let store = context.store.clone();
+        return blocking(move || {
+            match store.append(inbox, &message, &Flags::default(), (now(), 0)) {
+                Ok(appended) => {
+                    AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
+                }
+                Err(e) => store_failure(e),
+            }
+        })
+        .await;
+    };
+    let append = AppendMessage {
+        message: Bytes::from(message),
+        flags: Flags::default(),
+        internal_date: (now(), 0),
+        origin: None,
+        expected: None,
+    };
+    match running.mailboxes.send(inbox, append).await {
+        Ok(Ok(appended)) => {
+            AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
+        }
+        Ok(Err(MailboxFault::Store(e))) => store_failure(e),
+        Ok(Err(e)) | Err(e) => AdminResponse::Failed(format!("delivery failed: {e}")),
+    }
+}
+
+/// `cluster status` as this node sees the cluster.
+async fn cluster_status(cluster: &ClusterNode, router: &Addr<SiteRouter>) -> ClusterReport {
+    let peers = router.send(PeerReport).await.unwrap_or_default();
+    let me = cluster.directory().status();
+    let leader = me
+        .leader
+        .and_then(|id| cluster.name_of(id))
+        .map(str::to_string);
+    let leader_applied = match &leader {
+        Some(name) if name == cluster.me() => me.applied,
+        Some(name) => peers
+            .iter()
+            .find(|peer| &peer.name == name)
+            .and_then(|peer| peer.health.as_ref())
+            .and_then(|health| health.applied),
+        None => None,
+    };
+    let leader_reachable = leader.as_ref().is_some_and(|name| {
+        peers
+            .iter()
+            .any(|peer| &peer.name == name && peer.state.reachable())
+    });
+    let mut nodes = Vec::new();
+    for node in &cluster.config().nodes {
+        let roles = node
+            .roles
+            .iter()
+            .map(|role| format!("{role:?}").to_ascii_lowercase())
+            .collect();
+        let (raft, applied, health, round_trip_ms) = if node.name == cluster.me() {
+            (
+                me.role.name().to_string(),
+                me.applied,
+                "self".to_string(),
+                None,
+            )
+        } else {
+            match peers.iter().find(|peer| peer.name == node.name) {
+                Some(peer) => {
+                    let fresh = peer.state == PeerState::Up;
+                    let seen = peer.health.as_ref().filter(|_| fresh);
+                    (
+                        seen.map_or("-".into(), |h| h.role.name().to_string()),
+                        seen.and_then(|h| h.applied),
+                        peer.state.name().to_string(),
+                        peer.round_trip
+                            .filter(|_| fresh)
+                            .map(|rtt| rtt.as_millis() as u64),
+                    )
+                }
+                None => ("-".into(), None, "unknown".into(), None),
+            }
+        };
+        let lag = match (leader_applied, applied) {
+            (Some(leader), Some(applied)) => Some(leader.saturating_sub(applied)),
+            _ => None,
+        };
+        nodes.push(NodeReport {
+            name: node.name.clone(),
+            site: node.site.clone(),
+            roles,
+            raft,
+            applied,
+            lag,
+            health,
+            round_trip_ms,
+        });
+    }
+    ClusterReport {
+        cluster: cluster.config().cluster.clone(),
+        reporter: cluster.me().to_string(),
+        changes_refused: cluster.changes_refused(leader_reachable),
+        leader,
+        nodes,
+    }
+}
+
+/// Runs a request that needs only the store (queue, counters, and `deliver` of the
+/// command line with no server running).
+pub fn execute_store(store: &Store, request: AdminRequest) -> AdminResponse {
+    let result = match request {
+        AdminRequest::Stats => Ok(AdminResponse::Done(format!(
             "store_sync_calls {}\nmetadata_sync_rounds {}\nbody_sync_rounds {}",
             store.sync_calls(),
             store.syncs(),
             store.body_syncs()
-        )),
-        AdminRequest::QueueList => AdminResponse::Queue(
-            store
-                .queue()?
-                .into_iter()
-                .map(|entry| QueueSummary {
-                    id: entry.id,
-                    created: entry.created,
-                    mail_from: entry.mail_from,
-                    size: entry.size,
-                    recipients: entry
-                        .recipients
-                        .into_iter()
-                        .map(|r| (r.address, r.attempts, r.last_error))
-                        .collect(),
-                })
-                .collect(),
-        ),
-        AdminRequest::QueueFlush => {
-            let count = store.flush_queue()?;
+        ))),
+        AdminRequest::QueueList => store.queue().map(|queue| {
+            AdminResponse::Queue(
+                queue
+                    .into_iter()
+                    .map(|entry| QueueSummary {
+                        id: entry.id,
+                        created: entry.created,
+                        mail_from: entry.mail_from,
+                        size: entry.size,
+                        recipients: entry
+                            .recipients
+                            .into_iter()
+                            .map(|r| (r.address, r.attempts, r.last_error))
+                            .collect(),
+                    })
+                    .collect(),
+            )
+        }),
+        AdminRequest::QueueFlush => store.flush_queue().map(|count| {
             let noun = if count == 1 { "message" } else { "messages" };
             AdminResponse::Done(format!("{count} queued {noun} due now"))
-        }
+        }),
         AdminRequest::QueueDelete { id } => match store.delete_queued(id) {
-            Ok(()) => AdminResponse::Done(format!("deleted queued message {id}")),
-            Err(StoreError::NotFound) => AdminResponse::Failed(format!("no queued message {id}")),
-            Err(e) => return Err(e),
-        },
-        AdminRequest::Deliver { address, message } => {
-            let Some(inbox) = deliverable_inbox(store, &address, &message)? else {
-                return Ok(unknown_user(&address));
-            };
-            let appended = store.append(inbox, &message, &Flags::default(), (now(), 0))?;
-            AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
-        }
-    })
-}
-
-/// The INBOX a `deliver` goes to, or `None` for an unknown user.
-fn deliverable_inbox(
-    store: &Store,
-    address: &str,
-    message: &[u8],
-) -> Result<Option<portico_store::MailboxId>, StoreError> {
-    if message.is_empty() {
-        return Err(StoreError::NotAllowed("the message is empty"));
-    }
-    let Some(account) = store.account_by_address(address)? else {
-        return Ok(None);
-    };
-    Ok(store
-        .mailbox_by_name(account.id, INBOX)?
-        .map(|inbox| inbox.id))
-}
-
-/// Runs a request inside the server: deliveries go through the folder's mailbox actor
-/// (so sessions watching it hear of them), everything else straight to the store.
-async fn execute_in_server(
-    store: Arc<Store>,
-    mailboxes: Arc<MailboxRegistry>,
-    queue_wake: Arc<tokio::sync::Notify>,
-    request: AdminRequest,
-) -> AdminResponse {
-    match request {
-        AdminRequest::QueueFlush => {
-            let response = tokio::task::spawn_blocking(move || {
-                execute_local(&store, AdminRequest::QueueFlush)
-            })
-            .await
-            .unwrap_or_else(|_| AdminResponse::Failed("internal error".into()));
-            queue_wake.notify_one();
-            response
-        }
-        AdminRequest::Deliver { address, message } => {
-            let lookup_store = store.clone();
-            let lookup_address = address.clone();
-            let message = Bytes::from(message);
-            let lookup_message = message.clone();
-            let inbox = tokio::task::spawn_blocking(move || {
-                deliverable_inbox(&lookup_store, &lookup_address, &lookup_message)
-            })
-            .await;
-            let inbox = match inbox {
-                Ok(Ok(Some(inbox))) => inbox,
-                Ok(Ok(None)) => return unknown_user(&address),
-                Ok(Err(e)) => return store_failure(e),
-                Err(_) => return AdminResponse::Failed("internal error".into()),
-            };
-            let append = AppendMessage {
-                message,
-                flags: Flags::default(),
-                internal_date: (now(), 0),
-                origin: None,
-                expected: None,
-            };
-            match mailboxes.send(inbox, append).await {
-                Ok(Ok(appended)) => {
-                    AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
-                }
-                Ok(Err(MailboxFault::Store(e))) => store_failure(e),
-                Ok(Err(e)) | Err(e) => AdminResponse::Failed(format!("delivery failed: {e}")),
+            Ok(()) => Ok(AdminResponse::Done(format!("deleted queued message {id}"))),
+            Err(StoreError::NotFound) => {
+                Ok(AdminResponse::Failed(format!("no queued message {id}")))
             }
-        }
-        other => tokio::task::spawn_blocking(move || execute_local(&store, other))
-            .await
-            .unwrap_or_else(|_| AdminResponse::Failed("internal error".into())),
-    }
+            Err(e) => Err(e),
+        },
+        other => Ok(AdminResponse::Failed(format!(
+            "{} needs the account directory",
+            request_name(&other)
+        ))),
+    };
+    result.unwrap_or_else(store_failure)
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -331,12 +592,7 @@ pub fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves admin requests until the listener is dropped.
-pub async fn serve(
-    listener: UnixListener,
-    store: Arc<Store>,
-    mailboxes: Arc<MailboxRegistry>,
-    queue_wake: Arc<tokio::sync::Notify>,
-) {
+pub async fn serve(listener: UnixListener, context: Arc<AdminContext>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -345,7 +601,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let (store, mailboxes, queue_wake) = (store.clone(), mailboxes.clone(), queue_wake.clone());
+        let context = context.clone();
         actix_rt::spawn(async move {
             let mut framed = Framed::new(stream, codec());
             let Some(Ok(frame)) = framed.next().await else {
@@ -354,7 +610,7 @@ pub async fn serve(
             let response = match decode::<AdminRequest>(&frame) {
                 Ok(request) => {
                     tracing::info!(request = request_name(&request), "admin request");
-                    execute_in_server(store, mailboxes, queue_wake, request).await
+                    execute(&context, request).await
                 }
                 Err(e) => AdminResponse::Failed(format!("malformed admin request: {e}")),
             };
@@ -377,6 +633,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::QueueFlush => "queue flush",
         AdminRequest::QueueDelete { .. } => "queue delete",
         AdminRequest::Stats => "stats",
+        AdminRequest::ClusterStatus => "cluster status",
     }
 }
 
@@ -406,89 +663,136 @@ pub async fn send_to_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portico_cluster::ClusterConfig;
 
-    #[test]
-    fn local_requests_manage_users_and_deliver() {
+    fn add(address: &str, node: Option<&str>) -> AdminRequest {
+        AdminRequest::AddUser {
+            address: address.into(),
+            password_hash: "h".into(),
+            site: None,
+            node: node.map(str::to_string),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn accounts_are_managed_through_the_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Default::default()).unwrap();
-        let add = |address: &str| {
-            execute_local(
-                &store,
-                AdminRequest::AddUser {
-                    address: address.into(),
-                    password_hash: "h".into(),
-                },
-            )
+        let config = Arc::new(ClusterConfig::embedded().unwrap());
+        let me = config.node(None).unwrap().name.clone();
+        let store = Arc::new(Store::open(&dir.path().join("store"), &Default::default()).unwrap());
+        let (cluster, listener) = ClusterNode::start(config, &me, dir.path()).unwrap();
+        assert!(
+            listener.is_none(),
+            "a group of one listens for no other node"
+        );
+        let cluster = Arc::new(cluster);
+        assert!(
+            cluster
+                .wait_for_leader(std::time::Duration::from_secs(10))
+                .await
+        );
+        let accounts = Arc::new(Accounts::new(
+            cluster.directory().clone(),
+            store.clone(),
+            &me,
+        ));
+        let context = AdminContext {
+            store: store.clone(),
+            cluster: cluster.clone(),
+            accounts,
+            running: None,
         };
+        let run = |request| execute(&context, request);
         assert_eq!(
-            add("alice@example.com"),
+            run(add("Alice@Example.com", None)).await,
             AdminResponse::Done("added alice@example.com".into())
         );
         assert_eq!(
-            add("alice@example.com"),
+            run(add("alice@example.com", None)).await,
             AdminResponse::Failed("user already exists: alice@example.com".into())
         );
-        let deliver = |address: &str, message: &[u8]| {
-            execute_local(
-                &store,
-                AdminRequest::Deliver {
-                    address: address.into(),
-                    message: message.to_vec(),
-                },
-            )
+        assert_eq!(
+            run(add("bob@example.com", Some("elsewhere"))).await,
+            AdminResponse::Failed("no node named \"elsewhere\"".into())
+        );
+        assert_eq!(
+            run(add("bad\u{7}@example.com", None)).await,
+            AdminResponse::Failed("invalid address: \"bad\\u{7}@example.com\"".into())
+        );
+        // The mailbox is made with the account, on its home (this node).
+        assert!(
+            store
+                .account_by_address("alice@example.com")
+                .unwrap()
+                .is_some()
+        );
+        let deliver = |address: &str, message: &[u8]| AdminRequest::Deliver {
+            address: address.into(),
+            message: message.to_vec(),
         };
         assert_eq!(
-            deliver("alice@example.com", b"Subject: hi\r\n\r\nhello\r\n"),
+            run(deliver(
+                "alice@example.com",
+                b"Subject: hi\r\n\r\nhello\r\n"
+            ))
+            .await,
             AdminResponse::Done("delivered to alice@example.com as UID 1".into())
         );
         assert_eq!(
-            deliver("nobody@example.com", b"x"),
+            run(deliver("nobody@example.com", b"x")).await,
             AdminResponse::Failed("no such user: nobody@example.com".into())
         );
-        assert!(matches!(
-            deliver("alice@example.com", b""),
-            AdminResponse::Failed(_)
-        ));
-        let set = execute_local(
-            &store,
-            AdminRequest::SetUser {
-                address: "alice@example.com".into(),
-                pop3_enabled: Some(false),
-                imap_enabled: None,
-                pop3_delete_mode: Some(Pop3DeleteMode::Hide),
-            },
+        assert_eq!(
+            run(deliver("alice@example.com", b"")).await,
+            AdminResponse::Failed("the message is empty".into())
         );
-        assert_eq!(set, AdminResponse::Done("updated alice@example.com".into()));
-        let AdminResponse::Users(users) = execute_local(&store, AdminRequest::ListUsers) else {
-            panic!("expected a user list");
+        let set = AdminRequest::SetUser {
+            address: "alice@example.com".into(),
+            pop3_enabled: Some(false),
+            imap_enabled: None,
+            pop3_delete_mode: Some(Pop3DeleteMode::Hide),
         };
         assert_eq!(
-            users,
-            vec![UserSummary {
+            run(set).await,
+            AdminResponse::Done("updated alice@example.com".into())
+        );
+        assert_eq!(
+            run(AdminRequest::ListUsers).await,
+            AdminResponse::Users(vec![UserSummary {
                 address: "alice@example.com".into(),
+                home: me.clone(),
                 pop3_enabled: false,
                 imap_enabled: true,
                 pop3_delete_mode: Pop3DeleteMode::Hide,
-                inbox_messages: 1,
-            }]
+                inbox_messages: Some(1),
+            }])
         );
+        let delete = || AdminRequest::DeleteUser {
+            address: "alice@example.com".into(),
+        };
         assert_eq!(
-            execute_local(
-                &store,
-                AdminRequest::DeleteUser {
-                    address: "alice@example.com".into()
-                }
-            ),
+            run(delete()).await,
             AdminResponse::Done("deleted alice@example.com".into())
         );
+        assert!(
+            store
+                .account_by_address("alice@example.com")
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            execute_local(
-                &store,
-                AdminRequest::DeleteUser {
-                    address: "alice@example.com".into()
-                }
-            ),
+            run(delete()).await,
             AdminResponse::Failed("no such user: alice@example.com".into())
         );
+        assert_eq!(
+            run(AdminRequest::ClusterStatus).await,
+            AdminResponse::Failed(
+                "this node is not running: `cluster status` asks the running node".into()
+            )
+        );
+        let stopping = cluster.clone();
+        tokio::task::spawn_blocking(move || stopping.stop())
+            .await
+            .unwrap();
     }
 }

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version};
 use blake2::{Blake2b512, Digest};
 use portico_cluster::ClusterConfig;
-use portico_store::{Account, Store};
+use portico_directory::AccountRecord;
+use portico_store::Account;
+
+use crate::accounts::{Accounts, Located};
 
 /// The protocol a client signs in with; accounts can have each turned off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +44,8 @@ pub enum LoginError {
     BadCredentials,
     /// Right password, but the protocol is off for this account.
     ProtocolDisabled,
-    /// The store could not be read.
+    /// The store could not be read, or the mailbox is on another node this node cannot
+    /// reach for the client.
     Unavailable,
     /// The user already has as many sessions as the node allows.
     TooManyConnections,
@@ -233,7 +237,7 @@ impl Drop for PendingCheck<'_> {
 
 /// Node-wide credential checker, shared by every session.
 pub struct Authenticator {
-    store: Arc<Store>,
+    accounts: Arc<Accounts>,
     config: Arc<ClusterConfig>,
     /// Keyed digests of (address, password, stored hash) that verified recently.
     verified: Mutex<HashMap<[u8; 64], Instant>>,
@@ -246,7 +250,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<Store>, config: Arc<ClusterConfig>) -> anyhow::Result<Self> {
+    pub fn new(accounts: Arc<Accounts>, config: Arc<ClusterConfig>) -> anyhow::Result<Self> {
         let mut cache_key = [0u8; 32];
         getrandom::fill(&mut cache_key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let mut decoy = [0u8; 16];
@@ -256,7 +260,7 @@ impl Authenticator {
         Ok(Authenticator {
             verifier: VerifierPool::new(cores)?,
             decoy_hash,
-            store,
+            accounts,
             config,
             verified: Mutex::new(HashMap::new()),
             cache_key,
@@ -302,52 +306,72 @@ impl Authenticator {
         password: &str,
         protocol: Protocol,
     ) -> Result<Account, LoginError> {
-        let store = self.store.clone();
         let address = name.key().to_string();
-        let lookup = address.clone();
-        let account = tokio::task::spawn_blocking(move || store.account_by_address(&lookup))
-            .await
-            .map_err(|_| LoginError::Unavailable)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "account lookup failed");
-                LoginError::Unavailable
-            })?;
+        // The local replica answers, whatever the directory's leader is doing.
+        let record = self.accounts.record(&address).map_err(|e| {
+            tracing::error!(error = %e, "account lookup failed");
+            LoginError::Unavailable
+        })?;
         // A padded name is refused like an unknown one, after the same decoy check.
         let denied = self.config.is_denied_login(&address) || name.padded;
-        let (account, phc) = match account {
-            Some(account) if !denied => {
-                let phc = account.password_hash.clone();
-                (Some(account), phc)
+        let (record, phc) = match record {
+            Some(record) if !denied => {
+                let phc = record.fields().password_hash.clone();
+                (Some(record), phc)
             }
             _ => (None, self.decoy_hash.clone()),
         };
         let digest = self.cache_digest(&address, password, &phc);
-        if account.is_some() && self.recently_verified(&digest) {
-            return Self::allowed(account, protocol);
+        if record.is_none() || !self.recently_verified(&digest) {
+            let matches = self
+                .verifier
+                .verify(password.to_string(), phc)
+                .await
+                .ok_or(LoginError::Unavailable)?;
+            if !matches || record.is_none() {
+                return Err(LoginError::BadCredentials);
+            }
+            self.remember_verified(digest);
         }
-        let matches = self
-            .verifier
-            .verify(password.to_string(), phc)
-            .await
-            .ok_or(LoginError::Unavailable)?;
-        if !matches || account.is_none() {
-            return Err(LoginError::BadCredentials);
-        }
-        self.remember_verified(digest);
-        Self::allowed(account, protocol)
-    }
-
-    fn allowed(account: Option<Account>, protocol: Protocol) -> Result<Account, LoginError> {
-        let account = account.ok_or(LoginError::BadCredentials)?;
+        let record = record.ok_or(LoginError::BadCredentials)?;
+        let fields = record.fields();
         let enabled = match protocol {
-            Protocol::Pop3 => account.pop3_enabled,
-            Protocol::Imap => account.imap_enabled,
+            Protocol::Pop3 => fields.pop3_enabled,
+            Protocol::Imap => fields.imap_enabled,
             Protocol::Smtp => true,
         };
-        if enabled {
-            Ok(account)
-        } else {
-            Err(LoginError::ProtocolDisabled)
+        if !enabled {
+            return Err(LoginError::ProtocolDisabled);
+        }
+        self.mailbox(record, protocol).await
+    }
+
+    /// The signed-in account's mailbox on this node. Submission needs none: a user
+    /// whose mailbox is elsewhere sends from here with [`NO_MAILBOX_HERE`].
+    async fn mailbox(
+        &self,
+        record: AccountRecord,
+        protocol: Protocol,
+    ) -> Result<Account, LoginError> {
+        let accounts = self.accounts.clone();
+        let address = record.address().to_string();
+        let located = tokio::task::spawn_blocking(move || accounts.locate(&address))
+            .await
+            .map_err(|_| LoginError::Unavailable)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "opening the mailbox failed");
+                LoginError::Unavailable
+            })?;
+        match located {
+            Some(Located::Here(account)) => Ok(account),
+            Some(Located::Elsewhere { .. }) if protocol == Protocol::Smtp => {
+                Ok(crate::accounts::without_mailbox(record.fields()))
+            }
+            Some(Located::Elsewhere { home }) => {
+                tracing::warn!(user = %record.address(), %home, "the mailbox is on another node");
+                Err(LoginError::Unavailable)
+            }
+            None => Err(LoginError::BadCredentials),
         }
     }
 
@@ -444,14 +468,22 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::testing::MemoryDirectory;
+    use portico_directory::DirectoryChange;
+    use portico_store::Store;
 
-    fn setup() -> (tempfile::TempDir, Authenticator, Arc<Store>) {
+    /// The embedded default's node.
+    const HERE: &str = "local";
+
+    fn setup() -> (tempfile::TempDir, Authenticator, Arc<MemoryDirectory>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), &Default::default()).unwrap());
+        let directory = Arc::new(MemoryDirectory::default());
+        let accounts = Arc::new(Accounts::new(directory.clone(), store, HERE));
         let mut config = ClusterConfig::embedded().unwrap();
         config.security.failed_login_delay_ms = 1;
-        let auth = Authenticator::new(store.clone(), Arc::new(config)).unwrap();
-        (dir, auth, store)
+        let auth = Authenticator::new(accounts, Arc::new(config)).unwrap();
+        (dir, auth, directory)
     }
 
     #[test]
@@ -468,13 +500,13 @@ mod tests {
 
     #[actix_rt::test]
     async fn right_password_signs_in_and_wrong_ones_do_not() {
-        let (_dir, auth, store) = setup();
-        store
-            .create_account("alice@example.com", &hash_password("s3cret").unwrap())
-            .unwrap();
-        store
-            .create_account("administrator@example.com", &hash_password("root").unwrap())
-            .unwrap();
+        let (_dir, auth, directory) = setup();
+        directory.add("alice@example.com", &hash_password("s3cret").unwrap(), HERE);
+        directory.add(
+            "administrator@example.com",
+            &hash_password("root").unwrap(),
+            HERE,
+        );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let ok = auth
             .login("Alice@Example.com", "s3cret", ip, Protocol::Pop3)
@@ -504,12 +536,10 @@ mod tests {
 
     #[actix_rt::test]
     async fn disabled_protocol_is_reported_only_after_the_right_password() {
-        let (_dir, auth, store) = setup();
-        let mut account = store
-            .create_account("bob@example.com", &hash_password("pw").unwrap())
-            .unwrap();
-        account.pop3_enabled = false;
-        store.update_account(&account).unwrap();
+        let (_dir, auth, directory) = setup();
+        let mut bob = directory.add("bob@example.com", &hash_password("pw").unwrap(), HERE);
+        bob.pop3_enabled = false;
+        directory.apply(DirectoryChange::UpdateAccount(AccountRecord::V1(bob)));
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
             auth.login("bob@example.com", "pw", ip, Protocol::Pop3)
@@ -519,6 +549,34 @@ mod tests {
         );
         assert_eq!(
             auth.login("bob@example.com", "nope", ip, Protocol::Pop3)
+                .await
+                .unwrap_err(),
+            LoginError::BadCredentials
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_mailbox_on_another_node_opens_no_session_here_but_submission_works() {
+        let (_dir, auth, directory) = setup();
+        directory.add("dora@example.com", &hash_password("pw").unwrap(), "d2");
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for protocol in [Protocol::Imap, Protocol::Pop3] {
+            assert_eq!(
+                auth.login("dora@example.com", "pw", ip, protocol)
+                    .await
+                    .unwrap_err(),
+                LoginError::Unavailable
+            );
+        }
+        let sender = auth
+            .login("dora@example.com", "pw", ip, Protocol::Smtp)
+            .await
+            .unwrap();
+        assert_eq!(sender.address, "dora@example.com");
+        assert_eq!(sender.id, crate::accounts::NO_MAILBOX_HERE);
+        // The password is checked first: a wrong one is a wrong one.
+        assert_eq!(
+            auth.login("dora@example.com", "nope", ip, Protocol::Imap)
                 .await
                 .unwrap_err(),
             LoginError::BadCredentials
@@ -561,10 +619,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn padded_names_never_sign_in_and_count_for_the_account() {
-        let (_dir, auth, store) = setup();
-        store
-            .create_account("alice@example.com", &hash_password("s3cret").unwrap())
-            .unwrap();
+        let (_dir, auth, directory) = setup();
+        directory.add("alice@example.com", &hash_password("s3cret").unwrap(), HERE);
         let ip: IpAddr = "10.0.0.3".parse().unwrap();
         for raw in [
             "alice@example.com ",
@@ -587,10 +643,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn success_clears_only_its_account_and_the_address_is_refused() {
-        let (_dir, auth, store) = setup();
-        store
-            .create_account("mallory@example.com", &hash_password("mine").unwrap())
-            .unwrap();
+        let (_dir, auth, directory) = setup();
+        directory.add("mallory@example.com", &hash_password("mine").unwrap(), HERE);
         let ip: IpAddr = "10.0.0.4".parse().unwrap();
         let limit = auth.config.security.failed_logins_before_block;
         for _ in 0..limit - 1 {

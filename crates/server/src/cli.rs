@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portico_cluster::ClusterConfig;
 use portico_store::{Pop3DeleteMode, Store, StoreError};
 
+use crate::accounts::Accounts;
 use crate::admin::{self, AdminRequest, AdminResponse};
 use crate::auth::hash_password;
+use crate::cluster::ClusterNode;
 use crate::node::{store_dir, store_options};
 
 #[derive(Parser, Debug)]
@@ -62,10 +64,14 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
+    /// Every node with its site, roles, Raft role, applied index and lag, and health as
+    /// this node sees it; and whether this node can take account changes now.
+    Status,
     /// Make the cluster CA and a certificate and key for every node (whatever is
     /// missing: existing files are kept). Keys are written with mode 0600.
     Init {
-        /// Where to write them (default: `pki` beside the --config file, else `./pki`).
+        /// Where to write them (default: the configuration's `pki` directory, `pki`
+        /// beside the --config file unless it says otherwise).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -84,11 +90,19 @@ pub enum QueueCommand {
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
     /// Add an account (with INBOX, Sent, Drafts, Deleted Items, Junk Email, Archive).
+    /// Its mailbox goes on a backend of this node's site, the one with the fewest
+    /// accounts, unless --site or --node says otherwise.
     Add {
         address: String,
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        /// Place the mailbox on the backend of this site with the fewest accounts.
+        #[arg(long, conflicts_with = "home")]
+        site: Option<String>,
+        /// Place the mailbox on this backend node.
+        #[arg(long = "home", value_name = "NODE")]
+        home: Option<String>,
     },
     /// Change an account's password.
     Passwd {
@@ -151,6 +165,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Init { out }) => {
             return cluster_init(&config, out.as_deref());
         }
+        Command::Cluster(ClusterCommand::Status) => AdminRequest::ClusterStatus,
         Command::Deliver { address } => {
             let mut message = Vec::new();
             std::io::stdin()
@@ -164,9 +179,13 @@ pub fn run() -> anyhow::Result<()> {
         Command::User(UserCommand::Add {
             address,
             password_stdin,
+            site,
+            home,
         }) => AdminRequest::AddUser {
             password_hash: hash_password(&read_password(password_stdin)?)?,
             address,
+            site,
+            node: home,
         },
         Command::User(UserCommand::Passwd {
             address,
@@ -196,7 +215,7 @@ pub fn run() -> anyhow::Result<()> {
             }),
         },
     };
-    let response = execute(&config, &data_dir, request)?;
+    let response = execute(&config, &node.name, &data_dir, request)?;
     match response {
         AdminResponse::Done(text) => {
             println!("{text}");
@@ -205,7 +224,7 @@ pub fn run() -> anyhow::Result<()> {
         AdminResponse::Users(users) => {
             for user in users {
                 println!(
-                    "{}\tpop3={}\timap={}\tpop3-delete-mode={}\tinbox={}",
+                    "{}\tpop3={}\timap={}\tpop3-delete-mode={}\tinbox={}\thome={}",
                     user.address,
                     if user.pop3_enabled { "on" } else { "off" },
                     if user.imap_enabled { "on" } else { "off" },
@@ -214,8 +233,14 @@ pub fn run() -> anyhow::Result<()> {
                         Pop3DeleteMode::Hide => "hide",
                     },
                     user.inbox_messages
+                        .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                    user.home
                 );
             }
+            Ok(())
+        }
+        AdminResponse::Status(report) => {
+            print!("{}", render_status(&report));
             Ok(())
         }
         AdminResponse::Queue(entries) => {
@@ -240,9 +265,11 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
-/// Sends the request to the running server, or runs it on the store directly.
+/// Sends the request to the running server, or, with none running, runs it here on
+/// the node's store and directory.
 fn execute(
-    config: &ClusterConfig,
+    config: &Arc<ClusterConfig>,
+    node_name: &str,
     data_dir: &std::path::Path,
     request: AdminRequest,
 ) -> anyhow::Result<AdminResponse> {
@@ -253,14 +280,76 @@ fn execute(
     if let Some(response) = runtime.block_on(admin::send_to_server(data_dir, &request))? {
         return Ok(response);
     }
-    match Store::open(&store_dir(data_dir), &store_options(config)) {
-        Ok(store) => Ok(admin::execute_local(&store, request)),
+    let store = match Store::open(&store_dir(data_dir), &store_options(config)) {
+        Ok(store) => Arc::new(store),
         Err(StoreError::Locked) => bail!(
             "the data directory {} is locked by a running server, and its admin socket does not answer",
             data_dir.display()
         ),
-        Err(e) => Err(e).with_context(|| format!("opening the store in {}", data_dir.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening the store in {}", data_dir.display()));
+        }
+    };
+    if !admin::needs_directory(&request) {
+        return Ok(admin::execute_store(&store, request));
     }
+    let cluster = Arc::new(ClusterNode::open_stopped(
+        config.clone(),
+        node_name,
+        data_dir,
+    )?);
+    let accounts = Arc::new(Accounts::new(
+        cluster.directory().clone(),
+        store.clone(),
+        node_name,
+    ));
+    let context = admin::AdminContext {
+        store,
+        cluster: cluster.clone(),
+        accounts: accounts.clone(),
+        running: None,
+    };
+    let response = runtime.block_on(async {
+        if cluster.member().is_some() {
+            cluster.wait_for_leader(LEADER_WAIT).await;
+            cluster.migrate(&accounts, data_dir).await;
+        }
+        admin::execute(&context, request).await
+    });
+    cluster.stop();
+    Ok(response)
+}
+
+/// How long the command line waits for its own directory member to lead (a group of
+/// one elects itself at once).
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `cluster status` as text: two summary lines, then one tab-separated line per node.
+fn render_status(report: &admin::ClusterReport) -> String {
+    let mut out = format!("leader: {}\n", report.leader.as_deref().unwrap_or("none"));
+    match &report.changes_refused {
+        None => out.push_str("account changes: accepted\n"),
+        Some(why) => out.push_str(&format!("account changes: refused ({why})\n")),
+    }
+    out.push_str("node\tsite\troles\traft\tapplied\tlag\thealth\n");
+    let number = |n: Option<u64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+    for node in &report.nodes {
+        let health = match node.round_trip_ms {
+            Some(ms) => format!("{} ({ms} ms)", node.health),
+            None => node.health.clone(),
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            node.name,
+            node.site,
+            node.roles.join(","),
+            node.raft,
+            number(node.applied),
+            number(node.lag),
+            health
+        ));
+    }
+    out
 }
 
 /// Opens the store for a command that needs the server stopped.
@@ -280,8 +369,7 @@ fn open_stopped_store(
 
 /// `portico cluster init`: one line per file, made or kept.
 fn cluster_init(config: &ClusterConfig, out: Option<&std::path::Path>) -> anyhow::Result<()> {
-    // `base_dir` is the config file's directory, or `.` for the embedded default.
-    let dir = out.map_or_else(|| config.base_dir.join("pki"), std::path::Path::to_path_buf);
+    let dir = out.map_or_else(|| config.pki_dir(), std::path::Path::to_path_buf);
     let report = crate::pki::init(config, &dir)
         .with_context(|| format!("making the cluster's certificates in {}", dir.display()))?;
     for (path, outcome) in &report.files {

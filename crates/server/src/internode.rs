@@ -141,11 +141,15 @@ impl CallHandler for DirectoryCalls {
                 Call::DirectoryWrite(change) => {
                     Answer::DirectoryWrite(directory.write(change).await.map_err(|e| e.to_string()))
                 }
-                Call::Health => Answer::Health(Health {
-                    node,
-                    leader: directory.leader(),
-                    applied: directory.applied_index(),
-                }),
+                Call::Health => {
+                    let status = directory.status();
+                    Answer::Health(Health {
+                        node,
+                        leader: status.leader,
+                        applied: status.applied,
+                        role: status.role,
+                    })
+                }
             }
         })
     }

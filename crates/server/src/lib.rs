@@ -13,9 +13,11 @@
 //!                                                         folder) ──► store (blocking pool)
 //! ```
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod connection;
 pub mod fulltext;
 pub mod imap;
@@ -28,6 +30,7 @@ pub mod pki;
 pub mod pop3;
 mod private;
 pub mod relay;
+pub mod router;
 pub mod serve;
 pub mod smtp;
 mod smtp_time;

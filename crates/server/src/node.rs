@@ -12,6 +12,7 @@ use portico_store::{Account, Store};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::accounts::Accounts;
 use crate::auth::{Authenticator, LoginError, Protocol};
 use crate::fulltext::FullText;
 use crate::mailbox::{MailboxRegistry, SessionId};
@@ -40,6 +41,8 @@ pub struct NodeContext {
     pub config: Arc<ClusterConfig>,
     pub node_name: String,
     pub store: Arc<Store>,
+    /// Who exists and where their mailbox is (the directory's replica and the store).
+    pub accounts: Arc<Accounts>,
     pub auth: Authenticator,
     pub mailboxes: Arc<MailboxRegistry>,
     pub tls: TlsAcceptor,
@@ -64,6 +67,7 @@ pub struct NodeParts {
     pub config: Arc<ClusterConfig>,
     pub node_name: String,
     pub store: Arc<Store>,
+    pub accounts: Arc<Accounts>,
     pub auth: Authenticator,
     pub mailboxes: Arc<MailboxRegistry>,
     pub tls: TlsAcceptor,
@@ -78,6 +82,7 @@ impl NodeContext {
             config,
             node_name,
             store,
+            accounts,
             auth,
             mailboxes,
             tls,
@@ -96,6 +101,7 @@ impl NodeContext {
             config,
             node_name,
             store,
+            accounts,
             auth,
             mailboxes,
             tls,

@@ -541,13 +541,16 @@ async fn send_bounce(
     if entry.mail_from.is_empty() {
         return;
     }
-    let store = node.store.clone();
+    let lookup = node.clone();
     let sender = entry.mail_from.clone();
     let inbox = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let Some(account) = store.account_by_address(&sender)? else {
+        let Some(account) = lookup.accounts.here(&sender)? else {
             return Ok(None);
         };
-        Ok(store.mailbox_by_name(account.id, INBOX)?.map(|m| m.id))
+        Ok(lookup
+            .store
+            .mailbox_by_name(account.id, INBOX)?
+            .map(|m| m.id))
     })
     .await;
     let Ok(Ok(Some(inbox))) = inbox else {

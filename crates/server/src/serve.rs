@@ -15,17 +15,28 @@ use portico_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::accounts::Accounts;
+use crate::admin::{AdminContext, RunningNode};
 use crate::auth::Authenticator;
+use crate::cluster::{ClusterNode, InternodeListener};
 use crate::fulltext::{self, FullText};
+use crate::internode::{self, DirectoryCalls};
 use crate::listener::{self, Service, Workers};
 use crate::mailbox::MailboxRegistry;
 use crate::node::{NodeContext, NodeParts, store_dir, store_options};
+use crate::router::SiteRouter;
 use crate::spool::SpoolArea;
 use crate::tls;
 use crate::{admin, relay};
 
 /// How long shutdown waits for the final store flush.
 const STORE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a node of a group of one waits to lead its directory at start.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for the directory member to stop.
+const DIRECTORY_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for the full-text indexer to commit and stop.
 const INDEXER_STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -85,14 +96,55 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         ),
         Err(e) => return Err(e).context("opening the store"),
     };
-    ensure_postmaster(&store, &config).context("making the postmaster account")?;
+    let (cluster, internode_listener) = ClusterNode::start(config.clone(), &node_name, &data_dir)?;
+    let cluster = Arc::new(cluster);
+    let accounts = Arc::new(Accounts::new(
+        cluster.directory().clone(),
+        store.clone(),
+        &node_name,
+    ));
+    let internode_task = match (internode_listener, cluster.member()) {
+        (Some(InternodeListener { address, tls }), Some(member)) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for other nodes on {address}"))?;
+            tracing::info!(%address, "listening for other nodes");
+            let calls = Arc::new(DirectoryCalls {
+                node: node_name.clone(),
+                directory: member.clone(),
+            });
+            Some(actix_rt::spawn(internode::serve(
+                listener,
+                tls,
+                node_name.clone(),
+                calls,
+            )))
+        }
+        _ => None,
+    };
+    if !config.is_multi_node() {
+        // A group of one leads at once: accounts are in place before clients come.
+        cluster.wait_for_leader(LEADER_WAIT).await;
+        if !cluster.migrate(&accounts, &data_dir).await {
+            anyhow::bail!("the accounts of this data directory could not be put in the directory");
+        }
+        if let Err(e) = cluster.ensure_postmaster().await {
+            anyhow::bail!("making the postmaster account: {e}");
+        }
+    }
+    let router = SiteRouter::new(cluster.clone()).start();
+    let keeping_in_step = actix_rt::spawn(
+        cluster
+            .clone()
+            .keep_in_step(accounts.clone(), data_dir.clone()),
+    );
     let (acceptor, certificates) =
         tls::acceptor(&config.tls, &data_dir, &host_names(&config, &node_config))?;
     let renewal = actix_rt::spawn(tls::renew_periodically(certificates.clone()));
     let mailbox_arbiter = Arbiter::new();
     let mailboxes = MailboxRegistry::new(store.clone(), mailbox_arbiter.handle());
     mailboxes.start_reaper();
-    let auth = Authenticator::new(store.clone(), config.clone())?;
+    let auth = Authenticator::new(accounts.clone(), config.clone())?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let spool_dir = data_dir.join("spool");
     let spool = SpoolArea::open(
@@ -111,6 +163,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         config: config.clone(),
         node_name: node_name.clone(),
         store: store.clone(),
+        accounts: accounts.clone(),
         auth,
         mailboxes: mailboxes.clone(),
         tls: acceptor,
@@ -155,9 +208,16 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     let admin_listener = admin::bind(&data_dir)?;
     let admin_task = actix_rt::spawn(admin::serve(
         admin_listener,
-        store.clone(),
-        mailboxes.clone(),
-        node.queue_wake.clone(),
+        Arc::new(AdminContext {
+            store: store.clone(),
+            cluster: cluster.clone(),
+            accounts: accounts.clone(),
+            running: Some(RunningNode {
+                mailboxes: mailboxes.clone(),
+                queue_wake: node.queue_wake.clone(),
+                router,
+            }),
+        }),
     ));
     if config.smtp.enabled {
         actix_rt::spawn(relay::run_queue(node.clone(), node.queue_wake.clone()));
@@ -177,6 +237,20 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     admin_task.abort();
+    keeping_in_step.abort();
+    if let Some(task) = internode_task {
+        task.abort();
+    }
+    let stopping = cluster.clone();
+    if tokio::time::timeout(
+        DIRECTORY_STOP_DEADLINE,
+        tokio::task::spawn_blocking(move || stopping.stop()),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("the directory member did not stop in time");
+    }
     compaction.abort();
     trimming.abort();
     renewal.abort();
@@ -307,31 +381,6 @@ async fn wait_for_signal(certificates: &Arc<tls::CertStore>) -> anyhow::Result<(
         }
     }
 }
-
-/// RFC 5321 §4.5.1: mail to `postmaster` must be accepted, so the first local domain's
-/// postmaster account exists from the first start. It has no password (nobody can sign
-/// in) until an administrator gives it one with `portico user passwd`.
-fn ensure_postmaster(store: &Store, config: &ClusterConfig) -> anyhow::Result<()> {
-    let Some(domain) = config.local_domains.first() else {
-        return Ok(());
-    };
-    let address = format!("postmaster@{domain}");
-    if store.account_by_address(&address)?.is_some() {
-        return Ok(());
-    }
-    match store.create_account(&address, NO_PASSWORD) {
-        Ok(_) | Err(StoreError::AlreadyExists) => {}
-        Err(e) => return Err(e.into()),
-    }
-    tracing::info!(
-        %address,
-        "made the postmaster account; give it a password with `portico user passwd` to read its mail"
-    );
-    Ok(())
-}
-
-/// A password hash no password matches.
-const NO_PASSWORD: &str = "!";
 
 /// The names a self-made certificate is for: the SMTP host name and every listener's
 /// specific address.

@@ -12,9 +12,10 @@ use portico_smtp::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, SenderVerdict,
     Session, SmtpConfig, trace,
 };
-use portico_store::{Flags, INBOX, MailboxId, Store, StoreError};
+use portico_store::{Flags, INBOX, MailboxId, StoreError};
 use tokio::net::TcpStream;
 
+use crate::accounts::{AccountsError, Located};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{AppendMessage, MailboxFault};
@@ -58,17 +59,16 @@ enum Destination {
     UnknownLocal,
     /// Somewhere else.
     Remote,
+    /// An account of this cluster whose mailbox is on another node.
+    Elsewhere(String),
 }
 
 /// Decides a recipient's destination. The account is looked up first, so the common
-/// case (one of ours) costs one index read; only an unknown address in a cluster with
-/// no configured local domains scans the accounts for its domain.
-fn destination(
-    node: &NodeContext,
-    store: &Store,
-    address: &str,
-) -> Result<Destination, StoreError> {
-    let address = canonical_recipient(node, store, address)?;
+/// case (one of ours) costs one read of the directory's replica; only an unknown
+/// address in a cluster with no configured local domains scans the accounts for its
+/// domain.
+fn destination(node: &NodeContext, address: &str) -> Result<Destination, AccountsError> {
+    let address = canonical_recipient(node, address)?;
     let Some(domain) = domain_of(&address) else {
         return Ok(Destination::UnknownLocal);
     };
@@ -76,32 +76,39 @@ fn destination(
     if configured && !node.config.is_local_domain(domain) {
         return Ok(Destination::Remote);
     }
-    if let Some(account) = store.account_by_address(&address)?
-        && let Some(inbox) = store.mailbox_by_name(account.id, INBOX)?
-    {
-        return Ok(Destination::Local(address, inbox.id));
+    match node.accounts.locate(&address)? {
+        Some(Located::Here(account)) => {
+            if let Some(inbox) = node.store.mailbox_by_name(account.id, INBOX)? {
+                return Ok(Destination::Local(address, inbox.id));
+            }
+        }
+        Some(Located::Elsewhere { home }) => return Ok(Destination::Elsewhere(home)),
+        None => {}
     }
-    let domain_is_ours = configured
-        || store.accounts()?.iter().any(|account| {
-            domain_of(&account.address).is_some_and(|d| d.eq_ignore_ascii_case(domain))
-        });
-    Ok(if domain_is_ours {
+    Ok(if configured || domain_has_accounts(node, domain)? {
         Destination::UnknownLocal
     } else {
         Destination::Remote
     })
 }
 
+/// Whether some account's address is in `domain`.
+fn domain_has_accounts(node: &NodeContext, domain: &str) -> Result<bool, AccountsError> {
+    Ok(node
+        .accounts
+        .directory()
+        .accounts()?
+        .iter()
+        .any(|record| domain_of(record.address()).is_some_and(|d| d.eq_ignore_ascii_case(domain))))
+}
+
 /// Whether `domain` is one of ours: a configured local domain, or, with none configured,
 /// the domain of some account (as [`destination`] decides).
-fn domain_is_local(node: &NodeContext, store: &Store, domain: &str) -> Result<bool, StoreError> {
+fn domain_is_local(node: &NodeContext, domain: &str) -> Result<bool, AccountsError> {
     if !node.config.local_domains.is_empty() {
         return Ok(node.config.is_local_domain(domain));
     }
-    Ok(store
-        .accounts()?
-        .iter()
-        .any(|account| domain_of(&account.address).is_some_and(|d| d.eq_ignore_ascii_case(domain))))
+    domain_has_accounts(node, domain)
 }
 
 /// RCPT TO: a local user, a remote address this client may relay to, or neither. Only an
@@ -111,9 +118,14 @@ fn recipient_verdict(
     mode: Mode,
     authenticated: bool,
     address: &str,
-) -> Result<RecipientVerdict, StoreError> {
-    Ok(match destination(node, &node.store, address)? {
+) -> Result<RecipientVerdict, AccountsError> {
+    Ok(match destination(node, address)? {
         Destination::Local(..) => RecipientVerdict::Local,
+        Destination::Elsewhere(home) => {
+            // Delivery to another node's mailboxes comes with the internode Deliver call.
+            tracing::info!(recipient = %address, %home, "recipient's mailbox is on another node");
+            RecipientVerdict::Temporary
+        }
         Destination::UnknownLocal => RecipientVerdict::UnknownUser,
         Destination::Remote if matches!(mode, Mode::Submission) && authenticated => {
             RecipientVerdict::Remote
@@ -125,21 +137,19 @@ fn recipient_verdict(
 /// RFC 5321 §4.5.1: the bare `postmaster` names this server's postmaster; it must be
 /// accepted. It is the postmaster of the first local domain, or of any domain an
 /// account lives in.
-fn canonical_recipient(
-    node: &NodeContext,
-    store: &Store,
-    address: &str,
-) -> Result<String, StoreError> {
+fn canonical_recipient(node: &NodeContext, address: &str) -> Result<String, AccountsError> {
     if !address.eq_ignore_ascii_case("postmaster") {
         return Ok(address.to_string());
     }
     if let Some(domain) = node.config.local_domains.first() {
         return Ok(format!("postmaster@{domain}"));
     }
-    Ok(store
+    Ok(node
+        .accounts
+        .directory()
         .accounts()?
         .into_iter()
-        .map(|account| account.address)
+        .map(|record| record.address().to_string())
         .find(|a| {
             a.split('@')
                 .next()
@@ -258,15 +268,19 @@ async fn deliver(
         .iter()
         .map(|_| node.store.expect_append())
         .collect();
-    let store = node.store.clone();
     let recipients = envelope.recipients.clone();
     let lookup_node = node.clone();
-    let split = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+    let split = tokio::task::spawn_blocking(move || -> Result<_, AccountsError> {
         let mut local = Vec::new();
         let mut remote = Vec::new();
         for recipient in recipients {
-            match destination(&lookup_node, &store, &recipient)? {
+            match destination(&lookup_node, &recipient)? {
                 Destination::Local(address, inbox) => local.push((address, inbox)),
+                // Moved away since RCPT: never to the relay; the client tries again.
+                Destination::Elsewhere(home) => {
+                    tracing::info!(%recipient, %home, "recipient's mailbox moved to another node");
+                    return Err(AccountsError::Store(StoreError::NotFound));
+                }
                 // An account deleted since RCPT goes the way of any unknown address.
                 Destination::UnknownLocal | Destination::Remote => remote.push(recipient),
             }
@@ -422,7 +436,7 @@ impl SessionActor for SmtpConnection {
                     let Some(domain) = domain_of(&address) else {
                         return Ok(false);
                     };
-                    domain_is_local(&node, &node.store, domain)
+                    domain_is_local(&node, domain)
                 });
                 ctx.spawn(check.into_actor(self).map(|result, actor, ctx| {
                     let verdict = match result {

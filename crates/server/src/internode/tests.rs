@@ -17,9 +17,9 @@ fn certificates(dir: &Path, cluster: &str, nodes: &[&str]) {
     let text = nodes.iter().enumerate().fold(
         format!("cluster = \"{cluster}\"\n[[site]]\nname = \"s\"\n"),
         |text, (i, node)| {
-            let role = if i < voters { "directory" } else { "backend" };
+            let role = if i < voters { "directory" } else { "frontend" };
             text + &format!(
-                "[[node]]\nname = \"{node}\"\nsite = \"s\"\nroles = [\"{role}\"]\ndata_dir = \"{node}\"\ninternode = \"127.0.0.1:{}\"\n",
+                "[[node]]\nname = \"{node}\"\nsite = \"s\"\nroles = [\"backend\", \"{role}\"]\ndata_dir = \"{node}\"\ninternode = \"127.0.0.1:{}\"\n",
                 7100 + i
             )
         },

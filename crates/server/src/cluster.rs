@@ -1,0 +1,517 @@
+//! The node's place in the cluster: its member of the directory's Raft group, the
+//! links to the other nodes, and the background work that keeps the directory and this
+//! node's store in step: the leader adds every configured node that is not a voter as
+//! a learner (a full replica), a data directory from before the directory has its
+//! accounts migrated into it, and a backend makes and removes mailboxes as accounts
+//! homed on it come and go.
+//!
+//! The embedded default is a group of one: no certificates, no listener, no peers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use portico_cluster::{ClusterConfig, Role};
+use portico_directory::{
+    AccountRecord, AccountV1, ChangeOutcome, Directory, DirectoryChange, DirectoryNode, NoPeers,
+    NodeId, PeerNode, RaftRole, StoppedReplica, WriteError, node_id,
+};
+use portico_internode::{Answer, Call, LinkError, LinkTransport};
+use rustls::ServerConfig;
+
+use crate::accounts::Accounts;
+use crate::internode::TlsDialer;
+use crate::pki::{self, NodeIdentity};
+
+/// Said of a change that timed out: Raft may still commit it.
+const UNCERTAIN: &str = " (the change takes effect later if the voters it reached form a majority again: check with `user list` before repeating it)";
+
+/// How long an account change may take, forwarding and waiting for an election
+/// included.
+const WRITE_PATIENCE: Duration = Duration::from_secs(8);
+/// Pause between two tries of a change while no leader is known.
+const LEADER_POLL: Duration = Duration::from_millis(100);
+/// How often the background work looks at the directory.
+const STEP_EVERY: Duration = Duration::from_millis(500);
+/// A leader that has heard from no majority for this long cannot take changes.
+const QUORUM_SILENCE_MS: u64 = 3_000;
+/// The marker, in the data directory, that this node's store accounts are in the
+/// directory (or that there were none).
+const MIGRATED_MARKER: &str = "directory-migrated";
+
+/// The directory's database inside a data directory.
+pub fn directory_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("directory")
+}
+
+/// Every node of the configuration as the Raft group names it.
+pub fn members(config: &ClusterConfig) -> BTreeMap<NodeId, PeerNode> {
+    config
+        .nodes
+        .iter()
+        .map(|node| {
+            let address = node.internode.map(|a| a.to_string()).unwrap_or_default();
+            (
+                node_id(&node.name),
+                PeerNode {
+                    name: node.name.clone(),
+                    address,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The voters: the nodes with the directory role.
+fn voters(config: &ClusterConfig) -> BTreeMap<NodeId, PeerNode> {
+    let mut all = members(config);
+    all.retain(|id, _| {
+        config
+            .nodes
+            .iter()
+            .any(|node| node_id(&node.name) == *id && node.has_role(Role::Directory))
+    });
+    all
+}
+
+pub type Links = LinkTransport<TlsDialer>;
+
+/// This node's member of the directory, and its links to the other nodes.
+pub struct ClusterNode {
+    config: Arc<ClusterConfig>,
+    me: String,
+    directory: Arc<dyn Directory>,
+    /// The running member; `None` for the replica of a stopped node.
+    member: Option<DirectoryNode>,
+    /// Calls to other nodes (health, forwarded changes); `None` in a group of one.
+    links: Option<Arc<Links>>,
+    names: HashMap<NodeId, String>,
+}
+
+/// What a running node needs besides its [`ClusterNode`] to take the other nodes'
+/// calls.
+pub struct InternodeListener {
+    pub address: SocketAddr,
+    pub tls: ServerConfig,
+}
+
+impl ClusterNode {
+    /// Starts this node's directory member. With several nodes it reads the node's
+    /// certificate from the cluster's pki directory and returns what the internode
+    /// listener needs.
+    pub fn start(
+        config: Arc<ClusterConfig>,
+        me: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<(ClusterNode, Option<InternodeListener>)> {
+        let dir = directory_dir(data_dir);
+        if !config.is_multi_node() {
+            let member = DirectoryNode::start(
+                &dir,
+                &config.cluster,
+                node_id(me),
+                voters(&config),
+                Arc::new(NoPeers),
+            )
+            .context("starting the directory")?;
+            return Ok((ClusterNode::with_member(config, me, member, None), None));
+        }
+        let node = config
+            .find_node(me)
+            .with_context(|| format!("no node named {me:?}"))?;
+        let Some(address) = node.internode else {
+            anyhow::bail!("node {me:?} has no internode address");
+        };
+        let pki_dir = config.pki_dir();
+        let identity = NodeIdentity::load(&pki_dir, me).with_context(|| {
+            format!(
+                "loading node {me:?}'s internode certificate from {} (make them with `portico cluster init`)",
+                pki_dir.display()
+            )
+        })?;
+        let client = pki::internode_client_config(&identity)?;
+        let tls = pki::internode_server_config(&identity)?;
+        let raft_links = LinkTransport::new(me, TlsDialer::new(client.clone(), address.ip()));
+        let links = Arc::new(LinkTransport::new(me, TlsDialer::new(client, address.ip())));
+        let member = DirectoryNode::start(
+            &dir,
+            &config.cluster,
+            node_id(me),
+            voters(&config),
+            Arc::new(raft_links),
+        )
+        .context("starting the directory")?;
+        Ok((
+            ClusterNode::with_member(config, me, member, Some(links)),
+            Some(InternodeListener { address, tls }),
+        ))
+    }
+
+    /// The directory of a node that is not running, for the command line: a group of
+    /// one starts its member (and can take changes); a node of a larger cluster only
+    /// reads its replica.
+    pub fn open_stopped(
+        config: Arc<ClusterConfig>,
+        me: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<ClusterNode> {
+        if !config.is_multi_node() {
+            return Ok(ClusterNode::start(config, me, data_dir)?.0);
+        }
+        let dir = directory_dir(data_dir);
+        let replica = StoppedReplica::open(&dir)
+            .with_context(|| format!("opening the directory in {}", dir.display()))?;
+        Ok(ClusterNode {
+            names: names(&config),
+            config,
+            me: me.to_string(),
+            directory: Arc::new(replica),
+            member: None,
+            links: None,
+        })
+    }
+
+    fn with_member(
+        config: Arc<ClusterConfig>,
+        me: &str,
+        member: DirectoryNode,
+        links: Option<Arc<Links>>,
+    ) -> ClusterNode {
+        ClusterNode {
+            names: names(&config),
+            config,
+            me: me.to_string(),
+            directory: Arc::new(member.clone()),
+            member: Some(member),
+            links,
+        }
+    }
+
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
+    }
+
+    pub fn member(&self) -> Option<&DirectoryNode> {
+        self.member.as_ref()
+    }
+
+    pub fn links(&self) -> Option<&Arc<Links>> {
+        self.links.as_ref()
+    }
+
+    pub fn config(&self) -> &Arc<ClusterConfig> {
+        &self.config
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The name of the node with Raft id `id`.
+    pub fn name_of(&self, id: NodeId) -> Option<&str> {
+        self.names.get(&id).map(String::as_str)
+    }
+
+    /// Waits (up to `timeout`) until some member leads the group.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.directory.status().leader.is_some() {
+                return true;
+            }
+            if Instant::now() >= deadline || self.member.is_none() {
+                return false;
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Whether this node can have account changes committed now, and if not, why.
+    pub fn changes_refused(&self, leader_reachable: bool) -> Option<String> {
+        let status = self.directory.status();
+        if self.member.is_none() {
+            return Some("this node is not running".into());
+        }
+        let Some(leader) = status.leader else {
+            return Some("directory has no quorum: no leader is elected".into());
+        };
+        if status.role == RaftRole::Leader {
+            let silent = status.millis_since_quorum_ack.unwrap_or(u64::MAX);
+            if self.config.is_multi_node() && silent > QUORUM_SILENCE_MS {
+                return Some(format!(
+                    "directory has no quorum: no majority of the voters has answered this leader for {} s",
+                    silent / 1000
+                ));
+            }
+            return None;
+        }
+        if !leader_reachable {
+            let name = self.name_of(leader).unwrap_or("?");
+            return Some(format!(
+                "the directory's leader {name} is unreachable from here"
+            ));
+        }
+        None
+    }
+
+    /// Commits `change`: on this node if it leads, else forwarded to the leader. Waits
+    /// for an election in progress; fails with the cause when no majority confirms.
+    pub async fn write(&self, change: DirectoryChange) -> Result<ChangeOutcome, String> {
+        let Some(member) = &self.member else {
+            return Err(WriteError::NotRunning.to_string());
+        };
+        let deadline = Instant::now() + WRITE_PATIENCE;
+        loop {
+            let leader = match member.write(change.clone()).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(WriteError::NotLeader { leader }) => leader,
+                Err(e) => return Err(e.to_string()),
+            };
+            if let (Some(leader), Some(links)) = (&leader, &self.links) {
+                match links
+                    .call_peer(leader, Call::DirectoryWrite(change.clone()))
+                    .await
+                {
+                    Ok(Answer::DirectoryWrite(Ok(outcome))) => return Ok(outcome),
+                    Ok(Answer::DirectoryWrite(Err(e)))
+                        if !e.contains("not the directory's leader") =>
+                    {
+                        return Err(e);
+                    }
+                    Ok(Answer::DirectoryWrite(Err(_))) => {}
+                    Ok(other) => return Err(format!("the leader answered {other:?}")),
+                    Err(LinkError::Timeout) => {
+                        return Err(format!(
+                            "directory has no quorum: the leader {} did not confirm the change in time{UNCERTAIN}",
+                            leader.name
+                        ));
+                    }
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(format!(
+                            "directory has no quorum: the leader {} cannot be reached ({e})",
+                            leader.name
+                        ));
+                    }
+                    Err(_) => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(
+                    "directory has no quorum: no leader was elected in time (are most directory nodes down?)"
+                        .into(),
+                );
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// The node an account should live on: `node` if given (a backend), else the
+    /// backend with the fewest accounts in `site`, else in this node's own site, else
+    /// anywhere.
+    pub fn place_account(&self, site: Option<&str>, node: Option<&str>) -> Result<String, String> {
+        if let Some(name) = node {
+            return match self.config.find_node(name) {
+                Some(found) if found.has_role(Role::Backend) => Ok(found.name.clone()),
+                Some(_) => Err(format!(
+                    "node {name:?} is not a backend: it holds no mailboxes"
+                )),
+                None => Err(format!("no node named {name:?}")),
+            };
+        }
+        let chosen_site = site.is_some();
+        let site = match site {
+            Some(site) => {
+                if !self.config.sites.iter().any(|s| s.name == site) {
+                    return Err(format!("no site named {site:?}"));
+                }
+                site.to_string()
+            }
+            None => self
+                .config
+                .find_node(&self.me)
+                .map(|n| n.site.clone())
+                .unwrap_or_default(),
+        };
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let accounts = self.directory.accounts().map_err(|e| e.to_string())?;
+        for record in &accounts {
+            *counts.entry(record.home()).or_default() += 1;
+        }
+        let fewest = |in_site: bool| {
+            self.config
+                .nodes
+                .iter()
+                .filter(|n| n.has_role(Role::Backend) && (!in_site || n.site == site))
+                .min_by_key(|n| counts.get(n.name.as_str()).copied().unwrap_or(0))
+                .map(|n| n.name.clone())
+        };
+        match fewest(true) {
+            Some(name) => Ok(name),
+            None if !chosen_site => fewest(false).ok_or_else(|| "no node is a backend".into()),
+            None => Err(format!("site {site:?} has no backend")),
+        }
+    }
+
+    /// Adds `address` with home `home`.
+    pub async fn add_account(
+        &self,
+        address: &str,
+        password_hash: &str,
+        home: &str,
+    ) -> Result<ChangeOutcome, String> {
+        let record = AccountRecord::V1(AccountV1::new(address, password_hash, home, now()));
+        self.write(DirectoryChange::AddAccount(record)).await
+    }
+
+    /// What a leader does now and then: every configured node that is not a voter
+    /// joins as a learner, and the postmaster account exists.
+    async fn lead(&self) {
+        let Some(member) = &self.member else { return };
+        if member.status().role != RaftRole::Leader {
+            return;
+        }
+        member.ensure_members(&members(&self.config)).await;
+        if let Err(e) = self.ensure_postmaster().await {
+            tracing::warn!(error = %e, "could not make the postmaster account");
+        }
+    }
+
+    /// RFC 5321 §4.5.1: mail to `postmaster` must be accepted, so the first local
+    /// domain's postmaster account exists from the first start. It has no password
+    /// (nobody can sign in) until an administrator gives it one.
+    pub async fn ensure_postmaster(&self) -> Result<(), String> {
+        let Some(domain) = self.config.local_domains.first() else {
+            return Ok(());
+        };
+        let address = format!("postmaster@{domain}");
+        if self
+            .directory
+            .account(&address)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let home = self.place_account(None, None)?;
+        if self.add_account(&address, NO_PASSWORD, &home).await? == ChangeOutcome::Applied {
+            tracing::info!(
+                %address, %home,
+                "made the postmaster account; give it a password with `portico user passwd` to read its mail"
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts the store's accounts the directory does not know into it, once (a data
+    /// directory from before the directory). Returns whether it is done.
+    pub async fn migrate(&self, accounts: &Arc<Accounts>, data_dir: &Path) -> bool {
+        let marker = data_dir.join(MIGRATED_MARKER);
+        if marker.exists() {
+            return true;
+        }
+        let lookup = accounts.clone();
+        let records = match tokio::task::spawn_blocking(move || lookup.unmigrated()).await {
+            Ok(Ok(records)) => records,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the accounts to migrate");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        for record in records {
+            let address = record.address().to_string();
+            match self.write(DirectoryChange::AddAccount(record)).await {
+                Ok(ChangeOutcome::Applied) => {
+                    tracing::info!(%address, "account migrated into the directory");
+                }
+                Ok(_) => {
+                    tracing::warn!(%address, "account already in the directory; its mailbox here is kept");
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "account migration waits for the directory");
+                    return false;
+                }
+            }
+        }
+        match write_marker(&marker) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, path = %marker.display(), "writing the migration marker");
+                false
+            }
+        }
+    }
+
+    /// Runs the background work until the task is dropped.
+    pub async fn keep_in_step(self: Arc<Self>, accounts: Arc<Accounts>, data_dir: PathBuf) {
+        let backend = self
+            .config
+            .find_node(&self.me)
+            .is_some_and(|n| n.has_role(Role::Backend));
+        let mut migrated = !backend;
+        let mut reconciled_at: Option<Option<u64>> = None;
+        let mut tick = tokio::time::interval(STEP_EVERY);
+        loop {
+            tick.tick().await;
+            self.lead().await;
+            if !migrated {
+                migrated = self.migrate(&accounts, &data_dir).await;
+                if !migrated {
+                    continue;
+                }
+            }
+            if !backend {
+                continue;
+            }
+            let applied = self.directory.status().applied;
+            if reconciled_at == Some(applied) {
+                continue;
+            }
+            let work = accounts.clone();
+            match tokio::task::spawn_blocking(move || work.reconcile()).await {
+                Ok(Ok(_)) => reconciled_at = Some(applied),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "bringing mailboxes in step with the directory")
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Stops the directory member (blocking: call it off async threads).
+    pub fn stop(&self) {
+        if let Some(member) = &self.member {
+            member.stop();
+        }
+    }
+}
+
+fn names(config: &ClusterConfig) -> HashMap<NodeId, String> {
+    config
+        .nodes
+        .iter()
+        .map(|node| (node_id(&node.name), node.name.clone()))
+        .collect()
+}
+
+/// A password hash no password matches.
+pub const NO_PASSWORD: &str = "!";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Writes the migration marker durably.
+fn write_marker(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    file.sync_all()?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

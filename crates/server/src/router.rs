@@ -1,0 +1,251 @@
+//! The site router: one actor per node that knows the cluster map, how each other node
+//! is doing, and where each account lives. It checks every peer's health over the
+//! internode link (a Health call each second while the peer answers, backing off to
+//! [`MAX_BACKOFF`] while it does not) and keeps a circuit breaker per peer: after
+//! [`OPEN_AFTER`] failed checks in a row the peer counts as down, and callers fail
+//! fast instead of waiting for a timeout, until a check succeeds again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use portico_directory::PeerNode;
+use portico_internode::{Answer, Call, Health};
+
+use crate::cluster::{ClusterNode, members};
+
+/// How often the actor looks for checks that are due.
+const TICK: Duration = Duration::from_millis(250);
+/// Between two checks of a peer that answers.
+const HEALTHY_EVERY: Duration = Duration::from_secs(1);
+/// How long a health check may take.
+const CHECK_DEADLINE: Duration = Duration::from_secs(2);
+/// Failed checks in a row after which the peer counts as down.
+const OPEN_AFTER: u32 = 3;
+/// The longest pause between checks of a peer that does not answer.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// How a peer looks from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Not checked yet.
+    Unknown,
+    /// Its last check succeeded.
+    Up,
+    /// Its last checks failed, fewer than [`OPEN_AFTER`] in a row.
+    Suspect,
+    /// The circuit is open: calls to it fail at once.
+    Down,
+}
+
+impl PeerState {
+    /// Whether calls to the peer go ahead (its circuit is closed).
+    pub fn reachable(self) -> bool {
+        matches!(self, PeerState::Up | PeerState::Suspect)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::Unknown => "unknown",
+            PeerState::Up => "ok",
+            PeerState::Suspect => "suspect",
+            PeerState::Down => "down",
+        }
+    }
+}
+
+/// One peer as [`PeerReport`] gives it.
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    pub name: String,
+    pub state: PeerState,
+    /// What it said in its last successful check.
+    pub health: Option<Health>,
+    /// How long that check took.
+    pub round_trip: Option<Duration>,
+    pub last_error: Option<String>,
+}
+
+struct PeerHealth {
+    node: PeerNode,
+    health: Option<Health>,
+    round_trip: Option<Duration>,
+    failures: u32,
+    next_check: Instant,
+    checking: bool,
+    last_error: Option<String>,
+    ever_checked: bool,
+}
+
+impl PeerHealth {
+    fn state(&self) -> PeerState {
+        match (self.ever_checked, self.failures) {
+            (false, _) => PeerState::Unknown,
+            (true, 0) => PeerState::Up,
+            (true, n) if n < OPEN_AFTER => PeerState::Suspect,
+            _ => PeerState::Down,
+        }
+    }
+}
+
+pub struct SiteRouter {
+    cluster: Arc<ClusterNode>,
+    peers: HashMap<String, PeerHealth>,
+}
+
+impl SiteRouter {
+    pub fn new(cluster: Arc<ClusterNode>) -> SiteRouter {
+        let me = cluster.me().to_string();
+        let now = Instant::now();
+        let peers = members(cluster.config())
+            .into_values()
+            .filter(|node| node.name != me)
+            .map(|node| {
+                (
+                    node.name.clone(),
+                    PeerHealth {
+                        node,
+                        health: None,
+                        round_trip: None,
+                        failures: 0,
+                        next_check: now,
+                        checking: false,
+                        last_error: None,
+                        ever_checked: false,
+                    },
+                )
+            })
+            .collect();
+        SiteRouter { cluster, peers }
+    }
+
+    fn check_due(&mut self, ctx: &mut Context<Self>) {
+        let Some(links) = self.cluster.links().cloned() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (name, peer) in &mut self.peers {
+            if peer.checking || now < peer.next_check {
+                continue;
+            }
+            peer.checking = true;
+            due.push((name.clone(), links.call_peer(&peer.node, Call::Health)));
+        }
+        for (name, call) in due {
+            let started = Instant::now();
+            let check = async move {
+                match tokio::time::timeout(CHECK_DEADLINE, call).await {
+                    Ok(Ok(Answer::Health(health))) => Ok(health),
+                    Ok(Ok(other)) => Err(format!("answered {other:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".to_string()),
+                }
+            };
+            ctx.spawn(check.into_actor(self).map(move |result, router, _| {
+                router.record(&name, result, started.elapsed());
+            }));
+        }
+    }
+
+    fn record(&mut self, name: &str, result: Result<Health, String>, took: Duration) {
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
+        peer.checking = false;
+        peer.ever_checked = true;
+        match result {
+            Ok(health) => {
+                if peer.failures >= OPEN_AFTER {
+                    tracing::info!(peer = %name, "peer answers again");
+                }
+                peer.failures = 0;
+                peer.health = Some(health);
+                peer.round_trip = Some(took);
+                peer.last_error = None;
+                peer.next_check = Instant::now() + HEALTHY_EVERY;
+            }
+            Err(e) => {
+                peer.failures = peer.failures.saturating_add(1);
+                if peer.failures == OPEN_AFTER {
+                    tracing::warn!(peer = %name, error = %e, "peer down: its circuit is open");
+                }
+                let backoff = HEALTHY_EVERY
+                    .saturating_mul(1 << peer.failures.min(5))
+                    .min(MAX_BACKOFF);
+                peer.next_check = Instant::now() + backoff;
+                peer.last_error = Some(e);
+            }
+        }
+    }
+}
+
+impl Actor for SiteRouter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.check_due(ctx);
+        ctx.run_interval(TICK, |router, ctx| router.check_due(ctx));
+    }
+}
+
+/// Every peer as this node sees it.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerView>")]
+pub struct PeerReport;
+
+impl Handler<PeerReport> for SiteRouter {
+    type Result = MessageResult<PeerReport>;
+
+    fn handle(&mut self, _: PeerReport, _: &mut Self::Context) -> Self::Result {
+        let mut views: Vec<PeerView> = self
+            .peers
+            .iter()
+            .map(|(name, peer)| PeerView {
+                name: name.clone(),
+                state: peer.state(),
+                health: peer.health.clone(),
+                round_trip: peer.round_trip,
+                last_error: peer.last_error.clone(),
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        MessageResult(views)
+    }
+}
+
+/// The node that holds `address`'s mailbox, from this node's replica (`None`: no such
+/// account).
+#[derive(Message)]
+#[rtype(result = "Result<Option<String>, String>")]
+pub struct HomeOf(pub String);
+
+impl Handler<HomeOf> for SiteRouter {
+    type Result = Result<Option<String>, String>;
+
+    fn handle(&mut self, HomeOf(address): HomeOf, _: &mut Self::Context) -> Self::Result {
+        let address = crate::auth::normalize_address(&address);
+        self.cluster
+            .directory()
+            .account(&address)
+            .map(|record| record.map(|r| r.home().to_string()))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Whether calls to a node may go ahead: it is this node, or its circuit is closed.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Reachable(pub String);
+
+impl Handler<Reachable> for SiteRouter {
+    type Result = bool;
+
+    fn handle(&mut self, Reachable(name): Reachable, _: &mut Self::Context) -> bool {
+        name == self.cluster.me()
+            || self.peers.get(&name).is_some_and(|peer| {
+                peer.state() == PeerState::Up || peer.state() == PeerState::Suspect
+            })
+    }
+}
