@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, transcript and store tests, then end-to-end tests
 # that start the real binary on free loopback ports and talk to it with Python's
-# poplib and curl. Installs what it needs (pytest, curl, strace) when missing.
+# poplib and curl. Installs what it needs (pytest, curl, strace, nftables) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,10 @@ if ! command -v curl >/dev/null 2>&1; then
 fi
 if ! command -v strace >/dev/null 2>&1; then
     (apt-get update -qq && apt-get install -y -qq strace) >/dev/null
+fi
+# tests/e2e/test_cluster.py cuts nodes off from each other with nftables rules.
+if ! command -v nft >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq nftables) >/dev/null
 fi
 
 cargo build --workspace --bins
