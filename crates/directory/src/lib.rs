@@ -23,8 +23,8 @@ mod state_machine;
 
 pub use log_store::LogStore;
 pub use node::{
-    CallFuture, DirectoryNode, MemberStatus, NoPeers, PeerTransport, RaftAnswer, RaftCall,
-    RaftRole, StartError, WriteError,
+    CallFuture, Committed, DirectoryNode, MemberStatus, NoPeers, PeerTransport, RaftAnswer,
+    RaftCall, RaftRole, StartError, UNCERTAIN, WriteError,
 };
 pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Pop3Deletes};
 pub use state_machine::{ReadError, Replica, StateMachine};
@@ -47,7 +47,7 @@ pub trait Directory: Send + Sync + 'static {
 
 /// A future of [`Directory::write`].
 pub type WriteFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ChangeOutcome, WriteError>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Committed, WriteError>> + Send>>;
 
 impl Directory for DirectoryNode {
     fn account(&self, address: &str) -> Result<Option<AccountRecord>, ReadError> {
@@ -81,6 +81,9 @@ pub struct StoppedReplica {
 impl StoppedReplica {
     /// Opens the directory database in `dir` (fails while the node runs: it holds it).
     pub fn open(dir: &Path) -> Result<StoppedReplica, DirectoryError> {
+        if !dir.exists() {
+            return Err(DirectoryError::NeverStarted(dir.to_path_buf()));
+        }
         let (_, state_machine) = open(dir)?;
         Ok(StoppedReplica {
             replica: state_machine.replica(),
@@ -160,6 +163,11 @@ pub enum DirectoryError {
     Db(#[from] sled::Error),
     #[error("directory database: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "{} holds no directory yet: start the node once (portico serve) so it joins the cluster",
+        .0.display()
+    )]
+    NeverStarted(std::path::PathBuf),
 }
 
 /// Opens (or creates) the directory database in `dir`: Raft's log store and the state
@@ -177,6 +185,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), DirectoryError> {
 pub(crate) struct Database {
     db: sled::Db,
     file: std::sync::Arc<std::fs::File>,
+    dir: std::path::PathBuf,
 }
 
 impl Database {
@@ -196,7 +205,45 @@ impl Database {
         Ok(Database {
             db,
             file: std::sync::Arc::new(file),
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// Writes `data` as the file `name` beside the database, durably: a temporary file
+    /// synced, renamed into place, the directory synced.
+    pub(crate) async fn write_file(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let (dir, name, data) = (self.dir.clone(), name.to_string(), data.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let temporary = dir.join(format!("{name}.tmp"));
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&data)?;
+            file.sync_data()?;
+            std::fs::rename(&temporary, dir.join(&name))?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// The file `name` beside the database.
+    pub(crate) fn read_file(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.dir.join(name))
+    }
+
+    /// Removes the files beside the database whose name starts with `prefix`, except
+    /// `keep` (older snapshots). Best effort: a file left is removed next time.
+    pub(crate) fn remove_files_except(&self, prefix: &str, keep: &str) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(prefix) && name != keep {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     pub(crate) fn open_tree(&self, name: &str) -> sled::Result<sled::Tree> {

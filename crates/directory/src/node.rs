@@ -34,6 +34,16 @@ use crate::{DirectoryRaft, NodeId, PeerNode, Replica};
 /// purged, keeping [`LOGS_KEPT`] for members slightly behind).
 const SNAPSHOT_EVERY: u64 = 5_000;
 const LOGS_KEPT: u64 = 1_000;
+/// Said of a change that timed out: Raft may still commit it.
+pub const UNCERTAIN: &str = " (the change takes effect later if the voters it reached form a majority again: check with `user list` before repeating it)";
+
+/// A committed change: what applying it did, and where it is in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub outcome: ChangeOutcome,
+    pub index: u64,
+}
+
 /// How long a change waits for a majority of the voters.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -58,6 +68,12 @@ pub enum WriteError {
     NoQuorum(String),
     #[error("directory is stopped")]
     Stopped,
+    #[error(
+        "this node's directory member stopped working ({0}); the node needs a restart, its log says why"
+    )]
+    Failed(String),
+    #[error("the directory refused the change: {0}")]
+    Refused(String),
     #[error(
         "this node is not running, and account changes need a running member of the directory: start the node (portico serve) and run the command again"
     )]
@@ -189,24 +205,37 @@ impl DirectoryNode {
     /// Commits `change` and returns what applying it did. Only the leader takes changes;
     /// a leader that cannot reach a quorum gives up after [`WRITE_DEADLINE`] (the change
     /// may still be applied later, if it reached the others).
-    pub async fn write(&self, change: DirectoryChange) -> Result<ChangeOutcome, WriteError> {
+    pub async fn write(&self, change: DirectoryChange) -> Result<Committed, WriteError> {
         let committed = tokio::time::timeout(WRITE_DEADLINE, self.raft.client_write(change));
         match committed.await {
-            Ok(Ok(response)) => Ok(response.data),
+            Ok(Ok(response)) => Ok(Committed {
+                outcome: response.data,
+                index: response.log_id.index,
+            }),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                 Err(WriteError::NotLeader {
                     leader: forward.leader_node,
                 })
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(WriteError::NoQuorum(e.to_string()))
+                Err(WriteError::Refused(e.to_string()))
             }
-            Ok(Err(RaftError::Fatal(_))) => Err(WriteError::Stopped),
+            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Failed(e.to_string())),
             Err(_) => Err(WriteError::NoQuorum(format!(
-                "no majority of the voters confirmed the change within {} s (it takes effect later if the voters it reached form a majority again: check before repeating it)",
+                "no majority of the voters confirmed the change within {} s{UNCERTAIN}",
                 WRITE_DEADLINE.as_secs()
             ))),
         }
+    }
+
+    /// Waits (up to `timeout`) until this node's replica has applied the change at
+    /// `index`; whether it has.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "directory change applied here")
+            .await
+            .is_ok()
     }
 
     /// What this member knows of the group now.

@@ -77,15 +77,30 @@ pub enum Pop3Deletes {
 pub enum DirectoryChange {
     /// Adds an account whose address is not taken.
     AddAccount(AccountRecord),
-    /// Replaces the record of an existing account (password, protocols, home).
+    /// Replaces the whole record of an existing account (a migrated account over the
+    /// placeholder made before it arrived). Changes of one setting use the variants
+    /// below, so that two made at once do not undo each other.
     UpdateAccount(AccountRecord),
     DeleteAccount {
         address: String,
     },
+    /// Changes an account's password hash, and nothing else.
+    SetPassword {
+        address: String,
+        password_hash: String,
+    },
+    /// Changes the protocols an account may use and its POP3 delete mode; `None`
+    /// leaves a setting as it is.
+    SetAccess {
+        address: String,
+        imap_enabled: Option<bool>,
+        pop3_enabled: Option<bool>,
+        pop3_deletes: Option<Pop3Deletes>,
+    },
 }
 
 /// What applying a [`DirectoryChange`] did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeOutcome {
     Applied,
     AddressTaken,

@@ -3,7 +3,7 @@
 //! current snapshot. Changes are flushed before `apply` returns, so a snapshot needs no
 //! file of its own beyond the one kept for lagging members.
 
-use std::io::Cursor;
+use std::io::{self, Cursor};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -13,22 +13,29 @@ use openraft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Tree;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 
-use crate::records::{AccountRecord, ChangeOutcome, DirectoryChange};
+use crate::records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange};
 use crate::{Database, DirectoryRaft, NodeId, PeerNode, decode, encode, read_value, write_value};
 
 const APPLIED: &[u8] = b"applied";
 const MEMBERSHIP: &[u8] = b"membership";
 const SNAPSHOT: &[u8] = b"snapshot";
 const SNAPSHOTS_BUILT: &[u8] = b"snapshots_built";
+/// The current snapshot's file is this followed by its id.
+const SNAPSHOT_FILE_PREFIX: &str = "snapshot-";
 
 type Membership = StoredMembership<NodeId, PeerNode>;
+type Meta = SnapshotMeta<NodeId, PeerNode>;
 
-/// A snapshot as kept on disk: its metadata and its data.
+/// The current snapshot: its metadata here, its data in a file of its own beside the
+/// database (sled keeps a value this big in a file of its own that it never syncs).
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, PeerNode>,
-    data: Vec<u8>,
+    file: String,
 }
 
 /// A snapshot's data: every account record and every removal record, encoded, by
@@ -110,15 +117,6 @@ impl Replica {
     pub fn removed(&self) -> Result<Vec<AccountRecord>, ReadError> {
         records(&self.removed)
     }
-
-    /// How many accounts the replica holds.
-    pub fn len(&self) -> usize {
-        self.accounts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
-    }
 }
 
 impl StateMachine {
@@ -156,53 +154,32 @@ impl StateMachine {
         self.db.flush().await.map_err(write_error)
     }
 
-    fn change(&self, change: &DirectoryChange) -> Result<ChangeOutcome, StorageError<NodeId>> {
-        let exists = |address: &str| self.accounts.contains_key(address.as_bytes());
-        let outcome = match change {
-            DirectoryChange::AddAccount(record) => {
-                if exists(record.address()).map_err(write_error)? {
-                    ChangeOutcome::AddressTaken
-                } else {
-                    self.put(record)?;
-                    self.removed
-                        .remove(record.address().as_bytes())
-                        .map_err(write_error)?;
-                    ChangeOutcome::Applied
+    /// Applies one log entry in one transaction with the marks that say so: a crash
+    /// leaves it either wholly applied, or not at all (and applied again at start).
+    fn apply_entry(
+        &self,
+        log_id: LogId<NodeId>,
+        change: Option<&DirectoryChange>,
+        membership: Option<&Membership>,
+    ) -> Result<ChangeOutcome, StorageError<NodeId>> {
+        let applied = encode(&Some(log_id)).map_err(write_error)?;
+        let membership = membership
+            .map(|m| encode(m).map_err(write_error))
+            .transpose()?;
+        let trees = (&self.accounts, &self.removed, &self.meta);
+        trees
+            .transaction(|(accounts, removed, meta)| {
+                let outcome = match change {
+                    Some(change) => apply_change(accounts, removed, change)?,
+                    None => ChangeOutcome::Applied,
+                };
+                meta.insert(APPLIED, applied.clone())?;
+                if let Some(membership) = &membership {
+                    meta.insert(MEMBERSHIP, membership.clone())?;
                 }
-            }
-            DirectoryChange::UpdateAccount(record) => {
-                if exists(record.address()).map_err(write_error)? {
-                    self.put(record)?;
-                    ChangeOutcome::Applied
-                } else {
-                    ChangeOutcome::NoSuchAccount
-                }
-            }
-            DirectoryChange::DeleteAccount { address } => {
-                match self
-                    .accounts
-                    .remove(address.as_bytes())
-                    .map_err(write_error)?
-                {
-                    Some(last) => {
-                        self.removed
-                            .insert(address.as_bytes(), last)
-                            .map_err(write_error)?;
-                        ChangeOutcome::Applied
-                    }
-                    None => ChangeOutcome::NoSuchAccount,
-                }
-            }
-        };
-        Ok(outcome)
-    }
-
-    fn put(&self, record: &AccountRecord) -> Result<(), StorageError<NodeId>> {
-        let bytes = encode(record).map_err(write_error)?;
-        self.accounts
-            .insert(record.address().as_bytes(), bytes)
-            .map_err(write_error)?;
-        Ok(())
+                Ok(outcome)
+            })
+            .map_err(|e: TransactionError<String>| write_error(io::Error::other(format!("{e:?}"))))
     }
 
     /// What a snapshot taken now holds: the applied log id, the membership, the data.
@@ -225,8 +202,44 @@ impl StateMachine {
         Ok((applied, membership, data))
     }
 
-    fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        self.read_meta(SNAPSHOT)
+    /// The current snapshot with its data.
+    fn current_snapshot(
+        &self,
+    ) -> Result<Option<(Meta, Vec<u8>)>, StorageError<NodeId>> {
+        let Some(stored) = self.read_meta::<StoredSnapshot>(SNAPSHOT)? else {
+            return Ok(None);
+        };
+        let data = self.db.read_file(&stored.file).map_err(read_error)?;
+        Ok(Some((stored.meta, data)))
+    }
+
+    /// Keeps `data` as the current snapshot: the file durable first, then the record
+    /// naming it; the file of the one before is removed after.
+    async fn keep_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
+        let id: String = meta
+            .snapshot_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let file = format!("{SNAPSHOT_FILE_PREFIX}{id}");
+        self.db
+            .write_file(&file, data)
+            .await
+            .map_err(snapshot_error)?;
+        self.write_meta(
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                file: file.clone(),
+            },
+        )?;
+        self.flush().await?;
+        self.db.remove_files_except(SNAPSHOT_FILE_PREFIX, &file);
+        Ok(())
     }
 }
 
@@ -240,20 +253,87 @@ fn entries(tree: &Tree) -> Result<Vec<(String, Vec<u8>)>, StorageError<NodeId>> 
         .collect()
 }
 
-/// Makes `tree` hold exactly `entries` (a snapshot being installed).
-fn replace_contents(
-    tree: &Tree,
-    entries: Vec<(String, Vec<u8>)>,
-) -> Result<(), StorageError<NodeId>> {
-    let mut batch = sled::Batch::default();
-    for item in tree.iter() {
-        let (key, _) = item.map_err(snapshot_error)?;
-        batch.remove(key);
-    }
-    for (key, value) in entries {
-        batch.insert(key.as_bytes(), value);
-    }
-    tree.apply_batch(batch).map_err(snapshot_error)
+/// The keys of `tree`.
+fn keys(tree: &Tree) -> Result<Vec<sled::IVec>, StorageError<NodeId>> {
+    tree.iter()
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(snapshot_error)
+}
+
+/// Applies one change to the account trees, inside a transaction.
+fn apply_change(
+    accounts: &TransactionalTree,
+    removed: &TransactionalTree,
+    change: &DirectoryChange,
+) -> Result<ChangeOutcome, ConflictableTransactionError<String>> {
+    let abort = |e: &dyn std::fmt::Display| ConflictableTransactionError::Abort(e.to_string());
+    let put = |record: &AccountRecord| -> Result<(), ConflictableTransactionError<String>> {
+        let bytes = encode(record).map_err(|e| abort(&e))?;
+        accounts.insert(record.address().as_bytes(), bytes)?;
+        Ok(())
+    };
+    let current =
+        |address: &str| -> Result<Option<AccountV1>, ConflictableTransactionError<String>> {
+            match accounts.get(address.as_bytes())? {
+                Some(bytes) => {
+                    let record: AccountRecord = decode(&bytes).map_err(|e| abort(&e))?;
+                    Ok(Some(record.fields().clone()))
+                }
+                None => Ok(None),
+            }
+        };
+    Ok(match change {
+        DirectoryChange::AddAccount(record) => {
+            if accounts.get(record.address().as_bytes())?.is_some() {
+                ChangeOutcome::AddressTaken
+            } else {
+                put(record)?;
+                removed.remove(record.address().as_bytes())?;
+                ChangeOutcome::Applied
+            }
+        }
+        DirectoryChange::UpdateAccount(record) => match current(record.address())? {
+            Some(_) => {
+                put(record)?;
+                ChangeOutcome::Applied
+            }
+            None => ChangeOutcome::NoSuchAccount,
+        },
+        DirectoryChange::SetPassword {
+            address,
+            password_hash,
+        } => match current(address)? {
+            Some(mut fields) => {
+                fields.password_hash = password_hash.clone();
+                put(&AccountRecord::V1(fields))?;
+                ChangeOutcome::Applied
+            }
+            None => ChangeOutcome::NoSuchAccount,
+        },
+        DirectoryChange::SetAccess {
+            address,
+            imap_enabled,
+            pop3_enabled,
+            pop3_deletes,
+        } => match current(address)? {
+            Some(mut fields) => {
+                fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
+                fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
+                fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
+                put(&AccountRecord::V1(fields))?;
+                ChangeOutcome::Applied
+            }
+            None => ChangeOutcome::NoSuchAccount,
+        },
+        DirectoryChange::DeleteAccount { address } => match accounts.remove(address.as_bytes())? {
+            Some(last) => {
+                removed.insert(address.as_bytes(), last)?;
+                ChangeOutcome::Applied
+            }
+            None => ChangeOutcome::NoSuchAccount,
+        },
+    })
 }
 
 /// Builds a snapshot from a copy of the state taken when the builder was made.
@@ -278,15 +358,11 @@ impl RaftSnapshotBuilder<DirectoryRaft> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: self.data.clone()?,
-        };
-        self.machine.write_meta(SNAPSHOT, &stored)?;
-        self.machine.flush().await?;
+        let data = self.data.clone()?;
+        self.machine.keep_snapshot(&meta, &data).await?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(Cursor::new(data)),
         })
     }
 }
@@ -308,27 +384,18 @@ impl RaftStateMachine<DirectoryRaft> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut outcomes = Vec::new();
-        let mut applied = None;
-        let mut membership = None;
         for entry in entries {
-            applied = Some(entry.log_id);
             let outcome = match &entry.payload {
-                EntryPayload::Blank => ChangeOutcome::Applied,
-                EntryPayload::Normal(change) => self.change(change)?,
+                EntryPayload::Blank => self.apply_entry(entry.log_id, None, None)?,
+                EntryPayload::Normal(change) => {
+                    self.apply_entry(entry.log_id, Some(change), None)?
+                }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
-                    ChangeOutcome::Applied
+                    let membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    self.apply_entry(entry.log_id, None, Some(&membership))?
                 }
             };
             outcomes.push(outcome);
-        }
-        // Changes are idempotent: a crash before these marks are written applies the
-        // same entries again at start, to the same result.
-        if let Some(applied) = applied {
-            self.write_meta(APPLIED, &Some(applied))?;
-        }
-        if let Some(membership) = membership {
-            self.write_meta(MEMBERSHIP, &membership)?;
         }
         self.flush().await?;
         Ok(outcomes)
@@ -366,24 +433,39 @@ impl RaftStateMachine<DirectoryRaft> for StateMachine {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let SnapshotData::V1 { accounts, removed } = decode(&data).map_err(snapshot_error)?;
-        replace_contents(&self.accounts, accounts)?;
-        replace_contents(&self.removed, removed)?;
-        self.write_meta(APPLIED, &meta.last_log_id)?;
-        self.write_meta(MEMBERSHIP, &meta.last_membership)?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.write_meta(SNAPSHOT, &stored)?;
-        self.flush().await
+        let (old_accounts, old_removed) = (keys(&self.accounts)?, keys(&self.removed)?);
+        let applied = encode(&meta.last_log_id).map_err(snapshot_error)?;
+        let membership = encode(&meta.last_membership).map_err(snapshot_error)?;
+        // The whole state at once: a crash leaves the old one or the new one.
+        (&self.accounts, &self.removed, &self.meta)
+            .transaction(|(accounts_tree, removed_tree, meta_tree)| {
+                for (tree, old, new) in [
+                    (accounts_tree, &old_accounts, &accounts),
+                    (removed_tree, &old_removed, &removed),
+                ] {
+                    for key in old {
+                        tree.remove(key)?;
+                    }
+                    for (key, value) in new {
+                        tree.insert(key.as_bytes(), value.as_slice())?;
+                    }
+                }
+                meta_tree.insert(APPLIED, applied.clone())?;
+                meta_tree.insert(MEMBERSHIP, membership.clone())?;
+                Ok::<_, ConflictableTransactionError<String>>(())
+            })
+            .map_err(|e: TransactionError<String>| {
+                snapshot_error(io::Error::other(format!("{e:?}")))
+            })?;
+        self.keep_snapshot(meta, &data).await
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<DirectoryRaft>>, StorageError<NodeId>> {
-        Ok(self.current_snapshot()?.map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+        Ok(self.current_snapshot()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }

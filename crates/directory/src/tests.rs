@@ -130,11 +130,11 @@ async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
     let ann = account("ann@example.com", "n");
     let add = DirectoryChange::AddAccount(ann.clone());
     assert_eq!(
-        node.write(add.clone()).await.expect("add"),
+        node.write(add.clone()).await.expect("add").outcome,
         ChangeOutcome::Applied
     );
     assert_eq!(
-        node.write(add).await.expect("add again"),
+        node.write(add).await.expect("add again").outcome,
         ChangeOutcome::AddressTaken
     );
     assert_eq!(
@@ -154,7 +154,8 @@ async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
     assert_eq!(
         node.write(DirectoryChange::UpdateAccount(moved.clone()))
             .await
-            .expect("update"),
+            .expect("update")
+            .outcome,
         ChangeOutcome::Applied
     );
     assert_eq!(
@@ -168,11 +169,11 @@ async fn a_group_of_one_starts_itself_commits_and_resumes_after_a_restart() {
         address: "ann@example.com".into(),
     };
     assert_eq!(
-        node.write(remove.clone()).await.expect("remove"),
+        node.write(remove.clone()).await.expect("remove").outcome,
         ChangeOutcome::Applied
     );
     assert_eq!(
-        node.write(remove).await.expect("remove again"),
+        node.write(remove).await.expect("remove again").outcome,
         ChangeOutcome::NoSuchAccount
     );
     assert_eq!(node.replica().accounts().expect("accounts"), vec![]);
@@ -282,7 +283,8 @@ async fn three_members_elect_replicate_and_outlive_a_cut_off_leader() {
         leader
             .write(DirectoryChange::AddAccount(ann.clone()))
             .await
-            .expect("add on the leader"),
+            .expect("add on the leader")
+            .outcome,
         ChangeOutcome::Applied
     );
     match follower
@@ -323,7 +325,8 @@ async fn three_members_elect_replicate_and_outlive_a_cut_off_leader() {
         nodes[second as usize - 1]
             .write(DirectoryChange::AddAccount(cid.clone()))
             .await
-            .expect("add on the new leader"),
+            .expect("add on the new leader")
+            .outcome,
         ChangeOutcome::Applied
     );
     let refused = nodes[first as usize - 1]

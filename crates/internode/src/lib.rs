@@ -20,8 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use portico_directory::{
-    CallFuture, ChangeOutcome, DirectoryChange, PeerNode, PeerTransport, RaftAnswer, RaftCall,
-    RaftRole,
+    CallFuture, Committed, DirectoryChange, PeerNode, PeerTransport, RaftAnswer, RaftCall, RaftRole,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,9 +56,18 @@ pub enum Call {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Answer {
     Raft(RaftAnswer),
-    DirectoryWrite(Result<ChangeOutcome, String>),
+    DirectoryWrite(Result<Committed, WriteRefused>),
     Health(Health),
     /// The call could not be served (the reason is for the caller's log).
+    Failed(String),
+}
+
+/// Why a forwarded directory change was not committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteRefused {
+    /// The node called does not lead (any more): ask the leader it names.
+    NotLeader,
+    /// Anything else, said for the administrator.
     Failed(String),
 }
 
@@ -73,6 +81,8 @@ pub struct Health {
     pub applied: Option<u64>,
     /// Its place in the directory's Raft group.
     pub role: RaftRole,
+    /// When it leads: how long since a majority of the voters last answered it.
+    pub quorum_ack_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +103,16 @@ pub enum LinkError {
     Closed,
     #[error("no answer within {} s", CALL_DEADLINE.as_secs())]
     Timeout,
+    /// No connection could be opened: the call was not sent.
+    #[error("cannot connect: {0}")]
+    NotConnected(Box<LinkError>),
+}
+
+impl LinkError {
+    /// Whether the call surely did not reach the peer (and may be sent again as is).
+    pub fn not_sent(&self) -> bool {
+        matches!(self, LinkError::NotConnected(_))
+    }
 }
 
 /// A connection after its handshake.
@@ -259,7 +279,11 @@ impl<C: Connector> LinkTransport<C> {
             .clone()
     }
 
-    /// Calls `peer`, connecting first when there is no open link.
+    /// Calls `peer`, connecting first when there is no open link. The exchange runs
+    /// in a task of its own that keeps the link until the answer is read or the
+    /// deadline passes: a caller that stops waiting (Raft gives up on a heartbeat after
+    /// its interval) cannot leave an answer in flight for the next call to take as its
+    /// own. Needs a tokio runtime.
     pub fn call_peer(
         &self,
         peer: &PeerNode,
@@ -267,7 +291,7 @@ impl<C: Connector> LinkTransport<C> {
     ) -> Pin<Box<dyn Future<Output = Result<Answer, LinkError>> + Send>> {
         let slot = self.link_to(&peer.name);
         let (connector, me, peer) = (self.connector.clone(), self.me.clone(), peer.clone());
-        Box::pin(async move {
+        let exchange = tokio::spawn(async move {
             let mut slot = slot.lock().await;
             if slot.is_none() {
                 // Bounded like a call: a peer that never answers a connection attempt
@@ -276,8 +300,12 @@ impl<C: Connector> LinkTransport<C> {
                     let stream = connector.connect(&peer).await?;
                     Link::open(stream, &me, &peer.name).await
                 };
-                let opened = tokio::time::timeout(CALL_DEADLINE, opening).await;
-                *slot = Some(opened.map_err(|_| LinkError::Timeout)??);
+                let opened = tokio::time::timeout(CALL_DEADLINE, opening)
+                    .await
+                    .map_err(|_| LinkError::Timeout)
+                    .and_then(|opened| opened)
+                    .map_err(|e| LinkError::NotConnected(Box::new(e)))?;
+                *slot = Some(opened);
             }
             let Some(link) = slot.as_mut() else {
                 return Err(LinkError::Closed);
@@ -288,6 +316,11 @@ impl<C: Connector> LinkTransport<C> {
                 *slot = None;
             }
             answer
+        });
+        Box::pin(async move {
+            exchange
+                .await
+                .unwrap_or_else(|e| Err(LinkError::Io(io::Error::other(e))))
         })
     }
 }

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use portico_directory::{AccountRecord, AccountV1, DirectoryNode, Pop3Deletes};
+use portico_directory::{AccountRecord, AccountV1, DirectoryNode};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
@@ -23,6 +23,7 @@ impl CallHandler for Echo {
                 leader: None,
                 applied: Some(7),
                 role: portico_directory::RaftRole::Learner,
+                quorum_ack_ms: None,
             }),
             other => Answer::Failed(format!("{other:?} not served here")),
         };
@@ -224,21 +225,17 @@ async fn three_directory_members_replicate_over_the_link() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let ann = AccountRecord::V1(AccountV1 {
-        address: "ann@example.com".into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        home: "a".into(),
-        move_epoch: 0,
-        imap_enabled: true,
-        pop3_enabled: true,
-        pop3_deletes: Pop3Deletes::Expunge,
-        created: 0,
-    });
+    let ann = AccountRecord::V1(AccountV1::new(
+        "ann@example.com",
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        "a",
+        0,
+    ));
     let outcome = nodes[leader as usize - 1]
         .write(DirectoryChange::AddAccount(ann.clone()))
         .await
         .expect("write");
-    assert_eq!(outcome, ChangeOutcome::Applied);
+    assert_eq!(outcome.outcome, portico_directory::ChangeOutcome::Applied);
     loop {
         if nodes
             .iter()
@@ -282,5 +279,88 @@ async fn a_peer_that_never_takes_the_connection_is_given_up_on() {
         .await
         .expect("the call gives up by itself")
         .err();
-    assert!(matches!(failed, Some(LinkError::Timeout)), "{failed:?}");
+    let Some(LinkError::NotConnected(why)) = &failed else {
+        panic!("{failed:?}");
+    };
+    assert!(matches!(**why, LinkError::Timeout), "{failed:?}");
+    assert!(failed.is_some_and(|e| e.not_sent()));
+}
+
+/// Answers each call only after `delay`.
+struct Slow {
+    delay: Duration,
+}
+
+impl CallHandler for Slow {
+    fn handle(&self, from: &str, call: Call) -> AnswerFuture {
+        let delay = self.delay;
+        let answer = Echo.handle(from, call);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            answer.await
+        })
+    }
+}
+
+/// Connects to a listener that serves its links with [`Slow`].
+struct ToSlow {
+    address: std::net::SocketAddr,
+}
+
+impl Connector for ToSlow {
+    type Stream = TcpStream;
+
+    fn connect(
+        &self,
+        _peer: &PeerNode,
+    ) -> Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>> {
+        Box::pin(TcpStream::connect(self.address))
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_does_not_leave_its_answer_to_the_next_call() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let link = Link::accept(stream, "b", "a").await.expect("accept");
+                let _ = link
+                    .serve(&Slow {
+                        delay: Duration::from_millis(300),
+                    })
+                    .await;
+            });
+        }
+    });
+    let transport = LinkTransport::new("a", ToSlow { address });
+    let peer = PeerNode {
+        name: "b".into(),
+        address: address.to_string(),
+    };
+    // The first caller gives up before its answer comes (as Raft does with heartbeats).
+    let first = transport.call_peer(&peer, Call::Health);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), first)
+            .await
+            .is_err()
+    );
+    // The next call gets its own answer, not the first one's.
+    let second = transport
+        .call_peer(
+            &peer,
+            Call::DirectoryWrite(DirectoryChange::DeleteAccount {
+                address: "x@example.com".into(),
+            }),
+        )
+        .await
+        .expect("second call");
+    assert!(
+        matches!(&second, Answer::Failed(reason) if reason.contains("DirectoryWrite")),
+        "{second:?}"
+    );
 }

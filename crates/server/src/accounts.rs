@@ -11,7 +11,7 @@ use portico_store::{Account, Pop3DeleteMode, Store, StoreError};
 
 /// A password hash no password matches: the store's copy of an account is never used
 /// to sign in (the directory's is).
-const NO_PASSWORD: &str = "!";
+pub const NO_PASSWORD: &str = "!";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -19,6 +19,8 @@ pub enum AccountsError {
     Directory(#[from] ReadError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("this node's copy of the directory is not filled yet")]
+    NotReady,
 }
 
 /// Where an account's mailbox is.
@@ -61,6 +63,16 @@ impl Accounts {
         &self.me
     }
 
+    /// The directory's record of `address`, or [`AccountsError::NotReady`] while this
+    /// node's replica has never been filled (a new node that has not heard from the
+    /// leader yet knows of no account, and must not say so).
+    pub fn known_record(&self, address: &str) -> Result<Option<AccountRecord>, AccountsError> {
+        if self.directory.status().applied.is_none() {
+            return Err(AccountsError::NotReady);
+        }
+        Ok(self.record(address)?)
+    }
+
     /// The directory's record of `address` (trimmed, lower-cased first).
     pub fn record(&self, address: &str) -> Result<Option<AccountRecord>, ReadError> {
         self.directory
@@ -70,7 +82,7 @@ impl Accounts {
     /// Where `address`'s mailbox is, or `None` for no such account. Blocking (it may
     /// make the mailbox).
     pub fn locate(&self, address: &str) -> Result<Option<Located>, AccountsError> {
-        let Some(record) = self.record(address)? else {
+        let Some(record) = self.known_record(address)? else {
             return Ok(None);
         };
         if record.home() != self.me {
@@ -89,11 +101,24 @@ impl Accounts {
         })
     }
 
-    /// The store's side of an account homed here, made if missing.
+    /// The store's side of an account homed here, made if missing. A store account of
+    /// the same address made for an earlier account (removed, and the address taken
+    /// again before this node removed its mailbox) is removed first: the new account
+    /// never sees the old one's mail.
     fn mailbox_of(&self, fields: &AccountV1) -> Result<Account, StoreError> {
-        let stored = match self.store.account_by_address(&fields.address)? {
+        let mut stored = self.store.account_by_address(&fields.address)?;
+        if let Some(old) = stored.as_ref().filter(|old| old.created != fields.created) {
+            self.store.delete_account(old.id)?;
+            tracing::info!(address = %fields.address, "mailbox of an earlier account of this address removed");
+            stored = None;
+        }
+        let stored = match stored {
             Some(stored) => stored,
-            None => match self.store.create_account(&fields.address, NO_PASSWORD) {
+            None => match self.store.create_account_made_at(
+                &fields.address,
+                NO_PASSWORD,
+                fields.created,
+            ) {
                 Ok(made) => {
                     tracing::info!(address = %fields.address, "mailbox made");
                     made
@@ -113,9 +138,9 @@ impl Accounts {
     pub fn reconcile(&self) -> Result<Reconciled, AccountsError> {
         let mut done = Reconciled::default();
         for record in self.directory.accounts()? {
-            if record.home() == self.me
-                && self.store.account_by_address(record.address())?.is_none()
-            {
+            let stored = self.store.account_by_address(record.address())?;
+            let current = stored.is_some_and(|stored| stored.created == record.fields().created);
+            if record.home() == self.me && !current {
                 self.mailbox_of(record.fields())?;
                 done.mailboxes_made += 1;
             }
@@ -203,8 +228,8 @@ pub mod testing {
     use std::sync::Mutex;
 
     use portico_directory::{
-        AccountRecord, AccountV1, ChangeOutcome, Directory, DirectoryChange, MemberStatus,
-        RaftRole, ReadError, WriteFuture,
+        AccountRecord, AccountV1, ChangeOutcome, Committed, Directory, DirectoryChange,
+        MemberStatus, RaftRole, ReadError, WriteFuture,
     };
 
     #[derive(Default)]
@@ -239,6 +264,32 @@ pub mod testing {
                     }
                     accounts.insert(record.address().to_string(), record);
                 }
+                DirectoryChange::SetPassword {
+                    address,
+                    password_hash,
+                } => {
+                    let Some(record) = accounts.get(&address) else {
+                        return ChangeOutcome::NoSuchAccount;
+                    };
+                    let mut fields = record.fields().clone();
+                    fields.password_hash = password_hash;
+                    accounts.insert(address, AccountRecord::V1(fields));
+                }
+                DirectoryChange::SetAccess {
+                    address,
+                    imap_enabled,
+                    pop3_enabled,
+                    pop3_deletes,
+                } => {
+                    let Some(record) = accounts.get(&address) else {
+                        return ChangeOutcome::NoSuchAccount;
+                    };
+                    let mut fields = record.fields().clone();
+                    fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
+                    fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
+                    fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
+                    accounts.insert(address, AccountRecord::V1(fields));
+                }
                 DirectoryChange::DeleteAccount { address } => match accounts.remove(&address) {
                     Some(last) => {
                         self.removed.lock().unwrap().insert(address, last);
@@ -265,7 +316,8 @@ pub mod testing {
 
         fn write(&self, change: DirectoryChange) -> WriteFuture {
             let outcome = self.apply(change);
-            Box::pin(async move { Ok(outcome) })
+            let index = self.accounts.lock().unwrap().len() as u64;
+            Box::pin(async move { Ok(Committed { outcome, index }) })
         }
 
         fn status(&self) -> MemberStatus {
@@ -280,5 +332,78 @@ pub mod testing {
                 millis_since_quorum_ack: Some(0),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::MemoryDirectory;
+    use super::*;
+    use portico_directory::DirectoryChange;
+    use portico_store::{Flags, INBOX};
+
+    #[test]
+    fn a_new_account_of_a_removed_address_never_sees_the_old_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &Default::default()).unwrap());
+        let directory = Arc::new(MemoryDirectory::default());
+        let accounts = Accounts::new(directory.clone(), store.clone(), "here");
+        directory.add("ann@example.com", "h", "here");
+        let Some(Located::Here(first)) = accounts.locate("ann@example.com").unwrap() else {
+            panic!("ann's mailbox is here");
+        };
+        let inbox = store.mailbox_by_name(first.id, INBOX).unwrap().unwrap();
+        store
+            .append(
+                inbox.id,
+                b"Subject: old\r\n\r\nold\r\n",
+                &Flags::default(),
+                (1, 0),
+            )
+            .unwrap();
+        // Removed and added again before this node looked: a later account.
+        directory.apply(DirectoryChange::DeleteAccount {
+            address: "ann@example.com".into(),
+        });
+        let mut again = AccountV1::new("ann@example.com", "h2", "here", 2);
+        again.pop3_enabled = false;
+        directory.apply(DirectoryChange::AddAccount(AccountRecord::V1(again)));
+        let Some(Located::Here(second)) = accounts.locate("ann@example.com").unwrap() else {
+            panic!("ann's mailbox is here");
+        };
+        assert_ne!(second.id, first.id);
+        assert!(!second.pop3_enabled);
+        let inbox = store.mailbox_by_name(second.id, INBOX).unwrap().unwrap();
+        assert_eq!(inbox.messages, 0);
+        assert_eq!(accounts.reconcile().unwrap(), Reconciled::default());
+        // Removed for good: its home removes the mailbox.
+        directory.apply(DirectoryChange::DeleteAccount {
+            address: "ann@example.com".into(),
+        });
+        assert_eq!(
+            accounts.reconcile().unwrap(),
+            Reconciled {
+                mailboxes_made: 0,
+                mailboxes_removed: 1
+            }
+        );
+        assert!(
+            store
+                .account_by_address("ann@example.com")
+                .unwrap()
+                .is_none()
+        );
+        // Elsewhere is elsewhere.
+        directory.add("bob@example.com", "h", "there");
+        assert!(matches!(
+            accounts.locate("bob@example.com").unwrap(),
+            Some(Located::Elsewhere { home }) if home == "there"
+        ));
+        assert!(
+            store
+                .account_by_address("bob@example.com")
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -20,13 +19,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use actix::Addr;
-use portico_directory::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange};
+use portico_directory::{ChangeOutcome, DirectoryChange};
 
 use crate::accounts::{Accounts, AccountsError, Located, delete_mode, directory_deletes};
 use crate::auth::normalize_address;
 use crate::cluster::ClusterNode;
 use crate::mailbox::{AppendMessage, MailboxFault, MailboxRegistry};
 use crate::router::{PeerReport, PeerState, SiteRouter};
+use crate::smtp_time::unix_now as now;
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -146,12 +146,6 @@ fn store_failure(e: StoreError) -> AdminResponse {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// What admin requests are run with: the store, this node's place in the cluster and,
 /// inside a running server, its actors.
 pub struct AdminContext {
@@ -198,11 +192,13 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             address,
             password_hash,
         } => {
-            let done = format!("password changed for {}", normalize_address(&address));
-            change_user(context, &address, done, |account| {
-                account.password_hash = password_hash;
-            })
-            .await
+            let address = normalize_address(&address);
+            let done = format!("password changed for {address}");
+            let change = DirectoryChange::SetPassword {
+                address: address.clone(),
+                password_hash,
+            };
+            change_user(context, &address, done, change).await
         }
         AdminRequest::SetUser {
             address,
@@ -210,19 +206,15 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             imap_enabled,
             pop3_delete_mode,
         } => {
-            let done = format!("updated {}", normalize_address(&address));
-            change_user(context, &address, done, |account| {
-                if let Some(on) = pop3_enabled {
-                    account.pop3_enabled = on;
-                }
-                if let Some(on) = imap_enabled {
-                    account.imap_enabled = on;
-                }
-                if let Some(mode) = pop3_delete_mode {
-                    account.pop3_deletes = directory_deletes(mode);
-                }
-            })
-            .await
+            let address = normalize_address(&address);
+            let done = format!("updated {address}");
+            let change = DirectoryChange::SetAccess {
+                address: address.clone(),
+                imap_enabled,
+                pop3_enabled,
+                pop3_deletes: pop3_delete_mode.map(directory_deletes),
+            };
+            change_user(context, &address, done, change).await
         }
         AdminRequest::DeleteUser { address } => delete_user(context, &address).await,
         AdminRequest::ListUsers => {
@@ -306,22 +298,14 @@ async fn add_user(
     }
 }
 
-/// Changes an account's directory record with `change`.
+/// Commits a change to one account's settings.
 async fn change_user(
     context: &AdminContext,
     address: &str,
     done: String,
-    change: impl FnOnce(&mut AccountV1),
+    change: DirectoryChange,
 ) -> AdminResponse {
-    let record = match context.accounts.record(address) {
-        Ok(Some(record)) => record,
-        Ok(None) => return unknown_user(address),
-        Err(e) => return AdminResponse::Failed(e.to_string()),
-    };
-    let mut fields = record.fields().clone();
-    change(&mut fields);
-    let update = DirectoryChange::UpdateAccount(AccountRecord::V1(fields));
-    match context.cluster.write(update).await {
+    match context.cluster.write(change).await {
         Ok(ChangeOutcome::Applied) => AdminResponse::Done(done),
         Ok(_) => unknown_user(address),
         Err(e) => AdminResponse::Failed(e),
@@ -453,10 +437,13 @@ async fn cluster_status(cluster: &ClusterNode, router: &Addr<SiteRouter>) -> Clu
             .and_then(|health| health.applied),
         None => None,
     };
-    let leader_reachable = leader.as_ref().is_some_and(|name| {
+    // What the leader said of its quorum in its last health check, if it is reachable.
+    let leader_quorum_ack_ms = leader.as_ref().and_then(|name| {
         peers
             .iter()
-            .any(|peer| &peer.name == name && peer.state.reachable())
+            .find(|peer| &peer.name == name && peer.state.reachable())
+            .and_then(|peer| peer.health.as_ref())
+            .map(|health| health.quorum_ack_ms)
     });
     let mut nodes = Vec::new();
     for node in &cluster.config().nodes {
@@ -507,7 +494,7 @@ async fn cluster_status(cluster: &ClusterNode, router: &Addr<SiteRouter>) -> Clu
     ClusterReport {
         cluster: cluster.config().cluster.clone(),
         reporter: cluster.me().to_string(),
-        changes_refused: cluster.changes_refused(leader_reachable),
+        changes_refused: cluster.changes_refused(leader_quorum_ack_ms),
         leader,
         nodes,
     }

@@ -308,7 +308,7 @@ impl Authenticator {
     ) -> Result<Account, LoginError> {
         let address = name.key().to_string();
         // The local replica answers, whatever the directory's leader is doing.
-        let record = self.accounts.record(&address).map_err(|e| {
+        let record = self.accounts.known_record(&address).map_err(|e| {
             tracing::error!(error = %e, "account lookup failed");
             LoginError::Unavailable
         })?;
@@ -347,7 +347,8 @@ impl Authenticator {
     }
 
     /// The signed-in account's mailbox on this node. Submission needs none: a user
-    /// whose mailbox is elsewhere sends from here with [`NO_MAILBOX_HERE`].
+    /// whose mailbox is elsewhere sends from here with
+    /// [`crate::accounts::NO_MAILBOX_HERE`].
     async fn mailbox(
         &self,
         record: AccountRecord,

@@ -312,7 +312,11 @@ fn execute(
     let response = runtime.block_on(async {
         if cluster.member().is_some() {
             cluster.wait_for_leader(LEADER_WAIT).await;
-            cluster.migrate(&accounts, data_dir).await;
+            if let Err(e) = cluster.migrate(&accounts, data_dir).await {
+                return AdminResponse::Failed(format!(
+                    "putting this data directory's accounts in the directory: {e}"
+                ));
+            }
         }
         admin::execute(&context, request).await
     });

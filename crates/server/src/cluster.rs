@@ -11,27 +11,27 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use portico_cluster::{ClusterConfig, Role};
 use portico_directory::{
     AccountRecord, AccountV1, ChangeOutcome, Directory, DirectoryChange, DirectoryNode, NoPeers,
-    NodeId, PeerNode, RaftRole, StoppedReplica, WriteError, node_id,
+    NodeId, PeerNode, RaftRole, StoppedReplica, UNCERTAIN, WriteError, node_id,
 };
-use portico_internode::{Answer, Call, LinkError, LinkTransport};
+use portico_internode::{Answer, Call, LinkTransport, WriteRefused};
 use rustls::ServerConfig;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, NO_PASSWORD};
 use crate::internode::TlsDialer;
 use crate::pki::{self, NodeIdentity};
-
-/// Said of a change that timed out: Raft may still commit it.
-const UNCERTAIN: &str = " (the change takes effect later if the voters it reached form a majority again: check with `user list` before repeating it)";
 
 /// How long an account change may take, forwarding and waiting for an election
 /// included.
 const WRITE_PATIENCE: Duration = Duration::from_secs(8);
+/// How long a forwarded change may take to reach this node's replica after the
+/// leader committed it.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
 /// Pause between two tries of a change while no leader is known.
 const LEADER_POLL: Duration = Duration::from_millis(100);
 /// How often the background work looks at the directory.
@@ -86,8 +86,10 @@ pub struct ClusterNode {
     directory: Arc<dyn Directory>,
     /// The running member; `None` for the replica of a stopped node.
     member: Option<DirectoryNode>,
-    /// Calls to other nodes (health, forwarded changes); `None` in a group of one.
+    /// Forwarded changes to the leader; `None` in a group of one.
     links: Option<Arc<Links>>,
+    /// How this node dials the others (for links of their own, such as the router's).
+    dialer: Option<(rustls::ClientConfig, std::net::IpAddr)>,
     names: HashMap<NodeId, String>,
 }
 
@@ -135,7 +137,10 @@ impl ClusterNode {
         let client = pki::internode_client_config(&identity)?;
         let tls = pki::internode_server_config(&identity)?;
         let raft_links = LinkTransport::new(me, TlsDialer::new(client.clone(), address.ip()));
-        let links = Arc::new(LinkTransport::new(me, TlsDialer::new(client, address.ip())));
+        let links = Arc::new(LinkTransport::new(
+            me,
+            TlsDialer::new(client.clone(), address.ip()),
+        ));
         let member = DirectoryNode::start(
             &dir,
             &config.cluster,
@@ -144,10 +149,9 @@ impl ClusterNode {
             Arc::new(raft_links),
         )
         .context("starting the directory")?;
-        Ok((
-            ClusterNode::with_member(config, me, member, Some(links)),
-            Some(InternodeListener { address, tls }),
-        ))
+        let mut node = ClusterNode::with_member(config, me, member, Some(links));
+        node.dialer = Some((client, address.ip()));
+        Ok((node, Some(InternodeListener { address, tls })))
     }
 
     /// The directory of a node that is not running, for the command line: a group of
@@ -171,6 +175,7 @@ impl ClusterNode {
             directory: Arc::new(replica),
             member: None,
             links: None,
+            dialer: None,
         })
     }
 
@@ -187,6 +192,7 @@ impl ClusterNode {
             directory: Arc::new(member.clone()),
             member: Some(member),
             links,
+            dialer: None,
         }
     }
 
@@ -198,8 +204,11 @@ impl ClusterNode {
         self.member.as_ref()
     }
 
-    pub fn links(&self) -> Option<&Arc<Links>> {
-        self.links.as_ref()
+    /// New links of their own to the other nodes (`None` in a group of one): calls on
+    /// them do not wait behind forwarded changes.
+    pub fn new_links(&self) -> Option<Links> {
+        let (client, local) = self.dialer.clone()?;
+        Some(LinkTransport::new(&self.me, TlsDialer::new(client, local)))
     }
 
     pub fn config(&self) -> &Arc<ClusterConfig> {
@@ -230,7 +239,9 @@ impl ClusterNode {
     }
 
     /// Whether this node can have account changes committed now, and if not, why.
-    pub fn changes_refused(&self, leader_reachable: bool) -> Option<String> {
+    /// `leader_quorum_ack_ms`: when another node leads, how long since a majority last
+    /// answered it, as its last health check said; `None` when it is not reachable.
+    pub fn changes_refused(&self, leader_quorum_ack_ms: Option<Option<u64>>) -> Option<String> {
         let status = self.directory.status();
         if self.member.is_none() {
             return Some("this node is not running".into());
@@ -238,27 +249,33 @@ impl ClusterNode {
         let Some(leader) = status.leader else {
             return Some("directory has no quorum: no leader is elected".into());
         };
-        if status.role == RaftRole::Leader {
-            let silent = status.millis_since_quorum_ack.unwrap_or(u64::MAX);
-            if self.config.is_multi_node() && silent > QUORUM_SILENCE_MS {
-                return Some(format!(
-                    "directory has no quorum: no majority of the voters has answered this leader for {} s",
-                    silent / 1000
-                ));
+        let name = self.name_of(leader).unwrap_or("?");
+        let silent = if status.role == RaftRole::Leader {
+            status.millis_since_quorum_ack
+        } else {
+            match leader_quorum_ack_ms {
+                Some(silent) => silent,
+                None => {
+                    return Some(format!(
+                        "the directory's leader {name} is unreachable from here"
+                    ));
+                }
             }
-            return None;
-        }
-        if !leader_reachable {
-            let name = self.name_of(leader).unwrap_or("?");
+        };
+        let silent = silent.unwrap_or(u64::MAX);
+        if self.config.is_multi_node() && silent > QUORUM_SILENCE_MS {
             return Some(format!(
-                "the directory's leader {name} is unreachable from here"
+                "directory has no quorum: no majority of the voters has answered the leader {name} for {} s",
+                silent / 1000
             ));
         }
         None
     }
 
-    /// Commits `change`: on this node if it leads, else forwarded to the leader. Waits
-    /// for an election in progress; fails with the cause when no majority confirms.
+    /// Commits `change`: on this node if it leads, else forwarded to the leader, and
+    /// returns once this node's replica has it too (so that what the caller does next
+    /// here sees it). Waits for an election in progress; fails with the cause when no
+    /// majority confirms.
     pub async fn write(&self, change: DirectoryChange) -> Result<ChangeOutcome, String> {
         let Some(member) = &self.member else {
             return Err(WriteError::NotRunning.to_string());
@@ -266,7 +283,7 @@ impl ClusterNode {
         let deadline = Instant::now() + WRITE_PATIENCE;
         loop {
             let leader = match member.write(change.clone()).await {
-                Ok(outcome) => return Ok(outcome),
+                Ok(committed) => return Ok(committed.outcome),
                 Err(WriteError::NotLeader { leader }) => leader,
                 Err(e) => return Err(e.to_string()),
             };
@@ -275,27 +292,38 @@ impl ClusterNode {
                     .call_peer(leader, Call::DirectoryWrite(change.clone()))
                     .await
                 {
-                    Ok(Answer::DirectoryWrite(Ok(outcome))) => return Ok(outcome),
-                    Ok(Answer::DirectoryWrite(Err(e)))
-                        if !e.contains("not the directory's leader") =>
-                    {
-                        return Err(e);
+                    Ok(Answer::DirectoryWrite(Ok(committed))) => {
+                        if !member.wait_applied(committed.index, APPLY_WAIT).await {
+                            tracing::warn!(
+                                index = committed.index,
+                                "a committed directory change is not applied here yet"
+                            );
+                        }
+                        return Ok(committed.outcome);
                     }
-                    Ok(Answer::DirectoryWrite(Err(_))) => {}
-                    Ok(other) => return Err(format!("the leader answered {other:?}")),
-                    Err(LinkError::Timeout) => {
-                        return Err(format!(
-                            "directory has no quorum: the leader {} did not confirm the change in time{UNCERTAIN}",
-                            leader.name
-                        ));
+                    Ok(Answer::DirectoryWrite(Err(WriteRefused::Failed(e)))) => return Err(e),
+                    // Leadership moved on: ask again whoever leads now.
+                    Ok(Answer::DirectoryWrite(Err(WriteRefused::NotLeader))) => {}
+                    Ok(Answer::Failed(e)) => {
+                        return Err(format!("the leader {} failed: {e}", leader.name));
                     }
-                    Err(e) if Instant::now() >= deadline => {
+                    Ok(_) => {
+                        return Err(format!("the leader {} answered another call", leader.name));
+                    }
+                    // Never sent: the leader may be gone; try again until the deadline.
+                    Err(e) if e.not_sent() && Instant::now() < deadline => {}
+                    Err(e) if e.not_sent() => {
                         return Err(format!(
                             "directory has no quorum: the leader {} cannot be reached ({e})",
                             leader.name
                         ));
                     }
-                    Err(_) => {}
+                    Err(e) => {
+                        return Err(format!(
+                            "directory has no quorum: the leader {} did not confirm the change ({e}){UNCERTAIN}",
+                            leader.name
+                        ));
+                    }
                 }
             }
             if Instant::now() >= deadline {
@@ -362,7 +390,12 @@ impl ClusterNode {
         password_hash: &str,
         home: &str,
     ) -> Result<ChangeOutcome, String> {
-        let record = AccountRecord::V1(AccountV1::new(address, password_hash, home, now()));
+        let record = AccountRecord::V1(AccountV1::new(
+            address,
+            password_hash,
+            home,
+            crate::smtp_time::unix_now(),
+        ));
         self.write(DirectoryChange::AddAccount(record)).await
     }
 
@@ -406,43 +439,43 @@ impl ClusterNode {
     }
 
     /// Puts the store's accounts the directory does not know into it, once (a data
-    /// directory from before the directory). Returns whether it is done.
-    pub async fn migrate(&self, accounts: &Arc<Accounts>, data_dir: &Path) -> bool {
+    /// directory from before the directory). An account the directory has only as the
+    /// placeholder made before (a postmaster with no password) takes its place.
+    pub async fn migrate(&self, accounts: &Arc<Accounts>, data_dir: &Path) -> Result<(), String> {
         let marker = data_dir.join(MIGRATED_MARKER);
         if marker.exists() {
-            return true;
+            return Ok(());
         }
         let lookup = accounts.clone();
-        let records = match tokio::task::spawn_blocking(move || lookup.unmigrated()).await {
-            Ok(Ok(records)) => records,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "reading the accounts to migrate");
-                return false;
-            }
-            Err(_) => return false,
-        };
+        let records = tokio::task::spawn_blocking(move || lookup.unmigrated())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the accounts to migrate: {e}"))?;
         for record in records {
             let address = record.address().to_string();
-            match self.write(DirectoryChange::AddAccount(record)).await {
-                Ok(ChangeOutcome::Applied) => {
-                    tracing::info!(%address, "account migrated into the directory");
-                }
-                Ok(_) => {
-                    tracing::warn!(%address, "account already in the directory; its mailbox here is kept");
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "account migration waits for the directory");
-                    return false;
-                }
+            let outcome = self
+                .write(DirectoryChange::AddAccount(record.clone()))
+                .await?;
+            if outcome == ChangeOutcome::Applied {
+                tracing::info!(%address, "account migrated into the directory");
+                continue;
+            }
+            let placeholder = self
+                .directory
+                .account(&address)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|taken| taken.fields().password_hash == NO_PASSWORD);
+            if placeholder {
+                self.write(DirectoryChange::UpdateAccount(record)).await?;
+                tracing::info!(%address, "account migrated into the directory over its placeholder");
+            } else {
+                tracing::warn!(%address, "account already in the directory; its mailbox here is kept");
             }
         }
-        match write_marker(&marker) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, path = %marker.display(), "writing the migration marker");
-                false
-            }
-        }
+        tokio::task::spawn_blocking(move || write_marker(&marker))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("writing the migration marker: {e}"))
     }
 
     /// Runs the background work until the task is dropped.
@@ -458,9 +491,12 @@ impl ClusterNode {
             tick.tick().await;
             self.lead().await;
             if !migrated {
-                migrated = self.migrate(&accounts, &data_dir).await;
-                if !migrated {
-                    continue;
+                match self.migrate(&accounts, &data_dir).await {
+                    Ok(()) => migrated = true,
+                    Err(e) => {
+                        tracing::info!(error = %e, "account migration waits for the directory");
+                        continue;
+                    }
                 }
             }
             if !backend {
@@ -495,15 +531,6 @@ fn names(config: &ClusterConfig) -> HashMap<NodeId, String> {
         .iter()
         .map(|node| (node_id(&node.name), node.name.clone()))
         .collect()
-}
-
-/// A password hash no password matches.
-pub const NO_PASSWORD: &str = "!";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Writes the migration marker durably.

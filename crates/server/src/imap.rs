@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -28,6 +28,7 @@ use crate::mailbox::{
     MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
 };
 use crate::node::{NodeContext, UserSlot};
+use crate::smtp_time::unix_now as now;
 
 pub struct ImapConnection {
     id: SessionId,
@@ -100,12 +101,6 @@ fn rand_reference() -> u32 {
     let mut bytes = [0u8; 4];
     let _ = getrandom::fill(&mut bytes);
     u32::from_le_bytes(bytes)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn flag_names(flags: &Flags) -> Vec<String> {

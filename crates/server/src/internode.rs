@@ -11,9 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use portico_directory::{DirectoryNode, PeerNode};
+use portico_directory::{DirectoryNode, PeerNode, WriteError};
 use portico_internode::{
-    Answer, AnswerFuture, Call, CallHandler, Connector, Health, Link, LinkError,
+    Answer, AnswerFuture, Call, CallHandler, Connector, Health, Link, LinkError, WriteRefused,
 };
 use rustls::{ClientConfig, ServerConfig};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -139,7 +139,10 @@ impl CallHandler for DirectoryCalls {
             match call {
                 Call::Raft(call) => Answer::Raft(directory.answer(call).await),
                 Call::DirectoryWrite(change) => {
-                    Answer::DirectoryWrite(directory.write(change).await.map_err(|e| e.to_string()))
+                    Answer::DirectoryWrite(directory.write(change).await.map_err(|e| match e {
+                        WriteError::NotLeader { .. } => WriteRefused::NotLeader,
+                        other => WriteRefused::Failed(other.to_string()),
+                    }))
                 }
                 Call::Health => {
                     let status = directory.status();
@@ -148,6 +151,7 @@ impl CallHandler for DirectoryCalls {
                         leader: status.leader,
                         applied: status.applied,
                         role: status.role,
+                        quorum_ack_ms: status.millis_since_quorum_ack,
                     })
                 }
             }

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::mailbox::AppendMessage;
 use crate::node::NodeContext;
+use crate::smtp_time::unix_now as now;
 
 /// What the smarthost said about one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -439,12 +440,6 @@ pub async fn run_queue(node: Arc<NodeContext>, wake: Arc<Notify>) {
             _ = shutdown.changed() => break,
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// One pass over the queue: every recipient whose time has come gets a try.

@@ -2,8 +2,9 @@
 //! is doing, and where each account lives. It checks every peer's health over the
 //! internode link (a Health call each second while the peer answers, backing off to
 //! [`MAX_BACKOFF`] while it does not) and keeps a circuit breaker per peer: after
-//! [`OPEN_AFTER`] failed checks in a row the peer counts as down, and callers fail
-//! fast instead of waiting for a timeout, until a check succeeds again.
+//! [`OPEN_AFTER`] failed checks in a row the peer counts as down, and callers that ask
+//! first ([`Reachable`]) fail fast instead of waiting for a timeout, until a check
+//! succeeds again. `cluster status` shows what it sees.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use actix::prelude::*;
 use portico_directory::PeerNode;
 use portico_internode::{Answer, Call, Health};
 
-use crate::cluster::{ClusterNode, members};
+use crate::cluster::{ClusterNode, Links, members};
 
 /// How often the actor looks for checks that are due.
 const TICK: Duration = Duration::from_millis(250);
@@ -91,6 +92,9 @@ impl PeerHealth {
 
 pub struct SiteRouter {
     cluster: Arc<ClusterNode>,
+    /// The router's own connections to the other nodes: a health check never waits
+    /// behind a change forwarded to the leader.
+    links: Option<Arc<Links>>,
     peers: HashMap<String, PeerHealth>,
 }
 
@@ -117,11 +121,15 @@ impl SiteRouter {
                 )
             })
             .collect();
-        SiteRouter { cluster, peers }
+        SiteRouter {
+            links: cluster.new_links().map(Arc::new),
+            cluster,
+            peers,
+        }
     }
 
     fn check_due(&mut self, ctx: &mut Context<Self>) {
-        let Some(links) = self.cluster.links().cloned() else {
+        let Some(links) = self.links.clone() else {
             return;
         };
         let now = Instant::now();

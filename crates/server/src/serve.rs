@@ -96,7 +96,12 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         ),
         Err(e) => return Err(e).context("opening the store"),
     };
-    let (cluster, internode_listener) = ClusterNode::start(config.clone(), &node_name, &data_dir)?;
+    let starting = (config.clone(), node_name.clone(), data_dir.clone());
+    let (cluster, internode_listener) = tokio::task::spawn_blocking(move || {
+        ClusterNode::start(starting.0, &starting.1, &starting.2)
+    })
+    .await
+    .context("starting the directory")??;
     let cluster = Arc::new(cluster);
     let accounts = Arc::new(Accounts::new(
         cluster.directory().clone(),
@@ -125,8 +130,8 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     if !config.is_multi_node() {
         // A group of one leads at once: accounts are in place before clients come.
         cluster.wait_for_leader(LEADER_WAIT).await;
-        if !cluster.migrate(&accounts, &data_dir).await {
-            anyhow::bail!("the accounts of this data directory could not be put in the directory");
+        if let Err(e) = cluster.migrate(&accounts, &data_dir).await {
+            anyhow::bail!("putting this data directory's accounts in the directory: {e}");
         }
         if let Err(e) = cluster.ensure_postmaster().await {
             anyhow::bail!("making the postmaster account: {e}");
@@ -241,15 +246,20 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     if let Some(task) = internode_task {
         task.abort();
     }
+    // A thread of its own, polled: a member that never stops must not keep the
+    // process (the runtime waits for its blocking tasks when dropped).
     let stopping = cluster.clone();
-    if tokio::time::timeout(
-        DIRECTORY_STOP_DEADLINE,
-        tokio::task::spawn_blocking(move || stopping.stop()),
-    )
-    .await
-    .is_err()
-    {
-        tracing::warn!("the directory member did not stop in time");
+    let directory_stop = std::thread::Builder::new()
+        .name("directory-stop".into())
+        .spawn(move || stopping.stop());
+    if let Ok(directory_stop) = directory_stop {
+        let deadline = tokio::time::Instant::now() + DIRECTORY_STOP_DEADLINE;
+        while !directory_stop.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !directory_stop.is_finished() {
+            tracing::warn!("the directory member did not stop in time");
+        }
     }
     compaction.abort();
     trimming.abort();

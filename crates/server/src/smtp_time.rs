@@ -1,4 +1,5 @@
-//! Dates as mail headers write them (RFC 5322 §3.3), for Received and bounces.
+//! Dates as mail headers write them (RFC 5322 §3.3), for Received and bounces, and
+//! the Unix time the node's records carry.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,11 +23,14 @@ pub fn rfc5322(secs: i64) -> String {
 }
 
 pub fn rfc5322_now() -> String {
-    rfc5322(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    )
+    rfc5322(unix_now())
+}
+
+/// Seconds since the Unix epoch now (0 for a clock set before it).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

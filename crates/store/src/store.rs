@@ -610,6 +610,18 @@ impl Store {
 
     /// Creates an account with INBOX and the default special-use folders.
     pub fn create_account(&self, address: &str, password_hash: &str) -> Result<Account> {
+        self.create_account_made_at(address, password_hash, now_secs())
+    }
+
+    /// [`Store::create_account`] with the account's creation time given: a node that
+    /// holds the mailbox of an account of the replicated directory takes the
+    /// directory's, which tells this account from an earlier one of the same address.
+    pub fn create_account_made_at(
+        &self,
+        address: &str,
+        password_hash: &str,
+        created: i64,
+    ) -> Result<Account> {
         let address = address.trim().to_ascii_lowercase();
         if address.is_empty() || address.len() > 320 || address.chars().any(char::is_control) {
             return Err(StoreError::InvalidName("invalid address"));
@@ -627,7 +639,7 @@ impl Store {
             pop3_enabled: true,
             imap_enabled: true,
             pop3_delete_mode: Pop3DeleteMode::Expunge,
-            created: now_secs(),
+            created,
         };
         txn.batch
             .insert(keys::address(&address), &id.0.to_be_bytes());

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use portico_cluster::ClusterConfig;
 use portico_directory::{
-    AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Pop3Deletes, node_id,
+    AccountRecord, AccountV1, ChangeOutcome, Committed, DirectoryChange, Pop3Deletes, node_id,
 };
 use portico_internode::LinkTransport;
 
@@ -115,7 +115,7 @@ async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() 
         .write(DirectoryChange::AddAccount(ann.clone()))
         .await
         .expect("add");
-    assert_eq!(added, ChangeOutcome::Applied);
+    assert_eq!(added.outcome, ChangeOutcome::Applied);
     until("ann on every replica", || {
         nodes
             .iter()
@@ -144,7 +144,10 @@ async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() 
     assert!(
         matches!(
             forwarded,
-            Answer::DirectoryWrite(Ok(ChangeOutcome::Applied))
+            Answer::DirectoryWrite(Ok(Committed {
+                outcome: ChangeOutcome::Applied,
+                ..
+            }))
         ),
         "{forwarded:?} (asked through {})",
         follower.name
