@@ -203,9 +203,7 @@ impl StateMachine {
     }
 
     /// The current snapshot with its data.
-    fn current_snapshot(
-        &self,
-    ) -> Result<Option<(Meta, Vec<u8>)>, StorageError<NodeId>> {
+    fn current_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, StorageError<NodeId>> {
         let Some(stored) = self.read_meta::<StoredSnapshot>(SNAPSHOT)? else {
             return Ok(None);
         };
