@@ -26,7 +26,7 @@ pub use node::{
     CallFuture, Committed, DirectoryNode, MemberStatus, NoPeers, PeerTransport, RaftAnswer,
     RaftCall, RaftRole, StartError, UNCERTAIN, WriteError,
 };
-pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Pop3Deletes};
+pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Effect, Pop3Deletes};
 pub use state_machine::{ReadError, Replica, StateMachine};
 
 /// What the rest of the server asks of the directory: reads of this node's replica,

@@ -99,6 +99,75 @@ pub enum DirectoryChange {
     },
 }
 
+/// What a change does to the record kept under its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A new account: kept, and any removal record of its address dropped.
+    Add(AccountRecord),
+    /// The account's record becomes this one.
+    Replace(AccountRecord),
+    /// The account goes; its last record is kept as the removal record.
+    Remove,
+    /// Nothing changes.
+    Nothing,
+}
+
+impl DirectoryChange {
+    /// The address whose record the change is about.
+    pub fn address(&self) -> &str {
+        match self {
+            DirectoryChange::AddAccount(record) | DirectoryChange::UpdateAccount(record) => {
+                record.address()
+            }
+            DirectoryChange::DeleteAccount { address }
+            | DirectoryChange::SetPassword { address, .. }
+            | DirectoryChange::SetAccess { address, .. } => address,
+        }
+    }
+
+    /// What the change does given the current record of its address: the one rule
+    /// every replica applies.
+    pub fn effect(&self, current: Option<&AccountRecord>) -> (ChangeOutcome, Effect) {
+        let changed = |edit: &dyn Fn(&mut AccountV1)| match current {
+            Some(record) => {
+                let mut fields = record.fields().clone();
+                edit(&mut fields);
+                (
+                    ChangeOutcome::Applied,
+                    Effect::Replace(AccountRecord::V1(fields)),
+                )
+            }
+            None => (ChangeOutcome::NoSuchAccount, Effect::Nothing),
+        };
+        match self {
+            DirectoryChange::AddAccount(record) => match current {
+                Some(_) => (ChangeOutcome::AddressTaken, Effect::Nothing),
+                None => (ChangeOutcome::Applied, Effect::Add(record.clone())),
+            },
+            DirectoryChange::UpdateAccount(record) => changed(&|fields| {
+                *fields = record.fields().clone();
+            }),
+            DirectoryChange::SetPassword { password_hash, .. } => changed(&|fields| {
+                fields.password_hash = password_hash.clone();
+            }),
+            DirectoryChange::SetAccess {
+                imap_enabled,
+                pop3_enabled,
+                pop3_deletes,
+                ..
+            } => changed(&|fields| {
+                fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
+                fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
+                fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
+            }),
+            DirectoryChange::DeleteAccount { .. } => match current {
+                Some(_) => (ChangeOutcome::Applied, Effect::Remove),
+                None => (ChangeOutcome::NoSuchAccount, Effect::Nothing),
+            },
+        }
+    }
+}
+
 /// What applying a [`DirectoryChange`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeOutcome {

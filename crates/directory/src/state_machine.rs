@@ -17,7 +17,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 
-use crate::records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange};
+use crate::records::{AccountRecord, ChangeOutcome, DirectoryChange, Effect};
 use crate::{Database, DirectoryRaft, NodeId, PeerNode, decode, encode, read_value, write_value};
 
 const APPLIED: &[u8] = b"applied";
@@ -266,72 +266,30 @@ fn apply_change(
     change: &DirectoryChange,
 ) -> Result<ChangeOutcome, ConflictableTransactionError<String>> {
     let abort = |e: &dyn std::fmt::Display| ConflictableTransactionError::Abort(e.to_string());
-    let put = |record: &AccountRecord| -> Result<(), ConflictableTransactionError<String>> {
-        let bytes = encode(record).map_err(|e| abort(&e))?;
-        accounts.insert(record.address().as_bytes(), bytes)?;
-        Ok(())
+    let key = change.address().as_bytes();
+    let stored = accounts.get(key)?;
+    let current: Option<AccountRecord> = match &stored {
+        Some(bytes) => Some(decode(bytes).map_err(|e| abort(&e))?),
+        None => None,
     };
-    let current =
-        |address: &str| -> Result<Option<AccountV1>, ConflictableTransactionError<String>> {
-            match accounts.get(address.as_bytes())? {
-                Some(bytes) => {
-                    let record: AccountRecord = decode(&bytes).map_err(|e| abort(&e))?;
-                    Ok(Some(record.fields().clone()))
-                }
-                None => Ok(None),
-            }
-        };
-    Ok(match change {
-        DirectoryChange::AddAccount(record) => {
-            if accounts.get(record.address().as_bytes())?.is_some() {
-                ChangeOutcome::AddressTaken
-            } else {
-                put(record)?;
-                removed.remove(record.address().as_bytes())?;
-                ChangeOutcome::Applied
+    let (outcome, effect) = change.effect(current.as_ref());
+    match effect {
+        Effect::Add(record) => {
+            accounts.insert(key, encode(&record).map_err(|e| abort(&e))?)?;
+            removed.remove(key)?;
+        }
+        Effect::Replace(record) => {
+            accounts.insert(key, encode(&record).map_err(|e| abort(&e))?)?;
+        }
+        Effect::Remove => {
+            accounts.remove(key)?;
+            if let Some(last) = stored {
+                removed.insert(key, last)?;
             }
         }
-        DirectoryChange::UpdateAccount(record) => match current(record.address())? {
-            Some(_) => {
-                put(record)?;
-                ChangeOutcome::Applied
-            }
-            None => ChangeOutcome::NoSuchAccount,
-        },
-        DirectoryChange::SetPassword {
-            address,
-            password_hash,
-        } => match current(address)? {
-            Some(mut fields) => {
-                fields.password_hash = password_hash.clone();
-                put(&AccountRecord::V1(fields))?;
-                ChangeOutcome::Applied
-            }
-            None => ChangeOutcome::NoSuchAccount,
-        },
-        DirectoryChange::SetAccess {
-            address,
-            imap_enabled,
-            pop3_enabled,
-            pop3_deletes,
-        } => match current(address)? {
-            Some(mut fields) => {
-                fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
-                fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
-                fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
-                put(&AccountRecord::V1(fields))?;
-                ChangeOutcome::Applied
-            }
-            None => ChangeOutcome::NoSuchAccount,
-        },
-        DirectoryChange::DeleteAccount { address } => match accounts.remove(address.as_bytes())? {
-            Some(last) => {
-                removed.insert(address.as_bytes(), last)?;
-                ChangeOutcome::Applied
-            }
-            None => ChangeOutcome::NoSuchAccount,
-        },
-    })
+        Effect::Nothing => {}
+    }
+    Ok(outcome)
 }
 
 /// Builds a snapshot from a copy of the state taken when the builder was made.

@@ -23,16 +23,12 @@ fn openraft_storage_conformance_suite_passes() {
 }
 
 fn account(address: &str, home: &str) -> AccountRecord {
-    AccountRecord::V1(AccountV1 {
-        address: address.to_string(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string(),
-        home: home.to_string(),
-        move_epoch: 0,
-        imap_enabled: true,
-        pop3_enabled: true,
-        pop3_deletes: Pop3Deletes::Expunge,
-        created: 1_796_000_000,
-    })
+    AccountRecord::V1(AccountV1::new(
+        address,
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        home,
+        1_796_000_000,
+    ))
 }
 
 fn normal(index: u64, change: DirectoryChange) -> openraft::Entry<DirectoryRaft> {
@@ -379,4 +375,43 @@ fn node_ids_are_fixed_by_the_name() {
     assert_eq!(node_id(""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(node_id("a"), 0xaf63_dc4c_8601_ec8c);
     assert_ne!(node_id("d1"), node_id("d2"));
+}
+
+#[test]
+fn a_setting_change_touches_only_its_fields() {
+    use crate::Effect;
+    let ann = account("ann@example.com", "n");
+    let access = DirectoryChange::SetAccess {
+        address: "ann@example.com".into(),
+        imap_enabled: None,
+        pop3_enabled: Some(false),
+        pop3_deletes: Some(Pop3Deletes::Hide),
+    };
+    let (outcome, effect) = access.effect(Some(&ann));
+    assert_eq!(outcome, ChangeOutcome::Applied);
+    let Effect::Replace(changed) = effect else {
+        panic!("{effect:?}");
+    };
+    let mut expected = ann.fields().clone();
+    expected.pop3_enabled = false;
+    expected.pop3_deletes = Pop3Deletes::Hide;
+    assert_eq!(changed, AccountRecord::V1(expected));
+    let password = DirectoryChange::SetPassword {
+        address: "ann@example.com".into(),
+        password_hash: "new".into(),
+    };
+    let (_, effect) = password.effect(Some(&changed));
+    let Effect::Replace(again) = effect else {
+        panic!("{effect:?}");
+    };
+    assert_eq!(again.fields().password_hash, "new");
+    assert!(!again.fields().pop3_enabled, "the access change stays");
+    assert_eq!(
+        password.effect(None),
+        (ChangeOutcome::NoSuchAccount, Effect::Nothing)
+    );
+    assert_eq!(
+        DirectoryChange::AddAccount(ann.clone()).effect(Some(&ann)),
+        (ChangeOutcome::AddressTaken, Effect::Nothing)
+    );
 }

@@ -228,7 +228,7 @@ pub mod testing {
     use std::sync::Mutex;
 
     use portico_directory::{
-        AccountRecord, AccountV1, ChangeOutcome, Committed, Directory, DirectoryChange,
+        AccountRecord, AccountV1, ChangeOutcome, Committed, Directory, DirectoryChange, Effect,
         MemberStatus, RaftRole, ReadError, WriteFuture,
     };
 
@@ -250,54 +250,24 @@ pub mod testing {
 
         pub fn apply(&self, change: DirectoryChange) -> ChangeOutcome {
             let mut accounts = self.accounts.lock().unwrap();
-            match change {
-                DirectoryChange::AddAccount(record) => {
-                    if accounts.contains_key(record.address()) {
-                        return ChangeOutcome::AddressTaken;
-                    }
-                    self.removed.lock().unwrap().remove(record.address());
-                    accounts.insert(record.address().to_string(), record);
+            let address = change.address().to_string();
+            let (outcome, effect) = change.effect(accounts.get(&address));
+            match effect {
+                Effect::Add(record) => {
+                    self.removed.lock().unwrap().remove(&address);
+                    accounts.insert(address, record);
                 }
-                DirectoryChange::UpdateAccount(record) => {
-                    if !accounts.contains_key(record.address()) {
-                        return ChangeOutcome::NoSuchAccount;
-                    }
-                    accounts.insert(record.address().to_string(), record);
+                Effect::Replace(record) => {
+                    accounts.insert(address, record);
                 }
-                DirectoryChange::SetPassword {
-                    address,
-                    password_hash,
-                } => {
-                    let Some(record) = accounts.get(&address) else {
-                        return ChangeOutcome::NoSuchAccount;
-                    };
-                    let mut fields = record.fields().clone();
-                    fields.password_hash = password_hash;
-                    accounts.insert(address, AccountRecord::V1(fields));
-                }
-                DirectoryChange::SetAccess {
-                    address,
-                    imap_enabled,
-                    pop3_enabled,
-                    pop3_deletes,
-                } => {
-                    let Some(record) = accounts.get(&address) else {
-                        return ChangeOutcome::NoSuchAccount;
-                    };
-                    let mut fields = record.fields().clone();
-                    fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
-                    fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
-                    fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
-                    accounts.insert(address, AccountRecord::V1(fields));
-                }
-                DirectoryChange::DeleteAccount { address } => match accounts.remove(&address) {
-                    Some(last) => {
+                Effect::Remove => {
+                    if let Some(last) = accounts.remove(&address) {
                         self.removed.lock().unwrap().insert(address, last);
                     }
-                    None => return ChangeOutcome::NoSuchAccount,
-                },
+                }
+                Effect::Nothing => {}
             }
-            ChangeOutcome::Applied
+            outcome
         }
     }
 
