@@ -325,6 +325,15 @@ class Cluster:
         finally:
             m.logout()
 
+    def add_one_user_per_backend(self, node: str, prefix: str) -> None:
+        """Through `node`, one account homed on each backend; every node lists them,
+        and each signs in at its home."""
+        for home in BACKENDS:
+            self.add_user_ok(node, user(prefix, home), home)
+        self.wait_for_same_records(NODES, 5)
+        for home in BACKENDS:
+            self.assert_login(home, user(prefix, home))
+
     def assert_login(self, node: str, user: str) -> None:
         typ, text = self.imap_login(node, user)
         assert typ == "OK" and LOGGED_IN.fullmatch(text), (node, user, typ, text)
@@ -688,11 +697,7 @@ def test_leader_crash_then_quorum_loss_then_restart(cluster):
     node names the same leader, and their accounts sign in at home again. Leaves all
     four nodes running."""
     first = cluster.wait_for_leader(NODES, 10)
-    for home in BACKENDS:
-        cluster.add_user_ok(first, user("c", home), home)
-    cluster.wait_for_same_records(NODES, 5)
-    for home in BACKENDS:
-        cluster.assert_login(home, user("c", home))
+    cluster.add_one_user_per_backend(first, "c")
 
     survivors = [n for n in NODES if n != first]
     probe = LoginProbe(cluster, [(h, user("c", h)) for h in BACKENDS if h != first])
@@ -772,11 +777,7 @@ def test_partitions(cluster, partitions):
     misses two accounts added meanwhile and has them once healed."""
     cluster.up()
     leader = cluster.wait_for_leader(NODES, 10)
-    for home in BACKENDS:
-        cluster.add_user_ok(leader, user("d", home), home)
-    cluster.wait_for_same_records(NODES, 5)
-    for home in BACKENDS:
-        cluster.assert_login(home, user("d", home))
+    cluster.add_one_user_per_backend(leader, "d")
 
     majority = [n for n in NODES if n != leader]
     probe = LoginProbe(cluster, [(h, user("d", h)) for h in BACKENDS])

@@ -74,33 +74,43 @@ def subjects(server, user: str, password: str) -> list[bytes]:
         m.logout()
 
 
+def assert_imap_refused(server, user: str, password: str) -> None:
+    """IMAP LOGIN over implicit TLS fails as a bad login."""
+    m = server.imap_ssl()
+    try:
+        try:
+            m.login(user, password)
+            raise AssertionError(f"{user} signed in over IMAP")
+        except imaplib.IMAP4.error as e:
+            assert e.args[0] == b"[AUTHENTICATIONFAILED] Authentication failed"
+    finally:
+        m.logout()
+
+
+def assert_pop3_refused(server, user: str, password: str, answer: bytes) -> None:
+    """USER/PASS over implicit TLS is refused with exactly `answer`."""
+    p = server.pop3_ssl()
+    try:
+        assert p.user(user) == b"+OK"
+        try:
+            p.pass_(password)
+            raise AssertionError(f"{user} signed in over POP3")
+        except poplib.error_proto as e:
+            assert e.args[0] == answer
+    finally:
+        p.close()
+
+
 def check_accounts(server) -> None:
     """Everything the fixture holds, as the running server answers for it."""
     assert server.cli_ok("user", "list") == MIGRATED_LIST
 
     assert subjects(server, ALICE, ALICE_PW) == SUBJECTS
     # The old passwords still work, and only they.
-    m = server.imap_ssl()
-    try:
-        try:
-            m.login(ALICE, "not-alice-pw")
-            raise AssertionError("a wrong password opened alice's mailbox")
-        except imaplib.IMAP4.error as e:
-            assert e.args[0] == b"[AUTHENTICATIONFAILED] Authentication failed"
-    finally:
-        m.logout()
+    assert_imap_refused(server, ALICE, "not-alice-pw")
 
     # bob: POP3 off (refused as disabled, after the right password), IMAP on.
-    p = server.pop3_ssl()
-    try:
-        assert p.user(BOB) == b"+OK"
-        try:
-            p.pass_(BOB_PW)
-            raise AssertionError("bob's POP3 login was accepted")
-        except poplib.error_proto as e:
-            assert e.args[0] == POP3_DISABLED
-    finally:
-        p.close()
+    assert_pop3_refused(server, BOB, BOB_PW, POP3_DISABLED)
     m = server.imap_login(BOB, BOB_PW)
     try:
         typ, data = m.select("INBOX", readonly=True)
@@ -146,25 +156,8 @@ def test_single_node_data_is_migrated_once(make_imap_server):
     assert server.cli_ok("user", "list") == f"{ALICE_LINE}\n"
     server.restart()
     assert server.cli_ok("user", "list") == f"{ALICE_LINE}\n"
-    m = server.imap_ssl()
-    try:
-        try:
-            m.login(BOB, BOB_PW)
-            raise AssertionError("a deleted account signed in")
-        except imaplib.IMAP4.error as e:
-            assert e.args[0] == b"[AUTHENTICATIONFAILED] Authentication failed"
-    finally:
-        m.logout()
-    p = server.pop3_ssl()
-    try:
-        assert p.user(BOB) == b"+OK"
-        try:
-            p.pass_(BOB_PW)
-            raise AssertionError("a deleted account signed in over POP3")
-        except poplib.error_proto as e:
-            assert e.args[0] == AUTH_FAILED
-    finally:
-        p.close()
+    assert_imap_refused(server, BOB, BOB_PW)
+    assert_pop3_refused(server, BOB, BOB_PW, AUTH_FAILED)
     assert subjects(server, ALICE, ALICE_PW) == SUBJECTS
     server.stop()
     assert server.cli_ok("user", "list") == f"{ALICE_LINE}\n"

@@ -42,6 +42,10 @@ pub trait Directory: Send + Sync + 'static {
     fn removed(&self) -> Result<Vec<AccountRecord>, ReadError>;
     /// Commits `change` if this node leads the group.
     fn write(&self, change: DirectoryChange) -> WriteFuture;
+    /// Whether this node's replica has applied anything yet (a node that never heard
+    /// from a leader knows of no account, and must not say so). Cheap: asked on every
+    /// sign-in.
+    fn is_filled(&self) -> bool;
     fn status(&self) -> MemberStatus;
 }
 
@@ -65,6 +69,10 @@ impl Directory for DirectoryNode {
     fn write(&self, change: DirectoryChange) -> WriteFuture {
         let node = self.clone();
         Box::pin(async move { DirectoryNode::write(&node, change).await })
+    }
+
+    fn is_filled(&self) -> bool {
+        self.applied_index().is_some()
     }
 
     fn status(&self) -> MemberStatus {
@@ -106,6 +114,10 @@ impl Directory for StoppedReplica {
 
     fn write(&self, _change: DirectoryChange) -> WriteFuture {
         Box::pin(async { Err(WriteError::NotRunning) })
+    }
+
+    fn is_filled(&self) -> bool {
+        true
     }
 
     fn status(&self) -> MemberStatus {

@@ -32,13 +32,6 @@ pub enum Located {
     Elsewhere { home: String },
 }
 
-/// What [`Accounts::reconcile`] did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reconciled {
-    pub mailboxes_made: usize,
-    pub mailboxes_removed: usize,
-}
-
 pub struct Accounts {
     directory: Arc<dyn Directory>,
     store: Arc<Store>,
@@ -67,7 +60,7 @@ impl Accounts {
     /// node's replica has never been filled (a new node that has not heard from the
     /// leader yet knows of no account, and must not say so).
     pub fn known_record(&self, address: &str) -> Result<Option<AccountRecord>, AccountsError> {
-        if self.directory.status().applied.is_none() {
+        if !self.directory.is_filled() {
             return Err(AccountsError::NotReady);
         }
         Ok(self.record(address)?)
@@ -82,15 +75,21 @@ impl Accounts {
     /// Where `address`'s mailbox is, or `None` for no such account. Blocking (it may
     /// make the mailbox).
     pub fn locate(&self, address: &str) -> Result<Option<Located>, AccountsError> {
-        let Some(record) = self.known_record(address)? else {
-            return Ok(None);
-        };
-        if record.home() != self.me {
-            return Ok(Some(Located::Elsewhere {
-                home: record.home().to_string(),
-            }));
+        match self.known_record(address)? {
+            Some(record) => Ok(Some(self.locate_record(&record)?)),
+            None => Ok(None),
         }
-        Ok(Some(Located::Here(self.mailbox_of(record.fields())?)))
+    }
+
+    /// Where the mailbox of the account `record` is. Blocking (it may make the
+    /// mailbox).
+    pub fn locate_record(&self, record: &AccountRecord) -> Result<Located, StoreError> {
+        if record.home() != self.me {
+            return Ok(Located::Elsewhere {
+                home: record.home().to_string(),
+            });
+        }
+        Ok(Located::Here(self.mailbox_of(record.fields())?))
     }
 
     /// The account of `address` if its mailbox is on this node.
@@ -133,18 +132,10 @@ impl Accounts {
         Ok(account_with_id(stored.id, fields))
     }
 
-    /// Brings the store in step with the directory: a mailbox for every account homed
-    /// here, none for an account the directory removed. Blocking.
-    pub fn reconcile(&self) -> Result<Reconciled, AccountsError> {
-        let mut done = Reconciled::default();
-        for record in self.directory.accounts()? {
-            let stored = self.store.account_by_address(record.address())?;
-            let current = stored.is_some_and(|stored| stored.created == record.fields().created);
-            if record.home() == self.me && !current {
-                self.mailbox_of(record.fields())?;
-                done.mailboxes_made += 1;
-            }
-        }
+    /// Removes the mailboxes of accounts the directory removed, and returns how many.
+    /// (Mailboxes are made when first needed, by [`Accounts::locate`].) Blocking.
+    pub fn remove_mailboxes_of_removed_accounts(&self) -> Result<usize, AccountsError> {
+        let mut removed_here = 0;
         for removed in self.directory.removed()? {
             if removed.home() != self.me || self.record(removed.address())?.is_some() {
                 continue;
@@ -152,10 +143,10 @@ impl Accounts {
             if let Some(stored) = self.store.account_by_address(removed.address())? {
                 self.store.delete_account(stored.id)?;
                 tracing::info!(address = %removed.address(), "mailbox removed with its account");
-                done.mailboxes_removed += 1;
+                removed_here += 1;
             }
         }
-        Ok(done)
+        Ok(removed_here)
     }
 
     /// The directory records of the store's accounts the directory does not know yet
@@ -290,6 +281,10 @@ pub mod testing {
             Box::pin(async move { Ok(Committed { outcome, index }) })
         }
 
+        fn is_filled(&self) -> bool {
+            true
+        }
+
         fn status(&self) -> MemberStatus {
             MemberStatus {
                 role: RaftRole::Leader,
@@ -345,18 +340,12 @@ mod tests {
         assert!(!second.pop3_enabled);
         let inbox = store.mailbox_by_name(second.id, INBOX).unwrap().unwrap();
         assert_eq!(inbox.messages, 0);
-        assert_eq!(accounts.reconcile().unwrap(), Reconciled::default());
+        assert_eq!(accounts.remove_mailboxes_of_removed_accounts().unwrap(), 0);
         // Removed for good: its home removes the mailbox.
         directory.apply(DirectoryChange::DeleteAccount {
             address: "ann@example.com".into(),
         });
-        assert_eq!(
-            accounts.reconcile().unwrap(),
-            Reconciled {
-                mailboxes_made: 0,
-                mailboxes_removed: 1
-            }
-        );
+        assert_eq!(accounts.remove_mailboxes_of_removed_accounts().unwrap(), 1);
         assert!(
             store
                 .account_by_address("ann@example.com")

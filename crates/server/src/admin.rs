@@ -21,7 +21,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use actix::Addr;
 use portico_directory::{ChangeOutcome, DirectoryChange};
 
-use crate::accounts::{Accounts, AccountsError, Located, delete_mode, directory_deletes};
+use crate::accounts::{Accounts, Located, delete_mode, directory_deletes};
 use crate::auth::normalize_address;
 use crate::cluster::ClusterNode;
 use crate::mailbox::{AppendMessage, MailboxFault, MailboxRegistry};
@@ -324,7 +324,8 @@ async fn delete_user(context: &AdminContext, address: &str) -> AdminResponse {
     }
     // The mailbox goes now if it is here; its home node removes it otherwise.
     let accounts = context.accounts.clone();
-    match tokio::task::spawn_blocking(move || accounts.reconcile()).await {
+    match tokio::task::spawn_blocking(move || accounts.remove_mailboxes_of_removed_accounts()).await
+    {
         Ok(Ok(_)) => AdminResponse::Done(format!("deleted {address}")),
         Ok(Err(e)) => AdminResponse::Failed(format!("deleted {address}, but its mailbox: {e}")),
         Err(_) => AdminResponse::Failed("internal error".into()),
@@ -370,26 +371,23 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     let accounts = context.accounts.clone();
     let store = context.store.clone();
     let lookup = address.clone();
-    let target = tokio::task::spawn_blocking(move || -> Result<_, AccountsError> {
-        Ok(match accounts.locate(&lookup)? {
-            Some(Located::Here(account)) => {
-                let inbox = store.mailbox_by_name(account.id, INBOX)?;
-                Ok(inbox.ok_or(StoreError::NotFound)?.id)
-            }
-            Some(Located::Elsewhere { home }) => Err(Some(home)),
-            None => Err(None),
-        })
+    // The INBOX, or the answer saying why there is none here.
+    let inbox = tokio::task::spawn_blocking(move || match accounts.locate(&lookup) {
+        Ok(Some(Located::Here(account))) => match store.mailbox_by_name(account.id, INBOX) {
+            Ok(Some(inbox)) => Ok(inbox.id),
+            Ok(None) => Err(store_failure(StoreError::NotFound)),
+            Err(e) => Err(store_failure(e)),
+        },
+        Ok(Some(Located::Elsewhere { home })) => Err(AdminResponse::Failed(format!(
+            "the mailbox of {lookup} is on node {home}: deliver there"
+        ))),
+        Ok(None) => Err(unknown_user(&lookup)),
+        Err(e) => Err(AdminResponse::Failed(e.to_string())),
     })
     .await;
-    let inbox = match target {
-        Ok(Ok(Ok(inbox))) => inbox,
-        Ok(Ok(Err(Some(home)))) => {
-            return AdminResponse::Failed(format!(
-                "the mailbox of {address} is on node {home}: deliver there"
-            ));
-        }
-        Ok(Ok(Err(None))) => return unknown_user(&address),
-        Ok(Err(e)) => return AdminResponse::Failed(e.to_string()),
+    let inbox = match inbox {
+        Ok(Ok(inbox)) => inbox,
+        Ok(Err(answer)) => return answer,
         Err(_) => return AdminResponse::Failed("internal error".into()),
     };
     let Some(running) = &context.running else {

@@ -346,17 +346,20 @@ impl Authenticator {
         self.mailbox(record, protocol).await
     }
 
-    /// The signed-in account's mailbox on this node. Submission needs none: a user
-    /// whose mailbox is elsewhere sends from here with
-    /// [`crate::accounts::NO_MAILBOX_HERE`].
+    /// The signed-in account's mailbox on this node. Submission needs none: its
+    /// session holds the account without one ([`crate::accounts::NO_MAILBOX_HERE`]),
+    /// wherever the mailbox is.
     async fn mailbox(
         &self,
         record: AccountRecord,
         protocol: Protocol,
     ) -> Result<Account, LoginError> {
+        if protocol == Protocol::Smtp {
+            return Ok(crate::accounts::without_mailbox(record.fields()));
+        }
         let accounts = self.accounts.clone();
-        let address = record.address().to_string();
-        let located = tokio::task::spawn_blocking(move || accounts.locate(&address))
+        let lookup = record.clone();
+        let located = tokio::task::spawn_blocking(move || accounts.locate_record(&lookup))
             .await
             .map_err(|_| LoginError::Unavailable)?
             .map_err(|e| {
@@ -364,15 +367,11 @@ impl Authenticator {
                 LoginError::Unavailable
             })?;
         match located {
-            Some(Located::Here(account)) => Ok(account),
-            Some(Located::Elsewhere { .. }) if protocol == Protocol::Smtp => {
-                Ok(crate::accounts::without_mailbox(record.fields()))
-            }
-            Some(Located::Elsewhere { home }) => {
+            Located::Here(account) => Ok(account),
+            Located::Elsewhere { home } => {
                 tracing::warn!(user = %record.address(), %home, "the mailbox is on another node");
                 Err(LoginError::Unavailable)
             }
-            None => Err(LoginError::BadCredentials),
         }
     }
 

@@ -2,8 +2,8 @@
 //! links to the other nodes, and the background work that keeps the directory and this
 //! node's store in step: the leader adds every configured node that is not a voter as
 //! a learner (a full replica), a data directory from before the directory has its
-//! accounts migrated into it, and a backend makes and removes mailboxes as accounts
-//! homed on it come and go.
+//! accounts migrated into it, and a backend removes the mailboxes of accounts the
+//! directory removed.
 //!
 //! The embedded default is a group of one: no certificates, no listener, no peers.
 
@@ -49,9 +49,23 @@ pub fn directory_dir(data_dir: &Path) -> PathBuf {
 
 /// Every node of the configuration as the Raft group names it.
 pub fn members(config: &ClusterConfig) -> BTreeMap<NodeId, PeerNode> {
+    peers(config, |_| true)
+}
+
+/// The voters: the nodes with the directory role.
+fn voters(config: &ClusterConfig) -> BTreeMap<NodeId, PeerNode> {
+    peers(config, |node| node.has_role(Role::Directory))
+}
+
+/// The nodes `wanted` keeps, by Raft id.
+fn peers(
+    config: &ClusterConfig,
+    wanted: impl Fn(&portico_cluster::NodeConfig) -> bool,
+) -> BTreeMap<NodeId, PeerNode> {
     config
         .nodes
         .iter()
+        .filter(|node| wanted(node))
         .map(|node| {
             let address = node.internode.map(|a| a.to_string()).unwrap_or_default();
             (
@@ -63,18 +77,6 @@ pub fn members(config: &ClusterConfig) -> BTreeMap<NodeId, PeerNode> {
             )
         })
         .collect()
-}
-
-/// The voters: the nodes with the directory role.
-fn voters(config: &ClusterConfig) -> BTreeMap<NodeId, PeerNode> {
-    let mut all = members(config);
-    all.retain(|id, _| {
-        config
-            .nodes
-            .iter()
-            .any(|node| node_id(&node.name) == *id && node.has_role(Role::Directory))
-    });
-    all
 }
 
 pub type Links = LinkTransport<TlsDialer>;
@@ -485,7 +487,8 @@ impl ClusterNode {
             .find_node(&self.me)
             .is_some_and(|n| n.has_role(Role::Backend));
         let mut migrated = !backend;
-        let mut reconciled_at: Option<Option<u64>> = None;
+        // The applied index the last removal pass saw; passes run when it moves.
+        let mut swept_at = None;
         let mut tick = tokio::time::interval(STEP_EVERY);
         loop {
             tick.tick().await;
@@ -503,14 +506,16 @@ impl ClusterNode {
                 continue;
             }
             let applied = self.directory.status().applied;
-            if reconciled_at == Some(applied) {
+            if swept_at == Some(applied) {
                 continue;
             }
             let work = accounts.clone();
-            match tokio::task::spawn_blocking(move || work.reconcile()).await {
-                Ok(Ok(_)) => reconciled_at = Some(applied),
+            let sweep =
+                tokio::task::spawn_blocking(move || work.remove_mailboxes_of_removed_accounts());
+            match sweep.await {
+                Ok(Ok(_)) => swept_at = Some(applied),
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "bringing mailboxes in step with the directory")
+                    tracing::warn!(error = %e, "removing the mailboxes of removed accounts")
                 }
                 Err(_) => {}
             }
