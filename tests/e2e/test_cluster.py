@@ -16,6 +16,7 @@ gets `NO [UNAVAILABLE]` (no proxying yet).
 from __future__ import annotations
 
 import imaplib
+import itertools
 import os
 import random
 import re
@@ -681,6 +682,44 @@ def test_user_added_on_a_follower_reaches_every_node_within_a_second(cluster):
         f"portico: user already exists: {address}\n".encode(),
     )
     assert cluster.users("d1")[address]["home"] == "d1"
+
+
+def test_a_new_mailbox_goes_to_the_emptiest_backend_of_the_site_asked(cluster):
+    """`user add` places the mailbox: --site S on the backend of S with the fewest
+    accounts, no flag on one of the asking node's own site, --home N on N; a site or a
+    node that cannot hold mailboxes is refused with its reason."""
+
+    placed = itertools.count()
+
+    def place(node: str, *flags: str):
+        address = f"p{next(placed)}-{node}@example.com"
+        r = cluster.cli(node, "user", "add", address, "--password-stdin", *flags,
+                        input=PASSWORD.encode() + b"\n")
+        return address, r
+
+    def emptiest(backends: list[str]) -> str:
+        cluster.wait_for_same_records(NODES, 5)
+        homes = [fields["home"] for fields in cluster.users("d1").values()]
+        return min(backends, key=lambda b: (homes.count(b), backends.index(b)))
+
+    # seattle has one backend: s2, asked by --site or by a seattle node.
+    for node, flags in (("d1", ("--site", "seattle")), ("s1", ())):
+        address, r = place(node, *flags)
+        assert (r.returncode, r.stderr) == (0, b""), r
+        assert r.stdout == f"added {address} on s2\n".encode()
+    # dublin has two: each new one goes to the emptier (ties to the first listed).
+    for node, flags in (("s1", ("--site", "dublin")), ("d2", ()), ("d1", ())):
+        expected = emptiest(["d1", "d2"])
+        address, r = place(node, *flags)
+        assert r.stdout == f"added {address} on {expected}\n".encode(), (node, r)
+    cluster.wait_for_same_records(NODES, 5)
+    for flags, error in (
+        (("--site", "mars"), 'portico: no site named "mars"\n'),
+        (("--home", "s1"), 'portico: node "s1" is not a backend: it holds no mailboxes\n'),
+        (("--home", "x9"), 'portico: no node named "x9"\n'),
+    ):
+        _, r = place("d1", *flags)
+        assert (r.returncode, r.stdout, r.stderr.decode()) == (1, b"", error), flags
 
 
 # --------------------------------------------------------------------------------------

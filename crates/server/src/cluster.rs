@@ -365,23 +365,36 @@ impl ClusterNode {
                 .map(|n| n.site.clone())
                 .unwrap_or_default(),
         };
-        let mut counts: HashMap<&str, usize> = HashMap::new();
-        let accounts = self.directory.accounts().map_err(|e| e.to_string())?;
-        for record in &accounts {
-            *counts.entry(record.home()).or_default() += 1;
-        }
-        let fewest = |in_site: bool| {
+        let backends = |in_site: bool| -> Vec<&str> {
             self.config
                 .nodes
                 .iter()
                 .filter(|n| n.has_role(Role::Backend) && (!in_site || n.site == site))
-                .min_by_key(|n| counts.get(n.name.as_str()).copied().unwrap_or(0))
-                .map(|n| n.name.clone())
+                .map(|n| n.name.as_str())
+                .collect()
         };
-        match fewest(true) {
-            Some(name) => Ok(name),
-            None if !chosen_site => fewest(false).ok_or_else(|| "no node is a backend".into()),
-            None => Err(format!("site {site:?} has no backend")),
+        let mut candidates = backends(true);
+        if candidates.is_empty() {
+            if chosen_site {
+                return Err(format!("site {site:?} has no backend"));
+            }
+            candidates = backends(false);
+        }
+        match candidates.as_slice() {
+            [] => Err("no node is a backend".into()),
+            // One choice: no need to count every account.
+            [only] => Ok(only.to_string()),
+            several => {
+                let mut counts: HashMap<&str, usize> = HashMap::new();
+                let accounts = self.directory.accounts().map_err(|e| e.to_string())?;
+                for record in &accounts {
+                    *counts.entry(record.home()).or_default() += 1;
+                }
+                Ok(several
+                    .iter()
+                    .min_by_key(|name| counts.get(**name).copied().unwrap_or(0))
+                    .map_or_else(String::new, |name| name.to_string()))
+            }
         }
     }
 
