@@ -549,6 +549,17 @@ def server(make_server) -> Server:
     return make_server()
 
 
+@pytest.fixture(autouse=True)
+def cluster_logs_on_failure(request):
+    """In a module whose tests use a `cluster` fixture (several nodes of
+    scripts/cluster-up.sh), a failed test's report carries every node's log."""
+    if "cluster" not in request.fixturenames:
+        return
+    logs = getattr(request.node, "_portico_servers", None) or []
+    logs.extend(request.getfixturevalue("cluster").node_logs())
+    request.node._portico_servers = logs
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -97,6 +97,11 @@ pub enum DirectoryChange {
         pop3_enabled: Option<bool>,
         pop3_deletes: Option<Pop3Deletes>,
     },
+    /// Points an account at another node (bumping its move epoch), mail not copied.
+    Rehome {
+        address: String,
+        home: String,
+    },
 }
 
 /// What a change does to the record kept under its address.
@@ -121,7 +126,8 @@ impl DirectoryChange {
             }
             DirectoryChange::DeleteAccount { address }
             | DirectoryChange::SetPassword { address, .. }
-            | DirectoryChange::SetAccess { address, .. } => address,
+            | DirectoryChange::SetAccess { address, .. }
+            | DirectoryChange::Rehome { address, .. } => address,
         }
     }
 
@@ -159,6 +165,10 @@ impl DirectoryChange {
                 fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
                 fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
                 fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
+            }),
+            DirectoryChange::Rehome { home, .. } => changed(&|fields| {
+                fields.home = home.clone();
+                fields.move_epoch += 1;
             }),
             DirectoryChange::DeleteAccount { .. } => match current {
                 Some(_) => (ChangeOutcome::Applied, Effect::Remove),

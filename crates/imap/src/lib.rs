@@ -25,4 +25,7 @@ pub mod search;
 pub mod session;
 pub mod view;
 
-pub use session::{Action, ImapConfig, Input, Session};
+pub use session::{Action, HandOff, ImapConfig, Input, Session};
+
+#[cfg(test)]
+mod handoff_tests;

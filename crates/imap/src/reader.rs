@@ -254,6 +254,13 @@ impl CommandReader {
         matches!(self.state, State::DiscardLiteral { .. })
     }
 
+    /// The bytes received and not yet consumed, when no command is part-read (right
+    /// after a command's event): what a proxy hands to the node that takes the session
+    /// over.
+    pub fn unread(&self) -> Option<&[u8]> {
+        (matches!(self.state, State::Line) && self.cmd.is_empty()).then(|| &self.buf[self.pos..])
+    }
+
     /// Bytes held: received but not yet consumed, plus the command being assembled.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos + self.cmd.len()

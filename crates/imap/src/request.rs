@@ -211,6 +211,8 @@ pub enum LoginFailure {
     /// Right password, IMAP off for this account.
     Disabled,
     Temporary,
+    /// The node that holds the mailbox cannot be reached now.
+    MailboxUnavailable,
     /// The user already has as many sessions as the server allows.
     TooManyConnections,
 }

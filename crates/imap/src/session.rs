@@ -268,6 +268,19 @@ enum LineMode {
     },
 }
 
+/// A session whose credentials were verified while its LOGIN or AUTHENTICATE still
+/// waits for its reply: what a proxying node hands to the mailbox's home node, which
+/// resumes the session there ([`Session::resume_signed_in`]) and sends that reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandOff {
+    /// The tag of the sign-in command.
+    pub tag: String,
+    /// The client's protocol errors so far.
+    pub bad_commands: u32,
+    /// What the client sent after the sign-in command.
+    pub unread: Vec<u8>,
+}
+
 /// The session machine.
 pub struct Session {
     config: ImapConfig,
@@ -343,8 +356,50 @@ fn settable_flags(flags: &[String], verb: &str) -> Result<(), String> {
 
 impl Session {
     pub fn new(config: ImapConfig, tls_active: bool) -> Session {
+        let mut session = Session::without_greeting(config, tls_active);
+        let capability = session.capability();
+        session.out.extend_from_slice(
+            format!("* OK [CAPABILITY {capability}] Portico IMAP4rev2 server ready\r\n").as_bytes(),
+        );
+        session.flush();
+        session
+    }
+
+    /// The session another node signed in: the LOGIN or AUTHENTICATE of `hand_off`
+    /// waits for its reply under the returned request id, and the client's later bytes
+    /// wait behind it, exactly as in the session that took the credentials.
+    pub fn resume_signed_in(
+        config: ImapConfig,
+        tls_active: bool,
+        username: &str,
+        hand_off: HandOff,
+    ) -> (Session, RequestId) {
+        let mut session = Session::without_greeting(config, tls_active);
+        session.user = Some(username.to_string());
+        session.bad_commands = hand_off.bad_commands;
+        session.reader.push(&hand_off.unread);
+        let id = session.next_request;
+        session.next_request += 1;
+        session.running = Some((id, Running::Login { tag: hand_off.tag }));
+        (session, id)
+    }
+
+    /// The hand-off of a session whose LOGIN or AUTHENTICATE waits for the host's
+    /// reply; `None` at any other time.
+    pub fn hand_off(&self) -> Option<HandOff> {
+        let Some((_, Running::Login { tag })) = &self.running else {
+            return None;
+        };
+        Some(HandOff {
+            tag: tag.clone(),
+            bad_commands: self.bad_commands,
+            unread: self.reader.unread()?.to_vec(),
+        })
+    }
+
+    fn without_greeting(config: ImapConfig, tls_active: bool) -> Session {
         let reader = CommandReader::new(Self::preauth_limits(&config));
-        let mut session = Session {
+        Session {
             config,
             reader,
             tls: tls_active,
@@ -360,13 +415,7 @@ impl Session {
             user: None,
             closed: false,
             early_events: Vec::new(),
-        };
-        let capability = session.capability();
-        session.out.extend_from_slice(
-            format!("* OK [CAPABILITY {capability}] Portico IMAP4rev2 server ready\r\n").as_bytes(),
-        );
-        session.flush();
-        session
+        }
     }
 
     /// Before authentication a client needs literals only for a name, a password or a
@@ -410,6 +459,11 @@ impl Session {
     /// Whether the client is in IDLE (the host may use a longer timeout then).
     pub fn is_idling(&self) -> bool {
         matches!(self.line_mode, LineMode::Idle { .. })
+    }
+
+    /// Whether the connection is encrypted (implicit TLS, or STARTTLS completed).
+    pub fn tls_active(&self) -> bool {
+        self.tls
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -1769,6 +1823,9 @@ impl Session {
                         }
                         LoginFailure::Temporary => {
                             "[UNAVAILABLE] Authentication service unavailable, try again later"
+                        }
+                        LoginFailure::MailboxUnavailable => {
+                            "[UNAVAILABLE] The server that holds your mailbox is unavailable, try again later"
                         }
                         // RFC 5530 §3: LIMIT, an administrative limit was reached.
                         LoginFailure::TooManyConnections => {

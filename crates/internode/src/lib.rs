@@ -6,9 +6,11 @@
 //! The link is written over any byte stream: the node wraps each connection in mutual
 //! TLS first and hands over the name the peer's certificate proves, which the handshake
 //! compares with the name the peer claims. Raft's calls between directory members go
-//! over it ([`LinkTransport`]), as do forwarded directory writes and health checks;
-//! proxied sessions and deliveries are to come as further [`Call`] variants (a new
-//! variant bumps [`PROTOCOL_VERSION`]).
+//! over it ([`LinkTransport`]), as do forwarded directory writes, health checks and
+//! mail delivered to a mailbox's home node. A proxied client session takes a
+//! connection of its own: after its [`Call::Open`] is answered [`Answer::Opened`], the
+//! connection carries the client's raw bytes both ways ([`Link::into_stream`]). A new
+//! variant bumps [`PROTOCOL_VERSION`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use portico_directory::{
     CallFuture, Committed, DirectoryChange, PeerNode, PeerTransport, RaftAnswer, RaftCall, RaftRole,
@@ -27,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The version of the frames below; both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// How long a call waits for its answer before the connection is given up.
@@ -51,6 +53,94 @@ pub enum Call {
     /// A directory change forwarded to the leader.
     DirectoryWrite(DirectoryChange),
     Health,
+    /// Take over a signed-in client session; the connection carries its bytes from the
+    /// answer on.
+    Open(OpenSession),
+    /// Store one copy of a message in a mailbox homed on the node called.
+    Deliver(Delivery),
+}
+
+/// The protocol of a proxied session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionProtocol {
+    Imap,
+    Pop3,
+}
+
+/// A client session the calling node signed in and hands to the mailbox's home node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpenSession {
+    pub protocol: SessionProtocol,
+    /// The account's address, as the directory keys it.
+    pub user: String,
+    /// The account's move epoch in the caller's replica: the home node serves the
+    /// session only if its own replica agrees.
+    pub move_epoch: u64,
+    /// The client's address, for the home node's logs and limits.
+    pub client: std::net::SocketAddr,
+    /// The session id the caller logs, logged by the home node too.
+    pub session: u64,
+    /// Whether the client's connection is encrypted.
+    pub tls: bool,
+    /// Proxy hops so far, this one included; a node never proxies a session it was
+    /// handed ([`MAX_HOPS`]).
+    pub hops: u8,
+    /// What the protocol machine needs to answer the sign-in command itself.
+    pub login: LoginHandOff,
+    /// What the client sent after its sign-in command, not yet read.
+    pub pending: Vec<u8>,
+}
+
+/// The most proxy hops a session may take.
+pub const MAX_HOPS: u8 = 1;
+
+/// The sign-in command whose reply the home node owes the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginHandOff {
+    /// IMAP LOGIN or AUTHENTICATE: the tag to answer, and the client's mistakes so far.
+    Imap { tag: String, bad_commands: u32 },
+    /// POP3 PASS or AUTH: the name the client signed in with, and its mistakes so far.
+    Pop3 { username: String, bad_commands: u32 },
+}
+
+/// Why a node did not take a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpenRefused {
+    /// By this node's replica, the mailbox is not here (or at another move epoch).
+    NotHome {
+        home: Option<String>,
+        move_epoch: Option<u64>,
+    },
+    /// The user has as many sessions as a user may.
+    TooManyConnections,
+    /// The session came through a proxy already.
+    TooManyHops,
+    /// Anything else, for the caller's log.
+    Unavailable(String),
+}
+
+/// One copy of a message for one account homed on the node called.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Names this copy for good: a second delivery with the same id stores nothing and
+    /// answers like the first.
+    pub id: String,
+    pub recipient: String,
+    pub move_epoch: u64,
+    /// Seconds since the Unix epoch.
+    pub internal_date: i64,
+    pub message: Vec<u8>,
+}
+
+/// Why a copy was not stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliverRefused {
+    /// By this node's replica, the mailbox is not here.
+    NotHome { home: Option<String> },
+    /// No such account: the copy can never be delivered.
+    NoSuchUser,
+    /// Try again later (a full disk, a store fault).
+    Temporary(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +148,9 @@ pub enum Answer {
     Raft(RaftAnswer),
     DirectoryWrite(Result<Committed, WriteRefused>),
     Health(Health),
+    Opened(Result<(), OpenRefused>),
+    /// The copy is durable on the home node, under this UID of the recipient's INBOX.
+    Delivered(Result<u32, DeliverRefused>),
     /// The call could not be served (the reason is for the caller's log).
     Failed(String),
 }
@@ -220,16 +313,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     /// Answers the peer's calls with `handler` until it closes the connection.
     pub async fn serve(mut self, handler: &dyn CallHandler) -> Result<(), LinkError> {
-        loop {
-            let call = match self.receive().await {
-                Ok(Frame::Call(call)) => call,
-                Ok(other) => return Err(LinkError::Frame(format!("{other:?} instead of a call"))),
-                Err(LinkError::Closed) => return Ok(()),
-                Err(e) => return Err(e),
-            };
+        while let Some(call) = self.next_call().await? {
             let answer = handler.handle(&self.peer, call).await;
-            self.send(&Frame::Answer(answer)).await?;
+            self.answer(answer).await?;
         }
+        Ok(())
+    }
+
+    /// The peer's next call; `None` once it has closed the connection.
+    pub async fn next_call(&mut self) -> Result<Option<Call>, LinkError> {
+        match self.receive().await {
+            Ok(Frame::Call(call)) => Ok(Some(call)),
+            Ok(other) => Err(LinkError::Frame(format!("{other:?} instead of a call"))),
+            Err(LinkError::Closed) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Answers the call [`Self::next_call`] returned.
+    pub async fn answer(&mut self, answer: Answer) -> Result<(), LinkError> {
+        self.send(&Frame::Answer(answer)).await
+    }
+
+    /// Asks the peer to take a session over (the caller's side of [`Call::Open`]). Once
+    /// it has, the link becomes the session's byte stream: the bytes the peer sent
+    /// right behind its answer come back too, to be written to the client first.
+    pub async fn open_session(
+        mut self,
+        open: OpenSession,
+    ) -> Result<Result<(S, BytesMut), OpenRefused>, LinkError> {
+        match self.call(Call::Open(open)).await? {
+            Answer::Opened(Ok(())) => Ok(Ok(self.into_stream())),
+            Answer::Opened(Err(refused)) => Ok(Err(refused)),
+            other => Err(LinkError::Frame(format!("{other:?} answered an open"))),
+        }
+    }
+
+    /// The connection under the frames, with what was read past the last frame.
+    pub fn into_stream(self) -> (S, BytesMut) {
+        let parts = self.frames.into_parts();
+        (parts.io, parts.read_buf)
     }
 }
 

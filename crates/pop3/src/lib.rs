@@ -32,5 +32,8 @@ mod session;
 
 pub use multiline::top_is_within;
 pub use session::{
-    Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Secret, Session,
+    Action, AuthFailure, HandOff, Input, MaildropEntry, MaildropError, Pop3Config, Secret, Session,
 };
+
+#[cfg(test)]
+mod handoff_tests;

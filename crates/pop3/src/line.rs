@@ -89,6 +89,43 @@ impl LineReader {
         self.overflowed
     }
 
+    /// Whether nothing was received that was not taken, and nothing dropped.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.partial.is_empty() && !self.discarding && !self.overflowed
+    }
+
+    /// What queued lines may cost in all.
+    pub(crate) fn queue_budget(&self) -> usize {
+        self.queue_budget
+    }
+
+    /// What was received and not yet taken, as bytes a reader with the same limit reads
+    /// back into the same lines (a proxy hands them to the node that takes the session
+    /// over): each line ends in CRLF, or in a bare LF where CRLF would not fit the
+    /// limit, so none comes out longer than it came in. `None` once input was dropped
+    /// (a line over the limit, or the budget exceeded): no bytes would read back the
+    /// same.
+    pub(crate) fn pending(&self) -> Option<Vec<u8>> {
+        if self.overflowed || self.discarding {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        for line in &self.ready {
+            let Line::Text(text) = line else {
+                return None;
+            };
+            bytes.extend_from_slice(text);
+            // A line that kept a CR came with CRLF, so CRLF fits.
+            if text.last() == Some(&b'\r') || text.len() + 2 <= self.max_line_len {
+                bytes.extend_from_slice(b"\r\n");
+            } else {
+                bytes.push(b'\n');
+            }
+        }
+        bytes.extend_from_slice(&self.partial);
+        Some(bytes)
+    }
+
     /// Forgets everything received so far, complete lines and partial line alike.
     pub(crate) fn clear(&mut self) {
         self.partial = Vec::new();
@@ -226,6 +263,40 @@ mod tests {
     fn zero_limit_rejects_everything_without_panicking() {
         let mut r = LineReader::new(0);
         assert_eq!(feed_all(&mut r, b"\n\r\nA\n"), vec![Line::TooLong; 3]);
+    }
+
+    #[test]
+    fn pending_reads_back_into_the_same_lines() {
+        let mut r = LineReader::new(8);
+        for chunk in [&b"AB\r\nCD\nE\r\r\n\r\n"[..], b"1234567\n", b"FG\r"] {
+            let mut chunk = chunk;
+            while !chunk.is_empty() {
+                chunk = &chunk[r.push(chunk)..];
+            }
+        }
+        let pending = r.pending().unwrap();
+        assert_eq!(pending, b"AB\r\nCD\r\nE\r\r\n\r\n1234567\nFG\r");
+        let mut copy = LineReader::new(8);
+        let mut lines = feed_all(&mut copy, &pending);
+        lines.extend(feed_all(&mut copy, b"\n"));
+        assert_eq!(
+            lines,
+            vec![
+                text("AB"),
+                text("CD"),
+                text("E\r"),
+                text(""),
+                text("1234567"),
+                text("FG")
+            ]
+        );
+        // Nothing stands for dropped input.
+        assert_eq!(feed_all(&mut r, b"\n"), lines);
+        feed_all(&mut r, b"0123456789");
+        assert_eq!(r.pending(), None);
+        let mut r = LineReader::new(8);
+        r.push(b"0123456789\n");
+        assert_eq!(r.pending(), None);
     }
 
     #[test]

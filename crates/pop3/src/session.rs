@@ -59,6 +59,8 @@ pub enum AuthFailure {
     Disabled,
     /// The server could not check right now.
     Temporary,
+    /// The node that holds the mailbox cannot be reached now.
+    MailboxUnavailable,
     /// The user already has as many sessions as the server allows.
     TooManyConnections,
 }
@@ -148,6 +150,22 @@ pub struct Session {
     bad_commands: u32,
     /// Command lines handled, for the end-of-session log line.
     commands: u64,
+    /// What the client sent while its credentials were being checked, kept raw while
+    /// the reader holds nothing and within the reader's queue budget: a proxy hands it
+    /// on to the mailbox's home node ([`Session::hand_off`]).
+    held: Vec<u8>,
+}
+
+/// A session whose credentials were verified while PASS or AUTH still waits for its
+/// reply: what a proxying node hands to the mailbox's home node, which resumes the
+/// session there ([`Session::resume_signed_in`]) and sends that reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandOff {
+    pub username: String,
+    /// The client's mistakes so far, failed logins included.
+    pub bad_commands: u32,
+    /// What the client sent after the sign-in command.
+    pub unread: Vec<u8>,
 }
 
 /// RFC 1939 §3 session states. UPDATE has no variant: it is the [`Awaiting::Commit`] wait
@@ -222,6 +240,8 @@ const SASL_UNSUPPORTED: &str = "-ERR Unsupported authentication mechanism";
 const AUTH_FAILED: &str = "-ERR [AUTH] Authentication failed";
 const AUTH_DISABLED: &str = "-ERR [SYS/PERM] POP3 access is disabled for this account";
 const AUTH_TEMPORARY: &str = "-ERR [SYS/TEMP] Authentication service unavailable, try again later";
+const MAILBOX_SERVER_UNAVAILABLE: &str =
+    "-ERR [SYS/TEMP] The server that holds your mailbox is unavailable, try again later";
 const MAILDROP_IN_USE: &str = "-ERR [IN-USE] Mailbox is locked by another POP3 session";
 const MAILDROP_UNAVAILABLE: &str = "-ERR [SYS/TEMP] Mailbox unavailable, try again later";
 const MISSING_MESSAGE: &str = "-ERR Missing message number";
@@ -263,12 +283,44 @@ impl Session {
             username: None,
             bad_commands: 0,
             commands: 0,
+            held: Vec::new(),
         };
         // RFC 1939 §4: the greeting opens the AUTHORIZATION state. No APOP timestamp,
         // since APOP is not offered.
         let greeting = format!("+OK {} POP3 server ready", session.config.implementation);
         session.reply(&greeting);
         session
+    }
+
+    /// The session another node signed in: it opens the maildrop ([`Action::OpenMaildrop`]
+    /// is its first action) and answers PASS or AUTH, then handles what the client sent
+    /// behind it, exactly as the session that took the credentials would have.
+    pub fn resume_signed_in(config: Pop3Config, tls_active: bool, hand_off: HandOff) -> Session {
+        let mut session = Session::new(config, tls_active);
+        session.actions.clear();
+        session.username = Some(hand_off.username);
+        session.bad_commands = hand_off.bad_commands;
+        session.request(Action::OpenMaildrop, Awaiting::Maildrop);
+        session.feed(&hand_off.unread);
+        session
+    }
+
+    /// The hand-off of a session whose credentials are being checked; `None` at any
+    /// other time, and when input behind the sign-in was dropped (a line over the
+    /// limit or a pipeline over budget queued in the reader): no bytes stand for it.
+    pub fn hand_off(&self) -> Option<HandOff> {
+        let Some(Awaiting::Auth { username }) = &self.awaiting else {
+            return None;
+        };
+        // Lines still queued come first: a sign-in read from the queue (after a
+        // maildrop that could not be opened, or a failed check) leaves the rest there.
+        let mut unread = self.reader.pending()?;
+        unread.extend_from_slice(&self.held);
+        Some(HandOff {
+            username: username.clone(),
+            bad_commands: self.bad_commands,
+            unread,
+        })
     }
 
     /// Feeds the session bytes from the client or the caller's answer to an action.
@@ -289,7 +341,15 @@ impl Session {
                 other => self.awaiting = other,
             },
             Input::AuthResult(result) => match self.awaiting.take() {
-                Some(Awaiting::Auth { username }) => self.on_auth_result(username, result),
+                Some(Awaiting::Auth { username }) => {
+                    self.on_auth_result(username, result);
+                    // Queued as if it had gone to the reader on arrival, as input does
+                    // during any other wait: the queue's budget applies to it alike.
+                    let held = std::mem::take(&mut self.held);
+                    if !self.is_closed() {
+                        self.queue(&held);
+                    }
+                }
                 other => self.awaiting = other,
             },
             Input::MaildropOpened(result) => match self.awaiting.take() {
@@ -334,6 +394,11 @@ impl Session {
         self.actions.pop_front()
     }
 
+    /// Whether the connection is encrypted (implicit TLS, or STLS completed).
+    pub fn tls_active(&self) -> bool {
+        self.tls_active
+    }
+
     /// The authenticated user, once the credentials were accepted.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()
@@ -356,9 +421,34 @@ impl Session {
             if self.is_closed() || matches!(self.awaiting, Some(Awaiting::Tls)) {
                 return;
             }
+            if matches!(self.awaiting, Some(Awaiting::Auth { .. })) {
+                return self.hold(bytes);
+            }
             let used = self.reader.push(bytes);
             bytes = &bytes[used..];
             self.pump();
+        }
+    }
+
+    /// Input that arrives while the credentials are checked: kept raw for a hand-off
+    /// while the reader holds nothing and it fits the reader's queue budget; otherwise
+    /// queued in the reader with what was held before it.
+    fn hold(&mut self, bytes: &[u8]) {
+        if self.reader.is_empty()
+            && self.held.len().saturating_add(bytes.len()) <= self.reader.queue_budget()
+        {
+            self.held.extend_from_slice(bytes);
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.queue(&held);
+        self.queue(bytes);
+    }
+
+    /// Gives the reader all of `bytes` without handling a line.
+    fn queue(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            bytes = &bytes[self.reader.push(bytes)..];
         }
     }
 
@@ -587,6 +677,7 @@ impl Session {
             Err(AuthFailure::BadCredentials) => self.client_error(AUTH_FAILED),
             Err(AuthFailure::Disabled) => self.client_error(AUTH_DISABLED),
             Err(AuthFailure::Temporary) => self.reply(AUTH_TEMPORARY),
+            Err(AuthFailure::MailboxUnavailable) => self.reply(MAILBOX_SERVER_UNAVAILABLE),
             Err(AuthFailure::TooManyConnections) => self.reply(TOO_MANY_CONNECTIONS),
         }
     }
@@ -912,6 +1003,7 @@ impl Session {
         self.state = State::Closed;
         self.awaiting = None;
         self.reader.clear();
+        self.held = Vec::new();
     }
 }
 
@@ -964,7 +1056,7 @@ fn parse_decimal(arg: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // ----- harness -----------------------------------------------------------------
@@ -1019,15 +1111,15 @@ mod tests {
         drain(s)
     }
 
-    const MSG1: &[u8] = b"Subject: one\r\n\r\nbody one\r\n";
-    const MSG2: &[u8] = b"Subject: two\r\n\r\n.dot line\r\nsecond\r\n..\r\n";
-    const MSG3: &[u8] = b"X: 3\r\nY: 3\r\n\r\na\r\nb\r\nc\r\nd\r\n";
+    pub(crate) const MSG1: &[u8] = b"Subject: one\r\n\r\nbody one\r\n";
+    pub(crate) const MSG2: &[u8] = b"Subject: two\r\n\r\n.dot line\r\nsecond\r\n..\r\n";
+    pub(crate) const MSG3: &[u8] = b"X: 3\r\nY: 3\r\n\r\na\r\nb\r\nc\r\nd\r\n";
 
-    fn fixture() -> Vec<(u32, &'static [u8])> {
+    pub(crate) fn fixture() -> Vec<(u32, &'static [u8])> {
         vec![(10, MSG1), (20, MSG2), (30, MSG3)]
     }
 
-    fn entries() -> Vec<MaildropEntry> {
+    pub(crate) fn entries() -> Vec<MaildropEntry> {
         fixture()
             .into_iter()
             .map(|(uid, body)| MaildropEntry {

@@ -20,6 +20,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use actix::Addr;
 use portico_directory::{ChangeOutcome, DirectoryChange};
+use portico_internode::{DeliverRefused, Delivery};
 
 use crate::accounts::{Accounts, Located, delete_mode, directory_deletes};
 use crate::auth::normalize_address;
@@ -61,6 +62,11 @@ pub enum AdminRequest {
     Deliver {
         address: String,
         message: Vec<u8>,
+    },
+    /// Points an account at another backend without copying its mail.
+    RehomeUser {
+        address: String,
+        home: String,
     },
     QueueList,
     QueueFlush,
@@ -161,6 +167,8 @@ pub struct RunningNode {
     pub mailboxes: Arc<MailboxRegistry>,
     pub queue_wake: Arc<tokio::sync::Notify>,
     pub router: Addr<SiteRouter>,
+    /// How mail for mailboxes on other nodes reaches them.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 /// Whether a request reads or changes accounts (and so needs the directory).
@@ -172,6 +180,7 @@ pub fn needs_directory(request: &AdminRequest) -> bool {
             | AdminRequest::DeleteUser { .. }
             | AdminRequest::ListUsers
             | AdminRequest::SetUser { .. }
+            | AdminRequest::RehomeUser { .. }
             | AdminRequest::Deliver { .. }
             | AdminRequest::ClusterStatus
     )
@@ -213,6 +222,19 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
                 imap_enabled,
                 pop3_enabled,
                 pop3_deletes: pop3_delete_mode.map(directory_deletes),
+            };
+            change_user(context, &address, done, change).await
+        }
+        AdminRequest::RehomeUser { address, home } => {
+            let address = normalize_address(&address);
+            let home = match context.cluster.place_account(None, Some(&home)) {
+                Ok(home) => home,
+                Err(why) => return AdminResponse::Failed(why),
+            };
+            let done = format!("{address} now has its mailbox on {home} (mail not copied)");
+            let change = DirectoryChange::Rehome {
+                address: address.clone(),
+                home,
             };
             change_user(context, &address, done, change).await
         }
@@ -374,19 +396,18 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     // The INBOX, or the answer saying why there is none here.
     let inbox = tokio::task::spawn_blocking(move || match accounts.locate(&lookup) {
         Ok(Some(Located::Here(account))) => match store.mailbox_by_name(account.id, INBOX) {
-            Ok(Some(inbox)) => Ok(inbox.id),
+            Ok(Some(inbox)) => Ok(Ok(inbox.id)),
             Ok(None) => Err(store_failure(StoreError::NotFound)),
             Err(e) => Err(store_failure(e)),
         },
-        Ok(Some(Located::Elsewhere { home })) => Err(AdminResponse::Failed(format!(
-            "the mailbox of {lookup} is on node {home}: deliver there"
-        ))),
+        Ok(Some(Located::Elsewhere { home })) => Ok(Err(home)),
         Ok(None) => Err(unknown_user(&lookup)),
         Err(e) => Err(AdminResponse::Failed(e.to_string())),
     })
     .await;
     let inbox = match inbox {
-        Ok(Ok(inbox)) => inbox,
+        Ok(Ok(Ok(inbox))) => inbox,
+        Ok(Ok(Err(home))) => return deliver_at_home(context, &address, &home, message).await,
         Ok(Err(answer)) => return answer,
         Err(_) => return AdminResponse::Failed("internal error".into()),
     };
@@ -408,6 +429,7 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
         internal_date: (now(), 0),
         origin: None,
         expected: None,
+        delivery_id: None,
     };
     match running.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {
@@ -415,6 +437,45 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
         }
         Ok(Err(MailboxFault::Store(e))) => store_failure(e),
         Ok(Err(e)) | Err(e) => AdminResponse::Failed(format!("delivery failed: {e}")),
+    }
+}
+
+/// `deliver` for a mailbox on another node: sent there with an internode `Deliver`.
+async fn deliver_at_home(
+    context: &AdminContext,
+    address: &str,
+    home: &str,
+    message: Vec<u8>,
+) -> AdminResponse {
+    let Some(proxy) = context.running.as_ref().and_then(|r| r.proxy.clone()) else {
+        return AdminResponse::Failed(format!(
+            "the mailbox of {address} is on node {home}, and this node is not running to reach it"
+        ));
+    };
+    let address = normalize_address(address);
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let delivery = Delivery {
+        id: format!(
+            "{}/deliver/{}-{:016x}",
+            context.cluster.me(),
+            now(),
+            u64::from_le_bytes(nonce)
+        ),
+        recipient: address.clone(),
+        move_epoch: 0,
+        internal_date: now(),
+        message,
+    };
+    match proxy.deliver(home, delivery).await {
+        Ok(Ok(uid)) => AdminResponse::Done(format!(
+            "delivered to {address} as UID {uid} on node {home}"
+        )),
+        Ok(Err(DeliverRefused::NoSuchUser)) => unknown_user(&address),
+        Ok(Err(refused)) => {
+            AdminResponse::Failed(format!("node {home} did not take the message: {refused:?}"))
+        }
+        Err(e) => AdminResponse::Failed(format!("delivery failed: {e}")),
     }
 }
 
@@ -613,6 +674,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::DeleteUser { .. } => "user del",
         AdminRequest::ListUsers => "user list",
         AdminRequest::SetUser { .. } => "user set",
+        AdminRequest::RehomeUser { .. } => "user rehome",
         AdminRequest::Deliver { .. } => "deliver",
         AdminRequest::QueueList => "queue list",
         AdminRequest::QueueFlush => "queue flush",

@@ -53,6 +53,24 @@ pub enum LoginError {
     Throttled,
 }
 
+/// Whose credentials checked out, and where the mailbox is.
+#[derive(Clone, Debug)]
+pub enum SignedIn {
+    /// On this node.
+    Here(Account),
+    /// On the node the record names: the session is proxied there.
+    Elsewhere(AccountRecord),
+}
+
+impl SignedIn {
+    pub fn address(&self) -> &str {
+        match self {
+            SignedIn::Here(account) => &account.address,
+            SignedIn::Elsewhere(record) => record.address(),
+        }
+    }
+}
+
 /// Makes an argon2 PHC string for a new password.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     Argon2::default()
@@ -277,7 +295,7 @@ impl Authenticator {
         password: &str,
         client: IpAddr,
         protocol: Protocol,
-    ) -> Result<Account, LoginError> {
+    ) -> Result<SignedIn, LoginError> {
         let name = LoginName::new(username);
         let Some(check) = self.begin_check(client) else {
             tracing::warn!(%client, "refused: too many failed logins from this address");
@@ -305,7 +323,7 @@ impl Authenticator {
         name: &LoginName,
         password: &str,
         protocol: Protocol,
-    ) -> Result<Account, LoginError> {
+    ) -> Result<SignedIn, LoginError> {
         let address = name.key().to_string();
         // The local replica answers, whatever the directory's leader is doing.
         let record = self.accounts.known_record(&address).map_err(|e| {
@@ -346,16 +364,18 @@ impl Authenticator {
         self.mailbox(record, protocol).await
     }
 
-    /// The signed-in account's mailbox on this node. Submission needs none: its
-    /// session holds the account without one ([`crate::accounts::NO_MAILBOX_HERE`]),
-    /// wherever the mailbox is.
+    /// The signed-in account's mailbox on this node, or the record naming the node that
+    /// holds it. Submission needs none: its session holds the account without one
+    /// ([`crate::accounts::NO_MAILBOX_HERE`]), wherever the mailbox is.
     async fn mailbox(
         &self,
         record: AccountRecord,
         protocol: Protocol,
-    ) -> Result<Account, LoginError> {
+    ) -> Result<SignedIn, LoginError> {
         if protocol == Protocol::Smtp {
-            return Ok(crate::accounts::without_mailbox(record.fields()));
+            return Ok(SignedIn::Here(crate::accounts::without_mailbox(
+                record.fields(),
+            )));
         }
         let accounts = self.accounts.clone();
         let lookup = record.clone();
@@ -366,13 +386,10 @@ impl Authenticator {
                 tracing::error!(error = %e, "opening the mailbox failed");
                 LoginError::Unavailable
             })?;
-        match located {
-            Located::Here(account) => Ok(account),
-            Located::Elsewhere { home } => {
-                tracing::warn!(user = %record.address(), %home, "the mailbox is on another node");
-                Err(LoginError::Unavailable)
-            }
-        }
+        Ok(match located {
+            Located::Here(account) => SignedIn::Here(account),
+            Located::Elsewhere { .. } => SignedIn::Elsewhere(record),
+        })
     }
 
     fn cache_digest(&self, address: &str, password: &str, phc: &str) -> [u8; 64] {
@@ -511,7 +528,7 @@ mod tests {
         let ok = auth
             .login("Alice@Example.com", "s3cret", ip, Protocol::Pop3)
             .await;
-        assert_eq!(ok.unwrap().address, "alice@example.com");
+        assert_eq!(ok.unwrap().address(), "alice@example.com");
         // Second time from the cache.
         assert!(
             auth.login("alice@example.com", "s3cret", ip, Protocol::Pop3)
@@ -556,22 +573,22 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_mailbox_on_another_node_opens_no_session_here_but_submission_works() {
+    async fn a_mailbox_on_another_node_is_named_for_the_proxy_and_submission_needs_none() {
         let (_dir, auth, directory) = setup();
         directory.add("dora@example.com", &hash_password("pw").unwrap(), "d2");
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for protocol in [Protocol::Imap, Protocol::Pop3] {
-            assert_eq!(
-                auth.login("dora@example.com", "pw", ip, protocol)
-                    .await
-                    .unwrap_err(),
-                LoginError::Unavailable
-            );
+            match auth.login("dora@example.com", "pw", ip, protocol).await {
+                Ok(SignedIn::Elsewhere(record)) => assert_eq!(record.home(), "d2"),
+                other => panic!("{other:?}"),
+            }
         }
-        let sender = auth
+        let Ok(SignedIn::Here(sender)) = auth
             .login("dora@example.com", "pw", ip, Protocol::Smtp)
             .await
-            .unwrap();
+        else {
+            panic!("submission signs in here");
+        };
         assert_eq!(sender.address, "dora@example.com");
         assert_eq!(sender.id, crate::accounts::NO_MAILBOX_HERE);
         // The password is checked first: a wrong one is a wrong one.

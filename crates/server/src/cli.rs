@@ -127,6 +127,15 @@ pub enum UserCommand {
         #[arg(long)]
         pop3_delete_mode: Option<DeleteMode>,
     },
+    /// Point an account at another backend WITHOUT copying its mail (for a backend lost
+    /// for good): sessions and new mail go to the new node at once, where the mailbox
+    /// starts empty; the old node's copy is left where it is.
+    Rehome {
+        address: String,
+        /// The backend node that holds the mailbox from now on.
+        #[arg(long = "home", value_name = "NODE")]
+        home: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -200,6 +209,9 @@ pub fn run() -> anyhow::Result<()> {
         Command::Queue(QueueCommand::Flush) => AdminRequest::QueueFlush,
         Command::Queue(QueueCommand::Delete { id }) => AdminRequest::QueueDelete { id },
         Command::User(UserCommand::List) => AdminRequest::ListUsers,
+        Command::User(UserCommand::Rehome { address, home }) => {
+            AdminRequest::RehomeUser { address, home }
+        }
         Command::User(UserCommand::Set {
             address,
             pop3,

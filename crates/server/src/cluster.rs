@@ -209,8 +209,13 @@ impl ClusterNode {
     /// New links of their own to the other nodes (`None` in a group of one): calls on
     /// them do not wait behind forwarded changes.
     pub fn new_links(&self) -> Option<Links> {
+        Some(LinkTransport::new(&self.me, self.new_dialer()?))
+    }
+
+    /// How this node dials the others (`None` in a group of one).
+    pub fn new_dialer(&self) -> Option<TlsDialer> {
         let (client, local) = self.dialer.clone()?;
-        Some(LinkTransport::new(&self.me, TlsDialer::new(client, local)))
+        Some(TlsDialer::new(client, local))
     }
 
     pub fn config(&self) -> &Arc<ClusterConfig> {

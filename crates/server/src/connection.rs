@@ -114,6 +114,8 @@ pub enum Outgoing {
     StartTls,
     /// From now on, close the connection after this long without client input.
     IdleTimeout(Duration),
+    /// The session's home node took it over: from now on only carry bytes.
+    Splice(Box<crate::proxy::Splice>),
     Close,
 }
 
@@ -315,6 +317,8 @@ pub enum EndReason {
     /// The client let more output pile up than a session may queue.
     NotReading,
     Shutdown,
+    /// The node that holds the mailbox went away mid-session (proxied sessions).
+    HomeLost,
     Error(io::Error),
 }
 
@@ -358,7 +362,23 @@ pub async fn drive(
     mut settings: ConnectionSettings,
 ) {
     let mut stats = ConnectionStats::default();
-    let reason = run(&mut stream, &ports, &mut inbox, &mut settings, &mut stats).await;
+    let reason = match run(&mut stream, &ports, &mut inbox, &mut settings, &mut stats).await {
+        Ran::Ended(reason) => reason,
+        Ran::Handed(splice) => {
+            drop(inbox);
+            let timeout = settings.write_timeout;
+            // The session's actor is gone; the splice logs the session's end.
+            crate::proxy::splice(
+                &mut stream,
+                *splice,
+                &mut settings.shutdown,
+                timeout,
+                &mut stats,
+            )
+            .await;
+            return;
+        }
+    };
     // What is still queued goes now, not after a goodbye the client may never read.
     drop(inbox);
     let stalled = reason.stalled();
@@ -415,13 +435,26 @@ async fn write_bounded(
     }
 }
 
+/// How [`run`] stopped: the connection ended, or its session was handed to the
+/// mailbox's home node and the connection only carries bytes from now on.
+enum Ran {
+    Ended(EndReason),
+    Handed(Box<crate::proxy::Splice>),
+}
+
+impl From<EndReason> for Ran {
+    fn from(reason: EndReason) -> Ran {
+        Ran::Ended(reason)
+    }
+}
+
 async fn run(
     stream: &mut ClientStream,
     ports: &SessionPorts,
     inbox: &mut Inbox,
     settings: &mut ConnectionSettings,
     stats: &mut ConnectionStats,
-) -> EndReason {
+) -> Ran {
     let mut buf = vec![0u8; 16 * 1024];
     let mut paused = false;
     let mut shutting_down = false;
@@ -439,7 +472,7 @@ async fn run(
         );
         tokio::select! {
             biased;
-            _ = inbox.cut.notify.notified() => return EndReason::NotReading,
+            _ = inbox.cut.notify.notified() => return EndReason::NotReading.into(),
             item = inbox.receiver.recv() => match item {
                 Some(Outgoing::Write(bytes)) => {
                     let flush = inbox.receiver.is_empty();
@@ -447,14 +480,14 @@ async fn run(
                     let written = write_bounded(stream, &bytes, flush, limit, &inbox.cut).await;
                     inbox.written(bytes.len());
                     if let Err(reason) = written {
-                        return reason;
+                        return reason.into();
                     }
                     stats.bytes_out += bytes.len() as u64;
                 }
                 Some(Outgoing::StartTls) => {
                     let limit = write_deadline(settings, shutdown_deadline);
                     if let Err(reason) = write_bounded(stream, &[], true, limit, &inbox.cut).await {
-                        return reason;
+                        return reason.into();
                     }
                     let plain = std::mem::replace(stream, ClientStream::Upgrading);
                     let handshake = plain.start_tls(&settings.acceptor);
@@ -462,11 +495,11 @@ async fn run(
                         Ok(Ok(tls)) => {
                             *stream = tls;
                             if ports.tls.send(TlsEstablished).await.is_err() {
-                                return EndReason::ServerClosed;
+                                return EndReason::ServerClosed.into();
                             }
                         }
-                        Ok(Err(e)) => return EndReason::Error(e),
-                        Err(_) => return EndReason::IdleTimeout,
+                        Ok(Err(e)) => return EndReason::Error(e).into(),
+                        Err(_) => return EndReason::IdleTimeout.into(),
                     }
                 }
                 Some(Outgoing::IdleTimeout(timeout)) => {
@@ -475,10 +508,11 @@ async fn run(
                     settings.idle_timeout = timeout;
                     idle_deadline = tokio::time::Instant::now() + timeout;
                 }
+                Some(Outgoing::Splice(splice)) => return Ran::Handed(splice),
                 Some(Outgoing::Close) | None => {
                     let limit = tokio::time::Instant::now() + GOODBYE_WRITE_TIMEOUT;
                     let _ = write_bounded(stream, &[], true, limit, &inbox.cut).await;
-                    return if shutting_down { EndReason::Shutdown } else { EndReason::ServerClosed };
+                    return if shutting_down { EndReason::Shutdown } else { EndReason::ServerClosed }.into();
                 }
             },
             _ = settings.shutdown.changed(), if !shutting_down => {
@@ -494,7 +528,7 @@ async fn run(
                 }
             }
             read = stream.read(&mut buf), if !paused && !shutting_down => match read {
-                Ok(0) => return EndReason::ClientClosed,
+                Ok(0) => return EndReason::ClientClosed.into(),
                 Ok(n) => {
                     stats.bytes_in += n as u64;
                     let now = tokio::time::Instant::now();
@@ -503,12 +537,12 @@ async fn run(
                     match ports.bytes.send(ClientBytes(Bytes::copy_from_slice(&buf[..n]))).await {
                         Ok(ReadControl::Continue) => {}
                         Ok(ReadControl::Pause) => paused = true,
-                        Err(_) => return EndReason::ServerClosed,
+                        Err(_) => return EndReason::ServerClosed.into(),
                     }
                 }
                 // A client that drops TCP without TLS close_notify has still just left.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return EndReason::ClientClosed,
-                Err(e) => return EndReason::Error(e),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return EndReason::ClientClosed.into(),
+                Err(e) => return EndReason::Error(e).into(),
             },
             _ = tokio::time::sleep_until(deadline) => {
                 if !matches!(why, Deadline::Shutdown) {
@@ -516,7 +550,7 @@ async fn run(
                     let _ = write_bounded(stream, settings.timeout_message, true, limit, &inbox.cut)
                         .await;
                 }
-                return why.reason();
+                return why.reason().into();
             }
         }
     }
@@ -623,6 +657,39 @@ pub struct NewSession {
     pub tls: bool,
 }
 
+/// The handlers every session actor has.
+pub trait ConnectionActor:
+    Actor<Context = actix::Context<Self>>
+    + Handler<ClientBytes>
+    + Handler<TlsEstablished>
+    + Handler<ServerShutdown>
+    + Handler<ConnectionEnded>
+{
+}
+
+impl<A> ConnectionActor for A where
+    A: Actor<Context = actix::Context<A>>
+        + Handler<ClientBytes>
+        + Handler<TlsEstablished>
+        + Handler<ServerShutdown>
+        + Handler<ConnectionEnded>
+{
+}
+
+/// A session's span: its id, protocol, client and node, and the user once signed in;
+/// `via` names the node the client reached when another node proxies it here.
+fn session_span(id: u64, protocol: &str, client: SocketAddr, node: &str) -> Span {
+    tracing::info_span!(
+        "session",
+        id,
+        protocol,
+        client = %client,
+        node = %node,
+        user = tracing::field::Empty,
+        via = tracing::field::Empty,
+    )
+}
+
 /// Serves one client connection of any protocol: makes its span, runs implicit TLS
 /// when asked, starts the session actor `make` builds, and drives the socket until the
 /// connection ends.
@@ -634,11 +701,7 @@ pub async fn serve<A, F>(
     protocol: ProtocolSettings,
     make: F,
 ) where
-    A: Actor<Context = actix::Context<A>>
-        + Handler<ClientBytes>
-        + Handler<TlsEstablished>
-        + Handler<ServerShutdown>
-        + Handler<ConnectionEnded>,
+    A: ConnectionActor,
     F: FnOnce(NewSession) -> A,
 {
     // Counted from accept, implicit TLS handshake included.
@@ -646,14 +709,7 @@ pub async fn serve<A, F>(
         .sign_in_required
         .then(|| tokio::time::Instant::now() + protocol.unauthenticated_timeout);
     let id = node.next_session_id();
-    let span = tracing::info_span!(
-        "session",
-        id,
-        protocol = protocol.name,
-        client = %peer,
-        node = %node.node_name,
-        user = tracing::field::Empty,
-    );
+    let span = session_span(id, protocol.name, peer, &node.node_name);
     let stream = if implicit_tls {
         match accept_implicit_tls(tcp, &node.tls, peer).await {
             Some(stream) => stream,
@@ -662,14 +718,76 @@ pub async fn serve<A, F>(
     } else {
         ClientStream::Plain(tcp)
     };
+    let tls = stream.is_tls();
+    tracing::info!(parent: &span, tls, "connected");
+    let session = SessionStart {
+        id,
+        span,
+        client: peer,
+        tls,
+    };
+    run_session(node, stream, session, protocol, sign_in_deadline, make).await;
+}
+
+/// Serves a session another node signed in and handed over on `stream`: its span
+/// carries the session id that node logs and the node's name (`via`), while the actor
+/// gets an id of this node's own.
+pub async fn serve_handed_over<A, F>(
+    node: Arc<NodeContext>,
+    handed: crate::proxy::HandedOver,
+    protocol: ProtocolSettings,
+    make: F,
+) where
+    A: ConnectionActor,
+    F: FnOnce(NewSession) -> A,
+{
+    let open = &handed.open;
+    let span = session_span(open.session, protocol.name, open.client, &node.node_name);
+    span.record("user", open.user.as_str());
+    span.record("via", handed.via.as_str());
+    tracing::info!(parent: &span, tls = open.tls, "connected through a proxy");
+    let session = SessionStart {
+        id: node.next_session_id(),
+        span,
+        client: open.client,
+        tls: open.tls,
+    };
+    run_session(node, handed.stream, session, protocol, None, make).await;
+}
+
+/// A [`NewSession`] before its connection is made.
+struct SessionStart {
+    id: SessionId,
+    span: Span,
+    client: SocketAddr,
+    tls: bool,
+}
+
+/// Starts the session's actor and drives its connection until it ends.
+async fn run_session<A, F>(
+    node: Arc<NodeContext>,
+    stream: ClientStream,
+    session: SessionStart,
+    protocol: ProtocolSettings,
+    sign_in_deadline: Option<tokio::time::Instant>,
+    make: F,
+) where
+    A: ConnectionActor,
+    F: FnOnce(NewSession) -> A,
+{
     let (outbox, inbox) = channel();
-    tracing::info!(parent: &span, tls = stream.is_tls(), "connected");
+    let SessionStart {
+        id,
+        span,
+        client,
+        tls,
+    } = session;
     let actor = make(NewSession {
         id,
         span,
         outbox,
-        client: peer,
-        tls: stream.is_tls(),
+        client,
+        tls,
     })
     .start();
     let ports = SessionPorts {

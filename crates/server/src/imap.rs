@@ -8,13 +8,15 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_cluster::LoginType;
+use portico_directory::AccountRecord;
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
     Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
     FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, ScanJob, SelectedFolder,
     ViewEntry,
 };
-use portico_imap::{Action, ImapConfig, Input, Session};
+use portico_imap::{Action, HandOff, ImapConfig, Input, Session};
+use portico_internode::{LoginHandOff, SessionProtocol};
 use portico_store::{
     Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, MailboxId, MessageMeta, SpecialUse, Store,
     StoreError, Uid, validate_mailbox_name,
@@ -27,7 +29,8 @@ use crate::mailbox::{
     AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, GetListing, Listing,
     MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
 };
-use crate::node::{NodeContext, UserSlot};
+use crate::node::{NodeContext, SignIn, UserSlot};
+use crate::proxy::{HandedOver, OpenRequest};
 use crate::smtp_time::unix_now as now;
 
 pub struct ImapConnection {
@@ -44,6 +47,9 @@ pub struct ImapConnection {
     selecting: bool,
     /// This session's place under the per-user connection limit.
     user_slot: Option<UserSlot>,
+    /// A session handed over by another node: the LOGIN or AUTHENTICATE request the
+    /// machine waits for, answered once the actor runs.
+    handed_login: Option<RequestId>,
 }
 
 impl Actor for ImapConnection {
@@ -51,6 +57,14 @@ impl Actor for ImapConnection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        if let Some(id) = self.handed_login.take() {
+            self.flow
+                .outbox
+                .send(Outgoing::IdleTimeout(Duration::from_secs(
+                    self.node.config.imap.idle_timeout_secs,
+                )));
+            self.answer(id, Reply::Login(Ok(())), ctx);
+        }
         connection::drive_session(self, ctx);
     }
 
@@ -507,6 +521,60 @@ impl SessionActor for ImapConnection {
 }
 
 impl ImapConnection {
+    fn signed_in(&mut self, account: Account, slot: UserSlot) {
+        self.flow.span.record("user", account.address.as_str());
+        tracing::info!(parent: &self.flow.span, "signed in");
+        self.account = Some(account);
+        self.user_slot = Some(slot);
+        self.flow
+            .outbox
+            .send(Outgoing::IdleTimeout(Duration::from_secs(
+                self.node.config.imap.idle_timeout_secs,
+            )));
+    }
+
+    /// The mailbox is on another node: hands the session there, answering the LOGIN or
+    /// AUTHENTICATE (request `id`) only if that fails.
+    fn hand_to_home(&mut self, id: RequestId, record: AccountRecord, ctx: &mut Context<Self>) {
+        let (Some(proxy), Some(hand_off)) = (self.node.proxy.clone(), self.machine.hand_off())
+        else {
+            tracing::error!(parent: &self.flow.span, home = %record.home(), "cannot proxy this session");
+            return self.answer(id, Reply::Login(Err(LoginFailure::MailboxUnavailable)), ctx);
+        };
+        let request = OpenRequest {
+            protocol: SessionProtocol::Imap,
+            client: self.client,
+            session: self.id,
+            tls: self.machine.tls_active(),
+            login: LoginHandOff::Imap {
+                tag: hand_off.tag,
+                bad_commands: hand_off.bad_commands,
+            },
+            pending: hand_off.unread,
+        };
+        self.flow.span.record("user", record.address());
+        let span = self.flow.span.clone();
+        let opening = proxy.take_over(self.node.clone(), record, request, span);
+        ctx.spawn(
+            opening
+                .into_actor(self)
+                .map(move |opened, actor, ctx| match opened {
+                    Ok(splice) => {
+                        actor.flow.outbox.send(Outgoing::Splice(splice));
+                        ctx.stop();
+                    }
+                    Err(e) => {
+                        let failure = if e.too_many_connections() {
+                            LoginFailure::TooManyConnections
+                        } else {
+                            LoginFailure::MailboxUnavailable
+                        };
+                        actor.answer(id, Reply::Login(Err(failure)), ctx);
+                    }
+                }),
+        );
+    }
+
     fn answer(&mut self, id: RequestId, reply: Reply, ctx: &mut Context<Self>) {
         self.flow.awaiting = false;
         self.machine.handle(Input::Reply(id, reply));
@@ -657,18 +725,12 @@ impl ImapConnection {
                 };
                 ctx.spawn(login.into_actor(self).map(move |result, actor, ctx| {
                     let reply = match result {
-                        Ok((account, slot)) => {
-                            actor.flow.span.record("user", account.address.as_str());
-                            tracing::info!(parent: &actor.flow.span, "signed in");
-                            actor.account = Some(account);
-                            actor.user_slot = Some(slot);
-                            actor
-                                .flow
-                                .outbox
-                                .send(Outgoing::IdleTimeout(Duration::from_secs(
-                                    actor.node.config.imap.idle_timeout_secs,
-                                )));
+                        Ok(SignIn::Here(account, slot)) => {
+                            actor.signed_in(account, slot);
                             Ok(())
+                        }
+                        Ok(SignIn::Elsewhere(record)) => {
+                            return actor.hand_to_home(id, record, ctx);
                         }
                         Err(LoginError::BadCredentials) => {
                             tracing::info!(parent: &actor.flow.span, "failed sign-in");
@@ -873,6 +935,7 @@ impl ImapConnection {
                         internal_date: date,
                         origin: Some(session),
                         expected: Some(expected),
+                        delivery_id: None,
                     };
                     let appended = node.mailboxes.send(mailbox.id, append).await??;
                     Ok((appended.uidvalidity.0, appended.uid.0))
@@ -1110,16 +1173,18 @@ impl Handler<FolderChanged> for ImapConnection {
     }
 }
 
-/// Serves one IMAP connection (plain with STARTTLS, or implicit TLS) until it ends.
-pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
-    let settings = &node.config.imap;
-    let protocol = ProtocolSettings {
+fn protocol_settings(node: &NodeContext) -> ProtocolSettings {
+    ProtocolSettings {
         name: "imap",
-        unauthenticated_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
+        unauthenticated_timeout: Duration::from_secs(node.config.imap.unauthenticated_timeout_secs),
         timeout_message: b"* BYE Autologout; idle for too long\r\n",
         sign_in_required: true,
-    };
-    let config = ImapConfig {
+    }
+}
+
+fn machine_config(node: &NodeContext) -> ImapConfig {
+    let settings = &node.config.imap;
+    ImapConfig {
         plaintext_login_without_tls: settings.login == LoginType::Plaintext,
         tls_available: true,
         max_line: settings.max_line_length,
@@ -1129,20 +1194,65 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
         search_work_limit: settings.max_search_work_mb.saturating_mul(1024 * 1024),
         text_index: node.full_text.is_some(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let session_node = node.clone();
-    connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
+    }
+}
+
+impl ImapConnection {
+    fn new(node: Arc<NodeContext>, machine: Session, new: connection::NewSession) -> Self {
         ImapConnection {
             id: new.id,
-            node: session_node,
-            machine: Session::new(config, new.tls),
+            node,
+            machine,
             flow: Flow::new(new.outbox, new.span),
             client: new.client,
             account: None,
             selected: None,
             selecting: false,
             user_slot: None,
+            handed_login: None,
         }
+    }
+}
+
+/// Serves one IMAP connection (plain with STARTTLS, or implicit TLS) until it ends.
+pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let protocol = protocol_settings(&node);
+    let config = machine_config(&node);
+    let session_node = node.clone();
+    connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
+        let machine = Session::new(config, new.tls);
+        ImapConnection::new(session_node, machine, new)
+    })
+    .await;
+}
+
+/// Serves an IMAP session another node signed in and handed over.
+pub async fn serve_handed_over(
+    node: Arc<NodeContext>,
+    mut handed: HandedOver,
+    account: Account,
+    slot: UserSlot,
+) {
+    let LoginHandOff::Imap { tag, bad_commands } = handed.open.login.clone() else {
+        tracing::error!("an IMAP session handed over with another protocol's sign-in");
+        return;
+    };
+    let hand_off = HandOff {
+        tag,
+        bad_commands,
+        unread: std::mem::take(&mut handed.open.pending),
+    };
+    let protocol = protocol_settings(&node);
+    let config = machine_config(&node);
+    let session_node = node.clone();
+    connection::serve_handed_over(node, handed, protocol, move |new| {
+        let (machine, login) =
+            Session::resume_signed_in(config, new.tls, &account.address, hand_off);
+        let mut actor = ImapConnection::new(session_node, machine, new);
+        actor.account = Some(account);
+        actor.user_slot = Some(slot);
+        actor.handed_login = Some(login);
+        actor
     })
     .await;
 }

@@ -9,17 +9,21 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use portico_directory::{DirectoryNode, PeerNode, WriteError};
 use portico_internode::{
-    Answer, AnswerFuture, Call, CallHandler, Connector, Health, Link, LinkError, WriteRefused,
+    Answer, AnswerFuture, Call, CallHandler, Connector, DeliverRefused, Health, Link, LinkError,
+    OpenRefused, WriteRefused,
 };
 use rustls::{ClientConfig, ServerConfig};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::listener::Workers;
+use crate::node::NodeContext;
 use crate::pki;
+use crate::proxy::ProxiedStream;
 
 /// Dials other nodes: from `local`, over mutual TLS, checking that the peer's
 /// certificate is the node dialled.
@@ -62,6 +66,7 @@ impl Connector for TlsDialer {
             socket.bind(SocketAddr::new(local, 0))?;
             let tcp = socket.connect(address).await?;
             tcp.set_nodelay(true)?;
+            crate::proxy::keep_alive(&tcp);
             let name = pki::peer_server_name(&peer.name).map_err(io::Error::other)?;
             tls.connect(name, tcp).await
         })
@@ -90,13 +95,14 @@ pub async fn accept(
     Ok(Link::accept(stream, me, &certified).await?)
 }
 
-/// Serves the other nodes' calls on `listener` with `handler`, until the task is
-/// dropped.
+/// Serves the other nodes' calls on `listener`, each connection on a worker arbiter
+/// (where a session handed over on it runs), until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     me: String,
-    handler: Arc<dyn CallHandler>,
+    calls: Arc<NodeCalls>,
+    workers: Arc<Workers>,
 ) {
     let tls = TlsAcceptor::from(Arc::new(config));
     loop {
@@ -104,11 +110,28 @@ pub async fn serve(
             Ok(pair) => pair,
             Err(e) => {
                 tracing::warn!(error = %e, "internode accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let (tls, me, handler) = (tls.clone(), me.clone(), handler.clone());
-        tokio::spawn(async move {
+        let _ = tcp.set_nodelay(true);
+        crate::proxy::keep_alive(&tcp);
+        let std_stream = match tcp.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand an internode connection to a worker");
+                continue;
+            }
+        };
+        let (tls, me, calls) = (tls.clone(), me.clone(), calls.clone());
+        workers.pick().spawn(async move {
+            let tcp = match TcpStream::from_std(std_stream) {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register an internode connection");
+                    return;
+                }
+            };
             let link = match accept(tcp, &tls, &me).await {
                 Ok(link) => link,
                 Err(e) => {
@@ -118,10 +141,49 @@ pub async fn serve(
             };
             let peer = link.peer().to_string();
             tracing::debug!(peer = %address, node = %peer, "internode connection open");
-            if let Err(e) = link.serve(handler.as_ref()).await {
+            if let Err(e) = calls.serve(link).await {
                 tracing::info!(peer = %address, node = %peer, error = %e, "internode connection ended");
             }
         });
+    }
+}
+
+/// Everything a node answers the others: its directory member's calls, and, once the
+/// node runs, sessions handed over and mail for its mailboxes.
+pub struct NodeCalls {
+    pub directory: DirectoryCalls,
+    /// Set once the node's sessions and mailboxes are up; until then sessions and
+    /// mail are refused as unavailable.
+    pub node: OnceLock<Arc<NodeContext>>,
+}
+
+impl NodeCalls {
+    /// Answers calls on `link` until the peer closes it or hands a session over on it.
+    async fn serve(&self, mut link: Link<ProxiedStream>) -> Result<(), LinkError> {
+        while let Some(call) = link.next_call().await? {
+            let answer = match call {
+                Call::Open(open) => {
+                    let Some(node) = self.node.get().cloned() else {
+                        let refused = OpenRefused::Unavailable("the node is starting".into());
+                        link.answer(Answer::Opened(Err(refused))).await?;
+                        continue;
+                    };
+                    crate::proxy::serve_opened(node, link, open).await;
+                    return Ok(());
+                }
+                Call::Deliver(delivery) => match self.node.get() {
+                    Some(node) => {
+                        Answer::Delivered(crate::delivery::deliver_here(node, delivery).await)
+                    }
+                    None => Answer::Delivered(Err(DeliverRefused::Temporary(
+                        "the node is starting".into(),
+                    ))),
+                },
+                other => self.directory.handle(link.peer(), other).await,
+            };
+            link.answer(answer).await?;
+        }
+        Ok(())
     }
 }
 
@@ -143,6 +205,9 @@ impl CallHandler for DirectoryCalls {
                         WriteError::NotLeader { .. } => WriteRefused::NotLeader,
                         other => WriteRefused::Failed(other.to_string()),
                     }))
+                }
+                Call::Open(_) | Call::Deliver(_) => {
+                    Answer::Failed("sessions and mail are not served on this link".into())
                 }
                 Call::Health => {
                     let status = directory.status();

@@ -73,7 +73,7 @@ impl Workers {
         }
     }
 
-    fn pick(&self) -> &ArbiterHandle {
+    pub fn pick(&self) -> &ArbiterHandle {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         &self.arbiters[n % self.arbiters.len()]
     }

@@ -423,6 +423,9 @@ pub struct AppendMessage {
     pub origin: Option<SessionId>,
     /// Announced to the store when the message was received (group commit).
     pub expected: Option<ExpectedAppend>,
+    /// The name another node gave this copy: recorded with it, so that the same copy
+    /// delivered again is recognised ([`portico_store::Store::delivered`]).
+    pub delivery_id: Option<String>,
 }
 
 impl Handler<AppendMessage> for MailboxActor {
@@ -438,7 +441,12 @@ impl Handler<AppendMessage> for MailboxActor {
             blocking(move || store.stage_message(&message, msg_expected.as_ref()))
                 .into_actor(self)
                 .map(move |staged, actor, ctx| match staged {
-                    Ok(staged) => actor.queue_link(StagedAppend { staged, msg, reply }, ctx),
+                    Ok(mut staged) => {
+                        if let Some(id) = msg.delivery_id.clone() {
+                            staged.deliver_as(id);
+                        }
+                        actor.queue_link(StagedAppend { staged, msg, reply }, ctx)
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use portico_cluster::ClusterConfig;
+use portico_directory::AccountRecord;
 use portico_store::{Account, Store};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::Accounts;
-use crate::auth::{Authenticator, LoginError, Protocol};
+use crate::auth::{Authenticator, LoginError, Protocol, SignedIn};
 use crate::fulltext::FullText;
 use crate::mailbox::{MailboxRegistry, SessionId};
 use crate::spool::SpoolArea;
@@ -59,6 +60,8 @@ pub struct NodeContext {
     pub spool: Arc<SpoolArea>,
     /// The full-text index SEARCH asks first, unless turned off or unusable.
     pub full_text: Option<Arc<FullText>>,
+    /// How sessions and mail reach the other nodes; `None` in a group of one.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
     next_session: AtomicU64,
 }
 
@@ -74,6 +77,8 @@ pub struct NodeParts {
     pub shutdown: watch::Receiver<bool>,
     pub spool: Arc<SpoolArea>,
     pub full_text: Option<Arc<FullText>>,
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
+    pub queue_wake: Arc<tokio::sync::Notify>,
 }
 
 impl NodeContext {
@@ -89,6 +94,8 @@ impl NodeContext {
             shutdown,
             spool,
             full_text,
+            proxy,
+            queue_wake,
         } = parts;
         let limits = Arc::new(
             ConnectionLimits::new(
@@ -107,33 +114,40 @@ impl NodeContext {
             tls,
             shutdown,
             limits,
-            queue_wake: Arc::new(tokio::sync::Notify::new()),
+            queue_wake,
             heavy_work: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
             spool,
             full_text,
+            proxy,
             next_session: AtomicU64::new(1),
         }
     }
 
-    /// Checks a sign-in and takes the session's place under the per-user limit; the
-    /// slot must be kept for as long as the session lasts. The user name goes to the
-    /// authenticator as typed: it normalizes it once for lookup and throttling, and
-    /// refuses an address with too many recent failures ([`LoginError::Throttled`]).
+    /// Checks a sign-in and, for a mailbox on this node, takes the session's place
+    /// under the per-user limit; the slot must be kept for as long as the session
+    /// lasts. A mailbox elsewhere is counted where the session is served, its home
+    /// node. The user name goes to the authenticator as typed: it normalizes it once
+    /// for lookup and throttling, and refuses an address with too many recent failures
+    /// ([`LoginError::Throttled`]).
     pub async fn sign_in(
         &self,
         username: &str,
         password: &str,
         client: IpAddr,
         protocol: Protocol,
-    ) -> Result<(Account, UserSlot), LoginError> {
-        let account = self
+    ) -> Result<SignIn, LoginError> {
+        let account = match self
             .auth
             .login(username, password, client, protocol)
-            .await?;
+            .await?
+        {
+            SignedIn::Here(account) => account,
+            SignedIn::Elsewhere(record) => return Ok(SignIn::Elsewhere(record)),
+        };
         match self.limits.admit_user(&account.address) {
-            Some(slot) => Ok((account, slot)),
+            Some(slot) => Ok(SignIn::Here(account, slot)),
             None => {
                 tracing::warn!(user = %account.address, "per-user connection limit reached");
                 Err(LoginError::TooManyConnections)
@@ -144,6 +158,14 @@ impl NodeContext {
     pub fn next_session_id(&self) -> SessionId {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Where a signed-in session is served.
+pub enum SignIn {
+    /// Here, holding its place under the per-user limit.
+    Here(Account, UserSlot),
+    /// On the mailbox's home node, which the session is proxied to.
+    Elsewhere(AccountRecord),
 }
 
 /// Open client connections, per node and per client address, and signed-in sessions

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use portico_cluster::LoginType;
-use portico_pop3::{Action, AuthFailure, Input, MaildropEntry, MaildropError, Pop3Config, Session};
+use portico_directory::AccountRecord;
+use portico_internode::{LoginHandOff, SessionProtocol};
+use portico_pop3::{
+    Action, AuthFailure, HandOff, Input, MaildropEntry, MaildropError, Pop3Config, Session,
+};
 use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Store, StoreError, Uid};
 use tokio::net::TcpStream;
 
@@ -16,7 +20,8 @@ use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
     AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
 };
-use crate::node::{NodeContext, UserSlot};
+use crate::node::{NodeContext, SignIn, UserSlot};
+use crate::proxy::{HandedOver, OpenRequest};
 
 /// POP3 UIDL value (RFC 1939 §7): UID and UIDVALIDITY of the INBOX message, as Dovecot
 /// writes it, so it is stable for the message's life and never reused.
@@ -88,13 +93,14 @@ impl SessionActor for Pop3Connection {
                 };
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
-                        Ok((account, slot)) => {
+                        Ok(SignIn::Here(account, slot)) => {
                             actor.flow.span.record("user", account.address.as_str());
                             tracing::info!(parent: &actor.flow.span, "signed in");
                             actor.account = Some(account);
                             actor.user_slot = Some(slot);
                             Ok(())
                         }
+                        Ok(SignIn::Elsewhere(record)) => return actor.hand_to_home(record, ctx),
                         Err(LoginError::TooManyConnections) => Err(AuthFailure::TooManyConnections),
                         Err(LoginError::BadCredentials) => {
                             tracing::info!(parent: &actor.flow.span, "failed sign-in");
@@ -337,34 +343,124 @@ impl Pop3Connection {
 
 connection::session_handlers!(Pop3Connection);
 
-/// Serves one POP3 connection (plain with STLS, or implicit TLS) until it ends.
-pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
-    let settings = &node.config.pop3;
-    let protocol = ProtocolSettings {
+fn protocol_settings(node: &NodeContext) -> ProtocolSettings {
+    ProtocolSettings {
         name: "pop3",
-        unauthenticated_timeout: Duration::from_secs(settings.unauthenticated_timeout_secs),
+        unauthenticated_timeout: Duration::from_secs(node.config.pop3.unauthenticated_timeout_secs),
         timeout_message: b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n",
         sign_in_required: true,
-    };
-    let config = Pop3Config {
+    }
+}
+
+fn machine_config(node: &NodeContext) -> Pop3Config {
+    let settings = &node.config.pop3;
+    Pop3Config {
         implementation: "Portico".to_string(),
         plaintext_login_without_tls: settings.login == LoginType::Plaintext,
         tls_available: true,
         max_line_len: settings.max_line_length,
         max_bad_commands: settings.max_bad_commands,
-    };
-    let session_node = node.clone();
-    connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
+    }
+}
+
+impl Pop3Connection {
+    fn new(node: Arc<NodeContext>, machine: Session, new: connection::NewSession) -> Self {
         Pop3Connection {
             id: new.id,
-            node: session_node,
-            machine: Session::new(config, new.tls),
+            node,
+            machine,
             flow: Flow::new(new.outbox, new.span),
             client: new.client,
             account: None,
             locked: None,
             user_slot: None,
         }
+    }
+
+    /// The mailbox is on another node: hands the session there, answering PASS or
+    /// AUTH only if that fails.
+    fn hand_to_home(&mut self, record: AccountRecord, ctx: &mut Context<Self>) {
+        let (Some(proxy), Some(hand_off)) = (self.node.proxy.clone(), self.machine.hand_off())
+        else {
+            tracing::error!(parent: &self.flow.span, home = %record.home(), "cannot proxy this session");
+            return self.answer(Input::AuthResult(Err(AuthFailure::MailboxUnavailable)), ctx);
+        };
+        let request = OpenRequest {
+            protocol: SessionProtocol::Pop3,
+            client: self.client,
+            session: self.id,
+            tls: self.machine.tls_active(),
+            login: LoginHandOff::Pop3 {
+                username: hand_off.username,
+                bad_commands: hand_off.bad_commands,
+            },
+            pending: hand_off.unread,
+        };
+        self.flow.span.record("user", record.address());
+        let span = self.flow.span.clone();
+        let opening = proxy.take_over(self.node.clone(), record, request, span);
+        ctx.spawn(
+            opening
+                .into_actor(self)
+                .map(move |opened, actor, ctx| match opened {
+                    Ok(splice) => {
+                        actor.flow.outbox.send(Outgoing::Splice(splice));
+                        ctx.stop();
+                    }
+                    Err(e) => {
+                        let failure = if e.too_many_connections() {
+                            AuthFailure::TooManyConnections
+                        } else {
+                            AuthFailure::MailboxUnavailable
+                        };
+                        actor.answer(Input::AuthResult(Err(failure)), ctx);
+                    }
+                }),
+        );
+    }
+}
+
+/// Serves one POP3 connection (plain with STLS, or implicit TLS) until it ends.
+pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let protocol = protocol_settings(&node);
+    let config = machine_config(&node);
+    let session_node = node.clone();
+    connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
+        let machine = Session::new(config, new.tls);
+        Pop3Connection::new(session_node, machine, new)
+    })
+    .await;
+}
+
+/// Serves a POP3 session another node signed in and handed over.
+pub async fn serve_handed_over(
+    node: Arc<NodeContext>,
+    mut handed: HandedOver,
+    account: Account,
+    slot: UserSlot,
+) {
+    let LoginHandOff::Pop3 {
+        username,
+        bad_commands,
+    } = handed.open.login.clone()
+    else {
+        tracing::error!("a POP3 session handed over with another protocol's sign-in");
+        return;
+    };
+    let hand_off = HandOff {
+        username,
+        bad_commands,
+        unread: std::mem::take(&mut handed.open.pending),
+    };
+    let protocol = protocol_settings(&node);
+    let config = machine_config(&node);
+    let session_node = node.clone();
+    connection::serve_handed_over(node, handed, protocol, move |new| {
+        let machine = Session::resume_signed_in(config, new.tls, hand_off);
+        let mut actor = Pop3Connection::new(session_node, machine, new);
+        actor.account = Some(account);
+        actor.user_slot = Some(slot);
+        actor
     })
     .await;
 }

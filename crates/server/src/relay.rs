@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::delivery::Route;
 use crate::mailbox::AppendMessage;
 use crate::node::NodeContext;
 use crate::smtp_time::unix_now as now;
@@ -427,68 +428,116 @@ pub fn bounce(
     bytes
 }
 
+/// The first retry of a copy for a mailbox on a node that could not take it; doubles up
+/// to [`CLUSTER_RETRY_MAX_SECS`]. The cluster's own nodes come back within seconds or
+/// minutes, and the router wakes the queue as soon as one answers again.
+const CLUSTER_RETRY_INITIAL_SECS: u64 = 2;
+const CLUSTER_RETRY_MAX_SECS: u64 = 60;
+
+/// Hands `addresses` to the configured relay in one transaction; each recipient's
+/// outcome, in order.
+async fn relay_all(
+    node: &Arc<NodeContext>,
+    entry: &QueuedMessage,
+    addresses: &[String],
+    message: &[u8],
+) -> Vec<Outcome> {
+    let settings = &node.config.smtp;
+    match &settings.relay {
+        Some(relay) => match send(
+            relay,
+            &settings.hostname,
+            &QueuedMail {
+                mail_from: &entry.mail_from,
+                recipients: addresses,
+                bytes: message,
+                smtputf8: entry.smtputf8,
+            },
+        )
+        .await
+        {
+            Ok(outcomes) => outcomes,
+            Err(e) => vec![Outcome::Temporary(format!("{e:#}")); addresses.len()],
+        },
+        None => {
+            vec![
+                Outcome::Permanent("550 5.4.4 No relay is configured for remote domains".into());
+                addresses.len()
+            ]
+        }
+    }
+}
+
 /// Retries and bounces queued mail; woken early by `wake` (new mail, `queue flush`).
-pub async fn run_queue(node: Arc<NodeContext>, wake: Arc<Notify>) {
+pub async fn run_queue(node: Arc<NodeContext>, wake: Arc<Notify>, node_returned: Arc<Notify>) {
     let mut shutdown = node.shutdown.clone();
+    let mut cluster_now = false;
     loop {
-        if let Err(e) = deliver_due(&node).await {
+        if let Err(e) = deliver_due(&node, cluster_now).await {
             tracing::error!(error = %format!("{e:#}"), "queue run failed");
         }
+        cluster_now = false;
         tokio::select! {
             _ = wake.notified() => {}
+            _ = node_returned.notified() => cluster_now = true,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.changed() => break,
         }
     }
 }
 
-/// One pass over the queue: every recipient whose time has come gets a try.
-pub async fn deliver_due(node: &Arc<NodeContext>) -> anyhow::Result<()> {
+/// One pass over the queue: every recipient whose time has come gets a try, and with
+/// `cluster_now` (a node came back) every copy for a cluster account.
+pub async fn deliver_due(node: &Arc<NodeContext>, cluster_now: bool) -> anyhow::Result<()> {
     let store = node.store.clone();
     let queue = tokio::task::spawn_blocking(move || store.queue()).await??;
     let settings = &node.config.smtp;
     let now = now();
     for entry in queue {
-        let (due, waiting): (Vec<_>, Vec<_>) = entry
-            .recipients
-            .iter()
-            .cloned()
-            .partition(|r| r.next_attempt <= now);
+        let (due, waiting): (Vec<_>, Vec<_>) = entry.recipients.iter().cloned().partition(|r| {
+            r.next_attempt <= now
+                || (cluster_now
+                    && matches!(crate::delivery::route(node, &r.address), Route::Cluster(_)))
+        });
         if due.is_empty() {
             continue;
         }
         let store = node.store.clone();
         let lookup = entry.clone();
         let message = tokio::task::spawn_blocking(move || store.queued_bytes(&lookup)).await??;
-        let addresses: Vec<String> = due.iter().map(|r| r.address.clone()).collect();
-        let outcomes = match &settings.relay {
-            Some(relay) => match send(
-                relay,
-                &settings.hostname,
-                &QueuedMail {
-                    mail_from: &entry.mail_from,
-                    recipients: &addresses,
-                    bytes: &message,
-                    smtputf8: entry.smtputf8,
-                },
-            )
-            .await
-            {
-                Ok(outcomes) => outcomes,
-                Err(e) => vec![Outcome::Temporary(format!("{e:#}")); addresses.len()],
-            },
-            None => {
-                vec![
-                    Outcome::Permanent("550 5.4.4 No relay is configured for remote domains".into());
-                    addresses.len()
-                ]
+        // Each recipient's route is decided now: a cluster account's copy goes to its
+        // mailbox's node, anything else to the relay, all relayed in one transaction.
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; due.len()];
+        let mut in_cluster = vec![false; due.len()];
+        let mut relayed = Vec::new();
+        for (i, recipient) in due.iter().enumerate() {
+            match crate::delivery::route(node, &recipient.address) {
+                Route::Cluster(record) => {
+                    in_cluster[i] = true;
+                    outcomes[i] =
+                        Some(crate::delivery::deliver_copy(node, &entry, &message, &record).await);
+                }
+                Route::NoSuchUser => {
+                    outcomes[i] = Some(Outcome::Permanent("550 5.1.1 No such user here".into()));
+                }
+                Route::Relay => relayed.push(i),
             }
-        };
+        }
+        if !relayed.is_empty() {
+            let addresses: Vec<String> = relayed.iter().map(|&i| due[i].address.clone()).collect();
+            let relay_outcomes = relay_all(node, &entry, &addresses, &message).await;
+            for (i, outcome) in relayed.into_iter().zip(relay_outcomes) {
+                outcomes[i] = Some(outcome);
+            }
+        }
         let mut pending = waiting;
         let mut failed = Vec::new();
-        for (mut recipient, outcome) in due.into_iter().zip(outcomes) {
+        for ((mut recipient, outcome), in_cluster) in due.into_iter().zip(outcomes).zip(in_cluster)
+        {
             recipient.attempts += 1;
+            let outcome = outcome.unwrap_or_else(|| Outcome::Temporary("not tried".into()));
             match outcome {
+                Outcome::Delivered if in_cluster => {}
                 Outcome::Delivered => {
                     tracing::info!(queue_id = entry.id, recipient = %recipient.address, "relayed");
                 }
@@ -501,10 +550,14 @@ pub async fn deliver_due(node: &Arc<NodeContext>) -> anyhow::Result<()> {
                     if now - entry.created >= settings.queue_lifetime_secs as i64 {
                         failed.push(recipient);
                     } else {
-                        let delay = settings
-                            .retry_initial_secs
+                        let (initial, max) = if in_cluster {
+                            (CLUSTER_RETRY_INITIAL_SECS, CLUSTER_RETRY_MAX_SECS)
+                        } else {
+                            (settings.retry_initial_secs, settings.retry_max_secs)
+                        };
+                        let delay = initial
                             .saturating_mul(1u64 << recipient.attempts.saturating_sub(1).min(20))
-                            .min(settings.retry_max_secs);
+                            .min(max);
                         recipient.next_attempt = now + delay as i64;
                         pending.push(recipient);
                     }
@@ -559,6 +612,7 @@ async fn send_bounce(
         internal_date: (now(), 0),
         origin: None,
         expected: None,
+        delivery_id: None,
     };
     match node.mailboxes.send(inbox, append).await {
         Ok(Ok(_)) => tracing::info!(queue_id = entry.id, "bounce delivered to the sender"),

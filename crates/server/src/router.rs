@@ -96,9 +96,17 @@ pub struct SiteRouter {
     /// behind a change forwarded to the leader.
     links: Option<Arc<Links>>,
     peers: HashMap<String, PeerHealth>,
+    /// Told when a peer that was down answers again (mail waiting for it goes at once).
+    on_return: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl SiteRouter {
+    /// Wakes `notify` whenever a peer that was down answers again.
+    pub fn waking_on_return(mut self, notify: Arc<tokio::sync::Notify>) -> SiteRouter {
+        self.on_return = Some(notify);
+        self
+    }
+
     pub fn new(cluster: Arc<ClusterNode>) -> SiteRouter {
         let me = cluster.me().to_string();
         let now = Instant::now();
@@ -125,6 +133,7 @@ impl SiteRouter {
             links: cluster.new_links().map(Arc::new),
             cluster,
             peers,
+            on_return: None,
         }
     }
 
@@ -167,6 +176,9 @@ impl SiteRouter {
             Ok(health) => {
                 if peer.failures >= OPEN_AFTER {
                     tracing::info!(peer = %name, "peer answers again");
+                    if let Some(notify) = &self.on_return {
+                        notify.notify_one();
+                    }
                 }
                 peer.failures = 0;
                 peer.health = Some(health);
@@ -255,5 +267,46 @@ impl Handler<Reachable> for SiteRouter {
             || self.peers.get(&name).is_some_and(|peer| {
                 peer.state() == PeerState::Up || peer.state() == PeerState::Suspect
             })
+    }
+}
+
+/// Whether sessions and mail may be sent to a node now: anything but a node whose
+/// circuit is open (one not checked yet is tried).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct PeerUsable(pub String);
+
+impl Handler<PeerUsable> for SiteRouter {
+    type Result = bool;
+
+    fn handle(&mut self, PeerUsable(name): PeerUsable, _: &mut Self::Context) -> bool {
+        self.peers
+            .get(&name)
+            .is_none_or(|peer| peer.state() != PeerState::Down)
+    }
+}
+
+/// A call to a node failed outside the health checks (a proxied session lost, a
+/// delivery that could not connect): the node counts as down at once, so the sessions
+/// and mail for it fail fast, until a health check reaches it again (checked soon).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerFailed(pub String);
+
+impl Handler<PeerFailed> for SiteRouter {
+    type Result = ();
+
+    fn handle(&mut self, PeerFailed(name): PeerFailed, _: &mut Self::Context) {
+        let Some(peer) = self.peers.get_mut(&name) else {
+            return;
+        };
+        if peer.state() != PeerState::Down {
+            tracing::warn!(peer = %name, "peer down: a call to it failed");
+        }
+        peer.ever_checked = true;
+        peer.failures = peer.failures.max(OPEN_AFTER);
+        if !peer.checking {
+            peer.next_check = peer.next_check.min(Instant::now() + HEALTHY_EVERY);
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! durable, remove the admin socket, exit 0.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -18,12 +18,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::accounts::Accounts;
 use crate::admin::{AdminContext, RunningNode};
 use crate::auth::Authenticator;
-use crate::cluster::{ClusterNode, InternodeListener};
+use crate::cluster::{ClusterNode, InternodeListener, members};
 use crate::fulltext::{self, FullText};
-use crate::internode::{self, DirectoryCalls};
+use crate::internode::{self, DirectoryCalls, NodeCalls};
 use crate::listener::{self, Service, Workers};
 use crate::mailbox::MailboxRegistry;
 use crate::node::{NodeContext, NodeParts, store_dir, store_options};
+use crate::proxy::Proxy;
 use crate::router::SiteRouter;
 use crate::spool::SpoolArea;
 use crate::tls;
@@ -108,21 +109,32 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         store.clone(),
         &node_name,
     ));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let worker_arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    let workers = Arc::new(Workers::new(
+        worker_arbiters.iter().map(Arbiter::handle).collect(),
+    ));
+    let mut node_calls = None;
     let internode_task = match (internode_listener, cluster.member()) {
         (Some(InternodeListener { address, tls }), Some(member)) => {
             let listener = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("listening for other nodes on {address}"))?;
             tracing::info!(%address, "listening for other nodes");
-            let calls = Arc::new(DirectoryCalls {
-                node: node_name.clone(),
-                directory: member.clone(),
+            let calls = Arc::new(NodeCalls {
+                directory: DirectoryCalls {
+                    node: node_name.clone(),
+                    directory: member.clone(),
+                },
+                node: OnceLock::new(),
             });
+            node_calls = Some(calls.clone());
             Some(actix_rt::spawn(internode::serve(
                 listener,
                 tls,
                 node_name.clone(),
                 calls,
+                workers.clone(),
             )))
         }
         _ => None,
@@ -137,7 +149,23 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
             anyhow::bail!("making the postmaster account: {e}");
         }
     }
-    let router = SiteRouter::new(cluster.clone()).start();
+    let queue_wake = Arc::new(tokio::sync::Notify::new());
+    let node_returned = Arc::new(tokio::sync::Notify::new());
+    let router = SiteRouter::new(cluster.clone())
+        .waking_on_return(node_returned.clone())
+        .start();
+    let proxy = match (cluster.new_dialer(), cluster.new_links()) {
+        (Some(dialer), Some(mail)) => Some(Arc::new(Proxy::new(
+            &node_name,
+            dialer,
+            mail,
+            members(&config)
+                .into_values()
+                .filter(|peer| peer.name != node_name),
+            router.clone(),
+        ))),
+        _ => None,
+    };
     let keeping_in_step = actix_rt::spawn(
         cluster
             .clone()
@@ -175,13 +203,12 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
         shutdown: shutdown_rx,
         spool,
         full_text: full_text.clone(),
+        proxy,
+        queue_wake,
     }));
-
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let worker_arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
-    let workers = Arc::new(Workers::new(
-        worker_arbiters.iter().map(Arbiter::handle).collect(),
-    ));
+    if let Some(calls) = &node_calls {
+        let _ = calls.node.set(node.clone());
+    }
 
     let mut services = Vec::new();
     if config.pop3.enabled {
@@ -221,11 +248,16 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
                 mailboxes: mailboxes.clone(),
                 queue_wake: node.queue_wake.clone(),
                 router,
+                proxy: node.proxy.clone(),
             }),
         }),
     ));
     if config.smtp.enabled {
-        actix_rt::spawn(relay::run_queue(node.clone(), node.queue_wake.clone()));
+        actix_rt::spawn(relay::run_queue(
+            node.clone(),
+            node.queue_wake.clone(),
+            node_returned,
+        ));
     }
     let compaction = actix_rt::spawn(compact_periodically(
         store.clone(),
@@ -352,6 +384,10 @@ async fn return_freed_memory_periodically() {
 }
 
 /// Reclaims the space of expunged bodies now and then (crash-safe at every step).
+/// How long the ids of copies other nodes delivered are kept: far longer than any
+/// sender retries a copy ([`crate::delivery`]).
+const DELIVERY_IDS_KEPT_SECS: i64 = 7 * 24 * 3600;
+
 async fn compact_periodically(store: Arc<Store>, every: Duration) {
     if every.is_zero() {
         return;
@@ -361,8 +397,19 @@ async fn compact_periodically(store: Arc<Store>, every: Duration) {
     loop {
         tick.tick().await;
         let store = store.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.compact()).await {
-            tracing::warn!(error = %e, "body log compaction failed");
+        let compacted = tokio::task::spawn_blocking(move || {
+            let forgotten = store
+                .forget_deliveries_before(crate::smtp_time::unix_now() - DELIVERY_IDS_KEPT_SECS);
+            (store.compact(), forgotten)
+        })
+        .await;
+        if let Ok((compacted, forgotten)) = compacted {
+            if let Err(e) = compacted {
+                tracing::warn!(error = %e, "body log compaction failed");
+            }
+            if let Err(e) = forgotten {
+                tracing::warn!(error = %e, "forgetting old delivery ids failed");
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::accounts::{AccountsError, Located};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{AppendMessage, MailboxFault};
-use crate::node::{NodeContext, UserSlot};
+use crate::node::{NodeContext, SignIn, UserSlot};
 use crate::spool::{SPOOL_THRESHOLD, SpoolError, SpoolFile};
 
 pub struct SmtpConnection {
@@ -59,8 +59,9 @@ enum Destination {
     UnknownLocal,
     /// Somewhere else.
     Remote,
-    /// An account of this cluster whose mailbox is on another node.
-    Elsewhere(String),
+    /// An account of this cluster whose mailbox is on another node (its address,
+    /// `postmaster` spelt out, and that node).
+    Elsewhere { address: String, home: String },
 }
 
 /// Decides a recipient's destination. The account is looked up first, so the common
@@ -82,7 +83,7 @@ fn destination(node: &NodeContext, address: &str) -> Result<Destination, Account
                 return Ok(Destination::Local(address, inbox.id));
             }
         }
-        Some(Located::Elsewhere { home }) => return Ok(Destination::Elsewhere(home)),
+        Some(Located::Elsewhere { home }) => return Ok(Destination::Elsewhere { address, home }),
         None => {}
     }
     Ok(if configured || domain_has_accounts(node, domain)? {
@@ -120,12 +121,8 @@ fn recipient_verdict(
     address: &str,
 ) -> Result<RecipientVerdict, AccountsError> {
     Ok(match destination(node, address)? {
-        Destination::Local(..) => RecipientVerdict::Local,
-        Destination::Elsewhere(home) => {
-            // Delivery to another node's mailboxes comes with the internode Deliver call.
-            tracing::info!(recipient = %address, %home, "recipient's mailbox is on another node");
-            RecipientVerdict::Temporary
-        }
+        // Queued, then handed to the mailbox's node ([`crate::delivery`]).
+        Destination::Local(..) | Destination::Elsewhere { .. } => RecipientVerdict::Local,
         Destination::UnknownLocal => RecipientVerdict::UnknownUser,
         Destination::Remote if matches!(mode, Mode::Submission) && authenticated => {
             RecipientVerdict::Remote
@@ -198,10 +195,12 @@ fn received_header(
 
 /// RFC 5321 §4.4 `Return-Path:` of a local copy: the reverse-path, quoted as it was sent.
 fn return_path_header(envelope: &Envelope) -> String {
-    format!(
-        "Return-Path: <{}>\r\n",
-        trace::path(&envelope.mail_from, envelope.smtputf8)
-    )
+    return_path_line(&envelope.mail_from, envelope.smtputf8)
+}
+
+/// The `Return-Path:` line final delivery puts on top of a message (RFC 5321 §4.4).
+pub fn return_path_line(mail_from: &str, smtputf8: bool) -> String {
+    format!("Return-Path: <{}>\r\n", trace::path(mail_from, smtputf8))
 }
 
 /// Makes a message durable for every recipient: local ones in their INBOX (through the
@@ -276,10 +275,10 @@ async fn deliver(
         for recipient in recipients {
             match destination(&lookup_node, &recipient)? {
                 Destination::Local(address, inbox) => local.push((address, inbox)),
-                // Moved away since RCPT: never to the relay; the client tries again.
-                Destination::Elsewhere(home) => {
-                    tracing::info!(%recipient, %home, "recipient's mailbox moved to another node");
-                    return Err(AccountsError::Store(StoreError::NotFound));
+                // Queued, and handed to the mailbox's node from the queue.
+                Destination::Elsewhere { address, home } => {
+                    tracing::debug!(recipient = %address, %home, "recipient's mailbox is on another node");
+                    remote.push(address);
                 }
                 // An account deleted since RCPT goes the way of any unknown address.
                 Destination::UnknownLocal | Destination::Remote => remote.push(recipient),
@@ -308,6 +307,7 @@ async fn deliver(
             internal_date: (now, 0),
             origin: None,
             expected: expected.pop(),
+            delivery_id: None,
         };
         let node = node.clone();
         async move { (recipient, node.mailboxes.send(*inbox, append).await) }
@@ -316,19 +316,20 @@ async fn deliver(
     let deliveries: Vec<_> = deliveries.collect();
     // Announcements for recipients elsewhere are withdrawn: no sync waits for them.
     drop(expected);
+    let mut remote = remote;
     for (recipient, outcome) in futures::future::join_all(deliveries).await {
         match outcome {
             Ok(Ok(appended)) => {
                 tracing::info!(queue_id = %id, recipient = %recipient, uid = appended.uid.0, "delivered");
             }
             Ok(Err(e)) | Err(e) => {
-                tracing::error!(queue_id = %id, recipient = %recipient, error = %e, "local delivery failed");
+                // Queued for another try: the recipients delivered already must not get
+                // a second copy when the client sends the message again.
+                tracing::error!(queue_id = %id, recipient = %recipient, error = %e, "local delivery failed; queued");
                 failure = Some(delivery_failure(&e));
+                remote.push(recipient.clone());
             }
         }
-    }
-    if let Some(failure) = failure {
-        return Err(failure);
     }
     if !remote.is_empty() {
         let mut message = received_header(&node, &envelope, ip, &id, None).into_bytes();
@@ -342,9 +343,9 @@ async fn deliver(
                 .map_err(|_| DeliveryFailure::Temporary)?
                 .map_err(|e| {
                     tracing::error!(queue_id = %id, error = %e, "queueing failed");
-                    delivery_failure(&MailboxFault::Store(e))
+                    failure.unwrap_or_else(|| delivery_failure(&MailboxFault::Store(e)))
                 })?;
-        tracing::info!(queue_id = %id, queued = queued.id, recipients = queued.recipients.len(), "queued for relay");
+        tracing::info!(queue_id = %id, queued = queued.id, recipients = queued.recipients.len(), "queued");
         node.queue_wake.notify_one();
     }
     Ok(id)
@@ -395,13 +396,15 @@ impl SessionActor for SmtpConnection {
                 };
                 ctx.spawn(login.into_actor(self).map(|result, actor, ctx| {
                     let answer = match result {
-                        Ok((account, slot)) => {
+                        Ok(SignIn::Here(account, slot)) => {
                             actor.flow.span.record("user", account.address.as_str());
                             tracing::info!(parent: &actor.flow.span, "authenticated");
                             actor.authenticated = Some(account.address);
                             actor.user_slot = Some(slot);
                             Ok(())
                         }
+                        // Submission signs in wherever the mailbox is.
+                        Ok(SignIn::Elsewhere(_)) => Err(AuthFailure::Temporary),
                         Err(LoginError::BadCredentials | LoginError::ProtocolDisabled) => {
                             tracing::info!(parent: &actor.flow.span, "failed authentication");
                             Err(AuthFailure::BadCredentials)

@@ -19,6 +19,14 @@ pub(crate) const BODY_REFS: u8 = b'R';
 pub(crate) const QUEUE: u8 = b'Q';
 pub(crate) const FOLDER_COUNTS: u8 = b'K';
 pub(crate) const SEARCH_FIELDS: u8 = b'H';
+/// Names of copies delivered by other nodes ([`crate::deliveries`]).
+pub(crate) const DELIVERED: u8 = b'D';
+
+pub(crate) fn delivered(id: &str) -> Vec<u8> {
+    let mut key = vec![DELIVERED];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
 
 pub(crate) fn queued(id: u64) -> Vec<u8> {
     let mut key = vec![QUEUE];

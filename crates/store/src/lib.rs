@@ -62,6 +62,7 @@
 
 mod bodylog;
 mod commit;
+mod deliveries;
 mod error;
 mod keys;
 mod maintenance;
@@ -71,6 +72,7 @@ mod store;
 mod types;
 
 pub use bodylog::{BodyLocation, MAX_BODY_LEN};
+pub use deliveries::DeliveredCopy;
 pub use error::{Result, StoreError};
 pub use maintenance::{CompactionReport, FsckReport};
 pub use portico_mime::{MessageSummary, SearchFields};

@@ -64,6 +64,7 @@ impl Record for FolderCounts {}
 impl Record for MessageMeta {}
 impl Record for BodyLocation {}
 impl Record for QueuedMessage {}
+impl Record for crate::deliveries::DeliveredCopy {}
 impl Record for MessageSummary {}
 /// Inside the `H` record, after its length (see `search_record` in `store.rs`).
 impl Record for SearchFields {}

@@ -92,6 +92,15 @@ pub struct StagedMessage {
     search_fields: Vec<u8>,
     /// Announced to the metadata commit, which waits briefly for it to join a round.
     arrival: Arrival,
+    /// The name another node gave this copy ([`crate::deliveries`]).
+    delivery: Option<String>,
+}
+
+impl StagedMessage {
+    /// Records the copy under `id` in the commit that stores it.
+    pub fn deliver_as(&mut self, id: String) {
+        self.delivery = Some(id);
+    }
 }
 
 /// A body in the body log not yet linked from the metadata (durable once written by
@@ -1049,6 +1058,7 @@ impl Store {
             summary,
             search_fields,
             arrival,
+            delivery: None,
         })
     }
 
@@ -1112,6 +1122,12 @@ impl Store {
                 .insert(keys::summary(mailbox, uid), staged.summary);
             txn.batch
                 .insert(keys::search_fields(mailbox, uid), staged.search_fields);
+            if let Some(id) = &staged.delivery {
+                txn.batch.insert(
+                    keys::delivered(id),
+                    crate::deliveries::record(mailbox, uid)?,
+                );
+            }
             appended.push(Appended {
                 uid,
                 uidvalidity: folder.uidvalidity,

@@ -53,6 +53,19 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// An actix arbiter on a thread of its own, where the internode listener runs each
+/// connection (as on a node's worker arbiters).
+fn actix_worker() -> actix_rt::ArbiterHandle {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            sender.send(actix_rt::Arbiter::current()).expect("send");
+            std::future::pending::<()>().await
+        })
+    });
+    receiver.recv().expect("arbiter")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() {
     let pki = tempfile::tempdir().expect("tempdir");
@@ -77,6 +90,7 @@ async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() 
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
     let mut nodes = Vec::new();
+    let worker = actix_worker();
     for (i, (ip, listener)) in listeners.into_iter().enumerate() {
         let me = identity(pki.path(), names[i]);
         let client = crate::pki::internode_client_config(&me).expect("client config");
@@ -90,11 +104,21 @@ async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() 
             transport,
         )
         .expect("start");
-        let calls = Arc::new(DirectoryCalls {
-            node: names[i].to_string(),
-            directory: directory.clone(),
+        let calls = Arc::new(NodeCalls {
+            directory: DirectoryCalls {
+                node: names[i].to_string(),
+                directory: directory.clone(),
+            },
+            node: OnceLock::new(),
         });
-        tokio::spawn(serve(listener, server, names[i].to_string(), calls));
+        let workers = Arc::new(Workers::new(vec![worker.clone()]));
+        tokio::spawn(serve(
+            listener,
+            server,
+            names[i].to_string(),
+            calls,
+            workers,
+        ));
         nodes.push(directory);
     }
     let agreed = |nodes: &[DirectoryNode]| {
@@ -182,7 +206,7 @@ async fn refusal(to: NodeIdentity, identity: NodeIdentity, claimed: &str) -> Opt
     accepting.await.expect("join")
 }
 
-#[tokio::test]
+#[actix_rt::test]
 async fn another_ca_or_another_nodes_name_is_refused() {
     let ours = tempfile::tempdir().expect("tempdir");
     let theirs = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,196 @@
+//! Mail for the cluster's own mailboxes, from the outgoing queue: each copy goes to the
+//! node its recipient's mailbox lives on — through the mailbox actor here, or with an
+//! internode `Deliver` call that returns once the copy is durable there. Every copy
+//! carries an id made of this node, the queue entry and the recipient; the home node
+//! records it with the message ([`portico_store::Store::delivered`]), so a copy sent
+//! again after a lost answer is stored once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use portico_directory::AccountRecord;
+use portico_internode::{DeliverRefused, Delivery};
+use portico_store::{Flags, INBOX, QueuedMessage};
+
+use crate::mailbox::AppendMessage;
+use crate::node::NodeContext;
+use crate::relay::Outcome;
+
+/// Ids of copies being stored on this node right now: a copy sent again while the first
+/// try is still being stored waits for the next round instead of racing it.
+static IN_FLIGHT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// A claim on an id in [`IN_FLIGHT`], given back when dropped.
+struct Claim(String);
+
+impl Claim {
+    fn take(id: &str) -> Option<Claim> {
+        let mut in_flight = IN_FLIGHT.lock().unwrap_or_else(PoisonError::into_inner);
+        in_flight
+            .insert(id.to_string())
+            .then(|| Claim(id.to_string()))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
+fn temporary(error: impl std::fmt::Display) -> DeliverRefused {
+    DeliverRefused::Temporary(error.to_string())
+}
+
+/// Stores one copy in the INBOX of an account homed on this node, unless the copy with
+/// this id is already there; returns its UID. Refuses a recipient this node's replica
+/// places elsewhere, and one it does not know.
+pub async fn deliver_here(
+    node: &Arc<NodeContext>,
+    delivery: Delivery,
+) -> Result<u32, DeliverRefused> {
+    let record = node
+        .accounts
+        .known_record(&delivery.recipient)
+        .map_err(temporary)?
+        .ok_or(DeliverRefused::NoSuchUser)?;
+    if record.home() != node.node_name {
+        return Err(DeliverRefused::NotHome {
+            home: Some(record.home().to_string()),
+        });
+    }
+    let Some(_claim) = Claim::take(&delivery.id) else {
+        return Err(DeliverRefused::Temporary(
+            "the same copy is being stored".into(),
+        ));
+    };
+    let (lookup, id, address) = (
+        node.clone(),
+        delivery.id.clone(),
+        record.address().to_string(),
+    );
+    let found = tokio::task::spawn_blocking(move || -> Result<_, DeliverRefused> {
+        if let Some(copy) = lookup.store.delivered(&id).map_err(temporary)? {
+            return Ok(Err(copy.uid.0));
+        }
+        let account = lookup
+            .accounts
+            .here(&address)
+            .map_err(temporary)?
+            .ok_or(DeliverRefused::NoSuchUser)?;
+        let inbox = lookup
+            .store
+            .mailbox_by_name(account.id, INBOX)
+            .map_err(temporary)?
+            .ok_or_else(|| temporary("the account has no INBOX"))?;
+        Ok(Ok(inbox.id))
+    })
+    .await
+    .map_err(temporary)??;
+    let inbox = match found {
+        Ok(inbox) => inbox,
+        Err(uid) => {
+            tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid, "copy already stored");
+            return Ok(uid);
+        }
+    };
+    let append = AppendMessage {
+        message: delivery.message.into(),
+        flags: Flags::default(),
+        internal_date: (delivery.internal_date, 0),
+        origin: None,
+        expected: Some(node.store.expect_append()),
+        delivery_id: Some(delivery.id.clone()),
+    };
+    match node.mailboxes.send(inbox, append).await {
+        Ok(Ok(appended)) => {
+            tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid = appended.uid.0, "delivered");
+            Ok(appended.uid.0)
+        }
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(delivery = %delivery.id, recipient = %delivery.recipient, error = %e, "delivery failed");
+            Err(temporary(e))
+        }
+    }
+}
+
+/// Where a queued recipient goes.
+pub enum Route {
+    /// One of the cluster's accounts.
+    Cluster(AccountRecord),
+    /// An address in a local domain that no account has.
+    NoSuchUser,
+    /// Elsewhere: the relay.
+    Relay,
+}
+
+/// Decides a queued recipient's route by this node's replica, at the time of the try:
+/// a mailbox moved since the message was queued is followed.
+pub fn route(node: &NodeContext, address: &str) -> Route {
+    match node.accounts.known_record(address) {
+        Ok(Some(record)) => Route::Cluster(record),
+        // Unknown for now (a replica not filled yet): the relay would be wrong.
+        Err(_) => Route::NoSuchUser,
+        Ok(None) => {
+            let local = address.rsplit_once('@').is_some_and(|(_, domain)| {
+                node.config.is_local_domain(domain)
+                    || node.accounts.directory().accounts().is_ok_and(|records| {
+                        records.iter().any(|r| {
+                            r.address()
+                                .rsplit_once('@')
+                                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+                        })
+                    })
+            });
+            if local {
+                Route::NoSuchUser
+            } else {
+                Route::Relay
+            }
+        }
+    }
+}
+
+/// Delivers one queued copy to a cluster account, wherever its mailbox is.
+pub async fn deliver_copy(
+    node: &Arc<NodeContext>,
+    entry: &QueuedMessage,
+    message: &[u8],
+    record: &AccountRecord,
+) -> Outcome {
+    let mut bytes = crate::smtp::return_path_line(&entry.mail_from, entry.smtputf8).into_bytes();
+    bytes.extend_from_slice(message);
+    let delivery = Delivery {
+        id: format!("{}/{}/{}", node.node_name, entry.id, record.address()),
+        recipient: record.address().to_string(),
+        move_epoch: record.fields().move_epoch,
+        internal_date: crate::smtp_time::unix_now(),
+        message: bytes,
+    };
+    let home = record.home();
+    let answer = if home == node.node_name {
+        deliver_here(node, delivery).await
+    } else {
+        let Some(proxy) = node.proxy.clone() else {
+            return Outcome::Temporary(format!("node {home} cannot be reached from here"));
+        };
+        proxy
+            .deliver(home, delivery)
+            .await
+            .unwrap_or_else(|e| Err(temporary(e)))
+    };
+    match answer {
+        Ok(_) => Outcome::Delivered,
+        Err(DeliverRefused::NoSuchUser) => {
+            Outcome::Permanent("550 5.1.1 No such user here".to_string())
+        }
+        Err(DeliverRefused::NotHome { home: now }) => Outcome::Temporary(format!(
+            "node {home} says the mailbox is on {}",
+            now.as_deref().unwrap_or("no node")
+        )),
+        Err(DeliverRefused::Temporary(text)) => Outcome::Temporary(format!("node {home}: {text}")),
+    }
+}
