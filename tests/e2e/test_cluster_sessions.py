@@ -33,7 +33,7 @@ from test_cluster import (
 )
 
 # Offsets from the port base (scripts/cluster-up.sh).
-POP3, POP3S, IMAP, IMAPS, SMTP = 0, 1, 2, 3, 4
+POP3, POP3S, IMAP, IMAPS, SMTP, SUBMISSION = 0, 1, 2, 3, 4, 5
 # Nodes that take client connections in the example (every node listens).
 ENTRY = NODES
 LOGGED_IN = re.compile(rb"\[CAPABILITY [^\]]+\] Logged in")
@@ -124,6 +124,37 @@ def raw_session(cluster: Cluster, node: str, script: bytes) -> bytes:
         while chunk := tls.recv(65536):
             out += chunk
         return out
+
+
+class BusyClient(threading.Thread):
+    """A client that keeps running NOOP and FETCH 1 through `node` until `finish()`,
+    counting its rounds and keeping any error."""
+
+    def __init__(self, cluster: Cluster, user: str, node: str):
+        super().__init__()
+        self.cluster, self.user, self.node = cluster, user, node
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        try:
+            client = imap(self.cluster, self.node)
+            client.login(self.user, PASSWORD)
+            client.select("INBOX")
+            while not self.stop.is_set():
+                assert client.noop()[0] == "OK"
+                typ, data = client.fetch("1", "(BODY.PEEK[])")
+                assert typ == "OK" and data[0][1].endswith(b"x\r\n"), data
+                self.rounds += 1
+                time.sleep(0.02)
+            client.logout()
+        except Exception as e:  # any error fails the test
+            self.errors.append(f"{self.user} via {self.node}: {e!r}")
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(30)
 
 
 def wait_for_count(cluster: Cluster, node: str, user: str, count: int, timeout: float):
@@ -303,31 +334,9 @@ def test_losing_a_home_ends_only_its_proxied_sessions(cluster):
     users = add_users(cluster, "lost")
     for user in users.values():
         deliver(cluster, "d1", user, b"Subject: x\r\n\r\nx\r\n")
-    errors: list[str] = []
-    stop = threading.Event()
-    rounds = {"d1": 0, "d2": 0}
-
-    def keep_busy(home: str, node: str):
-        try:
-            client = imap(cluster, node)
-            client.login(users[home], PASSWORD)
-            client.select("INBOX")
-            while not stop.is_set():
-                assert client.noop()[0] == "OK"
-                typ, data = client.fetch("1", "(BODY.PEEK[])")
-                assert typ == "OK" and data[0][1].endswith(b"x\r\n"), data
-                rounds[home] += 1
-                time.sleep(0.02)
-            client.logout()
-        except Exception as e:  # any error fails the test
-            errors.append(f"{home} via {node}: {e!r}")
-
-    busy = [
-        threading.Thread(target=keep_busy, args=("d1", "s1")),
-        threading.Thread(target=keep_busy, args=("d2", "d1")),
-    ]
-    for thread in busy:
-        thread.start()
+    busy = [BusyClient(cluster, users["d1"], "s1"), BusyClient(cluster, users["d2"], "d1")]
+    for client in busy:
+        client.start()
     doomed = []
     try:
         for node in ("d1", "s1"):
@@ -339,7 +348,7 @@ def test_losing_a_home_ends_only_its_proxied_sessions(cluster):
             while not reader.readline().startswith(b"b OK"):
                 pass
             doomed.append((node, tls, reader))
-        before = dict(rounds)
+        before = [client.rounds for client in busy]
         cluster.kill("s2")
         killed = time.monotonic()
         for node, tls, reader in doomed:
@@ -357,14 +366,13 @@ def test_losing_a_home_ends_only_its_proxied_sessions(cluster):
         assert time.monotonic() - started < 2
         time.sleep(1)
     finally:
-        stop.set()
-        for thread in busy:
-            thread.join(30)
+        for client in busy:
+            client.finish()
         for _, tls, _ in doomed:
             tls.close()
         cluster.up()
-    assert errors == []
-    assert all(rounds[h] > before[h] for h in rounds), (before, rounds)
+    for client, rounds in zip(busy, before):
+        assert client.errors == [] and client.rounds > rounds, (client.errors, rounds)
     # Once their health checks reach s2 again, every node proxies to it again.
     for node in ENTRY:
         wait_for_count(cluster, node, users["s2"], 1, 15)
@@ -414,3 +422,57 @@ def test_a_rehomed_user_is_served_by_the_new_home_only(cluster):
         1,
         b'portico: node "s1" is not a backend: it holds no mailboxes\n',
     ), r
+
+
+def test_losing_a_frontend_ends_only_its_own_connections(cluster):
+    """s1 (a frontend) is killed while it carries an IMAP session and a POP3 session
+    with a DELE not yet committed; sessions through d1 (to d2 and s2) keep working. Only
+    s1's clients lose their connections, and the message marked for deletion is still
+    there: nothing is lost."""
+    users = add_users(cluster, "front")
+    for user in users.values():
+        deliver(cluster, "d1", user, b"Subject: x\r\n\r\nx\r\n")
+    busy = [BusyClient(cluster, users["d2"], "d1"), BusyClient(cluster, users["s2"], "d1")]
+    for client in busy:
+        client.start()
+    try:
+        through_s1 = imap(cluster, "s1", implicit=True)
+        through_s1.login(users["s2"], PASSWORD)
+        through_s1.select("INBOX")
+        popped = pop3(cluster, "s1", implicit=True)
+        popped.user(users["d2"])
+        popped.pass_(PASSWORD)
+        assert popped.dele(1) == b"+OK Message 1 deleted"
+        time.sleep(0.2)
+        before = [client.rounds for client in busy]
+        cluster.kill("s1")
+        with pytest.raises((imaplib.IMAP4.abort, OSError)):
+            through_s1.noop()
+        with pytest.raises((poplib.error_proto, OSError)):
+            popped.noop()
+        time.sleep(1)
+    finally:
+        for client in busy:
+            client.finish()
+        cluster.up()
+    for client, rounds in zip(busy, before):
+        assert client.errors == [] and client.rounds > rounds, (client.errors, rounds)
+    client = pop3(cluster, "d1")
+    try:
+        client.user(users["d2"])
+        assert client.pass_(PASSWORD).startswith(b"+OK Logged in, 1 message ")
+    finally:
+        client.quit()
+
+
+def test_a_bounce_reaches_a_sender_homed_on_another_node(cluster):
+    """The user homed on s2 submits at s1 to a remote domain; the example has no relay,
+    so s1 bounces it, and the bounce lands in the sender's INBOX on s2."""
+    sender = add_users(cluster, "bounce")["s2"]
+    with smtplib.SMTP(IP["s1"], port(cluster, SUBMISSION), timeout=IO_TIMEOUT) as smtp:
+        smtp.starttls(context=tls_context())
+        smtp.login(sender, PASSWORD)
+        smtp.sendmail(sender, ["someone@remote.example"], b"Subject: away\r\n\r\nhi\r\n")
+    [dsn] = wait_for_count(cluster, "d1", sender, 1, 20)
+    assert b"Content-Type: multipart/report; report-type=delivery-status" in dsn, dsn
+    assert b"Final-Recipient: rfc822; someone@remote.example" in dsn, dsn

@@ -163,34 +163,49 @@ pub async fn deliver_copy(
 ) -> Outcome {
     let mut bytes = crate::smtp::return_path_line(&entry.mail_from, entry.smtputf8).into_bytes();
     bytes.extend_from_slice(message);
-    let delivery = Delivery {
-        id: format!("{}/{}/{}", node.node_name, entry.id, record.address()),
-        recipient: record.address().to_string(),
-        move_epoch: record.fields().move_epoch,
-        internal_date: crate::smtp_time::unix_now(),
-        message: bytes,
-    };
-    let home = record.home();
-    let answer = if home == node.node_name {
-        deliver_here(node, delivery).await
-    } else {
-        let Some(proxy) = node.proxy.clone() else {
-            return Outcome::Temporary(format!("node {home} cannot be reached from here"));
-        };
-        proxy
-            .deliver(home, delivery)
-            .await
-            .unwrap_or_else(|e| Err(temporary(e)))
-    };
-    match answer {
+    let id = format!("{}/{}/{}", node.node_name, entry.id, record.address());
+    match store_at_home(node, id, record, bytes).await {
         Ok(_) => Outcome::Delivered,
         Err(DeliverRefused::NoSuchUser) => {
             Outcome::Permanent("550 5.1.1 No such user here".to_string())
         }
         Err(DeliverRefused::NotHome { home: now }) => Outcome::Temporary(format!(
-            "node {home} says the mailbox is on {}",
+            "node {} says the mailbox is on {}",
+            record.home(),
             now.as_deref().unwrap_or("no node")
         )),
-        Err(DeliverRefused::Temporary(text)) => Outcome::Temporary(format!("node {home}: {text}")),
+        Err(DeliverRefused::Temporary(text)) => {
+            Outcome::Temporary(format!("node {}: {text}", record.home()))
+        }
     }
+}
+
+/// Stores `message` as the copy named `id` in the INBOX of `record`'s account: here, or
+/// on its home node with an internode `Deliver`. Returns its UID there.
+pub async fn store_at_home(
+    node: &Arc<NodeContext>,
+    id: String,
+    record: &AccountRecord,
+    message: Vec<u8>,
+) -> Result<u32, DeliverRefused> {
+    let delivery = Delivery {
+        id,
+        recipient: record.address().to_string(),
+        move_epoch: record.fields().move_epoch,
+        internal_date: crate::smtp_time::unix_now(),
+        message,
+    };
+    let home = record.home();
+    if home == node.node_name {
+        return deliver_here(node, delivery).await;
+    }
+    let Some(proxy) = node.proxy.clone() else {
+        return Err(temporary(format!(
+            "node {home} cannot be reached from here"
+        )));
+    };
+    proxy
+        .deliver(home, delivery)
+        .await
+        .unwrap_or_else(|e| Err(temporary(e)))
 }

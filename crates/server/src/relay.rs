@@ -9,14 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
 use portico_cluster::RelaySettings;
-use portico_store::{Flags, INBOX, QueuedMessage, QueuedRecipient};
+use portico_store::{QueuedMessage, QueuedRecipient};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::delivery::Route;
-use crate::mailbox::AppendMessage;
 use crate::node::NodeContext;
 use crate::smtp_time::unix_now as now;
 
@@ -578,8 +577,9 @@ pub async fn deliver_due(node: &Arc<NodeContext>, cluster_now: bool) -> anyhow::
     Ok(())
 }
 
-/// Puts a bounce in the sender's INBOX when the sender is one of ours; bounces are never
-/// bounced (RFC 5321 §6.1: the null sender).
+/// Puts a bounce in the sender's INBOX, on whatever node it is, when the sender is one
+/// of the cluster's accounts; bounces are never bounced (RFC 5321 §6.1: the null
+/// sender).
 async fn send_bounce(
     node: &Arc<NodeContext>,
     entry: &QueuedMessage,
@@ -589,36 +589,17 @@ async fn send_bounce(
     if entry.mail_from.is_empty() {
         return;
     }
-    let lookup = node.clone();
-    let sender = entry.mail_from.clone();
-    let inbox = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let Some(account) = lookup.accounts.here(&sender)? else {
-            return Ok(None);
-        };
-        Ok(lookup
-            .store
-            .mailbox_by_name(account.id, INBOX)?
-            .map(|m| m.id))
-    })
-    .await;
-    let Ok(Ok(Some(inbox))) = inbox else {
-        tracing::warn!(queue_id = entry.id, sender = %entry.mail_from, "no local mailbox for the bounce");
+    let Route::Cluster(record) = crate::delivery::route(node, &entry.mail_from) else {
+        tracing::warn!(queue_id = entry.id, sender = %entry.mail_from, "no mailbox in the cluster for the bounce");
         return;
     };
     let dsn = bounce(&node.config.smtp.hostname, entry, failed, original);
-    let append = AppendMessage {
-        message: dsn.into(),
-        flags: Flags::default(),
-        internal_date: (now(), 0),
-        origin: None,
-        expected: None,
-        delivery_id: None,
-    };
-    match node.mailboxes.send(inbox, append).await {
-        Ok(Ok(_)) => tracing::info!(queue_id = entry.id, "bounce delivered to the sender"),
-        Ok(Err(e)) | Err(e) => {
-            tracing::error!(queue_id = entry.id, error = %e, "bounce not delivered")
-        }
+    // One bounce per round of failures, named by its first failed recipient.
+    let first = failed.first().map_or("", |r| r.address.as_str());
+    let id = format!("{}/{}/bounce/{first}", node.node_name, entry.id);
+    match crate::delivery::store_at_home(node, id, &record, dsn).await {
+        Ok(_) => tracing::info!(queue_id = entry.id, "bounce delivered to the sender"),
+        Err(e) => tracing::error!(queue_id = entry.id, error = ?e, "bounce not delivered"),
     }
 }
 
