@@ -347,6 +347,10 @@ pub struct ConnectionSettings {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// The most handed to the stream in one write: below the allocator's mapping threshold
+/// (`LARGE_ALLOCATION` in `serve.rs`), so TLS's buffers for it are reused.
+const WRITE_PIECE: usize = 64 * 1024;
+
 /// How long the server waits for a session to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// TLS handshakes that take longer than this are dropped.
@@ -418,7 +422,11 @@ async fn write_bounded(
     cut: &CutOff,
 ) -> Result<(), EndReason> {
     let write = async {
-        stream.write_all(bytes).await?;
+        // In pieces: TLS encrypts what one write hands it into one buffer, and a buffer
+        // past the allocator's mapping threshold costs fresh pages every time.
+        for piece in bytes.chunks(WRITE_PIECE) {
+            stream.write_all(piece).await?;
+        }
         if flush {
             stream.flush().await?;
         }

@@ -335,8 +335,11 @@ fn take_read<T>(records: &mut [(Uid, Option<T>)], uid: u32) -> Option<T> {
     records[at].1.take()
 }
 
-/// What one read of a streamed literal takes from the store: a few checksummed blocks.
-const STREAM_CHUNK: u64 = 256 * 1024;
+/// What one read of a streamed literal takes from the store: one checksummed block
+/// (with the record's header and checksum table, still under the allocator's mapping
+/// threshold, `LARGE_ALLOCATION` in `serve.rs`), so the buffer is reused rather than
+/// mapped anew: a 256 KiB piece cost twice the bytes sent in fresh pages.
+const STREAM_CHUNK: u64 = 64 * 1024;
 
 /// A message as a scan needs it, or `None` if it is gone (expunged meanwhile).
 fn read_message(

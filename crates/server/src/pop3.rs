@@ -29,9 +29,10 @@ pub fn unique_id(uid: Uid, uidvalidity: portico_store::Uidvalidity) -> String {
     format!("{:08X}{:08X}", uid.0, uidvalidity.0)
 }
 
-/// What one read of a message RETR sends takes from the store: a few checksummed
-/// blocks.
-const RETR_PIECE: u64 = 256 * 1024;
+/// What one read of a message RETR sends takes from the store: one checksummed block,
+/// so that the buffer stays under the allocator's mapping threshold
+/// (`LARGE_ALLOCATION` in `serve.rs`) and is reused, not mapped anew each time.
+const RETR_PIECE: u64 = 64 * 1024;
 
 pub struct Pop3Connection {
     id: SessionId,

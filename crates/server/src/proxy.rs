@@ -8,11 +8,11 @@
 //! fence: a stale replica can never make two nodes serve one mailbox) and counts the
 //! per-user limit, since every session of a user lands there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use bytes::BytesMut;
@@ -47,8 +47,11 @@ const REFRESH_PAUSE: Duration = Duration::from_millis(200);
 /// Sessions cut off by a lost home node are told so at random within this long, so
 /// that their clients do not all reconnect at once.
 const GOODBYE_SPREAD: Duration = Duration::from_secs(3);
-/// How much of the stream is carried per read.
-const CARRY_BUFFER: usize = 16 * 1024;
+/// Spare session links kept per node and worker thread.
+const SPARES: usize = 2;
+/// A spare older than this is closed rather than used: the fewer links a restarted
+/// peer leaves dangling, the better.
+const SPARE_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// How this node reaches the other nodes for sessions.
 pub struct Proxy {
@@ -56,9 +59,13 @@ pub struct Proxy {
     dialer: TlsDialer,
     peers: HashMap<String, PeerNode>,
     router: Addr<SiteRouter>,
-    /// Links of their own for mail ([`Proxy::call`]): a delivery never waits behind
+    /// Links of their own for mail ([`Proxy::deliver`]): a delivery never waits behind
     /// Raft or a health check, nor they behind a big message.
     mail: Links,
+    /// Links opened ahead of need for sessions ([`Proxy::refill`]).
+    spares: Mutex<Spares>,
+    /// Where a refill is under way.
+    refilling: Mutex<HashSet<SpareKey>>,
 }
 
 /// A session the home node has taken: the connection to it, and what the home sent
@@ -147,6 +154,8 @@ impl Proxy {
             me: me.to_string(),
             dialer,
             mail,
+            spares: Mutex::default(),
+            refilling: Mutex::default(),
             peers: peers
                 .into_iter()
                 .map(|peer| (peer.name.clone(), peer))
@@ -238,16 +247,27 @@ impl Proxy {
     /// places the mailbox elsewhere refuses; then this node reads its own replica
     /// again and tries the home it names now, once.
     pub async fn open_at_home(
-        &self,
+        self: &Arc<Self>,
         node: &NodeContext,
         record: AccountRecord,
         request: &OpenRequest,
     ) -> Result<ProxiedLink, ProxyError> {
         let mut record = record;
         let mut refreshed = false;
+        let mut spares_failed = false;
         loop {
             let home = record.home().to_string();
-            let link = self.dial(&home).await?;
+            let spare = if spares_failed {
+                None
+            } else {
+                self.take_spare(&home)
+            };
+            let from_spares = spare.is_some();
+            let link = match spare {
+                Some(link) => link,
+                None => self.dial(&home).await?,
+            };
+            self.refill(&home);
             let opened = tokio::time::timeout(
                 OPEN_DEADLINE,
                 link.open_session(request.for_record(&record)),
@@ -283,6 +303,11 @@ impl Proxy {
                         refused,
                     });
                 }
+                // A spare the peer dropped meanwhile (it restarted): a new link then.
+                Ok(Err(_)) if from_spares => {
+                    spares_failed = true;
+                    self.forget_spares(&home);
+                }
                 Ok(Err(error)) => {
                     self.report_failed(&home);
                     return Err(ProxyError::Link { node: home, error });
@@ -294,6 +319,75 @@ impl Proxy {
             }
         }
     }
+
+    /// A spare link to `node` made on this thread's runtime (a link's socket belongs to
+    /// the runtime that made it), not older than [`SPARE_MAX_AGE`].
+    fn take_spare(&self, node: &str) -> Option<Link<HomeStream>> {
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = spares.get_mut(&spare_key(node))?;
+        while let Some((made, link)) = kept.pop_front() {
+            if made.elapsed() < SPARE_MAX_AGE {
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    fn forget_spares(&self, node: &str) {
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        spares.remove(&spare_key(node));
+    }
+
+    /// Opens links to `node` in the background until this thread keeps [`SPARES`] of
+    /// them, so that the next sign-ins find one ready (no TCP and TLS handshakes to
+    /// wait for).
+    fn refill(self: &Arc<Self>, node: &str) {
+        let key = spare_key(node);
+        let mut refilling = self
+            .refilling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !refilling.insert(key.clone()) {
+            return;
+        }
+        drop(refilling);
+        let proxy = self.clone();
+        actix_rt::spawn(async move {
+            loop {
+                let kept = {
+                    let mut spares = proxy.spares.lock().unwrap_or_else(PoisonError::into_inner);
+                    let kept = spares.entry(key.clone()).or_default();
+                    kept.retain(|(made, _)| made.elapsed() < SPARE_MAX_AGE);
+                    kept.len()
+                };
+                if kept >= SPARES {
+                    break;
+                }
+                let Ok(link) = proxy.dial(&key.0).await else {
+                    break;
+                };
+                let mut spares = proxy.spares.lock().unwrap_or_else(PoisonError::into_inner);
+                spares
+                    .entry(key.clone())
+                    .or_default()
+                    .push_back((Instant::now(), link));
+            }
+            proxy
+                .refilling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+    }
+}
+
+/// Spare links are kept per node and per thread.
+type SpareKey = (String, std::thread::ThreadId);
+/// Spare links with when each was made, oldest first.
+type Spares = HashMap<SpareKey, VecDeque<(Instant, Link<HomeStream>)>>;
+
+fn spare_key(node: &str) -> SpareKey {
+    (node.to_string(), std::thread::current().id())
 }
 
 impl Proxy {
@@ -353,13 +447,19 @@ enum Carried {
     WriteStalled,
 }
 
-/// Copies `from` to `to` until either fails or `from` ends, counting the bytes.
+/// Smallest and largest read buffer of [`carry`]: an idle session holds the smallest;
+/// a stream of data grows it.
+const CARRY_MIN: usize = 2 * 1024;
+const CARRY_MAX: usize = 64 * 1024;
+
+/// Copies `from` to `to` until either fails or `from` ends, counting the bytes. The
+/// buffer doubles while reads fill it and shrinks back after a short read.
 async fn carry<R, W>(from: &mut R, to: &mut W, count: &mut u64, write_timeout: Duration) -> Carried
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; CARRY_BUFFER];
+    let mut buf = vec![0u8; CARRY_MIN];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) => return Carried::Ended,
@@ -374,6 +474,11 @@ where
             Ok(Ok(())) => *count += n as u64,
             Ok(Err(e)) => return Carried::WriteFailed(e),
             Err(_) => return Carried::WriteStalled,
+        }
+        if n == buf.len() && buf.len() < CARRY_MAX {
+            buf = vec![0u8; buf.len() * 2];
+        } else if n < CARRY_MIN && buf.len() > CARRY_MIN {
+            buf = vec![0u8; CARRY_MIN];
         }
     }
 }
@@ -423,7 +528,7 @@ pub async fn splice(
     let reason = carry_both(
         client,
         stream,
-        &early,
+        early,
         protocol,
         shutdown,
         write_timeout,
@@ -448,7 +553,7 @@ pub async fn splice(
 async fn carry_both(
     client: &mut ClientStream,
     home: HomeStream,
-    early: &[u8],
+    early: BytesMut,
     protocol: SessionProtocol,
     shutdown: &mut watch::Receiver<bool>,
     write_timeout: Duration,
@@ -456,7 +561,7 @@ async fn carry_both(
 ) -> EndReason {
     if !early.is_empty() {
         let write = async {
-            client.write_all(early).await?;
+            client.write_all(&early).await?;
             client.flush().await
         };
         match tokio::time::timeout(write_timeout, write).await {
@@ -465,6 +570,8 @@ async fn carry_both(
             Err(_) => return EndReason::WriteTimeout,
         }
     }
+    // Not held for the session's life.
+    drop(early);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut home_read, mut home_write) = tokio::io::split(home);
     let (mut bytes_in, mut bytes_out) = (0u64, 0u64);

@@ -562,9 +562,10 @@ impl BodyLog {
                 return Err(damaged(&format!("checksum mismatch in block {number}")));
             }
         }
-        let mut out = buf.split_off(payload_start + (start - from) as usize);
-        out.truncate(len as usize);
-        Ok(out)
+        // Moved down in place rather than copied out: no second buffer as big.
+        buf.drain(..payload_start + (start - from) as usize);
+        buf.truncate(len as usize);
+        Ok(buf)
     }
 
     /// Every segment id with its file length, oldest first.
