@@ -30,7 +30,7 @@ use crate::mailbox::{
     MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
 };
 use crate::node::{NodeContext, SignIn, UserSlot};
-use crate::proxy::{HandedOver, OpenRequest};
+use crate::proxy::{self, HandedOver, OpenRequest};
 use crate::smtp_time::unix_now as now;
 
 pub struct ImapConnection {
@@ -555,26 +555,22 @@ impl ImapConnection {
             },
             pending: hand_off.unread,
         };
-        self.flow.span.record("user", record.address());
-        let span = self.flow.span.clone();
-        let opening = proxy.take_over(self.node.clone(), record, request, span);
-        ctx.spawn(
-            opening
-                .into_actor(self)
-                .map(move |opened, actor, ctx| match opened {
-                    Ok(splice) => {
-                        actor.flow.outbox.send(Outgoing::Splice(splice));
-                        ctx.stop();
-                    }
-                    Err(e) => {
-                        let failure = if e.too_many_connections() {
-                            LoginFailure::TooManyConnections
-                        } else {
-                            LoginFailure::MailboxUnavailable
-                        };
-                        actor.answer(id, Reply::Login(Err(failure)), ctx);
-                    }
-                }),
+        let node = self.node.clone();
+        proxy::hand_to_home(
+            self,
+            ctx,
+            proxy,
+            node,
+            record,
+            request,
+            move |actor, too_many, ctx| {
+                let failure = if too_many {
+                    LoginFailure::TooManyConnections
+                } else {
+                    LoginFailure::MailboxUnavailable
+                };
+                actor.answer(id, Reply::Login(Err(failure)), ctx);
+            },
         );
     }
 

@@ -21,7 +21,7 @@ use crate::mailbox::{
     AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
 };
 use crate::node::{NodeContext, SignIn, UserSlot};
-use crate::proxy::{HandedOver, OpenRequest};
+use crate::proxy::{self, HandedOver, OpenRequest};
 
 /// POP3 UIDL value (RFC 1939 §7): UID and UIDVALIDITY of the INBOX message, as Dovecot
 /// writes it, so it is stable for the message's life and never reused.
@@ -29,10 +29,10 @@ pub fn unique_id(uid: Uid, uidvalidity: portico_store::Uidvalidity) -> String {
     format!("{:08X}{:08X}", uid.0, uidvalidity.0)
 }
 
-/// What one read of a message RETR sends takes from the store: one checksummed block,
-/// so that the buffer stays under the allocator's mapping threshold
-/// (`LARGE_ALLOCATION` in `serve.rs`) and is reused, not mapped anew each time.
-const RETR_PIECE: u64 = 64 * 1024;
+/// What one read of a message RETR sends takes from the store: a few checksummed
+/// blocks. The first piece is checked before `+OK` goes out, so damage in it is a clean
+/// `-ERR`; damage further on can only end the connection.
+const RETR_PIECE: u64 = 256 * 1024;
 
 pub struct Pop3Connection {
     id: SessionId,
@@ -397,26 +397,22 @@ impl Pop3Connection {
             },
             pending: hand_off.unread,
         };
-        self.flow.span.record("user", record.address());
-        let span = self.flow.span.clone();
-        let opening = proxy.take_over(self.node.clone(), record, request, span);
-        ctx.spawn(
-            opening
-                .into_actor(self)
-                .map(move |opened, actor, ctx| match opened {
-                    Ok(splice) => {
-                        actor.flow.outbox.send(Outgoing::Splice(splice));
-                        ctx.stop();
-                    }
-                    Err(e) => {
-                        let failure = if e.too_many_connections() {
-                            AuthFailure::TooManyConnections
-                        } else {
-                            AuthFailure::MailboxUnavailable
-                        };
-                        actor.answer(Input::AuthResult(Err(failure)), ctx);
-                    }
-                }),
+        let node = self.node.clone();
+        proxy::hand_to_home(
+            self,
+            ctx,
+            proxy,
+            node,
+            record,
+            request,
+            |actor, too_many, ctx| {
+                let failure = if too_many {
+                    AuthFailure::TooManyConnections
+                } else {
+                    AuthFailure::MailboxUnavailable
+                };
+                actor.answer(Input::AuthResult(Err(failure)), ctx);
+            },
         );
     }
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::prelude::*;
 use bytes::BytesMut;
 use portico_directory::{AccountRecord, PeerNode};
 use portico_internode::{
@@ -28,13 +28,13 @@ use tokio::sync::watch;
 use tracing::Span;
 
 use crate::cluster::Links;
-use crate::connection::{ClientStream, ConnectionStats, EndReason};
+use crate::connection::{ClientStream, ConnectionStats, EndReason, Outgoing, SessionActor};
 use crate::internode::TlsDialer;
 use crate::node::{ConnectionSlot, NodeContext, UserSlot};
 use crate::router::{PeerFailed, PeerUsable, SiteRouter};
 
 /// The connection to a home node that carries a proxied session.
-pub type HomeStream = tokio_rustls::client::TlsStream<TcpStream>;
+pub type HomeStream = tokio_rustls::client::TlsStream<crate::internode::ReadAhead<TcpStream>>;
 /// The home node's end of it.
 pub type ProxiedStream = tokio_rustls::server::TlsStream<TcpStream>;
 
@@ -417,6 +417,39 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Hands an actor's signed-in session to its home ([`Proxy::take_over`]): once the home
+/// has it, the actor's connection only carries bytes and the actor stops; otherwise
+/// `refused` answers the sign-in command (told whether the user has too many sessions
+/// at the home).
+pub fn hand_to_home<A, R>(
+    actor: &mut A,
+    ctx: &mut actix::Context<A>,
+    proxy: Arc<Proxy>,
+    node: Arc<NodeContext>,
+    record: AccountRecord,
+    request: OpenRequest,
+    refused: R,
+) where
+    A: SessionActor,
+    R: FnOnce(&mut A, bool, &mut actix::Context<A>) + 'static,
+{
+    let flow = actor.flow();
+    flow.span.record("user", record.address());
+    let span = flow.span.clone();
+    let opening = proxy.take_over(node, record, request, span);
+    ctx.spawn(
+        opening
+            .into_actor(actor)
+            .map(move |opened, actor, ctx| match opened {
+                Ok(splice) => {
+                    actor.flow().outbox.send(Outgoing::Splice(splice));
+                    ctx.stop();
+                }
+                Err(e) => refused(actor, e.too_many_connections(), ctx),
+            }),
+    );
 }
 
 /// What a session actor hands its connection task once the home has taken the session.

@@ -243,3 +243,32 @@ async fn another_ca_or_another_nodes_name_is_refused() {
         "{impostor:?}"
     );
 }
+
+#[tokio::test]
+async fn read_ahead_hands_on_every_byte_in_order_and_the_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let expected = sent.clone();
+    let writing = tokio::spawn(async move {
+        for piece in sent.chunks(7_000) {
+            writer.write_all(piece).await.expect("write");
+        }
+    });
+    let mut reader = ReadAhead::new(reader);
+    let mut got = Vec::new();
+    let mut small = [0u8; 4096];
+    loop {
+        let n = reader.read(&mut small).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&small[..n]);
+        // Nothing is kept once what was read ahead is handed on.
+        if reader.pos == reader.buf.len() {
+            assert!(reader.buf.capacity() == 0);
+        }
+    }
+    writing.await.expect("writer");
+    assert_eq!(got, expected);
+}
