@@ -521,12 +521,12 @@ def heal() -> None:
 
 
 @contextmanager
-def cut_off(node: str):
-    """Drops every packet between `node`'s address and the other nodes' addresses
-    (both ways), in a table of this run's own; client traffic (from 127.0.0.1) and
-    other tables are untouched. Removed on leaving the block."""
+def cut_off(node: str, from_nodes: list[str] | None = None):
+    """Drops every packet between `node`'s address and the other nodes' addresses (or
+    only those of `from_nodes`), both ways, in a table of this run's own; client traffic
+    (from 127.0.0.1) and other tables are untouched. Removed on leaving the block."""
     x = IP[node]
-    others = ", ".join(IP[n] for n in NODES if n != node)
+    others = ", ".join(IP[n] for n in (from_nodes or NODES) if n != node)
     rules = f"""
 table ip {NFT_TABLE} {{
     chain output {{
