@@ -125,30 +125,24 @@ pub enum Route {
     NoSuchUser,
     /// Elsewhere: the relay.
     Relay,
+    /// Not known now (the replica cannot be read, or is not filled yet): try again
+    /// later, never bounce or relay on that.
+    Unknown,
 }
 
 /// Decides a queued recipient's route by this node's replica, at the time of the try:
-/// a mailbox moved since the message was queued is followed.
+/// a mailbox moved since the message was queued is followed. A local domain is decided
+/// as RCPT decides it ([`crate::smtp::domain_is_local`]).
 pub fn route(node: &NodeContext, address: &str) -> Route {
     match node.accounts.known_record(address) {
         Ok(Some(record)) => Route::Cluster(record),
-        // Unknown for now (a replica not filled yet): the relay would be wrong.
-        Err(_) => Route::NoSuchUser,
+        Err(_) => Route::Unknown,
         Ok(None) => {
-            let local = address.rsplit_once('@').is_some_and(|(_, domain)| {
-                node.config.is_local_domain(domain)
-                    || node.accounts.directory().accounts().is_ok_and(|records| {
-                        records.iter().any(|r| {
-                            r.address()
-                                .rsplit_once('@')
-                                .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
-                        })
-                    })
-            });
-            if local {
-                Route::NoSuchUser
-            } else {
-                Route::Relay
+            let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+            match crate::smtp::domain_is_local(node, domain) {
+                Ok(true) => Route::NoSuchUser,
+                Ok(false) => Route::Relay,
+                Err(_) => Route::Unknown,
             }
         }
     }

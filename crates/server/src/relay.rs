@@ -520,6 +520,11 @@ pub async fn deliver_due(node: &Arc<NodeContext>, cluster_now: bool) -> anyhow::
                     outcomes[i] = Some(Outcome::Permanent("550 5.1.1 No such user here".into()));
                 }
                 Route::Relay => relayed.push(i),
+                Route::Unknown => {
+                    outcomes[i] = Some(Outcome::Temporary(
+                        "this node's copy of the directory cannot be read now".into(),
+                    ));
+                }
             }
         }
         if !relayed.is_empty() {

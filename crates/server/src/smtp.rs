@@ -105,7 +105,7 @@ fn domain_has_accounts(node: &NodeContext, domain: &str) -> Result<bool, Account
 
 /// Whether `domain` is one of ours: a configured local domain, or, with none configured,
 /// the domain of some account (as [`destination`] decides).
-fn domain_is_local(node: &NodeContext, domain: &str) -> Result<bool, AccountsError> {
+pub(crate) fn domain_is_local(node: &NodeContext, domain: &str) -> Result<bool, AccountsError> {
     if !node.config.local_domains.is_empty() {
         return Ok(node.config.is_local_domain(domain));
     }
