@@ -96,7 +96,10 @@ def pop3(cluster: Cluster, node: str, implicit: bool = False) -> poplib.POP3:
     return client
 
 
-def inbox_messages(cluster: Cluster, node: str, user: str) -> list[bytes]:
+def inbox_messages(
+    cluster: Cluster, node: str, user: str, item: str = "BODY.PEEK[]"
+) -> list[bytes]:
+    """`item` (the whole message by default) of every message in the INBOX, in order."""
     client = imap(cluster, node)
     try:
         client.login(user, PASSWORD)
@@ -104,7 +107,7 @@ def inbox_messages(cluster: Cluster, node: str, user: str) -> list[bytes]:
         assert typ == "OK", data
         if int(data[0]) == 0:
             return []
-        typ, data = client.fetch("1:*", "(BODY.PEEK[])")
+        typ, data = client.fetch("1:*", f"({item})")
         assert typ == "OK", data
         return [part[1] for part in data if isinstance(part, tuple)]
     finally:

@@ -102,6 +102,15 @@ pub enum DirectoryChange {
         address: String,
         home: String,
     },
+    /// Moves an account's mailbox from `from` to `to` (bumping its move epoch), only if
+    /// its record still names `from` at `move_epoch`: the mailbox was copied from there,
+    /// and a change made meanwhile must not be undone.
+    Move {
+        address: String,
+        from: String,
+        move_epoch: u64,
+        to: String,
+    },
 }
 
 /// What a change does to the record kept under its address.
@@ -127,7 +136,8 @@ impl DirectoryChange {
             DirectoryChange::DeleteAccount { address }
             | DirectoryChange::SetPassword { address, .. }
             | DirectoryChange::SetAccess { address, .. }
-            | DirectoryChange::Rehome { address, .. } => address,
+            | DirectoryChange::Rehome { address, .. }
+            | DirectoryChange::Move { address, .. } => address,
         }
     }
 
@@ -170,6 +180,22 @@ impl DirectoryChange {
                 fields.home = home.clone();
                 fields.move_epoch += 1;
             }),
+            DirectoryChange::Move {
+                from,
+                move_epoch,
+                to,
+                ..
+            } => match current {
+                Some(record)
+                    if record.home() != from || record.fields().move_epoch != *move_epoch =>
+                {
+                    (ChangeOutcome::Stale, Effect::Nothing)
+                }
+                _ => changed(&|fields| {
+                    fields.home = to.clone();
+                    fields.move_epoch += 1;
+                }),
+            },
             DirectoryChange::DeleteAccount { .. } => match current {
                 Some(_) => (ChangeOutcome::Applied, Effect::Remove),
                 None => (ChangeOutcome::NoSuchAccount, Effect::Nothing),
@@ -184,4 +210,7 @@ pub enum ChangeOutcome {
     Applied,
     AddressTaken,
     NoSuchAccount,
+    /// The record is not the one the change was made for (a move from a home or epoch
+    /// it no longer has).
+    Stale,
 }

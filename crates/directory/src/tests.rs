@@ -415,3 +415,35 @@ fn a_setting_change_touches_only_its_fields() {
         (ChangeOutcome::AddressTaken, Effect::Nothing)
     );
 }
+
+#[test]
+fn a_move_applies_only_to_the_home_and_epoch_it_was_made_for() {
+    use crate::Effect;
+    let ann = account("ann@example.com", "d2");
+    let move_to = |from: &str, move_epoch: u64| DirectoryChange::Move {
+        address: "ann@example.com".into(),
+        from: from.into(),
+        move_epoch,
+        to: "s2".into(),
+    };
+    let (outcome, effect) = move_to("d2", 0).effect(Some(&ann));
+    assert_eq!(outcome, ChangeOutcome::Applied);
+    let Effect::Replace(moved) = effect else {
+        panic!("{effect:?}");
+    };
+    assert_eq!((moved.home(), moved.fields().move_epoch), ("s2", 1));
+    assert_eq!(moved.fields().password_hash, ann.fields().password_hash);
+    // Made for the old record: another move or a rehome came first.
+    assert_eq!(
+        move_to("d2", 0).effect(Some(&moved)),
+        (ChangeOutcome::Stale, Effect::Nothing)
+    );
+    assert_eq!(
+        move_to("s2", 0).effect(Some(&moved)),
+        (ChangeOutcome::Stale, Effect::Nothing)
+    );
+    assert_eq!(
+        move_to("d2", 0).effect(None),
+        (ChangeOutcome::NoSuchAccount, Effect::Nothing)
+    );
+}

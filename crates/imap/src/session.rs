@@ -89,6 +89,10 @@ pub const PREAUTH_LITERAL_BYE: &str =
     "* BYE Refusing to read a literal that large before authentication\r\n";
 
 /// Everything the session can be told.
+/// The goodbye of a session whose mailbox is being moved.
+pub const MAILBOX_MOVING: &[u8] =
+    b"* BYE [UNAVAILABLE] Your mailbox is being moved to another server, please reconnect\r\n";
+
 #[derive(Debug)]
 pub enum Input<'a> {
     Bytes(&'a [u8]),
@@ -97,6 +101,9 @@ pub enum Input<'a> {
     Event(FolderEvent),
     /// The node is shutting down.
     Shutdown,
+    /// The user's mailbox is being moved to another server: the session ends, and the
+    /// client's next connection reaches the mailbox where it is then.
+    MailboxMoving,
     /// The host could not keep up with the selected folder's changes for this session:
     /// the client must reconnect to see the folder as it is.
     LostTrack,
@@ -485,6 +492,10 @@ impl Session {
             Input::Shutdown => {
                 self.out
                     .extend_from_slice(b"* BYE Server shutting down\r\n");
+                self.close();
+            }
+            Input::MailboxMoving => {
+                self.out.extend_from_slice(MAILBOX_MOVING);
                 self.close();
             }
             Input::LostTrack => {

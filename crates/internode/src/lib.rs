@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The version of the frames below; both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// How long a call waits for its answer before the connection is given up.
@@ -58,6 +58,77 @@ pub enum Call {
     Open(OpenSession),
     /// Store one copy of a message in a mailbox homed on the node called.
     Deliver(Delivery),
+    /// Move a mailbox homed on the node called to another node (`user move` issued
+    /// elsewhere): the home runs the move and answers when it is over.
+    MoveMailbox(MoveRequest),
+    /// A piece of a mailbox brought to the node called by its old home; the pieces
+    /// after [`ImportPiece::Begin`] follow on the same connection.
+    Import(ImportPiece),
+}
+
+/// `user move` as the mailbox's home hears it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MoveRequest {
+    pub address: String,
+    /// The node the mailbox goes to.
+    pub to: String,
+}
+
+/// What a finished move did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveReport {
+    pub from: String,
+    pub to: String,
+    pub folders: u32,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// A mailbox crossing from its old home to its new one, in order: `Begin`, then each
+/// folder followed by its messages, then `Finish`. Each piece is answered
+/// [`Answer::Imported`]; the new home makes everything durable before it answers
+/// `Finish`, and serves none of it until the directory names it the home.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ImportPiece {
+    /// Replaces any earlier copy of the account's mailbox on the node called.
+    Begin {
+        address: String,
+        /// The directory's creation time of the account (tells it from an earlier
+        /// account of the same address).
+        created: i64,
+    },
+    Folder(ImportedFolder),
+    /// Messages of the last folder, in ascending UID order.
+    Messages(Vec<ImportedMessage>),
+    /// The totals sent, checked against what was stored.
+    Finish {
+        folders: u32,
+        messages: u64,
+        bytes: u64,
+    },
+}
+
+/// A folder with the numbers clients hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedFolder {
+    pub name: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    /// The RFC 6154 attribute (`\Sent`, …).
+    pub special_use: Option<String>,
+    pub subscribed: bool,
+}
+
+/// A message with its UID, flags, dates and exact bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMessage {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub internal_date: i64,
+    pub internal_date_offset: i32,
+    pub modseq: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// The protocol of a proxied session.
@@ -151,6 +222,9 @@ pub enum Answer {
     Opened(Result<(), OpenRefused>),
     /// The copy is durable on the home node, under this UID of the recipient's INBOX.
     Delivered(Result<u32, DeliverRefused>),
+    Moved(Result<MoveReport, String>),
+    /// The piece was taken (for `Finish`: everything is durable).
+    Imported(Result<(), String>),
     /// The call could not be served (the reason is for the caller's log).
     Failed(String),
 }
@@ -194,7 +268,7 @@ pub enum LinkError {
     Refused(String),
     #[error("the peer closed the connection")]
     Closed,
-    #[error("no answer within {} s", CALL_DEADLINE.as_secs())]
+    #[error("no answer in time")]
     Timeout,
     /// No connection could be opened: the call was not sent.
     #[error("cannot connect: {0}")]
@@ -299,6 +373,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     /// Sends a call and waits for its answer.
     pub async fn call(&mut self, call: Call) -> Result<Answer, LinkError> {
+        self.call_within(call, CALL_DEADLINE).await
+    }
+
+    /// [`Link::call`] for a call that may take longer than most (a piece of a mailbox,
+    /// a whole move).
+    pub async fn call_within(
+        &mut self,
+        call: Call,
+        deadline: Duration,
+    ) -> Result<Answer, LinkError> {
         let exchange = async {
             self.send(&Frame::Call(call)).await?;
             match self.receive().await? {
@@ -306,7 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
                 other => Err(LinkError::Frame(format!("{other:?} instead of an answer"))),
             }
         };
-        tokio::time::timeout(CALL_DEADLINE, exchange)
+        tokio::time::timeout(deadline, exchange)
             .await
             .map_err(|_| LinkError::Timeout)?
     }

@@ -102,6 +102,9 @@ pub enum Input<'a> {
     },
     DeletesCommitted(Result<(), MaildropError>),
     Shutdown,
+    /// The user's maildrop is being moved to another server: the session ends without
+    /// committing deletions, as at a shutdown.
+    MailboxMoving,
 }
 
 /// Everything the session asks its caller to do, in order.
@@ -221,6 +224,9 @@ const LINE_TOO_LONG: &str = "-ERR Line too long";
 const TOO_MANY_BAD: &str = "-ERR Too many bad commands, closing connection";
 const PIPELINE_OVERFLOW: &str = "-ERR Too much pipelined input, closing connection";
 const SHUTTING_DOWN: &str = "-ERR [SYS/TEMP] Server shutting down";
+/// The goodbye of a session whose maildrop is being moved.
+pub const MAILBOX_MOVING: &str =
+    "-ERR [SYS/TEMP] Your mailbox is being moved to another server, please reconnect";
 const TOO_MANY_ARGS: &str = "-ERR Too many arguments";
 const PLAINTEXT_DISALLOWED: &str =
     "-ERR [SYS/PERM] Plaintext authentication disallowed without TLS, use STLS";
@@ -331,9 +337,13 @@ impl Session {
         }
         match input {
             Input::Bytes(bytes) => self.feed(bytes),
-            Input::Shutdown => {
+            Input::Shutdown | Input::MailboxMoving => {
                 // Never CommitDeletes here: RFC 1939 §6 deletes only on the client's QUIT.
-                self.reply(SHUTTING_DOWN);
+                self.reply(if matches!(input, Input::Shutdown) {
+                    SHUTTING_DOWN
+                } else {
+                    MAILBOX_MOVING
+                });
                 self.close();
             }
             Input::TlsEstablished => match self.awaiting.take() {

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use portico_directory::{AccountRecord, AccountV1, Directory, Pop3Deletes, ReadError};
 use portico_store::{Account, Pop3DeleteMode, Store, StoreError};
 
+use crate::gate::MailboxGate;
+
 /// A password hash no password matches: the store's copy of an account is never used
 /// to sign in (the directory's is).
 pub const NO_PASSWORD: &str = "!";
@@ -36,6 +38,8 @@ pub struct Accounts {
     directory: Arc<dyn Directory>,
     store: Arc<Store>,
     me: String,
+    /// Who uses each mailbox homed here; a move closes it.
+    gate: Arc<MailboxGate>,
 }
 
 impl Accounts {
@@ -44,7 +48,13 @@ impl Accounts {
             directory,
             store,
             me: me.to_string(),
+            gate: Arc::default(),
         }
+    }
+
+    /// Sessions and deliveries take a lease here before they use a mailbox homed here.
+    pub fn gate(&self) -> &Arc<MailboxGate> {
+        &self.gate
     }
 
     pub fn directory(&self) -> &Arc<dyn Directory> {

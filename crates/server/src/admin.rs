@@ -63,6 +63,14 @@ pub enum AdminRequest {
         address: String,
         message: Vec<u8>,
     },
+    /// Moves an account's mailbox, with all its mail, to another backend.
+    MoveUser {
+        address: String,
+        /// The backend of this site with the fewest accounts.
+        site: Option<String>,
+        /// This backend.
+        node: Option<String>,
+    },
     /// Points an account at another backend without copying its mail.
     RehomeUser {
         address: String,
@@ -169,6 +177,8 @@ pub struct RunningNode {
     pub router: Addr<SiteRouter>,
     /// How mail for mailboxes on other nodes reaches them.
     pub proxy: Option<Arc<crate::proxy::Proxy>>,
+    /// What the node's sessions share (a mailbox move closes one of its mailboxes).
+    pub node: Arc<crate::node::NodeContext>,
 }
 
 /// Whether a request reads or changes accounts (and so needs the directory).
@@ -181,6 +191,7 @@ pub fn needs_directory(request: &AdminRequest) -> bool {
             | AdminRequest::ListUsers
             | AdminRequest::SetUser { .. }
             | AdminRequest::RehomeUser { .. }
+            | AdminRequest::MoveUser { .. }
             | AdminRequest::Deliver { .. }
             | AdminRequest::ClusterStatus
     )
@@ -238,6 +249,11 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             };
             change_user(context, &address, done, change).await
         }
+        AdminRequest::MoveUser {
+            address,
+            site,
+            node,
+        } => move_user(context, &address, site, node).await,
         AdminRequest::DeleteUser { address } => delete_user(context, &address).await,
         AdminRequest::ListUsers => {
             let accounts = context.accounts.clone();
@@ -334,6 +350,54 @@ async fn change_user(
     }
 }
 
+/// Moves a mailbox: run by its home, here or asked over the internode link.
+async fn move_user(
+    context: &AdminContext,
+    address: &str,
+    site: Option<String>,
+    node: Option<String>,
+) -> AdminResponse {
+    let Some(running) = &context.running else {
+        return AdminResponse::Failed(
+            "this node is not running: `user move` asks the running node".into(),
+        );
+    };
+    let address = normalize_address(address);
+    let record = match context.accounts.known_record(&address) {
+        Ok(Some(record)) => record,
+        Ok(None) => return unknown_user(&address),
+        Err(e) => return AdminResponse::Failed(e.to_string()),
+    };
+    let to = match context
+        .cluster
+        .place_account(site.as_deref(), node.as_deref())
+    {
+        Ok(to) => to,
+        Err(why) => return AdminResponse::Failed(why),
+    };
+    let home = record.home();
+    let moved = if home == to {
+        Err(format!("the mailbox of {address} is on {to} already"))
+    } else if home == context.cluster.me() {
+        crate::mailbox_move::move_here(&running.node, &context.cluster, &address, &to).await
+    } else if let Some(proxy) = &running.proxy {
+        let request = portico_internode::MoveRequest {
+            address: address.clone(),
+            to,
+        };
+        crate::mailbox_move::ask_home(proxy, home, request).await
+    } else {
+        Err(format!("node {home} cannot be reached from here"))
+    };
+    match moved {
+        Ok(report) => AdminResponse::Done(format!(
+            "moved {address} from {} to {}: {} folders, {} messages, {} bytes",
+            report.from, report.to, report.folders, report.messages, report.bytes
+        )),
+        Err(why) => AdminResponse::Failed(why),
+    }
+}
+
 async fn delete_user(context: &AdminContext, address: &str) -> AdminResponse {
     let address = normalize_address(address);
     let removal = DirectoryChange::DeleteAccount {
@@ -390,6 +454,12 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     if message.is_empty() {
         return AdminResponse::Failed("the message is empty".into());
     }
+    // Taken before the lookup: a move cannot slip in between.
+    let Some(_lease) = context.accounts.gate().enter(&normalize_address(&address)) else {
+        return AdminResponse::Failed(format!(
+            "the mailbox of {address} is being moved to another node; try again in a moment"
+        ));
+    };
     let accounts = context.accounts.clone();
     let store = context.store.clone();
     let lookup = address.clone();
@@ -675,6 +745,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::ListUsers => "user list",
         AdminRequest::SetUser { .. } => "user set",
         AdminRequest::RehomeUser { .. } => "user rehome",
+        AdminRequest::MoveUser { .. } => "user move",
         AdminRequest::Deliver { .. } => "deliver",
         AdminRequest::QueueList => "queue list",
         AdminRequest::QueueFlush => "queue flush",

@@ -127,6 +127,19 @@ pub enum UserCommand {
         #[arg(long)]
         pop3_delete_mode: Option<DeleteMode>,
     },
+    /// Move an account's mailbox, with every folder and message, to another backend.
+    /// Its sessions are ended and mail arriving meanwhile waits in the queue for the
+    /// moment the copy takes; clients keep their UIDs and flags, nothing is downloaded
+    /// again.
+    Move {
+        address: String,
+        /// Move it to the backend of this site with the fewest accounts.
+        #[arg(long, conflicts_with = "home", required_unless_present = "home")]
+        site: Option<String>,
+        /// Move it to this backend node.
+        #[arg(long = "home", value_name = "NODE")]
+        home: Option<String>,
+    },
     /// Point an account at another backend WITHOUT copying its mail (for a backend lost
     /// for good): sessions and new mail go to the new node at once, where the mailbox
     /// starts empty; the old node's copy is left where it is.
@@ -209,6 +222,15 @@ pub fn run() -> anyhow::Result<()> {
         Command::Queue(QueueCommand::Flush) => AdminRequest::QueueFlush,
         Command::Queue(QueueCommand::Delete { id }) => AdminRequest::QueueDelete { id },
         Command::User(UserCommand::List) => AdminRequest::ListUsers,
+        Command::User(UserCommand::Move {
+            address,
+            site,
+            home,
+        }) => AdminRequest::MoveUser {
+            address,
+            site,
+            node: home,
+        },
         Command::User(UserCommand::Rehome { address, home }) => {
             AdminRequest::RehomeUser { address, home }
         }

@@ -835,9 +835,34 @@ pub struct Flow {
     pub awaiting: bool,
     /// The connection task was told to stop reading until the machine is free again.
     pub reader_paused: bool,
-    /// The server is shutting down while a request was in flight: the machine hears of
-    /// it once the answer is in, so what was stored is also acknowledged.
-    pub shutdown_pending: bool,
+    /// The session must end (the server is shutting down, or the mailbox is being
+    /// moved) while a request was in flight: the machine hears of it once the answer is
+    /// in, so what was stored is also acknowledged.
+    pub ending: Option<Ending>,
+}
+
+/// Why the server ends a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Shutdown,
+    /// The session's mailbox is being moved to another node ([`crate::gate`]).
+    MailboxMoving,
+}
+
+/// The session's mailbox is being moved: it ends, as at a shutdown.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MailboxMoving;
+
+/// Tells the session actor of a move of its mailbox, once the gate closes on `slot`.
+pub fn end_when_evicted<A>(slot: &crate::node::UserSlot, ctx: &mut actix::Context<A>)
+where
+    A: Actor<Context = actix::Context<A>> + actix::Handler<MailboxMoving>,
+{
+    use actix::AsyncContext;
+    use actix::fut::ActorFutureExt;
+    let evicted = actix::fut::wrap_future::<_, A>(slot.evicted());
+    ctx.spawn(evicted.map(|(), _actor, ctx| ctx.notify(MailboxMoving)));
 }
 
 impl Flow {
@@ -847,7 +872,7 @@ impl Flow {
             span,
             awaiting: false,
             reader_paused: false,
-            shutdown_pending: false,
+            ending: None,
         }
     }
 }
@@ -862,7 +887,7 @@ pub trait SessionActor: Actor<Context = actix::Context<Self>> {
     fn perform(&mut self, action: Self::Action, ctx: &mut actix::Context<Self>);
     fn client_bytes(&mut self, bytes: &[u8]);
     fn tls_established(&mut self);
-    fn shutdown(&mut self);
+    fn shutdown(&mut self, why: Ending);
     /// Commands the client sent, for the last log line.
     fn commands(&self) -> u64;
 }
@@ -880,11 +905,13 @@ pub fn drive_session<A: SessionActor>(actor: &mut A, ctx: &mut actix::Context<A>
             actor.perform(action, ctx);
         }
         let flow = actor.flow();
-        if flow.awaiting || !flow.shutdown_pending {
+        if flow.awaiting {
             break;
         }
-        flow.shutdown_pending = false;
-        actor.shutdown();
+        let Some(why) = flow.ending.take() else {
+            break;
+        };
+        actor.shutdown(why);
     }
     let flow = actor.flow();
     if !flow.awaiting && flow.reader_paused {
@@ -935,7 +962,20 @@ macro_rules! session_handlers {
                 use $crate::connection::SessionActor;
                 // A store request in flight is answered first: a message is either
                 // stored and acknowledged, or neither.
-                self.flow().shutdown_pending = true;
+                self.flow().ending = Some($crate::connection::Ending::Shutdown);
+                $crate::connection::drive_session(self, ctx);
+            }
+        }
+
+        impl actix::Handler<$crate::connection::MailboxMoving> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, _: $crate::connection::MailboxMoving, ctx: &mut Self::Context) {
+                use $crate::connection::SessionActor;
+                let flow = self.flow();
+                // A shutdown says goodbye first.
+                flow.ending
+                    .get_or_insert($crate::connection::Ending::MailboxMoving);
                 $crate::connection::drive_session(self, ctx);
             }
         }

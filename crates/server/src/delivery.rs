@@ -52,6 +52,14 @@ pub async fn deliver_here(
     node: &Arc<NodeContext>,
     delivery: Delivery,
 ) -> Result<u32, DeliverRefused> {
+    // Taken before the record is read: a move either waits for this delivery, or is
+    // over and its record read below.
+    let gate_key = crate::auth::normalize_address(&delivery.recipient);
+    let Some(_lease) = node.accounts.gate().enter(&gate_key) else {
+        return Err(DeliverRefused::Temporary(
+            "the mailbox is being moved to another node".into(),
+        ));
+    };
     let record = node
         .accounts
         .known_record(&delivery.recipient)

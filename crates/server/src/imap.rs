@@ -24,7 +24,7 @@ use portico_store::{
 use tokio::net::TcpStream;
 
 use crate::auth::{LoginError, Protocol};
-use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
+use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
     AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, GetListing, Listing,
     MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
@@ -57,6 +57,9 @@ impl Actor for ImapConnection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        if let Some(slot) = &self.user_slot {
+            connection::end_when_evicted(slot, ctx);
+        }
         if let Some(id) = self.handed_login.take() {
             self.flow
                 .outbox
@@ -119,18 +122,6 @@ fn rand_reference() -> u32 {
 
 fn flag_names(flags: &Flags) -> Vec<String> {
     flags.names().map(str::to_string).collect()
-}
-
-fn special_use_from(attribute: &str) -> Option<SpecialUse> {
-    [
-        SpecialUse::Sent,
-        SpecialUse::Drafts,
-        SpecialUse::Trash,
-        SpecialUse::Junk,
-        SpecialUse::Archive,
-    ]
-    .into_iter()
-    .find(|usage| usage.attribute().eq_ignore_ascii_case(attribute))
 }
 
 /// A message as a scan needs it; with `stream_above`, a whole message bigger than that
@@ -514,8 +505,11 @@ impl SessionActor for ImapConnection {
         self.machine.handle(Input::TlsEstablished);
     }
 
-    fn shutdown(&mut self) {
-        self.machine.handle(Input::Shutdown);
+    fn shutdown(&mut self, why: Ending) {
+        self.machine.handle(match why {
+            Ending::Shutdown => Input::Shutdown,
+            Ending::MailboxMoving => Input::MailboxMoving,
+        });
     }
 
     fn commands(&self) -> u64 {
@@ -524,9 +518,10 @@ impl SessionActor for ImapConnection {
 }
 
 impl ImapConnection {
-    fn signed_in(&mut self, account: Account, slot: UserSlot) {
+    fn signed_in(&mut self, account: Account, slot: UserSlot, ctx: &mut Context<Self>) {
         self.flow.span.record("user", account.address.as_str());
         tracing::info!(parent: &self.flow.span, "signed in");
+        connection::end_when_evicted(&slot, ctx);
         self.account = Some(account);
         self.user_slot = Some(slot);
         self.flow
@@ -725,7 +720,7 @@ impl ImapConnection {
                 ctx.spawn(login.into_actor(self).map(move |result, actor, ctx| {
                     let reply = match result {
                         Ok(SignIn::Here(account, slot)) => {
-                            actor.signed_in(account, slot);
+                            actor.signed_in(account, slot, ctx);
                             Ok(())
                         }
                         Ok(SignIn::Elsewhere(record)) => {
@@ -789,7 +784,7 @@ impl ImapConnection {
                 folder,
                 special_use,
             } => {
-                let usage = match special_use.as_deref().map(special_use_from) {
+                let usage = match special_use.as_deref().map(SpecialUse::from_attribute) {
                     Some(None) => {
                         let reply = Reply::Done(Err(Fault::NotAllowed(
                             "[USEATTR] Unsupported special-use attribute".into(),

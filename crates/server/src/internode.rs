@@ -14,8 +14,8 @@ use std::task::{Context, Poll, ready};
 
 use portico_directory::{DirectoryNode, PeerNode, WriteError};
 use portico_internode::{
-    Answer, AnswerFuture, Call, CallHandler, Connector, DeliverRefused, Health, Link, LinkError,
-    OpenRefused, WriteRefused,
+    Answer, AnswerFuture, Call, CallHandler, Connector, DeliverRefused, Health, ImportPiece, Link,
+    LinkError, OpenRefused, WriteRefused,
 };
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -230,6 +230,8 @@ pub async fn serve(
 /// node runs, sessions handed over and mail for its mailboxes.
 pub struct NodeCalls {
     pub directory: DirectoryCalls,
+    /// For the directory changes a mailbox move makes.
+    pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
     /// Set once the node's sessions and mailboxes are up; until then sessions and
     /// mail are refused as unavailable.
     pub node: OnceLock<Arc<NodeContext>>,
@@ -249,6 +251,26 @@ impl NodeCalls {
                     crate::proxy::serve_opened(node, link, open).await;
                     return Ok(());
                 }
+                Call::Import(ImportPiece::Begin { address, created }) => match self.node.get() {
+                    Some(node) => {
+                        crate::mailbox_move::serve_import(node, &mut link, address, created)
+                            .await?;
+                        continue;
+                    }
+                    None => Answer::Imported(Err("the node is starting".into())),
+                },
+                Call::MoveMailbox(request) => match (self.node.get(), &self.cluster) {
+                    (Some(node), Some(cluster)) => Answer::Moved(
+                        crate::mailbox_move::move_here(
+                            node,
+                            cluster,
+                            &request.address,
+                            &request.to,
+                        )
+                        .await,
+                    ),
+                    _ => Answer::Moved(Err("the node is starting".into())),
+                },
                 Call::Deliver(delivery) => match self.node.get() {
                     Some(node) => {
                         Answer::Delivered(crate::delivery::deliver_here(node, delivery).await)
@@ -284,7 +306,7 @@ impl CallHandler for DirectoryCalls {
                         other => WriteRefused::Failed(other.to_string()),
                     }))
                 }
-                Call::Open(_) | Call::Deliver(_) => {
+                Call::Open(_) | Call::Deliver(_) | Call::MoveMailbox(_) | Call::Import(_) => {
                     Answer::Failed("sessions and mail are not served on this link".into())
                 }
                 Call::Health => {

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::accounts::Accounts;
 use crate::auth::{Authenticator, LoginError, Protocol, SignedIn};
 use crate::fulltext::FullText;
+use crate::gate::MailboxLease;
 use crate::mailbox::{MailboxRegistry, SessionId};
 use crate::spool::SpoolArea;
 
@@ -146,12 +147,25 @@ impl NodeContext {
             SignedIn::Here(account) => account,
             SignedIn::Elsewhere(record) => return Ok(SignIn::Elsewhere(record)),
         };
-        match self.limits.admit_user(&account.address) {
-            Some(slot) => Ok(SignIn::Here(account, slot)),
-            None => {
-                tracing::warn!(user = %account.address, "per-user connection limit reached");
-                Err(LoginError::TooManyConnections)
+        let Some(slot) = self.limits.admit_user(&account.address) else {
+            tracing::warn!(user = %account.address, "per-user connection limit reached");
+            return Err(LoginError::TooManyConnections);
+        };
+        // Submission never opens the mailbox; the others hold it open.
+        if protocol == Protocol::Smtp {
+            return Ok(SignIn::Here(account, slot));
+        }
+        let Some(lease) = self.accounts.gate().enter(&account.address) else {
+            tracing::info!(user = %account.address, "sign-in refused: the mailbox is being moved");
+            return Err(LoginError::Unavailable);
+        };
+        // A move that ended between the password check and the lease: the client's
+        // next try goes to the new home.
+        match self.accounts.record(&account.address) {
+            Ok(Some(record)) if record.home() == self.node_name => {
+                Ok(SignIn::Here(account, slot.holding(lease)))
             }
+            _ => Err(LoginError::Unavailable),
         }
     }
 
@@ -183,6 +197,28 @@ pub struct ConnectionLimits {
 pub struct UserSlot {
     limits: Arc<ConnectionLimits>,
     user: String,
+    /// The session's use of the mailbox, when it opens one.
+    lease: Option<MailboxLease>,
+}
+
+impl UserSlot {
+    /// The slot of a session that uses the mailbox `lease` is on.
+    pub fn holding(mut self, lease: MailboxLease) -> UserSlot {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Resolves when the session must end because its mailbox is being moved (never,
+    /// for a session that holds no mailbox).
+    pub fn evicted(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let evicted = self.lease.as_ref().map(MailboxLease::evicted);
+        async move {
+            match evicted {
+                Some(evicted) => evicted.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
 }
 
 impl Drop for UserSlot {
@@ -238,6 +274,7 @@ impl ConnectionLimits {
         Some(UserSlot {
             limits: self.clone(),
             user: user.to_string(),
+            lease: None,
         })
     }
 

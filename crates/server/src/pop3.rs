@@ -16,7 +16,7 @@ use portico_store::{Account, INBOX, MailboxId, POP3_DELETED_KEYWORD, Store, Stor
 use tokio::net::TcpStream;
 
 use crate::auth::{LoginError, Protocol};
-use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
+use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
     AcquirePop3Lock, CommitPop3Deletes, MailboxFault, ReleasePop3Lock, SessionId,
 };
@@ -51,6 +51,9 @@ impl Actor for Pop3Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(slot) = &self.user_slot {
+            connection::end_when_evicted(slot, ctx);
+        }
         connection::drive_session(self, ctx);
     }
 
@@ -98,6 +101,7 @@ impl SessionActor for Pop3Connection {
                             actor.flow.span.record("user", account.address.as_str());
                             tracing::info!(parent: &actor.flow.span, "signed in");
                             actor.account = Some(account);
+                            connection::end_when_evicted(&slot, ctx);
                             actor.user_slot = Some(slot);
                             Ok(())
                         }
@@ -204,8 +208,11 @@ impl SessionActor for Pop3Connection {
         self.machine.handle(Input::TlsEstablished);
     }
 
-    fn shutdown(&mut self) {
-        self.machine.handle(Input::Shutdown);
+    fn shutdown(&mut self, why: Ending) {
+        self.machine.handle(match why {
+            Ending::Shutdown => Input::Shutdown,
+            Ending::MailboxMoving => Input::MailboxMoving,
+        });
     }
 
     fn commands(&self) -> u64 {

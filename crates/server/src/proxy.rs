@@ -686,6 +686,15 @@ pub struct Admitted {
 /// The home node's checks before it takes a session: the fence (its replica places
 /// the mailbox here, at the move epoch the caller saw), the hop count, and the limits.
 pub async fn admit(node: &Arc<NodeContext>, open: &OpenSession) -> Result<Admitted, OpenRefused> {
+    // Taken before the fence reads the record: a move either waits for this session,
+    // or is over and the fence sees it.
+    let lease = node
+        .accounts
+        .gate()
+        .enter(&crate::auth::normalize_address(&open.user))
+        .ok_or_else(|| {
+            OpenRefused::Unavailable("the mailbox is being moved to another node".into())
+        })?;
     let record = node
         .accounts
         .known_record(&open.user)
@@ -706,6 +715,7 @@ pub async fn admit(node: &Arc<NodeContext>, open: &OpenSession) -> Result<Admitt
         .limits
         .admit_user(&account.address)
         .ok_or(OpenRefused::TooManyConnections)?;
+    let user_slot = user_slot.holding(lease);
     Ok(Admitted {
         account,
         user_slot,

@@ -126,6 +126,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
                     node: node_name.clone(),
                     directory: member.clone(),
                 },
+                cluster: Some(cluster.clone()),
                 node: OnceLock::new(),
             });
             node_calls = Some(calls.clone());
@@ -249,6 +250,7 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
                 queue_wake: node.queue_wake.clone(),
                 router,
                 proxy: node.proxy.clone(),
+                node: node.clone(),
             }),
         }),
     ));

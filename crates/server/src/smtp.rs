@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use crate::accounts::{AccountsError, Located};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
+use crate::gate::MailboxLease;
 use crate::mailbox::{AppendMessage, MailboxFault};
 use crate::node::{NodeContext, SignIn, UserSlot};
 use crate::spool::{SPOOL_THRESHOLD, SpoolError, SpoolFile};
@@ -53,8 +54,9 @@ fn domain_of(address: &str) -> Option<&str> {
 
 /// Where mail for one recipient goes.
 enum Destination {
-    /// An account here (its address, `postmaster` spelt out) and its INBOX.
-    Local(String, MailboxId),
+    /// An account here (its address, `postmaster` spelt out), its INBOX, and the
+    /// delivery's use of the mailbox.
+    Local(String, MailboxId, MailboxLease),
     /// A local domain, but no such account.
     UnknownLocal,
     /// Somewhere else.
@@ -77,10 +79,17 @@ fn destination(node: &NodeContext, address: &str) -> Result<Destination, Account
     if configured && !node.config.is_local_domain(domain) {
         return Ok(Destination::Remote);
     }
+    // Taken before the lookup: a move either waits for this delivery, or is over and
+    // the lookup sees it.
+    let Some(lease) = node.accounts.gate().enter(&address) else {
+        // Being moved: queued, and delivered at its new home.
+        let home = node.node_name.clone();
+        return Ok(Destination::Elsewhere { address, home });
+    };
     match node.accounts.locate(&address)? {
         Some(Located::Here(account)) => {
             if let Some(inbox) = node.store.mailbox_by_name(account.id, INBOX)? {
-                return Ok(Destination::Local(address, inbox.id));
+                return Ok(Destination::Local(address, inbox.id, lease));
             }
         }
         Some(Located::Elsewhere { home }) => return Ok(Destination::Elsewhere { address, home }),
@@ -274,7 +283,7 @@ async fn deliver(
         let mut remote = Vec::new();
         for recipient in recipients {
             match destination(&lookup_node, &recipient)? {
-                Destination::Local(address, inbox) => local.push((address, inbox)),
+                Destination::Local(address, inbox, lease) => local.push((address, inbox, lease)),
                 // Queued, and handed to the mailbox's node from the queue.
                 Destination::Elsewhere { address, home } => {
                     tracing::debug!(recipient = %address, %home, "recipient's mailbox is on another node");
@@ -289,13 +298,14 @@ async fn deliver(
     .await
     .map_err(|_| DeliveryFailure::Temporary)?
     .map_err(|_| DeliveryFailure::Temporary)?;
-    let (local, remote): (Vec<(String, MailboxId)>, Vec<String>) = split;
+    // The leases are held until the copies are stored.
+    let (local, remote): (Vec<(String, MailboxId, MailboxLease)>, Vec<String>) = split;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     // Every local copy at once: deliveries into different folders, and into the same
     // one, share their syncs.
-    let deliveries = local.iter().map(|(recipient, inbox)| {
+    let deliveries = local.iter().map(|(recipient, inbox, _)| {
         let mut message = return_path_header(&envelope).into_bytes();
         message.extend_from_slice(
             received_header(&node, &envelope, ip, &id, Some(recipient)).as_bytes(),
@@ -499,7 +509,7 @@ impl SessionActor for SmtpConnection {
         self.machine.handle(Input::TlsEstablished);
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown(&mut self, _: connection::Ending) {
         self.machine.handle(Input::Shutdown);
     }
 

@@ -86,14 +86,14 @@ pub(crate) const BODIES_DIR: &str = "bodies";
 /// A message whose body is written to the body log, ready to be appended (durable
 /// together with its metadata).
 pub struct StagedMessage {
-    body: DurableBody,
-    summary: Vec<u8>,
+    pub(crate) body: DurableBody,
+    pub(crate) summary: Vec<u8>,
     /// [`search_record`]: the decoded fields and the kept header lines.
-    search_fields: Vec<u8>,
+    pub(crate) search_fields: Vec<u8>,
     /// Announced to the metadata commit, which waits briefly for it to join a round.
-    arrival: Arrival,
+    pub(crate) arrival: Arrival,
     /// The name another node gave this copy ([`crate::deliveries`]).
-    delivery: Option<String>,
+    pub(crate) delivery: Option<String>,
 }
 
 impl StagedMessage {
@@ -475,7 +475,7 @@ impl Store {
 
     /// [`Store::apply`] for writers that announced themselves: one ticket covers the
     /// batch, and their announcements are withdrawn as it is taken.
-    fn apply_arrived(
+    pub(crate) fn apply_arrived(
         &self,
         txn: Txn,
         guard: MutexGuard<'_, ()>,
@@ -631,6 +631,23 @@ impl Store {
         password_hash: &str,
         created: i64,
     ) -> Result<Account> {
+        let mut folders: Vec<(&str, Option<SpecialUse>)> = vec![(INBOX, None)];
+        folders.extend(
+            DEFAULT_FOLDERS
+                .iter()
+                .map(|(name, usage)| (*name, Some(*usage))),
+        );
+        self.new_account(address, password_hash, created, &folders)
+    }
+
+    /// An account with `folders` (fresh ones), unless the address has one.
+    pub(crate) fn new_account(
+        &self,
+        address: &str,
+        password_hash: &str,
+        created: i64,
+        folders: &[(&str, Option<SpecialUse>)],
+    ) -> Result<Account> {
         let address = address.trim().to_ascii_lowercase();
         if address.is_empty() || address.len() > 320 || address.chars().any(char::is_control) {
             return Err(StoreError::InvalidName("invalid address"));
@@ -653,13 +670,7 @@ impl Store {
         txn.batch
             .insert(keys::address(&address), &id.0.to_be_bytes());
         txn.batch.insert(keys::account(id), encode(&account)?);
-        let mut folders: Vec<(&str, Option<SpecialUse>)> = vec![(INBOX, None)];
-        folders.extend(
-            DEFAULT_FOLDERS
-                .iter()
-                .map(|(name, usage)| (*name, Some(*usage))),
-        );
-        for (name, special_use) in folders {
+        for &(name, special_use) in folders {
             let mailbox = self.new_mailbox_record(&mut txn, id, name, special_use)?;
             txn.batch
                 .insert(keys::mailbox_name(id, name), &mailbox.id.0.to_be_bytes());

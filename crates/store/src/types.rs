@@ -61,6 +61,19 @@ pub enum SpecialUse {
 }
 
 impl SpecialUse {
+    /// The use an attribute names (`\\Sent`, any case).
+    pub fn from_attribute(attribute: &str) -> Option<SpecialUse> {
+        [
+            SpecialUse::Sent,
+            SpecialUse::Drafts,
+            SpecialUse::Trash,
+            SpecialUse::Junk,
+            SpecialUse::Archive,
+        ]
+        .into_iter()
+        .find(|usage| usage.attribute().eq_ignore_ascii_case(attribute))
+    }
+
     /// The attribute as written on the wire.
     pub fn attribute(self) -> &'static str {
         match self {

@@ -109,6 +109,7 @@ async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() 
                 node: names[i].to_string(),
                 directory: directory.clone(),
             },
+            cluster: None,
             node: OnceLock::new(),
         });
         let workers = Arc::new(Workers::new(vec![worker.clone()]));
