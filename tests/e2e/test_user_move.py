@@ -273,8 +273,9 @@ def moved_line(user: str, old: str, new: str, snap: dict) -> str:
 
 
 def large_message(tag: str) -> bytes:
-    """About 8 MB: random bytes in base64, CRLF line ends."""
-    body = base64.encodebytes(random.Random(tag).randbytes(6_000_000))
+    """About 12 MB (more than one 8 MiB piece of a move): random bytes in base64, CRLF
+    line ends."""
+    body = base64.encodebytes(random.Random(tag).randbytes(9_000_000))
     head = (
         f"From: {SENDER}\r\nSubject: large {tag}\r\nMessage-ID: <large-{tag}@test>\r\n"
         "MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
@@ -377,9 +378,9 @@ def test_a_moved_mailbox_keeps_every_folder_uid_flag_and_byte(cluster):
     `Projects/2026` (unsubscribed) and `Entwürfe` (in modified UTF-7, its one message
     expunged, so empty with UIDNEXT 2); corpus messages with flags (system flags and
     $Label1) and INTERNALDATEs of their own in INBOX (one expunged: a gap in the UIDs),
-    Sent and the new folders, one left \\Deleted without EXPUNGE, and an 8 MB message.
-    `user move --home s2` asked at s1 reports the folders, messages and bytes IMAP
-    shows; every node's replica names s2, d2 logs that its old copy is removed, and
+    Sent and the new folders, one left \\Deleted without EXPUNGE, and a 12 MB message
+    (sent in two pieces). `user move --home s2` asked at s1 reports the folders,
+    messages and bytes IMAP shows; every node's replica names s2, d2 logs that its old copy is removed, and
     through every node the client sees exactly what it saw before: LIST, LSUB,
     UIDVALIDITY, UIDNEXT, UIDs, flags, INTERNALDATEs, sizes, bytes, POP3 UIDL. Moved
     back to d2 (asked at s2), the same again."""

@@ -100,6 +100,9 @@ pub enum ImportPiece {
     Folder(ImportedFolder),
     /// Messages of the last folder, in ascending UID order.
     Messages(Vec<ImportedMessage>),
+    /// The first bytes of a message too large for one piece: they go before the bytes
+    /// of the first message of the next `Messages`.
+    Head(Vec<u8>),
     /// The totals sent, checked against what was stored.
     Finish {
         folders: u32,

@@ -216,13 +216,34 @@ async fn copy_to(
             .map_err(store_error)?
             .map_err(store_error)?;
         let mut metas = metas.into_iter().peekable();
-        while metas.peek().is_some() {
+        while let Some(first) = metas.peek() {
+            if first.size as usize > PIECE_BYTES {
+                let Some(meta) = metas.next() else { break };
+                let store = node.store.clone();
+                let id = folder.id;
+                let read = tokio::task::spawn_blocking(move || {
+                    store.bytes_of(id, &meta).map(|bytes| (meta, bytes))
+                });
+                let (meta, mut bytes) = read.await.map_err(store_error)?.map_err(store_error)?;
+                report.messages += 1;
+                report.bytes += bytes.len() as u64;
+                // All but the last piece's worth goes ahead as heads.
+                let tail = bytes.split_off(bytes.len().saturating_sub(PIECE_BYTES));
+                for head in bytes.chunks(PIECE_BYTES) {
+                    send_piece(&mut link, to, ImportPiece::Head(head.to_vec())).await?;
+                }
+                let last = message_piece(&meta, tail);
+                send_piece(&mut link, to, ImportPiece::Messages(vec![last])).await?;
+                continue;
+            }
             let store = node.store.clone();
             let mut batch: Vec<_> = Vec::new();
             let mut size = 0usize;
             while let Some(meta) = metas.peek() {
                 if !batch.is_empty()
-                    && (batch.len() >= PIECE_MESSAGES || size + meta.size as usize > PIECE_BYTES)
+                    && (batch.len() >= PIECE_MESSAGES
+                        || size + meta.size as usize > PIECE_BYTES
+                        || meta.size as usize > PIECE_BYTES)
                 {
                     break;
                 }
@@ -331,6 +352,7 @@ pub async fn serve_import<S: AsyncRead + AsyncWrite + Unpin>(
         messages: 0,
         bytes: 0,
         last: None,
+        head: Vec::new(),
         finished: false,
     };
     link.answer(Answer::Imported(Ok(()))).await?;
@@ -340,6 +362,7 @@ pub async fn serve_import<S: AsyncRead + AsyncWrite + Unpin>(
             Call::Import(ImportPiece::Messages(messages)) => {
                 (import.messages(messages).await, false)
             }
+            Call::Import(ImportPiece::Head(bytes)) => (import.head(bytes), false),
             Call::Import(ImportPiece::Finish {
                 folders,
                 messages,
@@ -422,6 +445,8 @@ struct Import {
     bytes: u64,
     /// The newest change, waited for at `Finish`.
     last: Option<CommitTicket>,
+    /// The first bytes of the next message, sent ahead ([`ImportPiece::Head`]).
+    head: Vec<u8>,
     finished: bool,
 }
 
@@ -462,8 +487,24 @@ impl Import {
         Ok(())
     }
 
-    async fn messages(&mut self, messages: Vec<ImportedMessage>) -> Result<(), String> {
+    fn head(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        if (self.head.len() + bytes.len()) as u64 > portico_store::MAX_BODY_LEN {
+            return Err("a message larger than the store takes".into());
+        }
+        self.head.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    async fn messages(&mut self, mut messages: Vec<ImportedMessage>) -> Result<(), String> {
         let folder = self.folder.ok_or("messages before any folder")?;
+        if !self.head.is_empty() {
+            let first = messages
+                .first_mut()
+                .ok_or("a message head with no message")?;
+            let mut whole = std::mem::take(&mut self.head);
+            whole.extend_from_slice(&first.bytes);
+            first.bytes = whole;
+        }
         let count = messages.len() as u64;
         let bytes: u64 = messages.iter().map(|m| m.bytes.len() as u64).sum();
         let ticket = self
@@ -488,6 +529,9 @@ impl Import {
     }
 
     async fn finish(&mut self, folders: u32, messages: u64, bytes: u64) -> Result<(), String> {
+        if !self.head.is_empty() {
+            return Err("a message head with no message".into());
+        }
         if (folders, messages, bytes) != (self.folders, self.messages, self.bytes) {
             return Err(format!(
                 "sent {folders} folders, {messages} messages, {bytes} bytes; received {}, {}, {}",
