@@ -1723,9 +1723,9 @@ def test_mutf7_mailbox_names(alice):
         f'(\\HasNoChildren) "/" {quote(other)}'.encode(),
     ])
     assert m.rename(quote(other), quote(encoded)) == ("OK", [b"RENAME completed"])
-    # Invalid modified UTF-7 is refused.
-    with pytest.raises(imaplib.IMAP4.error, match="not valid modified UTF-7"):
-        m.create('"bad&Jjo!"')
+    # Invalid modified UTF-7 is refused with NO (not BAD, at which clients give up).
+    assert m.create('"bad&Jjo!"') == (
+        "NO", [b"[CANNOT] Mailbox name is not valid modified UTF-7"])
     assert listing(m, '""', "bad*") == ("OK", [None])
     m.logout()
     # With UTF8=ACCEPT enabled, names go both ways as UTF-8.

@@ -13,6 +13,7 @@
 //! SEARCH also has a budget for the whole command ([`ScanJob::budget`], bytes of text
 //! its keys may examine); past it the command fails with `NO [LIMIT]`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::command::{FetchAttr, SearchKey};
@@ -90,6 +91,11 @@ pub enum ScanOutput {
         unknown_cte: bool,
         /// Literals of messages left in the store, in the order of `bytes`.
         streamed: Vec<StoredLiteral>,
+        /// The keywords in the FLAGS items of `bytes` (the session announces those new
+        /// to the client first).
+        keywords: BTreeSet<String>,
+        /// (UID, MODSEQ) of each message whose flags or MODSEQ `bytes` shows.
+        shown: Vec<(u32, u64)>,
     },
     /// (seq, uid) of the matches, and the highest MODSEQ among them.
     Hits {
@@ -139,6 +145,8 @@ impl ScanJob {
                     bytes: Vec::new(),
                     unknown_cte: false,
                     streamed: Vec::new(),
+                    keywords: BTreeSet::new(),
+                    shown: Vec::new(),
                 },
                 ScanWork::Search { .. } => ScanOutput::Hits {
                     hits: Vec::new(),
@@ -193,10 +201,25 @@ impl ScanJob {
                     bytes,
                     unknown_cte,
                     streamed,
+                    keywords,
+                    shown,
                 },
             ) => {
                 if changed_since.is_some_and(|since| message.modseq <= since) {
                     return;
+                }
+                if attrs.contains(&FetchAttr::Flags) || attrs.contains(&FetchAttr::ModSeq) {
+                    shown.push((message.uid, message.modseq));
+                }
+                if attrs.contains(&FetchAttr::Flags) {
+                    keywords.extend(
+                        message
+                            .flags
+                            .iter()
+                            .filter(|flag| !flag.starts_with('\\') && !keywords.contains(*flag))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
                 }
                 let rendered = fetch::render_streaming(
                     bytes,

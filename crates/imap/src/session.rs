@@ -154,6 +154,53 @@ struct Selected {
     id: FolderId,
     read_only: bool,
     view: View,
+    /// The keywords the client has been told of in FLAGS, in that order: a keyword
+    /// new to the folder is announced before the first response that shows it.
+    keywords: Vec<String>,
+}
+
+/// The `FLAGS` and `PERMANENTFLAGS` lines for a folder with `keywords` in use.
+fn write_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
+    let mut flags = SYSTEM_FLAGS.to_string();
+    for keyword in keywords {
+        flags.push(' ');
+        flags.push_str(keyword);
+    }
+    out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
+    if read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+    } else {
+        out.extend_from_slice(
+            format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted\r\n").as_bytes(),
+        );
+    }
+}
+
+impl Selected {
+    /// Announces (RFC 9051 §7.3.5, RFC 3501 §7.2.6) the keywords among `flags` the
+    /// client has not been told of yet.
+    fn announce_keywords<'a>(
+        &mut self,
+        out: &mut Vec<u8>,
+        flags: impl IntoIterator<Item = &'a str>,
+    ) {
+        let mut new = false;
+        for flag in flags {
+            if flag.starts_with('\\')
+                || self
+                    .keywords
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(flag))
+            {
+                continue;
+            }
+            self.keywords.push(flag.to_string());
+            new = true;
+        }
+        if new {
+            write_flags(out, &self.keywords, self.read_only);
+        }
+    }
 }
 
 enum State {
@@ -550,7 +597,16 @@ impl Session {
     fn announce(&mut self, allow_expunge: bool) {
         let style = self.style();
         if let State::Selected(selected) = &mut self.state {
+            let keywords: Vec<String> = selected.view.pending_flags().map(str::to_string).collect();
+            selected.announce_keywords(&mut self.out, keywords.iter().map(String::as_str));
             selected.view.announce(&mut self.out, allow_expunge, style);
+        }
+    }
+
+    /// [`Selected::announce_keywords`] for the selected folder, if any.
+    fn announce_keywords<'a>(&mut self, flags: impl IntoIterator<Item = &'a str>) {
+        if let State::Selected(selected) = &mut self.state {
+            selected.announce_keywords(&mut self.out, flags);
         }
     }
 
@@ -723,11 +779,23 @@ impl Session {
         self.enabled.utf8
     }
 
+    /// The mailbox a command names, or its answer: a name that does not decode names
+    /// no mailbox, and a mailbox cannot be made under it. That is `NO`, not `BAD`: the
+    /// command is well formed, and many clients give up on a session at a `BAD`.
     fn mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
+        self.named(tag, raw, "[NONEXISTENT]")
+    }
+
+    /// [`Self::mailbox_name`] for a name to be made (CREATE, RENAME's new name).
+    fn new_mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
+        self.named(tag, raw, "[CANNOT]")
+    }
+
+    fn named(&mut self, tag: &str, raw: &[u8], code: &str) -> Option<String> {
         match names::decode(raw, self.utf8()) {
             Ok(name) => Some(name),
             Err(why) => {
-                self.bad(tag, why);
+                tagged(&mut self.out, tag, "NO", &format!("{code} {why}"));
                 None
             }
         }
@@ -824,7 +892,7 @@ impl Session {
                 let Some(from) = self.mailbox_name(&tag, &from) else {
                     return;
                 };
-                let Some(to) = self.mailbox_name(&tag, &to) else {
+                let Some(to) = self.new_mailbox_name(&tag, &to) else {
                     return;
                 };
                 self.request(
@@ -1085,7 +1153,7 @@ impl Session {
     }
 
     fn create(&mut self, tag: String, raw: &[u8], special_use: Vec<String>) {
-        let Some(folder) = self.mailbox_name(&tag, raw) else {
+        let Some(folder) = self.new_mailbox_name(&tag, raw) else {
             return;
         };
         let folder = folder.trim_end_matches(names::SEPARATOR).to_string();
@@ -1138,12 +1206,14 @@ impl Session {
         let Ok(reference) = names::decode(reference, utf8) else {
             return self.bad(&tag, "Invalid reference name");
         };
-        let mut decoded = Vec::new();
-        for pattern in patterns {
-            let Ok(pattern) = names::decode(pattern, utf8) else {
-                return self.bad(&tag, "Invalid mailbox pattern");
-            };
-            decoded.push(pattern);
+        // A pattern that does not decode matches no mailbox (RFC 9051 §6.3.9: LIST
+        // answers OK with what matches).
+        let decoded: Vec<String> = patterns
+            .iter()
+            .filter_map(|pattern| names::decode(pattern, utf8).ok())
+            .collect();
+        if decoded.is_empty() && !patterns.is_empty() {
+            return self.finish(&tag, "OK", "LIST completed", true);
         }
         // RFC 9051 §6.3.9: LIST "" "" asks for the hierarchy delimiter.
         if !extended && decoded.len() == 1 && decoded[0].is_empty() {
@@ -1185,10 +1255,12 @@ impl Session {
 
     fn lsub(&mut self, tag: String, reference: &[u8], pattern: &[u8]) {
         let utf8 = self.utf8();
-        let (Ok(reference), Ok(pattern)) =
-            (names::decode(reference, utf8), names::decode(pattern, utf8))
-        else {
-            return self.bad(&tag, "Invalid mailbox pattern");
+        let Ok(reference) = names::decode(reference, utf8) else {
+            return self.bad(&tag, "Invalid reference name");
+        };
+        let Ok(pattern) = names::decode(pattern, utf8) else {
+            // Matches no mailbox.
+            return self.finish(&tag, "OK", "LSUB completed", true);
         };
         let job = ListJob {
             tag,
@@ -1387,6 +1459,13 @@ impl Session {
     fn selected_view(&self) -> Option<&View> {
         match &self.state {
             State::Selected(selected) => Some(&selected.view),
+            _ => None,
+        }
+    }
+
+    fn selected_view_mut(&mut self) -> Option<&mut View> {
+        match &mut self.state {
+            State::Selected(selected) => Some(&mut selected.view),
             _ => None,
         }
     }
@@ -2072,12 +2151,8 @@ impl Session {
             self.enabled.condstore = true;
         }
         let first_unseen = folder.first_unseen;
-        let view = View::new(std::mem::take(&mut folder.uids), folder.recent.clone());
-        let mut flags = SYSTEM_FLAGS.to_string();
-        for keyword in &folder.keywords {
-            flags.push(' ');
-            flags.push_str(keyword);
-        }
+        let view = View::new(std::mem::take(&mut folder.uids), folder.recent.clone())
+            .since(folder.highest_modseq);
         let out = &mut self.out;
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
         if !self.enabled.rev2 {
@@ -2088,14 +2163,7 @@ impl Session {
                 );
             }
         }
-        out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
-        if read_only {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            out.extend_from_slice(
-                format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted\r\n").as_bytes(),
-            );
-        }
+        write_flags(out, &folder.keywords, read_only);
         out.extend_from_slice(
             format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", folder.uidvalidity).as_bytes(),
         );
@@ -2127,6 +2195,7 @@ impl Session {
             id: folder.id,
             read_only,
             view,
+            keywords: std::mem::take(&mut folder.keywords),
         };
         // Changes the snapshot already holds are harmless to replay: appends at or
         // below its highest UID are ignored, expunges of missing UIDs skipped.
@@ -2163,10 +2232,18 @@ impl Session {
                     bytes,
                     unknown_cte,
                     streamed,
+                    keywords,
+                    shown,
                 },
                 ScanKind::Fetch { failed },
             ) => {
                 *failed |= unknown_cte;
+                self.announce_keywords(keywords.iter().map(String::as_str));
+                if let Some(view) = self.selected_view_mut() {
+                    for (uid, modseq) in shown {
+                        view.shown(uid, modseq);
+                    }
+                }
                 let Some((folder, _)) = self.selected_folder() else {
                     return;
                 };
@@ -2219,6 +2296,20 @@ impl Session {
         };
         let recent_style = !self.enabled.rev2;
         let with_modseq = self.enabled.condstore || unchanged_since.is_some();
+        // A keyword this STORE brought into the folder is announced before its FETCH.
+        let keywords: Vec<String> = stored
+            .current
+            .iter()
+            .flat_map(|(_, flags, _)| flags.iter().cloned())
+            .collect();
+        self.announce_keywords(keywords.iter().map(String::as_str));
+        if let Some(view) = self.selected_view_mut() {
+            for (message_uid, _, modseq) in &stored.current {
+                if !stored.modified.contains(message_uid) {
+                    view.shown(*message_uid, *modseq);
+                }
+            }
+        }
         let Some(view) = self.selected_view() else {
             return;
         };
@@ -2636,7 +2727,13 @@ mod tests {
                 b"e STORE 1 +FLAGS (\\seen $Work)\r\n",
                 &mut reply
             ),
-            "* 1 FETCH (FLAGS (\\seen $Work))\r\ne OK STORE completed\r\n"
+            concat!(
+                // A new keyword is announced before the response that shows it.
+                "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n",
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] ",
+                "Flags permitted\r\n",
+                "* 1 FETCH (FLAGS (\\seen $Work))\r\ne OK STORE completed\r\n"
+            )
         );
         assert_eq!(
             drive(&mut session, b"f UID STORE 9 +FLAGS (x)\r\n", &mut reply),

@@ -6,7 +6,7 @@
 //! EXISTS and FETCH FLAGS after any command, EXPUNGE not during or right after FETCH,
 //! STORE or SEARCH by sequence number.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::command::{SeqBound, SequenceSet};
@@ -22,6 +22,13 @@ pub struct View {
     pending_appends: BTreeMap<u32, bool>,
     pending_expunges: BTreeSet<u32>,
     pending_flags: BTreeMap<u32, (Vec<String>, u64)>,
+    /// The newest MODSEQ the client was shown for a message changed since SELECT (a
+    /// change the folder makes is newer than `base`): a change that arrives late, older
+    /// than what the client saw, is never announced (RFC 7162 §3: a message's MODSEQ
+    /// never goes back).
+    shown: HashMap<u32, u64>,
+    /// HIGHESTMODSEQ at SELECT.
+    base: u64,
 }
 
 /// How a session wants changes announced.
@@ -41,6 +48,29 @@ impl View {
             uids,
             recent: recent.into_iter().collect(),
             ..View::default()
+        }
+    }
+
+    /// The view of a folder whose HIGHESTMODSEQ was `base` at SELECT.
+    pub fn since(mut self, base: u64) -> View {
+        self.base = base;
+        self
+    }
+
+    /// The client was shown `uid` at `modseq` (a FETCH or STORE response): a change
+    /// not newer is dropped.
+    pub fn shown(&mut self, uid: u32, modseq: u64) {
+        if modseq <= self.base {
+            return;
+        }
+        let newest = self.shown.entry(uid).or_insert(0);
+        *newest = (*newest).max(modseq);
+        if self
+            .pending_flags
+            .get(&uid)
+            .is_some_and(|(_, pending)| *pending <= modseq)
+        {
+            self.pending_flags.remove(&uid);
         }
     }
 
@@ -140,7 +170,14 @@ impl View {
             FolderEvent::FlagsChanged {
                 uid, flags, modseq, ..
             } => {
-                self.pending_flags.insert(uid, (flags, modseq));
+                let stale = self.shown.get(&uid).is_some_and(|&shown| shown >= modseq)
+                    || self
+                        .pending_flags
+                        .get(&uid)
+                        .is_some_and(|(_, pending)| *pending >= modseq);
+                if !stale {
+                    self.pending_flags.insert(uid, (flags, modseq));
+                }
             }
             FolderEvent::Expunged { uids, .. } => {
                 for uid in uids {
@@ -148,9 +185,17 @@ impl View {
                         self.pending_expunges.insert(uid);
                     }
                     self.pending_flags.remove(&uid);
+                    self.shown.remove(&uid);
                 }
             }
         }
+    }
+
+    /// The flags of the flag changes waiting to be announced.
+    pub fn pending_flags(&self) -> impl Iterator<Item = &str> {
+        self.pending_flags
+            .values()
+            .flat_map(|(flags, _)| flags.iter().map(String::as_str))
     }
 
     pub fn has_pending(&self) -> bool {
@@ -225,6 +270,7 @@ impl View {
             let Some(seq) = self.seq_of(uid) else {
                 continue;
             };
+            self.shown.insert(uid, modseq);
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS ").as_bytes());
             let mut flags = flags;
             if style.recent && self.recent.contains(&uid) {
@@ -338,5 +384,47 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3]);
         assert!(!view.has_pending());
+    }
+
+    #[test]
+    fn a_change_older_than_what_the_client_saw_is_never_announced() {
+        let folder = FolderId(1);
+        let flags = |uid: u32, flag: &str, modseq: u64| FolderEvent::FlagsChanged {
+            folder,
+            uid,
+            flags: vec![flag.into()],
+            modseq,
+        };
+        let style = AnnounceStyle {
+            modseq: true,
+            ..AnnounceStyle::default()
+        };
+        let mut view = View::new(Arc::new(vec![1, 2]), vec![]).since(10);
+        // Events from two changes arrive in the wrong order: the newer one wins.
+        view.queue(flags(1, "\\Seen", 12));
+        view.queue(flags(1, "\\Flagged", 11));
+        let mut out = Vec::new();
+        view.announce(&mut out, true, style);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (12))\r\n"
+        );
+        // Once announced, an older change that arrives late stays unsaid.
+        view.queue(flags(1, "\\Draft", 11));
+        // A FETCH showed message 2 at 15; the event for 14 comes after it.
+        view.queue(flags(2, "\\Answered", 14));
+        view.shown(2, 15);
+        view.queue(flags(2, "\\Deleted", 13));
+        let mut out = Vec::new();
+        view.announce(&mut out, true, style);
+        assert_eq!(String::from_utf8(out).unwrap(), "");
+        // Newer changes still come through.
+        view.queue(flags(2, "\\Seen", 16));
+        let mut out = Vec::new();
+        view.announce(&mut out, true, style);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (16))\r\n"
+        );
     }
 }

@@ -888,7 +888,7 @@ impl ImapConnection {
                             destination: target,
                             moving: true,
                         };
-                        node.mailboxes.send(inbox, moving).await??;
+                        node.mailboxes.copy(inbox, moving).await?;
                     }
                     Ok(())
                 };
@@ -1018,7 +1018,7 @@ impl ImapConnection {
                         destination: target.id,
                         moving,
                     };
-                    let copied = node.mailboxes.send(MailboxId(folder.0), msg).await??;
+                    let copied = node.mailboxes.copy(MailboxId(folder.0), msg).await?;
                     Ok(ImapCopied {
                         uidvalidity: copied.uidvalidity.0,
                         pairs: copied.pairs.into_iter().map(|(a, b)| (a.0, b.0)).collect(),

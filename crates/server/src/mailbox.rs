@@ -812,9 +812,14 @@ impl Handler<ExpungeDeleted> for MailboxActor {
     }
 }
 
-/// IMAP COPY / MOVE out of this folder into `destination`.
+/// IMAP COPY / MOVE out of this folder into `destination`. The answer carries the
+/// announcement for the destination's watchers: the caller sends it there
+/// ([`MailboxRegistry::copy`]) and answers its client only after it is handed on, so a
+/// session watching the destination hears of the copies at its next command. (This
+/// actor does not send it itself: waiting on another folder's actor could deadlock two
+/// copies made in opposite directions.)
 #[derive(Message, Clone)]
-#[rtype(result = "Result<Copied, MailboxFault>")]
+#[rtype(result = "Result<(Copied, AnnounceAppended), MailboxFault>")]
 pub struct CopyMessages {
     pub origin: Option<SessionId>,
     pub uids: Vec<Uid>,
@@ -823,7 +828,7 @@ pub struct CopyMessages {
 }
 
 impl Handler<CopyMessages> for MailboxActor {
-    type Result = AtomicResponse<Self, Result<Copied, MailboxFault>>;
+    type Result = AtomicResponse<Self, Result<(Copied, AnnounceAppended), MailboxFault>>;
 
     fn handle(&mut self, msg: CopyMessages, _: &mut Self::Context) -> Self::Result {
         self.status.touch();
@@ -855,18 +860,11 @@ impl Handler<CopyMessages> for MailboxActor {
                         modseq,
                     );
                 }
-                if let Some(registry) = actor.registry.upgrade()
-                    && !added.is_empty()
-                {
-                    registry.notify(
-                        destination,
-                        AnnounceAppended {
-                            origin,
-                            messages: added,
-                        },
-                    );
-                }
-                Ok(copied)
+                let announce = AnnounceAppended {
+                    origin,
+                    messages: added,
+                };
+                Ok((copied, announce))
             }),
         ))
     }
@@ -1103,6 +1101,17 @@ impl MailboxRegistry {
                 .await
                 .map_err(|_| MailboxFault::Unavailable),
         }
+    }
+
+    /// COPY or MOVE through the source folder's actor; returns once the sessions
+    /// watching the destination have been told of the new messages.
+    pub async fn copy(&self, from: MailboxId, copy: CopyMessages) -> Result<Copied, MailboxFault> {
+        let destination = copy.destination;
+        let (copied, announce) = self.send(from, copy).await??;
+        if !announce.messages.is_empty() {
+            self.send(destination, announce).await?;
+        }
+        Ok(copied)
     }
 
     /// Fire-and-forget variant for messages whose answer nobody waits for.

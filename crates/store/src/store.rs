@@ -1650,12 +1650,23 @@ impl Store {
     /// Moves messages (RFC 6851): copies and expunge of the originals in one
     /// transaction, so a crash leaves them in exactly one of the two folders.
     pub fn move_messages(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
-        if from == to {
-            return Err(StoreError::NotAllowed(
-                "source and destination are the same folder",
-            ));
-        }
         let guard = self.lock_writer();
+        if from == to {
+            // RFC 6851 allows it: each message gets a new UID at the end of the folder.
+            let mut folder = self.mailbox(from)?;
+            let mut txn = Txn::default();
+            let pairs = self.copy_into(&mut txn, from, uids, &mut folder)?;
+            if !pairs.is_empty() {
+                let moved: Vec<Uid> = pairs.iter().map(|(src, _)| *src).collect();
+                self.expunge_into(&mut txn, &mut folder, &moved)?;
+                txn.batch.insert(keys::mailbox(from), encode(&folder)?);
+                self.commit(txn, guard)?;
+            }
+            return Ok(Copied {
+                uidvalidity: folder.uidvalidity,
+                pairs,
+            });
+        }
         let mut source = self.mailbox(from)?;
         let mut dest = self.mailbox(to)?;
         let mut txn = Txn::default();

@@ -775,3 +775,51 @@ fn ranges_of_a_message_read_only_their_blocks_and_match_the_whole() {
         assert_eq!(got, message[from..to], "{start} {len}");
     }
 }
+
+#[test]
+fn a_move_into_the_same_folder_gives_new_uids_and_keeps_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("ann@example.com", "h").unwrap();
+    let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+    for n in 0..3 {
+        let message = format!("Subject: {n}\r\n\r\nbody {n}\r\n");
+        store
+            .append(
+                inbox.id,
+                message.as_bytes(),
+                &Flags::from_names(["\\Seen"]),
+                (1, 0),
+            )
+            .unwrap();
+    }
+    let moved = store
+        .move_messages(inbox.id, &[Uid(1), Uid(3)], inbox.id)
+        .unwrap();
+    assert_eq!(moved.pairs, vec![(Uid(1), Uid(4)), (Uid(3), Uid(5))]);
+    let uids: Vec<_> = store
+        .messages(inbox.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, vec![Uid(2), Uid(4), Uid(5)]);
+    let folder = store.mailbox(inbox.id).unwrap();
+    assert_eq!((folder.messages, folder.uidnext), (3, Uid(6)));
+    assert_eq!(
+        store.message_bytes(inbox.id, Uid(4)).unwrap(),
+        b"Subject: 0\r\n\r\nbody 0\r\n"
+    );
+    assert_eq!(
+        store.folder_counts(inbox.id).unwrap(),
+        FolderCounts::default()
+    );
+    let expunged = store.expunged_since(inbox.id, ModSeq(0)).unwrap().unwrap();
+    assert_eq!(
+        expunged.iter().map(|(uid, _)| *uid).collect::<Vec<_>>(),
+        vec![Uid(1), Uid(3)]
+    );
+    // The bodies are shared, not leaked: expunging the copies frees them.
+    store.expunge(inbox.id, &[Uid(4), Uid(5)]).unwrap();
+    assert_eq!(store.messages(inbox.id).unwrap().len(), 1);
+}
