@@ -2,8 +2,7 @@
 change acknowledged to one session is visible at the very next command of every other
 session watching the folder it changed (RFC 9051 §7.5.1 lets the server announce it
 then, and clients count on it: mbsync and the independent suite send NOOP or FETCH right
-after another connection's OK). Also MOVE into the selected folder itself (RFC 6851)
-and mailbox names that are not modified UTF-7 (NO, never BAD)."""
+after another connection's OK)."""
 
 from __future__ import annotations
 
@@ -61,63 +60,3 @@ def test_copies_moves_and_appends_are_seen_at_the_next_command(make_imap_server)
             round, kind, untagged)
     a.close()
     b.close()
-
-
-def test_a_move_into_the_selected_folder_itself(make_imap_server):
-    """RFC 6851: `MOVE 1 INBOX` with INBOX selected answers OK with COPYUID; the old
-    message is expunged and the copy is there, with a new UID and the same bytes; a
-    second session sees the expunge and the new message."""
-    server = make_imap_server(login="plaintext")
-    server.add_user(ALICE, ALICE_PW)
-    message = b"Subject: twice\r\n\r\nsame bytes\r\n"
-    a = session(server)
-    a.ok("APPEND INBOX (\\Flagged) ", Literal(message))
-    a.ok("APPEND INBOX ", Literal(b"Subject: other\r\n\r\nother\r\n"))
-    untagged = a.ok("SELECT INBOX")
-    validity = next(re.search(rb"UIDVALIDITY (\d+)", line).group(1)
-                    for line in untagged if b"UIDVALIDITY" in line)
-    b = session(server, "INBOX")
-    untagged, tagged = a.cmd("MOVE 1 INBOX")
-    assert tagged.endswith(b" OK MOVE completed"), tagged
-    assert untagged[:2] == [
-        b"* OK [COPYUID " + validity + b" 1 3] Moved",
-        b"* 1 EXPUNGE",
-    ], untagged
-    # The copy is announced with the MOVE's response or at the next command.
-    untagged += a.ok("NOOP")
-    assert untagged[2:] == [b"* 2 EXISTS", b"* 2 RECENT"], untagged
-    untagged = a.ok("UID FETCH 1:* (FLAGS BODY.PEEK[])")
-    assert untagged == [
-        b"* 1 FETCH (UID 2 FLAGS (\\Recent) BODY[] {25}\r\nSubject: other\r\n\r\nother\r\n)",
-        b"* 2 FETCH (UID 3 FLAGS (\\Flagged \\Recent) BODY[] {30}\r\n"
-        b"Subject: twice\r\n\r\nsame bytes\r\n)",
-    ], untagged
-    untagged = b.ok("NOOP")
-    assert untagged[:2] == [b"* 1 EXPUNGE", b"* 2 EXISTS"], untagged
-    a.close()
-    b.close()
-
-
-def test_names_that_are_not_modified_utf7_are_no_not_bad(make_imap_server):
-    """A name with a bare `&` names no mailbox: SELECT, EXAMINE, STATUS, DELETE, APPEND
-    answer NO [NONEXISTENT], CREATE NO [CANNOT], LIST and LSUB match nothing — never BAD,
-    and the session goes on."""
-    server = make_imap_server(login="plaintext")
-    server.add_user(ALICE, ALICE_PW)
-    a = session(server)
-    why = b"Mailbox name is not valid modified UTF-7"
-    for command, code in (
-        ('SELECT "Tea & Co"', b"[NONEXISTENT]"),
-        ('EXAMINE "x&y"', b"[NONEXISTENT]"),
-        ('STATUS "x&y" (MESSAGES)', b"[NONEXISTENT]"),
-        ('DELETE "x&y"', b"[NONEXISTENT]"),
-        ('CREATE "x&y"', b"[CANNOT]"),
-    ):
-        untagged, tagged = a.cmd(command)
-        assert (untagged, tagged.split(b" ", 1)[1]) == ([], b"NO " + code + b" " + why), command
-    assert a.cmd('LIST "" "Tea & *"')[0] == []
-    assert a.cmd('LSUB "" "x&y*"')[0] == []
-    untagged, tagged = a.cmd('APPEND "x&y" ', Literal(b"Subject: x\r\n\r\nx\r\n"))
-    assert tagged.split(b" ", 1)[1] == b"NO [NONEXISTENT] " + why, tagged
-    a.ok("NOOP")
-    a.close()

@@ -98,8 +98,12 @@ def test_qresync_reconnect_gets_exactly_the_changes(make_imap_server):
     other.ok("UID STORE 2 +FLAGS.SILENT (\\Answered)")
     other.ok("UID STORE 1,3 +FLAGS.SILENT (\\Deleted)")
     assert other.ok("EXPUNGE") == [b"* 3 EXPUNGE", b"* 1 EXPUNGE"]
-    untagged = other.ok("UID FETCH 2 (MODSEQ)")
-    (changed_modseq,) = re.findall(rb"MODSEQ \((\d+)\)", untagged[0])
+    # The session's first CONDSTORE-enabling command: HIGHESTMODSEQ first (RFC 7162 §3.1).
+    highest_line, fetched = other.ok("UID FETCH 2 (MODSEQ)")
+    (changed_modseq,) = re.findall(rb"MODSEQ \((\d+)\)", fetched)
+    # The folder's newest change is the EXPUNGE, after the flag change.
+    reported = re.fullmatch(rb"\* OK \[HIGHESTMODSEQ (\d+)\] Highest", highest_line)
+    assert reported and int(reported.group(1)) > int(changed_modseq), highest_line
 
     # The reconnect learns exactly that.
     again = RawImap(server)

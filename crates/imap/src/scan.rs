@@ -101,6 +101,8 @@ pub enum ScanOutput {
     Hits {
         hits: Vec<(u32, u32)>,
         max_modseq: u64,
+        /// The MODSEQ of each hit, in the order of `hits`.
+        modseqs: Vec<u64>,
     },
 }
 
@@ -151,6 +153,7 @@ impl ScanJob {
                 ScanWork::Search { .. } => ScanOutput::Hits {
                     hits: Vec::new(),
                     max_modseq: 0,
+                    modseqs: Vec::new(),
                 },
             },
             examined: 0,
@@ -241,7 +244,11 @@ impl ScanJob {
                     max_uid,
                     hints,
                 },
-                ScanOutput::Hits { hits, max_modseq },
+                ScanOutput::Hits {
+                    hits,
+                    max_modseq,
+                    modseqs,
+                },
             ) => {
                 let ctx = search::Context {
                     seq: target.seq,
@@ -254,6 +261,7 @@ impl ScanJob {
                 };
                 if search::matches(key, &ctx) {
                     hits.push((target.seq, target.uid));
+                    modseqs.push(message.modseq);
                     *max_modseq = (*max_modseq).max(message.modseq);
                 }
                 outcome.examined += ctx.text.examined();
@@ -328,7 +336,10 @@ mod tests {
             .unwrap();
         assert_eq!(done.processed, 10);
         assert!(!done.over_budget);
-        let ScanOutput::Hits { hits, max_modseq } = &done.output else {
+        let ScanOutput::Hits {
+            hits, max_modseq, ..
+        } = &done.output
+        else {
             panic!("{done:?}")
         };
         assert_eq!(hits.len(), 10);

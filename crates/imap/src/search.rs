@@ -272,14 +272,76 @@ fn day_of(timestamp: i64, offset: i32) -> Date {
 }
 
 fn header_matches(ctx: &Context<'_>, name: &str, needle: &str) -> bool {
+    let matches = |value: &String| {
+        contains(value, needle)
+            || (is_address_field(name) && contains(&without_comments(value), needle))
+    };
     if let Some(values) = ctx.message.fields.as_ref().and_then(|f| f.values(name)) {
-        return values.iter().any(|value| contains(value, needle));
+        return values.iter().any(matches);
     }
     let raw = ctx.message.raw.as_deref().unwrap_or_default();
     ctx.text.count(header_block(ctx.message).len());
     let values = portico_mime::header_values(raw, name);
     // HEADER name "" matches every message that has the field (RFC 9051 §6.4.4).
-    !values.is_empty() && values.iter().any(|value| contains(value, needle))
+    !values.is_empty() && values.iter().any(matches)
+}
+
+pub fn is_address_field(name: &str) -> bool {
+    ["From", "To", "Cc", "Bcc"]
+        .iter()
+        .any(|field| field.eq_ignore_ascii_case(name))
+}
+
+/// An address field's value without its comments (RFC 5322 §3.2.2, nested, outside
+/// quoted strings) and without the space they leave around `@` and `.` inside an
+/// address: `<user (c)@ (c) example.org>` is `<user@example.org>`, as a client
+/// searching FROM user@example.org means it.
+pub fn without_comments(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    // Folding white space left around the address's separators goes.
+    let mut tight = String::with_capacity(out.len());
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            let mut next = chars.peek().copied();
+            while next.is_some_and(char::is_whitespace) {
+                chars.next();
+                next = chars.peek().copied();
+            }
+            let around = |c: Option<char>| matches!(c, Some('@' | '.' | '>'));
+            if around(next) || around(tight.chars().last()) || tight.ends_with('<') {
+                continue;
+            }
+        }
+        tight.push(c);
+    }
+    tight
 }
 
 fn sent_day(message: &MessageData) -> Option<Date> {
@@ -442,6 +504,18 @@ mod tests {
         let m = message(raw, &["\\Seen", "$Work"]);
         use SearchKey::*;
         assert!(check(From("ALICE".into()), &m));
+        // Comments inside an address do not hide it (RFC 5322 §3.2.2).
+        let commented = message(
+            b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: \"a (not a comment)\" <b@c.d>\r\n\r\nx\r\n",
+            &[],
+        );
+        assert!(check(From("user-from@domain.org".into()), &commented));
+        assert!(!check(From("user-from@other.org".into()), &commented));
+        assert!(check(To("a (not a comment)".into()), &commented));
+        assert_eq!(
+            without_comments("Ann (the (nested) one) <ann . x (c) @ example . org>"),
+            "Ann <ann.x@example.org>"
+        );
         assert!(check(Subject("grüße".into()), &m));
         assert!(check(Body("böb".into()), &m));
         assert!(check(Text("alice@".into()), &m));

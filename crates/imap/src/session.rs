@@ -232,6 +232,8 @@ enum ScanKind {
         returns: Option<Vec<SearchReturn>>,
         hits: Vec<(u32, u32)>,
         max_modseq: u64,
+        /// The MODSEQ of each hit.
+        modseqs: Vec<u64>,
     },
 }
 
@@ -777,6 +779,19 @@ impl Session {
 
     fn utf8(&self) -> bool {
         self.enabled.utf8
+    }
+
+    /// A command of the selected state turns CONDSTORE on: the first one tells the
+    /// client the folder's HIGHESTMODSEQ (RFC 7162 §3.1), which SELECT did not.
+    fn enable_condstore(&mut self) {
+        if self.enabled.condstore {
+            return;
+        }
+        self.enabled.condstore = true;
+        if let Some(view) = self.selected_view() {
+            let line = format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", view.highest_modseq());
+            self.out.extend_from_slice(line.as_bytes());
+        }
     }
 
     /// The mailbox a command names, or its answer: a name that does not decode names
@@ -1417,7 +1432,7 @@ impl Session {
                 let uids: Vec<u32> = targets.iter().map(|(_, uid)| *uid).collect();
                 if unchanged_since.is_some() {
                     // RFC 7162 §3.1: a CONDSTORE-enabling command.
-                    self.enabled.condstore = true;
+                    self.enable_condstore();
                 }
                 if uids.is_empty() {
                     let command = if uid { "UID STORE" } else { "STORE" };
@@ -1552,7 +1567,7 @@ impl Session {
         // RFC 7162 §3.1: CHANGEDSINCE and MODSEQ turn CONDSTORE on; from then on every
         // FETCH with FLAGS carries MODSEQ too.
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         let with_modseq = changed_since.is_some()
             || (self.enabled.condstore && attrs.contains(&FetchAttr::Flags));
@@ -1685,7 +1700,7 @@ impl Session {
         }
         if mentions_modseq(&criteria) {
             // RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE.
-            self.enabled.condstore = true;
+            self.enable_condstore();
         }
         let Some(view) = self.selected_view() else {
             return;
@@ -1727,6 +1742,7 @@ impl Session {
                 returns,
                 hits: Vec::new(),
                 max_modseq: 0,
+                modseqs: Vec::new(),
             },
         };
         if !queries.is_empty()
@@ -1816,6 +1832,7 @@ impl Session {
                 returns,
                 hits,
                 max_modseq,
+                modseqs,
             } => {
                 let asked_modseq = match &*scan.work {
                     ScanWork::Search { key, .. } => mentions_modseq(key),
@@ -1867,9 +1884,26 @@ impl Session {
                         if returns.contains(&SearchReturn::Count) {
                             line.push_str(&format!(" COUNT {}", numbers.len()));
                         }
-                        // RFC 7162 §3.1.5: the highest MODSEQ of the matches.
-                        if max_modseq > 0 && !numbers.is_empty() {
-                            line.push_str(&format!(" MODSEQ {max_modseq}"));
+                        // RFC 7162 §3.1.5, RFC 4731 §3.2: the highest MODSEQ of the
+                        // messages returned: of every match with ALL or COUNT, else of
+                        // the MIN and MAX ones alone.
+                        let every = returns
+                            .iter()
+                            .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count));
+                        let returned = if every || modseqs.is_empty() {
+                            max_modseq
+                        } else {
+                            let mut returned = 0;
+                            if returns.contains(&SearchReturn::Min) {
+                                returned = modseqs[0];
+                            }
+                            if returns.contains(&SearchReturn::Max) {
+                                returned = returned.max(modseqs[modseqs.len() - 1]);
+                            }
+                            returned
+                        };
+                        if max_modseq > 0 && returned > 0 && !numbers.is_empty() {
+                            line.push_str(&format!(" MODSEQ {returned}"));
                         }
                         line.push_str("\r\n");
                         self.out.extend_from_slice(line.as_bytes());
@@ -2263,14 +2297,20 @@ impl Session {
                 self.out.extend_from_slice(&bytes[from..]);
             }
             (
-                ScanOutput::Hits { hits, max_modseq },
+                ScanOutput::Hits {
+                    hits,
+                    max_modseq,
+                    modseqs,
+                },
                 ScanKind::Search {
                     hits: all,
                     max_modseq: highest,
+                    modseqs: all_modseqs,
                     ..
                 },
             ) => {
                 all.extend(hits);
+                all_modseqs.extend(modseqs);
                 *highest = (*highest).max(max_modseq);
             }
             // The host answered a job with another kind's output.

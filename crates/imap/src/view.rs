@@ -29,6 +29,8 @@ pub struct View {
     shown: HashMap<u32, u64>,
     /// HIGHESTMODSEQ at SELECT.
     base: u64,
+    /// The newest MODSEQ of the folder this session knows of.
+    highest: u64,
 }
 
 /// How a session wants changes announced.
@@ -54,12 +56,19 @@ impl View {
     /// The view of a folder whose HIGHESTMODSEQ was `base` at SELECT.
     pub fn since(mut self, base: u64) -> View {
         self.base = base;
+        self.highest = base;
         self
+    }
+
+    /// The folder's HIGHESTMODSEQ as far as this session knows.
+    pub fn highest_modseq(&self) -> u64 {
+        self.highest
     }
 
     /// The client was shown `uid` at `modseq` (a FETCH or STORE response): a change
     /// not newer is dropped.
     pub fn shown(&mut self, uid: u32, modseq: u64) {
+        self.highest = self.highest.max(modseq);
         if modseq <= self.base {
             return;
         }
@@ -161,6 +170,12 @@ impl View {
 
     /// Queues a change for announcement.
     pub fn queue(&mut self, event: FolderEvent) {
+        let modseq = match &event {
+            FolderEvent::Appended { modseq, .. }
+            | FolderEvent::FlagsChanged { modseq, .. }
+            | FolderEvent::Expunged { modseq, .. } => *modseq,
+        };
+        self.highest = self.highest.max(modseq);
         match event {
             FolderEvent::Appended { uid, recent, .. } => {
                 if self.max_uid().is_none_or(|max| uid > max) {

@@ -425,8 +425,16 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
     };
     let fields = HeaderField::ALL.map(|field| {
         let values = kept.values(field.name()).unwrap_or_default();
-        // Each value lower-cased alone, as the exact check does.
-        let lowered: Vec<String> = values.iter().map(|v| v.to_lowercase()).collect();
+        // Each value lower-cased alone, as the exact check does, and an address field's
+        // also without its comments, which the exact check looks through.
+        let mut lowered: Vec<String> = values.iter().map(|v| v.to_lowercase()).collect();
+        if portico_imap::search::is_address_field(field.name()) {
+            lowered.extend(
+                values
+                    .iter()
+                    .map(|v| portico_imap::search::without_comments(v).to_lowercase()),
+            );
+        }
         lowered.join("\n")
     });
     let header = portico_mime::header_search_text(header);

@@ -1138,8 +1138,10 @@ impl Handler<FolderChanged> for ImapConnection {
                     }));
                 }
             }
-            // This session reports its own flag changes and expunges in its responses.
-            FolderChange::FlagsChanged { .. } | FolderChange::Expunged { .. } if own => return,
+            // This session reports its own flag changes in its responses. Its own
+            // expunges come through (the view skips what it reported already): their
+            // MODSEQ is the folder's newest.
+            FolderChange::FlagsChanged { .. } if own => return,
             FolderChange::FlagsChanged { changes } => {
                 for change in changes.iter() {
                     self.machine.handle(Input::Event(FolderEvent::FlagsChanged {

@@ -12,8 +12,8 @@
 //! 3. it switches the directory with a [`DirectoryChange::Move`] made for the home and
 //!    move epoch it copied from (a change made meanwhile makes it fail, not undo that
 //!    change), and waits until its own replica names the new home;
-//! 4. it deletes its copy and opens the gate, behind which its replica now sends
-//!    everyone to the new home.
+//! 4. it answers, then deletes its copy and opens the gate, behind which its replica
+//!    now sends everyone to the new home.
 //!
 //! A move that fails before the switch leaves the mailbox where it was and open again;
 //! the new home drops what it received when the link ends without `Finish`, and any
@@ -115,19 +115,18 @@ pub async fn move_here(
         }
         tracing::warn!(user = %address, error = %why, "the switch was reported failed but the directory took it");
     }
-    if !applied {
-        // Committed, not yet here: this node must not serve or make the mailbox again
-        // before its replica knows, so the gate stays closed until then.
-        let (node, address, to) = (node.clone(), address.clone(), to.to_string());
-        tokio::spawn(async move {
-            while !moved_in_replica(&node, &address, &to, move_epoch).await {}
-            remove_old_copy(&node, &address).await;
-            drop(closed);
-        });
-    } else {
-        remove_old_copy(node, &address).await;
+    // The new home serves the mailbox now. The old copy goes in the background (a
+    // big mailbox takes a while), behind the closed gate; if this node's replica has
+    // not taken the switch yet, it must not serve or make the mailbox again before it
+    // does, so the gate stays closed until then.
+    let (node, address_now, to_now) = (node.clone(), address.clone(), to.to_string());
+    tokio::spawn(async move {
+        if !applied {
+            while !moved_in_replica(&node, &address_now, &to_now, move_epoch).await {}
+        }
+        remove_old_copy(&node, &address_now).await;
         drop(closed);
-    }
+    });
     tracing::info!(
         user = %address, %to, folders = report.folders, messages = report.messages,
         bytes = report.bytes, millis = started.elapsed().as_millis() as u64, "mailbox moved"

@@ -1,0 +1,133 @@
+"""IMAP behaviours an independent conformance suite checks, against the real binary over
+raw sockets: MOVE into the selected folder itself (RFC 6851), mailbox names that are not
+modified UTF-7 (NO, never BAD), keywords announced before first use (RFC 9051 §7.3.5),
+HIGHESTMODSEQ when CONDSTORE is turned on by a command (RFC 7162 §3.1), and address
+searches that look through RFC 5322 comments."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import Literal
+from test_imap_consistency import ALICE, ALICE_PW, session
+
+
+def test_a_move_into_the_selected_folder_itself(make_imap_server):
+    """RFC 6851: `MOVE 1 INBOX` with INBOX selected answers OK with COPYUID; the old
+    message is expunged and the copy is there, with a new UID and the same bytes; a
+    second session sees the expunge and the new message."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    message = b"Subject: twice\r\n\r\nsame bytes\r\n"
+    a = session(server)
+    a.ok("APPEND INBOX (\\Flagged) ", Literal(message))
+    a.ok("APPEND INBOX ", Literal(b"Subject: other\r\n\r\nother\r\n"))
+    untagged = a.ok("SELECT INBOX")
+    validity = next(re.search(rb"UIDVALIDITY (\d+)", line).group(1)
+                    for line in untagged if b"UIDVALIDITY" in line)
+    b = session(server, "INBOX")
+    untagged, tagged = a.cmd("MOVE 1 INBOX")
+    assert tagged.endswith(b" OK MOVE completed"), tagged
+    assert untagged[:2] == [
+        b"* OK [COPYUID " + validity + b" 1 3] Moved",
+        b"* 1 EXPUNGE",
+    ], untagged
+    # The copy is announced with the MOVE's response or at the next command.
+    untagged += a.ok("NOOP")
+    assert untagged[2:] == [b"* 2 EXISTS", b"* 2 RECENT"], untagged
+    untagged = a.ok("UID FETCH 1:* (FLAGS BODY.PEEK[])")
+    assert untagged == [
+        b"* 1 FETCH (UID 2 FLAGS (\\Recent) BODY[] {25}\r\nSubject: other\r\n\r\nother\r\n)",
+        b"* 2 FETCH (UID 3 FLAGS (\\Flagged \\Recent) BODY[] {30}\r\n"
+        b"Subject: twice\r\n\r\nsame bytes\r\n)",
+    ], untagged
+    untagged = b.ok("NOOP")
+    assert untagged[:2] == [b"* 1 EXPUNGE", b"* 2 EXISTS"], untagged
+    a.close()
+    b.close()
+
+
+def test_names_that_are_not_modified_utf7_are_no_not_bad(make_imap_server):
+    """A name with a bare `&` names no mailbox: SELECT, EXAMINE, STATUS, DELETE, APPEND
+    answer NO [NONEXISTENT], CREATE NO [CANNOT], LIST and LSUB match nothing — never BAD,
+    and the session goes on."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    why = b"Mailbox name is not valid modified UTF-7"
+    for command, code in (
+        ('SELECT "Tea & Co"', b"[NONEXISTENT]"),
+        ('EXAMINE "x&y"', b"[NONEXISTENT]"),
+        ('STATUS "x&y" (MESSAGES)', b"[NONEXISTENT]"),
+        ('DELETE "x&y"', b"[NONEXISTENT]"),
+        ('CREATE "x&y"', b"[CANNOT]"),
+    ):
+        untagged, tagged = a.cmd(command)
+        assert (untagged, tagged.split(b" ", 1)[1]) == ([], b"NO " + code + b" " + why), command
+    assert a.cmd('LIST "" "Tea & *"')[0] == []
+    assert a.cmd('LSUB "" "x&y*"')[0] == []
+    untagged, tagged = a.cmd('APPEND "x&y" ', Literal(b"Subject: x\r\n\r\nx\r\n"))
+    assert tagged.split(b" ", 1)[1] == b"NO [NONEXISTENT] " + why, tagged
+    a.ok("NOOP")
+    a.close()
+
+
+def test_a_new_keyword_is_announced_before_any_response_shows_it(make_imap_server):
+    """Session B sets $Label5 on a message; session A, with the folder selected, gets
+    FLAGS and PERMANENTFLAGS listing it before the FETCH that shows it; a new SELECT
+    lists it at once."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    a.ok("APPEND INBOX ", Literal(b"Subject: k\r\n\r\nk\r\n"))
+    a.ok("SELECT INBOX")
+    b = session(server, "INBOX")
+    b.ok("STORE 1 +FLAGS.SILENT ($Label5)")
+    system = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+    assert a.ok("NOOP") == [
+        f"* FLAGS ({system} $Label5)".encode(),
+        f"* OK [PERMANENTFLAGS ({system} $Label5 \\*)] Flags permitted".encode(),
+        b"* 1 FETCH (UID 1 FLAGS ($Label5 \\Recent))",
+    ]
+    assert a.ok("FETCH 1 (FLAGS)") == [b"* 1 FETCH (FLAGS ($Label5 \\Recent))"]
+    c = session(server)
+    assert f"* FLAGS ({system} $Label5)".encode() in c.ok("EXAMINE INBOX")
+    for client in (a, b, c):
+        client.close()
+
+
+def test_condstore_turned_on_by_fetch_tells_highestmodseq(make_imap_server):
+    """The first FETCH with MODSEQ in a session that never enabled CONDSTORE answers
+    `* OK [HIGHESTMODSEQ n]` first, n being the folder's newest change; the next FETCH
+    does not repeat it."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    for n in range(2):
+        a.ok("APPEND INBOX ", Literal(b"Subject: m\r\n\r\nm\r\n"))
+    a.ok("SELECT INBOX")
+    a.ok("STORE 1 +FLAGS.SILENT (\\Seen)")
+    untagged = a.ok("FETCH 1:* (MODSEQ)")
+    modseqs = [int(m) for line in untagged[1:] for m in re.findall(rb"MODSEQ \((\d+)\)", line)]
+    assert untagged[0] == f"* OK [HIGHESTMODSEQ {max(modseqs)}] Highest".encode(), untagged
+    assert len(modseqs) == 2
+    assert not any(b"HIGHESTMODSEQ" in line for line in a.ok("FETCH 1 (MODSEQ)"))
+    a.close()
+
+
+def test_address_searches_see_through_comments(make_imap_server):
+    """`From: <user-from (comment)@ (comment) domain.org>` is found by SEARCH FROM
+    user-from@domain.org (and not by another domain); the same for TO."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    a.ok("APPEND INBOX ", Literal(
+        b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+        b"To: Ann (work) <ann (x) @ example . org>\r\nSubject: c\r\n\r\nc\r\n"))
+    a.ok("APPEND INBOX ", Literal(b"From: other@domain.org\r\nSubject: d\r\n\r\nd\r\n"))
+    a.ok("SELECT INBOX")
+    assert a.ok("SEARCH FROM user-from@domain.org") == [b"* SEARCH 1"]
+    assert a.ok("SEARCH FROM user-from@other.org") == [b"* SEARCH"]
+    assert a.ok("SEARCH TO ann@example.org") == [b"* SEARCH 1"]
+    assert a.ok("SEARCH FROM domain.org") == [b"* SEARCH 1 2"]
+    a.close()
