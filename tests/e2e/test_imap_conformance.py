@@ -131,3 +131,34 @@ def test_address_searches_see_through_comments(make_imap_server):
     assert a.ok("SEARCH TO ann@example.org") == [b"* SEARCH 1"]
     assert a.ok("SEARCH FROM domain.org") == [b"* SEARCH 1 2"]
     a.close()
+
+
+def test_a_binary_part_appended_as_literal8_is_kept_byte_exact(make_imap_server):
+    """RFC 3516: a message appended with `~{n}` whose part is Content-Transfer-Encoding
+    binary, with NUL, CR, LF and 8-bit bytes, is stored exactly (no CR added before its
+    LF); BINARY.SIZE[1] is its 7 bytes, BINARY[1] and BODY[1] return them as literal8,
+    and BODY[] gives back the very bytes appended."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    content = b"\x00\x01\n\xff\r\x80A"
+    message = (
+        b"MIME-Version: 1.0\r\nSubject: binary\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: binary\r\n\r\n" + content + b"\r\n--b--\r\n"
+    )
+    a = session(server)
+    a.send(f"T900 APPEND INBOX ~{{{len(message)}}}\r\n".encode())
+    assert a.line().startswith(b"+")
+    a.send(message + b"\r\n")
+    untagged, tagged = a.read_until("T900")
+    assert tagged.startswith(b"T900 OK [APPENDUID "), (untagged, tagged)
+    a.ok("SELECT INBOX")
+    assert a.ok("FETCH 1 (BINARY.SIZE[1] RFC822.SIZE)") == [
+        f"* 1 FETCH (BINARY.SIZE[1] 7 RFC822.SIZE {len(message)})".encode()
+    ]
+    assert a.ok("FETCH 1 (BINARY.PEEK[1])") == [b"* 1 FETCH (BINARY[1] ~{7}\r\n" + content + b")"]
+    assert a.ok("FETCH 1 (BODY.PEEK[1])") == [b"* 1 FETCH (BODY[1] ~{7}\r\n" + content + b")"]
+    whole = a.ok("FETCH 1 (BODY.PEEK[])")
+    assert whole == [f"* 1 FETCH (BODY[] ~{{{len(message)}}}\r\n".encode() + message + b")"]
+    a.close()

@@ -368,7 +368,8 @@ pub fn render_streaming(
                     let _ = write!(items, "<{}>", partial.origin);
                 }
                 items.push(b' ');
-                literal(&mut items, partial_slice(&bytes, *partial), false);
+                // A section holding NUL (a binary part, RFC 3516) can only be a literal8.
+                literal(&mut items, partial_slice(&bytes, *partial), true);
             }
             FetchAttr::Binary { part, partial, .. } => {
                 let decoded = binary(message, part)?;

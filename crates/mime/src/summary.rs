@@ -131,6 +131,25 @@ pub struct Encapsulated {
     pub root: Part,
 }
 
+impl Part {
+    /// Whether this part or one inside it is sent with `Content-Transfer-Encoding:
+    /// binary` (RFC 3516): its bytes are not lines, and must be kept exactly.
+    pub fn has_binary(&self) -> bool {
+        if self
+            .encoding
+            .as_deref()
+            .is_some_and(|encoding| encoding.eq_ignore_ascii_case(b"binary"))
+        {
+            return true;
+        }
+        match &self.content {
+            Content::Message { message, .. } => message.root.has_binary(),
+            Content::Multipart(parts) => parts.iter().any(Part::has_binary),
+            Content::Basic | Content::Text { .. } => false,
+        }
+    }
+}
+
 impl MessageSummary {
     /// The ENVELOPE fields, for SORT and THREAD as well as FETCH.
     pub fn envelope_fields(&self) -> &Envelope {

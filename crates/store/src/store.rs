@@ -1050,9 +1050,20 @@ impl Store {
         let arrival = expected
             .and_then(ExpectedAppend::take)
             .unwrap_or_else(|| self.commit.arrive());
-        let message = normalize_line_endings(message);
-        // Parsed once here, outside the writer lock, so FETCH never parses again.
-        let summary = encode(&portico_mime::summarize(&message))?;
+        // Parsed once here, outside the writer lock, so FETCH never parses again (twice
+        // for a message with bare LFs, which become CRLF — except in a message with a
+        // binary part (RFC 3516), whose bytes are kept exactly).
+        let parsed = portico_mime::summarize(message);
+        let message = if parsed.root().has_binary() {
+            Cow::Borrowed(message)
+        } else {
+            normalize_line_endings(message)
+        };
+        let parsed = match &message {
+            Cow::Borrowed(_) => parsed,
+            Cow::Owned(normalized) => portico_mime::summarize(normalized),
+        };
+        let summary = encode(&parsed)?;
         let search_fields = search_record(&message)?;
         self.check_free_space()?;
         let id = self.body_ids.fetch_add(1, Ordering::Relaxed);

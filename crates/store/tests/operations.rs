@@ -823,3 +823,29 @@ fn a_move_into_the_same_folder_gives_new_uids_and_keeps_one_copy() {
     store.expunge(inbox.id, &[Uid(4), Uid(5)]).unwrap();
     assert_eq!(store.messages(inbox.id).unwrap().len(), 1);
 }
+
+#[test]
+fn a_message_with_a_binary_part_is_kept_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+    // RFC 3516: a binary part's LF is a byte like any other, not a line end.
+    let message = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Transfer-Encoding: BINARY\r\n\r\n\x00\n\xff\r\n--b--\r\n";
+    let appended = store
+        .append(inbox.id, message, &Flags::default(), (0, 0))
+        .unwrap();
+    assert_eq!(store.message_bytes(inbox.id, appended.uid).unwrap(), message);
+    let summary = store.message_summary(inbox.id, appended.uid).unwrap();
+    assert!(summary.root().has_binary());
+    // Without a binary part, bare LFs still become CRLF.
+    let text = b"Subject: t\n\nline\n";
+    let appended = store
+        .append(inbox.id, text, &Flags::default(), (0, 0))
+        .unwrap();
+    assert_eq!(
+        store.message_bytes(inbox.id, appended.uid).unwrap(),
+        b"Subject: t\r\n\r\nline\r\n"
+    );
+}
