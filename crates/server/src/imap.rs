@@ -885,10 +885,10 @@ impl ImapConnection {
                         let moving = CopyMessages {
                             origin: None,
                             uids,
-                            destination: target,
+                            source: inbox,
                             moving: true,
                         };
-                        node.mailboxes.copy(inbox, moving).await?;
+                        node.mailboxes.copy(moving, target).await?;
                     }
                     Ok(())
                 };
@@ -1015,10 +1015,10 @@ impl ImapConnection {
                     let msg = CopyMessages {
                         origin: Some(session),
                         uids: uids.into_iter().map(Uid).collect(),
-                        destination: target.id,
+                        source: MailboxId(folder.0),
                         moving,
                     };
-                    let copied = node.mailboxes.copy(MailboxId(folder.0), msg).await?;
+                    let copied = node.mailboxes.copy(msg, target.id).await?;
                     Ok(ImapCopied {
                         uidvalidity: copied.uidvalidity.0,
                         pairs: copied.pairs.into_iter().map(|(a, b)| (a.0, b.0)).collect(),

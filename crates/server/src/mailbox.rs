@@ -538,24 +538,6 @@ impl Handler<LinkStaged> for MailboxActor {
     }
 }
 
-/// Announces messages another folder's actor put into this folder (COPY/MOVE targets).
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct AnnounceAppended {
-    pub origin: Option<SessionId>,
-    pub messages: Vec<(Uid, Flags, ModSeq)>,
-}
-
-impl Handler<AnnounceAppended> for MailboxActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: AnnounceAppended, _: &mut Self::Context) {
-        self.status.touch();
-        self.settle_durable();
-        self.broadcast_appended(msg.origin, &msg.messages);
-    }
-}
-
 /// The folder as a session sees it at SELECT.
 #[derive(Debug)]
 pub struct FolderSnapshot {
@@ -812,59 +794,86 @@ impl Handler<ExpungeDeleted> for MailboxActor {
     }
 }
 
-/// IMAP COPY / MOVE out of this folder into `destination`. The answer carries the
-/// announcement for the destination's watchers: the caller sends it there
-/// ([`MailboxRegistry::copy`]) and answers its client only after it is handed on, so a
-/// session watching the destination hears of the copies at its next command. (This
-/// actor does not send it itself: waiting on another folder's actor could deadlock two
-/// copies made in opposite directions.)
+/// IMAP COPY / MOVE from `source` into this folder, handled by this folder's actor: it
+/// is the writer that hands out this folder's UIDs, so the copies are announced in UID
+/// order with its own appends (a copy made by the source's actor could be announced
+/// after a later append, and a session would see UIDs out of order). Sessions watching
+/// this folder are told before the answer. For a MOVE the answer carries the expunges
+/// for the source's actor ([`MailboxRegistry::copy`] hands them on before the client
+/// hears OK). An actor never waits on another: two copies in opposite directions
+/// cannot deadlock.
 #[derive(Message, Clone)]
-#[rtype(result = "Result<(Copied, AnnounceAppended), MailboxFault>")]
+#[rtype(result = "Result<(Copied, Option<AnnounceExpunged>), MailboxFault>")]
 pub struct CopyMessages {
     pub origin: Option<SessionId>,
     pub uids: Vec<Uid>,
-    pub destination: MailboxId,
+    pub source: MailboxId,
     pub moving: bool,
 }
 
+/// Messages another folder's actor moved out of this folder (MOVE).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct AnnounceExpunged {
+    pub origin: Option<SessionId>,
+    pub uids: Vec<Uid>,
+    pub modseq: ModSeq,
+}
+
+impl Handler<AnnounceExpunged> for MailboxActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AnnounceExpunged, _: &mut Self::Context) {
+        self.status.touch();
+        self.announce_expunged(msg.origin, msg.uids, msg.modseq);
+    }
+}
+
 impl Handler<CopyMessages> for MailboxActor {
-    type Result = AtomicResponse<Self, Result<(Copied, AnnounceAppended), MailboxFault>>;
+    type Result = AtomicResponse<Self, Result<(Copied, Option<AnnounceExpunged>), MailboxFault>>;
 
     fn handle(&mut self, msg: CopyMessages, _: &mut Self::Context) -> Self::Result {
         self.status.touch();
         let (store, id) = (self.store.clone(), self.id);
-        let (origin, destination, moving) = (msg.origin, msg.destination, msg.moving);
+        let (origin, source, moving) = (msg.origin, msg.source, msg.moving);
         AtomicResponse::new(Box::pin(
             blocking(move || {
                 let copied = if moving {
-                    store.move_messages(id, &msg.uids, destination)?
+                    store.move_messages(source, &msg.uids, id)?
                 } else {
-                    store.copy(id, &msg.uids, destination)?
+                    store.copy(source, &msg.uids, id)?
                 };
                 let mut added = Vec::new();
                 for (_, new_uid) in &copied.pairs {
-                    let meta = store.message(destination, *new_uid)?;
+                    let meta = store.message(id, *new_uid)?;
                     added.push((*new_uid, meta.flags, meta.modseq));
                 }
-                let modseq = store.mailbox(id)?.highest_modseq;
+                let modseq = store.mailbox(source)?.highest_modseq;
                 Ok((copied, added, modseq))
             })
             .into_actor(self)
             .map(move |result, actor, _| {
                 let (copied, added, modseq) = result?;
+                // Appends linked before the copy have lower UIDs and are durable now:
+                // they are announced first.
                 actor.settle_durable();
-                if moving && !copied.pairs.is_empty() {
-                    actor.announce_expunged(
-                        origin,
-                        copied.pairs.iter().map(|(src, _)| *src).collect(),
-                        modseq,
-                    );
+                let gone: Vec<Uid> = copied.pairs.iter().map(|(src, _)| *src).collect();
+                let mut expunged = None;
+                if moving && !gone.is_empty() {
+                    if source == id {
+                        actor.announce_expunged(origin, gone, modseq);
+                    } else {
+                        expunged = Some(AnnounceExpunged {
+                            origin,
+                            uids: gone,
+                            modseq,
+                        });
+                    }
                 }
-                let announce = AnnounceAppended {
-                    origin,
-                    messages: added,
-                };
-                Ok((copied, announce))
+                if !added.is_empty() {
+                    actor.broadcast_appended(origin, &added);
+                }
+                Ok((copied, expunged))
             }),
         ))
     }
@@ -1103,13 +1112,13 @@ impl MailboxRegistry {
         }
     }
 
-    /// COPY or MOVE through the source folder's actor; returns once the sessions
-    /// watching the destination have been told of the new messages.
-    pub async fn copy(&self, from: MailboxId, copy: CopyMessages) -> Result<Copied, MailboxFault> {
-        let destination = copy.destination;
-        let (copied, announce) = self.send(from, copy).await??;
-        if !announce.messages.is_empty() {
-            self.send(destination, announce).await?;
+    /// COPY or MOVE through the destination folder's actor; returns once the sessions
+    /// watching either folder have been told.
+    pub async fn copy(&self, copy: CopyMessages, into: MailboxId) -> Result<Copied, MailboxFault> {
+        let source = copy.source;
+        let (copied, expunged) = self.send(into, copy).await??;
+        if let Some(expunged) = expunged {
+            self.send(source, expunged).await?;
         }
         Ok(copied)
     }
