@@ -162,3 +162,31 @@ def test_a_binary_part_appended_as_literal8_is_kept_byte_exact(make_imap_server)
     whole = a.ok("FETCH 1 (BODY.PEEK[])")
     assert whole == [f"* 1 FETCH (BODY[] ~{{{len(message)}}}\r\n".encode() + message + b")"]
     a.close()
+
+
+def test_recent_is_kept_across_restarts_and_counted_by_status(make_imap_server):
+    """RFC 3501 §2.3.2: mail delivered while nobody has the folder open is \\Recent for
+    the first read-write session, also after a restart, and STATUS RECENT counts it;
+    once that session has seen it, it is recent for nobody, restart or not."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    a.ok("SELECT INBOX")
+    a.close()
+    for n in range(2):
+        server.deliver(ALICE, f"Subject: r{n}\r\n\r\nr\r\n".encode())
+    server.restart()
+    a = session(server)
+    assert a.ok("STATUS INBOX (MESSAGES RECENT)") == [b'* STATUS "INBOX" (MESSAGES 2 RECENT 2)']
+    assert b"* 2 RECENT" in a.ok("EXAMINE INBOX"), "EXAMINE takes \\Recent from nobody"
+    assert b"* 2 RECENT" in a.ok("SELECT INBOX")
+    assert a.ok("FETCH 1:* (FLAGS)") == [
+        b"* 1 FETCH (FLAGS (\\Recent))",
+        b"* 2 FETCH (FLAGS (\\Recent))",
+    ]
+    a.close()
+    server.restart()
+    b = session(server)
+    assert b.ok("STATUS INBOX (RECENT)") == [b'* STATUS "INBOX" (RECENT 0)']
+    assert b"* 0 RECENT" in b.ok("SELECT INBOX")
+    b.close()

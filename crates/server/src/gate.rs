@@ -3,12 +3,15 @@
 //! [`MailboxLease`] for as long as it may write to it. Closing the gate refuses new
 //! leases, tells the sessions holding one to end, and waits until the last lease is
 //! given back; from then on nothing changes the mailbox until the gate opens again.
+//! Mailboxes are named by address, in any spelling: the gate normalizes it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+
+use crate::auth::normalize_address;
 
 #[derive(Default)]
 pub struct MailboxGate {
@@ -62,6 +65,7 @@ impl MailboxGate {
 
     /// A lease on `user`'s mailbox, or `None` while the mailbox is closed.
     pub fn enter(self: &Arc<Self>, user: &str) -> Option<MailboxLease> {
+        let user = &normalize_address(user);
         let mut users = self.users();
         let entry = users.entry(user.to_string()).or_insert_with(Entry::new);
         if entry.closed {
@@ -83,6 +87,7 @@ impl MailboxGate {
         user: &str,
         patience: Duration,
     ) -> Result<ClosedMailbox, StillInUse> {
+        let user = &normalize_address(user);
         {
             let mut users = self.users();
             let entry = users.entry(user.to_string()).or_insert_with(Entry::new);
@@ -112,7 +117,9 @@ impl MailboxGate {
 
     /// Whether `user`'s mailbox is closed now.
     pub fn is_closed(&self, user: &str) -> bool {
-        self.users().get(user).is_some_and(|entry| entry.closed)
+        self.users()
+            .get(&normalize_address(user))
+            .is_some_and(|entry| entry.closed)
     }
 }
 
@@ -177,6 +184,7 @@ mod tests {
             .expect("told to end");
         assert!(gate.enter("ann").is_none());
         assert!(gate.enter("bob").is_some(), "other mailboxes stay open");
+        assert!(gate.enter(" ANN ").is_none(), "in any spelling");
         assert!(!closing.is_finished());
         drop(session);
         let closed = closing.await.unwrap().expect("closed");

@@ -464,6 +464,7 @@ fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatu
     let counts = store.folder_counts(mailbox.id)?;
     status.unseen = counts.unseen;
     status.deleted = counts.deleted;
+    status.recent = store.recent_count(mailbox.id)?;
     Ok(status)
 }
 

@@ -83,7 +83,8 @@ pub struct MailboxActor {
     /// Sessions that have the folder selected (or are idling on it).
     subscribers: HashMap<SessionId, Subscriber>,
     /// UIDs from here on are \Recent for the next session that selects the folder
-    /// read-write (RFC 3501 §2.3.2). Not kept across restarts.
+    /// read-write (RFC 3501 §2.3.2); `None`: none is. Kept in the store
+    /// ([`Store::first_recent`]), read when the actor starts.
     recent_from: Option<Uid>,
     /// Appends applied but not yet durable, in UID order.
     pending: VecDeque<PendingAppend>,
@@ -262,6 +263,20 @@ impl MailboxActor {
         });
     }
 
+    /// Writes where \Recent starts to the store (in the background: the value only
+    /// moves forward, so writes landing in any order keep the newest).
+    fn keep_recent(&self) {
+        let Some(from) = self.recent_from else {
+            return;
+        };
+        let (store, id) = (self.store.clone(), self.id);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.advance_first_recent(id, from) {
+                tracing::warn!(mailbox = id.0, error = %e, "could not keep where \\Recent starts");
+            }
+        });
+    }
+
     /// Announces new messages; the first read-write watcher sees them as \Recent.
     fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[(Uid, Flags, ModSeq)]) {
         let first = self
@@ -282,6 +297,7 @@ impl MailboxActor {
                 }
             }
         }
+        self.keep_recent();
         if messages.is_empty() {
             return;
         }
@@ -613,6 +629,7 @@ impl Handler<SubscribeSession> for MailboxActor {
                     .collect();
                 if !msg.read_only {
                     actor.recent_from = Some(mailbox.uidnext);
+                    actor.keep_recent();
                 }
                 Ok(FolderSnapshot {
                     mailbox,
@@ -1070,6 +1087,11 @@ impl MailboxRegistry {
         let status = Arc::new(ActorStatus::default());
         status.touch();
         let store = self.store.clone();
+        // Where \Recent starts, as the last actor of this folder left it.
+        let recent_from = store.first_recent(id).unwrap_or_else(|e| {
+            tracing::warn!(mailbox = id.0, error = %e, "where \\Recent starts is unreadable");
+            None
+        });
         let actor_status = status.clone();
         let registry = self.me.clone();
         let addr = MailboxActor::start_in_arbiter(&self.arbiter, move |ctx| {
@@ -1082,7 +1104,7 @@ impl MailboxRegistry {
                 status: actor_status,
                 registry,
                 subscribers: HashMap::new(),
-                recent_from: None,
+                recent_from,
                 pending: VecDeque::new(),
                 link_queue: Vec::new(),
                 link_scheduled: false,

@@ -21,6 +21,7 @@ pub(crate) const FOLDER_COUNTS: u8 = b'K';
 pub(crate) const SEARCH_FIELDS: u8 = b'H';
 /// Names of copies delivered by other nodes ([`crate::deliveries`]).
 pub(crate) const DELIVERED: u8 = b'D';
+pub(crate) const FIRST_RECENT: u8 = b'W';
 
 pub(crate) fn delivered(id: &str) -> Vec<u8> {
     let mut key = vec![DELIVERED];
@@ -60,6 +61,12 @@ pub(crate) fn mailbox(id: MailboxId) -> Vec<u8> {
 
 pub(crate) fn folder_counts(id: MailboxId) -> Vec<u8> {
     let mut key = vec![FOLDER_COUNTS];
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn first_recent(id: MailboxId) -> Vec<u8> {
+    let mut key = vec![FIRST_RECENT];
     key.extend_from_slice(&id.0.to_be_bytes());
     key
 }

@@ -27,6 +27,7 @@
 //! | `R` body id | reference count when more than one message shares a body |
 //! | `Q` queue id | [`QueuedMessage`]: outgoing mail awaiting relay |
 //! | `Z` mailbox id, UID | [`MessageMeta`] of a damaged message set aside by fsck |
+//! | `W` mailbox id | first UID still `\Recent` (u32), see `recent.rs` |
 //!
 //! Message bodies never go into sled: sled writes any page over ~128 KiB to a blob file
 //! it never fsyncs. They live in the body log (`bodies/`, see `bodylog.rs`), one
@@ -68,6 +69,7 @@ mod import;
 mod keys;
 mod maintenance;
 mod queue;
+mod recent;
 mod record;
 mod store;
 mod types;

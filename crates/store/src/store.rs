@@ -985,6 +985,7 @@ impl Store {
             }
         }
         txn.batch.remove(keys::folder_counts(id));
+        txn.batch.remove(keys::first_recent(id));
         Ok(())
     }
 

@@ -856,3 +856,38 @@ Content-Transfer-Encoding: BINARY\r\n\r\n\x00\n\xff\r\n--b--\r\n";
         b"Subject: t\r\n\r\nline\r\n"
     );
 }
+
+#[test]
+fn the_first_recent_uid_only_moves_forward_and_counts_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("ann@example.com", "h").unwrap();
+    let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+    for n in 0..4 {
+        let message = format!("Subject: {n}\r\n\r\nx\r\n");
+        store
+            .append(inbox.id, message.as_bytes(), &Flags::default(), (1, 0))
+            .unwrap();
+    }
+    // Never kept: nothing is recent.
+    assert_eq!(store.first_recent(inbox.id).unwrap(), None);
+    assert_eq!(store.recent_count(inbox.id).unwrap(), 0);
+    store.advance_first_recent(inbox.id, Uid(3)).unwrap();
+    assert_eq!(store.recent_count(inbox.id).unwrap(), 2);
+    // Writes landing out of order keep the newest.
+    store.advance_first_recent(inbox.id, Uid(2)).unwrap();
+    assert_eq!(store.first_recent(inbox.id).unwrap(), Some(Uid(3)));
+    store.expunge(inbox.id, &[Uid(4)]).unwrap();
+    assert_eq!(store.recent_count(inbox.id).unwrap(), 1);
+    store.sync().unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.first_recent(inbox.id).unwrap(), Some(Uid(3)));
+    // A deleted folder keeps nothing.
+    let work = store.create_mailbox(account.id, "Work", None).unwrap();
+    store.advance_first_recent(work.id, Uid(1)).unwrap();
+    store.delete_mailbox(work.id).unwrap();
+    assert_eq!(store.first_recent(work.id).unwrap(), None);
+    store.advance_first_recent(work.id, Uid(5)).unwrap();
+    assert_eq!(store.first_recent(work.id).unwrap(), None);
+}
