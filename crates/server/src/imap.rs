@@ -1064,6 +1064,15 @@ impl ImapConnection {
                     },
                 )
                 .await??;
+            if !read_only {
+                // This session has taken \Recent up to here: kept before it answers, so a
+                // restart does not hand the same messages out as recent again.
+                let (store, id, uidnext) =
+                    (node.store.clone(), mailbox.id, snapshot.mailbox.uidnext);
+                tokio::task::spawn_blocking(move || store.advance_first_recent(id, uidnext))
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)??;
+            }
             let vanished = match vanished_since_modseq {
                 Some(since) => {
                     let store = node.store.clone();

@@ -83,8 +83,9 @@ pub struct MailboxActor {
     /// Sessions that have the folder selected (or are idling on it).
     subscribers: HashMap<SessionId, Subscriber>,
     /// UIDs from here on are \Recent for the next session that selects the folder
-    /// read-write (RFC 3501 §2.3.2); `None`: none is. Kept in the store
-    /// ([`Store::first_recent`]), read when the actor starts.
+    /// read-write (RFC 3501 §2.3.2); `None`: none is. Read from the store
+    /// ([`Store::first_recent`]) when the actor starts; the session that takes \Recent
+    /// at SELECT writes it there.
     recent_from: Option<Uid>,
     /// Appends applied but not yet durable, in UID order.
     pending: VecDeque<PendingAppend>,
@@ -263,20 +264,6 @@ impl MailboxActor {
         });
     }
 
-    /// Writes where \Recent starts to the store (in the background: the value only
-    /// moves forward, so writes landing in any order keep the newest).
-    fn keep_recent(&self) {
-        let Some(from) = self.recent_from else {
-            return;
-        };
-        let (store, id) = (self.store.clone(), self.id);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.advance_first_recent(id, from) {
-                tracing::warn!(mailbox = id.0, error = %e, "could not keep where \\Recent starts");
-            }
-        });
-    }
-
     /// Announces new messages; the first read-write watcher sees them as \Recent.
     fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[(Uid, Flags, ModSeq)]) {
         let first = self
@@ -297,7 +284,6 @@ impl MailboxActor {
                 }
             }
         }
-        self.keep_recent();
         if messages.is_empty() {
             return;
         }
@@ -629,7 +615,6 @@ impl Handler<SubscribeSession> for MailboxActor {
                     .collect();
                 if !msg.read_only {
                     actor.recent_from = Some(mailbox.uidnext);
-                    actor.keep_recent();
                 }
                 Ok(FolderSnapshot {
                     mailbox,

@@ -1,12 +1,13 @@
 //! IMAP4rev1's `\Recent` (RFC 3501 §2.3.2), kept across restarts as Dovecot keeps it: a
 //! message is recent until a read-write session of the folder has been told of it. Per
-//! folder the store keeps the first UID still recent; it only moves forward. A folder
-//! that has no value yet (made before it was kept, and not opened since) has no recent
-//! message.
+//! folder the store keeps the first UID still recent: 1 for a new folder, moved forward
+//! by each read-write SELECT. A folder with no value (made before it was kept, and not
+//! selected since) has no recent message.
 //!
-//! The value is applied at once and made durable by the next sync round, not waited
-//! for: losing the last move of it in a power cut shows some messages as recent once
-//! more, which is harmless.
+//! A move is applied at once and made durable by the next sync round, not waited for:
+//! losing the last one in a power cut shows some messages as recent once more, which
+//! is harmless. Messages a session was told of while it had the folder selected are
+//! recent again after a restart until the next SELECT (the actor keeps that in memory).
 
 use crate::error::{Result, StoreError};
 use crate::keys;
@@ -14,6 +15,12 @@ use crate::store::{Store, Txn};
 use crate::types::{MailboxId, Uid};
 
 impl Store {
+    /// Makes every message of a new folder `\Recent` (in its creating batch).
+    pub(crate) fn all_recent(txn: &mut Txn, mailbox: MailboxId) {
+        txn.batch
+            .insert(keys::first_recent(mailbox), &1u32.to_be_bytes());
+    }
+
     /// The first UID of `mailbox` still `\Recent`, if one was ever kept.
     pub fn first_recent(&self, mailbox: MailboxId) -> Result<Option<Uid>> {
         match self.db().get(keys::first_recent(mailbox))? {

@@ -676,6 +676,7 @@ impl Store {
                 .insert(keys::mailbox_name(id, name), &mailbox.id.0.to_be_bytes());
             txn.batch
                 .insert(keys::mailbox(mailbox.id), encode(&mailbox)?);
+            Self::all_recent(&mut txn, mailbox.id);
         }
         self.commit(txn, guard)?;
         Ok(account)
@@ -838,6 +839,7 @@ impl Store {
         );
         txn.batch
             .insert(keys::mailbox(mailbox.id), encode(&mailbox)?);
+        Self::all_recent(&mut txn, mailbox.id);
         self.commit(txn, guard)?;
         Ok(mailbox)
     }

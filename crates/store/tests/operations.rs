@@ -869,9 +869,9 @@ fn the_first_recent_uid_only_moves_forward_and_counts_what_follows() {
             .append(inbox.id, message.as_bytes(), &Flags::default(), (1, 0))
             .unwrap();
     }
-    // Never kept: nothing is recent.
-    assert_eq!(store.first_recent(inbox.id).unwrap(), None);
-    assert_eq!(store.recent_count(inbox.id).unwrap(), 0);
+    // A new folder's messages are all recent.
+    assert_eq!(store.first_recent(inbox.id).unwrap(), Some(Uid(1)));
+    assert_eq!(store.recent_count(inbox.id).unwrap(), 4);
     store.advance_first_recent(inbox.id, Uid(3)).unwrap();
     assert_eq!(store.recent_count(inbox.id).unwrap(), 2);
     // Writes landing out of order keep the newest.
@@ -883,6 +883,22 @@ fn the_first_recent_uid_only_moves_forward_and_counts_what_follows() {
     drop(store);
     let store = open(&dir);
     assert_eq!(store.first_recent(inbox.id).unwrap(), Some(Uid(3)));
+    // A folder from before the value was kept (here: an imported one) has none.
+    let old = store
+        .import_folder(
+            account.id,
+            &FolderImport {
+                name: "Old".into(),
+                uidvalidity: Uidvalidity(9),
+                uidnext: Uid(1),
+                highest_modseq: ModSeq(1),
+                special_use: None,
+                subscribed: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(store.first_recent(old.id).unwrap(), None);
+    assert_eq!(store.recent_count(old.id).unwrap(), 0);
     // A deleted folder keeps nothing.
     let work = store.create_mailbox(account.id, "Work", None).unwrap();
     store.advance_first_recent(work.id, Uid(1)).unwrap();
