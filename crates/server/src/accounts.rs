@@ -151,9 +151,16 @@ impl Accounts {
                 continue;
             }
             if let Some(stored) = self.store.account_by_address(removed.address())? {
-                self.store.delete_account(stored.id)?;
-                tracing::info!(address = %removed.address(), "mailbox removed with its account");
-                removed_here += 1;
+                match self.store.delete_account(stored.id) {
+                    Ok(()) => {
+                        tracing::info!(address = %removed.address(), "mailbox removed with its account");
+                        removed_here += 1;
+                    }
+                    // Removed meanwhile by the other caller (`user del` and the loop
+                    // that keeps the node in step both remove).
+                    Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(removed_here)
