@@ -112,6 +112,9 @@ pub enum Request {
     ListFolders,
     Status {
         folder: String,
+        /// Whether RECENT was asked for: counting it reads every recent message's key,
+        /// so a STATUS without it does not pay for it.
+        recent: bool,
     },
     /// Open a folder and start receiving its [`FolderEvent`]s.
     /// `vanished_since`: QRESYNC's cached MODSEQ; the reply then says which UIDs were

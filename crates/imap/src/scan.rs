@@ -215,14 +215,11 @@ impl ScanJob {
                     shown.push((message.uid, message.modseq));
                 }
                 if attrs.contains(&FetchAttr::Flags) {
-                    keywords.extend(
-                        message
-                            .flags
-                            .iter()
-                            .filter(|flag| !flag.starts_with('\\') && !keywords.contains(*flag))
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    );
+                    for flag in &message.flags {
+                        if !flag.starts_with('\\') && !keywords.contains(flag) {
+                            keywords.insert(flag.clone());
+                        }
+                    }
                 }
                 let rendered = fetch::render_streaming(
                     bytes,

@@ -176,30 +176,24 @@ fn write_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
     }
 }
 
-impl Selected {
-    /// Announces (RFC 9051 §7.3.5, RFC 3501 §7.2.6) the keywords among `flags` the
-    /// client has not been told of yet.
-    fn announce_keywords<'a>(
-        &mut self,
-        out: &mut Vec<u8>,
-        flags: impl IntoIterator<Item = &'a str>,
-    ) {
-        let mut new = false;
-        for flag in flags {
-            if flag.starts_with('\\')
-                || self
-                    .keywords
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(flag))
-            {
-                continue;
-            }
-            self.keywords.push(flag.to_string());
-            new = true;
+/// Announces (RFC 9051 §7.3.5, RFC 3501 §7.2.6) the keywords among `flags` the client
+/// has not been told of yet, adding them to `known`.
+fn announce_new_keywords<'a>(
+    out: &mut Vec<u8>,
+    known: &mut Vec<String>,
+    read_only: bool,
+    flags: impl IntoIterator<Item = &'a str>,
+) {
+    let mut new = false;
+    for flag in flags {
+        if flag.starts_with('\\') || known.iter().any(|k| k.eq_ignore_ascii_case(flag)) {
+            continue;
         }
-        if new {
-            write_flags(out, &self.keywords, self.read_only);
-        }
+        known.push(flag.to_string());
+        new = true;
+    }
+    if new {
+        write_flags(out, known, read_only);
     }
 }
 
@@ -599,16 +593,22 @@ impl Session {
     fn announce(&mut self, allow_expunge: bool) {
         let style = self.style();
         if let State::Selected(selected) = &mut self.state {
-            let keywords: Vec<String> = selected.view.pending_flags().map(str::to_string).collect();
-            selected.announce_keywords(&mut self.out, keywords.iter().map(String::as_str));
-            selected.view.announce(&mut self.out, allow_expunge, style);
+            let Selected {
+                view,
+                keywords,
+                read_only,
+                ..
+            } = &mut **selected;
+            announce_new_keywords(&mut self.out, keywords, *read_only, view.pending_flags());
+            view.announce(&mut self.out, allow_expunge, style);
         }
     }
 
     /// [`Selected::announce_keywords`] for the selected folder, if any.
     fn announce_keywords<'a>(&mut self, flags: impl IntoIterator<Item = &'a str>) {
         if let State::Selected(selected) = &mut self.state {
-            selected.announce_keywords(&mut self.out, flags);
+            let (known, read_only) = (&mut selected.keywords, selected.read_only);
+            announce_new_keywords(&mut self.out, known, read_only, flags);
         }
     }
 
@@ -940,13 +940,17 @@ impl Session {
                 let Some(name) = self.mailbox_name(&tag, &mailbox) else {
                     return;
                 };
+                let recent = items.contains(&StatusItem::Recent);
                 self.request(
                     Running::Status {
                         tag,
                         name: name.clone(),
                         items,
                     },
-                    Request::Status { folder: name },
+                    Request::Status {
+                        folder: name,
+                        recent,
+                    },
                 );
             }
             (
@@ -2158,7 +2162,15 @@ impl Session {
             self.out.extend_from_slice(&line);
             if let Some(name) = status {
                 job.awaiting_status = Some(name.clone());
-                return self.request(Running::List(job), Request::Status { folder: name });
+                let recent = job
+                    .status
+                    .as_ref()
+                    .is_some_and(|items| items.contains(&StatusItem::Recent));
+                let request = Request::Status {
+                    folder: name,
+                    recent,
+                };
+                return self.request(Running::List(job), request);
             }
         }
         let text = format!("{} completed", job.command);
@@ -2337,12 +2349,12 @@ impl Session {
         let recent_style = !self.enabled.rev2;
         let with_modseq = self.enabled.condstore || unchanged_since.is_some();
         // A keyword this STORE brought into the folder is announced before its FETCH.
-        let keywords: Vec<String> = stored
-            .current
-            .iter()
-            .flat_map(|(_, flags, _)| flags.iter().cloned())
-            .collect();
-        self.announce_keywords(keywords.iter().map(String::as_str));
+        self.announce_keywords(
+            stored
+                .current
+                .iter()
+                .flat_map(|(_, flags, _)| flags.iter().map(String::as_str)),
+        );
         if let Some(view) = self.selected_view_mut() {
             for (message_uid, _, modseq) in &stored.current {
                 if !stored.modified.contains(message_uid) {
@@ -2606,7 +2618,7 @@ mod tests {
                 folder("Sent", true),
                 folder("x/y", true),
             ]))),
-            Request::Status { folder } => Some(Reply::Status(Ok(FolderStatus {
+            Request::Status { folder, .. } => Some(Reply::Status(Ok(FolderStatus {
                 messages: folder.len() as u32,
                 ..FolderStatus::default()
             }))),

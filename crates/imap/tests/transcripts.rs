@@ -437,7 +437,7 @@ impl Host {
                 folders.sort_by(|a, b| a.name.cmp(&b.name));
                 Reply::Folders(Ok(folders))
             }
-            Request::Status { folder } => {
+            Request::Status { folder, .. } => {
                 let user = self.user(conn);
                 Reply::Status(match self.folder_id(&user, &folder) {
                     None => Err(Fault::NotFound),

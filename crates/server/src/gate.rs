@@ -116,7 +116,8 @@ impl MailboxGate {
     }
 
     /// Whether `user`'s mailbox is closed now.
-    pub fn is_closed(&self, user: &str) -> bool {
+    #[cfg(test)]
+    fn is_closed(&self, user: &str) -> bool {
         self.users()
             .get(&normalize_address(user))
             .is_some_and(|entry| entry.closed)

@@ -450,7 +450,12 @@ fn vanished_since(
         .map(|uids| uids.into_iter().map(|(uid, _)| uid.0).collect()))
 }
 
-fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatus, MailboxFault> {
+fn status_of(
+    store: &Store,
+    account: &Account,
+    name: &str,
+    recent: bool,
+) -> Result<FolderStatus, MailboxFault> {
     let mailbox = folder_by_name(store, account, name)?;
     let mut status = FolderStatus {
         messages: mailbox.messages,
@@ -464,7 +469,9 @@ fn status_of(store: &Store, account: &Account, name: &str) -> Result<FolderStatu
     let counts = store.folder_counts(mailbox.id)?;
     status.unseen = counts.unseen;
     status.deleted = counts.deleted;
-    status.recent = store.recent_count(mailbox.id)?;
+    if recent {
+        status.recent = store.recent_count(mailbox.id)?;
+    }
     Ok(status)
 }
 
@@ -758,10 +765,10 @@ impl ImapConnection {
                 },
                 Reply::Folders,
             ),
-            Request::Status { folder } => self.blocking(
+            Request::Status { folder, recent } => self.blocking(
                 id,
                 ctx,
-                move |store, account| status_of(store, account, &folder),
+                move |store, account| status_of(store, account, &folder, recent),
                 Reply::Status,
             ),
             Request::Select {

@@ -38,6 +38,10 @@ impl Store {
     /// Moves the first recent UID of `mailbox` to `uid`, unless it is there or past it
     /// already (so writes made in any order keep the newest).
     pub fn advance_first_recent(&self, mailbox: MailboxId, uid: Uid) -> Result<()> {
+        // Most SELECTs find it there already: no writer lock for them.
+        if self.first_recent(mailbox)?.is_some_and(|now| now >= uid) {
+            return Ok(());
+        }
         let guard = self.lock_writer();
         if self.first_recent(mailbox)?.is_some_and(|now| now >= uid) {
             return Ok(());
