@@ -190,3 +190,62 @@ def test_recent_is_kept_across_restarts_and_counted_by_status(make_imap_server):
     assert b.ok("STATUS INBOX (RECENT)") == [b'* STATUS "INBOX" (RECENT 0)']
     assert b"* 0 RECENT" in b.ok("SELECT INBOX")
     b.close()
+
+
+def test_subscriptions_are_names_that_outlive_their_folders(make_imap_server):
+    """RFC 9051 §6.3.7, RFC 5258 §3.4/§3.5: a subscribed folder that is deleted stays
+    subscribed and is listed \\NonExistent; a name can be subscribed before it exists;
+    LSUB `%` shows the unsubscribed parent \\Noselect; RECURSIVEMATCH gives CHILDINFO;
+    RENAME carries the subscription; all of it survives a restart."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    for name in ("Sent", "Drafts", '"Deleted Items"', '"Junk Email"', "Archive"):
+        a.ok(f"UNSUBSCRIBE {name}")
+    a.ok("CREATE Fruit/Banana")
+    a.ok("CREATE Fruit/Peach")
+    a.ok("UNSUBSCRIBE Fruit")
+    a.ok("DELETE Fruit/Peach")
+    a.ok("SUBSCRIBE Later/Soon")
+    a.ok("CREATE Vegetable")
+    a.ok("RENAME Vegetable Greens")
+    server.restart()
+    a = session(server)
+    assert a.ok('LIST (SUBSCRIBED) "" "*"') == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"',
+        b'* LIST (\\NonExistent \\Subscribed) "/" "Fruit/Peach"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Greens"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"',
+        b'* LIST (\\NonExistent \\Subscribed) "/" "Later/Soon"',
+    ]
+    assert a.ok('LSUB "" "%"') == [
+        b'* LSUB (\\Noselect) "/" "Fruit"',
+        b'* LSUB () "/" "Greens"',
+        b'* LSUB () "/" "INBOX"',
+        b'* LSUB (\\Noselect) "/" "Later"',
+    ]
+    assert a.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"') == [
+        b'* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Greens"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"',
+        b'* LIST (\\NonExistent) "/" "Later" ("CHILDINFO" ("SUBSCRIBED"))',
+    ]
+    # A plain LIST lists no name that is not a folder, and marks what is subscribed.
+    assert a.ok('LIST "" "F*" RETURN (CHILDREN SUBSCRIBED)') == [
+        b'* LIST (\\HasChildren) "/" "Fruit"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"',
+    ]
+    # Making the folder again finds it subscribed; unsubscribing a name that is not a
+    # folder works; a name that cannot be one is refused.
+    a.ok("CREATE Later/Soon")
+    a.ok("UNSUBSCRIBE Fruit/Peach")
+    untagged, tagged = a.cmd('SUBSCRIBE "a//b"')
+    assert untagged == [] and tagged.split(b" ")[1] == b"NO", tagged
+    assert a.ok('LIST (SUBSCRIBED) "" "*"') == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Banana"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Greens"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"',
+        b'* LIST (\\HasChildren \\Subscribed) "/" "Later"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Later/Soon"',
+    ]
+    a.close()

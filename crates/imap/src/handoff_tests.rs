@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::command::DateTime;
 use crate::request::{
-    Copied, Fault, FlagsStored, FolderId, FolderInfo, FolderStatus, LoginFailure, MessageData,
-    Reply, Request, RequestId, SelectedFolder,
+    Copied, Fault, FlagsStored, FolderId, FolderInfo, FolderList, FolderStatus, LoginFailure,
+    MessageData, Reply, Request, RequestId, SelectedFolder,
 };
 use crate::session::{Action, HandOff, ImapConfig, Input, Session};
 
@@ -49,18 +49,19 @@ fn store(request: &Request) -> Reply {
         } else {
             Err(LoginFailure::BadCredentials)
         }),
-        Request::ListFolders => Reply::Folders(Ok(vec![
-            FolderInfo {
-                name: "INBOX".into(),
-                special_use: None,
-                subscribed: true,
-            },
-            FolderInfo {
-                name: "Sent".into(),
-                special_use: Some("\\Sent"),
-                subscribed: true,
-            },
-        ])),
+        Request::ListFolders => Reply::Folders(Ok(FolderList {
+            folders: vec![
+                FolderInfo {
+                    name: "INBOX".into(),
+                    special_use: None,
+                },
+                FolderInfo {
+                    name: "Sent".into(),
+                    special_use: Some("\\Sent"),
+                },
+            ],
+            subscriptions: vec!["INBOX".into(), "Sent".into()],
+        })),
         Request::Status { .. } => Reply::Status(Ok(FolderStatus {
             messages: 3,
             uidnext: 4,

@@ -14,6 +14,7 @@
 pub mod command;
 pub mod encode;
 pub mod fetch;
+pub mod listing;
 pub mod mutf7;
 pub mod names;
 pub mod parser;

@@ -226,7 +226,14 @@ pub struct FolderInfo {
     pub name: String,
     /// `\Sent`, `\Drafts`, … (RFC 6154).
     pub special_use: Option<&'static str>,
-    pub subscribed: bool,
+}
+
+/// What LIST and LSUB read: the account's folders and its subscribed names, which
+/// need not be folders (RFC 9051 §6.3.7, RFC 5258 §3.4 `\NonExistent`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderList {
+    pub folders: Vec<FolderInfo>,
+    pub subscriptions: Vec<String>,
 }
 
 /// STATUS figures of a folder.
@@ -314,7 +321,7 @@ pub struct Copied {
 #[derive(Debug)]
 pub enum Reply {
     Login(Result<(), LoginFailure>),
-    Folders(Result<Vec<FolderInfo>, Fault>),
+    Folders(Result<FolderList, Fault>),
     Status(Result<FolderStatus, Fault>),
     Selected(Result<SelectedFolder, Fault>),
     Done(Result<(), Fault>),

@@ -20,6 +20,7 @@ use portico_sasl::SaslError;
 
 use crate::command::*;
 use crate::fetch::{self, RenderStyle};
+use crate::listing::{self, ListQuery};
 use crate::names;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
@@ -291,12 +292,7 @@ enum Running {
 struct ListJob {
     tag: String,
     command: &'static str,
-    patterns: Vec<String>,
-    subscribed_only: bool,
-    special_use_only: bool,
-    recursive_match: bool,
-    return_subscribed: bool,
-    return_special_use: bool,
+    query: ListQuery,
     status: Option<Vec<StatusItem>>,
     /// LIST lines not yet written, each with the folder whose STATUS must follow it
     /// (LIST-STATUS, RFC 5819 §2: a mailbox's STATUS comes right after its LIST).
@@ -1255,16 +1251,18 @@ impl Session {
                 ListReturn::Status(items) => status = Some(items.clone()),
             }
         }
-        let subscribed_only = selection.contains(&ListSelection::Subscribed);
         let job = ListJob {
             tag,
             command: "LIST",
-            patterns,
-            subscribed_only,
-            special_use_only: selection.contains(&ListSelection::SpecialUse),
-            recursive_match: selection.contains(&ListSelection::RecursiveMatch),
-            return_subscribed: return_subscribed || subscribed_only,
-            return_special_use,
+            query: ListQuery {
+                lsub: false,
+                patterns,
+                subscribed_only: selection.contains(&ListSelection::Subscribed),
+                special_use_only: selection.contains(&ListSelection::SpecialUse),
+                recursive_match: selection.contains(&ListSelection::RecursiveMatch),
+                return_subscribed,
+                return_special_use,
+            },
             status,
             pending: VecDeque::new(),
             awaiting_status: None,
@@ -1284,12 +1282,11 @@ impl Session {
         let job = ListJob {
             tag,
             command: "LSUB",
-            patterns: vec![names::join_reference(&reference, &pattern)],
-            subscribed_only: true,
-            special_use_only: false,
-            recursive_match: false,
-            return_subscribed: false,
-            return_special_use: false,
+            query: ListQuery {
+                lsub: true,
+                patterns: vec![names::join_reference(&reference, &pattern)],
+                ..ListQuery::default()
+            },
             status: None,
             pending: VecDeque::new(),
             awaiting_status: None,
@@ -2073,83 +2070,18 @@ impl Session {
         self.out.extend_from_slice(&line);
     }
 
-    fn list_reply(&mut self, mut job: ListJob, folders: Vec<FolderInfo>) {
-        use std::collections::{BTreeMap, BTreeSet};
-        let existing: BTreeMap<&str, &FolderInfo> =
-            folders.iter().map(|f| (f.name.as_str(), f)).collect();
-        let mut with_children = BTreeSet::new();
-        let mut subscribed_children = BTreeSet::new();
-        for folder in &folders {
-            for parent in names::parents(&folder.name) {
-                with_children.insert(parent.to_string());
-                if folder.subscribed {
-                    subscribed_children.insert(parent.to_string());
-                }
-            }
-        }
-        // Candidates: every folder, plus parents that exist only as levels (\Noselect /
-        // \NonExistent, RFC 9051 §6.3.9).
-        let mut candidates: BTreeSet<String> = folders.iter().map(|f| f.name.clone()).collect();
-        candidates.extend(with_children.iter().cloned());
+    fn list_reply(&mut self, mut job: ListJob, folders: FolderList) {
         let utf8 = self.utf8();
-        let lsub = job.command == "LSUB";
-        for name in candidates {
-            if !job.patterns.iter().any(|p| names::matches(p, &name)) {
-                continue;
-            }
-            let folder = existing.get(name.as_str());
-            let mut attributes: Vec<&str> = Vec::new();
-            let selectable = folder.is_some();
-            let subscribed = folder.is_some_and(|f| f.subscribed);
-            if job.subscribed_only && !subscribed {
-                // RFC 3501 §6.3.9: with `%` last, LSUB names the level above a subscribed
-                // folder that `%` does not reach, flagged \Noselect.
-                let lsub_level = lsub
-                    && subscribed_children.contains(&name)
-                    && job
-                        .patterns
-                        .iter()
-                        .any(|p| p.ends_with('%') && names::matches(p, &name));
-                let child_matches = job.recursive_match && subscribed_children.contains(&name);
-                if !child_matches && !lsub_level {
-                    continue;
-                }
-            }
-            let special_use = folder.and_then(|f| f.special_use);
-            if job.special_use_only && special_use.is_none() {
-                continue;
-            }
-            if !selectable || lsub && !subscribed {
-                attributes.push(if lsub || !job.subscribed_only && !job.recursive_match {
-                    "\\Noselect"
-                } else {
-                    "\\NonExistent"
-                });
-            }
-            if !lsub {
-                attributes.push(if with_children.contains(&name) {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-            }
-            if job.return_subscribed && subscribed {
-                attributes.push("\\Subscribed");
-            }
-            if let Some(usage) = special_use
-                && (!lsub || job.return_special_use)
-            {
-                attributes.push(usage);
-            }
+        for listed in listing::list(&job.query, &folders) {
             let mut line = format!("* {} (", job.command).into_bytes();
-            line.extend_from_slice(attributes.join(" ").as_bytes());
+            line.extend_from_slice(listed.attributes.join(" ").as_bytes());
             line.extend_from_slice(b") \"/\" ");
-            response::string(&mut line, &names::encode(&name, utf8), utf8);
-            if job.recursive_match && job.subscribed_only && !subscribed {
+            response::string(&mut line, &names::encode(&listed.name, utf8), utf8);
+            if listed.subscribed_child {
                 line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
             line.extend_from_slice(b"\r\n");
-            let status = (job.status.is_some() && selectable).then_some(name);
+            let status = (job.status.is_some() && listed.exists).then_some(listed.name);
             job.pending.push_back((line, status));
         }
         self.next_list_status(job);
@@ -2592,11 +2524,21 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    fn folder(name: &str, subscribed: bool) -> FolderInfo {
-        FolderInfo {
-            name: name.to_string(),
-            special_use: None,
-            subscribed,
+    /// Folders, each with whether it is subscribed.
+    fn folders(list: &[(&str, bool)]) -> FolderList {
+        FolderList {
+            folders: list
+                .iter()
+                .map(|(name, _)| FolderInfo {
+                    name: name.to_string(),
+                    special_use: None,
+                })
+                .collect(),
+            subscriptions: list
+                .iter()
+                .filter(|(_, subscribed)| *subscribed)
+                .map(|(name, _)| name.to_string())
+                .collect(),
         }
     }
 
@@ -2613,11 +2555,11 @@ mod tests {
     fn list_status_comes_right_after_each_list_line() {
         let mut session = signed_in(ImapConfig::default());
         let mut reply = |request: &Request| match request {
-            Request::ListFolders => Some(Reply::Folders(Ok(vec![
-                folder("INBOX", true),
-                folder("Sent", true),
-                folder("x/y", true),
-            ]))),
+            Request::ListFolders => Some(Reply::Folders(Ok(folders(&[
+                ("INBOX", true),
+                ("Sent", true),
+                ("x/y", true),
+            ])))),
             Request::Status { folder, .. } => Some(Reply::Status(Ok(FolderStatus {
                 messages: folder.len() as u32,
                 ..FolderStatus::default()
@@ -2645,11 +2587,11 @@ mod tests {
     fn lsub_percent_names_the_level_above_a_subscribed_folder() {
         let mut session = signed_in(ImapConfig::default());
         let mut reply = |request: &Request| match request {
-            Request::ListFolders => Some(Reply::Folders(Ok(vec![
-                folder("INBOX", true),
-                folder("Work", false),
-                folder("Work/2026", true),
-            ]))),
+            Request::ListFolders => Some(Reply::Folders(Ok(folders(&[
+                ("INBOX", true),
+                ("Work", false),
+                ("Work/2026", true),
+            ])))),
             _ => None,
         };
         // RFC 3501 §6.3.9: Work is not subscribed, yet `%` must return it, \Noselect.

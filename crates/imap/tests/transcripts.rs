@@ -44,8 +44,8 @@ use std::path::{Path, PathBuf};
 use portico_imap::command::{CommandBody, DateTime, StoreMode};
 use portico_imap::parser::parse_command;
 use portico_imap::request::{
-    Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo, FolderStatus,
-    LoginFailure, MessageData, Reply, Request, SelectedFolder, ViewEntry,
+    Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo, FolderList,
+    FolderStatus, LoginFailure, MessageData, Reply, Request, SelectedFolder, ViewEntry,
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_mime::MessageSummary;
@@ -126,7 +126,6 @@ struct Folder {
     account: String,
     name: String,
     special_use: Option<&'static str>,
-    subscribed: bool,
     uidvalidity: u32,
     uidnext: u32,
     highest_modseq: u64,
@@ -156,6 +155,8 @@ const SPECIAL_USES: [&str; 5] = ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\A
 struct Host {
     accounts: BTreeMap<&'static str, Account>,
     folders: BTreeMap<u64, Folder>,
+    /// (account, name) subscribed: a name outlives its folder, as in the store.
+    subscriptions: BTreeSet<(String, String)>,
     next_folder: u64,
     next_uidvalidity: u32,
     sessions: BTreeMap<usize, HostSession>,
@@ -204,6 +205,7 @@ impl Host {
         let mut host = Host {
             accounts: BTreeMap::new(),
             folders: BTreeMap::new(),
+            subscriptions: BTreeSet::new(),
             next_folder: 1,
             next_uidvalidity: 1001,
             sessions: BTreeMap::new(),
@@ -242,13 +244,14 @@ impl Host {
         self.next_folder += 1;
         let uidvalidity = self.next_uidvalidity;
         self.next_uidvalidity += 1;
+        self.subscriptions
+            .insert((account.to_string(), name.to_string()));
         self.folders.insert(
             id,
             Folder {
                 account: account.to_string(),
                 name: name.to_string(),
                 special_use,
-                subscribed: true,
                 uidvalidity,
                 uidnext: 1,
                 highest_modseq: 1,
@@ -431,11 +434,19 @@ impl Host {
                     .map(|f| FolderInfo {
                         name: f.name.clone(),
                         special_use: f.special_use,
-                        subscribed: f.subscribed,
                     })
                     .collect();
                 folders.sort_by(|a, b| a.name.cmp(&b.name));
-                Reply::Folders(Ok(folders))
+                let subscriptions = self
+                    .subscriptions
+                    .iter()
+                    .filter(|(account, _)| *account == user)
+                    .map(|(_, name)| name.clone())
+                    .collect();
+                Reply::Folders(Ok(FolderList {
+                    folders,
+                    subscriptions,
+                }))
             }
             Request::Status { folder, .. } => {
                 let user = self.user(conn);
@@ -584,13 +595,15 @@ impl Host {
             }
             Request::Subscribe { folder, subscribed } => {
                 let user = self.user(conn);
-                Reply::Done(match self.folder_id(&user, &folder) {
-                    None => Err(Fault::NotFound),
-                    Some(id) => {
-                        self.folders.get_mut(&id).expect("folder").subscribed = subscribed;
-                        Ok(())
+                let folder = normalize_inbox(&folder);
+                Reply::Done(validate_name(&folder).map(|()| {
+                    let entry = (user, folder);
+                    if subscribed {
+                        self.subscriptions.insert(entry);
+                    } else {
+                        self.subscriptions.remove(&entry);
                     }
-                })
+                }))
             }
             Request::Append {
                 folder,
@@ -780,7 +793,15 @@ impl Host {
         }
         self.create_parents(user, &to);
         for (fid, name) in moves {
-            self.folders.get_mut(&fid).expect("folder").name = name;
+            let folder = self.folders.get_mut(&fid).expect("folder");
+            // Subscriptions move with their folders, as in the store.
+            if self
+                .subscriptions
+                .remove(&(user.to_string(), folder.name.clone()))
+            {
+                self.subscriptions.insert((user.to_string(), name.clone()));
+            }
+            folder.name = name;
         }
         Ok(())
     }

@@ -12,8 +12,8 @@ use portico_directory::AccountRecord;
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
     Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
-    FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, ScanJob, SelectedFolder,
-    ViewEntry,
+    FolderList, FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, ScanJob,
+    SelectedFolder, ViewEntry,
 };
 use portico_imap::{Action, HandOff, ImapConfig, Input, Session};
 use portico_internode::{LoginHandOff, SessionProtocol};
@@ -753,15 +753,18 @@ impl ImapConnection {
                 id,
                 ctx,
                 |store, account| {
-                    Ok(store
+                    let folders = store
                         .mailboxes(account.id)?
                         .into_iter()
                         .map(|m| FolderInfo {
                             name: m.name,
                             special_use: m.special_use.map(SpecialUse::attribute),
-                            subscribed: m.subscribed,
                         })
-                        .collect::<Vec<_>>())
+                        .collect();
+                    Ok(FolderList {
+                        folders,
+                        subscriptions: store.subscriptions(account.id)?,
+                    })
                 },
                 Reply::Folders,
             ),
@@ -902,16 +905,25 @@ impl ImapConnection {
                 };
                 self.via_actor(id, ctx, resolve, Reply::Done)
             }
-            Request::Subscribe { folder, subscribed } => self.blocking(
-                id,
-                ctx,
-                move |store, account| {
-                    let mailbox = folder_by_name(store, account, &folder)?;
-                    store.set_subscribed(mailbox.id, subscribed)?;
-                    Ok(())
-                },
-                Reply::Done,
-            ),
+            // Any name can be subscribed, a folder or not (RFC 9051 §6.3.7 lets the
+            // server check; Dovecot does not, and a subscription outlives its folder).
+            Request::Subscribe { folder, subscribed } => {
+                let limits = FolderLimits::of(&self.node);
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, account| {
+                        store.set_subscription(
+                            account.id,
+                            &folder,
+                            subscribed,
+                            limits.max_folders,
+                        )?;
+                        Ok(())
+                    },
+                    Reply::Done,
+                )
+            }
             Request::Append {
                 folder,
                 flags,

@@ -191,7 +191,11 @@ async fn copy_to(
     let folders = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let account = store.account_by_address(&lookup)?;
         match account {
-            Some(account) => store.mailboxes(account.id),
+            Some(account) => store
+                .mailboxes(account.id)?
+                .into_iter()
+                .map(|folder| Ok((store.folder_import(&folder)?, folder)))
+                .collect(),
             None => Ok(Vec::new()),
         }
     })
@@ -205,8 +209,7 @@ async fn copy_to(
         messages: 0,
         bytes: 0,
     };
-    for folder in folders {
-        let sent = FolderImport::of(&folder);
+    for (sent, folder) in folders {
         send_piece(&mut link, to, ImportPiece::Folder(folder_piece(&sent))).await?;
         report.folders += 1;
         let store = node.store.clone();

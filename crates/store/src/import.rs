@@ -25,20 +25,6 @@ pub struct FolderImport {
     pub subscribed: bool,
 }
 
-impl FolderImport {
-    /// What a folder of this store carries to another.
-    pub fn of(folder: &Mailbox) -> FolderImport {
-        FolderImport {
-            name: folder.name.clone(),
-            uidvalidity: folder.uidvalidity,
-            uidnext: folder.uidnext,
-            highest_modseq: folder.highest_modseq,
-            special_use: folder.special_use,
-            subscribed: folder.subscribed,
-        }
-    }
-}
-
 /// A message's numbers and flags as its old node held them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageImport {
@@ -60,6 +46,18 @@ impl MessageImport {
 }
 
 impl Store {
+    /// What a folder of this store carries to another.
+    pub fn folder_import(&self, folder: &Mailbox) -> Result<FolderImport> {
+        Ok(FolderImport {
+            name: folder.name.clone(),
+            uidvalidity: folder.uidvalidity,
+            uidnext: folder.uidnext,
+            highest_modseq: folder.highest_modseq,
+            special_use: folder.special_use,
+            subscribed: self.is_subscribed(folder.account, &folder.name)?,
+        })
+    }
+
     /// An account with no folder yet, for a mailbox being brought here: its folders
     /// come with [`Store::import_folder`]. Durable on return.
     pub fn import_account(
@@ -97,7 +95,6 @@ impl Store {
             uidnext: folder.uidnext,
             highest_modseq: folder.highest_modseq,
             special_use: folder.special_use,
-            subscribed: folder.subscribed,
             messages: 0,
             size: 0,
             expunged_kept: 0,
@@ -106,6 +103,9 @@ impl Store {
         txn.batch
             .insert(keys::mailbox_name(account, &name), &id.0.to_be_bytes());
         txn.batch.insert(keys::mailbox(id), encode(&mailbox)?);
+        if folder.subscribed {
+            Self::subscribe_in(&mut txn, account, &name);
+        }
         self.commit(txn, guard)?;
         Ok(mailbox)
     }

@@ -22,6 +22,19 @@ pub(crate) const SEARCH_FIELDS: u8 = b'H';
 /// Names of copies delivered by other nodes ([`crate::deliveries`]).
 pub(crate) const DELIVERED: u8 = b'D';
 pub(crate) const FIRST_RECENT: u8 = b'W';
+pub(crate) const SUBSCRIPTION: u8 = b'P';
+
+pub(crate) fn subscriptions(account: AccountId) -> Vec<u8> {
+    let mut key = vec![SUBSCRIPTION];
+    key.extend_from_slice(&account.0.to_be_bytes());
+    key
+}
+
+pub(crate) fn subscription(account: AccountId, name: &str) -> Vec<u8> {
+    let mut key = subscriptions(account);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
 
 pub(crate) fn delivered(id: &str) -> Vec<u8> {
     let mut key = vec![DELIVERED];

@@ -28,6 +28,7 @@
 //! | `Q` queue id | [`QueuedMessage`]: outgoing mail awaiting relay |
 //! | `Z` mailbox id, UID | [`MessageMeta`] of a damaged message set aside by fsck |
 //! | `W` mailbox id | first UID still `\Recent` (u32), see `recent.rs` |
+//! | `P` account id, name | (empty): the name is subscribed, see `subscriptions.rs` |
 //!
 //! Message bodies never go into sled: sled writes any page over ~128 KiB to a blob file
 //! it never fsyncs. They live in the body log (`bodies/`, see `bodylog.rs`), one
@@ -72,6 +73,7 @@ mod queue;
 mod recent;
 mod record;
 mod store;
+mod subscriptions;
 mod types;
 
 pub use bodylog::{BodyLocation, MAX_BODY_LEN};
@@ -86,4 +88,5 @@ pub use store::{
     MAX_MAILBOX_NAME_LEN, StagedMessage, Store, StoreOptions, normalize_line_endings,
     validate_mailbox_name,
 };
+pub use subscriptions::TOO_MANY_SUBSCRIPTIONS;
 pub use types::*;

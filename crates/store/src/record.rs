@@ -31,7 +31,10 @@ use serde::de::DeserializeOwned;
 use crate::bodylog::BodyLocation;
 use crate::error::{Result, StoreError};
 use crate::queue::QueuedMessage;
-use crate::types::{Account, FolderCounts, Mailbox, MessageMeta};
+use crate::types::{
+    Account, AccountId, FolderCounts, Mailbox, MailboxId, MessageMeta, ModSeq, SpecialUse, Uid,
+    Uidvalidity,
+};
 use portico_mime::{MessageSummary, SearchFields};
 
 /// First byte of every record written with a version; no unmarked record begins with it.
@@ -59,7 +62,55 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
 }
 
 impl Record for Account {}
-impl Record for Mailbox {}
+impl Record for Mailbox {
+    /// 2: the `subscribed` flag left the folder record for subscription keys (see
+    /// `subscriptions.rs`, which moves the flags of version-1 records at open).
+    const VERSION: u8 = 2;
+
+    fn from_older(version: u8, bytes: &[u8]) -> Result<Self> {
+        match version {
+            1 => decode_layout::<MailboxV1>(bytes).map(Mailbox::from),
+            _ => Err(StoreError::Corrupt(format!(
+                "Mailbox record of version {version}, which this release cannot read"
+            ))),
+        }
+    }
+}
+
+/// A folder record as version 1 had it: with its subscription.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct MailboxV1 {
+    pub id: MailboxId,
+    pub account: AccountId,
+    pub name: String,
+    pub uidvalidity: Uidvalidity,
+    pub uidnext: Uid,
+    pub highest_modseq: ModSeq,
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+    pub messages: u32,
+    pub size: u64,
+    pub expunged_kept: u32,
+    pub vanished_floor: ModSeq,
+}
+
+impl From<MailboxV1> for Mailbox {
+    fn from(old: MailboxV1) -> Mailbox {
+        Mailbox {
+            id: old.id,
+            account: old.account,
+            name: old.name,
+            uidvalidity: old.uidvalidity,
+            uidnext: old.uidnext,
+            highest_modseq: old.highest_modseq,
+            special_use: old.special_use,
+            messages: old.messages,
+            size: old.size,
+            expunged_kept: old.expunged_kept,
+            vanished_floor: old.vanished_floor,
+        }
+    }
+}
 impl Record for FolderCounts {}
 impl Record for MessageMeta {}
 impl Record for BodyLocation {}
@@ -77,18 +128,25 @@ pub(crate) fn encode<T: Record>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The version a record was written with, and its bincode.
+pub(crate) fn split_version(bytes: &[u8]) -> Result<(u8, &[u8])> {
+    match bytes {
+        [RECORD_MARKER, version, body @ ..] => Ok((*version, body)),
+        [RECORD_MARKER] => Err(StoreError::Corrupt(
+            "record ends after its version marker".into(),
+        )),
+        unmarked => Ok((UNMARKED_VERSION, unmarked)),
+    }
+}
+
 /// Reads a record of any version this release knows, marked or not.
 pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T> {
-    let (version, body) = match bytes {
-        [RECORD_MARKER, version, body @ ..] => (*version, body),
-        [RECORD_MARKER] => {
-            return Err(StoreError::Corrupt(format!(
-                "{} record ends after its version marker",
-                record_name::<T>()
-            )));
-        }
-        unmarked => (UNMARKED_VERSION, unmarked),
-    };
+    let (version, body) = split_version(bytes).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{} record ends after its version marker",
+            record_name::<T>()
+        ))
+    })?;
     match version {
         0 => Err(StoreError::Corrupt(format!(
             "{} record of version 0",
@@ -160,12 +218,40 @@ mod tests {
             uidnext: Uid(42),
             highest_modseq: ModSeq(99),
             special_use: Some(SpecialUse::Archive),
-            subscribed: true,
             messages: 41,
             size: 123_456,
             expunged_kept: 2,
             vanished_floor: ModSeq(7),
         }
+    }
+
+    /// A folder record as version 1 wrote it.
+    fn v1_of(m: Mailbox, subscribed: bool) -> MailboxV1 {
+        MailboxV1 {
+            id: m.id,
+            account: m.account,
+            name: m.name,
+            uidvalidity: m.uidvalidity,
+            uidnext: m.uidnext,
+            highest_modseq: m.highest_modseq,
+            special_use: m.special_use,
+            subscribed,
+            messages: m.messages,
+            size: m.size,
+            expunged_kept: m.expunged_kept,
+            vanished_floor: m.vanished_floor,
+        }
+    }
+
+    /// What releases before the marker wrote for [`mailbox`]: version 1, subscribed.
+    fn unmarked_mailbox(id: u64) -> Vec<u8> {
+        unmarked(&v1_of(mailbox(id), true))
+    }
+
+    fn check_unmarked_mailbox(id: u64) {
+        let old = unmarked_mailbox(id);
+        assert_ne!(old.first(), Some(&RECORD_MARKER));
+        assert_eq!(decode::<Mailbox>(&old).unwrap(), mailbox(id));
     }
 
     fn counts(unseen: u32) -> FolderCounts {
@@ -240,7 +326,7 @@ mod tests {
     #[test]
     fn unmarked_records_of_every_type_decode() {
         check_unmarked(&account(1));
-        check_unmarked(&mailbox(2));
+        check_unmarked_mailbox(2);
         check_unmarked(&counts(3));
         check_unmarked(&meta(4));
         check_unmarked(&location(5));
@@ -285,7 +371,7 @@ mod tests {
         for &n in &edges {
             let small = u32::try_from(n).unwrap_or(u32::MAX);
             check_unmarked(&account(n));
-            check_unmarked(&mailbox(n));
+            check_unmarked_mailbox(n);
             check_unmarked(&counts(small));
             check_unmarked(&meta(small));
             check_unmarked(&location(n));
@@ -413,7 +499,13 @@ mod tests {
         let mut rewritten = 0;
         for entry in store.db().iter() {
             let (key, value) = entry.unwrap();
-            let old = if record_kinds.contains(&key[0]) {
+            let old = if key[0] == keys::MAILBOX {
+                // Version 1, with the subscription inside.
+                assert_eq!(value[..2], [RECORD_MARKER, 2], "{key:?}");
+                let folder: Mailbox = decode(&value).unwrap();
+                let subscribed = store.is_subscribed(folder.account, &folder.name).unwrap();
+                unmarked(&v1_of(folder, subscribed))
+            } else if record_kinds.contains(&key[0]) {
                 assert_eq!(value[..2], [RECORD_MARKER, 1], "{key:?}");
                 value[2..].to_vec()
             } else if key[0] == keys::SEARCH_FIELDS {
@@ -431,6 +523,13 @@ mod tests {
             store.db().insert(key, old).unwrap();
             rewritten += 1;
         }
+        for key in store.db().scan_prefix([keys::SUBSCRIPTION]).keys() {
+            store.db().remove(key.unwrap()).unwrap();
+        }
+        store
+            .db()
+            .remove(keys::counter("subscriptions-split"))
+            .unwrap();
         store.sync().unwrap();
         rewritten
     }
@@ -441,7 +540,7 @@ mod tests {
     fn a_store_of_unmarked_records_reads_and_takes_changes() {
         let dir = tempfile::tempdir().unwrap();
         let message = b"From: a@example.com\r\nSubject: old\r\n\r\nold body\r\n";
-        let (account, inbox, uid) = {
+        let (account, inbox, uid, subscriptions) = {
             let store = open(dir.path());
             let account = store.create_account("old@example.com", "h").unwrap();
             let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
@@ -452,9 +551,16 @@ mod tests {
             store
                 .enqueue("old@example.com", &["x@example.org".into()], message, false)
                 .unwrap();
+            let unsubscribed = store.mailboxes(account.id).unwrap()[1].name.clone();
+            store
+                .set_subscription(account.id, &unsubscribed, false, usize::MAX)
+                .unwrap();
+            let subscriptions = store.subscriptions(account.id).unwrap();
+            assert_eq!(subscriptions.len(), 5);
             // Account, 6 folders, their counts... at least one record of each kind.
             assert!(unmark_all(&store) >= 12);
-            (account, inbox, uid)
+            assert!(store.subscriptions(account.id).unwrap().is_empty());
+            (account, inbox, uid, subscriptions)
         };
         let check = |store: &Store, flagged: bool| {
             assert_eq!(
@@ -462,6 +568,8 @@ mod tests {
                 Some(account.clone())
             );
             assert_eq!(store.mailboxes(account.id).unwrap().len(), 6);
+            // Moved out of the folder records at the first open.
+            assert_eq!(store.subscriptions(account.id).unwrap(), subscriptions);
             let meta = store.message(inbox.id, uid).unwrap();
             assert_eq!(meta.flags.has(SystemFlag::Flagged), flagged);
             assert_eq!(store.message_bytes(inbox.id, uid).unwrap(), message);
@@ -596,6 +704,12 @@ mod tests {
                 .is_some()
         );
         let inbox = store.mailbox_by_name(alice.id, INBOX).unwrap().unwrap();
+        assert!(
+            store
+                .subscriptions(alice.id)
+                .unwrap()
+                .contains(&INBOX.to_string())
+        );
         let messages = store.messages(inbox.id).unwrap();
         let flagged: Vec<bool> = messages
             .iter()

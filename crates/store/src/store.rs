@@ -333,6 +333,7 @@ impl Store {
         // Before anything new is written past the recovered end.
         store.drop_undurable_appends(&recovery)?;
         store.migrate_legacy_bodies()?;
+        store.split_subscriptions()?;
         let next = store.counter_value("body")? + 1;
         store.body_ids.store(next, Ordering::Relaxed);
         Ok(store)
@@ -421,7 +422,7 @@ impl Store {
         self.counter_value("body")
     }
 
-    fn counter_value(&self, name: &str) -> Result<u64> {
+    pub(crate) fn counter_value(&self, name: &str) -> Result<u64> {
         match self.db.get(keys::counter(name))? {
             Some(bytes) => {
                 Ok(u64::from_be_bytes(bytes.as_ref().try_into().map_err(
@@ -682,8 +683,9 @@ impl Store {
         Ok(account)
     }
 
-    /// Builds a new folder record with fresh ids. UIDVALIDITY follows the clock where it
-    /// can, so a folder recreated after a database restore still gets a new value.
+    /// Builds a new folder record with fresh ids, and subscribes its name. UIDVALIDITY
+    /// follows the clock where it can, so a folder recreated after a database restore
+    /// still gets a new value.
     fn new_mailbox_record(
         &self,
         txn: &mut Txn,
@@ -693,6 +695,7 @@ impl Store {
     ) -> Result<Mailbox> {
         let id = MailboxId(self.next_counter(txn, "mailbox", 1)?);
         let uidvalidity = self.next_counter(txn, "uidvalidity", now_secs().max(1) as u64)?;
+        Self::subscribe_in(txn, account, name);
         Ok(Mailbox {
             id,
             account,
@@ -701,7 +704,6 @@ impl Store {
             uidnext: Uid(1),
             highest_modseq: ModSeq(1),
             special_use,
-            subscribed: true,
             messages: 0,
             size: 0,
             expunged_kept: 0,
@@ -758,6 +760,7 @@ impl Store {
             txn.batch.remove(keys::mailbox(mailbox.id));
             txn.batch.remove(keys::mailbox_name(id, &mailbox.name));
         }
+        self.unsubscribe_all_in(&mut txn, id)?;
         txn.batch.remove(keys::address(&account.address));
         txn.batch.remove(keys::account(id));
         self.commit(txn, guard)
@@ -946,6 +949,8 @@ impl Store {
         }
         let mut renamed_self = None;
         for (mut folder, target) in moves {
+            // The subscriptions go with the folders, as Dovecot moves them.
+            self.move_subscription_in(&mut txn, folder.account, &folder.name, &target)?;
             folder.name = target;
             txn.batch.insert(
                 keys::mailbox_name(folder.account, &folder.name),
@@ -958,15 +963,6 @@ impl Store {
         }
         self.commit(txn, guard)?;
         renamed_self.ok_or(StoreError::NotFound)
-    }
-
-    pub fn set_subscribed(&self, id: MailboxId, subscribed: bool) -> Result<()> {
-        let guard = self.lock_writer();
-        let mut mailbox = self.mailbox(id)?;
-        mailbox.subscribed = subscribed;
-        let mut txn = Txn::default();
-        txn.batch.insert(keys::mailbox(id), encode(&mailbox)?);
-        self.commit(txn, guard)
     }
 
     /// Queues removal of every message of a folder (with their bodies when no other

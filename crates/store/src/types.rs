@@ -107,7 +107,6 @@ pub struct Mailbox {
     pub uidnext: Uid,
     pub highest_modseq: ModSeq,
     pub special_use: Option<SpecialUse>,
-    pub subscribed: bool,
     /// Number of messages and their total size, kept so STATUS and POP3 STAT need no scan.
     pub messages: u32,
     pub size: u64,

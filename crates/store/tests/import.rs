@@ -11,7 +11,7 @@ fn copy_account(from: &Store, address: &str, to: &Store) -> Account {
     let new = to.import_account(address, "!", old.created).unwrap();
     for folder in from.mailboxes(old.id).unwrap() {
         let made = to
-            .import_folder(new.id, &FolderImport::of(&folder))
+            .import_folder(new.id, &from.folder_import(&folder).unwrap())
             .unwrap();
         let mut batch = Vec::new();
         for meta in from.messages(folder.id).unwrap() {
@@ -34,7 +34,9 @@ fn an_imported_mailbox_has_the_same_folders_uids_flags_dates_and_bytes() {
     let work = source
         .create_mailbox(account.id, "Work/2026", None)
         .unwrap();
-    source.set_subscribed(work.id, false).unwrap();
+    source
+        .set_subscription(account.id, &work.name, false, usize::MAX)
+        .unwrap();
     for n in 0..5u8 {
         let flags = Flags::from_names(if n % 2 == 0 {
             vec!["\\Seen", "$Label1"]
@@ -75,7 +77,10 @@ fn an_imported_mailbox_has_the_same_folders_uids_flags_dates_and_bytes() {
     let after = target.mailboxes(copied.id).unwrap();
     assert_eq!(before.len(), after.len());
     for (old, new) in before.iter().zip(&after) {
-        assert_eq!(FolderImport::of(old), FolderImport::of(new));
+        assert_eq!(
+            source.folder_import(old).unwrap(),
+            target.folder_import(new).unwrap()
+        );
         assert_eq!(
             (old.messages, old.size),
             (new.messages, new.size),

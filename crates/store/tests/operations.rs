@@ -148,8 +148,10 @@ fn folders_create_rename_with_children_delete_and_recreate() {
         Err(StoreError::NotAllowed(_))
     ));
 
-    store.set_subscribed(sibling.id, false).unwrap();
-    assert!(!store.mailbox(sibling.id).unwrap().subscribed);
+    store
+        .set_subscription(account.id, "Workshop", false, usize::MAX)
+        .unwrap();
+    assert!(!store.is_subscribed(account.id, "Workshop").unwrap());
 
     store
         .append(
@@ -906,4 +908,115 @@ fn the_first_recent_uid_only_moves_forward_and_counts_what_follows() {
     assert_eq!(store.first_recent(work.id).unwrap(), None);
     store.advance_first_recent(work.id, Uid(5)).unwrap();
     assert_eq!(store.first_recent(work.id).unwrap(), None);
+}
+
+/// A subscription is a name: it outlives its folder, may come before it, moves with a
+/// RENAME, and goes with the account.
+#[test]
+fn subscriptions_are_names_kept_apart_from_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("sub@example.com", "h").unwrap();
+    let subscriptions = || store.subscriptions(account.id).unwrap();
+    let folders: Vec<String> = store
+        .mailboxes(account.id)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        subscriptions(),
+        folders,
+        "a new account's folders are subscribed"
+    );
+    for name in folders.iter().filter(|name| *name != INBOX) {
+        store
+            .set_subscription(account.id, name, false, usize::MAX)
+            .unwrap();
+    }
+    assert_eq!(subscriptions(), ["INBOX"]);
+
+    let fruit = store.create_mailbox(account.id, "Fruit", None).unwrap();
+    store
+        .create_mailbox(account.id, "Fruit/Apple", None)
+        .unwrap();
+    assert_eq!(subscriptions(), ["Fruit", "Fruit/Apple", "INBOX"]);
+    store
+        .set_subscription(account.id, "Fruit/Peach", true, usize::MAX)
+        .unwrap();
+    store
+        .set_subscription(account.id, "Fruit", false, usize::MAX)
+        .unwrap();
+    assert_eq!(subscriptions(), ["Fruit/Apple", "Fruit/Peach", "INBOX"]);
+
+    let apple = store
+        .mailbox_by_name(account.id, "Fruit/Apple")
+        .unwrap()
+        .unwrap();
+    store.delete_mailbox(apple.id).unwrap();
+    assert!(
+        store.is_subscribed(account.id, "Fruit/Apple").unwrap(),
+        "DELETE keeps the subscription (RFC 9051 §6.3.7)"
+    );
+
+    store.rename_mailbox(fruit.id, "Food").unwrap();
+    store.create_mailbox(account.id, "Food/Kiwi", None).unwrap();
+    store
+        .set_subscription(account.id, "Food/Kiwi", false, usize::MAX)
+        .unwrap();
+    store
+        .rename_mailbox(
+            store
+                .mailbox_by_name(account.id, "Food")
+                .unwrap()
+                .unwrap()
+                .id,
+            "Fruit",
+        )
+        .unwrap();
+    assert_eq!(
+        subscriptions(),
+        ["Fruit/Apple", "Fruit/Peach", "INBOX"],
+        "unsubscribed folders stay unsubscribed under their new name"
+    );
+    store
+        .rename_mailbox(
+            store
+                .mailbox_by_name(account.id, "Fruit/Kiwi")
+                .unwrap()
+                .unwrap()
+                .id,
+            "Kiwi",
+        )
+        .unwrap();
+    store
+        .set_subscription(account.id, "Kiwi", true, usize::MAX)
+        .unwrap();
+    let kiwi = store.mailbox_by_name(account.id, "Kiwi").unwrap().unwrap();
+    store.rename_mailbox(kiwi.id, "Lime").unwrap();
+    assert!(store.is_subscribed(account.id, "Lime").unwrap());
+    assert!(!store.is_subscribed(account.id, "Kiwi").unwrap());
+
+    assert!(matches!(
+        store.set_subscription(account.id, "One/More", true, 4),
+        Err(StoreError::LimitExceeded(TOO_MANY_SUBSCRIPTIONS))
+    ));
+    store
+        .set_subscription(account.id, "INBOX", false, 4)
+        .unwrap();
+    store
+        .set_subscription(account.id, "One/More", true, 4)
+        .unwrap();
+    assert!(matches!(
+        store.set_subscription(account.id, "", true, 4),
+        Err(StoreError::InvalidName(_))
+    ));
+
+    store.delete_account(account.id).unwrap();
+    let again = store.create_account("sub@example.com", "h").unwrap();
+    assert_eq!(store.subscriptions(again.id).unwrap(), folders);
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.subscriptions(again.id).unwrap(), folders);
+    assert!(store.subscriptions(account.id).unwrap().is_empty());
 }
