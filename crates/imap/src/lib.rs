@@ -7,9 +7,11 @@
 //! never depend on the server crate, actix or sled.
 //!
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
-//! [`command`] values, [`session`] runs them against the host through [`request`], and
-//! [`fetch`], [`search`], [`view`], [`names`] and [`response`] hold the rules the session
-//! applies. [`scan`] is the FETCH/SEARCH work the host runs off the session's thread.
+//! [`command`] values, [`session`] reads and dispatches them and the modules under
+//! [`command`] carry each family out against the host through [`request`];
+//! [`fetch`], [`search`], [`listing`], [`view`], [`names`] and [`response`] hold the
+//! rules they apply. [`scan`] is the FETCH/SEARCH work the host runs off the session's
+//! thread.
 
 pub mod command;
 pub mod encode;

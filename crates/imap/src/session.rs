@@ -12,22 +12,21 @@
 //! (store, sign-in) emits a [`Request`] and the machine holds later input until the
 //! [`Reply`] arrives. Literals, AUTHENTICATE continuations and IDLE's DONE are states of
 //! the reader, never socket reads inside a command.
+//!
+//! This module holds the machine itself: reading, dispatch, the states, announcing a
+//! selected folder's changes, and routing each reply to its command. What each command
+//! does is in its family's module under [`crate::command`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use portico_sasl::SaslError;
-
+use crate::command::list::ListJob;
 use crate::command::*;
-use crate::fetch::{self, RenderStyle};
-use crate::listing::{self, ListQuery};
-use crate::names;
+use crate::fetch::RenderStyle;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
-use crate::response;
-use crate::scan::{ScanJob, ScanOutcome, ScanOutput, ScanTarget, ScanWork};
-use crate::search::{self, TextHints};
+use crate::scan::{ScanTarget, ScanWork};
 use crate::view::{AnnounceStyle, View};
 
 /// What the session needs to know of the node's IMAP settings.
@@ -132,7 +131,7 @@ pub enum Action {
 pub const STREAM_ABOVE: u64 = 1024 * 1024;
 
 /// Messages per store round trip, by how much of each is read.
-fn batch_size(detail: Detail) -> usize {
+pub(crate) fn batch_size(detail: Detail) -> usize {
     match detail {
         Detail::Meta => 5000,
         Detail::Fields => 5000,
@@ -144,24 +143,24 @@ fn batch_size(detail: Detail) -> usize {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct Enabled {
-    rev2: bool,
-    utf8: bool,
-    condstore: bool,
-    qresync: bool,
+pub(crate) struct Enabled {
+    pub(crate) rev2: bool,
+    pub(crate) utf8: bool,
+    pub(crate) condstore: bool,
+    pub(crate) qresync: bool,
 }
 
-struct Selected {
-    id: FolderId,
-    read_only: bool,
-    view: View,
+pub(crate) struct Selected {
+    pub(crate) id: FolderId,
+    pub(crate) read_only: bool,
+    pub(crate) view: View,
     /// The keywords the client has been told of in FLAGS, in that order: a keyword
     /// new to the folder is announced before the first response that shows it.
-    keywords: Vec<String>,
+    pub(crate) keywords: Vec<String>,
 }
 
 /// The `FLAGS` and `PERMANENTFLAGS` lines for a folder with `keywords` in use.
-fn write_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
+pub(crate) fn write_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
     let mut flags = SYSTEM_FLAGS.to_string();
     for keyword in keywords {
         flags.push(' ');
@@ -179,7 +178,7 @@ fn write_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
 
 /// Announces (RFC 9051 §7.3.5, RFC 3501 §7.2.6) the keywords among `flags` the client
 /// has not been told of yet, adding them to `known`.
-fn announce_new_keywords<'a>(
+pub(crate) fn announce_new_keywords<'a>(
     out: &mut Vec<u8>,
     known: &mut Vec<String>,
     read_only: bool,
@@ -198,7 +197,7 @@ fn announce_new_keywords<'a>(
     }
 }
 
-enum State {
+pub(crate) enum State {
     NotAuthenticated,
     Authenticated,
     Selected(Box<Selected>),
@@ -206,20 +205,20 @@ enum State {
 }
 
 /// A FETCH or SEARCH under way: the host runs it a slice at a time ([`crate::scan`]).
-struct Scan {
-    tag: String,
-    uid: bool,
+pub(crate) struct Scan {
+    pub(crate) tag: String,
+    pub(crate) uid: bool,
     /// Every target, ascending.
-    targets: Vec<ScanTarget>,
-    next: usize,
-    detail: Detail,
-    work: Arc<ScanWork>,
+    pub(crate) targets: Vec<ScanTarget>,
+    pub(crate) next: usize,
+    pub(crate) detail: Detail,
+    pub(crate) work: Arc<ScanWork>,
     /// Bytes of text the SEARCH keys have examined so far.
-    examined: u64,
-    kind: ScanKind,
+    pub(crate) examined: u64,
+    pub(crate) kind: ScanKind,
 }
 
-enum ScanKind {
+pub(crate) enum ScanKind {
     Fetch {
         failed: bool,
     },
@@ -233,7 +232,7 @@ enum ScanKind {
 }
 
 /// A command waiting for the host.
-enum Running {
+pub(crate) enum Running {
     Login {
         tag: String,
     },
@@ -289,20 +288,8 @@ enum Running {
     },
 }
 
-struct ListJob {
-    tag: String,
-    command: &'static str,
-    query: ListQuery,
-    status: Option<Vec<StatusItem>>,
-    /// LIST lines not yet written, each with the folder whose STATUS must follow it
-    /// (LIST-STATUS, RFC 5819 §2: a mailbox's STATUS comes right after its LIST).
-    pending: VecDeque<(Vec<u8>, Option<String>)>,
-    /// The folder whose STATUS was asked for last.
-    awaiting_status: Option<String>,
-}
-
 /// Where the reader's next line goes.
-enum LineMode {
+pub(crate) enum LineMode {
     Commands,
     /// AUTHENTICATE PLAIN waiting for the client's response line.
     SaslResponse {
@@ -329,26 +316,26 @@ pub struct HandOff {
 
 /// The session machine.
 pub struct Session {
-    config: ImapConfig,
-    reader: CommandReader,
-    tls: bool,
-    state: State,
-    enabled: Enabled,
-    actions: VecDeque<Action>,
-    out: Vec<u8>,
-    running: Option<(RequestId, Running)>,
-    next_request: RequestId,
-    line_mode: LineMode,
-    commands: u64,
-    bad_commands: u32,
-    user: Option<String>,
-    closed: bool,
+    pub(crate) config: ImapConfig,
+    pub(crate) reader: CommandReader,
+    pub(crate) tls: bool,
+    pub(crate) state: State,
+    pub(crate) enabled: Enabled,
+    pub(crate) actions: VecDeque<Action>,
+    pub(crate) out: Vec<u8>,
+    pub(crate) running: Option<(RequestId, Running)>,
+    pub(crate) next_request: RequestId,
+    pub(crate) line_mode: LineMode,
+    pub(crate) commands: u64,
+    pub(crate) bad_commands: u32,
+    pub(crate) user: Option<String>,
+    pub(crate) closed: bool,
     /// Events that arrived while a SELECT/EXAMINE waited for its folder: the host may
     /// start pushing the folder's changes before its reply arrives.
-    early_events: Vec<FolderEvent>,
+    pub(crate) early_events: Vec<FolderEvent>,
 }
 
-fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
+pub(crate) fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
     out.extend_from_slice(tag.as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.as_bytes());
@@ -357,7 +344,7 @@ fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn fault_text(fault: &Fault, trycreate: bool) -> String {
+pub(crate) fn fault_text(fault: &Fault, trycreate: bool) -> String {
     match fault {
         Fault::NotFound if trycreate => "[TRYCREATE] Mailbox does not exist".into(),
         Fault::NotFound => "[NONEXISTENT] Mailbox does not exist".into(),
@@ -378,13 +365,13 @@ fn fault_text(fault: &Fault, trycreate: bool) -> String {
     }
 }
 
-const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+pub(crate) const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
 /// Flags a client may set with STORE or APPEND: the five system flags and keywords.
 /// \Recent is the server's (RFC 3501 §2.3.2) and any other `\name` is a
 /// flag-extension no standard defines yet, which a server must never generate (RFC
 /// 9051 §2.3.2), so storing it would hand it to every client.
-fn settable_flags(flags: &[String], verb: &str) -> Result<(), String> {
+pub(crate) fn settable_flags(flags: &[String], verb: &str) -> Result<(), String> {
     for flag in flags {
         if flag.eq_ignore_ascii_case("\\Recent") || flag == "\\*" {
             return Err(format!("\\Recent and \\* cannot be {verb}"));
@@ -443,7 +430,7 @@ impl Session {
         })
     }
 
-    fn without_greeting(config: ImapConfig, tls_active: bool) -> Session {
+    pub(crate) fn without_greeting(config: ImapConfig, tls_active: bool) -> Session {
         let reader = CommandReader::new(Self::preauth_limits(&config));
         Session {
             config,
@@ -467,7 +454,7 @@ impl Session {
     /// Before authentication a client needs literals only for a name, a password or a
     /// SASL response, so a stranger cannot make the node hold more than a few tens of
     /// KiB; [`Self::limits`] apply from the successful login on.
-    fn preauth_limits(config: &ImapConfig) -> ReaderLimits {
+    pub(crate) fn preauth_limits(config: &ImapConfig) -> ReaderLimits {
         let max_line = config.max_line.min(PREAUTH_MAX_LINE);
         ReaderLimits {
             max_line,
@@ -476,7 +463,7 @@ impl Session {
         }
     }
 
-    fn limits(config: &ImapConfig) -> ReaderLimits {
+    pub(crate) fn limits(config: &ImapConfig) -> ReaderLimits {
         ReaderLimits {
             max_line: config.max_line,
             max_literal: config.append_limit as usize,
@@ -548,21 +535,21 @@ impl Session {
         self.flush();
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if !self.out.is_empty() {
             self.actions
                 .push_back(Action::Write(std::mem::take(&mut self.out)));
         }
     }
 
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.flush();
         self.actions.push_back(Action::Close);
         self.closed = true;
         self.state = State::Logout;
     }
 
-    fn request(&mut self, running: Running, request: Request) {
+    pub(crate) fn request(&mut self, running: Running, request: Request) {
         let id = self.next_request;
         self.next_request += 1;
         self.flush();
@@ -570,7 +557,7 @@ impl Session {
         self.running = Some((id, running));
     }
 
-    fn style(&self) -> AnnounceStyle {
+    pub(crate) fn style(&self) -> AnnounceStyle {
         AnnounceStyle {
             recent: !self.enabled.rev2,
             modseq: self.enabled.condstore,
@@ -578,7 +565,7 @@ impl Session {
         }
     }
 
-    fn render_style(&self) -> RenderStyle {
+    pub(crate) fn render_style(&self) -> RenderStyle {
         RenderStyle {
             utf8: self.enabled.utf8,
             recent: !self.enabled.rev2,
@@ -586,7 +573,7 @@ impl Session {
     }
 
     /// Announces queued folder changes (before a tagged response, or while idling).
-    fn announce(&mut self, allow_expunge: bool) {
+    pub(crate) fn announce(&mut self, allow_expunge: bool) {
         let style = self.style();
         if let State::Selected(selected) = &mut self.state {
             let Selected {
@@ -601,24 +588,24 @@ impl Session {
     }
 
     /// [`Selected::announce_keywords`] for the selected folder, if any.
-    fn announce_keywords<'a>(&mut self, flags: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn announce_keywords<'a>(&mut self, flags: impl IntoIterator<Item = &'a str>) {
         if let State::Selected(selected) = &mut self.state {
             let (known, read_only) = (&mut selected.keywords, selected.read_only);
             announce_new_keywords(&mut self.out, known, read_only, flags);
         }
     }
 
-    fn finish(&mut self, tag: &str, status: &str, text: &str, allow_expunge: bool) {
+    pub(crate) fn finish(&mut self, tag: &str, status: &str, text: &str, allow_expunge: bool) {
         self.announce(allow_expunge);
         tagged(&mut self.out, tag, status, text);
     }
 
-    fn bad(&mut self, tag: &str, text: &str) {
+    pub(crate) fn bad(&mut self, tag: &str, text: &str) {
         tagged(&mut self.out, tag, "BAD", text);
         self.count_bad();
     }
 
-    fn count_bad(&mut self) {
+    pub(crate) fn count_bad(&mut self) {
         self.bad_commands += 1;
         if self.bad_commands > self.config.max_bad_commands {
             self.out
@@ -628,7 +615,7 @@ impl Session {
     }
 
     /// Runs commands until one waits for the host or input runs out.
-    fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         while !self.closed && self.running.is_none() {
             let Some(event) = self.reader.next_event() else {
                 break;
@@ -691,7 +678,7 @@ impl Session {
         }
     }
 
-    fn on_line(&mut self, line: Vec<u8>) {
+    pub(crate) fn on_line(&mut self, line: Vec<u8>) {
         match std::mem::replace(&mut self.line_mode, LineMode::Commands) {
             LineMode::Commands => {}
             LineMode::Idle { tag } => {
@@ -713,7 +700,7 @@ impl Session {
         }
     }
 
-    fn on_event(&mut self, event: FolderEvent) {
+    pub(crate) fn on_event(&mut self, event: FolderEvent) {
         if matches!(self.running, Some((_, Running::Select { .. }))) {
             self.early_events.push(event);
             return;
@@ -735,51 +722,13 @@ impl Session {
         }
     }
 
-    fn capability(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "IMAP4rev2"];
-        if !self.is_authenticated() {
-            if !self.tls && self.config.tls_available {
-                caps.push("STARTTLS");
-            }
-            if self.tls || self.config.plaintext_login_without_tls {
-                caps.push("AUTH=PLAIN");
-            } else {
-                caps.push("LOGINDISABLED");
-            }
-        }
-        caps.extend([
-            "LITERAL+",
-            "SASL-IR",
-            "ENABLE",
-            "IDLE",
-            "UIDPLUS",
-            "MOVE",
-            "NAMESPACE",
-            "ID",
-            "UNSELECT",
-            "CONDSTORE",
-            "QRESYNC",
-            "CHILDREN",
-            "SPECIAL-USE",
-            "LIST-EXTENDED",
-            "LIST-STATUS",
-            "ESEARCH",
-            "STATUS=SIZE",
-            "BINARY",
-            "UTF8=ACCEPT",
-        ]);
-        let mut text = caps.join(" ");
-        text.push_str(&format!(" APPENDLIMIT={}", self.config.append_limit));
-        text
-    }
-
-    fn utf8(&self) -> bool {
+    pub(crate) fn utf8(&self) -> bool {
         self.enabled.utf8
     }
 
     /// A command of the selected state turns CONDSTORE on: the first one tells the
     /// client the folder's HIGHESTMODSEQ (RFC 7162 §3.1), which SELECT did not.
-    fn enable_condstore(&mut self) {
+    pub(crate) fn enable_condstore(&mut self) {
         if self.enabled.condstore {
             return;
         }
@@ -790,29 +739,7 @@ impl Session {
         }
     }
 
-    /// The mailbox a command names, or its answer: a name that does not decode names
-    /// no mailbox, and a mailbox cannot be made under it. That is `NO`, not `BAD`: the
-    /// command is well formed, and many clients give up on a session at a `BAD`.
-    fn mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
-        self.named(tag, raw, "[NONEXISTENT]")
-    }
-
-    /// [`Self::mailbox_name`] for a name to be made (CREATE, RENAME's new name).
-    fn new_mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
-        self.named(tag, raw, "[CANNOT]")
-    }
-
-    fn named(&mut self, tag: &str, raw: &[u8], code: &str) -> Option<String> {
-        match names::decode(raw, self.utf8()) {
-            Ok(name) => Some(name),
-            Err(why) => {
-                tagged(&mut self.out, tag, "NO", &format!("{code} {why}"));
-                None
-            }
-        }
-    }
-
-    fn dispatch(&mut self, command: Command) {
+    pub(crate) fn dispatch(&mut self, command: Command) {
         let tag = command.tag.0;
         let body = command.body;
         // Commands valid in any state.
@@ -970,365 +897,7 @@ impl Session {
         }
     }
 
-    fn starttls(&mut self, tag: String) {
-        if self.tls {
-            return self.bad(&tag, "TLS is already active");
-        }
-        if !self.config.tls_available {
-            return self.bad(&tag, "STARTTLS is not available");
-        }
-        tagged(&mut self.out, &tag, "OK", "Begin TLS negotiation now");
-        // RFC 9051 §6.2.1: anything pipelined after STARTTLS is discarded, not executed.
-        self.reader = CommandReader::new(Self::preauth_limits(&self.config));
-        let id = self.next_request;
-        self.next_request += 1;
-        self.flush();
-        self.actions.push_back(Action::StartTls);
-        self.running = Some((
-            id,
-            Running::Simple {
-                tag,
-                command: "STARTTLS",
-            },
-        ));
-    }
-
-    fn plaintext_allowed(&self) -> bool {
-        self.tls || self.config.plaintext_login_without_tls
-    }
-
-    fn login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
-        if !self.plaintext_allowed() {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
-            );
-            return self.count_bad();
-        }
-        self.start_login(tag, username, password);
-    }
-
-    fn start_login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
-        let (Ok(username), Ok(password)) =
-            (String::from_utf8(username), String::from_utf8(password))
-        else {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[AUTHENTICATIONFAILED] Authentication failed",
-            );
-            return self.count_bad();
-        };
-        self.user = Some(username.clone());
-        self.request(
-            Running::Login { tag },
-            Request::Login {
-                username,
-                password: Password(password),
-            },
-        );
-    }
-
-    fn authenticate(&mut self, tag: String, mechanism: &str, initial: Option<Vec<u8>>) {
-        if !mechanism.eq_ignore_ascii_case("PLAIN") {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[CANNOT] Unsupported authentication mechanism",
-            );
-            return self.count_bad();
-        }
-        if !self.plaintext_allowed() {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
-            );
-            return self.count_bad();
-        }
-        match initial {
-            Some(response) => self.sasl_plain(tag, &response),
-            None => {
-                self.out.extend_from_slice(b"+ \r\n");
-                self.reader.set_line_mode(true);
-                self.line_mode = LineMode::SaslResponse { tag };
-            }
-        }
-    }
-
-    /// RFC 4616 PLAIN: authzid NUL authcid NUL passwd, base64.
-    fn sasl_plain(&mut self, tag: String, response: &[u8]) {
-        // Well-formed base64 that is not `authzid NUL authcid NUL passwd` is a failed
-        // authentication (NO), not a protocol error: RFC 9051 §6.2.2 keeps BAD for
-        // cancellation and invalid base64.
-        match portico_sasl::decode_plain(response) {
-            Ok(credentials) => self.start_login(
-                tag,
-                credentials.authcid.into_bytes(),
-                credentials.password.expose().as_bytes().to_vec(),
-            ),
-            Err(SaslError::NotBase64) => self.bad(&tag, "Invalid base64 in SASL response"),
-            Err(SaslError::Malformed) => {
-                tagged(
-                    &mut self.out,
-                    &tag,
-                    "NO",
-                    "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response",
-                );
-                self.count_bad();
-            }
-            Err(SaslError::AuthzidMismatch) => {
-                tagged(
-                    &mut self.out,
-                    &tag,
-                    "NO",
-                    "[AUTHORIZATIONFAILED] Authorization identity must match",
-                );
-                self.count_bad();
-            }
-        }
-    }
-
-    fn enable(&mut self, tag: String, capabilities: Vec<String>) {
-        let mut enabled = Vec::new();
-        for capability in capabilities {
-            let upper = capability.to_ascii_uppercase();
-            match upper.as_str() {
-                "IMAP4REV2" if !self.enabled.rev2 => {
-                    self.enabled.rev2 = true;
-                    self.enabled.utf8 = true;
-                    enabled.push("IMAP4rev2");
-                }
-                "UTF8=ACCEPT" if !self.enabled.utf8 || !enabled.contains(&"UTF8=ACCEPT") => {
-                    self.enabled.utf8 = true;
-                    enabled.push("UTF8=ACCEPT");
-                }
-                "CONDSTORE" if !self.enabled.condstore => {
-                    self.enabled.condstore = true;
-                    enabled.push("CONDSTORE");
-                }
-                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
-                "QRESYNC" if !self.enabled.qresync => {
-                    self.enabled.qresync = true;
-                    if !self.enabled.condstore {
-                        self.enabled.condstore = true;
-                        enabled.push("CONDSTORE");
-                    }
-                    enabled.push("QRESYNC");
-                }
-                _ => {}
-            }
-        }
-        self.out.extend_from_slice(b"* ENABLED");
-        for name in enabled {
-            self.out.push(b' ');
-            self.out.extend_from_slice(name.as_bytes());
-        }
-        self.out.extend_from_slice(b"\r\n");
-        self.finish(&tag, "OK", "ENABLE completed", true);
-    }
-
-    fn select(&mut self, tag: String, raw: &[u8], read_only: bool, params: SelectParams) {
-        let Some(name) = self.mailbox_name(&tag, raw) else {
-            return;
-        };
-        if params.qresync.is_some() && !self.enabled.qresync {
-            // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
-            return self.bad(&tag, "QRESYNC is not enabled");
-        }
-        // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected.
-        if let State::Selected(selected) = &self.state {
-            let folder = selected.id;
-            self.actions
-                .push_back(Action::Request(0, Request::Deselect { folder }));
-            self.state = State::Authenticated;
-            // RFC 7162 §3.2.11: tell the client the old mailbox is closed.
-            self.out
-                .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
-        }
-        self.request(
-            Running::Select {
-                tag,
-                name: name.clone(),
-                read_only,
-                condstore: params.condstore,
-                qresync: params.qresync.clone(),
-            },
-            Request::Select {
-                folder: name,
-                read_only,
-                vanished_since: params.qresync.as_ref().map(|q| q.modseq),
-            },
-        );
-    }
-
-    fn create(&mut self, tag: String, raw: &[u8], special_use: Vec<String>) {
-        let Some(folder) = self.new_mailbox_name(&tag, raw) else {
-            return;
-        };
-        let folder = folder.trim_end_matches(names::SEPARATOR).to_string();
-        if special_use.len() > 1 {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[USEATTR] Only one special-use attribute per mailbox",
-            );
-            return;
-        }
-        self.request(
-            Running::Simple {
-                tag,
-                command: "CREATE",
-            },
-            Request::Create {
-                folder,
-                special_use: special_use.into_iter().next(),
-            },
-        );
-    }
-
-    fn subscribe(&mut self, tag: String, raw: &[u8], subscribed: bool) {
-        let Some(folder) = self.mailbox_name(&tag, raw) else {
-            return;
-        };
-        let command = if subscribed {
-            "SUBSCRIBE"
-        } else {
-            "UNSUBSCRIBE"
-        };
-        self.request(
-            Running::Simple { tag, command },
-            Request::Subscribe { folder, subscribed },
-        );
-    }
-
-    fn list(
-        &mut self,
-        tag: String,
-        reference: &[u8],
-        patterns: &[Vec<u8>],
-        selection: &[ListSelection],
-        returns: &[ListReturn],
-        extended: bool,
-    ) {
-        let utf8 = self.utf8();
-        let Ok(reference) = names::decode(reference, utf8) else {
-            return self.bad(&tag, "Invalid reference name");
-        };
-        // A pattern that does not decode matches no mailbox (RFC 9051 §6.3.9: LIST
-        // answers OK with what matches).
-        let decoded: Vec<String> = patterns
-            .iter()
-            .filter_map(|pattern| names::decode(pattern, utf8).ok())
-            .collect();
-        if decoded.is_empty() && !patterns.is_empty() {
-            return self.finish(&tag, "OK", "LIST completed", true);
-        }
-        // RFC 9051 §6.3.9: LIST "" "" asks for the hierarchy delimiter.
-        if !extended && decoded.len() == 1 && decoded[0].is_empty() {
-            self.out
-                .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
-            return self.finish(&tag, "OK", "LIST completed", true);
-        }
-        let patterns = decoded
-            .into_iter()
-            .map(|pattern| names::join_reference(&reference, &pattern))
-            .collect();
-        let mut status = None;
-        let mut return_subscribed = false;
-        let mut return_special_use = false;
-        for option in returns {
-            match option {
-                ListReturn::Subscribed => return_subscribed = true,
-                ListReturn::SpecialUse => return_special_use = true,
-                ListReturn::Children => {}
-                ListReturn::Status(items) => status = Some(items.clone()),
-            }
-        }
-        let job = ListJob {
-            tag,
-            command: "LIST",
-            query: ListQuery {
-                lsub: false,
-                patterns,
-                subscribed_only: selection.contains(&ListSelection::Subscribed),
-                special_use_only: selection.contains(&ListSelection::SpecialUse),
-                recursive_match: selection.contains(&ListSelection::RecursiveMatch),
-                return_subscribed,
-                return_special_use,
-            },
-            status,
-            pending: VecDeque::new(),
-            awaiting_status: None,
-        };
-        self.request(Running::List(job), Request::ListFolders);
-    }
-
-    fn lsub(&mut self, tag: String, reference: &[u8], pattern: &[u8]) {
-        let utf8 = self.utf8();
-        let Ok(reference) = names::decode(reference, utf8) else {
-            return self.bad(&tag, "Invalid reference name");
-        };
-        let Ok(pattern) = names::decode(pattern, utf8) else {
-            // Matches no mailbox.
-            return self.finish(&tag, "OK", "LSUB completed", true);
-        };
-        let job = ListJob {
-            tag,
-            command: "LSUB",
-            query: ListQuery {
-                lsub: true,
-                patterns: vec![names::join_reference(&reference, &pattern)],
-                ..ListQuery::default()
-            },
-            status: None,
-            pending: VecDeque::new(),
-            awaiting_status: None,
-        };
-        self.request(Running::List(job), Request::ListFolders);
-    }
-
-    fn append(
-        &mut self,
-        tag: String,
-        raw: &[u8],
-        flags: Vec<String>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
-    ) {
-        let Some(folder) = self.mailbox_name(&tag, raw) else {
-            return;
-        };
-        if message.len() as u64 > self.config.append_limit {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[TOOBIG] Message exceeds APPENDLIMIT",
-            );
-            return;
-        }
-        if let Err(why) = settable_flags(&flags, "set") {
-            return self.bad(&tag, &why);
-        }
-        self.request(
-            Running::Append { tag },
-            Request::Append {
-                folder,
-                flags,
-                date,
-                message,
-            },
-        );
-    }
-
-    fn selected_command(&mut self, tag: String, body: CommandBody) {
+    pub(crate) fn selected_command(&mut self, tag: String, body: CommandBody) {
         let State::Selected(selected) = &self.state else {
             return;
         };
@@ -1341,54 +910,8 @@ impl Session {
                 self.state = State::Authenticated;
                 tagged(&mut self.out, &tag, "OK", "UNSELECT completed");
             }
-            CommandBody::Close => {
-                if read_only {
-                    self.actions
-                        .push_back(Action::Request(0, Request::Deselect { folder }));
-                    self.state = State::Authenticated;
-                    tagged(&mut self.out, &tag, "OK", "CLOSE completed");
-                } else {
-                    self.request(
-                        Running::Expunge {
-                            tag,
-                            closing: true,
-                            uid: false,
-                        },
-                        Request::Expunge { folder, uids: None },
-                    );
-                }
-            }
-            CommandBody::Expunge | CommandBody::UidExpunge { .. } if read_only => {
-                tagged(
-                    &mut self.out,
-                    &tag,
-                    "NO",
-                    "[READ-ONLY] Mailbox is read-only",
-                );
-            }
-            CommandBody::Expunge => self.request(
-                Running::Expunge {
-                    tag,
-                    closing: false,
-                    uid: false,
-                },
-                Request::Expunge { folder, uids: None },
-            ),
-            CommandBody::UidExpunge { set } => {
-                self.announce(true);
-                let uids = self.resolve(&set, true).unwrap_or_default();
-                let uids = uids.into_iter().map(|(_, uid)| uid).collect();
-                self.request(
-                    Running::Expunge {
-                        tag,
-                        closing: false,
-                        uid: true,
-                    },
-                    Request::Expunge {
-                        folder,
-                        uids: Some(uids),
-                    },
-                );
+            CommandBody::Close | CommandBody::Expunge | CommandBody::UidExpunge { .. } => {
+                self.expunge(tag, body)
             }
             CommandBody::Fetch {
                 uid,
@@ -1403,58 +926,7 @@ impl Session {
                 returns,
                 criteria,
             } => self.search(tag, uid, charset, returns, criteria),
-            CommandBody::Store {
-                uid,
-                set,
-                mode,
-                silent,
-                flags,
-                unchanged_since,
-            } => {
-                if read_only {
-                    tagged(
-                        &mut self.out,
-                        &tag,
-                        "NO",
-                        "[READ-ONLY] Mailbox is read-only",
-                    );
-                    return;
-                }
-                if let Err(why) = settable_flags(&flags, "stored") {
-                    return self.bad(&tag, &why);
-                }
-                if uid {
-                    self.announce(true);
-                }
-                let targets = match self.resolve(&set, uid) {
-                    Ok(targets) => targets,
-                    Err(why) => return self.bad(&tag, why),
-                };
-                let uids: Vec<u32> = targets.iter().map(|(_, uid)| *uid).collect();
-                if unchanged_since.is_some() {
-                    // RFC 7162 §3.1: a CONDSTORE-enabling command.
-                    self.enable_condstore();
-                }
-                if uids.is_empty() {
-                    let command = if uid { "UID STORE" } else { "STORE" };
-                    return self.finish(&tag, "OK", &format!("{command} completed"), uid);
-                }
-                self.request(
-                    Running::Store {
-                        tag,
-                        uid,
-                        silent,
-                        unchanged_since,
-                    },
-                    Request::StoreFlags {
-                        folder,
-                        uids,
-                        mode,
-                        flags,
-                        unchanged_since,
-                    },
-                );
-            }
+            CommandBody::Store { .. } => self.store(tag, body),
             CommandBody::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false),
             CommandBody::Move { uid, set, mailbox } => {
                 if read_only {
@@ -1472,14 +944,14 @@ impl Session {
         }
     }
 
-    fn selected_view(&self) -> Option<&View> {
+    pub(crate) fn selected_view(&self) -> Option<&View> {
         match &self.state {
             State::Selected(selected) => Some(&selected.view),
             _ => None,
         }
     }
 
-    fn selected_view_mut(&mut self) -> Option<&mut View> {
+    pub(crate) fn selected_view_mut(&mut self) -> Option<&mut View> {
         match &mut self.state {
             State::Selected(selected) => Some(&mut selected.view),
             _ => None,
@@ -1487,7 +959,11 @@ impl Session {
     }
 
     /// The (seq, uid) pairs a set names, by UID or by sequence number.
-    fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, &'static str> {
+    pub(crate) fn resolve(
+        &self,
+        set: &SequenceSet,
+        uid: bool,
+    ) -> Result<Vec<(u32, u32)>, &'static str> {
         let Some(view) = self.selected_view() else {
             return Err("No mailbox selected");
         };
@@ -1498,425 +974,14 @@ impl Session {
         }
     }
 
-    fn selected_folder(&self) -> Option<(FolderId, bool)> {
+    pub(crate) fn selected_folder(&self) -> Option<(FolderId, bool)> {
         match &self.state {
             State::Selected(selected) => Some((selected.id, selected.read_only)),
             _ => None,
         }
     }
 
-    fn copy(&mut self, tag: String, uid: bool, set: &SequenceSet, raw: &[u8], moving: bool) {
-        let Some(destination) = self.mailbox_name(&tag, raw) else {
-            return;
-        };
-        let Some((folder, _)) = self.selected_folder() else {
-            return;
-        };
-        if uid {
-            self.announce(true);
-        }
-        let targets = match self.resolve(set, uid) {
-            Ok(targets) => targets,
-            Err(why) => return self.bad(&tag, why),
-        };
-        let command = if moving { "MOVE" } else { "COPY" };
-        if targets.is_empty() {
-            return self.finish(
-                &tag,
-                "OK",
-                &format!("{command} completed, nothing to do"),
-                uid,
-            );
-        }
-        let uids = targets.into_iter().map(|(_, uid)| uid).collect();
-        self.request(
-            Running::Copy { tag, moving, uid },
-            Request::Copy {
-                folder,
-                uids,
-                destination,
-                moving,
-            },
-        );
-    }
-
-    fn fetch(
-        &mut self,
-        tag: String,
-        uid: bool,
-        set: &SequenceSet,
-        items: &FetchItems,
-        changed_since: Option<u64>,
-        vanished: bool,
-    ) {
-        if vanished && !self.enabled.qresync {
-            return self.bad(&tag, "VANISHED needs ENABLE QRESYNC");
-        }
-        if uid {
-            // New messages a UID command names become visible first (RFC 9051 §7.5.1
-            // allows EXPUNGE and EXISTS here), so UIDs the client learnt elsewhere work.
-            self.announce(true);
-        }
-        let targets = match self.resolve(set, uid) {
-            Ok(targets) => targets,
-            Err(why) => return self.bad(&tag, why),
-        };
-        let mut attrs = fetch::expand(items);
-        if uid && !attrs.contains(&FetchAttr::Uid) {
-            attrs.insert(0, FetchAttr::Uid);
-        }
-        // RFC 7162 §3.1: CHANGEDSINCE and MODSEQ turn CONDSTORE on; from then on every
-        // FETCH with FLAGS carries MODSEQ too.
-        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
-            self.enable_condstore();
-        }
-        let with_modseq = changed_since.is_some()
-            || (self.enabled.condstore && attrs.contains(&FetchAttr::Flags));
-        if with_modseq && !attrs.contains(&FetchAttr::ModSeq) {
-            attrs.push(FetchAttr::ModSeq);
-        }
-        let Some((folder, read_only)) = self.selected_folder() else {
-            return;
-        };
-        let sets_seen = fetch::sets_seen(&attrs) && !read_only;
-        if sets_seen && !attrs.contains(&FetchAttr::Flags) {
-            attrs.push(FetchAttr::Flags);
-        }
-        let style = self.render_style();
-        let Some(view) = self.selected_view() else {
-            return;
-        };
-        let targets = targets
-            .into_iter()
-            .map(|(seq, uid)| ScanTarget {
-                seq,
-                uid,
-                recent: view.is_recent(uid),
-            })
-            .collect();
-        let scan = Scan {
-            tag,
-            uid,
-            detail: fetch::detail(&attrs),
-            targets,
-            next: 0,
-            work: Arc::new(ScanWork::Fetch {
-                attrs,
-                changed_since,
-                style,
-            }),
-            examined: 0,
-            kind: ScanKind::Fetch { failed: false },
-        };
-        if let (true, Some(since)) = (vanished, changed_since) {
-            self.request(
-                Running::FetchVanished {
-                    scan,
-                    set: set.clone(),
-                    sets_seen,
-                },
-                Request::Vanished { folder, since },
-            );
-        } else {
-            self.start_fetch(scan, sets_seen);
-        }
-    }
-
-    /// Runs a FETCH scan, after marking its messages \Seen when it must.
-    fn start_fetch(&mut self, scan: Scan, sets_seen: bool) {
-        let Some((folder, _)) = self.selected_folder() else {
-            return;
-        };
-        if sets_seen && !scan.targets.is_empty() {
-            let uids = scan.targets.iter().map(|target| target.uid).collect();
-            self.request(
-                Running::MarkSeen(scan),
-                Request::StoreFlags {
-                    folder,
-                    uids,
-                    mode: StoreMode::Add,
-                    flags: vec!["\\Seen".to_string()],
-                    unchanged_since: None,
-                },
-            );
-        } else {
-            self.continue_scan(scan);
-        }
-    }
-
-    /// `* VANISHED (EARLIER)` for the UIDs of `set` expunged since the client's MODSEQ
-    /// (RFC 7162 §3.2.6); with too short a history, every UID of the set not present.
-    fn write_vanished_earlier(&mut self, set: &SequenceSet, vanished: Option<Vec<u32>>) {
-        let Some(view) = self.selected_view() else {
-            return;
-        };
-        let max = view.max_uid().unwrap_or(0);
-        let in_set = |uid: u32| {
-            set.0.iter().any(|range| {
-                let bound = |b: SeqBound| match b {
-                    SeqBound::Value(v) => v,
-                    SeqBound::Star => max.max(uid),
-                };
-                let (a, b) = (bound(range.start), bound(range.end));
-                (a.min(b)..=a.max(b)).contains(&uid)
-            })
-        };
-        let mut uids: Vec<u32> = match vanished {
-            Some(uids) => uids.into_iter().filter(|&uid| in_set(uid)).collect(),
-            None => (1..=max)
-                .filter(|&uid| view.seq_of(uid).is_none() && in_set(uid))
-                .collect(),
-        };
-        uids.sort_unstable();
-        uids.dedup();
-        if !uids.is_empty() {
-            self.out.extend_from_slice(
-                format!("* VANISHED (EARLIER) {}\r\n", response::sequence_set(&uids)).as_bytes(),
-            );
-        }
-    }
-
-    fn search(
-        &mut self,
-        tag: String,
-        uid: bool,
-        charset: Option<String>,
-        returns: Option<Vec<SearchReturn>>,
-        criteria: SearchKey,
-    ) {
-        if let Some(charset) = charset
-            && !charset.eq_ignore_ascii_case("UTF-8")
-            && !charset.eq_ignore_ascii_case("US-ASCII")
-        {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset",
-            );
-            return;
-        }
-        if uid {
-            self.announce(true);
-        }
-        if mentions_modseq(&criteria) {
-            // RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE.
-            self.enable_condstore();
-        }
-        let Some(view) = self.selected_view() else {
-            return;
-        };
-        let (max_seq, max_uid) = (view.exists(), view.max_uid().unwrap_or(0));
-        let targets = view
-            .uids()
-            .iter()
-            .enumerate()
-            .map(|(i, &uid)| ScanTarget {
-                seq: i as u32 + 1,
-                uid,
-                recent: view.is_recent(uid),
-            })
-            .collect();
-        // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
-        let returns = match returns {
-            None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
-            other => other,
-        };
-        let queries = match self.config.text_index {
-            true => search::text_queries(&criteria),
-            false => Vec::new(),
-        };
-        let scan = Scan {
-            tag,
-            uid,
-            detail: search::detail(&criteria),
-            targets,
-            next: 0,
-            work: Arc::new(ScanWork::Search {
-                key: criteria,
-                max_seq,
-                max_uid,
-                hints: TextHints::default(),
-            }),
-            examined: 0,
-            kind: ScanKind::Search {
-                returns,
-                hits: Vec::new(),
-                max_modseq: 0,
-                modseqs: Vec::new(),
-            },
-        };
-        if !queries.is_empty()
-            && let Some((folder, _)) = self.selected_folder()
-        {
-            let request = Request::TextIndex {
-                folder,
-                queries: queries.clone(),
-            };
-            self.request(Running::TextIndex { scan, queries }, request);
-            return;
-        }
-        self.continue_scan(scan);
-    }
-
-    /// Takes the full-text index's answers into a SEARCH: messages they rule out are
-    /// not read at all, and the BODY/TEXT keys they rule out need no text.
-    fn narrow_search(
-        &mut self,
-        mut scan: Scan,
-        queries: Vec<TextQuery>,
-        answers: Vec<Option<TextCandidates>>,
-    ) {
-        let hints = TextHints::new(
-            queries
-                .into_iter()
-                .zip(answers)
-                .filter_map(|(query, answer)| Some((query, answer?)))
-                .collect(),
-        );
-        if let ScanWork::Search {
-            key,
-            max_seq,
-            max_uid,
-            ..
-        } = &*scan.work
-            && !hints.is_empty()
-        {
-            scan.targets
-                .retain(|target| search::prejudge(key, target.uid, &hints) != Some(false));
-            scan.work = Arc::new(ScanWork::Search {
-                key: key.clone(),
-                max_seq: *max_seq,
-                max_uid: *max_uid,
-                hints,
-            });
-        }
-        self.continue_scan(scan);
-    }
-
-    /// Asks for the next batch of a scan, or finishes it.
-    fn continue_scan(&mut self, scan: Scan) {
-        let Some((folder, _)) = self.selected_folder() else {
-            return;
-        };
-        if scan.next < scan.targets.len() {
-            let end = (scan.next + batch_size(scan.detail)).min(scan.targets.len());
-            let stream_above = match &*scan.work {
-                ScanWork::Fetch { attrs, .. } if fetch::streamable(attrs) => Some(STREAM_ABOVE),
-                _ => None,
-            };
-            let job = ScanJob {
-                targets: scan.targets[scan.next..end].to_vec(),
-                detail: scan.detail,
-                work: scan.work.clone(),
-                budget: self.config.search_work_limit.saturating_sub(scan.examined),
-                stream_above,
-            };
-            self.request(Running::Scan(scan), Request::Scan { folder, job });
-            return;
-        }
-        match scan.kind {
-            ScanKind::Fetch { failed, .. } => {
-                if failed {
-                    self.finish(
-                        &scan.tag,
-                        "NO",
-                        "[UNKNOWN-CTE] Cannot decode part",
-                        scan.uid,
-                    );
-                } else {
-                    let command = if scan.uid { "UID FETCH" } else { "FETCH" };
-                    self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
-                }
-            }
-            ScanKind::Search {
-                returns,
-                hits,
-                max_modseq,
-                modseqs,
-            } => {
-                let asked_modseq = match &*scan.work {
-                    ScanWork::Search { key, .. } => mentions_modseq(key),
-                    ScanWork::Fetch { .. } => false,
-                };
-                let max_modseq = if asked_modseq { max_modseq } else { 0 };
-                let numbers: Vec<u32> = hits
-                    .iter()
-                    .map(|&(seq, uid)| if scan.uid { uid } else { seq })
-                    .collect();
-                match returns {
-                    None => {
-                        self.out.extend_from_slice(b"* SEARCH");
-                        for n in &numbers {
-                            self.out.extend_from_slice(format!(" {n}").as_bytes());
-                        }
-                        if max_modseq > 0 && !numbers.is_empty() {
-                            self.out
-                                .extend_from_slice(format!(" (MODSEQ {max_modseq})").as_bytes());
-                        }
-                        self.out.extend_from_slice(b"\r\n");
-                    }
-                    Some(returns) => {
-                        let returns = if returns.is_empty() {
-                            vec![SearchReturn::All]
-                        } else {
-                            returns
-                        };
-                        let mut line = format!("* ESEARCH (TAG \"{}\")", scan.tag);
-                        if scan.uid {
-                            line.push_str(" UID");
-                        }
-                        if !numbers.is_empty() {
-                            for option in &returns {
-                                match option {
-                                    SearchReturn::Min => {
-                                        line.push_str(&format!(" MIN {}", numbers[0]))
-                                    }
-                                    SearchReturn::Max => line
-                                        .push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
-                                    SearchReturn::All => line.push_str(&format!(
-                                        " ALL {}",
-                                        response::sequence_set(&numbers)
-                                    )),
-                                    SearchReturn::Count | SearchReturn::Save => {}
-                                }
-                            }
-                        }
-                        if returns.contains(&SearchReturn::Count) {
-                            line.push_str(&format!(" COUNT {}", numbers.len()));
-                        }
-                        // RFC 7162 §3.1.5, RFC 4731 §3.2: the highest MODSEQ of the
-                        // messages returned: of every match with ALL or COUNT, else of
-                        // the MIN and MAX ones alone.
-                        let every = returns
-                            .iter()
-                            .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count));
-                        let returned = if every || modseqs.is_empty() {
-                            max_modseq
-                        } else {
-                            let mut returned = 0;
-                            if returns.contains(&SearchReturn::Min) {
-                                returned = modseqs[0];
-                            }
-                            if returns.contains(&SearchReturn::Max) {
-                                returned = returned.max(modseqs[modseqs.len() - 1]);
-                            }
-                            returned
-                        };
-                        if max_modseq > 0 && returned > 0 && !numbers.is_empty() {
-                            line.push_str(&format!(" MODSEQ {returned}"));
-                        }
-                        line.push_str("\r\n");
-                        self.out.extend_from_slice(line.as_bytes());
-                    }
-                }
-                let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
-                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
-            }
-        }
-    }
-
-    fn on_reply(&mut self, id: RequestId, reply: Reply) {
+    pub(crate) fn on_reply(&mut self, id: RequestId, reply: Reply) {
         let Some((expected, running)) = self.running.take() else {
             return;
         };
@@ -2047,435 +1112,9 @@ impl Session {
             }
         }
     }
-
-    fn status_line(&mut self, name: &str, items: &[StatusItem], status: &FolderStatus) {
-        let mut line = b"* STATUS ".to_vec();
-        response::string(&mut line, &names::encode(name, self.utf8()), self.utf8());
-        line.extend_from_slice(b" (");
-        let mut parts = Vec::new();
-        for item in items {
-            parts.push(match item {
-                StatusItem::Messages => format!("MESSAGES {}", status.messages),
-                StatusItem::Recent => format!("RECENT {}", status.recent),
-                StatusItem::UidNext => format!("UIDNEXT {}", status.uidnext),
-                StatusItem::UidValidity => format!("UIDVALIDITY {}", status.uidvalidity),
-                StatusItem::Unseen => format!("UNSEEN {}", status.unseen),
-                StatusItem::Deleted => format!("DELETED {}", status.deleted),
-                StatusItem::Size => format!("SIZE {}", status.size),
-                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", status.highest_modseq),
-            });
-        }
-        line.extend_from_slice(parts.join(" ").as_bytes());
-        line.extend_from_slice(b")\r\n");
-        self.out.extend_from_slice(&line);
-    }
-
-    fn list_reply(&mut self, mut job: ListJob, folders: FolderList) {
-        let utf8 = self.utf8();
-        for listed in listing::list(&job.query, &folders) {
-            let mut line = format!("* {} (", job.command).into_bytes();
-            line.extend_from_slice(listed.attributes.join(" ").as_bytes());
-            line.extend_from_slice(b") \"/\" ");
-            response::string(&mut line, &names::encode(&listed.name, utf8), utf8);
-            if listed.subscribed_child {
-                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-            }
-            line.extend_from_slice(b"\r\n");
-            let status = (job.status.is_some() && listed.exists).then_some(listed.name);
-            job.pending.push_back((line, status));
-        }
-        self.next_list_status(job);
-    }
-
-    /// Writes the LIST lines, each listed selectable folder's STATUS right after its
-    /// LIST line when LIST-STATUS asked for it, then the tagged OK.
-    fn next_list_status(&mut self, mut job: ListJob) {
-        while let Some((line, status)) = job.pending.pop_front() {
-            self.out.extend_from_slice(&line);
-            if let Some(name) = status {
-                job.awaiting_status = Some(name.clone());
-                let recent = job
-                    .status
-                    .as_ref()
-                    .is_some_and(|items| items.contains(&StatusItem::Recent));
-                let request = Request::Status {
-                    folder: name,
-                    recent,
-                };
-                return self.request(Running::List(job), request);
-            }
-        }
-        let text = format!("{} completed", job.command);
-        self.finish(&job.tag, "OK", &text, true);
-    }
-
-    fn select_reply(
-        &mut self,
-        tag: String,
-        name: String,
-        read_only: bool,
-        condstore: bool,
-        qresync: Option<QresyncParams>,
-        result: Result<SelectedFolder, Fault>,
-    ) {
-        let mut folder = match result {
-            Ok(folder) => folder,
-            Err(fault) => {
-                self.early_events.clear();
-                return tagged(&mut self.out, &tag, "NO", &fault_text(&fault, false));
-            }
-        };
-        if condstore {
-            self.enabled.condstore = true;
-        }
-        let first_unseen = folder.first_unseen;
-        let view = View::new(std::mem::take(&mut folder.uids), folder.recent.clone())
-            .since(folder.highest_modseq);
-        let out = &mut self.out;
-        out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
-        if !self.enabled.rev2 {
-            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
-            if let Some(unseen) = first_unseen {
-                out.extend_from_slice(
-                    format!("* OK [UNSEEN {unseen}] First unseen\r\n").as_bytes(),
-                );
-            }
-        }
-        write_flags(out, &folder.keywords, read_only);
-        out.extend_from_slice(
-            format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", folder.uidvalidity).as_bytes(),
-        );
-        out.extend_from_slice(
-            format!("* OK [UIDNEXT {}] Predicted next UID\r\n", folder.uidnext).as_bytes(),
-        );
-        if self.enabled.condstore {
-            out.extend_from_slice(
-                format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", folder.highest_modseq).as_bytes(),
-            );
-        }
-        if let Some(qresync) = qresync.filter(|q| q.uidvalidity == folder.uidvalidity) {
-            qresync_catch_up(out, &folder, &view, &qresync);
-        }
-        if self.enabled.rev2 {
-            // RFC 9051 §6.3.2: the LIST response names the mailbox as it is spelt here.
-            let mut line = b"* LIST () \"/\" ".to_vec();
-            response::string(&mut line, &names::encode(&name, true), true);
-            line.extend_from_slice(b"\r\n");
-            out.extend_from_slice(&line);
-        }
-        let (code, command) = if read_only {
-            ("READ-ONLY", "EXAMINE")
-        } else {
-            ("READ-WRITE", "SELECT")
-        };
-        tagged(out, &tag, "OK", &format!("[{code}] {command} completed"));
-        let mut selected = Selected {
-            id: folder.id,
-            read_only,
-            view,
-            keywords: std::mem::take(&mut folder.keywords),
-        };
-        // Changes the snapshot already holds are harmless to replay: appends at or
-        // below its highest UID are ignored, expunges of missing UIDs skipped.
-        for event in std::mem::take(&mut self.early_events) {
-            let for_this = match &event {
-                FolderEvent::Appended { folder, .. }
-                | FolderEvent::FlagsChanged { folder, .. }
-                | FolderEvent::Expunged { folder, .. } => *folder == selected.id,
-            };
-            if for_this {
-                selected.view.queue(event);
-            }
-        }
-        self.state = State::Selected(Box::new(selected));
-    }
-
-    fn scan_reply(&mut self, mut scan: Scan, result: Result<ScanOutcome, Fault>) {
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(fault) => {
-                return self.finish(&scan.tag, "NO", &fault_text(&fault, false), scan.uid);
-            }
-        };
-        scan.next += outcome.processed.max(1);
-        scan.examined = scan.examined.saturating_add(outcome.examined);
-        if outcome.over_budget {
-            let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
-            let text = format!("[LIMIT] {command} would read too much text; narrow it down");
-            return self.finish(&scan.tag, "NO", &text, scan.uid);
-        }
-        match (outcome.output, &mut scan.kind) {
-            (
-                ScanOutput::Rendered {
-                    bytes,
-                    unknown_cte,
-                    streamed,
-                    keywords,
-                    shown,
-                },
-                ScanKind::Fetch { failed },
-            ) => {
-                *failed |= unknown_cte;
-                self.announce_keywords(keywords.iter().map(String::as_str));
-                if let Some(view) = self.selected_view_mut() {
-                    for (uid, modseq) in shown {
-                        view.shown(uid, modseq);
-                    }
-                }
-                let Some((folder, _)) = self.selected_folder() else {
-                    return;
-                };
-                // What the store keeps goes out between the rendered pieces around it.
-                let mut from = 0;
-                for literal in streamed {
-                    self.out.extend_from_slice(&bytes[from..literal.at]);
-                    self.flush();
-                    self.actions.push_back(Action::Stream {
-                        folder,
-                        uid: literal.uid,
-                        start: literal.start,
-                        len: literal.len,
-                    });
-                    from = literal.at;
-                }
-                self.out.extend_from_slice(&bytes[from..]);
-            }
-            (
-                ScanOutput::Hits {
-                    hits,
-                    max_modseq,
-                    modseqs,
-                },
-                ScanKind::Search {
-                    hits: all,
-                    max_modseq: highest,
-                    modseqs: all_modseqs,
-                    ..
-                },
-            ) => {
-                all.extend(hits);
-                all_modseqs.extend(modseqs);
-                *highest = (*highest).max(max_modseq);
-            }
-            // The host answered a job with another kind's output.
-            _ => {
-                let text = fault_text(&Fault::Unavailable("scan".into()), false);
-                return self.finish(&scan.tag, "NO", &text, scan.uid);
-            }
-        }
-        self.continue_scan(scan);
-    }
-
-    fn store_reply(
-        &mut self,
-        tag: String,
-        uid: bool,
-        silent: bool,
-        unchanged_since: Option<u64>,
-        result: Result<FlagsStored, Fault>,
-    ) {
-        let stored = match result {
-            Ok(stored) => stored,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), uid),
-        };
-        let recent_style = !self.enabled.rev2;
-        let with_modseq = self.enabled.condstore || unchanged_since.is_some();
-        // A keyword this STORE brought into the folder is announced before its FETCH.
-        self.announce_keywords(
-            stored
-                .current
-                .iter()
-                .flat_map(|(_, flags, _)| flags.iter().map(String::as_str)),
-        );
-        if let Some(view) = self.selected_view_mut() {
-            for (message_uid, _, modseq) in &stored.current {
-                if !stored.modified.contains(message_uid) {
-                    view.shown(*message_uid, *modseq);
-                }
-            }
-        }
-        let Some(view) = self.selected_view() else {
-            return;
-        };
-        let mut out = Vec::new();
-        // RFC 7162 §3.1.3: messages refused by UNCHANGEDSINCE get no FETCH; with .SILENT
-        // a conditional STORE still reports the new MODSEQ of what it changed.
-        let report_modseq_only = silent && unchanged_since.is_some();
-        if !silent || report_modseq_only {
-            for (message_uid, flags, modseq) in &stored.current {
-                if stored.modified.contains(message_uid) {
-                    continue;
-                }
-                let Some(seq) = view.seq_of(*message_uid) else {
-                    continue;
-                };
-                out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-                if uid {
-                    out.extend_from_slice(format!("UID {message_uid} ").as_bytes());
-                }
-                if report_modseq_only {
-                    out.extend_from_slice(format!("MODSEQ ({modseq}))\r\n").as_bytes());
-                    continue;
-                }
-                out.extend_from_slice(b"FLAGS ");
-                let mut flags = flags.clone();
-                if recent_style && view.is_recent(*message_uid) {
-                    flags.push("\\Recent".into());
-                }
-                response::flag_list(&mut out, &flags);
-                if with_modseq {
-                    out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
-                }
-                out.extend_from_slice(b")\r\n");
-            }
-        }
-        let modified: Vec<u32> = if uid {
-            stored.modified.clone()
-        } else {
-            stored
-                .modified
-                .iter()
-                .filter_map(|u| view.seq_of(*u))
-                .collect()
-        };
-        self.out.extend_from_slice(&out);
-        let command = if uid { "UID STORE" } else { "STORE" };
-        if modified.is_empty() {
-            self.finish(&tag, "OK", &format!("{command} completed"), uid);
-        } else {
-            let text = format!(
-                "[MODIFIED {}] Conditional {command} failed",
-                response::sequence_set(&modified)
-            );
-            self.finish(&tag, "OK", &text, uid);
-        }
-    }
-
-    fn expunge_reply(
-        &mut self,
-        tag: String,
-        closing: bool,
-        uid: bool,
-        result: Result<Vec<u32>, Fault>,
-    ) {
-        let removed = match result {
-            Ok(removed) => removed,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), true),
-        };
-        if closing {
-            // CLOSE expunges silently (RFC 9051 §6.4.1).
-            if let State::Selected(selected) = &self.state {
-                let folder = selected.id;
-                self.actions
-                    .push_back(Action::Request(0, Request::Deselect { folder }));
-            }
-            self.state = State::Authenticated;
-            return tagged(&mut self.out, &tag, "OK", "CLOSE completed");
-        }
-        let vanished = self.enabled.qresync;
-        if let State::Selected(selected) = &mut self.state {
-            selected.view.expunge_now(&mut self.out, &removed, vanished);
-        }
-        let command = if uid { "UID EXPUNGE" } else { "EXPUNGE" };
-        self.finish(&tag, "OK", &format!("{command} completed"), true);
-    }
-
-    fn copy_reply(&mut self, tag: String, moving: bool, uid: bool, result: Result<Copied, Fault>) {
-        let copied = match result {
-            Ok(copied) => copied,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, true), uid),
-        };
-        let command = if moving { "MOVE" } else { "COPY" };
-        let sources: Vec<u32> = copied.pairs.iter().map(|(src, _)| *src).collect();
-        let targets: Vec<u32> = copied.pairs.iter().map(|(_, dst)| *dst).collect();
-        let code = if copied.pairs.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "[COPYUID {} {} {}] ",
-                copied.uidvalidity,
-                response::sequence_set(&sources),
-                response::sequence_set(&targets)
-            )
-        };
-        if moving {
-            // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
-            if !code.is_empty() {
-                self.out
-                    .extend_from_slice(format!("* OK {code}Moved\r\n").as_bytes());
-            }
-            let vanished = self.enabled.qresync;
-            if let State::Selected(selected) = &mut self.state {
-                selected.view.expunge_now(&mut self.out, &sources, vanished);
-            }
-            self.finish(&tag, "OK", &format!("{command} completed"), true);
-        } else {
-            self.finish(&tag, "OK", &format!("{code}{command} completed"), uid);
-        }
-    }
 }
 
-fn mentions_modseq(key: &SearchKey) -> bool {
-    match key {
-        SearchKey::ModSeq(_) => true,
-        SearchKey::And(keys) => keys.iter().any(mentions_modseq),
-        SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
-        SearchKey::Not(k) => mentions_modseq(k),
-        _ => false,
-    }
-}
-
-/// RFC 7162 §3.2.5.1: what changed since the client's cached MODSEQ: one
-/// `VANISHED (EARLIER)` line, then a FETCH for every message changed after it.
-fn qresync_catch_up(
-    out: &mut Vec<u8>,
-    folder: &SelectedFolder,
-    view: &View,
-    qresync: &QresyncParams,
-) {
-    let known = |uid: u32| {
-        qresync.known_uids.as_ref().is_none_or(|set| {
-            set.0.iter().any(|range| {
-                let bound = |b: SeqBound| match b {
-                    SeqBound::Value(v) => v,
-                    SeqBound::Star => u32::MAX,
-                };
-                let (a, b) = (bound(range.start), bound(range.end));
-                (a.min(b)..=a.max(b)).contains(&uid)
-            })
-        })
-    };
-    let mut vanished: Vec<u32> = match &folder.vanished {
-        Some(uids) => uids.iter().copied().filter(|&uid| known(uid)).collect(),
-        // History too short: every UID the client may know that is not here is gone.
-        None => (1..folder.uidnext)
-            .filter(|&uid| view.seq_of(uid).is_none() && known(uid))
-            .collect(),
-    };
-    vanished.sort_unstable();
-    vanished.dedup();
-    if !vanished.is_empty() {
-        out.extend_from_slice(
-            format!(
-                "* VANISHED (EARLIER) {}\r\n",
-                response::sequence_set(&vanished)
-            )
-            .as_bytes(),
-        );
-    }
-    for message in &folder.changed {
-        let Some(seq) = view.seq_of(message.uid) else {
-            continue;
-        };
-        if message.modseq > qresync.modseq {
-            out.extend_from_slice(format!("* {seq} FETCH (UID {} FLAGS ", message.uid).as_bytes());
-            response::flag_list(out, &message.flags);
-            out.extend_from_slice(format!(" MODSEQ ({}))\r\n", message.modseq).as_bytes());
-        }
-    }
-}
-
-fn running_tag(running: &Running) -> String {
+pub(crate) fn running_tag(running: &Running) -> String {
     match running {
         Running::Login { tag }
         | Running::Status { tag, .. }

@@ -4,8 +4,22 @@
 //! Strings a client sends as astring/string (mailbox names, LOGIN credentials) are kept
 //! as raw bytes: decoding a mailbox name depends on whether the session has enabled
 //! UTF-8 (IMAP4rev2 / UTF8=ACCEPT) or uses modified UTF-7, which only the session knows.
+//!
+//! The submodules carry each command family out on the [`crate::Session`]: the session
+//! reads, dispatches and answers; what a command does is in its family's module.
 
 use std::fmt;
+
+pub(crate) mod append;
+pub(crate) mod auth;
+pub(crate) mod copy;
+pub(crate) mod expunge;
+pub(crate) mod fetch;
+pub(crate) mod list;
+pub(crate) mod mailbox;
+pub(crate) mod scan;
+pub(crate) mod search;
+pub(crate) mod store;
 
 /// A command tag, echoed in the tagged response.
 #[derive(Clone, Debug, PartialEq, Eq)]

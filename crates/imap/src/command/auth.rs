@@ -1,0 +1,210 @@
+//! Signing in and the commands around it: STARTTLS, LOGIN, AUTHENTICATE (SASL
+//! PLAIN), ENABLE and CAPABILITY.
+
+use crate::reader::CommandReader;
+use crate::request::*;
+use crate::session::*;
+use portico_sasl::SaslError;
+
+impl Session {
+    pub(crate) fn starttls(&mut self, tag: String) {
+        if self.tls {
+            return self.bad(&tag, "TLS is already active");
+        }
+        if !self.config.tls_available {
+            return self.bad(&tag, "STARTTLS is not available");
+        }
+        tagged(&mut self.out, &tag, "OK", "Begin TLS negotiation now");
+        // RFC 9051 §6.2.1: anything pipelined after STARTTLS is discarded, not executed.
+        self.reader = CommandReader::new(Self::preauth_limits(&self.config));
+        let id = self.next_request;
+        self.next_request += 1;
+        self.flush();
+        self.actions.push_back(Action::StartTls);
+        self.running = Some((
+            id,
+            Running::Simple {
+                tag,
+                command: "STARTTLS",
+            },
+        ));
+    }
+
+    pub(crate) fn plaintext_allowed(&self) -> bool {
+        self.tls || self.config.plaintext_login_without_tls
+    }
+
+    pub(crate) fn login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
+        if !self.plaintext_allowed() {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
+            );
+            return self.count_bad();
+        }
+        self.start_login(tag, username, password);
+    }
+
+    pub(crate) fn start_login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
+        let (Ok(username), Ok(password)) =
+            (String::from_utf8(username), String::from_utf8(password))
+        else {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[AUTHENTICATIONFAILED] Authentication failed",
+            );
+            return self.count_bad();
+        };
+        self.user = Some(username.clone());
+        self.request(
+            Running::Login { tag },
+            Request::Login {
+                username,
+                password: Password(password),
+            },
+        );
+    }
+
+    pub(crate) fn authenticate(&mut self, tag: String, mechanism: &str, initial: Option<Vec<u8>>) {
+        if !mechanism.eq_ignore_ascii_case("PLAIN") {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[CANNOT] Unsupported authentication mechanism",
+            );
+            return self.count_bad();
+        }
+        if !self.plaintext_allowed() {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
+            );
+            return self.count_bad();
+        }
+        match initial {
+            Some(response) => self.sasl_plain(tag, &response),
+            None => {
+                self.out.extend_from_slice(b"+ \r\n");
+                self.reader.set_line_mode(true);
+                self.line_mode = LineMode::SaslResponse { tag };
+            }
+        }
+    }
+
+    /// RFC 4616 PLAIN: authzid NUL authcid NUL passwd, base64.
+    pub(crate) fn sasl_plain(&mut self, tag: String, response: &[u8]) {
+        // Well-formed base64 that is not `authzid NUL authcid NUL passwd` is a failed
+        // authentication (NO), not a protocol error: RFC 9051 §6.2.2 keeps BAD for
+        // cancellation and invalid base64.
+        match portico_sasl::decode_plain(response) {
+            Ok(credentials) => self.start_login(
+                tag,
+                credentials.authcid.into_bytes(),
+                credentials.password.expose().as_bytes().to_vec(),
+            ),
+            Err(SaslError::NotBase64) => self.bad(&tag, "Invalid base64 in SASL response"),
+            Err(SaslError::Malformed) => {
+                tagged(
+                    &mut self.out,
+                    &tag,
+                    "NO",
+                    "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response",
+                );
+                self.count_bad();
+            }
+            Err(SaslError::AuthzidMismatch) => {
+                tagged(
+                    &mut self.out,
+                    &tag,
+                    "NO",
+                    "[AUTHORIZATIONFAILED] Authorization identity must match",
+                );
+                self.count_bad();
+            }
+        }
+    }
+
+    pub(crate) fn enable(&mut self, tag: String, capabilities: Vec<String>) {
+        let mut enabled = Vec::new();
+        for capability in capabilities {
+            let upper = capability.to_ascii_uppercase();
+            match upper.as_str() {
+                "IMAP4REV2" if !self.enabled.rev2 => {
+                    self.enabled.rev2 = true;
+                    self.enabled.utf8 = true;
+                    enabled.push("IMAP4rev2");
+                }
+                "UTF8=ACCEPT" if !self.enabled.utf8 || !enabled.contains(&"UTF8=ACCEPT") => {
+                    self.enabled.utf8 = true;
+                    enabled.push("UTF8=ACCEPT");
+                }
+                "CONDSTORE" if !self.enabled.condstore => {
+                    self.enabled.condstore = true;
+                    enabled.push("CONDSTORE");
+                }
+                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                "QRESYNC" if !self.enabled.qresync => {
+                    self.enabled.qresync = true;
+                    if !self.enabled.condstore {
+                        self.enabled.condstore = true;
+                        enabled.push("CONDSTORE");
+                    }
+                    enabled.push("QRESYNC");
+                }
+                _ => {}
+            }
+        }
+        self.out.extend_from_slice(b"* ENABLED");
+        for name in enabled {
+            self.out.push(b' ');
+            self.out.extend_from_slice(name.as_bytes());
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.finish(&tag, "OK", "ENABLE completed", true);
+    }
+
+    pub(crate) fn capability(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2"];
+        if !self.is_authenticated() {
+            if !self.tls && self.config.tls_available {
+                caps.push("STARTTLS");
+            }
+            if self.tls || self.config.plaintext_login_without_tls {
+                caps.push("AUTH=PLAIN");
+            } else {
+                caps.push("LOGINDISABLED");
+            }
+        }
+        caps.extend([
+            "LITERAL+",
+            "SASL-IR",
+            "ENABLE",
+            "IDLE",
+            "UIDPLUS",
+            "MOVE",
+            "NAMESPACE",
+            "ID",
+            "UNSELECT",
+            "CONDSTORE",
+            "QRESYNC",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "ESEARCH",
+            "STATUS=SIZE",
+            "BINARY",
+            "UTF8=ACCEPT",
+        ]);
+        let mut text = caps.join(" ");
+        text.push_str(&format!(" APPENDLIMIT={}", self.config.append_limit));
+        text
+    }
+}

@@ -1,0 +1,268 @@
+//! Commands on folders as a whole: SELECT/EXAMINE (with CONDSTORE/QRESYNC
+//! catch-up), CREATE, SUBSCRIBE/UNSUBSCRIBE and STATUS lines, and how a command's
+//! mailbox name is read.
+
+use crate::command::*;
+use crate::names;
+use crate::request::*;
+use crate::response;
+use crate::session::*;
+use crate::view::View;
+
+/// RFC 7162 §3.2.5.1: what changed since the client's cached MODSEQ: one
+/// `VANISHED (EARLIER)` line, then a FETCH for every message changed after it.
+pub(crate) fn qresync_catch_up(
+    out: &mut Vec<u8>,
+    folder: &SelectedFolder,
+    view: &View,
+    qresync: &QresyncParams,
+) {
+    let known = |uid: u32| {
+        qresync.known_uids.as_ref().is_none_or(|set| {
+            set.0.iter().any(|range| {
+                let bound = |b: SeqBound| match b {
+                    SeqBound::Value(v) => v,
+                    SeqBound::Star => u32::MAX,
+                };
+                let (a, b) = (bound(range.start), bound(range.end));
+                (a.min(b)..=a.max(b)).contains(&uid)
+            })
+        })
+    };
+    let mut vanished: Vec<u32> = match &folder.vanished {
+        Some(uids) => uids.iter().copied().filter(|&uid| known(uid)).collect(),
+        // History too short: every UID the client may know that is not here is gone.
+        None => (1..folder.uidnext)
+            .filter(|&uid| view.seq_of(uid).is_none() && known(uid))
+            .collect(),
+    };
+    vanished.sort_unstable();
+    vanished.dedup();
+    if !vanished.is_empty() {
+        out.extend_from_slice(
+            format!(
+                "* VANISHED (EARLIER) {}\r\n",
+                response::sequence_set(&vanished)
+            )
+            .as_bytes(),
+        );
+    }
+    for message in &folder.changed {
+        let Some(seq) = view.seq_of(message.uid) else {
+            continue;
+        };
+        if message.modseq > qresync.modseq {
+            out.extend_from_slice(format!("* {seq} FETCH (UID {} FLAGS ", message.uid).as_bytes());
+            response::flag_list(out, &message.flags);
+            out.extend_from_slice(format!(" MODSEQ ({}))\r\n", message.modseq).as_bytes());
+        }
+    }
+}
+
+impl Session {
+    /// The mailbox a command names, or its answer: a name that does not decode names
+    /// no mailbox, and a mailbox cannot be made under it. That is `NO`, not `BAD`: the
+    /// command is well formed, and many clients give up on a session at a `BAD`.
+    pub(crate) fn mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
+        self.named(tag, raw, "[NONEXISTENT]")
+    }
+
+    /// [`Self::mailbox_name`] for a name to be made (CREATE, RENAME's new name).
+    pub(crate) fn new_mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
+        self.named(tag, raw, "[CANNOT]")
+    }
+
+    pub(crate) fn named(&mut self, tag: &str, raw: &[u8], code: &str) -> Option<String> {
+        match names::decode(raw, self.utf8()) {
+            Ok(name) => Some(name),
+            Err(why) => {
+                tagged(&mut self.out, tag, "NO", &format!("{code} {why}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn select(
+        &mut self,
+        tag: String,
+        raw: &[u8],
+        read_only: bool,
+        params: SelectParams,
+    ) {
+        let Some(name) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        if params.qresync.is_some() && !self.enabled.qresync {
+            // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
+            return self.bad(&tag, "QRESYNC is not enabled");
+        }
+        // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected.
+        if let State::Selected(selected) = &self.state {
+            let folder = selected.id;
+            self.actions
+                .push_back(Action::Request(0, Request::Deselect { folder }));
+            self.state = State::Authenticated;
+            // RFC 7162 §3.2.11: tell the client the old mailbox is closed.
+            self.out
+                .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+        }
+        self.request(
+            Running::Select {
+                tag,
+                name: name.clone(),
+                read_only,
+                condstore: params.condstore,
+                qresync: params.qresync.clone(),
+            },
+            Request::Select {
+                folder: name,
+                read_only,
+                vanished_since: params.qresync.as_ref().map(|q| q.modseq),
+            },
+        );
+    }
+
+    pub(crate) fn select_reply(
+        &mut self,
+        tag: String,
+        name: String,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<QresyncParams>,
+        result: Result<SelectedFolder, Fault>,
+    ) {
+        let mut folder = match result {
+            Ok(folder) => folder,
+            Err(fault) => {
+                self.early_events.clear();
+                return tagged(&mut self.out, &tag, "NO", &fault_text(&fault, false));
+            }
+        };
+        if condstore {
+            self.enabled.condstore = true;
+        }
+        let first_unseen = folder.first_unseen;
+        let view = View::new(std::mem::take(&mut folder.uids), folder.recent.clone())
+            .since(folder.highest_modseq);
+        let out = &mut self.out;
+        out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
+        if !self.enabled.rev2 {
+            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
+            if let Some(unseen) = first_unseen {
+                out.extend_from_slice(
+                    format!("* OK [UNSEEN {unseen}] First unseen\r\n").as_bytes(),
+                );
+            }
+        }
+        write_flags(out, &folder.keywords, read_only);
+        out.extend_from_slice(
+            format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", folder.uidvalidity).as_bytes(),
+        );
+        out.extend_from_slice(
+            format!("* OK [UIDNEXT {}] Predicted next UID\r\n", folder.uidnext).as_bytes(),
+        );
+        if self.enabled.condstore {
+            out.extend_from_slice(
+                format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", folder.highest_modseq).as_bytes(),
+            );
+        }
+        if let Some(qresync) = qresync.filter(|q| q.uidvalidity == folder.uidvalidity) {
+            qresync_catch_up(out, &folder, &view, &qresync);
+        }
+        if self.enabled.rev2 {
+            // RFC 9051 §6.3.2: the LIST response names the mailbox as it is spelt here.
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            response::string(&mut line, &names::encode(&name, true), true);
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+        }
+        let (code, command) = if read_only {
+            ("READ-ONLY", "EXAMINE")
+        } else {
+            ("READ-WRITE", "SELECT")
+        };
+        tagged(out, &tag, "OK", &format!("[{code}] {command} completed"));
+        let mut selected = Selected {
+            id: folder.id,
+            read_only,
+            view,
+            keywords: std::mem::take(&mut folder.keywords),
+        };
+        // Changes the snapshot already holds are harmless to replay: appends at or
+        // below its highest UID are ignored, expunges of missing UIDs skipped.
+        for event in std::mem::take(&mut self.early_events) {
+            let for_this = match &event {
+                FolderEvent::Appended { folder, .. }
+                | FolderEvent::FlagsChanged { folder, .. }
+                | FolderEvent::Expunged { folder, .. } => *folder == selected.id,
+            };
+            if for_this {
+                selected.view.queue(event);
+            }
+        }
+        self.state = State::Selected(Box::new(selected));
+    }
+
+    pub(crate) fn create(&mut self, tag: String, raw: &[u8], special_use: Vec<String>) {
+        let Some(folder) = self.new_mailbox_name(&tag, raw) else {
+            return;
+        };
+        let folder = folder.trim_end_matches(names::SEPARATOR).to_string();
+        if special_use.len() > 1 {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[USEATTR] Only one special-use attribute per mailbox",
+            );
+            return;
+        }
+        self.request(
+            Running::Simple {
+                tag,
+                command: "CREATE",
+            },
+            Request::Create {
+                folder,
+                special_use: special_use.into_iter().next(),
+            },
+        );
+    }
+
+    pub(crate) fn subscribe(&mut self, tag: String, raw: &[u8], subscribed: bool) {
+        let Some(folder) = self.mailbox_name(&tag, raw) else {
+            return;
+        };
+        let command = if subscribed {
+            "SUBSCRIBE"
+        } else {
+            "UNSUBSCRIBE"
+        };
+        self.request(
+            Running::Simple { tag, command },
+            Request::Subscribe { folder, subscribed },
+        );
+    }
+
+    pub(crate) fn status_line(&mut self, name: &str, items: &[StatusItem], status: &FolderStatus) {
+        let mut line = b"* STATUS ".to_vec();
+        response::string(&mut line, &names::encode(name, self.utf8()), self.utf8());
+        line.extend_from_slice(b" (");
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item {
+                StatusItem::Messages => format!("MESSAGES {}", status.messages),
+                StatusItem::Recent => format!("RECENT {}", status.recent),
+                StatusItem::UidNext => format!("UIDNEXT {}", status.uidnext),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", status.uidvalidity),
+                StatusItem::Unseen => format!("UNSEEN {}", status.unseen),
+                StatusItem::Deleted => format!("DELETED {}", status.deleted),
+                StatusItem::Size => format!("SIZE {}", status.size),
+                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", status.highest_modseq),
+            });
+        }
+        line.extend_from_slice(parts.join(" ").as_bytes());
+        line.extend_from_slice(b")\r\n");
+        self.out.extend_from_slice(&line);
+    }
+}

@@ -1,0 +1,210 @@
+//! The FETCH and SEARCH scans as the session runs them: a slice at a time through
+//! the host ([`crate::scan`]), each slice's answer written or gathered.
+
+use super::search::mentions_modseq;
+use crate::command::*;
+use crate::fetch;
+use crate::request::*;
+use crate::response;
+use crate::scan::{ScanJob, ScanOutcome, ScanOutput, ScanWork};
+use crate::session::*;
+
+impl Session {
+    /// Asks for the next batch of a scan, or finishes it.
+    pub(crate) fn continue_scan(&mut self, scan: Scan) {
+        let Some((folder, _)) = self.selected_folder() else {
+            return;
+        };
+        if scan.next < scan.targets.len() {
+            let end = (scan.next + batch_size(scan.detail)).min(scan.targets.len());
+            let stream_above = match &*scan.work {
+                ScanWork::Fetch { attrs, .. } if fetch::streamable(attrs) => Some(STREAM_ABOVE),
+                _ => None,
+            };
+            let job = ScanJob {
+                targets: scan.targets[scan.next..end].to_vec(),
+                detail: scan.detail,
+                work: scan.work.clone(),
+                budget: self.config.search_work_limit.saturating_sub(scan.examined),
+                stream_above,
+            };
+            self.request(Running::Scan(scan), Request::Scan { folder, job });
+            return;
+        }
+        match scan.kind {
+            ScanKind::Fetch { failed, .. } => {
+                if failed {
+                    self.finish(
+                        &scan.tag,
+                        "NO",
+                        "[UNKNOWN-CTE] Cannot decode part",
+                        scan.uid,
+                    );
+                } else {
+                    let command = if scan.uid { "UID FETCH" } else { "FETCH" };
+                    self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                }
+            }
+            ScanKind::Search {
+                returns,
+                hits,
+                max_modseq,
+                modseqs,
+            } => {
+                let asked_modseq = match &*scan.work {
+                    ScanWork::Search { key, .. } => mentions_modseq(key),
+                    ScanWork::Fetch { .. } => false,
+                };
+                let max_modseq = if asked_modseq { max_modseq } else { 0 };
+                let numbers: Vec<u32> = hits
+                    .iter()
+                    .map(|&(seq, uid)| if scan.uid { uid } else { seq })
+                    .collect();
+                match returns {
+                    None => {
+                        self.out.extend_from_slice(b"* SEARCH");
+                        for n in &numbers {
+                            self.out.extend_from_slice(format!(" {n}").as_bytes());
+                        }
+                        if max_modseq > 0 && !numbers.is_empty() {
+                            self.out
+                                .extend_from_slice(format!(" (MODSEQ {max_modseq})").as_bytes());
+                        }
+                        self.out.extend_from_slice(b"\r\n");
+                    }
+                    Some(returns) => {
+                        let returns = if returns.is_empty() {
+                            vec![SearchReturn::All]
+                        } else {
+                            returns
+                        };
+                        let mut line = format!("* ESEARCH (TAG \"{}\")", scan.tag);
+                        if scan.uid {
+                            line.push_str(" UID");
+                        }
+                        if !numbers.is_empty() {
+                            for option in &returns {
+                                match option {
+                                    SearchReturn::Min => {
+                                        line.push_str(&format!(" MIN {}", numbers[0]))
+                                    }
+                                    SearchReturn::Max => line
+                                        .push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
+                                    SearchReturn::All => line.push_str(&format!(
+                                        " ALL {}",
+                                        response::sequence_set(&numbers)
+                                    )),
+                                    SearchReturn::Count | SearchReturn::Save => {}
+                                }
+                            }
+                        }
+                        if returns.contains(&SearchReturn::Count) {
+                            line.push_str(&format!(" COUNT {}", numbers.len()));
+                        }
+                        // RFC 7162 §3.1.5, RFC 4731 §3.2: the highest MODSEQ of the
+                        // messages returned: of every match with ALL or COUNT, else of
+                        // the MIN and MAX ones alone.
+                        let every = returns
+                            .iter()
+                            .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count));
+                        let returned = if every || modseqs.is_empty() {
+                            max_modseq
+                        } else {
+                            let mut returned = 0;
+                            if returns.contains(&SearchReturn::Min) {
+                                returned = modseqs[0];
+                            }
+                            if returns.contains(&SearchReturn::Max) {
+                                returned = returned.max(modseqs[modseqs.len() - 1]);
+                            }
+                            returned
+                        };
+                        if max_modseq > 0 && returned > 0 && !numbers.is_empty() {
+                            line.push_str(&format!(" MODSEQ {returned}"));
+                        }
+                        line.push_str("\r\n");
+                        self.out.extend_from_slice(line.as_bytes());
+                    }
+                }
+                let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
+                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+            }
+        }
+    }
+
+    pub(crate) fn scan_reply(&mut self, mut scan: Scan, result: Result<ScanOutcome, Fault>) {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(fault) => {
+                return self.finish(&scan.tag, "NO", &fault_text(&fault, false), scan.uid);
+            }
+        };
+        scan.next += outcome.processed.max(1);
+        scan.examined = scan.examined.saturating_add(outcome.examined);
+        if outcome.over_budget {
+            let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
+            let text = format!("[LIMIT] {command} would read too much text; narrow it down");
+            return self.finish(&scan.tag, "NO", &text, scan.uid);
+        }
+        match (outcome.output, &mut scan.kind) {
+            (
+                ScanOutput::Rendered {
+                    bytes,
+                    unknown_cte,
+                    streamed,
+                    keywords,
+                    shown,
+                },
+                ScanKind::Fetch { failed },
+            ) => {
+                *failed |= unknown_cte;
+                self.announce_keywords(keywords.iter().map(String::as_str));
+                if let Some(view) = self.selected_view_mut() {
+                    for (uid, modseq) in shown {
+                        view.shown(uid, modseq);
+                    }
+                }
+                let Some((folder, _)) = self.selected_folder() else {
+                    return;
+                };
+                // What the store keeps goes out between the rendered pieces around it.
+                let mut from = 0;
+                for literal in streamed {
+                    self.out.extend_from_slice(&bytes[from..literal.at]);
+                    self.flush();
+                    self.actions.push_back(Action::Stream {
+                        folder,
+                        uid: literal.uid,
+                        start: literal.start,
+                        len: literal.len,
+                    });
+                    from = literal.at;
+                }
+                self.out.extend_from_slice(&bytes[from..]);
+            }
+            (
+                ScanOutput::Hits {
+                    hits,
+                    max_modseq,
+                    modseqs,
+                },
+                ScanKind::Search {
+                    hits: all,
+                    max_modseq: highest,
+                    modseqs: all_modseqs,
+                    ..
+                },
+            ) => {
+                all.extend(hits);
+                all_modseqs.extend(modseqs);
+                *highest = (*highest).max(max_modseq);
+            }
+            // The host answered a job with another kind's output.
+            _ => {
+                let text = fault_text(&Fault::Unavailable("scan".into()), false);
+                return self.finish(&scan.tag, "NO", &text, scan.uid);
+            }
+        }
+        self.continue_scan(scan);
+    }
+}

@@ -1,0 +1,139 @@
+//! SEARCH and ESEARCH: the criteria, the full-text index's answer first when BODY
+//! or TEXT keys ask for it, then the scan ([`super::scan`]).
+
+use crate::command::*;
+use crate::request::*;
+use crate::scan::{ScanTarget, ScanWork};
+use crate::search::{self, TextHints};
+use crate::session::*;
+use std::sync::Arc;
+
+pub(crate) fn mentions_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::And(keys) => keys.iter().any(mentions_modseq),
+        SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
+        SearchKey::Not(k) => mentions_modseq(k),
+        _ => false,
+    }
+}
+
+impl Session {
+    pub(crate) fn search(
+        &mut self,
+        tag: String,
+        uid: bool,
+        charset: Option<String>,
+        returns: Option<Vec<SearchReturn>>,
+        criteria: SearchKey,
+    ) {
+        if let Some(charset) = charset
+            && !charset.eq_ignore_ascii_case("UTF-8")
+            && !charset.eq_ignore_ascii_case("US-ASCII")
+        {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset",
+            );
+            return;
+        }
+        if uid {
+            self.announce(true);
+        }
+        if mentions_modseq(&criteria) {
+            // RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE.
+            self.enable_condstore();
+        }
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let (max_seq, max_uid) = (view.exists(), view.max_uid().unwrap_or(0));
+        let targets = view
+            .uids()
+            .iter()
+            .enumerate()
+            .map(|(i, &uid)| ScanTarget {
+                seq: i as u32 + 1,
+                uid,
+                recent: view.is_recent(uid),
+            })
+            .collect();
+        // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
+        let returns = match returns {
+            None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
+            other => other,
+        };
+        let queries = match self.config.text_index {
+            true => search::text_queries(&criteria),
+            false => Vec::new(),
+        };
+        let scan = Scan {
+            tag,
+            uid,
+            detail: search::detail(&criteria),
+            targets,
+            next: 0,
+            work: Arc::new(ScanWork::Search {
+                key: criteria,
+                max_seq,
+                max_uid,
+                hints: TextHints::default(),
+            }),
+            examined: 0,
+            kind: ScanKind::Search {
+                returns,
+                hits: Vec::new(),
+                max_modseq: 0,
+                modseqs: Vec::new(),
+            },
+        };
+        if !queries.is_empty()
+            && let Some((folder, _)) = self.selected_folder()
+        {
+            let request = Request::TextIndex {
+                folder,
+                queries: queries.clone(),
+            };
+            self.request(Running::TextIndex { scan, queries }, request);
+            return;
+        }
+        self.continue_scan(scan);
+    }
+
+    /// Takes the full-text index's answers into a SEARCH: messages they rule out are
+    /// not read at all, and the BODY/TEXT keys they rule out need no text.
+    pub(crate) fn narrow_search(
+        &mut self,
+        mut scan: Scan,
+        queries: Vec<TextQuery>,
+        answers: Vec<Option<TextCandidates>>,
+    ) {
+        let hints = TextHints::new(
+            queries
+                .into_iter()
+                .zip(answers)
+                .filter_map(|(query, answer)| Some((query, answer?)))
+                .collect(),
+        );
+        if let ScanWork::Search {
+            key,
+            max_seq,
+            max_uid,
+            ..
+        } = &*scan.work
+            && !hints.is_empty()
+        {
+            scan.targets
+                .retain(|target| search::prejudge(key, target.uid, &hints) != Some(false));
+            scan.work = Arc::new(ScanWork::Search {
+                key: key.clone(),
+                max_seq: *max_seq,
+                max_uid: *max_uid,
+                hints,
+            });
+        }
+        self.continue_scan(scan);
+    }
+}

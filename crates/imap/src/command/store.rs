@@ -1,0 +1,154 @@
+//! STORE and its answer: the FETCH responses it owes and MODIFIED (RFC 7162 §3.1.3).
+
+use crate::command::*;
+use crate::request::*;
+use crate::response;
+use crate::session::*;
+
+impl Session {
+    /// STORE and UID STORE (RFC 9051 §6.4.6), with UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    pub(crate) fn store(&mut self, tag: String, body: CommandBody) {
+        let (
+            Some((folder, read_only)),
+            CommandBody::Store {
+                uid,
+                set,
+                mode,
+                silent,
+                flags,
+                unchanged_since,
+            },
+        ) = (self.selected_folder(), body)
+        else {
+            return;
+        };
+        if read_only {
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[READ-ONLY] Mailbox is read-only",
+            );
+            return;
+        }
+        if let Err(why) = settable_flags(&flags, "stored") {
+            return self.bad(&tag, &why);
+        }
+        if uid {
+            self.announce(true);
+        }
+        let targets = match self.resolve(&set, uid) {
+            Ok(targets) => targets,
+            Err(why) => return self.bad(&tag, why),
+        };
+        let uids: Vec<u32> = targets.iter().map(|(_, uid)| *uid).collect();
+        if unchanged_since.is_some() {
+            // RFC 7162 §3.1: a CONDSTORE-enabling command.
+            self.enable_condstore();
+        }
+        if uids.is_empty() {
+            let command = if uid { "UID STORE" } else { "STORE" };
+            return self.finish(&tag, "OK", &format!("{command} completed"), uid);
+        }
+        self.request(
+            Running::Store {
+                tag,
+                uid,
+                silent,
+                unchanged_since,
+            },
+            Request::StoreFlags {
+                folder,
+                uids,
+                mode,
+                flags,
+                unchanged_since,
+            },
+        );
+    }
+
+    pub(crate) fn store_reply(
+        &mut self,
+        tag: String,
+        uid: bool,
+        silent: bool,
+        unchanged_since: Option<u64>,
+        result: Result<FlagsStored, Fault>,
+    ) {
+        let stored = match result {
+            Ok(stored) => stored,
+            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), uid),
+        };
+        let recent_style = !self.enabled.rev2;
+        let with_modseq = self.enabled.condstore || unchanged_since.is_some();
+        // A keyword this STORE brought into the folder is announced before its FETCH.
+        self.announce_keywords(
+            stored
+                .current
+                .iter()
+                .flat_map(|(_, flags, _)| flags.iter().map(String::as_str)),
+        );
+        if let Some(view) = self.selected_view_mut() {
+            for (message_uid, _, modseq) in &stored.current {
+                if !stored.modified.contains(message_uid) {
+                    view.shown(*message_uid, *modseq);
+                }
+            }
+        }
+        let Some(view) = self.selected_view() else {
+            return;
+        };
+        let mut out = Vec::new();
+        // RFC 7162 §3.1.3: messages refused by UNCHANGEDSINCE get no FETCH; with .SILENT
+        // a conditional STORE still reports the new MODSEQ of what it changed.
+        let report_modseq_only = silent && unchanged_since.is_some();
+        if !silent || report_modseq_only {
+            for (message_uid, flags, modseq) in &stored.current {
+                if stored.modified.contains(message_uid) {
+                    continue;
+                }
+                let Some(seq) = view.seq_of(*message_uid) else {
+                    continue;
+                };
+                out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+                if uid {
+                    out.extend_from_slice(format!("UID {message_uid} ").as_bytes());
+                }
+                if report_modseq_only {
+                    out.extend_from_slice(format!("MODSEQ ({modseq}))\r\n").as_bytes());
+                    continue;
+                }
+                out.extend_from_slice(b"FLAGS ");
+                let mut flags = flags.clone();
+                if recent_style && view.is_recent(*message_uid) {
+                    flags.push("\\Recent".into());
+                }
+                response::flag_list(&mut out, &flags);
+                if with_modseq {
+                    out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
+                }
+                out.extend_from_slice(b")\r\n");
+            }
+        }
+        let modified: Vec<u32> = if uid {
+            stored.modified.clone()
+        } else {
+            stored
+                .modified
+                .iter()
+                .filter_map(|u| view.seq_of(*u))
+                .collect()
+        };
+        self.out.extend_from_slice(&out);
+        let command = if uid { "UID STORE" } else { "STORE" };
+        if modified.is_empty() {
+            self.finish(&tag, "OK", &format!("{command} completed"), uid);
+        } else {
+            let text = format!(
+                "[MODIFIED {}] Conditional {command} failed",
+                response::sequence_set(&modified)
+            );
+            self.finish(&tag, "OK", &text, uid);
+        }
+    }
+}
