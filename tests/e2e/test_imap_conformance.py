@@ -249,3 +249,35 @@ def test_subscriptions_are_names_that_outlive_their_folders(make_imap_server):
         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Later/Soon"',
     ]
     a.close()
+
+
+def test_literal_minus_when_configured(make_imap_server):
+    """`[imap] literal_plus = false`: LITERAL- is advertised instead of LITERAL+ (RFC
+    7888 §5: never both); imaplib (synchronizing literals) appends a 10 KB message; a
+    non-synchronizing literal of 4096 octets is taken, one of 4097 refused with BAD
+    [TOOBIG] and skipped, and the session goes on with nothing stored from it."""
+    import imaplib
+
+    server = make_imap_server(login="plaintext", imap_extra="literal_plus = false")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    assert "LITERAL-" in client.capabilities and "LITERAL+" not in client.capabilities
+    client.login(ALICE, ALICE_PW)
+    big = b"Subject: big\r\n\r\n" + b"y" * 10_000 + b"\r\n"
+    assert client.append("INBOX", None, None, big)[0] == "OK"
+    client.logout()
+
+    a = session(server)
+    ok = b"Subject: s\r\n\r\n".ljust(4096, b"z")
+    a.send(b"L1 APPEND INBOX {4096+}\r\n" + ok + b"\r\n")
+    assert a.line().startswith(b"L1 OK [APPENDUID ")
+    a.send(b"L2 APPEND INBOX {4097+}\r\n" + ok + b"z\r\nL3 NOOP\r\n")
+    assert a.line() == (
+        b"L2 BAD [TOOBIG] Non-synchronizing literals are limited to 4096 octets "
+        b"(LITERAL-): send a larger one synchronizing"
+    )
+    assert a.line() == b"L3 OK NOOP completed"
+    assert a.ok("STATUS INBOX (MESSAGES SIZE)") == [
+        f'* STATUS "INBOX" (MESSAGES 2 SIZE {len(big) + 4096})'.encode()
+    ]
+    a.close()

@@ -383,6 +383,10 @@ pub struct ImapSettings {
     /// Text one SEARCH may examine, in MiB, each key counting what it reads (a message
     /// searched by 10 TEXT keys counts ten times). Past it: `NO [LIMIT]`.
     pub max_search_work_mb: u64,
+    /// Non-synchronizing literals of any size (LITERAL+), or only up to 4096 octets
+    /// (LITERAL-, RFC 7888): with `false` a client must wait for `+` before sending a
+    /// big message, so one the server refuses is never sent at all.
+    pub literal_plus: bool,
 }
 
 impl Default for ImapSettings {
@@ -399,6 +403,7 @@ impl Default for ImapSettings {
             max_folders: 1000,
             max_folder_depth: 16,
             max_search_work_mb: 16 * 1024,
+            literal_plus: true,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct ReaderLimits {
     pub max_literal: usize,
     /// Bytes of a whole command: its lines, line ends and literals.
     pub max_command: usize,
+    /// Bytes of one non-synchronizing literal `{n+}`: 4096 under LITERAL- (RFC 7888
+    /// §4), unbounded (beyond `max_literal`) under LITERAL+.
+    pub max_non_sync_literal: u64,
 }
 
 impl Default for ReaderLimits {
@@ -48,6 +51,7 @@ impl Default for ReaderLimits {
             max_line: 64 * 1024,
             max_literal: 64 * 1024 * 1024,
             max_command: 64 * 1024 * 1024 + 64 * 1024,
+            max_non_sync_literal: u64::MAX,
         }
     }
 }
@@ -58,6 +62,8 @@ pub enum TooBigWhat {
     Line,
     Literal,
     Command,
+    /// A non-synchronizing literal over [`ReaderLimits::max_non_sync_literal`].
+    NonSyncLiteral,
 }
 
 /// What the reader found in the input.
@@ -390,6 +396,8 @@ impl CommandReader {
         let room = self.limits.max_command.saturating_sub(self.cmd.len()) as u64;
         let what = if marker.len > self.limits.max_literal as u64 {
             TooBigWhat::Literal
+        } else if !marker.sync && marker.len > self.limits.max_non_sync_literal {
+            TooBigWhat::NonSyncLiteral
         } else if marker.len > room {
             TooBigWhat::Command
         } else if marker.sync {
@@ -457,7 +465,31 @@ mod tests {
             max_line,
             max_literal,
             max_command,
+            max_non_sync_literal: u64::MAX,
         }
+    }
+
+    /// LITERAL- (RFC 7888 §4): a non-synchronizing literal over the limit is refused and
+    /// skipped exactly, the next command read as usual; synchronizing ones are not
+    /// limited by it.
+    #[test]
+    fn literal_minus_refuses_and_skips_a_large_non_synchronizing_literal() {
+        let limits = ReaderLimits {
+            max_non_sync_literal: 4,
+            ..limits(100, 100, 200)
+        };
+        let events = run(
+            limits.clone(),
+            &[b"a1 LOGIN {5+}\r\nabcde x\r\na2 LOGIN {4+}\r\nabcd y\r\na3 LOGIN {5}\r\n"],
+        );
+        assert_eq!(
+            events,
+            vec![
+                too_big(Some("a1"), TooBigWhat::NonSyncLiteral),
+                cmd(b"a2 LOGIN {4+}\r\nabcd y\r\n"),
+                ReadEvent::NeedContinuation { literal_len: 5 },
+            ]
+        );
     }
 
     /// Feeds `chunks` one by one, draining events after each and accepting every

@@ -48,9 +48,15 @@ pub struct ImapConfig {
     /// The host answers [`Request::TextIndex`]: SEARCH asks it which messages may hold
     /// its BODY/TEXT needles before reading any.
     pub text_index: bool,
+    /// LITERAL+ (non-synchronizing literals of any size) rather than LITERAL- (up to
+    /// 4096 octets, RFC 7888): a server advertises one of them, never both.
+    pub literal_plus: bool,
     /// Product version for ID.
     pub version: String,
 }
+
+/// Largest non-synchronizing literal under LITERAL- (RFC 7888 §4).
+pub const LITERAL_MINUS_MAX: u64 = 4096;
 
 impl Default for ImapConfig {
     fn default() -> Self {
@@ -63,6 +69,7 @@ impl Default for ImapConfig {
             max_bad_commands: 20,
             search_work_limit: DEFAULT_SEARCH_WORK_LIMIT,
             text_index: false,
+            literal_plus: true,
             version: "0.1.0".to_string(),
         }
     }
@@ -460,6 +467,7 @@ impl Session {
             max_line,
             max_literal: PREAUTH_MAX_LITERAL,
             max_command: max_line.saturating_add(2 * PREAUTH_MAX_LITERAL),
+            max_non_sync_literal: Self::max_non_sync_literal(config),
         }
     }
 
@@ -470,6 +478,15 @@ impl Session {
             max_command: config
                 .max_command
                 .max(config.append_limit as usize + config.max_line),
+            max_non_sync_literal: Self::max_non_sync_literal(config),
+        }
+    }
+
+    pub(crate) fn max_non_sync_literal(config: &ImapConfig) -> u64 {
+        if config.literal_plus {
+            u64::MAX
+        } else {
+            LITERAL_MINUS_MAX
         }
     }
 
@@ -624,6 +641,18 @@ impl Session {
                 ReadEvent::NeedContinuation { .. } => {
                     self.out.extend_from_slice(b"+ Ready for literal data\r\n");
                     self.reader.continuation_answered(true);
+                }
+                ReadEvent::TooBig {
+                    tag,
+                    what: TooBigWhat::NonSyncLiteral,
+                } => {
+                    // RFC 7888 §4: the reader has skipped the literal; the session goes on.
+                    let text = format!(
+                        "[TOOBIG] Non-synchronizing literals are limited to {LITERAL_MINUS_MAX} \
+                         octets (LITERAL-): send a larger one synchronizing"
+                    );
+                    tagged(&mut self.out, tag.as_deref().unwrap_or("*"), "BAD", &text);
+                    self.count_bad();
                 }
                 ReadEvent::TooBig { tag, what } if !self.is_authenticated() => {
                     let text = match what {

@@ -13,6 +13,7 @@
 //! ! plain              every connection starts without TLS
 //! ! login-plaintext    LOGIN/AUTHENTICATE allowed without TLS
 //! ! append-limit 100   ImapConfig::append_limit (also max-line N, max-bad N)
+//! ! literal-minus      LITERAL- instead of LITERAL+ (`[imap] literal_plus = false`)
 //! ! message alice INBOX 001 (\Seen $Work) "17-Jan-2026 10:00:00 +0100"
 //!                      a corpus message (by file-name prefix) delivered to a folder,
 //!                      flags and internal date optional; anywhere in the file (it is
@@ -881,6 +882,7 @@ fn parse_transcript(text: &str) -> Result<Transcript, String> {
                 Some("append-limit") => transcript.config.append_limit = number_arg(1)?,
                 Some("max-line") => transcript.config.max_line = number_arg(1)? as usize,
                 Some("max-bad") => transcript.config.max_bad_commands = number_arg(1)? as u32,
+                Some("literal-minus") => transcript.config.literal_plus = false,
                 Some("message") => {
                     // account folder prefix [rest]: the folder may be quoted.
                     let rest = directive["message".len()..].trim();

@@ -1218,6 +1218,7 @@ fn machine_config(node: &NodeContext) -> ImapConfig {
         max_bad_commands: settings.max_bad_commands,
         search_work_limit: settings.max_search_work_mb.saturating_mul(1024 * 1024),
         text_index: node.full_text.is_some(),
+        literal_plus: settings.literal_plus,
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -182,8 +182,12 @@ impl Session {
                 caps.push("LOGINDISABLED");
             }
         }
+        caps.push(if self.config.literal_plus {
+            "LITERAL+"
+        } else {
+            "LITERAL-"
+        });
         caps.extend([
-            "LITERAL+",
             "SASL-IR",
             "ENABLE",
             "IDLE",

@@ -1,0 +1,127 @@
+"""The IMAP transcripts (crates/imap/tests/transcripts/*.txt), which transcripts.rs runs
+against the session machine and an in-memory fake host, run against the real binary
+over loopback: one test per file, each on a fresh server with the fake host's accounts
+(alice/secret and bob/hunter2, carol/carol with IMAP off, each with the folders
+`user add` makes) and its settings (transcript.py says how the directives map to the
+configuration and what the runner normalizes).
+
+The runner waits a moment for stray output before every client write (QUIET_SECS),
+which is idle time; so the transcripts run side by side, WORKERS at a time, each on
+its own server, when the first test asks for its result. A difference is a failure,
+or, for a transcript in KNOWN_DIFFERENCES, an expected one (strict: the entry must go
+once the server and the fake host agree).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+
+import transcript
+from conftest import ImapServer
+
+# Transcripts the real server does not get through as the fake host does, with the
+# first line that differs; each is a bug in one of the two.
+KNOWN_DIFFERENCES: dict[str, str] = {}
+
+WORKERS = int(os.environ.get("PORTICO_TRANSCRIPT_WORKERS", "6"))
+
+
+class TranscriptServer(ImapServer):
+    """An ImapServer without the address block on failed sign-ins, which the fake host
+    does not have (failed_logins_before_block = 0 turns it off)."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        text = self.config.read_text()
+        assert "\n[security]\n" in text
+        text = text.replace(
+            "\n[security]\n", "\n[security]\nfailed_logins_before_block = 0\n", 1
+        )
+        self.config.write_text(text)
+
+
+@dataclass
+class Outcome:
+    failure: str | None = None
+    skip: str | None = None
+    servers: list = field(default_factory=list)
+
+
+def run_one(name: str, binary, root) -> Outcome:
+    t = transcript.load(name)
+    settings = t.imap_settings()
+    server = TranscriptServer(
+        binary,
+        root / name,
+        login="plaintext" if t.login_plaintext else "secure",
+        imap_extra="\n".join(f"{key} = {value}" for key, value in settings.items()),
+    )
+    outcome = Outcome(servers=[server])
+    if t.directives:
+        # A value the server's configuration cannot take: the transcript cannot run.
+        check = server.cli("user", "list")
+        error = check.stderr.decode(errors="replace").strip()
+        for key, (_, line) in t.directives.items():
+            if check.returncode != 0 and f"imap.{key}" in error:
+                outcome.skip = f"`{line}` has no configuration on the real server: {error}"
+                return outcome
+    deliverer = None
+    try:
+        server.start()
+        for user, password, imap in transcript.ACCOUNTS:
+            server.add_user(user, password)
+            if not imap:
+                server.cli_ok("user", "set", user, "--imap", "off")
+        deliverer = transcript.Deliverer(
+            server, {user: password for user, password, _ in transcript.ACCOUNTS}
+        )
+        transcript.run(t, server, deliverer)
+    except transcript.Mismatch as e:
+        outcome.failure = f"{name}.txt {e}"
+    finally:
+        if deliverer:
+            deliverer.close()
+        server.kill()
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, portico_bin, tmp_path_factory):
+    """{name: Future[Outcome]} for every transcript test selected in this session,
+    started together, the longest first."""
+    wanted = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    wanted.sort(key=lambda name: -transcript.load(name).client_writes())
+    root = tmp_path_factory.mktemp("transcripts")
+    pool = ThreadPoolExecutor(max(1, WORKERS))
+    futures = {name: pool.submit(run_one, name, portico_bin, root) for name in wanted}
+    yield futures
+    pool.shutdown(cancel_futures=True)
+
+
+def _param(name: str):
+    marks = []
+    if name in KNOWN_DIFFERENCES:
+        marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_DIFFERENCES[name]))
+    return pytest.param(name, id=name, marks=marks)
+
+
+def test_known_differences_name_transcripts():
+    assert set(KNOWN_DIFFERENCES) <= set(transcript.names())
+
+
+@pytest.mark.parametrize("name", [_param(name) for name in transcript.names()])
+def test_transcript(name, outcomes, request):
+    outcome = outcomes[name].result()
+    request.node._portico_servers = outcome.servers
+    if outcome.skip:
+        pytest.skip(outcome.skip)
+    if outcome.failure:
+        pytest.fail(outcome.failure, pytrace=False)
