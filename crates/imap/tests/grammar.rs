@@ -1602,6 +1602,7 @@ fn refused_literal_then_next_command() {
         max_line: 1024,
         max_literal: 100,
         max_command: 2048,
+        max_non_sync_literal: u64::MAX,
     };
     let mut reader = CommandReader::new(limits);
     reader.push(b"a1 APPEND INBOX {1000}\r\na2 APPEND INBOX {5+}\r\n");
