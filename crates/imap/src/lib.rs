@@ -8,8 +8,9 @@
 //!
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] runs them against the host through [`request`], and
-//! [`fetch`], [`search`], [`view`], [`names`] and [`response`] hold the rules the session
-//! applies. [`scan`] is the FETCH/SEARCH work the host runs off the session's thread.
+//! [`fetch`], [`search`], [`sort`], [`thread`], [`view`], [`names`] and [`response`] hold
+//! the rules the session applies. [`scan`] is the FETCH/SEARCH work the host runs off the
+//! session's thread.
 
 pub mod command;
 pub mod encode;
@@ -23,6 +24,8 @@ pub mod response;
 pub mod scan;
 pub mod search;
 pub mod session;
+pub mod sort;
+pub mod thread;
 pub mod view;
 
 pub use session::{Action, HandOff, ImapConfig, Input, Session};
