@@ -19,12 +19,14 @@
 //! - a [`DateTime`] offset is written in whole minutes (at most ±99:59), and its local
 //!   time must fall in years 0000–9999;
 //! - STORE flags are always written as a list, and `\Seen` stays as written (flags
-//!   are not case-folded).
+//!   are not case-folded);
+//! - SORT criteria: an empty list has no wire form, and a key given twice parses back
+//!   once.
 
 use crate::command::{
     Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
     Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet,
-    StatusItem, StoreMode,
+    SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -306,35 +308,44 @@ impl Writer {
             } => {
                 self.uid_prefix(*uid);
                 self.raw(b"SEARCH ");
-                if let Some(returns) = returns {
-                    self.raw(b"RETURN ");
-                    self.list(returns, |w, r| {
-                        w.raw(match r {
-                            SearchReturn::Min => b"MIN".as_slice(),
-                            SearchReturn::Max => b"MAX",
-                            SearchReturn::All => b"ALL",
-                            SearchReturn::Count => b"COUNT",
-                            SearchReturn::Save => b"SAVE",
-                        })
-                    });
-                    self.raw(b" ");
-                }
+                self.search_returns(returns.as_deref());
                 if let Some(charset) = charset {
                     self.raw(b"CHARSET ");
                     self.astring(charset.as_bytes());
                     self.raw(b" ");
                 }
-                match criteria {
-                    SearchKey::And(keys) if !keys.is_empty() => {
-                        for (i, key) in keys.iter().enumerate() {
-                            if i > 0 {
-                                self.raw(b" ");
-                            }
-                            self.search_key(key);
-                        }
-                    }
-                    key => self.search_key(key),
-                }
+                self.search_keys(criteria);
+            }
+            CommandBody::Sort {
+                uid,
+                returns,
+                criteria,
+                charset,
+                search,
+            } => {
+                self.uid_prefix(*uid);
+                self.raw(b"SORT ");
+                self.search_returns(returns.as_deref());
+                self.list(criteria, Self::sort_criterion);
+                self.raw(b" ");
+                self.astring(charset.as_bytes());
+                self.raw(b" ");
+                self.search_keys(search);
+            }
+            CommandBody::Thread {
+                uid,
+                algorithm,
+                charset,
+                search,
+            } => {
+                self.uid_prefix(*uid);
+                self.raw(match algorithm {
+                    ThreadAlgorithm::OrderedSubject => b"THREAD ORDEREDSUBJECT ".as_slice(),
+                    ThreadAlgorithm::References => b"THREAD REFERENCES ",
+                });
+                self.astring(charset.as_bytes());
+                self.raw(b" ");
+                self.search_keys(search);
             }
             CommandBody::Fetch {
                 uid,
@@ -483,6 +494,55 @@ impl Writer {
                 }
             });
         }
+    }
+
+    /// `RETURN (…) ` when there are return options.
+    fn search_returns(&mut self, returns: Option<&[SearchReturn]>) {
+        let Some(returns) = returns else {
+            return;
+        };
+        self.raw(b"RETURN ");
+        self.list(returns, |w, r| match r {
+            SearchReturn::Min => w.raw(b"MIN"),
+            SearchReturn::Max => w.raw(b"MAX"),
+            SearchReturn::All => w.raw(b"ALL"),
+            SearchReturn::Count => w.raw(b"COUNT"),
+            SearchReturn::Save => w.raw(b"SAVE"),
+            SearchReturn::Partial(range) => w.raw(format!("PARTIAL {range}").as_bytes()),
+        });
+        self.raw(b" ");
+    }
+
+    /// The keys of a search program: an `And` at the top is written as keys in a row.
+    fn search_keys(&mut self, criteria: &SearchKey) {
+        match criteria {
+            SearchKey::And(keys) if !keys.is_empty() => {
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        self.raw(b" ");
+                    }
+                    self.search_key(key);
+                }
+            }
+            key => self.search_key(key),
+        }
+    }
+
+    fn sort_criterion(&mut self, criterion: &SortCriterion) {
+        if criterion.reverse {
+            self.raw(b"REVERSE ");
+        }
+        self.raw(match criterion.key {
+            SortKey::Arrival => b"ARRIVAL".as_slice(),
+            SortKey::Cc => b"CC",
+            SortKey::Date => b"DATE",
+            SortKey::From => b"FROM",
+            SortKey::Size => b"SIZE",
+            SortKey::Subject => b"SUBJECT",
+            SortKey::To => b"TO",
+            SortKey::DisplayFrom => b"DISPLAYFROM",
+            SortKey::DisplayTo => b"DISPLAYTO",
+        });
     }
 
     /// One search key; an `And` of several keys is parenthesized.
@@ -650,7 +710,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{QresyncParams, Secret, SeqRange, Tag};
+    use crate::command::{PartialRange, QresyncParams, Secret, SeqRange, Tag};
     use crate::parser::parse_command;
     use crate::reader::{CommandReader, ReadEvent, ReaderLimits};
     use proptest::collection::vec;
@@ -764,6 +824,38 @@ mod tests {
                 extended: true,
             }),
             "t1 LIST () \"\" %\r\n"
+        );
+        assert_eq!(
+            encoded(CommandBody::Sort {
+                uid: true,
+                returns: Some(vec![
+                    SearchReturn::Count,
+                    SearchReturn::Partial(PartialRange::Last(1, 100))
+                ]),
+                criteria: vec![
+                    SortCriterion {
+                        reverse: true,
+                        key: SortKey::Date
+                    },
+                    SortCriterion {
+                        reverse: false,
+                        key: SortKey::DisplayFrom
+                    }
+                ],
+                charset: "UTF-8".into(),
+                search: SearchKey::And(vec![SearchKey::Undeleted, SearchKey::Seen]),
+            }),
+            "t1 UID SORT RETURN (COUNT PARTIAL -1:-100) (REVERSE DATE DISPLAYFROM) UTF-8 \
+             UNDELETED SEEN\r\n"
+        );
+        assert_eq!(
+            encoded(CommandBody::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::References,
+                charset: "US-ASCII".into(),
+                search: SearchKey::All,
+            }),
+            "t1 THREAD REFERENCES US-ASCII ALL\r\n"
         );
     }
 
@@ -893,6 +985,64 @@ mod tests {
                     .prop_map(|(a, b)| SearchKey::Or(Box::new(a), Box::new(b))),
                 vec(inner, 2..4).prop_map(SearchKey::And),
             ]
+        })
+    }
+
+    /// ESEARCH/ESORT return options the parser accepts: at most one PARTIAL, and then
+    /// no ALL (RFC 9394 §3.1).
+    fn search_returns() -> impl Strategy<Value = Vec<SearchReturn>> {
+        let range = (any::<bool>(), 1u32.., 1u32..).prop_map(|(last, a, b)| match last {
+            true => PartialRange::Last(a, b),
+            false => PartialRange::First(a, b),
+        });
+        let option = prop_oneof![
+            Just(SearchReturn::Min),
+            Just(SearchReturn::Max),
+            Just(SearchReturn::All),
+            Just(SearchReturn::Count),
+            Just(SearchReturn::Save),
+            range.prop_map(SearchReturn::Partial),
+        ];
+        vec(option, 0..4).prop_map(|returns| {
+            let mut kept: Vec<SearchReturn> = Vec::new();
+            for r in returns {
+                let partial = |r: &SearchReturn| matches!(r, SearchReturn::Partial(_));
+                let clash = match r {
+                    SearchReturn::Partial(_) => {
+                        kept.iter().any(|k| partial(k) || *k == SearchReturn::All)
+                    }
+                    SearchReturn::All => kept.iter().any(partial),
+                    _ => false,
+                };
+                if !clash {
+                    kept.push(r);
+                }
+            }
+            kept
+        })
+    }
+
+    /// Non-empty, each key once (the parser drops repeats).
+    fn sort_criteria() -> impl Strategy<Value = Vec<SortCriterion>> {
+        let key = prop_oneof![
+            Just(SortKey::Arrival),
+            Just(SortKey::Cc),
+            Just(SortKey::Date),
+            Just(SortKey::From),
+            Just(SortKey::Size),
+            Just(SortKey::Subject),
+            Just(SortKey::To),
+            Just(SortKey::DisplayFrom),
+            Just(SortKey::DisplayTo),
+        ];
+        vec((any::<bool>(), key), 1..5).prop_map(|criteria| {
+            let mut kept: Vec<SortCriterion> = Vec::new();
+            for (reverse, key) in criteria {
+                if !kept.iter().any(|c| c.key == key) {
+                    kept.push(SortCriterion { reverse, key });
+                }
+            }
+            kept
         })
     }
 
@@ -1092,16 +1242,7 @@ mod tests {
             (
                 any::<bool>(),
                 proptest::option::of(prop_oneof![Just("UTF-8"), Just("utf-8"), Just("US-ASCII")]),
-                proptest::option::of(vec(
-                    prop_oneof![
-                        Just(SearchReturn::Min),
-                        Just(SearchReturn::Max),
-                        Just(SearchReturn::All),
-                        Just(SearchReturn::Count),
-                        Just(SearchReturn::Save),
-                    ],
-                    0..3
-                )),
+                proptest::option::of(search_returns()),
                 search_key()
             )
                 .prop_map(|(uid, charset, returns, criteria)| CommandBody::Search {
@@ -1109,6 +1250,37 @@ mod tests {
                     charset: charset.map(str::to_string),
                     returns,
                     criteria
+                }),
+            (
+                any::<bool>(),
+                proptest::option::of(search_returns()),
+                sort_criteria(),
+                prop_oneof![Just("UTF-8"), Just("us-ascii")],
+                search_key()
+            )
+                .prop_map(|(uid, returns, criteria, charset, search)| {
+                    CommandBody::Sort {
+                        uid,
+                        returns,
+                        criteria,
+                        charset: charset.to_string(),
+                        search,
+                    }
+                }),
+            (
+                any::<bool>(),
+                prop_oneof![
+                    Just(ThreadAlgorithm::OrderedSubject),
+                    Just(ThreadAlgorithm::References)
+                ],
+                prop_oneof![Just("UTF-8"), Just("US-ASCII")],
+                search_key()
+            )
+                .prop_map(|(uid, algorithm, charset, search)| CommandBody::Thread {
+                    uid,
+                    algorithm,
+                    charset: charset.to_string(),
+                    search,
                 }),
             (
                 any::<bool>(),

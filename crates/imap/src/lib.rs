@@ -9,9 +9,9 @@
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] reads and dispatches them and the modules under
 //! [`command`] carry each family out against the host through [`request`];
-//! [`fetch`], [`search`], [`listing`], [`view`], [`names`] and [`response`] hold the
-//! rules they apply. [`scan`] is the FETCH/SEARCH work the host runs off the session's
-//! thread.
+//! [`fetch`], [`search`], [`sort`], [`thread`], [`listing`], [`view`], [`names`] and
+//! [`response`] hold the rules they apply. [`scan`] is the FETCH/SEARCH work the host
+//! runs off the session's thread.
 
 pub mod command;
 pub mod encode;
@@ -26,6 +26,8 @@ pub mod response;
 pub mod scan;
 pub mod search;
 pub mod session;
+pub mod sort;
+pub mod thread;
 pub mod view;
 
 pub use session::{Action, HandOff, ImapConfig, Input, Session};

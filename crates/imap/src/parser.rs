@@ -6,7 +6,8 @@
 //! LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE and CREATE-SPECIAL-USE
 //! (RFC 6154), ESEARCH (RFC 4731), BINARY (RFC 3516), UTF8=ACCEPT APPEND (RFC 6855),
 //! LITERAL+/LITERAL- (RFC 7888), MOVE (RFC 6851), UIDPLUS's UID EXPUNGE (RFC 4315),
-//! ID (RFC 2971).
+//! ID (RFC 2971), SORT and THREAD (RFC 5256) with DISPLAYFROM/DISPLAYTO (RFC 5957) and
+//! ESORT return options (RFC 5267), and the PARTIAL return option (RFC 9394).
 //!
 //! Keywords are case-insensitive; lines may end in CRLF or a bare LF (and the final line
 //! end may be absent). Everything the parser keeps is a slice of its input, so it never
@@ -15,7 +16,8 @@
 //!
 //! Errors carry a short text meant to follow `BAD` in the tagged (or, without a tag,
 //! untagged) response. One is not a syntax error but a tagged `NO`: an unsupported
-//! SEARCH charset gives [`BADCHARSET_MESSAGE`], which starts with the response code;
+//! SEARCH, SORT or THREAD charset gives [`BADCHARSET_MESSAGE`], which starts with the
+//! response code;
 //! so is a SEARCH over [`MAX_SEARCH_KEYS`] ([`TOO_MANY_SEARCH_KEYS`]). Repeated FETCH
 //! items collapse to one, and more than [`MAX_FETCH_ITEMS`] distinct ones are refused.
 
@@ -23,8 +25,9 @@ use std::collections::HashSet;
 
 use crate::command::{
     Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
-    Partial, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText, SelectParams,
-    SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag,
+    Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText,
+    SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
+    Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -662,6 +665,8 @@ impl<'a> Parser<'a> {
             }
             b"APPEND" => self.append()?,
             b"SEARCH" => self.search(false)?,
+            b"SORT" => self.sort(false)?,
+            b"THREAD" => self.thread(false)?,
             b"FETCH" => self.fetch(false)?,
             b"STORE" => self.store(false)?,
             b"COPY" => {
@@ -695,6 +700,8 @@ impl<'a> Parser<'a> {
         Ok(match name.to_ascii_uppercase().as_slice() {
             b"FETCH" => self.fetch(true)?,
             b"SEARCH" => self.search(true)?,
+            b"SORT" => self.sort(true)?,
+            b"THREAD" => self.thread(true)?,
             b"STORE" => self.store(true)?,
             b"COPY" => {
                 let (set, mailbox) = self.set_and_mailbox()?;
@@ -1062,16 +1069,129 @@ impl<'a> Parser<'a> {
             charset = Some(ascii_string(&name));
             self.sp("search criteria")?;
         }
+        Ok(CommandBody::Search {
+            uid,
+            charset,
+            returns,
+            criteria: self.search_keys()?,
+        })
+    }
+
+    /// One or more search keys, separated by SP: several mean AND.
+    fn search_keys(&mut self) -> PResult<SearchKey> {
         // Both supported charsets are read as UTF-8 (US-ASCII is a subset).
         let mut keys = vec![self.search_key(0)?];
         while self.eat(b' ') {
             keys.push(self.search_key(0)?);
         }
-        Ok(CommandBody::Search {
+        Ok(and_of(keys))
+    }
+
+    /// RFC 5256 §5 `search-criteria`: the mandatory charset, then the keys.
+    fn charset_and_keys(&mut self) -> PResult<(String, SearchKey)> {
+        self.sp("charset")?;
+        let name = self.astring("charset")?;
+        let supported =
+            name.eq_ignore_ascii_case(b"UTF-8") || name.eq_ignore_ascii_case(b"US-ASCII");
+        if self.at_eol() {
+            // `SORT (DATE) ALL`: the charset was probably left out.
+            return Err(if supported {
+                "Missing search criteria".to_string()
+            } else {
+                "Missing charset or search criteria".to_string()
+            });
+        }
+        if !supported {
+            return Err(BADCHARSET_MESSAGE.to_string());
+        }
+        self.sp("search criteria")?;
+        Ok((ascii_string(&name), self.search_keys()?))
+    }
+
+    /// SORT (RFC 5256 §3) with ESORT's `RETURN (…)` (RFC 5267 §3).
+    fn sort(&mut self, uid: bool) -> PResult<CommandBody> {
+        self.sp("sort criteria")?;
+        let mut returns = None;
+        if self.peek_keyword("RETURN") {
+            self.pos += "RETURN".len();
+            self.sp("search return options")?;
+            returns = Some(self.search_returns()?);
+            self.sp("sort criteria")?;
+        }
+        let criteria = self.sort_criteria()?;
+        let (charset, search) = self.charset_and_keys()?;
+        Ok(CommandBody::Sort {
             uid,
-            charset,
             returns,
-            criteria: and_of(keys),
+            criteria,
+            charset,
+            search,
+        })
+    }
+
+    /// `(sort-criterion *(SP sort-criterion))`. A key given again is dropped: it can
+    /// only compare messages the first one found equal, and they stay equal. So the
+    /// list is never longer than the number of keys, whatever the client sends.
+    fn sort_criteria(&mut self) -> PResult<Vec<SortCriterion>> {
+        if !self.eat(b'(') {
+            return Err(self.missing_or_invalid("sort criteria"));
+        }
+        if self.peek() == Some(b')') {
+            return Err("Empty sort criteria".to_string());
+        }
+        let mut criteria: Vec<SortCriterion> = Vec::new();
+        loop {
+            let mut name = self.atom();
+            let reverse = name.eq_ignore_ascii_case(b"REVERSE");
+            if reverse {
+                self.sp("sort key after REVERSE")?;
+                name = self.atom();
+            }
+            let key = match name.to_ascii_uppercase().as_slice() {
+                b"ARRIVAL" => SortKey::Arrival,
+                b"CC" => SortKey::Cc,
+                b"DATE" => SortKey::Date,
+                b"FROM" => SortKey::From,
+                b"SIZE" => SortKey::Size,
+                b"SUBJECT" => SortKey::Subject,
+                b"TO" => SortKey::To,
+                b"DISPLAYFROM" => SortKey::DisplayFrom,
+                b"DISPLAYTO" => SortKey::DisplayTo,
+                b"REVERSE" => return Err("REVERSE must be followed by a sort key".to_string()),
+                b"" => return Err(self.missing_or_invalid("sort key")),
+                _ => return Err(format!("Unknown sort key {}", printable(name))),
+            };
+            if !criteria.iter().any(|c| c.key == key) {
+                criteria.push(SortCriterion { reverse, key });
+            }
+            if self.eat(b')') {
+                return Ok(criteria);
+            }
+            self.sp("sort key")?;
+        }
+    }
+
+    /// THREAD (RFC 5256 §3).
+    fn thread(&mut self, uid: bool) -> PResult<CommandBody> {
+        self.sp("threading algorithm")?;
+        let name = self.atom();
+        let algorithm = match name.to_ascii_uppercase().as_slice() {
+            b"ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+            b"REFERENCES" => ThreadAlgorithm::References,
+            b"" => return Err(self.missing_or_invalid("threading algorithm")),
+            _ => {
+                return Err(format!(
+                    "Unsupported threading algorithm {} (ORDEREDSUBJECT and REFERENCES are)",
+                    printable(name)
+                ));
+            }
+        };
+        let (charset, search) = self.charset_and_keys()?;
+        Ok(CommandBody::Thread {
+            uid,
+            algorithm,
+            charset,
+            search,
         })
     }
 
@@ -1089,16 +1209,49 @@ impl<'a> Parser<'a> {
                 b"ALL" => SearchReturn::All,
                 b"COUNT" => SearchReturn::Count,
                 b"SAVE" => SearchReturn::Save,
+                b"PARTIAL" => {
+                    self.sp("partial range")?;
+                    SearchReturn::Partial(self.partial_range()?)
+                }
                 b"" => return Err(self.missing_or_invalid("search return option")),
                 _ => {
                     return Err(format!("Unknown search return option {}", printable(name)));
                 }
             });
             if self.eat(b')') {
-                return Ok(returns);
+                break;
             }
             self.sp("search return option")?;
         }
+        // RFC 9394 §3.1: one PARTIAL or one ALL, not both. (Repeated ALLs were accepted
+        // before PARTIAL existed and still are.)
+        let partials = returns
+            .iter()
+            .filter(|r| matches!(r, SearchReturn::Partial(_)))
+            .count();
+        if partials > 1 {
+            return Err("Only one PARTIAL return option is allowed".to_string());
+        }
+        if partials == 1 && returns.contains(&SearchReturn::All) {
+            return Err("PARTIAL and ALL cannot be combined".to_string());
+        }
+        Ok(returns)
+    }
+
+    /// RFC 9394 partial-range: `a:b`, or `-a:-b` counted from the last result.
+    fn partial_range(&mut self) -> PResult<PartialRange> {
+        let from_last = self.eat(b'-');
+        let a = self.nz_number("partial range")?;
+        self.expect(b':', "Invalid partial range")?;
+        if self.eat(b'-') != from_last {
+            return Err("Invalid partial range".to_string());
+        }
+        let b = self.nz_number("partial range")?;
+        Ok(if from_last {
+            PartialRange::Last(a, b)
+        } else {
+            PartialRange::First(a, b)
+        })
     }
 
     fn sp_search_string(&mut self, what: &str) -> PResult<String> {
@@ -1813,6 +1966,22 @@ mod tests {
             "dGVzdA==",
             "INBOX",
             "~",
+            "SORT",
+            "THREAD",
+            "(REVERSE",
+            "REVERSE",
+            "DATE",
+            "DATE)",
+            "(SUBJECT)",
+            "DISPLAYFROM",
+            "ARRIVAL)",
+            "REFERENCES",
+            "ORDEREDSUBJECT",
+            "PARTIAL",
+            "1:100",
+            "-1:-100",
+            "(PARTIAL",
+            "US-ASCII",
         ];
         prop_oneof![
             8 => proptest::sample::select(words.to_vec()).prop_map(|w| w.as_bytes().to_vec()),
@@ -1845,6 +2014,261 @@ mod tests {
         fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             let _ = parse_command(&raw);
         }
+    }
+
+    fn date(day: u8, month: u8, year: u16) -> Date {
+        Date { year, month, day }
+    }
+
+    fn by(key: SortKey) -> SortCriterion {
+        SortCriterion {
+            reverse: false,
+            key,
+        }
+    }
+
+    fn reverse(key: SortKey) -> SortCriterion {
+        SortCriterion { reverse: true, key }
+    }
+
+    #[test]
+    fn sort_rfc_examples() {
+        assert_eq!(
+            ok("A282 SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994\r\n"),
+            CommandBody::Sort {
+                uid: false,
+                returns: None,
+                criteria: vec![by(SortKey::Subject)],
+                charset: "UTF-8".into(),
+                search: SearchKey::Since(date(1, 2, 1994)),
+            }
+        );
+        assert_eq!(
+            ok("A283 SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n"),
+            CommandBody::Sort {
+                uid: false,
+                returns: None,
+                criteria: vec![by(SortKey::Subject), reverse(SortKey::Date)],
+                charset: "UTF-8".into(),
+                search: SearchKey::All,
+            }
+        );
+        assert_eq!(
+            ok("A284 SORT (SUBJECT) US-ASCII TEXT \"not in mailbox\"\r\n"),
+            CommandBody::Sort {
+                uid: false,
+                returns: None,
+                criteria: vec![by(SortKey::Subject)],
+                charset: "US-ASCII".into(),
+                search: SearchKey::Text("not in mailbox".into()),
+            }
+        );
+        // RFC 5267 §3.3.
+        assert_eq!(
+            ok("E01 UID SORT RETURN () (REVERSE DATE) UTF-8 UNDELETED UNKEYWORD $Junk\r\n"),
+            CommandBody::Sort {
+                uid: true,
+                returns: Some(vec![]),
+                criteria: vec![reverse(SortKey::Date)],
+                charset: "UTF-8".into(),
+                search: SearchKey::And(vec![
+                    SearchKey::Undeleted,
+                    SearchKey::Unkeyword("$Junk".into())
+                ]),
+            }
+        );
+    }
+
+    #[test]
+    fn sort_keys_returns_and_repeats() {
+        assert_eq!(
+            ok("a uid sort return (min MAX count partial -1:-100) \
+                (arrival cc date from size subject to displayfrom reverse displayto) \
+                \"utf-8\" (SEEN FLAGGED)\r\n"),
+            CommandBody::Sort {
+                uid: true,
+                returns: Some(vec![
+                    SearchReturn::Min,
+                    SearchReturn::Max,
+                    SearchReturn::Count,
+                    SearchReturn::Partial(PartialRange::Last(1, 100)),
+                ]),
+                criteria: vec![
+                    by(SortKey::Arrival),
+                    by(SortKey::Cc),
+                    by(SortKey::Date),
+                    by(SortKey::From),
+                    by(SortKey::Size),
+                    by(SortKey::Subject),
+                    by(SortKey::To),
+                    by(SortKey::DisplayFrom),
+                    reverse(SortKey::DisplayTo),
+                ],
+                charset: "utf-8".into(),
+                search: SearchKey::And(vec![SearchKey::Seen, SearchKey::Flagged]),
+            }
+        );
+        // A key given again is dropped, REVERSE or not.
+        let CommandBody::Sort { criteria, .. } =
+            ok("a SORT (DATE REVERSE SIZE REVERSE DATE SIZE DATE) UTF-8 ALL\r\n")
+        else {
+            panic!("not a SORT");
+        };
+        assert_eq!(criteria, vec![by(SortKey::Date), reverse(SortKey::Size)]);
+        assert_eq!(ok("a UID SORT (SIZE) UTF-8 ALL\r\n").name(), "UID SORT");
+        assert_eq!(ok("a SORT (SIZE) UTF-8 ALL\r\n").name(), "SORT");
+    }
+
+    #[test]
+    fn sort_errors() {
+        let message = |raw: &str| err(raw).message;
+        assert_eq!(message("a SORT\r\n"), "Missing sort criteria");
+        assert_eq!(
+            message("a SORT DATE UTF-8 ALL\r\n"),
+            "Invalid sort criteria"
+        );
+        assert_eq!(message("a SORT () UTF-8 ALL\r\n"), "Empty sort criteria");
+        assert_eq!(
+            message("a SORT (DATE FOO) UTF-8 ALL\r\n"),
+            "Unknown sort key FOO"
+        );
+        assert_eq!(
+            message("a SORT (DATE UTF-8 ALL\r\n"),
+            "Unknown sort key UTF-8"
+        );
+        assert_eq!(message("a SORT (DATE \r\n"), "Missing sort key");
+        assert_eq!(
+            message("a SORT (REVERSE) UTF-8 ALL\r\n"),
+            "Missing sort key after REVERSE"
+        );
+        assert_eq!(
+            message("a SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n"),
+            "REVERSE must be followed by a sort key"
+        );
+        assert_eq!(message("a SORT (DATE)\r\n"), "Missing charset");
+        assert_eq!(
+            message("a SORT (DATE) ALL\r\n"),
+            "Missing charset or search criteria"
+        );
+        assert_eq!(
+            message("a SORT (DATE) UTF-8\r\n"),
+            "Missing search criteria"
+        );
+        assert_eq!(
+            message("a SORT (DATE)UTF-8 ALL\r\n"),
+            "Expected SP before charset"
+        );
+        assert_eq!(message("a SORT (DATE) KOI8-R ALL\r\n"), BADCHARSET_MESSAGE);
+        assert_eq!(
+            message("a SORT (DATE) UTF-8 ALL FOO\r\n"),
+            "Unknown search key FOO"
+        );
+        assert_eq!(
+            message("a SORT RETURN (DATE) UTF-8 ALL\r\n"),
+            "Unknown search return option DATE"
+        );
+        assert_eq!(
+            message("a SORT RETURN (COUNT) UTF-8 ALL\r\n"),
+            "Invalid sort criteria"
+        );
+        assert_eq!(message("a UID SORT\r\n"), "Missing sort criteria");
+    }
+
+    #[test]
+    fn partial_return_option() {
+        let returns = |raw: &str| match ok(raw) {
+            CommandBody::Search { returns, .. } | CommandBody::Sort { returns, .. } => returns,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            returns("A01 UID SEARCH RETURN (PARTIAL -1:-100) UNDELETED UNKEYWORD $Junk\r\n"),
+            Some(vec![SearchReturn::Partial(PartialRange::Last(1, 100))])
+        );
+        // Kept as written: the response echoes it.
+        assert_eq!(
+            returns("a SORT RETURN (COUNT PARTIAL 500:400) (DATE) UTF-8 ALL\r\n"),
+            Some(vec![
+                SearchReturn::Count,
+                SearchReturn::Partial(PartialRange::First(500, 400))
+            ])
+        );
+        // As before PARTIAL: a repeated ALL is let through.
+        assert_eq!(
+            returns("a SEARCH RETURN (ALL ALL) SEEN\r\n"),
+            Some(vec![SearchReturn::All, SearchReturn::All])
+        );
+        let message = |raw: &str| err(raw).message;
+        assert_eq!(
+            message("a SEARCH RETURN (PARTIAL 1:5 ALL) SEEN\r\n"),
+            "PARTIAL and ALL cannot be combined"
+        );
+        assert_eq!(
+            message("a SORT RETURN (ALL PARTIAL 1:5) (DATE) UTF-8 SEEN\r\n"),
+            "PARTIAL and ALL cannot be combined"
+        );
+        assert_eq!(
+            message("a SEARCH RETURN (PARTIAL 1:5 PARTIAL 6:9) SEEN\r\n"),
+            "Only one PARTIAL return option is allowed"
+        );
+        for bad in ["1:-5", "-1:5", "0:5", "1:0", "*:5", "1", "1:", "-1:-"] {
+            let raw = format!("a SEARCH RETURN (PARTIAL {bad}) SEEN\r\n");
+            assert_eq!(message(&raw), "Invalid partial range", "{bad}");
+        }
+        assert_eq!(
+            message("a SEARCH RETURN (PARTIAL) SEEN\r\n"),
+            "Missing partial range"
+        );
+        assert_eq!(
+            message("a SEARCH RETURN (PARTIAL 4294967296:1) SEEN\r\n"),
+            "Invalid partial range"
+        );
+    }
+
+    #[test]
+    fn thread_commands_and_errors() {
+        assert_eq!(
+            ok("A283 THREAD ORDEREDSUBJECT UTF-8 SINCE 5-MAR-2000\r\n"),
+            CommandBody::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::OrderedSubject,
+                charset: "UTF-8".into(),
+                search: SearchKey::Since(date(5, 3, 2000)),
+            }
+        );
+        let thread = ok("A285 uid thread references us-ascii TEXT \"gewp\" UNSEEN\r\n");
+        assert_eq!(thread.name(), "UID THREAD");
+        assert_eq!(
+            thread,
+            CommandBody::Thread {
+                uid: true,
+                algorithm: ThreadAlgorithm::References,
+                charset: "us-ascii".into(),
+                search: SearchKey::And(vec![SearchKey::Text("gewp".into()), SearchKey::Unseen]),
+            }
+        );
+        let message = |raw: &str| err(raw).message;
+        assert_eq!(message("a THREAD\r\n"), "Missing threading algorithm");
+        assert_eq!(
+            message("a THREAD REFS UTF-8 ALL\r\n"),
+            "Unsupported threading algorithm REFS (ORDEREDSUBJECT and REFERENCES are)"
+        );
+        assert_eq!(
+            message("a THREAD (REFERENCES) UTF-8 ALL\r\n"),
+            "Invalid threading algorithm"
+        );
+        assert_eq!(message("a THREAD REFERENCES\r\n"), "Missing charset");
+        assert_eq!(
+            message("a THREAD REFERENCES ALL\r\n"),
+            "Missing charset or search criteria"
+        );
+        assert_eq!(
+            message("a UID THREAD REFERENCES UTF-8\r\n"),
+            "Missing search criteria"
+        );
+        assert_eq!(
+            message("a THREAD REFERENCES ISO-8859-1 ALL\r\n"),
+            BADCHARSET_MESSAGE
+        );
     }
 
     #[test]

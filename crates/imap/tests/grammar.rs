@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use portico_imap::command::{
     Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
     Partial, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText, SelectParams,
-    SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag,
+    SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag, ThreadAlgorithm,
 };
 use portico_imap::mutf7;
 use portico_imap::parser::{BADCHARSET_MESSAGE, ParseError, parse_command};
@@ -1596,6 +1596,37 @@ fn traffic_parses_the_same_however_split() {
     }
 }
 
+/// SORT and THREAD with a literal in their search keys, however TCP splits them.
+#[test]
+fn sort_and_thread_parse_the_same_however_split() {
+    const LINES: &[u8] =
+        b"s1 UID SORT RETURN (COUNT) (REVERSE DATE SUBJECT) UTF-8 SUBJECT {5}\r\nhello UNSEEN\r\n\
+        s2 THREAD REFERENCES US-ASCII FROM {3+}\r\nbob\r\n";
+    let whole = read_all(ReaderLimits::default(), &[LINES]);
+    let commands = commands_of(&whole);
+    assert_eq!(commands.len(), 2);
+    assert_eq!(commands[0].as_ref().map(|c| c.body.name()), Ok("UID SORT"));
+    assert_eq!(
+        commands[1].as_ref().map(|c| c.body.clone()),
+        Ok(CommandBody::Thread {
+            uid: false,
+            algorithm: ThreadAlgorithm::References,
+            charset: "US-ASCII".into(),
+            search: SearchKey::From("bob".into()),
+        })
+    );
+    for at in 0..=LINES.len() {
+        let (a, b) = LINES.split_at(at);
+        assert_eq!(
+            read_all(ReaderLimits::default(), &[a, b]),
+            whole,
+            "split at {at}"
+        );
+    }
+    let bytes: Vec<&[u8]> = LINES.chunks(1).collect();
+    assert_eq!(read_all(ReaderLimits::default(), &bytes), whole);
+}
+
 #[test]
 fn refused_literal_then_next_command() {
     let limits = ReaderLimits {
@@ -1732,6 +1763,10 @@ fn realistic_commands_round_trip() {
         "a APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {5}\r\nhello\r\n",
         "a023 ID (\"name\" \"sodr\" \"os\" NIL)\r\n",
         "t1 CREATE MySpecial (USE (\\Drafts \\Sent))\r\n",
+        "E01 UID SORT RETURN () (REVERSE DATE) UTF-8 UNDELETED UNKEYWORD $Junk\r\n",
+        "s1 SORT RETURN (MIN COUNT PARTIAL -1:-50) (DISPLAYFROM REVERSE ARRIVAL) \"utf-8\" OR SEEN SUBJECT {3}\r\nabc\r\n",
+        "A285 UID THREAD REFERENCES UTF-8 SINCE 5-Mar-2000 NOT DELETED\r\n",
+        "A01 UID SEARCH RETURN (PARTIAL 23500:24000) UNDELETED UNKEYWORD $Junk\r\n",
     ];
     for line in lines {
         let cmd = parse(line);

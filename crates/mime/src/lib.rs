@@ -36,8 +36,8 @@ pub use address::Address;
 pub use header::header_end;
 pub use params::Param;
 pub use search::{
-    SearchFields, all_header_values, body_text, header_search_text, header_values, search_fields,
-    sent_date,
+    SearchFields, all_header_values, body_text, decode_header_text, header_search_text,
+    header_values, parse_date, search_fields, sent_date,
 };
 pub use section::{
     KEPT_HEADER_FIELDS, SectionPart, UnknownCte, binary_section, header_fields, kept_header_covers,

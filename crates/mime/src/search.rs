@@ -91,6 +91,13 @@ pub fn search_fields(raw: &[u8]) -> SearchFields {
     }
 }
 
+/// One unfolded header value as a person reads it: RFC 2047 encoded words decoded to
+/// UTF-8, as [`header_values`] gives each value. For values kept raw elsewhere, such as
+/// an [`crate::Envelope`]'s subject and display names (SORT and THREAD, RFC 5256).
+pub fn decode_header_text(value: &[u8]) -> String {
+    decode_words(value)
+}
+
 /// RFC 2047 decoding of one unfolded value, through mail-parser's
 /// unstructured-field parser (it wants the field's line ending).
 fn decode_words(value: &[u8]) -> String {
@@ -157,7 +164,12 @@ fn collect_text(message: &Message<'_>) -> String {
 /// UTC), for SENTBEFORE / SENTON / SENTSINCE. `None` when absent or invalid.
 pub fn sent_date(raw: &[u8]) -> Option<(i64, i32)> {
     let head = &raw[..header::header_end(raw)];
-    let value = header::first_value(head, "Date")?;
+    parse_date(header::first_value(head, "Date")?)
+}
+
+/// A Date header value (folded or not) as [`sent_date`] reads it; for the raw date an
+/// [`crate::Envelope`] keeps (SORT's DATE, RFC 5256 §2.2).
+pub fn parse_date(value: &[u8]) -> Option<(i64, i32)> {
     let mut line = unfold(value);
     line.push(b'\n');
     let parsed = catch_unwind(AssertUnwindSafe(|| MessageStream::new(&line).parse_date())).ok()?;

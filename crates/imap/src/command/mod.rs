@@ -143,7 +143,8 @@ pub enum SearchKey {
     Unseen,
 }
 
-/// ESEARCH return options (RFC 4731, RFC 9051 §6.4.4).
+/// ESEARCH return options (RFC 4731, RFC 9051 §6.4.4), also those of an extended SORT
+/// (ESORT, RFC 5267 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -151,6 +152,78 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 5267 §4.4, RFC 9394 §3.1: a window of the results.
+    Partial(PartialRange),
+}
+
+/// RFC 9394 partial-range: which results of a SEARCH or SORT to return, counted from 1.
+/// Kept as the client wrote it, since the response echoes it; `500:400` means the same
+/// as `400:500`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartialRange {
+    /// `a:b`: counted from the first result.
+    First(u32, u32),
+    /// `-a:-b`: counted from the last result (`-1` is the last).
+    Last(u32, u32),
+}
+
+impl PartialRange {
+    /// The positions this range selects in a list of `len` results, in the list's
+    /// order; empty when the whole range lies beyond the list (the response then says
+    /// `NIL`).
+    pub fn window(self, len: usize) -> std::ops::Range<usize> {
+        let (a, b, from_last) = match self {
+            PartialRange::First(a, b) => (a, b, false),
+            PartialRange::Last(a, b) => (a, b, true),
+        };
+        // A u32 fits a usize on every target Portico builds for; the parser never
+        // gives 0, and a 0 made in code counts as 1.
+        let low = (a.min(b) as usize).max(1);
+        let high = a.max(b) as usize;
+        if from_last {
+            len.saturating_sub(high)..len.saturating_sub(low - 1)
+        } else {
+            (low - 1).min(len)..high.min(len)
+        }
+    }
+}
+
+/// As written on the wire, in a command and in the ESEARCH response that echoes it.
+impl fmt::Display for PartialRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartialRange::First(a, b) => write!(f, "{a}:{b}"),
+            PartialRange::Last(a, b) => write!(f, "-{a}:-{b}"),
+        }
+    }
+}
+
+/// RFC 5256 §3 sort-key, with RFC 5957's DISPLAYFROM and DISPLAYTO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+/// One sort-criterion: a key, ascending unless `reverse`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+/// RFC 5256 §3 thread-alg: the algorithms Portico implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
 }
 
 /// The text part of a section-spec (RFC 9051 §6.4.5).
@@ -338,6 +411,25 @@ pub enum CommandBody {
         returns: Option<Vec<SearchReturn>>,
         criteria: SearchKey,
     },
+    /// RFC 5256 §3 SORT, with ESORT's return options (RFC 5267 §3).
+    Sort {
+        uid: bool,
+        /// None: plain SORT response; Some (possibly empty = ALL): ESEARCH.
+        returns: Option<Vec<SearchReturn>>,
+        /// Never empty; each key at most once (a repeated key cannot change the order).
+        criteria: Vec<SortCriterion>,
+        /// Mandatory for SORT, unlike SEARCH; only UTF-8 and US-ASCII are accepted.
+        charset: String,
+        search: SearchKey,
+    },
+    /// RFC 5256 §3 THREAD.
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        /// As for [`CommandBody::Sort`].
+        charset: String,
+        search: SearchKey,
+    },
     Fetch {
         uid: bool,
         set: SequenceSet,
@@ -403,6 +495,10 @@ impl CommandBody {
             CommandBody::UidExpunge { .. } => "UID EXPUNGE",
             CommandBody::Search { uid: false, .. } => "SEARCH",
             CommandBody::Search { uid: true, .. } => "UID SEARCH",
+            CommandBody::Sort { uid: false, .. } => "SORT",
+            CommandBody::Sort { uid: true, .. } => "UID SORT",
+            CommandBody::Thread { uid: false, .. } => "THREAD",
+            CommandBody::Thread { uid: true, .. } => "UID THREAD",
             CommandBody::Fetch { uid: false, .. } => "FETCH",
             CommandBody::Fetch { uid: true, .. } => "UID FETCH",
             CommandBody::Store { uid: false, .. } => "STORE",

@@ -94,7 +94,9 @@ impl Session {
                                         " ALL {}",
                                         response::sequence_set(&numbers)
                                     )),
-                                    SearchReturn::Count | SearchReturn::Save => {}
+                                    SearchReturn::Count
+                                    | SearchReturn::Save
+                                    | SearchReturn::Partial(_) => {}
                                 }
                             }
                         }

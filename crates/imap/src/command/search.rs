@@ -27,6 +27,14 @@ impl Session {
         returns: Option<Vec<SearchReturn>>,
         criteria: SearchKey,
     ) {
+        // RFC 9394 PARTIAL parses but is not served (nor advertised) yet.
+        if let Some(returns) = &returns
+            && returns
+                .iter()
+                .any(|r| matches!(r, SearchReturn::Partial(_)))
+        {
+            return self.bad(&tag, "SEARCH RETURN (PARTIAL) is not supported yet");
+        }
         if let Some(charset) = charset
             && !charset.eq_ignore_ascii_case("UTF-8")
             && !charset.eq_ignore_ascii_case("US-ASCII")
