@@ -281,3 +281,108 @@ def test_literal_minus_when_configured(make_imap_server):
         f'* STATUS "INBOX" (MESSAGES 2 SIZE {len(big) + 4096})'.encode()
     ]
     a.close()
+
+
+def _sort_thread_messages():
+    """Five messages whose sent dates, arrival dates, senders and threads all differ."""
+    return [
+        ("05-Jan-2026 10:00:00 +0000", "Zed <zed@x.org>", "Re: Lunch", "Fri, 2 Jan 2026 09:00:00 +0000",
+         "Message-ID: <b@x>\r\nIn-Reply-To: <a@x>", "Yes."),
+        ("04-Jan-2026 10:00:00 +0000", "Amy <amy@x.org>", "Lunch", "Thu, 1 Jan 2026 09:00:00 +0000",
+         "Message-ID: <a@x>", "Lunch at noon?"),
+        ("03-Jan-2026 10:00:00 +0000", "Xavier <bob@x.org>", "[fwd: Budget] (fwd)",
+         "Sat, 3 Jan 2026 09:00:00 +0000", "Message-ID: <c@x>", "See below."),
+        ("02-Jan-2026 10:00:00 +0000", "Carl <carl@x.org>", "Re: Re: lunch", "Sun, 4 Jan 2026 09:00:00 +0000",
+         "Message-ID: <d@x>\r\nReferences: <a@x> <b@x>", "Me too."),
+        ("01-Jan-2026 10:00:00 +0000", "amy@x.org", "Budget", "Tue, 30 Dec 2025 09:00:00 +0000",
+         "Message-ID: <e@x>", "Numbers."),
+    ]
+
+
+def test_sort_and_thread_with_imaplib(make_imap_server):
+    """RFC 5256/5957/5267 through Python's imaplib (`sort`, `thread`, `uid`): the same
+    answers as the sort-thread transcript, from the real server and store."""
+    import imaplib
+
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    for capability in ("SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"):
+        assert capability in client.capabilities, capability
+    client.login(ALICE, ALICE_PW)
+    for date, sender, subject, sent, ids, body in _sort_thread_messages():
+        message = f"From: {sender}\r\nSubject: {subject}\r\nDate: {sent}\r\n{ids}\r\n\r\n{body}\r\n"
+        assert client.append("INBOX", None, f'"{date}"', message.encode())[0] == "OK"
+    client.select("INBOX")
+    assert client.sort("(SUBJECT)", "UTF-8", "ALL") == ("OK", [b"3 5 1 2 4"])
+    assert client.sort("(SUBJECT REVERSE DATE)", "UTF-8", "ALL") == ("OK", [b"3 5 4 1 2"])
+    assert client.sort("(ARRIVAL)", "US-ASCII", "ALL") == ("OK", [b"5 4 3 2 1"])
+    assert client.sort("(FROM)", "UTF-8", "ALL") == ("OK", [b"2 5 3 4 1"])
+    assert client.sort("(DISPLAYFROM)", "UTF-8", "ALL") == ("OK", [b"2 5 4 3 1"])
+    assert client.sort("(DATE)", "UTF-8", "SUBJECT", "lunch") == ("OK", [b"2 1 4"])
+    assert client.sort("(DATE)", "UTF-8", "SUBJECT", "nothing") == ("OK", [b""])
+    assert client.uid("SORT", "(REVERSE ARRIVAL)", "UTF-8", "ALL") == ("OK", [b"1 2 3 4 5"])
+    assert client.thread("ORDEREDSUBJECT", "UTF-8", "ALL") == ("OK", [b"(5 3)(2 (1)(4))"])
+    assert client.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(5 3)(2 1 4)"])
+    assert client.uid("THREAD", "REFERENCES", "UTF-8", "NOT FROM zed") == ("OK", [b"(5 3)(2 4)"])
+    client.logout()
+    a = session(server, "INBOX")
+    (line,) = a.ok("UID SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 ALL")
+    assert re.fullmatch(rb'\* ESEARCH \(TAG "[^"]+"\) UID MIN 5 MAX 4 ALL 5,2,1,3:4 COUNT 5', line), line
+    a.close()
+
+
+def test_sort_agrees_with_a_reference_on_random_messages(make_imap_server):
+    """200 messages with random subjects (some with Re:/Fwd:), sent and arrival dates,
+    senders and sizes: SORT by each key and by a few combinations equals a sort done
+    here from what was appended (RFC 5256 §2: ties by sequence number)."""
+    import email.utils
+    import imaplib
+    import random
+    import time
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    client.login(ALICE, ALICE_PW)
+    words = ["alpha", "Beta", "gamma", "delta", "Epsilon"]
+    senders = ["ann", "Bob", "carl", "dora", "eve"]
+    messages = []
+    for n in range(200):
+        base = rng.choice(words)
+        subject = rng.choice(["", "Re: ", "Fwd: ", "RE: re: "]) + base
+        sent = rng.randrange(1_700_000_000, 1_700_900_000)
+        arrival = rng.randrange(1_700_000_000, 1_700_900_000)
+        sender = rng.choice(senders)
+        body = "x" * rng.randrange(0, 300)
+        raw = (f"From: {sender}@example.org\r\nSubject: {subject}\r\n"
+               f"Date: {email.utils.formatdate(sent)}\r\n\r\n{body}\r\n").encode()
+        date = imaplib.Time2Internaldate(time.localtime(arrival))
+        assert client.append("INBOX", None, date, raw)[0] == "OK"
+        messages.append({"seq": n + 1, "subject": base.lower(), "sent": sent, "arrival": arrival,
+                         "from": sender.lower(), "size": len(raw)})
+    client.select("INBOX")
+
+    def expect(*keys):
+        def key(m):
+            out = []
+            for k in keys:
+                reverse = k.startswith("-")
+                value = m[k.lstrip("-")]
+                out.append(-value if reverse and isinstance(value, int) else value)
+            return out
+        ordered = sorted(messages, key=lambda m: (key(m), m["seq"]))
+        return " ".join(str(m["seq"]) for m in ordered).encode()
+
+    for criteria, keys in (
+        ("(DATE)", ("sent",)),
+        ("(ARRIVAL)", ("arrival",)),
+        ("(SIZE)", ("size",)),
+        ("(SUBJECT DATE)", ("subject", "sent")),
+        ("(FROM REVERSE SIZE)", ("from", "-size")),
+        ("(SUBJECT REVERSE ARRIVAL)", ("subject", "-arrival")),
+    ):
+        assert client.sort(criteria, "UTF-8", "ALL") == ("OK", [expect(*keys)]), (criteria, seed)
+    client.logout()

@@ -90,12 +90,15 @@ pub enum Detail {
 }
 
 impl Detail {
-    /// What two needs together ask for: the header block and the MIME summary make
-    /// [`Detail::Header`], which has both; otherwise the larger.
+    /// What two needs together ask for: header fields or the header block, with the
+    /// MIME summary, make [`Detail::Header`], which has both (a summary comes without
+    /// the decoded fields); otherwise the larger.
     pub fn join(self, other: Detail) -> Detail {
         match (self, other) {
-            (Detail::KeptHeader | Detail::HeaderText, Detail::Summary)
-            | (Detail::Summary, Detail::KeptHeader | Detail::HeaderText) => Detail::Header,
+            (Detail::Fields | Detail::KeptHeader | Detail::HeaderText, Detail::Summary)
+            | (Detail::Summary, Detail::Fields | Detail::KeptHeader | Detail::HeaderText) => {
+                Detail::Header
+            }
             _ => self.max(other),
         }
     }

@@ -16,10 +16,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::command::{FetchAttr, SearchKey};
+use crate::command::{FetchAttr, SearchKey, SortCriterion, ThreadAlgorithm};
 use crate::fetch::{self, RenderError, RenderStyle, StoredLiteral};
 use crate::request::{Detail, MessageData};
 use crate::search::{self, TextHints};
+use crate::sort::{self, SortInput};
+use crate::thread::{self, ThreadInput};
 
 /// Rendered FETCH output after which a job stops and returns what it has.
 pub const OUTPUT_SLICE: usize = 1024 * 1024;
@@ -51,7 +53,47 @@ pub enum ScanWork {
         max_uid: u32,
         /// What the full-text index ruled out: those BODY/TEXT keys need no reading.
         hints: TextHints,
+        /// SORT or THREAD: what each match contributes to the order.
+        order: Option<MatchOrder>,
     },
+}
+
+/// How SORT (RFC 5256, RFC 5957) or THREAD orders a search's matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MatchOrder {
+    Sort(Vec<SortCriterion>),
+    Thread(ThreadAlgorithm),
+}
+
+impl MatchOrder {
+    /// How much of each match the order reads.
+    pub fn detail(&self) -> Detail {
+        match self {
+            MatchOrder::Sort(criteria) => sort::detail(criteria),
+            MatchOrder::Thread(algorithm) => thread::detail(*algorithm),
+        }
+    }
+}
+
+/// The order values of the matches, in the order of the hits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OrderKeys {
+    #[default]
+    None,
+    Sort(Vec<SortInput>),
+    Thread(Vec<ThreadInput>),
+}
+
+impl OrderKeys {
+    /// Appends what a later slice found.
+    pub fn extend(&mut self, more: OrderKeys) {
+        match (self, more) {
+            (OrderKeys::Sort(all), OrderKeys::Sort(more)) => all.extend(more),
+            (OrderKeys::Thread(all), OrderKeys::Thread(more)) => all.extend(more),
+            (this @ OrderKeys::None, more) => *this = more,
+            _ => {}
+        }
+    }
 }
 
 /// One slice of a scan, for the host to run.
@@ -103,6 +145,8 @@ pub enum ScanOutput {
         max_modseq: u64,
         /// The MODSEQ of each hit, in the order of `hits`.
         modseqs: Vec<u64>,
+        /// SORT or THREAD values of each hit, in the order of `hits`.
+        order: OrderKeys,
     },
 }
 
@@ -130,7 +174,9 @@ impl ScanJob {
                 }
                 _ => false,
             }),
-            ScanWork::Search { key, .. } => search::reads_only_listed(key),
+            ScanWork::Search { key, order, .. } => {
+                order.is_none() && search::reads_only_listed(key)
+            }
         }
     }
 
@@ -154,6 +200,7 @@ impl ScanJob {
                     hits: Vec::new(),
                     max_modseq: 0,
                     modseqs: Vec::new(),
+                    order: OrderKeys::None,
                 },
             },
             examined: 0,
@@ -165,8 +212,14 @@ impl ScanJob {
             }
             outcome.processed += 1;
             let detail = match &*self.work {
-                ScanWork::Search { key, hints, .. } if !hints.is_empty() => {
-                    search::detail_for(key, target.uid, hints)
+                ScanWork::Search {
+                    key, hints, order, ..
+                } if !hints.is_empty() => {
+                    let detail = search::detail_for(key, target.uid, hints);
+                    match order {
+                        Some(order) => detail.join(order.detail()),
+                        None => detail,
+                    }
                 }
                 _ => self.detail,
             };
@@ -240,11 +293,13 @@ impl ScanJob {
                     max_seq,
                     max_uid,
                     hints,
+                    order,
                 },
                 ScanOutput::Hits {
                     hits,
                     max_modseq,
                     modseqs,
+                    order: keys,
                 },
             ) => {
                 let ctx = search::Context {
@@ -260,6 +315,36 @@ impl ScanJob {
                     hits.push((target.seq, target.uid));
                     modseqs.push(message.modseq);
                     *max_modseq = (*max_modseq).max(message.modseq);
+                    // A message whose summary the host could not give still takes part,
+                    // ordered by its numbers alone.
+                    match order {
+                        Some(MatchOrder::Sort(criteria)) => {
+                            let input = SortInput::from_message(target.seq, message, criteria)
+                                .unwrap_or(SortInput {
+                                    uid: target.uid,
+                                    seq: target.seq,
+                                    ..SortInput::default()
+                                });
+                            match keys {
+                                OrderKeys::Sort(all) => all.push(input),
+                                other => *other = OrderKeys::Sort(vec![input]),
+                            }
+                        }
+                        Some(MatchOrder::Thread(_)) => {
+                            let input = ThreadInput::from_message(target.seq, message).unwrap_or(
+                                ThreadInput {
+                                    uid: target.uid,
+                                    seq: target.seq,
+                                    ..ThreadInput::default()
+                                },
+                            );
+                            match keys {
+                                OrderKeys::Thread(all) => all.push(input),
+                                other => *other = OrderKeys::Thread(vec![input]),
+                            }
+                        }
+                        None => {}
+                    }
                 }
                 outcome.examined += ctx.text.examined();
             }
@@ -311,6 +396,7 @@ mod tests {
                 max_seq: n,
                 max_uid: n * 10,
                 hints: TextHints::default(),
+                order: None,
             }),
             budget,
             stream_above: None,

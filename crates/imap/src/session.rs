@@ -26,7 +26,7 @@ use crate::fetch::RenderStyle;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
-use crate::scan::{ScanTarget, ScanWork};
+use crate::scan::{OrderKeys, ScanTarget, ScanWork};
 use crate::view::{AnnounceStyle, View};
 
 /// What the session needs to know of the node's IMAP settings.
@@ -235,6 +235,8 @@ pub(crate) enum ScanKind {
         max_modseq: u64,
         /// The MODSEQ of each hit.
         modseqs: Vec<u64>,
+        /// SORT or THREAD values of each hit.
+        order: OrderKeys,
     },
 }
 
@@ -955,6 +957,8 @@ impl Session {
                 returns,
                 criteria,
             } => self.search(tag, uid, charset, returns, criteria),
+            CommandBody::Sort { .. } => self.sort(tag, body),
+            CommandBody::Thread { .. } => self.thread(tag, body),
             CommandBody::Store { .. } => self.store(tag, body),
             CommandBody::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false),
             CommandBody::Move { uid, set, mailbox } => {

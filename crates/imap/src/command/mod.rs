@@ -19,6 +19,7 @@ pub(crate) mod list;
 pub(crate) mod mailbox;
 pub(crate) mod scan;
 pub(crate) mod search;
+pub(crate) mod sort;
 pub(crate) mod store;
 
 /// A command tag, echoed in the tagged response.

@@ -6,8 +6,10 @@ use crate::command::*;
 use crate::fetch;
 use crate::request::*;
 use crate::response;
-use crate::scan::{ScanJob, ScanOutcome, ScanOutput, ScanWork};
+use crate::scan::{MatchOrder, OrderKeys, ScanJob, ScanOutcome, ScanOutput, ScanWork};
 use crate::session::*;
+use crate::sort;
+use crate::thread;
 
 impl Session {
     /// Asks for the next batch of a scan, or finishes it.
@@ -46,10 +48,77 @@ impl Session {
                 }
             }
             ScanKind::Search {
+                order: OrderKeys::Sort(inputs),
+                returns,
+                ..
+            } => {
+                let criteria = match &*scan.work {
+                    ScanWork::Search {
+                        order: Some(MatchOrder::Sort(criteria)),
+                        ..
+                    } => criteria.clone(),
+                    _ => Vec::new(),
+                };
+                let numbers: Vec<u32> = sort::sort(&inputs, &criteria)
+                    .into_iter()
+                    .map(|i| {
+                        if scan.uid {
+                            inputs[i].uid
+                        } else {
+                            inputs[i].seq
+                        }
+                    })
+                    .collect();
+                let line = match &returns {
+                    Some(returns) => sort::esearch_response(&scan.tag, scan.uid, &numbers, returns),
+                    None => sort::response(&numbers),
+                };
+                self.out.extend_from_slice(&line);
+                let command = scan_command(&scan.work, scan.uid);
+                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+            }
+            ScanKind::Search {
+                order: OrderKeys::Thread(inputs),
+                ..
+            } => {
+                let algorithm = match &*scan.work {
+                    ScanWork::Search {
+                        order: Some(MatchOrder::Thread(algorithm)),
+                        ..
+                    } => *algorithm,
+                    _ => ThreadAlgorithm::OrderedSubject,
+                };
+                let threads = thread::thread(&inputs, algorithm);
+                let line = threads.response(|i| {
+                    if scan.uid {
+                        inputs[i].uid
+                    } else {
+                        inputs[i].seq
+                    }
+                });
+                self.out.extend_from_slice(&line);
+                let command = scan_command(&scan.work, scan.uid);
+                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+            }
+            // No match: SORT and THREAD answer with no numbers.
+            ScanKind::Search { returns, .. } if scan_order(&scan.work).is_some() => {
+                let line = match (scan_order(&scan.work), &returns) {
+                    (Some(MatchOrder::Sort(_)), Some(returns)) => {
+                        sort::esearch_response(&scan.tag, scan.uid, &[], returns)
+                    }
+                    (Some(MatchOrder::Sort(_)), None) => sort::response(&[]),
+                    _ => thread::Threads::default().response(|_| 0),
+                };
+                self.out.extend_from_slice(&line);
+                let command = scan_command(&scan.work, scan.uid);
+                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+            }
+            ScanKind::Search {
                 returns,
                 hits,
                 max_modseq,
                 modseqs,
+                ..
             } => {
                 let asked_modseq = match &*scan.work {
                     ScanWork::Search { key, .. } => mentions_modseq(key),
@@ -144,7 +213,7 @@ impl Session {
         scan.next += outcome.processed.max(1);
         scan.examined = scan.examined.saturating_add(outcome.examined);
         if outcome.over_budget {
-            let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
+            let command = scan_command(&scan.work, scan.uid);
             let text = format!("[LIMIT] {command} would read too much text; narrow it down");
             return self.finish(&scan.tag, "NO", &text, scan.uid);
         }
@@ -189,16 +258,19 @@ impl Session {
                     hits,
                     max_modseq,
                     modseqs,
+                    order,
                 },
                 ScanKind::Search {
                     hits: all,
                     max_modseq: highest,
                     modseqs: all_modseqs,
+                    order: all_order,
                     ..
                 },
             ) => {
                 all.extend(hits);
                 all_modseqs.extend(modseqs);
+                all_order.extend(order);
                 *highest = (*highest).max(max_modseq);
             }
             // The host answered a job with another kind's output.
@@ -208,5 +280,25 @@ impl Session {
             }
         }
         self.continue_scan(scan);
+    }
+}
+
+/// The order a scan's SORT or THREAD puts its matches in.
+fn scan_order(work: &ScanWork) -> Option<&MatchOrder> {
+    match work {
+        ScanWork::Search { order, .. } => order.as_ref(),
+        ScanWork::Fetch { .. } => None,
+    }
+}
+
+/// The command a search scan runs for: SEARCH, SORT or THREAD, UID or not.
+fn scan_command(work: &ScanWork, uid: bool) -> &'static str {
+    match (scan_order(work), uid) {
+        (None, false) => "SEARCH",
+        (None, true) => "UID SEARCH",
+        (Some(MatchOrder::Sort(_)), false) => "SORT",
+        (Some(MatchOrder::Sort(_)), true) => "UID SORT",
+        (Some(MatchOrder::Thread(_)), false) => "THREAD",
+        (Some(MatchOrder::Thread(_)), true) => "UID THREAD",
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::command::*;
 use crate::request::*;
-use crate::scan::{ScanTarget, ScanWork};
+use crate::scan::{MatchOrder, OrderKeys, ScanTarget, ScanWork};
 use crate::search::{self, TextHints};
 use crate::session::*;
 use std::sync::Arc;
@@ -35,6 +35,25 @@ impl Session {
         {
             return self.bad(&tag, "SEARCH RETURN (PARTIAL) is not supported yet");
         }
+        // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
+        let returns = match returns {
+            None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
+            other => other,
+        };
+        self.start_search(tag, uid, charset.as_deref(), returns, criteria, None);
+    }
+
+    /// Runs a SEARCH, or the search of a SORT or THREAD (`order`), over the selected
+    /// folder.
+    pub(crate) fn start_search(
+        &mut self,
+        tag: String,
+        uid: bool,
+        charset: Option<&str>,
+        returns: Option<Vec<SearchReturn>>,
+        criteria: SearchKey,
+        order: Option<MatchOrder>,
+    ) {
         if let Some(charset) = charset
             && !charset.eq_ignore_ascii_case("UTF-8")
             && !charset.eq_ignore_ascii_case("US-ASCII")
@@ -68,11 +87,6 @@ impl Session {
                 recent: view.is_recent(uid),
             })
             .collect();
-        // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
-        let returns = match returns {
-            None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
-            other => other,
-        };
         let queries = match self.config.text_index {
             true => search::text_queries(&criteria),
             false => Vec::new(),
@@ -80,7 +94,10 @@ impl Session {
         let scan = Scan {
             tag,
             uid,
-            detail: search::detail(&criteria),
+            detail: match &order {
+                Some(order) => search::detail(&criteria).join(order.detail()),
+                None => search::detail(&criteria),
+            },
             targets,
             next: 0,
             work: Arc::new(ScanWork::Search {
@@ -88,6 +105,7 @@ impl Session {
                 max_seq,
                 max_uid,
                 hints: TextHints::default(),
+                order,
             }),
             examined: 0,
             kind: ScanKind::Search {
@@ -95,6 +113,7 @@ impl Session {
                 hits: Vec::new(),
                 max_modseq: 0,
                 modseqs: Vec::new(),
+                order: OrderKeys::None,
             },
         };
         if !queries.is_empty()
@@ -129,6 +148,7 @@ impl Session {
             key,
             max_seq,
             max_uid,
+            order,
             ..
         } = &*scan.work
             && !hints.is_empty()
@@ -140,6 +160,7 @@ impl Session {
                 max_seq: *max_seq,
                 max_uid: *max_uid,
                 hints,
+                order: order.clone(),
             });
         }
         self.continue_scan(scan);
