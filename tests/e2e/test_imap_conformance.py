@@ -386,3 +386,34 @@ def test_sort_agrees_with_a_reference_on_random_messages(make_imap_server):
     ):
         assert client.sort(criteria, "UTF-8", "ALL") == ("OK", [expect(*keys)]), (criteria, seed)
     client.logout()
+
+
+def test_within_and_create_special_use_with_imaplib(make_imap_server):
+    """WITHIN (RFC 5032) against the server's clock, and CREATE-SPECIAL-USE (RFC 6154
+    §3) through imaplib."""
+    import imaplib
+    import time
+
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    assert {"WITHIN", "CREATE-SPECIAL-USE"} <= set(client.capabilities)
+    client.login(ALICE, ALICE_PW)
+    now = time.time()
+    for age in (60, 3 * 86400, 40 * 86400):
+        date = imaplib.Time2Internaldate(now - age)
+        assert client.append("INBOX", None, date, b"Subject: w\r\n\r\nw\r\n")[0] == "OK"
+    client.select("INBOX", readonly=True)
+    assert client.search(None, "YOUNGER", "3600") == ("OK", [b"1"])
+    assert client.search(None, "OLDER", "86400") == ("OK", [b"2 3"])
+    assert client.search(None, "OLDER", "86400", "YOUNGER", str(30 * 86400)) == ("OK", [b"2"])
+    try:
+        client.search(None, "OLDER", "0")
+        raise AssertionError("OLDER 0 accepted")
+    except imaplib.IMAP4.error as e:
+        assert "SEARCH command error: BAD" in str(e), e
+    assert client._simple_command("CREATE", "Outbox", "(USE (\\Sent))")[0] == "OK"
+    typ, data = client._simple_command("CREATE", "Twice", "(USE (\\Sent \\Drafts))")
+    assert typ == "NO" and b"[USEATTR]" in data[0], data
+    assert client.list('""', "Outbox") == ("OK", [b'(\\HasNoChildren \\Sent) "/" "Outbox"'])
+    client.logout()

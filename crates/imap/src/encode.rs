@@ -579,6 +579,8 @@ impl Writer {
                 self.raw(k.as_bytes());
             }
             SearchKey::Larger(n) => self.raw(format!("LARGER {n}").as_bytes()),
+            SearchKey::Older(n) => self.raw(format!("OLDER {n}").as_bytes()),
+            SearchKey::Younger(n) => self.raw(format!("YOUNGER {n}").as_bytes()),
             SearchKey::ModSeq(n) => self.raw(format!("MODSEQ {n}").as_bytes()),
             SearchKey::New => self.raw(b"NEW"),
             SearchKey::Not(k) => {
@@ -973,6 +975,8 @@ mod tests {
             atom_value().prop_map(SearchKey::Keyword),
             atom_value().prop_map(SearchKey::Unkeyword),
             any::<u64>().prop_map(SearchKey::Larger),
+            (1..=u32::MAX).prop_map(SearchKey::Older),
+            (1..=u32::MAX).prop_map(SearchKey::Younger),
             any::<u64>().prop_map(SearchKey::Smaller),
             any::<u64>().prop_map(SearchKey::ModSeq),
             seq_set().prop_map(SearchKey::SequenceSet),

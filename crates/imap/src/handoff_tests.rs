@@ -82,7 +82,7 @@ fn store(request: &Request) -> Reply {
             vanished: None,
         })),
         Request::Scan { job, .. } => {
-            Reply::Scanned(job.run(|uid, _| Ok::<_, Fault>((uid <= 3).then(|| message(uid)))))
+            Reply::Scanned(job.run(0, |uid, _| Ok::<_, Fault>((uid <= 3).then(|| message(uid)))))
         }
         Request::StoreFlags { uids, flags, .. } => Reply::FlagsStored(Ok(FlagsStored {
             current: uids.iter().map(|&uid| (uid, flags.clone(), 5)).collect(),

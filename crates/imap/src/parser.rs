@@ -1326,6 +1326,14 @@ impl<'a> Parser<'a> {
                 self.sp("size")?;
                 SearchKey::Larger(self.number64("size")?)
             }
+            b"OLDER" => {
+                self.sp("interval")?;
+                SearchKey::Older(self.nz_number("interval")?)
+            }
+            b"YOUNGER" => {
+                self.sp("interval")?;
+                SearchKey::Younger(self.nz_number("interval")?)
+            }
             b"SMALLER" => {
                 self.sp("size")?;
                 SearchKey::Smaller(self.number64("size")?)

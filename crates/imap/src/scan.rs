@@ -184,6 +184,7 @@ impl ScanJob {
     /// `None` if it is gone (expunged meanwhile); its error ends the job.
     pub fn run<E>(
         &self,
+        now: i64,
         mut read: impl FnMut(u32, Detail) -> Result<Option<MessageData>, E>,
     ) -> Result<ScanOutcome, E> {
         let mut outcome = ScanOutcome {
@@ -226,7 +227,7 @@ impl ScanJob {
             let Some(message) = read(target.uid, detail)? else {
                 continue;
             };
-            self.one(target, &message, &mut outcome);
+            self.one(target, &message, now, &mut outcome);
             if outcome.examined > self.budget {
                 outcome.over_budget = true;
                 break;
@@ -245,7 +246,7 @@ impl ScanJob {
         output >= OUTPUT_SLICE || outcome.examined >= WORK_SLICE
     }
 
-    fn one(&self, target: &ScanTarget, message: &MessageData, outcome: &mut ScanOutcome) {
+    fn one(&self, target: &ScanTarget, message: &MessageData, now: i64, outcome: &mut ScanOutcome) {
         match (&*self.work, &mut outcome.output) {
             (
                 ScanWork::Fetch {
@@ -310,6 +311,7 @@ impl ScanJob {
                     message,
                     text: search::TextCache::default(),
                     hints,
+                    now,
                 };
                 if search::matches(key, &ctx) {
                     hits.push((target.seq, target.uid));
@@ -415,7 +417,7 @@ mod tests {
             SearchKey::Not(Box::new(SearchKey::Text("q2".into()))),
         ]);
         let done = search(key.clone(), 10, u64::MAX)
-            .run(read_all(&body))
+            .run(0, read_all(&body))
             .unwrap();
         assert_eq!(done.processed, 10);
         assert!(!done.over_budget);
@@ -431,7 +433,7 @@ mod tests {
         let per_message = done.examined / 10;
         assert!(per_message >= 2 * 1000, "{per_message}");
         let cut = search(key, 10, per_message * 3)
-            .run(read_all(&body))
+            .run(0, read_all(&body))
             .unwrap();
         assert!(cut.over_budget);
         assert_eq!(cut.processed, 4);
@@ -451,7 +453,7 @@ mod tests {
             budget: 0,
             stream_above: None,
         };
-        let first = job.run(read_all(&body)).unwrap();
+        let first = job.run(0, read_all(&body)).unwrap();
         // 300 KiB a message: the fourth passes the 1 MiB slice.
         assert_eq!(first.processed, 4);
         let ScanOutput::Rendered {
@@ -469,7 +471,9 @@ mod tests {
     fn gone_messages_count_as_processed_and_errors_end_the_job() {
         let job = search(SearchKey::All, 3, u64::MAX);
         let outcome = job
-            .run(|uid, _| Ok::<_, ()>((uid != 20).then(|| message(uid, "b"))))
+            .run(0, |uid, _| {
+                Ok::<_, ()>((uid != 20).then(|| message(uid, "b")))
+            })
             .unwrap();
         assert_eq!(outcome.processed, 3);
         let ScanOutput::Hits { hits, .. } = outcome.output else {
@@ -477,7 +481,7 @@ mod tests {
         };
         assert_eq!(hits, vec![(1, 10), (3, 30)]);
         assert_eq!(
-            job.run(|_, _| Err::<Option<MessageData>, _>("disk")),
+            job.run(0, |_, _| Err::<Option<MessageData>, _>("disk")),
             Err("disk")
         );
     }

@@ -187,6 +187,8 @@ pub struct Context<'a> {
     pub text: TextCache,
     /// What the full-text index ruled out.
     pub hints: &'a TextHints,
+    /// The time the search runs at (Unix seconds), for OLDER and YOUNGER.
+    pub now: i64,
 }
 
 /// Lazily decoded, lower-cased text of one message, and how much text the keys read.
@@ -395,6 +397,8 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         New => ctx.recent && !has_flag(message, "\\Seen"),
         Old => !ctx.recent,
         Larger(n) => message.size > *n,
+        Older(n) => message.internal_date.timestamp <= ctx.now - i64::from(*n),
+        Younger(n) => message.internal_date.timestamp >= ctx.now - i64::from(*n),
         Smaller(n) => message.size < *n,
         ModSeq(n) => message.modseq >= *n,
         Before(date) => internal() < *date,
@@ -469,6 +473,7 @@ mod tests {
             message: &m,
             text: TextCache::default(),
             hints: &TextHints::default(),
+            now: 0,
         };
         let mut keys: Vec<SearchKey> = (0..3000)
             .map(|i| Not(Box::new(Text(format!("q{i}")))))
@@ -494,6 +499,7 @@ mod tests {
                 message,
                 text: TextCache::default(),
                 hints: &TextHints::default(),
+                now: 1_000_000,
             },
         )
     }

@@ -634,7 +634,7 @@ impl Host {
                             .map(|m| Self::message_data(uid, m, detail, stream)),
                     )
                 };
-                Reply::Scanned(job.run(read))
+                Reply::Scanned(job.run(self.now.timestamp, read))
             }
             Request::StoreFlags {
                 folder,

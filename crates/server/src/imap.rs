@@ -652,7 +652,10 @@ impl ImapConnection {
                 let _permit = permit;
                 let stream_above = job.stream_above;
                 let mut read = SliceRead::new(&store, mailbox, &job, listing)?;
-                job.run(|uid, detail| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                job.run(now, |uid, detail| {
                     let sliced = read
                         .as_mut()
                         .and_then(|r| r.read(&store, mailbox, uid, detail, stream_above));

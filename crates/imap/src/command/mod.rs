@@ -117,6 +117,10 @@ pub enum SearchKey {
     Header(String, String),
     Keyword(String),
     Larger(u64),
+    /// RFC 5032 WITHIN: INTERNALDATE at least this many seconds ago.
+    Older(u32),
+    /// RFC 5032 WITHIN: INTERNALDATE at most this many seconds ago.
+    Younger(u32),
     /// RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] n; only the number matters here.
     ModSeq(u64),
     New,
