@@ -417,3 +417,35 @@ def test_within_and_create_special_use_with_imaplib(make_imap_server):
     assert typ == "NO" and b"[USEATTR]" in data[0], data
     assert client.list('""', "Outbox") == ("OK", [b'(\\HasNoChildren \\Sent) "/" "Outbox"'])
     client.logout()
+
+
+def test_searchres_with_imaplib(make_imap_server):
+    """SEARCHRES (RFC 5182) through imaplib: SEARCH RETURN (SAVE) answers only OK, and
+    `$` then names the saved messages in FETCH, UID STORE, COPY and UID SEARCH; the
+    copies land in the other folder; a new SELECT forgets the result."""
+    import imaplib
+
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    assert "SEARCHRES" in client.capabilities
+    client.login(ALICE, ALICE_PW)
+    for n in range(1, 7):
+        flags = "(\\Flagged)" if n % 2 else None
+        assert client.append("INBOX", flags, None, f"Subject: m{n}\r\n\r\n{n}\r\n".encode())[0] == "OK"
+    client.select("INBOX")
+    typ, data = client.search(None, "RETURN", "(SAVE)", "FLAGGED")
+    assert (typ, client.untagged_responses.get("ESEARCH")) == ("OK", None), data
+    typ, data = client.fetch("$", "(UID)")
+    assert (typ, data) == ("OK", [b"1 (UID 1)", b"3 (UID 3)", b"5 (UID 5)"])
+    assert client.uid("STORE", "$", "+FLAGS.SILENT", "(\\Seen)")[0] == "OK"
+    assert client.uid("SEARCH", "UID", "$", "SEEN") == ("OK", [b"1 3 5"])
+    assert client.copy("$", "Archive")[0] == "OK"
+    client.select("Archive", readonly=True)
+    assert client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][::2] == [
+        (b"1 (BODY[HEADER.FIELDS (SUBJECT)] {15}", b"Subject: m1\r\n\r\n"),
+        (b"2 (BODY[HEADER.FIELDS (SUBJECT)] {15}", b"Subject: m3\r\n\r\n"),
+        (b"3 (BODY[HEADER.FIELDS (SUBJECT)] {15}", b"Subject: m5\r\n\r\n"),
+    ]
+    assert client.fetch("$", "(UID)") == ("OK", [None])
+    client.logout()

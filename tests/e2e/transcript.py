@@ -17,6 +17,11 @@ sockets in place of the in-memory fake host:
 - Connections start with implicit TLS (the `imaps` listener), or in the clear on the
   `imap` listener with `! plain` / `! plain N`; after the tagged OK to a STARTTLS the
   runner does the TLS handshake before reading on.
+- Settings: `! login-plaintext` is `[imap] login = "plaintext"`; `! max-line N`,
+  `! append-limit N`, `! max-bad N` and `! literal-minus` set the [imap] keys of
+  NUMBER_DIRECTIVES and FLAG_DIRECTIVES; everything else is as ImapConfig::default()
+  (DEFAULT_IMAP_SETTINGS). The caller skips a transcript whose setting the server's
+  configuration refuses.
 - `! message USER FOLDER PREFIX (flags) "date"` is an APPEND of the corpus file (bare
   LF made CRLF, as the fake host and the store keep it) with those flags and date,
   from a session of its own signed in as USER, which never selects a folder.
@@ -28,7 +33,8 @@ host and nothing else:
   store from its clock. A literal number right after `UIDVALIDITY `, `COPYUID ` or
   `APPENDUID ` in an `S:` line names a folder: it matches the first number the server
   sends there, and from then on only that one, and no other literal may match that
-  same number (one fake value to one real value, both ways).
+  same number (one fake value to one real value, both ways). `C:` lines pass a
+  UIDVALIDITY back only through a `$name` captured from the server.
 - The clock: the fake host dates every message that comes without a date
   05-Feb-2026 12:00:00 +0000. `! message` lines without a date are appended with that
   date, so they are stored as there; for an APPEND of the transcript itself without a
@@ -40,7 +46,6 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -60,19 +65,22 @@ ACCOUNTS = (("alice", "secret", True), ("bob", "hunter2", True), ("carol", "caro
 # transcripts.rs `Host::now`: the internal date of everything appended without one.
 FAKE_HOST_NOW = "05-Feb-2026 12:00:00 +0000"
 
-# ImapConfig::default(), which transcripts.rs runs with, as the server's [imap] keys;
-# `! max-line`, `! append-limit` and `! max-bad` change them. (The server's own default
-# line limit is 1 MiB, the session machine's 64 KiB.)
+# [imap] keys for ImapConfig::default(), which transcripts.rs runs with, as TOML values:
+# the server's own default line limit is 1 MiB, the session machine's 64 KiB; the
+# others are written for clarity (and are the server's defaults too).
 DEFAULT_IMAP_SETTINGS = {
-    "max_line_length": 64 * 1024,
-    "append_limit": 50 * 1024 * 1024,
-    "max_bad_commands": 20,
+    "max_line_length": "65536",
+    "append_limit": "52428800",
+    "max_bad_commands": "20",
 }
-DIRECTIVE_KEYS = {
+# `! directive N` -> [imap] key = N.
+NUMBER_DIRECTIVES = {
     "max-line": "max_line_length",
     "append-limit": "append_limit",
     "max-bad": "max_bad_commands",
 }
+# `! directive` -> [imap] key = value.
+FLAG_DIRECTIVES = {"literal-minus": ("literal_plus", "false")}
 
 # Before each C: write (and at the end): how long after the runner's last action the
 # server may still send something, for it to be caught as unexpected.
@@ -104,10 +112,10 @@ class Transcript:
     # Connections that start without TLS; None: every one.
     plain: set[int] | None = None
     login_plaintext: bool = False
-    # [imap] keys the directives set: {key: (value, directive line)}.
-    directives: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # [imap] keys the directives set: {key: (TOML value, directive line)}.
+    directives: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    def imap_settings(self) -> dict[str, int]:
+    def imap_settings(self) -> dict[str, str]:
         settings = dict(DEFAULT_IMAP_SETTINGS)
         settings.update({key: value for key, (value, _) in self.directives.items()})
         return settings
@@ -150,8 +158,11 @@ def parse(name: str, text: str) -> Transcript:
                 plain.update(int(w) for w in words[1:])
             elif words[0] == "login-plaintext":
                 t.login_plaintext = True
-            elif words[0] in DIRECTIVE_KEYS:
-                t.directives[DIRECTIVE_KEYS[words[0]]] = (int(words[1]), line)
+            elif words[0] in NUMBER_DIRECTIVES and len(words) == 2 and words[1].isdigit():
+                t.directives[NUMBER_DIRECTIVES[words[0]]] = (words[1], line)
+            elif words[0] in FLAG_DIRECTIVES and len(words) == 1:
+                key, value = FLAG_DIRECTIVES[words[0]]
+                t.directives[key] = (value, line)
             elif words[0] == "message":
                 t.steps.append(Step(number, "message", args=_message_args(directive)))
             else:
@@ -196,9 +207,11 @@ def corpus_message(prefix: str) -> bytes:
 
 _LOWER = b"abcdefghijklmnopqrstuvwxyz"
 _NAME = _LOWER + b"0123456789_"
+_DIGITS = re.compile(rb"\d+")
 _UIDVALIDITY_AT = re.compile(rb"(?:UIDVALIDITY|COPYUID|APPENDUID) (\d+)")
 _CLOCK = b'INTERNALDATE "' + FAKE_HOST_NOW.encode() + b'"'
 _DATE_TIME_LEN = len(FAKE_HOST_NOW)
+_LITERAL = re.compile(rb"\{(\d+)\}\r\n")
 
 
 def _variable_end(s: bytes, i: int) -> int | None:
@@ -269,9 +282,18 @@ class Matcher:
 
     def __init__(self) -> None:
         self.variables: dict[str, bytes] = {}
-        self.real_uidvalidity: dict[bytes, bytes] = {}  # fake -> real
-        self.fake_uidvalidity: dict[bytes, bytes] = {}  # real -> fake
+        # The transcript's literal UIDVALIDITY -> the server's, for the same folder.
+        self.real_uidvalidity: dict[bytes, bytes] = {}
         self.started = datetime.now(timezone.utc)
+
+    def describe_uidvalidity(self) -> str:
+        if not self.real_uidvalidity:
+            return ""
+        pairs = ", ".join(
+            f"{fake.decode()} = {real.decode()}"
+            for fake, real in sorted(self.real_uidvalidity.items())
+        )
+        return f"\n  (UIDVALIDITY so far, transcript = server: {pairs})"
 
     def _clock_ok(self, text: bytes) -> bool:
         if text == FAKE_HOST_NOW.encode():
@@ -310,7 +332,7 @@ class Matcher:
                     return False
                 j += len(got)
             elif kind == "uidvalidity":
-                m = re.compile(rb"\d+").match(line, j)
+                m = _DIGITS.match(line, j)
                 if not m:
                     return False
                 real = m.group()
@@ -332,7 +354,6 @@ class Matcher:
             return False
         self.variables.update(bound)
         self.real_uidvalidity.update(pairs)
-        self.fake_uidvalidity.update({r: f for f, r in pairs.items()})
         return True
 
 
@@ -379,7 +400,7 @@ def check_syntax(out: bytes) -> str | None:
                         i += 1
                 i += 1
             elif b == b"{":
-                m = re.compile(rb"\{(\d+)\}\r\n").match(out, i)
+                m = _LITERAL.match(out, i)
                 if not m:
                     i += 1
                     continue
@@ -610,6 +631,7 @@ def run(transcript: Transcript, server, deliverer: Deliverer) -> None:
                     raise Mismatch(
                         f"{where}\n  expected {step.text}\n"
                         f"  got      {line.decode(errors='replace')}{_show(conn.lines)}"
+                        f"{matcher.describe_uidvalidity()}"
                     )
                 k += 1
             else:  # closed

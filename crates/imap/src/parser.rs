@@ -437,6 +437,13 @@ impl<'a> Parser<'a> {
     }
 
     fn sequence_set(&mut self) -> PResult<SequenceSet> {
+        if self.peek() == Some(b'$') {
+            self.pos += 1;
+            return match self.peek() {
+                None | Some(b' ' | b')' | b'\r' | b'\n') => Ok(SequenceSet::saved()),
+                _ => Err("Invalid sequence set: $ stands alone (RFC 5182)".to_string()),
+            };
+        }
         let mut ranges = Vec::new();
         loop {
             let start = self.seq_number()?;
@@ -462,7 +469,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(SeqBound::Star)
             }
-            Some(b'$') => Err("SEARCHRES ($) is not supported".to_string()),
+            Some(b'$') => Err("Invalid sequence set: $ stands alone (RFC 5182)".to_string()),
             Some(b) if b.is_ascii_digit() => {
                 let digits = self.take_while(|b| b.is_ascii_digit());
                 match parse_u64(digits).and_then(|n| u32::try_from(n).ok()) {

@@ -164,6 +164,9 @@ pub(crate) struct Selected {
     /// The keywords the client has been told of in FLAGS, in that order: a keyword
     /// new to the folder is announced before the first response that shows it.
     pub(crate) keywords: Vec<String>,
+    /// UIDs a `SEARCH RETURN (SAVE)` kept for `$` (RFC 5182), ascending; an expunged one
+    /// stays here and is skipped when `$` is used.
+    pub(crate) saved: Vec<u32>,
 }
 
 /// The `FLAGS` and `PERMANENTFLAGS` lines for a folder with `keywords` in use.
@@ -997,9 +1000,18 @@ impl Session {
         set: &SequenceSet,
         uid: bool,
     ) -> Result<Vec<(u32, u32)>, &'static str> {
-        let Some(view) = self.selected_view() else {
+        let State::Selected(selected) = &self.state else {
             return Err("No mailbox selected");
         };
+        let view = &selected.view;
+        if set.is_saved() {
+            // RFC 5182 §2.1: `$` names the same messages in UID and sequence commands.
+            return Ok(selected
+                .saved
+                .iter()
+                .filter_map(|&uid| view.seq_of(uid).map(|seq| (seq, uid)))
+                .collect());
+        }
         if uid {
             Ok(view.resolve_uids(set))
         } else {

@@ -204,6 +204,7 @@ impl Session {
             "LIST-EXTENDED",
             "LIST-STATUS",
             "ESEARCH",
+            "SEARCHRES",
             "WITHIN",
             "SORT",
             "SORT=DISPLAY",

@@ -187,6 +187,7 @@ impl Session {
             read_only,
             view,
             keywords: std::mem::take(&mut folder.keywords),
+            saved: Vec::new(),
         };
         // Changes the snapshot already holds are harmless to replay: appends at or
         // below its highest UID are ignored, expunges of missing UIDs skipped.

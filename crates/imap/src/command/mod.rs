@@ -44,6 +44,18 @@ pub struct SeqRange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequenceSet(pub Vec<SeqRange>);
 
+impl SequenceSet {
+    /// `$` (SEARCHRES, RFC 5182): the result a SEARCH saved. Written as no ranges, which
+    /// no set a client writes can be.
+    pub fn saved() -> SequenceSet {
+        SequenceSet(Vec::new())
+    }
+
+    pub fn is_saved(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A credential, never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub Vec<u8>);

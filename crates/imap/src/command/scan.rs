@@ -59,9 +59,10 @@ impl Session {
                     } => criteria.clone(),
                     _ => Vec::new(),
                 };
-                let numbers: Vec<u32> = sort::sort(&inputs, &criteria)
-                    .into_iter()
-                    .map(|i| {
+                let order = sort::sort(&inputs, &criteria);
+                let numbers: Vec<u32> = order
+                    .iter()
+                    .map(|&i| {
                         if scan.uid {
                             inputs[i].uid
                         } else {
@@ -69,11 +70,19 @@ impl Session {
                         }
                     })
                     .collect();
-                let line = match &returns {
-                    Some(returns) => sort::esearch_response(&scan.tag, scan.uid, &numbers, returns),
-                    None => sort::response(&numbers),
-                };
-                self.out.extend_from_slice(&line);
+                match &returns {
+                    Some(returns) => {
+                        let uids: Vec<u32> = order.iter().map(|&i| inputs[i].uid).collect();
+                        self.save_result(returns, &uids);
+                        // RFC 5182 §2.4: SAVE alone answers nothing but OK.
+                        if returns != &[SearchReturn::Save] {
+                            let line =
+                                sort::esearch_response(&scan.tag, scan.uid, &numbers, returns);
+                            self.out.extend_from_slice(&line);
+                        }
+                    }
+                    None => self.out.extend_from_slice(&sort::response(&numbers)),
+                }
                 let command = scan_command(&scan.work, scan.uid);
                 self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
             }
@@ -104,7 +113,12 @@ impl Session {
             ScanKind::Search { returns, .. } if scan_order(&scan.work).is_some() => {
                 let line = match (scan_order(&scan.work), &returns) {
                     (Some(MatchOrder::Sort(_)), Some(returns)) => {
-                        sort::esearch_response(&scan.tag, scan.uid, &[], returns)
+                        self.save_result(returns, &[]);
+                        if returns == &[SearchReturn::Save] {
+                            Vec::new()
+                        } else {
+                            sort::esearch_response(&scan.tag, scan.uid, &[], returns)
+                        }
                     }
                     (Some(MatchOrder::Sort(_)), None) => sort::response(&[]),
                     _ => thread::Threads::default().response(|_| 0),
@@ -141,12 +155,19 @@ impl Session {
                         }
                         self.out.extend_from_slice(b"\r\n");
                     }
+                    Some(returns) if returns == [SearchReturn::Save] => {
+                        // RFC 5182 §2.4: SAVE alone answers nothing but OK.
+                        let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
+                        self.save_result(&returns, &uids);
+                    }
                     Some(returns) => {
                         let returns = if returns.is_empty() {
                             vec![SearchReturn::All]
                         } else {
                             returns
                         };
+                        let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
+                        self.save_result(&returns, &uids);
                         let mut line = format!("* ESEARCH (TAG \"{}\")", scan.tag);
                         if scan.uid {
                             line.push_str(" UID");
@@ -204,15 +225,25 @@ impl Session {
     }
 
     pub(crate) fn scan_reply(&mut self, mut scan: Scan, result: Result<ScanOutcome, Fault>) {
+        let saving = matches!(
+            &scan.kind,
+            ScanKind::Search { returns: Some(returns), .. } if returns.contains(&SearchReturn::Save)
+        );
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(fault) => {
+                if saving {
+                    self.forget_saved_result();
+                }
                 return self.finish(&scan.tag, "NO", &fault_text(&fault, false), scan.uid);
             }
         };
         scan.next += outcome.processed.max(1);
         scan.examined = scan.examined.saturating_add(outcome.examined);
         if outcome.over_budget {
+            if saving {
+                self.forget_saved_result();
+            }
             let command = scan_command(&scan.work, scan.uid);
             let text = format!("[LIMIT] {command} would read too much text; narrow it down");
             return self.finish(&scan.tag, "NO", &text, scan.uid);

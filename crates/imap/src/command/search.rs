@@ -19,6 +19,82 @@ pub(crate) fn mentions_modseq(key: &SearchKey) -> bool {
 }
 
 impl Session {
+    /// `$` in a search key (RFC 5182 §2.2) as the UIDs it stands for now.
+    pub(crate) fn with_saved_result(&self, key: SearchKey) -> SearchKey {
+        match key {
+            SearchKey::SequenceSet(set) | SearchKey::Uid(set) if set.is_saved() => {
+                let uids: Vec<u32> = self
+                    .resolve(&set, true)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, uid)| uid)
+                    .collect();
+                if uids.is_empty() {
+                    SearchKey::Not(Box::new(SearchKey::All))
+                } else {
+                    SearchKey::Uid(SequenceSet(
+                        uids.into_iter()
+                            .map(|uid| SeqRange {
+                                start: SeqBound::Value(uid),
+                                end: SeqBound::Value(uid),
+                            })
+                            .collect(),
+                    ))
+                }
+            }
+            SearchKey::And(keys) => SearchKey::And(
+                keys.into_iter()
+                    .map(|key| self.with_saved_result(key))
+                    .collect(),
+            ),
+            SearchKey::Or(a, b) => SearchKey::Or(
+                Box::new(self.with_saved_result(*a)),
+                Box::new(self.with_saved_result(*b)),
+            ),
+            SearchKey::Not(key) => SearchKey::Not(Box::new(self.with_saved_result(*key))),
+            other => other,
+        }
+    }
+
+    /// Keeps a SEARCH's or SORT's result for `$` when it asked to SAVE (RFC 5182 §2.4):
+    /// with only MIN and/or MAX, just those messages; else every match. `uids` in the
+    /// result's order (ascending for SEARCH, sorted for SORT).
+    pub(crate) fn save_result(&mut self, returns: &[SearchReturn], uids: &[u32]) {
+        if !returns.contains(&SearchReturn::Save) {
+            return;
+        }
+        let only_ends = !returns
+            .iter()
+            .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count))
+            && returns
+                .iter()
+                .any(|r| matches!(r, SearchReturn::Min | SearchReturn::Max));
+        let mut saved: Vec<u32> = if only_ends {
+            let mut ends = Vec::new();
+            if returns.contains(&SearchReturn::Min) {
+                ends.extend(uids.first());
+            }
+            if returns.contains(&SearchReturn::Max) {
+                ends.extend(uids.last());
+            }
+            ends
+        } else {
+            uids.to_vec()
+        };
+        saved.sort_unstable();
+        saved.dedup();
+        if let State::Selected(selected) = &mut self.state {
+            selected.saved = saved;
+        }
+    }
+
+    /// A SEARCH that was to SAVE failed: `$` is empty (RFC 5182 §2.1).
+    pub(crate) fn forget_saved_result(&mut self) {
+        if let State::Selected(selected) = &mut self.state {
+            selected.saved.clear();
+        }
+    }
+
     pub(crate) fn search(
         &mut self,
         tag: String,
@@ -69,6 +145,7 @@ impl Session {
         if uid {
             self.announce(true);
         }
+        let criteria = self.with_saved_result(criteria);
         if mentions_modseq(&criteria) {
             // RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE.
             self.enable_condstore();
