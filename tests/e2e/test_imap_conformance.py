@@ -449,3 +449,38 @@ def test_searchres_with_imaplib(make_imap_server):
     ]
     assert client.fetch("$", "(UID)") == ("OK", [None])
     client.logout()
+
+
+def test_multiappend_is_all_or_nothing(make_imap_server):
+    """MULTIAPPEND (RFC 3502) over the wire: three messages with their own flags and
+    dates land together (APPENDUID with the set, one EXISTS for a watching session,
+    exact bytes); a bad flag or a message over APPENDLIMIT in the middle stores none."""
+    server = make_imap_server(login="plaintext", imap_extra="append_limit = 4096")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    assert "MULTIAPPEND" in a.ok("CAPABILITY")[0].decode()
+    watcher = session(server, "Drafts")
+    messages = [f"Subject: part {n}\r\n\r\n{'body ' * n}\r\n".encode() for n in range(1, 4)]
+    untagged, tagged = a.cmd(
+        "APPEND Drafts (\\Seen) ", Literal(messages[0]),
+        ' (\\Flagged) "17-Jul-1996 02:44:25 -0700" ', Literal(messages[1]),
+        " ", Literal(messages[2]),
+    )
+    assert untagged == [] and re.search(rb"OK \[APPENDUID \d+ 1:3\] APPEND completed$", tagged), tagged
+    assert watcher.ok("NOOP")[:1] == [b"* 3 EXISTS"]
+    fetched = a.ok("EXAMINE Drafts") and a.ok("FETCH 1:3 (FLAGS INTERNALDATE BODY.PEEK[])")
+    assert [line.split(b" BODY[] ")[1] for line in fetched] == [
+        b"{%d}\r\n%s)" % (len(m), m) for m in messages
+    ]
+    assert b"FLAGS (\\Seen) " in fetched[0] and b"FLAGS (\\Flagged) " in fetched[1]
+    assert b'INTERNALDATE "17-Jul-1996 02:44:25 -0700"' in fetched[1]
+    for middle, answer in (
+        (b" (\\Recent) ", b"BAD"),
+        (b" (\\Seen) ", b"NO"),
+    ):
+        big = b"Subject: big\r\n\r\n" + b"x" * 5000 if answer == b"NO" else b"Subject: ok\r\n\r\nok\r\n"
+        untagged, tagged = a.cmd("APPEND Drafts ", Literal(messages[0]), middle.decode(), Literal(big))
+        assert tagged.split(b" ")[1] == answer, tagged
+    assert a.ok("STATUS Drafts (MESSAGES)") == [b'* STATUS "Drafts" (MESSAGES 3)']
+    a.close()
+    watcher.close()

@@ -24,9 +24,9 @@
 //!   once.
 
 use crate::command::{
-    Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
-    Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet,
-    SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
+    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
+    ListSelection, Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound,
+    SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -277,24 +277,26 @@ impl Writer {
                 self.raw(b" ");
                 self.list(items, Self::status_item);
             }
-            CommandBody::Append {
-                mailbox,
-                flags,
-                date,
-                message,
-            } => {
+            CommandBody::Append { mailbox, messages } => {
                 self.raw(b"APPEND ");
                 self.astring(mailbox);
-                if !flags.is_empty() {
-                    self.raw(b" ");
-                    self.flag_list(flags);
+                for AppendItem {
+                    flags,
+                    date,
+                    message,
+                } in messages
+                {
+                    if !flags.is_empty() {
+                        self.raw(b" ");
+                        self.flag_list(flags);
+                    }
+                    if let Some(date) = date {
+                        self.raw(b" ");
+                        self.date_time(*date);
+                    }
+                    self.raw(format!(" {{{}}}\r\n", message.len()).as_bytes());
+                    self.raw(message);
                 }
-                if let Some(date) = date {
-                    self.raw(b" ");
-                    self.date_time(*date);
-                }
-                self.raw(format!(" {{{}}}\r\n", message.len()).as_bytes());
-                self.raw(message);
             }
             CommandBody::UidExpunge { set } => {
                 self.raw(b"UID EXPUNGE ");
@@ -784,14 +786,23 @@ mod tests {
         assert_eq!(
             encoded(CommandBody::Append {
                 mailbox: b"Sent".to_vec(),
-                flags: vec!["\\Seen".into()],
-                date: Some(DateTime {
-                    timestamp: 837_596_665,
-                    offset: -7 * 3600
-                }),
-                message: b"hi".to_vec(),
+                messages: vec![
+                    AppendItem {
+                        flags: vec!["\\Seen".into()],
+                        date: Some(DateTime {
+                            timestamp: 837_596_665,
+                            offset: -7 * 3600
+                        }),
+                        message: b"hi".to_vec(),
+                    },
+                    AppendItem {
+                        flags: vec![],
+                        date: None,
+                        message: b"yo".to_vec(),
+                    }
+                ],
             }),
-            "t1 APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {2}\r\nhi\r\n"
+            "t1 APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {2}\r\nhi {2}\r\nyo\r\n"
         );
         assert_eq!(
             encoded(CommandBody::Select {
@@ -1230,16 +1241,21 @@ mod tests {
                 .prop_map(|(mailbox, items)| CommandBody::Status { mailbox, items }),
             (
                 bytes_value(),
-                vec(flag(), 0..3),
-                proptest::option::of(date_time()),
-                vec(any::<u8>(), 0..64)
+                vec(
+                    (
+                        vec(flag(), 0..3),
+                        proptest::option::of(date_time()),
+                        vec(any::<u8>(), 0..64)
+                    )
+                        .prop_map(|(flags, date, message)| AppendItem {
+                            flags,
+                            date,
+                            message
+                        }),
+                    1..3
+                )
             )
-                .prop_map(|(mailbox, flags, date, message)| CommandBody::Append {
-                    mailbox,
-                    flags,
-                    date,
-                    message
-                }),
+                .prop_map(|(mailbox, messages)| CommandBody::Append { mailbox, messages }),
             seq_set().prop_map(|set| CommandBody::UidExpunge { set }),
         ];
         let message_commands = prop_oneof![

@@ -88,7 +88,7 @@ fn store(request: &Request) -> Reply {
             current: uids.iter().map(|&uid| (uid, flags.clone(), 5)).collect(),
             modified: vec![],
         })),
-        Request::Append { .. } => Reply::Appended(Ok((9, 4))),
+        Request::Append { .. } => Reply::Appended(Ok((9, vec![4]))),
         Request::Expunge { .. } => Reply::Expunged(Ok(vec![])),
         Request::Copy { uids, .. } => Reply::Copied(Ok(Copied {
             uidvalidity: 10,

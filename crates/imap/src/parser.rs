@@ -24,10 +24,10 @@
 use std::collections::HashSet;
 
 use crate::command::{
-    Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
-    Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText,
-    SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
-    Tag, ThreadAlgorithm,
+    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
+    ListSelection, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section,
+    SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem,
+    StoreMode, Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -1006,6 +1006,15 @@ impl<'a> Parser<'a> {
     /// APPEND (RFC 9051 §6.3.12), with literal8 (RFC 3516) and `UTF8 (~{n}…)` (RFC 6855).
     fn append(&mut self) -> PResult<CommandBody> {
         let mailbox = self.sp_mailbox()?;
+        let mut messages = Vec::new();
+        // RFC 3502: one or more messages, each `SP [flags SP] [date SP] literal`.
+        while messages.is_empty() || self.peek() == Some(b' ') {
+            messages.push(self.append_item()?);
+        }
+        Ok(CommandBody::Append { mailbox, messages })
+    }
+
+    fn append_item(&mut self) -> PResult<AppendItem> {
         self.sp("message literal")?;
         let mut flags = Vec::new();
         if self.peek() == Some(b'(') {
@@ -1037,11 +1046,7 @@ impl<'a> Parser<'a> {
                 }
             }
         };
-        if self.peek() == Some(b' ') {
-            return Err("Only one message per APPEND is supported".to_string());
-        }
-        Ok(CommandBody::Append {
-            mailbox,
+        Ok(AppendItem {
             flags,
             date,
             message,

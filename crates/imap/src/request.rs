@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use portico_mime::MessageSummary;
 
-use crate::command::{DateTime, StoreMode};
+use crate::command::{AppendItem, DateTime, StoreMode};
 pub use crate::scan::{ScanJob, ScanOutcome};
 
 /// Identifies one outstanding request; replies carry it back.
@@ -151,11 +151,10 @@ pub enum Request {
         folder: String,
         subscribed: bool,
     },
+    /// One message or several (MULTIAPPEND): all appended, or none.
     Append {
         folder: String,
-        flags: Vec<String>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
+        messages: Vec<AppendItem>,
     },
     /// Which messages may contain each needle, from the node's full-text index, so a
     /// SEARCH with BODY or TEXT keys reads only those. Answered in the same order; a
@@ -328,7 +327,8 @@ pub enum Reply {
     Status(Result<FolderStatus, Fault>),
     Selected(Result<SelectedFolder, Fault>),
     Done(Result<(), Fault>),
-    Appended(Result<(u32, u32), Fault>),
+    /// UIDVALIDITY and the new UIDs, in the order of the APPEND's messages.
+    Appended(Result<(u32, Vec<u32>), Fault>),
     Scanned(Result<ScanOutcome, Fault>),
     TextIndex(Vec<Option<TextCandidates>>),
     FlagsStored(Result<FlagsStored, Fault>),

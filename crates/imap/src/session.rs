@@ -910,15 +910,7 @@ impl Session {
                     },
                 );
             }
-            (
-                _,
-                CommandBody::Append {
-                    mailbox,
-                    flags,
-                    date,
-                    message,
-                },
-            ) => self.append(tag, &mailbox, flags, date, message),
+            (_, CommandBody::Append { mailbox, messages }) => self.append(tag, &mailbox, messages),
             (_, CommandBody::Idle) => {
                 self.out.extend_from_slice(b"+ idling\r\n");
                 self.announce(true);
@@ -1108,10 +1100,14 @@ impl Session {
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
             },
             (Running::Append { tag }, Reply::Appended(result)) => match result {
-                Ok((uidvalidity, uid)) => self.finish(
+                // RFC 4315 §3: with MULTIAPPEND, the UIDs as a set, in append order.
+                Ok((uidvalidity, uids)) => self.finish(
                     &tag,
                     "OK",
-                    &format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"),
+                    &format!(
+                        "[APPENDUID {uidvalidity} {}] APPEND completed",
+                        crate::response::sequence_set(&uids)
+                    ),
                     true,
                 ),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),

@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use portico_imap::command::{
-    Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn, ListSelection,
-    Partial, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText, SelectParams,
-    SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag, ThreadAlgorithm,
+    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
+    ListSelection, Partial, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText,
+    SelectParams, SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag, ThreadAlgorithm,
 };
 use portico_imap::mutf7;
 use portico_imap::parser::{BADCHARSET_MESSAGE, ParseError, parse_command};
@@ -625,9 +625,11 @@ fn append() {
         body(&raw),
         CommandBody::Append {
             mailbox: b"saved-messages".to_vec(),
-            flags: strs(&["\\Seen"]),
-            date: None,
-            message: RFC_MESSAGE.as_bytes().to_vec(),
+            messages: vec![AppendItem {
+                flags: strs(&["\\Seen"]),
+                date: None,
+                message: RFC_MESSAGE.as_bytes().to_vec(),
+            }],
         }
     );
     // imaplib: empty flag list, date-time from Time2Internaldate.
@@ -639,13 +641,15 @@ fn append() {
         body(&raw),
         CommandBody::Append {
             mailbox: b"INBOX".to_vec(),
-            flags: vec![],
-            // 1996-07-17 09:44:25 UTC.
-            date: Some(DateTime {
-                timestamp: 837_596_665,
-                offset: -7 * 3600
-            }),
-            message: RFC_MESSAGE.as_bytes().to_vec(),
+            messages: vec![AppendItem {
+                flags: vec![],
+                // 1996-07-17 09:44:25 UTC.
+                date: Some(DateTime {
+                    timestamp: 837_596_665,
+                    offset: -7 * 3600
+                }),
+                message: RFC_MESSAGE.as_bytes().to_vec(),
+            }],
         }
     );
     // Space-padded day, positive zone, no flags, LITERAL+.
@@ -653,12 +657,14 @@ fn append() {
         body("a APPEND Drafts \" 5-Jan-2024 23:59:59 +0530\" {2+}\r\nhi\r\n"),
         CommandBody::Append {
             mailbox: b"Drafts".to_vec(),
-            flags: vec![],
-            date: Some(DateTime {
-                timestamp: 1_704_499_199 - 19_800,
-                offset: 19_800
-            }),
-            message: b"hi".to_vec(),
+            messages: vec![AppendItem {
+                flags: vec![],
+                date: Some(DateTime {
+                    timestamp: 1_704_499_199 - 19_800,
+                    offset: 19_800
+                }),
+                message: b"hi".to_vec(),
+            }],
         }
     );
     // BINARY literal8 (RFC 3516) and UTF8 APPEND (RFC 6855).
@@ -666,18 +672,22 @@ fn append() {
         body("a APPEND Drafts (\\Seen \\Draft $MDNSent) ~{3}\r\n\0\x01\x02\r\n"),
         CommandBody::Append {
             mailbox: b"Drafts".to_vec(),
-            flags: strs(&["\\Seen", "\\Draft", "$MDNSent"]),
-            date: None,
-            message: b"\0\x01\x02".to_vec(),
+            messages: vec![AppendItem {
+                flags: strs(&["\\Seen", "\\Draft", "$MDNSent"]),
+                date: None,
+                message: b"\0\x01\x02".to_vec(),
+            }],
         }
     );
     assert_eq!(
         body("A003 APPEND Drafts UTF8 (~{6+}\r\nhällo)\r\n"),
         CommandBody::Append {
             mailbox: b"Drafts".to_vec(),
-            flags: vec![],
-            date: None,
-            message: "hällo".as_bytes().to_vec(),
+            messages: vec![AppendItem {
+                flags: vec![],
+                date: None,
+                message: "hällo".as_bytes().to_vec(),
+            }],
         }
     );
     // Empty message.
@@ -685,9 +695,11 @@ fn append() {
         body("a APPEND INBOX {0}\r\n\r\n"),
         CommandBody::Append {
             mailbox: b"INBOX".to_vec(),
-            flags: vec![],
-            date: None,
-            message: vec![],
+            messages: vec![AppendItem {
+                flags: vec![],
+                date: None,
+                message: vec![],
+            }],
         }
     );
     assert_eq!(
@@ -708,9 +720,35 @@ fn append() {
         "Missing message literal"
     );
     assert_eq!(message("a APPEND INBOX \"hello\"\r\n"), "Invalid date-time");
+    // MULTIAPPEND (RFC 3502): each further message has its own flags and date.
     assert_eq!(
-        message("a APPEND INBOX {1}\r\nx {1}\r\ny\r\n"),
-        "Only one message per APPEND is supported"
+        body("a APPEND INBOX {1}\r\nx (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {1}\r\ny\r\n"),
+        CommandBody::Append {
+            mailbox: b"INBOX".to_vec(),
+            messages: vec![
+                AppendItem {
+                    flags: vec![],
+                    date: None,
+                    message: b"x".to_vec(),
+                },
+                AppendItem {
+                    flags: strs(&["\\Seen"]),
+                    date: Some(DateTime {
+                        timestamp: 837_596_665,
+                        offset: -25_200
+                    }),
+                    message: b"y".to_vec(),
+                },
+            ],
+        }
+    );
+    assert_eq!(
+        message("a APPEND INBOX {1}\r\nx \r\n"),
+        "Missing message literal"
+    );
+    assert_eq!(
+        message("a APPEND INBOX {1}\r\nx y\r\n"),
+        "Unsupported APPEND data y"
     );
     assert_eq!(
         message("a APPEND INBOX UTF8 ({1}\r\nx)\r\n"),
@@ -984,10 +1022,28 @@ fn search_errors() {
         "Invalid size"
     );
     assert_eq!(message("a SEARCH LARGER x\r\n"), "Invalid size");
-    assert_eq!(message("a SEARCH $\r\n"), "SEARCHRES ($) is not supported");
+    // SEARCHRES (RFC 5182): `$` alone is a set, as a key and after UID.
     assert_eq!(
-        message("a SEARCH UID $\r\n"),
-        "SEARCHRES ($) is not supported"
+        body("a SEARCH $\r\n"),
+        CommandBody::Search {
+            uid: false,
+            charset: None,
+            returns: None,
+            criteria: SearchKey::SequenceSet(SequenceSet::saved()),
+        }
+    );
+    assert_eq!(
+        body("a SEARCH UID $ SEEN\r\n"),
+        CommandBody::Search {
+            uid: false,
+            charset: None,
+            returns: None,
+            criteria: SearchKey::And(vec![SearchKey::Uid(SequenceSet::saved()), SearchKey::Seen]),
+        }
+    );
+    assert_eq!(
+        message("a SEARCH $x\r\n"),
+        "Invalid sequence set: $ stands alone (RFC 5182)"
     );
     assert_eq!(message("a SEARCH 0\r\n"), "Invalid sequence set");
     assert_eq!(message("a SEARCH KEYWORD \\Seen\r\n"), "Invalid keyword");
@@ -1473,12 +1529,18 @@ fn sequence_set_errors() {
         );
     }
     assert_eq!(
-        message("a FETCH $ FLAGS\r\n"),
-        "SEARCHRES ($) is not supported"
+        body("a FETCH $ FLAGS\r\n"),
+        CommandBody::Fetch {
+            uid: false,
+            set: SequenceSet::saved(),
+            items: FetchItems::List(vec![FetchAttr::Flags]),
+            changed_since: None,
+            vanished: false,
+        }
     );
     assert_eq!(
         message("a COPY 1,$ x\r\n"),
-        "SEARCHRES ($) is not supported"
+        "Invalid sequence set: $ stands alone (RFC 5182)"
     );
     assert_eq!(
         body("a FETCH 4294967295,1:*,*:3,* FLAGS\r\n"),
@@ -1562,12 +1624,14 @@ fn traffic_parses_the_same_however_split() {
         commands[8].as_ref().map(|c| c.body.clone()),
         Ok(CommandBody::Append {
             mailbox: b"Sent".to_vec(),
-            flags: strs(&["\\Seen"]),
-            date: Some(DateTime {
-                timestamp: 837_596_665,
-                offset: -25_200
-            }),
-            message: b"Hello\r\nBye!".to_vec(),
+            messages: vec![AppendItem {
+                flags: strs(&["\\Seen"]),
+                date: Some(DateTime {
+                    timestamp: 837_596_665,
+                    offset: -25_200
+                }),
+                message: b"Hello\r\nBye!".to_vec(),
+            }],
         })
     );
     // Continuations asked for exactly the synchronizing literals, in order.

@@ -194,7 +194,10 @@ fn parse_append_args(args: &str) -> (Vec<String>, Option<DateTime>) {
     let raw = format!("x APPEND INBOX {args}{{0}}\r\n");
     match parse_command(raw.as_bytes()) {
         Ok(command) => match command.body {
-            CommandBody::Append { flags, date, .. } => (flags, date),
+            CommandBody::Append { mut messages, .. } => {
+                let item = messages.remove(0);
+                (item.flags, item.date)
+            }
             other => panic!("not an APPEND: {other:?}"),
         },
         Err(e) => panic!("bad message arguments {args:?}: {e}"),
@@ -606,19 +609,19 @@ impl Host {
                     }
                 }))
             }
-            Request::Append {
-                folder,
-                flags,
-                date,
-                message,
-            } => {
+            Request::Append { folder, messages } => {
                 let user = self.user(conn);
                 Reply::Appended(match self.folder_id(&user, &folder) {
                     None => Err(Fault::NotFound),
                     Some(id) => {
-                        let uid =
-                            self.append(id, &message, Flags::from_names(&flags), date, events);
-                        Ok((self.folders[&id].uidvalidity, uid))
+                        let uids = messages
+                            .into_iter()
+                            .map(|item| {
+                                let flags = Flags::from_names(&item.flags);
+                                self.append(id, &item.message, flags, item.date, events)
+                            })
+                            .collect();
+                        Ok((self.folders[&id].uidvalidity, uids))
                     }
                 })
             }

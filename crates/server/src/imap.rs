@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
-    AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged, GetListing, Listing,
-    MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
+    AppendMany, AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged,
+    GetListing, Listing, MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
 };
 use crate::node::{NodeContext, SignIn, UserSlot};
 use crate::proxy::{self, HandedOver, OpenRequest};
@@ -927,18 +927,21 @@ impl ImapConnection {
                     Reply::Done,
                 )
             }
-            Request::Append {
-                folder,
-                flags,
-                date,
-                message,
-            } => {
+            Request::Append { folder, messages } => {
                 let Some(account) = self.account.clone() else {
                     return;
                 };
-                let date = date.map_or((now(), 0), |d| (d.timestamp, d.offset));
-                let flags = Flags::from_names(flags.iter().map(String::as_str));
-                let expected = node.store.expect_append();
+                let mut appends: Vec<AppendMessage> = messages
+                    .into_iter()
+                    .map(|item| AppendMessage {
+                        message: Bytes::from(item.message),
+                        flags: Flags::from_names(item.flags.iter().map(String::as_str)),
+                        internal_date: item.date.map_or((now(), 0), |d| (d.timestamp, d.offset)),
+                        origin: Some(session),
+                        expected: Some(node.store.expect_append()),
+                        delivery_id: None,
+                    })
+                    .collect();
                 let resolve = async move {
                     let store = node.store.clone();
                     let mailbox = tokio::task::spawn_blocking(move || {
@@ -946,16 +949,15 @@ impl ImapConnection {
                     })
                     .await
                     .map_err(|_| MailboxFault::Unavailable)??;
-                    let append = AppendMessage {
-                        message: Bytes::from(message),
-                        flags,
-                        internal_date: date,
-                        origin: Some(session),
-                        expected: Some(expected),
-                        delivery_id: None,
+                    let appended = if appends.len() == 1 {
+                        let append = appends.remove(0);
+                        vec![node.mailboxes.send(mailbox.id, append).await??]
+                    } else {
+                        let many = AppendMany { appends };
+                        node.mailboxes.send(mailbox.id, many).await??
                     };
-                    let appended = node.mailboxes.send(mailbox.id, append).await??;
-                    Ok((appended.uidvalidity.0, appended.uid.0))
+                    let uidvalidity = appended.first().map_or(0, |a| a.uidvalidity.0);
+                    Ok((uidvalidity, appended.iter().map(|a| a.uid.0).collect()))
                 };
                 self.via_actor(id, ctx, resolve, Reply::Appended)
             }

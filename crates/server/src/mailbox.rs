@@ -458,6 +458,58 @@ impl Handler<AppendMessage> for MailboxActor {
     }
 }
 
+/// Appends several messages, all or none (IMAP MULTIAPPEND, RFC 3502): staged together,
+/// then queued at once, so that one link batch (one atomic store change) takes them all.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Vec<Appended>, MailboxFault>")]
+pub struct AppendMany {
+    pub appends: Vec<AppendMessage>,
+}
+
+impl Handler<AppendMany> for MailboxActor {
+    type Result = ResponseFuture<Result<Vec<Appended>, MailboxFault>>;
+
+    fn handle(&mut self, msg: AppendMany, ctx: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        let store = self.store.clone();
+        let bodies: Vec<_> = msg
+            .appends
+            .iter()
+            .map(|a| (a.message.clone(), a.expected.clone()))
+            .collect();
+        let (replies, answers): (Vec<_>, Vec<_>) =
+            msg.appends.iter().map(|_| oneshot::channel()).unzip();
+        ctx.spawn(
+            blocking(move || {
+                bodies
+                    .iter()
+                    .map(|(message, expected)| store.stage_message(message, expected.as_ref()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .into_actor(self)
+            .map(move |staged, actor, ctx| match staged {
+                Ok(staged) => {
+                    for ((staged, msg), reply) in staged.into_iter().zip(msg.appends).zip(replies) {
+                        actor.queue_link(StagedAppend { staged, msg, reply }, ctx);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }),
+        );
+        Box::pin(async move {
+            let mut appended = Vec::with_capacity(answers.len());
+            for answer in answers {
+                appended.push(answer.await.unwrap_or(Err(MailboxFault::Unavailable))?);
+            }
+            Ok(appended)
+        })
+    }
+}
+
 /// Links every staged append waiting in the actor's queue (sent to itself, so that all
 /// stagings finished by then join one batch).
 #[derive(Message)]

@@ -192,6 +192,7 @@ impl Session {
             "ENABLE",
             "IDLE",
             "UIDPLUS",
+            "MULTIAPPEND",
             "MOVE",
             "NAMESPACE",
             "ID",

@@ -44,6 +44,14 @@ pub struct SeqRange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequenceSet(pub Vec<SeqRange>);
 
+/// One message of an APPEND, with its flags and internal date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendItem {
+    pub flags: Vec<String>,
+    pub date: Option<DateTime>,
+    pub message: Vec<u8>,
+}
+
 impl SequenceSet {
     /// `$` (SEARCHRES, RFC 5182): the result a SEARCH saved. Written as no ranges, which
     /// no set a client writes can be.
@@ -407,11 +415,10 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
         items: Vec<StatusItem>,
     },
+    /// One message, or several (MULTIAPPEND, RFC 3502), all appended or none.
     Append {
         mailbox: Vec<u8>,
-        flags: Vec<String>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
+        messages: Vec<AppendItem>,
     },
     Idle,
     Check,
