@@ -104,6 +104,7 @@ class Bystander:
         self.timings: list[tuple[str, list[tuple[str, float]]]] = []
         self.rounds = 0
         self.uidvalidity: bytes | None = None
+        self.mailbox_id = b""
         self.held = self._imap(implicit=True)
         self.held_selected = False
         self._select(self.held)
@@ -197,10 +198,13 @@ class Bystander:
                 untagged = untagged[1:]
             self.held_selected = True
         if self.uidvalidity is None:
-            m = re.fullmatch(rb"\* OK \[UIDVALIDITY (\d+)\] UIDs valid", untagged[-2])
+            m = re.fullmatch(rb"\* OK \[UIDVALIDITY (\d+)\] UIDs valid", untagged[-3])
             assert m, untagged
             self.uidvalidity = m.group(1)
-        assert len(untagged) == 7 and RECENT.fullmatch(untagged[1]), untagged
+            m = re.fullmatch(rb"\* OK \[MAILBOXID \((F\d+)\)\] Ok", untagged[-1])
+            assert m, untagged
+            self.mailbox_id = m.group(1)
+        assert len(untagged) == 8 and RECENT.fullmatch(untagged[1]), untagged
         expected = [
             b"* %d EXISTS" % len(self.stored),
             untagged[1],
@@ -209,6 +213,7 @@ class Bystander:
             PERMANENTFLAGS,
             b"* OK [UIDVALIDITY %s] UIDs valid" % self.uidvalidity,
             b"* OK [UIDNEXT %d] Predicted next UID" % (self.stored[-1][0] + 1),
+            b"* OK [MAILBOXID (%s)] Ok" % self.mailbox_id,
         ]
         assert untagged == expected, untagged
 

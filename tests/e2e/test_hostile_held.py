@@ -823,7 +823,8 @@ def test_cross_user_folder_names(make_smtp_server):
             assert ask(r, f"MOVE 1 {name}") == ([], trycreate), name
         # Labels in alice's own tree.
         for name in ('"../bob@example.com/INBOX"', '"~bob/INBOX"', '"#shared/x"'):
-            assert ask(r, f"CREATE {name}") == ([], b"OK CREATE completed"), name
+            untagged, tagged = ask(r, f"CREATE {name}")
+            assert untagged == [] and re.fullmatch(rb"OK \[MAILBOXID \(F\d+\)\] CREATE completed", tagged), name
             untagged, tagged = ask(r, f"APPEND {name} ", Literal(planted))
             appended = re.fullmatch(rb"OK \[APPENDUID \d+ 1\] APPEND completed", tagged)
             assert appended, tagged

@@ -8,6 +8,8 @@ Sizes are measured (VmRSS of the server process), never timed."""
 
 from __future__ import annotations
 
+import re
+
 from bystander import Bystander
 from conftest import Literal, RawImap
 
@@ -177,7 +179,7 @@ def test_folder_count_and_depth_limits(make_smtp_server):
         untagged, tagged = r.cmd('CREATE "p/q/r/s/t"')
         assert (untagged, tagged) == ([], b"T003 " + TOO_DEEP)
         assert names(r) == start
-        assert r.cmd('CREATE "p/q/r/s"')[1] == b"T005 OK CREATE completed"
+        assert re.fullmatch(rb"T005 OK \[MAILBOXID \(F\d+\)\] CREATE completed", r.cmd('CREATE "p/q/r/s"')[1])
         # A rename counts the levels of the children it moves: p/q/r/s would become
         # z/y/x/r/s.
         untagged, tagged = r.cmd('RENAME "p/q" "z/y/x"')
@@ -188,7 +190,7 @@ def test_folder_count_and_depth_limits(make_smtp_server):
 
         # 6 + 4 + 1 (z) = 11 folders; nine more reach 20.
         for n in range(1, 10):
-            assert r.cmd(f"CREATE f{n}")[1].endswith(b" OK CREATE completed")
+            assert r.cmd(f"CREATE f{n}")[1].endswith(b"] CREATE completed")
         full = names(r)
         assert len(full) == 20, full
         untagged, tagged = r.cmd("CREATE f10")
@@ -206,7 +208,7 @@ def test_folder_count_and_depth_limits(make_smtp_server):
         assert r.cmd("RENAME f9 f10")[1] == b"T024 OK RENAME completed"
         # Deleting one makes room again.
         assert r.cmd("DELETE f1")[1] == b"T025 OK DELETE completed"
-        assert r.cmd("CREATE f11")[1] == b"T026 OK CREATE completed"
+        assert re.fullmatch(rb"T026 OK \[MAILBOXID \(F\d+\)\] CREATE completed", r.cmd("CREATE f11")[1])
         assert len(names(r)) == 20
     bystander.check("after folder flood")
     r.close()

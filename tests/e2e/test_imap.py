@@ -39,7 +39,7 @@ CORPUS_PW = "corpus-Imap-3"
 
 CAPS_AFTER = (
     "LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MULTIAPPEND MOVE NAMESPACE ID UNSELECT CONDSTORE QRESYNC CHILDREN "
-    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES STATUS=SIZE BINARY UTF8=ACCEPT"
+    "SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES STATUS=SIZE OBJECTID BINARY UTF8=ACCEPT"
 )
 APPENDLIMIT_DEFAULT = 50 * 1024 * 1024
 
@@ -63,6 +63,12 @@ DEFAULT_NAMES = ["Archive", "Deleted Items", "Drafts", "INBOX", "Junk Email", "S
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))
 
 MSG = b"From: a@example.com\r\nSubject: small\r\n\r\nsmall body\r\n"
+
+
+def assert_created(answer) -> None:
+    """CREATE's OK, with the new folder's MAILBOXID (RFC 8474 §4.1)."""
+    typ, data = answer
+    assert typ == "OK" and re.fullmatch(rb"\[MAILBOXID \(F\d+\)\] CREATE completed", data[0]), answer
 
 
 def small(i: int) -> bytes:
@@ -599,7 +605,7 @@ def test_list_special_use_folders(alice):
         "OK", [f'() "/" {quote(n)}'.encode() for n in DEFAULT_NAMES])
 
     # With children: "*" lists the tree, "%" one level, and LSUB follows SUBSCRIBE.
-    assert m.create("Projects/2024/Q1") == ("OK", [b"CREATE completed"])
+    assert_created(m.create("Projects/2024/Q1"))
     star = [
         *SPECIAL_LIST,
         b'(\\HasChildren) "/" "Projects"',
@@ -645,11 +651,11 @@ def test_list_special_use_folders(alice):
 
 def test_create_rename_delete_tree(alice):
     m = alice.imap_login(ALICE, ALICE_PW)
-    assert m.create("a/b/c") == ("OK", [b"CREATE completed"])
+    assert_created(m.create("a/b/c"))
     assert m.create("a/b") == ("NO", [b"[ALREADYEXISTS] Mailbox already exists"])
     assert m.create("INBOX") == ("NO", [b"[ALREADYEXISTS] Mailbox already exists"])
     # A trailing separator is dropped (RFC 9051 §6.3.4).
-    assert m.create("solo/") == ("OK", [b"CREATE completed"])
+    assert_created(m.create("solo/"))
     assert listing(m, '""', "solo*") == ("OK", [b'(\\HasNoChildren) "/" "solo"'])
     assert m.delete("solo") == ("OK", [b"DELETE completed"])
     # One message in each level, to see them move with the rename.
@@ -1701,7 +1707,7 @@ def test_mutf7_mailbox_names(alice):
     assert encoded == "Entw&APw-rfe/&ZeVnLIqe- &- more"
     parent = mutf7("Entwürfe")
     m = alice.imap_login(ALICE, ALICE_PW)
-    assert m.create(quote(encoded)) == ("OK", [b"CREATE completed"])
+    assert_created(m.create(quote(encoded)))
     assert listing(m, '""', "*") == ("OK", by_name(SPECIAL_LIST + [
         f'(\\HasChildren) "/" {quote(parent)}'.encode(),
         f'(\\HasNoChildren) "/" {quote(encoded)}'.encode(),

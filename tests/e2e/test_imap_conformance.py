@@ -484,3 +484,41 @@ def test_multiappend_is_all_or_nothing(make_imap_server):
     assert a.ok("STATUS Drafts (MESSAGES)") == [b'* STATUS "Drafts" (MESSAGES 3)']
     a.close()
     watcher.close()
+
+
+def test_objectid_with_imaplib(make_imap_server):
+    """OBJECTID (RFC 8474) through imaplib: CREATE answers MAILBOXID, which STATUS and
+    SELECT repeat, RENAME keeps, and a restart keeps; a folder made again gets a new
+    one; EMAILID is the same for a message and its copy and different for another
+    message with other bytes; THREADID is NIL."""
+    import imaplib
+
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    assert "OBJECTID" in client.capabilities
+    client.login(ALICE, ALICE_PW)
+    typ, data = client.create("Projects")
+    made = re.fullmatch(rb"\[MAILBOXID \((F[\w-]+)\)\] CREATE completed", data[0])
+    assert typ == "OK" and made, data
+    mailbox_id = made.group(1)
+    assert client.rename("Projects", "Work")[0] == "OK"
+    assert client.status("Work", "(MAILBOXID)") == ("OK", [b'"Work" (MAILBOXID (%s))' % mailbox_id])
+    for n in (1, 2):
+        assert client.append("INBOX", None, None, f"Subject: {n}\r\n\r\n{n}\r\n".encode())[0] == "OK"
+    client.select("INBOX")
+    typ, data = client.fetch("1:2", "(EMAILID THREADID)")
+    ids = [re.search(rb"EMAILID \((M[\w-]+)\) THREADID NIL", line).group(1) for line in data]
+    assert typ == "OK" and ids[0] != ids[1], data
+    assert client.copy("1", "Work")[0] == "OK"
+    client.logout()
+    server.restart()
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    client.login(ALICE, ALICE_PW)
+    typ, _ = client.select("Work")
+    assert client.untagged_responses.get("OK", [])[-1] == b"[MAILBOXID (%s)] Ok" % mailbox_id
+    assert client.fetch("1", "(EMAILID)") == ("OK", [b"1 (EMAILID (%s))" % ids[0]])
+    client.delete("Work")
+    typ, data = client.create("Work")
+    assert typ == "OK" and mailbox_id not in data[0], data
+    client.logout()

@@ -182,6 +182,7 @@ impl Writer {
             StatusItem::Deleted => b"DELETED",
             StatusItem::Size => b"SIZE",
             StatusItem::HighestModSeq => b"HIGHESTMODSEQ",
+            StatusItem::MailboxId => b"MAILBOXID",
         });
     }
 
@@ -637,6 +638,8 @@ impl Writer {
             FetchAttr::Body => self.raw(b"BODY"),
             FetchAttr::BodyStructure => self.raw(b"BODYSTRUCTURE"),
             FetchAttr::ModSeq => self.raw(b"MODSEQ"),
+            FetchAttr::EmailId => self.raw(b"EMAILID"),
+            FetchAttr::ThreadId => self.raw(b"THREADID"),
             FetchAttr::BodySection {
                 peek,
                 section,
@@ -948,6 +951,7 @@ mod tests {
                 Just(StatusItem::Deleted),
                 Just(StatusItem::Size),
                 Just(StatusItem::HighestModSeq),
+                Just(StatusItem::MailboxId),
             ],
             1..4,
         )
@@ -1106,6 +1110,8 @@ mod tests {
             Just(FetchAttr::Body),
             Just(FetchAttr::BodyStructure),
             Just(FetchAttr::ModSeq),
+            Just(FetchAttr::EmailId),
+            Just(FetchAttr::ThreadId),
             (any::<bool>(), section(), partial()).prop_map(|(peek, section, partial)| {
                 FetchAttr::BodySection {
                     peek,

@@ -31,7 +31,9 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
             | FetchAttr::Uid
             | FetchAttr::InternalDate
             | FetchAttr::Rfc822Size
-            | FetchAttr::ModSeq => Detail::Meta,
+            | FetchAttr::ModSeq
+            | FetchAttr::EmailId
+            | FetchAttr::ThreadId => Detail::Meta,
             FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => Detail::Summary,
             FetchAttr::Rfc822Header => Detail::HeaderText,
             FetchAttr::BodySection { section, .. } if section.part.is_empty() => {
@@ -271,6 +273,10 @@ pub fn render_streaming(
             FetchAttr::ModSeq => {
                 let _ = write!(items, "MODSEQ ({})", message.modseq);
             }
+            FetchAttr::EmailId => {
+                let _ = write!(items, "EMAILID (M{})", message.email_id);
+            }
+            FetchAttr::ThreadId => items.extend_from_slice(b"THREADID NIL"),
             FetchAttr::Envelope => {
                 items.extend_from_slice(b"ENVELOPE ");
                 match &message.summary {
@@ -423,6 +429,7 @@ mod tests {
     fn message(raw: &[u8]) -> MessageData {
         MessageData {
             uid: 7,
+            email_id: 0,
             flags: vec!["\\Seen".into()],
             internal_date: DateTime {
                 timestamp: 0,

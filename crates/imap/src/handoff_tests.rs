@@ -23,6 +23,7 @@ const PLAIN_ALICE: &str = "AGFsaWNlAHNlY3JldA==";
 fn message(uid: u32) -> MessageData {
     MessageData {
         uid,
+        email_id: 0,
         flags: if uid == 1 {
             vec!["\\Seen".into()]
         } else {
@@ -96,8 +97,8 @@ fn store(request: &Request) -> Reply {
         })),
         Request::Vanished { .. } => Reply::Vanished(Ok(Some(vec![]))),
         Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
+        Request::Create { .. } => Reply::Created(Ok(FolderId(7))),
         Request::Deselect { .. }
-        | Request::Create { .. }
         | Request::Delete { .. }
         | Request::Rename { .. }
         | Request::Subscribe { .. } => Reply::Done(Ok(())),

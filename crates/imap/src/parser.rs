@@ -993,6 +993,7 @@ impl<'a> Parser<'a> {
                 b"DELETED" => StatusItem::Deleted,
                 b"SIZE" => StatusItem::Size,
                 b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+                b"MAILBOXID" => StatusItem::MailboxId,
                 b"" => return Err(self.missing_or_invalid("status item")),
                 _ => return Err(format!("Unknown status item {}", printable(name))),
             });
@@ -1490,6 +1491,8 @@ impl<'a> Parser<'a> {
             b"UID" => Some(FetchAttr::Uid),
             b"BODYSTRUCTURE" => Some(FetchAttr::BodyStructure),
             b"MODSEQ" => Some(FetchAttr::ModSeq),
+            b"EMAILID" => Some(FetchAttr::EmailId),
+            b"THREADID" => Some(FetchAttr::ThreadId),
             b"BODY" if !has_section => Some(FetchAttr::Body),
             _ => None,
         };

@@ -249,6 +249,8 @@ pub struct FolderStatus {
     pub deleted: u32,
     pub size: u64,
     pub highest_modseq: u64,
+    /// MAILBOXID (RFC 8474): the folder's id, kept across RENAME.
+    pub mailbox_id: u64,
 }
 
 /// One message as of SELECT.
@@ -290,6 +292,9 @@ pub struct MessageData {
     pub internal_date: DateTime,
     pub size: u64,
     pub modseq: u64,
+    /// EMAILID (RFC 8474): the id of the message's stored content, which its copies
+    /// share.
+    pub email_id: u64,
     /// With [`Detail::Summary`] and above.
     pub summary: Option<MessageSummary>,
     /// With [`Detail::Fields`], when the host keeps them.
@@ -327,6 +332,8 @@ pub enum Reply {
     Status(Result<FolderStatus, Fault>),
     Selected(Result<SelectedFolder, Fault>),
     Done(Result<(), Fault>),
+    /// CREATE's answer: the new folder's id (MAILBOXID, RFC 8474 §4.1).
+    Created(Result<FolderId, Fault>),
     /// UIDVALIDITY and the new UIDs, in the order of the APPEND's messages.
     Appended(Result<(u32, Vec<u32>), Fault>),
     Scanned(Result<ScanOutcome, Fault>),

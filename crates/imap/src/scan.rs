@@ -365,6 +365,7 @@ mod tests {
         let raw = format!("Subject: m{uid}\r\n\r\n{body}\r\n").into_bytes();
         MessageData {
             uid,
+            email_id: 0,
             flags: Vec::new(),
             internal_date: DateTime {
                 timestamp: 0,

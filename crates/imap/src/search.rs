@@ -441,6 +441,7 @@ mod tests {
     fn message(raw: &[u8], flags: &[&str]) -> MessageData {
         MessageData {
             uid: 10,
+            email_id: 0,
             flags: flags.iter().map(|f| f.to_string()).collect(),
             // 2026-01-01 09:37:00 -0500
             internal_date: DateTime {

@@ -265,6 +265,9 @@ pub(crate) enum Running {
         tag: String,
         command: &'static str,
     },
+    Create {
+        tag: String,
+    },
     Append {
         tag: String,
     },
@@ -1095,6 +1098,13 @@ impl Session {
                 },
                 Reply::Selected(result),
             ) => self.select_reply(tag, name, read_only, condstore, qresync, result),
+            (Running::Create { tag }, Reply::Created(result)) => match result {
+                Ok(id) => {
+                    let text = format!("[MAILBOXID (F{})] CREATE completed", id.0);
+                    self.finish(&tag, "OK", &text, true)
+                }
+                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+            },
             (Running::Simple { tag, command }, Reply::Done(result)) => match result {
                 Ok(()) => self.finish(&tag, "OK", &format!("{command} completed"), true),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
@@ -1161,6 +1171,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Status { tag, .. }
         | Running::Select { tag, .. }
         | Running::Simple { tag, .. }
+        | Running::Create { tag }
         | Running::Append { tag }
         | Running::Store { tag, .. }
         | Running::Expunge { tag, .. }
@@ -1494,7 +1505,7 @@ mod tests {
     fn a_response_code_the_host_names_is_kept() {
         let mut session = signed_in(ImapConfig::default());
         let mut reply = |request: &Request| match request {
-            Request::Create { .. } => Some(Reply::Done(Err(Fault::NotAllowed(
+            Request::Create { .. } => Some(Reply::Created(Err(Fault::NotAllowed(
                 "[USEATTR] Unsupported special-use attribute".into(),
             )))),
             Request::Delete { .. } => Some(Reply::Done(Err(Fault::NotAllowed(

@@ -613,6 +613,7 @@ mod tests {
         let summary = portico_mime::summarize(raw);
         let message = MessageData {
             uid: 7,
+            email_id: 0,
             flags: Vec::new(),
             internal_date: DateTime {
                 timestamp: 1_700_000_000,

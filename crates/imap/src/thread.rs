@@ -882,6 +882,7 @@ mod tests {
             Subject: Re: Plans\r\n\r\nbody\r\n";
         let message = MessageData {
             uid: 9,
+            email_id: 0,
             flags: Vec::new(),
             internal_date: DateTime {
                 timestamp: 1_700_000_000,

@@ -1316,8 +1316,8 @@ fn fetch_errors() {
         "Unknown FETCH item X-GM-LABELS"
     );
     assert_eq!(
-        message("a FETCH 1 EMAILID\r\n"),
-        "Unknown FETCH item EMAILID"
+        message("a FETCH 1 SAVEDATE\r\n"),
+        "Unknown FETCH item SAVEDATE"
     );
     assert_eq!(message("a FETCH 1\r\n"), "Missing fetch items");
     assert_eq!(message("a FETCH\r\n"), "Missing sequence set");

@@ -392,6 +392,10 @@ impl Host {
             internal_date: m.internal_date,
             size: m.raw.len() as u64,
             modseq: m.modseq,
+            // The content's id: copies share it, as they share the store's body.
+            email_id: m.raw.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            }) >> 1,
             summary: (detail >= Detail::Summary).then(|| m.summary.clone()),
             fields: (detail == Detail::Fields).then(|| portico_mime::search_fields(&m.raw)),
             raw: match detail {
@@ -475,6 +479,7 @@ impl Host {
                                 .count() as u32,
                             size: f.messages.values().map(|m| m.raw.len() as u64).sum(),
                             highest_modseq: f.highest_modseq,
+                            mailbox_id: id,
                         })
                     }
                 })
@@ -564,20 +569,22 @@ impl Host {
                     {
                         Some(usage) => Some(*usage),
                         None => {
-                            return Some(Reply::Done(Err(Fault::NotAllowed(
+                            return Some(Reply::Created(Err(Fault::NotAllowed(
                                 "[USEATTR] Unsupported special-use attribute".into(),
                             ))));
                         }
                     },
                 };
                 let folder = normalize_inbox(&folder);
-                Reply::Done(validate_name(&folder).and_then(|()| {
+                Reply::Created(validate_name(&folder).and_then(|()| {
                     if self.folder_id(&user, &folder).is_some() {
                         return Err(Fault::AlreadyExists);
                     }
                     self.create_parents(&user, &folder);
                     self.create_folder(&user, &folder, usage);
-                    Ok(())
+                    self.folder_id(&user, &folder)
+                        .map(FolderId)
+                        .ok_or(Fault::NotFound)
                 }))
             }
             Request::Delete { folder } => {

@@ -175,6 +175,8 @@ fn meta_data(meta: &MessageMeta) -> MessageData {
             offset: meta.internal_date_offset,
         },
         size: meta.size,
+        // A copy shares its original's stored body, so it shares this id too.
+        email_id: meta.body.id,
         ..flags_only(meta.uid, &meta.flags, meta.modseq)
     }
 }
@@ -199,6 +201,7 @@ fn flags_only(uid: Uid, flags: &Flags, modseq: portico_store::ModSeq) -> Message
         },
         size: 0,
         modseq: modseq.0,
+        email_id: 0,
         summary: None,
         fields: None,
         raw: None,
@@ -464,6 +467,7 @@ fn status_of(
         uidvalidity: mailbox.uidvalidity.0,
         size: mailbox.size,
         highest_modseq: mailbox.highest_modseq.0,
+        mailbox_id: mailbox.id.0,
         ..FolderStatus::default()
     };
     let counts = store.folder_counts(mailbox.id)?;
@@ -800,7 +804,7 @@ impl ImapConnection {
             } => {
                 let usage = match special_use.as_deref().map(SpecialUse::from_attribute) {
                     Some(None) => {
-                        let reply = Reply::Done(Err(Fault::NotAllowed(
+                        let reply = Reply::Created(Err(Fault::NotAllowed(
                             "[USEATTR] Unsupported special-use attribute".into(),
                         )));
                         self.flow.awaiting = true;
@@ -823,16 +827,16 @@ impl ImapConnection {
                         }
                         check_folder_limits(store, account, &folder, 0, 1, limits)?;
                         create_parents(store, account, &folder, limits)?;
-                        store.create_mailbox_limited(
+                        let made = store.create_mailbox_limited(
                             account.id,
                             &folder,
                             usage,
                             limits.max_folders,
                             limits.max_depth,
                         )?;
-                        Ok(())
+                        Ok(FolderId(made.id.0))
                     },
-                    Reply::Done,
+                    Reply::Created,
                 )
             }
             Request::Delete { folder } => self.blocking(

@@ -161,6 +161,8 @@ impl Session {
         out.extend_from_slice(
             format!("* OK [UIDNEXT {}] Predicted next UID\r\n", folder.uidnext).as_bytes(),
         );
+        // RFC 8474 §4.2.
+        out.extend_from_slice(format!("* OK [MAILBOXID (F{})] Ok\r\n", folder.id.0).as_bytes());
         if self.enabled.condstore {
             out.extend_from_slice(
                 format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", folder.highest_modseq).as_bytes(),
@@ -219,10 +221,7 @@ impl Session {
             return;
         }
         self.request(
-            Running::Simple {
-                tag,
-                command: "CREATE",
-            },
+            Running::Create { tag },
             Request::Create {
                 folder,
                 special_use: special_use.into_iter().next(),
@@ -260,6 +259,7 @@ impl Session {
                 StatusItem::Deleted => format!("DELETED {}", status.deleted),
                 StatusItem::Size => format!("SIZE {}", status.size),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", status.highest_modseq),
+                StatusItem::MailboxId => format!("MAILBOXID (F{})", status.mailbox_id),
             });
         }
         line.extend_from_slice(parts.join(" ").as_bytes());

@@ -100,6 +100,8 @@ pub enum StatusItem {
     Deleted,
     Size,
     HighestModSeq,
+    /// RFC 8474 OBJECTID.
+    MailboxId,
 }
 
 /// LIST-EXTENDED selection options (RFC 5258 §3.1, RFC 6154 §5.1).
@@ -304,6 +306,10 @@ pub enum FetchAttr {
     BinarySize {
         part: Vec<u32>,
     },
+    /// RFC 8474 OBJECTID: the message's content id, the same for its copies.
+    EmailId,
+    /// RFC 8474 OBJECTID: the thread id; `NIL`, since threads are not kept.
+    ThreadId,
 }
 
 /// The FETCH item list, with the three macros kept as written.
