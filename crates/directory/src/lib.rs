@@ -203,11 +203,25 @@ pub(crate) struct Database {
 impl Database {
     fn open(dir: &Path) -> Result<Database, DirectoryError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // A database this process just closed may hold its lock a moment longer while
+        // sled's background threads let go (as the store allows for); another
+        // process's lock stays and is reported.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if attempts < 40 && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        };
         let file = std::fs::File::open(dir.join("db"))?;
         // The files sled made, and the directory itself, must survive a power cut too.
         std::fs::File::open(dir)?.sync_all()?;
