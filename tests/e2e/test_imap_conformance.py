@@ -522,3 +522,41 @@ def test_objectid_with_imaplib(make_imap_server):
     typ, data = client.create("Work")
     assert typ == "OK" and mailbox_id not in data[0], data
     client.logout()
+
+
+def test_metadata_is_kept_across_restarts(make_imap_server):
+    """METADATA (RFC 5464) against the real store: annotations set on INBOX, on a
+    folder and on the server come back after a restart, follow a RENAME, and go with a
+    DELETE; the limits answer with their response codes and change nothing."""
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    a = session(server)
+    assert " METADATA " in a.ok("CAPABILITY")[0].decode()
+    a.ok("CREATE Work")
+    a.ok('SETMETADATA INBOX (/private/comment "inbox note" /shared/comment "shared")')
+    a.ok("SETMETADATA Work (/private/vendor/portico/colour ", Literal(b"blue\r\ngreen"), ")")
+    a.ok('SETMETADATA "" (/private/vendor/portico/theme "dark")')
+    untagged, tagged = a.cmd(f'SETMETADATA Work (/private/comment "{"x" * 16385}")')
+    assert tagged.endswith(b"NO [METADATA MAXSIZE 16384] Annotation too large"), tagged
+    a.close()
+    server.restart()
+    a = session(server)
+    assert a.ok("GETMETADATA INBOX (/private/comment /shared/comment)") == [
+        b'* METADATA "INBOX" (/private/comment "inbox note" /shared/comment "shared")'
+    ]
+    assert a.ok("GETMETADATA Work (DEPTH infinity) /private") == [
+        b'* METADATA "Work" (/private/vendor/portico/colour {11}\r\nblue\r\ngreen)'
+    ]
+    assert a.ok('GETMETADATA "" (DEPTH 1) /shared') == [
+        b'* METADATA "" (/shared/admin "mailto:postmaster@localhost")'
+    ]
+    a.ok("RENAME Work Jobs")
+    assert a.ok("GETMETADATA Jobs (DEPTH infinity) /private")[0].startswith(
+        b'* METADATA "Jobs" (/private/vendor/portico/colour {11}'
+    )
+    a.ok("DELETE Jobs")
+    a.ok("CREATE Jobs")
+    assert a.ok("GETMETADATA Jobs (DEPTH infinity) /private") == [
+        b'* METADATA "Jobs" (/private NIL)'
+    ]
+    a.close()

@@ -25,8 +25,9 @@
 
 use crate::command::{
     AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound,
-    SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
+    ListSelection, MetadataDepth, Partial, SearchKey, SearchReturn, Section, SectionText,
+    SelectParams, SeqBound, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
+    ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -252,6 +253,45 @@ impl Writer {
                 self.raw(body.name().as_bytes());
                 self.raw(b" ");
                 self.astring(mailbox);
+            }
+            CommandBody::GetMetadata {
+                mailbox,
+                max_size,
+                depth,
+                entries,
+            } => {
+                self.raw(b"GETMETADATA ");
+                let mut options = Vec::new();
+                if let Some(max) = max_size {
+                    options.push(format!("MAXSIZE {max}"));
+                }
+                match depth {
+                    MetadataDepth::Zero => {}
+                    MetadataDepth::One => options.push("DEPTH 1".into()),
+                    MetadataDepth::Infinity => options.push("DEPTH infinity".into()),
+                }
+                if !options.is_empty() {
+                    self.raw(format!("({}) ", options.join(" ")).as_bytes());
+                }
+                self.astring(mailbox);
+                self.raw(b" ");
+                self.list(entries, |w, e| w.astring(e.as_bytes()));
+            }
+            CommandBody::SetMetadata { mailbox, entries } => {
+                self.raw(b"SETMETADATA ");
+                self.astring(mailbox);
+                self.raw(b" ");
+                self.list(entries, |w, (entry, value)| {
+                    w.astring(entry.as_bytes());
+                    w.raw(b" ");
+                    match value {
+                        Some(v) if v.contains(&0) => {
+                            w.raw(format!("~{{{}}}\r\n", v.len()).as_bytes());
+                            w.raw(v);
+                        }
+                        other => w.nstring(other.as_deref()),
+                    }
+                });
             }
             CommandBody::Rename { from, to } => {
                 self.raw(b"RENAME ");

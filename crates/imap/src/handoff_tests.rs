@@ -98,6 +98,8 @@ fn store(request: &Request) -> Reply {
         Request::Vanished { .. } => Reply::Vanished(Ok(Some(vec![]))),
         Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
         Request::Create { .. } => Reply::Created(Ok(FolderId(7))),
+        Request::GetMetadata { .. } => Reply::Metadata(Ok(vec![])),
+        Request::SetMetadata { .. } => Reply::Done(Ok(())),
         Request::Deselect { .. }
         | Request::Delete { .. }
         | Request::Rename { .. }

@@ -25,9 +25,9 @@ use std::collections::HashSet;
 
 use crate::command::{
     AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section,
-    SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem,
-    StoreMode, Tag, ThreadAlgorithm,
+    ListSelection, MetadataDepth, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn,
+    Secret, Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion,
+    SortKey, StatusItem, StoreMode, Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -671,6 +671,8 @@ impl<'a> Parser<'a> {
                 CommandBody::Status { mailbox, items }
             }
             b"APPEND" => self.append()?,
+            b"GETMETADATA" => self.getmetadata()?,
+            b"SETMETADATA" => self.setmetadata()?,
             b"SEARCH" => self.search(false)?,
             b"SORT" => self.sort(false)?,
             b"THREAD" => self.thread(false)?,
@@ -1013,6 +1015,125 @@ impl<'a> Parser<'a> {
             messages.push(self.append_item()?);
         }
         Ok(CommandBody::Append { mailbox, messages })
+    }
+
+    /// RFC 5464 §5: `GETMETADATA [SP options] SP mailbox SP entries`; the options may
+    /// also follow the mailbox, as in RFC 5464 §4.2.1's examples.
+    fn getmetadata(&mut self) -> PResult<CommandBody> {
+        self.sp("mailbox name")?;
+        let (mut max_size, mut depth) = (None, MetadataDepth::Zero);
+        if self.peek() == Some(b'(') {
+            self.metadata_options(&mut max_size, &mut depth)?;
+            self.sp("mailbox name")?;
+        }
+        let mailbox = self.astring("mailbox name")?;
+        self.sp("metadata entries")?;
+        let rest = &self.s[self.pos..];
+        let option_next = [&b"(MAXSIZE "[..], b"(DEPTH "].iter().any(|label| {
+            rest.len() >= label.len() && rest[..label.len()].eq_ignore_ascii_case(label)
+        });
+        if option_next {
+            self.metadata_options(&mut max_size, &mut depth)?;
+            self.sp("metadata entries")?;
+        }
+        let mut entries = Vec::new();
+        if self.eat(b'(') {
+            loop {
+                entries.push(self.metadata_entry(false)?);
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("metadata entry")?;
+            }
+        } else {
+            // RFC 5464 §4.4.1's examples also list entries without parentheses.
+            entries.push(self.metadata_entry(false)?);
+            while self.eat(b' ') {
+                entries.push(self.metadata_entry(false)?);
+            }
+        }
+        Ok(CommandBody::GetMetadata {
+            mailbox,
+            max_size,
+            depth,
+            entries,
+        })
+    }
+
+    /// GETMETADATA's `(MAXSIZE n DEPTH d)`.
+    fn metadata_options(
+        &mut self,
+        max_size: &mut Option<u64>,
+        depth: &mut MetadataDepth,
+    ) -> PResult<()> {
+        self.expect(b'(', "Invalid GETMETADATA options")?;
+        loop {
+            let label = self.atom().to_ascii_uppercase();
+            self.sp("option value")?;
+            match label.as_slice() {
+                b"MAXSIZE" => *max_size = Some(self.number64("MAXSIZE")?),
+                b"DEPTH" => {
+                    *depth = match self.atom().to_ascii_lowercase().as_slice() {
+                        b"0" => MetadataDepth::Zero,
+                        b"1" => MetadataDepth::One,
+                        b"infinity" => MetadataDepth::Infinity,
+                        _ => return Err("DEPTH is 0, 1 or infinity".to_string()),
+                    }
+                }
+                _ => return Err("Unknown GETMETADATA option".to_string()),
+            }
+            if self.eat(b')') {
+                return Ok(());
+            }
+            self.sp("GETMETADATA option")?;
+        }
+    }
+
+    /// RFC 5464 §5: `SETMETADATA SP mailbox SP "(" entry SP value *(SP entry SP value) ")"`.
+    fn setmetadata(&mut self) -> PResult<CommandBody> {
+        let mailbox = self.sp_mailbox()?;
+        self.sp("metadata entries")?;
+        self.expect(b'(', "Invalid metadata entry list")?;
+        let mut entries = Vec::new();
+        loop {
+            let entry = self.metadata_entry(true)?;
+            self.sp("metadata value")?;
+            let value = if self.peek() == Some(b'~') {
+                Some(self.literal(true)?)
+            } else {
+                self.nstring("metadata value")?
+            };
+            entries.push((entry, value));
+            if self.eat(b')') {
+                break;
+            }
+            self.sp("metadata entry")?;
+        }
+        Ok(CommandBody::SetMetadata { mailbox, entries })
+    }
+
+    /// An entry name (RFC 5464 §3.2): `/private` or `/shared`, then `/`-separated
+    /// components of printable ASCII without `*` or `%`; to set one, at least one
+    /// component below them. Entry names are case-insensitive: lower-cased here.
+    fn metadata_entry(&mut self, to_set: bool) -> PResult<String> {
+        let raw = self.astring("metadata entry")?;
+        let name = String::from_utf8(raw)
+            .map_err(|_| "Invalid metadata entry".to_string())?
+            .to_ascii_lowercase();
+        let valid = name
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'*' && b != b'%')
+            && !name.contains("//")
+            && !name.ends_with('/')
+            && ["/private", "/shared"].iter().any(|top| {
+                name.strip_prefix(top)
+                    .is_some_and(|rest| rest.starts_with('/') || (rest.is_empty() && !to_set))
+            });
+        if valid {
+            Ok(name)
+        } else {
+            Err("Invalid metadata entry: /private/… or /shared/…, no * or %".to_string())
+        }
     }
 
     fn append_item(&mut self) -> PResult<AppendItem> {

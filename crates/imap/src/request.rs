@@ -151,6 +151,16 @@ pub enum Request {
         folder: String,
         subscribed: bool,
     },
+    /// Every annotation of a folder, or of the server (`""`), by entry name; the host
+    /// adds the ones it computes (`/shared/admin`).
+    GetMetadata {
+        folder: String,
+    },
+    /// Annotations set or removed, all or none ([`Reply::Done`]).
+    SetMetadata {
+        folder: String,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+    },
     /// One message or several (MULTIAPPEND): all appended, or none.
     Append {
         folder: String,
@@ -332,6 +342,8 @@ pub enum Reply {
     Status(Result<FolderStatus, Fault>),
     Selected(Result<SelectedFolder, Fault>),
     Done(Result<(), Fault>),
+    /// GETMETADATA's answer: entry names and values, ordered by name.
+    Metadata(Result<Vec<(String, Vec<u8>)>, Fault>),
     /// CREATE's answer: the new folder's id (MAILBOXID, RFC 8474 §4.1).
     Created(Result<FolderId, Fault>),
     /// UIDVALIDITY and the new UIDs, in the order of the APPEND's messages.

@@ -268,6 +268,7 @@ pub(crate) enum Running {
     Create {
         tag: String,
     },
+    GetMetadata(crate::command::metadata::MetadataJob),
     Append {
         tag: String,
     },
@@ -914,6 +915,8 @@ impl Session {
                 );
             }
             (_, CommandBody::Append { mailbox, messages }) => self.append(tag, &mailbox, messages),
+            (_, body @ CommandBody::GetMetadata { .. }) => self.getmetadata(tag, body),
+            (_, body @ CommandBody::SetMetadata { .. }) => self.setmetadata(tag, body),
             (_, CommandBody::Idle) => {
                 self.out.extend_from_slice(b"+ idling\r\n");
                 self.announce(true);
@@ -1098,6 +1101,9 @@ impl Session {
                 },
                 Reply::Selected(result),
             ) => self.select_reply(tag, name, read_only, condstore, qresync, result),
+            (Running::GetMetadata(job), Reply::Metadata(result)) => {
+                self.metadata_reply(job, result)
+            }
             (Running::Create { tag }, Reply::Created(result)) => match result {
                 Ok(id) => {
                     let text = format!("[MAILBOXID (F{})] CREATE completed", id.0);
@@ -1177,6 +1183,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),
         Running::List(job) => job.tag.clone(),
+        Running::GetMetadata(job) => job.tag.clone(),
         Running::MarkSeen(scan)
         | Running::Scan(scan)
         | Running::FetchVanished { scan, .. }

@@ -158,6 +158,8 @@ struct Host {
     folders: BTreeMap<u64, Folder>,
     /// (account, name) subscribed: a name outlives its folder, as in the store.
     subscriptions: BTreeSet<(String, String)>,
+    /// (account, folder or "" for the server) → entry → value, as in the store.
+    metadata: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
     next_folder: u64,
     next_uidvalidity: u32,
     sessions: BTreeMap<usize, HostSession>,
@@ -210,6 +212,7 @@ impl Host {
             accounts: BTreeMap::new(),
             folders: BTreeMap::new(),
             subscriptions: BTreeSet::new(),
+            metadata: BTreeMap::new(),
             next_folder: 1,
             next_uidvalidity: 1001,
             sessions: BTreeMap::new(),
@@ -595,7 +598,9 @@ impl Host {
                         Err(Fault::NotAllowed("INBOX cannot be deleted".into()))
                     }
                     Some(id) => {
-                        self.folders.remove(&id);
+                        if let Some(gone) = self.folders.remove(&id) {
+                            self.metadata.remove(&(user.clone(), gone.name));
+                        }
                         Ok(())
                     }
                 })
@@ -603,6 +608,49 @@ impl Host {
             Request::Rename { from, to } => {
                 let user = self.user(conn);
                 Reply::Done(self.rename(&user, &from, &to, events))
+            }
+            Request::GetMetadata { folder } => {
+                let user = self.user(conn);
+                if !folder.is_empty() && self.folder_id(&user, &folder).is_none() {
+                    return Some(Reply::Metadata(Err(Fault::NotFound)));
+                }
+                let mut entries: Vec<(String, Vec<u8>)> = self
+                    .metadata
+                    .get(&(user, folder.clone()))
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                if folder.is_empty() {
+                    entries.push((
+                        "/shared/admin".into(),
+                        b"mailto:postmaster@example.com".to_vec(),
+                    ));
+                    entries.sort();
+                }
+                Reply::Metadata(Ok(entries))
+            }
+            Request::SetMetadata { folder, changes } => {
+                let user = self.user(conn);
+                if !folder.is_empty() && self.folder_id(&user, &folder).is_none() {
+                    return Some(Reply::Done(Err(Fault::NotFound)));
+                }
+                let mut entries = self
+                    .metadata
+                    .get(&(user.clone(), folder.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                for (name, value) in changes {
+                    match value {
+                        Some(value) => entries.insert(name, value),
+                        None => entries.remove(&name),
+                    };
+                }
+                if entries.len() > 50 {
+                    return Some(Reply::Done(Err(Fault::NotAllowed(
+                        "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
+                    ))));
+                }
+                self.metadata.insert((user, folder), entries);
+                Reply::Done(Ok(()))
             }
             Request::Subscribe { folder, subscribed } => {
                 let user = self.user(conn);
@@ -805,12 +853,19 @@ impl Host {
         self.create_parents(user, &to);
         for (fid, name) in moves {
             let folder = self.folders.get_mut(&fid).expect("folder");
-            // Subscriptions move with their folders, as in the store.
+            // Subscriptions and annotations move with their folders, as in the store.
             if self
                 .subscriptions
                 .remove(&(user.to_string(), folder.name.clone()))
             {
                 self.subscriptions.insert((user.to_string(), name.clone()));
+            }
+            if let Some(entries) = self
+                .metadata
+                .remove(&(user.to_string(), folder.name.clone()))
+            {
+                self.metadata
+                    .insert((user.to_string(), name.clone()), entries);
             }
             folder.name = name;
         }

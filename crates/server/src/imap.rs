@@ -370,6 +370,10 @@ fn folder_by_name(
         .ok_or(MailboxFault::Store(StoreError::NotFound))
 }
 
+/// Annotations one folder (or the server) may carry (RFC 5464 §4.1 asks for at least
+/// 10); the session limits each value to 16 KiB.
+const MAX_METADATA_ENTRIES: usize = 50;
+
 /// The `[imap]` limits on an account's folders (`max_folders`, `max_folder_depth`).
 #[derive(Clone, Copy, Debug)]
 struct FolderLimits {
@@ -912,6 +916,48 @@ impl ImapConnection {
                 };
                 self.via_actor(id, ctx, resolve, Reply::Done)
             }
+            Request::GetMetadata { folder } => {
+                // RFC 5464 §3.2.1.1: how to reach the administrator, read-only.
+                let admin = format!("mailto:postmaster@{}", node.config.smtp.hostname);
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, account| {
+                        if !folder.is_empty() {
+                            folder_by_name(store, account, &folder)?;
+                        }
+                        let mut entries = store.metadata(account.id, &folder)?;
+                        if folder.is_empty() {
+                            entries.push(("/shared/admin".to_string(), admin.into_bytes()));
+                            entries.sort();
+                        }
+                        Ok(entries)
+                    },
+                    Reply::Metadata,
+                )
+            }
+            Request::SetMetadata { folder, changes } => self.blocking(
+                id,
+                ctx,
+                move |store, account| match store.set_metadata(
+                    account.id,
+                    &folder,
+                    &changes,
+                    MAX_METADATA_ENTRIES,
+                ) {
+                    Err(StoreError::LimitExceeded(_)) => Ok(false),
+                    other => other.map(|()| true).map_err(MailboxFault::from),
+                },
+                |result| {
+                    Reply::Done(result.and_then(|fits| match fits {
+                        true => Ok(()),
+                        // RFC 5464 §4.3.
+                        false => Err(Fault::NotAllowed(
+                            "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
+                        )),
+                    }))
+                },
+            ),
             // Any name can be subscribed, a folder or not (RFC 9051 §6.3.7 lets the
             // server check; Dovecot does not, and a subscription outlives its folder).
             Request::Subscribe { folder, subscribed } => {

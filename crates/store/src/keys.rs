@@ -23,6 +23,27 @@ pub(crate) const SEARCH_FIELDS: u8 = b'H';
 pub(crate) const DELIVERED: u8 = b'D';
 pub(crate) const FIRST_RECENT: u8 = b'W';
 pub(crate) const SUBSCRIPTION: u8 = b'P';
+pub(crate) const METADATA: u8 = b'Y';
+
+pub(crate) fn metadata_all(account: AccountId) -> Vec<u8> {
+    let mut key = vec![METADATA];
+    key.extend_from_slice(&account.0.to_be_bytes());
+    key
+}
+
+/// A folder's annotations: its name then NUL, which no folder name holds.
+pub(crate) fn metadata_of(account: AccountId, folder: &str) -> Vec<u8> {
+    let mut key = metadata_all(account);
+    key.extend_from_slice(folder.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn metadata_entry(account: AccountId, folder: &str, entry: &str) -> Vec<u8> {
+    let mut key = metadata_of(account, folder);
+    key.extend_from_slice(entry.as_bytes());
+    key
+}
 
 pub(crate) fn subscriptions(account: AccountId) -> Vec<u8> {
     let mut key = vec![SUBSCRIPTION];

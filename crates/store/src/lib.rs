@@ -29,6 +29,7 @@
 //! | `Z` mailbox id, UID | [`MessageMeta`] of a damaged message set aside by fsck |
 //! | `W` mailbox id | first UID still `\Recent` (u32), see `recent.rs` |
 //! | `P` account id, name | (empty): the name is subscribed, see `subscriptions.rs` |
+//! | `Y` account id, folder name, NUL, entry | an IMAP METADATA value (folder "" is the server), see `metadata.rs` |
 //!
 //! Message bodies never go into sled: sled writes any page over ~128 KiB to a blob file
 //! it never fsyncs. They live in the body log (`bodies/`, see `bodylog.rs`), one
@@ -69,6 +70,7 @@ mod error;
 mod import;
 mod keys;
 mod maintenance;
+mod metadata;
 mod queue;
 mod recent;
 mod record;
@@ -81,6 +83,7 @@ pub use deliveries::DeliveredCopy;
 pub use error::{Result, StoreError};
 pub use import::{FolderImport, MessageImport};
 pub use maintenance::{CompactionReport, FsckReport};
+pub use metadata::TOO_MANY_METADATA;
 pub use portico_mime::{MessageSummary, SearchFields};
 pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{

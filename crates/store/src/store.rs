@@ -761,6 +761,7 @@ impl Store {
             txn.batch.remove(keys::mailbox_name(id, &mailbox.name));
         }
         self.unsubscribe_all_in(&mut txn, id)?;
+        self.remove_all_metadata_in(&mut txn, id)?;
         txn.batch.remove(keys::address(&account.address));
         txn.batch.remove(keys::account(id));
         self.commit(txn, guard)
@@ -857,6 +858,7 @@ impl Store {
         }
         let mut txn = Txn::default();
         self.remove_mailbox_contents(&mut txn, id)?;
+        self.remove_metadata_in(&mut txn, mailbox.account, &mailbox.name)?;
         txn.batch.remove(keys::mailbox(id));
         txn.batch
             .remove(keys::mailbox_name(mailbox.account, &mailbox.name));
@@ -951,6 +953,7 @@ impl Store {
         for (mut folder, target) in moves {
             // The subscriptions go with the folders, as Dovecot moves them.
             self.move_subscription_in(&mut txn, folder.account, &folder.name, &target)?;
+            self.move_metadata_in(&mut txn, folder.account, &folder.name, &target)?;
             folder.name = target;
             txn.batch.insert(
                 keys::mailbox_name(folder.account, &folder.name),

@@ -1020,3 +1020,60 @@ fn subscriptions_are_names_kept_apart_from_folders() {
     assert_eq!(store.subscriptions(again.id).unwrap(), folders);
     assert!(store.subscriptions(account.id).unwrap().is_empty());
 }
+
+/// Annotations (IMAP METADATA) are set all or none within the folder's limit, follow a
+/// RENAME of the folder or of a parent, go with DELETE and with the account.
+#[test]
+fn annotations_follow_their_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let account = store.create_account("meta@example.com", "h").unwrap();
+    let set = |folder: &str, name: &str, value: Option<&str>, max: usize| {
+        store.set_metadata(
+            account.id,
+            folder,
+            &[(name.to_string(), value.map(|v| v.as_bytes().to_vec()))],
+            max,
+        )
+    };
+    let work = store.create_mailbox(account.id, "Work", None).unwrap();
+    store.create_mailbox(account.id, "Work/Old", None).unwrap();
+    set("Work", "/private/comment", Some("w"), 10).unwrap();
+    set("Work/Old", "/shared/comment", Some("o"), 10).unwrap();
+    set("", "/private/vendor/x/theme", Some("dark"), 10).unwrap();
+    assert!(matches!(
+        set("Nowhere", "/private/comment", Some("x"), 10),
+        Err(StoreError::NotFound)
+    ));
+    // One over the limit: nothing of the change is kept.
+    let two = [
+        ("/private/a".to_string(), Some(b"1".to_vec())),
+        ("/private/b".to_string(), Some(b"2".to_vec())),
+    ];
+    assert!(matches!(
+        store.set_metadata(account.id, "Work", &two, 2),
+        Err(StoreError::LimitExceeded(TOO_MANY_METADATA))
+    ));
+    assert_eq!(
+        store.metadata(account.id, "Work").unwrap(),
+        [("/private/comment".to_string(), b"w".to_vec())]
+    );
+    store.rename_mailbox(work.id, "Jobs").unwrap();
+    assert!(store.metadata(account.id, "Work").unwrap().is_empty());
+    assert_eq!(
+        store.metadata(account.id, "Jobs/Old").unwrap(),
+        [("/shared/comment".to_string(), b"o".to_vec())]
+    );
+    set("Jobs", "/private/comment", None, 10).unwrap();
+    assert!(store.metadata(account.id, "Jobs").unwrap().is_empty());
+    let old = store
+        .mailbox_by_name(account.id, "Jobs/Old")
+        .unwrap()
+        .unwrap();
+    store.delete_mailbox(old.id).unwrap();
+    store.create_mailbox(account.id, "Jobs/Old", None).unwrap();
+    assert!(store.metadata(account.id, "Jobs/Old").unwrap().is_empty());
+    assert_eq!(store.metadata(account.id, "").unwrap().len(), 1);
+    store.delete_account(account.id).unwrap();
+    assert!(store.metadata(account.id, "").unwrap().is_empty());
+}

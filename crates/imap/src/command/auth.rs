@@ -213,6 +213,7 @@ impl Session {
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "STATUS=SIZE",
+            "METADATA",
             "OBJECTID",
             "BINARY",
             "UTF8=ACCEPT",

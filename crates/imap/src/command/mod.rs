@@ -17,6 +17,7 @@ pub(crate) mod expunge;
 pub(crate) mod fetch;
 pub(crate) mod list;
 pub(crate) mod mailbox;
+pub(crate) mod metadata;
 pub(crate) mod scan;
 pub(crate) mod search;
 pub(crate) mod sort;
@@ -43,6 +44,14 @@ pub struct SeqRange {
 /// RFC 9051 §9 sequence-set: message numbers or UIDs, by context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequenceSet(pub Vec<SeqRange>);
+
+/// GETMETADATA's DEPTH option (RFC 5464 §4.2.2): which entries below a named one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataDepth {
+    Zero,
+    One,
+    Infinity,
+}
 
 /// One message of an APPEND, with its flags and internal date.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -421,6 +430,19 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
         items: Vec<StatusItem>,
     },
+    /// RFC 5464: annotations of a mailbox, or of the server (empty name). Entry names
+    /// are valid and lower-case.
+    GetMetadata {
+        mailbox: Vec<u8>,
+        max_size: Option<u64>,
+        depth: MetadataDepth,
+        entries: Vec<String>,
+    },
+    /// RFC 5464: entries set (`Some`) or removed (`None`), all or none.
+    SetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
     /// One message, or several (MULTIAPPEND, RFC 3502), all appended or none.
     Append {
         mailbox: Vec<u8>,
@@ -517,6 +539,8 @@ impl CommandBody {
             CommandBody::Namespace => "NAMESPACE",
             CommandBody::Status { .. } => "STATUS",
             CommandBody::Append { .. } => "APPEND",
+            CommandBody::GetMetadata { .. } => "GETMETADATA",
+            CommandBody::SetMetadata { .. } => "SETMETADATA",
             CommandBody::Idle => "IDLE",
             CommandBody::Check => "CHECK",
             CommandBody::Close => "CLOSE",
