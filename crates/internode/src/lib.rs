@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The version of the frames below; both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// How long a call waits for its answer before the connection is given up.

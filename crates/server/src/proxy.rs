@@ -777,7 +777,7 @@ pub struct HandedOver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_directory::AccountV1;
+    use portico_directory::AccountV2;
 
     fn open(move_epoch: u64, hops: u8) -> OpenSession {
         OpenSession {
@@ -797,9 +797,9 @@ mod tests {
     }
 
     fn record(home: &str, move_epoch: u64) -> AccountRecord {
-        let mut fields = AccountV1::new("ann@example.com", "!", home, 0);
+        let mut fields = AccountV2::new("ann@example.com", "!", home, 0);
         fields.move_epoch = move_epoch;
-        AccountRecord::V1(fields)
+        AccountRecord::new(fields)
     }
 
     #[test]
