@@ -58,6 +58,8 @@ pub enum AdminRequest {
         pop3_enabled: Option<bool>,
         imap_enabled: Option<bool>,
         pop3_delete_mode: Option<Pop3DeleteMode>,
+        /// The storage limit in bytes; `Some(None)` removes it.
+        storage_limit: Option<Option<u64>>,
     },
     Deliver {
         address: String,
@@ -108,6 +110,10 @@ pub struct UserSummary {
     pub pop3_delete_mode: Pop3DeleteMode,
     /// Messages in INBOX, when the mailbox is on this node.
     pub inbox_messages: Option<u32>,
+    /// The most bytes its mail may take; `None`: no limit.
+    pub storage_limit: Option<u64>,
+    /// Bytes its mail takes (all folders), when the mailbox is on this node.
+    pub storage_used: Option<u64>,
 }
 
 /// One node in `cluster status`.
@@ -225,14 +231,32 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             pop3_enabled,
             imap_enabled,
             pop3_delete_mode,
+            storage_limit,
         } => {
             let address = normalize_address(&address);
             let done = format!("updated {address}");
-            let change = DirectoryChange::SetAccess {
+            let access = pop3_enabled.is_some()
+                || imap_enabled.is_some()
+                || pop3_delete_mode.is_some()
+                || storage_limit.is_none();
+            if access {
+                let change = DirectoryChange::SetAccess {
+                    address: address.clone(),
+                    imap_enabled,
+                    pop3_enabled,
+                    pop3_deletes: pop3_delete_mode.map(directory_deletes),
+                };
+                let answer = change_user(context, &address, done.clone(), change).await;
+                if storage_limit.is_none() || answer != AdminResponse::Done(done.clone()) {
+                    return answer;
+                }
+            }
+            let Some(limit) = storage_limit else {
+                return AdminResponse::Done(done);
+            };
+            let change = DirectoryChange::SetStorageLimit {
                 address: address.clone(),
-                imap_enabled,
-                pop3_enabled,
-                pop3_deletes: pop3_delete_mode.map(directory_deletes),
+                limit,
             };
             change_user(context, &address, done, change).await
         }
@@ -426,17 +450,23 @@ fn list_users(accounts: &Accounts, store: &Store) -> AdminResponse {
     let mut users = Vec::new();
     for record in records {
         let fields = record.fields();
-        let inbox_messages = if fields.home == accounts.me() {
+        let (inbox_messages, storage_used) = if fields.home == accounts.me() {
             match store.account_by_address(&fields.address) {
-                Ok(Some(account)) => match store.mailbox_by_name(account.id, INBOX) {
-                    Ok(inbox) => Some(inbox.map_or(0, |inbox| inbox.messages)),
-                    Err(e) => return store_failure(e),
-                },
-                Ok(None) => Some(0),
+                Ok(Some(account)) => {
+                    let inbox = match store.mailbox_by_name(account.id, INBOX) {
+                        Ok(inbox) => inbox.map_or(0, |inbox| inbox.messages),
+                        Err(e) => return store_failure(e),
+                    };
+                    match store.account_usage(account.id) {
+                        Ok(used) => (Some(inbox), Some(used)),
+                        Err(e) => return store_failure(e),
+                    }
+                }
+                Ok(None) => (Some(0), Some(0)),
                 Err(e) => return store_failure(e),
             }
         } else {
-            None
+            (None, None)
         };
         users.push(UserSummary {
             address: fields.address.clone(),
@@ -445,6 +475,8 @@ fn list_users(accounts: &Accounts, store: &Store) -> AdminResponse {
             imap_enabled: fields.imap_enabled,
             pop3_delete_mode: delete_mode(fields.pop3_deletes),
             inbox_messages,
+            storage_limit: fields.storage_limit,
+            storage_used,
         });
     }
     AdminResponse::Users(users)
@@ -869,10 +901,26 @@ mod tests {
             pop3_enabled: Some(false),
             imap_enabled: None,
             pop3_delete_mode: Some(Pop3DeleteMode::Hide),
+            storage_limit: None,
         };
         assert_eq!(
             run(set).await,
             AdminResponse::Done("updated alice@example.com".into())
+        );
+        let limit = |address: &str, storage_limit| AdminRequest::SetUser {
+            address: address.into(),
+            pop3_enabled: None,
+            imap_enabled: None,
+            pop3_delete_mode: None,
+            storage_limit: Some(storage_limit),
+        };
+        assert_eq!(
+            run(limit("Alice@example.com", Some(500 << 20))).await,
+            AdminResponse::Done("updated alice@example.com".into())
+        );
+        assert_eq!(
+            run(limit("nobody@example.com", None)).await,
+            AdminResponse::Failed("no such user: nobody@example.com".into())
         );
         assert_eq!(
             run(AdminRequest::ListUsers).await,
@@ -883,6 +931,8 @@ mod tests {
                 imap_enabled: true,
                 pop3_delete_mode: Pop3DeleteMode::Hide,
                 inbox_messages: Some(1),
+                storage_limit: Some(500 << 20),
+                storage_used: Some(22),
             }])
         );
         let delete = || AdminRequest::DeleteUser {
