@@ -199,6 +199,8 @@ pub enum Fault {
     TooBig,
     /// The server's disk is full (or below its free-space floor): try again later.
     NoSpace,
+    /// The account's storage limit would be passed (RFC 9208: NO [OVERQUOTA]).
+    OverQuota,
     /// A disk or I/O failure that may clear by itself; the text is a log reference.
     Temporary(String),
     /// A message's stored bytes are damaged; the text names the message.

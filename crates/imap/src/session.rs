@@ -355,6 +355,7 @@ pub(crate) fn fault_text(fault: &Fault, trycreate: bool) -> String {
         Fault::TooBig => "[TOOBIG] Message too large".into(),
         // RFC 5530 has no code for a full disk; Dovecot's choice, which clients show.
         Fault::NoSpace => "[OVERQUOTA] Not enough disk space on the server, try again later".into(),
+        Fault::OverQuota => "[OVERQUOTA] Quota exceeded: delete messages to make room".into(),
         Fault::Temporary(reference) => {
             format!(
                 "[UNAVAILABLE] Storage temporarily unavailable, try again later (ref {reference})"

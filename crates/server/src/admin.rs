@@ -157,6 +157,12 @@ fn unknown_user(address: &str) -> AdminResponse {
     AdminResponse::Failed(format!("no such user: {address}"))
 }
 
+fn mailbox_full(address: &str) -> AdminResponse {
+    AdminResponse::Failed(format!(
+        "the mailbox of {address} is full: the message would pass its storage limit"
+    ))
+}
+
 fn store_failure(e: StoreError) -> AdminResponse {
     match e {
         StoreError::NotAllowed(why) | StoreError::InvalidName(why) => {
@@ -495,19 +501,26 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     let accounts = context.accounts.clone();
     let store = context.store.clone();
     let lookup = address.clone();
-    // The INBOX, or the answer saying why there is none here.
-    let inbox = tokio::task::spawn_blocking(move || match accounts.locate(&lookup) {
-        Ok(Some(Located::Here(account))) => match store.mailbox_by_name(account.id, INBOX) {
-            Ok(Some(inbox)) => Ok(Ok(inbox.id)),
-            Ok(None) => Err(store_failure(StoreError::NotFound)),
+    // The INBOX and the account's storage limit, or the answer saying why there is none
+    // here.
+    let inbox = tokio::task::spawn_blocking(move || {
+        let record = match accounts.known_record(&lookup) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(unknown_user(&lookup)),
+            Err(e) => return Err(AdminResponse::Failed(e.to_string())),
+        };
+        match accounts.locate_record(&record) {
+            Ok(Located::Here(account)) => match store.mailbox_by_name(account.id, INBOX) {
+                Ok(Some(inbox)) => Ok(Ok((inbox.id, record.storage_limit()))),
+                Ok(None) => Err(store_failure(StoreError::NotFound)),
+                Err(e) => Err(store_failure(e)),
+            },
+            Ok(Located::Elsewhere { home }) => Ok(Err(home)),
             Err(e) => Err(store_failure(e)),
-        },
-        Ok(Some(Located::Elsewhere { home })) => Ok(Err(home)),
-        Ok(None) => Err(unknown_user(&lookup)),
-        Err(e) => Err(AdminResponse::Failed(e.to_string())),
+        }
     })
     .await;
-    let inbox = match inbox {
+    let (inbox, storage_limit) = match inbox {
         Ok(Ok(Ok(inbox))) => inbox,
         Ok(Ok(Err(home))) => return deliver_at_home(context, &address, &home, message).await,
         Ok(Err(answer)) => return answer,
@@ -516,10 +529,12 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     let Some(running) = &context.running else {
         let store = context.store.clone();
         return blocking(move || {
-            match store.append(inbox, &message, &Flags::default(), (now(), 0)) {
+            let flags = Flags::default();
+            match store.append_limited(inbox, &message, &flags, (now(), 0), storage_limit) {
                 Ok(appended) => {
                     AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
                 }
+                Err(StoreError::OverQuota) => mailbox_full(&address),
                 Err(e) => store_failure(e),
             }
         })
@@ -532,11 +547,13 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
         origin: None,
         expected: None,
         delivery_id: None,
+        storage_limit,
     };
     match running.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {
             AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
         }
+        Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => mailbox_full(&address),
         Ok(Err(MailboxFault::Store(e))) => store_failure(e),
         Ok(Err(e)) | Err(e) => AdminResponse::Failed(format!("delivery failed: {e}")),
     }
@@ -568,12 +585,14 @@ async fn deliver_at_home(
         move_epoch: 0,
         internal_date: now(),
         message,
+        ignore_limit: false,
     };
     match proxy.deliver(home, delivery).await {
         Ok(Ok(uid)) => AdminResponse::Done(format!(
             "delivered to {address} as UID {uid} on node {home}"
         )),
         Ok(Err(DeliverRefused::NoSuchUser)) => unknown_user(&address),
+        Ok(Err(DeliverRefused::MailboxFull)) => mailbox_full(&address),
         Ok(Err(refused)) => {
             AdminResponse::Failed(format!("node {home} did not take the message: {refused:?}"))
         }

@@ -89,6 +89,7 @@ fn fault(span: &tracing::Span, error: MailboxFault) -> Fault {
         MailboxFault::Store(StoreError::InvalidName(why) | StoreError::NotAllowed(why)) => {
             Fault::NotAllowed(why.to_string())
         }
+        MailboxFault::Store(StoreError::OverQuota) => Fault::OverQuota,
         // RFC 5530 §3: LIMIT, an implementation limit of this server.
         MailboxFault::Store(StoreError::LimitExceeded(why)) => {
             Fault::NotAllowed(format!("[LIMIT] {why}"))
@@ -365,6 +366,18 @@ fn folder_by_name(
     store
         .mailbox_by_name(account.id, name)?
         .ok_or(MailboxFault::Store(StoreError::NotFound))
+}
+
+/// The signed-in account's storage limit as the directory has it now (an administrator
+/// may change it while the session runs). Blocking: a read of the local replica.
+fn storage_limit(node: &NodeContext, account: &Account) -> Result<Option<u64>, MailboxFault> {
+    match node.accounts.record(&account.address) {
+        Ok(record) => Ok(record.and_then(|record| record.storage_limit())),
+        Err(e) => {
+            tracing::error!(error = %e, "the directory replica cannot be read");
+            Err(MailboxFault::Unavailable)
+        }
+    }
 }
 
 /// The `[imap]` limits on an account's folders (`max_folders`, `max_folder_depth`).
@@ -893,11 +906,13 @@ impl ImapConnection {
                     if let Some((inbox, target, uids)) = prepared {
                         // Through INBOX's actor, so every session watching INBOX
                         // (this one included) hears of the EXPUNGEs.
+                        // A move within the account adds nothing: no limit to check.
                         let moving = CopyMessages {
                             origin: None,
                             uids,
                             source: inbox,
                             moving: true,
+                            storage_limit: None,
                         };
                         node.mailboxes.copy(moving, target).await?;
                     }
@@ -937,9 +952,17 @@ impl ImapConnection {
                 let flags = Flags::from_names(flags.iter().map(String::as_str));
                 let expected = node.store.expect_append();
                 let resolve = async move {
-                    let store = node.store.clone();
-                    let mailbox = tokio::task::spawn_blocking(move || {
-                        folder_by_name(&store, &account, &folder)
+                    let lookup = node.clone();
+                    let size = message.len() as u64;
+                    let (mailbox, storage_limit) = tokio::task::spawn_blocking(move || {
+                        let mailbox = folder_by_name(&lookup.store, &account, &folder)?;
+                        let limit = storage_limit(&lookup, &account)?;
+                        // Plainly too big: refused before its body is written. The
+                        // mailbox actor checks exactly as it links the message.
+                        if let Some(limit) = limit {
+                            lookup.store.check_room(account.id, size, limit)?;
+                        }
+                        Ok::<_, MailboxFault>((mailbox, limit))
                     })
                     .await
                     .map_err(|_| MailboxFault::Unavailable)??;
@@ -950,6 +973,7 @@ impl ImapConnection {
                         origin: Some(session),
                         expected: Some(expected),
                         delivery_id: None,
+                        storage_limit,
                     };
                     let appended = node.mailboxes.send(mailbox.id, append).await??;
                     Ok((appended.uidvalidity.0, appended.uid.0))
@@ -1026,9 +1050,15 @@ impl ImapConnection {
                     return;
                 };
                 let resolve = async move {
-                    let store = node.store.clone();
-                    let target = tokio::task::spawn_blocking(move || {
-                        folder_by_name(&store, &account, &destination)
+                    let lookup = node.clone();
+                    let (target, storage_limit) = tokio::task::spawn_blocking(move || {
+                        let target = folder_by_name(&lookup.store, &account, &destination)?;
+                        // RFC 6851 MOVE within the account adds nothing to its usage.
+                        let limit = match moving {
+                            true => None,
+                            false => storage_limit(&lookup, &account)?,
+                        };
+                        Ok::<_, MailboxFault>((target, limit))
                     })
                     .await
                     .map_err(|_| MailboxFault::Unavailable)??;
@@ -1037,6 +1067,7 @@ impl ImapConnection {
                         uids: uids.into_iter().map(Uid).collect(),
                         source: MailboxId(folder.0),
                         moving,
+                        storage_limit,
                     };
                     let copied = node.mailboxes.copy(msg, target.id).await?;
                     Ok(ImapCopied {
