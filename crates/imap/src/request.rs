@@ -115,6 +115,14 @@ pub enum Request {
         /// Whether RECENT was asked for: counting it reads every recent message's key,
         /// so a STATUS without it does not pay for it.
         recent: bool,
+        /// Whether DELETED-STORAGE was asked for (it reads the \Deleted messages'
+        /// sizes).
+        deleted_storage: bool,
+    },
+    /// The signed-in account's storage usage and limit (RFC 9208 GETQUOTA and
+    /// GETQUOTAROOT, whose `folder` must exist).
+    Quota {
+        folder: Option<String>,
     },
     /// Open a folder and start receiving its [`FolderEvent`]s.
     /// `vanished_since`: QRESYNC's cached MODSEQ; the reply then says which UIDs were
@@ -247,8 +255,18 @@ pub struct FolderStatus {
     pub uidvalidity: u32,
     pub unseen: u32,
     pub deleted: u32,
+    /// Octets of the \Deleted messages (only when asked for).
+    pub deleted_storage: u64,
     pub size: u64,
     pub highest_modseq: u64,
+}
+
+/// The account's storage, in octets: what its messages take in all its folders, and
+/// its limit (`None`: none). The session reports them in units of 1024 octets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub used: u64,
+    pub limit: Option<u64>,
 }
 
 /// One message as of SELECT.
@@ -335,6 +353,7 @@ pub enum Reply {
     Copied(Result<Copied, Fault>),
     /// Answer to [`Request::Vanished`]; `None` as in [`SelectedFolder::vanished`].
     Vanished(Result<Option<Vec<u32>>, Fault>),
+    Quota(Result<QuotaUsage, Fault>),
 }
 
 /// A change to the selected folder made by someone else (another session, a delivery).

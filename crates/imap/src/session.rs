@@ -256,6 +256,11 @@ pub(crate) enum Running {
     Append {
         tag: String,
     },
+    /// GETQUOTA (`mailbox` None) or GETQUOTAROOT of `mailbox`.
+    Quota {
+        tag: String,
+        mailbox: Option<String>,
+    },
     /// FETCH that sets \Seen: the flag change goes first.
     MarkSeen(Scan),
     /// SEARCH with BODY/TEXT keys: the full-text index's answer goes first.
@@ -865,6 +870,7 @@ impl Session {
                     return;
                 };
                 let recent = items.contains(&StatusItem::Recent);
+                let deleted_storage = items.contains(&StatusItem::DeletedStorage);
                 self.request(
                     Running::Status {
                         tag,
@@ -874,6 +880,7 @@ impl Session {
                     Request::Status {
                         folder: name,
                         recent,
+                        deleted_storage,
                     },
                 );
             }
@@ -886,6 +893,9 @@ impl Session {
                     message,
                 },
             ) => self.append(tag, &mailbox, flags, date, message),
+            (_, CommandBody::GetQuota { root }) => self.get_quota(tag, &root),
+            (_, CommandBody::GetQuotaRoot { mailbox }) => self.get_quota_root(tag, &mailbox),
+            (_, CommandBody::SetQuota { .. }) => self.set_quota(tag),
             (_, CommandBody::Idle) => {
                 self.out.extend_from_slice(b"+ idling\r\n");
                 self.announce(true);
@@ -1072,6 +1082,9 @@ impl Session {
                 ),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
             },
+            (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
+                self.quota_reply(tag, mailbox, result)
+            }
             (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
             (
                 Running::FetchVanished {
@@ -1122,6 +1135,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Select { tag, .. }
         | Running::Simple { tag, .. }
         | Running::Append { tag }
+        | Running::Quota { tag, .. }
         | Running::Store { tag, .. }
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),

@@ -12,8 +12,8 @@ use portico_directory::AccountRecord;
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
     Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
-    FolderList, FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, ScanJob,
-    SelectedFolder, ViewEntry,
+    FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request, RequestId,
+    ScanJob, SelectedFolder, ViewEntry,
 };
 use portico_imap::{Action, HandOff, ImapConfig, Input, Session};
 use portico_internode::{LoginHandOff, SessionProtocol};
@@ -468,6 +468,7 @@ fn status_of(
     account: &Account,
     name: &str,
     recent: bool,
+    deleted_storage: bool,
 ) -> Result<FolderStatus, MailboxFault> {
     let mailbox = folder_by_name(store, account, name)?;
     let mut status = FolderStatus {
@@ -485,7 +486,26 @@ fn status_of(
     if recent {
         status.recent = store.recent_count(mailbox.id)?;
     }
+    if deleted_storage {
+        status.deleted_storage = store.deleted_size(mailbox.id)?;
+    }
     Ok(status)
+}
+
+/// RFC 9208 GETQUOTA / GETQUOTAROOT: the account's usage and its limit now, with
+/// `folder` checked to exist.
+fn quota_of(
+    node: &NodeContext,
+    account: &Account,
+    folder: Option<&str>,
+) -> Result<QuotaUsage, MailboxFault> {
+    if let Some(name) = folder {
+        folder_by_name(&node.store, account, name)?;
+    }
+    Ok(QuotaUsage {
+        used: node.store.account_usage(account.id)?,
+        limit: storage_limit(node, account)?,
+    })
 }
 
 impl SessionActor for ImapConnection {
@@ -781,12 +801,25 @@ impl ImapConnection {
                 },
                 Reply::Folders,
             ),
-            Request::Status { folder, recent } => self.blocking(
+            Request::Status {
+                folder,
+                recent,
+                deleted_storage,
+            } => self.blocking(
                 id,
                 ctx,
-                move |store, account| status_of(store, account, &folder, recent),
+                move |store, account| status_of(store, account, &folder, recent, deleted_storage),
                 Reply::Status,
             ),
+            Request::Quota { folder } => {
+                let node = self.node.clone();
+                self.blocking(
+                    id,
+                    ctx,
+                    move |_, account| quota_of(&node, account, folder.as_deref()),
+                    Reply::Quota,
+                )
+            }
             Request::Select {
                 folder,
                 read_only,
