@@ -241,30 +241,30 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
         } => {
             let address = normalize_address(&address);
             let done = format!("updated {address}");
-            let access = pop3_enabled.is_some()
-                || imap_enabled.is_some()
-                || pop3_delete_mode.is_some()
-                || storage_limit.is_none();
-            if access {
-                let change = DirectoryChange::SetAccess {
+            let access = pop3_enabled.is_some() || imap_enabled.is_some();
+            let mut changes = Vec::new();
+            // With nothing asked, the (empty) access change still tells an unknown user.
+            if access || pop3_delete_mode.is_some() || storage_limit.is_none() {
+                changes.push(DirectoryChange::SetAccess {
                     address: address.clone(),
                     imap_enabled,
                     pop3_enabled,
                     pop3_deletes: pop3_delete_mode.map(directory_deletes),
-                };
+                });
+            }
+            if let Some(limit) = storage_limit {
+                changes.push(DirectoryChange::SetStorageLimit {
+                    address: address.clone(),
+                    limit,
+                });
+            }
+            for change in changes {
                 let answer = change_user(context, &address, done.clone(), change).await;
-                if storage_limit.is_none() || answer != AdminResponse::Done(done.clone()) {
+                if answer != AdminResponse::Done(done.clone()) {
                     return answer;
                 }
             }
-            let Some(limit) = storage_limit else {
-                return AdminResponse::Done(done);
-            };
-            let change = DirectoryChange::SetStorageLimit {
-                address: address.clone(),
-                limit,
-            };
-            change_user(context, &address, done, change).await
+            AdminResponse::Done(done)
         }
         AdminRequest::RehomeUser { address, home } => {
             let address = normalize_address(&address);
