@@ -277,19 +277,22 @@ class Cluster:
         for line in out.splitlines():
             m = re.fullmatch(
                 r"([^\t]+)\tpop3=(on|off)\timap=(on|off)\tpop3-delete-mode=(expunge|hide)"
-                r"\tinbox=(\d+|-)\thome=(\S+)",
+                r"\tinbox=(\d+|-)\thome=(\S+)\tquota=(none|\d+[KMGT]?)\tused=(\d+|-)",
                 line,
             )
             assert m, f"unexpected user list line on {node}: {line!r}"
-            address, pop3, imap, mode, inbox, home = m.groups()
+            address, pop3, imap, mode, inbox, home, quota, used = m.groups()
             assert home in BACKENDS, line
             assert (inbox == "-") == (home != node), f"{node}: {line!r}"
+            assert (used == "-") == (home != node), f"{node}: {line!r}"
             result[address] = {
                 "pop3": pop3,
                 "imap": imap,
                 "pop3-delete-mode": mode,
                 "inbox": inbox,
                 "home": home,
+                "quota": quota,
+                "used": used,
             }
         assert list(result) == sorted(result), out
         assert out == "" or out.endswith("\n"), out
@@ -297,9 +300,9 @@ class Cluster:
 
     def records(self, node: str) -> dict[str, tuple]:
         """The directory as `node`'s `user list` shows it: everything but the INBOX
-        count, which only the home node knows."""
+        count and the bytes used, which only the home node knows."""
         return {
-            address: (f["pop3"], f["imap"], f["pop3-delete-mode"], f["home"])
+            address: (f["pop3"], f["imap"], f["pop3-delete-mode"], f["home"], f["quota"])
             for address, f in self.users(node).items()
         }
 
@@ -639,6 +642,8 @@ def test_user_added_on_a_follower_reaches_every_node_within_a_second(cluster):
             "pop3-delete-mode": "expunge",
             "inbox": "0" if n == "d1" else "-",
             "home": "d1",
+            "quota": "none",
+            "used": "0" if n == "d1" else "-",
         }
         for n in NODES
     }
@@ -775,9 +780,9 @@ def test_leader_crash_then_quorum_loss_then_restart(cluster):
 
     cluster.up()
     records = cluster.wait_for_same_records(NODES, 10)
-    assert records[after_kill] == ("on", "on", "expunge", home)
+    assert records[after_kill] == ("on", "on", "expunge", home, "none")
     for h in BACKENDS:
-        assert records[user("c", h)] == ("on", "on", "expunge", h)
+        assert records[user("c", h)] == ("on", "on", "expunge", h, "none")
     cluster.wait_for_leader(NODES, 10)
     for h in BACKENDS:
         cluster.assert_login(h, user("c", h))
@@ -842,7 +847,7 @@ def test_partitions(cluster, partitions):
     wait_for(old_leader_follows, 15, f"{leader} follows again")
     healed_leader = cluster.wait_for_leader(NODES, 10, not_=leader)
     records = cluster.wait_for_same_records(NODES, 10)
-    assert records[majority_user] == ("on", "on", "expunge", "s2")
+    assert records[majority_user] == ("on", "on", "expunge", "s2", "none")
     assert isolated_user not in records, "a change its leader could not commit was applied"
 
     # A follower cut off.
@@ -853,7 +858,7 @@ def test_partitions(cluster, partitions):
             add_until_accepted(cluster, healed_leader, address, home, 10)
         ahead = cluster.records(healed_leader)
         for address, home in late.items():
-            assert ahead[address] == ("on", "on", "expunge", home)
+            assert ahead[address] == ("on", "on", "expunge", home, "none")
         behind = cluster.records(follower)
         assert not any(address in behind for address in late), behind
 

@@ -331,6 +331,37 @@ def test_one_message_for_three_homes_arrives_once_each_even_with_one_home_down(c
             assert len(wait_for_count(cluster, node, user, 1, 15)) == 1, (home, node)
 
 
+def test_a_storage_limit_holds_for_mail_from_any_node(cluster):
+    """A limit set at d1 reaches every replica; the home (s2) enforces it for mail from
+    other nodes: `deliver` at d1 and SMTP at s1, whose RCPT asks s2 for the usage and
+    refuses only that recipient (452 4.2.2); a proxied IMAP session sees the limit."""
+    users = add_users(cluster, "quota")
+    full = users["s2"]
+    cluster.cli_ok("d1", "user", "set", full, "--quota", "2K")
+    records = cluster.wait_for_same_records(NODES, 10)
+    assert records[full][4] == "2K"
+    filler = b"Subject: filler\r\n\r\n" + b"x" * 1500 + b"\r\n"
+    deliver(cluster, "d1", full, filler)
+    r = cluster.cli("d1", "deliver", full, input=filler)
+    assert (r.returncode, r.stderr.decode()) == (
+        1,
+        f"portico: the mailbox of {full} is full: the message would pass its storage "
+        "limit\n",
+    )
+    with smtplib.SMTP(IP["s1"], port(cluster, SMTP), timeout=IO_TIMEOUT) as smtp:
+        refused = smtp.sendmail("sender@remote.example", [full, users["d2"]], filler)
+    assert refused == {full: (452, b"4.2.2 Mailbox full")}
+    assert len(wait_for_count(cluster, "d1", users["d2"], 1, 10)) == 1
+    client = imap(cluster, "d1")
+    try:
+        client.login(full, PASSWORD)
+        typ, data = client.getquotaroot("INBOX")
+        assert (typ, data) == ("OK", [[b'"INBOX" ""'], [b'"" (STORAGE 2 2)']])
+    finally:
+        client.logout()
+    assert len(inbox_messages(cluster, "s1", full)) == 1
+
+
 def test_losing_a_home_ends_only_its_proxied_sessions(cluster):
     """Sessions of the user homed on s2 open through d1 and s1; clients of d1's and
     d2's users keep running NOOP and FETCH throughout. s2 is killed: its sessions get

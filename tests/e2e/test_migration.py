@@ -28,8 +28,12 @@ BOB_PW = "bob-pw"
 
 # `user list` of the migrated node (conftest's node is named `n`, and its configuration
 # names no local domain, so no postmaster account is made).
-ALICE_LINE = f"{ALICE}\tpop3=on\timap=on\tpop3-delete-mode=expunge\tinbox=2\thome=n"
-BOB_LINE = f"{BOB}\tpop3=off\timap=on\tpop3-delete-mode=hide\tinbox=0\thome=n"
+ALICE_LINE = (
+    f"{ALICE}\tpop3=on\timap=on\tpop3-delete-mode=expunge\tinbox=2\thome=n\tquota=none\tused=221"
+)
+BOB_LINE = (
+    f"{BOB}\tpop3=off\timap=on\tpop3-delete-mode=hide\tinbox=0\thome=n\tquota=none\tused=0"
+)
 MIGRATED_LIST = f"{ALICE_LINE}\n{BOB_LINE}\n"
 
 SUBJECTS = [b"before the directory", b"second"]

@@ -22,6 +22,7 @@ sockets in place of the in-memory fake host:
   NUMBER_DIRECTIVES and FLAG_DIRECTIVES; everything else is as ImapConfig::default()
   (DEFAULT_IMAP_SETTINGS). The caller skips a transcript whose setting the server's
   configuration refuses.
+- `! quota USER N|none` is `portico user set USER --quota N|none`, where it stands.
 - `! message USER FOLDER PREFIX (flags) "date"` is an APPEND of the corpus file (bare
   LF made CRLF, as the fake host and the store keep it) with those flags and date,
   from a session of its own signed in as USER, which never selects a folder.
@@ -99,7 +100,7 @@ class Mismatch(AssertionError):
 @dataclass
 class Step:
     line: int
-    kind: str  # "C", "S", "closed" or "message"
+    kind: str  # "C", "S", "closed", "message" or "quota"
     conn: int = 0
     text: str = ""
     args: tuple[str, str, str, str] = ("", "", "", "")
@@ -165,6 +166,8 @@ def parse(name: str, text: str) -> Transcript:
                 t.directives[key] = (value, line)
             elif words[0] == "message":
                 t.steps.append(Step(number, "message", args=_message_args(directive)))
+            elif words[0] == "quota" and len(words) == 3:
+                t.steps.append(Step(number, "quota", args=(words[1], words[2])))
             else:
                 raise ValueError(f"{name} line {number}: unknown directive {directive!r}")
             continue
@@ -595,6 +598,11 @@ def run(transcript: Transcript, server, deliverer: Deliverer) -> None:
             where = f"line {step.line}: connection {step.conn}"
             if step.kind == "message":
                 deliverer.deliver(*step.args)
+                last_action = time.monotonic()
+                k += 1
+            elif step.kind == "quota":
+                account, limit = step.args
+                server.cli_ok("user", "set", account, "--quota", limit)
                 last_action = time.monotonic()
                 k += 1
             elif step.kind == "C":

@@ -1,5 +1,6 @@
 //! The account directory's replication: who exists, their password hash, home node and
-//! move epoch, enabled protocols and POP3 delete mode, the same on every node.
+//! move epoch, enabled protocols, POP3 delete mode and storage limit, the same on every
+//! node.
 //!
 //! Replication is openraft's (an embedded Raft library), never a protocol of ours. This
 //! crate gives it durable storage in a small sled database of the directory's own
@@ -26,7 +27,9 @@ pub use node::{
     CallFuture, Committed, DirectoryNode, MemberStatus, NoPeers, PeerTransport, RaftAnswer,
     RaftCall, RaftRole, StartError, UNCERTAIN, WriteError,
 };
-pub use records::{AccountRecord, AccountV1, ChangeOutcome, DirectoryChange, Effect, Pop3Deletes};
+pub use records::{
+    AccountRecord, AccountV1, AccountV2, ChangeOutcome, DirectoryChange, Effect, Pop3Deletes,
+};
 pub use state_machine::{ReadError, Replica, StateMachine};
 
 /// What the rest of the server asks of the directory: reads of this node's replica,

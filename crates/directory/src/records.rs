@@ -1,6 +1,9 @@
 //! What the directory holds and the changes its Raft log carries. Both are enums with a
 //! version in their variant, so a later field is a new variant and records written by
-//! an older version stay readable.
+//! an older version stay readable. A new variant goes at the end: bincode numbers the
+//! variants, and the log keeps changes written by earlier releases.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -8,27 +11,64 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountRecord {
     V1(AccountV1),
+    /// 2: the storage limit.
+    V2(AccountV2),
 }
 
 impl AccountRecord {
+    /// A record in the newest layout.
+    pub fn new(fields: AccountV2) -> AccountRecord {
+        AccountRecord::V2(fields)
+    }
+
     pub fn address(&self) -> &str {
-        &self.fields().address
+        match self {
+            AccountRecord::V1(account) => &account.address,
+            AccountRecord::V2(account) => &account.address,
+        }
     }
 
     /// The record's fields in the newest layout (older versions are converted here).
-    pub fn fields(&self) -> &AccountV1 {
+    pub fn fields(&self) -> Cow<'_, AccountV2> {
         match self {
-            AccountRecord::V1(account) => account,
+            AccountRecord::V1(account) => Cow::Owned(AccountV2::from(account.clone())),
+            AccountRecord::V2(account) => Cow::Borrowed(account),
         }
     }
 
     pub fn home(&self) -> &str {
-        &self.fields().home
+        match self {
+            AccountRecord::V1(account) => &account.home,
+            AccountRecord::V2(account) => &account.home,
+        }
+    }
+
+    /// The most bytes the account's mail may take, all folders together; `None`: no
+    /// limit.
+    pub fn storage_limit(&self) -> Option<u64> {
+        match self {
+            AccountRecord::V1(_) => None,
+            AccountRecord::V2(account) => account.storage_limit,
+        }
     }
 }
 
+/// An account as version 1 kept it (before storage limits).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountV1 {
+    pub address: String,
+    pub password_hash: String,
+    pub home: String,
+    pub move_epoch: u64,
+    pub imap_enabled: bool,
+    pub pop3_enabled: bool,
+    pub pop3_deletes: Pop3Deletes,
+    pub created: i64,
+}
+
+/// An account's fields, newest layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountV2 {
     /// Full address, lower-case: the login name.
     pub address: String,
     /// Argon2 PHC string.
@@ -43,12 +83,16 @@ pub struct AccountV1 {
     pub pop3_deletes: Pop3Deletes,
     /// Seconds since the Unix epoch.
     pub created: i64,
+    /// The most bytes the account's messages may take, all folders together (the sum
+    /// of their sizes, `\Deleted` ones included until expunged); `None`: no limit. Every
+    /// path that adds mail checks it on the mailbox's home node.
+    pub storage_limit: Option<u64>,
 }
 
-impl AccountV1 {
-    /// A new account: every protocol on, POP3 deletes remove, never moved.
-    pub fn new(address: &str, password_hash: &str, home: &str, created: i64) -> AccountV1 {
-        AccountV1 {
+impl AccountV2 {
+    /// A new account: every protocol on, POP3 deletes remove, never moved, no limit.
+    pub fn new(address: &str, password_hash: &str, home: &str, created: i64) -> AccountV2 {
+        AccountV2 {
             address: address.to_string(),
             password_hash: password_hash.to_string(),
             home: home.to_string(),
@@ -57,6 +101,23 @@ impl AccountV1 {
             pop3_enabled: true,
             pop3_deletes: Pop3Deletes::Expunge,
             created,
+            storage_limit: None,
+        }
+    }
+}
+
+impl From<AccountV1> for AccountV2 {
+    fn from(old: AccountV1) -> AccountV2 {
+        AccountV2 {
+            address: old.address,
+            password_hash: old.password_hash,
+            home: old.home,
+            move_epoch: old.move_epoch,
+            imap_enabled: old.imap_enabled,
+            pop3_enabled: old.pop3_enabled,
+            pop3_deletes: old.pop3_deletes,
+            created: old.created,
+            storage_limit: None,
         }
     }
 }
@@ -111,6 +172,11 @@ pub enum DirectoryChange {
         move_epoch: u64,
         to: String,
     },
+    /// Sets an account's storage limit in bytes (`None`: no limit), and nothing else.
+    SetStorageLimit {
+        address: String,
+        limit: Option<u64>,
+    },
 }
 
 /// What a change does to the record kept under its address.
@@ -137,20 +203,22 @@ impl DirectoryChange {
             | DirectoryChange::SetPassword { address, .. }
             | DirectoryChange::SetAccess { address, .. }
             | DirectoryChange::Rehome { address, .. }
-            | DirectoryChange::Move { address, .. } => address,
+            | DirectoryChange::Move { address, .. }
+            | DirectoryChange::SetStorageLimit { address, .. } => address,
         }
     }
 
     /// What the change does given the current record of its address: the one rule
     /// every replica applies.
     pub fn effect(&self, current: Option<&AccountRecord>) -> (ChangeOutcome, Effect) {
-        let changed = |edit: &dyn Fn(&mut AccountV1)| match current {
+        // A changed record is written in the newest layout.
+        let changed = |edit: &dyn Fn(&mut AccountV2)| match current {
             Some(record) => {
-                let mut fields = record.fields().clone();
+                let mut fields = record.fields().into_owned();
                 edit(&mut fields);
                 (
                     ChangeOutcome::Applied,
-                    Effect::Replace(AccountRecord::V1(fields)),
+                    Effect::Replace(AccountRecord::new(fields)),
                 )
             }
             None => (ChangeOutcome::NoSuchAccount, Effect::Nothing),
@@ -161,7 +229,7 @@ impl DirectoryChange {
                 None => (ChangeOutcome::Applied, Effect::Add(record.clone())),
             },
             DirectoryChange::UpdateAccount(record) => changed(&|fields| {
-                *fields = record.fields().clone();
+                *fields = record.fields().into_owned();
             }),
             DirectoryChange::SetPassword { password_hash, .. } => changed(&|fields| {
                 fields.password_hash = password_hash.clone();
@@ -175,6 +243,9 @@ impl DirectoryChange {
                 fields.imap_enabled = imap_enabled.unwrap_or(fields.imap_enabled);
                 fields.pop3_enabled = pop3_enabled.unwrap_or(fields.pop3_enabled);
                 fields.pop3_deletes = pop3_deletes.unwrap_or(fields.pop3_deletes);
+            }),
+            DirectoryChange::SetStorageLimit { limit, .. } => changed(&|fields| {
+                fields.storage_limit = *limit;
             }),
             DirectoryChange::Rehome { home, .. } => changed(&|fields| {
                 fields.home = home.clone();

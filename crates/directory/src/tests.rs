@@ -23,7 +23,7 @@ fn openraft_storage_conformance_suite_passes() {
 }
 
 fn account(address: &str, home: &str) -> AccountRecord {
-    AccountRecord::V1(AccountV1::new(
+    AccountRecord::new(AccountV2::new(
         address,
         "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
         home,
@@ -392,10 +392,10 @@ fn a_setting_change_touches_only_its_fields() {
     let Effect::Replace(changed) = effect else {
         panic!("{effect:?}");
     };
-    let mut expected = ann.fields().clone();
+    let mut expected = ann.fields().into_owned();
     expected.pop3_enabled = false;
     expected.pop3_deletes = Pop3Deletes::Hide;
-    assert_eq!(changed, AccountRecord::V1(expected));
+    assert_eq!(changed, AccountRecord::new(expected));
     let password = DirectoryChange::SetPassword {
         address: "ann@example.com".into(),
         password_hash: "new".into(),
@@ -446,4 +446,154 @@ fn a_move_applies_only_to_the_home_and_epoch_it_was_made_for() {
         move_to("d2", 0).effect(None),
         (ChangeOutcome::NoSuchAccount, Effect::Nothing)
     );
+}
+
+/// A record and a log of the release before storage limits, bincode as it wrote them:
+/// the enums as they were then.
+mod before_storage_limits {
+    use serde::{Deserialize, Serialize};
+
+    use crate::{AccountV1, Pop3Deletes};
+
+    #[derive(Serialize, Deserialize)]
+    pub enum AccountRecord {
+        V1(AccountV1),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub enum DirectoryChange {
+        AddAccount(AccountRecord),
+        UpdateAccount(AccountRecord),
+        DeleteAccount {
+            address: String,
+        },
+        SetPassword {
+            address: String,
+            password_hash: String,
+        },
+        SetAccess {
+            address: String,
+            imap_enabled: Option<bool>,
+            pop3_enabled: Option<bool>,
+            pop3_deletes: Option<Pop3Deletes>,
+        },
+        Rehome {
+            address: String,
+            home: String,
+        },
+        Move {
+            address: String,
+            from: String,
+            move_epoch: u64,
+            to: String,
+        },
+    }
+}
+
+fn old_account(address: &str) -> AccountV1 {
+    AccountV1 {
+        address: address.into(),
+        password_hash: "$argon2id$old".into(),
+        home: "d1".into(),
+        move_epoch: 3,
+        imap_enabled: false,
+        pop3_enabled: true,
+        pop3_deletes: Pop3Deletes::Hide,
+        created: 1_700_000_000,
+    }
+}
+
+#[test]
+fn a_record_and_a_log_of_the_previous_release_still_read() {
+    use before_storage_limits as old;
+    let ann = old_account("ann@example.com");
+    let bytes = encode(&old::AccountRecord::V1(ann.clone())).unwrap();
+    let record: AccountRecord = decode(&bytes).unwrap();
+    assert_eq!(record, AccountRecord::V1(ann.clone()));
+    assert_eq!(record.address(), "ann@example.com");
+    assert_eq!(record.home(), "d1");
+    assert_eq!(record.storage_limit(), None);
+    let fields = record.fields();
+    assert_eq!(
+        (fields.move_epoch, fields.imap_enabled, fields.pop3_deletes),
+        (3, false, Pop3Deletes::Hide)
+    );
+    assert_eq!(fields.storage_limit, None);
+    let add = encode(&old::DirectoryChange::AddAccount(old::AccountRecord::V1(
+        ann,
+    )))
+    .unwrap();
+    assert!(matches!(
+        decode::<DirectoryChange>(&add).unwrap(),
+        DirectoryChange::AddAccount(AccountRecord::V1(_))
+    ));
+    let access = encode(&old::DirectoryChange::SetAccess {
+        address: "ann@example.com".into(),
+        imap_enabled: Some(true),
+        pop3_enabled: None,
+        pop3_deletes: None,
+    })
+    .unwrap();
+    assert_eq!(
+        decode::<DirectoryChange>(&access).unwrap(),
+        DirectoryChange::SetAccess {
+            address: "ann@example.com".into(),
+            imap_enabled: Some(true),
+            pop3_enabled: None,
+            pop3_deletes: None,
+        }
+    );
+    let moved = encode(&old::DirectoryChange::Move {
+        address: "ann@example.com".into(),
+        from: "d1".into(),
+        move_epoch: 3,
+        to: "s2".into(),
+    })
+    .unwrap();
+    assert!(matches!(
+        decode::<DirectoryChange>(&moved).unwrap(),
+        DirectoryChange::Move { move_epoch: 3, .. }
+    ));
+}
+
+#[test]
+fn a_storage_limit_change_upgrades_the_record_and_keeps_the_rest() {
+    use crate::Effect;
+    let old = AccountRecord::V1(old_account("ann@example.com"));
+    let limit = |limit| DirectoryChange::SetStorageLimit {
+        address: "ann@example.com".into(),
+        limit,
+    };
+    let (outcome, effect) = limit(Some(500 << 20)).effect(Some(&old));
+    assert_eq!(outcome, ChangeOutcome::Applied);
+    let Effect::Replace(limited) = effect else {
+        panic!("{effect:?}");
+    };
+    let mut expected = AccountV2::from(old_account("ann@example.com"));
+    expected.storage_limit = Some(500 << 20);
+    assert_eq!(limited, AccountRecord::V2(expected));
+    assert_eq!(limited.storage_limit(), Some(500 << 20));
+    // Other changes keep it; `None` removes it.
+    let access = DirectoryChange::SetAccess {
+        address: "ann@example.com".into(),
+        imap_enabled: Some(true),
+        pop3_enabled: None,
+        pop3_deletes: None,
+    };
+    let (_, Effect::Replace(opened)) = access.effect(Some(&limited)) else {
+        panic!("access change");
+    };
+    assert_eq!(opened.storage_limit(), Some(500 << 20));
+    assert!(opened.fields().imap_enabled);
+    let (_, Effect::Replace(unlimited)) = limit(None).effect(Some(&opened)) else {
+        panic!("limit removed");
+    };
+    assert_eq!(unlimited.storage_limit(), None);
+    assert_eq!(
+        limit(Some(1)).effect(None),
+        (ChangeOutcome::NoSuchAccount, Effect::Nothing)
+    );
+    // The new record round-trips.
+    let bytes = encode(&limited).unwrap();
+    assert_eq!(decode::<AccountRecord>(&bytes).unwrap(), limited);
 }

@@ -181,6 +181,7 @@ impl Writer {
             StatusItem::UidValidity => b"UIDVALIDITY",
             StatusItem::Unseen => b"UNSEEN",
             StatusItem::Deleted => b"DELETED",
+            StatusItem::DeletedStorage => b"DELETED-STORAGE",
             StatusItem::Size => b"SIZE",
             StatusItem::HighestModSeq => b"HIGHESTMODSEQ",
             StatusItem::MailboxId => b"MAILBOXID",
@@ -455,6 +456,24 @@ impl Writer {
                 self.seq_set(set);
                 self.raw(b" ");
                 self.astring(mailbox);
+            }
+            CommandBody::GetQuota { root } => {
+                self.raw(b"GETQUOTA ");
+                self.astring(root);
+            }
+            CommandBody::GetQuotaRoot { mailbox } => {
+                self.raw(b"GETQUOTAROOT ");
+                self.astring(mailbox);
+            }
+            CommandBody::SetQuota { root, limits } => {
+                self.raw(b"SETQUOTA ");
+                self.astring(root);
+                self.raw(b" ");
+                self.list(limits, |w, (name, limit)| {
+                    w.raw(name.as_bytes());
+                    w.raw(b" ");
+                    w.num(limit);
+                });
             }
             CommandBody::Id { params } => {
                 self.raw(b"ID ");
@@ -989,6 +1008,7 @@ mod tests {
                 Just(StatusItem::UidValidity),
                 Just(StatusItem::Unseen),
                 Just(StatusItem::Deleted),
+                Just(StatusItem::DeletedStorage),
                 Just(StatusItem::Size),
                 Just(StatusItem::HighestModSeq),
                 Just(StatusItem::MailboxId),
@@ -1303,6 +1323,19 @@ mod tests {
             )
                 .prop_map(|(mailbox, messages)| CommandBody::Append { mailbox, messages }),
             seq_set().prop_map(|set| CommandBody::UidExpunge { set }),
+            bytes_value().prop_map(|root| CommandBody::GetQuota { root }),
+            bytes_value().prop_map(|mailbox| CommandBody::GetQuotaRoot { mailbox }),
+            (
+                bytes_value(),
+                vec(
+                    (
+                        atom_value().prop_map(|a| a.to_ascii_uppercase()),
+                        0..=i64::MAX as u64
+                    ),
+                    0..3
+                )
+            )
+                .prop_map(|(root, limits)| CommandBody::SetQuota { root, limits }),
         ];
         let message_commands = prop_oneof![
             (

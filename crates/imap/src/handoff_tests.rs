@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::command::DateTime;
 use crate::request::{
     Copied, Fault, FlagsStored, FolderId, FolderInfo, FolderList, FolderStatus, LoginFailure,
-    MessageData, Reply, Request, RequestId, SelectedFolder,
+    MessageData, QuotaUsage, Reply, Request, RequestId, SelectedFolder,
 };
 use crate::session::{Action, HandOff, ImapConfig, Input, Session};
 
@@ -96,6 +96,10 @@ fn store(request: &Request) -> Reply {
             pairs: uids.iter().map(|&uid| (uid, uid + 100)).collect(),
         })),
         Request::Vanished { .. } => Reply::Vanished(Ok(Some(vec![]))),
+        Request::Quota { .. } => Reply::Quota(Ok(QuotaUsage {
+            used: 3000,
+            limit: Some(1 << 20),
+        })),
         Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
         Request::Create { .. } => Reply::Created(Ok(FolderId(7))),
         Request::GetMetadata { .. } => Reply::Metadata(Ok(vec![])),

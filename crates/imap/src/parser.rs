@@ -696,6 +696,16 @@ impl<'a> Parser<'a> {
             }
             b"UID" => self.uid()?,
             b"ID" => self.id()?,
+            b"GETQUOTA" => {
+                self.sp("quota root")?;
+                CommandBody::GetQuota {
+                    root: self.astring("quota root")?,
+                }
+            }
+            b"GETQUOTAROOT" => CommandBody::GetQuotaRoot {
+                mailbox: self.sp_mailbox()?,
+            },
+            b"SETQUOTA" => self.setquota()?,
             _ => return Err(format!("Unknown command {}", printable(name))),
         })
     }
@@ -993,6 +1003,7 @@ impl<'a> Parser<'a> {
                 b"UIDVALIDITY" => StatusItem::UidValidity,
                 b"UNSEEN" => StatusItem::Unseen,
                 b"DELETED" => StatusItem::Deleted,
+                b"DELETED-STORAGE" => StatusItem::DeletedStorage,
                 b"SIZE" => StatusItem::Size,
                 b"HIGHESTMODSEQ" => StatusItem::HighestModSeq,
                 b"MAILBOXID" => StatusItem::MailboxId,
@@ -1004,6 +1015,33 @@ impl<'a> Parser<'a> {
             }
             self.sp("status item")?;
         }
+    }
+
+    /// RFC 9208 §4.1.3 `SETQUOTA SP quota-root-name SP setquota-list`, where
+    /// `setquota-list = "(" [setquota-resource *(SP setquota-resource)] ")"` and
+    /// `setquota-resource = resource-name SP resource-limit` (an atom and a number64).
+    fn setquota(&mut self) -> PResult<CommandBody> {
+        self.sp("quota root")?;
+        let root = self.astring("quota root")?;
+        self.sp("resource limits")?;
+        self.expect(b'(', "Invalid resource limits")?;
+        let mut limits = Vec::new();
+        if !self.eat(b')') {
+            loop {
+                let name = self.atom();
+                if name.is_empty() {
+                    return Err(self.missing_or_invalid("resource name"));
+                }
+                self.sp("resource limit")?;
+                let limit = self.number64("resource limit")?;
+                limits.push((ascii_string(name).to_ascii_uppercase(), limit));
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("resource name")?;
+            }
+        }
+        Ok(CommandBody::SetQuota { root, limits })
     }
 
     /// APPEND (RFC 9051 §6.3.12), with literal8 (RFC 3516) and `UTF8 (~{n}…)` (RFC 6855).
@@ -1931,6 +1969,65 @@ mod tests {
         assert_eq!(
             err("a LOGIN ~{1}\r\na b").message,
             "literal8 is not allowed here"
+        );
+    }
+
+    #[test]
+    fn quota_commands() {
+        assert_eq!(
+            ok("a GETQUOTAROOT inbox\r\n"),
+            CommandBody::GetQuotaRoot {
+                mailbox: b"inbox".to_vec()
+            }
+        );
+        assert_eq!(
+            ok("a getquota \"\"\r\n"),
+            CommandBody::GetQuota { root: Vec::new() }
+        );
+        assert_eq!(
+            ok("a GETQUOTA {4}\r\nroot\r\n"),
+            CommandBody::GetQuota {
+                root: b"root".to_vec()
+            }
+        );
+        assert_eq!(
+            ok("a SETQUOTA \"\" (storage 512 MESSAGE 18446744073709551615)\r\n"),
+            CommandBody::SetQuota {
+                root: Vec::new(),
+                limits: vec![("STORAGE".into(), 512), ("MESSAGE".into(), u64::MAX)],
+            }
+        );
+        assert_eq!(
+            ok("a SETQUOTA x ()\r\n"),
+            CommandBody::SetQuota {
+                root: b"x".to_vec(),
+                limits: vec![]
+            }
+        );
+        assert_eq!(err("a GETQUOTA\r\n").message, "Missing quota root");
+        assert_eq!(err("a GETQUOTAROOT\r\n").message, "Missing mailbox name");
+        assert_eq!(
+            err("a SETQUOTA \"\"\r\n").message,
+            "Missing resource limits"
+        );
+        assert_eq!(
+            err("a SETQUOTA \"\" (STORAGE x)\r\n").message,
+            "Invalid resource limit"
+        );
+        assert_eq!(
+            err("a SETQUOTA \"\" (STORAGE 1\r\n").message,
+            "Missing resource name"
+        );
+        assert_eq!(
+            err("a SETQUOTA \"\" ( )\r\n").message,
+            "Invalid resource name"
+        );
+        assert_eq!(
+            ok("a STATUS INBOX (DELETED deleted-storage)\r\n"),
+            CommandBody::Status {
+                mailbox: b"INBOX".to_vec(),
+                items: vec![StatusItem::Deleted, StatusItem::DeletedStorage],
+            }
         );
     }
 

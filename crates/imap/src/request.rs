@@ -118,6 +118,14 @@ pub enum Request {
         /// Whether RECENT was asked for: counting it reads every recent message's key,
         /// so a STATUS without it does not pay for it.
         recent: bool,
+        /// Whether DELETED-STORAGE was asked for (it reads the \Deleted messages'
+        /// sizes).
+        deleted_storage: bool,
+    },
+    /// The signed-in account's storage usage and limit (RFC 9208 GETQUOTA and
+    /// GETQUOTAROOT, whose `folder` must exist).
+    Quota {
+        folder: Option<String>,
     },
     /// Open a folder and start receiving its [`FolderEvent`]s.
     /// `vanished_since`: QRESYNC's cached MODSEQ; the reply then says which UIDs were
@@ -211,6 +219,8 @@ pub enum Fault {
     TooBig,
     /// The server's disk is full (or below its free-space floor): try again later.
     NoSpace,
+    /// The account's storage limit would be passed (RFC 9208: NO [OVERQUOTA]).
+    OverQuota,
     /// A disk or I/O failure that may clear by itself; the text is a log reference.
     Temporary(String),
     /// A message's stored bytes are damaged; the text names the message.
@@ -257,10 +267,20 @@ pub struct FolderStatus {
     pub uidvalidity: u32,
     pub unseen: u32,
     pub deleted: u32,
+    /// Octets of the \Deleted messages (only when asked for).
+    pub deleted_storage: u64,
     pub size: u64,
     pub highest_modseq: u64,
     /// MAILBOXID (RFC 8474): the folder's id, kept across RENAME.
     pub mailbox_id: u64,
+}
+
+/// The account's storage, in octets: what its messages take in all its folders, and
+/// its limit (`None`: none). The session reports them in units of 1024 octets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub used: u64,
+    pub limit: Option<u64>,
 }
 
 /// One message as of SELECT.
@@ -355,6 +375,7 @@ pub enum Reply {
     Copied(Result<Copied, Fault>),
     /// Answer to [`Request::Vanished`]; `None` as in [`SelectedFolder::vanished`].
     Vanished(Result<Option<Vec<u32>>, Fault>),
+    Quota(Result<QuotaUsage, Fault>),
 }
 
 /// A change to the selected folder made by someone else (another session, a delivery).

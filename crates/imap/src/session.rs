@@ -272,6 +272,11 @@ pub(crate) enum Running {
     Append {
         tag: String,
     },
+    /// GETQUOTA (`mailbox` None) or GETQUOTAROOT of `mailbox`.
+    Quota {
+        tag: String,
+        mailbox: Option<String>,
+    },
     /// FETCH that sets \Seen: the flag change goes first.
     MarkSeen(Scan),
     /// SEARCH with BODY/TEXT keys: the full-text index's answer goes first.
@@ -371,6 +376,7 @@ pub(crate) fn fault_text(fault: &Fault, trycreate: bool) -> String {
         Fault::TooBig => "[TOOBIG] Message too large".into(),
         // RFC 5530 has no code for a full disk; Dovecot's choice, which clients show.
         Fault::NoSpace => "[OVERQUOTA] Not enough disk space on the server, try again later".into(),
+        Fault::OverQuota => "[OVERQUOTA] Quota exceeded: delete messages to make room".into(),
         Fault::Temporary(reference) => {
             format!(
                 "[UNAVAILABLE] Storage temporarily unavailable, try again later (ref {reference})"
@@ -902,6 +908,7 @@ impl Session {
                     return;
                 };
                 let recent = items.contains(&StatusItem::Recent);
+                let deleted_storage = items.contains(&StatusItem::DeletedStorage);
                 self.request(
                     Running::Status {
                         tag,
@@ -911,12 +918,16 @@ impl Session {
                     Request::Status {
                         folder: name,
                         recent,
+                        deleted_storage,
                     },
                 );
             }
             (_, CommandBody::Append { mailbox, messages }) => self.append(tag, &mailbox, messages),
             (_, body @ CommandBody::GetMetadata { .. }) => self.getmetadata(tag, body),
             (_, body @ CommandBody::SetMetadata { .. }) => self.setmetadata(tag, body),
+            (_, CommandBody::GetQuota { root }) => self.get_quota(tag, &root),
+            (_, CommandBody::GetQuotaRoot { mailbox }) => self.get_quota_root(tag, &mailbox),
+            (_, CommandBody::SetQuota { .. }) => self.set_quota(tag),
             (_, CommandBody::Idle) => {
                 self.out.extend_from_slice(b"+ idling\r\n");
                 self.announce(true);
@@ -1128,6 +1139,9 @@ impl Session {
                 ),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
             },
+            (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
+                self.quota_reply(tag, mailbox, result)
+            }
             (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
             (
                 Running::FetchVanished {
@@ -1179,6 +1193,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Simple { tag, .. }
         | Running::Create { tag }
         | Running::Append { tag }
+        | Running::Quota { tag, .. }
         | Running::Store { tag, .. }
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),

@@ -18,6 +18,9 @@
 //!                      a corpus message (by file-name prefix) delivered to a folder,
 //!                      flags and internal date optional; anywhere in the file (it is
 //!                      then a delivery: sessions with the folder selected are told)
+//! ! quota alice 4096   alice's storage limit from here on, in octets (`none`: no limit):
+//!                      APPEND and COPY past it are refused with OVERQUOTA, as the store
+//!                      refuses them (deliveries by `! message` are not checked)
 //! 1 C: a1 LOGIN alice secret      client line; CRLF is appended
 //! 1 S: a1 OK *                    the next server line of connection 1, exactly;
 //!                                 a final `*` matches the rest of the line
@@ -37,7 +40,8 @@
 //!
 //! Accounts: alice/secret and bob/hunter2 (IMAP on), carol/carol (IMAP off), each with
 //! INBOX, Sent, Drafts, Deleted Items, Junk Email and Archive (RFC 6154 uses), all
-//! subscribed. UIDVALIDITY values are handed out from 1001 in creation order.
+//! subscribed, and no storage limit. UIDVALIDITY values are handed out from 1001 in
+//! creation order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -46,7 +50,7 @@ use portico_imap::command::{CommandBody, DateTime, StoreMode};
 use portico_imap::parser::parse_command;
 use portico_imap::request::{
     Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo, FolderList,
-    FolderStatus, LoginFailure, MessageData, Reply, Request, SelectedFolder, ViewEntry,
+    FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request, SelectedFolder, ViewEntry,
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_mime::MessageSummary;
@@ -140,6 +144,8 @@ struct Folder {
 struct Account {
     password: &'static str,
     imap_enabled: bool,
+    /// Octets the account's messages may take, all folders together.
+    storage_limit: Option<u64>,
 }
 
 #[derive(Default)]
@@ -230,6 +236,7 @@ impl Host {
                 Account {
                     password,
                     imap_enabled,
+                    storage_limit: None,
                 },
             );
             host.create_folder(user, "INBOX", None);
@@ -275,6 +282,24 @@ impl Host {
             .iter()
             .find(|(_, f)| f.account == account && f.name == name)
             .map(|(id, _)| *id)
+    }
+
+    /// Octets the account's messages take, every folder's, as the store counts them.
+    fn usage(&self, account: &str) -> u64 {
+        self.folders
+            .values()
+            .filter(|f| f.account == account)
+            .flat_map(|f| f.messages.values())
+            .map(|m| m.raw.len() as u64)
+            .sum()
+    }
+
+    /// Refuses `size` more octets past the account's limit, as the store does.
+    fn check_room(&self, account: &str, size: u64) -> Result<(), Fault> {
+        match self.accounts.get(account).and_then(|a| a.storage_limit) {
+            Some(limit) if self.usage(account) + size > limit => Err(Fault::OverQuota),
+            _ => Ok(()),
+        }
     }
 
     fn create_parents(&mut self, account: &str, name: &str) {
@@ -480,12 +505,28 @@ impl Host {
                                 .values()
                                 .filter(|m| m.flags.contains("\\Deleted"))
                                 .count() as u32,
+                            deleted_storage: f
+                                .messages
+                                .values()
+                                .filter(|m| m.flags.contains("\\Deleted"))
+                                .map(|m| m.raw.len() as u64)
+                                .sum(),
                             size: f.messages.values().map(|m| m.raw.len() as u64).sum(),
                             highest_modseq: f.highest_modseq,
                             mailbox_id: id,
                         })
                     }
                 })
+            }
+            Request::Quota { folder } => {
+                let user = self.user(conn);
+                if folder.is_some_and(|name| self.folder_id(&user, &name).is_none()) {
+                    return Some(Reply::Quota(Err(Fault::NotFound)));
+                }
+                Reply::Quota(Ok(QuotaUsage {
+                    used: self.usage(&user),
+                    limit: self.accounts[user.as_str()].storage_limit,
+                }))
             }
             Request::Vanished { folder, since } => {
                 let f = self.folders.get(&folder.0).expect("folder");
@@ -669,14 +710,18 @@ impl Host {
                 Reply::Appended(match self.folder_id(&user, &folder) {
                     None => Err(Fault::NotFound),
                     Some(id) => {
-                        let uids = messages
-                            .into_iter()
-                            .map(|item| {
-                                let flags = Flags::from_names(&item.flags);
-                                self.append(id, &item.message, flags, item.date, events)
-                            })
-                            .collect();
-                        Ok((self.folders[&id].uidvalidity, uids))
+                        let total: u64 =
+                            messages.iter().map(|m| crlf(&m.message).len() as u64).sum();
+                        self.check_room(&user, total).map(|()| {
+                            let uids = messages
+                                .into_iter()
+                                .map(|item| {
+                                    let flags = Flags::from_names(&item.flags);
+                                    self.append(id, &item.message, flags, item.date, events)
+                                })
+                                .collect();
+                            (self.folders[&id].uidvalidity, uids)
+                        })
                     }
                 })
             }
@@ -776,6 +821,16 @@ impl Host {
                     .collect();
                 sources.sort_unstable();
                 sources.dedup();
+                // A MOVE stays within the account: only a COPY adds to its usage.
+                if !moving {
+                    let size = sources
+                        .iter()
+                        .map(|uid| self.folders[&folder.0].messages[uid].raw.len() as u64)
+                        .sum();
+                    if let Err(fault) = self.check_room(&user, size) {
+                        return Some(Reply::Copied(Err(fault)));
+                    }
+                }
                 let mut pairs = Vec::new();
                 for uid in &sources {
                     let m = &self.folders[&folder.0].messages[uid];
@@ -901,6 +956,7 @@ enum Step {
     Server { conn: usize, pattern: String },
     Closed { conn: usize },
     Message { args: Vec<String> },
+    Quota { account: String, limit: Option<u64> },
 }
 
 struct Transcript {
@@ -948,6 +1004,17 @@ fn parse_transcript(text: &str) -> Result<Transcript, String> {
                 Some("max-line") => transcript.config.max_line = number_arg(1)? as usize,
                 Some("max-bad") => transcript.config.max_bad_commands = number_arg(1)? as u32,
                 Some("literal-minus") => transcript.config.literal_plus = false,
+                Some("quota") => {
+                    let account = words.get(1).ok_or("quota: account")?.to_string();
+                    let limit = match words.get(2) {
+                        Some(&"none") => None,
+                        Some(_) => Some(number_arg(2)?),
+                        None => return Err(format!("line {number}: quota: a limit")),
+                    };
+                    transcript
+                        .steps
+                        .push((number, Step::Quota { account, limit }));
+                }
                 Some("message") => {
                     // account folder prefix [rest]: the folder may be quoted.
                     let rest = directive["message".len()..].trim();
@@ -1357,6 +1424,15 @@ fn run(transcript: &Transcript, bytewise: bool, record: bool) -> Result<(), Stri
                 harness
                     .deliver(args)
                     .map_err(|e| format!("line {number}: {e}"))?;
+                k += 1;
+            }
+            Step::Quota { account, limit } => {
+                let account = harness
+                    .host
+                    .accounts
+                    .get_mut(account.as_str())
+                    .ok_or_else(|| format!("line {number}: quota: no account {account:?}"))?;
+                account.storage_limit = *limit;
                 k += 1;
             }
             Step::Client { conn, .. } => {

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The version of the frames below; both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// How long a call waits for its answer before the connection is given up.
@@ -58,6 +58,11 @@ pub enum Call {
     Open(OpenSession),
     /// Store one copy of a message in a mailbox homed on the node called.
     Deliver(Delivery),
+    /// The bytes an account homed on the node called takes (its storage usage, known
+    /// only there): SMTP RCPT elsewhere checks it against the account's limit.
+    Usage {
+        address: String,
+    },
     /// Move a mailbox homed on the node called to another node (`user move` issued
     /// elsewhere): the home runs the move and answers when it is over.
     MoveMailbox(MoveRequest),
@@ -204,6 +209,9 @@ pub struct Delivery {
     /// Seconds since the Unix epoch.
     pub internal_date: i64,
     pub message: Vec<u8>,
+    /// Stored even past the account's storage limit: a delivery status notification
+    /// about the account's own mail, which would otherwise be lost.
+    pub ignore_limit: bool,
 }
 
 /// Why a copy was not stored.
@@ -215,6 +223,9 @@ pub enum DeliverRefused {
     NoSuchUser,
     /// Try again later (a full disk, a store fault).
     Temporary(String),
+    /// The copy would take the account past its storage limit: try again later, once
+    /// the user has made room (SMTP `452 4.2.2`).
+    MailboxFull,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -225,6 +236,9 @@ pub enum Answer {
     Opened(Result<(), OpenRefused>),
     /// The copy is durable on the home node, under this UID of the recipient's INBOX.
     Delivered(Result<u32, DeliverRefused>),
+    /// The account's usage in bytes (`NotHome`, `NoSuchUser` and `Temporary` as for a
+    /// delivery).
+    Usage(Result<u64, DeliverRefused>),
     Moved(Result<MoveReport, String>),
     /// The piece was taken (for `Finish`: everything is durable).
     Imported(Result<(), String>),

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use portico_directory::{AccountRecord, AccountV1, DirectoryNode};
+use portico_directory::{AccountRecord, AccountV2, DirectoryNode};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
@@ -225,7 +225,7 @@ async fn three_directory_members_replicate_over_the_link() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let ann = AccountRecord::V1(AccountV1::new(
+    let ann = AccountRecord::new(AccountV2::new(
         "ann@example.com",
         "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
         "a",

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use portico_directory::{AccountRecord, AccountV1, Directory, Pop3Deletes, ReadError};
+use portico_directory::{AccountRecord, AccountV2, Directory, Pop3Deletes, ReadError};
 use portico_store::{Account, Pop3DeleteMode, Store, StoreError};
 
 use crate::gate::MailboxGate;
@@ -99,7 +99,7 @@ impl Accounts {
                 home: record.home().to_string(),
             });
         }
-        Ok(Located::Here(self.mailbox_of(record.fields())?))
+        Ok(Located::Here(self.mailbox_of(&record.fields())?))
     }
 
     /// The account of `address` if its mailbox is on this node.
@@ -114,7 +114,7 @@ impl Accounts {
     /// the same address made for an earlier account (removed, and the address taken
     /// again before this node removed its mailbox) is removed first: the new account
     /// never sees the old one's mail.
-    fn mailbox_of(&self, fields: &AccountV1) -> Result<Account, StoreError> {
+    fn mailbox_of(&self, fields: &AccountV2) -> Result<Account, StoreError> {
         let mut stored = self.store.account_by_address(&fields.address)?;
         if let Some(old) = stored.as_ref().filter(|old| old.created != fields.created) {
             self.store.delete_account(old.id)?;
@@ -174,11 +174,11 @@ impl Accounts {
             if self.directory.account(&stored.address)?.is_some() {
                 continue;
             }
-            records.push(AccountRecord::V1(AccountV1 {
+            records.push(AccountRecord::new(AccountV2 {
                 imap_enabled: stored.imap_enabled,
                 pop3_enabled: stored.pop3_enabled,
                 pop3_deletes: directory_deletes(stored.pop3_delete_mode),
-                ..AccountV1::new(
+                ..AccountV2::new(
                     &stored.address,
                     &stored.password_hash,
                     &self.me,
@@ -196,12 +196,12 @@ pub const NO_MAILBOX_HERE: portico_store::AccountId = portico_store::AccountId(0
 
 /// An account whose mailbox is on another node, as a session that needs no mailbox
 /// (submission) holds it.
-pub fn without_mailbox(fields: &AccountV1) -> Account {
+pub fn without_mailbox(fields: &AccountV2) -> Account {
     account_with_id(NO_MAILBOX_HERE, fields)
 }
 
 /// The session's view of an account: the directory's settings under the store's number.
-fn account_with_id(id: portico_store::AccountId, fields: &AccountV1) -> Account {
+fn account_with_id(id: portico_store::AccountId, fields: &AccountV2) -> Account {
     Account {
         id,
         address: fields.address.clone(),
@@ -236,7 +236,7 @@ pub mod testing {
     use std::sync::Mutex;
 
     use portico_directory::{
-        AccountRecord, AccountV1, ChangeOutcome, Committed, Directory, DirectoryChange, Effect,
+        AccountRecord, AccountV2, ChangeOutcome, Committed, Directory, DirectoryChange, Effect,
         MemberStatus, RaftRole, ReadError, WriteFuture,
     };
 
@@ -248,9 +248,9 @@ pub mod testing {
 
     impl MemoryDirectory {
         /// Adds an account homed on `home` with every protocol on.
-        pub fn add(&self, address: &str, password_hash: &str, home: &str) -> AccountV1 {
-            let fields = AccountV1::new(address, password_hash, home, 1);
-            self.apply(DirectoryChange::AddAccount(AccountRecord::V1(
+        pub fn add(&self, address: &str, password_hash: &str, home: &str) -> AccountV2 {
+            let fields = AccountV2::new(address, password_hash, home, 1);
+            self.apply(DirectoryChange::AddAccount(AccountRecord::new(
                 fields.clone(),
             )));
             fields
@@ -347,9 +347,9 @@ mod tests {
         directory.apply(DirectoryChange::DeleteAccount {
             address: "ann@example.com".into(),
         });
-        let mut again = AccountV1::new("ann@example.com", "h2", "here", 2);
+        let mut again = AccountV2::new("ann@example.com", "h2", "here", 2);
         again.pop3_enabled = false;
-        directory.apply(DirectoryChange::AddAccount(AccountRecord::V1(again)));
+        directory.apply(DirectoryChange::AddAccount(AccountRecord::new(again)));
         let Some(Located::Here(second)) = accounts.locate("ann@example.com").unwrap() else {
             panic!("ann's mailbox is here");
         };

@@ -58,6 +58,8 @@ pub enum AdminRequest {
         pop3_enabled: Option<bool>,
         imap_enabled: Option<bool>,
         pop3_delete_mode: Option<Pop3DeleteMode>,
+        /// The storage limit in bytes; `Some(None)` removes it.
+        storage_limit: Option<Option<u64>>,
     },
     Deliver {
         address: String,
@@ -108,6 +110,10 @@ pub struct UserSummary {
     pub pop3_delete_mode: Pop3DeleteMode,
     /// Messages in INBOX, when the mailbox is on this node.
     pub inbox_messages: Option<u32>,
+    /// The most bytes its mail may take; `None`: no limit.
+    pub storage_limit: Option<u64>,
+    /// Bytes its mail takes (all folders), when the mailbox is on this node.
+    pub storage_used: Option<u64>,
 }
 
 /// One node in `cluster status`.
@@ -149,6 +155,12 @@ pub enum AdminResponse {
 
 fn unknown_user(address: &str) -> AdminResponse {
     AdminResponse::Failed(format!("no such user: {address}"))
+}
+
+fn mailbox_full(address: &str) -> AdminResponse {
+    AdminResponse::Failed(format!(
+        "the mailbox of {address} is full: the message would pass its storage limit"
+    ))
 }
 
 fn store_failure(e: StoreError) -> AdminResponse {
@@ -225,16 +237,34 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             pop3_enabled,
             imap_enabled,
             pop3_delete_mode,
+            storage_limit,
         } => {
             let address = normalize_address(&address);
             let done = format!("updated {address}");
-            let change = DirectoryChange::SetAccess {
-                address: address.clone(),
-                imap_enabled,
-                pop3_enabled,
-                pop3_deletes: pop3_delete_mode.map(directory_deletes),
-            };
-            change_user(context, &address, done, change).await
+            let access = pop3_enabled.is_some() || imap_enabled.is_some();
+            let mut changes = Vec::new();
+            // With nothing asked, the (empty) access change still tells an unknown user.
+            if access || pop3_delete_mode.is_some() || storage_limit.is_none() {
+                changes.push(DirectoryChange::SetAccess {
+                    address: address.clone(),
+                    imap_enabled,
+                    pop3_enabled,
+                    pop3_deletes: pop3_delete_mode.map(directory_deletes),
+                });
+            }
+            if let Some(limit) = storage_limit {
+                changes.push(DirectoryChange::SetStorageLimit {
+                    address: address.clone(),
+                    limit,
+                });
+            }
+            for change in changes {
+                let answer = change_user(context, &address, done.clone(), change).await;
+                if answer != AdminResponse::Done(done.clone()) {
+                    return answer;
+                }
+            }
+            AdminResponse::Done(done)
         }
         AdminRequest::RehomeUser { address, home } => {
             let address = normalize_address(&address);
@@ -426,17 +456,23 @@ fn list_users(accounts: &Accounts, store: &Store) -> AdminResponse {
     let mut users = Vec::new();
     for record in records {
         let fields = record.fields();
-        let inbox_messages = if fields.home == accounts.me() {
+        let (inbox_messages, storage_used) = if fields.home == accounts.me() {
             match store.account_by_address(&fields.address) {
-                Ok(Some(account)) => match store.mailbox_by_name(account.id, INBOX) {
-                    Ok(inbox) => Some(inbox.map_or(0, |inbox| inbox.messages)),
-                    Err(e) => return store_failure(e),
-                },
-                Ok(None) => Some(0),
+                Ok(Some(account)) => {
+                    let inbox = match store.mailbox_by_name(account.id, INBOX) {
+                        Ok(inbox) => inbox.map_or(0, |inbox| inbox.messages),
+                        Err(e) => return store_failure(e),
+                    };
+                    match store.account_usage(account.id) {
+                        Ok(used) => (Some(inbox), Some(used)),
+                        Err(e) => return store_failure(e),
+                    }
+                }
+                Ok(None) => (Some(0), Some(0)),
                 Err(e) => return store_failure(e),
             }
         } else {
-            None
+            (None, None)
         };
         users.push(UserSummary {
             address: fields.address.clone(),
@@ -445,6 +481,8 @@ fn list_users(accounts: &Accounts, store: &Store) -> AdminResponse {
             imap_enabled: fields.imap_enabled,
             pop3_delete_mode: delete_mode(fields.pop3_deletes),
             inbox_messages,
+            storage_limit: fields.storage_limit,
+            storage_used,
         });
     }
     AdminResponse::Users(users)
@@ -463,19 +501,26 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     let accounts = context.accounts.clone();
     let store = context.store.clone();
     let lookup = address.clone();
-    // The INBOX, or the answer saying why there is none here.
-    let inbox = tokio::task::spawn_blocking(move || match accounts.locate(&lookup) {
-        Ok(Some(Located::Here(account))) => match store.mailbox_by_name(account.id, INBOX) {
-            Ok(Some(inbox)) => Ok(Ok(inbox.id)),
-            Ok(None) => Err(store_failure(StoreError::NotFound)),
+    // The INBOX and the account's storage limit, or the answer saying why there is none
+    // here.
+    let inbox = tokio::task::spawn_blocking(move || {
+        let record = match accounts.known_record(&lookup) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(unknown_user(&lookup)),
+            Err(e) => return Err(AdminResponse::Failed(e.to_string())),
+        };
+        match accounts.locate_record(&record) {
+            Ok(Located::Here(account)) => match store.mailbox_by_name(account.id, INBOX) {
+                Ok(Some(inbox)) => Ok(Ok((inbox.id, record.storage_limit()))),
+                Ok(None) => Err(store_failure(StoreError::NotFound)),
+                Err(e) => Err(store_failure(e)),
+            },
+            Ok(Located::Elsewhere { home }) => Ok(Err(home)),
             Err(e) => Err(store_failure(e)),
-        },
-        Ok(Some(Located::Elsewhere { home })) => Ok(Err(home)),
-        Ok(None) => Err(unknown_user(&lookup)),
-        Err(e) => Err(AdminResponse::Failed(e.to_string())),
+        }
     })
     .await;
-    let inbox = match inbox {
+    let (inbox, storage_limit) = match inbox {
         Ok(Ok(Ok(inbox))) => inbox,
         Ok(Ok(Err(home))) => return deliver_at_home(context, &address, &home, message).await,
         Ok(Err(answer)) => return answer,
@@ -484,10 +529,12 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     let Some(running) = &context.running else {
         let store = context.store.clone();
         return blocking(move || {
-            match store.append(inbox, &message, &Flags::default(), (now(), 0)) {
+            let flags = Flags::default();
+            match store.append_limited(inbox, &message, &flags, (now(), 0), storage_limit) {
                 Ok(appended) => {
                     AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
                 }
+                Err(StoreError::OverQuota) => mailbox_full(&address),
                 Err(e) => store_failure(e),
             }
         })
@@ -500,11 +547,13 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
         origin: None,
         expected: None,
         delivery_id: None,
+        storage_limit,
     };
     match running.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {
             AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
         }
+        Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => mailbox_full(&address),
         Ok(Err(MailboxFault::Store(e))) => store_failure(e),
         Ok(Err(e)) | Err(e) => AdminResponse::Failed(format!("delivery failed: {e}")),
     }
@@ -536,12 +585,14 @@ async fn deliver_at_home(
         move_epoch: 0,
         internal_date: now(),
         message,
+        ignore_limit: false,
     };
     match proxy.deliver(home, delivery).await {
         Ok(Ok(uid)) => AdminResponse::Done(format!(
             "delivered to {address} as UID {uid} on node {home}"
         )),
         Ok(Err(DeliverRefused::NoSuchUser)) => unknown_user(&address),
+        Ok(Err(DeliverRefused::MailboxFull)) => mailbox_full(&address),
         Ok(Err(refused)) => {
             AdminResponse::Failed(format!("node {home} did not take the message: {refused:?}"))
         }
@@ -869,10 +920,26 @@ mod tests {
             pop3_enabled: Some(false),
             imap_enabled: None,
             pop3_delete_mode: Some(Pop3DeleteMode::Hide),
+            storage_limit: None,
         };
         assert_eq!(
             run(set).await,
             AdminResponse::Done("updated alice@example.com".into())
+        );
+        let limit = |address: &str, storage_limit| AdminRequest::SetUser {
+            address: address.into(),
+            pop3_enabled: None,
+            imap_enabled: None,
+            pop3_delete_mode: None,
+            storage_limit: Some(storage_limit),
+        };
+        assert_eq!(
+            run(limit("Alice@example.com", Some(500 << 20))).await,
+            AdminResponse::Done("updated alice@example.com".into())
+        );
+        assert_eq!(
+            run(limit("nobody@example.com", None)).await,
+            AdminResponse::Failed("no such user: nobody@example.com".into())
         );
         assert_eq!(
             run(AdminRequest::ListUsers).await,
@@ -883,6 +950,8 @@ mod tests {
                 imap_enabled: true,
                 pop3_delete_mode: Pop3DeleteMode::Hide,
                 inbox_messages: Some(1),
+                storage_limit: Some(500 << 20),
+                storage_used: Some(22),
             }])
         );
         let delete = || AdminRequest::DeleteUser {

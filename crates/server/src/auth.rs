@@ -374,7 +374,7 @@ impl Authenticator {
     ) -> Result<SignedIn, LoginError> {
         if protocol == Protocol::Smtp {
             return Ok(SignedIn::Here(crate::accounts::without_mailbox(
-                record.fields(),
+                &record.fields(),
             )));
         }
         let accounts = self.accounts.clone();
@@ -556,7 +556,7 @@ mod tests {
         let (_dir, auth, directory) = setup();
         let mut bob = directory.add("bob@example.com", &hash_password("pw").unwrap(), HERE);
         bob.pop3_enabled = false;
-        directory.apply(DirectoryChange::UpdateAccount(AccountRecord::V1(bob)));
+        directory.apply(DirectoryChange::UpdateAccount(AccountRecord::new(bob)));
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
             auth.login("bob@example.com", "pw", ip, Protocol::Pop3)

@@ -14,6 +14,7 @@ use crate::admin::{self, AdminRequest, AdminResponse};
 use crate::auth::hash_password;
 use crate::cluster::ClusterNode;
 use crate::node::{store_dir, store_options};
+use crate::quota::{QuotaArg, ShowLimit};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,6 +127,11 @@ pub enum UserCommand {
         /// What POP3 DELE + QUIT does: remove the message, or hide it from POP3 only.
         #[arg(long)]
         pop3_delete_mode: Option<DeleteMode>,
+        /// The most its mail may take, all folders together: bytes, or with K, M, G or T
+        /// (powers of 1024: `500M`, `2G`); `none` removes the limit. Mail that would pass
+        /// it is refused (IMAP `NO [OVERQUOTA]`, SMTP `452 4.2.2`).
+        #[arg(long, value_name = "SIZE", value_parser = crate::quota::parse_quota)]
+        quota: Option<QuotaArg>,
     },
     /// Move an account's mailbox, with every folder and message, to another backend.
     /// Its sessions are ended and mail arriving meanwhile waits in the queue for the
@@ -239,6 +245,7 @@ pub fn run() -> anyhow::Result<()> {
             pop3,
             imap,
             pop3_delete_mode,
+            quota,
         }) => AdminRequest::SetUser {
             address,
             pop3_enabled: pop3.map(|s| matches!(s, Switch::On)),
@@ -247,6 +254,7 @@ pub fn run() -> anyhow::Result<()> {
                 DeleteMode::Expunge => Pop3DeleteMode::Expunge,
                 DeleteMode::Hide => Pop3DeleteMode::Hide,
             }),
+            storage_limit: quota.map(|quota| quota.0),
         },
     };
     let response = execute(&config, &node.name, &data_dir, request)?;
@@ -258,7 +266,7 @@ pub fn run() -> anyhow::Result<()> {
         AdminResponse::Users(users) => {
             for user in users {
                 println!(
-                    "{}\tpop3={}\timap={}\tpop3-delete-mode={}\tinbox={}\thome={}",
+                    "{}\tpop3={}\timap={}\tpop3-delete-mode={}\tinbox={}\thome={}\tquota={}\tused={}",
                     user.address,
                     if user.pop3_enabled { "on" } else { "off" },
                     if user.imap_enabled { "on" } else { "off" },
@@ -268,7 +276,10 @@ pub fn run() -> anyhow::Result<()> {
                     },
                     user.inbox_messages
                         .map_or_else(|| "-".to_string(), |n| n.to_string()),
-                    user.home
+                    user.home,
+                    ShowLimit(user.storage_limit),
+                    user.storage_used
+                        .map_or_else(|| "-".to_string(), |n| n.to_string()),
                 );
             }
             Ok(())

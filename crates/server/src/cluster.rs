@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use portico_cluster::{ClusterConfig, Role};
 use portico_directory::{
-    AccountRecord, AccountV1, ChangeOutcome, Directory, DirectoryChange, DirectoryNode, NoPeers,
+    AccountRecord, AccountV2, ChangeOutcome, Directory, DirectoryChange, DirectoryNode, NoPeers,
     NodeId, PeerNode, RaftRole, StoppedReplica, UNCERTAIN, WriteError, node_id,
 };
 use portico_internode::{Answer, Call, LinkTransport, WriteRefused};
@@ -410,7 +410,7 @@ impl ClusterNode {
         password_hash: &str,
         home: &str,
     ) -> Result<ChangeOutcome, String> {
-        let record = AccountRecord::V1(AccountV1::new(
+        let record = AccountRecord::new(AccountV2::new(
             address,
             password_hash,
             home,

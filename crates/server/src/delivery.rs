@@ -3,16 +3,18 @@
 //! internode `Deliver` call that returns once the copy is durable there. Every copy
 //! carries an id made of this node, the queue entry and the recipient; the home node
 //! records it with the message ([`portico_store::Store::delivered`]), so a copy sent
-//! again after a lost answer is stored once.
+//! again after a lost answer is stored once. The home node also enforces the account's
+//! storage limit: a copy that would pass it is refused as [`DeliverRefused::MailboxFull`]
+//! and stays queued, retried like any temporary failure.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use portico_directory::AccountRecord;
 use portico_internode::{DeliverRefused, Delivery};
-use portico_store::{Flags, INBOX, QueuedMessage};
+use portico_store::{Flags, INBOX, QueuedMessage, StoreError};
 
-use crate::mailbox::AppendMessage;
+use crate::mailbox::{AppendMessage, MailboxFault};
 use crate::node::NodeContext;
 use crate::relay::Outcome;
 
@@ -47,7 +49,8 @@ fn temporary(error: impl std::fmt::Display) -> DeliverRefused {
 
 /// Stores one copy in the INBOX of an account homed on this node, unless the copy with
 /// this id is already there; returns its UID. Refuses a recipient this node's replica
-/// places elsewhere, and one it does not know.
+/// places elsewhere, one it does not know, and a copy that would take the account past
+/// its storage limit (unless the delivery says to ignore it).
 pub async fn deliver_here(
     node: &Arc<NodeContext>,
     delivery: Delivery,
@@ -74,6 +77,10 @@ pub async fn deliver_here(
         return Err(DeliverRefused::Temporary(
             "the same copy is being stored".into(),
         ));
+    };
+    let storage_limit = match delivery.ignore_limit {
+        true => None,
+        false => record.storage_limit(),
     };
     let (lookup, id, address) = (
         node.clone(),
@@ -112,16 +119,81 @@ pub async fn deliver_here(
         origin: None,
         expected: Some(node.store.expect_append()),
         delivery_id: Some(delivery.id.clone()),
+        storage_limit,
     };
     match node.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {
             tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid = appended.uid.0, "delivered");
             Ok(appended.uid.0)
         }
+        Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => {
+            tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, "mailbox full; not delivered");
+            Err(DeliverRefused::MailboxFull)
+        }
         Ok(Err(e)) | Err(e) => {
             tracing::error!(delivery = %delivery.id, recipient = %delivery.recipient, error = %e, "delivery failed");
             Err(temporary(e))
         }
+    }
+}
+
+/// The bytes the mailbox of an account homed here takes (RCPT on another node asks,
+/// [`portico_internode::Call::Usage`]).
+pub async fn usage_here(node: &Arc<NodeContext>, address: &str) -> Result<u64, DeliverRefused> {
+    let record = node
+        .accounts
+        .known_record(address)
+        .map_err(temporary)?
+        .ok_or(DeliverRefused::NoSuchUser)?;
+    if record.home() != node.node_name {
+        return Err(DeliverRefused::NotHome {
+            home: Some(record.home().to_string()),
+        });
+    }
+    let (lookup, address) = (node.clone(), record.address().to_string());
+    tokio::task::spawn_blocking(move || {
+        let account = lookup
+            .accounts
+            .here(&address)
+            .map_err(temporary)?
+            .ok_or(DeliverRefused::NoSuchUser)?;
+        lookup.store.account_usage(account.id).map_err(temporary)
+    })
+    .await
+    .map_err(temporary)?
+}
+
+/// Whether an account's mailbox can take `size` more bytes (0: whether it is below its
+/// limit at all), as far as can be told now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    Fits,
+    Full,
+    /// The home did not answer: the delivery itself will tell.
+    Unknown,
+}
+
+/// [`Room`] for the account of `record`: its usage read here when the mailbox is here,
+/// asked of its home otherwise (an internode call, made only for accounts with a limit).
+pub async fn room_for(node: &Arc<NodeContext>, record: &AccountRecord, size: u64) -> Room {
+    let Some(limit) = record.storage_limit() else {
+        return Room::Fits;
+    };
+    let used = if record.home() == node.node_name {
+        usage_here(node, record.address()).await
+    } else {
+        match node.proxy.clone() {
+            Some(proxy) => proxy
+                .usage(record.home(), record.address())
+                .await
+                .unwrap_or_else(|e| Err(temporary(e))),
+            None => return Room::Unknown,
+        }
+    };
+    match used {
+        Ok(used) if crate::quota::fits(used, size, Some(limit)) => Room::Fits,
+        Ok(_) => Room::Full,
+        Err(_) => Room::Unknown,
     }
 }
 
@@ -166,8 +238,9 @@ pub async fn deliver_copy(
     let mut bytes = crate::smtp::return_path_line(&entry.mail_from, entry.smtputf8).into_bytes();
     bytes.extend_from_slice(message);
     let id = format!("{}/{}/{}", node.node_name, entry.id, record.address());
-    match store_at_home(node, id, record, bytes).await {
+    match store_at_home(node, id, record, bytes, false).await {
         Ok(_) => Outcome::Delivered,
+        Err(DeliverRefused::MailboxFull) => Outcome::MailboxFull,
         Err(DeliverRefused::NoSuchUser) => {
             Outcome::Permanent("550 5.1.1 No such user here".to_string())
         }
@@ -183,12 +256,14 @@ pub async fn deliver_copy(
 }
 
 /// Stores `message` as the copy named `id` in the INBOX of `record`'s account: here, or
-/// on its home node with an internode `Deliver`. Returns its UID there.
+/// on its home node with an internode `Deliver`. Returns its UID there. With
+/// `ignore_limit` (a bounce to the account) it goes in even past the storage limit.
 pub async fn store_at_home(
     node: &Arc<NodeContext>,
     id: String,
     record: &AccountRecord,
     message: Vec<u8>,
+    ignore_limit: bool,
 ) -> Result<u32, DeliverRefused> {
     let delivery = Delivery {
         id,
@@ -196,6 +271,7 @@ pub async fn store_at_home(
         move_epoch: record.fields().move_epoch,
         internal_date: crate::smtp_time::unix_now(),
         message,
+        ignore_limit,
     };
     let home = record.home();
     if home == node.node_name {

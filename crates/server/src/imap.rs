@@ -12,8 +12,8 @@ use portico_directory::AccountRecord;
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
     Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
-    FolderList, FolderStatus, LoginFailure, MessageData, Reply, Request, RequestId, ScanJob,
-    SelectedFolder, ViewEntry,
+    FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request, RequestId,
+    ScanJob, SelectedFolder, ViewEntry,
 };
 use portico_imap::{Action, HandOff, ImapConfig, Input, Session};
 use portico_internode::{LoginHandOff, SessionProtocol};
@@ -89,6 +89,7 @@ fn fault(span: &tracing::Span, error: MailboxFault) -> Fault {
         MailboxFault::Store(StoreError::InvalidName(why) | StoreError::NotAllowed(why)) => {
             Fault::NotAllowed(why.to_string())
         }
+        MailboxFault::Store(StoreError::OverQuota) => Fault::OverQuota,
         // RFC 5530 §3: LIMIT, an implementation limit of this server.
         MailboxFault::Store(StoreError::LimitExceeded(why)) => {
             Fault::NotAllowed(format!("[LIMIT] {why}"))
@@ -374,6 +375,18 @@ fn folder_by_name(
 /// 10); the session limits each value to 16 KiB.
 const MAX_METADATA_ENTRIES: usize = 50;
 
+/// The signed-in account's storage limit as the directory has it now (an administrator
+/// may change it while the session runs). Blocking: a read of the local replica.
+fn storage_limit(node: &NodeContext, account: &Account) -> Result<Option<u64>, MailboxFault> {
+    match node.accounts.record(&account.address) {
+        Ok(record) => Ok(record.and_then(|record| record.storage_limit())),
+        Err(e) => {
+            tracing::error!(error = %e, "the directory replica cannot be read");
+            Err(MailboxFault::Unavailable)
+        }
+    }
+}
+
 /// The `[imap]` limits on an account's folders (`max_folders`, `max_folder_depth`).
 #[derive(Clone, Copy, Debug)]
 struct FolderLimits {
@@ -462,6 +475,7 @@ fn status_of(
     account: &Account,
     name: &str,
     recent: bool,
+    deleted_storage: bool,
 ) -> Result<FolderStatus, MailboxFault> {
     let mailbox = folder_by_name(store, account, name)?;
     let mut status = FolderStatus {
@@ -480,7 +494,26 @@ fn status_of(
     if recent {
         status.recent = store.recent_count(mailbox.id)?;
     }
+    if deleted_storage {
+        status.deleted_storage = store.deleted_size(mailbox.id)?;
+    }
     Ok(status)
+}
+
+/// RFC 9208 GETQUOTA / GETQUOTAROOT: the account's usage and its limit now, with
+/// `folder` checked to exist.
+fn quota_of(
+    node: &NodeContext,
+    account: &Account,
+    folder: Option<&str>,
+) -> Result<QuotaUsage, MailboxFault> {
+    if let Some(name) = folder {
+        folder_by_name(&node.store, account, name)?;
+    }
+    Ok(QuotaUsage {
+        used: node.store.account_usage(account.id)?,
+        limit: storage_limit(node, account)?,
+    })
 }
 
 impl SessionActor for ImapConnection {
@@ -779,12 +812,25 @@ impl ImapConnection {
                 },
                 Reply::Folders,
             ),
-            Request::Status { folder, recent } => self.blocking(
+            Request::Status {
+                folder,
+                recent,
+                deleted_storage,
+            } => self.blocking(
                 id,
                 ctx,
-                move |store, account| status_of(store, account, &folder, recent),
+                move |store, account| status_of(store, account, &folder, recent, deleted_storage),
                 Reply::Status,
             ),
+            Request::Quota { folder } => {
+                let node = self.node.clone();
+                self.blocking(
+                    id,
+                    ctx,
+                    move |_, account| quota_of(&node, account, folder.as_deref()),
+                    Reply::Quota,
+                )
+            }
             Request::Select {
                 folder,
                 read_only,
@@ -904,11 +950,13 @@ impl ImapConnection {
                     if let Some((inbox, target, uids)) = prepared {
                         // Through INBOX's actor, so every session watching INBOX
                         // (this one included) hears of the EXPUNGEs.
+                        // A move within the account adds nothing: no limit to check.
                         let moving = CopyMessages {
                             origin: None,
                             uids,
                             source: inbox,
                             moving: true,
+                            storage_limit: None,
                         };
                         node.mailboxes.copy(moving, target).await?;
                     }
@@ -990,19 +1038,33 @@ impl ImapConnection {
                         origin: Some(session),
                         expected: Some(node.store.expect_append()),
                         delivery_id: None,
+                        storage_limit: None,
                     })
                     .collect();
                 let resolve = async move {
-                    let store = node.store.clone();
-                    let mailbox = tokio::task::spawn_blocking(move || {
-                        folder_by_name(&store, &account, &folder)
+                    let lookup = node.clone();
+                    let size: u64 = appends.iter().map(|a| a.message.len() as u64).sum();
+                    let (mailbox, storage_limit) = tokio::task::spawn_blocking(move || {
+                        let mailbox = folder_by_name(&lookup.store, &account, &folder)?;
+                        let limit = storage_limit(&lookup, &account)?;
+                        // Plainly too big: refused before its body is written. The
+                        // mailbox actor checks exactly as it links the message.
+                        if let Some(limit) = limit {
+                            lookup.store.check_room(account.id, size, limit)?;
+                        }
+                        Ok::<_, MailboxFault>((mailbox, limit))
                     })
                     .await
                     .map_err(|_| MailboxFault::Unavailable)??;
                     let appended = if appends.len() == 1 {
-                        let append = appends.remove(0);
+                        let mut append = appends.remove(0);
+                        append.storage_limit = storage_limit;
                         vec![node.mailboxes.send(mailbox.id, append).await??]
                     } else {
+                        // MULTIAPPEND is all or none: the whole was checked above, and
+                        // the link (which refuses appends one by one) checks none of it
+                        // again. Deliveries in that same instant may pass the limit a
+                        // little.
                         let many = AppendMany { appends };
                         node.mailboxes.send(mailbox.id, many).await??
                     };
@@ -1081,9 +1143,15 @@ impl ImapConnection {
                     return;
                 };
                 let resolve = async move {
-                    let store = node.store.clone();
-                    let target = tokio::task::spawn_blocking(move || {
-                        folder_by_name(&store, &account, &destination)
+                    let lookup = node.clone();
+                    let (target, storage_limit) = tokio::task::spawn_blocking(move || {
+                        let target = folder_by_name(&lookup.store, &account, &destination)?;
+                        // RFC 6851 MOVE within the account adds nothing to its usage.
+                        let limit = match moving {
+                            true => None,
+                            false => storage_limit(&lookup, &account)?,
+                        };
+                        Ok::<_, MailboxFault>((target, limit))
                     })
                     .await
                     .map_err(|_| MailboxFault::Unavailable)??;
@@ -1092,6 +1160,7 @@ impl ImapConnection {
                         uids: uids.into_iter().map(Uid).collect(),
                         source: MailboxId(folder.0),
                         moving,
+                        storage_limit,
                     };
                     let copied = node.mailboxes.copy(msg, target.id).await?;
                     Ok(ImapCopied {

@@ -279,6 +279,12 @@ impl NodeCalls {
                         "the node is starting".into(),
                     ))),
                 },
+                Call::Usage { address } => match self.node.get() {
+                    Some(node) => Answer::Usage(crate::delivery::usage_here(node, &address).await),
+                    None => Answer::Usage(Err(DeliverRefused::Temporary(
+                        "the node is starting".into(),
+                    ))),
+                },
                 other => self.directory.handle(link.peer(), other).await,
             };
             link.answer(answer).await?;
@@ -306,7 +312,11 @@ impl CallHandler for DirectoryCalls {
                         other => WriteRefused::Failed(other.to_string()),
                     }))
                 }
-                Call::Open(_) | Call::Deliver(_) | Call::MoveMailbox(_) | Call::Import(_) => {
+                Call::Open(_)
+                | Call::Deliver(_)
+                | Call::Usage { .. }
+                | Call::MoveMailbox(_)
+                | Call::Import(_) => {
                     Answer::Failed("sessions and mail are not served on this link".into())
                 }
                 Call::Health => {

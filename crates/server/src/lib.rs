@@ -33,6 +33,7 @@ pub mod pki;
 pub mod pop3;
 mod private;
 pub mod proxy;
+pub mod quota;
 pub mod relay;
 pub mod router;
 pub mod serve;

@@ -31,9 +31,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_store::{
-    Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags, FlagsChanged, Mailbox,
-    MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store, StoreError,
-    SystemFlag, Uid, Uidvalidity,
+    AppendRequest, Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags, FlagsChanged,
+    Mailbox, MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store,
+    StoreError, SystemFlag, Uid, Uidvalidity,
 };
 use tokio::sync::oneshot;
 
@@ -428,6 +428,9 @@ pub struct AppendMessage {
     /// The name another node gave this copy: recorded with it, so that the same copy
     /// delivered again is recognised ([`portico_store::Store::delivered`]).
     pub delivery_id: Option<String>,
+    /// The account's storage limit (bytes), checked as the message is linked: past it
+    /// the append is refused with [`StoreError::OverQuota`] and nothing is kept.
+    pub storage_limit: Option<u64>,
 }
 
 impl Handler<AppendMessage> for MailboxActor {
@@ -548,16 +551,17 @@ impl Handler<LinkStaged> for MailboxActor {
         let mut batch = Vec::with_capacity(queued.len());
         let mut waiting = Vec::with_capacity(queued.len());
         for append in queued {
-            batch.push((
-                append.staged,
-                append.msg.flags.clone(),
-                append.msg.internal_date,
-            ));
+            batch.push(AppendRequest {
+                staged: append.staged,
+                flags: append.msg.flags.clone(),
+                internal_date: append.msg.internal_date,
+                storage_limit: append.msg.storage_limit,
+            });
             waiting.push((append.msg.flags, append.msg.origin, append.reply));
         }
         let (store, id) = (self.store.clone(), self.id);
         ctx.wait(
-            blocking(move || store.append_staged_many(id, batch))
+            blocking(move || store.append_staged_limited(id, batch))
                 .into_actor(self)
                 .map(move |linked, actor, ctx| {
                     let (appended, ticket) = match linked {
@@ -570,6 +574,14 @@ impl Handler<LinkStaged> for MailboxActor {
                         }
                     };
                     for (appended, (flags, origin, reply)) in appended.into_iter().zip(waiting) {
+                        let appended = match appended {
+                            Ok(appended) => appended,
+                            // Refused alone (over its limit); nothing of it was applied.
+                            Err(e) => {
+                                let _ = reply.send(Err(e.into()));
+                                continue;
+                            }
+                        };
                         actor.pending.push_back(PendingAppend {
                             ticket,
                             appended,
@@ -863,6 +875,9 @@ pub struct CopyMessages {
     pub uids: Vec<Uid>,
     pub source: MailboxId,
     pub moving: bool,
+    /// The account's storage limit (bytes) for a COPY; a MOVE (within the account)
+    /// adds nothing to its usage and takes none.
+    pub storage_limit: Option<u64>,
 }
 
 /// Messages another folder's actor moved out of this folder (MOVE).
@@ -895,7 +910,7 @@ impl Handler<CopyMessages> for MailboxActor {
                 let copied = if moving {
                     store.move_messages(source, &msg.uids, id)?
                 } else {
-                    store.copy(source, &msg.uids, id)?
+                    store.copy_limited(source, &msg.uids, id, msg.storage_limit)?
                 };
                 let mut added = Vec::new();
                 for (_, new_uid) in &copied.pairs {

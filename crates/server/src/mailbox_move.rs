@@ -400,6 +400,7 @@ fn call_name(call: &Call) -> &'static str {
         Call::Health => "a health check",
         Call::Open(_) => "a session",
         Call::Deliver(_) => "a delivery",
+        Call::Usage { .. } => "a usage question",
         Call::MoveMailbox(_) => "a move",
         Call::Import(_) => "a second Begin",
     }

@@ -217,6 +217,33 @@ impl Proxy {
         }
     }
 
+    /// The bytes an account homed on `node` takes, asked on the mail links (SMTP RCPT
+    /// checks a storage limit with it).
+    pub async fn usage(
+        &self,
+        node: &str,
+        address: &str,
+    ) -> Result<Result<u64, DeliverRefused>, ProxyError> {
+        let peer = self.usable(node).await?;
+        let call = Call::Usage {
+            address: address.to_string(),
+        };
+        match self.mail.call_peer(peer, call).await {
+            Ok(Answer::Usage(answer)) => Ok(answer),
+            Ok(other) => Err(ProxyError::Link {
+                node: node.to_string(),
+                error: LinkError::Frame(format!("{other:?} answered a usage question")),
+            }),
+            Err(error) => {
+                self.report_failed(node);
+                Err(ProxyError::Link {
+                    node: node.to_string(),
+                    error,
+                })
+            }
+        }
+    }
+
     /// A link of its own to `node` for one session, unless the site router has the
     /// node down.
     pub async fn dial(&self, node: &str) -> Result<Link<HomeStream>, ProxyError> {
@@ -777,7 +804,7 @@ pub struct HandedOver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portico_directory::AccountV1;
+    use portico_directory::AccountV2;
 
     fn open(move_epoch: u64, hops: u8) -> OpenSession {
         OpenSession {
@@ -797,9 +824,9 @@ mod tests {
     }
 
     fn record(home: &str, move_epoch: u64) -> AccountRecord {
-        let mut fields = AccountV1::new("ann@example.com", "!", home, 0);
+        let mut fields = AccountV2::new("ann@example.com", "!", home, 0);
         fields.move_epoch = move_epoch;
-        AccountRecord::V1(fields)
+        AccountRecord::new(fields)
     }
 
     #[test]

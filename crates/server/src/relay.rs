@@ -25,6 +25,10 @@ pub enum Outcome {
     Delivered,
     /// 4xx or a connection problem: try again later.
     Temporary(String),
+    /// The recipient's mailbox (one of the cluster's) is over its storage limit: tried
+    /// again on the relay's slower schedule (room comes when the user deletes mail, not
+    /// in seconds) and bounced at the end of the queue's lifetime, as any 4xx.
+    MailboxFull,
     /// 5xx: bounce now.
     Permanent(String),
 }
@@ -427,6 +431,10 @@ pub fn bounce(
     bytes
 }
 
+/// What a copy refused for its mailbox's storage limit records; the bounce reports it
+/// as status 5.2.2 (mailbox full).
+pub const MAILBOX_FULL: &str = "452 4.2.2 Mailbox full";
+
 /// The first retry of a copy for a mailbox on a node that could not take it; doubles up
 /// to [`CLUSTER_RETRY_MAX_SECS`]. The cluster's own nodes come back within seconds or
 /// minutes, and the router wakes the queue as soon as one answers again.
@@ -540,6 +548,23 @@ pub async fn deliver_due(node: &Arc<NodeContext>, cluster_now: bool) -> anyhow::
         {
             recipient.attempts += 1;
             let outcome = outcome.unwrap_or_else(|| Outcome::Temporary("not tried".into()));
+            let mut retry = |mut recipient: QueuedRecipient, text: String, node_retry: bool| {
+                recipient.last_error = Some(text);
+                if now - entry.created >= settings.queue_lifetime_secs as i64 {
+                    failed.push(recipient);
+                    return;
+                }
+                let (initial, max) = if node_retry {
+                    (CLUSTER_RETRY_INITIAL_SECS, CLUSTER_RETRY_MAX_SECS)
+                } else {
+                    (settings.retry_initial_secs, settings.retry_max_secs)
+                };
+                let delay = initial
+                    .saturating_mul(1u64 << recipient.attempts.saturating_sub(1).min(20))
+                    .min(max);
+                recipient.next_attempt = now + delay as i64;
+                pending.push(recipient);
+            };
             match outcome {
                 Outcome::Delivered if in_cluster => {}
                 Outcome::Delivered => {
@@ -549,23 +574,9 @@ pub async fn deliver_due(node: &Arc<NodeContext>, cluster_now: bool) -> anyhow::
                     recipient.last_error = Some(text);
                     failed.push(recipient);
                 }
-                Outcome::Temporary(text) => {
-                    recipient.last_error = Some(text);
-                    if now - entry.created >= settings.queue_lifetime_secs as i64 {
-                        failed.push(recipient);
-                    } else {
-                        let (initial, max) = if in_cluster {
-                            (CLUSTER_RETRY_INITIAL_SECS, CLUSTER_RETRY_MAX_SECS)
-                        } else {
-                            (settings.retry_initial_secs, settings.retry_max_secs)
-                        };
-                        let delay = initial
-                            .saturating_mul(1u64 << recipient.attempts.saturating_sub(1).min(20))
-                            .min(max);
-                        recipient.next_attempt = now + delay as i64;
-                        pending.push(recipient);
-                    }
-                }
+                Outcome::Temporary(text) => retry(recipient, text, in_cluster),
+                // No node coming back: retried like mail for elsewhere.
+                Outcome::MailboxFull => retry(recipient, MAILBOX_FULL.into(), false),
             }
         }
         if !failed.is_empty() {
@@ -602,7 +613,8 @@ async fn send_bounce(
     // One bounce per round of failures, named by its first failed recipient.
     let first = failed.first().map_or("", |r| r.address.as_str());
     let id = format!("{}/{}/bounce/{first}", node.node_name, entry.id);
-    match crate::delivery::store_at_home(node, id, &record, dsn).await {
+    // Past the sender's storage limit if need be: it is the only word of the failure.
+    match crate::delivery::store_at_home(node, id, &record, dsn, true).await {
         Ok(_) => tracing::info!(queue_id = entry.id, "bounce delivered to the sender"),
         Err(e) => tracing::error!(queue_id = entry.id, error = ?e, "bounce not delivered"),
     }

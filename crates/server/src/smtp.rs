@@ -1,6 +1,13 @@
 //! The SMTP session actor: wires a [`portico_smtp::Session`] to its connection, the
 //! authenticator, the account directory (recipient checks), local delivery through the
 //! mailbox actors, and the outgoing queue.
+//!
+//! Storage limits: RCPT refuses (`452 4.2.2`) a recipient whose mailbox is at or over
+//! its limit, or which the message's declared SIZE would take past it, asking the
+//! mailbox's home node when it is elsewhere. After DATA each copy is checked again
+//! (exactly, by the home): a message no recipient could take is refused with `452
+//! 4.2.2` and nothing kept; otherwise it is accepted, and the copies of full mailboxes
+//! wait in the queue, retried until they fit or bounced at the end of its lifetime.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -8,6 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use portico_cluster::LoginType;
+use portico_directory::AccountRecord;
 use portico_smtp::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, SenderVerdict,
     Session, SmtpConfig, trace,
@@ -18,6 +26,7 @@ use tokio::net::TcpStream;
 use crate::accounts::{AccountsError, Located};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
+use crate::delivery::Room;
 use crate::gate::MailboxLease;
 use crate::mailbox::{AppendMessage, MailboxFault};
 use crate::node::{NodeContext, SignIn, UserSlot};
@@ -54,16 +63,26 @@ fn domain_of(address: &str) -> Option<&str> {
 
 /// Where mail for one recipient goes.
 enum Destination {
-    /// An account here (its address, `postmaster` spelt out), its INBOX, and the
-    /// delivery's use of the mailbox.
-    Local(String, MailboxId, MailboxLease),
+    /// An account here: its address (`postmaster` spelt out) and record, its INBOX, and
+    /// the delivery's use of the mailbox.
+    Local {
+        address: String,
+        record: AccountRecord,
+        inbox: MailboxId,
+        lease: MailboxLease,
+    },
     /// A local domain, but no such account.
     UnknownLocal,
     /// Somewhere else.
     Remote,
     /// An account of this cluster whose mailbox is on another node (its address,
-    /// `postmaster` spelt out, and that node).
-    Elsewhere { address: String, home: String },
+    /// `postmaster` spelt out, and that node), with its record unless it is being moved
+    /// (then queued here, and not read).
+    Elsewhere {
+        address: String,
+        home: String,
+        record: Option<AccountRecord>,
+    },
 }
 
 /// Decides a recipient's destination. The account is looked up first, so the common
@@ -84,16 +103,32 @@ fn destination(node: &NodeContext, address: &str) -> Result<Destination, Account
     let Some(lease) = node.accounts.gate().enter(&address) else {
         // Being moved: queued, and delivered at its new home.
         let home = node.node_name.clone();
-        return Ok(Destination::Elsewhere { address, home });
+        return Ok(Destination::Elsewhere {
+            address,
+            home,
+            record: None,
+        });
     };
-    match node.accounts.locate(&address)? {
-        Some(Located::Here(account)) => {
-            if let Some(inbox) = node.store.mailbox_by_name(account.id, INBOX)? {
-                return Ok(Destination::Local(address, inbox.id, lease));
+    if let Some(record) = node.accounts.known_record(&address)? {
+        match node.accounts.locate_record(&record)? {
+            Located::Here(account) => {
+                if let Some(inbox) = node.store.mailbox_by_name(account.id, INBOX)? {
+                    return Ok(Destination::Local {
+                        address,
+                        record,
+                        inbox: inbox.id,
+                        lease,
+                    });
+                }
+            }
+            Located::Elsewhere { home } => {
+                return Ok(Destination::Elsewhere {
+                    address,
+                    home,
+                    record: Some(record),
+                });
             }
         }
-        Some(Located::Elsewhere { home }) => return Ok(Destination::Elsewhere { address, home }),
-        None => {}
     }
     Ok(if configured || domain_has_accounts(node, domain)? {
         Destination::UnknownLocal
@@ -121,23 +156,52 @@ pub(crate) fn domain_is_local(node: &NodeContext, domain: &str) -> Result<bool, 
     domain_has_accounts(node, domain)
 }
 
-/// RCPT TO: a local user, a remote address this client may relay to, or neither. Only an
-/// authenticated submission client may send elsewhere: never an open relay.
+/// RCPT TO: a local user (with the account's record, for its storage limit), a remote
+/// address this client may relay to, or neither. Only an authenticated submission
+/// client may send elsewhere: never an open relay.
 fn recipient_verdict(
     node: &NodeContext,
     mode: Mode,
     authenticated: bool,
     address: &str,
-) -> Result<RecipientVerdict, AccountsError> {
+) -> Result<(RecipientVerdict, Option<AccountRecord>), AccountsError> {
     Ok(match destination(node, address)? {
+        Destination::Local { record, .. } => (RecipientVerdict::Local, Some(record)),
         // Queued, then handed to the mailbox's node ([`crate::delivery`]).
-        Destination::Local(..) | Destination::Elsewhere { .. } => RecipientVerdict::Local,
-        Destination::UnknownLocal => RecipientVerdict::UnknownUser,
+        Destination::Elsewhere { record, .. } => (RecipientVerdict::Local, record),
+        Destination::UnknownLocal => (RecipientVerdict::UnknownUser, None),
         Destination::Remote if matches!(mode, Mode::Submission) && authenticated => {
-            RecipientVerdict::Remote
+            (RecipientVerdict::Remote, None)
         }
-        Destination::Remote => RecipientVerdict::RelayDenied,
+        Destination::Remote => (RecipientVerdict::RelayDenied, None),
     })
+}
+
+/// RCPT TO's verdict, with a local recipient refused when its mailbox has no room for
+/// `size` bytes (0: when it is at or over its limit). A home that cannot be asked does
+/// not refuse: the copy is checked again when it is delivered.
+async fn check_recipient(
+    node: Arc<NodeContext>,
+    mode: Mode,
+    authenticated: bool,
+    address: String,
+    size: u64,
+) -> RecipientVerdict {
+    let lookup = node.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        recipient_verdict(&lookup, mode, authenticated, &address)
+    })
+    .await;
+    match verdict {
+        Ok(Ok((RecipientVerdict::Local, Some(record)))) => {
+            match crate::delivery::room_for(&node, &record, size).await {
+                Room::Full => RecipientVerdict::MailboxFull,
+                Room::Fits | Room::Unknown => RecipientVerdict::Local,
+            }
+        }
+        Ok(Ok((verdict, _))) => verdict,
+        _ => RecipientVerdict::Temporary,
+    }
 }
 
 /// RFC 5321 §4.5.1: the bare `postmaster` names this server's postmaster; it must be
@@ -281,31 +345,45 @@ async fn deliver(
     let split = tokio::task::spawn_blocking(move || -> Result<_, AccountsError> {
         let mut local = Vec::new();
         let mut remote = Vec::new();
+        // Accounts homed elsewhere with a storage limit, to ask their homes about.
+        let mut limited = Vec::new();
         for recipient in recipients {
             match destination(&lookup_node, &recipient)? {
-                Destination::Local(address, inbox, lease) => local.push((address, inbox, lease)),
+                Destination::Local {
+                    address,
+                    record,
+                    inbox,
+                    lease,
+                } => local.push((address, inbox, record.storage_limit(), lease)),
                 // Queued, and handed to the mailbox's node from the queue.
-                Destination::Elsewhere { address, home } => {
+                Destination::Elsewhere {
+                    address,
+                    home,
+                    record,
+                } => {
                     tracing::debug!(recipient = %address, %home, "recipient's mailbox is on another node");
+                    if let Some(record) = record.filter(|r| r.storage_limit().is_some()) {
+                        limited.push((address.clone(), record));
+                    }
                     remote.push(address);
                 }
                 // An account deleted since RCPT goes the way of any unknown address.
                 Destination::UnknownLocal | Destination::Remote => remote.push(recipient),
             }
         }
-        Ok((local, remote))
+        Ok((local, remote, limited))
     })
     .await
     .map_err(|_| DeliveryFailure::Temporary)?
     .map_err(|_| DeliveryFailure::Temporary)?;
     // The leases are held until the copies are stored.
-    let (local, remote): (Vec<(String, MailboxId, MailboxLease)>, Vec<String>) = split;
+    let (local, mut remote, limited) = split;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     // Every local copy at once: deliveries into different folders, and into the same
     // one, share their syncs.
-    let deliveries = local.iter().map(|(recipient, inbox, _)| {
+    let deliveries = local.iter().map(|(recipient, inbox, storage_limit, _)| {
         let mut message = return_path_header(&envelope).into_bytes();
         message.extend_from_slice(
             received_header(&node, &envelope, ip, &id, Some(recipient)).as_bytes(),
@@ -318,19 +396,48 @@ async fn deliver(
             origin: None,
             expected: expected.pop(),
             delivery_id: None,
+            storage_limit: *storage_limit,
         };
         let node = node.clone();
         async move { (recipient, node.mailboxes.send(*inbox, append).await) }
     });
-    let mut failure = None;
     let deliveries: Vec<_> = deliveries.collect();
     // Announcements for recipients elsewhere are withdrawn: no sync waits for them.
     drop(expected);
-    let mut remote = remote;
-    for (recipient, outcome) in futures::future::join_all(deliveries).await {
+    // What the copies for other nodes will weigh there (the queue adds a Received
+    // field, their home a Return-Path), checked against their limits meanwhile.
+    let queued_size = (return_path_header(&envelope).len()
+        + received_header(&node, &envelope, ip, &id, None).len()
+        + envelope.message.len()) as u64;
+    let rooms = limited.iter().map(|(address, record)| {
+        let node = node.clone();
+        async move {
+            let room = crate::delivery::room_for(&node, record, queued_size).await;
+            (address, room)
+        }
+    });
+    let (outcomes, rooms) = futures::future::join(
+        futures::future::join_all(deliveries),
+        futures::future::join_all(rooms),
+    )
+    .await;
+    let mut failure = None;
+    let mut delivered = 0;
+    // Recipients whose mailbox cannot take the message now.
+    let mut full: Vec<String> = rooms
+        .into_iter()
+        .filter(|(_, room)| *room == Room::Full)
+        .map(|(address, _)| address.clone())
+        .collect();
+    for (recipient, outcome) in outcomes {
         match outcome {
             Ok(Ok(appended)) => {
+                delivered += 1;
                 tracing::info!(queue_id = %id, recipient = %recipient, uid = appended.uid.0, "delivered");
+            }
+            Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => {
+                tracing::info!(queue_id = %id, recipient = %recipient, "mailbox full");
+                full.push(recipient.clone());
             }
             Ok(Err(e)) | Err(e) => {
                 // Queued for another try: the recipients delivered already must not get
@@ -339,6 +446,23 @@ async fn deliver(
                 failure = Some(delivery_failure(&e));
                 remote.push(recipient.clone());
             }
+        }
+    }
+    let others = remote
+        .iter()
+        .filter(|address| !full.contains(address))
+        .count();
+    if !full.is_empty() && delivered == 0 && others == 0 {
+        // No recipient can take it: refused, nothing kept, the client tries again later.
+        tracing::info!(queue_id = %id, recipients = full.len(), "refused: every mailbox full");
+        return Err(DeliveryFailure::MailboxFull);
+    }
+    // Accepted for the others: the full mailboxes' copies wait in the queue, retried
+    // until they fit (or bounced), as SMTP has no way to refuse one recipient now.
+    for address in full {
+        if !remote.contains(&address) {
+            tracing::info!(queue_id = %id, recipient = %address, "mailbox full; queued");
+            remote.push(address);
         }
     }
     if !remote.is_empty() {
@@ -427,18 +551,12 @@ impl SessionActor for SmtpConnection {
                     actor.answer(Input::AuthResult(answer), ctx);
                 }));
             }
-            Action::CheckRecipient { address } => {
+            Action::CheckRecipient { address, size } => {
                 self.flow.awaiting = true;
                 let node = self.node.clone();
                 let (mode, authenticated) = (self.mode, self.authenticated.is_some());
-                let check = tokio::task::spawn_blocking(move || {
-                    recipient_verdict(&node, mode, authenticated, &address)
-                });
-                ctx.spawn(check.into_actor(self).map(|result, actor, ctx| {
-                    let verdict = match result {
-                        Ok(Ok(verdict)) => verdict,
-                        _ => RecipientVerdict::Temporary,
-                    };
+                let check = check_recipient(node, mode, authenticated, address, size);
+                ctx.spawn(check.into_actor(self).map(|verdict, actor, ctx| {
                     actor.answer(Input::RecipientChecked(verdict), ctx);
                 }));
             }

@@ -177,6 +177,9 @@ pub(crate) const SENDER_TEMPORARY: &str =
 pub(crate) const DELIVERY_TEMPORARY: &str =
     "451 4.3.0 Temporary failure, message not accepted, try again later";
 pub(crate) const DELIVERY_TOO_BIG: &str = "552 5.3.4 Message too big";
+/// RFC 3463 X.2.2: the recipient's mailbox is over its storage limit; `452` (RFC 5321
+/// §4.2.2) so the sender tries again, at RCPT and after the content alike.
+pub(crate) const MAILBOX_FULL: &str = "452 4.2.2 Mailbox full";
 /// RFC 3463 4.3.1: mail system full.
 pub(crate) const DELIVERY_NO_SPACE: &str = "452 4.3.1 Insufficient system storage, try again later";
 pub(crate) const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down";

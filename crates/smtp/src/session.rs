@@ -162,6 +162,10 @@ pub enum RecipientVerdict {
     UnknownUser,
     /// Elsewhere, and this client may not relay (never an open relay).
     RelayDenied,
+    /// A mailbox of this cluster at or over its storage limit, or one the message's
+    /// declared SIZE would take past it: `452 4.2.2`, the client may try again later
+    /// and send the message to its other recipients now (RFC 5321 §3.3).
+    MailboxFull,
     /// The directory could not answer now.
     Temporary,
 }
@@ -187,6 +191,9 @@ pub enum DeliveryFailure {
     NoSpace,
     /// Over a limit the host enforces (a quota, a recipient's own limit).
     TooBig,
+    /// Every recipient's mailbox is too full to take the message (storage limits):
+    /// `452 4.2.2`, nothing was kept.
+    MailboxFull,
     /// Refused for good; the text goes to the client (sanitized).
     Permanent(String),
 }
@@ -221,10 +228,13 @@ pub enum Action {
         username: String,
         password: Secret,
     },
-    /// Decide local / remote / unknown / relay-denied, then answer
+    /// Decide local / remote / unknown / relay-denied / full, then answer
     /// [`Input::RecipientChecked`]. `postmaster` (RFC 5321 §4.1.1.3) comes without domain.
     CheckRecipient {
         address: String,
+        /// The message's size as MAIL's `SIZE=` declared it (RFC 1870), 0 when it did
+        /// not (or for VRFY): a mailbox it would not fit refuses it now.
+        size: u64,
     },
     /// Decide whether this unauthenticated MAIL FROM may claim its domain (only with
     /// `check_sender`), then answer [`Input::SenderChecked`].
@@ -348,6 +358,8 @@ struct Transaction {
     head: Vec<u8>,
     /// A BDAT chunk was accepted: RCPT and DATA may no longer follow (RFC 3030 §3).
     chunking: bool,
+    /// MAIL's `SIZE=` (RFC 1870), 0 when not given.
+    declared_size: u64,
 }
 
 impl Transaction {

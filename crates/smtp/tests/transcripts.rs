@@ -504,7 +504,7 @@ impl Host<'_> {
                     Action::Authenticate { username, password } => {
                         replies.push(Input::AuthResult(self.check(&username, password.expose())))
                     }
-                    Action::CheckRecipient { address } => {
+                    Action::CheckRecipient { address, .. } => {
                         replies.push(Input::RecipientChecked(self.verdict(&address)))
                     }
                     // The transcripts run without `check_sender`.

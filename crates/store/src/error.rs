@@ -25,6 +25,11 @@ pub enum StoreError {
     /// depth); the text says which. Permanent until the user removes something.
     #[error("limit exceeded: {0}")]
     LimitExceeded(&'static str),
+    /// The message (or messages) would take the account past its storage limit. Clears
+    /// when the user removes mail or an administrator raises the limit; the text-free
+    /// variant, so each protocol words it (`NO [OVERQUOTA]`, `452 4.2.2`).
+    #[error("the account's storage limit would be exceeded")]
+    OverQuota,
     /// Another process holds the database (a running server, usually).
     #[error("the data directory is in use by another process")]
     Locked,

@@ -87,7 +87,7 @@ pub use metadata::TOO_MANY_METADATA;
 pub use portico_mime::{MessageSummary, SearchFields};
 pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{
-    CommitTicket, EXPUNGE_HISTORY, ExpectedAppend, HIERARCHY_SEPARATOR, INBOX,
+    AppendRequest, CommitTicket, EXPUNGE_HISTORY, ExpectedAppend, HIERARCHY_SEPARATOR, INBOX,
     MAX_MAILBOX_NAME_LEN, StagedMessage, Store, StoreOptions, normalize_line_endings,
     validate_mailbox_name,
 };

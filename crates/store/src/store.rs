@@ -112,6 +112,16 @@ pub(crate) struct DurableBody {
     _pin: SegmentPin,
 }
 
+/// One message of [`Store::append_staged_limited`].
+pub struct AppendRequest {
+    pub staged: StagedMessage,
+    pub flags: Flags,
+    pub internal_date: (i64, i32),
+    /// The account's storage limit in bytes: the message is refused
+    /// ([`StoreError::OverQuota`]) if it would take the account's usage past it.
+    pub storage_limit: Option<u64>,
+}
+
 /// An append announced early (when an SMTP message or an APPEND literal has been
 /// received), so that a sync round starting meanwhile waits for it briefly and commits
 /// it together with the others in flight. Cheap to clone; the first staging uses it,
@@ -1030,9 +1040,71 @@ impl Store {
         flags: &Flags,
         internal_date: (i64, i32),
     ) -> Result<Appended> {
+        self.append_limited(mailbox, message, flags, internal_date, None)
+    }
+
+    /// [`Store::append`] into an account with a storage limit (bytes): refused with
+    /// [`StoreError::OverQuota`], nothing kept, if the message would pass it.
+    pub fn append_limited(
+        &self,
+        mailbox: MailboxId,
+        message: &[u8],
+        flags: &Flags,
+        internal_date: (i64, i32),
+        storage_limit: Option<u64>,
+    ) -> Result<Appended> {
+        if let Some(limit) = storage_limit {
+            // Refused before the body is written, when it plainly cannot fit.
+            let account = self.mailbox(mailbox)?.account;
+            self.check_room(account, message.len() as u64, limit)?;
+        }
         let staged = self.stage_message(message, None)?;
-        let (appended, ticket) = self.append_staged(mailbox, staged, flags, internal_date)?;
+        let request = AppendRequest {
+            staged,
+            flags: flags.clone(),
+            internal_date,
+            storage_limit,
+        };
+        let (mut appended, ticket) = self.append_staged_limited(mailbox, vec![request])?;
+        let appended = appended
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("an append without a result".into()))??;
         self.finish_append(mailbox, appended, ticket)
+    }
+
+    /// The bytes the account's messages take: the sum of its folders' sizes
+    /// (`\Deleted` messages included until expunged; a copy counts as often as it is
+    /// kept, whether or not it shares its body). One read per folder.
+    pub fn account_usage(&self, account: AccountId) -> Result<u64> {
+        Ok(self
+            .mailboxes(account)?
+            .iter()
+            .fold(0u64, |sum, folder| sum.saturating_add(folder.size)))
+    }
+
+    /// Refuses with [`StoreError::OverQuota`] `size` more bytes for an account under
+    /// `limit`: an early check, without the writer lock (the appends and copies that
+    /// add mail check again under it).
+    pub fn check_room(&self, account: AccountId, size: u64, limit: u64) -> Result<()> {
+        let used = self.account_usage(account)?;
+        if used.saturating_add(size) > limit {
+            return Err(StoreError::OverQuota);
+        }
+        Ok(())
+    }
+
+    /// The bytes an EXPUNGE of the folder would free: the sizes of its `\Deleted`
+    /// messages (RFC 9208 STATUS DELETED-STORAGE). Reads the messages' metadata only
+    /// when some are `\Deleted`.
+    pub fn deleted_size(&self, mailbox: MailboxId) -> Result<u64> {
+        if self.folder_counts(mailbox)?.deleted == 0 {
+            return Ok(0);
+        }
+        Ok(self
+            .messages(mailbox)?
+            .iter()
+            .filter(|meta| meta.flags.has(SystemFlag::Deleted))
+            .fold(0u64, |sum, meta| sum.saturating_add(meta.size)))
     }
 
     /// Announces an append that is on its way (see [`ExpectedAppend`]).
@@ -1112,14 +1184,58 @@ impl Store {
         mailbox: MailboxId,
         messages: Vec<(StagedMessage, Flags, (i64, i32))>,
     ) -> Result<(Vec<Appended>, CommitTicket)> {
+        let requests = messages
+            .into_iter()
+            .map(|(staged, flags, internal_date)| AppendRequest {
+                staged,
+                flags,
+                internal_date,
+                storage_limit: None,
+            })
+            .collect();
+        let (appended, ticket) = self.append_staged_limited(mailbox, requests)?;
+        Ok((appended.into_iter().collect::<Result<_>>()?, ticket))
+    }
+
+    /// [`Store::append_staged_many`] with each message's storage limit checked under the
+    /// writer lock, against the account's usage with the messages before it in the
+    /// batch: a message that would pass its limit is refused alone
+    /// ([`StoreError::OverQuota`], its body left to compaction), the others are linked.
+    /// One result per message, in order; the ticket covers those linked.
+    pub fn append_staged_limited(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<AppendRequest>,
+    ) -> Result<(Vec<Result<Appended>>, CommitTicket)> {
         let guard = self.lock_writer();
         let mut folder = self.mailbox(mailbox)?;
+        // Under the lock, so appends and copies into the account's other folders cannot
+        // pass the limit together with these.
+        let mut used = match messages.iter().any(|m| m.storage_limit.is_some()) {
+            true => self.account_usage(folder.account)?,
+            false => 0,
+        };
         let mut txn = Txn::default();
         let mut appended = Vec::with_capacity(messages.len());
         let mut arrivals = Vec::with_capacity(messages.len());
         // Pins stay until the batch is applied: compaction must see the records linked.
         let mut bodies = Vec::with_capacity(messages.len());
-        for (staged, flags, internal_date) in messages {
+        for request in messages {
+            let AppendRequest {
+                staged,
+                flags,
+                internal_date,
+                storage_limit,
+            } = request;
+            let size = staged.body.location.len;
+            if storage_limit.is_some_and(|limit| used.saturating_add(size) > limit) {
+                // Its body stays unlinked, garbage for compaction; its announcement to
+                // the sync round is withdrawn as it is dropped.
+                self.cover_body_id(&mut txn, staged.body.id)?;
+                appended.push(Err(StoreError::OverQuota));
+                continue;
+            }
+            used = used.saturating_add(size);
             let body = self.link_body(&mut txn, &staged.body)?;
             let uid = folder.uidnext;
             let modseq = ModSeq(folder.highest_modseq.0 + 1);
@@ -1152,14 +1268,24 @@ impl Store {
                     crate::deliveries::record(mailbox, uid)?,
                 );
             }
-            appended.push(Appended {
+            appended.push(Ok(Appended {
                 uid,
                 uidvalidity: folder.uidvalidity,
                 modseq,
                 size: meta.size,
-            });
+            }));
             arrivals.push(staged.arrival);
             bodies.push(staged.body);
+        }
+        if bodies.is_empty() {
+            // Nothing linked: the body counter alone, which nobody waits for (and whose
+            // failure only leaves fsck a body to report).
+            if !appended.is_empty()
+                && let Err(e) = self.apply(txn, guard)
+            {
+                tracing::warn!(mailbox = mailbox.0, error = %e, "refused appends' body ids not recorded");
+            }
+            return Ok((appended, self.committed()));
         }
         txn.batch.insert(keys::mailbox(mailbox), encode(&folder)?);
         let ticket = self.apply_arrived(txn, guard, arrivals)?;
@@ -1349,19 +1475,26 @@ impl Store {
     /// Records a durable body in a batch: its location, and the body counter past it.
     pub(crate) fn link_body(&self, txn: &mut Txn, body: &DurableBody) -> Result<BodyRef> {
         let (id, location) = (body.id, &body.location);
-        let counter = keys::counter("body");
+        self.cover_body_id(txn, id)?;
+        txn.batch.insert(keys::body_location(id), encode(location)?);
+        Ok(BodyRef {
+            id,
+            legacy_chunks: 0,
+        })
+    }
+
+    /// Raises the persisted `body` counter to `id` in the batch: the body log's record
+    /// of that id is then known to the metadata (live if linked, garbage for compaction
+    /// if not), never taken for one written after the last commit.
+    fn cover_body_id(&self, txn: &mut Txn, id: u64) -> Result<()> {
         let persisted = match txn.counters.get("body") {
             Some(last) => *last,
             None => self.counter_value("body")?,
         };
         let last = persisted.max(id);
         txn.counters.insert("body", last);
-        txn.batch.insert(counter, &last.to_be_bytes());
-        txn.batch.insert(keys::body_location(id), encode(location)?);
-        Ok(BodyRef {
-            id,
-            legacy_chunks: 0,
-        })
+        txn.batch.insert(keys::counter("body"), &last.to_be_bytes());
+        Ok(())
     }
 
     pub(crate) fn body_location(&self, body: BodyRef) -> Result<Option<BodyLocation>> {
@@ -1646,10 +1779,30 @@ impl Store {
     /// Copies messages into another folder in one transaction; the copies share the
     /// originals' bodies. UIDs that no longer exist are skipped.
     pub fn copy(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
+        self.copy_limited(from, uids, to, None)
+    }
+
+    /// [`Store::copy`] into an account with a storage limit (bytes): refused with
+    /// [`StoreError::OverQuota`], nothing copied, when the copies would take the
+    /// account's usage past it (checked under the writer lock).
+    pub fn copy_limited(
+        &self,
+        from: MailboxId,
+        uids: &[Uid],
+        to: MailboxId,
+        storage_limit: Option<u64>,
+    ) -> Result<Copied> {
         let guard = self.lock_writer();
         let mut dest = self.mailbox(to)?;
         let mut txn = Txn::default();
+        let before = dest.size;
         let pairs = self.copy_into(&mut txn, from, uids, &mut dest)?;
+        if let Some(limit) = storage_limit {
+            let added = dest.size.saturating_sub(before);
+            if self.account_usage(dest.account)?.saturating_add(added) > limit {
+                return Err(StoreError::OverQuota);
+            }
+        }
         if !pairs.is_empty() {
             txn.batch.insert(keys::mailbox(to), encode(&dest)?);
             self.commit(txn, guard)?;
@@ -1661,7 +1814,8 @@ impl Store {
     }
 
     /// Moves messages (RFC 6851): copies and expunge of the originals in one
-    /// transaction, so a crash leaves them in exactly one of the two folders.
+    /// transaction, so a crash leaves them in exactly one of the two folders. Takes no
+    /// storage limit: within one account a move adds nothing to its usage.
     pub fn move_messages(&self, from: MailboxId, uids: &[Uid], to: MailboxId) -> Result<Copied> {
         let guard = self.lock_writer();
         if from == to {

@@ -217,6 +217,9 @@ impl Session {
             "OBJECTID",
             "BINARY",
             "UTF8=ACCEPT",
+            // RFC 9208: limits are the administrator's, so no QUOTASET.
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
         ]);
         let mut text = caps.join(" ");
         text.push_str(&format!(" APPENDLIMIT={}", self.config.append_limit));

@@ -132,13 +132,15 @@ impl Session {
             self.out.extend_from_slice(&line);
             if let Some(name) = status {
                 job.awaiting_status = Some(name.clone());
-                let recent = job
-                    .status
-                    .as_ref()
-                    .is_some_and(|items| items.contains(&StatusItem::Recent));
+                let asked = |item| {
+                    job.status
+                        .as_ref()
+                        .is_some_and(|items| items.contains(&item))
+                };
                 let request = Request::Status {
                     folder: name,
-                    recent,
+                    recent: asked(StatusItem::Recent),
+                    deleted_storage: asked(StatusItem::DeletedStorage),
                 };
                 return self.request(Running::List(job), request);
             }

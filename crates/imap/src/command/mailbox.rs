@@ -257,6 +257,9 @@ impl Session {
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", status.uidvalidity),
                 StatusItem::Unseen => format!("UNSEEN {}", status.unseen),
                 StatusItem::Deleted => format!("DELETED {}", status.deleted),
+                StatusItem::DeletedStorage => {
+                    format!("DELETED-STORAGE {}", status.deleted_storage)
+                }
                 StatusItem::Size => format!("SIZE {}", status.size),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", status.highest_modseq),
                 StatusItem::MailboxId => format!("MAILBOXID (F{})", status.mailbox_id),

@@ -18,6 +18,7 @@ pub(crate) mod fetch;
 pub(crate) mod list;
 pub(crate) mod mailbox;
 pub(crate) mod metadata;
+pub(crate) mod quota;
 pub(crate) mod scan;
 pub(crate) mod search;
 pub(crate) mod sort;
@@ -98,7 +99,8 @@ pub struct DateTime {
     pub offset: i32,
 }
 
-/// STATUS data items (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
+/// STATUS data items (RFC 9051 §6.3.11, RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ, RFC 9208
+/// DELETED-STORAGE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusItem {
     Messages,
@@ -107,6 +109,9 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     Deleted,
+    /// The octets an EXPUNGE would free (RFC 9208 §4.3, required with
+    /// QUOTA=RES-STORAGE).
+    DeletedStorage,
     Size,
     HighestModSeq,
     /// RFC 8474 OBJECTID.
@@ -514,6 +519,20 @@ pub enum CommandBody {
     Id {
         params: Option<Vec<(String, Option<String>)>>,
     },
+    /// RFC 9208 §4.1.1: a quota root's usage and limits.
+    GetQuota {
+        root: Vec<u8>,
+    },
+    /// RFC 9208 §4.1.2: a mailbox's quota roots, each with its usage and limits.
+    GetQuotaRoot {
+        mailbox: Vec<u8>,
+    },
+    /// RFC 9208 §4.1.3: (resource name upper-cased, limit) pairs; only parsed, to be
+    /// refused (limits are the administrator's).
+    SetQuota {
+        root: Vec<u8>,
+        limits: Vec<(String, u64)>,
+    },
 }
 
 impl CommandBody {
@@ -562,6 +581,9 @@ impl CommandBody {
             CommandBody::Move { uid: false, .. } => "MOVE",
             CommandBody::Move { uid: true, .. } => "UID MOVE",
             CommandBody::Id { .. } => "ID",
+            CommandBody::GetQuota { .. } => "GETQUOTA",
+            CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
+            CommandBody::SetQuota { .. } => "SETQUOTA",
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use portico_cluster::ClusterConfig;
 use portico_directory::{
-    AccountRecord, AccountV1, ChangeOutcome, Committed, DirectoryChange, Pop3Deletes, node_id,
+    AccountRecord, AccountV2, ChangeOutcome, Committed, DirectoryChange, Pop3Deletes, node_id,
 };
 use portico_internode::LinkTransport;
 
@@ -33,7 +33,7 @@ fn identity(dir: &Path, node: &str) -> NodeIdentity {
 }
 
 fn account(address: &str) -> AccountRecord {
-    AccountRecord::V1(AccountV1 {
+    AccountRecord::new(AccountV2 {
         address: address.to_string(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string(),
         home: "a".to_string(),
@@ -42,6 +42,7 @@ fn account(address: &str) -> AccountRecord {
         pop3_enabled: true,
         pop3_deletes: Pop3Deletes::Expunge,
         created: 0,
+        storage_limit: None,
     })
 }
 

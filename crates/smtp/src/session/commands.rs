@@ -148,6 +148,7 @@ impl Session {
         self.request(
             Action::CheckRecipient {
                 address: address.clone(),
+                size: 0,
             },
             Awaiting::Verify { address },
         );
@@ -155,7 +156,8 @@ impl Session {
 
     pub(super) fn on_verified(&mut self, address: String, verdict: RecipientVerdict) {
         match verdict {
-            RecipientVerdict::Local => {
+            // A full mailbox exists all the same.
+            RecipientVerdict::Local | RecipientVerdict::MailboxFull => {
                 let text = format!("250 2.1.5 <{}>", reply::sanitize(&address, 256));
                 self.reply(&text);
             }

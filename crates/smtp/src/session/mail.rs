@@ -62,6 +62,7 @@ impl Session {
             mail_from: address,
             body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
             smtputf8,
+            declared_size: from.size as u64,
             ..Transaction::default()
         };
         // Only the host knows its domains; the null sender claims none.
@@ -128,6 +129,7 @@ impl Session {
                 error
             });
         }
+        let size = self.transaction.as_ref().map_or(0, |tx| tx.declared_size);
         let recipients = self
             .transaction
             .as_ref()
@@ -141,6 +143,7 @@ impl Session {
         self.request(
             Action::CheckRecipient {
                 address: address.clone(),
+                size,
             },
             Awaiting::Recipient { address },
         );
@@ -158,6 +161,8 @@ impl Session {
             }
             RecipientVerdict::UnknownUser => self.client_error(ClientError::UnknownUser),
             RecipientVerdict::RelayDenied => self.client_error(ClientError::RelayDenied),
+            // Not the client's mistake: not counted.
+            RecipientVerdict::MailboxFull => self.reply(reply::MAILBOX_FULL),
             RecipientVerdict::Temporary => self.reply(reply::RECIPIENT_TEMPORARY),
         }
     }
@@ -287,6 +292,7 @@ impl Session {
             Err(DeliveryFailure::Temporary) => reply::DELIVERY_TEMPORARY.to_string(),
             Err(DeliveryFailure::NoSpace) => reply::DELIVERY_NO_SPACE.to_string(),
             Err(DeliveryFailure::TooBig) => reply::DELIVERY_TOO_BIG.to_string(),
+            Err(DeliveryFailure::MailboxFull) => reply::MAILBOX_FULL.to_string(),
             Err(DeliveryFailure::Permanent(text)) => {
                 format!("554 5.0.0 {}", reply::sanitize(&text, 200))
             }
@@ -687,6 +693,7 @@ mod tests {
             ),
             (RecipientVerdict::Remote, "250 2.1.5 Recipient OK\r\n"),
             (RecipientVerdict::Local, "250 2.1.5 Recipient OK\r\n"),
+            (RecipientVerdict::MailboxFull, "452 4.2.2 Mailbox full\r\n"),
         ]
         .into_iter()
         .enumerate()
@@ -708,6 +715,76 @@ mod tests {
     }
 
     const START: &str = "354 Start mail input; end with <CRLF>.<CRLF>";
+
+    /// RFC 1870 SIZE reaches the recipient check; a full mailbox is refused with 452
+    /// without counting as the client's error, and the message goes to the others.
+    #[test]
+    fn a_full_mailbox_is_refused_alone_with_the_declared_size() {
+        let mut s = start(
+            SmtpConfig {
+                max_errors: 1,
+                ..submission()
+            },
+            true,
+        );
+        login(&mut s);
+        assert_eq!(
+            send(&mut s, "MAIL FROM:<alice@example.com> SIZE=234\r\n"),
+            "250 2.1.0 Sender OK\r\n"
+        );
+        s.handle(Input::Bytes(b"RCPT TO:<full@example.com>\r\n"));
+        assert_eq!(
+            s.next_action(),
+            Some(Action::CheckRecipient {
+                address: "full@example.com".into(),
+                size: 234,
+            })
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                answer(
+                    &mut s,
+                    Input::RecipientChecked(RecipientVerdict::MailboxFull)
+                ),
+                "452 4.2.2 Mailbox full\r\n"
+            );
+            send(&mut s, "RCPT TO:<full@example.com>\r\n");
+        }
+        assert_eq!(
+            answer(
+                &mut s,
+                Input::RecipientChecked(RecipientVerdict::MailboxFull)
+            ),
+            "452 4.2.2 Mailbox full\r\n"
+        );
+        assert_eq!(
+            send(&mut s, "RCPT TO:<bob@example.com>\r\n"),
+            "[check bob@example.com]\n"
+        );
+        assert_eq!(
+            answer(&mut s, Input::RecipientChecked(RecipientVerdict::Local)),
+            "250 2.1.5 Recipient OK\r\n"
+        );
+        assert_eq!(send(&mut s, "DATA\r\n"), format!("{START}\r\n"));
+        assert_eq!(
+            send(&mut s, "From: alice@example.com\r\n\r\nhi\r\n.\r\n"),
+            "[deliver <alice@example.com> -> bob@example.com 31]\n"
+        );
+        assert_eq!(
+            answer(&mut s, Input::Delivered(Ok("Q1".into()))),
+            "250 2.0.0 Ok: queued as Q1\r\n"
+        );
+        // A message without SIZE is checked with 0: at or over the limit only.
+        send(&mut s, "MAIL FROM:<alice@example.com>\r\n");
+        s.handle(Input::Bytes(b"RCPT TO:<bob@example.com>\r\n"));
+        assert_eq!(
+            s.next_action(),
+            Some(Action::CheckRecipient {
+                address: "bob@example.com".into(),
+                size: 0,
+            })
+        );
+    }
 
     #[test]
     fn too_many_recipients() {
@@ -789,6 +866,7 @@ mod tests {
                 "451 4.3.0 Temporary failure, message not accepted, try again later\r\n",
             ),
             (DeliveryFailure::TooBig, "552 5.3.4 Message too big\r\n"),
+            (DeliveryFailure::MailboxFull, "452 4.2.2 Mailbox full\r\n"),
             (
                 DeliveryFailure::NoSpace,
                 "452 4.3.1 Insufficient system storage, try again later\r\n",
@@ -943,7 +1021,8 @@ mod tests {
         assert_eq!(
             s.next_action(),
             Some(Action::CheckRecipient {
-                address: "bob@example.com".into()
+                address: "bob@example.com".into(),
+                size: 0,
             })
         );
         assert_eq!(s.next_action(), None);

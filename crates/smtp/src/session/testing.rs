@@ -66,7 +66,7 @@ pub(crate) fn render(action: Action) -> String {
         Action::Authenticate { username, password } => {
             format!("[auth {username}:{}]\n", password.expose())
         }
-        Action::CheckRecipient { address } => format!("[check {address}]\n"),
+        Action::CheckRecipient { address, .. } => format!("[check {address}]\n"),
         Action::CheckSender { address } => format!("[sender {address}]\n"),
         Action::Spool { first, bytes } => {
             SPOOLED.with(|spooled| keep_spooled(&mut spooled.borrow_mut(), first, bytes));
@@ -167,9 +167,11 @@ impl Host {
                             Err(AuthFailure::BadCredentials)
                         }))
                     }
-                    Action::CheckRecipient { address } => {
+                    Action::CheckRecipient { address, .. } => {
                         let verdict = if address.starts_with("nobody@") {
                             RecipientVerdict::UnknownUser
+                        } else if address.starts_with("full@") {
+                            RecipientVerdict::MailboxFull
                         } else if address.ends_with("@example.com") {
                             RecipientVerdict::Local
                         } else if s.config.mode == Mode::Submission {
