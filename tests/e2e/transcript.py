@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -61,8 +60,9 @@ ACCOUNTS = (("alice", "secret", True), ("bob", "hunter2", True), ("carol", "caro
 FAKE_HOST_NOW = "05-Feb-2026 12:00:00 +0000"
 
 # ImapConfig::default(), which transcripts.rs runs with, as the server's [imap] keys;
-# `! max-line`, `! append-limit` and `! max-bad` change them. (The server's own default
-# line limit is 1 MiB, the session machine's 64 KiB.)
+# `! max-line`, `! append-limit`, `! max-bad` and `! literal-minus` (literal_plus =
+# false) change them. (The server's own default line limit is 1 MiB, the session
+# machine's 64 KiB.)
 DEFAULT_IMAP_SETTINGS = {
     "max_line_length": 64 * 1024,
     "append_limit": 50 * 1024 * 1024,
@@ -104,10 +104,10 @@ class Transcript:
     # Connections that start without TLS; None: every one.
     plain: set[int] | None = None
     login_plaintext: bool = False
-    # [imap] keys the directives set: {key: (value, directive line)}.
-    directives: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # [imap] keys the directives set: {key: (value as TOML, directive line)}.
+    directives: dict[str, tuple[int | str, str]] = field(default_factory=dict)
 
-    def imap_settings(self) -> dict[str, int]:
+    def imap_settings(self) -> dict[str, int | str]:
         settings = dict(DEFAULT_IMAP_SETTINGS)
         settings.update({key: value for key, (value, _) in self.directives.items()})
         return settings
@@ -152,6 +152,8 @@ def parse(name: str, text: str) -> Transcript:
                 t.login_plaintext = True
             elif words[0] in DIRECTIVE_KEYS:
                 t.directives[DIRECTIVE_KEYS[words[0]]] = (int(words[1]), line)
+            elif words[0] == "literal-minus" and len(words) == 1:
+                t.directives["literal_plus"] = ("false", line)
             elif words[0] == "message":
                 t.steps.append(Step(number, "message", args=_message_args(directive)))
             else:

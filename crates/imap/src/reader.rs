@@ -479,7 +479,7 @@ mod tests {
             ..limits(100, 100, 200)
         };
         let events = run(
-            limits.clone(),
+            limits,
             &[b"a1 LOGIN {5+}\r\nabcde x\r\na2 LOGIN {4+}\r\nabcd y\r\na3 LOGIN {5}\r\n"],
         );
         assert_eq!(
