@@ -220,6 +220,10 @@ impl Writer {
                     self.raw(&ir.0);
                 }
             }
+            CommandBody::Compress { mechanism } => {
+                self.raw(b"COMPRESS ");
+                self.raw(mechanism.as_bytes());
+            }
             CommandBody::Enable { capabilities } => {
                 self.raw(b"ENABLE");
                 for cap in capabilities {
@@ -1207,6 +1211,7 @@ mod tests {
                     initial_response: ir.map(|ir| Secret(ir.into_bytes()))
                 }),
             vec(atom_value(), 1..4).prop_map(|capabilities| CommandBody::Enable { capabilities }),
+            atom_value().prop_map(|mechanism| CommandBody::Compress { mechanism }),
             (bytes_value(), select_params())
                 .prop_map(|(mailbox, params)| CommandBody::Select { mailbox, params }),
             (bytes_value(), select_params())

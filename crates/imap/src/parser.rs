@@ -687,6 +687,7 @@ impl<'a> Parser<'a> {
             }
             b"UID" => self.uid()?,
             b"ID" => self.id()?,
+            b"COMPRESS" => self.compress()?,
             _ => return Err(format!("Unknown command {}", printable(name))),
         })
     }
@@ -759,6 +760,19 @@ impl<'a> Parser<'a> {
         Ok(CommandBody::Authenticate {
             mechanism: ascii_string(mechanism),
             initial_response,
+        })
+    }
+
+    /// RFC 4978 §5: `COMPRESS SP algorithm`; any atom, so that an unknown mechanism is
+    /// the session's to refuse.
+    fn compress(&mut self) -> PResult<CommandBody> {
+        self.sp("compression mechanism")?;
+        let mechanism = self.atom();
+        if mechanism.is_empty() {
+            return Err(self.missing_or_invalid("compression mechanism"));
+        }
+        Ok(CommandBody::Compress {
+            mechanism: ascii_string(mechanism),
         })
     }
 

@@ -467,6 +467,10 @@ pub enum CommandBody {
     Id {
         params: Option<Vec<(String, Option<String>)>>,
     },
+    /// RFC 4978: the mechanism as sent (only `DEFLATE` is defined).
+    Compress {
+        mechanism: String,
+    },
 }
 
 impl CommandBody {
@@ -513,6 +517,7 @@ impl CommandBody {
             CommandBody::Move { uid: false, .. } => "MOVE",
             CommandBody::Move { uid: true, .. } => "UID MOVE",
             CommandBody::Id { .. } => "ID",
+            CommandBody::Compress { .. } => "COMPRESS",
         }
     }
 }
