@@ -3,9 +3,10 @@ it as Thunderbird and K-9 Mail do (imaplib has no COMPRESS): after the tagged OK
 COMPRESS DEFLATE it deflates each command (raw DEFLATE, sync-flushed) and inflates all
 it reads. A session over plain TCP and over implicit TLS signs in, compresses, reads a
 message of several MB (streamed from the store) byte for byte, sees a delivery in IDLE
-and logs out; a corrupt stream from the client ends only its own session; a session
-proxied through a frontend to the mailbox's home node is compressed end to end, down to
-the frontend's goodbye when the home is lost. One test measures the compression of a
+and logs out; a corrupt stream from the client ends only its own session; at shutdown
+the goodbye is compressed too; a session proxied through a frontend to the mailbox's
+home node is compressed end to end, down to the frontend's goodbye when the home is
+lost. One test measures the compression of a
 FETCH of the corpus and the server's CPU for it, and prints the figures (run with -s);
 nothing is asserted on time.
 """
@@ -242,6 +243,22 @@ def test_a_corrupt_stream_ends_only_that_session(node):
         time.sleep(0.05)
     assert "corrupt DEFLATE stream from the client" in node.log()
     assert "panicked" not in node.log()
+
+
+def test_shutdown_says_goodbye_compressed(node):
+    """At SIGTERM an idling compressed session gets its BYE deflated like the rest."""
+    c = DeflateImap("127.0.0.1", node.imaps_port, tls=True)
+    try:
+        c.ok(f'LOGIN "{ALICE}" "{ALICE_PW}"')
+        c.compress()
+        c.ok("SELECT INBOX")
+        c.send(b"c9 IDLE\r\n")
+        assert c.line() == b"+ idling"
+        assert node.terminate() == 0
+        assert c.line() == b"* BYE Server shutting down"
+        assert c.at_eof()
+    finally:
+        c.close()
 
 
 ROUNDS = 5
