@@ -23,6 +23,11 @@ sockets in place of the in-memory fake host:
   (DEFAULT_IMAP_SETTINGS). The caller skips a transcript whose setting the server's
   configuration refuses.
 - `! quota USER N|none` is `portico user set USER --quota N|none`, where it stands.
+- `TAG COMPRESS DEFLATE`: after its tagged OK the runner inflates what it reads and
+  deflates what it writes (raw DEFLATE, a sync flush ending each write), so the lines
+  stay what each side means. Lines written behind it in the same write are deflated
+  too, as the start of the client's compressed stream, which is what the server takes
+  them for (RFC 4978 §3).
 - `! message USER FOLDER PREFIX (flags) "date"` is an APPEND of the corpus file (bare
   LF made CRLF, as the fake host and the store keep it) with those flags and date,
   from a session of its own signed in as USER, which never selects a folder.
@@ -48,6 +53,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -452,6 +458,11 @@ class Connection:
         self.eof_reason = ""
         # Tags of STARTTLS commands sent and not yet answered.
         self.starttls_tags: set[bytes] = set()
+        # COMPRESS DEFLATE: the tag sent and not yet answered, and each direction's
+        # stream once compression is on.
+        self.compress_tags: set[bytes] = set()
+        self.deflater = None
+        self.inflater = None
 
     def _read(self, timeout: float) -> bool:
         """Reads once, waiting up to `timeout`: False if nothing came in that time."""
@@ -468,10 +479,20 @@ class Connection:
         if not chunk:
             self.eof = True
             return True
+        self._take(chunk)
+        return True
+
+    def _take(self, chunk: bytes) -> None:
+        if self.inflater is not None:
+            try:
+                chunk = self.inflater.decompress(chunk)
+            except zlib.error as e:
+                self.eof = True
+                self.eof_reason = f" (corrupt DEFLATE stream from the server: {e})"
+                return
         self.received += chunk
         self.buf += chunk
         self._cut_lines()
-        return True
 
     def _cut_lines(self) -> None:
         while b"\r\n" in self.buf:
@@ -482,6 +503,11 @@ class Connection:
                 self.starttls_tags.discard(tag)
                 if rest.startswith(b"OK"):
                     self._start_tls()
+            if tag in self.compress_tags:
+                self.compress_tags.discard(tag)
+                if rest.startswith(b"OK"):
+                    self._start_compression()
+                    return
 
     def _start_tls(self) -> None:
         """RFC 9051 §6.2.1: the handshake begins right after the tagged OK; nothing may
@@ -495,6 +521,23 @@ class Connection:
         except OSError as e:
             self.eof = True
             self.eof_reason = f" (TLS handshake after STARTTLS failed: {e})"
+
+    def _start_compression(self) -> None:
+        """RFC 4978 §3: both ways compressed right after the tagged OK's CRLF; what
+        came behind it in the same read is already compressed."""
+        if self.deflater is None:
+            self.deflater = zlib.compressobj(wbits=-15)
+        self.inflater = zlib.decompressobj(wbits=-15)
+        behind, self.buf = self.buf, b""
+        if behind:
+            del self.received[len(self.received) - len(behind) :]
+            self._take(behind)
+
+    def deflate(self, data: bytes) -> bytes:
+        """`data` as the client sends it: deflated and flushed once compression is on."""
+        if self.deflater is None or not data:
+            return data
+        return self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
 
     def next_line(self, timeout: float = EXPECT_SECS) -> bytes | None:
         deadline = time.monotonic() + timeout
@@ -621,8 +664,21 @@ def run(transcript: Transcript, server, deliverer: Deliverer) -> None:
                     words = line.split(b" ")
                     if len(words) == 2 and words[1].upper() == b"STARTTLS":
                         conn.starttls_tags.add(words[0])
-                    data += line + b"\r\n"
+                    data += conn.deflate(line + b"\r\n")
                     k += 1
+                    if (
+                        len(words) == 3
+                        and [w.upper() for w in words[1:]] == [b"COMPRESS", b"DEFLATE"]
+                        and conn.inflater is None
+                    ):
+                        conn.compress_tags.add(words[0])
+                        more = k < len(steps) and (steps[k].kind, steps[k].conn) == (
+                            "C",
+                            step.conn,
+                        )
+                        if more:
+                            # Pipelined behind it: the start of the compressed stream.
+                            conn.deflater = zlib.compressobj(wbits=-15)
                 try:
                     conn.send(data)
                 except OSError as e:

@@ -112,6 +112,9 @@ impl Writer {
     }
 
     fn seq_set(&mut self, set: &SequenceSet) {
+        if set.is_saved() {
+            return self.raw(b"$");
+        }
         for (i, range) in set.0.iter().enumerate() {
             if i > 0 {
                 self.raw(b",");
@@ -222,6 +225,10 @@ impl Writer {
                     self.raw(b" ");
                     self.raw(&ir.0);
                 }
+            }
+            CommandBody::Compress { mechanism } => {
+                self.raw(b"COMPRESS ");
+                self.raw(mechanism.as_bytes());
             }
             CommandBody::Enable { capabilities } => {
                 self.raw(b"ENABLE");
@@ -979,11 +986,14 @@ mod tests {
     }
 
     fn seq_set() -> impl Strategy<Value = SequenceSet> {
-        vec(
-            (seq_bound(), seq_bound()).prop_map(|(start, end)| SeqRange { start, end }),
-            1..5,
-        )
-        .prop_map(SequenceSet)
+        prop_oneof![
+            9 => vec(
+                (seq_bound(), seq_bound()).prop_map(|(start, end)| SeqRange { start, end }),
+                1..5,
+            )
+            .prop_map(SequenceSet),
+            1 => Just(SequenceSet::saved()),
+        ]
     }
 
     fn date() -> impl Strategy<Value = Date> {
@@ -1284,6 +1294,7 @@ mod tests {
                     initial_response: ir.map(|ir| Secret(ir.into_bytes()))
                 }),
             vec(atom_value(), 1..4).prop_map(|capabilities| CommandBody::Enable { capabilities }),
+            atom_value().prop_map(|mechanism| CommandBody::Compress { mechanism }),
             (bytes_value(), select_params())
                 .prop_map(|(mailbox, params)| CommandBody::Select { mailbox, params }),
             (bytes_value(), select_params())

@@ -143,6 +143,11 @@ fn settle(
                 wire.tls = true;
                 session.handle(Input::TlsEstablished);
             }
+            // Compression by copying: the bytes behind COMPRESS come back as input.
+            Action::Compress { unread } => {
+                wire.bytes.extend_from_slice(b"[compress]\r\n");
+                session.handle(Input::Bytes(&unread));
+            }
             Action::Stream { .. } => panic!("nothing here is big enough to stream"),
             Action::Close => wire.bytes.extend_from_slice(b"[close]"),
         }
@@ -254,7 +259,7 @@ impl Transcript {
 fn tagged(wire: &str) -> Vec<&str> {
     wire.split("\r\n")
         .filter_map(|line| line.split(' ').next())
-        .filter(|tag| !matches!(*tag, "" | "*" | "+" | "[close]"))
+        .filter(|tag| !matches!(*tag, "" | "*" | "+" | "[close]" | "[compress]"))
         .collect()
 }
 
@@ -309,6 +314,19 @@ fn commands_pipelined_behind_login_are_answered_once_in_order() {
     assert!(hand_off.unread.ends_with(b"f SEL"));
     assert!(direct.contains("b OK [APPENDUID 9 4] APPEND completed\r\n"));
     assert!(!direct.contains("h "));
+}
+
+#[test]
+fn compress_behind_login_is_carried_out_by_the_backend() {
+    // RFC 4978 puts COMPRESS after the sign-in, so the node that holds the mailbox
+    // compresses, whether it was reached directly or through a frontend.
+    let t = Transcript::new(&[
+        "a LOGIN alice secret\r\nb COMPRESS DEFLATE\r\nc NOOP\r\n",
+        "d LOGOUT\r\n",
+    ]);
+    let (direct, hand_off) = t.check(&["a", "b", "c", "d"]);
+    assert_eq!(hand_off.unread, b"b COMPRESS DEFLATE\r\nc NOOP\r\n");
+    assert!(direct.contains("\r\nb OK DEFLATE active\r\n[compress]\r\nc OK NOOP completed\r\n"));
 }
 
 #[test]

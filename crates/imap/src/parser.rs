@@ -706,6 +706,7 @@ impl<'a> Parser<'a> {
                 mailbox: self.sp_mailbox()?,
             },
             b"SETQUOTA" => self.setquota()?,
+            b"COMPRESS" => self.compress()?,
             _ => return Err(format!("Unknown command {}", printable(name))),
         })
     }
@@ -778,6 +779,19 @@ impl<'a> Parser<'a> {
         Ok(CommandBody::Authenticate {
             mechanism: ascii_string(mechanism),
             initial_response,
+        })
+    }
+
+    /// RFC 4978 §5: `COMPRESS SP algorithm`; any atom, so that an unknown mechanism is
+    /// the session's to refuse.
+    fn compress(&mut self) -> PResult<CommandBody> {
+        self.sp("compression mechanism")?;
+        let mechanism = self.atom();
+        if mechanism.is_empty() {
+            return Err(self.missing_or_invalid("compression mechanism"));
+        }
+        Ok(CommandBody::Compress {
+            mechanism: ascii_string(mechanism),
         })
     }
 

@@ -267,6 +267,17 @@ impl CommandReader {
         (matches!(self.state, State::Line) && self.cmd.is_empty()).then(|| &self.buf[self.pos..])
     }
 
+    /// Takes the bytes received and not yet consumed, when no command is part-read (as
+    /// [`Self::unread`]; `None` otherwise, and nothing is taken): after COMPRESS they are
+    /// the start of a compressed stream (RFC 4978 §3), for the host to inflate.
+    pub fn take_unread(&mut self) -> Option<Vec<u8>> {
+        let unread = self.unread()?.to_vec();
+        self.buf.clear();
+        self.pos = 0;
+        self.scanned = 0;
+        Some(unread)
+    }
+
     /// Bytes held: received but not yet consumed, plus the command being assembled.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos + self.cmd.len()

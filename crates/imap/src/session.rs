@@ -6,6 +6,7 @@
 //!                 ▼                                          ▼                              │
 //!              (TLS, same state)                          SELECTED ─────────────────────────┘
 //!   any state ──LOGOUT──► LOGOUT (BYE, close)
+//!   AUTHENTICATED or SELECTED ──COMPRESS DEFLATE──► (DEFLATE both ways, same state, once)
 //! ```
 //!
 //! Commands run one at a time, in the order received: a command that needs the host
@@ -121,6 +122,14 @@ pub enum Input<'a> {
 pub enum Action {
     Write(Vec<u8>),
     StartTls,
+    /// COMPRESS DEFLATE was accepted (RFC 4978): from the next write on, the host
+    /// deflates all it sends (raw DEFLATE, RFC 1951, flushed at the end of each write
+    /// batch) and inflates all it reads before handing it to the session. `unread` is
+    /// what the client sent behind the COMPRESS command, which the session has not read:
+    /// the first bytes of the client's compressed stream.
+    Compress {
+        unread: Vec<u8>,
+    },
     Request(RequestId, Request),
     /// Write `len` bytes of message `uid` of `folder` from `start`, as stored: the
     /// content of a literal the output before announced. Needs no answer; the actions
@@ -351,6 +360,8 @@ pub struct Session {
     pub(crate) bad_commands: u32,
     pub(crate) user: Option<String>,
     pub(crate) closed: bool,
+    /// COMPRESS DEFLATE is on (RFC 4978): it cannot be turned off or on again.
+    pub(crate) compressed: bool,
     /// Events that arrived while a SELECT/EXAMINE waited for its folder: the host may
     /// start pushing the folder's changes before its reply arrives.
     pub(crate) early_events: Vec<FolderEvent>,
@@ -469,6 +480,7 @@ impl Session {
             bad_commands: 0,
             user: None,
             closed: false,
+            compressed: false,
             early_events: Vec::new(),
         }
     }
@@ -524,6 +536,11 @@ impl Session {
     /// Whether the client is in IDLE (the host may use a longer timeout then).
     pub fn is_idling(&self) -> bool {
         matches!(self.line_mode, LineMode::Idle { .. })
+    }
+
+    /// Whether COMPRESS DEFLATE is on.
+    pub fn compressed(&self) -> bool {
+        self.compressed
     }
 
     /// Whether the connection is encrypted (implicit TLS, or STARTTLS completed).
@@ -840,6 +857,7 @@ impl Session {
                 | CommandBody::Login { .. }
                 | CommandBody::Authenticate { .. },
             ) => self.bad(&tag, "Already authenticated"),
+            (_, CommandBody::Compress { mechanism }) => self.compress(tag, &mechanism),
             (State::Authenticated, CommandBody::Enable { capabilities }) => {
                 self.enable(tag, capabilities)
             }
@@ -1228,6 +1246,12 @@ mod tests {
                     }
                 }
                 Action::StartTls => session.handle(Input::TlsEstablished),
+                // A host that "compresses" by copying: what the client sent behind
+                // COMPRESS comes back as the first input.
+                Action::Compress { unread } => {
+                    out.extend(b"[compress]");
+                    session.handle(Input::Bytes(&unread));
+                }
                 Action::Stream {
                     uid, start, len, ..
                 } => out.extend(format!("[stream {uid} {start}+{len}]").into_bytes()),
@@ -1235,6 +1259,15 @@ mod tests {
             }
         }
         String::from_utf8(out).unwrap()
+    }
+
+    /// The actions queued now, none carried out.
+    fn actions(session: &mut Session) -> Vec<Action> {
+        std::iter::from_fn(|| session.next_action()).collect()
+    }
+
+    fn write(text: &str) -> Action {
+        Action::Write(text.as_bytes().to_vec())
     }
 
     /// Folders, each with whether it is subscribed.
@@ -1546,6 +1579,148 @@ mod tests {
         assert_eq!(
             drive(&mut session, b"c DELETE INBOX\r\n", &mut reply),
             "c NO [CANNOT] INBOX cannot be deleted\r\n"
+        );
+    }
+
+    #[test]
+    fn compress_is_refused_and_not_offered_before_authentication() {
+        let mut session = Session::new(ImapConfig::default(), true);
+        let greeting = drive(&mut session, b"", &mut |_| None);
+        assert!(!greeting.contains("COMPRESS"), "{greeting}");
+        // RFC 4978 §3: COMPRESS belongs to the authenticated state.
+        session.handle(Input::Bytes(b"a COMPRESS DEFLATE\r\n"));
+        assert_eq!(
+            actions(&mut session),
+            [write("a BAD Command not valid before authentication\r\n")]
+        );
+        assert!(!session.compressed());
+    }
+
+    #[test]
+    fn compress_deflate_once_signed_in_and_never_twice() {
+        let mut session = Session::new(ImapConfig::default(), true);
+        drive(&mut session, b"", &mut |_| None);
+        let login = drive(&mut session, b"a LOGIN alice secret\r\n", &mut |_| {
+            Some(Reply::Login(Ok(())))
+        });
+        assert!(login.contains(" COMPRESS=DEFLATE "), "{login}");
+        session.handle(Input::Bytes(b"b COMPRESS LZW\r\n"));
+        assert_eq!(
+            actions(&mut session),
+            [write(
+                "b BAD Unknown compression mechanism, DEFLATE is supported\r\n"
+            )]
+        );
+        // The OK is the last write in the clear; the switch comes right behind it.
+        session.handle(Input::Bytes(b"c COMPRESS deflate\r\n"));
+        assert_eq!(
+            actions(&mut session),
+            [
+                write("c OK DEFLATE active\r\n"),
+                Action::Compress { unread: vec![] }
+            ]
+        );
+        assert!(session.compressed());
+        let out = drive(
+            &mut session,
+            b"d COMPRESS DEFLATE\r\ne CAPABILITY\r\n",
+            &mut |_| None,
+        );
+        assert!(
+            out.starts_with("d NO [COMPRESSIONACTIVE] DEFLATE is active already\r\n* CAPABILITY "),
+            "{out}"
+        );
+        assert!(out.contains(" COMPRESS=DEFLATE "), "{out}");
+        assert!(!out.contains("[compress]"), "{out}");
+    }
+
+    #[test]
+    fn bytes_behind_compress_are_handed_to_the_host_unread() {
+        let mut session = signed_in(ImapConfig::default());
+        // Compressed bytes (to the session, anything) and part of a line.
+        let behind = b"\x4b\x54\x08\xf2\xf7\xf7\r\nc NO";
+        let mut input = b"b COMPRESS DEFLATE\r\n".to_vec();
+        input.extend_from_slice(behind);
+        session.handle(Input::Bytes(&input));
+        assert_eq!(
+            actions(&mut session),
+            [
+                write("b OK DEFLATE active\r\n"),
+                Action::Compress {
+                    unread: behind.to_vec()
+                }
+            ]
+        );
+        // Nothing of them is left to the session: what the host inflates comes next.
+        assert_eq!(
+            drive(&mut session, b"c NOOP\r\n", &mut |_| None),
+            "c OK NOOP completed\r\n"
+        );
+    }
+
+    #[test]
+    fn compress_behind_a_command_waiting_for_the_host_runs_after_it() {
+        let mut session = signed_in(ImapConfig::default());
+        session.handle(Input::Bytes(
+            b"b STATUS INBOX (MESSAGES)\r\nc COMPRESS DEFLATE\r\nd NOOP\r\n",
+        ));
+        let Some(Action::Request(id, Request::Status { .. })) = session.next_action() else {
+            panic!("STATUS asks the host first");
+        };
+        assert_eq!(session.next_action(), None, "COMPRESS waits its turn");
+        session.handle(Input::Reply(
+            id,
+            Reply::Status(Ok(FolderStatus {
+                messages: 2,
+                ..FolderStatus::default()
+            })),
+        ));
+        assert_eq!(
+            actions(&mut session),
+            [
+                write(
+                    "* STATUS \"INBOX\" (MESSAGES 2)\r\nb OK STATUS completed\r\n\
+                     c OK DEFLATE active\r\n"
+                ),
+                Action::Compress {
+                    unread: b"d NOOP\r\n".to_vec()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn compress_in_the_selected_state_announces_changes_before_its_ok() {
+        let mut session = signed_in(ImapConfig::default());
+        let folder = FolderId(7);
+        let mut reply = |request: &Request| match request {
+            Request::Select { .. } => Some(Reply::Selected(Ok(SelectedFolder {
+                id: folder,
+                uidvalidity: 1,
+                uidnext: 3,
+                highest_modseq: 4,
+                uids: Arc::new(vec![1, 2]),
+                first_unseen: None,
+                changed: vec![],
+                recent: vec![],
+                keywords: vec![],
+                vanished: None,
+            }))),
+            _ => None,
+        };
+        drive(&mut session, b"b SELECT INBOX\r\n", &mut reply);
+        session.handle(Input::Event(FolderEvent::Expunged {
+            folder,
+            uids: vec![1],
+            modseq: 5,
+        }));
+        assert_eq!(
+            drive(
+                &mut session,
+                b"c COMPRESS DEFLATE\r\nd NOOP\r\n",
+                &mut reply
+            ),
+            "* 1 EXPUNGE\r\nc OK DEFLATE active\r\n[compress]d OK NOOP completed\r\n"
         );
     }
 }

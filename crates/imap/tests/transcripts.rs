@@ -28,7 +28,11 @@
 //! ```
 //!
 //! Consecutive `C:` lines of one connection are one write (so a command pipelined after
-//! STARTTLS or after IDLE's DONE is in the same write). A literal's payload lines are
+//! STARTTLS or after IDLE's DONE is in the same write). After COMPRESS DEFLATE's OK the
+//! lines are what each side means, before deflating and after inflating: the fake
+//! host's compression copies (what the client sent behind COMPRESS in the same write is
+//! fed back to the session as its first input), and the runner against the real binary
+//! deflates and inflates. A literal's payload lines are
 //! `C:` lines too. `$name` (lower case) in an `S:` line captures a token the first time
 //! and must match it later; in a `C:` line it is replaced by the captured value.
 //! Keywords such as `$Work` start with an upper-case letter and are not variables.
@@ -1327,6 +1331,7 @@ impl Harness {
                     conn.tls_started = true;
                     conn.session.handle(Input::TlsEstablished);
                 }
+                Action::Compress { unread } => self.conn(i).session.handle(Input::Bytes(&unread)),
                 Action::Stream {
                     folder,
                     uid,

@@ -9,6 +9,10 @@
 //! [`ReadControl::Pause`] and the task stops reading until [`Outbox::resume_reading`];
 //! what the actor queues for writing is counted, so an actor can hold back work while a
 //! slow client drains, and a client that stops reading altogether is cut off.
+//!
+//! IMAP COMPRESS swaps the stream for a [`DeflateStream`] around it (after TLS, as
+//! RFC 4978 §3 orders): the actor's bytes, flow control and deadlines are the same; the
+//! task flushes whenever its queue runs empty, which ends each batch with a sync flush.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,20 +31,34 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{Instrument, Span};
 
+use crate::deflate::{DeflateStream, DeflateTotals};
 use crate::mailbox::SessionId;
 use crate::node::NodeContext;
 
-/// A client's stream, before or after TLS.
+/// A client's stream, before or after TLS, and with COMPRESS.
 pub enum ClientStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    /// Transient: the plain stream has been handed to the TLS handshake.
+    /// IMAP COMPRESS=DEFLATE on a plain or TLS stream.
+    Deflate(Box<DeflateStream<ClientStream>>),
+    /// Transient: the stream has been handed to the TLS handshake or to compression.
     Upgrading,
 }
 
 impl ClientStream {
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+        match self {
+            ClientStream::Tls(_) => true,
+            ClientStream::Deflate(deflate) => deflate.get_ref().is_tls(),
+            ClientStream::Plain(_) | ClientStream::Upgrading => false,
+        }
+    }
+
+    fn deflate(&self) -> Option<&DeflateStream<ClientStream>> {
+        match self {
+            ClientStream::Deflate(deflate) => Some(deflate),
+            _ => None,
+        }
     }
 
     /// Runs the server side of a TLS handshake on a plain stream.
@@ -71,6 +89,7 @@ impl AsyncRead for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -85,6 +104,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -93,6 +113,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
             ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -101,6 +122,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             ClientStream::Upgrading => Poll::Ready(Ok(())),
         }
     }
@@ -112,6 +134,10 @@ pub enum Outgoing {
     Write(Bytes),
     /// Upgrade to TLS now; everything queued before has been written.
     StartTls,
+    /// IMAP COMPRESS=DEFLATE from now on, both ways; what was queued before goes out
+    /// uncompressed. The bytes are what the client sent behind the command, the start
+    /// of its compressed stream.
+    Compress(Vec<u8>),
     /// From now on, close the connection after this long without client input.
     IdleTimeout(Duration),
     /// The session's home node took it over: from now on only carry bytes.
@@ -298,8 +324,11 @@ pub fn channel() -> (Outbox, Inbox) {
 /// Totals reported in the session's last log line.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
+    /// What the session read and wrote (after inflating, before deflating).
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// With COMPRESS: what crossed the wire, compressed.
+    pub deflated: Option<DeflateTotals>,
 }
 
 /// Why a connection ended.
@@ -386,6 +415,8 @@ pub async fn drive(
     // What is still queued goes now, not after a goodbye the client may never read.
     drop(inbox);
     let stalled = reason.stalled();
+    // Every goodbye has been flushed by now: the totals are final.
+    stats.deflated = stream.deflate().map(DeflateStream::totals);
     ports.ended.do_send(ConnectionEnded { reason, stats });
     if !stalled {
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
@@ -478,6 +509,7 @@ async fn run(
             line_started,
             shutdown_deadline,
         );
+        let release_at = stream.deflate().and_then(DeflateStream::release_at);
         tokio::select! {
             biased;
             _ = inbox.cut.notify.notified() => return EndReason::NotReading.into(),
@@ -509,6 +541,15 @@ async fn run(
                         Ok(Err(e)) => return EndReason::Error(e).into(),
                         Err(_) => return EndReason::IdleTimeout.into(),
                     }
+                }
+                Some(Outgoing::Compress(unread)) => {
+                    // The tagged OK is the last byte in the clear: out before the switch.
+                    let limit = write_deadline(settings, shutdown_deadline);
+                    if let Err(reason) = write_bounded(stream, &[], true, limit, &inbox.cut).await {
+                        return reason.into();
+                    }
+                    let inner = std::mem::replace(stream, ClientStream::Upgrading);
+                    *stream = ClientStream::Deflate(Box::new(DeflateStream::new(inner, unread)));
                 }
                 Some(Outgoing::IdleTimeout(timeout)) => {
                     // The session signed in: from now on only idleness ends it.
@@ -552,6 +593,11 @@ async fn run(
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return EndReason::ClientClosed.into(),
                 Err(e) => return EndReason::Error(e).into(),
             },
+            _ = tokio::time::sleep_until(release_at.unwrap_or(deadline)), if release_at.is_some_and(|at| at < deadline) => {
+                if let ClientStream::Deflate(deflate) = stream {
+                    deflate.release_idle(tokio::time::Instant::now());
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 if !matches!(why, Deadline::Shutdown) {
                     let limit = tokio::time::Instant::now() + GOODBYE_WRITE_TIMEOUT;
@@ -817,14 +863,28 @@ async fn run_session<A, F>(
 
 /// The one `info` line at the end of every session.
 pub fn log_session_end(span: &Span, ended: &ConnectionEnded, commands: u64) {
-    tracing::info!(
-        parent: span,
-        reason = ?ended.reason,
-        bytes_in = ended.stats.bytes_in,
-        bytes_out = ended.stats.bytes_out,
-        commands,
-        "session ended"
-    );
+    let stats = &ended.stats;
+    match stats.deflated {
+        None => tracing::info!(
+            parent: span,
+            reason = ?ended.reason,
+            bytes_in = stats.bytes_in,
+            bytes_out = stats.bytes_out,
+            commands,
+            "session ended"
+        ),
+        // Compressed: what the session read and wrote, and what crossed the wire.
+        Some(wire) => tracing::info!(
+            parent: span,
+            reason = ?ended.reason,
+            bytes_in = stats.bytes_in,
+            bytes_out = stats.bytes_out,
+            deflated_in = wire.wire_in,
+            deflated_out = wire.wire_out,
+            commands,
+            "session ended"
+        ),
+    }
 }
 
 /// The flow-control state every session actor keeps beside its protocol machine.

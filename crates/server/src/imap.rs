@@ -534,6 +534,10 @@ impl SessionActor for ImapConnection {
                 self.flow.awaiting = true;
                 self.flow.outbox.send(Outgoing::StartTls);
             }
+            Action::Compress { unread } => {
+                tracing::debug!(parent: &self.flow.span, "COMPRESS DEFLATE on");
+                self.flow.outbox.send(Outgoing::Compress(unread));
+            }
             Action::Close => self.flow.outbox.send(Outgoing::Close),
             Action::Request(id, request) => self.execute(id, request, ctx),
             Action::Stream {

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod connection;
+pub mod deflate;
 pub mod delivery;
 pub mod fulltext;
 pub mod gate;

@@ -7,6 +7,13 @@
 //! proxied. The home refuses a session its own replica does not place there (the
 //! fence: a stale replica can never make two nodes serve one mailbox) and counts the
 //! per-user limit, since every session of a user lands there.
+//!
+//! IMAP COMPRESS comes after the sign-in, so the home carries it out like any other
+//! command: it deflates what it sends and inflates what it reads on its end of the
+//! link, and the compressed bytes cross the frontend unchanged, so they are compressed
+//! on both hops. The frontend never parses the session; the one thing it writes
+//! itself, the goodbye when the home is lost, it wraps in a DEFLATE stored block when
+//! the home's last bytes ended in a sync flush ([`goodbye_after`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -512,9 +519,26 @@ enum Carried {
 const CARRY_MIN: usize = 2 * 1024;
 const CARRY_MAX: usize = 64 * 1024;
 
-/// Copies `from` to `to` until either fails or `from` ends, counting the bytes. The
-/// buffer doubles while reads fill it and shrinks back after a short read.
-async fn carry<R, W>(from: &mut R, to: &mut W, count: &mut u64, write_timeout: Duration) -> Carried
+/// The last bytes carried one way.
+type Tail = [u8; 4];
+
+fn keep_tail(tail: &mut Tail, bytes: &[u8]) {
+    let n = bytes.len().min(tail.len());
+    tail.rotate_left(n);
+    let keep = tail.len() - n;
+    tail[keep..].copy_from_slice(&bytes[bytes.len() - n..]);
+}
+
+/// Copies `from` to `to` until either fails or `from` ends, counting the bytes and
+/// keeping the last ones in `tail`. The buffer doubles while reads fill it and shrinks
+/// back after a short read.
+async fn carry<R, W>(
+    from: &mut R,
+    to: &mut W,
+    count: &mut u64,
+    tail: &mut Tail,
+    write_timeout: Duration,
+) -> Carried
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -531,7 +555,10 @@ where
             to.flush().await
         };
         match tokio::time::timeout(write_timeout, write).await {
-            Ok(Ok(())) => *count += n as u64,
+            Ok(Ok(())) => {
+                *count += n as u64;
+                keep_tail(tail, &buf[..n]);
+            }
             Ok(Err(e)) => return Carried::WriteFailed(e),
             Err(_) => return Carried::WriteStalled,
         }
@@ -553,6 +580,27 @@ fn goodbye(protocol: SessionProtocol) -> &'static [u8] {
             b"-ERR [SYS/TEMP] The server that holds your mailbox is unavailable, try again later\r\n"
         }
     }
+}
+
+/// How a DEFLATE sync flush ends (RFC 1951 §3.2.4: an empty stored block, after which
+/// the stream is byte-aligned): what a home with IMAP COMPRESS on ends every batch with.
+const SYNC_FLUSH_END: Tail = [0x00, 0x00, 0xff, 0xff];
+
+/// The goodbye for a client whose home was lost, after `tail`: in a DEFLATE stored
+/// block when the home's last bytes ended a sync flush (the client inflates all it
+/// reads), else as it is.
+fn goodbye_after(protocol: SessionProtocol, tail: &Tail) -> Vec<u8> {
+    let text = goodbye(protocol);
+    if protocol != SessionProtocol::Imap || *tail != SYNC_FLUSH_END {
+        return text.to_vec();
+    }
+    // BFINAL 0, BTYPE 00, padding; then LEN and its complement, little-endian.
+    let len = text.len() as u16;
+    let mut block = vec![0x00];
+    block.extend_from_slice(&len.to_le_bytes());
+    block.extend_from_slice(&(!len).to_le_bytes());
+    block.extend_from_slice(text);
+    block
 }
 
 /// A random pause within [`GOODBYE_SPREAD`].
@@ -630,19 +678,22 @@ async fn carry_both(
             Err(_) => return EndReason::WriteTimeout,
         }
     }
+    let mut tail = Tail::default();
+    keep_tail(&mut tail, &early);
     // Not held for the session's life.
     drop(early);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut home_read, mut home_write) = tokio::io::split(home);
     let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+    let mut client_tail = Tail::default();
     enum Side {
         Home(Carried),
         Client(Carried),
         Shutdown,
     }
     let side = tokio::select! {
-        carried = carry(&mut home_read, &mut client_write, &mut bytes_out, write_timeout) => Side::Home(carried),
-        carried = carry(&mut client_read, &mut home_write, &mut bytes_in, write_timeout) => Side::Client(carried),
+        carried = carry(&mut home_read, &mut client_write, &mut bytes_out, &mut tail, write_timeout) => Side::Home(carried),
+        carried = carry(&mut client_read, &mut home_write, &mut bytes_in, &mut client_tail, write_timeout) => Side::Client(carried),
         _ = shutdown.changed() => Side::Shutdown,
     };
     stats.bytes_in += bytes_in;
@@ -672,8 +723,9 @@ async fn carry_both(
             _ = tokio::time::sleep(spread()) => {}
             _ = shutdown.changed() => {}
         }
+        let goodbye = goodbye_after(protocol, &tail);
         let write = async {
-            client_write.write_all(goodbye(protocol)).await?;
+            client_write.write_all(&goodbye).await?;
             client_write.shutdown().await
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
@@ -827,6 +879,40 @@ mod tests {
         let mut fields = AccountV2::new("ann@example.com", "!", home, 0);
         fields.move_epoch = move_epoch;
         AccountRecord::new(fields)
+    }
+
+    #[test]
+    fn the_goodbye_after_a_lost_home_fits_a_compressed_session() {
+        use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+        let mut tail = Tail::default();
+        keep_tail(&mut tail, b"* OK [CAPABILITY IMAP4rev2] Logged in\r\n");
+        keep_tail(&mut tail, b"a");
+        assert_eq!(&tail, b"n\r\na");
+        let bye = goodbye(SessionProtocol::Imap);
+        // In the clear: the goodbye as it is.
+        keep_tail(&mut tail, b"a OK DEFLATE active\r\n");
+        assert_eq!(goodbye_after(SessionProtocol::Imap, &tail), bye);
+        // Compressed: the home's last batch ended in a sync flush, the goodbye follows
+        // it as a stored block, and the client inflates both.
+        let mut home = Compress::new(Compression::default(), false);
+        let mut wire = Vec::with_capacity(4096);
+        home.compress_vec(b"* 2 EXISTS\r\n", &mut wire, FlushCompress::Sync)
+            .unwrap();
+        keep_tail(&mut tail, &wire);
+        let block = goodbye_after(SessionProtocol::Imap, &tail);
+        assert_ne!(block, bye);
+        wire.extend_from_slice(&block);
+        let mut client = Decompress::new(false);
+        let mut text = Vec::with_capacity(4096);
+        client
+            .decompress_vec(&wire, &mut text, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(text, [&b"* 2 EXISTS\r\n"[..], bye].concat());
+        // POP3 has no compression.
+        assert_eq!(
+            goodbye_after(SessionProtocol::Pop3, &tail),
+            goodbye(SessionProtocol::Pop3)
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Signing in and the commands around it: STARTTLS, LOGIN, AUTHENTICATE (SASL
-//! PLAIN), ENABLE and CAPABILITY.
+//! PLAIN), ENABLE, COMPRESS and CAPABILITY.
 
 use crate::reader::CommandReader;
 use crate::request::*;
@@ -28,6 +28,35 @@ impl Session {
                 command: "STARTTLS",
             },
         ));
+    }
+
+    /// RFC 4978 §3, in the authenticated and selected states (before authentication
+    /// the dispatch answers BAD). The OK is the last byte sent uncompressed.
+    pub(crate) fn compress(&mut self, tag: String, mechanism: &str) {
+        if self.compressed {
+            // §3 lists BAD for a repeated COMPRESS but also requires COMPRESSIONACTIVE on
+            // a NO for a mechanism already on; NO [COMPRESSIONACTIVE] is what Dovecot
+            // answers, and it tells the client why.
+            tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[COMPRESSIONACTIVE] DEFLATE is active already",
+            );
+            return;
+        }
+        if !mechanism.eq_ignore_ascii_case("DEFLATE") {
+            return self.bad(&tag, "Unknown compression mechanism, DEFLATE is supported");
+        }
+        self.finish(&tag, "OK", "DEFLATE active", true);
+        // §3: the client must wait for this OK and then compress everything after the
+        // command, so whatever it sent behind the command (it broke that rule) can
+        // only be the start of its compressed stream: the host inflates it first.
+        // INVARIANT: a command was just read, so no command is part-read.
+        let unread = self.reader.take_unread().unwrap_or_default();
+        self.compressed = true;
+        self.flush();
+        self.actions.push_back(Action::Compress { unread });
     }
 
     pub(crate) fn plaintext_allowed(&self) -> bool {
@@ -221,6 +250,10 @@ impl Session {
             "QUOTA",
             "QUOTA=RES-STORAGE",
         ]);
+        // RFC 4978 §3: valid only once signed in, so offered only then.
+        if self.is_authenticated() {
+            caps.push("COMPRESS=DEFLATE");
+        }
         let mut text = caps.join(" ");
         text.push_str(&format!(" APPENDLIMIT={}", self.config.append_limit));
         text

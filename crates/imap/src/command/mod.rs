@@ -533,6 +533,10 @@ pub enum CommandBody {
         root: Vec<u8>,
         limits: Vec<(String, u64)>,
     },
+    /// RFC 4978: the mechanism as sent (only `DEFLATE` is defined).
+    Compress {
+        mechanism: String,
+    },
 }
 
 impl CommandBody {
@@ -584,6 +588,7 @@ impl CommandBody {
             CommandBody::GetQuota { .. } => "GETQUOTA",
             CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
             CommandBody::SetQuota { .. } => "SETQUOTA",
+            CommandBody::Compress { .. } => "COMPRESS",
         }
     }
 }
