@@ -364,7 +364,8 @@ class Server:
         return int(m.group(1))
 
     def users(self) -> dict[str, dict[str, str]]:
-        """`user list` parsed: address -> {pop3, imap, pop3-delete-mode, inbox}."""
+        """`user list` parsed: address -> {pop3, imap, pop3-delete-mode, inbox, home,
+        quota, used}."""
         result = {}
         for line in self.cli_ok("user", "list").splitlines():
             address, *fields = line.split("\t")

@@ -733,6 +733,8 @@ def test_hide_mode_keeps_messages_in_the_mailbox(server, corpus):
         "pop3-delete-mode": "hide",
         "inbox": "3",
         "home": "n",
+        "quota": "none",
+        "used": str(sum(len(data) for _, data in stored)),
     }
     p = server.login(ALICE, ALICE_PW)
     before = uidl_map(p)
