@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import SmtpServer
+from conftest import Literal, RawImap, SmtpServer
 
 ALICE = "alice@example.com"
 ALICE_PW = "alice-Quota-1"
@@ -207,3 +207,25 @@ def test_mail_stops_at_the_limit_and_comes_in_again(server):
     server.cli_ok("user", "set", ALICE, "--quota", "none")
     assert quota_root(m) == ([b'"INBOX" ""'], [None])
     m.logout()
+
+
+def test_a_multiappend_past_the_limit_stores_none_of_it(server):
+    """MULTIAPPEND (RFC 3502) is all or none against the limit too: three messages
+    that fit one by one but not together are refused whole with NO [OVERQUOTA]; the
+    same three within the limit are stored together."""
+    server.cli_ok("user", "set", ALICE, "--quota", "8K")
+    r = RawImap(server, implicit=True)
+    assert re.match(rb"T\d+ OK", r.login(ALICE, ALICE_PW))
+    parts = [message(n, 3000) for n in range(3)]
+    untagged, tagged = r.cmd(
+        "APPEND INBOX ", Literal(parts[0]), " ", Literal(parts[1]), " ", Literal(parts[2])
+    )
+    assert OVERQUOTA.match(tagged.split(b" NO ", 1)[1]), tagged
+    assert used(server, ALICE) == 0
+    server.cli_ok("user", "set", ALICE, "--quota", "10K")
+    untagged, tagged = r.cmd(
+        "APPEND INBOX ", Literal(parts[0]), " ", Literal(parts[1]), " ", Literal(parts[2])
+    )
+    assert re.search(rb" OK \[APPENDUID \d+ 1:3\] ", tagged), tagged
+    assert used(server, ALICE) == 9000
+    r.close()
