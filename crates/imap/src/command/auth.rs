@@ -63,15 +63,25 @@ impl Session {
         self.tls || self.config.plaintext_login_without_tls
     }
 
+    /// Refuses (and counts as a client error) a sign-in that would send a password in
+    /// the clear where the configuration does not allow it.
+    fn refused_without_tls(&mut self, tag: &str) -> bool {
+        if self.plaintext_allowed() {
+            return false;
+        }
+        tagged(
+            &mut self.out,
+            tag,
+            "NO",
+            "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
+        );
+        self.count_bad();
+        true
+    }
+
     pub(crate) fn login(&mut self, tag: String, username: Vec<u8>, password: Vec<u8>) {
-        if !self.plaintext_allowed() {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
-            );
-            return self.count_bad();
+        if self.refused_without_tls(&tag) {
+            return;
         }
         self.start_login(tag, username, password);
     }
@@ -108,14 +118,8 @@ impl Session {
             );
             return self.count_bad();
         }
-        if !self.plaintext_allowed() {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
-            );
-            return self.count_bad();
+        if self.refused_without_tls(&tag) {
+            return;
         }
         match initial {
             Some(response) => self.sasl_plain(tag, &response),
