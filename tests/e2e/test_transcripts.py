@@ -54,6 +54,18 @@ class TranscriptServer(ImapServer):
         )
         self.config.write_text(text)
 
+    def start(self) -> "TranscriptServer":
+        # Several servers start at once here, each on ports that were free a moment
+        # before it binds them, so one may lose a port to another's: it starts again on
+        # new ones (start writes the configuration anew).
+        for attempt in range(3):
+            try:
+                super().start()
+                return self
+            except pytest.fail.Exception:
+                if attempt == 2 or "Address already in use" not in self.log():
+                    raise
+
 
 @dataclass
 class Outcome:
