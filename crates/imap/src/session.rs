@@ -963,6 +963,23 @@ impl Session {
             return;
         };
         let (folder, read_only) = (selected.id, selected.read_only);
+        // Commands that change the folder are refused once here in an EXAMINEd folder
+        // (CLOSE there only deselects).
+        let changes_folder = matches!(
+            body,
+            CommandBody::Store { .. }
+                | CommandBody::Move { .. }
+                | CommandBody::Expunge
+                | CommandBody::UidExpunge { .. }
+        );
+        if read_only && changes_folder {
+            return tagged(
+                &mut self.out,
+                &tag,
+                "NO",
+                "[READ-ONLY] Mailbox is read-only",
+            );
+        }
         match body {
             CommandBody::Check => self.finish(&tag, "OK", "CHECK completed", true),
             CommandBody::Unselect => {
@@ -991,18 +1008,7 @@ impl Session {
             CommandBody::Thread { .. } => self.thread(tag, body),
             CommandBody::Store { .. } => self.store(tag, body),
             CommandBody::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false),
-            CommandBody::Move { uid, set, mailbox } => {
-                if read_only {
-                    tagged(
-                        &mut self.out,
-                        &tag,
-                        "NO",
-                        "[READ-ONLY] Mailbox is read-only",
-                    );
-                    return;
-                }
-                self.copy(tag, uid, &set, &mailbox, true)
-            }
+            CommandBody::Move { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, true),
             _ => self.bad(&tag, "Command not valid in this state"),
         }
     }

@@ -29,14 +29,6 @@ impl Session {
                     );
                 }
             }
-            CommandBody::Expunge | CommandBody::UidExpunge { .. } if read_only => {
-                tagged(
-                    &mut self.out,
-                    &tag,
-                    "NO",
-                    "[READ-ONLY] Mailbox is read-only",
-                );
-            }
             CommandBody::Expunge => self.request(
                 Running::Expunge {
                     tag,

@@ -9,7 +9,7 @@ impl Session {
     /// STORE and UID STORE (RFC 9051 §6.4.6), with UNCHANGEDSINCE (RFC 7162 §3.1.3).
     pub(crate) fn store(&mut self, tag: String, body: CommandBody) {
         let (
-            Some((folder, read_only)),
+            Some((folder, _)),
             CommandBody::Store {
                 uid,
                 set,
@@ -22,15 +22,6 @@ impl Session {
         else {
             return;
         };
-        if read_only {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[READ-ONLY] Mailbox is read-only",
-            );
-            return;
-        }
         if let Err(why) = settable_flags(&flags, "stored") {
             return self.bad(&tag, &why);
         }
