@@ -30,17 +30,24 @@ impl Session {
                     .map(|(_, uid)| uid)
                     .collect();
                 if uids.is_empty() {
-                    SearchKey::Not(Box::new(SearchKey::All))
-                } else {
-                    SearchKey::Uid(SequenceSet(
-                        uids.into_iter()
-                            .map(|uid| SeqRange {
-                                start: SeqBound::Value(uid),
-                                end: SeqBound::Value(uid),
-                            })
-                            .collect(),
-                    ))
+                    return SearchKey::Not(Box::new(SearchKey::All));
                 }
+                // Runs of consecutive UIDs as one range each: a saved result of a whole
+                // folder is one range, which every message of the scan is tested against.
+                let mut ranges: Vec<SeqRange> = Vec::new();
+                for uid in uids {
+                    match ranges.last_mut() {
+                        Some(SeqRange {
+                            end: SeqBound::Value(end),
+                            ..
+                        }) if end.checked_add(1) == Some(uid) => *end = uid,
+                        _ => ranges.push(SeqRange {
+                            start: SeqBound::Value(uid),
+                            end: SeqBound::Value(uid),
+                        }),
+                    }
+                }
+                SearchKey::Uid(SequenceSet(ranges))
             }
             SearchKey::And(keys) => SearchKey::And(
                 keys.into_iter()
