@@ -72,23 +72,6 @@ impl Store {
         self.commit(txn, guard)
     }
 
-    /// Removes a folder's annotations within a batch (the folder is going).
-    pub(crate) fn remove_metadata_in(
-        &self,
-        txn: &mut Txn,
-        account: AccountId,
-        folder: &str,
-    ) -> Result<()> {
-        for key in self
-            .db()
-            .scan_prefix(keys::metadata_of(account, folder))
-            .keys()
-        {
-            txn.batch.remove(key?);
-        }
-        Ok(())
-    }
-
     /// Moves a folder's annotations to its new name within a batch (RENAME).
     pub(crate) fn move_metadata_in(
         &self,
@@ -105,14 +88,6 @@ impl Store {
             txn.batch
                 .insert(keys::metadata_entry(account, to, name), value);
             txn.batch.remove(key);
-        }
-        Ok(())
-    }
-
-    /// Removes every annotation of an account within a batch (the account is going).
-    pub(crate) fn remove_all_metadata_in(&self, txn: &mut Txn, account: AccountId) -> Result<()> {
-        for key in self.db().scan_prefix(keys::metadata_all(account)).keys() {
-            txn.batch.remove(key?);
         }
         Ok(())
     }

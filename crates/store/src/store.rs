@@ -770,8 +770,8 @@ impl Store {
             txn.batch.remove(keys::mailbox(mailbox.id));
             txn.batch.remove(keys::mailbox_name(id, &mailbox.name));
         }
-        self.unsubscribe_all_in(&mut txn, id)?;
-        self.remove_all_metadata_in(&mut txn, id)?;
+        self.remove_prefix_in(&mut txn, keys::subscriptions(id))?;
+        self.remove_prefix_in(&mut txn, keys::metadata_all(id))?;
         txn.batch.remove(keys::address(&account.address));
         txn.batch.remove(keys::account(id));
         self.commit(txn, guard)
@@ -868,7 +868,8 @@ impl Store {
         }
         let mut txn = Txn::default();
         self.remove_mailbox_contents(&mut txn, id)?;
-        self.remove_metadata_in(&mut txn, mailbox.account, &mailbox.name)?;
+        // Its annotations go with it (RFC 5464 §4.1); its subscription stays.
+        self.remove_prefix_in(&mut txn, keys::metadata_of(mailbox.account, &mailbox.name))?;
         txn.batch.remove(keys::mailbox(id));
         txn.batch
             .remove(keys::mailbox_name(mailbox.account, &mailbox.name));
@@ -987,16 +988,20 @@ impl Store {
             self.release_body(txn, meta.body)?;
             txn.batch.remove(key);
         }
-        for entry in self.db.scan_prefix(keys::expunged_all(id)) {
-            txn.batch.remove(entry?.0);
-        }
+        self.remove_prefix_in(txn, keys::expunged_all(id))?;
         for prefix in keys::beside_messages(id) {
-            for entry in self.db.scan_prefix(prefix) {
-                txn.batch.remove(entry?.0);
-            }
+            self.remove_prefix_in(txn, prefix)?;
         }
         txn.batch.remove(keys::folder_counts(id));
         txn.batch.remove(keys::first_recent(id));
+        Ok(())
+    }
+
+    /// Queues removal of every key that starts with `prefix`.
+    pub(crate) fn remove_prefix_in(&self, txn: &mut Txn, prefix: impl AsRef<[u8]>) -> Result<()> {
+        for key in self.db.scan_prefix(prefix).keys() {
+            txn.batch.remove(key?);
+        }
         Ok(())
     }
 

@@ -78,14 +78,6 @@ impl Store {
         txn.batch.insert(keys::subscription(account, name), &[]);
     }
 
-    /// Removes every subscription of an account within a batch (the account is going).
-    pub(crate) fn unsubscribe_all_in(&self, txn: &mut Txn, account: AccountId) -> Result<()> {
-        for key in self.db().scan_prefix(keys::subscriptions(account)).keys() {
-            txn.batch.remove(key?);
-        }
-        Ok(())
-    }
-
     /// Moves the subscription of `from` to `to` within a batch (a folder renamed).
     pub(crate) fn move_subscription_in(
         &self,
