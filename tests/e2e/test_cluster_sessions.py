@@ -414,6 +414,15 @@ def test_losing_a_home_ends_only_its_proxied_sessions(cluster):
         wait_for_count(cluster, node, users["s2"], 1, 15)
 
 
+def fill_user_limit(cluster: Cluster, user: str, sessions: list[imaplib.IMAP4]) -> None:
+    """Signs `user` in 50 times (the example's max_connections_per_user), alternately
+    through d1 and s1, adding each session to `sessions` for the caller to log out."""
+    for i in range(50):
+        client = imap(cluster, "d1" if i % 2 else "s1", implicit=True)
+        sessions.append(client)
+        assert client.login(user, PASSWORD)[0] == "OK", i
+
+
 def test_the_per_user_limit_holds_across_nodes(cluster):
     """The user homed on s2 may hold 50 sessions in all (the example's
     max_connections_per_user), counted at s2 wherever the clients connect: 25 through d1
@@ -421,10 +430,7 @@ def test_the_per_user_limit_holds_across_nodes(cluster):
     user = add_users(cluster, "limit")["s2"]
     sessions = []
     try:
-        for i in range(50):
-            client = imap(cluster, "d1" if i % 2 else "s1", implicit=True)
-            sessions.append(client)
-            assert client.login(user, PASSWORD)[0] == "OK", i
+        fill_user_limit(cluster, user, sessions)
         extra = imap(cluster, "d2", implicit=True)
         try:
             with pytest.raises(imaplib.IMAP4.error, match=re.escape("[LIMIT] Too many connections for this user")):
@@ -434,6 +440,57 @@ def test_the_per_user_limit_holds_across_nodes(cluster):
     finally:
         for client in sessions:
             client.logout()
+
+
+def unauthenticate(client: imaplib.IMAP4) -> bytes:
+    """UNAUTHENTICATE (RFC 8437), after which imaplib lets the client sign in again."""
+    imaplib.Commands.setdefault("UNAUTHENTICATE", ("AUTH", "SELECTED"))
+    typ, data = client._simple_command("UNAUTHENTICATE")
+    assert typ == "OK", data
+    client.state = "NONAUTH"
+    return data[-1]
+
+
+def test_unauthenticate_hands_the_connection_to_the_next_users_home(cluster):
+    """One connection through d1 signs in as the user homed on s2, signs out with
+    UNAUTHENTICATE and signs in as the users homed on d2 and then d1: each time the
+    mailbox is the one of who signed in last (the connection is carried on to the new
+    home), and a session signed out holds no place under the per-user limit."""
+    users = add_users(cluster, "unauth")
+    for home, user in users.items():
+        deliver(cluster, "d1", user, f"Subject: for {home}\r\n\r\n{home}\r\n".encode())
+    client = imap(cluster, "d1", implicit=True)
+    try:
+        for home in ("s2", "d2", "d1"):
+            assert client.login(users[home], PASSWORD)[0] == "OK", home
+            typ, data = client.select("INBOX", readonly=True)
+            assert (typ, data) == ("OK", [b"1"]), home
+            typ, data = client.fetch("1", "(BODY.PEEK[TEXT])")
+            assert typ == "OK" and data[0][1] == f"{home}\r\n".encode(), (home, data)
+            text = unauthenticate(client)
+            assert text.endswith(b"] Signed out, authenticate again"), text
+            assert b" AUTH=PLAIN " in text and b"UNAUTHENTICATE" not in text, text
+            client.state = "AUTH"  # let imaplib send it: the server must refuse it
+            with pytest.raises(imaplib.IMAP4.error, match="BAD.*Command not valid before authentication"):
+                client.list()
+            client.state = "NONAUTH"
+    finally:
+        client.logout()
+
+    # 50 sessions fill the s2 user's places; one signing out frees one for another.
+    user = users["s2"]
+    sessions = []
+    try:
+        fill_user_limit(cluster, user, sessions)
+        extra = imap(cluster, "d2", implicit=True)
+        sessions.append(extra)
+        with pytest.raises(imaplib.IMAP4.error, match=re.escape("[LIMIT] Too many connections")):
+            extra.login(user, PASSWORD)
+        unauthenticate(sessions[0])
+        assert extra.login(user, PASSWORD)[0] == "OK"
+    finally:
+        for session in sessions:
+            session.logout()
 
 
 def test_a_rehomed_user_is_served_by_the_new_home_only(cluster):

@@ -208,6 +208,7 @@ impl Writer {
             | CommandBody::Check
             | CommandBody::Close
             | CommandBody::Unselect
+            | CommandBody::Unauthenticate
             | CommandBody::Expunge => self.raw(body.name().as_bytes()),
             CommandBody::Login { username, password } => {
                 self.raw(b"LOGIN ");
@@ -1275,6 +1276,7 @@ mod tests {
             Just(CommandBody::Check),
             Just(CommandBody::Close),
             Just(CommandBody::Unselect),
+            Just(CommandBody::Unauthenticate),
             Just(CommandBody::Expunge),
         ];
         let mailbox_commands = prop_oneof![

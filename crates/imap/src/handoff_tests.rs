@@ -105,6 +105,7 @@ fn store(request: &Request) -> Reply {
         Request::GetMetadata { .. } => Reply::Metadata(Ok(vec![])),
         Request::SetMetadata { .. } => Reply::Done(Ok(())),
         Request::Deselect { .. }
+        | Request::SignOut
         | Request::Delete { .. }
         | Request::Rename { .. }
         | Request::Subscribe { .. } => Reply::Done(Ok(())),

@@ -628,6 +628,7 @@ impl<'a> Parser<'a> {
             b"CHECK" => CommandBody::Check,
             b"CLOSE" => CommandBody::Close,
             b"UNSELECT" => CommandBody::Unselect,
+            b"UNAUTHENTICATE" => CommandBody::Unauthenticate,
             b"EXPUNGE" => CommandBody::Expunge,
             b"LOGIN" => self.login()?,
             b"AUTHENTICATE" => self.authenticate()?,

@@ -144,6 +144,9 @@ pub enum Request {
     Deselect {
         folder: FolderId,
     },
+    /// The session signed out with UNAUTHENTICATE (RFC 8437): forget the account and
+    /// give back its place under the per-user limit. Nothing is answered.
+    SignOut,
     Create {
         folder: String,
         special_use: Option<String>,

@@ -858,6 +858,7 @@ impl Session {
                 | CommandBody::Authenticate { .. },
             ) => self.bad(&tag, "Already authenticated"),
             (_, CommandBody::Compress { mechanism }) => self.compress(tag, &mechanism),
+            (_, CommandBody::Unauthenticate) => self.unauthenticate(tag),
             (State::Authenticated, CommandBody::Enable { capabilities }) => {
                 self.enable(tag, capabilities)
             }

@@ -606,6 +606,10 @@ impl Host {
                 session.selected = None;
                 return None;
             }
+            Request::SignOut => {
+                session.user = None;
+                return None;
+            }
             Request::Create {
                 folder,
                 special_use,

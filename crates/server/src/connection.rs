@@ -914,15 +914,19 @@ pub enum Ending {
 #[rtype(result = "()")]
 pub struct MailboxMoving;
 
-/// Tells the session actor of a move of its mailbox, once the gate closes on `slot`.
-pub fn end_when_evicted<A>(slot: &crate::node::UserSlot, ctx: &mut actix::Context<A>)
+/// Tells the session actor of a move of its mailbox, once the gate closes on `slot`;
+/// the handle cancels that when the session gives the slot back.
+pub fn end_when_evicted<A>(
+    slot: &crate::node::UserSlot,
+    ctx: &mut actix::Context<A>,
+) -> actix::SpawnHandle
 where
     A: Actor<Context = actix::Context<A>> + actix::Handler<MailboxMoving>,
 {
     use actix::AsyncContext;
     use actix::fut::ActorFutureExt;
     let evicted = actix::fut::wrap_future::<_, A>(slot.evicted());
-    ctx.spawn(evicted.map(|(), _actor, ctx| ctx.notify(MailboxMoving)));
+    ctx.spawn(evicted.map(|(), _actor, ctx| ctx.notify(MailboxMoving)))
 }
 
 impl Flow {

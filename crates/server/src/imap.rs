@@ -47,6 +47,8 @@ pub struct ImapConnection {
     selecting: bool,
     /// This session's place under the per-user connection limit.
     user_slot: Option<UserSlot>,
+    /// What ends the session when its mailbox moves away.
+    eviction: Option<SpawnHandle>,
     /// A session handed over by another node: the LOGIN or AUTHENTICATE request the
     /// machine waits for, answered once the actor runs.
     handed_login: Option<RequestId>,
@@ -58,7 +60,7 @@ impl Actor for ImapConnection {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
         if let Some(slot) = &self.user_slot {
-            connection::end_when_evicted(slot, ctx);
+            self.eviction = Some(connection::end_when_evicted(slot, ctx));
         }
         if let Some(id) = self.handed_login.take() {
             self.flow
@@ -574,13 +576,30 @@ impl ImapConnection {
     fn signed_in(&mut self, account: Account, slot: UserSlot, ctx: &mut Context<Self>) {
         self.flow.span.record("user", account.address.as_str());
         tracing::info!(parent: &self.flow.span, "signed in");
-        connection::end_when_evicted(&slot, ctx);
+        self.eviction = Some(connection::end_when_evicted(&slot, ctx));
         self.account = Some(account);
         self.user_slot = Some(slot);
         self.flow
             .outbox
             .send(Outgoing::IdleTimeout(Duration::from_secs(
                 self.node.config.imap.idle_timeout_secs,
+            )));
+    }
+
+    /// UNAUTHENTICATE: the account and its place under the per-user limit go; the
+    /// connection waits for a sign-in again, as long as a new one would.
+    fn signed_out(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(parent: &self.flow.span, "signed out; the connection stays");
+        if let Some(eviction) = self.eviction.take() {
+            ctx.cancel_future(eviction);
+        }
+        self.account = None;
+        self.user_slot = None;
+        self.flow.span.record("user", "");
+        self.flow
+            .outbox
+            .send(Outgoing::IdleTimeout(Duration::from_secs(
+                self.node.config.imap.unauthenticated_timeout_secs,
             )));
     }
 
@@ -852,6 +871,7 @@ impl ImapConnection {
                         .notify(mailbox, UnsubscribeSession { session });
                 }
             }
+            Request::SignOut => self.signed_out(ctx),
             Request::Create {
                 folder,
                 special_use,
@@ -1363,6 +1383,7 @@ impl ImapConnection {
             selected: None,
             selecting: false,
             user_slot: None,
+            eviction: None,
             handed_login: None,
         }
     }

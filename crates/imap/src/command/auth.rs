@@ -1,5 +1,5 @@
 //! Signing in and the commands around it: STARTTLS, LOGIN, AUTHENTICATE (SASL
-//! PLAIN), ENABLE, COMPRESS and CAPABILITY.
+//! PLAIN), ENABLE, COMPRESS, CAPABILITY and UNAUTHENTICATE.
 
 use crate::reader::CommandReader;
 use crate::request::*;
@@ -203,6 +203,31 @@ impl Session {
         self.finish(&tag, "OK", "ENABLE completed", true);
     }
 
+    /// UNAUTHENTICATE (RFC 8437): the connection becomes as a new one in the
+    /// not-authenticated state, the selected folder closed without expunging and ENABLEd
+    /// extensions off. TLS and COMPRESS stay, as neither can be taken off a stream.
+    pub(crate) fn unauthenticate(&mut self, tag: String) {
+        if let State::Selected(selected) = &self.state {
+            let folder = selected.id;
+            self.actions
+                .push_back(Action::Request(0, Request::Deselect { folder }));
+        }
+        self.flush();
+        self.actions.push_back(Action::Request(0, Request::SignOut));
+        self.state = State::NotAuthenticated;
+        self.enabled = Enabled::default();
+        self.user = None;
+        self.early_events.clear();
+        self.reader.set_limits(Self::preauth_limits(&self.config));
+        let capability = self.capability();
+        tagged(
+            &mut self.out,
+            &tag,
+            "OK",
+            &format!("[CAPABILITY {capability}] Signed out, authenticate again"),
+        );
+    }
+
     pub(crate) fn capability(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "IMAP4rev2"];
         if !self.is_authenticated() {
@@ -257,6 +282,7 @@ impl Session {
         // RFC 4978 §3: valid only once signed in, so offered only then.
         if self.is_authenticated() {
             caps.push("COMPRESS=DEFLATE");
+            caps.push("UNAUTHENTICATE");
         }
         let mut text = caps.join(" ");
         text.push_str(&format!(" APPENDLIMIT={}", self.config.append_limit));

@@ -457,6 +457,8 @@ pub enum CommandBody {
     Check,
     Close,
     Unselect,
+    /// RFC 8437: back to the not-authenticated state on the same connection.
+    Unauthenticate,
     Expunge,
     UidExpunge {
         set: SequenceSet,
@@ -568,6 +570,7 @@ impl CommandBody {
             CommandBody::Check => "CHECK",
             CommandBody::Close => "CLOSE",
             CommandBody::Unselect => "UNSELECT",
+            CommandBody::Unauthenticate => "UNAUTHENTICATE",
             CommandBody::Expunge => "EXPUNGE",
             CommandBody::UidExpunge { .. } => "UID EXPUNGE",
             CommandBody::Search { uid: false, .. } => "SEARCH",
