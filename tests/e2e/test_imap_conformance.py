@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import Literal
 from test_imap_consistency import ALICE, ALICE_PW, session
 
@@ -448,6 +450,47 @@ def test_searchres_with_imaplib(make_imap_server):
         (b"3 (BODY[HEADER.FIELDS (SUBJECT)] {15}", b"Subject: m5\r\n\r\n"),
     ]
     assert client.fetch("$", "(UID)") == ("OK", [None])
+    client.logout()
+
+
+def test_partial_pages_through_a_folder_with_imaplib(make_imap_server):
+    """PARTIAL (RFC 9394) through imaplib: a client pages backwards through 230
+    messages, 50 at a time, with `UID SEARCH RETURN (PARTIAL -a:-b SAVE)` and then
+    `UID FETCH $`; the pages are disjoint, newest first, and together every message
+    once. A window past the end is NIL and `$` then empty; SORT pages in sort order."""
+    import imaplib
+
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    assert "PARTIAL" in client.capabilities
+    client.login(ALICE, ALICE_PW)
+    total = 230
+    for n in range(1, total + 1):
+        assert client.append("INBOX", None, None, f"Subject: m{n}\r\n\r\n{'x' * n}\r\n".encode())[0] == "OK"
+    client.select("INBOX")
+    seen: list[int] = []
+    for first in range(1, total + 1, 50):
+        window = f"-{first}:-{first + 49}"
+        typ, _ = client.uid("SEARCH", "RETURN", f"(PARTIAL {window} SAVE)", "ALL")
+        [esearch] = client.untagged_responses.pop("ESEARCH")
+        low, high = max(1, total - first - 48), total - first + 1
+        assert typ == "OK" and esearch.endswith(f" UID PARTIAL ({window} {low}:{high})".encode()), esearch
+        typ, data = client.uid("FETCH", "$", "(UID)")
+        uids = [int(re.search(rb"UID (\d+)", item).group(1)) for item in data]
+        assert typ == "OK" and uids == list(range(low, high + 1)), (window, data)
+        seen = uids + seen
+    assert seen == list(range(1, total + 1))
+    typ, _ = client.uid("SEARCH", "RETURN", "(PARTIAL 300:400 SAVE)", "ALL")
+    [esearch] = client.untagged_responses.pop("ESEARCH")
+    assert typ == "OK" and esearch.endswith(b" UID PARTIAL (300:400 NIL)"), esearch
+    assert client.uid("FETCH", "$", "(UID)") == ("OK", [None])
+    # Bigger bodies sort later: the largest three by REVERSE SIZE are the newest three.
+    typ, _ = client.uid("SORT", "RETURN", "(PARTIAL 1:3)", "(REVERSE SIZE)", "UTF-8", "ALL")
+    [esearch] = client.untagged_responses.pop("ESEARCH")
+    assert typ == "OK" and esearch.endswith(f" UID PARTIAL (1:3 {total},{total - 1},{total - 2})".encode()), esearch
+    with pytest.raises(imaplib.IMAP4.error, match="PARTIAL and ALL cannot be combined"):
+        client.search(None, "RETURN", "(PARTIAL 1:5 ALL)", "ALL")
     client.logout()
 
 

@@ -1,6 +1,6 @@
 //! SORT (RFC 5256 §3) with DISPLAYFROM and DISPLAYTO (RFC 5957): the order of the
-//! messages a search found, and the responses that carry it, `* SORT` and ESORT's
-//! `* ESEARCH` (RFC 5267 §3).
+//! messages a search found, and `* SORT`, the response that carries it (ESORT's
+//! `* ESEARCH` is [`crate::esearch`]'s).
 //!
 //! Sorting needs only a few values of each message (its base subject, first addresses,
 //! dates and size), so the host gathers a [`SortInput`] per matching message and this
@@ -20,9 +20,8 @@ use std::cmp::Ordering;
 
 use portico_mime::{Address, Envelope};
 
-use crate::command::{SearchReturn, SortCriterion, SortKey};
+use crate::command::{SortCriterion, SortKey};
 use crate::request::{Detail, MessageData};
-use crate::response;
 
 /// A subject reduced by RFC 5256 §2.1.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -347,65 +346,10 @@ pub fn response(numbers: &[u32]) -> Vec<u8> {
     out
 }
 
-/// ESORT's answer to `SORT RETURN (…)` (RFC 5267 §3): an ESEARCH response over the
-/// numbers in sort order, items in the order the client asked for them. MIN and MAX
-/// are the first and last in sort order; ALL keeps that order, with ranges only where
-/// numbers ascend (§3.2); PARTIAL is a window of it, echoing the range as asked, `NIL`
-/// when the window is empty (RFC 9394 §3.1). No results: only COUNT and PARTIAL
-/// appear (RFC 4731 §3.1). An empty `returns` means ALL. SAVE adds nothing here.
-pub fn esearch_response(
-    tag: &str,
-    uid: bool,
-    numbers: &[u32],
-    returns: &[SearchReturn],
-) -> Vec<u8> {
-    let all = [SearchReturn::All];
-    let returns = if returns.is_empty() {
-        &all[..]
-    } else {
-        returns
-    };
-    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
-        line.push_str(" UID");
-    }
-    for option in returns {
-        match option {
-            SearchReturn::Min => {
-                if let Some(first) = numbers.first() {
-                    line.push_str(&format!(" MIN {first}"));
-                }
-            }
-            SearchReturn::Max => {
-                if let Some(last) = numbers.last() {
-                    line.push_str(&format!(" MAX {last}"));
-                }
-            }
-            SearchReturn::All => {
-                if !numbers.is_empty() {
-                    line.push_str(&format!(" ALL {}", response::sequence_set(numbers)));
-                }
-            }
-            SearchReturn::Count => line.push_str(&format!(" COUNT {}", numbers.len())),
-            SearchReturn::Partial(range) => {
-                let window = numbers.get(range.window(numbers.len())).unwrap_or_default();
-                let set = match window {
-                    [] => "NIL".to_string(),
-                    window => response::sequence_set(window),
-                };
-                line.push_str(&format!(" PARTIAL ({range} {set})"));
-            }
-            SearchReturn::Save => {}
-        }
-    }
-    line.push_str("\r\n");
-    line.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{DateTime, PartialRange};
+    use crate::command::DateTime;
 
     fn subject(raw: &str) -> (String, bool) {
         let b = base_subject(raw.as_bytes());
@@ -665,76 +609,8 @@ mod tests {
     }
 
     #[test]
-    fn sort_and_esort_responses() {
+    fn sort_responses() {
         assert_eq!(response(&[2, 84, 882]), b"* SORT 2 84 882\r\n");
         assert_eq!(response(&[]), b"* SORT\r\n");
-        let numbers = [23765, 23764, 23763, 23761, 5, 6, 7];
-        let esearch = |uid, returns: &[SearchReturn], numbers: &[u32]| {
-            String::from_utf8(esearch_response("E01", uid, numbers, returns)).unwrap()
-        };
-        // RFC 5267 §3.3: no descending ranges.
-        assert_eq!(
-            esearch(true, &[], &numbers),
-            "* ESEARCH (TAG \"E01\") UID ALL 23765,23764,23763,23761,5:7\r\n"
-        );
-        assert_eq!(
-            esearch(
-                false,
-                &[
-                    SearchReturn::Max,
-                    SearchReturn::Min,
-                    SearchReturn::Count,
-                    SearchReturn::Save
-                ],
-                &numbers
-            ),
-            "* ESEARCH (TAG \"E01\") MAX 7 MIN 23765 COUNT 7\r\n"
-        );
-        assert_eq!(
-            esearch(
-                true,
-                &[
-                    SearchReturn::Partial(PartialRange::Last(1, 3)),
-                    SearchReturn::Partial(PartialRange::First(3, 2)),
-                ],
-                &numbers
-            ),
-            "* ESEARCH (TAG \"E01\") UID PARTIAL (-1:-3 5:7) PARTIAL (3:2 23764,23763)\r\n"
-        );
-        assert_eq!(
-            esearch(
-                false,
-                &[
-                    SearchReturn::Min,
-                    SearchReturn::Count,
-                    SearchReturn::Partial(PartialRange::First(8, 100))
-                ],
-                &numbers
-            ),
-            "* ESEARCH (TAG \"E01\") MIN 23765 COUNT 7 PARTIAL (8:100 NIL)\r\n"
-        );
-        assert_eq!(
-            esearch(false, &[SearchReturn::Min, SearchReturn::Count], &[]),
-            "* ESEARCH (TAG \"E01\") COUNT 0\r\n"
-        );
-    }
-
-    #[test]
-    fn partial_windows() {
-        let w = |r: PartialRange, len: usize| r.window(len);
-        assert_eq!(w(PartialRange::First(1, 500), 23_764), 0..500);
-        assert_eq!(
-            w(PartialRange::First(24_000, 23_500), 23_764),
-            23_499..23_764
-        );
-        assert_eq!(
-            w(PartialRange::First(24_000, 24_500), 23_764),
-            23_764..23_764
-        );
-        assert_eq!(w(PartialRange::Last(1, 100), 23_764), 23_664..23_764);
-        assert_eq!(w(PartialRange::Last(100, 1), 50), 0..50);
-        assert_eq!(w(PartialRange::Last(60, 70), 50), 0..0);
-        assert_eq!(w(PartialRange::First(u32::MAX, u32::MAX), 3), 3..3);
-        assert_eq!(w(PartialRange::First(0, 0), 3), 0..0);
     }
 }

@@ -268,6 +268,7 @@ impl Session {
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "PARTIAL",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "STATUS=SIZE",

@@ -3,9 +3,10 @@
 
 use super::search::mentions_modseq;
 use crate::command::*;
+use crate::esearch;
 use crate::fetch;
 use crate::request::*;
-use crate::response;
+
 use crate::scan::{MatchOrder, OrderKeys, ScanJob, ScanOutcome, ScanOutput, ScanWork};
 use crate::session::*;
 use crate::sort;
@@ -77,7 +78,7 @@ impl Session {
                         // RFC 5182 §2.4: SAVE alone answers nothing but OK.
                         if returns != &[SearchReturn::Save] {
                             let line =
-                                sort::esearch_response(&scan.tag, scan.uid, &numbers, returns);
+                                esearch::response(&scan.tag, scan.uid, &numbers, returns, None);
                             self.out.extend_from_slice(&line);
                         }
                     }
@@ -117,7 +118,7 @@ impl Session {
                         if returns == &[SearchReturn::Save] {
                             Vec::new()
                         } else {
-                            sort::esearch_response(&scan.tag, scan.uid, &[], returns)
+                            esearch::response(&scan.tag, scan.uid, &[], returns, None)
                         }
                     }
                     (Some(MatchOrder::Sort(_)), None) => sort::response(&[]),
@@ -161,61 +162,18 @@ impl Session {
                         self.save_result(&returns, &uids);
                     }
                     Some(returns) => {
-                        let returns = if returns.is_empty() {
-                            vec![SearchReturn::All]
-                        } else {
-                            returns
-                        };
                         let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
                         self.save_result(&returns, &uids);
-                        let mut line = format!("* ESEARCH (TAG \"{}\")", scan.tag);
-                        if scan.uid {
-                            line.push_str(" UID");
-                        }
-                        if !numbers.is_empty() {
-                            for option in &returns {
-                                match option {
-                                    SearchReturn::Min => {
-                                        line.push_str(&format!(" MIN {}", numbers[0]))
-                                    }
-                                    SearchReturn::Max => line
-                                        .push_str(&format!(" MAX {}", numbers[numbers.len() - 1])),
-                                    SearchReturn::All => line.push_str(&format!(
-                                        " ALL {}",
-                                        response::sequence_set(&numbers)
-                                    )),
-                                    SearchReturn::Count
-                                    | SearchReturn::Save
-                                    | SearchReturn::Partial(_) => {}
-                                }
+                        let modseq = (max_modseq > 0).then(|| {
+                            match esearch::for_modseq(&returns, modseqs.len()) {
+                                _ if modseqs.is_empty() => max_modseq,
+                                esearch::Returned::Every => max_modseq,
+                                some => some.pick(&modseqs).into_iter().max().unwrap_or(0),
                             }
-                        }
-                        if returns.contains(&SearchReturn::Count) {
-                            line.push_str(&format!(" COUNT {}", numbers.len()));
-                        }
-                        // RFC 7162 §3.1.5, RFC 4731 §3.2: the highest MODSEQ of the
-                        // messages returned: of every match with ALL or COUNT, else of
-                        // the MIN and MAX ones alone.
-                        let every = returns
-                            .iter()
-                            .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count));
-                        let returned = if every || modseqs.is_empty() {
-                            max_modseq
-                        } else {
-                            let mut returned = 0;
-                            if returns.contains(&SearchReturn::Min) {
-                                returned = modseqs[0];
-                            }
-                            if returns.contains(&SearchReturn::Max) {
-                                returned = returned.max(modseqs[modseqs.len() - 1]);
-                            }
-                            returned
-                        };
-                        if max_modseq > 0 && returned > 0 && !numbers.is_empty() {
-                            line.push_str(&format!(" MODSEQ {returned}"));
-                        }
-                        line.push_str("\r\n");
-                        self.out.extend_from_slice(line.as_bytes());
+                        });
+                        let line =
+                            esearch::response(&scan.tag, scan.uid, &numbers, &returns, modseq);
+                        self.out.extend_from_slice(&line);
                     }
                 }
                 let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };

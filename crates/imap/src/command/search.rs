@@ -2,6 +2,7 @@
 //! or TEXT keys ask for it, then the scan ([`super::scan`]).
 
 use crate::command::*;
+use crate::esearch;
 use crate::request::*;
 use crate::scan::{MatchOrder, OrderKeys, ScanTarget, ScanWork};
 use crate::search::{self, TextHints};
@@ -63,31 +64,14 @@ impl Session {
         }
     }
 
-    /// Keeps a SEARCH's or SORT's result for `$` when it asked to SAVE (RFC 5182 §2.4):
-    /// with only MIN and/or MAX, just those messages; else every match. `uids` in the
-    /// result's order (ascending for SEARCH, sorted for SORT).
+    /// Keeps a SEARCH's or SORT's result for `$` when it asked to SAVE: the messages
+    /// [`esearch::for_save`] names. `uids` in the result's order (ascending for SEARCH,
+    /// sorted for SORT).
     pub(crate) fn save_result(&mut self, returns: &[SearchReturn], uids: &[u32]) {
         if !returns.contains(&SearchReturn::Save) {
             return;
         }
-        let only_ends = !returns
-            .iter()
-            .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count))
-            && returns
-                .iter()
-                .any(|r| matches!(r, SearchReturn::Min | SearchReturn::Max));
-        let mut saved: Vec<u32> = if only_ends {
-            let mut ends = Vec::new();
-            if returns.contains(&SearchReturn::Min) {
-                ends.extend(uids.first());
-            }
-            if returns.contains(&SearchReturn::Max) {
-                ends.extend(uids.last());
-            }
-            ends
-        } else {
-            uids.to_vec()
-        };
+        let mut saved = esearch::for_save(returns, uids.len()).pick(uids);
         saved.sort_unstable();
         saved.dedup();
         if let State::Selected(selected) = &mut self.state {
@@ -110,14 +94,6 @@ impl Session {
         returns: Option<Vec<SearchReturn>>,
         criteria: SearchKey,
     ) {
-        // RFC 9394 PARTIAL parses but is not served (nor advertised) yet.
-        if let Some(returns) = &returns
-            && returns
-                .iter()
-                .any(|r| matches!(r, SearchReturn::Partial(_)))
-        {
-            return self.bad(&tag, "SEARCH RETURN (PARTIAL) is not supported yet");
-        }
         // IMAP4rev2 sessions always get ESEARCH (RFC 9051 §7.3.4).
         let returns = match returns {
             None if self.enabled.rev2 => Some(vec![SearchReturn::All]),
