@@ -24,10 +24,10 @@
 //!   once.
 
 use crate::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, MetadataDepth, Partial, SearchKey, SearchReturn, Section, SectionText,
-    SelectParams, SeqBound, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
-    ThreadAlgorithm,
+    AppendItem, Command, CommandBody, Date, DateTime, EventGroup, FetchAttr, FetchItems,
+    ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent, Partial, SearchKey,
+    SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet, SortCriterion,
+    SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -483,6 +483,17 @@ impl Writer {
                     w.num(limit);
                 });
             }
+            CommandBody::Notify(None) => self.raw(b"NOTIFY NONE"),
+            CommandBody::Notify(Some(set)) => {
+                self.raw(b"NOTIFY SET");
+                if set.status {
+                    self.raw(b" STATUS");
+                }
+                for group in &set.groups {
+                    self.raw(b" ");
+                    self.event_group(group);
+                }
+            }
             CommandBody::Id { params } => {
                 self.raw(b"ID ");
                 match params {
@@ -495,6 +506,47 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn event_group(&mut self, group: &EventGroup) {
+        self.raw(b"(");
+        match &group.filter {
+            MailboxFilter::Selected => self.raw(b"SELECTED"),
+            MailboxFilter::SelectedDelayed => self.raw(b"SELECTED-DELAYED"),
+            MailboxFilter::Inboxes => self.raw(b"INBOXES"),
+            MailboxFilter::Personal => self.raw(b"PERSONAL"),
+            MailboxFilter::Subscribed => self.raw(b"SUBSCRIBED"),
+            MailboxFilter::Subtree(names) | MailboxFilter::Mailboxes(names) => {
+                self.raw(match &group.filter {
+                    MailboxFilter::Subtree(_) => b"SUBTREE ".as_slice(),
+                    _ => b"MAILBOXES ",
+                });
+                self.list(names, |w, name| w.astring(name));
+            }
+        }
+        self.raw(b" ");
+        if group.events.is_empty() {
+            self.raw(b"NONE");
+        } else {
+            self.list(&group.events, |w, event| match event {
+                NotifyEvent::MessageNew(items) => {
+                    w.raw(b"MessageNew");
+                    if let Some(FetchItems::List(attrs)) = items {
+                        w.raw(b" ");
+                        w.list(attrs, Self::fetch_attr);
+                    }
+                }
+                NotifyEvent::MessageExpunge => w.raw(b"MessageExpunge"),
+                NotifyEvent::FlagChange => w.raw(b"FlagChange"),
+                NotifyEvent::AnnotationChange => w.raw(b"AnnotationChange"),
+                NotifyEvent::MailboxName => w.raw(b"MailboxName"),
+                NotifyEvent::SubscriptionChange => w.raw(b"SubscriptionChange"),
+                NotifyEvent::MailboxMetadataChange => w.raw(b"MailboxMetadataChange"),
+                NotifyEvent::ServerMetadataChange => w.raw(b"ServerMetadataChange"),
+                NotifyEvent::Other(name) => w.raw(name.as_bytes()),
+            });
+        }
+        self.raw(b")");
     }
 
     fn select_params(&mut self, params: &SelectParams) {
@@ -784,7 +836,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{PartialRange, QresyncParams, Secret, SeqRange, Tag};
+    use crate::command::{NotifySet, PartialRange, QresyncParams, Secret, SeqRange, Tag};
     use crate::parser::parse_command;
     use crate::reader::{CommandReader, ReadEvent, ReaderLimits};
     use proptest::collection::vec;
@@ -1168,6 +1220,47 @@ mod tests {
             })
     }
 
+    const KNOWN_EVENTS: [&str; 8] = [
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "AnnotationChange",
+        "MailboxName",
+        "SubscriptionChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+    ];
+
+    fn event_group() -> impl Strategy<Value = EventGroup> {
+        let names = || vec(bytes_value(), 1..3);
+        let filter = prop_oneof![
+            Just(MailboxFilter::Selected),
+            Just(MailboxFilter::SelectedDelayed),
+            Just(MailboxFilter::Inboxes),
+            Just(MailboxFilter::Personal),
+            Just(MailboxFilter::Subscribed),
+            names().prop_map(MailboxFilter::Subtree),
+            names().prop_map(MailboxFilter::Mailboxes),
+        ];
+        let event = prop_oneof![
+            Just(NotifyEvent::MessageNew(None)),
+            fetch_attr().prop_map(|a| NotifyEvent::MessageNew(Some(FetchItems::List(vec![a])))),
+            Just(NotifyEvent::MessageExpunge),
+            Just(NotifyEvent::FlagChange),
+            Just(NotifyEvent::AnnotationChange),
+            Just(NotifyEvent::MailboxName),
+            Just(NotifyEvent::SubscriptionChange),
+            Just(NotifyEvent::MailboxMetadataChange),
+            Just(NotifyEvent::ServerMetadataChange),
+            atom_value()
+                .prop_filter("a known event name", |name| !KNOWN_EVENTS
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(name)))
+                .prop_map(NotifyEvent::Other),
+        ];
+        (filter, vec(event, 0..4)).prop_map(|(filter, events)| EventGroup { filter, events })
+    }
+
     fn fetch_attr() -> impl Strategy<Value = FetchAttr> {
         prop_oneof![
             Just(FetchAttr::Envelope),
@@ -1338,6 +1431,10 @@ mod tests {
             seq_set().prop_map(|set| CommandBody::UidExpunge { set }),
             bytes_value().prop_map(|root| CommandBody::GetQuota { root }),
             bytes_value().prop_map(|mailbox| CommandBody::GetQuotaRoot { mailbox }),
+            Just(CommandBody::Notify(None)),
+            (any::<bool>(), vec(event_group(), 1..4)).prop_map(|(status, groups)| {
+                CommandBody::Notify(Some(NotifySet { status, groups }))
+            }),
             (
                 bytes_value(),
                 vec(

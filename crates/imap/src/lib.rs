@@ -9,7 +9,7 @@
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] reads and dispatches them and the modules under
 //! [`command`] carry each family out against the host through [`request`];
-//! [`fetch`], [`search`], [`esearch`], [`sort`], [`thread`], [`listing`], [`view`], [`names`] and
+//! [`fetch`], [`search`], [`esearch`], [`sort`], [`thread`], [`listing`], [`notify`], [`view`], [`names`] and
 //! [`response`] hold the rules they apply. [`scan`] is the FETCH/SEARCH work the host
 //! runs off the session's thread.
 
@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod listing;
 pub mod mutf7;
 pub mod names;
+pub mod notify;
 pub mod parser;
 pub mod reader;
 pub mod request;

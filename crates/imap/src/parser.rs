@@ -24,10 +24,11 @@
 use std::collections::HashSet;
 
 use crate::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, MetadataDepth, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn,
-    Secret, Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion,
-    SortKey, StatusItem, StoreMode, Tag, ThreadAlgorithm,
+    AppendItem, Command, CommandBody, Date, DateTime, EventGroup, FetchAttr, FetchItems,
+    ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent, NotifySet, Partial,
+    PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText,
+    SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
+    Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -60,6 +61,11 @@ pub const TOO_MANY_SEARCH_KEYS: &str = "[LIMIT] Too many search keys";
 /// Most distinct items one FETCH may name. Duplicates collapse to one (keeping the
 /// first), so a repeated item cannot multiply the response.
 pub const MAX_FETCH_ITEMS: usize = 256;
+/// NOTIFY bounds: a client names few groups, events and mailboxes (RFC 5465 §3.1
+/// advises few), and each costs the server work on every change.
+pub const MAX_EVENT_GROUPS: usize = 16;
+pub const MAX_NOTIFY_EVENTS: usize = 16;
+pub const MAX_NOTIFY_MAILBOXES: usize = 100;
 
 /// The error text (tagged `BAD`) for a FETCH over [`MAX_FETCH_ITEMS`].
 pub const TOO_MANY_FETCH_ITEMS: &str = "[LIMIT] Too many FETCH items";
@@ -708,6 +714,7 @@ impl<'a> Parser<'a> {
             },
             b"SETQUOTA" => self.setquota()?,
             b"COMPRESS" => self.compress()?,
+            b"NOTIFY" => self.notify()?,
             _ => return Err(format!("Unknown command {}", printable(name))),
         })
     }
@@ -1577,22 +1584,7 @@ impl<'a> Parser<'a> {
         let set = self.sequence_set()?;
         self.sp("fetch items")?;
         let items = if self.eat(b'(') {
-            // Duplicates collapse here, so `(ENVELOPE ENVELOPE …)` costs one ENVELOPE per
-            // message and the list never holds more than the distinct items.
-            let mut attrs = vec![self.fetch_att()?];
-            let mut seen: HashSet<FetchAttr> = attrs.iter().cloned().collect();
-            while !self.eat(b')') {
-                self.sp("fetch item")?;
-                let attr = self.fetch_att()?;
-                if !seen.contains(&attr) {
-                    if attrs.len() == MAX_FETCH_ITEMS {
-                        return Err(TOO_MANY_FETCH_ITEMS.to_string());
-                    }
-                    seen.insert(attr.clone());
-                    attrs.push(attr);
-                }
-            }
-            FetchItems::List(attrs)
+            self.fetch_att_list()?
         } else if self.peek_keyword("ALL") {
             self.pos += 3;
             FetchItems::All
@@ -1645,6 +1637,132 @@ impl<'a> Parser<'a> {
             changed_since,
             vanished,
         })
+    }
+
+    /// The items of a parenthesized list, its `(` already read.
+    fn fetch_att_list(&mut self) -> PResult<FetchItems> {
+        // Duplicates collapse here, so `(ENVELOPE ENVELOPE …)` costs one ENVELOPE per
+        // message and the list never holds more than the distinct items.
+        let mut attrs = vec![self.fetch_att()?];
+        let mut seen: HashSet<FetchAttr> = attrs.iter().cloned().collect();
+        while !self.eat(b')') {
+            self.sp("fetch item")?;
+            let attr = self.fetch_att()?;
+            if !seen.contains(&attr) {
+                if attrs.len() == MAX_FETCH_ITEMS {
+                    return Err(TOO_MANY_FETCH_ITEMS.to_string());
+                }
+                seen.insert(attr.clone());
+                attrs.push(attr);
+            }
+        }
+        Ok(FetchItems::List(attrs))
+    }
+
+    /// RFC 5465 §8: `NOTIFY NONE` or `NOTIFY SET [STATUS] event-group *(SP event-group)`.
+    fn notify(&mut self) -> PResult<CommandBody> {
+        self.sp("NONE or SET")?;
+        let word = self.atom().to_ascii_uppercase();
+        match word.as_slice() {
+            b"NONE" => return Ok(CommandBody::Notify(None)),
+            b"SET" => {}
+            _ => return Err("NOTIFY takes NONE or SET".to_string()),
+        }
+        self.sp("event group")?;
+        let mut status = false;
+        if self.peek_keyword("STATUS") {
+            self.pos += "STATUS".len();
+            status = true;
+            self.sp("event group")?;
+        }
+        let mut groups = vec![self.event_group()?];
+        while self.eat(b' ') {
+            if groups.len() == MAX_EVENT_GROUPS {
+                return Err("Too many NOTIFY event groups".to_string());
+            }
+            groups.push(self.event_group()?);
+        }
+        Ok(CommandBody::Notify(Some(NotifySet { status, groups })))
+    }
+
+    fn event_group(&mut self) -> PResult<EventGroup> {
+        self.expect(b'(', "Invalid NOTIFY event group")?;
+        let name = self.atom().to_ascii_uppercase();
+        let filter = match name.as_slice() {
+            b"SELECTED" => MailboxFilter::Selected,
+            b"SELECTED-DELAYED" => MailboxFilter::SelectedDelayed,
+            b"INBOXES" => MailboxFilter::Inboxes,
+            b"PERSONAL" => MailboxFilter::Personal,
+            b"SUBSCRIBED" => MailboxFilter::Subscribed,
+            b"SUBTREE" => MailboxFilter::Subtree(self.notify_mailboxes()?),
+            b"MAILBOXES" => MailboxFilter::Mailboxes(self.notify_mailboxes()?),
+            b"" => return Err(self.missing_or_invalid("NOTIFY mailbox filter")),
+            _ => {
+                return Err(format!(
+                    "Unknown NOTIFY mailbox filter {}",
+                    printable(&name)
+                ));
+            }
+        };
+        self.sp("NOTIFY events")?;
+        let mut events = Vec::new();
+        if self.peek_keyword("NONE") {
+            self.pos += "NONE".len();
+        } else {
+            self.expect(b'(', "Invalid NOTIFY events")?;
+            loop {
+                let name = self.atom();
+                let event = match name.to_ascii_uppercase().as_slice() {
+                    b"MESSAGENEW" => {
+                        let items = match self.peek() == Some(b' ') && self.peek_at(1) == Some(b'(')
+                        {
+                            true => {
+                                self.pos += 2;
+                                Some(self.fetch_att_list()?)
+                            }
+                            false => None,
+                        };
+                        NotifyEvent::MessageNew(items)
+                    }
+                    b"MESSAGEEXPUNGE" => NotifyEvent::MessageExpunge,
+                    b"FLAGCHANGE" => NotifyEvent::FlagChange,
+                    b"ANNOTATIONCHANGE" => NotifyEvent::AnnotationChange,
+                    b"MAILBOXNAME" => NotifyEvent::MailboxName,
+                    b"SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+                    b"MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+                    b"SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
+                    b"" => return Err(self.missing_or_invalid("NOTIFY event")),
+                    _ => NotifyEvent::Other(printable(name)),
+                };
+                if events.len() == MAX_NOTIFY_EVENTS {
+                    return Err("Too many NOTIFY events".to_string());
+                }
+                events.push(event);
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("NOTIFY event")?;
+            }
+        }
+        self.expect(b')', "Invalid NOTIFY event group")?;
+        Ok(EventGroup { filter, events })
+    }
+
+    /// `SP one-or-more-mailbox`: one mailbox, or a parenthesized list of them.
+    fn notify_mailboxes(&mut self) -> PResult<Vec<Vec<u8>>> {
+        self.sp("mailboxes")?;
+        if !self.eat(b'(') {
+            return Ok(vec![self.astring("mailbox")?]);
+        }
+        let mut names = vec![self.astring("mailbox")?];
+        while !self.eat(b')') {
+            self.sp("mailbox")?;
+            if names.len() == MAX_NOTIFY_MAILBOXES {
+                return Err("Too many NOTIFY mailboxes".to_string());
+            }
+            names.push(self.astring("mailbox")?);
+        }
+        Ok(names)
     }
 
     fn fetch_att(&mut self) -> PResult<FetchAttr> {

@@ -144,6 +144,13 @@ pub enum Request {
     Deselect {
         folder: FolderId,
     },
+    /// NOTIFY (RFC 5465): whether the host tells the session of changes anywhere in the
+    /// account ([`AccountEvent`]); with `statuses`, every folder's STATUS now
+    /// ([`Reply::Watched`]), else the reply is an empty list.
+    Notify {
+        watch: bool,
+        statuses: bool,
+    },
     /// The session signed out with UNAUTHENTICATE (RFC 8437): forget the account and
     /// give back its place under the per-user limit. Nothing is answered.
     SignOut,
@@ -379,6 +386,53 @@ pub enum Reply {
     /// Answer to [`Request::Vanished`]; `None` as in [`SelectedFolder::vanished`].
     Vanished(Result<Option<Vec<u32>>, Fault>),
     Quota(Result<QuotaUsage, Fault>),
+    Watched(Result<Vec<WatchedFolder>, Fault>),
+}
+
+/// A folder and its STATUS, for NOTIFY.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedFolder {
+    pub folder: FolderId,
+    pub name: String,
+    pub subscribed: bool,
+    pub status: FolderStatus,
+}
+
+/// A change anywhere in the account, for a session that asked with NOTIFY (RFC 5465
+/// §5); the session picks what its NOTIFY SET wants. Changes the session made itself
+/// are not told (§5: the client knows them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountEvent {
+    /// A folder's messages came or went (`messages`) or only their flags changed.
+    Status {
+        watched: WatchedFolder,
+        messages: bool,
+    },
+    Created {
+        name: String,
+        subscribed: bool,
+        special_use: Option<String>,
+    },
+    Deleted {
+        name: String,
+    },
+    Renamed {
+        from: String,
+        to: String,
+        subscribed: bool,
+    },
+    Subscription {
+        name: String,
+        subscribed: bool,
+        exists: bool,
+    },
+    /// Annotations changed: of a folder, or the server's (`None`).
+    Metadata {
+        folder: Option<String>,
+        entries: Vec<String>,
+    },
+    /// The host could not keep up: notifications are off (§5.8).
+    Overflow,
 }
 
 /// A change to the selected folder made by someone else (another session, a delivery).

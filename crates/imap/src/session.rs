@@ -107,6 +107,8 @@ pub enum Input<'a> {
     TlsEstablished,
     Reply(RequestId, Reply),
     Event(FolderEvent),
+    /// NOTIFY: a change elsewhere in the account.
+    Account(AccountEvent),
     /// The node is shutting down.
     Shutdown,
     /// The user's mailbox is being moved to another server: the session ends, and the
@@ -240,6 +242,8 @@ pub(crate) struct Scan {
 pub(crate) enum ScanKind {
     Fetch {
         failed: bool,
+        /// NOTIFY's FETCH of new messages (RFC 5465 §5.2): no command, no tagged end.
+        unsolicited: bool,
     },
     Search {
         returns: Option<Vec<SearchReturn>>,
@@ -279,6 +283,9 @@ pub(crate) enum Running {
     },
     GetMetadata(crate::command::metadata::MetadataJob),
     Append {
+        tag: String,
+    },
+    Notify {
         tag: String,
     },
     /// GETQUOTA (`mailbox` None) or GETQUOTAROOT of `mailbox`.
@@ -365,6 +372,10 @@ pub struct Session {
     /// Events that arrived while a SELECT/EXAMINE waited for its folder: the host may
     /// start pushing the folder's changes before its reply arrives.
     pub(crate) early_events: Vec<FolderEvent>,
+    /// What NOTIFY SET asked for (RFC 5465); `None` before any, or after NOTIFY NONE.
+    pub(crate) notify: Option<crate::notify::Notifications>,
+    /// New messages of the selected folder whose MessageNew FETCH is still owed.
+    pub(crate) notify_fetch: Vec<u32>,
 }
 
 pub(crate) fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
@@ -482,6 +493,8 @@ impl Session {
             closed: false,
             compressed: false,
             early_events: Vec::new(),
+            notify: None,
+            notify_fetch: Vec::new(),
         }
     }
 
@@ -564,6 +577,7 @@ impl Session {
             }
             Input::Reply(id, reply) => self.on_reply(id, reply),
             Input::Event(event) => self.on_event(event),
+            Input::Account(event) => self.on_account_event(event),
             Input::Shutdown => {
                 self.out
                     .extend_from_slice(b"* BYE Server shutting down\r\n");
@@ -581,6 +595,12 @@ impl Session {
             }
         }
         self.pump();
+        // NOTIFY (RFC 5465): between commands the selected folder's changes go out as
+        // they come, and new messages are fetched for the client.
+        if self.may_push_selected() {
+            self.push_selected();
+        }
+        self.start_notify_fetch();
         self.flush();
     }
 
@@ -623,16 +643,28 @@ impl Session {
 
     /// Announces queued folder changes (before a tagged response, or while idling).
     pub(crate) fn announce(&mut self, allow_expunge: bool) {
+        self.announce_as(allow_expunge, true);
+    }
+
+    /// [`Self::announce`], with other sessions' flag changes held back unless `flags`
+    /// (NOTIFY without FlagChange).
+    pub(crate) fn announce_as(&mut self, allow_expunge: bool, flags: bool) {
         let style = self.style();
-        if let State::Selected(selected) = &mut self.state {
-            let Selected {
-                view,
-                keywords,
-                read_only,
-                ..
-            } = &mut **selected;
+        let State::Selected(selected) = &mut self.state else {
+            return;
+        };
+        let Selected {
+            view,
+            keywords,
+            read_only,
+            ..
+        } = &mut **selected;
+        if flags {
             announce_new_keywords(&mut self.out, keywords, *read_only, view.pending_flags());
-            view.announce(&mut self.out, allow_expunge, style);
+        }
+        let new = view.announce(&mut self.out, allow_expunge, flags, style);
+        if !new.is_empty() {
+            self.note_new_messages(&new);
         }
     }
 
@@ -778,8 +810,17 @@ impl Session {
             return;
         }
         selected.view.queue(event);
+        // RFC 5465 §4: while idling, NOTIFY decides what is told; between commands
+        // [`Self::handle`] pushes it.
         if self.is_idling() {
-            self.announce(true);
+            match &self.notify {
+                None => self.announce(true),
+                Some(notifications) => {
+                    if let Some(events) = notifications.selected.clone() {
+                        self.announce_as(true, events.flags);
+                    }
+                }
+            }
         }
     }
 
@@ -859,6 +900,7 @@ impl Session {
             ) => self.bad(&tag, "Already authenticated"),
             (_, CommandBody::Compress { mechanism }) => self.compress(tag, &mechanism),
             (_, CommandBody::Unauthenticate) => self.unauthenticate(tag),
+            (_, CommandBody::Notify(set)) => self.notify(tag, set),
             (State::Authenticated, CommandBody::Enable { capabilities }) => {
                 self.enable(tag, capabilities)
             }
@@ -1167,6 +1209,7 @@ impl Session {
             (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
                 self.quota_reply(tag, mailbox, result)
             }
+            (Running::Notify { tag }, Reply::Watched(result)) => self.notified(tag, result),
             (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
             (
                 Running::FetchVanished {
@@ -1219,6 +1262,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Create { tag }
         | Running::Append { tag }
         | Running::Quota { tag, .. }
+        | Running::Notify { tag }
         | Running::Store { tag, .. }
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),

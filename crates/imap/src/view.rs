@@ -262,24 +262,38 @@ impl View {
     }
 
     /// Writes the queued changes the protocol allows now.
-    pub fn announce(&mut self, out: &mut Vec<u8>, allow_expunge: bool, style: AnnounceStyle) {
+    /// Writes the queued changes: expunges only if `allow_expunge`, other sessions' flag
+    /// changes only if `flags` (else they stay queued). Returns the UIDs of the new
+    /// messages told of.
+    pub fn announce(
+        &mut self,
+        out: &mut Vec<u8>,
+        allow_expunge: bool,
+        flags: bool,
+        style: AnnounceStyle,
+    ) -> Vec<u32> {
         if allow_expunge && !self.pending_expunges.is_empty() {
             let uids: Vec<u32> = std::mem::take(&mut self.pending_expunges)
                 .into_iter()
                 .collect();
             self.expunge_now(out, &uids, style.vanished);
         }
+        let mut new = Vec::new();
         if !self.pending_appends.is_empty() {
             for (uid, recent) in std::mem::take(&mut self.pending_appends) {
                 Arc::make_mut(&mut self.uids).push(uid);
                 if recent {
                     self.recent.insert(uid);
                 }
+                new.push(uid);
             }
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.exists()).as_bytes());
             if style.recent {
                 out.extend_from_slice(format!("* {} RECENT\r\n", self.recent_count()).as_bytes());
             }
+        }
+        if !flags {
+            return new;
         }
         for (uid, (flags, modseq)) in std::mem::take(&mut self.pending_flags) {
             let Some(seq) = self.seq_of(uid) else {
@@ -297,6 +311,7 @@ impl View {
             }
             out.extend_from_slice(b")\r\n");
         }
+        new
     }
 }
 
@@ -365,6 +380,7 @@ mod tests {
         view.announce(
             &mut out,
             false,
+            true,
             AnnounceStyle {
                 recent: true,
                 modseq: false,
@@ -376,7 +392,7 @@ mod tests {
             "* 4 EXISTS\r\n* 1 RECENT\r\n* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n"
         );
         let mut out = Vec::new();
-        view.announce(&mut out, true, AnnounceStyle::default());
+        view.announce(&mut out, true, true, AnnounceStyle::default());
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3, 4]);
     }
@@ -395,7 +411,7 @@ mod tests {
         });
         let mut out = Vec::new();
         view.expunge_now(&mut out, &[2, 4], false);
-        view.announce(&mut out, true, AnnounceStyle::default());
+        view.announce(&mut out, true, true, AnnounceStyle::default());
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3]);
         assert!(!view.has_pending());
@@ -419,7 +435,7 @@ mod tests {
         view.queue(flags(1, "\\Seen", 12));
         view.queue(flags(1, "\\Flagged", 11));
         let mut out = Vec::new();
-        view.announce(&mut out, true, style);
+        view.announce(&mut out, true, true, style);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (12))\r\n"
@@ -431,12 +447,12 @@ mod tests {
         view.shown(2, 15);
         view.queue(flags(2, "\\Deleted", 13));
         let mut out = Vec::new();
-        view.announce(&mut out, true, style);
+        view.announce(&mut out, true, true, style);
         assert_eq!(String::from_utf8(out).unwrap(), "");
         // Newer changes still come through.
         view.queue(flags(2, "\\Seen", 16));
         let mut out = Vec::new();
-        view.announce(&mut out, true, style);
+        view.announce(&mut out, true, true, style);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (16))\r\n"

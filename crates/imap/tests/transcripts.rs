@@ -53,8 +53,9 @@ use std::path::{Path, PathBuf};
 use portico_imap::command::{CommandBody, DateTime, StoreMode};
 use portico_imap::parser::parse_command;
 use portico_imap::request::{
-    Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo, FolderList,
-    FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request, SelectedFolder, ViewEntry,
+    AccountEvent, Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
+    FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request,
+    SelectedFolder, ViewEntry, WatchedFolder,
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_mime::MessageSummary;
@@ -157,6 +158,8 @@ struct HostSession {
     user: Option<String>,
     /// (folder, read-only)
     selected: Option<(u64, bool)>,
+    /// NOTIFY: hears of the account's changes.
+    watching: bool,
 }
 
 const SPECIAL_USES: [&str; 5] = ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"];
@@ -174,6 +177,11 @@ struct Host {
     next_uidvalidity: u32,
     sessions: BTreeMap<usize, HostSession>,
     now: DateTime,
+    /// NOTIFY: folders changed by the request under way (true: messages came or went),
+    /// told as one STATUS each when it ends, as the server batches them.
+    changed: BTreeMap<u64, bool>,
+    /// NOTIFY: other changes by the request under way, with their account.
+    named: Vec<(String, AccountEvent)>,
 }
 
 type Events = Vec<(usize, FolderEvent)>;
@@ -229,6 +237,8 @@ impl Host {
             now: parse_append_args("\"05-Feb-2026 12:00:00 +0000\"")
                 .1
                 .expect("date"),
+            changed: BTreeMap::new(),
+            named: Vec::new(),
         };
         for (user, password, imap_enabled) in [
             ("alice", "secret", true),
@@ -254,6 +264,7 @@ impl Host {
                 host.create_folder(user, name, Some(usage));
             }
         }
+        host.named.clear();
         host
     }
 
@@ -264,6 +275,14 @@ impl Host {
         self.next_uidvalidity += 1;
         self.subscriptions
             .insert((account.to_string(), name.to_string()));
+        self.named.push((
+            account.to_string(),
+            AccountEvent::Created {
+                name: name.to_string(),
+                subscribed: true,
+                special_use: special_use.map(str::to_string),
+            },
+        ));
         self.folders.insert(
             id,
             Folder {
@@ -286,6 +305,78 @@ impl Host {
             .iter()
             .find(|(_, f)| f.account == account && f.name == name)
             .map(|(id, _)| *id)
+    }
+
+    fn status_of(&self, id: u64) -> FolderStatus {
+        let f = &self.folders[&id];
+        FolderStatus {
+            messages: f.messages.len() as u32,
+            recent: f.messages.range(f.recent_from..).count() as u32,
+            uidnext: f.uidnext,
+            uidvalidity: f.uidvalidity,
+            unseen: f
+                .messages
+                .values()
+                .filter(|m| !m.flags.contains("\\Seen"))
+                .count() as u32,
+            deleted: f
+                .messages
+                .values()
+                .filter(|m| m.flags.contains("\\Deleted"))
+                .count() as u32,
+            deleted_storage: f
+                .messages
+                .values()
+                .filter(|m| m.flags.contains("\\Deleted"))
+                .map(|m| m.raw.len() as u64)
+                .sum(),
+            size: f.messages.values().map(|m| m.raw.len() as u64).sum(),
+            highest_modseq: f.highest_modseq,
+            mailbox_id: id,
+        }
+    }
+
+    fn watched(&self, id: u64) -> WatchedFolder {
+        let f = &self.folders[&id];
+        WatchedFolder {
+            folder: FolderId(id),
+            name: f.name.clone(),
+            subscribed: self
+                .subscriptions
+                .contains(&(f.account.clone(), f.name.clone())),
+            status: self.status_of(id),
+        }
+    }
+
+    /// NOTIFY: what the request just carried out changed, for every session of the
+    /// account listening but `origin`; a session's selected folder is told otherwise.
+    fn account_events(&mut self, origin: Option<usize>) -> Vec<(usize, AccountEvent)> {
+        let changed = std::mem::take(&mut self.changed);
+        let named = std::mem::take(&mut self.named);
+        let mut out = Vec::new();
+        for (conn, session) in &self.sessions {
+            if !session.watching || Some(*conn) == origin {
+                continue;
+            }
+            let Some(user) = &session.user else {
+                continue;
+            };
+            for (&id, &messages) in &changed {
+                let Some(f) = self.folders.get(&id) else {
+                    continue;
+                };
+                if &f.account == user && session.selected.map(|(s, _)| s) != Some(id) {
+                    let watched = self.watched(id);
+                    out.push((*conn, AccountEvent::Status { watched, messages }));
+                }
+            }
+            for (account, event) in &named {
+                if account == user {
+                    out.push((*conn, event.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Octets the account's messages take, every folder's, as the store counts them.
@@ -355,6 +446,8 @@ impl Host {
             f.recent_from = f.recent_from.max(uid + 1);
         }
         let names = flags.names();
+        self.changed.insert(folder, true);
+        let f = self.folders.get_mut(&folder).expect("folder");
         f.messages.insert(
             uid,
             Message {
@@ -385,6 +478,7 @@ impl Host {
         if uids.is_empty() {
             return;
         }
+        self.changed.insert(folder, true);
         let f = self.folders.get_mut(&folder).expect("folder");
         for uid in uids {
             f.messages.remove(uid);
@@ -492,35 +586,25 @@ impl Host {
                 let user = self.user(conn);
                 Reply::Status(match self.folder_id(&user, &folder) {
                     None => Err(Fault::NotFound),
-                    Some(id) => {
-                        let f = &self.folders[&id];
-                        Ok(FolderStatus {
-                            messages: f.messages.len() as u32,
-                            recent: f.messages.range(f.recent_from..).count() as u32,
-                            uidnext: f.uidnext,
-                            uidvalidity: f.uidvalidity,
-                            unseen: f
-                                .messages
-                                .values()
-                                .filter(|m| !m.flags.contains("\\Seen"))
-                                .count() as u32,
-                            deleted: f
-                                .messages
-                                .values()
-                                .filter(|m| m.flags.contains("\\Deleted"))
-                                .count() as u32,
-                            deleted_storage: f
-                                .messages
-                                .values()
-                                .filter(|m| m.flags.contains("\\Deleted"))
-                                .map(|m| m.raw.len() as u64)
-                                .sum(),
-                            size: f.messages.values().map(|m| m.raw.len() as u64).sum(),
-                            highest_modseq: f.highest_modseq,
-                            mailbox_id: id,
-                        })
-                    }
+                    Some(id) => Ok(self.status_of(id)),
                 })
+            }
+            Request::Notify { watch, statuses } => {
+                let user = self.user(conn);
+                if let Some(session) = self.sessions.get_mut(&conn) {
+                    session.watching = watch;
+                }
+                let mut folders = Vec::new();
+                if statuses {
+                    let ids: Vec<u64> = self
+                        .folders
+                        .iter()
+                        .filter(|(_, f)| f.account == user)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    folders = ids.into_iter().map(|id| self.watched(id)).collect();
+                }
+                Reply::Watched(Ok(folders))
             }
             Request::Quota { folder } => {
                 let user = self.user(conn);
@@ -648,7 +732,9 @@ impl Host {
                     }
                     Some(id) => {
                         if let Some(gone) = self.folders.remove(&id) {
-                            self.metadata.remove(&(user.clone(), gone.name));
+                            let name = gone.name;
+                            self.metadata.remove(&(user.clone(), name.clone()));
+                            self.named.push((user, AccountEvent::Deleted { name }));
                         }
                         Ok(())
                     }
@@ -687,6 +773,7 @@ impl Host {
                     .get(&(user.clone(), folder.clone()))
                     .cloned()
                     .unwrap_or_default();
+                let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
                 for (name, value) in changes {
                     match value {
                         Some(value) => entries.insert(name, value),
@@ -698,6 +785,13 @@ impl Host {
                         "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
                     ))));
                 }
+                self.named.push((
+                    user.clone(),
+                    AccountEvent::Metadata {
+                        folder: (!folder.is_empty()).then(|| folder.clone()),
+                        entries: names,
+                    },
+                ));
                 self.metadata.insert((user, folder), entries);
                 Reply::Done(Ok(()))
             }
@@ -705,6 +799,15 @@ impl Host {
                 let user = self.user(conn);
                 let folder = normalize_inbox(&folder);
                 Reply::Done(validate_name(&folder).map(|()| {
+                    let exists = self.folder_id(&user, &folder).is_some();
+                    self.named.push((
+                        user.clone(),
+                        AccountEvent::Subscription {
+                            name: folder.clone(),
+                            subscribed,
+                            exists,
+                        },
+                    ));
                     let entry = (user, folder);
                     if subscribed {
                         self.subscriptions.insert(entry);
@@ -759,6 +862,7 @@ impl Host {
                     return Some(Reply::FlagsStored(Err(Fault::NotFound)));
                 };
                 let mut stored = FlagsStored::default();
+                let mut flags_changed = false;
                 for uid in uids {
                     let Some(m) = f.messages.get_mut(&uid) else {
                         continue;
@@ -773,6 +877,7 @@ impl Host {
                             StoreMode::Replace => m.flags = Flags::from_names(&flags),
                         }
                         if m.flags != before {
+                            flags_changed = true;
                             f.highest_modseq += 1;
                             m.modseq = f.highest_modseq;
                             for (watcher, _) in &watchers {
@@ -791,6 +896,9 @@ impl Host {
                         }
                     }
                     stored.current.push((uid, m.flags.names(), m.modseq));
+                }
+                if flags_changed {
+                    self.changed.entry(folder.0).or_insert(false);
                 }
                 Reply::FlagsStored(Ok(stored))
             }
@@ -917,12 +1025,20 @@ impl Host {
         for (fid, name) in moves {
             let folder = self.folders.get_mut(&fid).expect("folder");
             // Subscriptions and annotations move with their folders, as in the store.
-            if self
+            let subscribed = self
                 .subscriptions
-                .remove(&(user.to_string(), folder.name.clone()))
-            {
+                .remove(&(user.to_string(), folder.name.clone()));
+            if subscribed {
                 self.subscriptions.insert((user.to_string(), name.clone()));
             }
+            self.named.push((
+                user.to_string(),
+                AccountEvent::Renamed {
+                    from: folder.name.clone(),
+                    to: name.clone(),
+                    subscribed,
+                },
+            ));
             if let Some(entries) = self
                 .metadata
                 .remove(&(user.to_string(), folder.name.clone()))
@@ -1358,6 +1474,7 @@ impl Harness {
                             }
                         }
                     }
+                    self.tell_account_events(Some(i));
                     if let Some(reply) = reply {
                         self.conn(i).session.handle(Input::Reply(id, reply));
                     }
@@ -1403,7 +1520,19 @@ impl Harness {
                 self.drive(target);
             }
         }
+        self.tell_account_events(None);
         Ok(())
+    }
+
+    /// NOTIFY: hands each listening session what the last request (of `origin`) or
+    /// delivery changed elsewhere in its account.
+    fn tell_account_events(&mut self, origin: Option<usize>) {
+        for (target, event) in self.host.account_events(origin) {
+            if let Some(conn) = self.conns.get_mut(&target) {
+                conn.session.handle(Input::Account(event));
+                self.drive(target);
+            }
+        }
     }
 }
 

@@ -216,6 +216,8 @@ impl Session {
         self.actions.push_back(Action::Request(0, Request::SignOut));
         self.state = State::NotAuthenticated;
         self.enabled = Enabled::default();
+        self.notify = None;
+        self.notify_fetch.clear();
         self.user = None;
         self.early_events.clear();
         self.reader.set_limits(Self::preauth_limits(&self.config));
@@ -273,6 +275,7 @@ impl Session {
             "THREAD=REFERENCES",
             "STATUS=SIZE",
             "METADATA",
+            "NOTIFY",
             "OBJECTID",
             "BINARY",
             "UTF8=ACCEPT",

@@ -18,6 +18,7 @@ pub(crate) mod fetch;
 pub(crate) mod list;
 pub(crate) mod mailbox;
 pub(crate) mod metadata;
+pub(crate) mod notify;
 pub(crate) mod quota;
 pub(crate) mod scan;
 pub(crate) mod search;
@@ -237,6 +238,50 @@ impl fmt::Display for PartialRange {
             PartialRange::Last(a, b) => write!(f, "-{a}:-{b}"),
         }
     }
+}
+
+/// RFC 5465 §3.1 `NOTIFY SET [STATUS] event-group…`, as the client wrote it; the
+/// session checks the rules between groups and events ([`crate::notify`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: a STATUS response for every watched mailbox before the tagged OK.
+    pub status: bool,
+    pub groups: Vec<EventGroup>,
+}
+
+/// One `(filter-mailboxes events)`; no events means `NONE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventGroup {
+    pub filter: MailboxFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// RFC 5465 §6: which mailboxes a group is about. Names are as sent (modified UTF-7,
+/// or UTF-8 once enabled).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailboxFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<Vec<u8>>),
+    Mailboxes(Vec<Vec<u8>>),
+}
+
+/// RFC 5465 §5 event names; others are kept to be refused with `[BADEVENT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message of the selected mailbox.
+    MessageNew(Option<FetchItems>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    Other(String),
 }
 
 /// RFC 5256 §3 sort-key, with RFC 5957's DISPLAYFROM and DISPLAYTO.
@@ -535,6 +580,8 @@ pub enum CommandBody {
         root: Vec<u8>,
         limits: Vec<(String, u64)>,
     },
+    /// RFC 5465: `NOTIFY SET …` (`Some`) or `NOTIFY NONE` (`None`).
+    Notify(Option<NotifySet>),
     /// RFC 4978: the mechanism as sent (only `DEFLATE` is defined).
     Compress {
         mechanism: String,
@@ -592,6 +639,7 @@ impl CommandBody {
             CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
             CommandBody::SetQuota { .. } => "SETQUOTA",
             CommandBody::Compress { .. } => "COMPRESS",
+            CommandBody::Notify(_) => "NOTIFY",
         }
     }
 }
