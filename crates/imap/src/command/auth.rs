@@ -248,6 +248,7 @@ impl Session {
             "STATUS=SIZE",
             "METADATA",
             "OBJECTID",
+            "SAVEDATE",
             "BINARY",
             "UTF8=ACCEPT",
             // RFC 9208: limits are the administrator's, so no QUOTASET.
