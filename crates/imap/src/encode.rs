@@ -718,6 +718,10 @@ impl Writer {
                 self.search_key(b);
             }
             SearchKey::Recent => self.raw(b"RECENT"),
+            SearchKey::SavedBefore(d) => dated(self, "SAVEDBEFORE", *d),
+            SearchKey::SavedOn(d) => dated(self, "SAVEDON", *d),
+            SearchKey::SavedSince(d) => dated(self, "SAVEDSINCE", *d),
+            SearchKey::SaveDateSupported => self.raw(b"SAVEDATESUPPORTED"),
             SearchKey::Seen => self.raw(b"SEEN"),
             SearchKey::SentBefore(d) => dated(self, "SENTBEFORE", *d),
             SearchKey::SentOn(d) => dated(self, "SENTON", *d),
@@ -759,6 +763,7 @@ impl Writer {
             FetchAttr::ModSeq => self.raw(b"MODSEQ"),
             FetchAttr::EmailId => self.raw(b"EMAILID"),
             FetchAttr::ThreadId => self.raw(b"THREADID"),
+            FetchAttr::SaveDate => self.raw(b"SAVEDATE"),
             FetchAttr::BodySection {
                 peek,
                 section,
@@ -1096,6 +1101,7 @@ mod tests {
             Just(SearchKey::Undraft),
             Just(SearchKey::Unflagged),
             Just(SearchKey::Unseen),
+            Just(SearchKey::SaveDateSupported),
             text_value().prop_map(SearchKey::Bcc),
             text_value().prop_map(SearchKey::Body),
             text_value().prop_map(SearchKey::Cc),
@@ -1110,6 +1116,9 @@ mod tests {
             date().prop_map(SearchKey::SentBefore),
             date().prop_map(SearchKey::SentOn),
             date().prop_map(SearchKey::SentSince),
+            date().prop_map(SearchKey::SavedBefore),
+            date().prop_map(SearchKey::SavedOn),
+            date().prop_map(SearchKey::SavedSince),
             atom_value().prop_map(SearchKey::Keyword),
             atom_value().prop_map(SearchKey::Unkeyword),
             any::<u64>().prop_map(SearchKey::Larger),
@@ -1276,6 +1285,7 @@ mod tests {
             Just(FetchAttr::ModSeq),
             Just(FetchAttr::EmailId),
             Just(FetchAttr::ThreadId),
+            Just(FetchAttr::SaveDate),
             (any::<bool>(), section(), partial()).prop_map(|(peek, section, partial)| {
                 FetchAttr::BodySection {
                     peek,

@@ -33,6 +33,7 @@ fn message(uid: u32) -> MessageData {
             timestamp: 1_700_000_000,
             offset: 0,
         },
+        save_date: None,
         size: 100 * u64::from(uid),
         modseq: u64::from(uid) + 1,
         summary: None,

@@ -1514,6 +1514,11 @@ impl<'a> Parser<'a> {
             b"SENTBEFORE" => SearchKey::SentBefore(self.sp_date()?),
             b"SENTON" => SearchKey::SentOn(self.sp_date()?),
             b"SENTSINCE" => SearchKey::SentSince(self.sp_date()?),
+            // RFC 8514 §4.3.
+            b"SAVEDBEFORE" => SearchKey::SavedBefore(self.sp_date()?),
+            b"SAVEDON" => SearchKey::SavedOn(self.sp_date()?),
+            b"SAVEDSINCE" => SearchKey::SavedSince(self.sp_date()?),
+            b"SAVEDATESUPPORTED" => SearchKey::SaveDateSupported,
             b"KEYWORD" => SearchKey::Keyword(self.sp_keyword()?),
             b"UNKEYWORD" => SearchKey::Unkeyword(self.sp_keyword()?),
             b"LARGER" => {
@@ -1785,6 +1790,7 @@ impl<'a> Parser<'a> {
             b"MODSEQ" => Some(FetchAttr::ModSeq),
             b"EMAILID" => Some(FetchAttr::EmailId),
             b"THREADID" => Some(FetchAttr::ThreadId),
+            b"SAVEDATE" => Some(FetchAttr::SaveDate),
             b"BODY" if !has_section => Some(FetchAttr::Body),
             _ => None,
         };

@@ -330,6 +330,9 @@ pub struct MessageData {
     pub uid: u32,
     pub flags: Vec<String>,
     pub internal_date: DateTime,
+    /// RFC 8514 save date: when the message entered this folder; `None` when the host
+    /// does not know it (a message stored before save dates were kept).
+    pub save_date: Option<DateTime>,
     pub size: u64,
     pub modseq: u64,
     /// EMAILID (RFC 8474): the id of the message's stored content, which its copies

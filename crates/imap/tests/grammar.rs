@@ -1315,9 +1315,10 @@ fn fetch_errors() {
         message("a FETCH 1 (FLAGS X-GM-LABELS)\r\n"),
         "Unknown FETCH item X-GM-LABELS"
     );
+    // RFC 8970 PREVIEW is not served.
     assert_eq!(
-        message("a FETCH 1 SAVEDATE\r\n"),
-        "Unknown FETCH item SAVEDATE"
+        message("a FETCH 1 PREVIEW\r\n"),
+        "Unknown FETCH item PREVIEW"
     );
     assert_eq!(message("a FETCH 1\r\n"), "Missing fetch items");
     assert_eq!(message("a FETCH\r\n"), "Missing sequence set");
@@ -1816,6 +1817,101 @@ fn huge_sequence_sets_parse_in_linear_time() {
 
 // ---- Encoding round trips on realistic commands ---------------------------------------
 
+/// RFC 8514: the SAVEDATE fetch item and the four search keys, in SEARCH, UID SEARCH,
+/// ESEARCH and SORT criteria, and their malformed dates.
+#[test]
+fn savedate_fetch_item_and_search_keys() {
+    assert_eq!(
+        body("A101 FETCH 998 (SAVEDATE)\r\n"),
+        CommandBody::Fetch {
+            uid: false,
+            set: set("998"),
+            items: FetchItems::List(vec![FetchAttr::SaveDate]),
+            changed_since: None,
+            vanished: false,
+        }
+    );
+    assert_eq!(
+        body("a uid fetch 1:* (uid savedate internaldate)\r\n"),
+        CommandBody::Fetch {
+            uid: true,
+            set: set("1:*"),
+            items: FetchItems::List(vec![
+                FetchAttr::Uid,
+                FetchAttr::SaveDate,
+                FetchAttr::InternalDate
+            ]),
+            changed_since: None,
+            vanished: false,
+        }
+    );
+    assert_eq!(
+        body("A102 SEARCH SAVEDON 28-Dec-2014\r\n"),
+        search(SearchKey::SavedOn(date(28, 12, 2014)))
+    );
+    assert_eq!(
+        body("A103 SEARCH SAVEDSINCE 28-Dec-2014\r\n"),
+        search(SearchKey::SavedSince(date(28, 12, 2014)))
+    );
+    assert_eq!(
+        body("a search savedbefore \"1-Jan-2015\" savedatesupported NOT SAVEDON 2-Jan-2015\r\n"),
+        search(SearchKey::And(vec![
+            SearchKey::SavedBefore(date(1, 1, 2015)),
+            SearchKey::SaveDateSupported,
+            SearchKey::Not(Box::new(SearchKey::SavedOn(date(2, 1, 2015)))),
+        ]))
+    );
+    assert_eq!(
+        body("a UID SEARCH RETURN (SAVE COUNT) OR SAVEDATESUPPORTED SAVEDSINCE 1-Feb-2026\r\n"),
+        CommandBody::Search {
+            uid: true,
+            charset: None,
+            returns: Some(vec![SearchReturn::Save, SearchReturn::Count]),
+            criteria: SearchKey::Or(
+                Box::new(SearchKey::SaveDateSupported),
+                Box::new(SearchKey::SavedSince(date(1, 2, 2026)))
+            ),
+        }
+    );
+    assert!(matches!(
+        body("a SORT (ARRIVAL) UTF-8 SAVEDSINCE 1-Feb-2026\r\n"),
+        CommandBody::Sort { search: SearchKey::SavedSince(d), .. } if d == date(1, 2, 2026)
+    ));
+    assert!(matches!(
+        body("a THREAD REFERENCES UTF-8 SAVEDBEFORE 1-Feb-2026\r\n"),
+        CommandBody::Thread { search: SearchKey::SavedBefore(d), .. } if d == date(1, 2, 2026)
+    ));
+    for key in ["SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"] {
+        assert_eq!(
+            message(&format!("a SEARCH {key}\r\n")),
+            "Missing date",
+            "{key}"
+        );
+        for bad in [
+            "30-Feb-2026",
+            "1-Feb-26",
+            "1-Foo-2026",
+            "2026-02-01",
+            "\"1-Feb-2026",
+        ] {
+            assert_eq!(
+                message(&format!("a SEARCH {key} {bad}\r\n")),
+                "Invalid date",
+                "{key} {bad}"
+            );
+        }
+    }
+    // SAVEDATESUPPORTED takes no argument: a date after it is a key of its own.
+    assert_eq!(
+        message("a SEARCH SAVEDATESUPPORTED 1-Feb-2026\r\n"),
+        "Invalid sequence set"
+    );
+    assert_eq!(
+        message("a FETCH 1 SAVEDATE[]\r\n"),
+        "Unexpected section after SAVEDATE"
+    );
+}
+
 #[test]
 fn realistic_commands_round_trip() {
     let lines = [
@@ -1831,6 +1927,8 @@ fn realistic_commands_round_trip() {
         "s1 SORT RETURN (MIN COUNT PARTIAL -1:-50) (DISPLAYFROM REVERSE ARRIVAL) \"utf-8\" OR SEEN SUBJECT {3}\r\nabc\r\n",
         "A285 UID THREAD REFERENCES UTF-8 SINCE 5-Mar-2000 NOT DELETED\r\n",
         "A01 UID SEARCH RETURN (PARTIAL 23500:24000) UNDELETED UNKEYWORD $Junk\r\n",
+        "a UID FETCH 1:* (UID SAVEDATE)\r\n",
+        "a SEARCH SAVEDATESUPPORTED OR SAVEDBEFORE 1-Jan-2015 SAVEDON 2-Jan-2015 SAVEDSINCE 3-Jan-2015\r\n",
     ];
     for line in lines {
         let cmd = parse(line);

@@ -21,6 +21,11 @@
 //! ! quota alice 4096   alice's storage limit from here on, in octets (`none`: no limit):
 //!                      APPEND and COPY past it are refused with OVERQUOTA, as the store
 //!                      refuses them (deliveries by `! message` are not checked)
+//! ! clock "06-Feb-2026 09:00:00 +0000"
+//!                      the host's time from here on (it starts at 05-Feb-2026 12:00:00
+//!                      +0000): the internal date of what comes without one, the save
+//!                      date of what is saved, WITHIN's now (a transcript with it cannot
+//!                      run against the real binary, whose clock is the machine's)
 //! 1 C: a1 LOGIN alice secret      client line; CRLF is appended
 //! 1 S: a1 OK *                    the next server line of connection 1, exactly;
 //!                                 a final `*` matches the rest of the line
@@ -129,6 +134,9 @@ struct Message {
     summary: MessageSummary,
     flags: Flags,
     internal_date: DateTime,
+    /// RFC 8514: the host's clock when the message entered the folder, as the store
+    /// stamps it (an APPEND, a delivery, a COPY or a MOVE).
+    save_date: DateTime,
     modseq: u64,
 }
 
@@ -455,6 +463,7 @@ impl Host {
                 raw,
                 flags,
                 internal_date: date.unwrap_or(now),
+                save_date: now,
                 modseq,
             },
         );
@@ -516,6 +525,7 @@ impl Host {
             uid,
             flags: m.flags.names(),
             internal_date: m.internal_date,
+            save_date: Some(m.save_date),
             size: m.raw.len() as u64,
             modseq: m.modseq,
             // The content's id: copies share it, as they share the store's body.
@@ -1081,6 +1091,7 @@ enum Step {
     Closed { conn: usize },
     Message { args: Vec<String> },
     Quota { account: String, limit: Option<u64> },
+    Clock { now: DateTime },
 }
 
 struct Transcript {
@@ -1138,6 +1149,19 @@ fn parse_transcript(text: &str) -> Result<Transcript, String> {
                     transcript
                         .steps
                         .push((number, Step::Quota { account, limit }));
+                }
+                Some("clock") => {
+                    let date = directive["clock".len()..].trim();
+                    // Read as APPEND's date-time, as `! message` dates are.
+                    let raw = format!("x APPEND INBOX {date} {{0}}\r\n");
+                    let now = match parse_command(raw.as_bytes()).map(|c| c.body) {
+                        Ok(CommandBody::Append { messages, .. }) => {
+                            messages.into_iter().next().and_then(|m| m.date)
+                        }
+                        _ => None,
+                    }
+                    .ok_or_else(|| format!("line {number}: clock: not a date-time {date:?}"))?;
+                    transcript.steps.push((number, Step::Clock { now }));
                 }
                 Some("message") => {
                     // account folder prefix [rest]: the folder may be quoted.
@@ -1571,6 +1595,10 @@ fn run(transcript: &Transcript, bytewise: bool, record: bool) -> Result<(), Stri
                     .get_mut(account.as_str())
                     .ok_or_else(|| format!("line {number}: quota: no account {account:?}"))?;
                 account.storage_limit = *limit;
+                k += 1;
+            }
+            Step::Clock { now } => {
+                harness.host.now = *now;
                 k += 1;
             }
             Step::Client { conn, .. } => {

@@ -186,6 +186,12 @@ fn meta_data(meta: &MessageMeta) -> MessageData {
             timestamp: meta.internal_date,
             offset: meta.internal_date_offset,
         },
+        // The store's clock, shown in UTC as the INTERNALDATE of an APPEND without a
+        // date is.
+        save_date: meta.save_date.map(|timestamp| DateTime {
+            timestamp,
+            offset: 0,
+        }),
         size: meta.size,
         // A copy shares its original's stored body, so it shares this id too.
         email_id: meta.body.id,
@@ -211,6 +217,7 @@ fn flags_only(uid: Uid, flags: &Flags, modseq: portico_store::ModSeq) -> Message
             timestamp: 0,
             offset: 0,
         },
+        save_date: None,
         size: 0,
         modseq: modseq.0,
         email_id: 0,

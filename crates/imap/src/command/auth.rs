@@ -277,6 +277,7 @@ impl Session {
             "METADATA",
             "NOTIFY",
             "OBJECTID",
+            "SAVEDATE",
             "BINARY",
             "UTF8=ACCEPT",
             // RFC 9208: limits are the administrator's, so no QUOTASET.

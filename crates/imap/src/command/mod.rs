@@ -166,6 +166,13 @@ pub enum SearchKey {
     On(Date),
     Or(Box<SearchKey>, Box<SearchKey>),
     Recent,
+    /// RFC 8514 §4.3: BEFORE, ON and SINCE on the save date (the internal date for a
+    /// message whose save date is not known).
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514 §4.3: every message, since every folder keeps save dates.
+    SaveDateSupported,
     Seen,
     SentBefore(Date),
     SentOn(Date),
@@ -369,6 +376,8 @@ pub enum FetchAttr {
     EmailId,
     /// RFC 8474 OBJECTID: the thread id; `NIL`, since threads are not kept.
     ThreadId,
+    /// RFC 8514: when the message was saved into its folder; `NIL` when not known.
+    SaveDate,
 }
 
 /// The FETCH item list, with the three macros kept as written.
