@@ -281,6 +281,13 @@ pub(crate) enum Running {
     Append {
         tag: String,
     },
+    /// APPEND with CATENATE: the messages are being built, the APPEND itself follows.
+    Catenate {
+        tag: String,
+        folder: String,
+        /// Each message's flags and internal date, in order.
+        options: Vec<(Vec<String>, Option<DateTime>)>,
+    },
     /// GETQUOTA (`mailbox` None) or GETQUOTAROOT of `mailbox`.
     Quota {
         tag: String,
@@ -1163,6 +1170,14 @@ impl Session {
                 ),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
             },
+            (
+                Running::Catenate {
+                    tag,
+                    folder,
+                    options,
+                },
+                Reply::Catenated(result),
+            ) => self.catenated(tag, folder, options, result),
             (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
                 self.quota_reply(tag, mailbox, result)
             }
@@ -1217,6 +1232,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Simple { tag, .. }
         | Running::Create { tag }
         | Running::Append { tag }
+        | Running::Catenate { tag, .. }
         | Running::Quota { tag, .. }
         | Running::Store { tag, .. }
         | Running::Expunge { tag, .. }
