@@ -530,7 +530,10 @@ mod tests {
             ],
             0..80,
         )) {
-            let _ = parse(&input);
+            if let Ok(url) = parse(&input) {
+                prop_assert!(url.uid > 0);
+                prop_assert!(url.mailbox.as_deref().is_none_or(|name| !name.is_empty()));
+            }
             let shown = response_text(&input);
             prop_assert!(shown.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b']'));
         }
