@@ -213,24 +213,18 @@ impl<S: PartSource> Reader<'_, S> {
         let Some((_, _, summary)) = &self.summary else {
             return Ok(Err(Refusal::Bad(NO_MESSAGE)));
         };
-        let section = &part.section;
-        let picked = match &section.text {
-            Some(SectionText::HeaderFields(names) | SectionText::HeaderFieldsNot(names)) => Some((
-                names.clone(),
-                matches!(section.text, Some(SectionText::HeaderFieldsNot(_))),
-            )),
-            _ => None,
+        // HEADER.FIELDS picks lines of the header: read the header, then pick.
+        let (wanted, pick) = match &part.section.text {
+            Some(SectionText::HeaderFields(names)) => (SectionPart::Header, Some((names, false))),
+            Some(SectionText::HeaderFieldsNot(names)) => (SectionPart::Header, Some((names, true))),
+            text => (crate::fetch::mime_part(text), None),
         };
-        let wanted = match &picked {
-            Some(_) => SectionPart::Header,
-            None => crate::fetch::mime_part(&section.text),
-        };
-        let Some((start, end)) = portico_mime::section_range(summary, &section.part, &wanted)
+        let Some((start, end)) = portico_mime::section_range(summary, &part.section.part, &wanted)
         else {
             return Ok(Err(Refusal::Bad(NO_SECTION)));
         };
         let (start, len) = (start as u64, end.saturating_sub(start) as u64);
-        let Some((names, exclude)) = picked else {
+        let Some((names, exclude)) = pick else {
             // A slice of the stored message: only its window is read.
             let (skip, len) = part.partial.map_or((0, len), |p| p.window(len));
             if len > room {
@@ -242,7 +236,7 @@ impl<S: PartSource> Reader<'_, S> {
             Ok(header) => header,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let mut fields = portico_mime::header_fields(&header, &names, exclude);
+        let mut fields = portico_mime::header_fields(&header, names, exclude);
         if let Some(partial) = part.partial {
             // The window lies within `fields`, a buffer in memory: both fit a usize.
             let (skip, len) = partial.window(fields.len() as u64);
