@@ -8,8 +8,9 @@
 //! section is (those of `BODY.PEEK[section]`, RFC 4469 §3), the partial range, the size
 //! limit, and which URL is reported (the first at fault, RFC 4469 §4.1). The host only
 //! looks folders and messages up and reads stored bytes. A section is read as its range
-//! of the stored message, never the whole message, and the job stops at the limit, so
-//! memory holds no more than the messages being built.
+//! of the stored message, never the whole message, and the job stops at its limits
+//! (each message's, and all the messages' together), so memory holds no more than a
+//! command of literals would.
 //!
 //! The octets are copied unchanged (RFC 4469 §3): no transfer encoding is changed and
 //! no MIME structure checked; the 8-bit octets and NULs of a binary part (RFC 3516)
@@ -68,6 +69,10 @@ pub struct CatenateJob {
     pub messages: Vec<Vec<Piece>>,
     /// Octets one message may have (APPENDLIMIT, RFC 7889).
     pub limit: u64,
+    /// Octets all the messages may have together: as much as one command of literals
+    /// may carry, so that a MULTIAPPEND of small URLs naming big messages holds no
+    /// more memory than one of literals.
+    pub total_limit: u64,
 }
 
 /// What a job came to.
@@ -77,8 +82,10 @@ pub enum CatenateOutcome {
     Built(Vec<Vec<u8>>),
     /// The first URL that failed (RFC 4469 §4.1).
     BadUrl(BadUrl),
-    /// A message would pass the limit (RFC 4469 §4.2).
+    /// A message would pass [`CatenateJob::limit`] (RFC 4469 §4.2).
     TooBig,
+    /// The messages together would pass [`CatenateJob::total_limit`].
+    TooBigTogether,
 }
 
 /// The host's store, as a job reads it. Every lookup is within the signed-in user's
@@ -142,20 +149,27 @@ impl CatenateJob {
             summary: None,
         };
         let mut built = Vec::with_capacity(self.messages.len());
+        // Octets of the messages built before this one.
+        let mut before = 0u64;
         for pieces in self.messages {
             let mut message: Vec<u8> = Vec::new();
             for piece in pieces {
-                let room = self.limit.saturating_sub(message.len() as u64);
+                let len = message.len() as u64;
+                let alone = self.limit.saturating_sub(len);
+                let together = self.total_limit.saturating_sub(before + len);
+                let (room, too_big) = if together < alone {
+                    (together, CatenateOutcome::TooBigTogether)
+                } else {
+                    (alone, CatenateOutcome::TooBig)
+                };
                 match piece {
-                    Piece::Text(text) if text.len() as u64 > room => {
-                        return Ok(CatenateOutcome::TooBig);
-                    }
+                    Piece::Text(text) if text.len() as u64 > room => return Ok(too_big),
                     Piece::Text(text) if message.is_empty() => message = text,
                     Piece::Text(text) => message.extend_from_slice(&text),
                     Piece::Bad(bad) => return Ok(CatenateOutcome::BadUrl(bad)),
                     Piece::Part(part) => match reader.part(&part, room)? {
                         Ok(bytes) => message.extend_from_slice(&bytes),
-                        Err(Refusal::TooBig) => return Ok(CatenateOutcome::TooBig),
+                        Err(Refusal::TooBig) => return Ok(too_big),
                         Err(Refusal::Bad(why)) => {
                             return Ok(CatenateOutcome::BadUrl(BadUrl {
                                 shown: part.shown,
@@ -165,6 +179,7 @@ impl CatenateJob {
                     },
                 }
             }
+            before += message.len() as u64;
             built.push(message);
         }
         Ok(CatenateOutcome::Built(built))
@@ -374,10 +389,22 @@ mod tests {
     }
 
     fn run(messages: Vec<Vec<Piece>>, limit: u64) -> (CatenateOutcome, Fake) {
+        run_within(messages, limit, u64::MAX)
+    }
+
+    fn run_within(
+        messages: Vec<Vec<Piece>>,
+        limit: u64,
+        total_limit: u64,
+    ) -> (CatenateOutcome, Fake) {
         let mut fake = Fake::default();
-        let outcome = CatenateJob { messages, limit }
-            .run(&mut fake)
-            .expect("the fake never fails");
+        let outcome = CatenateJob {
+            messages,
+            limit,
+            total_limit,
+        }
+        .run(&mut fake)
+        .expect("the fake never fails");
         (outcome, fake)
     }
 
@@ -469,6 +496,7 @@ mod tests {
         let job = CatenateJob {
             messages: vec![vec![text(b"x"), early, part(";UID=4")]],
             limit: 1000,
+            total_limit: 1000,
         };
         assert!(!job.reads_store());
         let (outcome, fake) = run(job.messages, 1000);
@@ -486,6 +514,15 @@ mod tests {
         assert!(matches!(outcome, CatenateOutcome::Built(_)));
         let (outcome, _) = run(vec![vec![text(b"abc")], vec![text(b"abcd")]], 3);
         assert_eq!(outcome, CatenateOutcome::TooBig);
+        // All the messages together have a limit too, checked before reading.
+        let many = || (0..3).map(|_| vec![part(";UID=3")]).collect();
+        let (outcome, _) = run_within(many(), size, 3 * size);
+        assert!(matches!(outcome, CatenateOutcome::Built(m) if m.len() == 3));
+        let (outcome, fake) = run_within(many(), size, 3 * size - 1);
+        assert_eq!(outcome, CatenateOutcome::TooBigTogether);
+        assert_eq!(fake.reads.len(), 2);
+        let (outcome, _) = run_within(vec![vec![text(b"ab")], vec![text(b"cd")]], 2, 3);
+        assert_eq!(outcome, CatenateOutcome::TooBigTogether);
         // An empty window reads nothing and adds nothing.
         let (outcome, fake) = run(vec![vec![part(";UID=3/;PARTIAL=100000")]], 10);
         assert_eq!(outcome, CatenateOutcome::Built(vec![Vec::new()]));

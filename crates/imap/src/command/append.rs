@@ -14,6 +14,11 @@ use crate::url;
 /// `NO [TOOBIG]` of a message over APPENDLIMIT (RFC 7889 §4, RFC 4469 §4.2).
 const TOO_BIG: &str = "[TOOBIG] Message exceeds APPENDLIMIT";
 
+/// `NO [TOOBIG]` of a MULTIAPPEND whose messages together pass what one command may
+/// carry ([`CatenateJob::total_limit`]).
+const TOO_BIG_TOGETHER: &str =
+    "[TOOBIG] The messages of this APPEND together exceed the server's limit";
+
 /// `[BADURL …]` text of a `;UID=n` URL while no mailbox is selected.
 const NOTHING_SELECTED: &str = "URL is relative to the selected mailbox, and none is";
 
@@ -45,6 +50,7 @@ impl Session {
         let job = CatenateJob {
             messages: pieces,
             limit: self.config.append_limit,
+            total_limit: Self::limits(&self.config).max_command as u64,
         };
         if job.reads_store() {
             self.request(
@@ -133,6 +139,7 @@ impl Session {
                 self.finish(&tag, "NO", &text, true);
             }
             Ok(CatenateOutcome::TooBig) => self.finish(&tag, "NO", TOO_BIG, true),
+            Ok(CatenateOutcome::TooBigTogether) => self.finish(&tag, "NO", TOO_BIG_TOGETHER, true),
             Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
         }
     }
