@@ -21,13 +21,14 @@
 //! - STORE flags are always written as a list, and `\Seen` stays as written (flags
 //!   are not case-folded);
 //! - SORT criteria: an empty list has no wire form, and a key given twice parses back
-//!   once.
+//!   once;
+//! - an empty CATENATE list (RFC 4469) has no wire form.
 
 use crate::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, EventGroup, FetchAttr, FetchItems,
-    ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent, Partial, SearchKey,
-    SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet, SortCriterion,
-    SortKey, StatusItem, StoreMode, ThreadAlgorithm,
+    AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
+    FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
+    Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet,
+    SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -74,6 +75,12 @@ impl Writer {
             self.raw(format!("{{{}}}\r\n", s.len()).as_bytes());
             self.raw(s);
         }
+    }
+
+    /// `{n}` CRLF and the bytes, whatever they are.
+    fn literal(&mut self, s: &[u8]) {
+        self.raw(format!("{{{}}}\r\n", s.len()).as_bytes());
+        self.raw(s);
     }
 
     fn astring(&mut self, s: &[u8]) {
@@ -330,12 +337,7 @@ impl Writer {
             CommandBody::Append { mailbox, messages } => {
                 self.raw(b"APPEND ");
                 self.astring(mailbox);
-                for AppendItem {
-                    flags,
-                    date,
-                    message,
-                } in messages
-                {
+                for AppendMessage { flags, date, data } in messages {
                     if !flags.is_empty() {
                         self.raw(b" ");
                         self.flag_list(flags);
@@ -344,8 +346,25 @@ impl Writer {
                         self.raw(b" ");
                         self.date_time(*date);
                     }
-                    self.raw(format!(" {{{}}}\r\n", message.len()).as_bytes());
-                    self.raw(message);
+                    match data {
+                        AppendData::Literal(message) => {
+                            self.raw(b" ");
+                            self.literal(message);
+                        }
+                        AppendData::Catenate(parts) => {
+                            self.raw(b" CATENATE ");
+                            self.list(parts, |w, part| match part {
+                                CatPart::Text(text) => {
+                                    w.raw(b"TEXT ");
+                                    w.literal(text);
+                                }
+                                CatPart::Url(url) => {
+                                    w.raw(b"URL ");
+                                    w.astring(url);
+                                }
+                            });
+                        }
+                    }
                 }
             }
             CommandBody::UidExpunge { set } => {
@@ -914,22 +933,38 @@ mod tests {
             encoded(CommandBody::Append {
                 mailbox: b"Sent".to_vec(),
                 messages: vec![
-                    AppendItem {
+                    AppendMessage {
                         flags: vec!["\\Seen".into()],
                         date: Some(DateTime {
                             timestamp: 837_596_665,
                             offset: -7 * 3600
                         }),
-                        message: b"hi".to_vec(),
+                        data: AppendData::Literal(b"hi".to_vec()),
                     },
-                    AppendItem {
+                    AppendMessage {
                         flags: vec![],
                         date: None,
-                        message: b"yo".to_vec(),
+                        data: AppendData::Literal(b"yo".to_vec()),
                     }
                 ],
             }),
             "t1 APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {2}\r\nhi {2}\r\nyo\r\n"
+        );
+        assert_eq!(
+            encoded(CommandBody::Append {
+                mailbox: b"Drafts".to_vec(),
+                messages: vec![AppendMessage {
+                    flags: vec![],
+                    date: None,
+                    data: AppendData::Catenate(vec![
+                        CatPart::Url(b"/Drafts;UIDVALIDITY=385759045/;UID=20".to_vec()),
+                        CatPart::Text(b"\r\n--x--\r\n".to_vec()),
+                        CatPart::Url(b";UID=2".to_vec()),
+                    ]),
+                }],
+            }),
+            "t1 APPEND Drafts CATENATE (URL /Drafts;UIDVALIDITY=385759045/;UID=20 \
+             TEXT {9}\r\n\r\n--x--\r\n URL ;UID=2)\r\n"
         );
         assert_eq!(
             encoded(CommandBody::Select {
@@ -1006,6 +1041,21 @@ mod tests {
             "[A-Za-z0-9/._-]{1,12}".prop_map(String::into_bytes),
             "[ -~]{0,12}".prop_map(String::into_bytes),
             vec(any::<u8>(), 0..16),
+        ]
+    }
+
+    /// A message literal, or a CATENATE list of one to three parts.
+    fn append_data() -> impl Strategy<Value = AppendData> {
+        prop_oneof![
+            vec(any::<u8>(), 0..64).prop_map(AppendData::Literal),
+            vec(
+                prop_oneof![
+                    vec(any::<u8>(), 0..32).prop_map(CatPart::Text),
+                    bytes_value().prop_map(CatPart::Url),
+                ],
+                1..4
+            )
+            .prop_map(AppendData::Catenate),
         ]
     }
 
@@ -1427,12 +1477,12 @@ mod tests {
                     (
                         vec(flag(), 0..3),
                         proptest::option::of(date_time()),
-                        vec(any::<u8>(), 0..64)
+                        append_data()
                     )
-                        .prop_map(|(flags, date, message)| AppendItem {
+                        .prop_map(|(flags, date, data)| AppendMessage {
                             flags,
                             date,
-                            message
+                            data
                         }),
                     1..3
                 )

@@ -132,7 +132,8 @@ fn section_spec(section: &Section) -> String {
     spec.join(".")
 }
 
-fn mime_part(text: &Option<SectionText>) -> SectionPart {
+/// The MIME crate's name for a section's text specifier.
+pub(crate) fn mime_part(text: &Option<SectionText>) -> SectionPart {
     match text {
         None => SectionPart::Full,
         Some(SectionText::Header) => SectionPart::Header,

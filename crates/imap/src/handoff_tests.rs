@@ -91,6 +91,7 @@ fn store(request: &Request) -> Reply {
             modified: vec![],
         })),
         Request::Append { .. } => Reply::Appended(Ok((9, vec![4]))),
+        Request::Catenate { .. } => Reply::Catenated(Ok(crate::catenate::CatenateOutcome::TooBig)),
         Request::Expunge { .. } => Reply::Expunged(Ok(vec![])),
         Request::Copy { uids, .. } => Reply::Copied(Ok(Copied {
             uidvalidity: 10,

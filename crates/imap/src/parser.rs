@@ -24,11 +24,11 @@
 use std::collections::HashSet;
 
 use crate::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, EventGroup, FetchAttr, FetchItems,
-    ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent, NotifySet, Partial,
-    PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText,
-    SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
-    Tag, ThreadAlgorithm,
+    AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
+    FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
+    NotifySet, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section,
+    SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem,
+    StoreMode, Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -150,6 +150,29 @@ pub fn parse_command(raw: &[u8]) -> Result<Command, ParseError> {
             message,
         }),
     }
+}
+
+/// A section-spec alone (RFC 9051 §9), as an IMAP URL's `;SECTION=` carries it once
+/// percent-decoded (RFC 5092 §11 `enc-section`): `1.2`, `HEADER`, `1.MIME`,
+/// `HEADER.FIELDS (From)`. Never empty.
+pub(crate) fn parse_section_spec(spec: &[u8]) -> Result<Section, String> {
+    if spec.is_empty() || spec.iter().any(|b| !(0x20..0x7f).contains(b)) {
+        return Err("Invalid section".to_string());
+    }
+    let mut bracketed = Vec::with_capacity(spec.len() + 2);
+    bracketed.push(b'[');
+    bracketed.extend_from_slice(spec);
+    bracketed.push(b']');
+    let mut p = Parser {
+        s: &bracketed,
+        pos: 0,
+        search_keys: 0,
+    };
+    let section = p.section()?;
+    if p.pos != bracketed.len() {
+        return Err("Invalid section".to_string());
+    }
+    Ok(section)
 }
 
 /// Client text for an error message: printable ASCII, at most 40 characters.
@@ -1196,7 +1219,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn append_item(&mut self) -> PResult<AppendItem> {
+    fn append_item(&mut self) -> PResult<AppendMessage> {
         self.sp("message literal")?;
         let mut flags = Vec::new();
         if self.peek() == Some(b'(') {
@@ -1208,8 +1231,8 @@ impl<'a> Parser<'a> {
             date = Some(self.date_time()?);
             self.sp("message literal")?;
         }
-        let message = match self.peek() {
-            Some(b'{' | b'~') => self.literal(true)?,
+        let data = match self.peek() {
+            Some(b'{' | b'~') => AppendData::Literal(self.literal(true)?),
             _ => {
                 let name = self.atom();
                 if name.eq_ignore_ascii_case(b"UTF8") {
@@ -1220,7 +1243,9 @@ impl<'a> Parser<'a> {
                     }
                     let message = self.literal(true)?;
                     self.expect(b')', "Invalid UTF8 APPEND data")?;
-                    message
+                    AppendData::Literal(message)
+                } else if name.eq_ignore_ascii_case(b"CATENATE") {
+                    AppendData::Catenate(self.catenate()?)
                 } else if name.is_empty() {
                     return Err(self.missing_or_invalid("message literal"));
                 } else {
@@ -1228,11 +1253,45 @@ impl<'a> Parser<'a> {
                 }
             }
         };
-        Ok(AppendItem {
-            flags,
-            date,
-            message,
-        })
+        Ok(AppendMessage { flags, date, data })
+    }
+
+    /// RFC 4469 §5: `CATENATE SP "(" cat-part *(SP cat-part) ")"`, with `cat-part =
+    /// "TEXT" SP literal / "URL" SP astring`. A TEXT literal may be a literal8, as
+    /// Dovecot takes it: BINARY (RFC 3516) lets a whole message be one, and a part of
+    /// one is no different.
+    fn catenate(&mut self) -> PResult<Vec<CatPart>> {
+        self.sp("CATENATE parts")?;
+        self.expect(b'(', "CATENATE needs a parenthesized list of parts")?;
+        if self.peek() == Some(b')') {
+            return Err("Empty CATENATE list".to_string());
+        }
+        let mut parts = Vec::new();
+        loop {
+            let name = self.atom();
+            let part = if name.eq_ignore_ascii_case(b"TEXT") {
+                self.sp("TEXT literal")?;
+                if !matches!(self.peek(), Some(b'{' | b'~')) {
+                    return Err("TEXT must be followed by a literal".to_string());
+                }
+                CatPart::Text(self.literal(true)?)
+            } else if name.eq_ignore_ascii_case(b"URL") {
+                self.sp("URL")?;
+                CatPart::Url(self.astring("URL")?)
+            } else if name.is_empty() {
+                return Err(self.missing_or_invalid("CATENATE part"));
+            } else {
+                return Err(format!(
+                    "Unknown CATENATE part {}: TEXT or URL",
+                    printable(name)
+                ));
+            };
+            parts.push(part);
+            if self.eat(b')') {
+                return Ok(parts);
+            }
+            self.sp("CATENATE part")?;
+        }
     }
 
     fn set_and_mailbox(&mut self) -> PResult<(SequenceSet, Vec<u8>)> {

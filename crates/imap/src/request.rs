@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use portico_mime::MessageSummary;
 
+pub use crate::catenate::{CatenateJob, CatenateOutcome};
 use crate::command::{AppendItem, DateTime, StoreMode};
 pub use crate::scan::{ScanJob, ScanOutcome};
 
@@ -183,6 +184,11 @@ pub enum Request {
     Append {
         folder: String,
         messages: Vec<AppendItem>,
+    },
+    /// CATENATE (RFC 4469): build an APPEND's messages from text and stored parts, by
+    /// running `job` over the signed-in user's mailboxes ([`Reply::Catenated`]).
+    Catenate {
+        job: CatenateJob,
     },
     /// Which messages may contain each needle, from the node's full-text index, so a
     /// SEARCH with BODY or TEXT keys reads only those. Answered in the same order; a
@@ -381,6 +387,7 @@ pub enum Reply {
     Created(Result<FolderId, Fault>),
     /// UIDVALIDITY and the new UIDs, in the order of the APPEND's messages.
     Appended(Result<(u32, Vec<u32>), Fault>),
+    Catenated(Result<CatenateOutcome, Fault>),
     Scanned(Result<ScanOutcome, Fault>),
     TextIndex(Vec<Option<TextCandidates>>),
     FlagsStored(Result<FlagsStored, Fault>),

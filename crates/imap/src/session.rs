@@ -288,6 +288,13 @@ pub(crate) enum Running {
     Notify {
         tag: String,
     },
+    /// APPEND with CATENATE: the messages are being built, the APPEND itself follows.
+    Catenate {
+        tag: String,
+        folder: String,
+        /// Each message's flags and internal date, in order.
+        options: Vec<(Vec<String>, Option<DateTime>)>,
+    },
     /// GETQUOTA (`mailbox` None) or GETQUOTAROOT of `mailbox`.
     Quota {
         tag: String,
@@ -1206,6 +1213,14 @@ impl Session {
                 ),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
             },
+            (
+                Running::Catenate {
+                    tag,
+                    folder,
+                    options,
+                },
+                Reply::Catenated(result),
+            ) => self.catenated(tag, folder, options, result),
             (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
                 self.quota_reply(tag, mailbox, result)
             }
@@ -1261,6 +1276,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Simple { tag, .. }
         | Running::Create { tag }
         | Running::Append { tag }
+        | Running::Catenate { tag, .. }
         | Running::Quota { tag, .. }
         | Running::Notify { tag }
         | Running::Store { tag, .. }

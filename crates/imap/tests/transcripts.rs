@@ -55,6 +55,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
+use portico_imap::catenate::{PartSource, UrlMailbox};
 use portico_imap::command::{CommandBody, DateTime, StoreMode};
 use portico_imap::parser::parse_command;
 use portico_imap::request::{
@@ -846,6 +847,13 @@ impl Host {
                     }
                 })
             }
+            Request::Catenate { job } => {
+                let mut parts = HostParts {
+                    user: self.user(conn),
+                    host: self,
+                };
+                Reply::Catenated(job.run(&mut parts))
+            }
             // No full-text index here: SEARCH reads every message.
             Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
             Request::Scan { folder, job } => {
@@ -1059,6 +1067,61 @@ impl Host {
             folder.name = name;
         }
         Ok(())
+    }
+}
+
+/// The fake host's folders as a CATENATE job reads them: the user's own only.
+struct HostParts<'a> {
+    host: &'a Host,
+    user: String,
+}
+
+impl HostParts<'_> {
+    fn folder(&self, mailbox: &UrlMailbox) -> Option<&Folder> {
+        match mailbox {
+            UrlMailbox::Named(name) => self
+                .host
+                .folder_id(&self.user, name)
+                .map(|id| &self.host.folders[&id]),
+            UrlMailbox::Selected(id) => self
+                .host
+                .folders
+                .get(&id.0)
+                .filter(|f| f.account == self.user),
+        }
+    }
+
+    fn message(&self, mailbox: &UrlMailbox, uid: u32) -> Option<&Message> {
+        self.folder(mailbox)?.messages.get(&uid)
+    }
+}
+
+impl PartSource for HostParts<'_> {
+    type Error = Fault;
+
+    fn uidvalidity(&mut self, mailbox: &UrlMailbox) -> Result<Option<u32>, Fault> {
+        Ok(self.folder(mailbox).map(|f| f.uidvalidity))
+    }
+
+    fn summary(&mut self, mailbox: &UrlMailbox, uid: u32) -> Result<Option<MessageSummary>, Fault> {
+        Ok(self.message(mailbox, uid).map(|m| m.summary.clone()))
+    }
+
+    fn read(
+        &mut self,
+        mailbox: &UrlMailbox,
+        uid: u32,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Fault> {
+        let Some(m) = self.message(mailbox, uid) else {
+            return Ok(None);
+        };
+        let (start, end) = (start as usize, (start + len) as usize);
+        m.raw
+            .get(start..end)
+            .map(|bytes| Some(bytes.to_vec()))
+            .ok_or_else(|| Fault::Damaged(format!("message UID {uid}")))
     }
 }
 

@@ -10,11 +10,12 @@ use actix::prelude::*;
 use bytes::Bytes;
 use portico_cluster::LoginType;
 use portico_directory::AccountRecord;
+use portico_imap::catenate::{PartSource, UrlMailbox};
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
-    AccountEvent, Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId,
-    FolderInfo, FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request,
-    RequestId, ScanJob, SelectedFolder, ViewEntry, WatchedFolder,
+    AccountEvent, CatenateJob, Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent,
+    FolderId, FolderInfo, FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply,
+    Request, RequestId, ScanJob, SelectedFolder, ViewEntry, WatchedFolder,
 };
 use portico_imap::{Action, HandOff, ImapConfig, Input, Session};
 use portico_internode::{LoginHandOff, SessionProtocol};
@@ -387,6 +388,101 @@ fn folder_by_name(
     store
         .mailbox_by_name(account.id, name)?
         .ok_or(MailboxFault::Store(StoreError::NotFound))
+}
+
+/// The store as a CATENATE job reads it (RFC 4469): the signed-in account's folders
+/// only, so a URL can never reach another user's mail.
+struct AccountParts<'a> {
+    store: &'a Store,
+    account: &'a Account,
+    /// Folders looked up so far (`None`: no such folder).
+    found: Vec<(UrlMailbox, Option<portico_store::Mailbox>)>,
+}
+
+impl AccountParts<'_> {
+    fn mailbox(
+        &mut self,
+        named: &UrlMailbox,
+    ) -> Result<Option<&portico_store::Mailbox>, StoreError> {
+        let at = match self.found.iter().position(|(m, _)| m == named) {
+            Some(at) => at,
+            None => {
+                let found = match named {
+                    UrlMailbox::Named(name) => {
+                        match self.store.mailbox_by_name(self.account.id, name) {
+                            // A name the store refuses names no folder.
+                            Err(StoreError::InvalidName(_)) => None,
+                            other => other?,
+                        }
+                    }
+                    UrlMailbox::Selected(folder) => match self.store.mailbox(MailboxId(folder.0)) {
+                        Ok(mailbox) if mailbox.account == self.account.id => Some(mailbox),
+                        // Deleted under the session.
+                        Ok(_) | Err(StoreError::NotFound) => None,
+                        Err(e) => return Err(e),
+                    },
+                };
+                self.found.push((named.clone(), found));
+                self.found.len() - 1
+            }
+        };
+        Ok(self.found[at].1.as_ref())
+    }
+
+    fn mailbox_id(&mut self, named: &UrlMailbox) -> Result<Option<MailboxId>, StoreError> {
+        Ok(self.mailbox(named)?.map(|m| m.id))
+    }
+}
+
+impl PartSource for AccountParts<'_> {
+    type Error = StoreError;
+
+    fn uidvalidity(&mut self, mailbox: &UrlMailbox) -> Result<Option<u32>, StoreError> {
+        Ok(self.mailbox(mailbox)?.map(|m| m.uidvalidity.0))
+    }
+
+    fn summary(
+        &mut self,
+        mailbox: &UrlMailbox,
+        uid: u32,
+    ) -> Result<Option<portico_mime::MessageSummary>, StoreError> {
+        let Some(id) = self.mailbox_id(mailbox)? else {
+            return Ok(None);
+        };
+        // The message's record first: a summary alone does not make a message.
+        match self.store.message(id, Uid(uid)) {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        match self.store.message_summary(id, Uid(uid)) {
+            Ok(summary) => Ok(Some(summary)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(
+        &mut self,
+        mailbox: &UrlMailbox,
+        uid: u32,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = self.mailbox_id(mailbox)? else {
+            return Ok(None);
+        };
+        match self.store.message_range(id, Uid(uid), start, len) {
+            Ok(bytes) if bytes.len() as u64 == len => Ok(Some(bytes)),
+            // The summary promised more than is stored.
+            Ok(_) => Err(StoreError::Damaged(format!(
+                "message UID {uid} in folder #{}",
+                id.0
+            ))),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Annotations one folder (or the server) may carry (RFC 5464 §4.1 asks for at least
@@ -785,6 +881,37 @@ impl ImapConnection {
             Ok(slice.await.map_err(|_| MailboxFault::Unavailable)??)
         };
         self.via_actor(id, ctx, work, Reply::Scanned)
+    }
+
+    /// Builds CATENATE messages on the blocking pool, once a heavy-work permit is free:
+    /// it may read many megabytes of stored parts.
+    fn catenate(&mut self, id: RequestId, job: CatenateJob, ctx: &mut Context<Self>) {
+        let Some(account) = self.account.clone() else {
+            let reply = Reply::Catenated(Err(Fault::NotAllowed("not signed in".into())));
+            ctx.run_later(Duration::ZERO, move |actor, ctx| {
+                actor.answer(id, reply, ctx)
+            });
+            return;
+        };
+        let permits = self.node.heavy_work.clone();
+        let store = self.node.store.clone();
+        let work = async move {
+            let permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|_| MailboxFault::Unavailable)?;
+            let built = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let mut parts = AccountParts {
+                    store: &store,
+                    account: &account,
+                    found: Vec::new(),
+                };
+                job.run(&mut parts)
+            });
+            Ok(built.await.map_err(|_| MailboxFault::Unavailable)??)
+        };
+        self.via_actor(id, ctx, work, Reply::Catenated)
     }
 
     /// Writes `start..end` of a stored message, a chunk at a time, each read once the
@@ -1225,6 +1352,7 @@ impl ImapConnection {
                 };
                 self.via_actor(id, ctx, resolve, Reply::Appended)
             }
+            Request::Catenate { job } => self.catenate(id, job, ctx),
             Request::Scan { folder, job } => self.scan(id, MailboxId(folder.0), job, ctx),
             Request::TextIndex { folder, queries } => {
                 let full_text = self.node.full_text.clone();

@@ -253,6 +253,9 @@ impl Session {
             "IDLE",
             "UIDPLUS",
             "MULTIAPPEND",
+            // RFC 4469, with `;PARTIAL=` in its URLs (URL-PARTIAL, RFC 5550).
+            "CATENATE",
+            "URL-PARTIAL",
             "MOVE",
             "NAMESPACE",
             "ID",

@@ -55,12 +55,39 @@ pub enum MetadataDepth {
     Infinity,
 }
 
-/// One message of an APPEND, with its flags and internal date.
+/// One message of an APPEND, with its flags and internal date: what the host appends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendItem {
     pub flags: Vec<String>,
     pub date: Option<DateTime>,
     pub message: Vec<u8>,
+}
+
+/// One message of an APPEND command as the client wrote it (RFC 4466 `append-message`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    pub date: Option<DateTime>,
+    pub data: AppendData,
+}
+
+/// What an APPEND message is made of (RFC 4466 `append-data`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendData {
+    /// The message itself: a literal, a literal8 (RFC 3516) or `UTF8 (~{n})` (RFC 6855).
+    Literal(Vec<u8>),
+    /// RFC 4469 CATENATE: the parts to join, in order; never empty.
+    Catenate(Vec<CatPart>),
+}
+
+/// One part of a CATENATE list (RFC 4469 §5 `cat-part`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatPart {
+    /// `TEXT literal` (a literal8 too): octets taken as they are.
+    Text(Vec<u8>),
+    /// `URL astring`: an IMAP URL (RFC 5092) naming a message or a part of one, kept as
+    /// sent; [`crate::url`] reads it, since its meaning depends on the session.
+    Url(Vec<u8>),
 }
 
 impl SequenceSet {
@@ -502,10 +529,11 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
         entries: Vec<(String, Option<Vec<u8>>)>,
     },
-    /// One message, or several (MULTIAPPEND, RFC 3502), all appended or none.
+    /// One message, or several (MULTIAPPEND, RFC 3502), all appended or none; each
+    /// given whole or put together by CATENATE (RFC 4469).
     Append {
         mailbox: Vec<u8>,
-        messages: Vec<AppendItem>,
+        messages: Vec<AppendMessage>,
     },
     Idle,
     Check,
