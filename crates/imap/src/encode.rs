@@ -27,8 +27,8 @@
 use crate::command::{
     AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
     FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
-    Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet,
-    SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
+    Partial, PreviewForm, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound,
+    SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -783,6 +783,9 @@ impl Writer {
             FetchAttr::EmailId => self.raw(b"EMAILID"),
             FetchAttr::ThreadId => self.raw(b"THREADID"),
             FetchAttr::SaveDate => self.raw(b"SAVEDATE"),
+            FetchAttr::Preview(PreviewForm::Rfc8970) => self.raw(b"PREVIEW"),
+            FetchAttr::Preview(PreviewForm::Fuzzy) => self.raw(b"PREVIEW (FUZZY)"),
+            FetchAttr::Preview(PreviewForm::Snippet) => self.raw(b"SNIPPET (FUZZY)"),
             FetchAttr::BodySection {
                 peek,
                 section,
@@ -1336,6 +1339,9 @@ mod tests {
             Just(FetchAttr::EmailId),
             Just(FetchAttr::ThreadId),
             Just(FetchAttr::SaveDate),
+            Just(FetchAttr::Preview(PreviewForm::Rfc8970)),
+            Just(FetchAttr::Preview(PreviewForm::Fuzzy)),
+            Just(FetchAttr::Preview(PreviewForm::Snippet)),
             (any::<bool>(), section(), partial()).prop_map(|(peek, section, partial)| {
                 FetchAttr::BodySection {
                     peek,

@@ -26,9 +26,9 @@ use std::collections::HashSet;
 use crate::command::{
     AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
     FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
-    NotifySet, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section,
-    SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem,
-    StoreMode, Tag, ThreadAlgorithm,
+    NotifySet, Partial, PartialRange, PreviewForm, QresyncParams, SearchKey, SearchReturn, Secret,
+    Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey,
+    StatusItem, StoreMode, Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -1830,7 +1830,10 @@ impl<'a> Parser<'a> {
     }
 
     fn fetch_att(&mut self) -> PResult<FetchAttr> {
-        let name = self.take_while(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        // `=` is in no item name, but taken so that a capability name used as one
+        // (`PREVIEW=FUZZY`) is named in the error.
+        let name =
+            self.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'='));
         if name.is_empty() {
             return Err(self.missing_or_invalid("fetch item"));
         }
@@ -1886,8 +1889,56 @@ impl<'a> Parser<'a> {
             b"BINARY.SIZE" => Ok(FetchAttr::BinarySize {
                 part: self.section_binary()?,
             }),
+            b"PREVIEW" | b"SNIPPET" if has_section => {
+                Err(format!("Unexpected section after {}", printable(name)))
+            }
+            b"PREVIEW" | b"SNIPPET" => self.preview(upper.as_slice() == b"SNIPPET"),
             _ => Err(format!("Unknown FETCH item {}", printable(name))),
         }
+    }
+
+    /// The rest of `PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]` (RFC 8970 §6),
+    /// or of the drafts' `SNIPPET` and `PREVIEW (FUZZY)`, whose modifiers Dovecot
+    /// accepts on both: `LAZY`, `FUZZY` and `LAZY=FUZZY`. A list that starts with a
+    /// FETCH modifier (`FETCH 1 PREVIEW (CHANGEDSINCE 5)`) is left to the command.
+    fn preview(&mut self, snippet: bool) -> PResult<FetchAttr> {
+        let what = if snippet { "SNIPPET" } else { "PREVIEW" };
+        let mut fuzzy = snippet;
+        let mut ahead = Parser {
+            s: self.s,
+            pos: self.pos,
+            search_keys: 0,
+        };
+        let list = ahead.eat(b' ') && ahead.eat(b'(') && {
+            let first = ahead.atom().to_ascii_uppercase();
+            first != b"CHANGEDSINCE" && first != b"VANISHED"
+        };
+        if list {
+            self.pos += 2;
+            loop {
+                let modifier = self.atom();
+                match modifier.to_ascii_uppercase().as_slice() {
+                    b"LAZY" => {}
+                    b"FUZZY" | b"LAZY=FUZZY" => fuzzy = true,
+                    b"" => return Err(self.missing_or_invalid(&format!("{what} modifier"))),
+                    _ => {
+                        return Err(format!(
+                            "Unknown {what} modifier {} (LAZY and FUZZY are)",
+                            printable(modifier)
+                        ));
+                    }
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp(&format!("{what} modifier"))?;
+            }
+        }
+        Ok(FetchAttr::Preview(match (snippet, fuzzy) {
+            (true, _) => PreviewForm::Snippet,
+            (false, true) => PreviewForm::Fuzzy,
+            (false, false) => PreviewForm::Rfc8970,
+        }))
     }
 
     /// `[` [section-spec] `]`.

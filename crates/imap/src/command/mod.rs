@@ -405,6 +405,23 @@ pub enum FetchAttr {
     ThreadId,
     /// RFC 8514: when the message was saved into its folder; `NIL` when not known.
     SaveDate,
+    /// RFC 8970 PREVIEW, or the draft forms Dovecot still answers. The `LAZY` modifier
+    /// (§3.2) lets the server answer `NIL` rather than compute a preview; Portico
+    /// always computes it, so `LAZY` changes nothing and is not kept.
+    Preview(PreviewForm),
+}
+
+/// How a preview is asked for, which decides how it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PreviewForm {
+    /// `PREVIEW` (RFC 8970 §3): `PREVIEW "text"`.
+    Rfc8970,
+    /// `PREVIEW (FUZZY)` (draft-ietf-extra-imap-fetch-preview before RFC 8970,
+    /// capability `PREVIEW=FUZZY`): `PREVIEW (FUZZY "text")`.
+    Fuzzy,
+    /// `SNIPPET (FUZZY)` (draft-ietf-extra-imap-fetch-snippet, capability
+    /// `SNIPPET=FUZZY`): `SNIPPET (FUZZY "text")`.
+    Snippet,
 }
 
 /// The FETCH item list, with the three macros kept as written.
