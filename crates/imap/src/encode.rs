@@ -413,6 +413,7 @@ impl Writer {
                 self.raw(match algorithm {
                     ThreadAlgorithm::OrderedSubject => b"THREAD ORDEREDSUBJECT ".as_slice(),
                     ThreadAlgorithm::References => b"THREAD REFERENCES ",
+                    ThreadAlgorithm::Refs => b"THREAD REFS ",
                 });
                 self.astring(charset.as_bytes());
                 self.raw(b" ");
@@ -1546,7 +1547,8 @@ mod tests {
                 any::<bool>(),
                 prop_oneof![
                     Just(ThreadAlgorithm::OrderedSubject),
-                    Just(ThreadAlgorithm::References)
+                    Just(ThreadAlgorithm::References),
+                    Just(ThreadAlgorithm::Refs)
                 ],
                 prop_oneof![Just("UTF-8"), Just("US-ASCII")],
                 search_key()

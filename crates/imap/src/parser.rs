@@ -1431,10 +1431,11 @@ impl<'a> Parser<'a> {
         let algorithm = match name.to_ascii_uppercase().as_slice() {
             b"ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
             b"REFERENCES" => ThreadAlgorithm::References,
+            b"REFS" => ThreadAlgorithm::Refs,
             b"" => return Err(self.missing_or_invalid("threading algorithm")),
             _ => {
                 return Err(format!(
-                    "Unsupported threading algorithm {} (ORDEREDSUBJECT and REFERENCES are)",
+                    "Unsupported threading algorithm {} (ORDEREDSUBJECT, REFERENCES and REFS are)",
                     printable(name)
                 ));
             }
@@ -2736,11 +2737,20 @@ mod tests {
                 search: SearchKey::And(vec![SearchKey::Text("gewp".into()), SearchKey::Unseen]),
             }
         );
+        assert_eq!(
+            ok("a3 Thread Refs UTF-8 SEEN\r\n"),
+            CommandBody::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::Refs,
+                charset: "UTF-8".into(),
+                search: SearchKey::Seen,
+            }
+        );
         let message = |raw: &str| err(raw).message;
         assert_eq!(message("a THREAD\r\n"), "Missing threading algorithm");
         assert_eq!(
-            message("a THREAD REFS UTF-8 ALL\r\n"),
-            "Unsupported threading algorithm REFS (ORDEREDSUBJECT and REFERENCES are)"
+            message("a THREAD REFERENCES2 UTF-8 ALL\r\n"),
+            "Unsupported threading algorithm REFERENCES2 (ORDEREDSUBJECT, REFERENCES and REFS are)"
         );
         assert_eq!(
             message("a THREAD (REFERENCES) UTF-8 ALL\r\n"),

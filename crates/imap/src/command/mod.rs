@@ -344,6 +344,9 @@ pub struct SortCriterion {
 pub enum ThreadAlgorithm {
     OrderedSubject,
     References,
+    /// draft-ietf-morg-inthread §4, as Dovecot implements it: REFERENCES without the
+    /// subject steps, threads in the order of their latest messages.
+    Refs,
 }
 
 /// The text part of a section-spec (RFC 9051 §6.4.5).
