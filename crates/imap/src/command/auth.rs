@@ -276,12 +276,18 @@ impl Session {
             "PARTIAL",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
+            // draft-ietf-morg-inthread, as Dovecot has it.
+            "THREAD=REFS",
             "STATUS=SIZE",
             "METADATA",
             "NOTIFY",
             "OBJECTID",
             "SAVEDATE",
             "BINARY",
+            // RFC 8970, and the drafts' forms Dovecot 2.3 still offers.
+            "PREVIEW",
+            "PREVIEW=FUZZY",
+            "SNIPPET=FUZZY",
             "UTF8=ACCEPT",
             // RFC 9208: limits are the administrator's, so no QUOTASET.
             "QUOTA",
