@@ -24,6 +24,7 @@ use std::sync::Arc;
 use crate::command::list::ListJob;
 use crate::command::*;
 use crate::fetch::RenderStyle;
+use crate::names;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
@@ -54,6 +55,9 @@ pub struct ImapConfig {
     pub literal_plus: bool,
     /// Product version for ID.
     pub version: String,
+    /// The special-use attributes the store keeps (RFC 6154), as written on the wire:
+    /// CREATE with another is `NO [USEATTR]`.
+    pub special_uses: Vec<String>,
 }
 
 /// Largest non-synchronizing literal under LITERAL- (RFC 7888 §4).
@@ -72,6 +76,9 @@ impl Default for ImapConfig {
             text_index: false,
             literal_plus: true,
             version: "0.1.0".to_string(),
+            special_uses: ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -945,12 +952,20 @@ impl Session {
                 let Some(to) = self.new_mailbox_name(&tag, &to) else {
                     return;
                 };
+                let parents = names::parents(&to).map(str::to_string).collect();
+                // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new folder
+                // and leaves INBOX, empty.
+                let request = if from == names::INBOX {
+                    Request::RenameInbox { to, parents }
+                } else {
+                    Request::Rename { from, to, parents }
+                };
                 self.request(
                     Running::Simple {
                         tag,
                         command: "RENAME",
                     },
-                    Request::Rename { from, to },
+                    request,
                 );
             }
             (_, CommandBody::Subscribe { mailbox }) => self.subscribe(tag, &mailbox, true),
