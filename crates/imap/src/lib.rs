@@ -9,11 +9,12 @@
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] reads and dispatches them and the modules under
 //! [`command`] carry each family out against the host through [`request`];
-//! [`fetch`], [`search`], [`esearch`], [`sort`], [`thread`], [`listing`], [`view`], [`names`] and
+//! [`fetch`], [`search`], [`esearch`], [`context`], [`sort`], [`thread`], [`listing`], [`view`], [`names`] and
 //! [`response`] hold the rules they apply. [`scan`] is the FETCH/SEARCH work the host
 //! runs off the session's thread.
 
 pub mod command;
+pub mod context;
 pub mod encode;
 pub mod esearch;
 pub mod fetch;

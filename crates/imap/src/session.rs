@@ -176,6 +176,8 @@ pub(crate) struct Selected {
     /// UIDs a `SEARCH RETURN (SAVE)` kept for `$` (RFC 5182), ascending; an expunged one
     /// stays here and is skipped when `$` is used.
     pub(crate) saved: Vec<u32>,
+    /// Live search results (RFC 5267 §4.3), which end with the selection.
+    pub(crate) contexts: crate::context::Contexts,
 }
 
 /// The `FLAGS` and `PERMANENTFLAGS` lines for a folder with `keywords` in use.
@@ -300,6 +302,8 @@ pub(crate) enum Running {
         sets_seen: bool,
     },
     Scan(Scan),
+    /// A live search result's messages read between commands ([`crate::context`]).
+    ContextRead(crate::context::Read),
     Store {
         tag: String,
         uid: bool,
@@ -581,6 +585,7 @@ impl Session {
             }
         }
         self.pump();
+        self.read_contexts();
         self.flush();
     }
 
@@ -632,7 +637,7 @@ impl Session {
                 ..
             } = &mut **selected;
             announce_new_keywords(&mut self.out, keywords, *read_only, view.pending_flags());
-            view.announce(&mut self.out, allow_expunge, style);
+            selected.announce_view(&mut self.out, allow_expunge, style);
         }
     }
 
@@ -1007,6 +1012,7 @@ impl Session {
             } => self.search(tag, uid, charset, returns, criteria),
             CommandBody::Sort { .. } => self.sort(tag, body),
             CommandBody::Thread { .. } => self.thread(tag, body),
+            CommandBody::CancelUpdate { tags } => self.cancel_update(tag, tags),
             CommandBody::Store { .. } => self.store(tag, body),
             CommandBody::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false),
             CommandBody::Move { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, true),
@@ -1167,7 +1173,12 @@ impl Session {
             (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
                 self.quota_reply(tag, mailbox, result)
             }
-            (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
+            (Running::MarkSeen(scan), Reply::FlagsStored(result)) => {
+                if let Ok(stored) = result {
+                    self.contexts_see_flags(&stored.current, &stored.modified);
+                }
+                self.continue_scan(scan)
+            }
             (
                 Running::FetchVanished {
                     scan,
@@ -1183,6 +1194,12 @@ impl Session {
                 Err(fault) => self.finish(&scan.tag, "NO", &fault_text(&fault, false), true),
             },
             (Running::Scan(scan), Reply::Scanned(result)) => self.scan_reply(scan, result),
+            (Running::ContextRead(read), Reply::Scanned(result)) => {
+                self.contexts_read(read, result)
+            }
+            (Running::ContextRead(read), _) => {
+                self.contexts_read(read, Err(Fault::Unavailable("scan".into())))
+            }
             (Running::TextIndex { scan, queries }, Reply::TextIndex(answers)) => {
                 self.narrow_search(scan, queries, answers)
             }
@@ -1223,6 +1240,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),
         Running::List(job) => job.tag.clone(),
+        Running::ContextRead(read) => read.tag.clone(),
         Running::GetMetadata(job) => job.tag.clone(),
         Running::MarkSeen(scan)
         | Running::Scan(scan)
