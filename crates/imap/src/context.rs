@@ -13,8 +13,11 @@
 //! (flags, MODSEQ, UID, sequence number, \Recent): [`decide`] works that out with the
 //! rest of the key unknown, and a key such as `UNSEEN FROM x` is often decided by its
 //! flag half alone. Everything else is read by the host as a SEARCH scan of just those
-//! messages ([`Contexts::next_read`]), between the client's commands, never holding one
-//! up for more than a slice. A SORT result keeps each member's sort values, so a new
+//! messages ([`Contexts::next_read`]), a slice at a time, after the command that
+//! announced the change and before the client's next one runs: that command's answer
+//! then never overtakes the updates, as it never overtakes an EXISTS. The cost is the
+//! reading of the changed messages (of every message, for the keys below that name
+//! numbers). A SORT result keeps each member's sort values, so a new
 //! member goes where `SORT` would put it; sort values never change, so a member never
 //! moves. Keys that name sequence numbers or `*` are decided again for every message
 //! whenever messages come or go, since their numbers move.

@@ -671,6 +671,12 @@ impl Session {
     /// Runs commands until one waits for the host or input runs out.
     pub(crate) fn pump(&mut self) {
         while !self.closed && self.running.is_none() {
+            // Live search results catch up with what was announced before the next
+            // command runs, so its answer never comes ahead of their updates.
+            self.read_contexts();
+            if self.running.is_some() {
+                break;
+            }
             let Some(event) = self.reader.next_event() else {
                 break;
             };

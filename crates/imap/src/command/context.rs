@@ -2,7 +2,7 @@
 //! [`crate::context`]): a result goes live when a SEARCH or SORT with UPDATE is
 //! answered; REMOVEFROM goes out before an expunge is announced, ADDTO and REMOVEFROM
 //! after the EXISTS and FETCH that announce other changes; and messages a change could
-//! not decide are read by the host between the client's commands, a slice at a time.
+//! not decide are read by the host before the client's next command, a slice at a time.
 
 use crate::command::*;
 use crate::context::{self, LiveResult, Read};
@@ -136,8 +136,8 @@ impl Session {
             .announced(&mut self.out, &selected.view, &announced);
     }
 
-    /// Asks the host to read messages a live result must decide, when nothing else
-    /// waits for it. The client's next command waits for at most one slice.
+    /// Asks the host to read messages a live result must decide, when no command
+    /// waits for the host: before the client's next command runs, and while idling.
     pub(crate) fn read_contexts(&mut self) {
         if self.closed || self.running.is_some() {
             return;
