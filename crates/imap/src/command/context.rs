@@ -199,3 +199,125 @@ impl Session {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::request::*;
+    use crate::{Action, ImapConfig, Input, Session};
+
+    /// Feeds `input`, answering each request with `reply`; returns what was written.
+    fn drive(
+        session: &mut Session,
+        input: &[u8],
+        reply: &mut dyn FnMut(&Request) -> Option<Reply>,
+    ) -> String {
+        session.handle(Input::Bytes(input));
+        let mut out = Vec::new();
+        while let Some(action) = session.next_action() {
+            match action {
+                Action::Write(bytes) => out.extend(bytes),
+                Action::Request(id, request) => {
+                    if let Some(answer) = reply(&request) {
+                        session.handle(Input::Reply(id, answer));
+                    }
+                }
+                _ => {}
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// `processed` messages read, `uids` of them matched.
+    fn hits(processed: usize, uids: &[u32]) -> Reply {
+        Reply::Scanned(Ok(ScanOutcome {
+            processed,
+            output: crate::scan::ScanOutput::Hits {
+                hits: uids.iter().map(|&uid| (uid, uid)).collect(),
+                max_modseq: 0,
+                modseqs: vec![0; uids.len()],
+                order: crate::scan::OrderKeys::None,
+            },
+            examined: 0,
+            over_budget: false,
+        }))
+    }
+
+    #[test]
+    fn a_failed_read_ends_the_live_result_with_noupdate() {
+        let mut session = Session::new(ImapConfig::default(), true);
+        let folder = FolderId(3);
+        let mut reply = |request: &Request| match request {
+            Request::Login { .. } => Some(Reply::Login(Ok(()))),
+            Request::Select { .. } => Some(Reply::Selected(Ok(SelectedFolder {
+                id: folder,
+                uidvalidity: 1,
+                uidnext: 3,
+                highest_modseq: 2,
+                uids: Arc::new(vec![1, 2]),
+                first_unseen: None,
+                changed: vec![],
+                recent: vec![],
+                keywords: vec![],
+                vanished: None,
+            }))),
+            // The search itself finds message 2.
+            Request::Scan { job, .. } if job.targets.len() == 2 => Some(hits(2, &[2])),
+            Request::Scan { .. } => Some(Reply::Scanned(Err(Fault::Temporary("r1".into())))),
+            _ => None,
+        };
+        drive(
+            &mut session,
+            b"a LOGIN alice secret\r\nb SELECT INBOX\r\n",
+            &mut reply,
+        );
+        assert_eq!(
+            drive(
+                &mut session,
+                b"c UID SEARCH RETURN (UPDATE) LARGER 5\r\n",
+                &mut reply
+            ),
+            "* ESEARCH (TAG \"c\") UID ALL 2\r\nc OK UID SEARCH completed\r\n"
+        );
+        // A new message: its size must be read, and the read fails.
+        session.handle(Input::Event(FolderEvent::Appended {
+            folder,
+            uid: 3,
+            flags: vec![],
+            modseq: 3,
+            recent: false,
+        }));
+        assert_eq!(
+            drive(&mut session, b"d NOOP\r\n", &mut reply),
+            "* 3 EXISTS\r\n* 0 RECENT\r\nd OK NOOP completed\r\n\
+             * NO [NOUPDATE \"c\"] Updates stopped: [UNAVAILABLE] Storage temporarily \
+             unavailable, try again later (ref r1)\r\n"
+        );
+        // The result is gone: nothing to cancel, and its tag is free again.
+        assert_eq!(
+            drive(&mut session, b"e CANCELUPDATE \"c\"\r\n", &mut reply),
+            "e BAD No live search has tag \"c\"; nothing cancelled\r\n"
+        );
+        session.handle(Input::Event(FolderEvent::Expunged {
+            folder,
+            uids: vec![2],
+            modseq: 4,
+        }));
+        assert_eq!(
+            drive(&mut session, b"f NOOP\r\n", &mut reply),
+            "* 2 EXPUNGE\r\nf OK NOOP completed\r\n"
+        );
+    }
+
+    #[test]
+    fn cancelupdate_needs_a_selected_folder() {
+        let mut session = Session::new(ImapConfig::default(), true);
+        let mut reply = |_: &Request| Some(Reply::Login(Ok(())));
+        drive(&mut session, b"a LOGIN alice secret\r\n", &mut reply);
+        assert_eq!(
+            drive(&mut session, b"b CANCELUPDATE \"x\"\r\n", &mut reply),
+            "b BAD No mailbox selected\r\n"
+        );
+    }
+}
