@@ -34,6 +34,10 @@ CLOCK_DEPENDENT: dict[str, str] = {
     "within": "SEARCH OLDER/YOUNGER (RFC 5032) compare INTERNALDATE with the time of "
     "the search, to the second; the expected answers hold at the fake host's "
     "05-Feb-2026 12:00:00 +0000 only",
+    "savedate-clock": "SAVEDATE (RFC 8514) as time passes: `! clock` moves the fake "
+    "host's clock between saves (06-Feb, 07-Feb-2026) and the SAVED* answers tell those "
+    "days apart; the real server's clock cannot be set (savedate.txt, which runs, holds "
+    "at any clock)",
 }
 
 # Transcripts running at once. Most of a run is QUIET_SECS waits, so this many servers

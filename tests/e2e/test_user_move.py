@@ -3,8 +3,8 @@ mailbox moves from one backend (d1, d2, s2) to another, asked for on any node, a
 user cannot tell, except that open sessions are ended with a line that says why:
 
 - every folder arrives with its name, UIDVALIDITY, UIDNEXT and subscription, every
-  message with its UID, flags, INTERNALDATE, size and bytes, and POP3 UIDL is unchanged,
-  whichever node a client comes through, and the old home removes its copy;
+  message with its UID, flags, INTERNALDATE, SAVEDATE, size and bytes, and POP3 UIDL is
+  unchanged, whichever node a client comes through, and the old home removes its copy;
 - an open IMAP session gets `* BYE [UNAVAILABLE] ...`, an open POP3 session
   `-ERR [SYS/TEMP] ...`, also through a proxy, and a POP3 DELE not committed by QUIT is
   not applied;
@@ -158,12 +158,14 @@ class Stored(NamedTuple):
     uid: int
     flags: tuple[str, ...]
     internaldate: str
+    # RFC 8514: a move keeps it (the message stays in the same folder to the client).
+    savedate: str
     size: int
     sha256: str
 
 
 def fetched(data: list) -> list[Stored]:
-    """The answer of UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]), as
+    """The answer of UID FETCH 1:* (FLAGS INTERNALDATE SAVEDATE RFC822.SIZE BODY.PEEK[]), as
     imaplib returns it: each message a (head, body) pair, then the rest of its line."""
     out = []
     items = iter(data)
@@ -187,6 +189,7 @@ def fetched(data: list) -> list[Stored]:
                 uid=int(field(rb"\bUID (\d+)")),
                 flags=tuple(sorted(f for f in flags if f != "\\Recent")),
                 internaldate=field(rb'\bINTERNALDATE "([^"]+)"').decode(),
+                savedate=field(rb'\bSAVEDATE ("[^"]+"|NIL)').decode(),
                 size=size,
                 sha256=hashlib.sha256(body).hexdigest(),
             )
@@ -207,7 +210,9 @@ def folder_contents(client: imaplib.IMAP4, name: str) -> dict:
     assert (typ, data) == ("OK", [str(status["MESSAGES"]).encode()]), (name, data)
     messages = []
     if status["MESSAGES"]:
-        typ, data = client.uid("FETCH", "1:*", "(FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+        typ, data = client.uid(
+            "FETCH", "1:*", "(FLAGS INTERNALDATE SAVEDATE RFC822.SIZE BODY.PEEK[])"
+        )
         assert typ == "OK", (name, typ)
         messages = fetched(data)
     assert len(messages) == status["MESSAGES"], (name, status, messages)
@@ -382,8 +387,8 @@ def test_a_moved_mailbox_keeps_every_folder_uid_flag_and_byte(cluster):
     (sent in two pieces). `user move --home s2` asked at s1 reports the folders,
     messages and bytes IMAP shows; every node's replica names s2, d2 logs that its old copy is removed, and
     through every node the client sees exactly what it saw before: LIST, LSUB,
-    UIDVALIDITY, UIDNEXT, UIDs, flags, INTERNALDATEs, sizes, bytes, POP3 UIDL. Moved
-    back to d2 (asked at s2), the same again."""
+    UIDVALIDITY, UIDNEXT, UIDs, flags, INTERNALDATEs, SAVEDATEs, sizes, bytes, POP3
+    UIDL. Moved back to d2 (asked at s2), the same again."""
     user = new_user(cluster, "keep", "d2")
     corpus = [crlf(message) for _, message in load_corpus()[:12]]
     large = large_message(user)

@@ -23,6 +23,8 @@ sockets in place of the in-memory fake host:
   (DEFAULT_IMAP_SETTINGS). The caller skips a transcript whose setting the server's
   configuration refuses.
 - `! quota USER N|none` is `portico user set USER --quota N|none`, where it stands.
+- `! clock "date-time"` sets the fake host's clock; a real server's cannot be set, so a
+  transcript with it fails here (test_transcripts.py skips those, CLOCK_DEPENDENT).
 - `TAG COMPRESS DEFLATE`: after its tagged OK the runner inflates what it reads and
   deflates what it writes (raw DEFLATE, a sync flush ending each write), so the lines
   stay what each side means. Lines written behind it in the same write are deflated
@@ -45,7 +47,9 @@ host and nothing else:
   05-Feb-2026 12:00:00 +0000. `! message` lines without a date are appended with that
   date, so they are stored as there; for an APPEND of the transcript itself without a
   date, `INTERNALDATE "05-Feb-2026 12:00:00 +0000"` in an `S:` line matches that text
-  or any date-time within the run (the real server's clock at the APPEND).
+  or any date-time within the run (the real server's clock at the APPEND); so does
+  `SAVEDATE "05-Feb-2026 12:00:00 +0000"` (RFC 8514: the fake host saves every message
+  at that time, the real server at its clock's).
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class Mismatch(AssertionError):
 @dataclass
 class Step:
     line: int
-    kind: str  # "C", "S", "closed", "message" or "quota"
+    kind: str  # "C", "S", "closed", "message", "quota" or "clock"
     conn: int = 0
     text: str = ""
     args: tuple[str, str, str, str] = ("", "", "", "")
@@ -174,6 +178,8 @@ def parse(name: str, text: str) -> Transcript:
                 t.steps.append(Step(number, "message", args=_message_args(directive)))
             elif words[0] == "quota" and len(words) == 3:
                 t.steps.append(Step(number, "quota", args=(words[1], words[2])))
+            elif words[0] == "clock" and len(words) > 1:
+                t.steps.append(Step(number, "clock", text=directive[len("clock"):].strip()))
             else:
                 raise ValueError(f"{name} line {number}: unknown directive {directive!r}")
             continue
@@ -218,7 +224,8 @@ _LOWER = b"abcdefghijklmnopqrstuvwxyz"
 _NAME = _LOWER + b"0123456789_"
 _DIGITS = re.compile(rb"\d+")
 _UIDVALIDITY_AT = re.compile(rb"(?:UIDVALIDITY|COPYUID|APPENDUID) (\d+)")
-_CLOCK = b'INTERNALDATE "' + FAKE_HOST_NOW.encode() + b'"'
+# The items whose date-time is the fake host's clock when it says FAKE_HOST_NOW.
+_CLOCK_ITEMS = (b"INTERNALDATE", b"SAVEDATE")
 _DATE_TIME_LEN = len(FAKE_HOST_NOW)
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n")
 
@@ -251,6 +258,14 @@ def substitute(line: str, variables: dict[str, bytes]) -> bytes:
     return bytes(out)
 
 
+def _clock_item_at(pattern: bytes, i: int) -> bytes | None:
+    """The _CLOCK_ITEMS item at `i` when FAKE_HOST_NOW is its value there."""
+    for item in _CLOCK_ITEMS:
+        if pattern.startswith(item + b' "' + FAKE_HOST_NOW.encode() + b'"', i):
+            return item
+    return None
+
+
 def _tokens(pattern: bytes) -> list[tuple[str, bytes]]:
     """A pattern (without its final `*`) as ("lit", bytes), ("var", name),
     ("uidvalidity", digits) and ("clock", b"") pieces."""
@@ -272,13 +287,13 @@ def _tokens(pattern: bytes) -> list[tuple[str, bytes]]:
             tokens.append(("uidvalidity", m.group(1)))
             literal.clear()
             i = m.end()
-        elif pattern.startswith(_CLOCK, i) and at_word:
-            literal += b'INTERNALDATE "'
+        elif at_word and (item := _clock_item_at(pattern, i)):
+            literal += item + b' "'
             tokens.append(("lit", bytes(literal)))
             tokens.append(("clock", b""))
             literal.clear()
             literal += b'"'
-            i += len(_CLOCK)
+            i += len(item) + len(b' ""') + _DATE_TIME_LEN
         else:
             literal.append(pattern[i])
             i += 1
@@ -648,6 +663,11 @@ def run(transcript: Transcript, server, deliverer: Deliverer) -> None:
                 server.cli_ok("user", "set", account, "--quota", limit)
                 last_action = time.monotonic()
                 k += 1
+            elif step.kind == "clock":
+                # The fake host's clock; the server reads the machine's.
+                raise Mismatch(
+                    f"line {step.line}: `! clock {step.text}` cannot set the real server's clock"
+                )
             elif step.kind == "C":
                 conn = opened(step.conn, keep_greeting=False)
                 conn.drain_until(last_action + QUIET_SECS)

@@ -345,6 +345,7 @@ fn decide(key: &SearchKey, facts: &Facts<'_>) -> Option<bool> {
                 fields: None,
                 raw: None,
                 raw_in_store: false,
+                save_date: None,
             };
             let hints = TextHints::default();
             let ctx = search::Context {
@@ -819,7 +820,7 @@ mod tests {
         let mut out = Vec::new();
         let expunged: Vec<u32> = view.pending_expunges().collect();
         contexts.expunging(&mut out, &view, &expunged);
-        let announced = view.announce(&mut out, true, AnnounceStyle::default());
+        let announced = view.announce(&mut out, true, true, AnnounceStyle::default());
         contexts.announced(&mut out, &view, &announced);
         // REMOVEFROM before the EXPUNGE, with the number it had; ADDTO after EXISTS.
         assert_eq!(
@@ -867,7 +868,7 @@ mod tests {
             recent: false,
         });
         let mut out = Vec::new();
-        let announced = view.announce(&mut out, true, AnnounceStyle::default());
+        let announced = view.announce(&mut out, true, true, AnnounceStyle::default());
         contexts.announced(&mut out, &view, &announced);
         assert_eq!(text(&out), "* 4 EXISTS\r\n");
         // UNSEEN says it joins; where, only its size tells.
@@ -907,7 +908,7 @@ mod tests {
             modseq: 4,
         });
         let mut out = Vec::new();
-        let announced = view.announce(&mut out, true, AnnounceStyle::default());
+        let announced = view.announce(&mut out, true, true, AnnounceStyle::default());
         contexts.announced(&mut out, &view, &announced);
         let read = contexts.next_read(&view, |_| 10).expect("a read");
         // Flagged \Seen while the host read it: the read's "matches" is stale, and the
@@ -918,7 +919,7 @@ mod tests {
             flags: vec!["\\Seen".into()],
             modseq: 5,
         });
-        let announced = view.announce(&mut out, true, AnnounceStyle::default());
+        let announced = view.announce(&mut out, true, true, AnnounceStyle::default());
         contexts.announced(&mut out, &view, &announced);
         contexts.read(&mut out, &view, "T", &read.targets, 1, vec![(1, None)]);
         assert!(!text(&out).contains("ESEARCH"), "{}", text(&out));

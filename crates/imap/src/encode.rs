@@ -21,13 +21,14 @@
 //! - STORE flags are always written as a list, and `\Seen` stays as written (flags
 //!   are not case-folded);
 //! - SORT criteria: an empty list has no wire form, and a key given twice parses back
-//!   once.
+//!   once;
+//! - an empty CATENATE list (RFC 4469) has no wire form.
 
 use crate::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, MetadataDepth, Partial, SearchKey, SearchReturn, Section, SectionText,
-    SelectParams, SeqBound, SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode,
-    ThreadAlgorithm,
+    AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
+    FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
+    Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet,
+    SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -74,6 +75,12 @@ impl Writer {
             self.raw(format!("{{{}}}\r\n", s.len()).as_bytes());
             self.raw(s);
         }
+    }
+
+    /// `{n}` CRLF and the bytes, whatever they are.
+    fn literal(&mut self, s: &[u8]) {
+        self.raw(format!("{{{}}}\r\n", s.len()).as_bytes());
+        self.raw(s);
     }
 
     fn astring(&mut self, s: &[u8]) {
@@ -337,12 +344,7 @@ impl Writer {
             CommandBody::Append { mailbox, messages } => {
                 self.raw(b"APPEND ");
                 self.astring(mailbox);
-                for AppendItem {
-                    flags,
-                    date,
-                    message,
-                } in messages
-                {
+                for AppendMessage { flags, date, data } in messages {
                     if !flags.is_empty() {
                         self.raw(b" ");
                         self.flag_list(flags);
@@ -351,8 +353,25 @@ impl Writer {
                         self.raw(b" ");
                         self.date_time(*date);
                     }
-                    self.raw(format!(" {{{}}}\r\n", message.len()).as_bytes());
-                    self.raw(message);
+                    match data {
+                        AppendData::Literal(message) => {
+                            self.raw(b" ");
+                            self.literal(message);
+                        }
+                        AppendData::Catenate(parts) => {
+                            self.raw(b" CATENATE ");
+                            self.list(parts, |w, part| match part {
+                                CatPart::Text(text) => {
+                                    w.raw(b"TEXT ");
+                                    w.literal(text);
+                                }
+                                CatPart::Url(url) => {
+                                    w.raw(b"URL ");
+                                    w.astring(url);
+                                }
+                            });
+                        }
+                    }
                 }
             }
             CommandBody::UidExpunge { set } => {
@@ -490,6 +509,17 @@ impl Writer {
                     w.num(limit);
                 });
             }
+            CommandBody::Notify(None) => self.raw(b"NOTIFY NONE"),
+            CommandBody::Notify(Some(set)) => {
+                self.raw(b"NOTIFY SET");
+                if set.status {
+                    self.raw(b" STATUS");
+                }
+                for group in &set.groups {
+                    self.raw(b" ");
+                    self.event_group(group);
+                }
+            }
             CommandBody::Id { params } => {
                 self.raw(b"ID ");
                 match params {
@@ -502,6 +532,47 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn event_group(&mut self, group: &EventGroup) {
+        self.raw(b"(");
+        match &group.filter {
+            MailboxFilter::Selected => self.raw(b"SELECTED"),
+            MailboxFilter::SelectedDelayed => self.raw(b"SELECTED-DELAYED"),
+            MailboxFilter::Inboxes => self.raw(b"INBOXES"),
+            MailboxFilter::Personal => self.raw(b"PERSONAL"),
+            MailboxFilter::Subscribed => self.raw(b"SUBSCRIBED"),
+            MailboxFilter::Subtree(names) | MailboxFilter::Mailboxes(names) => {
+                self.raw(match &group.filter {
+                    MailboxFilter::Subtree(_) => b"SUBTREE ".as_slice(),
+                    _ => b"MAILBOXES ",
+                });
+                self.list(names, |w, name| w.astring(name));
+            }
+        }
+        self.raw(b" ");
+        if group.events.is_empty() {
+            self.raw(b"NONE");
+        } else {
+            self.list(&group.events, |w, event| match event {
+                NotifyEvent::MessageNew(items) => {
+                    w.raw(b"MessageNew");
+                    if let Some(FetchItems::List(attrs)) = items {
+                        w.raw(b" ");
+                        w.list(attrs, Self::fetch_attr);
+                    }
+                }
+                NotifyEvent::MessageExpunge => w.raw(b"MessageExpunge"),
+                NotifyEvent::FlagChange => w.raw(b"FlagChange"),
+                NotifyEvent::AnnotationChange => w.raw(b"AnnotationChange"),
+                NotifyEvent::MailboxName => w.raw(b"MailboxName"),
+                NotifyEvent::SubscriptionChange => w.raw(b"SubscriptionChange"),
+                NotifyEvent::MailboxMetadataChange => w.raw(b"MailboxMetadataChange"),
+                NotifyEvent::ServerMetadataChange => w.raw(b"ServerMetadataChange"),
+                NotifyEvent::Other(name) => w.raw(name.as_bytes()),
+            });
+        }
+        self.raw(b")");
     }
 
     fn select_params(&mut self, params: &SelectParams) {
@@ -675,6 +746,10 @@ impl Writer {
                 self.search_key(b);
             }
             SearchKey::Recent => self.raw(b"RECENT"),
+            SearchKey::SavedBefore(d) => dated(self, "SAVEDBEFORE", *d),
+            SearchKey::SavedOn(d) => dated(self, "SAVEDON", *d),
+            SearchKey::SavedSince(d) => dated(self, "SAVEDSINCE", *d),
+            SearchKey::SaveDateSupported => self.raw(b"SAVEDATESUPPORTED"),
             SearchKey::Seen => self.raw(b"SEEN"),
             SearchKey::SentBefore(d) => dated(self, "SENTBEFORE", *d),
             SearchKey::SentOn(d) => dated(self, "SENTON", *d),
@@ -716,6 +791,7 @@ impl Writer {
             FetchAttr::ModSeq => self.raw(b"MODSEQ"),
             FetchAttr::EmailId => self.raw(b"EMAILID"),
             FetchAttr::ThreadId => self.raw(b"THREADID"),
+            FetchAttr::SaveDate => self.raw(b"SAVEDATE"),
             FetchAttr::BodySection {
                 peek,
                 section,
@@ -793,7 +869,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{PartialRange, QresyncParams, Secret, SeqRange, Tag};
+    use crate::command::{NotifySet, PartialRange, QresyncParams, Secret, SeqRange, Tag};
     use crate::parser::parse_command;
     use crate::reader::{CommandReader, ReadEvent, ReaderLimits};
     use proptest::collection::vec;
@@ -866,22 +942,38 @@ mod tests {
             encoded(CommandBody::Append {
                 mailbox: b"Sent".to_vec(),
                 messages: vec![
-                    AppendItem {
+                    AppendMessage {
                         flags: vec!["\\Seen".into()],
                         date: Some(DateTime {
                             timestamp: 837_596_665,
                             offset: -7 * 3600
                         }),
-                        message: b"hi".to_vec(),
+                        data: AppendData::Literal(b"hi".to_vec()),
                     },
-                    AppendItem {
+                    AppendMessage {
                         flags: vec![],
                         date: None,
-                        message: b"yo".to_vec(),
+                        data: AppendData::Literal(b"yo".to_vec()),
                     }
                 ],
             }),
             "t1 APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {2}\r\nhi {2}\r\nyo\r\n"
+        );
+        assert_eq!(
+            encoded(CommandBody::Append {
+                mailbox: b"Drafts".to_vec(),
+                messages: vec![AppendMessage {
+                    flags: vec![],
+                    date: None,
+                    data: AppendData::Catenate(vec![
+                        CatPart::Url(b"/Drafts;UIDVALIDITY=385759045/;UID=20".to_vec()),
+                        CatPart::Text(b"\r\n--x--\r\n".to_vec()),
+                        CatPart::Url(b";UID=2".to_vec()),
+                    ]),
+                }],
+            }),
+            "t1 APPEND Drafts CATENATE (URL /Drafts;UIDVALIDITY=385759045/;UID=20 \
+             TEXT {9}\r\n\r\n--x--\r\n URL ;UID=2)\r\n"
         );
         assert_eq!(
             encoded(CommandBody::Select {
@@ -958,6 +1050,21 @@ mod tests {
             "[A-Za-z0-9/._-]{1,12}".prop_map(String::into_bytes),
             "[ -~]{0,12}".prop_map(String::into_bytes),
             vec(any::<u8>(), 0..16),
+        ]
+    }
+
+    /// A message literal, or a CATENATE list of one to three parts.
+    fn append_data() -> impl Strategy<Value = AppendData> {
+        prop_oneof![
+            vec(any::<u8>(), 0..64).prop_map(AppendData::Literal),
+            vec(
+                prop_oneof![
+                    vec(any::<u8>(), 0..32).prop_map(CatPart::Text),
+                    bytes_value().prop_map(CatPart::Url),
+                ],
+                1..4
+            )
+            .prop_map(AppendData::Catenate),
         ]
     }
 
@@ -1053,6 +1160,7 @@ mod tests {
             Just(SearchKey::Undraft),
             Just(SearchKey::Unflagged),
             Just(SearchKey::Unseen),
+            Just(SearchKey::SaveDateSupported),
             text_value().prop_map(SearchKey::Bcc),
             text_value().prop_map(SearchKey::Body),
             text_value().prop_map(SearchKey::Cc),
@@ -1067,6 +1175,9 @@ mod tests {
             date().prop_map(SearchKey::SentBefore),
             date().prop_map(SearchKey::SentOn),
             date().prop_map(SearchKey::SentSince),
+            date().prop_map(SearchKey::SavedBefore),
+            date().prop_map(SearchKey::SavedOn),
+            date().prop_map(SearchKey::SavedSince),
             atom_value().prop_map(SearchKey::Keyword),
             atom_value().prop_map(SearchKey::Unkeyword),
             any::<u64>().prop_map(SearchKey::Larger),
@@ -1179,6 +1290,47 @@ mod tests {
             })
     }
 
+    const KNOWN_EVENTS: [&str; 8] = [
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "AnnotationChange",
+        "MailboxName",
+        "SubscriptionChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+    ];
+
+    fn event_group() -> impl Strategy<Value = EventGroup> {
+        let names = || vec(bytes_value(), 1..3);
+        let filter = prop_oneof![
+            Just(MailboxFilter::Selected),
+            Just(MailboxFilter::SelectedDelayed),
+            Just(MailboxFilter::Inboxes),
+            Just(MailboxFilter::Personal),
+            Just(MailboxFilter::Subscribed),
+            names().prop_map(MailboxFilter::Subtree),
+            names().prop_map(MailboxFilter::Mailboxes),
+        ];
+        let event = prop_oneof![
+            Just(NotifyEvent::MessageNew(None)),
+            fetch_attr().prop_map(|a| NotifyEvent::MessageNew(Some(FetchItems::List(vec![a])))),
+            Just(NotifyEvent::MessageExpunge),
+            Just(NotifyEvent::FlagChange),
+            Just(NotifyEvent::AnnotationChange),
+            Just(NotifyEvent::MailboxName),
+            Just(NotifyEvent::SubscriptionChange),
+            Just(NotifyEvent::MailboxMetadataChange),
+            Just(NotifyEvent::ServerMetadataChange),
+            atom_value()
+                .prop_filter("a known event name", |name| !KNOWN_EVENTS
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(name)))
+                .prop_map(NotifyEvent::Other),
+        ];
+        (filter, vec(event, 0..4)).prop_map(|(filter, events)| EventGroup { filter, events })
+    }
+
     fn fetch_attr() -> impl Strategy<Value = FetchAttr> {
         prop_oneof![
             Just(FetchAttr::Envelope),
@@ -1194,6 +1346,7 @@ mod tests {
             Just(FetchAttr::ModSeq),
             Just(FetchAttr::EmailId),
             Just(FetchAttr::ThreadId),
+            Just(FetchAttr::SaveDate),
             (any::<bool>(), section(), partial()).prop_map(|(peek, section, partial)| {
                 FetchAttr::BodySection {
                     peek,
@@ -1336,12 +1489,12 @@ mod tests {
                     (
                         vec(flag(), 0..3),
                         proptest::option::of(date_time()),
-                        vec(any::<u8>(), 0..64)
+                        append_data()
                     )
-                        .prop_map(|(flags, date, message)| AppendItem {
+                        .prop_map(|(flags, date, data)| AppendMessage {
                             flags,
                             date,
-                            message
+                            data
                         }),
                     1..3
                 )
@@ -1350,6 +1503,10 @@ mod tests {
             seq_set().prop_map(|set| CommandBody::UidExpunge { set }),
             bytes_value().prop_map(|root| CommandBody::GetQuota { root }),
             bytes_value().prop_map(|mailbox| CommandBody::GetQuotaRoot { mailbox }),
+            Just(CommandBody::Notify(None)),
+            (any::<bool>(), vec(event_group(), 1..4)).prop_map(|(status, groups)| {
+                CommandBody::Notify(Some(NotifySet { status, groups }))
+            }),
             (
                 bytes_value(),
                 vec(

@@ -33,7 +33,8 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
             | FetchAttr::Rfc822Size
             | FetchAttr::ModSeq
             | FetchAttr::EmailId
-            | FetchAttr::ThreadId => Detail::Meta,
+            | FetchAttr::ThreadId
+            | FetchAttr::SaveDate => Detail::Meta,
             FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure => Detail::Summary,
             FetchAttr::Rfc822Header => Detail::HeaderText,
             FetchAttr::BodySection { section, .. } if section.part.is_empty() => {
@@ -131,7 +132,8 @@ fn section_spec(section: &Section) -> String {
     spec.join(".")
 }
 
-fn mime_part(text: &Option<SectionText>) -> SectionPart {
+/// The MIME crate's name for a section's text specifier.
+pub(crate) fn mime_part(text: &Option<SectionText>) -> SectionPart {
     match text {
         None => SectionPart::Full,
         Some(SectionText::Header) => SectionPart::Header,
@@ -277,6 +279,14 @@ pub fn render_streaming(
                 let _ = write!(items, "EMAILID (M{})", message.email_id);
             }
             FetchAttr::ThreadId => items.extend_from_slice(b"THREADID NIL"),
+            // RFC 8514 §4.2: NIL when the save date is not known.
+            FetchAttr::SaveDate => match message.save_date {
+                Some(date) => {
+                    items.extend_from_slice(b"SAVEDATE ");
+                    response::date_time(&mut items, date);
+                }
+                None => items.extend_from_slice(b"SAVEDATE NIL"),
+            },
             FetchAttr::Envelope => {
                 items.extend_from_slice(b"ENVELOPE ");
                 match &message.summary {
@@ -435,6 +445,7 @@ mod tests {
                 timestamp: 0,
                 offset: 0,
             },
+            save_date: None,
             size: raw.len() as u64,
             modseq: 3,
             summary: Some(portico_mime::summarize(raw)),
@@ -524,6 +535,40 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "* 1 FETCH (UID 7 BODY[]<0> {7}\r\nSubject BODY[TEXT] {13}\r\nhello world\r\n)\r\n"
+        );
+    }
+
+    /// RFC 8514 §4.2: SAVEDATE is a date-time in the zone the host gives, or NIL when
+    /// the save date is not known; it needs the metadata alone.
+    #[test]
+    fn savedate_renders_the_date_or_nil() {
+        let attrs = [FetchAttr::Uid, FetchAttr::SaveDate, FetchAttr::InternalDate];
+        assert_eq!(detail(&attrs), Detail::Meta);
+        let known = MessageData {
+            // 2015-01-01 17:50:53 UTC, shown at +0100.
+            save_date: Some(DateTime {
+                timestamp: 1_420_134_653,
+                offset: 3600,
+            }),
+            ..message(b"Subject: s\r\n\r\nx\r\n")
+        };
+        let render_one = |m: &MessageData| {
+            let mut out = Vec::new();
+            render(&mut out, 998, m, &attrs, RenderStyle::default(), false).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            render_one(&known),
+            "* 998 FETCH (UID 7 SAVEDATE \"01-Jan-2015 18:50:53 +0100\" \
+             INTERNALDATE \"01-Jan-1970 00:00:00 +0000\")\r\n"
+        );
+        let unknown = MessageData {
+            save_date: None,
+            ..known
+        };
+        assert_eq!(
+            render_one(&unknown),
+            "* 998 FETCH (UID 7 SAVEDATE NIL INTERNALDATE \"01-Jan-1970 00:00:00 +0000\")\r\n"
         );
     }
 

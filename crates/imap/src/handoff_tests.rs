@@ -33,6 +33,7 @@ fn message(uid: u32) -> MessageData {
             timestamp: 1_700_000_000,
             offset: 0,
         },
+        save_date: None,
         size: 100 * u64::from(uid),
         modseq: u64::from(uid) + 1,
         summary: None,
@@ -90,6 +91,7 @@ fn store(request: &Request) -> Reply {
             modified: vec![],
         })),
         Request::Append { .. } => Reply::Appended(Ok((9, vec![4]))),
+        Request::Catenate { .. } => Reply::Catenated(Ok(crate::catenate::CatenateOutcome::TooBig)),
         Request::Expunge { .. } => Reply::Expunged(Ok(vec![])),
         Request::Copy { uids, .. } => Reply::Copied(Ok(Copied {
             uidvalidity: 10,
@@ -102,6 +104,7 @@ fn store(request: &Request) -> Reply {
         })),
         Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
         Request::Create { .. } => Reply::Created(Ok(FolderId(7))),
+        Request::Notify { .. } => Reply::Watched(Ok(vec![])),
         Request::GetMetadata { .. } => Reply::Metadata(Ok(vec![])),
         Request::SetMetadata { .. } => Reply::Done(Ok(())),
         Request::Deselect { .. }

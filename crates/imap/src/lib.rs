@@ -9,10 +9,12 @@
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] reads and dispatches them and the modules under
 //! [`command`] carry each family out against the host through [`request`];
-//! [`fetch`], [`search`], [`esearch`], [`context`], [`sort`], [`thread`], [`listing`], [`view`], [`names`] and
-//! [`response`] hold the rules they apply. [`scan`] is the FETCH/SEARCH work the host
-//! runs off the session's thread.
+//! [`fetch`], [`search`], [`esearch`], [`context`], [`sort`], [`thread`], [`listing`], [`notify`],
+//! [`view`], [`names`], [`url`] and [`response`] hold the rules they apply. [`scan`] is
+//! the FETCH/SEARCH work the host runs off the session's thread, [`catenate`] the
+//! building of CATENATE messages from stored parts.
 
+pub mod catenate;
 pub mod command;
 pub mod context;
 pub mod encode;
@@ -21,6 +23,7 @@ pub mod fetch;
 pub mod listing;
 pub mod mutf7;
 pub mod names;
+pub mod notify;
 pub mod parser;
 pub mod reader;
 pub mod request;
@@ -30,6 +33,7 @@ pub mod search;
 pub mod session;
 pub mod sort;
 pub mod thread;
+pub mod url;
 pub mod view;
 
 pub use session::{Action, HandOff, ImapConfig, Input, Session};

@@ -24,10 +24,11 @@
 use std::collections::HashSet;
 
 use crate::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, MetadataDepth, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn,
-    Secret, Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion,
-    SortKey, StatusItem, StoreMode, Tag, ThreadAlgorithm,
+    AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
+    FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
+    NotifySet, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section,
+    SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem,
+    StoreMode, Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -60,6 +61,11 @@ pub const TOO_MANY_SEARCH_KEYS: &str = "[LIMIT] Too many search keys";
 /// Most distinct items one FETCH may name. Duplicates collapse to one (keeping the
 /// first), so a repeated item cannot multiply the response.
 pub const MAX_FETCH_ITEMS: usize = 256;
+/// NOTIFY bounds: a client names few groups, events and mailboxes (RFC 5465 §3.1
+/// advises few), and each costs the server work on every change.
+pub const MAX_EVENT_GROUPS: usize = 16;
+pub const MAX_NOTIFY_EVENTS: usize = 16;
+pub const MAX_NOTIFY_MAILBOXES: usize = 100;
 
 /// The error text (tagged `BAD`) for a FETCH over [`MAX_FETCH_ITEMS`].
 pub const TOO_MANY_FETCH_ITEMS: &str = "[LIMIT] Too many FETCH items";
@@ -144,6 +150,29 @@ pub fn parse_command(raw: &[u8]) -> Result<Command, ParseError> {
             message,
         }),
     }
+}
+
+/// A section-spec alone (RFC 9051 §9), as an IMAP URL's `;SECTION=` carries it once
+/// percent-decoded (RFC 5092 §11 `enc-section`): `1.2`, `HEADER`, `1.MIME`,
+/// `HEADER.FIELDS (From)`. Never empty.
+pub(crate) fn parse_section_spec(spec: &[u8]) -> Result<Section, String> {
+    if spec.is_empty() || spec.iter().any(|b| !(0x20..0x7f).contains(b)) {
+        return Err("Invalid section".to_string());
+    }
+    let mut bracketed = Vec::with_capacity(spec.len() + 2);
+    bracketed.push(b'[');
+    bracketed.extend_from_slice(spec);
+    bracketed.push(b']');
+    let mut p = Parser {
+        s: &bracketed,
+        pos: 0,
+        search_keys: 0,
+    };
+    let section = p.section()?;
+    if p.pos != bracketed.len() {
+        return Err("Invalid section".to_string());
+    }
+    Ok(section)
 }
 
 /// Client text for an error message: printable ASCII, at most 40 characters.
@@ -709,6 +738,7 @@ impl<'a> Parser<'a> {
             },
             b"SETQUOTA" => self.setquota()?,
             b"COMPRESS" => self.compress()?,
+            b"NOTIFY" => self.notify()?,
             _ => return Err(format!("Unknown command {}", printable(name))),
         })
     }
@@ -1190,7 +1220,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn append_item(&mut self) -> PResult<AppendItem> {
+    fn append_item(&mut self) -> PResult<AppendMessage> {
         self.sp("message literal")?;
         let mut flags = Vec::new();
         if self.peek() == Some(b'(') {
@@ -1202,8 +1232,8 @@ impl<'a> Parser<'a> {
             date = Some(self.date_time()?);
             self.sp("message literal")?;
         }
-        let message = match self.peek() {
-            Some(b'{' | b'~') => self.literal(true)?,
+        let data = match self.peek() {
+            Some(b'{' | b'~') => AppendData::Literal(self.literal(true)?),
             _ => {
                 let name = self.atom();
                 if name.eq_ignore_ascii_case(b"UTF8") {
@@ -1214,7 +1244,9 @@ impl<'a> Parser<'a> {
                     }
                     let message = self.literal(true)?;
                     self.expect(b')', "Invalid UTF8 APPEND data")?;
-                    message
+                    AppendData::Literal(message)
+                } else if name.eq_ignore_ascii_case(b"CATENATE") {
+                    AppendData::Catenate(self.catenate()?)
                 } else if name.is_empty() {
                     return Err(self.missing_or_invalid("message literal"));
                 } else {
@@ -1222,11 +1254,45 @@ impl<'a> Parser<'a> {
                 }
             }
         };
-        Ok(AppendItem {
-            flags,
-            date,
-            message,
-        })
+        Ok(AppendMessage { flags, date, data })
+    }
+
+    /// RFC 4469 §5: `CATENATE SP "(" cat-part *(SP cat-part) ")"`, with `cat-part =
+    /// "TEXT" SP literal / "URL" SP astring`. A TEXT literal may be a literal8, as
+    /// Dovecot takes it: BINARY (RFC 3516) lets a whole message be one, and a part of
+    /// one is no different.
+    fn catenate(&mut self) -> PResult<Vec<CatPart>> {
+        self.sp("CATENATE parts")?;
+        self.expect(b'(', "CATENATE needs a parenthesized list of parts")?;
+        if self.peek() == Some(b')') {
+            return Err("Empty CATENATE list".to_string());
+        }
+        let mut parts = Vec::new();
+        loop {
+            let name = self.atom();
+            let part = if name.eq_ignore_ascii_case(b"TEXT") {
+                self.sp("TEXT literal")?;
+                if !matches!(self.peek(), Some(b'{' | b'~')) {
+                    return Err("TEXT must be followed by a literal".to_string());
+                }
+                CatPart::Text(self.literal(true)?)
+            } else if name.eq_ignore_ascii_case(b"URL") {
+                self.sp("URL")?;
+                CatPart::Url(self.astring("URL")?)
+            } else if name.is_empty() {
+                return Err(self.missing_or_invalid("CATENATE part"));
+            } else {
+                return Err(format!(
+                    "Unknown CATENATE part {}: TEXT or URL",
+                    printable(name)
+                ));
+            };
+            parts.push(part);
+            if self.eat(b')') {
+                return Ok(parts);
+            }
+            self.sp("CATENATE part")?;
+        }
     }
 
     fn set_and_mailbox(&mut self) -> PResult<(SequenceSet, Vec<u8>)> {
@@ -1399,8 +1465,8 @@ impl<'a> Parser<'a> {
                 b"SAVE" => SearchReturn::Save,
                 b"UPDATE" if self.peek() == Some(b' ') && self.peek_at(1) == Some(b'(') => {
                     return Err(
-                        "UPDATE with fetch attributes belongs to NOTIFY (RFC 5465 §7), \
-                                which this server does not offer"
+                        "UPDATE with fetch attributes (RFC 5465 §7) is not supported: \
+                                use UPDATE alone"
                             .to_string(),
                     );
                 }
@@ -1541,6 +1607,11 @@ impl<'a> Parser<'a> {
             b"SENTBEFORE" => SearchKey::SentBefore(self.sp_date()?),
             b"SENTON" => SearchKey::SentOn(self.sp_date()?),
             b"SENTSINCE" => SearchKey::SentSince(self.sp_date()?),
+            // RFC 8514 §4.3.
+            b"SAVEDBEFORE" => SearchKey::SavedBefore(self.sp_date()?),
+            b"SAVEDON" => SearchKey::SavedOn(self.sp_date()?),
+            b"SAVEDSINCE" => SearchKey::SavedSince(self.sp_date()?),
+            b"SAVEDATESUPPORTED" => SearchKey::SaveDateSupported,
             b"KEYWORD" => SearchKey::Keyword(self.sp_keyword()?),
             b"UNKEYWORD" => SearchKey::Unkeyword(self.sp_keyword()?),
             b"LARGER" => {
@@ -1611,22 +1682,7 @@ impl<'a> Parser<'a> {
         let set = self.sequence_set()?;
         self.sp("fetch items")?;
         let items = if self.eat(b'(') {
-            // Duplicates collapse here, so `(ENVELOPE ENVELOPE …)` costs one ENVELOPE per
-            // message and the list never holds more than the distinct items.
-            let mut attrs = vec![self.fetch_att()?];
-            let mut seen: HashSet<FetchAttr> = attrs.iter().cloned().collect();
-            while !self.eat(b')') {
-                self.sp("fetch item")?;
-                let attr = self.fetch_att()?;
-                if !seen.contains(&attr) {
-                    if attrs.len() == MAX_FETCH_ITEMS {
-                        return Err(TOO_MANY_FETCH_ITEMS.to_string());
-                    }
-                    seen.insert(attr.clone());
-                    attrs.push(attr);
-                }
-            }
-            FetchItems::List(attrs)
+            self.fetch_att_list()?
         } else if self.peek_keyword("ALL") {
             self.pos += 3;
             FetchItems::All
@@ -1681,6 +1737,132 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// The items of a parenthesized list, its `(` already read.
+    fn fetch_att_list(&mut self) -> PResult<FetchItems> {
+        // Duplicates collapse here, so `(ENVELOPE ENVELOPE …)` costs one ENVELOPE per
+        // message and the list never holds more than the distinct items.
+        let mut attrs = vec![self.fetch_att()?];
+        let mut seen: HashSet<FetchAttr> = attrs.iter().cloned().collect();
+        while !self.eat(b')') {
+            self.sp("fetch item")?;
+            let attr = self.fetch_att()?;
+            if !seen.contains(&attr) {
+                if attrs.len() == MAX_FETCH_ITEMS {
+                    return Err(TOO_MANY_FETCH_ITEMS.to_string());
+                }
+                seen.insert(attr.clone());
+                attrs.push(attr);
+            }
+        }
+        Ok(FetchItems::List(attrs))
+    }
+
+    /// RFC 5465 §8: `NOTIFY NONE` or `NOTIFY SET [STATUS] event-group *(SP event-group)`.
+    fn notify(&mut self) -> PResult<CommandBody> {
+        self.sp("NONE or SET")?;
+        let word = self.atom().to_ascii_uppercase();
+        match word.as_slice() {
+            b"NONE" => return Ok(CommandBody::Notify(None)),
+            b"SET" => {}
+            _ => return Err("NOTIFY takes NONE or SET".to_string()),
+        }
+        self.sp("event group")?;
+        let mut status = false;
+        if self.peek_keyword("STATUS") {
+            self.pos += "STATUS".len();
+            status = true;
+            self.sp("event group")?;
+        }
+        let mut groups = vec![self.event_group()?];
+        while self.eat(b' ') {
+            if groups.len() == MAX_EVENT_GROUPS {
+                return Err("Too many NOTIFY event groups".to_string());
+            }
+            groups.push(self.event_group()?);
+        }
+        Ok(CommandBody::Notify(Some(NotifySet { status, groups })))
+    }
+
+    fn event_group(&mut self) -> PResult<EventGroup> {
+        self.expect(b'(', "Invalid NOTIFY event group")?;
+        let name = self.atom().to_ascii_uppercase();
+        let filter = match name.as_slice() {
+            b"SELECTED" => MailboxFilter::Selected,
+            b"SELECTED-DELAYED" => MailboxFilter::SelectedDelayed,
+            b"INBOXES" => MailboxFilter::Inboxes,
+            b"PERSONAL" => MailboxFilter::Personal,
+            b"SUBSCRIBED" => MailboxFilter::Subscribed,
+            b"SUBTREE" => MailboxFilter::Subtree(self.notify_mailboxes()?),
+            b"MAILBOXES" => MailboxFilter::Mailboxes(self.notify_mailboxes()?),
+            b"" => return Err(self.missing_or_invalid("NOTIFY mailbox filter")),
+            _ => {
+                return Err(format!(
+                    "Unknown NOTIFY mailbox filter {}",
+                    printable(&name)
+                ));
+            }
+        };
+        self.sp("NOTIFY events")?;
+        let mut events = Vec::new();
+        if self.peek_keyword("NONE") {
+            self.pos += "NONE".len();
+        } else {
+            self.expect(b'(', "Invalid NOTIFY events")?;
+            loop {
+                let name = self.atom();
+                let event = match name.to_ascii_uppercase().as_slice() {
+                    b"MESSAGENEW" => {
+                        let items = match self.peek() == Some(b' ') && self.peek_at(1) == Some(b'(')
+                        {
+                            true => {
+                                self.pos += 2;
+                                Some(self.fetch_att_list()?)
+                            }
+                            false => None,
+                        };
+                        NotifyEvent::MessageNew(items)
+                    }
+                    b"MESSAGEEXPUNGE" => NotifyEvent::MessageExpunge,
+                    b"FLAGCHANGE" => NotifyEvent::FlagChange,
+                    b"ANNOTATIONCHANGE" => NotifyEvent::AnnotationChange,
+                    b"MAILBOXNAME" => NotifyEvent::MailboxName,
+                    b"SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+                    b"MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+                    b"SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
+                    b"" => return Err(self.missing_or_invalid("NOTIFY event")),
+                    _ => NotifyEvent::Other(printable(name)),
+                };
+                if events.len() == MAX_NOTIFY_EVENTS {
+                    return Err("Too many NOTIFY events".to_string());
+                }
+                events.push(event);
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp("NOTIFY event")?;
+            }
+        }
+        self.expect(b')', "Invalid NOTIFY event group")?;
+        Ok(EventGroup { filter, events })
+    }
+
+    /// `SP one-or-more-mailbox`: one mailbox, or a parenthesized list of them.
+    fn notify_mailboxes(&mut self) -> PResult<Vec<Vec<u8>>> {
+        self.sp("mailboxes")?;
+        if !self.eat(b'(') {
+            return Ok(vec![self.astring("mailbox")?]);
+        }
+        let mut names = vec![self.astring("mailbox")?];
+        while !self.eat(b')') {
+            self.sp("mailbox")?;
+            if names.len() == MAX_NOTIFY_MAILBOXES {
+                return Err("Too many NOTIFY mailboxes".to_string());
+            }
+            names.push(self.astring("mailbox")?);
+        }
+        Ok(names)
+    }
+
     fn fetch_att(&mut self) -> PResult<FetchAttr> {
         let name = self.take_while(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
         if name.is_empty() {
@@ -1701,6 +1883,7 @@ impl<'a> Parser<'a> {
             b"MODSEQ" => Some(FetchAttr::ModSeq),
             b"EMAILID" => Some(FetchAttr::EmailId),
             b"THREADID" => Some(FetchAttr::ThreadId),
+            b"SAVEDATE" => Some(FetchAttr::SaveDate),
             b"BODY" if !has_section => Some(FetchAttr::Body),
             _ => None,
         };
@@ -2502,8 +2685,7 @@ mod tests {
         let message = |raw: &str| err(raw).message;
         assert_eq!(
             message("a SEARCH RETURN (UPDATE (FLAGS)) SEEN\r\n"),
-            "UPDATE with fetch attributes belongs to NOTIFY (RFC 5465 §7), which this server \
-             does not offer"
+            "UPDATE with fetch attributes (RFC 5465 §7) is not supported: use UPDATE alone"
         );
         assert_eq!(
             message("a SEARCH RETURN (UPDATE PARTIAL 1:5 ALL) SEEN\r\n"),

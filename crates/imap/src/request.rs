@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use portico_mime::MessageSummary;
 
+pub use crate::catenate::{CatenateJob, CatenateOutcome};
 use crate::command::{AppendItem, DateTime, StoreMode};
 pub use crate::scan::{ScanJob, ScanOutcome};
 
@@ -144,6 +145,13 @@ pub enum Request {
     Deselect {
         folder: FolderId,
     },
+    /// NOTIFY (RFC 5465): whether the host tells the session of changes anywhere in the
+    /// account ([`AccountEvent`]); with `statuses`, every folder's STATUS now
+    /// ([`Reply::Watched`]), else the reply is an empty list.
+    Notify {
+        watch: bool,
+        statuses: bool,
+    },
     /// The session signed out with UNAUTHENTICATE (RFC 8437): forget the account and
     /// give back its place under the per-user limit. Nothing is answered.
     SignOut,
@@ -176,6 +184,11 @@ pub enum Request {
     Append {
         folder: String,
         messages: Vec<AppendItem>,
+    },
+    /// CATENATE (RFC 4469): build an APPEND's messages from text and stored parts, by
+    /// running `job` over the signed-in user's mailboxes ([`Reply::Catenated`]).
+    Catenate {
+        job: CatenateJob,
     },
     /// Which messages may contain each needle, from the node's full-text index, so a
     /// SEARCH with BODY or TEXT keys reads only those. Answered in the same order; a
@@ -323,6 +336,9 @@ pub struct MessageData {
     pub uid: u32,
     pub flags: Vec<String>,
     pub internal_date: DateTime,
+    /// RFC 8514 save date: when the message entered this folder; `None` when the host
+    /// does not know it (a message stored before save dates were kept).
+    pub save_date: Option<DateTime>,
     pub size: u64,
     pub modseq: u64,
     /// EMAILID (RFC 8474): the id of the message's stored content, which its copies
@@ -371,6 +387,7 @@ pub enum Reply {
     Created(Result<FolderId, Fault>),
     /// UIDVALIDITY and the new UIDs, in the order of the APPEND's messages.
     Appended(Result<(u32, Vec<u32>), Fault>),
+    Catenated(Result<CatenateOutcome, Fault>),
     Scanned(Result<ScanOutcome, Fault>),
     TextIndex(Vec<Option<TextCandidates>>),
     FlagsStored(Result<FlagsStored, Fault>),
@@ -379,6 +396,53 @@ pub enum Reply {
     /// Answer to [`Request::Vanished`]; `None` as in [`SelectedFolder::vanished`].
     Vanished(Result<Option<Vec<u32>>, Fault>),
     Quota(Result<QuotaUsage, Fault>),
+    Watched(Result<Vec<WatchedFolder>, Fault>),
+}
+
+/// A folder and its STATUS, for NOTIFY.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedFolder {
+    pub folder: FolderId,
+    pub name: String,
+    pub subscribed: bool,
+    pub status: FolderStatus,
+}
+
+/// A change anywhere in the account, for a session that asked with NOTIFY (RFC 5465
+/// §5); the session picks what its NOTIFY SET wants. Changes the session made itself
+/// are not told (§5: the client knows them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountEvent {
+    /// A folder's messages came or went (`messages`) or only their flags changed.
+    Status {
+        watched: WatchedFolder,
+        messages: bool,
+    },
+    Created {
+        name: String,
+        subscribed: bool,
+        special_use: Option<String>,
+    },
+    Deleted {
+        name: String,
+    },
+    Renamed {
+        from: String,
+        to: String,
+        subscribed: bool,
+    },
+    Subscription {
+        name: String,
+        subscribed: bool,
+        exists: bool,
+    },
+    /// Annotations changed: of a folder, or the server's (`None`).
+    Metadata {
+        folder: Option<String>,
+        entries: Vec<String>,
+    },
+    /// The host could not keep up: notifications are off (§5.8).
+    Overflow,
 }
 
 /// A change to the selected folder made by someone else (another session, a delivery).

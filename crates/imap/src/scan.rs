@@ -371,6 +371,7 @@ mod tests {
                 timestamp: 0,
                 offset: 0,
             },
+            save_date: None,
             size: raw.len() as u64,
             modseq: uid as u64,
             summary: None,
@@ -504,6 +505,8 @@ mod tests {
             fetch(vec![FetchAttr::Uid, FetchAttr::Flags, FetchAttr::ModSeq]).reads_only_listed()
         );
         assert!(!fetch(vec![FetchAttr::Flags, FetchAttr::InternalDate]).reads_only_listed());
+        // The listing has no save dates.
+        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::SaveDate]).reads_only_listed());
         assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::Rfc822Size]).reads_only_listed());
         use SearchKey::*;
         let flags_only = And(vec![
@@ -516,6 +519,19 @@ mod tests {
         assert!(search(Header("cc".into(), "x".into()), 1, 0).reads_only_listed());
         assert!(!search(Header("x-mailer".into(), "x".into()), 1, 0).reads_only_listed());
         assert!(!search(Body("x".into()), 1, 0).reads_only_listed());
+        assert!(search(And(vec![SaveDateSupported, Seen]), 1, 0).reads_only_listed());
+        assert!(
+            !search(
+                SavedSince(crate::command::Date {
+                    year: 2026,
+                    month: 1,
+                    day: 1
+                }),
+                1,
+                0
+            )
+            .reads_only_listed()
+        );
         assert!(!search(Or(Box::new(Seen), Box::new(Larger(10))), 1, 0).reads_only_listed());
         assert!(
             !search(

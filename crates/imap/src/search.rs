@@ -18,7 +18,7 @@ pub fn reads_only_listed(key: &SearchKey) -> bool {
         Not(k) => reads_only_listed(k),
         All | Answered | Deleted | Draft | Flagged | Seen | Unanswered | Undeleted | Undraft
         | Unflagged | Unseen | Keyword(_) | Unkeyword(_) | Recent | New | Old | ModSeq(_)
-        | SequenceSet(_) | Uid(_) => true,
+        | SequenceSet(_) | Uid(_) | SaveDateSupported => true,
         other => detail(other) == Detail::Fields,
     }
 }
@@ -134,7 +134,7 @@ pub fn text_queries(key: &SearchKey) -> Vec<TextQuery> {
 pub fn prejudge(key: &SearchKey, uid: u32, hints: &TextHints) -> Option<bool> {
     use SearchKey::*;
     match key {
-        All => Some(true),
+        All | SaveDateSupported => Some(true),
         And(keys) => {
             let mut all = Some(true);
             for key in keys {
@@ -374,6 +374,12 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
             message.internal_date.offset,
         )
     };
+    // RFC 8514 §4.3: where the save date is not known, the internal date stands in
+    // for it (as the RFC has it for a folder whose storage keeps none).
+    let saved = || match message.save_date {
+        Some(date) => day_of(date.timestamp, date.offset),
+        None => internal(),
+    };
     match key {
         All => true,
         And(keys) => keys.iter().all(|k| matches(k, ctx)),
@@ -407,6 +413,12 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         SentBefore(date) => sent_day(message).is_some_and(|d| d < *date),
         SentOn(date) => sent_day(message).is_some_and(|d| d == *date),
         SentSince(date) => sent_day(message).is_some_and(|d| d >= *date),
+        SavedBefore(date) => saved() < *date,
+        SavedOn(date) => saved() == *date,
+        SavedSince(date) => saved() >= *date,
+        // Every folder keeps save dates (messages from before they were kept answer
+        // SAVEDATE NIL, and the SAVED* keys use their internal date).
+        SaveDateSupported => true,
         SequenceSet(set) => in_set(set, ctx.seq, ctx.max_seq),
         Uid(set) => in_set(set, message.uid, ctx.max_uid),
         Bcc(s) => header_matches(ctx, "Bcc", s),
@@ -448,6 +460,7 @@ mod tests {
                 timestamp: 1_767_278_220,
                 offset: -5 * 3600,
             },
+            save_date: None,
             size: raw.len() as u64,
             modseq: 4,
             summary: Some(portico_mime::summarize(raw)),
@@ -503,6 +516,65 @@ mod tests {
                 now: 1_000_000,
             },
         )
+    }
+
+    /// RFC 8514 §4.3: SAVEDBEFORE, SAVEDON and SAVEDSINCE compare the save date's day
+    /// in its own zone; where it is not known, the internal date's; SAVEDATESUPPORTED
+    /// matches every message. None of them needs more than the metadata, and only
+    /// SAVEDATESUPPORTED can do with the listing (it reads nothing).
+    #[test]
+    fn saved_keys_compare_the_save_date_or_else_the_internal_date() {
+        use SearchKey::*;
+        let day = |day, month, year| Date { year, month, day };
+        let unknown = message(b"Subject: s\r\n\r\nx\r\n", &[]);
+        // Internal date 2026-01-01 (-0500); saved 2026-02-05 23:30 -0800, which is
+        // 2026-02-06 in UTC: the day is taken in the save date's own zone.
+        let known = MessageData {
+            save_date: Some(DateTime {
+                timestamp: 1_770_363_000,
+                offset: -8 * 3600,
+            }),
+            ..unknown.clone()
+        };
+        let cases = [
+            (SavedOn(day(5, 2, 2026)), true, false),
+            (SavedOn(day(6, 2, 2026)), false, false),
+            (SavedOn(day(1, 1, 2026)), false, true),
+            (SavedSince(day(5, 2, 2026)), true, false),
+            (SavedSince(day(6, 2, 2026)), false, false),
+            (SavedSince(day(1, 1, 2026)), true, true),
+            (SavedSince(day(2, 1, 2026)), true, false),
+            (SavedBefore(day(6, 2, 2026)), true, true),
+            (SavedBefore(day(5, 2, 2026)), false, true),
+            (SavedBefore(day(2, 1, 2026)), false, true),
+            (SavedBefore(day(1, 1, 2026)), false, false),
+            (SaveDateSupported, true, true),
+            (Not(Box::new(SaveDateSupported)), false, false),
+        ];
+        for (key, on_known, on_unknown) in cases {
+            assert_eq!(check(key.clone(), &known), on_known, "{key:?} saved");
+            assert_eq!(
+                check(key.clone(), &unknown),
+                on_unknown,
+                "{key:?} not saved"
+            );
+        }
+        // The internal date keys are unchanged by a save date.
+        assert!(check(On(day(1, 1, 2026)), &known));
+        for key in [
+            SavedBefore(day(1, 1, 2026)),
+            SavedOn(day(1, 1, 2026)),
+            SavedSince(day(1, 1, 2026)),
+        ] {
+            assert_eq!(detail(&key), Detail::Meta);
+            assert!(!reads_only_listed(&key), "{key:?}");
+        }
+        assert_eq!(detail(&SaveDateSupported), Detail::Meta);
+        assert!(reads_only_listed(&And(vec![SaveDateSupported, Unseen])));
+        assert_eq!(
+            prejudge(&SaveDateSupported, 10, &TextHints::default()),
+            Some(true)
+        );
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub enum Input<'a> {
     TlsEstablished,
     Reply(RequestId, Reply),
     Event(FolderEvent),
+    /// NOTIFY: a change elsewhere in the account.
+    Account(AccountEvent),
     /// The node is shutting down.
     Shutdown,
     /// The user's mailbox is being moved to another server: the session ends, and the
@@ -242,6 +244,8 @@ pub(crate) struct Scan {
 pub(crate) enum ScanKind {
     Fetch {
         failed: bool,
+        /// NOTIFY's FETCH of new messages (RFC 5465 §5.2): no command, no tagged end.
+        unsolicited: bool,
     },
     Search {
         returns: Option<Vec<SearchReturn>>,
@@ -282,6 +286,16 @@ pub(crate) enum Running {
     GetMetadata(crate::command::metadata::MetadataJob),
     Append {
         tag: String,
+    },
+    Notify {
+        tag: String,
+    },
+    /// APPEND with CATENATE: the messages are being built, the APPEND itself follows.
+    Catenate {
+        tag: String,
+        folder: String,
+        /// Each message's flags and internal date, in order.
+        options: Vec<(Vec<String>, Option<DateTime>)>,
     },
     /// GETQUOTA (`mailbox` None) or GETQUOTAROOT of `mailbox`.
     Quota {
@@ -369,6 +383,10 @@ pub struct Session {
     /// Events that arrived while a SELECT/EXAMINE waited for its folder: the host may
     /// start pushing the folder's changes before its reply arrives.
     pub(crate) early_events: Vec<FolderEvent>,
+    /// What NOTIFY SET asked for (RFC 5465); `None` before any, or after NOTIFY NONE.
+    pub(crate) notify: Option<crate::notify::Notifications>,
+    /// New messages of the selected folder whose MessageNew FETCH is still owed.
+    pub(crate) notify_fetch: Vec<u32>,
 }
 
 pub(crate) fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
@@ -486,6 +504,8 @@ impl Session {
             closed: false,
             compressed: false,
             early_events: Vec::new(),
+            notify: None,
+            notify_fetch: Vec::new(),
         }
     }
 
@@ -568,6 +588,7 @@ impl Session {
             }
             Input::Reply(id, reply) => self.on_reply(id, reply),
             Input::Event(event) => self.on_event(event),
+            Input::Account(event) => self.on_account_event(event),
             Input::Shutdown => {
                 self.out
                     .extend_from_slice(b"* BYE Server shutting down\r\n");
@@ -585,6 +606,12 @@ impl Session {
             }
         }
         self.pump();
+        // NOTIFY (RFC 5465): between commands the selected folder's changes go out as
+        // they come, and new messages are fetched for the client.
+        if self.may_push_selected() {
+            self.push_selected();
+        }
+        self.start_notify_fetch();
         self.read_contexts();
         self.flush();
     }
@@ -628,16 +655,28 @@ impl Session {
 
     /// Announces queued folder changes (before a tagged response, or while idling).
     pub(crate) fn announce(&mut self, allow_expunge: bool) {
+        self.announce_as(allow_expunge, true);
+    }
+
+    /// [`Self::announce`], with other sessions' flag changes held back unless `flags`
+    /// (NOTIFY without FlagChange).
+    pub(crate) fn announce_as(&mut self, allow_expunge: bool, flags: bool) {
         let style = self.style();
-        if let State::Selected(selected) = &mut self.state {
-            let Selected {
-                view,
-                keywords,
-                read_only,
-                ..
-            } = &mut **selected;
+        let State::Selected(selected) = &mut self.state else {
+            return;
+        };
+        let Selected {
+            view,
+            keywords,
+            read_only,
+            ..
+        } = &mut **selected;
+        if flags {
             announce_new_keywords(&mut self.out, keywords, *read_only, view.pending_flags());
-            selected.announce_view(&mut self.out, allow_expunge, style);
+        }
+        let new = selected.announce_view(&mut self.out, allow_expunge, flags, style);
+        if !new.is_empty() {
+            self.note_new_messages(&new);
         }
     }
 
@@ -789,8 +828,17 @@ impl Session {
             return;
         }
         selected.view.queue(event);
+        // RFC 5465 §4: while idling, NOTIFY decides what is told; between commands
+        // [`Self::handle`] pushes it.
         if self.is_idling() {
-            self.announce(true);
+            match &self.notify {
+                None => self.announce(true),
+                Some(notifications) => {
+                    if let Some(events) = notifications.selected.clone() {
+                        self.announce_as(true, events.flags);
+                    }
+                }
+            }
         }
     }
 
@@ -870,6 +918,7 @@ impl Session {
             ) => self.bad(&tag, "Already authenticated"),
             (_, CommandBody::Compress { mechanism }) => self.compress(tag, &mechanism),
             (_, CommandBody::Unauthenticate) => self.unauthenticate(tag),
+            (_, CommandBody::Notify(set)) => self.notify(tag, set),
             (State::Authenticated, CommandBody::Enable { capabilities }) => {
                 self.enable(tag, capabilities)
             }
@@ -1176,9 +1225,18 @@ impl Session {
                 ),
                 Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
             },
+            (
+                Running::Catenate {
+                    tag,
+                    folder,
+                    options,
+                },
+                Reply::Catenated(result),
+            ) => self.catenated(tag, folder, options, result),
             (Running::Quota { tag, mailbox }, Reply::Quota(result)) => {
                 self.quota_reply(tag, mailbox, result)
             }
+            (Running::Notify { tag }, Reply::Watched(result)) => self.notified(tag, result),
             (Running::MarkSeen(scan), Reply::FlagsStored(result)) => {
                 if let Ok(stored) = result {
                     self.contexts_see_flags(&stored.current, &stored.modified);
@@ -1241,7 +1299,9 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Simple { tag, .. }
         | Running::Create { tag }
         | Running::Append { tag }
+        | Running::Catenate { tag, .. }
         | Running::Quota { tag, .. }
+        | Running::Notify { tag }
         | Running::Store { tag, .. }
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),

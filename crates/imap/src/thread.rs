@@ -888,6 +888,7 @@ mod tests {
                 timestamp: 1_700_000_000,
                 offset: 0,
             },
+            save_date: None,
             size: raw.len() as u64,
             modseq: 1,
             summary: Some(portico_mime::summarize(raw)),

@@ -297,11 +297,13 @@ impl View {
         }
     }
 
-    /// Writes the queued changes the protocol allows now, and says which it wrote.
+    /// Writes the queued changes: expunges only if `allow_expunge`, other sessions' flag
+    /// changes only if `flags` (else they stay queued). Says what it wrote.
     pub fn announce(
         &mut self,
         out: &mut Vec<u8>,
         allow_expunge: bool,
+        flags: bool,
         style: AnnounceStyle,
     ) -> Announced {
         let mut announced = Announced::default();
@@ -323,6 +325,9 @@ impl View {
             if style.recent {
                 out.extend_from_slice(format!("* {} RECENT\r\n", self.recent_count()).as_bytes());
             }
+        }
+        if !flags {
+            return announced;
         }
         for (uid, (flags, modseq)) in std::mem::take(&mut self.pending_flags) {
             let Some(seq) = self.seq_of(uid) else {
@@ -418,6 +423,7 @@ mod tests {
         view.announce(
             &mut out,
             false,
+            true,
             AnnounceStyle {
                 recent: true,
                 modseq: false,
@@ -429,7 +435,7 @@ mod tests {
             "* 4 EXISTS\r\n* 1 RECENT\r\n* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n"
         );
         let mut out = Vec::new();
-        view.announce(&mut out, true, AnnounceStyle::default());
+        view.announce(&mut out, true, true, AnnounceStyle::default());
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3, 4]);
     }
@@ -448,7 +454,7 @@ mod tests {
         });
         let mut out = Vec::new();
         view.expunge_now(&mut out, &[2, 4], false);
-        view.announce(&mut out, true, AnnounceStyle::default());
+        view.announce(&mut out, true, true, AnnounceStyle::default());
         assert_eq!(String::from_utf8(out).unwrap(), "* 2 EXPUNGE\r\n");
         assert_eq!(view.uids(), &[1, 3]);
         assert!(!view.has_pending());
@@ -472,7 +478,7 @@ mod tests {
         view.queue(flags(1, "\\Seen", 12));
         view.queue(flags(1, "\\Flagged", 11));
         let mut out = Vec::new();
-        view.announce(&mut out, true, style);
+        view.announce(&mut out, true, true, style);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (12))\r\n"
@@ -484,12 +490,12 @@ mod tests {
         view.shown(2, 15);
         view.queue(flags(2, "\\Deleted", 13));
         let mut out = Vec::new();
-        view.announce(&mut out, true, style);
+        view.announce(&mut out, true, true, style);
         assert_eq!(String::from_utf8(out).unwrap(), "");
         // Newer changes still come through.
         view.queue(flags(2, "\\Seen", 16));
         let mut out = Vec::new();
-        view.announce(&mut out, true, style);
+        view.announce(&mut out, true, true, style);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (16))\r\n"

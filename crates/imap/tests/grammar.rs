@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use portico_imap::command::{
-    AppendItem, Command, CommandBody, Date, DateTime, FetchAttr, FetchItems, ListReturn,
-    ListSelection, Partial, QresyncParams, SearchKey, SearchReturn, Secret, Section, SectionText,
-    SelectParams, SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode, Tag, ThreadAlgorithm,
+    AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, FetchAttr,
+    FetchItems, ListReturn, ListSelection, Partial, QresyncParams, SearchKey, SearchReturn, Secret,
+    Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode,
+    Tag, ThreadAlgorithm,
 };
 use portico_imap::mutf7;
 use portico_imap::parser::{BADCHARSET_MESSAGE, ParseError, parse_command};
@@ -625,10 +626,10 @@ fn append() {
         body(&raw),
         CommandBody::Append {
             mailbox: b"saved-messages".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: strs(&["\\Seen"]),
                 date: None,
-                message: RFC_MESSAGE.as_bytes().to_vec(),
+                data: AppendData::Literal(RFC_MESSAGE.as_bytes().to_vec()),
             }],
         }
     );
@@ -641,14 +642,14 @@ fn append() {
         body(&raw),
         CommandBody::Append {
             mailbox: b"INBOX".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: vec![],
                 // 1996-07-17 09:44:25 UTC.
                 date: Some(DateTime {
                     timestamp: 837_596_665,
                     offset: -7 * 3600
                 }),
-                message: RFC_MESSAGE.as_bytes().to_vec(),
+                data: AppendData::Literal(RFC_MESSAGE.as_bytes().to_vec()),
             }],
         }
     );
@@ -657,13 +658,13 @@ fn append() {
         body("a APPEND Drafts \" 5-Jan-2024 23:59:59 +0530\" {2+}\r\nhi\r\n"),
         CommandBody::Append {
             mailbox: b"Drafts".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: vec![],
                 date: Some(DateTime {
                     timestamp: 1_704_499_199 - 19_800,
                     offset: 19_800
                 }),
-                message: b"hi".to_vec(),
+                data: AppendData::Literal(b"hi".to_vec()),
             }],
         }
     );
@@ -672,10 +673,10 @@ fn append() {
         body("a APPEND Drafts (\\Seen \\Draft $MDNSent) ~{3}\r\n\0\x01\x02\r\n"),
         CommandBody::Append {
             mailbox: b"Drafts".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: strs(&["\\Seen", "\\Draft", "$MDNSent"]),
                 date: None,
-                message: b"\0\x01\x02".to_vec(),
+                data: AppendData::Literal(b"\0\x01\x02".to_vec()),
             }],
         }
     );
@@ -683,10 +684,10 @@ fn append() {
         body("A003 APPEND Drafts UTF8 (~{6+}\r\nhällo)\r\n"),
         CommandBody::Append {
             mailbox: b"Drafts".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: vec![],
                 date: None,
-                message: "hällo".as_bytes().to_vec(),
+                data: AppendData::Literal("hällo".as_bytes().to_vec()),
             }],
         }
     );
@@ -695,10 +696,10 @@ fn append() {
         body("a APPEND INBOX {0}\r\n\r\n"),
         CommandBody::Append {
             mailbox: b"INBOX".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: vec![],
                 date: None,
-                message: vec![],
+                data: AppendData::Literal(vec![]),
             }],
         }
     );
@@ -726,18 +727,18 @@ fn append() {
         CommandBody::Append {
             mailbox: b"INBOX".to_vec(),
             messages: vec![
-                AppendItem {
+                AppendMessage {
                     flags: vec![],
                     date: None,
-                    message: b"x".to_vec(),
+                    data: AppendData::Literal(b"x".to_vec()),
                 },
-                AppendItem {
+                AppendMessage {
                     flags: strs(&["\\Seen"]),
                     date: Some(DateTime {
                         timestamp: 837_596_665,
                         offset: -25_200
                     }),
-                    message: b"y".to_vec(),
+                    data: AppendData::Literal(b"y".to_vec()),
                 },
             ],
         }
@@ -755,13 +756,102 @@ fn append() {
         "UTF8 APPEND data must be a literal8"
     );
     assert_eq!(
-        message("a APPEND INBOX CATENATE (URL \"/x\")\r\n"),
-        "Unsupported APPEND data CATENATE"
-    );
-    assert_eq!(
         message("a APPEND INBOX {10}\r\nshort\r\n"),
         "Truncated literal"
     );
+}
+
+#[test]
+fn append_catenate() {
+    // RFC 4469 Appendix A, example 1, as the reader frames it.
+    let raw = "A003 APPEND Drafts (\\Seen \\Draft $MDNSent) CATENATE \
+        (URL \"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER\" TEXT {42}\r\n\
+        \r\n--------------030308070208000400050907\r\n \
+        URL \"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME\" \
+        URL \"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1\" TEXT {42}\r\n\
+        \r\n--------------030308070208000400050907\r\n \
+        URL \"/Drafts;UIDVALIDITY=385759045/;UID=30\" TEXT {44}\r\n\
+        \r\n--------------030308070208000400050907--\r\n)\r\n";
+    let url = |u: &str| CatPart::Url(u.as_bytes().to_vec());
+    let text = |t: &str| CatPart::Text(t.as_bytes().to_vec());
+    assert_eq!(
+        body(raw),
+        CommandBody::Append {
+            mailbox: b"Drafts".to_vec(),
+            messages: vec![AppendMessage {
+                flags: strs(&["\\Seen", "\\Draft", "$MDNSent"]),
+                date: None,
+                data: AppendData::Catenate(vec![
+                    url("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER"),
+                    text("\r\n--------------030308070208000400050907\r\n"),
+                    url("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME"),
+                    url("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1"),
+                    text("\r\n--------------030308070208000400050907\r\n"),
+                    url("/Drafts;UIDVALIDITY=385759045/;UID=30"),
+                    text("\r\n--------------030308070208000400050907--\r\n"),
+                ]),
+            }],
+        }
+    );
+    // Case-insensitive keywords, LITERAL+, literal8 TEXT, a URL as an atom or a
+    // literal, inside MULTIAPPEND beside a plain message.
+    assert_eq!(
+        body(
+            "a APPEND INBOX catenate (text {2+}\r\nhi url ;UID=1 TEXT ~{1}\r\n\0 \
+             URL {6}\r\n;UID=2) (\\Seen) {1+}\r\nx\r\n"
+        ),
+        CommandBody::Append {
+            mailbox: b"INBOX".to_vec(),
+            messages: vec![
+                AppendMessage {
+                    flags: vec![],
+                    date: None,
+                    data: AppendData::Catenate(vec![
+                        text("hi"),
+                        url(";UID=1"),
+                        text("\0"),
+                        url(";UID=2"),
+                    ]),
+                },
+                AppendMessage {
+                    flags: strs(&["\\Seen"]),
+                    date: None,
+                    data: AppendData::Literal(b"x".to_vec()),
+                },
+            ],
+        }
+    );
+    for (raw, error) in [
+        ("a APPEND INBOX CATENATE ()\r\n", "Empty CATENATE list"),
+        ("a APPEND INBOX CATENATE\r\n", "Missing CATENATE parts"),
+        (
+            "a APPEND INBOX CATENATE URL \"/x\"\r\n",
+            "CATENATE needs a parenthesized list of parts",
+        ),
+        ("a APPEND INBOX CATENATE (URL)\r\n", "Missing URL"),
+        (
+            "a APPEND INBOX CATENATE (TEXT \"quoted\")\r\n",
+            "TEXT must be followed by a literal",
+        ),
+        (
+            "a APPEND INBOX CATENATE (FILE \"/x\")\r\n",
+            "Unknown CATENATE part FILE: TEXT or URL",
+        ),
+        (
+            "a APPEND INBOX CATENATE (URL /x\r\n",
+            "Missing CATENATE part",
+        ),
+        (
+            "a APPEND INBOX CATENATE (URL /x  URL /y)\r\n",
+            "Invalid CATENATE part",
+        ),
+        (
+            "a APPEND INBOX CATENATE (URL /x)x\r\n",
+            "Extra data after command",
+        ),
+    ] {
+        assert_eq!(message(raw), error, "{raw:?}");
+    }
 }
 
 #[test]
@@ -1315,9 +1405,10 @@ fn fetch_errors() {
         message("a FETCH 1 (FLAGS X-GM-LABELS)\r\n"),
         "Unknown FETCH item X-GM-LABELS"
     );
+    // RFC 8970 PREVIEW is not served.
     assert_eq!(
-        message("a FETCH 1 SAVEDATE\r\n"),
-        "Unknown FETCH item SAVEDATE"
+        message("a FETCH 1 PREVIEW\r\n"),
+        "Unknown FETCH item PREVIEW"
     );
     assert_eq!(message("a FETCH 1\r\n"), "Missing fetch items");
     assert_eq!(message("a FETCH\r\n"), "Missing sequence set");
@@ -1624,13 +1715,13 @@ fn traffic_parses_the_same_however_split() {
         commands[8].as_ref().map(|c| c.body.clone()),
         Ok(CommandBody::Append {
             mailbox: b"Sent".to_vec(),
-            messages: vec![AppendItem {
+            messages: vec![AppendMessage {
                 flags: strs(&["\\Seen"]),
                 date: Some(DateTime {
                     timestamp: 837_596_665,
                     offset: -25_200
                 }),
-                message: b"Hello\r\nBye!".to_vec(),
+                data: AppendData::Literal(b"Hello\r\nBye!".to_vec()),
             }],
         })
     );
@@ -1816,6 +1907,101 @@ fn huge_sequence_sets_parse_in_linear_time() {
 
 // ---- Encoding round trips on realistic commands ---------------------------------------
 
+/// RFC 8514: the SAVEDATE fetch item and the four search keys, in SEARCH, UID SEARCH,
+/// ESEARCH and SORT criteria, and their malformed dates.
+#[test]
+fn savedate_fetch_item_and_search_keys() {
+    assert_eq!(
+        body("A101 FETCH 998 (SAVEDATE)\r\n"),
+        CommandBody::Fetch {
+            uid: false,
+            set: set("998"),
+            items: FetchItems::List(vec![FetchAttr::SaveDate]),
+            changed_since: None,
+            vanished: false,
+        }
+    );
+    assert_eq!(
+        body("a uid fetch 1:* (uid savedate internaldate)\r\n"),
+        CommandBody::Fetch {
+            uid: true,
+            set: set("1:*"),
+            items: FetchItems::List(vec![
+                FetchAttr::Uid,
+                FetchAttr::SaveDate,
+                FetchAttr::InternalDate
+            ]),
+            changed_since: None,
+            vanished: false,
+        }
+    );
+    assert_eq!(
+        body("A102 SEARCH SAVEDON 28-Dec-2014\r\n"),
+        search(SearchKey::SavedOn(date(28, 12, 2014)))
+    );
+    assert_eq!(
+        body("A103 SEARCH SAVEDSINCE 28-Dec-2014\r\n"),
+        search(SearchKey::SavedSince(date(28, 12, 2014)))
+    );
+    assert_eq!(
+        body("a search savedbefore \"1-Jan-2015\" savedatesupported NOT SAVEDON 2-Jan-2015\r\n"),
+        search(SearchKey::And(vec![
+            SearchKey::SavedBefore(date(1, 1, 2015)),
+            SearchKey::SaveDateSupported,
+            SearchKey::Not(Box::new(SearchKey::SavedOn(date(2, 1, 2015)))),
+        ]))
+    );
+    assert_eq!(
+        body("a UID SEARCH RETURN (SAVE COUNT) OR SAVEDATESUPPORTED SAVEDSINCE 1-Feb-2026\r\n"),
+        CommandBody::Search {
+            uid: true,
+            charset: None,
+            returns: Some(vec![SearchReturn::Save, SearchReturn::Count]),
+            criteria: SearchKey::Or(
+                Box::new(SearchKey::SaveDateSupported),
+                Box::new(SearchKey::SavedSince(date(1, 2, 2026)))
+            ),
+        }
+    );
+    assert!(matches!(
+        body("a SORT (ARRIVAL) UTF-8 SAVEDSINCE 1-Feb-2026\r\n"),
+        CommandBody::Sort { search: SearchKey::SavedSince(d), .. } if d == date(1, 2, 2026)
+    ));
+    assert!(matches!(
+        body("a THREAD REFERENCES UTF-8 SAVEDBEFORE 1-Feb-2026\r\n"),
+        CommandBody::Thread { search: SearchKey::SavedBefore(d), .. } if d == date(1, 2, 2026)
+    ));
+    for key in ["SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"] {
+        assert_eq!(
+            message(&format!("a SEARCH {key}\r\n")),
+            "Missing date",
+            "{key}"
+        );
+        for bad in [
+            "30-Feb-2026",
+            "1-Feb-26",
+            "1-Foo-2026",
+            "2026-02-01",
+            "\"1-Feb-2026",
+        ] {
+            assert_eq!(
+                message(&format!("a SEARCH {key} {bad}\r\n")),
+                "Invalid date",
+                "{key} {bad}"
+            );
+        }
+    }
+    // SAVEDATESUPPORTED takes no argument: a date after it is a key of its own.
+    assert_eq!(
+        message("a SEARCH SAVEDATESUPPORTED 1-Feb-2026\r\n"),
+        "Invalid sequence set"
+    );
+    assert_eq!(
+        message("a FETCH 1 SAVEDATE[]\r\n"),
+        "Unexpected section after SAVEDATE"
+    );
+}
+
 #[test]
 fn realistic_commands_round_trip() {
     let lines = [
@@ -1831,6 +2017,8 @@ fn realistic_commands_round_trip() {
         "s1 SORT RETURN (MIN COUNT PARTIAL -1:-50) (DISPLAYFROM REVERSE ARRIVAL) \"utf-8\" OR SEEN SUBJECT {3}\r\nabc\r\n",
         "A285 UID THREAD REFERENCES UTF-8 SINCE 5-Mar-2000 NOT DELETED\r\n",
         "A01 UID SEARCH RETURN (PARTIAL 23500:24000) UNDELETED UNKEYWORD $Junk\r\n",
+        "a UID FETCH 1:* (UID SAVEDATE)\r\n",
+        "a SEARCH SAVEDATESUPPORTED OR SAVEDBEFORE 1-Jan-2015 SAVEDON 2-Jan-2015 SAVEDSINCE 3-Jan-2015\r\n",
     ];
     for line in lines {
         let cmd = parse(line);

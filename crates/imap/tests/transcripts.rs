@@ -21,6 +21,11 @@
 //! ! quota alice 4096   alice's storage limit from here on, in octets (`none`: no limit):
 //!                      APPEND and COPY past it are refused with OVERQUOTA, as the store
 //!                      refuses them (deliveries by `! message` are not checked)
+//! ! clock "06-Feb-2026 09:00:00 +0000"
+//!                      the host's time from here on (it starts at 05-Feb-2026 12:00:00
+//!                      +0000): the internal date of what comes without one, the save
+//!                      date of what is saved, WITHIN's now (a transcript with it cannot
+//!                      run against the real binary, whose clock is the machine's)
 //! 1 C: a1 LOGIN alice secret      client line; CRLF is appended
 //! 1 S: a1 OK *                    the next server line of connection 1, exactly;
 //!                                 a final `*` matches the rest of the line
@@ -50,11 +55,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
+use portico_imap::catenate::{PartSource, UrlMailbox};
 use portico_imap::command::{CommandBody, DateTime, StoreMode};
 use portico_imap::parser::parse_command;
 use portico_imap::request::{
-    Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo, FolderList,
-    FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request, SelectedFolder, ViewEntry,
+    AccountEvent, Copied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
+    FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request,
+    SelectedFolder, ViewEntry, WatchedFolder,
 };
 use portico_imap::{Action, ImapConfig, Input, Session};
 use portico_mime::MessageSummary;
@@ -128,6 +135,9 @@ struct Message {
     summary: MessageSummary,
     flags: Flags,
     internal_date: DateTime,
+    /// RFC 8514: the host's clock when the message entered the folder, as the store
+    /// stamps it (an APPEND, a delivery, a COPY or a MOVE).
+    save_date: DateTime,
     modseq: u64,
 }
 
@@ -157,6 +167,8 @@ struct HostSession {
     user: Option<String>,
     /// (folder, read-only)
     selected: Option<(u64, bool)>,
+    /// NOTIFY: hears of the account's changes.
+    watching: bool,
 }
 
 const SPECIAL_USES: [&str; 5] = ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"];
@@ -174,6 +186,11 @@ struct Host {
     next_uidvalidity: u32,
     sessions: BTreeMap<usize, HostSession>,
     now: DateTime,
+    /// NOTIFY: folders changed by the request under way (true: messages came or went),
+    /// told as one STATUS each when it ends, as the server batches them.
+    changed: BTreeMap<u64, bool>,
+    /// NOTIFY: other changes by the request under way, with their account.
+    named: Vec<(String, AccountEvent)>,
 }
 
 type Events = Vec<(usize, FolderEvent)>;
@@ -229,6 +246,8 @@ impl Host {
             now: parse_append_args("\"05-Feb-2026 12:00:00 +0000\"")
                 .1
                 .expect("date"),
+            changed: BTreeMap::new(),
+            named: Vec::new(),
         };
         for (user, password, imap_enabled) in [
             ("alice", "secret", true),
@@ -254,6 +273,7 @@ impl Host {
                 host.create_folder(user, name, Some(usage));
             }
         }
+        host.named.clear();
         host
     }
 
@@ -264,6 +284,14 @@ impl Host {
         self.next_uidvalidity += 1;
         self.subscriptions
             .insert((account.to_string(), name.to_string()));
+        self.named.push((
+            account.to_string(),
+            AccountEvent::Created {
+                name: name.to_string(),
+                subscribed: true,
+                special_use: special_use.map(str::to_string),
+            },
+        ));
         self.folders.insert(
             id,
             Folder {
@@ -286,6 +314,78 @@ impl Host {
             .iter()
             .find(|(_, f)| f.account == account && f.name == name)
             .map(|(id, _)| *id)
+    }
+
+    fn status_of(&self, id: u64) -> FolderStatus {
+        let f = &self.folders[&id];
+        FolderStatus {
+            messages: f.messages.len() as u32,
+            recent: f.messages.range(f.recent_from..).count() as u32,
+            uidnext: f.uidnext,
+            uidvalidity: f.uidvalidity,
+            unseen: f
+                .messages
+                .values()
+                .filter(|m| !m.flags.contains("\\Seen"))
+                .count() as u32,
+            deleted: f
+                .messages
+                .values()
+                .filter(|m| m.flags.contains("\\Deleted"))
+                .count() as u32,
+            deleted_storage: f
+                .messages
+                .values()
+                .filter(|m| m.flags.contains("\\Deleted"))
+                .map(|m| m.raw.len() as u64)
+                .sum(),
+            size: f.messages.values().map(|m| m.raw.len() as u64).sum(),
+            highest_modseq: f.highest_modseq,
+            mailbox_id: id,
+        }
+    }
+
+    fn watched(&self, id: u64) -> WatchedFolder {
+        let f = &self.folders[&id];
+        WatchedFolder {
+            folder: FolderId(id),
+            name: f.name.clone(),
+            subscribed: self
+                .subscriptions
+                .contains(&(f.account.clone(), f.name.clone())),
+            status: self.status_of(id),
+        }
+    }
+
+    /// NOTIFY: what the request just carried out changed, for every session of the
+    /// account listening but `origin`; a session's selected folder is told otherwise.
+    fn account_events(&mut self, origin: Option<usize>) -> Vec<(usize, AccountEvent)> {
+        let changed = std::mem::take(&mut self.changed);
+        let named = std::mem::take(&mut self.named);
+        let mut out = Vec::new();
+        for (conn, session) in &self.sessions {
+            if !session.watching || Some(*conn) == origin {
+                continue;
+            }
+            let Some(user) = &session.user else {
+                continue;
+            };
+            for (&id, &messages) in &changed {
+                let Some(f) = self.folders.get(&id) else {
+                    continue;
+                };
+                if &f.account == user && session.selected.map(|(s, _)| s) != Some(id) {
+                    let watched = self.watched(id);
+                    out.push((*conn, AccountEvent::Status { watched, messages }));
+                }
+            }
+            for (account, event) in &named {
+                if account == user {
+                    out.push((*conn, event.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Octets the account's messages take, every folder's, as the store counts them.
@@ -355,6 +455,8 @@ impl Host {
             f.recent_from = f.recent_from.max(uid + 1);
         }
         let names = flags.names();
+        self.changed.insert(folder, true);
+        let f = self.folders.get_mut(&folder).expect("folder");
         f.messages.insert(
             uid,
             Message {
@@ -362,6 +464,7 @@ impl Host {
                 raw,
                 flags,
                 internal_date: date.unwrap_or(now),
+                save_date: now,
                 modseq,
             },
         );
@@ -385,6 +488,7 @@ impl Host {
         if uids.is_empty() {
             return;
         }
+        self.changed.insert(folder, true);
         let f = self.folders.get_mut(&folder).expect("folder");
         for uid in uids {
             f.messages.remove(uid);
@@ -422,6 +526,7 @@ impl Host {
             uid,
             flags: m.flags.names(),
             internal_date: m.internal_date,
+            save_date: Some(m.save_date),
             size: m.raw.len() as u64,
             modseq: m.modseq,
             // The content's id: copies share it, as they share the store's body.
@@ -492,35 +597,25 @@ impl Host {
                 let user = self.user(conn);
                 Reply::Status(match self.folder_id(&user, &folder) {
                     None => Err(Fault::NotFound),
-                    Some(id) => {
-                        let f = &self.folders[&id];
-                        Ok(FolderStatus {
-                            messages: f.messages.len() as u32,
-                            recent: f.messages.range(f.recent_from..).count() as u32,
-                            uidnext: f.uidnext,
-                            uidvalidity: f.uidvalidity,
-                            unseen: f
-                                .messages
-                                .values()
-                                .filter(|m| !m.flags.contains("\\Seen"))
-                                .count() as u32,
-                            deleted: f
-                                .messages
-                                .values()
-                                .filter(|m| m.flags.contains("\\Deleted"))
-                                .count() as u32,
-                            deleted_storage: f
-                                .messages
-                                .values()
-                                .filter(|m| m.flags.contains("\\Deleted"))
-                                .map(|m| m.raw.len() as u64)
-                                .sum(),
-                            size: f.messages.values().map(|m| m.raw.len() as u64).sum(),
-                            highest_modseq: f.highest_modseq,
-                            mailbox_id: id,
-                        })
-                    }
+                    Some(id) => Ok(self.status_of(id)),
                 })
+            }
+            Request::Notify { watch, statuses } => {
+                let user = self.user(conn);
+                if let Some(session) = self.sessions.get_mut(&conn) {
+                    session.watching = watch;
+                }
+                let mut folders = Vec::new();
+                if statuses {
+                    let ids: Vec<u64> = self
+                        .folders
+                        .iter()
+                        .filter(|(_, f)| f.account == user)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    folders = ids.into_iter().map(|id| self.watched(id)).collect();
+                }
+                Reply::Watched(Ok(folders))
             }
             Request::Quota { folder } => {
                 let user = self.user(conn);
@@ -648,7 +743,9 @@ impl Host {
                     }
                     Some(id) => {
                         if let Some(gone) = self.folders.remove(&id) {
-                            self.metadata.remove(&(user.clone(), gone.name));
+                            let name = gone.name;
+                            self.metadata.remove(&(user.clone(), name.clone()));
+                            self.named.push((user, AccountEvent::Deleted { name }));
                         }
                         Ok(())
                     }
@@ -687,6 +784,7 @@ impl Host {
                     .get(&(user.clone(), folder.clone()))
                     .cloned()
                     .unwrap_or_default();
+                let names: Vec<String> = changes.iter().map(|(name, _)| name.clone()).collect();
                 for (name, value) in changes {
                     match value {
                         Some(value) => entries.insert(name, value),
@@ -698,6 +796,13 @@ impl Host {
                         "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
                     ))));
                 }
+                self.named.push((
+                    user.clone(),
+                    AccountEvent::Metadata {
+                        folder: (!folder.is_empty()).then(|| folder.clone()),
+                        entries: names,
+                    },
+                ));
                 self.metadata.insert((user, folder), entries);
                 Reply::Done(Ok(()))
             }
@@ -705,6 +810,15 @@ impl Host {
                 let user = self.user(conn);
                 let folder = normalize_inbox(&folder);
                 Reply::Done(validate_name(&folder).map(|()| {
+                    let exists = self.folder_id(&user, &folder).is_some();
+                    self.named.push((
+                        user.clone(),
+                        AccountEvent::Subscription {
+                            name: folder.clone(),
+                            subscribed,
+                            exists,
+                        },
+                    ));
                     let entry = (user, folder);
                     if subscribed {
                         self.subscriptions.insert(entry);
@@ -733,6 +847,13 @@ impl Host {
                     }
                 })
             }
+            Request::Catenate { job } => {
+                let mut parts = HostParts {
+                    user: self.user(conn),
+                    host: self,
+                };
+                Reply::Catenated(job.run(&mut parts))
+            }
             // No full-text index here: SEARCH reads every message.
             Request::TextIndex { queries, .. } => Reply::TextIndex(vec![None; queries.len()]),
             Request::Scan { folder, job } => {
@@ -759,6 +880,7 @@ impl Host {
                     return Some(Reply::FlagsStored(Err(Fault::NotFound)));
                 };
                 let mut stored = FlagsStored::default();
+                let mut flags_changed = false;
                 for uid in uids {
                     let Some(m) = f.messages.get_mut(&uid) else {
                         continue;
@@ -773,6 +895,7 @@ impl Host {
                             StoreMode::Replace => m.flags = Flags::from_names(&flags),
                         }
                         if m.flags != before {
+                            flags_changed = true;
                             f.highest_modseq += 1;
                             m.modseq = f.highest_modseq;
                             for (watcher, _) in &watchers {
@@ -791,6 +914,9 @@ impl Host {
                         }
                     }
                     stored.current.push((uid, m.flags.names(), m.modseq));
+                }
+                if flags_changed {
+                    self.changed.entry(folder.0).or_insert(false);
                 }
                 Reply::FlagsStored(Ok(stored))
             }
@@ -917,12 +1043,20 @@ impl Host {
         for (fid, name) in moves {
             let folder = self.folders.get_mut(&fid).expect("folder");
             // Subscriptions and annotations move with their folders, as in the store.
-            if self
+            let subscribed = self
                 .subscriptions
-                .remove(&(user.to_string(), folder.name.clone()))
-            {
+                .remove(&(user.to_string(), folder.name.clone()));
+            if subscribed {
                 self.subscriptions.insert((user.to_string(), name.clone()));
             }
+            self.named.push((
+                user.to_string(),
+                AccountEvent::Renamed {
+                    from: folder.name.clone(),
+                    to: name.clone(),
+                    subscribed,
+                },
+            ));
             if let Some(entries) = self
                 .metadata
                 .remove(&(user.to_string(), folder.name.clone()))
@@ -933,6 +1067,61 @@ impl Host {
             folder.name = name;
         }
         Ok(())
+    }
+}
+
+/// The fake host's folders as a CATENATE job reads them: the user's own only.
+struct HostParts<'a> {
+    host: &'a Host,
+    user: String,
+}
+
+impl HostParts<'_> {
+    fn folder(&self, mailbox: &UrlMailbox) -> Option<&Folder> {
+        match mailbox {
+            UrlMailbox::Named(name) => self
+                .host
+                .folder_id(&self.user, name)
+                .map(|id| &self.host.folders[&id]),
+            UrlMailbox::Selected(id) => self
+                .host
+                .folders
+                .get(&id.0)
+                .filter(|f| f.account == self.user),
+        }
+    }
+
+    fn message(&self, mailbox: &UrlMailbox, uid: u32) -> Option<&Message> {
+        self.folder(mailbox)?.messages.get(&uid)
+    }
+}
+
+impl PartSource for HostParts<'_> {
+    type Error = Fault;
+
+    fn uidvalidity(&mut self, mailbox: &UrlMailbox) -> Result<Option<u32>, Fault> {
+        Ok(self.folder(mailbox).map(|f| f.uidvalidity))
+    }
+
+    fn summary(&mut self, mailbox: &UrlMailbox, uid: u32) -> Result<Option<MessageSummary>, Fault> {
+        Ok(self.message(mailbox, uid).map(|m| m.summary.clone()))
+    }
+
+    fn read(
+        &mut self,
+        mailbox: &UrlMailbox,
+        uid: u32,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, Fault> {
+        let Some(m) = self.message(mailbox, uid) else {
+            return Ok(None);
+        };
+        let (start, end) = (start as usize, (start + len) as usize);
+        m.raw
+            .get(start..end)
+            .map(|bytes| Some(bytes.to_vec()))
+            .ok_or_else(|| Fault::Damaged(format!("message UID {uid}")))
     }
 }
 
@@ -965,6 +1154,7 @@ enum Step {
     Closed { conn: usize },
     Message { args: Vec<String> },
     Quota { account: String, limit: Option<u64> },
+    Clock { now: DateTime },
 }
 
 struct Transcript {
@@ -1022,6 +1212,19 @@ fn parse_transcript(text: &str) -> Result<Transcript, String> {
                     transcript
                         .steps
                         .push((number, Step::Quota { account, limit }));
+                }
+                Some("clock") => {
+                    let date = directive["clock".len()..].trim();
+                    // Read as APPEND's date-time, as `! message` dates are.
+                    let raw = format!("x APPEND INBOX {date} {{0}}\r\n");
+                    let now = match parse_command(raw.as_bytes()).map(|c| c.body) {
+                        Ok(CommandBody::Append { messages, .. }) => {
+                            messages.into_iter().next().and_then(|m| m.date)
+                        }
+                        _ => None,
+                    }
+                    .ok_or_else(|| format!("line {number}: clock: not a date-time {date:?}"))?;
+                    transcript.steps.push((number, Step::Clock { now }));
                 }
                 Some("message") => {
                     // account folder prefix [rest]: the folder may be quoted.
@@ -1358,6 +1561,7 @@ impl Harness {
                             }
                         }
                     }
+                    self.tell_account_events(Some(i));
                     if let Some(reply) = reply {
                         self.conn(i).session.handle(Input::Reply(id, reply));
                     }
@@ -1403,7 +1607,19 @@ impl Harness {
                 self.drive(target);
             }
         }
+        self.tell_account_events(None);
         Ok(())
+    }
+
+    /// NOTIFY: hands each listening session what the last request (of `origin`) or
+    /// delivery changed elsewhere in its account.
+    fn tell_account_events(&mut self, origin: Option<usize>) {
+        for (target, event) in self.host.account_events(origin) {
+            if let Some(conn) = self.conns.get_mut(&target) {
+                conn.session.handle(Input::Account(event));
+                self.drive(target);
+            }
+        }
     }
 }
 
@@ -1442,6 +1658,10 @@ fn run(transcript: &Transcript, bytewise: bool, record: bool) -> Result<(), Stri
                     .get_mut(account.as_str())
                     .ok_or_else(|| format!("line {number}: quota: no account {account:?}"))?;
                 account.storage_limit = *limit;
+                k += 1;
+            }
+            Step::Clock { now } => {
+                harness.host.now = *now;
                 k += 1;
             }
             Step::Client { conn, .. } => {

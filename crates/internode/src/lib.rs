@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The version of the frames below; both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// How long a call waits for its answer before the connection is given up.
@@ -136,6 +136,9 @@ pub struct ImportedMessage {
     pub internal_date: i64,
     pub internal_date_offset: i32,
     pub modseq: u64,
+    /// RFC 8514 save date (Unix seconds), which a move keeps; `None` when the old
+    /// home does not know it either. Added in protocol version 5.
+    pub save_date: Option<i64>,
     pub bytes: Vec<u8>,
 }
 

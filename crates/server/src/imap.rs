@@ -1,6 +1,7 @@
 //! The IMAP session actor: wires a [`portico_imap::Session`] to its connection, the
 //! authenticator, the store and the mailbox actors of the folders it selects.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,20 +10,22 @@ use actix::prelude::*;
 use bytes::Bytes;
 use portico_cluster::LoginType;
 use portico_directory::AccountRecord;
+use portico_imap::catenate::{PartSource, UrlMailbox};
 use portico_imap::command::{DateTime, StoreMode};
 use portico_imap::request::{
-    Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent, FolderId, FolderInfo,
-    FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply, Request, RequestId,
-    ScanJob, SelectedFolder, ViewEntry,
+    AccountEvent, CatenateJob, Copied as ImapCopied, Detail, Fault, FlagsStored, FolderEvent,
+    FolderId, FolderInfo, FolderList, FolderStatus, LoginFailure, MessageData, QuotaUsage, Reply,
+    Request, RequestId, ScanJob, SelectedFolder, ViewEntry, WatchedFolder,
 };
 use portico_imap::{Action, HandOff, ImapConfig, Input, Session};
 use portico_internode::{LoginHandOff, SessionProtocol};
 use portico_store::{
-    Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, MailboxId, MessageMeta, SpecialUse, Store,
-    StoreError, Uid, validate_mailbox_name,
+    Account, FlagOp, Flags, HIERARCHY_SEPARATOR, INBOX, Mailbox, MailboxId, MessageMeta,
+    SpecialUse, Store, StoreError, Uid, validate_mailbox_name,
 };
 use tokio::net::TcpStream;
 
+use crate::account_events::{AccountChange, AccountChanged, AccountEvents};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
@@ -49,6 +52,12 @@ pub struct ImapConnection {
     user_slot: Option<UserSlot>,
     /// What ends the session when its mailbox moves away.
     eviction: Option<SpawnHandle>,
+    /// NOTIFY: the account's changes reach this session ([`AccountEvents`]).
+    listening: bool,
+    /// NOTIFY: folders whose STATUS is owed, and whether their messages changed (else
+    /// only flags); told together a moment after the first change, so a burst of
+    /// deliveries is one STATUS.
+    owed_status: HashMap<MailboxId, bool>,
     /// A session handed over by another node: the LOGIN or AUTHENTICATE request the
     /// machine waits for, answered once the actor runs.
     handed_login: Option<RequestId>,
@@ -74,6 +83,7 @@ impl Actor for ImapConnection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.stop_listening();
         if let Some(mailbox) = self.selected.take() {
             self.node
                 .mailboxes
@@ -177,6 +187,12 @@ fn meta_data(meta: &MessageMeta) -> MessageData {
             timestamp: meta.internal_date,
             offset: meta.internal_date_offset,
         },
+        // The store's clock, shown in UTC as the INTERNALDATE of an APPEND without a
+        // date is.
+        save_date: meta.save_date.map(|timestamp| DateTime {
+            timestamp,
+            offset: 0,
+        }),
         size: meta.size,
         // A copy shares its original's stored body, so it shares this id too.
         email_id: meta.body.id,
@@ -202,6 +218,7 @@ fn flags_only(uid: Uid, flags: &Flags, modseq: portico_store::ModSeq) -> Message
             timestamp: 0,
             offset: 0,
         },
+        save_date: None,
         size: 0,
         modseq: modseq.0,
         email_id: 0,
@@ -373,6 +390,101 @@ fn folder_by_name(
         .ok_or(MailboxFault::Store(StoreError::NotFound))
 }
 
+/// The store as a CATENATE job reads it (RFC 4469): the signed-in account's folders
+/// only, so a URL can never reach another user's mail.
+struct AccountParts<'a> {
+    store: &'a Store,
+    account: &'a Account,
+    /// Folders looked up so far (`None`: no such folder).
+    found: Vec<(UrlMailbox, Option<portico_store::Mailbox>)>,
+}
+
+impl AccountParts<'_> {
+    fn mailbox(
+        &mut self,
+        named: &UrlMailbox,
+    ) -> Result<Option<&portico_store::Mailbox>, StoreError> {
+        let at = match self.found.iter().position(|(m, _)| m == named) {
+            Some(at) => at,
+            None => {
+                let found = match named {
+                    UrlMailbox::Named(name) => {
+                        match self.store.mailbox_by_name(self.account.id, name) {
+                            // A name the store refuses names no folder.
+                            Err(StoreError::InvalidName(_)) => None,
+                            other => other?,
+                        }
+                    }
+                    UrlMailbox::Selected(folder) => match self.store.mailbox(MailboxId(folder.0)) {
+                        Ok(mailbox) if mailbox.account == self.account.id => Some(mailbox),
+                        // Deleted under the session.
+                        Ok(_) | Err(StoreError::NotFound) => None,
+                        Err(e) => return Err(e),
+                    },
+                };
+                self.found.push((named.clone(), found));
+                self.found.len() - 1
+            }
+        };
+        Ok(self.found[at].1.as_ref())
+    }
+
+    fn mailbox_id(&mut self, named: &UrlMailbox) -> Result<Option<MailboxId>, StoreError> {
+        Ok(self.mailbox(named)?.map(|m| m.id))
+    }
+}
+
+impl PartSource for AccountParts<'_> {
+    type Error = StoreError;
+
+    fn uidvalidity(&mut self, mailbox: &UrlMailbox) -> Result<Option<u32>, StoreError> {
+        Ok(self.mailbox(mailbox)?.map(|m| m.uidvalidity.0))
+    }
+
+    fn summary(
+        &mut self,
+        mailbox: &UrlMailbox,
+        uid: u32,
+    ) -> Result<Option<portico_mime::MessageSummary>, StoreError> {
+        let Some(id) = self.mailbox_id(mailbox)? else {
+            return Ok(None);
+        };
+        // The message's record first: a summary alone does not make a message.
+        match self.store.message(id, Uid(uid)) {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        match self.store.message_summary(id, Uid(uid)) {
+            Ok(summary) => Ok(Some(summary)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(
+        &mut self,
+        mailbox: &UrlMailbox,
+        uid: u32,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = self.mailbox_id(mailbox)? else {
+            return Ok(None);
+        };
+        match self.store.message_range(id, Uid(uid), start, len) {
+            Ok(bytes) if bytes.len() as u64 == len => Ok(Some(bytes)),
+            // The summary promised more than is stored.
+            Ok(_) => Err(StoreError::Damaged(format!(
+                "message UID {uid} in folder #{}",
+                id.0
+            ))),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Annotations one folder (or the server) may carry (RFC 5464 §4.1 asks for at least
 /// 10); the session limits each value to 16 KiB.
 const MAX_METADATA_ENTRIES: usize = 50;
@@ -437,12 +549,14 @@ fn check_folder_limits(
 }
 
 /// Creates the missing superior levels of `name` (RFC 9051 §6.3.4).
+/// Makes the missing parents of `name`; returns the names made.
 fn create_parents(
     store: &Store,
     account: &Account,
     name: &str,
     limits: FolderLimits,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
+    let mut made = Vec::new();
     for parent in portico_imap::names::parents(name) {
         if store.mailbox_by_name(account.id, parent)?.is_none() {
             match store.create_mailbox_limited(
@@ -452,12 +566,37 @@ fn create_parents(
                 limits.max_folders,
                 limits.max_depth,
             ) {
-                Ok(_) | Err(StoreError::AlreadyExists) => {}
+                Ok(_) => made.push(parent.to_string()),
+                Err(StoreError::AlreadyExists) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    Ok(())
+    Ok(made)
+}
+
+/// Tells the account's NOTIFY listeners (all but `origin`) of folders made.
+fn publish_created(
+    events: &AccountEvents,
+    store: &Store,
+    account: &Account,
+    origin: SessionId,
+    names: &[String],
+) {
+    for name in names {
+        let made = store.mailbox_by_name(account.id, name).ok().flatten();
+        events.publish(
+            account.id,
+            Some(origin),
+            AccountChange::Told(AccountEvent::Created {
+                name: name.clone(),
+                subscribed: store.is_subscribed(account.id, name).unwrap_or(false),
+                special_use: made
+                    .and_then(|m| m.special_use)
+                    .map(|usage| usage.attribute().to_string()),
+            }),
+        );
+    }
 }
 
 /// UIDs expunged from a folder after `since` (QRESYNC), or `None` when the store's
@@ -480,6 +619,15 @@ fn status_of(
     deleted_storage: bool,
 ) -> Result<FolderStatus, MailboxFault> {
     let mailbox = folder_by_name(store, account, name)?;
+    folder_status(store, &mailbox, recent, deleted_storage)
+}
+
+fn folder_status(
+    store: &Store,
+    mailbox: &Mailbox,
+    recent: bool,
+    deleted_storage: bool,
+) -> Result<FolderStatus, MailboxFault> {
     let mut status = FolderStatus {
         messages: mailbox.messages,
         recent: 0,
@@ -590,6 +738,7 @@ impl ImapConnection {
     /// connection waits for a sign-in again, as long as a new one would.
     fn signed_out(&mut self, ctx: &mut Context<Self>) {
         tracing::info!(parent: &self.flow.span, "signed out; the connection stays");
+        self.stop_listening();
         if let Some(eviction) = self.eviction.take() {
             ctx.cancel_future(eviction);
         }
@@ -734,6 +883,37 @@ impl ImapConnection {
         self.via_actor(id, ctx, work, Reply::Scanned)
     }
 
+    /// Builds CATENATE messages on the blocking pool, once a heavy-work permit is free:
+    /// it may read many megabytes of stored parts.
+    fn catenate(&mut self, id: RequestId, job: CatenateJob, ctx: &mut Context<Self>) {
+        let Some(account) = self.account.clone() else {
+            let reply = Reply::Catenated(Err(Fault::NotAllowed("not signed in".into())));
+            ctx.run_later(Duration::ZERO, move |actor, ctx| {
+                actor.answer(id, reply, ctx)
+            });
+            return;
+        };
+        let permits = self.node.heavy_work.clone();
+        let store = self.node.store.clone();
+        let work = async move {
+            let permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|_| MailboxFault::Unavailable)?;
+            let built = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let mut parts = AccountParts {
+                    store: &store,
+                    account: &account,
+                    found: Vec::new(),
+                };
+                job.run(&mut parts)
+            });
+            Ok(built.await.map_err(|_| MailboxFault::Unavailable)??)
+        };
+        self.via_actor(id, ctx, work, Reply::Catenated)
+    }
+
     /// Writes `start..end` of a stored message, a chunk at a time, each read once the
     /// client has taken in what came before; the machine's next actions wait for the
     /// end. A message that cannot be read now (expunged and compacted, damaged) ends
@@ -845,6 +1025,7 @@ impl ImapConnection {
                 move |store, account| status_of(store, account, &folder, recent, deleted_storage),
                 Reply::Status,
             ),
+            Request::Notify { watch, statuses } => self.notify(id, watch, statuses, ctx),
             Request::Quota { folder } => {
                 let node = self.node.clone();
                 self.blocking(
@@ -891,6 +1072,7 @@ impl ImapConnection {
                     None => None,
                 };
                 let limits = FolderLimits::of(&node);
+                let registry = node.mailboxes.clone();
                 self.blocking(
                     id,
                     ctx,
@@ -900,7 +1082,7 @@ impl ImapConnection {
                             return Err(StoreError::AlreadyExists.into());
                         }
                         check_folder_limits(store, account, &folder, 0, 1, limits)?;
-                        create_parents(store, account, &folder, limits)?;
+                        let mut made_names = create_parents(store, account, &folder, limits)?;
                         let made = store.create_mailbox_limited(
                             account.id,
                             &folder,
@@ -908,26 +1090,37 @@ impl ImapConnection {
                             limits.max_folders,
                             limits.max_depth,
                         )?;
+                        made_names.push(folder);
+                        publish_created(&registry.accounts, store, account, session, &made_names);
                         Ok(FolderId(made.id.0))
                     },
                     Reply::Created,
                 )
             }
-            Request::Delete { folder } => self.blocking(
-                id,
-                ctx,
-                move |store, account| {
-                    let mailbox = folder_by_name(store, account, &folder)?;
-                    store.delete_mailbox(mailbox.id)?;
-                    Ok(())
-                },
-                Reply::Done,
-            ),
+            Request::Delete { folder } => {
+                let registry = node.mailboxes.clone();
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, account| {
+                        let mailbox = folder_by_name(store, account, &folder)?;
+                        store.delete_mailbox(mailbox.id)?;
+                        registry.accounts.publish(
+                            account.id,
+                            Some(session),
+                            AccountChange::Told(AccountEvent::Deleted { name: mailbox.name }),
+                        );
+                        Ok(())
+                    },
+                    Reply::Done,
+                )
+            }
             Request::Rename { from, to } => {
                 let Some(account) = self.account.clone() else {
                     return;
                 };
                 let limits = FolderLimits::of(&node);
+                let registry = node.mailboxes.clone();
                 let resolve = async move {
                     let store = node.store.clone();
                     let prepared = tokio::task::spawn_blocking(move || {
@@ -951,9 +1144,37 @@ impl ImapConnection {
                             (deepest, 0)
                         };
                         check_folder_limits(&store, &account, &to, levels_below, extra, limits)?;
-                        create_parents(&store, &account, &to, limits)?;
+                        let parents = create_parents(&store, &account, &to, limits)?;
+                        publish_created(&registry.accounts, &store, &account, session, &parents);
                         if mailbox.name != INBOX {
+                            // The folder and every folder below it, with their new names.
+                            let prefix = format!("{}{HIERARCHY_SEPARATOR}", mailbox.name);
+                            let moved: Vec<(String, String)> = store
+                                .mailboxes(account.id)?
+                                .into_iter()
+                                .filter_map(|f| {
+                                    let rest = match f.name.strip_prefix(&prefix) {
+                                        Some(rest) => format!("{HIERARCHY_SEPARATOR}{rest}"),
+                                        None if f.name == mailbox.name => String::new(),
+                                        None => return None,
+                                    };
+                                    Some((f.name, format!("{to}{rest}")))
+                                })
+                                .collect();
                             store.rename_mailbox_limited(mailbox.id, &to, limits.max_depth)?;
+                            for (from, to) in moved {
+                                let subscribed =
+                                    store.is_subscribed(account.id, &to).unwrap_or(false);
+                                registry.accounts.publish(
+                                    account.id,
+                                    Some(session),
+                                    AccountChange::Told(AccountEvent::Renamed {
+                                        from,
+                                        to,
+                                        subscribed,
+                                    }),
+                                );
+                            }
                             return Ok(None);
                         }
                         // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new
@@ -965,6 +1186,13 @@ impl ImapConnection {
                             limits.max_folders,
                             limits.max_depth,
                         )?;
+                        publish_created(
+                            &registry.accounts,
+                            &store,
+                            &account,
+                            session,
+                            std::slice::from_ref(&to),
+                        );
                         let uids: Vec<Uid> =
                             store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
                         Ok::<_, MailboxFault>(Some((mailbox.id, target.id, uids)))
@@ -1008,32 +1236,50 @@ impl ImapConnection {
                     Reply::Metadata,
                 )
             }
-            Request::SetMetadata { folder, changes } => self.blocking(
-                id,
-                ctx,
-                move |store, account| match store.set_metadata(
-                    account.id,
-                    &folder,
-                    &changes,
-                    MAX_METADATA_ENTRIES,
-                ) {
-                    Err(StoreError::LimitExceeded(_)) => Ok(false),
-                    other => other.map(|()| true).map_err(MailboxFault::from),
-                },
-                |result| {
-                    Reply::Done(result.and_then(|fits| match fits {
-                        true => Ok(()),
-                        // RFC 5464 §4.3.
-                        false => Err(Fault::NotAllowed(
-                            "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
-                        )),
-                    }))
-                },
-            ),
+            Request::SetMetadata { folder, changes } => {
+                let registry = node.mailboxes.clone();
+                self.blocking(
+                    id,
+                    ctx,
+                    move |store, account| match store.set_metadata(
+                        account.id,
+                        &folder,
+                        &changes,
+                        MAX_METADATA_ENTRIES,
+                    ) {
+                        Err(StoreError::LimitExceeded(_)) => Ok(false),
+                        other => {
+                            other.map_err(MailboxFault::from)?;
+                            registry.accounts.publish(
+                                account.id,
+                                Some(session),
+                                AccountChange::Told(AccountEvent::Metadata {
+                                    folder: (!folder.is_empty()).then(|| folder.clone()),
+                                    entries: changes
+                                        .iter()
+                                        .map(|(entry, _)| entry.clone())
+                                        .collect(),
+                                }),
+                            );
+                            Ok(true)
+                        }
+                    },
+                    |result| {
+                        Reply::Done(result.and_then(|fits| match fits {
+                            true => Ok(()),
+                            // RFC 5464 §4.3.
+                            false => Err(Fault::NotAllowed(
+                                "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
+                            )),
+                        }))
+                    },
+                )
+            }
             // Any name can be subscribed, a folder or not (RFC 9051 §6.3.7 lets the
             // server check; Dovecot does not, and a subscription outlives its folder).
             Request::Subscribe { folder, subscribed } => {
                 let limits = FolderLimits::of(&self.node);
+                let registry = node.mailboxes.clone();
                 self.blocking(
                     id,
                     ctx,
@@ -1044,6 +1290,15 @@ impl ImapConnection {
                             subscribed,
                             limits.max_folders,
                         )?;
+                        registry.accounts.publish(
+                            account.id,
+                            Some(session),
+                            AccountChange::Told(AccountEvent::Subscription {
+                                exists: store.mailbox_by_name(account.id, &folder)?.is_some(),
+                                name: folder,
+                                subscribed,
+                            }),
+                        );
                         Ok(())
                     },
                     Reply::Done,
@@ -1097,6 +1352,7 @@ impl ImapConnection {
                 };
                 self.via_actor(id, ctx, resolve, Reply::Appended)
             }
+            Request::Catenate { job } => self.catenate(id, job, ctx),
             Request::Scan { folder, job } => self.scan(id, MailboxId(folder.0), job, ctx),
             Request::TextIndex { folder, queries } => {
                 let full_text = self.node.full_text.clone();
@@ -1294,6 +1550,138 @@ impl ImapConnection {
 
 connection::session_handlers!(ImapConnection);
 
+/// How long a STATUS owed to a NOTIFY session waits for more changes to the same
+/// folders: a burst of deliveries is told once.
+const STATUS_BATCH: Duration = Duration::from_millis(30);
+
+impl ImapConnection {
+    /// NOTIFY SET or NONE: starts or stops hearing of the account's changes, and with
+    /// `statuses` reads every folder's STATUS.
+    fn notify(&mut self, id: RequestId, watch: bool, statuses: bool, ctx: &mut Context<Self>) {
+        match (watch, &self.account) {
+            (true, Some(account)) => {
+                self.node
+                    .mailboxes
+                    .accounts
+                    .listen(account.id, self.id, ctx.address().recipient());
+                self.listening = true;
+            }
+            _ => self.stop_listening(),
+        }
+        self.owed_status.clear();
+        if !statuses {
+            // NOTIFY NONE is answered by nobody (request 0).
+            if id != 0 {
+                self.flow.awaiting = true;
+                ctx.run_later(Duration::ZERO, move |actor, ctx| {
+                    actor.answer(id, Reply::Watched(Ok(Vec::new())), ctx)
+                });
+            }
+            return;
+        }
+        self.blocking(
+            id,
+            ctx,
+            |store, account| {
+                store
+                    .mailboxes(account.id)?
+                    .iter()
+                    .map(|mailbox| watched(store, account, mailbox))
+                    .collect()
+            },
+            Reply::Watched,
+        );
+    }
+
+    fn stop_listening(&mut self) {
+        if self.listening
+            && let Some(account) = &self.account
+        {
+            self.node.mailboxes.accounts.stop(account.id, self.id);
+        }
+        self.listening = false;
+        self.owed_status.clear();
+    }
+
+    /// Reads the owed STATUSes and hands them to the session machine.
+    fn tell_owed_status(&mut self, ctx: &mut Context<Self>) {
+        let owed = std::mem::take(&mut self.owed_status);
+        let Some(account) = self.account.clone() else {
+            return;
+        };
+        let store = self.node.store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            owed.into_iter()
+                .filter_map(|(id, messages)| {
+                    // A folder deleted meanwhile, or another account's, is left out.
+                    let mailbox = store.mailbox(id).ok()?;
+                    (mailbox.account == account.id).then_some(())?;
+                    Some((watched(&store, &account, &mailbox).ok()?, messages))
+                })
+                .collect::<Vec<_>>()
+        });
+        ctx.spawn(read.into_actor(self).map(|read, actor, ctx| {
+            let Ok(statuses) = read else {
+                return;
+            };
+            if !actor.listening {
+                return;
+            }
+            for (watched, messages) in statuses {
+                actor
+                    .machine
+                    .handle(Input::Account(AccountEvent::Status { watched, messages }));
+            }
+            connection::drive_session(actor, ctx);
+        }));
+    }
+}
+
+/// A folder as NOTIFY reports it: its name, whether it is subscribed, its STATUS.
+fn watched(
+    store: &Store,
+    account: &Account,
+    mailbox: &Mailbox,
+) -> Result<WatchedFolder, MailboxFault> {
+    Ok(WatchedFolder {
+        folder: FolderId(mailbox.id.0),
+        name: mailbox.name.clone(),
+        subscribed: store.is_subscribed(account.id, &mailbox.name)?,
+        status: folder_status(store, mailbox, false, false)?,
+    })
+}
+
+impl Handler<AccountChanged> for ImapConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: AccountChanged, ctx: &mut Self::Context) {
+        if !self.listening || msg.origin == Some(self.id) {
+            return;
+        }
+        let event = match msg.change {
+            AccountChange::Messages { mailbox, messages } => {
+                // The selected folder's changes come from its mailbox actor.
+                if Some(mailbox) == self.selected {
+                    return;
+                }
+                if self.owed_status.is_empty() {
+                    ctx.run_later(STATUS_BATCH, |actor, ctx| actor.tell_owed_status(ctx));
+                }
+                *self.owed_status.entry(mailbox).or_default() |= messages;
+                return;
+            }
+            AccountChange::Told(AccountEvent::Overflow) => {
+                tracing::warn!(parent: &self.flow.span, "NOTIFY session fell behind its account's changes");
+                self.stop_listening();
+                AccountEvent::Overflow
+            }
+            AccountChange::Told(event) => event,
+        };
+        self.machine.handle(Input::Account(event));
+        connection::drive_session(self, ctx);
+    }
+}
+
 impl Handler<FolderChanged> for ImapConnection {
     type Result = ();
 
@@ -1384,6 +1772,8 @@ impl ImapConnection {
             selecting: false,
             user_slot: None,
             eviction: None,
+            listening: false,
+            owed_status: HashMap::new(),
             handed_login: None,
         }
     }

@@ -13,6 +13,7 @@
 //!                                                         folder) ──► store (blocking pool)
 //! ```
 
+pub mod account_events;
 pub mod accounts;
 pub mod admin;
 pub mod auth;

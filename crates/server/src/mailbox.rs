@@ -31,11 +31,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use bytes::Bytes;
 use portico_store::{
-    AppendRequest, Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags, FlagsChanged,
-    Mailbox, MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode, Store,
-    StoreError, SystemFlag, Uid, Uidvalidity,
+    AccountId, AppendRequest, Appended, CommitTicket, Copied, ExpectedAppend, FlagOp, Flags,
+    FlagsChanged, Mailbox, MailboxId, MessageMeta, ModSeq, POP3_DELETED_KEYWORD, Pop3DeleteMode,
+    Store, StoreError, SystemFlag, Uid, Uidvalidity,
 };
 use tokio::sync::oneshot;
+
+use crate::account_events::{AccountChange, AccountEvents};
 
 /// Identifies one client session on this node (also the id in its log span).
 pub type SessionId = u64;
@@ -76,6 +78,8 @@ impl ActorStatus {
 /// The writer of one folder.
 pub struct MailboxActor {
     id: MailboxId,
+    /// The folder's account (`None` if its record was unreadable at start).
+    account: Option<AccountId>,
     store: Arc<Store>,
     pop3_lock: Option<SessionId>,
     status: Arc<ActorStatus>,
@@ -190,6 +194,20 @@ pub enum FolderChange {
 }
 
 impl MailboxActor {
+    /// Tells the account's NOTIFY listeners of a change here.
+    fn publish(&self, origin: Option<SessionId>, messages: bool) {
+        if let (Some(registry), Some(account)) = (self.registry.upgrade(), self.account) {
+            registry.accounts.publish(
+                account,
+                origin,
+                AccountChange::Messages {
+                    mailbox: self.id,
+                    messages,
+                },
+            );
+        }
+    }
+
     /// Tells the registry's watcher that the folder gained or lost messages.
     fn messages_came_or_went(&self) {
         if let Some(registry) = self.registry.upgrade()
@@ -207,6 +225,7 @@ impl MailboxActor {
             Arc::make_mut(listing).retain(|m| !gone.contains(&m.0));
         }
         self.messages_came_or_went();
+        self.publish(origin, true);
         let uids = Arc::new(uids);
         self.broadcast(origin, |_| FolderChange::Expunged {
             uids: uids.clone(),
@@ -258,6 +277,7 @@ impl MailboxActor {
                 }
             }
         }
+        self.publish(origin, false);
         let changes = Arc::new(changed);
         self.broadcast(origin, |_| FolderChange::FlagsChanged {
             changes: changes.clone(),
@@ -299,6 +319,7 @@ impl MailboxActor {
             }
         }
         self.messages_came_or_went();
+        self.publish(origin, true);
         let messages = Arc::new(messages.to_vec());
         self.broadcast(origin, |session| FolderChange::Appended {
             messages: messages.clone(),
@@ -1103,6 +1124,8 @@ pub struct MailboxRegistry {
     actors: Mutex<HashMap<MailboxId, RunningMailbox>>,
     /// Told of every folder that gained or lost messages (the full-text indexer).
     watcher: OnceLock<FolderWatcher>,
+    /// NOTIFY's listeners: every folder's changes are published there too.
+    pub accounts: AccountEvents,
 }
 
 /// Called with a folder's id when messages arrive in it or leave it.
@@ -1120,6 +1143,7 @@ impl MailboxRegistry {
             me: me.clone(),
             actors: Mutex::new(HashMap::new()),
             watcher: OnceLock::new(),
+            accounts: AccountEvents::default(),
         })
     }
 
@@ -1144,6 +1168,8 @@ impl MailboxRegistry {
             tracing::warn!(mailbox = id.0, error = %e, "where \\Recent starts is unreadable");
             None
         });
+        // Whose folder it is, for NOTIFY's listeners; a folder never changes account.
+        let account = store.mailbox(id).ok().map(|mailbox| mailbox.account);
         let actor_status = status.clone();
         let registry = self.me.clone();
         let addr = MailboxActor::start_in_arbiter(&self.arbiter, move |ctx| {
@@ -1151,6 +1177,7 @@ impl MailboxRegistry {
             ctx.set_mailbox_capacity(1024);
             MailboxActor {
                 id,
+                account,
                 store,
                 pop3_lock: None,
                 status: actor_status,

@@ -308,6 +308,7 @@ fn message_piece(meta: &portico_store::MessageMeta, bytes: Vec<u8>) -> ImportedM
         internal_date: kept.internal_date.0,
         internal_date_offset: kept.internal_date.1,
         modseq: kept.modseq.0,
+        save_date: kept.save_date,
         bytes,
     }
 }
@@ -519,6 +520,7 @@ impl Import {
                         flags: Flags::from_names(message.flags.iter().map(String::as_str)),
                         internal_date: (message.internal_date, message.internal_date_offset),
                         modseq: ModSeq(message.modseq),
+                        save_date: message.save_date,
                     };
                     staged.push((store.stage_message(&message.bytes, None)?, import));
                 }

@@ -1,6 +1,6 @@
 //! Mailboxes brought from another node (a mailbox move): folders and messages are
 //! recreated with the numbers clients already hold — UIDVALIDITY, UIDs, UIDNEXT,
-//! MODSEQs, flags and dates — so a client that synchronised against the old node
+//! MODSEQs, flags and dates (internal and save dates) — so a client that synchronised against the old node
 //! carries on against the new one without downloading anything again.
 //!
 //! Only the folder's expunge history is not carried: an imported folder's
@@ -32,6 +32,9 @@ pub struct MessageImport {
     pub flags: Flags,
     pub internal_date: (i64, i32),
     pub modseq: ModSeq,
+    /// Kept as it was (or unknown as it was): the message stays in the same folder as
+    /// clients see it, and RFC 8514 §3 lets a save date change only with the folder.
+    pub save_date: Option<i64>,
 }
 
 impl MessageImport {
@@ -41,6 +44,7 @@ impl MessageImport {
             flags: meta.flags.clone(),
             internal_date: (meta.internal_date, meta.internal_date_offset),
             modseq: meta.modseq,
+            save_date: meta.save_date,
         }
     }
 }
@@ -146,6 +150,7 @@ impl Store {
                 size: staged.body.location.len,
                 modseq: message.modseq,
                 body,
+                save_date: message.save_date,
             };
             folder.highest_modseq = folder.highest_modseq.max(meta.modseq);
             folder.messages += 1;

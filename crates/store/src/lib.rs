@@ -19,7 +19,7 @@
 //! | `F` mailbox id | [`Mailbox`] (name, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts) |
 //! | `K` mailbox id | [`FolderCounts`]: unseen and `\Deleted` messages (STATUS without a scan; folders from before it get theirs at their next change) |
 //! | `N` account id, name | mailbox id |
-//! | `M` mailbox id, UID | [`MessageMeta`] (flags, dates, size, MODSEQ, body ref) |
+//! | `M` mailbox id, UID | [`MessageMeta`] (flags, internal date, save date, size, MODSEQ, body ref); the save date (RFC 8514) is the store's clock when the message entered this folder, set by append and copy (so COPY and MOVE too), unknown in messages from before it was kept (record version 1) |
 //! | `S` mailbox id, UID | MIME summary (ENVELOPE, BODYSTRUCTURE, part offsets), made at append |
 //! | `H` mailbox id, UID | [`SearchFields`]: decoded From/To/Cc/Bcc/Subject and Date for SEARCH, then the raw lines of the header fields clients list folders by (`portico_mime::KEPT_HEADER_FIELDS`); made at append (messages from before it have none) |
 //! | `X` mailbox id, UID | MODSEQ of the expunge (for QRESYNC) |

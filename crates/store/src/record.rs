@@ -32,8 +32,8 @@ use crate::bodylog::BodyLocation;
 use crate::error::{Result, StoreError};
 use crate::queue::QueuedMessage;
 use crate::types::{
-    Account, AccountId, FolderCounts, Mailbox, MailboxId, MessageMeta, ModSeq, SpecialUse, Uid,
-    Uidvalidity,
+    Account, AccountId, BodyRef, Flags, FolderCounts, Mailbox, MailboxId, MessageMeta, ModSeq,
+    SpecialUse, Uid, Uidvalidity,
 };
 use portico_mime::{MessageSummary, SearchFields};
 
@@ -112,7 +112,48 @@ impl From<MailboxV1> for Mailbox {
     }
 }
 impl Record for FolderCounts {}
-impl Record for MessageMeta {}
+impl Record for MessageMeta {
+    /// 2: the save date (RFC 8514). Version-1 messages were saved before it was kept:
+    /// theirs is unknown (`None`), not made up from the internal date, which a client
+    /// may have set to any time.
+    const VERSION: u8 = 2;
+
+    fn from_older(version: u8, bytes: &[u8]) -> Result<Self> {
+        match version {
+            1 => decode_layout::<MessageMetaV1>(bytes).map(MessageMeta::from),
+            _ => Err(StoreError::Corrupt(format!(
+                "MessageMeta record of version {version}, which this release cannot read"
+            ))),
+        }
+    }
+}
+
+/// A message record as version 1 had it: without the save date.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct MessageMetaV1 {
+    pub uid: Uid,
+    pub flags: Flags,
+    pub internal_date: i64,
+    pub internal_date_offset: i32,
+    pub size: u64,
+    pub modseq: ModSeq,
+    pub body: BodyRef,
+}
+
+impl From<MessageMetaV1> for MessageMeta {
+    fn from(old: MessageMetaV1) -> MessageMeta {
+        MessageMeta {
+            uid: old.uid,
+            flags: old.flags,
+            internal_date: old.internal_date,
+            internal_date_offset: old.internal_date_offset,
+            size: old.size,
+            modseq: old.modseq,
+            body: old.body,
+            save_date: None,
+        }
+    }
+}
 impl Record for BodyLocation {}
 impl Record for QueuedMessage {}
 impl Record for crate::deliveries::DeliveredCopy {}
@@ -270,7 +311,36 @@ mod tests {
                 id: 9,
                 legacy_chunks: 0,
             },
+            save_date: Some(1_700_000_100),
         }
+    }
+
+    /// A message record as version 1 wrote it: without the save date.
+    fn meta_v1_of(m: MessageMeta) -> MessageMetaV1 {
+        MessageMetaV1 {
+            uid: m.uid,
+            flags: m.flags,
+            internal_date: m.internal_date,
+            internal_date_offset: m.internal_date_offset,
+            size: m.size,
+            modseq: m.modseq,
+            body: m.body,
+        }
+    }
+
+    /// What releases before the marker wrote for [`meta`] reads as it, without a save
+    /// date.
+    fn check_unmarked_meta(uid: u32) {
+        let old = unmarked(&meta_v1_of(meta(uid)));
+        assert_ne!(old.first(), Some(&RECORD_MARKER));
+        let read = decode::<MessageMeta>(&old).unwrap();
+        assert_eq!(
+            read,
+            MessageMeta {
+                save_date: None,
+                ..meta(uid)
+            }
+        );
     }
 
     fn location(segment: u64) -> BodyLocation {
@@ -328,7 +398,7 @@ mod tests {
         check_unmarked(&account(1));
         check_unmarked_mailbox(2);
         check_unmarked(&counts(3));
-        check_unmarked(&meta(4));
+        check_unmarked_meta(4);
         check_unmarked(&location(5));
         check_unmarked(&queued());
         check_unmarked(&portico_mime::summarize(
@@ -373,7 +443,7 @@ mod tests {
             check_unmarked(&account(n));
             check_unmarked_mailbox(n);
             check_unmarked(&counts(small));
-            check_unmarked(&meta(small));
+            check_unmarked_meta(small);
             check_unmarked(&location(n));
             queued.id = n;
             check_unmarked(&queued);
@@ -388,10 +458,42 @@ mod tests {
         #[test]
         fn any_first_field_round_trips_and_never_looks_marked(id: u64, uid: u32) {
             check_unmarked(&account(id));
-            check_unmarked(&meta(uid));
+            check_unmarked_meta(uid);
             check_round_trip(&mailbox(id));
             check_round_trip(&counts(uid));
         }
+    }
+
+    /// The previous release wrote message records as version 1, marked: they read
+    /// with no save date (unknown), and version 2 keeps one, or its absence.
+    #[test]
+    fn message_records_of_version_1_read_without_a_save_date() {
+        let mut marked_v1 = vec![RECORD_MARKER, 1];
+        marked_v1.extend(unmarked(&meta_v1_of(meta(7))));
+        let read = decode::<MessageMeta>(&marked_v1).unwrap();
+        assert_eq!(read.save_date, None);
+        assert_eq!(
+            read,
+            MessageMeta {
+                save_date: None,
+                ..meta(7)
+            }
+        );
+        assert_eq!(MessageMeta::VERSION, 2);
+        let unknown = MessageMeta {
+            save_date: None,
+            ..meta(8)
+        };
+        for value in [meta(8), unknown] {
+            let bytes = encode(&value).unwrap();
+            assert_eq!(bytes[..2], [RECORD_MARKER, 2]);
+            assert_eq!(decode::<MessageMeta>(&bytes).unwrap(), value);
+        }
+        // A version-1 record cut short is damaged, not read as something else.
+        assert!(matches!(
+            decode::<MessageMeta>(&marked_v1[..marked_v1.len() - 1]),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -490,11 +592,9 @@ mod tests {
             keys::ACCOUNT,
             keys::MAILBOX,
             keys::FOLDER_COUNTS,
-            keys::MESSAGE,
             keys::SUMMARY,
             keys::BODY_LOCATION,
             keys::QUEUE,
-            keys::QUARANTINE,
         ];
         let mut rewritten = 0;
         for entry in store.db().iter() {
@@ -505,6 +605,10 @@ mod tests {
                 let folder: Mailbox = decode(&value).unwrap();
                 let subscribed = store.is_subscribed(folder.account, &folder.name).unwrap();
                 unmarked(&v1_of(folder, subscribed))
+            } else if [keys::MESSAGE, keys::QUARANTINE].contains(&key[0]) {
+                // Version 1, without the save date.
+                assert_eq!(value[..2], [RECORD_MARKER, 2], "{key:?}");
+                unmarked(&meta_v1_of(decode(&value).unwrap()))
             } else if record_kinds.contains(&key[0]) {
                 assert_eq!(value[..2], [RECORD_MARKER, 1], "{key:?}");
                 value[2..].to_vec()
@@ -572,6 +676,8 @@ mod tests {
             assert_eq!(store.subscriptions(account.id).unwrap(), subscriptions);
             let meta = store.message(inbox.id, uid).unwrap();
             assert_eq!(meta.flags.has(SystemFlag::Flagged), flagged);
+            // Saved before save dates were kept, and a flag change does not make one.
+            assert_eq!(meta.save_date, None);
             assert_eq!(store.message_bytes(inbox.id, uid).unwrap(), message);
             assert_eq!(
                 store.message_summary(inbox.id, uid).unwrap().size(),
@@ -599,13 +705,13 @@ mod tests {
         }
         let store = open(dir.path());
         check(&store, true);
-        // The changed message is written anew, with the marker.
+        // The changed message is written anew, with the marker, in today's layout.
         let raw = store
             .db()
             .get(keys::message(inbox.id, uid))
             .unwrap()
             .unwrap();
-        assert_eq!(raw[..2], [RECORD_MARKER, 1]);
+        assert_eq!(raw[..2], [RECORD_MARKER, MessageMeta::VERSION]);
     }
 
     #[test]
@@ -680,6 +786,8 @@ mod tests {
                     "{subject}: {text}"
                 );
                 store.message_summary(inbox.id, meta.uid).unwrap();
+                // Saved before save dates were kept: unknown.
+                assert_eq!(meta.save_date, None);
                 alice_uids.push(meta.uid);
             }
             assert!(store.fsck(false).unwrap().is_clean());
@@ -721,6 +829,8 @@ mod tests {
                 store.message_bytes(inbox.id, meta.uid).unwrap().len() as u64,
                 meta.size
             );
+            // The flag change kept it unknown.
+            assert_eq!(meta.save_date, None);
         }
         // The flagged message and its folder are marked now, the other one is not.
         let raw = |uid: Uid| {
@@ -730,10 +840,29 @@ mod tests {
                 .unwrap()
                 .unwrap()
         };
-        assert_eq!(raw(alice_uids[0])[0], RECORD_MARKER);
+        assert_eq!(
+            raw(alice_uids[0])[..2],
+            [RECORD_MARKER, MessageMeta::VERSION]
+        );
         assert_ne!(raw(alice_uids[1])[0], RECORD_MARKER);
         let folder = store.db().get(keys::mailbox(inbox.id)).unwrap().unwrap();
         assert_eq!(folder[0], RECORD_MARKER);
+        // A copy of an old message is saved now, into its new folder; the original
+        // stays unknown.
+        let archive = store.create_mailbox(alice.id, "Copies", None).unwrap();
+        let before = crate::store::now_secs();
+        let copied = store.copy(inbox.id, &alice_uids[1..], archive.id).unwrap();
+        let after = crate::store::now_secs();
+        let copy = store.message(archive.id, copied.pairs[0].1).unwrap();
+        let saved = copy.save_date.unwrap();
+        assert!(
+            before <= saved && saved <= after,
+            "{before} {saved} {after}"
+        );
+        assert_eq!(
+            store.message(inbox.id, alice_uids[1]).unwrap().save_date,
+            None
+        );
         assert!(store.fsck(false).unwrap().is_clean());
     }
 }

@@ -1221,6 +1221,9 @@ impl Store {
             false => 0,
         };
         let mut txn = Txn::default();
+        // RFC 8514 §3: the time the messages are saved into the folder, here where it
+        // happens for every way mail comes in (APPEND, delivery, `deliver`).
+        let saved = now_secs();
         let mut appended = Vec::with_capacity(messages.len());
         let mut arrivals = Vec::with_capacity(messages.len());
         // Pins stay until the batch is applied: compaction must see the records linked.
@@ -1252,6 +1255,7 @@ impl Store {
                 size: staged.body.location.len,
                 modseq,
                 body,
+                save_date: Some(saved),
             };
             folder.uidnext = Uid(uid
                 .0
@@ -1867,6 +1871,9 @@ impl Store {
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
+        // RFC 8514 §3: a copy (or a moved message) is saved into its new folder now;
+        // only the internal date comes along.
+        let saved = now_secs();
         for uid in sorted {
             let Some(mut meta) = self.read::<MessageMeta>(&keys::message(from, uid))? else {
                 continue;
@@ -1896,6 +1903,7 @@ impl Store {
             }
             meta.uid = new_uid;
             meta.modseq = dest.highest_modseq;
+            meta.save_date = Some(saved);
             txn.batch
                 .insert(keys::message(dest.id, new_uid), encode(&meta)?);
             txn.count_message(dest.id, &meta.flags, 1);
@@ -1954,6 +1962,116 @@ fn free_space(path: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 8514 §3: the save date is the store's time when a message enters a folder:
+    /// append, delivery (`append_staged_many`), COPY and MOVE (both ways: to another
+    /// folder and within one) each set it for the copy they make; a flag change, an
+    /// expunge of others and a reopen keep it.
+    #[test]
+    fn every_way_into_a_folder_sets_the_save_date_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let account = store.create_account("s@example.com", "h").unwrap();
+        let folder = |name: &str| store.mailbox_by_name(account.id, name).unwrap().unwrap().id;
+        let (inbox, archive) = (folder(INBOX), folder("Archive"));
+        let in_window = |saved: Option<i64>, before: i64| {
+            let saved = saved.expect("a save date");
+            assert!(before <= saved && saved <= now_secs(), "{before} {saved}");
+            saved
+        };
+        // An internal date long ago: the save date is not taken from it.
+        let before = now_secs();
+        let appended = store
+            .append(
+                inbox,
+                b"Subject: a\r\n\r\na\r\n",
+                &Flags::default(),
+                (1_000, 3600),
+            )
+            .unwrap();
+        let meta = store.message(inbox, appended.uid).unwrap();
+        assert_eq!(
+            (meta.internal_date, meta.internal_date_offset),
+            (1_000, 3600)
+        );
+        in_window(meta.save_date, before);
+        let staged = store
+            .stage_message(b"Subject: d\r\n\r\nd\r\n", None)
+            .unwrap();
+        let (delivered, ticket) = store
+            .append_staged_many(inbox, vec![(staged, Flags::default(), (2_000, 0))])
+            .unwrap();
+        store.wait_committed(ticket).unwrap();
+        in_window(
+            store.message(inbox, delivered[0].uid).unwrap().save_date,
+            before,
+        );
+
+        // Saved "long ago", as a message kept since then would be.
+        let mut old = store.message(inbox, appended.uid).unwrap();
+        old.save_date = Some(5_000);
+        store
+            .db()
+            .insert(keys::message(inbox, old.uid), encode(&old).unwrap())
+            .unwrap();
+        store
+            .store_flags(
+                inbox,
+                &[old.uid],
+                FlagOp::Add,
+                &Flags::from_names(["\\Seen"]),
+            )
+            .unwrap();
+        let flagged = store.message(inbox, old.uid).unwrap();
+        assert!(flagged.flags.has(SystemFlag::Seen));
+        assert_eq!(flagged.save_date, Some(5_000));
+
+        let before = now_secs();
+        let copied = store.copy(inbox, &[old.uid], archive).unwrap();
+        let copy = store.message(archive, copied.pairs[0].1).unwrap();
+        assert_eq!(
+            (copy.internal_date, copy.internal_date_offset),
+            (1_000, 3600)
+        );
+        in_window(copy.save_date, before);
+        assert_eq!(
+            store.message(inbox, old.uid).unwrap().save_date,
+            Some(5_000)
+        );
+
+        // Moved back within one folder and into another: each a new save.
+        store
+            .db()
+            .insert(
+                keys::message(archive, copy.uid),
+                encode(&MessageMeta {
+                    save_date: Some(6_000),
+                    ..copy.clone()
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        let before = now_secs();
+        let within = store.move_messages(archive, &[copy.uid], archive).unwrap();
+        let moved = store.message(archive, within.pairs[0].1).unwrap();
+        in_window(moved.save_date, before);
+        let back = store.move_messages(archive, &[moved.uid], inbox).unwrap();
+        let moved_back = store.message(inbox, back.pairs[0].1).unwrap();
+        in_window(moved_back.save_date, before);
+        assert_eq!(moved_back.internal_date, 1_000);
+
+        // Expunging another message leaves it, and so does a reopen.
+        store.expunge(inbox, &[delivered[0].uid]).unwrap();
+        let kept = store.message(inbox, old.uid).unwrap().save_date;
+        drop(store);
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(store.message(inbox, old.uid).unwrap().save_date, kept);
+        assert_eq!(kept, Some(5_000));
+        assert_eq!(
+            store.message(inbox, moved_back.uid).unwrap().save_date,
+            moved_back.save_date
+        );
+    }
 
     /// Counts a folder has from before they were kept are counted when asked; wrong
     /// ones are reported by fsck and set right by its repair.

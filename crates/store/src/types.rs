@@ -262,6 +262,12 @@ pub struct MessageMeta {
     pub size: u64,
     pub modseq: ModSeq,
     pub body: BodyRef,
+    /// When the message was saved into this folder (RFC 8514 save date), in seconds
+    /// since the Unix epoch by the store's clock: set by every append, delivery, COPY
+    /// and MOVE for the copy it makes, kept by flag changes and by a mailbox move to
+    /// another node. `None` for messages stored by releases before it was kept, whose
+    /// save date is not known (IMAP answers `SAVEDATE NIL` for them).
+    pub save_date: Option<i64>,
 }
 
 /// What an append hands back to the caller (IMAP APPENDUID needs both numbers).

@@ -167,6 +167,8 @@ fn imported_messages_must_come_in_uid_order_below_uidnext() {
             flags: Flags::default(),
             internal_date: (1, 0),
             modseq: ModSeq(5),
+            // Kept as sent, known or not: not the time of the import.
+            save_date: (uid == 3).then_some(1_234),
         };
         (staged, import)
     };
@@ -195,6 +197,13 @@ fn imported_messages_must_come_in_uid_order_below_uidnext() {
         .map(|m| m.uid)
         .collect();
     assert_eq!(uids, vec![Uid(3), Uid(9)]);
+    let saved: Vec<_> = store
+        .messages(inbox.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.save_date)
+        .collect();
+    assert_eq!(saved, vec![Some(1_234), None]);
     assert!(matches!(
         store.import_messages(inbox.id, vec![message(5)]),
         Err(StoreError::NotAllowed(_))

@@ -216,6 +216,8 @@ impl Session {
         self.actions.push_back(Action::Request(0, Request::SignOut));
         self.state = State::NotAuthenticated;
         self.enabled = Enabled::default();
+        self.notify = None;
+        self.notify_fetch.clear();
         self.user = None;
         self.early_events.clear();
         self.reader.set_limits(Self::preauth_limits(&self.config));
@@ -251,6 +253,9 @@ impl Session {
             "IDLE",
             "UIDPLUS",
             "MULTIAPPEND",
+            // RFC 4469, with `;PARTIAL=` in its URLs (URL-PARTIAL, RFC 5550).
+            "CATENATE",
+            "URL-PARTIAL",
             "MOVE",
             "NAMESPACE",
             "ID",
@@ -275,7 +280,9 @@ impl Session {
             "THREAD=REFERENCES",
             "STATUS=SIZE",
             "METADATA",
+            "NOTIFY",
             "OBJECTID",
+            "SAVEDATE",
             "BINARY",
             "UTF8=ACCEPT",
             // RFC 9208: limits are the administrator's, so no QUOTASET.

@@ -13,20 +13,23 @@ use crate::sort::SortInput;
 use crate::view::{AnnounceStyle, Announced, Change};
 
 impl Selected {
-    /// Announces the view's queued changes, and what they do to the live results:
-    /// REMOVEFROM before the EXPUNGEs, ADDTO and REMOVEFROM after the EXISTS and FETCH.
+    /// Announces the view's queued changes ([`crate::view::View::announce`]), and what
+    /// they do to the live results: REMOVEFROM before the EXPUNGEs, ADDTO and REMOVEFROM
+    /// after the EXISTS and FETCH. Returns the UIDs of the new messages told of.
     pub(crate) fn announce_view(
         &mut self,
         out: &mut Vec<u8>,
         allow_expunge: bool,
+        flags: bool,
         style: AnnounceStyle,
-    ) {
+    ) -> Vec<u32> {
         if allow_expunge && !self.contexts.is_empty() {
             let expunged: Vec<u32> = self.view.pending_expunges().collect();
             self.contexts.expunging(out, &self.view, &expunged);
         }
-        let announced = self.view.announce(out, allow_expunge, style);
+        let announced = self.view.announce(out, allow_expunge, flags, style);
         self.contexts.announced(out, &self.view, &announced);
+        announced.appended.iter().map(|(uid, _)| *uid).collect()
     }
 
     /// The view drops `uids` now (this session's EXPUNGE or MOVE): the live results

@@ -76,7 +76,10 @@ impl Session {
                 style,
             }),
             examined: 0,
-            kind: ScanKind::Fetch { failed: false },
+            kind: ScanKind::Fetch {
+                failed: false,
+                unsolicited: false,
+            },
         };
         if let (true, Some(since)) = (vanished, changed_since) {
             self.request(

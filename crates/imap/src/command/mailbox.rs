@@ -96,6 +96,8 @@ impl Session {
             // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
             return self.bad(&tag, "QRESYNC is not enabled");
         }
+        // NOTIFY's FETCH of the previous folder's new messages is moot.
+        self.notify_fetch.clear();
         // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected.
         if let State::Selected(selected) = &self.state {
             let folder = selected.id;

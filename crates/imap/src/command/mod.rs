@@ -19,6 +19,7 @@ pub(crate) mod fetch;
 pub(crate) mod list;
 pub(crate) mod mailbox;
 pub(crate) mod metadata;
+pub(crate) mod notify;
 pub(crate) mod quota;
 pub(crate) mod scan;
 pub(crate) mod search;
@@ -55,12 +56,39 @@ pub enum MetadataDepth {
     Infinity,
 }
 
-/// One message of an APPEND, with its flags and internal date.
+/// One message of an APPEND, with its flags and internal date: what the host appends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendItem {
     pub flags: Vec<String>,
     pub date: Option<DateTime>,
     pub message: Vec<u8>,
+}
+
+/// One message of an APPEND command as the client wrote it (RFC 4466 `append-message`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    pub date: Option<DateTime>,
+    pub data: AppendData,
+}
+
+/// What an APPEND message is made of (RFC 4466 `append-data`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendData {
+    /// The message itself: a literal, a literal8 (RFC 3516) or `UTF8 (~{n})` (RFC 6855).
+    Literal(Vec<u8>),
+    /// RFC 4469 CATENATE: the parts to join, in order; never empty.
+    Catenate(Vec<CatPart>),
+}
+
+/// One part of a CATENATE list (RFC 4469 §5 `cat-part`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatPart {
+    /// `TEXT literal` (a literal8 too): octets taken as they are.
+    Text(Vec<u8>),
+    /// `URL astring`: an IMAP URL (RFC 5092) naming a message or a part of one, kept as
+    /// sent; [`crate::url`] reads it, since its meaning depends on the session.
+    Url(Vec<u8>),
 }
 
 impl SequenceSet {
@@ -166,6 +194,13 @@ pub enum SearchKey {
     On(Date),
     Or(Box<SearchKey>, Box<SearchKey>),
     Recent,
+    /// RFC 8514 §4.3: BEFORE, ON and SINCE on the save date (the internal date for a
+    /// message whose save date is not known).
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514 §4.3: every message, since every folder keeps save dates.
+    SaveDateSupported,
     Seen,
     SentBefore(Date),
     SentOn(Date),
@@ -243,6 +278,50 @@ impl fmt::Display for PartialRange {
             PartialRange::Last(a, b) => write!(f, "-{a}:-{b}"),
         }
     }
+}
+
+/// RFC 5465 §3.1 `NOTIFY SET [STATUS] event-group…`, as the client wrote it; the
+/// session checks the rules between groups and events ([`crate::notify`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: a STATUS response for every watched mailbox before the tagged OK.
+    pub status: bool,
+    pub groups: Vec<EventGroup>,
+}
+
+/// One `(filter-mailboxes events)`; no events means `NONE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventGroup {
+    pub filter: MailboxFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// RFC 5465 §6: which mailboxes a group is about. Names are as sent (modified UTF-7,
+/// or UTF-8 once enabled).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailboxFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<Vec<u8>>),
+    Mailboxes(Vec<Vec<u8>>),
+}
+
+/// RFC 5465 §5 event names; others are kept to be refused with `[BADEVENT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message of the selected mailbox.
+    MessageNew(Option<FetchItems>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    Other(String),
 }
 
 /// RFC 5256 §3 sort-key, with RFC 5957's DISPLAYFROM and DISPLAYTO.
@@ -330,6 +409,8 @@ pub enum FetchAttr {
     EmailId,
     /// RFC 8474 OBJECTID: the thread id; `NIL`, since threads are not kept.
     ThreadId,
+    /// RFC 8514: when the message was saved into its folder; `NIL` when not known.
+    SaveDate,
 }
 
 /// The FETCH item list, with the three macros kept as written.
@@ -454,10 +535,11 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
         entries: Vec<(String, Option<Vec<u8>>)>,
     },
-    /// One message, or several (MULTIAPPEND, RFC 3502), all appended or none.
+    /// One message, or several (MULTIAPPEND, RFC 3502), all appended or none; each
+    /// given whole or put together by CATENATE (RFC 4469).
     Append {
         mailbox: Vec<u8>,
-        messages: Vec<AppendItem>,
+        messages: Vec<AppendMessage>,
     },
     Idle,
     Check,
@@ -545,6 +627,8 @@ pub enum CommandBody {
         root: Vec<u8>,
         limits: Vec<(String, u64)>,
     },
+    /// RFC 5465: `NOTIFY SET …` (`Some`) or `NOTIFY NONE` (`None`).
+    Notify(Option<NotifySet>),
     /// RFC 4978: the mechanism as sent (only `DEFLATE` is defined).
     Compress {
         mechanism: String,
@@ -603,6 +687,7 @@ impl CommandBody {
             CommandBody::GetQuotaRoot { .. } => "GETQUOTAROOT",
             CommandBody::SetQuota { .. } => "SETQUOTA",
             CommandBody::Compress { .. } => "COMPRESS",
+            CommandBody::Notify(_) => "NOTIFY",
         }
     }
 }

@@ -35,6 +35,9 @@ impl Session {
             return;
         }
         match scan.kind {
+            ScanKind::Fetch {
+                unsolicited: true, ..
+            } => self.flush(),
             ScanKind::Fetch { failed, .. } => {
                 if failed {
                     self.finish(
@@ -204,7 +207,19 @@ impl Session {
             &scan.kind,
             ScanKind::Search { returns: Some(returns), .. } if returns.contains(&SearchReturn::Save)
         );
+        let unsolicited = matches!(
+            scan.kind,
+            ScanKind::Fetch {
+                unsolicited: true,
+                ..
+            }
+        );
         let outcome = match result {
+            // NOTIFY's FETCH has nobody to answer: what failed is left out.
+            Err(_)
+            | Ok(ScanOutcome {
+                over_budget: true, ..
+            }) if unsolicited => return,
             Ok(outcome) => outcome,
             Err(fault) => {
                 if saving {
@@ -232,7 +247,7 @@ impl Session {
                     keywords,
                     shown,
                 },
-                ScanKind::Fetch { failed },
+                ScanKind::Fetch { failed, .. },
             ) => {
                 *failed |= unknown_cte;
                 self.announce_keywords(keywords.iter().map(String::as_str));

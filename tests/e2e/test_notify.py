@@ -1,0 +1,130 @@
+"""NOTIFY (RFC 5465) end to end with imaplib: a client that asked is told, with no
+command of its own in progress, of mail submitted over SMTP to a folder it does not
+have selected (STATUS), of the selected folder's new messages with the FETCH it named,
+and of folders made and deleted by another client (LIST); while idling (§4) the same
+events and no others; a session with the account's changes on hears none of another
+account's. The transcript crates/imap/tests/transcripts/notify.txt covers every event
+and rule line by line; this drives it the way a client does."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+
+from conftest import IO_TIMEOUT
+
+ALICE = "alice@example.com"
+ALICE_PW = "alice-Notify-1"
+BOB = "bob@example.com"
+BOB_PW = "bob-Notify-2"
+QUIET = 1.5
+
+
+def untagged(client: imaplib.IMAP4, count: int) -> list[bytes]:
+    """The next `count` lines the server sends on its own (literals joined in)."""
+    lines = []
+    client.sock.settimeout(IO_TIMEOUT)
+    for _ in range(count):
+        line = client.readline()
+        assert line, "connection closed"
+        while (m := re.search(rb"\{(\d+)\}\r\n$", line)):
+            line += client.read(int(m.group(1))) + client.readline()
+        lines.append(line.rstrip(b"\r\n"))
+    return lines
+
+
+def nothing_more(client: imaplib.IMAP4) -> None:
+    """Nothing is sent within QUIET seconds."""
+    client.sock.settimeout(QUIET)
+    try:
+        data = client.sock.recv(4096)
+    except socket.timeout:
+        return
+    finally:
+        client.sock.settimeout(IO_TIMEOUT)
+    raise AssertionError(f"unexpected: {data!r}")
+
+
+def command(client: imaplib.IMAP4, line: str) -> tuple[list[bytes], bytes]:
+    """Sends one command; returns the untagged lines before its tagged answer, and the
+    answer without its tag."""
+    tag = client._new_tag().decode()
+    client.send(f"{tag} {line}\r\n".encode())
+    lines = []
+    while not (answer := client.readline().rstrip(b"\r\n")).startswith(f"{tag} ".encode()):
+        lines.append(answer)
+    return lines, answer[len(tag) + 1 :]
+
+
+def submit(server, sender: str, password: str, to: str, subject: str) -> None:
+    with server.smtp_login(sender, password) as smtp:
+        smtp.sendmail(sender, [to], f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhi\r\n".encode())
+
+
+def test_notify_tells_other_folders_the_selected_one_and_names_as_they_change(make_smtp_server):
+    server = make_smtp_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    server.add_user(BOB, BOB_PW)
+    listener, other, bob = server.imap(), server.imap(), server.imap()
+    listener.login(ALICE, ALICE_PW)
+    assert "NOTIFY" in listener.capabilities
+    other.login(ALICE, ALICE_PW)
+    bob.login(BOB, BOB_PW)
+
+    # STATUS at once for INBOX; then mail submitted over SMTP is told unasked.
+    lines, answer = command(
+        listener, "NOTIFY SET STATUS (inboxes (MessageNew MessageExpunge)) (personal (MailboxName))"
+    )
+    assert answer == b"OK NOTIFY completed"
+    assert len(lines) == 1 and re.fullmatch(
+        rb'\* STATUS "INBOX" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+ UNSEEN 0\)', lines[0]
+    ), lines
+    submit(server, BOB, BOB_PW, ALICE, "first")
+    [line] = untagged(listener, 1)
+    assert re.fullmatch(rb'\* STATUS "INBOX" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)', line), line
+    # Bob's account is not Alice's: nothing of his is told.
+    assert bob.create("BobsFolder")[0] == "OK"
+    submit(server, ALICE, ALICE_PW, BOB, "for bob")
+    nothing_more(listener)
+    # Another session of Alice's makes a folder (and its parent) and deletes one.
+    assert other.create("Projects/2026")[0] == "OK"
+    assert untagged(listener, 2) == [
+        b'* LIST (\\Subscribed) "/" "Projects"',
+        b'* LIST (\\Subscribed) "/" "Projects/2026"',
+    ]
+    assert other.delete("Projects/2026")[0] == "OK"
+    assert untagged(listener, 1) == [b'* LIST (\\NonExistent) "/" "Projects/2026"']
+
+    # SELECTED with a FETCH of new messages, while idling (§4): the new message's
+    # EXISTS and FETCH come; another folder's change, no longer asked for, does not.
+    _, answer = command(
+        listener,
+        "NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) MessageExpunge))",
+    )
+    assert answer == b"OK NOTIFY completed"
+    assert listener.select("INBOX")[0] == "OK"
+    tag = listener._new_tag().decode()
+    listener.send(f"{tag} IDLE\r\n".encode())
+    assert listener.readline().startswith(b"+ ")
+    assert other.append("Archive", None, None, b"Subject: archived\r\n\r\nold\r\n")[0] == "OK"
+    submit(server, BOB, BOB_PW, ALICE, "second")
+    header = b"Subject: second\r\n\r\n"
+    assert untagged(listener, 3) == [
+        b"* 2 EXISTS",
+        b"* 2 RECENT",
+        b"* 2 FETCH (UID 2 BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n%s)" % (len(header), header),
+    ]
+    nothing_more(listener)
+    listener.send(b"DONE\r\n")
+    assert listener.readline().rstrip(b"\r\n") == f"{tag} OK IDLE terminated".encode()
+
+    # NOTIFY NONE: the next delivery waits for a command's answer.
+    assert command(listener, "NOTIFY NONE") == ([], b"OK NOTIFY completed")
+    submit(server, BOB, BOB_PW, ALICE, "third")
+    nothing_more(listener)
+    listener.untagged_responses.clear()
+    typ, data = listener.noop()
+    assert typ == "OK" and listener.untagged_responses.get("EXISTS") == [b"3"], data
+    for client in (listener, other, bob):
+        client.logout()
