@@ -321,6 +321,29 @@ pub fn sort(inputs: &[SortInput], criteria: &[SortCriterion]) -> Vec<usize> {
     keyed.into_iter().map(|(_, _, i)| i).collect()
 }
 
+/// A message's values under one SORT's criteria, worked out once: what a live SORT
+/// (RFC 5267 §4.3) keeps of each result to find where a new one goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortValues {
+    uid: u32,
+    values: Vec<Value>,
+}
+
+impl SortValues {
+    pub fn new(input: &SortInput, criteria: &[SortCriterion]) -> SortValues {
+        SortValues {
+            uid: input.uid,
+            values: criteria.iter().map(|c| value(input, c.key)).collect(),
+        }
+    }
+
+    /// The order [`sort`] puts the two messages in. Within one view UIDs ascend with
+    /// sequence numbers, so the UID breaks ties as the sequence number does.
+    pub fn cmp(&self, other: &SortValues, criteria: &[SortCriterion]) -> Ordering {
+        compare(&self.values, &other.values, criteria).then_with(|| self.uid.cmp(&other.uid))
+    }
+}
+
 fn compare(a: &[Value], b: &[Value], criteria: &[SortCriterion]) -> Ordering {
     for ((x, y), criterion) in a.iter().zip(b).zip(criteria) {
         let order = x.cmp(y);

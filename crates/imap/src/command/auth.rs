@@ -274,6 +274,8 @@ impl Session {
             "SORT=DISPLAY",
             "ESORT",
             "PARTIAL",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "STATUS=SIZE",

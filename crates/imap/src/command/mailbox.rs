@@ -192,6 +192,7 @@ impl Session {
             view,
             keywords: std::mem::take(&mut folder.keywords),
             saved: Vec::new(),
+            contexts: Default::default(),
         };
         // Changes the snapshot already holds are harmless to replay: appends at or
         // below its highest UID are ignored, expunges of missing UIDs skipped.

@@ -79,10 +79,13 @@ impl Session {
                         let uids: Vec<u32> = order.iter().map(|&i| inputs[i].uid).collect();
                         self.save_result(returns, &uids);
                         // RFC 5182 §2.4: SAVE alone answers nothing but OK.
-                        if returns != &[SearchReturn::Save] {
+                        if !esearch::answers_nothing(returns) {
                             let line =
                                 esearch::response(&scan.tag, scan.uid, &numbers, returns, None);
                             self.out.extend_from_slice(&line);
+                        }
+                        if returns.contains(&SearchReturn::Update) {
+                            self.open_context(&scan.tag, scan.uid, &scan.work, uids, inputs);
                         }
                     }
                     None => self.out.extend_from_slice(&sort::response(&numbers)),
@@ -118,10 +121,17 @@ impl Session {
                 let line = match (scan_order(&scan.work), &returns) {
                     (Some(MatchOrder::Sort(_)), Some(returns)) => {
                         self.save_result(returns, &[]);
-                        if returns == &[SearchReturn::Save] {
+                        let line = if esearch::answers_nothing(returns) {
                             Vec::new()
                         } else {
                             esearch::response(&scan.tag, scan.uid, &[], returns, None)
+                        };
+                        if returns.contains(&SearchReturn::Update) {
+                            self.out.extend_from_slice(&line);
+                            self.open_context(&scan.tag, scan.uid, &scan.work, vec![], vec![]);
+                            Vec::new()
+                        } else {
+                            line
                         }
                     }
                     (Some(MatchOrder::Sort(_)), None) => sort::response(&[]),
@@ -159,10 +169,13 @@ impl Session {
                         }
                         self.out.extend_from_slice(b"\r\n");
                     }
-                    Some(returns) if returns == [SearchReturn::Save] => {
+                    Some(returns) if esearch::answers_nothing(&returns) => {
                         // RFC 5182 §2.4: SAVE alone answers nothing but OK.
                         let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
                         self.save_result(&returns, &uids);
+                        if returns.contains(&SearchReturn::Update) {
+                            self.open_context(&scan.tag, scan.uid, &scan.work, uids, vec![]);
+                        }
                     }
                     Some(returns) => {
                         let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
@@ -177,6 +190,10 @@ impl Session {
                         let line =
                             esearch::response(&scan.tag, scan.uid, &numbers, &returns, modseq);
                         self.out.extend_from_slice(&line);
+                        if returns.contains(&SearchReturn::Update) {
+                            let uids = hits.iter().map(|&(_, uid)| uid).collect();
+                            self.open_context(&scan.tag, scan.uid, &scan.work, uids, vec![]);
+                        }
                     }
                 }
                 let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
