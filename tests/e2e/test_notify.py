@@ -263,3 +263,43 @@ def test_notify_pushes_add_up_to_the_folders_as_they_are(make_imap_server):
     assert selected.uids == sorted(truth), (selected.uids, sorted(truth))
     assert selected.flags == truth
     assert "INBOX" not in statuses
+
+
+def test_a_burst_of_deliveries_is_told_without_overflow(make_smtp_server):
+    """Eight SMTP clients deliver 40 messages each to INBOX at once while a session
+    watches it with NOTIFY: the changes reach it gathered (one STATUS per pause, not one
+    per message), its queue never overflows, and the last STATUS counts all 320."""
+    import threading
+
+    server = make_smtp_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    server.add_user(BOB, BOB_PW)
+    listener = server.imap()
+    listener.login(ALICE, ALICE_PW)
+    assert command(listener, "NOTIFY SET (inboxes (MessageNew MessageExpunge))") == (
+        [], b"OK NOTIFY completed"
+    )
+    errors: list[BaseException] = []
+
+    def sender(n: int) -> None:
+        try:
+            with server.smtp_login(BOB, BOB_PW) as smtp:
+                for i in range(40):
+                    smtp.sendmail(BOB, [ALICE], f"Subject: burst {n}.{i}\r\n\r\nx\r\n".encode())
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    lines = []
+    while not lines or not lines[-1].startswith(b'* STATUS "INBOX" (MESSAGES 320 '):
+        lines += untagged(listener, 1)
+        assert b"NOTIFICATIONOVERFLOW" not in lines[-1], lines[-1]
+        assert re.fullmatch(rb'\* STATUS "INBOX" \(MESSAGES \d+ UIDNEXT \d+ UIDVALIDITY \d+ UNSEEN \d+\)', lines[-1]), lines[-1]
+    assert len(lines) < 320, len(lines)
+    nothing_more(listener)
+    listener.logout()

@@ -1,9 +1,8 @@
 //! The IMAP session actor: wires a [`portico_imap::Session`] to its connection, the
 //! authenticator, the store and the mailbox actors of the folders it selects.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -25,7 +24,7 @@ use portico_store::{
 };
 use tokio::net::TcpStream;
 
-use crate::account_events::{AccountChange, AccountChanged, AccountEvents};
+use crate::account_events::{AccountChange, AccountChanged, AccountEvents, Owed};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
@@ -54,10 +53,9 @@ pub struct ImapConnection {
     eviction: Option<SpawnHandle>,
     /// NOTIFY: the account's changes reach this session ([`AccountEvents`]).
     listening: bool,
-    /// NOTIFY: folders whose STATUS is owed, and whether their messages changed (else
-    /// only flags); told together a moment after the first change, so a burst of
-    /// deliveries is one STATUS.
-    owed_status: HashMap<MailboxId, bool>,
+    /// NOTIFY: the folders whose STATUS is owed, gathered by [`AccountEvents`]; told
+    /// together a moment after the first change, so a burst of deliveries is one STATUS.
+    owed_status: Option<Owed>,
     /// A session handed over by another node: the LOGIN or AUTHENTICATE request the
     /// machine waits for, answered once the actor runs.
     handed_login: Option<RequestId>,
@@ -1561,15 +1559,17 @@ impl ImapConnection {
     fn notify(&mut self, id: RequestId, watch: bool, statuses: bool, ctx: &mut Context<Self>) {
         match (watch, &self.account) {
             (true, Some(account)) => {
-                self.node
-                    .mailboxes
-                    .accounts
-                    .listen(account.id, self.id, ctx.address().recipient());
+                let owed = self.node.mailboxes.accounts.listen(
+                    account.id,
+                    self.id,
+                    ctx.address().recipient(),
+                );
+                owed.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                self.owed_status = Some(owed);
                 self.listening = true;
             }
             _ => self.stop_listening(),
         }
-        self.owed_status.clear();
         if !statuses {
             // NOTIFY NONE is answered by nobody (request 0).
             if id != 0 {
@@ -1601,12 +1601,19 @@ impl ImapConnection {
             self.node.mailboxes.accounts.stop(account.id, self.id);
         }
         self.listening = false;
-        self.owed_status.clear();
+        self.owed_status = None;
     }
 
     /// Reads the owed STATUSes and hands them to the session machine.
     fn tell_owed_status(&mut self, ctx: &mut Context<Self>) {
-        let owed = std::mem::take(&mut self.owed_status);
+        let Some(owed) = &self.owed_status else {
+            return;
+        };
+        let mut owed = std::mem::take(&mut *owed.lock().unwrap_or_else(PoisonError::into_inner));
+        // The selected folder's changes come from its mailbox actor.
+        if let Some(selected) = self.selected {
+            owed.remove(&selected);
+        }
         let Some(account) = self.account.clone() else {
             return;
         };
@@ -1660,17 +1667,12 @@ impl Handler<AccountChanged> for ImapConnection {
             return;
         }
         let event = match msg.change {
-            AccountChange::Messages { mailbox, messages } => {
-                // The selected folder's changes come from its mailbox actor.
-                if Some(mailbox) == self.selected {
-                    return;
-                }
-                if self.owed_status.is_empty() {
-                    ctx.run_later(STATUS_BATCH, |actor, ctx| actor.tell_owed_status(ctx));
-                }
-                *self.owed_status.entry(mailbox).or_default() |= messages;
+            AccountChange::StatusOwed => {
+                ctx.run_later(STATUS_BATCH, |actor, ctx| actor.tell_owed_status(ctx));
                 return;
             }
+            // Only published, never sent.
+            AccountChange::Messages { .. } => return,
             AccountChange::Told(AccountEvent::Overflow) => {
                 tracing::warn!(parent: &self.flow.span, "NOTIFY session fell behind its account's changes");
                 self.stop_listening();
@@ -1778,7 +1780,7 @@ impl ImapConnection {
             user_slot: None,
             eviction: None,
             listening: false,
-            owed_status: HashMap::new(),
+            owed_status: None,
             handed_login: None,
         }
     }
