@@ -84,6 +84,17 @@ pub fn for_modseq(returns: &[SearchReturn], len: usize) -> Returned {
     }
 }
 
+/// The MODSEQ an ESEARCH carries (RFC 7162 §3.1.5): the highest of the results
+/// [`for_modseq`] names, `modseqs` being each result's in the results' order, `max`
+/// the highest of all (0 when the criteria name no MODSEQ: none is sent).
+pub fn returned_modseq(returns: &[SearchReturn], modseqs: &[u64], max: u64) -> Option<u64> {
+    (max > 0).then(|| match for_modseq(returns, modseqs.len()) {
+        _ if modseqs.is_empty() => max,
+        Returned::Every => max,
+        some => some.pick(modseqs).into_iter().max().unwrap_or(0),
+    })
+}
+
 /// The results SAVE keeps: with PARTIAL, the messages returned (RFC 9394 §3.3: a
 /// client pages with `RETURN (PARTIAL … SAVE)` and then `FETCH $`); with only MIN
 /// and/or MAX, those (RFC 5182 §2.4); else every match.

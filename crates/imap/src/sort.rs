@@ -360,10 +360,15 @@ fn compare(a: &[Value], b: &[Value], criteria: &[SortCriterion]) -> Ordering {
 }
 
 /// `* SORT 2 84 882` (RFC 5256 §4): sequence numbers or UIDs in sort order.
-pub fn response(numbers: &[u32]) -> Vec<u8> {
+/// `modseq` (the highest of the matches, when the criteria name MODSEQ, else 0) follows
+/// as `(MODSEQ n)` (RFC 7162 §3.1.5), only when there are numbers.
+pub fn response(numbers: &[u32], modseq: u64) -> Vec<u8> {
     let mut out = b"* SORT".to_vec();
     for n in numbers {
         out.extend_from_slice(format!(" {n}").as_bytes());
+    }
+    if modseq > 0 && !numbers.is_empty() {
+        out.extend_from_slice(format!(" (MODSEQ {modseq})").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -634,7 +639,13 @@ mod tests {
 
     #[test]
     fn sort_responses() {
-        assert_eq!(response(&[2, 84, 882]), b"* SORT 2 84 882\r\n");
-        assert_eq!(response(&[]), b"* SORT\r\n");
+        assert_eq!(response(&[2, 84, 882], 0), b"* SORT 2 84 882\r\n");
+        assert_eq!(response(&[], 0), b"* SORT\r\n");
+        // RFC 7162 §3.1.5's example shape.
+        assert_eq!(
+            response(&[2, 84, 882], 917162500),
+            b"* SORT 2 84 882 (MODSEQ 917162500)\r\n"
+        );
+        assert_eq!(response(&[], 5), b"* SORT\r\n");
     }
 }
