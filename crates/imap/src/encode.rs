@@ -234,6 +234,13 @@ impl Writer {
                     self.raw(&ir.0);
                 }
             }
+            CommandBody::CancelUpdate { tags } => {
+                self.raw(b"CANCELUPDATE");
+                // A tag has no quote or backslash to escape.
+                for tag in tags {
+                    self.raw(format!(" \"{tag}\"").as_bytes());
+                }
+            }
             CommandBody::Compress { mechanism } => {
                 self.raw(b"COMPRESS ");
                 self.raw(mechanism.as_bytes());
@@ -651,6 +658,8 @@ impl Writer {
             SearchReturn::Count => w.raw(b"COUNT"),
             SearchReturn::Save => w.raw(b"SAVE"),
             SearchReturn::Partial(range) => w.raw(format!("PARTIAL {range}").as_bytes()),
+            SearchReturn::Update => w.raw(b"UPDATE"),
+            SearchReturn::Context => w.raw(b"CONTEXT"),
         });
         self.raw(b" ");
     }
@@ -1206,6 +1215,8 @@ mod tests {
             Just(SearchReturn::All),
             Just(SearchReturn::Count),
             Just(SearchReturn::Save),
+            Just(SearchReturn::Update),
+            Just(SearchReturn::Context),
             range.prop_map(SearchReturn::Partial),
         ];
         vec(option, 0..4).prop_map(|returns| {
@@ -1457,6 +1468,7 @@ mod tests {
                 }),
             vec(atom_value(), 1..4).prop_map(|capabilities| CommandBody::Enable { capabilities }),
             atom_value().prop_map(|mechanism| CommandBody::Compress { mechanism }),
+            vec("[A-Za-z0-9.]{1,8}", 1..4).prop_map(|tags| CommandBody::CancelUpdate { tags }),
             (bytes_value(), select_params())
                 .prop_map(|(mailbox, params)| CommandBody::Select { mailbox, params }),
             (bytes_value(), select_params())

@@ -659,6 +659,7 @@ impl<'a> Parser<'a> {
             b"UNSELECT" => CommandBody::Unselect,
             b"UNAUTHENTICATE" => CommandBody::Unauthenticate,
             b"EXPUNGE" => CommandBody::Expunge,
+            b"CANCELUPDATE" => self.cancel_update()?,
             b"LOGIN" => self.login()?,
             b"AUTHENTICATE" => self.authenticate()?,
             b"ENABLE" => self.enable()?,
@@ -1463,6 +1464,15 @@ impl<'a> Parser<'a> {
                 b"ALL" => SearchReturn::All,
                 b"COUNT" => SearchReturn::Count,
                 b"SAVE" => SearchReturn::Save,
+                b"UPDATE" if self.peek() == Some(b' ') && self.peek_at(1) == Some(b'(') => {
+                    return Err(
+                        "UPDATE with fetch attributes (RFC 5465 §7) is not supported: \
+                                use UPDATE alone"
+                            .to_string(),
+                    );
+                }
+                b"UPDATE" => SearchReturn::Update,
+                b"CONTEXT" => SearchReturn::Context,
                 b"PARTIAL" => {
                     self.sp("partial range")?;
                     SearchReturn::Partial(self.partial_range()?)
@@ -1490,6 +1500,30 @@ impl<'a> Parser<'a> {
             return Err("PARTIAL and ALL cannot be combined".to_string());
         }
         Ok(returns)
+    }
+
+    /// RFC 5267 §5: `CANCELUPDATE 1*(SP quoted)`, each string the tag of a search.
+    fn cancel_update(&mut self) -> PResult<CommandBody> {
+        const FORM: &str = "CANCELUPDATE takes the tags of searches as quoted strings";
+        self.sp("search tag")?;
+        let mut tags = Vec::new();
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(FORM.to_string());
+            }
+            let tag = self.quoted()?;
+            if tag.is_empty() || !tag.iter().all(|&b| is_tag_char(b)) {
+                return Err(format!(
+                    "Invalid tag \"{}\" in CANCELUPDATE",
+                    printable(&tag)
+                ));
+            }
+            tags.push(ascii_string(&tag));
+            if !self.eat(b' ') {
+                break;
+            }
+        }
+        Ok(CommandBody::CancelUpdate { tags })
     }
 
     /// RFC 9394 partial-range: `a:b`, or `-a:-b` counted from the last result.
@@ -2663,6 +2697,72 @@ mod tests {
             "Invalid sort criteria"
         );
         assert_eq!(message("a UID SORT\r\n"), "Missing sort criteria");
+    }
+
+    #[test]
+    fn context_return_options_and_cancelupdate() {
+        // RFC 5267 §4.3.1 and §4.3.5 examples.
+        assert_eq!(
+            ok("B01 UID SEARCH RETURN (UPDATE) FLAGGED\r\n"),
+            CommandBody::Search {
+                uid: true,
+                charset: None,
+                returns: Some(vec![SearchReturn::Update]),
+                criteria: SearchKey::Flagged,
+            }
+        );
+        match ok("B02 UID SORT RETURN (UPDATE COUNT CONTEXT) (DATE) UTF-8 KEYWORD $Junk\r\n") {
+            CommandBody::Sort { returns, .. } => assert_eq!(
+                returns,
+                Some(vec![
+                    SearchReturn::Update,
+                    SearchReturn::Count,
+                    SearchReturn::Context
+                ])
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ok("B03 CANCELUPDATE \"B01\"\r\n"),
+            CommandBody::CancelUpdate {
+                tags: vec!["B01".into()]
+            }
+        );
+        assert_eq!(
+            ok("B04 cancelupdate \"B01\" \"x.2\"\r\n"),
+            CommandBody::CancelUpdate {
+                tags: vec!["B01".into(), "x.2".into()]
+            }
+        );
+        let message = |raw: &str| err(raw).message;
+        assert_eq!(
+            message("a SEARCH RETURN (UPDATE (FLAGS)) SEEN\r\n"),
+            "UPDATE with fetch attributes (RFC 5465 §7) is not supported: use UPDATE alone"
+        );
+        assert_eq!(
+            message("a SEARCH RETURN (UPDATE PARTIAL 1:5 ALL) SEEN\r\n"),
+            "PARTIAL and ALL cannot be combined"
+        );
+        assert_eq!(message("a CANCELUPDATE\r\n"), "Missing search tag");
+        for bad in ["B01", "\"B01\" ", "\"B01\" B02", "(\"B01\")"] {
+            assert_eq!(
+                message(&format!("a CANCELUPDATE {bad}\r\n")),
+                "CANCELUPDATE takes the tags of searches as quoted strings",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            message("a CANCELUPDATE \"\"\r\n"),
+            "Invalid tag \"\" in CANCELUPDATE"
+        );
+        assert_eq!(
+            message("a CANCELUPDATE \"a+b\"\r\n"),
+            "Invalid tag \"a+b\" in CANCELUPDATE"
+        );
+        assert_eq!(
+            message("a CANCELUPDATE \"B01\r\n"),
+            "Unterminated quoted string"
+        );
     }
 
     #[test]

@@ -274,6 +274,8 @@ impl Session {
             "SORT=DISPLAY",
             "ESORT",
             "PARTIAL",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             // draft-ietf-morg-inthread, as Dovecot has it.

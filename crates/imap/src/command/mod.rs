@@ -12,6 +12,7 @@ use std::fmt;
 
 pub(crate) mod append;
 pub(crate) mod auth;
+pub(crate) mod context;
 pub(crate) mod copy;
 pub(crate) mod expunge;
 pub(crate) mod fetch;
@@ -230,6 +231,11 @@ pub enum SearchReturn {
     Save,
     /// RFC 5267 §4.4, RFC 9394 §3.1: a window of the results.
     Partial(PartialRange),
+    /// RFC 5267 §4.3: keep the result live while the folder is selected, with ADDTO
+    /// and REMOVEFROM as it changes.
+    Update,
+    /// RFC 5267 §4.2: the client will use these criteria again; only a hint.
+    Context,
 }
 
 /// RFC 9394 partial-range: which results of a SEARCH or SORT to return, counted from 1.
@@ -561,6 +567,10 @@ pub enum CommandBody {
     Unselect,
     /// RFC 8437: back to the not-authenticated state on the same connection.
     Unauthenticate,
+    /// RFC 5267 §4.3.5: stop the live results of the searches with these tags.
+    CancelUpdate {
+        tags: Vec<String>,
+    },
     Expunge,
     UidExpunge {
         set: SequenceSet,
@@ -675,6 +685,7 @@ impl CommandBody {
             CommandBody::Close => "CLOSE",
             CommandBody::Unselect => "UNSELECT",
             CommandBody::Unauthenticate => "UNAUTHENTICATE",
+            CommandBody::CancelUpdate { .. } => "CANCELUPDATE",
             CommandBody::Expunge => "EXPUNGE",
             CommandBody::UidExpunge { .. } => "UID EXPUNGE",
             CommandBody::Search { uid: false, .. } => "SEARCH",
