@@ -283,6 +283,8 @@ impl Session {
             "SAVEDATE",
             "BINARY",
             "UTF8=ACCEPT",
+            // RFC 5255 §4.3: SEARCH, SORT and THREAD compare by i;unicode-casemap.
+            "I18NLEVEL=1",
             // RFC 9208: limits are the administrator's, so no QUOTASET.
             "QUOTA",
             "QUOTA=RES-STORAGE",
