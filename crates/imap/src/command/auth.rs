@@ -249,6 +249,12 @@ impl Session {
         });
         caps.extend([
             "SASL-IR",
+            // RFC 2221 §3: a server that supports referrals lists LOGIN-REFERRALS, and
+            // no client action invokes them. Portico supports them whether or not a
+            // node is set to refer (`[imap] login_referrals`): one that never refers is
+            // still a conforming server, and clients lose nothing (Dovecot lists it
+            // always too).
+            "LOGIN-REFERRALS",
             "ENABLE",
             "IDLE",
             "UIDPLUS",
