@@ -493,6 +493,37 @@ def test_unauthenticate_hands_the_connection_to_the_next_users_home(cluster):
             session.logout()
 
 
+def test_notify_through_a_proxy_tells_of_mail_delivered_at_another_node(cluster):
+    """NOTIFY (RFC 5465) on a session proxied from d1 to the home s2: mail for the user
+    delivered at d2 (stored at s2) reaches the listener as an unsolicited STATUS, and a
+    folder another session makes through s1 as an unsolicited LIST."""
+    user = add_users(cluster, "notify")["s2"]
+    raw = socket.create_connection((IP["d1"], port(cluster, IMAPS)), timeout=IO_TIMEOUT)
+    with tls_context().wrap_socket(raw) as tls:
+        reader = tls.makefile("rb")
+        assert reader.readline().startswith(b"* OK ")
+        tls.sendall(
+            f"a LOGIN {user} {PASSWORD}\r\n"
+            "b NOTIFY SET (inboxes (MessageNew MessageExpunge)) (personal (MailboxName))\r\n".encode()
+        )
+        assert LOGGED_IN.search(reader.readline())
+        assert reader.readline() == b"b OK NOTIFY completed\r\n"
+        deliver(cluster, "d2", user, b"Subject: pushed\r\n\r\nacross sites\r\n")
+        line = reader.readline()
+        assert re.fullmatch(
+            rb'\* STATUS "INBOX" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)\r\n', line
+        ), line
+        other = imap(cluster, "s1", implicit=True)
+        try:
+            assert other.login(user, PASSWORD)[0] == "OK"
+            assert other.create("Pushed")[0] == "OK"
+        finally:
+            other.logout()
+        assert reader.readline() == b'* LIST (\\Subscribed) "/" "Pushed"\r\n'
+        tls.sendall(b"c LOGOUT\r\n")
+        assert reader.readline().startswith(b"* BYE")
+
+
 def test_a_rehomed_user_is_served_by_the_new_home_only(cluster):
     """`user rehome` points a user of d2 at s2 (mail not copied): through every node,
     d2 included, its sessions land on s2's (empty) mailbox, and new mail goes there."""

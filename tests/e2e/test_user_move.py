@@ -242,9 +242,24 @@ def pop3_listing(cluster: Cluster, node: str, user: str) -> dict:
     return wait_for(probe, 5, f"a POP3 session of {user} through {node}", 0.05)
 
 
+# imaplib knows no METADATA commands (RFC 5464); both are valid once signed in.
+imaplib.Commands.setdefault("GETMETADATA", ("AUTH", "SELECTED"))
+imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
+
+
+def annotations(client: imaplib.IMAP4, folder: str) -> list:
+    """GETMETADATA of every entry of `folder` ("" for the server's)."""
+    typ, data = client._simple_command(
+        "GETMETADATA", "(DEPTH infinity)", quoted(folder), "(/private /shared)"
+    )
+    assert typ == "OK", (folder, data)
+    return client.untagged_responses.pop("METADATA", [])
+
+
 def snapshot(cluster: Cluster, node: str, user: str) -> dict:
     """Everything a client of `user` can see through `node`: the LIST and LSUB lines,
-    each folder's STATUS and messages, and POP3 UIDL and LIST."""
+    each folder's STATUS, messages and annotations, the server annotations, and POP3
+    UIDL and LIST."""
     client = imap(cluster, node)
     try:
         assert client.login(user, PASSWORD)[0] == "OK"
@@ -252,6 +267,7 @@ def snapshot(cluster: Cluster, node: str, user: str) -> dict:
         subscribed = listing(client, "lsub")
         folders = {folder_name(line): folder_contents(client, folder_name(line))
                    for line in listed}
+        annotated = {name: annotations(client, name) for name in ["", *folders]}
     finally:
         client.logout()
     assert len(folders) == len(listed), listed
@@ -259,6 +275,7 @@ def snapshot(cluster: Cluster, node: str, user: str) -> dict:
         "list": listed,
         "lsub": subscribed,
         "folders": folders,
+        "annotations": annotated,
         "pop3": pop3_listing(cluster, node, user),
     }
 
@@ -398,6 +415,15 @@ def test_a_moved_mailbox_keeps_every_folder_uid_flag_and_byte(cluster):
         for name in ("Projects", "Projects/2026", ENTWUERFE):
             assert client.create(quoted(name))[0] == "OK", name
         assert client.unsubscribe(quoted("Projects/2026"))[0] == "OK"
+        # A subscription that names no folder, and annotations, travel too.
+        assert client.subscribe(quoted("Lists/Later"))[0] == "OK"
+        for folder, entry, value in (
+            ("", "/private/vendor/portico/test", "server note"),
+            ("Projects", "/private/comment", "keep this"),
+            ("INBOX", "/shared/comment", "shared words"),
+        ):
+            typ, data = client._simple_command("SETMETADATA", quoted(folder), f"({entry} {quoted(value)})")
+            assert typ == "OK", (folder, data)
         plan = [("INBOX", m) for m in corpus[:6]]
         plan += [("Projects", m) for m in corpus[6:9]]
         plan += [("Projects/2026", m) for m in corpus[9:12]]
@@ -433,6 +459,9 @@ def test_a_moved_mailbox_keeps_every_folder_uid_flag_and_byte(cluster):
     assert hashlib.sha256(large).hexdigest() in {m.sha256 for m in folders["Projects"]["messages"]}
     subscribed = {folder_name(line) for line in before["lsub"]}
     assert "Projects" in subscribed and "Projects/2026" not in subscribed, before["lsub"]
+    assert "Lists/Later" in subscribed, before["lsub"]
+    assert b"keep this" in b"".join(before["annotations"]["Projects"]), before["annotations"]
+    assert b"server note" in b"".join(before["annotations"][""]), before["annotations"]
     assert len(before["pop3"]["uidl"]) == 5
     assert totals(before)[1] == 13
 

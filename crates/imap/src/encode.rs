@@ -27,8 +27,8 @@
 use crate::command::{
     AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
     FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
-    Partial, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound, SequenceSet,
-    SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
+    Partial, PreviewForm, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqBound,
+    SequenceSet, SortCriterion, SortKey, StatusItem, StoreMode, ThreadAlgorithm,
 };
 use crate::parser::{MONTHS, civil_from_days, is_astring_char, is_list_char};
 
@@ -234,6 +234,13 @@ impl Writer {
                     self.raw(&ir.0);
                 }
             }
+            CommandBody::CancelUpdate { tags } => {
+                self.raw(b"CANCELUPDATE");
+                // A tag has no quote or backslash to escape.
+                for tag in tags {
+                    self.raw(format!(" \"{tag}\"").as_bytes());
+                }
+            }
             CommandBody::Compress { mechanism } => {
                 self.raw(b"COMPRESS ");
                 self.raw(mechanism.as_bytes());
@@ -413,6 +420,7 @@ impl Writer {
                 self.raw(match algorithm {
                     ThreadAlgorithm::OrderedSubject => b"THREAD ORDEREDSUBJECT ".as_slice(),
                     ThreadAlgorithm::References => b"THREAD REFERENCES ",
+                    ThreadAlgorithm::Refs => b"THREAD REFS ",
                 });
                 self.astring(charset.as_bytes());
                 self.raw(b" ");
@@ -650,6 +658,8 @@ impl Writer {
             SearchReturn::Count => w.raw(b"COUNT"),
             SearchReturn::Save => w.raw(b"SAVE"),
             SearchReturn::Partial(range) => w.raw(format!("PARTIAL {range}").as_bytes()),
+            SearchReturn::Update => w.raw(b"UPDATE"),
+            SearchReturn::Context => w.raw(b"CONTEXT"),
         });
         self.raw(b" ");
     }
@@ -783,6 +793,9 @@ impl Writer {
             FetchAttr::EmailId => self.raw(b"EMAILID"),
             FetchAttr::ThreadId => self.raw(b"THREADID"),
             FetchAttr::SaveDate => self.raw(b"SAVEDATE"),
+            FetchAttr::Preview(PreviewForm::Rfc8970) => self.raw(b"PREVIEW"),
+            FetchAttr::Preview(PreviewForm::Fuzzy) => self.raw(b"PREVIEW (FUZZY)"),
+            FetchAttr::Preview(PreviewForm::Snippet) => self.raw(b"SNIPPET (FUZZY)"),
             FetchAttr::BodySection {
                 peek,
                 section,
@@ -1202,6 +1215,8 @@ mod tests {
             Just(SearchReturn::All),
             Just(SearchReturn::Count),
             Just(SearchReturn::Save),
+            Just(SearchReturn::Update),
+            Just(SearchReturn::Context),
             range.prop_map(SearchReturn::Partial),
         ];
         vec(option, 0..4).prop_map(|returns| {
@@ -1336,6 +1351,9 @@ mod tests {
             Just(FetchAttr::EmailId),
             Just(FetchAttr::ThreadId),
             Just(FetchAttr::SaveDate),
+            Just(FetchAttr::Preview(PreviewForm::Rfc8970)),
+            Just(FetchAttr::Preview(PreviewForm::Fuzzy)),
+            Just(FetchAttr::Preview(PreviewForm::Snippet)),
             (any::<bool>(), section(), partial()).prop_map(|(peek, section, partial)| {
                 FetchAttr::BodySection {
                     peek,
@@ -1450,6 +1468,7 @@ mod tests {
                 }),
             vec(atom_value(), 1..4).prop_map(|capabilities| CommandBody::Enable { capabilities }),
             atom_value().prop_map(|mechanism| CommandBody::Compress { mechanism }),
+            vec("[A-Za-z0-9.]{1,8}", 1..4).prop_map(|tags| CommandBody::CancelUpdate { tags }),
             (bytes_value(), select_params())
                 .prop_map(|(mailbox, params)| CommandBody::Select { mailbox, params }),
             (bytes_value(), select_params())
@@ -1540,7 +1559,8 @@ mod tests {
                 any::<bool>(),
                 prop_oneof![
                     Just(ThreadAlgorithm::OrderedSubject),
-                    Just(ThreadAlgorithm::References)
+                    Just(ThreadAlgorithm::References),
+                    Just(ThreadAlgorithm::Refs)
                 ],
                 prop_oneof![Just("UTF-8"), Just("US-ASCII")],
                 search_key()

@@ -19,10 +19,30 @@ pub enum Returned {
     Some(Vec<usize>),
 }
 
-/// `returns` with an empty list read as ALL (RFC 4731 §3.1).
+/// Whether a return option only says how the search is kept (RFC 5267 §4.2-4.3), not
+/// what it returns.
+fn modifier(option: &SearchReturn) -> bool {
+    matches!(option, SearchReturn::Update | SearchReturn::Context)
+}
+
+/// `returns` with an empty list read as ALL (RFC 4731 §3.1), and so a list of only
+/// UPDATE and CONTEXT, which name no result: a live result starts from all of it.
 fn options(returns: &[SearchReturn]) -> &[SearchReturn] {
     const ALL: &[SearchReturn] = &[SearchReturn::All];
-    if returns.is_empty() { ALL } else { returns }
+    if returns.iter().all(modifier) {
+        ALL
+    } else {
+        returns
+    }
+}
+
+/// SAVE with no result option (UPDATE and CONTEXT are none) answers nothing but OK
+/// (RFC 5182 §2.4).
+pub fn answers_nothing(returns: &[SearchReturn]) -> bool {
+    returns.contains(&SearchReturn::Save)
+        && returns
+            .iter()
+            .all(|r| *r == SearchReturn::Save || modifier(r))
 }
 
 /// The results MIN, MAX and PARTIAL return: positions among `len`.
@@ -40,7 +60,11 @@ fn picked(returns: &[SearchReturn], len: usize) -> Vec<usize> {
                 positions.insert(len - 1);
             }
             SearchReturn::Partial(range) => positions.extend(range.window(len)),
-            SearchReturn::All | SearchReturn::Count | SearchReturn::Save => {}
+            SearchReturn::All
+            | SearchReturn::Count
+            | SearchReturn::Save
+            | SearchReturn::Update
+            | SearchReturn::Context => {}
         }
     }
     positions.into_iter().collect()
@@ -58,6 +82,17 @@ pub fn for_modseq(returns: &[SearchReturn], len: usize) -> Returned {
     } else {
         Returned::Some(picked(returns, len))
     }
+}
+
+/// The MODSEQ an ESEARCH carries (RFC 7162 §3.1.5): the highest of the results
+/// [`for_modseq`] names, `modseqs` being each result's in the results' order, `max`
+/// the highest of all (0 when the criteria name no MODSEQ: none is sent).
+pub fn returned_modseq(returns: &[SearchReturn], modseqs: &[u64], max: u64) -> Option<u64> {
+    (max > 0).then(|| match for_modseq(returns, modseqs.len()) {
+        _ if modseqs.is_empty() => max,
+        Returned::Every => max,
+        some => some.pick(modseqs).into_iter().max().unwrap_or(0),
+    })
 }
 
 /// The results SAVE keeps: with PARTIAL, the messages returned (RFC 9394 §3.3: a
@@ -135,7 +170,7 @@ pub fn response(
                 };
                 line.push_str(&format!(" PARTIAL ({range} {set})"));
             }
-            SearchReturn::Save => {}
+            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
         }
     }
     if let Some(modseq) = modseq
@@ -143,6 +178,40 @@ pub fn response(
         && !numbers.is_empty()
     {
         line.push_str(&format!(" MODSEQ {modseq}"));
+    }
+    line.push_str("\r\n");
+    line.into_bytes()
+}
+
+/// A run of a live result's changes (RFC 5267 §4.3.3-4.3.4): the context position
+/// (1 is the first result; 0 for a SEARCH, whose results are in mailbox order) and the
+/// numbers there, in the result's order.
+pub type Run = (usize, Vec<u32>);
+
+/// `* ESEARCH (TAG "…") [UID] REMOVEFROM (…) ADDTO (…)`: what changed in the live result
+/// of the search tagged `tag`, removals first. The client applies the runs in the order
+/// written, each at the position it names in the result as the runs before it left it.
+/// Nothing when nothing changed.
+pub fn update(tag: &str, uid: bool, removed: &[Run], added: &[Run]) -> Vec<u8> {
+    if removed.is_empty() && added.is_empty() {
+        return Vec::new();
+    }
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    for (name, runs) in [("REMOVEFROM", removed), ("ADDTO", added)] {
+        if runs.is_empty() {
+            continue;
+        }
+        line.push_str(&format!(" {name} ("));
+        for (i, (position, numbers)) in runs.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(&format!("{position} {}", response::sequence_set(numbers)));
+        }
+        line.push(')');
     }
     line.push_str("\r\n");
     line.into_bytes()
@@ -250,6 +319,52 @@ mod tests {
             Returned::Some(vec![1, 3]).pick(&[10, 20, 30, 40]),
             vec![20, 40]
         );
+    }
+
+    #[test]
+    fn update_lines() {
+        let line = |removed: &[Run], added: &[Run]| {
+            String::from_utf8(update("B01", true, removed, added)).unwrap()
+        };
+        // RFC 5267 §4.3.3 and §4.3.4.
+        assert_eq!(
+            line(&[], &[(0, vec![32768, 32769])]),
+            "* ESEARCH (TAG \"B01\") UID ADDTO (0 32768:32769)\r\n"
+        );
+        assert_eq!(
+            line(&[(0, vec![32768])], &[]),
+            "* ESEARCH (TAG \"B01\") UID REMOVEFROM (0 32768)\r\n"
+        );
+        assert_eq!(
+            line(&[(2, vec![9, 8]), (4, vec![3])], &[(1, vec![5, 6, 7])]),
+            "* ESEARCH (TAG \"B01\") UID REMOVEFROM (2 9,8 4 3) ADDTO (1 5:7)\r\n"
+        );
+        assert_eq!(line(&[], &[]), "");
+        assert_eq!(
+            String::from_utf8(update("s", false, &[], &[(3, vec![4])])).unwrap(),
+            "* ESEARCH (TAG \"s\") ADDTO (3 4)\r\n"
+        );
+    }
+
+    #[test]
+    fn update_alone_returns_all_and_save_with_it_nothing() {
+        use SearchReturn::*;
+        let line = |returns: &[SearchReturn]| {
+            String::from_utf8(response("t", true, &[2, 3], returns, None)).unwrap()
+        };
+        assert_eq!(line(&[Update]), "* ESEARCH (TAG \"t\") UID ALL 2:3\r\n");
+        assert_eq!(
+            line(&[Context, Update]),
+            "* ESEARCH (TAG \"t\") UID ALL 2:3\r\n"
+        );
+        assert_eq!(
+            line(&[Update, Count]),
+            "* ESEARCH (TAG \"t\") UID COUNT 2\r\n"
+        );
+        assert!(answers_nothing(&[Save, Update]));
+        assert!(answers_nothing(&[Save]));
+        assert!(!answers_nothing(&[Save, Min]));
+        assert!(!answers_nothing(&[Update]));
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! FETCH responses (RFC 9051 §7.5.2, RFC 3516 BINARY, RFC 7162 MODSEQ): which detail a
-//! request needs from the store, and how each data item is written.
+//! FETCH responses (RFC 9051 §7.5.2, RFC 3516 BINARY, RFC 7162 MODSEQ, RFC 8970
+//! PREVIEW): which detail a request needs from the store, and how each data item is
+//! written.
 
 use std::borrow::Cow;
 use std::io::Write;
 
 use portico_mime::SectionPart;
 
-use crate::command::{FetchAttr, FetchItems, Partial, Section, SectionText};
+use crate::command::{FetchAttr, FetchItems, Partial, PreviewForm, Section, SectionText};
 use crate::request::{Detail, MessageData};
 use crate::response;
 
@@ -50,6 +51,8 @@ pub fn detail(attrs: &[FetchAttr]) -> Detail {
                     _ => Detail::Full,
                 }
             }
+            // The summary finds the text part, which is read from the message.
+            FetchAttr::Preview(_) => Detail::Full,
             _ => Detail::Full,
         })
         .fold(Detail::Meta, Detail::join)
@@ -246,6 +249,8 @@ pub fn render_streaming(
     let whole = (0, message.size);
     let text = (header_len, message.size - header_len);
     let mut items: Vec<u8> = Vec::with_capacity(256);
+    // Computed once however many forms of it the client asks for.
+    let mut preview_text: Option<String> = None;
     for attr in attrs {
         if !items.is_empty() {
             items.push(b' ');
@@ -397,6 +402,25 @@ pub fn render_streaming(
                 items.push(b' ');
                 literal(&mut items, partial_slice(&decoded, *partial), true);
             }
+            // RFC 8970 §3.1: always computed, so never NIL (not even for LAZY); a
+            // message without text to show has an empty preview. The text is UTF-8,
+            // which a client that has not enabled it gets as a literal.
+            FetchAttr::Preview(form) => {
+                let text = preview_text.get_or_insert_with(|| preview(message));
+                let (name, fuzzy) = match form {
+                    PreviewForm::Rfc8970 => ("PREVIEW ", false),
+                    PreviewForm::Fuzzy => ("PREVIEW ", true),
+                    PreviewForm::Snippet => ("SNIPPET ", true),
+                };
+                items.extend_from_slice(name.as_bytes());
+                if fuzzy {
+                    items.extend_from_slice(b"(FUZZY ");
+                }
+                response::string(&mut items, text.as_bytes(), style.utf8);
+                if fuzzy {
+                    items.push(b')');
+                }
+            }
             FetchAttr::BinarySize { part } => {
                 let decoded = binary(message, part)?;
                 let spec: Vec<String> = part.iter().map(u32::to_string).collect();
@@ -414,6 +438,16 @@ pub fn render_streaming(
     out.extend_from_slice(&items);
     out.extend_from_slice(b")\r\n");
     Ok(())
+}
+
+/// The preview of a message read whole ([`detail`] asks for it); one the host gave
+/// without its MIME summary gets one made here.
+fn preview(message: &MessageData) -> String {
+    let raw = message.raw.as_deref().unwrap_or_default();
+    match &message.summary {
+        Some(summary) => portico_mime::preview(raw, summary),
+        None => portico_mime::preview(raw, &portico_mime::summarize(raw)),
+    }
 }
 
 fn binary<'a>(message: &'a MessageData, part: &[u32]) -> Result<Cow<'a, [u8]>, RenderError> {
@@ -569,6 +603,57 @@ mod tests {
         assert_eq!(
             render_one(&unknown),
             "* 998 FETCH (UID 7 SAVEDATE NIL INTERNALDATE \"01-Jan-1970 00:00:00 +0000\")\r\n"
+        );
+    }
+
+    /// RFC 8970 §3: PREVIEW reads the message, does not set \Seen and is a string,
+    /// quoted with UTF-8 only for a client that enabled it; the drafts' forms carry
+    /// the algorithm; a message with no text to show previews as "".
+    #[test]
+    fn previews_render_in_every_form() {
+        let attrs = [
+            FetchAttr::Preview(PreviewForm::Rfc8970),
+            FetchAttr::Preview(PreviewForm::Fuzzy),
+            FetchAttr::Preview(PreviewForm::Snippet),
+        ];
+        assert_eq!(detail(&attrs[..1]), Detail::Full);
+        assert!(!sets_seen(&attrs));
+        assert!(!streamable(&attrs));
+        let raw = "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+            Hej \"Åsa\",\r\n\r\nvi ses.\r\n> old\r\n";
+        let render_one = |m: &MessageData, attrs: &[FetchAttr], utf8: bool| {
+            let mut out = Vec::new();
+            let style = RenderStyle {
+                utf8,
+                recent: false,
+            };
+            render(&mut out, 4, m, attrs, style, false).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let m = message(raw.as_bytes());
+        assert_eq!(
+            render_one(&m, &attrs, true),
+            "* 4 FETCH (PREVIEW \"Hej \\\"Åsa\\\", vi ses.\" \
+             PREVIEW (FUZZY \"Hej \\\"Åsa\\\", vi ses.\") \
+             SNIPPET (FUZZY \"Hej \\\"Åsa\\\", vi ses.\"))\r\n"
+        );
+        assert_eq!(
+            render_one(&m, &attrs[..1], false),
+            "* 4 FETCH (PREVIEW {19}\r\nHej \"Åsa\", vi ses.)\r\n"
+        );
+        // Without the summary the host usually gives, the same preview.
+        let bare = MessageData {
+            summary: None,
+            ..message(raw.as_bytes())
+        };
+        assert_eq!(
+            render_one(&bare, &attrs[..1], true),
+            render_one(&m, &attrs[..1], true)
+        );
+        let empty = message(b"Subject: s\r\nContent-Type: image/png\r\n\r\niVBORw0K\r\n");
+        assert_eq!(
+            render_one(&empty, &[FetchAttr::Uid, attrs[2].clone()], false),
+            "* 4 FETCH (UID 7 SNIPPET (FUZZY \"\"))\r\n"
         );
     }
 

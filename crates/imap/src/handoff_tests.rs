@@ -111,6 +111,7 @@ fn store(request: &Request) -> Reply {
         | Request::SignOut
         | Request::Delete { .. }
         | Request::Rename { .. }
+        | Request::RenameInbox { .. }
         | Request::Subscribe { .. } => Reply::Done(Ok(())),
     }
 }

@@ -7,6 +7,9 @@ use crate::mutf7;
 /// Hierarchy separator of every Portico namespace.
 pub const SEPARATOR: char = '/';
 
+/// The one folder every account has, named without case (RFC 9051 §5.1).
+pub const INBOX: &str = "INBOX";
+
 /// Decodes a client's mailbox name to UTF-8 and spells `INBOX` the one way.
 pub fn decode(raw: &[u8], utf8: bool) -> Result<String, &'static str> {
     let name = if utf8 {
@@ -24,8 +27,8 @@ pub fn decode(raw: &[u8], utf8: bool) -> Result<String, &'static str> {
 pub fn normalize_inbox(name: &str) -> String {
     if name.len() >= 5 && name.is_char_boundary(5) {
         let (head, rest) = name.split_at(5);
-        if head.eq_ignore_ascii_case("INBOX") && (rest.is_empty() || rest.starts_with(SEPARATOR)) {
-            return format!("INBOX{rest}");
+        if head.eq_ignore_ascii_case(INBOX) && (rest.is_empty() || rest.starts_with(SEPARATOR)) {
+            return format!("{INBOX}{rest}");
         }
     }
     name.to_string()
@@ -89,7 +92,8 @@ pub fn join_reference(reference: &str, pattern: &str) -> String {
     }
 }
 
-/// The parent levels of a name: `a/b/c` → `a`, `a/b`.
+/// The parent levels of a name: `a/b/c` → `a`, `a/b`. CREATE and RENAME make the
+/// missing ones (RFC 9051 §6.3.4).
 pub fn parents(name: &str) -> impl Iterator<Item = &str> {
     name.match_indices(SEPARATOR).map(move |(i, _)| &name[..i])
 }

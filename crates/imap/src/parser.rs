@@ -26,9 +26,9 @@ use std::collections::HashSet;
 use crate::command::{
     AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
     FetchAttr, FetchItems, ListReturn, ListSelection, MailboxFilter, MetadataDepth, NotifyEvent,
-    NotifySet, Partial, PartialRange, QresyncParams, SearchKey, SearchReturn, Secret, Section,
-    SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey, StatusItem,
-    StoreMode, Tag, ThreadAlgorithm,
+    NotifySet, Partial, PartialRange, PreviewForm, QresyncParams, SearchKey, SearchReturn, Secret,
+    Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, SortCriterion, SortKey,
+    StatusItem, StoreMode, Tag, ThreadAlgorithm,
 };
 
 /// Why a command could not be parsed.
@@ -659,6 +659,7 @@ impl<'a> Parser<'a> {
             b"UNSELECT" => CommandBody::Unselect,
             b"UNAUTHENTICATE" => CommandBody::Unauthenticate,
             b"EXPUNGE" => CommandBody::Expunge,
+            b"CANCELUPDATE" => self.cancel_update()?,
             b"LOGIN" => self.login()?,
             b"AUTHENTICATE" => self.authenticate()?,
             b"ENABLE" => self.enable()?,
@@ -1431,10 +1432,11 @@ impl<'a> Parser<'a> {
         let algorithm = match name.to_ascii_uppercase().as_slice() {
             b"ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
             b"REFERENCES" => ThreadAlgorithm::References,
+            b"REFS" => ThreadAlgorithm::Refs,
             b"" => return Err(self.missing_or_invalid("threading algorithm")),
             _ => {
                 return Err(format!(
-                    "Unsupported threading algorithm {} (ORDEREDSUBJECT and REFERENCES are)",
+                    "Unsupported threading algorithm {} (ORDEREDSUBJECT, REFERENCES and REFS are)",
                     printable(name)
                 ));
             }
@@ -1462,6 +1464,15 @@ impl<'a> Parser<'a> {
                 b"ALL" => SearchReturn::All,
                 b"COUNT" => SearchReturn::Count,
                 b"SAVE" => SearchReturn::Save,
+                b"UPDATE" if self.peek() == Some(b' ') && self.peek_at(1) == Some(b'(') => {
+                    return Err(
+                        "UPDATE with fetch attributes (RFC 5465 §7) is not supported: \
+                                use UPDATE alone"
+                            .to_string(),
+                    );
+                }
+                b"UPDATE" => SearchReturn::Update,
+                b"CONTEXT" => SearchReturn::Context,
                 b"PARTIAL" => {
                     self.sp("partial range")?;
                     SearchReturn::Partial(self.partial_range()?)
@@ -1489,6 +1500,30 @@ impl<'a> Parser<'a> {
             return Err("PARTIAL and ALL cannot be combined".to_string());
         }
         Ok(returns)
+    }
+
+    /// RFC 5267 §5: `CANCELUPDATE 1*(SP quoted)`, each string the tag of a search.
+    fn cancel_update(&mut self) -> PResult<CommandBody> {
+        const FORM: &str = "CANCELUPDATE takes the tags of searches as quoted strings";
+        self.sp("search tag")?;
+        let mut tags = Vec::new();
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(FORM.to_string());
+            }
+            let tag = self.quoted()?;
+            if tag.is_empty() || !tag.iter().all(|&b| is_tag_char(b)) {
+                return Err(format!(
+                    "Invalid tag \"{}\" in CANCELUPDATE",
+                    printable(&tag)
+                ));
+            }
+            tags.push(ascii_string(&tag));
+            if !self.eat(b' ') {
+                break;
+            }
+        }
+        Ok(CommandBody::CancelUpdate { tags })
     }
 
     /// RFC 9394 partial-range: `a:b`, or `-a:-b` counted from the last result.
@@ -1830,7 +1865,10 @@ impl<'a> Parser<'a> {
     }
 
     fn fetch_att(&mut self) -> PResult<FetchAttr> {
-        let name = self.take_while(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        // `=` is in no item name, but taken so that a capability name used as one
+        // (`PREVIEW=FUZZY`) is named in the error.
+        let name =
+            self.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'='));
         if name.is_empty() {
             return Err(self.missing_or_invalid("fetch item"));
         }
@@ -1886,8 +1924,56 @@ impl<'a> Parser<'a> {
             b"BINARY.SIZE" => Ok(FetchAttr::BinarySize {
                 part: self.section_binary()?,
             }),
+            b"PREVIEW" | b"SNIPPET" if has_section => {
+                Err(format!("Unexpected section after {}", printable(name)))
+            }
+            b"PREVIEW" | b"SNIPPET" => self.preview(upper.as_slice() == b"SNIPPET"),
             _ => Err(format!("Unknown FETCH item {}", printable(name))),
         }
+    }
+
+    /// The rest of `PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]` (RFC 8970 §6),
+    /// or of the drafts' `SNIPPET` and `PREVIEW (FUZZY)`, whose modifiers Dovecot
+    /// accepts on both: `LAZY`, `FUZZY` and `LAZY=FUZZY`. A list that starts with a
+    /// FETCH modifier (`FETCH 1 PREVIEW (CHANGEDSINCE 5)`) is left to the command.
+    fn preview(&mut self, snippet: bool) -> PResult<FetchAttr> {
+        let what = if snippet { "SNIPPET" } else { "PREVIEW" };
+        let mut fuzzy = snippet;
+        let mut ahead = Parser {
+            s: self.s,
+            pos: self.pos,
+            search_keys: 0,
+        };
+        let list = ahead.eat(b' ') && ahead.eat(b'(') && {
+            let first = ahead.atom().to_ascii_uppercase();
+            first != b"CHANGEDSINCE" && first != b"VANISHED"
+        };
+        if list {
+            self.pos += 2;
+            loop {
+                let modifier = self.atom();
+                match modifier.to_ascii_uppercase().as_slice() {
+                    b"LAZY" => {}
+                    b"FUZZY" | b"LAZY=FUZZY" => fuzzy = true,
+                    b"" => return Err(self.missing_or_invalid(&format!("{what} modifier"))),
+                    _ => {
+                        return Err(format!(
+                            "Unknown {what} modifier {} (LAZY and FUZZY are)",
+                            printable(modifier)
+                        ));
+                    }
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp(&format!("{what} modifier"))?;
+            }
+        }
+        Ok(FetchAttr::Preview(match (snippet, fuzzy) {
+            (true, _) => PreviewForm::Snippet,
+            (false, true) => PreviewForm::Fuzzy,
+            (false, false) => PreviewForm::Rfc8970,
+        }))
     }
 
     /// `[` [section-spec] `]`.
@@ -2614,6 +2700,72 @@ mod tests {
     }
 
     #[test]
+    fn context_return_options_and_cancelupdate() {
+        // RFC 5267 §4.3.1 and §4.3.5 examples.
+        assert_eq!(
+            ok("B01 UID SEARCH RETURN (UPDATE) FLAGGED\r\n"),
+            CommandBody::Search {
+                uid: true,
+                charset: None,
+                returns: Some(vec![SearchReturn::Update]),
+                criteria: SearchKey::Flagged,
+            }
+        );
+        match ok("B02 UID SORT RETURN (UPDATE COUNT CONTEXT) (DATE) UTF-8 KEYWORD $Junk\r\n") {
+            CommandBody::Sort { returns, .. } => assert_eq!(
+                returns,
+                Some(vec![
+                    SearchReturn::Update,
+                    SearchReturn::Count,
+                    SearchReturn::Context
+                ])
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ok("B03 CANCELUPDATE \"B01\"\r\n"),
+            CommandBody::CancelUpdate {
+                tags: vec!["B01".into()]
+            }
+        );
+        assert_eq!(
+            ok("B04 cancelupdate \"B01\" \"x.2\"\r\n"),
+            CommandBody::CancelUpdate {
+                tags: vec!["B01".into(), "x.2".into()]
+            }
+        );
+        let message = |raw: &str| err(raw).message;
+        assert_eq!(
+            message("a SEARCH RETURN (UPDATE (FLAGS)) SEEN\r\n"),
+            "UPDATE with fetch attributes (RFC 5465 §7) is not supported: use UPDATE alone"
+        );
+        assert_eq!(
+            message("a SEARCH RETURN (UPDATE PARTIAL 1:5 ALL) SEEN\r\n"),
+            "PARTIAL and ALL cannot be combined"
+        );
+        assert_eq!(message("a CANCELUPDATE\r\n"), "Missing search tag");
+        for bad in ["B01", "\"B01\" ", "\"B01\" B02", "(\"B01\")"] {
+            assert_eq!(
+                message(&format!("a CANCELUPDATE {bad}\r\n")),
+                "CANCELUPDATE takes the tags of searches as quoted strings",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            message("a CANCELUPDATE \"\"\r\n"),
+            "Invalid tag \"\" in CANCELUPDATE"
+        );
+        assert_eq!(
+            message("a CANCELUPDATE \"a+b\"\r\n"),
+            "Invalid tag \"a+b\" in CANCELUPDATE"
+        );
+        assert_eq!(
+            message("a CANCELUPDATE \"B01\r\n"),
+            "Unterminated quoted string"
+        );
+    }
+
+    #[test]
     fn partial_return_option() {
         let returns = |raw: &str| match ok(raw) {
             CommandBody::Search { returns, .. } | CommandBody::Sort { returns, .. } => returns,
@@ -2685,11 +2837,20 @@ mod tests {
                 search: SearchKey::And(vec![SearchKey::Text("gewp".into()), SearchKey::Unseen]),
             }
         );
+        assert_eq!(
+            ok("a3 Thread Refs UTF-8 SEEN\r\n"),
+            CommandBody::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::Refs,
+                charset: "UTF-8".into(),
+                search: SearchKey::Seen,
+            }
+        );
         let message = |raw: &str| err(raw).message;
         assert_eq!(message("a THREAD\r\n"), "Missing threading algorithm");
         assert_eq!(
-            message("a THREAD REFS UTF-8 ALL\r\n"),
-            "Unsupported threading algorithm REFS (ORDEREDSUBJECT and REFERENCES are)"
+            message("a THREAD REFERENCES2 UTF-8 ALL\r\n"),
+            "Unsupported threading algorithm REFERENCES2 (ORDEREDSUBJECT, REFERENCES and REFS are)"
         );
         assert_eq!(
             message("a THREAD (REFERENCES) UTF-8 ALL\r\n"),

@@ -155,16 +155,29 @@ pub enum Request {
     /// The session signed out with UNAUTHENTICATE (RFC 8437): forget the account and
     /// give back its place under the per-user limit. Nothing is answered.
     SignOut,
+    /// CREATE: `parents`, the superior levels, are made where missing (RFC 9051
+    /// §6.3.4); `special_use` is one of [`crate::ImapConfig::special_uses`], as there.
     Create {
         folder: String,
         special_use: Option<String>,
+        parents: Vec<String>,
     },
     Delete {
         folder: String,
     },
+    /// RENAME of a folder other than INBOX: it and every folder below it take the new
+    /// name; `parents` are the new name's superior levels, made where missing (RFC 9051
+    /// §6.3.5).
     Rename {
         from: String,
         to: String,
+        parents: Vec<String>,
+    },
+    /// RENAME INBOX (RFC 9051 §6.3.6): a new folder `to` takes INBOX's messages; INBOX
+    /// stays, empty.
+    RenameInbox {
+        to: String,
+        parents: Vec<String>,
     },
     Subscribe {
         folder: String,

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use crate::command::list::ListJob;
 use crate::command::*;
 use crate::fetch::RenderStyle;
+use crate::names;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
@@ -54,6 +55,9 @@ pub struct ImapConfig {
     pub literal_plus: bool,
     /// Product version for ID.
     pub version: String,
+    /// The special-use attributes the store keeps (RFC 6154), as written on the wire:
+    /// CREATE with another is `NO [USEATTR]`.
+    pub special_uses: Vec<String>,
 }
 
 /// Largest non-synchronizing literal under LITERAL- (RFC 7888 §4).
@@ -72,6 +76,9 @@ impl Default for ImapConfig {
             text_index: false,
             literal_plus: true,
             version: "0.1.0".to_string(),
+            special_uses: ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -181,6 +188,8 @@ pub(crate) struct Selected {
     /// UIDs a `SEARCH RETURN (SAVE)` kept for `$` (RFC 5182), ascending; an expunged one
     /// stays here and is skipped when `$` is used.
     pub(crate) saved: Vec<u32>,
+    /// Live search results (RFC 5267 §4.3), which end with the selection.
+    pub(crate) contexts: crate::context::Contexts,
 }
 
 /// The `FLAGS` and `PERMANENTFLAGS` lines for a folder with `keywords` in use.
@@ -317,6 +326,8 @@ pub(crate) enum Running {
         sets_seen: bool,
     },
     Scan(Scan),
+    /// A live search result's messages read between commands ([`crate::context`]).
+    ContextRead(crate::context::Read),
     Store {
         tag: String,
         uid: bool,
@@ -611,6 +622,7 @@ impl Session {
             self.push_selected();
         }
         self.start_notify_fetch();
+        self.read_contexts();
         self.flush();
     }
 
@@ -672,7 +684,7 @@ impl Session {
         if flags {
             announce_new_keywords(&mut self.out, keywords, *read_only, view.pending_flags());
         }
-        let new = view.announce(&mut self.out, allow_expunge, flags, style);
+        let new = selected.announce_view(&mut self.out, allow_expunge, flags, style);
         if !new.is_empty() {
             self.note_new_messages(&new);
         }
@@ -708,6 +720,12 @@ impl Session {
     /// Runs commands until one waits for the host or input runs out.
     pub(crate) fn pump(&mut self) {
         while !self.closed && self.running.is_none() {
+            // Live search results catch up with what was announced before the next
+            // command runs, so its answer never comes ahead of their updates.
+            self.read_contexts();
+            if self.running.is_some() {
+                break;
+            }
             let Some(event) = self.reader.next_event() else {
                 break;
             };
@@ -948,12 +966,20 @@ impl Session {
                 let Some(to) = self.new_mailbox_name(&tag, &to) else {
                     return;
                 };
+                let parents = names::parents(&to).map(str::to_string).collect();
+                // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new folder
+                // and leaves INBOX, empty.
+                let request = if from == names::INBOX {
+                    Request::RenameInbox { to, parents }
+                } else {
+                    Request::Rename { from, to, parents }
+                };
                 self.request(
                     Running::Simple {
                         tag,
                         command: "RENAME",
                     },
-                    Request::Rename { from, to },
+                    request,
                 );
             }
             (_, CommandBody::Subscribe { mailbox }) => self.subscribe(tag, &mailbox, true),
@@ -1059,6 +1085,7 @@ impl Session {
             } => self.search(tag, uid, charset, returns, criteria),
             CommandBody::Sort { .. } => self.sort(tag, body),
             CommandBody::Thread { .. } => self.thread(tag, body),
+            CommandBody::CancelUpdate { tags } => self.cancel_update(tag, tags),
             CommandBody::Store { .. } => self.store(tag, body),
             CommandBody::Copy { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, false),
             CommandBody::Move { uid, set, mailbox } => self.copy(tag, uid, &set, &mailbox, true),
@@ -1236,7 +1263,12 @@ impl Session {
                 self.quota_reply(tag, mailbox, result)
             }
             (Running::Notify { tag }, Reply::Watched(result)) => self.notified(tag, result),
-            (Running::MarkSeen(scan), Reply::FlagsStored(_)) => self.continue_scan(scan),
+            (Running::MarkSeen(scan), Reply::FlagsStored(result)) => {
+                if let Ok(stored) = result {
+                    self.contexts_see_flags(&stored.current, &stored.modified);
+                }
+                self.continue_scan(scan)
+            }
             (
                 Running::FetchVanished {
                     scan,
@@ -1252,6 +1284,12 @@ impl Session {
                 Err(fault) => self.finish(&scan.tag, "NO", &fault_text(&fault, false), true),
             },
             (Running::Scan(scan), Reply::Scanned(result)) => self.scan_reply(scan, result),
+            (Running::ContextRead(read), Reply::Scanned(result)) => {
+                self.contexts_read(read, result)
+            }
+            (Running::ContextRead(read), _) => {
+                self.contexts_read(read, Err(Fault::Unavailable("scan".into())))
+            }
             (Running::TextIndex { scan, queries }, Reply::TextIndex(answers)) => {
                 self.narrow_search(scan, queries, answers)
             }
@@ -1294,6 +1332,7 @@ pub(crate) fn running_tag(running: &Running) -> String {
         | Running::Expunge { tag, .. }
         | Running::Copy { tag, .. } => tag.clone(),
         Running::List(job) => job.tag.clone(),
+        Running::ContextRead(read) => read.tag.clone(),
         Running::GetMetadata(job) => job.tag.clone(),
         Running::MarkSeen(scan)
         | Running::Scan(scan)

@@ -299,6 +299,29 @@ pub fn sort(inputs: &[SortInput], criteria: &[SortCriterion]) -> Vec<usize> {
     keyed.into_iter().map(|(_, _, i)| i).collect()
 }
 
+/// A message's values under one SORT's criteria, worked out once: what a live SORT
+/// (RFC 5267 §4.3) keeps of each result to find where a new one goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SortValues {
+    uid: u32,
+    values: Vec<Value>,
+}
+
+impl SortValues {
+    pub fn new(input: &SortInput, criteria: &[SortCriterion]) -> SortValues {
+        SortValues {
+            uid: input.uid,
+            values: criteria.iter().map(|c| value(input, c.key)).collect(),
+        }
+    }
+
+    /// The order [`sort`] puts the two messages in. Within one view UIDs ascend with
+    /// sequence numbers, so the UID breaks ties as the sequence number does.
+    pub fn cmp(&self, other: &SortValues, criteria: &[SortCriterion]) -> Ordering {
+        compare(&self.values, &other.values, criteria).then_with(|| self.uid.cmp(&other.uid))
+    }
+}
+
 fn compare(a: &[Value], b: &[Value], criteria: &[SortCriterion]) -> Ordering {
     for ((x, y), criterion) in a.iter().zip(b).zip(criteria) {
         let order = x.cmp(y);
@@ -315,10 +338,15 @@ fn compare(a: &[Value], b: &[Value], criteria: &[SortCriterion]) -> Ordering {
 }
 
 /// `* SORT 2 84 882` (RFC 5256 §4): sequence numbers or UIDs in sort order.
-pub fn response(numbers: &[u32]) -> Vec<u8> {
+/// `modseq` (the highest of the matches, when the criteria name MODSEQ, else 0) follows
+/// as `(MODSEQ n)` (RFC 7162 §3.1.5), only when there are numbers.
+pub fn response(numbers: &[u32], modseq: u64) -> Vec<u8> {
     let mut out = b"* SORT".to_vec();
     for n in numbers {
         out.extend_from_slice(format!(" {n}").as_bytes());
+    }
+    if modseq > 0 && !numbers.is_empty() {
+        out.extend_from_slice(format!(" (MODSEQ {modseq})").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -579,7 +607,13 @@ mod tests {
 
     #[test]
     fn sort_responses() {
-        assert_eq!(response(&[2, 84, 882]), b"* SORT 2 84 882\r\n");
-        assert_eq!(response(&[]), b"* SORT\r\n");
+        assert_eq!(response(&[2, 84, 882], 0), b"* SORT 2 84 882\r\n");
+        assert_eq!(response(&[], 0), b"* SORT\r\n");
+        // RFC 7162 §3.1.5's example shape.
+        assert_eq!(
+            response(&[2, 84, 882], 917162500),
+            b"* SORT 2 84 882 (MODSEQ 917162500)\r\n"
+        );
+        assert_eq!(response(&[], 5), b"* SORT\r\n");
     }
 }

@@ -1,11 +1,22 @@
 //! THREAD (RFC 5256 §3): ORDEREDSUBJECT and REFERENCES threading of the messages a
-//! search found, and the `* THREAD` response (§4).
+//! search found, and the `* THREAD` response (§4); and REFS (draft-ietf-morg-inthread
+//! §4), which Dovecot offers beside them.
 //!
-//! Both algorithms need only a few header values per message, so the host gathers a
+//! REFS is REFERENCES without step 5's gathering by subject (only Message-ID,
+//! References and In-Reply-To link messages), and with step 4's order of the threads
+//! replaced: by the sent date of each thread's most recent message, so a thread
+//! someone just answered comes last, where a client showing the newest at the bottom
+//! wants it. Siblings are still in sent-date order (step 6). Threads whose latest
+//! messages tie go as in Dovecot, the reference implementation: by the mailbox order
+//! of their top message, a dummy (a lost parent) counting as 0, even when only one
+//! child is left under it; then, where Dovecot's order is arbitrary, by the mailbox
+//! order of their earliest message.
+//!
+//! The algorithms need only a few header values per message, so the host gathers a
 //! [`ThreadInput`] per matching message and this module builds the threads without
-//! I/O. REFERENCES needs the References header, which an ENVELOPE does not hold:
-//! [`ThreadInput::from_message`] reads it from the header block, so the host must
-//! fetch that block ([`detail`]).
+//! I/O. REFERENCES and REFS need the References header, which an ENVELOPE does not
+//! hold: [`ThreadInput::from_message`] reads it from the header block, so the host
+//! must fetch that block ([`detail`]).
 //!
 //! The threads live in an arena ([`Threads`]) and every walk over them is iterative:
 //! whoever sends mail chooses the References chains, and so the depth of the tree, and
@@ -90,11 +101,11 @@ impl ThreadInput {
 }
 
 /// How much of each message a THREAD reads: the MIME summary (ENVELOPE), and for
-/// REFERENCES the header block too, for References.
+/// REFERENCES and REFS the header block too, for References.
 pub fn detail(algorithm: ThreadAlgorithm) -> Detail {
     match algorithm {
         ThreadAlgorithm::OrderedSubject => Detail::Summary,
-        ThreadAlgorithm::References => Detail::Header,
+        ThreadAlgorithm::References | ThreadAlgorithm::Refs => Detail::Header,
     }
 }
 
@@ -335,6 +346,27 @@ impl Threads {
         ids.sort_by_cached_key(|&id| self.date_key(inputs, id));
     }
 
+    /// REFS's order of threads: the sent date of the thread's most recent message,
+    /// then the sequence number of its top message (0 for a dummy), then that of its
+    /// earliest message, which no other thread shares.
+    fn latest_key(&self, inputs: &[ThreadInput], root: usize) -> (i64, u32, u32) {
+        let own = self.nodes[root]
+            .message
+            .and_then(|m| inputs.get(m))
+            .map_or(0, |input| input.seq);
+        let (mut latest, mut first) = (i64::MIN, u32::MAX);
+        let mut pending = vec![root];
+        while let Some(id) = pending.pop() {
+            let node = &self.nodes[id];
+            if let Some(input) = node.message.and_then(|m| inputs.get(m)) {
+                latest = latest.max(input.sent);
+                first = first.min(input.seq);
+            }
+            pending.extend(&node.children);
+        }
+        (latest, own, first)
+    }
+
     /// Every node under `roots`, each after all of its descendants.
     fn post_order(&self, roots: &[usize]) -> Vec<usize> {
         let mut order = Vec::with_capacity(self.nodes.len());
@@ -356,7 +388,9 @@ impl Threads {
 pub fn thread(inputs: &[ThreadInput], algorithm: ThreadAlgorithm) -> Threads {
     match algorithm {
         ThreadAlgorithm::OrderedSubject => ordered_subject(inputs),
-        ThreadAlgorithm::References => references_threads(inputs),
+        ThreadAlgorithm::References | ThreadAlgorithm::Refs => {
+            references_threads(inputs, algorithm)
+        }
     }
 }
 
@@ -447,8 +481,10 @@ impl<'a> Linker<'a> {
     }
 }
 
-/// REFERENCES (RFC 5256 §3), steps 1 to 6.
-fn references_threads(inputs: &[ThreadInput]) -> Threads {
+/// REFERENCES (RFC 5256 §3), steps 1 to 6; or REFS, which skips the subject steps and
+/// orders the threads by their latest messages.
+fn references_threads(inputs: &[ThreadInput], algorithm: ThreadAlgorithm) -> Threads {
+    let by_subject = algorithm == ThreadAlgorithm::References;
     let mut linker = Linker {
         threads: Threads::default(),
         parent: Vec::new(),
@@ -519,9 +555,16 @@ fn references_threads(inputs: &[ThreadInput]) -> Threads {
         match (threads.nodes[r].message, threads.nodes[r].children.len()) {
             (Some(_), _) => top.push(r),
             (None, 0) => {}
-            (None, 1) => top.append(&mut threads.nodes[r].children),
+            // REFS keeps it, to sort its thread as Dovecot does (a dummy's thread
+            // first among equals); the response is the same, the child as the head.
+            (None, 1) if by_subject => top.append(&mut threads.nodes[r].children),
             (None, _) => top.push(r),
         }
+    }
+    if !by_subject {
+        return finish(threads, inputs, top, |threads, roots| {
+            roots.sort_by_cached_key(|&r| threads.latest_key(inputs, r));
+        });
     }
 
     // (4) Sort the top by date; a dummy by its earliest child.
@@ -626,16 +669,25 @@ fn references_threads(inputs: &[ThreadInput]) -> Threads {
         }
     }
     let roots: Vec<usize> = (0..threads.nodes.len()).filter(|&n| is_root[n]).collect();
+    finish(threads, inputs, roots, |threads, roots| {
+        threads.sort_by_date(inputs, roots)
+    })
+}
 
-    // (6) Sort every set of siblings by date, the deepest first, so that a dummy's
-    // first child is known before the dummy is placed.
+/// (6) Sorts every set of siblings by date, the deepest first, so that a dummy's first
+/// child is known before the dummy is placed; then the threads, by `order`.
+fn finish(
+    mut threads: Threads,
+    inputs: &[ThreadInput],
+    mut roots: Vec<usize>,
+    order: impl FnOnce(&Threads, &mut Vec<usize>),
+) -> Threads {
     for n in threads.post_order(&roots) {
         let mut children = std::mem::take(&mut threads.nodes[n].children);
         threads.sort_by_date(inputs, &mut children);
         threads.nodes[n].children = children;
     }
-    let mut roots = roots;
-    threads.sort_by_date(inputs, &mut roots);
+    order(&threads, &mut roots);
     threads.roots = roots;
     threads
 }
@@ -672,6 +724,70 @@ mod tests {
 
     fn by_references(inputs: &[ThreadInput]) -> String {
         threaded(inputs, ThreadAlgorithm::References)
+    }
+
+    fn by_refs(inputs: &[ThreadInput]) -> String {
+        threaded(inputs, ThreadAlgorithm::Refs)
+    }
+
+    #[test]
+    fn refs_links_by_references_alone_and_orders_threads_by_their_latest_message() {
+        // As REFERENCES's example, the threads already in the order of their latest.
+        let inputs = [
+            msg(2, 10, "a", Some("2@x"), &[]),
+            msg(3, 20, "b", Some("3@x"), &[]),
+            msg(4, 40, "b", Some("4@x"), &["3@x", "6@x"]),
+            msg(6, 30, "b", Some("6@x"), &["3@x"]),
+            msg(7, 60, "b", Some("7@x"), &["3@x", "6@x", "44@x"]),
+            msg(23, 50, "b", Some("23@x"), &["3@x", "6@x", "4@x"]),
+            msg(44, 45, "b", Some("44@x"), &["3@x", "6@x"]),
+            msg(96, 70, "b", Some("96@x"), &["44@x", "7@x"]),
+        ];
+        assert_eq!(by_refs(&inputs), "* THREAD (2)(3 6 (4 23)(44 7 96))\r\n");
+        // A late reply moves its thread to the end; its siblings stay in date order.
+        let inputs = [
+            msg(1, 10, "Lunch", Some("1@x"), &[]),
+            msg(2, 20, "Budget", Some("2@x"), &[]),
+            msg(3, 30, "Plans", Some("3@x"), &[]),
+            msg(4, 100, "Re: Lunch", Some("4@x"), &["1@x"]),
+            msg(5, 15, "Re: Lunch", Some("5@x"), &["1@x"]),
+        ];
+        assert_eq!(by_refs(&inputs), "* THREAD (2)(3)(1 (5)(4))\r\n");
+        assert_eq!(by_references(&inputs), "* THREAD (1 (5)(4))(2)(3)\r\n");
+        // No subject merging: a reply without references stays alone, and so do two
+        // originals with one subject.
+        let inputs = [
+            msg(1, 10, "Lunch", Some("1@x"), &[]),
+            msg(2, 20, "Re: lunch", Some("2@x"), &[]),
+            msg(3, 30, "lunch", Some("3@x"), &[]),
+        ];
+        assert_eq!(by_refs(&inputs), "* THREAD (1)(2)(3)\r\n");
+        assert_eq!(by_references(&inputs), "* THREAD ((1 2)(3))\r\n");
+        assert_eq!(by_refs(&[]), "* THREAD\r\n");
+    }
+
+    #[test]
+    fn refs_ties_go_to_dummies_then_mailbox_order() {
+        // Threads whose latest messages were sent at once: those under a lost parent
+        // first (even with one child left, shown as that child), then by the sequence
+        // number of the first message.
+        let inputs = [
+            msg(1, 50, "a", Some("1@x"), &[]),
+            msg(2, 10, "b", Some("2@x"), &["gone@x"]),
+            msg(3, 50, "c", Some("3@x"), &["2@x"]),
+            msg(4, 50, "d", Some("4@x"), &["lost@x"]),
+            msg(5, 40, "e", Some("5@x"), &[]),
+            msg(6, 50, "f", Some("6@x"), &["5@x"]),
+        ];
+        assert_eq!(by_refs(&inputs), "* THREAD (2 3)(4)(1)(5 6)\r\n");
+        // Two dummies' threads at once: mailbox order of their first messages.
+        let inputs = [
+            msg(1, 50, "a", Some("1@x"), &["gone@x"]),
+            msg(2, 50, "b", Some("2@x"), &["gone@x"]),
+            msg(3, 50, "c", Some("3@x"), &["lost@x"]),
+            msg(4, 10, "d", Some("4@x"), &["lost@x"]),
+        ];
+        assert_eq!(by_refs(&inputs), "* THREAD ((1)(2))((4)(3))\r\n");
     }
 
     #[test]
@@ -928,6 +1044,7 @@ mod tests {
         };
         assert_eq!(ThreadInput::from_message(4, &bare), None);
         assert_eq!(detail(ThreadAlgorithm::References), Detail::Header);
+        assert_eq!(detail(ThreadAlgorithm::Refs), Detail::Header);
         assert_eq!(detail(ThreadAlgorithm::OrderedSubject), Detail::Summary);
     }
 
@@ -945,6 +1062,7 @@ mod tests {
         let text = by_references(&chain);
         let expected: Vec<String> = (1..=N).map(|i| i.to_string()).collect();
         assert_eq!(text, format!("* THREAD ({})\r\n", expected.join(" ")));
+        assert_eq!(by_refs(&chain), text);
         // A comb: every message has a leaf reply and a reply that goes on, so the
         // lists nest N/2 deep.
         let comb: Vec<ThreadInput> = (1..=N)
@@ -955,6 +1073,7 @@ mod tests {
             })
             .collect();
         let text = by_references(&comb);
+        assert_eq!(by_refs(&comb), text);
         assert!(
             text.starts_with("* THREAD (1 (2)(3 (4)(5 (6)(7 "),
             "{}",

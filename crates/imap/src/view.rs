@@ -19,7 +19,7 @@ pub struct View {
     /// big folder copies nothing).
     uids: Arc<Vec<u32>>,
     recent: BTreeSet<u32>,
-    pending_appends: BTreeMap<u32, bool>,
+    pending_appends: BTreeMap<u32, Change>,
     pending_expunges: BTreeSet<u32>,
     pending_flags: BTreeMap<u32, (Vec<String>, u64)>,
     /// The newest MODSEQ the client was shown for a message changed since SELECT (a
@@ -31,6 +31,24 @@ pub struct View {
     base: u64,
     /// The newest MODSEQ of the folder this session knows of.
     highest: u64,
+}
+
+/// A message's flags as a change left them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    pub flags: Vec<String>,
+    pub modseq: u64,
+    /// \Recent for this session.
+    pub recent: bool,
+}
+
+/// What [`View::announce`] told the client, for the live search contexts (RFC 5267)
+/// that follow the view: the messages the EXISTS added and the messages whose new
+/// flags a FETCH showed, by UID, ascending.
+#[derive(Debug, Default)]
+pub struct Announced {
+    pub appended: Vec<(u32, Change)>,
+    pub flags: Vec<(u32, Change)>,
 }
 
 /// How a session wants changes announced.
@@ -177,9 +195,22 @@ impl View {
         };
         self.highest = self.highest.max(modseq);
         match event {
-            FolderEvent::Appended { uid, recent, .. } => {
+            FolderEvent::Appended {
+                uid,
+                recent,
+                flags,
+                modseq,
+                ..
+            } => {
                 if self.max_uid().is_none_or(|max| uid > max) {
-                    self.pending_appends.insert(uid, recent);
+                    self.pending_appends.insert(
+                        uid,
+                        Change {
+                            flags,
+                            modseq,
+                            recent,
+                        },
+                    );
                 }
             }
             FolderEvent::FlagsChanged {
@@ -211,6 +242,11 @@ impl View {
         self.pending_flags
             .values()
             .flat_map(|(flags, _)| flags.iter().map(String::as_str))
+    }
+
+    /// The expunges waiting to be announced, ascending.
+    pub fn pending_expunges(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pending_expunges.iter().copied()
     }
 
     pub fn has_pending(&self) -> bool {
@@ -261,31 +297,29 @@ impl View {
         }
     }
 
-    /// Writes the queued changes the protocol allows now.
     /// Writes the queued changes: expunges only if `allow_expunge`, other sessions' flag
-    /// changes only if `flags` (else they stay queued). Returns the UIDs of the new
-    /// messages told of.
+    /// changes only if `flags` (else they stay queued). Says what it wrote.
     pub fn announce(
         &mut self,
         out: &mut Vec<u8>,
         allow_expunge: bool,
         flags: bool,
         style: AnnounceStyle,
-    ) -> Vec<u32> {
+    ) -> Announced {
+        let mut announced = Announced::default();
         if allow_expunge && !self.pending_expunges.is_empty() {
             let uids: Vec<u32> = std::mem::take(&mut self.pending_expunges)
                 .into_iter()
                 .collect();
             self.expunge_now(out, &uids, style.vanished);
         }
-        let mut new = Vec::new();
         if !self.pending_appends.is_empty() {
-            for (uid, recent) in std::mem::take(&mut self.pending_appends) {
+            for (uid, change) in std::mem::take(&mut self.pending_appends) {
                 Arc::make_mut(&mut self.uids).push(uid);
-                if recent {
+                if change.recent {
                     self.recent.insert(uid);
                 }
-                new.push(uid);
+                announced.appended.push((uid, change));
             }
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.exists()).as_bytes());
             if style.recent {
@@ -293,7 +327,7 @@ impl View {
             }
         }
         if !flags {
-            return new;
+            return announced;
         }
         for (uid, (flags, modseq)) in std::mem::take(&mut self.pending_flags) {
             let Some(seq) = self.seq_of(uid) else {
@@ -301,17 +335,26 @@ impl View {
             };
             self.shown.insert(uid, modseq);
             out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS ").as_bytes());
-            let mut flags = flags;
+            let mut shown = flags.clone();
             if style.recent && self.recent.contains(&uid) {
-                flags.push("\\Recent".to_string());
+                shown.push("\\Recent".to_string());
             }
-            response::flag_list(out, &flags);
+            response::flag_list(out, &shown);
             if style.modseq {
                 out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
             }
             out.extend_from_slice(b")\r\n");
+            let recent = self.recent.contains(&uid);
+            announced.flags.push((
+                uid,
+                Change {
+                    flags,
+                    modseq,
+                    recent,
+                },
+            ));
         }
-        new
+        announced
     }
 }
 

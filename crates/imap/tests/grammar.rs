@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use portico_imap::command::{
     AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, FetchAttr,
-    FetchItems, ListReturn, ListSelection, Partial, QresyncParams, SearchKey, SearchReturn, Secret,
-    Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet, StatusItem, StoreMode,
-    Tag, ThreadAlgorithm,
+    FetchItems, ListReturn, ListSelection, Partial, PreviewForm, QresyncParams, SearchKey,
+    SearchReturn, Secret, Section, SectionText, SelectParams, SeqBound, SeqRange, SequenceSet,
+    StatusItem, StoreMode, Tag, ThreadAlgorithm,
 };
 use portico_imap::mutf7;
 use portico_imap::parser::{BADCHARSET_MESSAGE, ParseError, parse_command};
@@ -1405,10 +1405,10 @@ fn fetch_errors() {
         message("a FETCH 1 (FLAGS X-GM-LABELS)\r\n"),
         "Unknown FETCH item X-GM-LABELS"
     );
-    // RFC 8970 PREVIEW is not served.
+    // Gmail's X-GM-* and Dovecot's X-* items are not served.
     assert_eq!(
-        message("a FETCH 1 PREVIEW\r\n"),
-        "Unknown FETCH item PREVIEW"
+        message("a FETCH 1 X-SAVEDATE\r\n"),
+        "Unknown FETCH item X-SAVEDATE"
     );
     assert_eq!(message("a FETCH 1\r\n"), "Missing fetch items");
     assert_eq!(message("a FETCH\r\n"), "Missing sequence set");
@@ -1999,6 +1999,105 @@ fn savedate_fetch_item_and_search_keys() {
     assert_eq!(
         message("a FETCH 1 SAVEDATE[]\r\n"),
         "Unexpected section after SAVEDATE"
+    );
+}
+
+/// RFC 8970 §6 PREVIEW with its LAZY modifier, and the drafts' forms Dovecot answers:
+/// `PREVIEW (FUZZY)`, `LAZY=FUZZY`, `SNIPPET`; a list after a lone item that starts
+/// with a FETCH modifier belongs to the command.
+#[test]
+fn preview_fetch_items_and_modifiers() {
+    let items = |raw: &str| match body(raw) {
+        CommandBody::Fetch { items, .. } => items,
+        other => panic!("{other:?}"),
+    };
+    let one = |form| FetchItems::List(vec![FetchAttr::Preview(form)]);
+    assert_eq!(items("a FETCH 1 (PREVIEW)\r\n"), one(PreviewForm::Rfc8970));
+    assert_eq!(items("a FETCH 1 preview\r\n"), one(PreviewForm::Rfc8970));
+    assert_eq!(
+        items("a FETCH 1 (PREVIEW (LAZY))\r\n"),
+        one(PreviewForm::Rfc8970)
+    );
+    assert_eq!(
+        items("a FETCH 1 PREVIEW (lazy LAZY)\r\n"),
+        one(PreviewForm::Rfc8970)
+    );
+    assert_eq!(
+        items("a FETCH 1 (PREVIEW (FUZZY))\r\n"),
+        one(PreviewForm::Fuzzy)
+    );
+    assert_eq!(
+        items("a FETCH 1 (PREVIEW (LAZY=FUZZY))\r\n"),
+        one(PreviewForm::Fuzzy)
+    );
+    assert_eq!(
+        items("a FETCH 1 (PREVIEW (LAZY FUZZY))\r\n"),
+        one(PreviewForm::Fuzzy)
+    );
+    assert_eq!(items("a FETCH 1 (SNIPPET)\r\n"), one(PreviewForm::Snippet));
+    assert_eq!(
+        items("a FETCH 1 (SNIPPET (LAZY))\r\n"),
+        one(PreviewForm::Snippet)
+    );
+    assert_eq!(
+        items("a FETCH 1 (snippet (fuzzy))\r\n"),
+        one(PreviewForm::Snippet)
+    );
+    // LAZY changes nothing, so the two collapse; the other forms answer differently.
+    assert_eq!(
+        items("a FETCH 1:* (UID PREVIEW (LAZY) PREVIEW SNIPPET PREVIEW (FUZZY) FLAGS)\r\n"),
+        FetchItems::List(vec![
+            FetchAttr::Uid,
+            FetchAttr::Preview(PreviewForm::Rfc8970),
+            FetchAttr::Preview(PreviewForm::Snippet),
+            FetchAttr::Preview(PreviewForm::Fuzzy),
+            FetchAttr::Flags,
+        ])
+    );
+    assert_eq!(
+        body("a UID FETCH 1:* PREVIEW (CHANGEDSINCE 5)\r\n"),
+        CommandBody::Fetch {
+            uid: true,
+            set: set("1:*"),
+            items: one(PreviewForm::Rfc8970),
+            changed_since: Some(5),
+            vanished: false,
+        }
+    );
+    assert_eq!(
+        body("a FETCH 2 PREVIEW (LAZY) (CHANGEDSINCE 5)\r\n"),
+        CommandBody::Fetch {
+            uid: false,
+            set: set("2"),
+            items: one(PreviewForm::Rfc8970),
+            changed_since: Some(5),
+            vanished: false,
+        }
+    );
+    assert_eq!(
+        message("a FETCH 1 (PREVIEW (EAGER))\r\n"),
+        "Unknown PREVIEW modifier EAGER (LAZY and FUZZY are)"
+    );
+    assert_eq!(
+        message("a FETCH 1 (SNIPPET (LAZY SHORT))\r\n"),
+        "Unknown SNIPPET modifier SHORT (LAZY and FUZZY are)"
+    );
+    assert_eq!(
+        message("a FETCH 1 (PREVIEW ())\r\n"),
+        "Invalid PREVIEW modifier"
+    );
+    assert_eq!(
+        message("a FETCH 1 (PREVIEW (LAZY\r\n"),
+        "Missing PREVIEW modifier"
+    );
+    assert_eq!(
+        message("a FETCH 1 (PREVIEW[])\r\n"),
+        "Unexpected section after PREVIEW"
+    );
+    // `PREVIEW=FUZZY` is a capability, not a FETCH item.
+    assert_eq!(
+        message("a FETCH 1 (PREVIEW=FUZZY)\r\n"),
+        "Unknown FETCH item PREVIEW=FUZZY"
     );
 }
 

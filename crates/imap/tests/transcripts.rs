@@ -406,13 +406,11 @@ impl Host {
         }
     }
 
-    fn create_parents(&mut self, account: &str, name: &str) {
-        let parents: Vec<String> = portico_imap::names::parents(name)
-            .map(str::to_string)
-            .collect();
+    /// Makes those of `parents` (as the session names them) that are missing.
+    fn create_parents(&mut self, account: &str, parents: &[String]) {
         for parent in parents {
-            if self.folder_id(account, &parent).is_none() {
-                self.create_folder(account, &parent, None);
+            if self.folder_id(account, parent).is_none() {
+                self.create_folder(account, parent, None);
             }
         }
     }
@@ -708,26 +706,22 @@ impl Host {
             Request::Create {
                 folder,
                 special_use,
+                parents,
             } => {
                 let user = self.user(conn);
-                let usage = match special_use {
-                    None => None,
-                    Some(attr) => match SPECIAL_USES.iter().find(|u| u.eq_ignore_ascii_case(&attr))
-                    {
-                        Some(usage) => Some(*usage),
-                        None => {
-                            return Some(Reply::Created(Err(Fault::NotAllowed(
-                                "[USEATTR] Unsupported special-use attribute".into(),
-                            ))));
-                        }
-                    },
-                };
+                // The session names only uses this host listed in its configuration.
+                let usage = special_use.and_then(|attr| {
+                    SPECIAL_USES
+                        .iter()
+                        .find(|u| u.eq_ignore_ascii_case(&attr))
+                        .copied()
+                });
                 let folder = normalize_inbox(&folder);
                 Reply::Created(validate_name(&folder).and_then(|()| {
                     if self.folder_id(&user, &folder).is_some() {
                         return Err(Fault::AlreadyExists);
                     }
-                    self.create_parents(&user, &folder);
+                    self.create_parents(&user, &parents);
                     self.create_folder(&user, &folder, usage);
                     self.folder_id(&user, &folder)
                         .map(FolderId)
@@ -751,9 +745,13 @@ impl Host {
                     }
                 })
             }
-            Request::Rename { from, to } => {
+            Request::Rename { from, to, parents } => {
                 let user = self.user(conn);
-                Reply::Done(self.rename(&user, &from, &to, events))
+                Reply::Done(self.rename(&user, &from, &to, &parents))
+            }
+            Request::RenameInbox { to, parents } => {
+                let user = self.user(conn);
+                Reply::Done(self.rename_inbox(&user, &to, &parents, events))
             }
             Request::GetMetadata { folder } => {
                 let user = self.user(conn);
@@ -983,16 +981,8 @@ impl Host {
         })
     }
 
-    fn rename(
-        &mut self,
-        user: &str,
-        from: &str,
-        to: &str,
-        events: &mut Events,
-    ) -> Result<(), Fault> {
-        let Some(id) = self.folder_id(user, from) else {
-            return Err(Fault::NotFound);
-        };
+    /// Checks a RENAME's new name as the store does.
+    fn check_new_name(&self, user: &str, to: &str) -> Result<String, Fault> {
         let to = normalize_inbox(to);
         validate_name(&to)?;
         if self.folder_id(user, &to).is_some() {
@@ -1001,23 +991,46 @@ impl Host {
         if to == "INBOX" {
             return Err(Fault::NotAllowed("INBOX cannot be renamed this way".into()));
         }
-        let old = self.folders[&id].name.clone();
-        if old == "INBOX" {
-            // RFC 9051 §6.3.6: the messages move to the new folder; INBOX stays, empty.
-            // Every session with INBOX selected is told, the renaming one too: RENAME
-            // itself reports nothing about the selected folder.
-            self.create_parents(user, &to);
-            self.create_folder(user, &to, None);
-            let target = self.folder_id(user, &to).expect("created");
-            let uids: Vec<u32> = self.folders[&id].messages.keys().copied().collect();
-            for uid in &uids {
-                let m = &self.folders[&id].messages[uid];
-                let (raw, flags, date) = (m.raw.clone(), m.flags.clone(), m.internal_date);
-                self.append(target, &raw, flags, Some(date), events);
-            }
-            self.remove(id, &uids, None, events);
-            return Ok(());
+        Ok(to)
+    }
+
+    /// RFC 9051 §6.3.6: the messages move to the new folder; INBOX stays, empty. Every
+    /// session with INBOX selected is told, the renaming one too: RENAME itself reports
+    /// nothing about the selected folder.
+    fn rename_inbox(
+        &mut self,
+        user: &str,
+        to: &str,
+        parents: &[String],
+        events: &mut Events,
+    ) -> Result<(), Fault> {
+        let id = self.folder_id(user, "INBOX").ok_or(Fault::NotFound)?;
+        let to = self.check_new_name(user, to)?;
+        self.create_parents(user, parents);
+        self.create_folder(user, &to, None);
+        let target = self.folder_id(user, &to).ok_or(Fault::NotFound)?;
+        let uids: Vec<u32> = self.folders[&id].messages.keys().copied().collect();
+        for uid in &uids {
+            let m = &self.folders[&id].messages[uid];
+            let (raw, flags, date) = (m.raw.clone(), m.flags.clone(), m.internal_date);
+            self.append(target, &raw, flags, Some(date), events);
         }
+        self.remove(id, &uids, None, events);
+        Ok(())
+    }
+
+    fn rename(
+        &mut self,
+        user: &str,
+        from: &str,
+        to: &str,
+        parents: &[String],
+    ) -> Result<(), Fault> {
+        let Some(id) = self.folder_id(user, from) else {
+            return Err(Fault::NotFound);
+        };
+        let to = self.check_new_name(user, to)?;
+        let old = self.folders[&id].name.clone();
         let prefix = format!("{old}/");
         let moves: Vec<(u64, String)> = self
             .folders
@@ -1039,7 +1052,7 @@ impl Host {
         {
             return Err(Fault::AlreadyExists);
         }
-        self.create_parents(user, &to);
+        self.create_parents(user, parents);
         for (fid, name) in moves {
             let folder = self.folders.get_mut(&fid).expect("folder");
             // Subscriptions and annotations move with their folders, as in the store.

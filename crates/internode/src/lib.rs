@@ -108,6 +108,13 @@ pub enum ImportPiece {
     /// The first bytes of a message too large for one piece: they go before the bytes
     /// of the first message of the next `Messages`.
     Head(Vec<u8>),
+    /// After the folders: subscribed names (a subscription outlives its folder, and
+    /// can name none) and annotations (RFC 5464), in pieces of bounded size. Added in
+    /// protocol version 5.
+    Extras {
+        subscriptions: Vec<String>,
+        annotations: Vec<ImportedAnnotation>,
+    },
     /// The totals sent, checked against what was stored.
     Finish {
         folders: u32,
@@ -126,6 +133,14 @@ pub struct ImportedFolder {
     /// The RFC 6154 attribute (`\Sent`, …).
     pub special_use: Option<String>,
     pub subscribed: bool,
+}
+
+/// One annotation of a folder, or of the account's server entries (`folder` empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedAnnotation {
+    pub folder: String,
+    pub entry: String,
+    pub value: Vec<u8>,
 }
 
 /// A message with its UID, flags, dates and exact bytes.

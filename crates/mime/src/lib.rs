@@ -2,7 +2,7 @@
 //!
 //! Owns what IMAP needs to know about a message's structure: ENVELOPE and
 //! BODYSTRUCTURE, section extraction for `BODY[...]` and `BINARY[...]`, and
-//! decoded text for SEARCH.
+//! decoded text for SEARCH, and the preview text of RFC 8970.
 //!
 //! Why a summary: parsing MIME is the expensive part of a FETCH, and clients
 //! ask for ENVELOPE and BODYSTRUCTURE of thousands of messages at a time. So
@@ -16,6 +16,7 @@
 //!   FETCH:   MessageSummary ──envelope()/bodystructure()──► IMAP bytes
 //!            raw + MessageSummary ──section()/binary_section()──► bytes
 //!   SEARCH:  raw ──header_values()/body_text()/sent_date()──► decoded text
+//!   PREVIEW: raw + MessageSummary ──preview()──► ≤ 200 characters of text
 //! ```
 //!
 //! It depends on mail-parser for the part tree and decoding, and must never
@@ -26,6 +27,7 @@ mod address;
 mod decode;
 mod header;
 mod params;
+mod preview;
 mod render;
 mod search;
 mod section;
@@ -35,6 +37,7 @@ mod wire;
 pub use address::Address;
 pub use header::header_end;
 pub use params::Param;
+pub use preview::{PREVIEW_CHARS, preview};
 pub use search::{
     SearchFields, all_header_values, body_text, decode_header_text, header_search_text,
     header_values, parse_date, search_fields, sent_date,

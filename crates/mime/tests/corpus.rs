@@ -6,8 +6,8 @@ mod common;
 
 use common::{all, check_syntax, paths};
 use portico_mime::{
-    Content, MessageSummary, Part, SectionPart, binary_section, body_text, header_values, section,
-    sent_date, summarize,
+    Content, MessageSummary, PREVIEW_CHARS, Part, SectionPart, binary_section, body_text,
+    header_values, preview, section, sent_date, summarize,
 };
 
 fn bincode_config() -> bincode::config::Configuration {
@@ -173,4 +173,53 @@ fn search_helpers_accept_every_message() {
         let _ = sent_date(&raw);
         let _ = body_text(&raw);
     }
+}
+
+/// RFC 8970 previews of the corpus: every one short, one line, no stray white space;
+/// and what a reader would see first for the kinds of message the corpus has.
+#[test]
+fn every_message_has_a_preview_a_reader_would_expect() {
+    let mut empty = Vec::new();
+    for (name, raw) in all() {
+        let text = preview(&raw, &summarize(&raw));
+        assert!(text.chars().count() <= PREVIEW_CHARS, "{name}: {text:?}");
+        assert!(!text.chars().any(char::is_control), "{name}: {text:?}");
+        assert_eq!(text.trim(), text, "{name}");
+        assert!(!text.contains("  "), "{name}: {text:?}");
+        if text.is_empty() {
+            empty.push(name[..3].to_string());
+        }
+    }
+    // No body (010, 011) or nothing but an undecodable text part (014's first part is
+    // junk base64, its second has no end).
+    assert_eq!(empty, ["010", "011"]);
+    let of = |prefix: &str| {
+        let raw = common::load(prefix);
+        preview(&raw, &summarize(&raw))
+    };
+    // The signature after `-- ` is left out.
+    assert_eq!(of("001"), "Hello Bob, This is a plain text message.");
+    // ISO-8859-1, 8bit.
+    assert_eq!(of("003"), "Olá, tudo bem? Ação rápida.");
+    // Quoted-printable UTF-8, its soft line breaks inside characters undone.
+    assert_eq!(of("002"), ["Grüße! Ça va? Привет. 你好。"; 5].join(" "));
+    // Long text is cut at 200 characters.
+    assert_eq!(of("020").chars().count(), PREVIEW_CHARS);
+    // Alternative: the plain part (base64).
+    assert!(
+        of("004").starts_with("Text version tempor do dolor"),
+        "{}",
+        of("004")
+    );
+    // The text before the attachments.
+    assert_eq!(of("005"), "See the attached files.");
+    assert_eq!(of("006"), "Forwarding this.");
+    assert_eq!(of("007"), "plain body");
+    assert!(of("012").starts_with("magna forecast quarterly dolore"));
+    assert_eq!(of("013"), "Big file attached.");
+    assert_eq!(of("015"), "Zażółć gęślą jaźń.");
+    // The calendar alternative is not text a reader sees.
+    assert_eq!(of("016"), "You are invited.");
+    assert_eq!(of("018"), "line one line two line three");
+    assert_eq!(of("019"), "Signed content, must stay byte-exact.");
 }

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use common::{check_syntax, paths};
 use portico_mime::{
-    SectionPart, binary_section, body_text, header_values, section, sent_date, summarize,
+    PREVIEW_CHARS, SectionPart, binary_section, body_text, header_values, preview, section,
+    sent_date, summarize,
 };
 use proptest::prelude::*;
 
@@ -56,6 +57,11 @@ fn exercise(raw: &[u8]) {
     let _ = header_values(raw, "subject");
     let _ = sent_date(raw);
     let _ = body_text(raw);
+    // RFC 8970 §3.1: at most 256 characters (we keep to 200), one line of text.
+    let text = preview(raw, &s);
+    assert!(text.chars().count() <= PREVIEW_CHARS, "{text:?}");
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    assert_eq!(text.trim(), text, "{text:?}");
 }
 
 /// Inputs the fuzzer found that panic inside mail-parser (a `debug_assert!` on a

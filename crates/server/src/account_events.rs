@@ -9,11 +9,14 @@
 //! listening session gets what concerns its account. Nothing is published for an
 //! account nobody listens to, and with no listener at all on the node a publish costs
 //! one atomic load.
+//!
+//! Message changes are the many ones (a burst of deliveries, a STORE over a folder):
+//! they are gathered per listener into the folders whose STATUS it owes ([`Owed`]), and
+//! the session is woken once until it takes them, so a burst never fills its queue.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::PoisonError;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::prelude::*;
 use portico_imap::request::AccountEvent;
@@ -24,9 +27,11 @@ use crate::mailbox::SessionId;
 /// One change in an account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccountChange {
-    /// Messages came or went (`messages`), or only flags changed, in a folder: the
-    /// session reads the folder's STATUS when it tells it.
+    /// Messages came or went (`messages`), or only flags changed, in a folder: added to
+    /// each listener's [`Owed`]; the session reads the folder's STATUS when it tells it.
     Messages { mailbox: MailboxId, messages: bool },
+    /// To a listener: its [`Owed`] was empty and has folders now.
+    StatusOwed,
     /// Anything else, as the IMAP session takes it; [`AccountEvent::Overflow`] when the
     /// session's queue was full: it missed changes and hears no more (§5.8).
     Told(AccountEvent),
@@ -41,9 +46,14 @@ pub struct AccountChanged {
     pub change: AccountChange,
 }
 
+/// The folders whose STATUS a listening session owes its client, and whether their
+/// messages changed (else only flags). The session takes them all at once.
+pub type Owed = Arc<Mutex<HashMap<MailboxId, bool>>>;
+
 struct Listener {
     session: SessionId,
     recipient: Recipient<AccountChanged>,
+    owed: Owed,
 }
 
 /// Who listens to which account on this node.
@@ -55,20 +65,27 @@ pub struct AccountEvents {
 }
 
 impl AccountEvents {
-    /// `session` hears of `account`'s changes from now on (once, however often asked).
+    /// `session` hears of `account`'s changes from now on (once, however often asked);
+    /// returns where its owed STATUSes gather.
     pub fn listen(
         &self,
         account: AccountId,
         session: SessionId,
         recipient: Recipient<AccountChanged>,
-    ) {
+    ) -> Owed {
         let mut listeners = self.lock();
         let list = listeners.entry(account).or_default();
-        if list.iter().any(|l| l.session == session) {
-            return;
+        if let Some(listener) = list.iter().find(|l| l.session == session) {
+            return listener.owed.clone();
         }
-        list.push(Listener { session, recipient });
+        let owed = Owed::default();
+        list.push(Listener {
+            session,
+            recipient,
+            owed: owed.clone(),
+        });
         self.count.fetch_add(1, Ordering::Relaxed);
+        owed
     }
 
     /// `session` hears no more.
@@ -99,10 +116,25 @@ impl AccountEvents {
             if Some(listener.session) == origin {
                 return true;
             }
-            let sent = listener.recipient.try_send(AccountChanged {
-                origin,
-                change: change.clone(),
-            });
+            let message = match &change {
+                AccountChange::Messages { mailbox, messages } => {
+                    let mut owed = listener.owed.lock().unwrap_or_else(PoisonError::into_inner);
+                    let woken = !owed.is_empty();
+                    *owed.entry(*mailbox).or_default() |= *messages;
+                    if woken {
+                        return true;
+                    }
+                    AccountChanged {
+                        origin,
+                        change: AccountChange::StatusOwed,
+                    }
+                }
+                other => AccountChanged {
+                    origin,
+                    change: other.clone(),
+                },
+            };
+            let sent = listener.recipient.try_send(message);
             if sent.is_err() {
                 listener.recipient.do_send(AccountChanged {
                     origin: None,
@@ -132,7 +164,6 @@ impl AccountEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     /// A session stand-in that keeps what it hears; its queue holds two.
@@ -178,8 +209,8 @@ mod tests {
         let events = AccountEvents::default();
         let (alice, heard_alice) = sink();
         let (bob, heard_bob) = sink();
-        events.listen(AccountId(1), 10, alice.clone());
-        events.listen(AccountId(1), 10, alice);
+        let owed = events.listen(AccountId(1), 10, alice.clone());
+        assert!(Arc::ptr_eq(&owed, &events.listen(AccountId(1), 10, alice)));
         events.listen(AccountId(2), 20, bob);
         events.publish(AccountId(1), Some(99), deleted("a"));
         events.publish(AccountId(1), Some(10), deleted("mine"));
@@ -211,5 +242,41 @@ mod tests {
             "{heard:?}"
         );
         assert!(heard.len() < 10, "{heard:?}");
+    }
+
+    #[actix_rt::test]
+    async fn a_burst_of_message_changes_wakes_a_listener_once() {
+        let events = AccountEvents::default();
+        let (alice, heard) = sink();
+        let owed = events.listen(AccountId(1), 10, alice);
+        // Far more than the queue holds, without yielding: one wake-up, nothing lost.
+        for i in 0..1000u64 {
+            let change = AccountChange::Messages {
+                mailbox: MailboxId(i % 3),
+                messages: i % 3 != 2,
+            };
+            events.publish(AccountId(1), None, change);
+        }
+        assert!(events.has_listeners(AccountId(1)));
+        settle().await;
+        assert_eq!(*heard.lock().unwrap(), vec![AccountChange::StatusOwed]);
+        let taken = std::mem::take(&mut *owed.lock().unwrap());
+        let expected = HashMap::from([
+            (MailboxId(0), true),
+            (MailboxId(1), true),
+            (MailboxId(2), false),
+        ]);
+        assert_eq!(taken, expected);
+        // Taken: the next change wakes it again.
+        events.publish(
+            AccountId(1),
+            None,
+            AccountChange::Messages {
+                mailbox: MailboxId(7),
+                messages: true,
+            },
+        );
+        settle().await;
+        assert_eq!(heard.lock().unwrap().len(), 2);
     }
 }

@@ -1,9 +1,8 @@
 //! The IMAP session actor: wires a [`portico_imap::Session`] to its connection, the
 //! authenticator, the store and the mailbox actors of the folders it selects.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -25,7 +24,7 @@ use portico_store::{
 };
 use tokio::net::TcpStream;
 
-use crate::account_events::{AccountChange, AccountChanged, AccountEvents};
+use crate::account_events::{AccountChange, AccountChanged, AccountEvents, Owed};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
@@ -54,10 +53,9 @@ pub struct ImapConnection {
     eviction: Option<SpawnHandle>,
     /// NOTIFY: the account's changes reach this session ([`AccountEvents`]).
     listening: bool,
-    /// NOTIFY: folders whose STATUS is owed, and whether their messages changed (else
-    /// only flags); told together a moment after the first change, so a burst of
-    /// deliveries is one STATUS.
-    owed_status: HashMap<MailboxId, bool>,
+    /// NOTIFY: the folders whose STATUS is owed, gathered by [`AccountEvents`]; told
+    /// together a moment after the first change, so a burst of deliveries is one STATUS.
+    owed_status: Option<Owed>,
     /// A session handed over by another node: the LOGIN or AUTHENTICATE request the
     /// machine waits for, answered once the actor runs.
     handed_login: Option<RequestId>,
@@ -552,16 +550,16 @@ fn check_folder_limits(
     )
 }
 
-/// Creates the missing superior levels of `name` (RFC 9051 §6.3.4).
-/// Makes the missing parents of `name`; returns the names made.
+/// Makes those of `parents` (the superior levels the session names) that are missing;
+/// returns the names made.
 fn create_parents(
     store: &Store,
     account: &Account,
-    name: &str,
+    parents: &[String],
     limits: FolderLimits,
 ) -> Result<Vec<String>, StoreError> {
     let mut made = Vec::new();
-    for parent in portico_imap::names::parents(name) {
+    for parent in parents {
         if store.mailbox_by_name(account.id, parent)?.is_none() {
             match store.create_mailbox_limited(
                 account.id,
@@ -570,7 +568,7 @@ fn create_parents(
                 limits.max_folders,
                 limits.max_depth,
             ) {
-                Ok(_) => made.push(parent.to_string()),
+                Ok(_) => made.push(parent.clone()),
                 Err(StoreError::AlreadyExists) => {}
                 Err(e) => return Err(e),
             }
@@ -845,6 +843,117 @@ impl ImapConnection {
         Ok(endpoint)
     }
 
+    /// RENAME (`from`), or RENAME INBOX (`from` None), as the session decided: the
+    /// missing `parents` made, then the folder renamed with those below it, or INBOX's
+    /// messages moved to a new folder through INBOX's actor.
+    fn rename(
+        &mut self,
+        id: RequestId,
+        from: Option<String>,
+        to: String,
+        parents: Vec<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let node = self.node.clone();
+        let session = self.id;
+        let Some(account) = self.account.clone() else {
+            return;
+        };
+        let limits = FolderLimits::of(&node);
+        let registry = node.mailboxes.clone();
+        let resolve = async move {
+            let store = node.store.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                let mailbox = folder_by_name(&store, &account, from.as_deref().unwrap_or(INBOX))?;
+                validate_mailbox_name(&to)?;
+                if store.mailbox_by_name(account.id, &to)?.is_some() {
+                    return Err(StoreError::AlreadyExists.into());
+                }
+                // The children a rename moves count for the depth; INBOX's stay.
+                let (levels_below, extra) = if from.is_none() {
+                    (0, 1)
+                } else {
+                    let prefix = format!("{}{HIERARCHY_SEPARATOR}", mailbox.name);
+                    let deepest = store
+                        .mailboxes(account.id)?
+                        .iter()
+                        .filter_map(|f| f.name.strip_prefix(&prefix))
+                        .map(|rest| rest.split(HIERARCHY_SEPARATOR).count())
+                        .max()
+                        .unwrap_or(0);
+                    (deepest, 0)
+                };
+                check_folder_limits(&store, &account, &to, levels_below, extra, limits)?;
+                let made = create_parents(&store, &account, &parents, limits)?;
+                publish_created(&registry.accounts, &store, &account, session, &made);
+                if from.is_some() {
+                    // The folder and every folder below it, with their new names.
+                    let prefix = format!("{}{HIERARCHY_SEPARATOR}", mailbox.name);
+                    let moved: Vec<(String, String)> = store
+                        .mailboxes(account.id)?
+                        .into_iter()
+                        .filter_map(|f| {
+                            let rest = match f.name.strip_prefix(&prefix) {
+                                Some(rest) => format!("{HIERARCHY_SEPARATOR}{rest}"),
+                                None if f.name == mailbox.name => String::new(),
+                                None => return None,
+                            };
+                            Some((f.name, format!("{to}{rest}")))
+                        })
+                        .collect();
+                    store.rename_mailbox_limited(mailbox.id, &to, limits.max_depth)?;
+                    for (from, to) in moved {
+                        let subscribed = store.is_subscribed(account.id, &to).unwrap_or(false);
+                        registry.accounts.publish(
+                            account.id,
+                            Some(session),
+                            AccountChange::Told(AccountEvent::Renamed {
+                                from,
+                                to,
+                                subscribed,
+                            }),
+                        );
+                    }
+                    return Ok(None);
+                }
+                // INBOX: its messages move to the new folder.
+                let target = store.create_mailbox_limited(
+                    account.id,
+                    &to,
+                    None,
+                    limits.max_folders,
+                    limits.max_depth,
+                )?;
+                publish_created(
+                    &registry.accounts,
+                    &store,
+                    &account,
+                    session,
+                    std::slice::from_ref(&to),
+                );
+                let uids: Vec<Uid> = store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
+                Ok::<_, MailboxFault>(Some((mailbox.id, target.id, uids)))
+            })
+            .await
+            .map_err(|_| MailboxFault::Unavailable)??;
+            if let Some((inbox, target, uids)) = prepared {
+                // Through INBOX's actor, so every session watching INBOX
+                // (this one included) hears of the EXPUNGEs.
+                // A move within the account adds nothing: no limit to check.
+                let moving = CopyMessages {
+                    origin: None,
+                    uids,
+                    source: inbox,
+                    moving: true,
+                    storage_limit: None,
+                };
+                node.mailboxes.copy(moving, target).await?;
+            }
+            Ok(())
+        };
+        self.via_actor(id, ctx, resolve, Reply::Done)
+    }
+
     fn answer(&mut self, id: RequestId, reply: Reply, ctx: &mut Context<Self>) {
         self.flow.awaiting = false;
         self.machine.handle(Input::Reply(id, reply));
@@ -1111,21 +1220,10 @@ impl ImapConnection {
             Request::Create {
                 folder,
                 special_use,
+                parents,
             } => {
-                let usage = match special_use.as_deref().map(SpecialUse::from_attribute) {
-                    Some(None) => {
-                        let reply = Reply::Created(Err(Fault::NotAllowed(
-                            "[USEATTR] Unsupported special-use attribute".into(),
-                        )));
-                        self.flow.awaiting = true;
-                        ctx.run_later(Duration::ZERO, move |actor, ctx| {
-                            actor.answer(id, reply, ctx)
-                        });
-                        return;
-                    }
-                    Some(usage) => usage,
-                    None => None,
-                };
+                // The session offers only the uses the store keeps.
+                let usage = special_use.as_deref().and_then(SpecialUse::from_attribute);
                 let limits = FolderLimits::of(&node);
                 let registry = node.mailboxes.clone();
                 self.blocking(
@@ -1137,7 +1235,7 @@ impl ImapConnection {
                             return Err(StoreError::AlreadyExists.into());
                         }
                         check_folder_limits(store, account, &folder, 0, 1, limits)?;
-                        let mut made_names = create_parents(store, account, &folder, limits)?;
+                        let mut made_names = create_parents(store, account, &parents, limits)?;
                         let made = store.create_mailbox_limited(
                             account.id,
                             &folder,
@@ -1170,107 +1268,8 @@ impl ImapConnection {
                     Reply::Done,
                 )
             }
-            Request::Rename { from, to } => {
-                let Some(account) = self.account.clone() else {
-                    return;
-                };
-                let limits = FolderLimits::of(&node);
-                let registry = node.mailboxes.clone();
-                let resolve = async move {
-                    let store = node.store.clone();
-                    let prepared = tokio::task::spawn_blocking(move || {
-                        let mailbox = folder_by_name(&store, &account, &from)?;
-                        validate_mailbox_name(&to)?;
-                        if store.mailbox_by_name(account.id, &to)?.is_some() {
-                            return Err(StoreError::AlreadyExists.into());
-                        }
-                        // The children a rename moves count for the depth; INBOX's stay.
-                        let (levels_below, extra) = if mailbox.name == INBOX {
-                            (0, 1)
-                        } else {
-                            let prefix = format!("{}{HIERARCHY_SEPARATOR}", mailbox.name);
-                            let deepest = store
-                                .mailboxes(account.id)?
-                                .iter()
-                                .filter_map(|f| f.name.strip_prefix(&prefix))
-                                .map(|rest| rest.split(HIERARCHY_SEPARATOR).count())
-                                .max()
-                                .unwrap_or(0);
-                            (deepest, 0)
-                        };
-                        check_folder_limits(&store, &account, &to, levels_below, extra, limits)?;
-                        let parents = create_parents(&store, &account, &to, limits)?;
-                        publish_created(&registry.accounts, &store, &account, session, &parents);
-                        if mailbox.name != INBOX {
-                            // The folder and every folder below it, with their new names.
-                            let prefix = format!("{}{HIERARCHY_SEPARATOR}", mailbox.name);
-                            let moved: Vec<(String, String)> = store
-                                .mailboxes(account.id)?
-                                .into_iter()
-                                .filter_map(|f| {
-                                    let rest = match f.name.strip_prefix(&prefix) {
-                                        Some(rest) => format!("{HIERARCHY_SEPARATOR}{rest}"),
-                                        None if f.name == mailbox.name => String::new(),
-                                        None => return None,
-                                    };
-                                    Some((f.name, format!("{to}{rest}")))
-                                })
-                                .collect();
-                            store.rename_mailbox_limited(mailbox.id, &to, limits.max_depth)?;
-                            for (from, to) in moved {
-                                let subscribed =
-                                    store.is_subscribed(account.id, &to).unwrap_or(false);
-                                registry.accounts.publish(
-                                    account.id,
-                                    Some(session),
-                                    AccountChange::Told(AccountEvent::Renamed {
-                                        from,
-                                        to,
-                                        subscribed,
-                                    }),
-                                );
-                            }
-                            return Ok(None);
-                        }
-                        // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new
-                        // folder and leaves INBOX empty.
-                        let target = store.create_mailbox_limited(
-                            account.id,
-                            &to,
-                            None,
-                            limits.max_folders,
-                            limits.max_depth,
-                        )?;
-                        publish_created(
-                            &registry.accounts,
-                            &store,
-                            &account,
-                            session,
-                            std::slice::from_ref(&to),
-                        );
-                        let uids: Vec<Uid> =
-                            store.messages(mailbox.id)?.iter().map(|m| m.uid).collect();
-                        Ok::<_, MailboxFault>(Some((mailbox.id, target.id, uids)))
-                    })
-                    .await
-                    .map_err(|_| MailboxFault::Unavailable)??;
-                    if let Some((inbox, target, uids)) = prepared {
-                        // Through INBOX's actor, so every session watching INBOX
-                        // (this one included) hears of the EXPUNGEs.
-                        // A move within the account adds nothing: no limit to check.
-                        let moving = CopyMessages {
-                            origin: None,
-                            uids,
-                            source: inbox,
-                            moving: true,
-                            storage_limit: None,
-                        };
-                        node.mailboxes.copy(moving, target).await?;
-                    }
-                    Ok(())
-                };
-                self.via_actor(id, ctx, resolve, Reply::Done)
-            }
+            Request::Rename { from, to, parents } => self.rename(id, Some(from), to, parents, ctx),
+            Request::RenameInbox { to, parents } => self.rename(id, None, to, parents, ctx),
             Request::GetMetadata { folder } => {
                 // RFC 5464 §3.2.1.1: how to reach the administrator, read-only.
                 let admin = format!("mailto:postmaster@{}", node.config.smtp.hostname);
@@ -1615,15 +1614,17 @@ impl ImapConnection {
     fn notify(&mut self, id: RequestId, watch: bool, statuses: bool, ctx: &mut Context<Self>) {
         match (watch, &self.account) {
             (true, Some(account)) => {
-                self.node
-                    .mailboxes
-                    .accounts
-                    .listen(account.id, self.id, ctx.address().recipient());
+                let owed = self.node.mailboxes.accounts.listen(
+                    account.id,
+                    self.id,
+                    ctx.address().recipient(),
+                );
+                owed.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                self.owed_status = Some(owed);
                 self.listening = true;
             }
             _ => self.stop_listening(),
         }
-        self.owed_status.clear();
         if !statuses {
             // NOTIFY NONE is answered by nobody (request 0).
             if id != 0 {
@@ -1655,12 +1656,19 @@ impl ImapConnection {
             self.node.mailboxes.accounts.stop(account.id, self.id);
         }
         self.listening = false;
-        self.owed_status.clear();
+        self.owed_status = None;
     }
 
     /// Reads the owed STATUSes and hands them to the session machine.
     fn tell_owed_status(&mut self, ctx: &mut Context<Self>) {
-        let owed = std::mem::take(&mut self.owed_status);
+        let Some(owed) = &self.owed_status else {
+            return;
+        };
+        let mut owed = std::mem::take(&mut *owed.lock().unwrap_or_else(PoisonError::into_inner));
+        // The selected folder's changes come from its mailbox actor.
+        if let Some(selected) = self.selected {
+            owed.remove(&selected);
+        }
         let Some(account) = self.account.clone() else {
             return;
         };
@@ -1714,17 +1722,12 @@ impl Handler<AccountChanged> for ImapConnection {
             return;
         }
         let event = match msg.change {
-            AccountChange::Messages { mailbox, messages } => {
-                // The selected folder's changes come from its mailbox actor.
-                if Some(mailbox) == self.selected {
-                    return;
-                }
-                if self.owed_status.is_empty() {
-                    ctx.run_later(STATUS_BATCH, |actor, ctx| actor.tell_owed_status(ctx));
-                }
-                *self.owed_status.entry(mailbox).or_default() |= messages;
+            AccountChange::StatusOwed => {
+                ctx.run_later(STATUS_BATCH, |actor, ctx| actor.tell_owed_status(ctx));
                 return;
             }
+            // Only published, never sent.
+            AccountChange::Messages { .. } => return,
             AccountChange::Told(AccountEvent::Overflow) => {
                 tracing::warn!(parent: &self.flow.span, "NOTIFY session fell behind its account's changes");
                 self.stop_listening();
@@ -1811,6 +1814,10 @@ fn machine_config(node: &NodeContext) -> ImapConfig {
         text_index: node.full_text.is_some(),
         literal_plus: settings.literal_plus,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        special_uses: SpecialUse::ALL
+            .iter()
+            .map(|usage| usage.attribute().to_string())
+            .collect(),
     }
 }
 
@@ -1828,7 +1835,7 @@ impl ImapConnection {
             user_slot: None,
             eviction: None,
             listening: false,
-            owed_status: HashMap::new(),
+            owed_status: None,
             handed_login: None,
             implicit_tls: None,
         }

@@ -7,7 +7,7 @@
 //!    for a moment (deliveries are queued and retried), the sessions using it are told
 //!    to end, and the move waits for the last one;
 //! 2. it streams the mailbox to the new home on a link of its own
-//!    ([`ImportPiece`]s); the new home stores it under the old numbers and makes it
+//!    ([`ImportPiece`]s), subscriptions and annotations after the folders; the new home stores it under the old numbers and makes it
 //!    durable before it answers the last piece, but serves none of it yet;
 //! 3. it switches the directory with a [`DirectoryChange::Move`] made for the home and
 //!    move epoch it copied from (a change made meanwhile makes it fail, not undo that
@@ -19,13 +19,14 @@
 //! the new home drops what it received when the link ends without `Finish`, and any
 //! earlier copy when the next import begins.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portico_directory::{ChangeOutcome, DirectoryChange};
 use portico_internode::{
-    Answer, Call, ImportPiece, ImportedFolder, ImportedMessage, Link, LinkError, MoveReport,
-    MoveRequest,
+    Answer, Call, ImportPiece, ImportedAnnotation, ImportedFolder, ImportedMessage, Link,
+    LinkError, MoveReport, MoveRequest,
 };
 use portico_store::{
     Account, AccountId, CommitTicket, Flags, FolderImport, MailboxId, MessageImport, ModSeq,
@@ -267,6 +268,7 @@ async fn copy_to(
             send_piece(&mut link, to, ImportPiece::Messages(messages)).await?;
         }
     }
+    send_extras(node, &mut link, address, to).await?;
     let finish = ImportPiece::Finish {
         folders: report.folders,
         messages: report.messages,
@@ -274,6 +276,75 @@ async fn copy_to(
     };
     send_piece(&mut link, to, finish).await?;
     Ok(report)
+}
+
+/// Sends the account's subscriptions and annotations ([`ImportPiece::Extras`]), in
+/// pieces of at most about [`PIECE_BYTES`].
+async fn send_extras<S: AsyncRead + AsyncWrite + Unpin>(
+    node: &Arc<NodeContext>,
+    link: &mut Link<S>,
+    address: &str,
+    to: &str,
+) -> Result<(), String> {
+    let store = node.store.clone();
+    let lookup = address.to_string();
+    let (subscriptions, annotations) = tokio::task::spawn_blocking(move || {
+        let Some(account) = store.account_by_address(&lookup)? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let mut annotations = Vec::new();
+        let names = std::iter::once(String::new())
+            .chain(store.mailboxes(account.id)?.into_iter().map(|f| f.name));
+        for folder in names {
+            for (entry, value) in store.metadata(account.id, &folder)? {
+                annotations.push(ImportedAnnotation {
+                    folder: folder.clone(),
+                    entry,
+                    value,
+                });
+            }
+        }
+        Ok::<_, StoreError>((store.subscriptions(account.id)?, annotations))
+    })
+    .await
+    .map_err(store_error)?
+    .map_err(store_error)?;
+    for piece in extras_pieces(subscriptions, annotations) {
+        send_piece(link, to, piece).await?;
+    }
+    Ok(())
+}
+
+/// Subscriptions and annotations cut into [`ImportPiece::Extras`] of about
+/// [`PIECE_BYTES`] at most (an annotation is never split); none when there are none.
+fn extras_pieces(
+    subscriptions: Vec<String>,
+    annotations: Vec<ImportedAnnotation>,
+) -> Vec<ImportPiece> {
+    let mut pieces = Vec::new();
+    let mut size: usize = subscriptions.iter().map(String::len).sum();
+    let mut current = (subscriptions, Vec::new());
+    for annotation in annotations {
+        let len = annotation.folder.len() + annotation.entry.len() + annotation.value.len();
+        if size + len > PIECE_BYTES && !(current.0.is_empty() && current.1.is_empty()) {
+            let (subscriptions, annotations) = std::mem::take(&mut current);
+            pieces.push(ImportPiece::Extras {
+                subscriptions,
+                annotations,
+            });
+            size = 0;
+        }
+        size += len;
+        current.1.push(annotation);
+    }
+    if !(current.0.is_empty() && current.1.is_empty()) {
+        let (subscriptions, annotations) = current;
+        pieces.push(ImportPiece::Extras {
+            subscriptions,
+            annotations,
+        });
+    }
+    pieces
 }
 
 async fn send_piece<S: AsyncRead + AsyncWrite + Unpin>(
@@ -366,6 +437,10 @@ pub async fn serve_import<S: AsyncRead + AsyncWrite + Unpin>(
                 (import.messages(messages).await, false)
             }
             Call::Import(ImportPiece::Head(bytes)) => (import.head(bytes), false),
+            Call::Import(ImportPiece::Extras {
+                subscriptions,
+                annotations,
+            }) => (import.extras(subscriptions, annotations).await, false),
             Call::Import(ImportPiece::Finish {
                 folders,
                 messages,
@@ -437,6 +512,9 @@ async fn begin_import(
     .map_err(store_error)?
     .map_err(store_error)
 }
+
+/// Annotations to set on one folder, as [`Store::set_metadata`] takes them.
+type AnnotationChanges = Vec<(String, Option<Vec<u8>>)>;
 
 /// An import in progress on the new home. Dropped unfinished, it removes what it made.
 struct Import {
@@ -533,6 +611,38 @@ impl Import {
         Ok(())
     }
 
+    /// Subscriptions and annotations, each made durable before the answer. An
+    /// annotation of a folder the import has not made is left out, with a warning.
+    async fn extras(
+        &mut self,
+        subscriptions: Vec<String>,
+        annotations: Vec<ImportedAnnotation>,
+    ) -> Result<(), String> {
+        let account = self.account;
+        self.blocking(move |store| {
+            for name in &subscriptions {
+                store.set_subscription(account, name, true, usize::MAX)?;
+            }
+            let mut by_folder: BTreeMap<String, AnnotationChanges> = BTreeMap::new();
+            for annotation in annotations {
+                by_folder
+                    .entry(annotation.folder)
+                    .or_default()
+                    .push((annotation.entry, Some(annotation.value)));
+            }
+            for (folder, changes) in by_folder {
+                match store.set_metadata(account, &folder, &changes, usize::MAX) {
+                    Err(StoreError::NotFound) => {
+                        tracing::warn!(folder = %folder, "annotations of a folder the move did not bring left out");
+                    }
+                    other => other?,
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn finish(&mut self, folders: u32, messages: u64, bytes: u64) -> Result<(), String> {
         if !self.head.is_empty() {
             return Err("a message head with no message".into());
@@ -570,5 +680,54 @@ impl Drop for Import {
                 tracing::error!(account = account.0, error = %e, "could not remove an unfinished mailbox import")
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotation(folder: &str, len: usize) -> ImportedAnnotation {
+        ImportedAnnotation {
+            folder: folder.into(),
+            entry: "/private/comment".into(),
+            value: vec![b'x'; len],
+        }
+    }
+
+    fn sizes(pieces: &[ImportPiece]) -> Vec<(usize, usize)> {
+        pieces
+            .iter()
+            .map(|piece| match piece {
+                ImportPiece::Extras {
+                    subscriptions,
+                    annotations,
+                } => (subscriptions.len(), annotations.len()),
+                other => panic!("not extras: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn extras_are_cut_into_bounded_pieces_and_never_lost() {
+        assert!(extras_pieces(Vec::new(), Vec::new()).is_empty());
+        let subscriptions = vec!["INBOX".to_string(), "Lists/Later".to_string()];
+        assert_eq!(
+            sizes(&extras_pieces(subscriptions.clone(), Vec::new())),
+            [(2, 0)]
+        );
+        // Three annotations of a third of a piece and one bigger than a piece: the
+        // big one travels alone, nothing is dropped.
+        let third = PIECE_BYTES / 3;
+        let annotations = vec![
+            annotation("", third),
+            annotation("A", third),
+            annotation("B", third),
+            annotation("C", PIECE_BYTES + 1),
+        ];
+        assert_eq!(
+            sizes(&extras_pieces(subscriptions, annotations)),
+            [(2, 2), (0, 1), (0, 1)]
+        );
     }
 }

@@ -61,17 +61,20 @@ pub enum SpecialUse {
 }
 
 impl SpecialUse {
+    /// Every use the store keeps.
+    pub const ALL: [SpecialUse; 5] = [
+        SpecialUse::Sent,
+        SpecialUse::Drafts,
+        SpecialUse::Trash,
+        SpecialUse::Junk,
+        SpecialUse::Archive,
+    ];
+
     /// The use an attribute names (`\\Sent`, any case).
     pub fn from_attribute(attribute: &str) -> Option<SpecialUse> {
-        [
-            SpecialUse::Sent,
-            SpecialUse::Drafts,
-            SpecialUse::Trash,
-            SpecialUse::Junk,
-            SpecialUse::Archive,
-        ]
-        .into_iter()
-        .find(|usage| usage.attribute().eq_ignore_ascii_case(attribute))
+        SpecialUse::ALL
+            .into_iter()
+            .find(|usage| usage.attribute().eq_ignore_ascii_case(attribute))
     }
 
     /// The attribute as written on the wire.

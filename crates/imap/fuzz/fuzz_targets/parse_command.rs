@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
         max_line: 4096,
         max_literal: 4096,
         max_command: 16 * 1024,
+        // Every other input under LITERAL- (RFC 7888), the rest under LITERAL+.
+        max_non_sync_literal: if control & 2 == 0 { 4096 } else { u64::MAX },
     });
     let cut = usize::from(control) % (input.len() + 1);
     let accept = control & 1 == 0;

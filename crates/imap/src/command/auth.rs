@@ -280,14 +280,22 @@ impl Session {
             "SORT=DISPLAY",
             "ESORT",
             "PARTIAL",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
+            // draft-ietf-morg-inthread, as Dovecot has it.
+            "THREAD=REFS",
             "STATUS=SIZE",
             "METADATA",
             "NOTIFY",
             "OBJECTID",
             "SAVEDATE",
             "BINARY",
+            // RFC 8970, and the drafts' forms Dovecot 2.3 still offers.
+            "PREVIEW",
+            "PREVIEW=FUZZY",
+            "SNIPPET=FUZZY",
             "UTF8=ACCEPT",
             // RFC 5255 §4.3: SEARCH, SORT and THREAD compare by i;unicode-casemap.
             "I18NLEVEL=1",

@@ -80,7 +80,7 @@ impl Session {
             }
             let vanished = self.enabled.qresync;
             if let State::Selected(selected) = &mut self.state {
-                selected.view.expunge_now(&mut self.out, &sources, vanished);
+                selected.expunge_now(&mut self.out, &sources, vanished);
             }
             self.finish(&tag, "OK", &format!("{command} completed"), true);
         } else {

@@ -80,7 +80,7 @@ impl Session {
         }
         let vanished = self.enabled.qresync;
         if let State::Selected(selected) = &mut self.state {
-            selected.view.expunge_now(&mut self.out, &removed, vanished);
+            selected.expunge_now(&mut self.out, &removed, vanished);
         }
         let command = if uid { "UID EXPUNGE" } else { "EXPUNGE" };
         self.finish(&tag, "OK", &format!("{command} completed"), true);

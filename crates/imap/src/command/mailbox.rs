@@ -192,6 +192,7 @@ impl Session {
             view,
             keywords: std::mem::take(&mut folder.keywords),
             saved: Vec::new(),
+            contexts: Default::default(),
         };
         // Changes the snapshot already holds are harmless to replay: appends at or
         // below its highest UID are ignored, expunges of missing UIDs skipped.
@@ -222,11 +223,33 @@ impl Session {
             );
             return;
         }
+        // RFC 6154 §3: a use the server does not keep is refused by name.
+        let special_use = match special_use.into_iter().next() {
+            None => None,
+            Some(asked) => match self
+                .config
+                .special_uses
+                .iter()
+                .find(|known| known.eq_ignore_ascii_case(&asked))
+            {
+                Some(known) => Some(known.clone()),
+                None => {
+                    return tagged(
+                        &mut self.out,
+                        &tag,
+                        "NO",
+                        "[USEATTR] Unsupported special-use attribute",
+                    );
+                }
+            },
+        };
+        let parents = names::parents(&folder).map(str::to_string).collect();
         self.request(
             Running::Create { tag },
             Request::Create {
                 folder,
-                special_use: special_use.into_iter().next(),
+                special_use,
+                parents,
             },
         );
     }

@@ -12,6 +12,7 @@ use std::fmt;
 
 pub(crate) mod append;
 pub(crate) mod auth;
+pub(crate) mod context;
 pub(crate) mod copy;
 pub(crate) mod expunge;
 pub(crate) mod fetch;
@@ -230,6 +231,11 @@ pub enum SearchReturn {
     Save,
     /// RFC 5267 §4.4, RFC 9394 §3.1: a window of the results.
     Partial(PartialRange),
+    /// RFC 5267 §4.3: keep the result live while the folder is selected, with ADDTO
+    /// and REMOVEFROM as it changes.
+    Update,
+    /// RFC 5267 §4.2: the client will use these criteria again; only a hint.
+    Context,
 }
 
 /// RFC 9394 partial-range: which results of a SEARCH or SORT to return, counted from 1.
@@ -344,6 +350,9 @@ pub struct SortCriterion {
 pub enum ThreadAlgorithm {
     OrderedSubject,
     References,
+    /// draft-ietf-morg-inthread §4, as Dovecot implements it: REFERENCES without the
+    /// subject steps, threads in the order of their latest messages.
+    Refs,
 }
 
 /// The text part of a section-spec (RFC 9051 §6.4.5).
@@ -405,6 +414,23 @@ pub enum FetchAttr {
     ThreadId,
     /// RFC 8514: when the message was saved into its folder; `NIL` when not known.
     SaveDate,
+    /// RFC 8970 PREVIEW, or the draft forms Dovecot still answers. The `LAZY` modifier
+    /// (§3.2) lets the server answer `NIL` rather than compute a preview; Portico
+    /// always computes it, so `LAZY` changes nothing and is not kept.
+    Preview(PreviewForm),
+}
+
+/// How a preview is asked for, which decides how it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PreviewForm {
+    /// `PREVIEW` (RFC 8970 §3): `PREVIEW "text"`.
+    Rfc8970,
+    /// `PREVIEW (FUZZY)` (draft-ietf-extra-imap-fetch-preview before RFC 8970,
+    /// capability `PREVIEW=FUZZY`): `PREVIEW (FUZZY "text")`.
+    Fuzzy,
+    /// `SNIPPET (FUZZY)` (draft-ietf-extra-imap-fetch-snippet, capability
+    /// `SNIPPET=FUZZY`): `SNIPPET (FUZZY "text")`.
+    Snippet,
 }
 
 /// The FETCH item list, with the three macros kept as written.
@@ -541,6 +567,10 @@ pub enum CommandBody {
     Unselect,
     /// RFC 8437: back to the not-authenticated state on the same connection.
     Unauthenticate,
+    /// RFC 5267 §4.3.5: stop the live results of the searches with these tags.
+    CancelUpdate {
+        tags: Vec<String>,
+    },
     Expunge,
     UidExpunge {
         set: SequenceSet,
@@ -655,6 +685,7 @@ impl CommandBody {
             CommandBody::Close => "CLOSE",
             CommandBody::Unselect => "UNSELECT",
             CommandBody::Unauthenticate => "UNAUTHENTICATE",
+            CommandBody::CancelUpdate { .. } => "CANCELUPDATE",
             CommandBody::Expunge => "EXPUNGE",
             CommandBody::UidExpunge { .. } => "UID EXPUNGE",
             CommandBody::Search { uid: false, .. } => "SEARCH",

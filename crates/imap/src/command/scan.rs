@@ -54,6 +54,8 @@ impl Session {
             ScanKind::Search {
                 order: OrderKeys::Sort(inputs),
                 returns,
+                max_modseq,
+                modseqs,
                 ..
             } => {
                 let criteria = match &*scan.work {
@@ -74,18 +76,35 @@ impl Session {
                         }
                     })
                     .collect();
+                // RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest MODSEQ of what
+                // is returned, as for SEARCH.
+                let max_modseq = match &*scan.work {
+                    ScanWork::Search { key, .. } if mentions_modseq(key) => max_modseq,
+                    _ => 0,
+                };
+                let sorted_modseqs: Vec<u64> = order
+                    .iter()
+                    .map(|&i| modseqs.get(i).copied().unwrap_or(0))
+                    .collect();
                 match &returns {
                     Some(returns) => {
                         let uids: Vec<u32> = order.iter().map(|&i| inputs[i].uid).collect();
                         self.save_result(returns, &uids);
                         // RFC 5182 §2.4: SAVE alone answers nothing but OK.
-                        if returns != &[SearchReturn::Save] {
+                        if !esearch::answers_nothing(returns) {
+                            let modseq =
+                                esearch::returned_modseq(returns, &sorted_modseqs, max_modseq);
                             let line =
-                                esearch::response(&scan.tag, scan.uid, &numbers, returns, None);
+                                esearch::response(&scan.tag, scan.uid, &numbers, returns, modseq);
                             self.out.extend_from_slice(&line);
                         }
+                        if returns.contains(&SearchReturn::Update) {
+                            self.open_context(&scan.tag, scan.uid, &scan.work, uids, inputs);
+                        }
                     }
-                    None => self.out.extend_from_slice(&sort::response(&numbers)),
+                    None => self
+                        .out
+                        .extend_from_slice(&sort::response(&numbers, max_modseq)),
                 }
                 let command = scan_command(&scan.work, scan.uid);
                 self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
@@ -118,13 +137,20 @@ impl Session {
                 let line = match (scan_order(&scan.work), &returns) {
                     (Some(MatchOrder::Sort(_)), Some(returns)) => {
                         self.save_result(returns, &[]);
-                        if returns == &[SearchReturn::Save] {
+                        let line = if esearch::answers_nothing(returns) {
                             Vec::new()
                         } else {
                             esearch::response(&scan.tag, scan.uid, &[], returns, None)
+                        };
+                        if returns.contains(&SearchReturn::Update) {
+                            self.out.extend_from_slice(&line);
+                            self.open_context(&scan.tag, scan.uid, &scan.work, vec![], vec![]);
+                            Vec::new()
+                        } else {
+                            line
                         }
                     }
-                    (Some(MatchOrder::Sort(_)), None) => sort::response(&[]),
+                    (Some(MatchOrder::Sort(_)), None) => sort::response(&[], 0),
                     _ => thread::Threads::default().response(|_| 0),
                 };
                 self.out.extend_from_slice(&line);
@@ -159,24 +185,25 @@ impl Session {
                         }
                         self.out.extend_from_slice(b"\r\n");
                     }
-                    Some(returns) if returns == [SearchReturn::Save] => {
+                    Some(returns) if esearch::answers_nothing(&returns) => {
                         // RFC 5182 §2.4: SAVE alone answers nothing but OK.
                         let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
                         self.save_result(&returns, &uids);
+                        if returns.contains(&SearchReturn::Update) {
+                            self.open_context(&scan.tag, scan.uid, &scan.work, uids, vec![]);
+                        }
                     }
                     Some(returns) => {
                         let uids: Vec<u32> = hits.iter().map(|&(_, uid)| uid).collect();
                         self.save_result(&returns, &uids);
-                        let modseq = (max_modseq > 0).then(|| {
-                            match esearch::for_modseq(&returns, modseqs.len()) {
-                                _ if modseqs.is_empty() => max_modseq,
-                                esearch::Returned::Every => max_modseq,
-                                some => some.pick(&modseqs).into_iter().max().unwrap_or(0),
-                            }
-                        });
+                        let modseq = esearch::returned_modseq(&returns, &modseqs, max_modseq);
                         let line =
                             esearch::response(&scan.tag, scan.uid, &numbers, &returns, modseq);
                         self.out.extend_from_slice(&line);
+                        if returns.contains(&SearchReturn::Update) {
+                            let uids = hits.iter().map(|&(_, uid)| uid).collect();
+                            self.open_context(&scan.tag, scan.uid, &scan.work, uids, vec![]);
+                        }
                     }
                 }
                 let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };

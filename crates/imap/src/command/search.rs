@@ -113,6 +113,9 @@ impl Session {
         criteria: SearchKey,
         order: Option<MatchOrder>,
     ) {
+        if self.refuse_tag_reuse(&tag, returns.as_deref()) {
+            return;
+        }
         if let Some(charset) = charset
             && !charset.eq_ignore_ascii_case("UTF-8")
             && !charset.eq_ignore_ascii_case("US-ASCII")

@@ -1,6 +1,6 @@
 //! SORT (RFC 5256, with DISPLAY keys, RFC 5957, and ESORT's RETURN options, RFC 5267)
-//! and THREAD (ORDEREDSUBJECT and REFERENCES): a search whose matches the scan also
-//! reads for their order ([`crate::sort`], [`crate::thread`]).
+//! and THREAD (ORDEREDSUBJECT, REFERENCES and REFS): a search whose matches the scan
+//! also reads for their order ([`crate::sort`], [`crate::thread`]).
 
 use crate::command::*;
 use crate::scan::MatchOrder;

@@ -131,6 +131,7 @@ impl Session {
                 .collect()
         };
         self.out.extend_from_slice(&out);
+        self.contexts_see_flags(&stored.current, &stored.modified);
         let command = if uid { "UID STORE" } else { "STORE" };
         if modified.is_empty() {
             self.finish(&tag, "OK", &format!("{command} completed"), uid);

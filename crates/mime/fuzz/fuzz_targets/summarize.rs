@@ -1,6 +1,7 @@
 //! Feeds arbitrary bytes to `summarize`, renders ENVELOPE and BODYSTRUCTURE in
-//! every mode, and fetches every section the summary names: none of it may
-//! panic, and every part must lie inside its parent.
+//! every mode, fetches every section the summary names and makes the preview:
+//! none of it may panic, every part must lie inside its parent, and the preview
+//! must be short.
 //!
 //! Run with `cargo fuzz run summarize` from `crates/mime`; seed it with the
 //! corpus: `cargo fuzz run summarize ../../tests/corpus`.
@@ -61,5 +62,7 @@ fuzz_target!(
     let _ = portico_mime::header_values(data, "from");
     let _ = portico_mime::sent_date(data);
     let _ = portico_mime::body_text(data);
+    let preview = portico_mime::preview(data, &s);
+    assert!(preview.chars().count() <= portico_mime::PREVIEW_CHARS);
     }
 );
