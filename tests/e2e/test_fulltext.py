@@ -18,6 +18,7 @@ import quopri
 import random
 import re
 import time
+import unicodedata
 
 import pytest
 
@@ -54,6 +55,8 @@ CHARSET_MESSAGES = [
     ("shift_jis", "base64", "東京で会議があります。品川駅の近く。"),
     ("utf-8", "base64", "Ελληνικά κείμενα και ΚΕΦΑΛΑΙΑ γράμματα."),
     ("iso-8859-7", "quoted-printable", "Καλημέρα από την Αθήνα."),
+    # Decomposed accents, a digraph, a ligature and a roman numeral (I18NLEVEL=1).
+    ("utf-8", "8bit", unicodedata.normalize("NFD", "Décomposé \u01c4emal \ufb01nal \u216b.")),
 ]
 CHARSET_NEEDLES = ["москвы", "ОТЧЁТ", "gęślą", "ŁODZI", "crème", "NAÏVE", "résumé",
                    "straße", "MÜNCHEN", "東京", "品川駅", "κεφαλαια", "Αθήνα", "καλημέρα"]
@@ -233,6 +236,40 @@ def test_search_decodes_charsets_and_transfer_encodings(pair):
             want = [uid for uid, text in expected_text.items() if needle.lower() in text]
             assert uid_search(m, "TEXT", needle) == want, (server.root, needle)
         m.logout()
+
+
+def test_unicode_casemap_needles_through_the_index(pair):
+    """I18NLEVEL=1 (RFC 5255): needles composed or decomposed, in either case, find the
+    same messages (i;unicode-casemap, RFC 5051), with the index as without it: the index
+    folds text and needles as SEARCH does, so it never rules out a real match."""
+    indexed, plain, mail = pair
+
+    def nfd(text: str) -> str:
+        return unicodedata.normalize("NFD", text)
+
+    extra = ["décomposé", "DÉCOMPOSÉ", "\u01c6EMAL", "\u01c5emal", "\ufb01nal", "\ufb01nal xii"]
+    searches = []
+    for needle in CHARSET_NEEDLES + extra:
+        for form in dict.fromkeys([needle, nfd(needle), needle.upper(), nfd(needle.upper())]):
+            searches += [("BODY", form), ("TEXT", form)]
+    a, b = selected_pair(indexed, plain)
+    differ, _ = compare_searches(a, b, searches)
+    assert not differ, f"indexed vs full scan (got, want): {differ}"
+    # The decomposed message is found by every spelling; `final` is not `ﬁnal`.
+    (decomposed,) = [uid for uid, data in mail if b"\xef\xac\x81nal" in data]
+    for needle in extra:
+        assert uid_search(a, "BODY", needle) == [decomposed], needle
+    assert decomposed not in uid_search(a, "BODY", "final")
+    # Every other needle: its decomposed form finds what it finds, as does upper case
+    # where that is a simple mapping (not `ß` → `SS`).
+    for needle in CHARSET_NEEDLES:
+        want = uid_search(a, "BODY", needle)
+        assert want, needle
+        forms = [nfd(needle)] + ([needle.upper()] if "ß" not in needle else [])
+        for form in forms:
+            assert uid_search(a, "BODY", form) == want, (needle, form)
+    a.logout()
+    b.logout()
 
 
 def test_index_follows_new_and_expunged_messages_and_reindex_rebuilds_it(pair):

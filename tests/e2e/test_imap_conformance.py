@@ -334,6 +334,62 @@ def test_sort_and_thread_with_imaplib(make_imap_server):
     a.close()
 
 
+def test_i18nlevel_1_search_and_sort_with_imaplib(make_imap_server):
+    """I18NLEVEL=1 (RFC 5255 §4.3) through imaplib: SEARCH and SORT compare by
+    i;unicode-casemap (RFC 5051), so composed and decomposed accents, case and
+    compatibility forms (ﬁ, ℃) match as the RFC's preparation says; the same messages
+    as the search-sort-i18n transcript, on the real server and store."""
+    import imaplib
+    import unicodedata
+
+    server = make_imap_server(login="plaintext")
+    server.add_user(ALICE, ALICE_PW)
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    assert "I18NLEVEL=1" in client.capabilities, client.capabilities
+    caps = client.capabilities
+    assert caps.index("I18NLEVEL=1") == caps.index("UTF8=ACCEPT") + 1, caps
+    client.login(ALICE, ALICE_PW)
+    nfd = unicodedata.normalize
+    messages = [
+        ("=?utf-8?q?Caf=C3=A9_cr=C3=A8me?=", "=?utf-8?q?Jos=C3=A9?= <jose@x.org>",
+         nfd("NFD", "Crème brûlée") + ", decomposed."),
+        (nfd("NFD", "CAFÉ"), '"JOSÉ" <j@x.org>', "Plain 20 \u2103."),
+        ("cafe", "ann@x.org", "A \ufb01ne day."),
+        ("\u01c4emal", "ann@x.org", "Dz."),
+        ("éclair", "ann@x.org", "Pastry."),
+        ("Über", "ann@x.org", "Over."),
+        ("zebra", "ann@x.org", "Stripes."),
+        ("café", "ann@x.org", "Equal to CAFÉ."),
+    ]
+    for subject, sender, body in messages:
+        raw = (f"From: {sender}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+               f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+        assert client.append("INBOX", None, None, raw)[0] == "OK"
+    client.select("INBOX")
+
+    def search(key: str, needle: str) -> bytes:
+        client.literal = needle.encode()
+        typ, data = client.search("UTF-8", key)
+        assert typ == "OK", (key, needle, data)
+        return data[0]
+
+    assert search("SUBJECT", "café") == b"1 2 8"
+    assert search("SUBJECT", nfd("NFD", "CAFÉ")) == b"1 2 8"
+    assert search("SUBJECT", "cafe") == b"1 2 3 8"
+    assert search("FROM", "josé") == b"1 2"
+    assert search("FROM", nfd("NFD", "JOSÉ")) == b"1 2"
+    assert search("BODY", "CRÈME BRÛLÉE") == b"1"
+    assert search("TEXT", "brûlée") == b"1"
+    # ℃ decomposes to °C; ﬁ to a lower-case fi, which FINE does not match.
+    assert search("BODY", "20 °c") == b"2"
+    assert search("BODY", "\ufb01ne") == b"3"
+    assert search("BODY", "fine") == b""
+    assert search("SUBJECT", "\u01c6EMAL") == b"4"
+    assert client.sort("(SUBJECT)", "UTF-8", "ALL") == ("OK", [b"3 2 8 1 4 5 6 7"])
+    assert client.sort("(REVERSE SUBJECT)", "UTF-8", "ALL") == ("OK", [b"7 6 5 4 1 2 8 3"])
+    client.logout()
+
+
 def test_sort_agrees_with_a_reference_on_random_messages(make_imap_server):
     """200 messages with random subjects (some with Re:/Fwd:), sent and arrival dates,
     senders and sizes: SORT by each key and by a few combinations equals a sort done

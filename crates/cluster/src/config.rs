@@ -130,12 +130,68 @@ pub struct NodeConfig {
     pub internode: Option<SocketAddr>,
     #[serde(default)]
     pub listen: ListenConfig,
+    /// The host name (or address) clients reach this node's listeners by, where that is
+    /// not the listener's own address (a listener on `0.0.0.0`, or behind NAT): what an
+    /// IMAP LOGIN-REFERRALS referral names (`[imap] login_referrals`). The listener's
+    /// port is kept.
+    #[serde(default)]
+    pub client_host: Option<String>,
 }
 
 impl NodeConfig {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+
+    /// Where clients reach this node's IMAP listener: the implicit-TLS one (`imaps`)
+    /// or the STARTTLS one (`imap`). The host is `client_host`, else the listener's
+    /// address when it is a specific one.
+    pub fn imap_client_endpoint(
+        &self,
+        implicit_tls: bool,
+    ) -> Result<ClientEndpoint, NoClientEndpoint> {
+        let (key, listener) = if implicit_tls {
+            ("imaps", self.listen.imaps)
+        } else {
+            ("imap", self.listen.imap)
+        };
+        let Some(address) = listener else {
+            return Err(NoClientEndpoint::NoListener { key });
+        };
+        let host = match &self.client_host {
+            Some(host) => host.clone(),
+            None if address.ip().is_unspecified() => {
+                return Err(NoClientEndpoint::Unspecified { key, address });
+            }
+            None => address.ip().to_string(),
+        };
+        Ok(ClientEndpoint {
+            host,
+            port: address.port(),
+        })
+    }
+}
+
+/// A host and port clients connect to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEndpoint {
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why clients' way to a node's listener is not known.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoClientEndpoint {
+    #[error("it has no listen.{key}")]
+    NoListener { key: &'static str },
+    #[error(
+        "its listen.{key} = {address} is no address a client can use, and it has no client_host"
+    )]
+    Unspecified {
+        key: &'static str,
+        address: SocketAddr,
+    },
 }
 
 /// Client listener addresses of a node; a missing one is not served.
@@ -387,6 +443,10 @@ pub struct ImapSettings {
     /// (LITERAL-, RFC 7888): with `false` a client must wait for `+` before sending a
     /// big message, so one the server refuses is never sent at all.
     pub literal_plus: bool,
+    /// A client signed in at a node that does not hold its mailbox is told to sign in
+    /// at the mailbox's node (`NO [REFERRAL imap://…]`, RFC 2221) instead of being
+    /// proxied there, where that node's client address is known.
+    pub login_referrals: bool,
 }
 
 impl Default for ImapSettings {
@@ -404,6 +464,7 @@ impl Default for ImapSettings {
             max_folder_depth: 16,
             max_search_work_mb: 16 * 1024,
             literal_plus: true,
+            login_referrals: false,
         }
     }
 }
@@ -596,6 +657,14 @@ impl ClusterConfig {
             if node.data_dir.as_os_str().is_empty() {
                 return invalid(format!("node {:?} has an empty data_dir", node.name));
             }
+            if let Some(host) = &node.client_host
+                && !is_host(host)
+            {
+                return invalid(format!(
+                    "node {:?} has client_host = {host:?}, which is neither a host name nor an IP address",
+                    node.name
+                ));
+            }
             let mut addresses = node
                 .listen
                 .addresses()
@@ -701,6 +770,25 @@ impl ClusterConfig {
             .iter()
             .any(|denied| denied.eq_ignore_ascii_case(local))
     }
+}
+
+/// A DNS name (letters, digits and hyphens in dot-separated labels of at most 63
+/// octets, 253 in all) or an IP address: what may stand as the host of a URL.
+fn is_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -904,6 +992,106 @@ internode = "127.0.0.14:7000"
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        }
+    }
+
+    /// LOGIN-REFERRALS: a node's IMAP listener as clients reach it, of the kind the
+    /// client used; `client_host` where the listener's address is none a client can use.
+    #[test]
+    fn imap_client_endpoints_for_referrals() {
+        let text = FOUR_NODES
+            .replace(
+                "listen.imap = \"127.0.0.11:1143\"",
+                "listen.imap = \"127.0.0.11:1143\"\nlisten.imaps = \"[::1]:1993\"",
+            )
+            .replace(
+                "listen.imap = \"127.0.0.13:1143\"",
+                "listen.imap = \"0.0.0.0:143\"\nlisten.imaps = \"0.0.0.0:993\"\nclient_host = \"imap-s1.example.com\"",
+            )
+            .replace(
+                "internode = \"127.0.0.12:7000\"",
+                "internode = \"127.0.0.12:7000\"\nlisten.imaps = \"0.0.0.0:994\"",
+            );
+        let config = ClusterConfig::parse(
+            &format!("{text}[imap]\nlogin_referrals = true\n"),
+            PathBuf::from("."),
+        )
+        .unwrap();
+        assert!(config.imap.login_referrals);
+        let endpoint = |node: &str, implicit: bool| {
+            config
+                .find_node(node)
+                .unwrap()
+                .imap_client_endpoint(implicit)
+        };
+        let at = |host: &str, port| {
+            Ok(ClientEndpoint {
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(endpoint("d1", false), at("127.0.0.11", 1143));
+        assert_eq!(endpoint("d1", true), at("::1", 1993));
+        assert_eq!(endpoint("s1", false), at("imap-s1.example.com", 143));
+        assert_eq!(endpoint("s1", true), at("imap-s1.example.com", 993));
+        assert_eq!(
+            endpoint("d2", false),
+            Err(NoClientEndpoint::NoListener { key: "imap" })
+        );
+        let unspecified = endpoint("d2", true).unwrap_err();
+        assert_eq!(
+            unspecified.to_string(),
+            "its listen.imaps = 0.0.0.0:994 is no address a client can use, and it has no client_host"
+        );
+        assert_eq!(
+            endpoint("s2", true),
+            Err(NoClientEndpoint::NoListener { key: "imaps" })
+        );
+        // Off unless turned on.
+        let config = ClusterConfig::parse(FOUR_NODES, PathBuf::from(".")).unwrap();
+        assert!(!config.imap.login_referrals);
+    }
+
+    #[test]
+    fn client_host_must_be_a_host_name_or_an_address() {
+        for good in [
+            "mail.example.com",
+            "mail.example.com.",
+            "imap-2",
+            "192.0.2.7",
+            "2001:db8::1",
+            "x",
+        ] {
+            let text = FOUR_NODES.replace(
+                "data_dir = \"s2\"",
+                &format!("data_dir = \"s2\"\nclient_host = {good:?}"),
+            );
+            let config = ClusterConfig::parse(&text, PathBuf::from("."));
+            assert!(config.is_ok(), "{good}: {:?}", config.err());
+        }
+        let long_label = "a".repeat(64);
+        for bad in [
+            "",
+            "mail example.com",
+            "user@host",
+            "-mail.example.com",
+            "mail..example.com",
+            "[2001:db8::1]",
+            "host:143",
+            long_label.as_str(),
+            "ex\u{e4}mple.com",
+        ] {
+            let text = FOUR_NODES.replace(
+                "data_dir = \"s2\"",
+                &format!("data_dir = \"s2\"\nclient_host = {bad:?}"),
+            );
+            let err = ClusterConfig::parse(&text, PathBuf::from("."))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("node \"s2\" has client_host = {bad:?}, which is neither a host name nor an IP address")),
+                "{bad}: {err}"
+            );
         }
     }
 

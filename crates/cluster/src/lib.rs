@@ -9,8 +9,8 @@ mod config;
 mod network;
 
 pub use config::{
-    ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ImapSettings, ListenConfig, LoginType,
-    NodeConfig, Pop3Settings, RelaySettings, Role, SecuritySettings, SiteConfig, SmtpSettings,
-    TlsSettings,
+    ClientEndpoint, ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ImapSettings, ListenConfig,
+    LoginType, NoClientEndpoint, NodeConfig, Pop3Settings, RelaySettings, Role, SecuritySettings,
+    SiteConfig, SmtpSettings, TlsSettings,
 };
 pub use network::Network;

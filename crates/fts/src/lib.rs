@@ -3,14 +3,17 @@
 //!
 //! IMAP's BODY and TEXT keys are case-insensitive *substring* matches (RFC 9051
 //! §6.4.4), not word matches: `BODY ell` must find "hello". So the index keeps, for
-//! every message, the set of character trigrams of its decoded, lower-cased text (in
+//! every message, the set of character trigrams of its decoded, case-folded text (in
 //! tantivy, one term per trigram, postings without positions). A message that contains
 //! a needle contains each of the needle's trigrams, so the messages holding all of
 //! them are a superset of the true matches; the caller checks each candidate exactly.
 //! Needles shorter than three characters cannot be narrowed down and get `None`.
 //!
-//! What the text *is* (decoded body parts, header values) is the caller's to decide;
-//! it must be what its exact check reads, lower-cased the same way ([`str::to_lowercase`]).
+//! What the text *is* (decoded body parts, header values) and how its case is folded
+//! are the caller's to decide; this crate never folds. The text must be what the
+//! caller's exact check reads, and text and needles must be folded alike by a fold
+//! that works character by character (so the fold of a text holds the fold of every
+//! substring): Portico's is i;unicode-casemap (`portico_imap::casemap::fold`).
 //!
 //! Each folder has a *mark*: every message with a UID below `next_uid` was indexed
 //! when the mark was written, in the same tantivy commit as their documents, so a
@@ -33,7 +36,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 /// Bumped when the schema or the text fed to it changes: an index of another version
 /// is discarded and rebuilt.
-const SCHEMA_VERSION: &str = "portico-trigrams-2";
+const SCHEMA_VERSION: &str = "portico-trigrams-3";
 /// Trigrams looked up per needle: enough to narrow any needle down; more only cost.
 const MAX_QUERY_TRIGRAMS: usize = 24;
 
@@ -106,7 +109,7 @@ pub struct FolderMark {
     pub expunge_modseq: u64,
 }
 
-/// One message's text for the index, lower-cased by the caller.
+/// One message's text for the index, case-folded by the caller.
 #[derive(Debug)]
 pub struct IndexedText {
     pub uid: u32,
@@ -120,7 +123,7 @@ pub struct MessageText {
     /// Header text as TEXT compares it (raw block and decoded values).
     pub header: String,
     /// The decoded values of each [`HeaderField`], in the order of
-    /// [`HeaderField::ALL`]: each value lower-cased on its own, joined by line feeds.
+    /// [`HeaderField::ALL`]: each value folded on its own, joined by line feeds.
     pub fields: [String; 5],
 }
 
@@ -199,26 +202,26 @@ fn message_key(folder: u64, uid: u32) -> Result<u64> {
     Ok(folder << 32 | u64::from(uid))
 }
 
-/// The distinct trigrams of `lowered` (three characters each), as the index stores them.
-pub fn trigrams(lowered: &str) -> BTreeSet<&str> {
+/// The distinct trigrams of `folded` (three characters each), as the index stores them.
+pub fn trigrams(folded: &str) -> BTreeSet<&str> {
     let mut set = BTreeSet::new();
     // Where the last three characters started.
     let mut starts = [0usize; 3];
-    let ends = lowered
+    let ends = folded
         .char_indices()
         .map(|(i, _)| i)
-        .chain(std::iter::once(lowered.len()));
+        .chain(std::iter::once(folded.len()));
     for (n, end) in ends.enumerate() {
         if n >= 3 {
-            set.insert(&lowered[starts[n % 3]..end]);
+            set.insert(&folded[starts[n % 3]..end]);
         }
         starts[n % 3] = end;
     }
     set
 }
 
-fn pre_tokenized(lowered: &str) -> PreTokenizedString {
-    let tokens = trigrams(lowered)
+fn pre_tokenized(folded: &str) -> PreTokenizedString {
+    let tokens = trigrams(folded)
         .into_iter()
         .enumerate()
         .map(|(position, text)| Token {
@@ -373,17 +376,16 @@ impl TextIndex {
         Ok(())
     }
 
-    /// The messages of `folder` that may contain `needle` in `field`, or `None` when
-    /// the index cannot narrow them down (a needle under three characters, or a folder
-    /// not indexed yet).
+    /// The messages of `folder` that may contain `folded_needle` (folded as the
+    /// indexed text was) in `field`, or `None` when the index cannot narrow them down
+    /// (a needle under three characters, or a folder not indexed yet).
     pub fn candidates(
         &self,
         folder: u64,
         field: TextField,
-        needle: &str,
+        folded_needle: &str,
     ) -> Result<Option<Candidates>> {
-        let lowered = needle.to_lowercase();
-        let grams = trigrams(&lowered);
+        let grams = trigrams(folded_needle);
         if grams.is_empty() {
             return Ok(None);
         }

@@ -9,11 +9,13 @@
 //! Layers: [`reader`] frames commands (lines and literals), [`parser`] turns them into
 //! [`command`] values, [`session`] reads and dispatches them and the modules under
 //! [`command`] carry each family out against the host through [`request`];
-//! [`fetch`], [`search`], [`esearch`], [`context`], [`sort`], [`thread`], [`listing`], [`notify`],
-//! [`view`], [`names`], [`url`] and [`response`] hold the rules they apply. [`scan`] is
+//! [`fetch`], [`search`], [`esearch`], [`context`], [`sort`], [`thread`], [`casemap`],
+//! [`listing`], [`notify`], [`view`], [`names`], [`url`] and [`response`] hold the rules
+//! they apply. [`scan`] is
 //! the FETCH/SEARCH work the host runs off the session's thread, [`catenate`] the
 //! building of CATENATE messages from stored parts.
 
+pub mod casemap;
 pub mod catenate;
 pub mod command;
 pub mod context;

@@ -259,7 +259,7 @@ pub enum Fault {
 }
 
 /// Why a sign-in failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginFailure {
     BadCredentials,
     /// Right password, IMAP off for this account.
@@ -269,6 +269,13 @@ pub enum LoginFailure {
     MailboxUnavailable,
     /// The user already has as many sessions as the server allows.
     TooManyConnections,
+    /// Right password, but the mailbox is served at another server, which the client
+    /// is to sign in at (a LOGIN-REFERRALS home server referral, RFC 2221 §4.1).
+    Referral {
+        /// A DNS name or IP address (IPv6 without brackets).
+        host: String,
+        port: u16,
+    },
 }
 
 /// A folder as LIST sees it.

@@ -1,6 +1,12 @@
 //! SEARCH evaluation (RFC 9051 §6.4.4): which messages match a key, and how much of
 //! each message the store must read to decide.
+//!
+//! The string keys (BODY, TEXT, HEADER, FROM, SUBJECT, …) are substring matches under
+//! i;unicode-casemap (RFC 5051), the comparator I18NLEVEL=1 names (RFC 5255 §4.3):
+//! [`crate::casemap`]. The full-text index keeps the trigrams of text folded the same
+//! way, so its "cannot match" is never wrong.
 
+use crate::casemap::{self, contains};
 use crate::command::{Date, SearchKey, SeqBound, SequenceSet};
 use crate::request::{Detail, MessageData, TextCandidates, TextKey, TextQuery};
 
@@ -117,7 +123,7 @@ pub fn text_queries(key: &SearchKey) -> Vec<TextQuery> {
                 None => return,
             },
         };
-        if query.needle.to_lowercase().chars().count() >= 3
+        if crate::casemap::fold(&query.needle).chars().count() >= 3
             && out.len() < MAX_TEXT_QUERIES
             && !out.contains(&query)
         {
@@ -181,7 +187,7 @@ pub struct Context<'a> {
     pub max_uid: u32,
     pub recent: bool,
     pub message: &'a MessageData,
-    /// The message's text, decoded and lower-cased once for every BODY and TEXT key of
+    /// The message's text, decoded and folded once for every BODY and TEXT key of
     /// the search (a search with many such keys would otherwise decode the message once
     /// per key).
     pub text: TextCache,
@@ -191,7 +197,8 @@ pub struct Context<'a> {
     pub now: i64,
 }
 
-/// Lazily decoded, lower-cased text of one message, and how much text the keys read.
+/// Lazily decoded, folded ([`casemap::fold`]) text of one message, and how much text
+/// the keys read.
 #[derive(Default)]
 pub struct TextCache {
     body: std::cell::OnceCell<String>,
@@ -202,7 +209,9 @@ pub struct TextCache {
 impl TextCache {
     fn body(&self, message: &MessageData) -> &str {
         let body = self.body.get_or_init(|| {
-            portico_mime::body_text(message.raw.as_deref().unwrap_or_default()).to_lowercase()
+            casemap::fold(&portico_mime::body_text(
+                message.raw.as_deref().unwrap_or_default(),
+            ))
         });
         self.count(body.len());
         body
@@ -211,7 +220,7 @@ impl TextCache {
     fn header(&self, header: &[u8]) -> &str {
         let header = self
             .header
-            .get_or_init(|| String::from_utf8_lossy(header).to_lowercase());
+            .get_or_init(|| casemap::fold(&String::from_utf8_lossy(header)));
         self.count(header.len());
         header
     }
@@ -224,11 +233,6 @@ impl TextCache {
     pub fn examined(&self) -> u64 {
         self.examined.get()
     }
-}
-
-/// Case-insensitive substring test against text already lower-cased.
-fn contains_lowered(lowered: &str, needle: &str) -> bool {
-    needle.is_empty() || lowered.contains(&needle.to_lowercase())
 }
 
 fn in_set(set: &SequenceSet, value: u32, max: u32) -> bool {
@@ -244,23 +248,6 @@ fn in_set(set: &SequenceSet, value: u32, max: u32) -> bool {
 
 fn has_flag(message: &MessageData, flag: &str) -> bool {
     message.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
-}
-
-/// Case-insensitive substring test (RFC 9051: SEARCH matches without case).
-fn contains(haystack: &str, needle: &str) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
-    // All ASCII (the usual header field): the same answer without lower-casing copies.
-    // Not otherwise: some non-ASCII letters lower-case to ASCII (the Kelvin sign to k).
-    if haystack.is_ascii() && needle.is_ascii() {
-        let needle = needle.as_bytes();
-        return haystack
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle));
-    }
-    haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 fn day_of(timestamp: i64, offset: i32) -> Date {
@@ -427,12 +414,12 @@ pub fn matches(key: &SearchKey, ctx: &Context<'_>) -> bool {
         To(s) => header_matches(ctx, "To", s),
         Subject(s) => header_matches(ctx, "Subject", s),
         Header(name, s) => header_matches(ctx, name, s),
-        Body(s) => contains_lowered(ctx.text.body(message), s),
+        Body(s) => casemap::folded_contains(ctx.text.body(message), s),
         Text(s) => {
             let header = header_block(message);
-            contains_lowered(ctx.text.header(header), s)
+            casemap::folded_contains(ctx.text.header(header), s)
                 || decoded_header_contains(ctx, header, s)
-                || contains_lowered(ctx.text.body(message), s)
+                || casemap::folded_contains(ctx.text.body(message), s)
         }
     }
 }
@@ -497,7 +484,7 @@ mod tests {
         assert!(matches(&And(keys), &ctx));
         assert_eq!(
             ctx.text.body.get().map(String::as_str),
-            Some("hello böb\r\n")
+            Some("HELLO BO\u{308}B\r\n")
         );
         assert!(ctx.text.header.get().is_some());
     }
@@ -575,6 +562,56 @@ mod tests {
             prejudge(&SaveDateSupported, 10, &TextHints::default()),
             Some(true)
         );
+    }
+
+    /// I18NLEVEL=1 (RFC 5255 §4.3): every string key compares by i;unicode-casemap, so
+    /// case, composed or decomposed accents and compatibility forms do not matter,
+    /// whichever side has them; header fields kept at append, header fields read from
+    /// the message and the body all agree.
+    #[test]
+    fn string_keys_use_unicode_casemap() {
+        use SearchKey::*;
+        // Subject "Café Ǆemal", From "José", body "crème ﬁne Ⅻ" with è decomposed.
+        let raw = "Subject: =?utf-8?q?Caf=C3=A9_=C7=84emal?=\r\nFrom: =?utf-8?q?Jos=C3=A9?= <jose@example.org>\r\nX-Note: Sto\u{308}rung\r\n\r\ncre\u{300}me \u{FB01}ne \u{216B}\r\n";
+        let m = message(raw.as_bytes(), &[]);
+        let kept = MessageData {
+            fields: Some(portico_mime::search_fields(raw.as_bytes())),
+            ..m.clone()
+        };
+        let cases = [
+            (Subject("CAFE\u{301}".into()), true),
+            (Subject("café".into()), true),
+            // A needle without the accent matches only where the mark would follow
+            // the needle's end: É is E U+0301 when prepared, ö is o U+0308.
+            (Subject("cafe".into()), true),
+            (Subject("\u{1C6}EMAL".into()), true),
+            (Subject("dzemal".into()), false),
+            (From("JOSÉ".into()), true),
+            (From("jose\u{301} <".into()), true),
+            (Header("x-note".into(), "STÖRUNG".into()), true),
+            (Header("x-note".into(), "storung".into()), false),
+            (Header("x-note".into(), "STO".into()), true),
+            (Body("CRÈME".into()), true),
+            (Body("crème".into()), true),
+            (Body("\u{FB01}ne".into()), true),
+            // ﬁ prepares to a lower-case `fi` (RFC 5051 decomposes after titlecasing),
+            // Ⅻ to `XII`.
+            (Body("fine".into()), false),
+            (Body("xii".into()), true),
+            (Body("\u{216B}".into()), true),
+            (Text("café".into()), true),
+            (Text("josé".into()), true),
+            (Text("CRE\u{300}ME".into()), true),
+            (Text("crema".into()), false),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(check(key.clone(), &m), expected, "{key:?}");
+            assert_eq!(
+                check(key.clone(), &kept),
+                expected,
+                "{key:?} on kept fields"
+            );
+        }
     }
 
     #[test]

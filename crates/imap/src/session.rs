@@ -96,6 +96,9 @@ pub const PREAUTH_MAX_LITERAL: usize = 8 * 1024;
 /// base64 response line, ID, all fit with room to spare.
 pub const PREAUTH_MAX_LINE: usize = 16 * 1024;
 
+/// The text after a LOGIN-REFERRALS referral's response code.
+pub const LOGIN_REFERRAL_TEXT: &str = "Your mailbox is on another server: sign in there";
+
 /// Tagged BAD text for a literal over [`PREAUTH_MAX_LITERAL`].
 pub const PREAUTH_LITERAL_TOO_BIG: &str = "[TOOBIG] Literal too large before authentication";
 
@@ -1158,26 +1161,34 @@ impl Session {
                     );
                 }
                 Err(failure) => {
-                    self.user = None;
-                    let text = match failure {
+                    let user = self.user.take().unwrap_or_default();
+                    let text = match &failure {
                         LoginFailure::BadCredentials => {
-                            "[AUTHENTICATIONFAILED] Authentication failed"
+                            "[AUTHENTICATIONFAILED] Authentication failed".to_string()
                         }
                         LoginFailure::Disabled => {
-                            "[CONTACTADMIN] IMAP access is disabled for this account"
+                            "[CONTACTADMIN] IMAP access is disabled for this account".to_string()
                         }
                         LoginFailure::Temporary => {
                             "[UNAVAILABLE] Authentication service unavailable, try again later"
+                                .to_string()
                         }
                         LoginFailure::MailboxUnavailable => {
                             "[UNAVAILABLE] The server that holds your mailbox is unavailable, try again later"
+                                .to_string()
                         }
                         // RFC 5530 §3: LIMIT, an administrative limit was reached.
                         LoginFailure::TooManyConnections => {
-                            "[LIMIT] Too many connections for this user"
+                            "[LIMIT] Too many connections for this user".to_string()
                         }
+                        // RFC 2221 §4.1: a tagged NO with the home server's URL, for
+                        // the name the client signed in with.
+                        LoginFailure::Referral { host, port } => format!(
+                            "[REFERRAL {}] {LOGIN_REFERRAL_TEXT}",
+                            crate::url::login_referral(&user, host, *port)
+                        ),
                     };
-                    tagged(&mut self.out, &tag, "NO", text);
+                    tagged(&mut self.out, &tag, "NO", &text);
                     if failure == LoginFailure::BadCredentials {
                         self.count_bad();
                     }
@@ -1401,6 +1412,66 @@ mod tests {
             Some(Reply::Login(Ok(())))
         });
         session
+    }
+
+    /// RFC 2221 §4.1: a referral is a tagged NO with the home server's URL for the
+    /// name signed in with, by LOGIN and AUTHENTICATE alike; the session stays
+    /// unauthenticated, is not charged a failure, and may sign in again.
+    #[test]
+    fn a_login_referral_is_a_tagged_no_with_the_home_servers_url() {
+        let config = ImapConfig {
+            max_bad_commands: 1,
+            ..ImapConfig::default()
+        };
+        let mut session = Session::new(config, true);
+        let mut refer = |request: &Request| match request {
+            Request::Login { .. } => Some(Reply::Login(Err(LoginFailure::Referral {
+                host: "imap2.example.com".into(),
+                port: 993,
+            }))),
+            _ => None,
+        };
+        let greeting = drive(&mut session, b"", &mut refer);
+        assert!(greeting.starts_with("* OK [CAPABILITY "), "{greeting}");
+        assert!(
+            greeting.contains(" SASL-IR LOGIN-REFERRALS ENABLE "),
+            "{greeting}"
+        );
+        let out = drive(
+            &mut session,
+            b"a LOGIN \"ann;x@example.com\" secret\r\n",
+            &mut refer,
+        );
+        assert_eq!(
+            out,
+            "a NO [REFERRAL imap://ann%3Bx%40example.com;AUTH=*@imap2.example.com:993/] \
+             Your mailbox is on another server: sign in there\r\n"
+        );
+        // AUTHENTICATE PLAIN (authcid bob@example.com), a home known by its address.
+        let mut refer2 = |request: &Request| match request {
+            Request::Login { .. } => Some(Reply::Login(Err(LoginFailure::Referral {
+                host: "192.0.2.2".into(),
+                port: 143,
+            }))),
+            _ => None,
+        };
+        let out = drive(
+            &mut session,
+            b"b AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLmNvbQBzZWNyZXQ=\r\n",
+            &mut refer2,
+        );
+        assert_eq!(
+            out,
+            "b NO [REFERRAL imap://bob%40example.com;AUTH=*@192.0.2.2:143/] \
+             Your mailbox is on another server: sign in there\r\n"
+        );
+        // Not counted as bad (one more would close the session), still signed out.
+        let out = drive(&mut session, b"c SELECT INBOX\r\n", &mut refer);
+        assert!(out.starts_with("c BAD "), "{out}");
+        let out = drive(&mut session, b"d LOGIN alice secret\r\n", &mut |_| {
+            Some(Reply::Login(Ok(())))
+        });
+        assert!(out.starts_with("d OK [CAPABILITY "), "{out}");
     }
 
     #[test]

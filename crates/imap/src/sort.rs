@@ -4,17 +4,13 @@
 //!
 //! Sorting needs only a few values of each message (its base subject, first addresses,
 //! dates and size), so the host gathers a [`SortInput`] per matching message and this
-//! module orders them without I/O. The base subject ([`base_subject`]) and the string
-//! collation ([`collation_key`]) are shared with [`crate::thread`]: RFC 5256 §2.1 wants
-//! every server and disconnected client to derive subjects exactly alike.
+//! module orders them without I/O. The base subject ([`base_subject`]) is shared with
+//! [`crate::thread`]: RFC 5256 §2.1 wants every server and disconnected client to derive
+//! subjects exactly alike.
 //!
-//! Collation: RFC 5256 §7 asks for i;unicode-casemap (RFC 5051): titlecase each
-//! character, decompose it, compare the octets. Here each character is mapped to its
-//! single-character uppercase (which equals the titlecase for all but a few digraphs)
-//! and nothing is decomposed, since the standard library has no decomposition tables.
-//! For ASCII this is exactly i;ascii-casemap; text in other scripts compares
-//! case-insensitively, and only a decomposed spelling (`e` + U+0301 against `é`)
-//! differs from what RFC 5051 would give.
+//! Strings compare by i;unicode-casemap (RFC 5051), as RFC 5256 §7 and I18NLEVEL=1
+//! (RFC 5255 §4.3) ask: each value is prepared once ([`crate::casemap::fold`]) and the
+//! prepared forms compare as octets.
 
 use std::cmp::Ordering;
 
@@ -133,24 +129,6 @@ fn strip_leader(s: &str) -> Option<&str> {
     let rest = rest.trim_start_matches(' ');
     let rest = strip_blob(rest).unwrap_or(rest);
     rest.strip_prefix(':')
-}
-
-/// The form in which SORT and THREAD compare strings (see the module notes): equal
-/// keys mean equal strings, and keys order as their bytes do.
-pub fn collation_key(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii() {
-                return c.to_ascii_uppercase();
-            }
-            let mut upper = c.to_uppercase();
-            match (upper.next(), upper.next()) {
-                (Some(u), None) => u,
-                // `ß` → `SS`: not a simple case mapping, so it stays as it is.
-                _ => c,
-            }
-        })
-        .collect()
 }
 
 /// What SORT compares of one message.
@@ -287,7 +265,7 @@ enum Value {
 }
 
 fn value(input: &SortInput, key: SortKey) -> Value {
-    let text = |s: &str| Value::Text(collation_key(s));
+    let text = |s: &str| Value::Text(crate::casemap::fold(s));
     match key {
         SortKey::Arrival => Value::Time(input.arrival),
         SortKey::Date => Value::Time(input.sent_or_arrival()),
@@ -423,16 +401,6 @@ mod tests {
             subject("=?iso-8859-1?q?Gr=FC=DFe?= aus  =?utf-8?b?S8O2bG4=?="),
             s("Grüße aus Köln", false)
         );
-    }
-
-    #[test]
-    fn collation_folds_case_in_every_script() {
-        assert_eq!(collation_key("Re: über"), "RE: ÜBER");
-        assert_eq!(collation_key("Ωmega"), collation_key("ωMEGA"));
-        assert_eq!(collation_key("Straße"), "STRAßE");
-        // i;ascii-casemap maps to upper case: `_` (0x5F) sorts after letters.
-        assert!(collation_key("a") < collation_key("_"));
-        assert!(collation_key("z") < collation_key("_"));
     }
 
     fn input(seq: u32) -> SortInput {

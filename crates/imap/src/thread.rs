@@ -26,9 +26,10 @@ use std::collections::HashMap;
 
 use portico_mime::Envelope;
 
+use crate::casemap;
 use crate::command::ThreadAlgorithm;
 use crate::request::{Detail, MessageData};
-use crate::sort::{BaseSubject, base_subject, collation_key};
+use crate::sort::{BaseSubject, base_subject};
 
 /// What threading needs of one message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -398,7 +399,7 @@ pub fn thread(inputs: &[ThreadInput], algorithm: ThreadAlgorithm) -> Threads {
 fn ordered_subject(inputs: &[ThreadInput]) -> Threads {
     let subjects: Vec<String> = inputs
         .iter()
-        .map(|m| collation_key(&m.subject.text))
+        .map(|m| casemap::fold(&m.subject.text))
         .collect();
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by(|&a, &b| {
@@ -579,7 +580,7 @@ fn references_threads(inputs: &[ThreadInput], algorithm: ThreadAlgorithm) -> Thr
     // (5) Gather threads with the same base subject.
     let subjects: Vec<String> = inputs
         .iter()
-        .map(|m| collation_key(&m.subject.text))
+        .map(|m| casemap::fold(&m.subject.text))
         .collect();
     let thread_subject = |threads: &Threads, r: usize| -> Option<usize> {
         let node = &threads.nodes[r];

@@ -22,6 +22,9 @@
 //! RFC 5092 §7.2 forbids relative-path references while its §9.1 and RFC 4469 §3 use
 //! `;UID=20` for a message of the selected mailbox; Portico follows the latter, which
 //! is what CATENATE clients send (and Dovecot accepts).
+//!
+//! The other way, [`login_referral`] writes the server URL a LOGIN-REFERRALS referral
+//! names (RFC 2221 §4.1).
 
 use crate::command::Section;
 
@@ -328,6 +331,33 @@ pub fn response_text(url: &[u8]) -> String {
     out
 }
 
+/// The URL of a home server referral (RFC 2221 §4.1): `imap://USER;AUTH=*@HOST:PORT/`,
+/// RFC 5092's `imapserver` with `iuserinfo` = `enc-user ";AUTH=*"` (any mechanism the
+/// client likes). The user is UTF-8, percent-encoded but for RFC 5092's `achar`
+/// (unreserved characters, `!$'()*+,` and `&=~`), so `@`, `;`, `:`, `/`, `%` and
+/// spaces are encoded; an IPv6 host is bracketed (RFC 3986 IP-literal), though the
+/// server refers to none, as its `]` would end RFC 9051's generic response code early;
+/// the port is always written.
+pub fn login_referral(user: &str, host: &str, port: u16) -> String {
+    let mut out = String::from("imap://");
+    for &b in user.as_bytes() {
+        let achar = b.is_ascii_alphanumeric() || b"-._~!$'()*+,&=".contains(&b);
+        if achar {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(";AUTH=*@");
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        out.push_str(&format!("[{host}]"));
+    } else {
+        out.push_str(host);
+    }
+    out.push_str(&format!(":{port}/"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +382,36 @@ mod tests {
             },
             partial: partial.map(|(offset, length)| UrlPartial { offset, length }),
         }
+    }
+
+    #[test]
+    fn login_referral_urls_percent_encode_the_user() {
+        assert_eq!(
+            login_referral("alice@example.com", "imap2.example.com", 993),
+            "imap://alice%40example.com;AUTH=*@imap2.example.com:993/"
+        );
+        // Delimiters of the URL and of its user part, `%` itself, spaces, controls and
+        // UTF-8 are encoded; the rest of `achar` is not.
+        assert_eq!(
+            login_referral("a;b:c/d?e#f[g]h%i j\"k\\l\u{1}", "h", 143),
+            "imap://a%3Bb%3Ac%2Fd%3Fe%23f%5Bg%5Dh%25i%20j%22k%5Cl%01;AUTH=*@h:143/"
+        );
+        assert_eq!(
+            login_referral("Jos\u{e9}.O'Neil+tag-1_~!$()*,&=", "192.0.2.7", 1143),
+            "imap://Jos%C3%A9.O'Neil+tag-1_~!$()*,&=;AUTH=*@192.0.2.7:1143/"
+        );
+        assert_eq!(
+            login_referral("u", "2001:db8::7", 993),
+            "imap://u;AUTH=*@[2001:db8::7]:993/"
+        );
+        // What the user part holds reads back as the name signed in with.
+        let url = login_referral("we ird@ex;am:ple", "h", 1);
+        let user = url
+            .strip_prefix("imap://")
+            .and_then(|rest| rest.split_once(";AUTH=*@"))
+            .map(|(user, _)| user)
+            .unwrap_or_default();
+        assert_eq!(percent_decode(user).unwrap(), b"we ird@ex;am:ple");
     }
 
     #[test]

@@ -36,14 +36,15 @@ pub fn all_header_values(header: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The header text SEARCH TEXT reads, lower-cased: the raw header block (lossy UTF-8)
-/// and then every decoded value, a line each. What a full-text index must hold for
-/// TEXT to be narrowed without losing a match.
+/// The header text SEARCH TEXT reads: the raw header block (lossy UTF-8) and then
+/// every decoded value, a line each. What a full-text index must hold for TEXT to be
+/// narrowed without losing a match, once the caller has folded its case as its exact
+/// check does.
 pub fn header_search_text(header: &[u8]) -> String {
-    let mut text = String::from_utf8_lossy(header).to_lowercase();
+    let mut text = String::from_utf8_lossy(header).into_owned();
     for value in all_header_values(header) {
         text.push('\n');
-        text.push_str(&value.to_lowercase());
+        text.push_str(&value);
     }
     text
 }

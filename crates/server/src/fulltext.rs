@@ -10,7 +10,9 @@
 //! folder's mark, so answers are exact at every moment and the index only saves reading.
 //! The text indexed is exactly what SEARCH compares (`portico_imap::search`): the
 //! decoded body text, for TEXT the header block with its decoded values, and for FROM,
-//! TO, CC, BCC and SUBJECT the decoded values kept at append.
+//! TO, CC, BCC and SUBJECT the decoded values kept at append; folded, as are the
+//! needles asked about, by SEARCH's comparator (i;unicode-casemap,
+//! `portico_imap::casemap`), so the index never rules out a message SEARCH would match.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use portico_fts::{
     FolderMark, HeaderField, IndexError, IndexedText, MessageText, TextField, TextIndex,
 };
+use portico_imap::casemap;
 use portico_imap::request::{TextCandidates, TextKey, TextQuery};
 use portico_store::{MailboxId, MessageMeta, ModSeq, Store, StoreError, Uid};
 
@@ -130,7 +133,9 @@ impl FullText {
                     TextKey::Bcc => TextField::Field(HeaderField::Bcc),
                     TextKey::Subject => TextField::Field(HeaderField::Subject),
                 };
-                match self.index.candidates(folder.0, field, &query.needle) {
+                // Folded as the indexed text was (and as SEARCH's exact check folds).
+                let needle = casemap::fold(&query.needle);
+                match self.index.candidates(folder.0, field, &needle) {
                     Ok(found) => {
                         // Sizes only: the needle is the user's business.
                         tracing::debug!(
@@ -410,9 +415,10 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// The text SEARCH BODY, TEXT and the header keys compare, lower-cased; `None` when the
-/// message cannot be read (SEARCH then reads it every time, and reports the failure
-/// itself). The raw message is dropped before the body text is lower-cased.
+/// The text SEARCH BODY, TEXT and the header keys compare, folded by i;unicode-casemap
+/// as SEARCH folds it ([`casemap::fold`]); `None` when the message cannot be read
+/// (SEARCH then reads it every time, and reports the failure itself). The raw message
+/// is dropped before the body text is folded.
 fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<MessageText> {
     let raw = store.bytes_of(folder, meta).ok()?;
     let summary = store.message_summary(folder, meta.uid).ok()?;
@@ -425,23 +431,23 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
     };
     let fields = HeaderField::ALL.map(|field| {
         let values = kept.values(field.name()).unwrap_or_default();
-        // Each value lower-cased alone, as the exact check does, and an address field's
-        // also without its comments, which the exact check looks through.
-        let mut lowered: Vec<String> = values.iter().map(|v| v.to_lowercase()).collect();
+        // Each value folded alone, as the exact check does, and an address field's also
+        // without its comments, which the exact check looks through.
+        let mut folded: Vec<String> = values.iter().map(|v| casemap::fold(v)).collect();
         if portico_imap::search::is_address_field(field.name()) {
-            lowered.extend(
+            folded.extend(
                 values
                     .iter()
-                    .map(|v| portico_imap::search::without_comments(v).to_lowercase()),
+                    .map(|v| casemap::fold(&portico_imap::search::without_comments(v))),
             );
         }
-        lowered.join("\n")
+        folded.join("\n")
     });
-    let header = portico_mime::header_search_text(header);
+    let header = casemap::fold(&portico_mime::header_search_text(header));
     let body = portico_mime::body_text(&raw);
     drop(raw);
     Some(MessageText {
-        body: body.to_lowercase(),
+        body: casemap::fold(&body),
         header,
         fields,
     })

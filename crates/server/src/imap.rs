@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use portico_cluster::LoginType;
+use portico_cluster::{ClientEndpoint, LoginType};
 use portico_directory::AccountRecord;
 use portico_imap::catenate::{PartSource, UrlMailbox};
 use portico_imap::command::{DateTime, StoreMode};
@@ -59,6 +59,10 @@ pub struct ImapConnection {
     /// A session handed over by another node: the LOGIN or AUTHENTICATE request the
     /// machine waits for, answered once the actor runs.
     handed_login: Option<RequestId>,
+    /// Whether the client connected to this node's implicit-TLS port (else the STARTTLS
+    /// one): a login referral points at the same kind of port. `None` for a session
+    /// another node handed over, whose client's port is not known here.
+    implicit_tls: Option<bool>,
 }
 
 impl Actor for ImapConnection {
@@ -750,9 +754,35 @@ impl ImapConnection {
             )));
     }
 
-    /// The mailbox is on another node: hands the session there, answering the LOGIN or
+    /// The mailbox is on another node: refers the client there (`[imap]
+    /// login_referrals`), or hands the session there, answering the LOGIN or
     /// AUTHENTICATE (request `id`) only if that fails.
     fn hand_to_home(&mut self, id: RequestId, record: AccountRecord, ctx: &mut Context<Self>) {
+        if self.node.config.imap.login_referrals {
+            match self.referral_to(record.home()) {
+                Ok(endpoint) => {
+                    tracing::info!(
+                        parent: &self.flow.span,
+                        home = %record.home(),
+                        host = %endpoint.host,
+                        port = endpoint.port,
+                        "signed in; referred to the mailbox's node"
+                    );
+                    let failure = LoginFailure::Referral {
+                        host: endpoint.host,
+                        port: endpoint.port,
+                    };
+                    return self.answer(id, Reply::Login(Err(failure)), ctx);
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        parent: &self.flow.span,
+                        home = %record.home(),
+                        "login_referrals is on, but no referral can name the mailbox's node: {why}; proxying instead"
+                    );
+                }
+            }
+        }
         let (Some(proxy), Some(hand_off)) = (self.node.proxy.clone(), self.machine.hand_off())
         else {
             tracing::error!(parent: &self.flow.span, home = %record.home(), "cannot proxy this session");
@@ -786,6 +816,31 @@ impl ImapConnection {
                 actor.answer(id, Reply::Login(Err(failure)), ctx);
             },
         );
+    }
+
+    /// Where a client that came in on this connection's kind of port reaches `home`'s
+    /// IMAP listener, or why a referral cannot say.
+    fn referral_to(&self, home: &str) -> Result<ClientEndpoint, String> {
+        let implicit_tls = self
+            .implicit_tls
+            .ok_or("this session was handed over by another node, which the client reached")?;
+        let node = self
+            .node
+            .config
+            .find_node(home)
+            .ok_or_else(|| format!("node {home:?} is not in this node's configuration"))?;
+        let endpoint = node
+            .imap_client_endpoint(implicit_tls)
+            .map_err(|why| format!("node {home:?}: {why}"))?;
+        // RFC 9051's generic response code ends at the first `]`, which an IPv6
+        // literal's brackets would put inside the URL.
+        if endpoint.host.contains(':') {
+            return Err(format!(
+                "node {home:?}'s address {} is IPv6, which a REFERRAL response code cannot carry; give the node a client_host",
+                endpoint.host
+            ));
+        }
+        Ok(endpoint)
     }
 
     /// RENAME (`from`), or RENAME INBOX (`from` None), as the session decided: the
@@ -1782,6 +1837,7 @@ impl ImapConnection {
             listening: false,
             owed_status: None,
             handed_login: None,
+            implicit_tls: None,
         }
     }
 }
@@ -1793,7 +1849,9 @@ pub async fn serve(node: Arc<NodeContext>, tcp: TcpStream, peer: SocketAddr, imp
     let session_node = node.clone();
     connection::serve(node, tcp, peer, implicit_tls, protocol, move |new| {
         let machine = Session::new(config, new.tls);
-        ImapConnection::new(session_node, machine, new)
+        let mut actor = ImapConnection::new(session_node, machine, new);
+        actor.implicit_tls = Some(implicit_tls);
+        actor
     })
     .await;
 }

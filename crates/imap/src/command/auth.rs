@@ -249,6 +249,12 @@ impl Session {
         });
         caps.extend([
             "SASL-IR",
+            // RFC 2221 §3: a server that supports referrals lists LOGIN-REFERRALS, and
+            // no client action invokes them. Portico supports them whether or not a
+            // node is set to refer (`[imap] login_referrals`): one that never refers is
+            // still a conforming server, and clients lose nothing (Dovecot lists it
+            // always too).
+            "LOGIN-REFERRALS",
             "ENABLE",
             "IDLE",
             "UIDPLUS",
@@ -291,6 +297,8 @@ impl Session {
             "PREVIEW=FUZZY",
             "SNIPPET=FUZZY",
             "UTF8=ACCEPT",
+            // RFC 5255 §4.3: SEARCH, SORT and THREAD compare by i;unicode-casemap.
+            "I18NLEVEL=1",
             // RFC 9208: limits are the administrator's, so no QUOTASET.
             "QUOTA",
             "QUOTA=RES-STORAGE",
