@@ -162,15 +162,15 @@ def test_indexed_search_answers_as_a_full_scan(pair):
     rng = random.Random(20261206)
     bodies = [decoded_body(data) for _, data in mail]
     heads = [data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace") for _, data in mail]
-    body_needles = random_needles(bodies, 160, rng)
-    text_needles = random_needles(heads, 60, rng) + random_needles(bodies, 30, rng)
+    body_needles = random_needles(bodies, 90, rng)
+    text_needles = random_needles(heads, 35, rng) + random_needles(bodies, 15, rng)
     # Needles found nowhere, and short ones the index cannot narrow.
     missing = ["zqxjkvw", "Ünïcödé-nowhere", "no such phrase at all", "ab", "é"]
     a, b = selected_pair(indexed, plain)
     differ, found_some = compare_searches(
         a, b, [("BODY", n) for n in body_needles + missing] + [("TEXT", n) for n in text_needles + missing])
     assert not differ, f"indexed vs full scan (got, want): {differ}"
-    assert found_some > 200
+    assert found_some > 110
     # Combined keys: the index narrows under AND, OR and NOT alike.
     for criteria in (["OR", "BODY", "forecast", "BODY", "invoice"],
                      ["NOT", "BODY", "the"], ["BODY", "the", "NOT", "TEXT", "report"],
@@ -201,7 +201,7 @@ def test_indexed_header_keys_answer_as_a_full_scan(pair):
         assert texts, key
         # A field's own values, another field's (mostly absent here), and no match.
         other = values["FROM" if key != "FROM" else "SUBJECT"]
-        needles = random_needles(texts, 40, rng) + random_needles(other, 10, rng)
+        needles = random_needles(texts, 25, rng) + random_needles(other, 6, rng)
         searches += [(key, needle) for needle in needles + ["zqxjkvw", "ab"]]
     differ, found_some = compare_searches(a, b, searches)
     for needle in random_needles(values["SUBJECT"], 10, rng):
@@ -209,7 +209,7 @@ def test_indexed_header_keys_answer_as_a_full_scan(pair):
         got = uid_search(a, " ".join(criteria), needle)
         assert got == uid_search(b, " ".join(criteria), needle), needle
     assert not differ, f"indexed vs full scan (got, want): {differ}"
-    assert found_some > 120
+    assert found_some > 75
     for criteria in (["OR", "SUBJECT", "meeting", "FROM", "example"],
                      ["NOT", "SUBJECT", "re:"], ["SUBJECT", "the", "BODY", "the"],
                      ["UNSEEN", "FROM", "@"]):
@@ -250,8 +250,10 @@ def test_unicode_casemap_needles_through_the_index(pair):
     extra = ["décomposé", "DÉCOMPOSÉ", "\u01c6EMAL", "\u01c5emal", "\ufb01nal", "\ufb01nal xii"]
     searches = []
     for needle in CHARSET_NEEDLES + extra:
+        # TEXT reads what BODY reads and the header: once per needle is enough for it.
+        searches.append(("TEXT", needle))
         for form in dict.fromkeys([needle, nfd(needle), needle.upper(), nfd(needle.upper())]):
-            searches += [("BODY", form), ("TEXT", form)]
+            searches.append(("BODY", form))
     a, b = selected_pair(indexed, plain)
     differ, _ = compare_searches(a, b, searches)
     assert not differ, f"indexed vs full scan (got, want): {differ}"

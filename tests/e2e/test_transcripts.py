@@ -42,7 +42,7 @@ CLOCK_DEPENDENT: dict[str, str] = {
 
 # Transcripts running at once. Most of a run is QUIET_SECS waits, so this many servers
 # still leave the two cores of a small machine half idle.
-WORKERS = 6
+WORKERS = 10
 
 
 class TranscriptServer(ImapServer):
