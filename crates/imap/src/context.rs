@@ -560,16 +560,7 @@ impl Contexts {
         if take.is_empty() {
             return None;
         }
-        let targets = take
-            .iter()
-            .filter_map(|&uid| {
-                Some(ScanTarget {
-                    seq: view.seq_of(uid)?,
-                    uid,
-                    recent: view.is_recent(uid),
-                })
-            })
-            .collect();
+        let targets = take.iter().filter_map(|&uid| view.target(uid)).collect();
         for uid in &take {
             result.dirty.remove(uid);
         }

@@ -1342,12 +1342,12 @@ pub(crate) fn running_tag(running: &Running) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Feeds `input` and carries out the actions, answering requests with `reply`;
-    /// returns everything written.
-    fn drive(
+    /// returns everything written. Shared by the command modules' tests.
+    pub(crate) fn drive(
         session: &mut Session,
         input: &[u8],
         reply: &mut dyn FnMut(&Request) -> Option<Reply>,

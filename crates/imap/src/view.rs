@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::command::{SeqBound, SequenceSet};
 use crate::request::FolderEvent;
 use crate::response;
+use crate::scan::ScanTarget;
 
 #[derive(Debug, Default)]
 pub struct View {
@@ -119,6 +120,15 @@ impl View {
 
     pub fn seq_of(&self, uid: u32) -> Option<u32> {
         self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// Message `uid` as a scan names it; `None` when it is not in the view.
+    pub fn target(&self, uid: u32) -> Option<ScanTarget> {
+        Some(ScanTarget {
+            seq: self.seq_of(uid)?,
+            uid,
+            recent: self.is_recent(uid),
+        })
     }
 
     pub fn uid_of(&self, seq: u32) -> Option<u32> {

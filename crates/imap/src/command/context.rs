@@ -208,29 +208,8 @@ mod tests {
     use std::sync::Arc;
 
     use crate::request::*;
-    use crate::{Action, ImapConfig, Input, Session};
-
-    /// Feeds `input`, answering each request with `reply`; returns what was written.
-    fn drive(
-        session: &mut Session,
-        input: &[u8],
-        reply: &mut dyn FnMut(&Request) -> Option<Reply>,
-    ) -> String {
-        session.handle(Input::Bytes(input));
-        let mut out = Vec::new();
-        while let Some(action) = session.next_action() {
-            match action {
-                Action::Write(bytes) => out.extend(bytes),
-                Action::Request(id, request) => {
-                    if let Some(answer) = reply(&request) {
-                        session.handle(Input::Reply(id, answer));
-                    }
-                }
-                _ => {}
-            }
-        }
-        String::from_utf8(out).unwrap()
-    }
+    use crate::session::tests::drive;
+    use crate::{ImapConfig, Input, Session};
 
     /// `processed` messages read, `uids` of them matched.
     fn hits(processed: usize, uids: &[u32]) -> Reply {

@@ -273,16 +273,7 @@ impl Session {
         let Some(view) = self.selected_view() else {
             return;
         };
-        let targets: Vec<ScanTarget> = uids
-            .iter()
-            .filter_map(|&uid| {
-                Some(ScanTarget {
-                    seq: view.seq_of(uid)?,
-                    uid,
-                    recent: view.is_recent(uid),
-                })
-            })
-            .collect();
+        let targets: Vec<ScanTarget> = uids.iter().filter_map(|&uid| view.target(uid)).collect();
         if targets.is_empty() {
             return;
         }
