@@ -32,6 +32,7 @@ use std::sync::Arc;
 use crate::command::{DateTime, SearchKey, SeqBound, SequenceSet, SortCriterion};
 use crate::esearch::{self, Run};
 use crate::request::{Detail, MessageData};
+use crate::response::{Code, Status};
 use crate::scan::{MatchOrder, ScanTarget, ScanWork};
 use crate::search::{self, TextHints};
 use crate::sort::{SortInput, SortValues};
@@ -628,7 +629,8 @@ impl Contexts {
         let before = self.live.len();
         self.live.retain(|result| result.tag != tag);
         if self.live.len() < before {
-            out.extend_from_slice(format!("* NO [NOUPDATE \"{tag}\"] {why}\r\n").as_bytes());
+            let status = Status::no(why.to_string()).code(Code::NoUpdate(tag.to_string()));
+            status.encode(out, None);
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::command::SearchReturn;
-use crate::response;
+use crate::response::{Data, ESearchItem};
 
 /// Which of `len` results the return options hand back to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,47 +140,34 @@ pub fn response(
     returns: &[SearchReturn],
     modseq: Option<u64>,
 ) -> Vec<u8> {
-    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
-        line.push_str(" UID");
-    }
+    let mut items = Vec::new();
     for option in options(returns) {
         match option {
-            SearchReturn::Min => {
-                if let Some(first) = numbers.first() {
-                    line.push_str(&format!(" MIN {first}"));
-                }
-            }
-            SearchReturn::Max => {
-                if let Some(last) = numbers.last() {
-                    line.push_str(&format!(" MAX {last}"));
-                }
-            }
-            SearchReturn::All => {
-                if !numbers.is_empty() {
-                    line.push_str(&format!(" ALL {}", response::sequence_set(numbers)));
-                }
-            }
-            SearchReturn::Count => line.push_str(&format!(" COUNT {}", numbers.len())),
+            SearchReturn::Min => items.extend(numbers.first().map(|&n| ESearchItem::Min(n))),
+            SearchReturn::Max => items.extend(numbers.last().map(|&n| ESearchItem::Max(n))),
+            SearchReturn::All if !numbers.is_empty() => items.push(ESearchItem::All(numbers)),
+            SearchReturn::Count => items.push(ESearchItem::Count(numbers.len())),
             SearchReturn::Partial(range) => {
                 let window = numbers.get(range.window(numbers.len())).unwrap_or_default();
-                let set = match window {
-                    [] => "NIL".to_string(),
-                    window => response::sequence_set(window),
-                };
-                line.push_str(&format!(" PARTIAL ({range} {set})"));
+                items.push(ESearchItem::Partial(*range, window));
             }
-            SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
+            SearchReturn::All
+            | SearchReturn::Save
+            | SearchReturn::Update
+            | SearchReturn::Context => {}
         }
     }
     if let Some(modseq) = modseq
         && modseq > 0
         && !numbers.is_empty()
     {
-        line.push_str(&format!(" MODSEQ {modseq}"));
+        items.push(ESearchItem::ModSeq(modseq));
     }
-    line.push_str("\r\n");
-    line.into_bytes()
+    line(tag, uid, &items)
+}
+
+fn line(tag: &str, uid: bool, items: &[ESearchItem<'_>]) -> Vec<u8> {
+    Data::ESearch { tag, uid, items }.to_bytes(false)
 }
 
 /// A run of a live result's changes (RFC 5267 §4.3.3-4.3.4): the context position
@@ -196,25 +183,14 @@ pub fn update(tag: &str, uid: bool, removed: &[Run], added: &[Run]) -> Vec<u8> {
     if removed.is_empty() && added.is_empty() {
         return Vec::new();
     }
-    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
-        line.push_str(" UID");
+    let mut items = Vec::new();
+    if !removed.is_empty() {
+        items.push(ESearchItem::RemoveFrom(removed));
     }
-    for (name, runs) in [("REMOVEFROM", removed), ("ADDTO", added)] {
-        if runs.is_empty() {
-            continue;
-        }
-        line.push_str(&format!(" {name} ("));
-        for (i, (position, numbers)) in runs.iter().enumerate() {
-            if i > 0 {
-                line.push(' ');
-            }
-            line.push_str(&format!("{position} {}", response::sequence_set(numbers)));
-        }
-        line.push(')');
+    if !added.is_empty() {
+        items.push(ESearchItem::AddTo(added));
     }
-    line.push_str("\r\n");
-    line.into_bytes()
+    line(tag, uid, &items)
 }
 
 #[cfg(test)]

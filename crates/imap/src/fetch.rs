@@ -431,7 +431,7 @@ pub fn render_streaming(
         }
     }
     out.reserve(items.len() + 24);
-    let _ = write!(out, "* {seq} FETCH (");
+    response::fetch_start(out, seq);
     for literal in &mut streamed[first_streamed..] {
         literal.at += out.len();
     }

@@ -14,14 +14,15 @@
 //! allocates more than the command's size; nesting of SEARCH keys is capped so no
 //! input can exhaust the stack.
 //!
-//! Errors carry a short text meant to follow `BAD` in the tagged (or, without a tag,
-//! untagged) response. One is not a syntax error but a tagged `NO`: an unsupported
-//! SEARCH, SORT or THREAD charset gives [`BADCHARSET_MESSAGE`], which starts with the
-//! response code;
-//! so is a SEARCH over [`MAX_SEARCH_KEYS`] ([`TOO_MANY_SEARCH_KEYS`]). Repeated FETCH
-//! items collapse to one, and more than [`MAX_FETCH_ITEMS`] distinct ones are refused.
+//! A [`ParseError`] is the response the session sends: mostly `BAD` with a short text.
+//! Two are not syntax errors but a tagged `NO`: an unsupported SEARCH, SORT or THREAD
+//! charset ([`BADCHARSET_MESSAGE`], with `BADCHARSET`), and a SEARCH over
+//! [`MAX_SEARCH_KEYS`] ([`TOO_MANY_SEARCH_KEYS`], with `LIMIT`). Repeated FETCH items
+//! collapse to one, and more than [`MAX_FETCH_ITEMS`] distinct ones are refused.
 
 use std::collections::HashSet;
+
+use crate::response::{Code, Condition, Status};
 
 use crate::command::{
     AppendData, AppendMessage, CatPart, Command, CommandBody, Date, DateTime, EventGroup,
@@ -37,14 +38,47 @@ use crate::command::{
 pub struct ParseError {
     /// The command's tag, if it could be read: answer `tag BAD …`, else `* BAD …`.
     pub tag: Option<String>,
+    /// `BAD`, or `NO` for a well-formed command the server refuses.
+    pub condition: Condition,
+    pub code: Option<Code>,
     /// Short human text for the response (printable ASCII only).
     pub message: String,
 }
 
-/// The error text for a SEARCH with an unsupported CHARSET. RFC 9051 §6.4.4 wants a
-/// tagged `NO` (not `BAD`) for it, so the session can recognise it by its start,
-/// `[BADCHARSET`.
-pub const BADCHARSET_MESSAGE: &str = "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset";
+impl ParseError {
+    fn new(tag: Option<String>, message: String) -> ParseError {
+        // RFC 9051 §6.4.4: an unknown charset is a NO, not a BAD. A SEARCH over the
+        // key limit is well formed; it meets a limit (RFC 5530).
+        let (condition, code) = match message.as_str() {
+            BADCHARSET_MESSAGE => (Condition::No, Some(Code::BadCharset(CHARSETS.to_vec()))),
+            TOO_MANY_SEARCH_KEYS => (Condition::No, Some(Code::Limit)),
+            TOO_MANY_FETCH_ITEMS => (Condition::Bad, Some(Code::Limit)),
+            _ => (Condition::Bad, None),
+        };
+        ParseError {
+            tag,
+            condition,
+            code,
+            message,
+        }
+    }
+
+    /// The response to send, to be tagged with [`ParseError::tag`].
+    pub fn status(&self) -> Status {
+        Status {
+            condition: self.condition,
+            code: self.code.clone(),
+            text: self.message.clone().into(),
+        }
+    }
+}
+
+/// The error text for a SEARCH with an unsupported CHARSET: a tagged `NO` with
+/// `BADCHARSET (US-ASCII UTF-8)` (RFC 9051 §6.4.4).
+pub const BADCHARSET_MESSAGE: &str = "Unsupported charset";
+
+/// The charsets SEARCH, SORT and THREAD take, as `BADCHARSET` lists them.
+pub const CHARSETS: [&str; 2] = ["US-ASCII", "UTF-8"];
 
 /// Deepest nesting of SEARCH keys (parentheses, NOT, OR) accepted.
 pub const MAX_SEARCH_DEPTH: usize = 64;
@@ -56,7 +90,7 @@ pub const MAX_SEARCH_KEYS: usize = 1000;
 
 /// The error text for a SEARCH over [`MAX_SEARCH_KEYS`]; the session answers it with a
 /// tagged `NO` (the command is well formed, it meets a limit: RFC 5530 `LIMIT`).
-pub const TOO_MANY_SEARCH_KEYS: &str = "[LIMIT] Too many search keys";
+pub const TOO_MANY_SEARCH_KEYS: &str = "Too many search keys";
 
 /// Most distinct items one FETCH may name. Duplicates collapse to one (keeping the
 /// first), so a repeated item cannot multiply the response.
@@ -67,8 +101,8 @@ pub const MAX_EVENT_GROUPS: usize = 16;
 pub const MAX_NOTIFY_EVENTS: usize = 16;
 pub const MAX_NOTIFY_MAILBOXES: usize = 100;
 
-/// The error text (tagged `BAD`) for a FETCH over [`MAX_FETCH_ITEMS`].
-pub const TOO_MANY_FETCH_ITEMS: &str = "[LIMIT] Too many FETCH items";
+/// The error text (tagged `BAD`, with `LIMIT`) for a FETCH over [`MAX_FETCH_ITEMS`].
+pub const TOO_MANY_FETCH_ITEMS: &str = "Too many FETCH items";
 
 /// RFC 9051 ATOM-CHAR: CHAR except atom-specials.
 pub(crate) fn is_atom_char(b: u8) -> bool {
@@ -137,18 +171,13 @@ pub fn parse_command(raw: &[u8]) -> Result<Command, ParseError> {
         pos: 0,
         search_keys: 0,
     };
-    let tag = p
-        .tag()
-        .map_err(|message| ParseError { tag: None, message })?;
+    let tag = p.tag().map_err(|message| ParseError::new(None, message))?;
     match p.command_body().and_then(|body| p.finish().map(|()| body)) {
         Ok(body) => Ok(Command {
             tag: Tag(tag),
             body,
         }),
-        Err(message) => Err(ParseError {
-            tag: Some(tag),
-            message,
-        }),
+        Err(message) => Err(ParseError::new(Some(tag), message)),
     }
 }
 

@@ -245,6 +245,10 @@ pub enum Fault {
     AlreadyExists,
     /// Refused by a rule (deleting INBOX, invalid name); the text says which.
     NotAllowed(String),
+    /// Over a limit of this server (RFC 5530 LIMIT); the text says which.
+    Limit(String),
+    /// A mailbox may hold no more annotations (RFC 5464 §4.3 METADATA TOOMANY).
+    TooManyAnnotations,
     TooBig,
     /// The server's disk is full (or below its free-space floor): try again later.
     NoSpace,

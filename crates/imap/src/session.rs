@@ -28,6 +28,7 @@ use crate::names;
 use crate::parser::parse_command;
 use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
+use crate::response::{self, Code, Condition, Data, SYSTEM_FLAGS, Status};
 use crate::scan::{OrderKeys, ScanTarget, ScanWork};
 use crate::view::{AnnounceStyle, View};
 
@@ -99,17 +100,15 @@ pub const PREAUTH_MAX_LINE: usize = 16 * 1024;
 /// The text after a LOGIN-REFERRALS referral's response code.
 pub const LOGIN_REFERRAL_TEXT: &str = "Your mailbox is on another server: sign in there";
 
-/// Tagged BAD text for a literal over [`PREAUTH_MAX_LITERAL`].
-pub const PREAUTH_LITERAL_TOO_BIG: &str = "[TOOBIG] Literal too large before authentication";
+/// Tagged BAD text (with TOOBIG) for a literal over [`PREAUTH_MAX_LITERAL`].
+pub const PREAUTH_LITERAL_TOO_BIG: &str = "Literal too large before authentication";
 
-/// Untagged BYE after a refused non-synchronizing literal before authentication.
-pub const PREAUTH_LITERAL_BYE: &str =
-    "* BYE Refusing to read a literal that large before authentication\r\n";
+/// Untagged BYE text after a refused non-synchronizing literal before authentication.
+pub const PREAUTH_LITERAL_BYE: &str = "Refusing to read a literal that large before authentication";
 
 /// Everything the session can be told.
-/// The goodbye of a session whose mailbox is being moved.
-pub const MAILBOX_MOVING: &[u8] =
-    b"* BYE [UNAVAILABLE] Your mailbox is being moved to another server, please reconnect\r\n";
+/// The goodbye text (with UNAVAILABLE) of a session whose mailbox is being moved.
+pub const MAILBOX_MOVING: &str = "Your mailbox is being moved to another server, please reconnect";
 
 #[derive(Debug)]
 pub enum Input<'a> {
@@ -194,19 +193,16 @@ pub(crate) struct Selected {
 
 /// The `FLAGS` and `PERMANENTFLAGS` lines for a folder with `keywords` in use.
 pub(crate) fn write_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool) {
-    let mut flags = SYSTEM_FLAGS.to_string();
-    for keyword in keywords {
-        flags.push(' ');
-        flags.push_str(keyword);
-    }
-    out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
-    if read_only {
-        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    } else {
-        out.extend_from_slice(
-            format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted\r\n").as_bytes(),
-        );
-    }
+    Data::Flags(keywords).encode(out, false);
+    let status = match read_only {
+        true => Status::ok("Read-only mailbox").code(Code::PermanentFlags(None)),
+        false => {
+            let mut flags: Vec<String> = SYSTEM_FLAGS.split(' ').map(String::from).collect();
+            flags.extend(keywords.iter().cloned());
+            Status::ok("Flags permitted").code(Code::PermanentFlags(Some(flags)))
+        }
+    };
+    status.encode(out, None);
 }
 
 /// Announces (RFC 9051 §7.3.5, RFC 3501 §7.2.6) the keywords among `flags` the client
@@ -399,38 +395,40 @@ pub struct Session {
     pub(crate) notify_fetch: Vec<u32>,
 }
 
-pub(crate) fn tagged(out: &mut Vec<u8>, tag: &str, status: &str, text: &str) {
-    out.extend_from_slice(tag.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-pub(crate) fn fault_text(fault: &Fault, trycreate: bool) -> String {
+/// The tagged NO for a host's fault: one response code for each kind. `trycreate`: the
+/// folder is the target of APPEND, COPY or MOVE, which a client may create and retry.
+pub(crate) fn fault_status(fault: &Fault, trycreate: bool) -> Status {
     match fault {
-        Fault::NotFound if trycreate => "[TRYCREATE] Mailbox does not exist".into(),
-        Fault::NotFound => "[NONEXISTENT] Mailbox does not exist".into(),
-        Fault::AlreadyExists => "[ALREADYEXISTS] Mailbox already exists".into(),
-        // The host may name a more precise code itself (`[USEATTR] …`).
-        Fault::NotAllowed(why) if why.starts_with('[') => why.clone(),
-        Fault::NotAllowed(why) => format!("[CANNOT] {why}"),
-        Fault::TooBig => "[TOOBIG] Message too large".into(),
-        // RFC 5530 has no code for a full disk; Dovecot's choice, which clients show.
-        Fault::NoSpace => "[OVERQUOTA] Not enough disk space on the server, try again later".into(),
-        Fault::OverQuota => "[OVERQUOTA] Quota exceeded: delete messages to make room".into(),
-        Fault::Temporary(reference) => {
-            format!(
-                "[UNAVAILABLE] Storage temporarily unavailable, try again later (ref {reference})"
-            )
+        Fault::NotFound if trycreate => Status::no("Mailbox does not exist").code(Code::TryCreate),
+        Fault::NotFound => Status::no("Mailbox does not exist").code(Code::NonExistent),
+        Fault::AlreadyExists => Status::no("Mailbox already exists").code(Code::AlreadyExists),
+        Fault::NotAllowed(why) => Status::no(why.clone()).code(Code::Cannot),
+        // RFC 5530 §3: an implementation limit of this server.
+        Fault::Limit(why) => Status::no(why.clone()).code(Code::Limit),
+        // RFC 5464 §4.3.
+        Fault::TooManyAnnotations => {
+            Status::no("Too many annotations on this mailbox").code(Code::MetadataTooMany)
         }
-        Fault::Damaged(what) => format!("[CORRUPTION] Damaged and unreadable: {what}"),
-        Fault::Unavailable(reference) => format!("[SERVERBUG] Internal error (ref {reference})"),
+        Fault::TooBig => Status::no("Message too large").code(Code::TooBig),
+        // RFC 5530 has no code for a full disk; Dovecot's choice, which clients show.
+        Fault::NoSpace => {
+            Status::no("Not enough disk space on the server, try again later").code(Code::OverQuota)
+        }
+        Fault::OverQuota => {
+            Status::no("Quota exceeded: delete messages to make room").code(Code::OverQuota)
+        }
+        Fault::Temporary(reference) => Status::no(format!(
+            "Storage temporarily unavailable, try again later (ref {reference})"
+        ))
+        .code(Code::Unavailable),
+        Fault::Damaged(what) => {
+            Status::no(format!("Damaged and unreadable: {what}")).code(Code::Corruption)
+        }
+        Fault::Unavailable(reference) => {
+            Status::no(format!("Internal error (ref {reference})")).code(Code::ServerBug)
+        }
     }
 }
-
-pub(crate) const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
 /// Flags a client may set with STORE or APPEND: the five system flags and keywords.
 /// \Recent is the server's (RFC 3501 §2.3.2) and any other `\name` is a
@@ -456,8 +454,8 @@ impl Session {
     pub fn new(config: ImapConfig, tls_active: bool) -> Session {
         let mut session = Session::without_greeting(config, tls_active);
         let capability = session.capability();
-        session.out.extend_from_slice(
-            format!("* OK [CAPABILITY {capability}] Portico IMAP4rev2 server ready\r\n").as_bytes(),
+        session.untagged(
+            Status::ok("Portico IMAP4rev2 server ready").code(Code::Capability(capability)),
         );
         session.flush();
         session
@@ -600,17 +598,17 @@ impl Session {
             Input::Event(event) => self.on_event(event),
             Input::Account(event) => self.on_account_event(event),
             Input::Shutdown => {
-                self.out
-                    .extend_from_slice(b"* BYE Server shutting down\r\n");
+                self.untagged(Status::bye("Server shutting down"));
                 self.close();
             }
             Input::MailboxMoving => {
-                self.out.extend_from_slice(MAILBOX_MOVING);
+                self.untagged(Status::bye(MAILBOX_MOVING).code(Code::Unavailable));
                 self.close();
             }
             Input::LostTrack => {
-                self.out.extend_from_slice(
-                    b"* BYE [UNAVAILABLE] Too many changes to this mailbox at once; please reconnect\r\n",
+                self.untagged(
+                    Status::bye("Too many changes to this mailbox at once; please reconnect")
+                        .code(Code::Unavailable),
                 );
                 self.close();
             }
@@ -698,21 +696,36 @@ impl Session {
         }
     }
 
-    pub(crate) fn finish(&mut self, tag: &str, status: &str, text: &str, allow_expunge: bool) {
+    /// Ends the command tagged `tag` with `status`, after the changes it may announce.
+    pub(crate) fn finish(&mut self, tag: &str, status: Status, allow_expunge: bool) {
         self.announce(allow_expunge);
-        tagged(&mut self.out, tag, status, text);
+        self.complete(tag, status);
+    }
+
+    /// Ends the command tagged `tag` with `status`, announcing nothing.
+    pub(crate) fn complete(&mut self, tag: &str, status: Status) {
+        status.encode(&mut self.out, Some(tag));
+    }
+
+    /// An untagged status response (`* OK [code] text`, `* BYE …`).
+    pub(crate) fn untagged(&mut self, status: Status) {
+        status.encode(&mut self.out, None);
+    }
+
+    pub(crate) fn data(&mut self, data: Data<'_>) {
+        let utf8 = self.utf8();
+        data.encode(&mut self.out, utf8);
     }
 
     pub(crate) fn bad(&mut self, tag: &str, text: &str) {
-        tagged(&mut self.out, tag, "BAD", text);
+        self.complete(tag, Status::bad(text.to_string()));
         self.count_bad();
     }
 
     pub(crate) fn count_bad(&mut self) {
         self.bad_commands += 1;
         if self.bad_commands > self.config.max_bad_commands {
-            self.out
-                .extend_from_slice(b"* BYE Too many invalid commands\r\n");
+            self.untagged(Status::bye("Too many invalid commands"));
             self.close();
         }
     }
@@ -731,7 +744,7 @@ impl Session {
             };
             match event {
                 ReadEvent::NeedContinuation { .. } => {
-                    self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    response::continuation(&mut self.out, "Ready for literal data");
                     self.reader.continuation_answered(true);
                 }
                 ReadEvent::TooBig {
@@ -740,39 +753,42 @@ impl Session {
                 } => {
                     // RFC 7888 §4: the reader has skipped the literal; the session goes on.
                     let text = format!(
-                        "[TOOBIG] Non-synchronizing literals are limited to {LITERAL_MINUS_MAX} \
+                        "Non-synchronizing literals are limited to {LITERAL_MINUS_MAX} \
                          octets (LITERAL-): send a larger one synchronizing"
                     );
-                    tagged(&mut self.out, tag.as_deref().unwrap_or("*"), "BAD", &text);
+                    let status = Status::bad(text).code(Code::TooBig);
+                    status.encode(&mut self.out, tag.as_deref());
                     self.count_bad();
                 }
                 ReadEvent::TooBig { tag, what } if !self.is_authenticated() => {
                     let text = match what {
                         TooBigWhat::Literal => PREAUTH_LITERAL_TOO_BIG.to_string(),
-                        _ => format!("[TOOBIG] {what:?} exceeds the server's limit"),
+                        _ => format!("{what:?} exceeds the server's limit"),
                     };
-                    tagged(&mut self.out, tag.as_deref().unwrap_or("*"), "BAD", &text);
+                    let status = Status::bad(text).code(Code::TooBig);
+                    status.encode(&mut self.out, tag.as_deref());
                     if self.reader.skipping_literal() {
                         // RFC 7888 §4: the client sends a LITERAL+ literal without
                         // waiting, and a server that refuses it cannot skip it reliably;
                         // a stranger is not worth reading megabytes for (Dovecot also
                         // disconnects).
-                        self.out.extend_from_slice(PREAUTH_LITERAL_BYE.as_bytes());
+                        self.untagged(Status::bye(PREAUTH_LITERAL_BYE));
                         self.close();
                     } else {
                         self.count_bad();
                     }
                 }
                 ReadEvent::TooBig { tag, what } => {
-                    let text = format!("[TOOBIG] {what:?} exceeds the server's limit");
+                    let text = format!("{what:?} exceeds the server's limit");
                     // A literal over the limit is a message too big to take (RFC 7889:
                     // NO [TOOBIG]); an over-long line or command could not even be read,
                     // which is a protocol error (BAD).
-                    let status = match what {
-                        TooBigWhat::Literal if tag.is_some() => "NO",
-                        _ => "BAD",
+                    let condition = match what {
+                        TooBigWhat::Literal if tag.is_some() => Condition::No,
+                        _ => Condition::Bad,
                     };
-                    tagged(&mut self.out, tag.as_deref().unwrap_or("*"), status, &text);
+                    let status = Status::new(condition, text).code(Code::TooBig);
+                    status.encode(&mut self.out, tag.as_deref());
                     self.count_bad();
                 }
                 ReadEvent::Line(line) => self.on_line(line),
@@ -780,18 +796,13 @@ impl Session {
                     self.commands += 1;
                     match parse_command(&raw) {
                         Ok(command) => self.dispatch(command),
-                        // RFC 9051 §6.4.4: an unknown charset is a NO, not a BAD.
-                        // A SEARCH over the key limit is well formed; it meets a limit.
-                        Err(error)
-                            if error.message.starts_with("[BADCHARSET")
-                                || error.message == crate::parser::TOO_MANY_SEARCH_KEYS =>
-                        {
-                            let tag = error.tag.unwrap_or_else(|| "*".to_string());
-                            tagged(&mut self.out, &tag, "NO", &error.message);
-                        }
                         Err(error) => {
-                            let tag = error.tag.unwrap_or_else(|| "*".to_string());
-                            self.bad(&tag, &error.message);
+                            let tag = error.tag.clone().unwrap_or_else(|| "*".to_string());
+                            let bad = error.condition == Condition::Bad;
+                            self.complete(&tag, error.status());
+                            if bad {
+                                self.count_bad();
+                            }
                         }
                     }
                 }
@@ -805,7 +816,7 @@ impl Session {
             LineMode::Idle { tag } => {
                 self.reader.set_line_mode(false);
                 if line.eq_ignore_ascii_case(b"DONE") {
-                    self.finish(&tag, "OK", "IDLE terminated", true);
+                    self.finish(&tag, Status::ok("IDLE terminated"), true);
                 } else {
                     self.bad(&tag, "Expected DONE");
                 }
@@ -864,8 +875,8 @@ impl Session {
         }
         self.enabled.condstore = true;
         if let Some(view) = self.selected_view() {
-            let line = format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", view.highest_modseq());
-            self.out.extend_from_slice(line.as_bytes());
+            let code = Code::HighestModSeq(view.highest_modseq());
+            self.untagged(Status::ok("Highest").code(code));
         }
     }
 
@@ -876,31 +887,30 @@ impl Session {
         match body {
             CommandBody::Capability => {
                 let capability = self.capability();
-                self.out
-                    .extend_from_slice(format!("* CAPABILITY {capability}\r\n").as_bytes());
-                self.finish(&tag, "OK", "CAPABILITY completed", true);
+                self.data(Data::Capability(&capability));
+                self.finish(&tag, Status::ok("CAPABILITY completed"), true);
                 return;
             }
             CommandBody::Noop => {
-                self.finish(&tag, "OK", "NOOP completed", true);
+                self.finish(&tag, Status::ok("NOOP completed"), true);
                 return;
             }
             CommandBody::Logout => {
-                self.out.extend_from_slice(b"* BYE Logging out\r\n");
-                tagged(&mut self.out, &tag, "OK", "LOGOUT completed");
+                self.untagged(Status::bye("Logging out"));
+                self.complete(&tag, Status::ok("LOGOUT completed"));
                 self.close();
                 return;
             }
             CommandBody::Id { .. } => {
                 // RFC 2971 §3.1; the client's fields are not needed.
-                self.out.extend_from_slice(
-                    format!(
-                        "* ID (\"name\" \"Portico\" \"version\" \"{}\" \"vendor\" \"Portico\")\r\n",
-                        self.config.version
-                    )
-                    .as_bytes(),
-                );
-                self.finish(&tag, "OK", "ID completed", true);
+                let version = self.config.version.clone();
+                let fields = [
+                    ("name", "Portico"),
+                    ("version", version.as_str()),
+                    ("vendor", "Portico"),
+                ];
+                self.data(Data::Id(&fields));
+                self.finish(&tag, Status::ok("ID completed"), true);
                 return;
             }
             _ => {}
@@ -996,9 +1006,8 @@ impl Session {
             ) => self.list(tag, &reference, &patterns, &selection, &returns, extended),
             (_, CommandBody::Lsub { reference, pattern }) => self.lsub(tag, &reference, &pattern),
             (_, CommandBody::Namespace) => {
-                self.out
-                    .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
-                self.finish(&tag, "OK", "NAMESPACE completed", true);
+                self.data(Data::Namespace);
+                self.finish(&tag, Status::ok("NAMESPACE completed"), true);
             }
             (_, CommandBody::Status { mailbox, items }) => {
                 let Some(name) = self.mailbox_name(&tag, &mailbox) else {
@@ -1026,7 +1035,7 @@ impl Session {
             (_, CommandBody::GetQuotaRoot { mailbox }) => self.get_quota_root(tag, &mailbox),
             (_, CommandBody::SetQuota { .. }) => self.set_quota(tag),
             (_, CommandBody::Idle) => {
-                self.out.extend_from_slice(b"+ idling\r\n");
+                response::continuation(&mut self.out, "idling");
                 self.announce(true);
                 self.reader.set_line_mode(true);
                 self.line_mode = LineMode::Idle { tag };
@@ -1052,20 +1061,18 @@ impl Session {
                 | CommandBody::UidExpunge { .. }
         );
         if read_only && changes_folder {
-            return tagged(
-                &mut self.out,
+            return self.complete(
                 &tag,
-                "NO",
-                "[READ-ONLY] Mailbox is read-only",
+                Status::no("Mailbox is read-only").code(Code::ReadOnly),
             );
         }
         match body {
-            CommandBody::Check => self.finish(&tag, "OK", "CHECK completed", true),
+            CommandBody::Check => self.finish(&tag, Status::ok("CHECK completed"), true),
             CommandBody::Unselect => {
                 self.actions
                     .push_back(Action::Request(0, Request::Deselect { folder }));
                 self.state = State::Authenticated;
-                tagged(&mut self.out, &tag, "OK", "UNSELECT completed");
+                self.complete(&tag, Status::ok("UNSELECT completed"));
             }
             CommandBody::Close | CommandBody::Expunge | CommandBody::UidExpunge { .. } => {
                 self.expunge(tag, body)
@@ -1153,42 +1160,41 @@ impl Session {
                     self.state = State::Authenticated;
                     self.reader.set_limits(Self::limits(&self.config));
                     let capability = self.capability();
-                    tagged(
-                        &mut self.out,
+                    self.complete(
                         &tag,
-                        "OK",
-                        &format!("[CAPABILITY {capability}] Logged in"),
+                        Status::ok("Logged in").code(Code::Capability(capability)),
                     );
                 }
                 Err(failure) => {
                     let user = self.user.take().unwrap_or_default();
-                    let text = match &failure {
+                    let status = match &failure {
                         LoginFailure::BadCredentials => {
-                            "[AUTHENTICATIONFAILED] Authentication failed".to_string()
+                            Status::no("Authentication failed").code(Code::AuthenticationFailed)
                         }
                         LoginFailure::Disabled => {
-                            "[CONTACTADMIN] IMAP access is disabled for this account".to_string()
+                            Status::no("IMAP access is disabled for this account")
+                                .code(Code::ContactAdmin)
                         }
                         LoginFailure::Temporary => {
-                            "[UNAVAILABLE] Authentication service unavailable, try again later"
-                                .to_string()
+                            Status::no("Authentication service unavailable, try again later")
+                                .code(Code::Unavailable)
                         }
-                        LoginFailure::MailboxUnavailable => {
-                            "[UNAVAILABLE] The server that holds your mailbox is unavailable, try again later"
-                                .to_string()
-                        }
+                        LoginFailure::MailboxUnavailable => Status::no(
+                            "The server that holds your mailbox is unavailable, try again later",
+                        )
+                        .code(Code::Unavailable),
                         // RFC 5530 §3: LIMIT, an administrative limit was reached.
                         LoginFailure::TooManyConnections => {
-                            "[LIMIT] Too many connections for this user".to_string()
+                            Status::no("Too many connections for this user").code(Code::Limit)
                         }
                         // RFC 2221 §4.1: a tagged NO with the home server's URL, for
                         // the name the client signed in with.
-                        LoginFailure::Referral { host, port } => format!(
-                            "[REFERRAL {}] {LOGIN_REFERRAL_TEXT}",
-                            crate::url::login_referral(&user, host, *port)
-                        ),
+                        LoginFailure::Referral { host, port } => Status::no(LOGIN_REFERRAL_TEXT)
+                            .code(Code::Referral(crate::url::login_referral(
+                                &user, host, *port,
+                            ))),
                     };
-                    tagged(&mut self.out, &tag, "NO", &text);
+                    self.complete(&tag, status);
                     if failure == LoginFailure::BadCredentials {
                         self.count_bad();
                     }
@@ -1196,7 +1202,7 @@ impl Session {
             },
             (Running::List(job), Reply::Folders(result)) => match result {
                 Ok(folders) => self.list_reply(job, folders),
-                Err(fault) => tagged(&mut self.out, &job.tag, "NO", &fault_text(&fault, false)),
+                Err(fault) => self.complete(&job.tag, fault_status(&fault, false)),
             },
             (Running::List(mut job), Reply::Status(result)) => {
                 // A folder that vanished since the LIST gets no STATUS (RFC 5819 §2).
@@ -1210,9 +1216,9 @@ impl Session {
             (Running::Status { tag, name, items }, Reply::Status(result)) => match result {
                 Ok(status) => {
                     self.status_line(&name, &items, &status);
-                    self.finish(&tag, "OK", "STATUS completed", true);
+                    self.finish(&tag, Status::ok("STATUS completed"), true);
                 }
-                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+                Err(fault) => self.finish(&tag, fault_status(&fault, false), true),
             },
             (
                 Running::Select {
@@ -1229,27 +1235,22 @@ impl Session {
             }
             (Running::Create { tag }, Reply::Created(result)) => match result {
                 Ok(id) => {
-                    let text = format!("[MAILBOXID (F{})] CREATE completed", id.0);
-                    self.finish(&tag, "OK", &text, true)
+                    let status = Status::ok("CREATE completed").code(Code::MailboxId(id.0));
+                    self.finish(&tag, status, true)
                 }
-                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+                Err(fault) => self.finish(&tag, fault_status(&fault, false), true),
             },
             (Running::Simple { tag, command }, Reply::Done(result)) => match result {
-                Ok(()) => self.finish(&tag, "OK", &format!("{command} completed"), true),
-                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+                Ok(()) => self.finish(&tag, Status::ok(format!("{command} completed")), true),
+                Err(fault) => self.finish(&tag, fault_status(&fault, false), true),
             },
             (Running::Append { tag }, Reply::Appended(result)) => match result {
                 // RFC 4315 §3: with MULTIAPPEND, the UIDs as a set, in append order.
-                Ok((uidvalidity, uids)) => self.finish(
-                    &tag,
-                    "OK",
-                    &format!(
-                        "[APPENDUID {uidvalidity} {}] APPEND completed",
-                        crate::response::sequence_set(&uids)
-                    ),
-                    true,
-                ),
-                Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, true), true),
+                Ok((uidvalidity, uids)) => {
+                    let code = Code::AppendUid { uidvalidity, uids };
+                    self.finish(&tag, Status::ok("APPEND completed").code(code), true)
+                }
+                Err(fault) => self.finish(&tag, fault_status(&fault, true), true),
             },
             (
                 Running::Catenate {
@@ -1281,7 +1282,7 @@ impl Session {
                     self.write_vanished_earlier(&set, vanished);
                     self.start_fetch(scan, sets_seen);
                 }
-                Err(fault) => self.finish(&scan.tag, "NO", &fault_text(&fault, false), true),
+                Err(fault) => self.finish(&scan.tag, fault_status(&fault, false), true),
             },
             (Running::Scan(scan), Reply::Scanned(result)) => self.scan_reply(scan, result),
             (Running::ContextRead(read), Reply::Scanned(result)) => {
@@ -1311,7 +1312,7 @@ impl Session {
             (running, _) => {
                 // A reply of the wrong kind is the host's bug; fail the command, keep going.
                 let tag = running_tag(&running);
-                tagged(&mut self.out, &tag, "NO", "[SERVERBUG] Internal error");
+                self.complete(&tag, Status::no("Internal error").code(Code::ServerBug));
             }
         }
     }
@@ -1734,24 +1735,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_response_code_the_host_names_is_kept() {
+    fn each_fault_answers_with_its_own_code() {
         let mut session = signed_in(ImapConfig::default());
         let mut reply = |request: &Request| match request {
-            Request::Create { .. } => Some(Reply::Created(Err(Fault::NotAllowed(
-                "[USEATTR] Unsupported special-use attribute".into(),
+            Request::Create { .. } => Some(Reply::Created(Err(Fault::Limit(
+                "Too many mailboxes".into(),
             )))),
+            Request::SetMetadata { .. } => Some(Reply::Done(Err(Fault::TooManyAnnotations))),
             Request::Delete { .. } => Some(Reply::Done(Err(Fault::NotAllowed(
                 "INBOX cannot be deleted".into(),
             )))),
             _ => None,
         };
         assert_eq!(
+            drive(&mut session, b"b CREATE x\r\n", &mut reply),
+            "b NO [LIMIT] Too many mailboxes\r\n"
+        );
+        assert_eq!(
             drive(
                 &mut session,
-                b"b CREATE x (USE (\\Important))\r\n",
+                b"d SETMETADATA INBOX (/private/comment \"x\")\r\n",
                 &mut reply
             ),
-            "b NO [USEATTR] Unsupported special-use attribute\r\n"
+            "d NO [METADATA TOOMANY] Too many annotations on this mailbox\r\n"
         );
         assert_eq!(
             drive(&mut session, b"c DELETE INBOX\r\n", &mut reply),

@@ -18,6 +18,7 @@ use portico_mime::{Address, Envelope};
 
 use crate::command::{SortCriterion, SortKey};
 use crate::request::{Detail, MessageData};
+use crate::response::Data;
 
 /// A subject reduced by RFC 5256 §2.1.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -341,15 +342,12 @@ fn compare(a: &[Value], b: &[Value], criteria: &[SortCriterion]) -> Ordering {
 /// `modseq` (the highest of the matches, when the criteria name MODSEQ, else 0) follows
 /// as `(MODSEQ n)` (RFC 7162 §3.1.5), only when there are numbers.
 pub fn response(numbers: &[u32], modseq: u64) -> Vec<u8> {
-    let mut out = b"* SORT".to_vec();
-    for n in numbers {
-        out.extend_from_slice(format!(" {n}").as_bytes());
-    }
-    if modseq > 0 && !numbers.is_empty() {
-        out.extend_from_slice(format!(" (MODSEQ {modseq})").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out
+    let data = Data::Search {
+        sort: true,
+        numbers,
+        modseq: (modseq > 0 && !numbers.is_empty()).then_some(modseq),
+    };
+    data.to_bytes(false)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use portico_mime::Envelope;
 use crate::casemap;
 use crate::command::ThreadAlgorithm;
 use crate::request::{Detail, MessageData};
+use crate::response::{Data, ThreadToken};
 use crate::sort::{BaseSubject, base_subject};
 
 /// What threading needs of one message.
@@ -250,8 +251,7 @@ impl Threads {
     /// children each open a list (`1 (2)(3)`); a dummy's children are a list of lists
     /// (`((2)(3))`).
     pub fn response(&self, number: impl Fn(usize) -> u32) -> Vec<u8> {
-        let mut out = b"* THREAD".to_vec();
-        let mut first = true;
+        let mut tokens = Vec::new();
         for &root in &self.roots {
             let heads = match self.nodes[root].message {
                 Some(_) => vec![root],
@@ -260,24 +260,19 @@ impl Threads {
             if heads.is_empty() {
                 continue;
             }
-            if first {
-                out.push(b' ');
-                first = false;
-            }
-            out.push(b'(');
+            tokens.push(ThreadToken::Open);
             if let [head] = heads.as_slice() {
-                self.write_members(&mut out, *head, &number);
+                self.push_members(&mut tokens, *head, &number);
             } else {
                 for head in heads {
-                    out.push(b'(');
-                    self.write_members(&mut out, head, &number);
-                    out.push(b')');
+                    tokens.push(ThreadToken::Open);
+                    self.push_members(&mut tokens, head, &number);
+                    tokens.push(ThreadToken::Close);
                 }
             }
-            out.push(b')');
+            tokens.push(ThreadToken::Close);
         }
-        out.extend_from_slice(b"\r\n");
-        out
+        Data::Thread(&tokens).to_bytes(false)
     }
 
     /// The children of `id`, any dummy among them replaced by its own children.
@@ -294,16 +289,21 @@ impl Threads {
     }
 
     /// RFC 5256 thread-members from the message `head` down, without recursion.
-    fn write_members(&self, out: &mut Vec<u8>, head: usize, number: &impl Fn(usize) -> u32) {
+    fn push_members(
+        &self,
+        tokens: &mut Vec<ThreadToken>,
+        head: usize,
+        number: &impl Fn(usize) -> u32,
+    ) {
         enum Step {
             Node(usize),
-            Text(&'static [u8]),
+            Token(ThreadToken),
         }
         let mut steps = vec![Step::Node(head)];
         while let Some(step) = steps.pop() {
             let n = match step {
-                Step::Text(text) => {
-                    out.extend_from_slice(text);
+                Step::Token(token) => {
+                    tokens.push(token);
                     continue;
                 }
                 Step::Node(n) => n,
@@ -311,18 +311,16 @@ impl Threads {
             let Some(message) = self.nodes[n].message else {
                 continue;
             };
-            out.extend_from_slice(number(message).to_string().as_bytes());
+            tokens.push(ThreadToken::Number(number(message)));
             let children = self.members(n);
             if let [only] = children.as_slice() {
                 steps.push(Step::Node(*only));
-                steps.push(Step::Text(b" "));
-            } else if !children.is_empty() {
+            } else {
                 for &child in children.iter().rev() {
-                    steps.push(Step::Text(b")"));
+                    steps.push(Step::Token(ThreadToken::Close));
                     steps.push(Step::Node(child));
-                    steps.push(Step::Text(b"("));
+                    steps.push(Step::Token(ThreadToken::Open));
                 }
-                steps.push(Step::Text(b" "));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::command::{SeqBound, SequenceSet};
 use crate::request::FolderEvent;
-use crate::response;
+use crate::response::Data;
 use crate::scan::ScanTarget;
 
 #[derive(Debug, Default)]
@@ -285,7 +285,7 @@ impl View {
             if vanished {
                 gone.push(uid);
             } else {
-                out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                Data::Expunge(seq).encode(out, false);
             }
         }
         // One pass over the view, however many went: EXPUNGE of half a 100,000-message
@@ -301,9 +301,11 @@ impl View {
         }
         if !gone.is_empty() {
             gone.sort_unstable();
-            out.extend_from_slice(
-                format!("* VANISHED {}\r\n", response::sequence_set(&gone)).as_bytes(),
-            );
+            let data = Data::Vanished {
+                earlier: false,
+                uids: &gone,
+            };
+            data.encode(out, false);
         }
     }
 
@@ -331,9 +333,9 @@ impl View {
                 }
                 announced.appended.push((uid, change));
             }
-            out.extend_from_slice(format!("* {} EXISTS\r\n", self.exists()).as_bytes());
+            Data::Exists(self.exists()).encode(out, false);
             if style.recent {
-                out.extend_from_slice(format!("* {} RECENT\r\n", self.recent_count()).as_bytes());
+                Data::Recent(self.recent_count()).encode(out, false);
             }
         }
         if !flags {
@@ -344,16 +346,17 @@ impl View {
                 continue;
             };
             self.shown.insert(uid, modseq);
-            out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS ").as_bytes());
             let mut shown = flags.clone();
             if style.recent && self.recent.contains(&uid) {
                 shown.push("\\Recent".to_string());
             }
-            response::flag_list(out, &shown);
-            if style.modseq {
-                out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
-            }
-            out.extend_from_slice(b")\r\n");
+            let data = Data::FlagFetch {
+                seq,
+                uid: Some(uid),
+                flags: Some(&shown),
+                modseq: style.modseq.then_some(modseq),
+            };
+            data.encode(out, false);
             let recent = self.recent.contains(&uid);
             announced.flags.push((
                 uid,

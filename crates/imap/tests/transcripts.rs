@@ -790,9 +790,7 @@ impl Host {
                     };
                 }
                 if entries.len() > 50 {
-                    return Some(Reply::Done(Err(Fault::NotAllowed(
-                        "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
-                    ))));
+                    return Some(Reply::Done(Err(Fault::TooManyAnnotations)));
                 }
                 self.named.push((
                     user.clone(),

@@ -105,9 +105,7 @@ fn fault(span: &tracing::Span, error: MailboxFault) -> Fault {
         }
         MailboxFault::Store(StoreError::OverQuota) => Fault::OverQuota,
         // RFC 5530 §3: LIMIT, an implementation limit of this server.
-        MailboxFault::Store(StoreError::LimitExceeded(why)) => {
-            Fault::NotAllowed(format!("[LIMIT] {why}"))
-        }
+        MailboxFault::Store(StoreError::LimitExceeded(why)) => Fault::Limit(why.to_string()),
         MailboxFault::Store(StoreError::NoSpace) => {
             tracing::warn!(parent: span, "store refused a write: not enough disk space");
             Fault::NoSpace
@@ -1322,9 +1320,7 @@ impl ImapConnection {
                         Reply::Done(result.and_then(|fits| match fits {
                             true => Ok(()),
                             // RFC 5464 §4.3.
-                            false => Err(Fault::NotAllowed(
-                                "[METADATA TOOMANY] Too many annotations on this mailbox".into(),
-                            )),
+                            false => Err(Fault::TooManyAnnotations),
                         }))
                     },
                 )

@@ -8,16 +8,16 @@
 use crate::catenate::{BadUrl, CatenateJob, CatenateOutcome, NoStore, PartRef, Piece, UrlMailbox};
 use crate::command::*;
 use crate::request::*;
+use crate::response::{Code, Status};
 use crate::session::*;
 use crate::url;
 
 /// `NO [TOOBIG]` of a message over APPENDLIMIT (RFC 7889 §4, RFC 4469 §4.2).
-const TOO_BIG: &str = "[TOOBIG] Message exceeds APPENDLIMIT";
+const TOO_BIG: &str = "Message exceeds APPENDLIMIT";
 
 /// `NO [TOOBIG]` of a MULTIAPPEND whose messages together pass what one command may
 /// carry ([`CatenateJob::total_limit`]).
-const TOO_BIG_TOGETHER: &str =
-    "[TOOBIG] The messages of this APPEND together exceed the server's limit";
+const TOO_BIG_TOGETHER: &str = "The messages of this APPEND together exceed the server's limit";
 
 /// `[BADURL …]` text of a `;UID=n` URL while no mailbox is selected.
 const NOTHING_SELECTED: &str = "URL is relative to the selected mailbox, and none is";
@@ -32,7 +32,7 @@ impl Session {
             if let AppendData::Literal(message) = &item.data
                 && message.len() as u64 > self.config.append_limit
             {
-                return tagged(&mut self.out, &tag, "NO", TOO_BIG);
+                return self.complete(&tag, Status::no(TOO_BIG).code(Code::TooBig));
             }
             if let Err(why) = settable_flags(&item.flags, "set") {
                 return self.bad(&tag, &why);
@@ -135,12 +135,17 @@ impl Session {
             }
             // RFC 4469 §4.1, with the URL bare (erratum 4046).
             Ok(CatenateOutcome::BadUrl(bad)) => {
-                let text = format!("[BADURL {}] {}", bad.shown, bad.why);
-                self.finish(&tag, "NO", &text, true);
+                let status = Status::no(bad.why).code(Code::BadUrl(bad.shown));
+                self.finish(&tag, status, true);
             }
-            Ok(CatenateOutcome::TooBig) => self.finish(&tag, "NO", TOO_BIG, true),
-            Ok(CatenateOutcome::TooBigTogether) => self.finish(&tag, "NO", TOO_BIG_TOGETHER, true),
-            Err(fault) => self.finish(&tag, "NO", &fault_text(&fault, false), true),
+            Ok(CatenateOutcome::TooBig) => {
+                self.finish(&tag, Status::no(TOO_BIG).code(Code::TooBig), true)
+            }
+            Ok(CatenateOutcome::TooBigTogether) => {
+                let status = Status::no(TOO_BIG_TOGETHER).code(Code::TooBig);
+                self.finish(&tag, status, true)
+            }
+            Err(fault) => self.finish(&tag, fault_status(&fault, false), true),
         }
     }
 }

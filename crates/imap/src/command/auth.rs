@@ -3,6 +3,7 @@
 
 use crate::reader::CommandReader;
 use crate::request::*;
+use crate::response::{self, Code, Data, Status};
 use crate::session::*;
 use portico_sasl::SaslError;
 
@@ -14,7 +15,7 @@ impl Session {
         if !self.config.tls_available {
             return self.bad(&tag, "STARTTLS is not available");
         }
-        tagged(&mut self.out, &tag, "OK", "Begin TLS negotiation now");
+        self.complete(&tag, Status::ok("Begin TLS negotiation now"));
         // RFC 9051 §6.2.1: anything pipelined after STARTTLS is discarded, not executed.
         self.reader = CommandReader::new(Self::preauth_limits(&self.config));
         let id = self.next_request;
@@ -37,18 +38,16 @@ impl Session {
             // §3 lists BAD for a repeated COMPRESS but also requires COMPRESSIONACTIVE on
             // a NO for a mechanism already on; NO [COMPRESSIONACTIVE] is what Dovecot
             // answers, and it tells the client why.
-            tagged(
-                &mut self.out,
+            self.complete(
                 &tag,
-                "NO",
-                "[COMPRESSIONACTIVE] DEFLATE is active already",
+                Status::no("DEFLATE is active already").code(Code::CompressionActive),
             );
             return;
         }
         if !mechanism.eq_ignore_ascii_case("DEFLATE") {
             return self.bad(&tag, "Unknown compression mechanism, DEFLATE is supported");
         }
-        self.finish(&tag, "OK", "DEFLATE active", true);
+        self.finish(&tag, Status::ok("DEFLATE active"), true);
         // §3: the client must wait for this OK and then compress everything after the
         // command, so whatever it sent behind the command (it broke that rule) can
         // only be the start of its compressed stream: the host inflates it first.
@@ -69,11 +68,10 @@ impl Session {
         if self.plaintext_allowed() {
             return false;
         }
-        tagged(
-            &mut self.out,
+        self.complete(
             tag,
-            "NO",
-            "[PRIVACYREQUIRED] Plaintext authentication disallowed without TLS, use STARTTLS",
+            Status::no("Plaintext authentication disallowed without TLS, use STARTTLS")
+                .code(Code::PrivacyRequired),
         );
         self.count_bad();
         true
@@ -90,11 +88,9 @@ impl Session {
         let (Ok(username), Ok(password)) =
             (String::from_utf8(username), String::from_utf8(password))
         else {
-            tagged(
-                &mut self.out,
+            self.complete(
                 &tag,
-                "NO",
-                "[AUTHENTICATIONFAILED] Authentication failed",
+                Status::no("Authentication failed").code(Code::AuthenticationFailed),
             );
             return self.count_bad();
         };
@@ -110,11 +106,9 @@ impl Session {
 
     pub(crate) fn authenticate(&mut self, tag: String, mechanism: &str, initial: Option<Vec<u8>>) {
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
-            tagged(
-                &mut self.out,
+            self.complete(
                 &tag,
-                "NO",
-                "[CANNOT] Unsupported authentication mechanism",
+                Status::no("Unsupported authentication mechanism").code(Code::Cannot),
             );
             return self.count_bad();
         }
@@ -124,7 +118,7 @@ impl Session {
         match initial {
             Some(response) => self.sasl_plain(tag, &response),
             None => {
-                self.out.extend_from_slice(b"+ \r\n");
+                response::continuation(&mut self.out, "");
                 self.reader.set_line_mode(true);
                 self.line_mode = LineMode::SaslResponse { tag };
             }
@@ -144,20 +138,16 @@ impl Session {
             ),
             Err(SaslError::NotBase64) => self.bad(&tag, "Invalid base64 in SASL response"),
             Err(SaslError::Malformed) => {
-                tagged(
-                    &mut self.out,
+                self.complete(
                     &tag,
-                    "NO",
-                    "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response",
+                    Status::no("Invalid SASL PLAIN response").code(Code::AuthenticationFailed),
                 );
                 self.count_bad();
             }
             Err(SaslError::AuthzidMismatch) => {
-                tagged(
-                    &mut self.out,
+                self.complete(
                     &tag,
-                    "NO",
-                    "[AUTHORIZATIONFAILED] Authorization identity must match",
+                    Status::no("Authorization identity must match").code(Code::AuthorizationFailed),
                 );
                 self.count_bad();
             }
@@ -194,13 +184,8 @@ impl Session {
                 _ => {}
             }
         }
-        self.out.extend_from_slice(b"* ENABLED");
-        for name in enabled {
-            self.out.push(b' ');
-            self.out.extend_from_slice(name.as_bytes());
-        }
-        self.out.extend_from_slice(b"\r\n");
-        self.finish(&tag, "OK", "ENABLE completed", true);
+        self.data(Data::Enabled(&enabled));
+        self.finish(&tag, Status::ok("ENABLE completed"), true);
     }
 
     /// UNAUTHENTICATE (RFC 8437): the connection becomes as a new one in the
@@ -222,12 +207,8 @@ impl Session {
         self.early_events.clear();
         self.reader.set_limits(Self::preauth_limits(&self.config));
         let capability = self.capability();
-        tagged(
-            &mut self.out,
-            &tag,
-            "OK",
-            &format!("[CAPABILITY {capability}] Signed out, authenticate again"),
-        );
+        let status = Status::ok("Signed out, authenticate again");
+        self.complete(&tag, status.code(Code::Capability(capability)));
     }
 
     pub(crate) fn capability(&self) -> String {

@@ -7,6 +7,7 @@
 use crate::command::*;
 use crate::context::{self, LiveResult, Read};
 use crate::request::*;
+use crate::response::{Code, Status};
 use crate::scan::{MatchOrder, OrderKeys, ScanJob, ScanOutput, ScanWork};
 use crate::session::*;
 use crate::sort::SortInput;
@@ -77,8 +78,7 @@ impl Session {
             return;
         };
         if let Some(why) = context::refusal(key, selected.contexts.len()) {
-            self.out
-                .extend_from_slice(format!("* NO [NOUPDATE \"{tag}\"] {why}\r\n").as_bytes());
+            self.untagged(Status::no(why).code(Code::NoUpdate(tag.to_string())));
             return;
         }
         let sort = match order {
@@ -97,7 +97,7 @@ impl Session {
             return;
         };
         match selected.contexts.cancel(&tags) {
-            Ok(()) => self.finish(&tag, "OK", "CANCELUPDATE completed", true),
+            Ok(()) => self.finish(&tag, Status::ok("CANCELUPDATE completed"), true),
             Err(unknown) => {
                 let text = format!("No live search has tag \"{unknown}\"; nothing cancelled");
                 self.bad(&tag, &text);
@@ -174,13 +174,13 @@ impl Session {
                 return selected.contexts.fail(&mut self.out, &read.tag, why);
             }
             Err(fault) => {
-                let why = format!("Updates stopped: {}", fault_text(&fault, false));
+                let why = format!("Updates stopped: {}", fault_status(&fault, false).text);
                 return selected.contexts.fail(&mut self.out, &read.tag, &why);
             }
         };
         let ScanOutput::Hits { hits, order, .. } = outcome.output else {
             // The host answered a search with another kind's output.
-            let why = fault_text(&Fault::Unavailable("scan".into()), false);
+            let why = fault_status(&Fault::Unavailable("scan".into()), false).text;
             return selected.contexts.fail(&mut self.out, &read.tag, &why);
         };
         // A SORT's scan gives one input per hit, in the hits' order.
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(
             drive(&mut session, b"d NOOP\r\n", &mut reply),
             "* 3 EXISTS\r\n* 0 RECENT\r\nd OK NOOP completed\r\n\
-             * NO [NOUPDATE \"c\"] Updates stopped: [UNAVAILABLE] Storage temporarily \
+             * NO [NOUPDATE \"c\"] Updates stopped: Storage temporarily \
              unavailable, try again later (ref r1)\r\n"
         );
         // The result is gone: nothing to cancel, and its tag is free again.

@@ -2,7 +2,7 @@
 
 use crate::command::*;
 use crate::request::*;
-use crate::response;
+use crate::response::{Code, Status};
 use crate::session::*;
 
 impl Session {
@@ -29,12 +29,8 @@ impl Session {
         };
         let command = if moving { "MOVE" } else { "COPY" };
         if targets.is_empty() {
-            return self.finish(
-                &tag,
-                "OK",
-                &format!("{command} completed, nothing to do"),
-                uid,
-            );
+            let status = Status::ok(format!("{command} completed, nothing to do"));
+            return self.finish(&tag, status, uid);
         }
         let uids = targets.into_iter().map(|(_, uid)| uid).collect();
         self.request(
@@ -57,34 +53,30 @@ impl Session {
     ) {
         let copied = match result {
             Ok(copied) => copied,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, true), uid),
+            Err(fault) => return self.finish(&tag, fault_status(&fault, true), uid),
         };
         let command = if moving { "MOVE" } else { "COPY" };
         let sources: Vec<u32> = copied.pairs.iter().map(|(src, _)| *src).collect();
         let targets: Vec<u32> = copied.pairs.iter().map(|(_, dst)| *dst).collect();
-        let code = if copied.pairs.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "[COPYUID {} {} {}] ",
-                copied.uidvalidity,
-                response::sequence_set(&sources),
-                response::sequence_set(&targets)
-            )
-        };
+        let code = (!copied.pairs.is_empty()).then(|| Code::CopyUid {
+            uidvalidity: copied.uidvalidity,
+            source: sources.clone(),
+            copies: targets,
+        });
         if moving {
             // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
-            if !code.is_empty() {
-                self.out
-                    .extend_from_slice(format!("* OK {code}Moved\r\n").as_bytes());
+            if let Some(code) = code {
+                self.untagged(Status::ok("Moved").code(code));
             }
             let vanished = self.enabled.qresync;
             if let State::Selected(selected) = &mut self.state {
                 selected.expunge_now(&mut self.out, &sources, vanished);
             }
-            self.finish(&tag, "OK", &format!("{command} completed"), true);
+            self.finish(&tag, Status::ok(format!("{command} completed")), true);
         } else {
-            self.finish(&tag, "OK", &format!("{code}{command} completed"), uid);
+            let mut status = Status::ok(format!("{command} completed"));
+            status.code = code;
+            self.finish(&tag, status, uid);
         }
     }
 }

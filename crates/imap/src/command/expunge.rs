@@ -3,6 +3,7 @@
 
 use crate::command::*;
 use crate::request::*;
+use crate::response::Status;
 use crate::session::*;
 
 impl Session {
@@ -17,7 +18,7 @@ impl Session {
                     self.actions
                         .push_back(Action::Request(0, Request::Deselect { folder }));
                     self.state = State::Authenticated;
-                    tagged(&mut self.out, &tag, "OK", "CLOSE completed");
+                    self.complete(&tag, Status::ok("CLOSE completed"));
                 } else {
                     self.request(
                         Running::Expunge {
@@ -66,7 +67,7 @@ impl Session {
     ) {
         let removed = match result {
             Ok(removed) => removed,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), true),
+            Err(fault) => return self.finish(&tag, fault_status(&fault, false), true),
         };
         if closing {
             // CLOSE expunges silently (RFC 9051 §6.4.1).
@@ -76,13 +77,13 @@ impl Session {
                     .push_back(Action::Request(0, Request::Deselect { folder }));
             }
             self.state = State::Authenticated;
-            return tagged(&mut self.out, &tag, "OK", "CLOSE completed");
+            return self.complete(&tag, Status::ok("CLOSE completed"));
         }
         let vanished = self.enabled.qresync;
         if let State::Selected(selected) = &mut self.state {
             selected.expunge_now(&mut self.out, &removed, vanished);
         }
         let command = if uid { "UID EXPUNGE" } else { "EXPUNGE" };
-        self.finish(&tag, "OK", &format!("{command} completed"), true);
+        self.finish(&tag, Status::ok(format!("{command} completed")), true);
     }
 }

@@ -4,7 +4,7 @@
 use crate::command::*;
 use crate::fetch;
 use crate::request::*;
-use crate::response;
+use crate::response::Data;
 use crate::scan::{ScanTarget, ScanWork};
 use crate::session::*;
 use std::sync::Arc;
@@ -143,9 +143,10 @@ impl Session {
         uids.sort_unstable();
         uids.dedup();
         if !uids.is_empty() {
-            self.out.extend_from_slice(
-                format!("* VANISHED (EARLIER) {}\r\n", response::sequence_set(&uids)).as_bytes(),
-            );
+            self.data(Data::Vanished {
+                earlier: true,
+                uids: &uids,
+            });
         }
     }
 }

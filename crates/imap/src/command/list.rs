@@ -5,7 +5,7 @@ use crate::command::*;
 use crate::listing::{self, ListQuery};
 use crate::names;
 use crate::request::*;
-use crate::response;
+use crate::response::{Data, ListEntry, Status};
 use crate::session::*;
 use std::collections::VecDeque;
 
@@ -42,13 +42,18 @@ impl Session {
             .filter_map(|pattern| names::decode(pattern, utf8).ok())
             .collect();
         if decoded.is_empty() && !patterns.is_empty() {
-            return self.finish(&tag, "OK", "LIST completed", true);
+            return self.finish(&tag, Status::ok("LIST completed"), true);
         }
         // RFC 9051 §6.3.9: LIST "" "" asks for the hierarchy delimiter.
         if !extended && decoded.len() == 1 && decoded[0].is_empty() {
-            self.out
-                .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
-            return self.finish(&tag, "OK", "LIST completed", true);
+            self.data(Data::List(ListEntry {
+                lsub: false,
+                attributes: &["\\Noselect"],
+                name: "",
+                subscribed_child: false,
+                old_name: None,
+            }));
+            return self.finish(&tag, Status::ok("LIST completed"), true);
         }
         let patterns = decoded
             .into_iter()
@@ -91,7 +96,7 @@ impl Session {
         };
         let Ok(pattern) = names::decode(pattern, utf8) else {
             // Matches no mailbox.
-            return self.finish(&tag, "OK", "LSUB completed", true);
+            return self.finish(&tag, Status::ok("LSUB completed"), true);
         };
         let job = ListJob {
             tag,
@@ -111,14 +116,14 @@ impl Session {
     pub(crate) fn list_reply(&mut self, mut job: ListJob, folders: FolderList) {
         let utf8 = self.utf8();
         for listed in listing::list(&job.query, &folders) {
-            let mut line = format!("* {} (", job.command).into_bytes();
-            line.extend_from_slice(listed.attributes.join(" ").as_bytes());
-            line.extend_from_slice(b") \"/\" ");
-            response::string(&mut line, &names::encode(&listed.name, utf8), utf8);
-            if listed.subscribed_child {
-                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-            }
-            line.extend_from_slice(b"\r\n");
+            let line = Data::List(ListEntry {
+                lsub: job.command == "LSUB",
+                attributes: &listed.attributes,
+                name: &listed.name,
+                subscribed_child: listed.subscribed_child,
+                old_name: None,
+            })
+            .to_bytes(utf8);
             let status = (job.status.is_some() && listed.exists).then_some(listed.name);
             job.pending.push_back((line, status));
         }
@@ -146,6 +151,6 @@ impl Session {
             }
         }
         let text = format!("{} completed", job.command);
-        self.finish(&job.tag, "OK", &text, true);
+        self.finish(&job.tag, Status::ok(text), true);
     }
 }

@@ -5,7 +5,7 @@
 use crate::command::*;
 use crate::names;
 use crate::request::*;
-use crate::response;
+use crate::response::{Code, Data, ListEntry, Status};
 use crate::session::*;
 use crate::view::View;
 
@@ -39,22 +39,24 @@ pub(crate) fn qresync_catch_up(
     vanished.sort_unstable();
     vanished.dedup();
     if !vanished.is_empty() {
-        out.extend_from_slice(
-            format!(
-                "* VANISHED (EARLIER) {}\r\n",
-                response::sequence_set(&vanished)
-            )
-            .as_bytes(),
-        );
+        let data = Data::Vanished {
+            earlier: true,
+            uids: &vanished,
+        };
+        data.encode(out, false);
     }
     for message in &folder.changed {
         let Some(seq) = view.seq_of(message.uid) else {
             continue;
         };
         if message.modseq > qresync.modseq {
-            out.extend_from_slice(format!("* {seq} FETCH (UID {} FLAGS ", message.uid).as_bytes());
-            response::flag_list(out, &message.flags);
-            out.extend_from_slice(format!(" MODSEQ ({}))\r\n", message.modseq).as_bytes());
+            let data = Data::FlagFetch {
+                seq,
+                uid: Some(message.uid),
+                flags: Some(&message.flags),
+                modseq: Some(message.modseq),
+            };
+            data.encode(out, false);
         }
     }
 }
@@ -64,19 +66,19 @@ impl Session {
     /// no mailbox, and a mailbox cannot be made under it. That is `NO`, not `BAD`: the
     /// command is well formed, and many clients give up on a session at a `BAD`.
     pub(crate) fn mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
-        self.named(tag, raw, "[NONEXISTENT]")
+        self.named(tag, raw, Code::NonExistent)
     }
 
     /// [`Self::mailbox_name`] for a name to be made (CREATE, RENAME's new name).
     pub(crate) fn new_mailbox_name(&mut self, tag: &str, raw: &[u8]) -> Option<String> {
-        self.named(tag, raw, "[CANNOT]")
+        self.named(tag, raw, Code::Cannot)
     }
 
-    pub(crate) fn named(&mut self, tag: &str, raw: &[u8], code: &str) -> Option<String> {
+    pub(crate) fn named(&mut self, tag: &str, raw: &[u8], code: Code) -> Option<String> {
         match names::decode(raw, self.utf8()) {
             Ok(name) => Some(name),
             Err(why) => {
-                tagged(&mut self.out, tag, "NO", &format!("{code} {why}"));
+                self.complete(tag, Status::no(why.to_string()).code(code));
                 None
             }
         }
@@ -105,8 +107,7 @@ impl Session {
                 .push_back(Action::Request(0, Request::Deselect { folder }));
             self.state = State::Authenticated;
             // RFC 7162 §3.2.11: tell the client the old mailbox is closed.
-            self.out
-                .extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+            self.untagged(Status::ok("Previous mailbox closed").code(Code::Closed));
         }
         self.request(
             Running::Select {
@@ -137,7 +138,7 @@ impl Session {
             Ok(folder) => folder,
             Err(fault) => {
                 self.early_events.clear();
-                return tagged(&mut self.out, &tag, "NO", &fault_text(&fault, false));
+                return self.complete(&tag, fault_status(&fault, false));
             }
         };
         if condstore {
@@ -147,45 +148,52 @@ impl Session {
         let view = View::new(std::mem::take(&mut folder.uids), folder.recent.clone())
             .since(folder.highest_modseq);
         let out = &mut self.out;
-        out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
+        Data::Exists(view.exists()).encode(out, false);
         if !self.enabled.rev2 {
-            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
+            Data::Recent(view.recent_count()).encode(out, false);
             if let Some(unseen) = first_unseen {
-                out.extend_from_slice(
-                    format!("* OK [UNSEEN {unseen}] First unseen\r\n").as_bytes(),
-                );
+                Status::ok("First unseen")
+                    .code(Code::Unseen(unseen))
+                    .encode(out, None);
             }
         }
         write_flags(out, &folder.keywords, read_only);
-        out.extend_from_slice(
-            format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", folder.uidvalidity).as_bytes(),
-        );
-        out.extend_from_slice(
-            format!("* OK [UIDNEXT {}] Predicted next UID\r\n", folder.uidnext).as_bytes(),
-        );
-        // RFC 8474 §4.2.
-        out.extend_from_slice(format!("* OK [MAILBOXID (F{})] Ok\r\n", folder.id.0).as_bytes());
+        let untagged = [
+            Status::ok("UIDs valid").code(Code::UidValidity(folder.uidvalidity)),
+            Status::ok("Predicted next UID").code(Code::UidNext(folder.uidnext)),
+            // RFC 8474 §4.2.
+            Status::ok("Ok").code(Code::MailboxId(folder.id.0)),
+        ];
+        for status in untagged {
+            status.encode(out, None);
+        }
         if self.enabled.condstore {
-            out.extend_from_slice(
-                format!("* OK [HIGHESTMODSEQ {}] Highest\r\n", folder.highest_modseq).as_bytes(),
-            );
+            Status::ok("Highest")
+                .code(Code::HighestModSeq(folder.highest_modseq))
+                .encode(out, None);
         }
         if let Some(qresync) = qresync.filter(|q| q.uidvalidity == folder.uidvalidity) {
             qresync_catch_up(out, &folder, &view, &qresync);
         }
         if self.enabled.rev2 {
             // RFC 9051 §6.3.2: the LIST response names the mailbox as it is spelt here.
-            let mut line = b"* LIST () \"/\" ".to_vec();
-            response::string(&mut line, &names::encode(&name, true), true);
-            line.extend_from_slice(b"\r\n");
-            out.extend_from_slice(&line);
+            let entry = ListEntry {
+                lsub: false,
+                attributes: &[],
+                name: &name,
+                subscribed_child: false,
+                old_name: None,
+            };
+            Data::List(entry).encode(out, true);
         }
         let (code, command) = if read_only {
-            ("READ-ONLY", "EXAMINE")
+            (Code::ReadOnly, "EXAMINE")
         } else {
-            ("READ-WRITE", "SELECT")
+            (Code::ReadWrite, "SELECT")
         };
-        tagged(out, &tag, "OK", &format!("[{code}] {command} completed"));
+        Status::ok(format!("{command} completed"))
+            .code(code)
+            .encode(out, Some(&tag));
         let mut selected = Selected {
             id: folder.id,
             read_only,
@@ -215,12 +223,8 @@ impl Session {
         };
         let folder = folder.trim_end_matches(names::SEPARATOR).to_string();
         if special_use.len() > 1 {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[USEATTR] Only one special-use attribute per mailbox",
-            );
+            let status = Status::no("Only one special-use attribute per mailbox");
+            self.complete(&tag, status.code(Code::UseAttr));
             return;
         }
         // RFC 6154 §3: a use the server does not keep is refused by name.
@@ -234,12 +238,8 @@ impl Session {
             {
                 Some(known) => Some(known.clone()),
                 None => {
-                    return tagged(
-                        &mut self.out,
-                        &tag,
-                        "NO",
-                        "[USEATTR] Unsupported special-use attribute",
-                    );
+                    let status = Status::no("Unsupported special-use attribute");
+                    return self.complete(&tag, status.code(Code::UseAttr));
                 }
             },
         };
@@ -270,28 +270,27 @@ impl Session {
     }
 
     pub(crate) fn status_line(&mut self, name: &str, items: &[StatusItem], status: &FolderStatus) {
-        let mut line = b"* STATUS ".to_vec();
-        response::string(&mut line, &names::encode(name, self.utf8()), self.utf8());
-        line.extend_from_slice(b" (");
-        let mut parts = Vec::new();
-        for item in items {
-            parts.push(match item {
-                StatusItem::Messages => format!("MESSAGES {}", status.messages),
-                StatusItem::Recent => format!("RECENT {}", status.recent),
-                StatusItem::UidNext => format!("UIDNEXT {}", status.uidnext),
-                StatusItem::UidValidity => format!("UIDVALIDITY {}", status.uidvalidity),
-                StatusItem::Unseen => format!("UNSEEN {}", status.unseen),
-                StatusItem::Deleted => format!("DELETED {}", status.deleted),
-                StatusItem::DeletedStorage => {
-                    format!("DELETED-STORAGE {}", status.deleted_storage)
-                }
-                StatusItem::Size => format!("SIZE {}", status.size),
-                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", status.highest_modseq),
-                StatusItem::MailboxId => format!("MAILBOXID (F{})", status.mailbox_id),
-            });
-        }
-        line.extend_from_slice(parts.join(" ").as_bytes());
-        line.extend_from_slice(b")\r\n");
-        self.out.extend_from_slice(&line);
+        let values: Vec<(StatusItem, u64)> = items
+            .iter()
+            .map(|&item| {
+                let value = match item {
+                    StatusItem::Messages => status.messages.into(),
+                    StatusItem::Recent => status.recent.into(),
+                    StatusItem::UidNext => status.uidnext.into(),
+                    StatusItem::UidValidity => status.uidvalidity.into(),
+                    StatusItem::Unseen => status.unseen.into(),
+                    StatusItem::Deleted => status.deleted.into(),
+                    StatusItem::DeletedStorage => status.deleted_storage,
+                    StatusItem::Size => status.size,
+                    StatusItem::HighestModSeq => status.highest_modseq,
+                    StatusItem::MailboxId => status.mailbox_id,
+                };
+                (item, value)
+            })
+            .collect();
+        self.data(Data::Status {
+            mailbox: name,
+            items: &values,
+        });
     }
 }

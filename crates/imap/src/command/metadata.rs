@@ -3,9 +3,8 @@
 //! sizes and what a user may set, and picks what GETMETADATA's options ask for.
 
 use crate::command::*;
-use crate::names;
 use crate::request::*;
-use crate::response;
+use crate::response::{Code, Data, Status};
 use crate::session::*;
 
 /// Largest annotation value a client may set (`[METADATA MAXSIZE n]`); RFC 5464 §4.1
@@ -63,15 +62,15 @@ impl Session {
         };
         // RFC 5464 §3.3: the server's shared annotations are the administrator's.
         if folder.is_empty() && entries.iter().any(|(name, _)| name.starts_with("/shared")) {
-            let text = "[NOPERM] The server's shared annotations are read-only";
-            return tagged(&mut self.out, &tag, "NO", text);
+            let status = Status::no("The server's shared annotations are read-only");
+            return self.complete(&tag, status.code(Code::NoPerm));
         }
         if entries
             .iter()
             .any(|(_, value)| value.as_ref().is_some_and(|v| v.len() > MAX_METADATA_VALUE))
         {
-            let text = format!("[METADATA MAXSIZE {MAX_METADATA_VALUE}] Annotation too large");
-            return tagged(&mut self.out, &tag, "NO", &text);
+            let code = Code::MetadataMaxSize(MAX_METADATA_VALUE as u64);
+            return self.complete(&tag, Status::no("Annotation too large").code(code));
         }
         self.request(
             Running::Simple {
@@ -95,7 +94,7 @@ impl Session {
     ) {
         let all = match result {
             Ok(all) => all,
-            Err(fault) => return self.finish(&job.tag, "NO", &fault_text(&fault, false), true),
+            Err(fault) => return self.finish(&job.tag, fault_status(&fault, false), true),
         };
         let mut picked: Vec<(&str, Option<&[u8]>)> = Vec::new();
         let mut longest = 0usize;
@@ -132,34 +131,16 @@ impl Session {
                 picked.push((wanted.as_str(), None));
             }
         }
-        let utf8 = self.utf8();
-        let mut line = b"* METADATA ".to_vec();
-        response::string(&mut line, &names::encode(&job.folder, utf8), utf8);
-        line.extend_from_slice(b" (");
-        for (i, (name, value)) in picked.iter().enumerate() {
-            if i > 0 {
-                line.push(b' ');
-            }
-            line.extend_from_slice(name.as_bytes());
-            line.push(b' ');
-            match value {
-                Some(v) if v.contains(&0) => {
-                    line.extend_from_slice(format!("~{{{}}}\r\n", v.len()).as_bytes());
-                    line.extend_from_slice(v);
-                }
-                Some(v) => response::string(&mut line, v, utf8),
-                None => line.extend_from_slice(b"NIL"),
-            }
-        }
-        line.extend_from_slice(b")\r\n");
         if !picked.is_empty() {
-            self.out.extend_from_slice(&line);
+            self.data(Data::Metadata {
+                mailbox: &job.folder,
+                entries: &picked,
+            });
         }
-        let text = if longest > 0 {
-            format!("[METADATA LONGENTRIES {longest}] GETMETADATA completed")
-        } else {
-            "GETMETADATA completed".to_string()
-        };
-        self.finish(&job.tag, "OK", &text, true);
+        let mut status = Status::ok("GETMETADATA completed");
+        if longest > 0 {
+            status = status.code(Code::MetadataLongEntries(longest as u64));
+        }
+        self.finish(&job.tag, status, true);
     }
 }

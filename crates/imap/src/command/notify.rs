@@ -10,10 +10,9 @@
 
 use crate::command::*;
 use crate::fetch;
-use crate::names;
 use crate::notify::{Notifications, NotifyError, SUPPORTED_EVENTS};
 use crate::request::*;
-use crate::response;
+use crate::response::{Code, Data, ListEntry, Status};
 use crate::scan::{ScanTarget, ScanWork};
 use crate::session::*;
 use std::sync::Arc;
@@ -40,14 +39,15 @@ impl Session {
                     statuses: false,
                 },
             ));
-            return self.finish(&tag, "OK", "NOTIFY completed", true);
+            return self.finish(&tag, Status::ok("NOTIFY completed"), true);
         };
         let notifications = match Notifications::from_set(&set, self.utf8()) {
             Ok(notifications) => notifications,
             Err(NotifyError::Bad(why)) => return self.bad(&tag, why),
             Err(unsupported @ NotifyError::Unsupported(_)) => {
-                let text = format!("[BADEVENT ({SUPPORTED_EVENTS})] {unsupported}");
-                return tagged(&mut self.out, &tag, "NO", &text);
+                let code = Code::BadEvent(SUPPORTED_EVENTS.split(' ').collect());
+                let status = Status::no(unsupported.to_string()).code(code);
+                return self.complete(&tag, status);
             }
         };
         let watch = notifications.watches_account();
@@ -65,11 +65,11 @@ impl Session {
                 for folder in folders {
                     self.status_if_watched(&folder, true);
                 }
-                self.finish(&tag, "OK", "NOTIFY completed", true);
+                self.finish(&tag, Status::ok("NOTIFY completed"), true);
             }
             Err(fault) => {
                 self.notify = None;
-                self.finish(&tag, "NO", &fault_text(&fault, false), true);
+                self.finish(&tag, fault_status(&fault, false), true);
             }
         }
     }
@@ -179,40 +179,28 @@ impl Session {
             AccountEvent::Overflow => {
                 self.notify = None;
                 self.notify_fetch.clear();
-                self.out.extend_from_slice(
-                    b"* OK [NOTIFICATIONOVERFLOW] Too many changes at once, notifications are off\r\n",
+                self.untagged(
+                    Status::ok("Too many changes at once, notifications are off")
+                        .code(Code::NotificationOverflow),
                 );
             }
         }
     }
 
     /// `* LIST (attributes) "/" name` with `("OLDNAME" (old))` after a rename (§5.4).
-    fn list_line(&mut self, attributes: &[&str], name: &str, old: Option<&str>) {
-        let utf8 = self.utf8();
-        let mut line = b"* LIST ".to_vec();
-        response::flag_list(&mut line, attributes);
-        line.extend_from_slice(b" \"/\" ");
-        response::string(&mut line, &names::encode(name, utf8), utf8);
-        if let Some(old) = old {
-            line.extend_from_slice(b" (\"OLDNAME\" (");
-            response::string(&mut line, &names::encode(old, utf8), utf8);
-            line.extend_from_slice(b"))");
-        }
-        line.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(&line);
+    fn list_line(&mut self, attributes: &[&str], name: &str, old_name: Option<&str>) {
+        self.data(Data::List(ListEntry {
+            lsub: false,
+            attributes,
+            name,
+            subscribed_child: false,
+            old_name,
+        }));
     }
 
     /// RFC 5464 §4.4.2: `* METADATA mailbox entry …`, the names of changed entries.
-    fn metadata_names_line(&mut self, folder: &str, entries: &[String]) {
-        let utf8 = self.utf8();
-        let mut line = b"* METADATA ".to_vec();
-        response::string(&mut line, &names::encode(folder, utf8), utf8);
-        for entry in entries {
-            line.push(b' ');
-            response::string(&mut line, entry.as_bytes(), utf8);
-        }
-        line.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(&line);
+    fn metadata_names_line(&mut self, mailbox: &str, entries: &[String]) {
+        self.data(Data::MetadataChanged { mailbox, entries });
     }
 
     /// Whether the selected folder's changes may be pushed now: NOTIFY asks for them,

@@ -11,13 +11,12 @@
 //! QUOTA response. STORAGE counts units of 1024 octets (§5.1): the usage is rounded up
 //! and the limit down, so a client is never told of more room than there is.
 
-use crate::names;
 use crate::request::*;
-use crate::response;
+use crate::response::{Code, Data, Status};
 use crate::session::*;
 
 /// The name of an account's one quota root.
-const ROOT: &[u8] = b"";
+const ROOT: &str = "";
 
 /// Octets in 1024-octet units, rounded up (usage).
 fn kib_up(octets: u64) -> u64 {
@@ -41,9 +40,9 @@ impl Session {
 
     /// RFC 9208 §4.1.1: the usage and limits of a quota root; only `""` exists.
     pub(crate) fn get_quota(&mut self, tag: String, root: &[u8]) {
-        if root != ROOT {
-            let text = "[NONEXISTENT] No such quota root";
-            return self.finish(&tag, "NO", text, true);
+        if root != ROOT.as_bytes() {
+            let status = Status::no("No such quota root").code(Code::NonExistent);
+            return self.finish(&tag, status, true);
         }
         self.request(
             Running::Quota { tag, mailbox: None },
@@ -53,8 +52,8 @@ impl Session {
 
     /// RFC 9208 §4.1.3: storage limits are set by the administrator only.
     pub(crate) fn set_quota(&mut self, tag: String) {
-        let text = "[NOPERM] Storage limits are set by the administrator";
-        self.finish(&tag, "NO", text, true);
+        let status = Status::no("Storage limits are set by the administrator");
+        self.finish(&tag, status.code(Code::NoPerm), true);
     }
 
     pub(crate) fn quota_reply(
@@ -70,26 +69,22 @@ impl Session {
         };
         let usage = match result {
             Ok(usage) => usage,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), true),
+            Err(fault) => return self.finish(&tag, fault_status(&fault, false), true),
         };
-        let utf8 = self.utf8();
         if let Some(name) = mailbox {
-            let mut line = b"* QUOTAROOT ".to_vec();
-            response::string(&mut line, &names::encode(&name, utf8), utf8);
-            line.push(b' ');
-            response::string(&mut line, ROOT, utf8);
-            line.extend_from_slice(b"\r\n");
-            self.out.extend_from_slice(&line);
+            self.data(Data::QuotaRoot {
+                mailbox: &name,
+                roots: &[ROOT],
+            });
         }
         if let Some(limit) = usage.limit {
-            let mut line = b"* QUOTA ".to_vec();
-            response::string(&mut line, ROOT, utf8);
-            line.extend_from_slice(
-                format!(" (STORAGE {} {})\r\n", kib_up(usage.used), limit / 1024).as_bytes(),
-            );
-            self.out.extend_from_slice(&line);
+            self.data(Data::Quota {
+                root: ROOT,
+                used_kib: kib_up(usage.used),
+                limit_kib: limit / 1024,
+            });
         }
-        self.finish(&tag, "OK", &format!("{command} completed"), true);
+        self.finish(&tag, Status::ok(format!("{command} completed")), true);
     }
 }
 

@@ -7,6 +7,7 @@ use crate::esearch;
 use crate::fetch;
 use crate::request::*;
 
+use crate::response::{Code, Data, Status};
 use crate::scan::{MatchOrder, OrderKeys, ScanJob, ScanOutcome, ScanOutput, ScanWork};
 use crate::session::*;
 use crate::sort;
@@ -40,15 +41,15 @@ impl Session {
             } => self.flush(),
             ScanKind::Fetch { failed, .. } => {
                 if failed {
-                    self.finish(
-                        &scan.tag,
-                        "NO",
-                        "[UNKNOWN-CTE] Cannot decode part",
-                        scan.uid,
-                    );
+                    let status = Status::no("Cannot decode part").code(Code::UnknownCte);
+                    self.finish(&scan.tag, status, scan.uid);
                 } else {
                     let command = if scan.uid { "UID FETCH" } else { "FETCH" };
-                    self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                    self.finish(
+                        &scan.tag,
+                        Status::ok(format!("{command} completed")),
+                        scan.uid,
+                    );
                 }
             }
             ScanKind::Search {
@@ -107,7 +108,11 @@ impl Session {
                         .extend_from_slice(&sort::response(&numbers, max_modseq)),
                 }
                 let command = scan_command(&scan.work, scan.uid);
-                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                self.finish(
+                    &scan.tag,
+                    Status::ok(format!("{command} completed")),
+                    scan.uid,
+                );
             }
             ScanKind::Search {
                 order: OrderKeys::Thread(inputs),
@@ -130,7 +135,11 @@ impl Session {
                 });
                 self.out.extend_from_slice(&line);
                 let command = scan_command(&scan.work, scan.uid);
-                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                self.finish(
+                    &scan.tag,
+                    Status::ok(format!("{command} completed")),
+                    scan.uid,
+                );
             }
             // No match: SORT and THREAD answer with no numbers.
             ScanKind::Search { returns, .. } if scan_order(&scan.work).is_some() => {
@@ -155,7 +164,11 @@ impl Session {
                 };
                 self.out.extend_from_slice(&line);
                 let command = scan_command(&scan.work, scan.uid);
-                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                self.finish(
+                    &scan.tag,
+                    Status::ok(format!("{command} completed")),
+                    scan.uid,
+                );
             }
             ScanKind::Search {
                 returns,
@@ -175,15 +188,11 @@ impl Session {
                     .collect();
                 match returns {
                     None => {
-                        self.out.extend_from_slice(b"* SEARCH");
-                        for n in &numbers {
-                            self.out.extend_from_slice(format!(" {n}").as_bytes());
-                        }
-                        if max_modseq > 0 && !numbers.is_empty() {
-                            self.out
-                                .extend_from_slice(format!(" (MODSEQ {max_modseq})").as_bytes());
-                        }
-                        self.out.extend_from_slice(b"\r\n");
+                        self.data(Data::Search {
+                            sort: false,
+                            numbers: &numbers,
+                            modseq: (max_modseq > 0 && !numbers.is_empty()).then_some(max_modseq),
+                        });
                     }
                     Some(returns) if esearch::answers_nothing(&returns) => {
                         // RFC 5182 §2.4: SAVE alone answers nothing but OK.
@@ -207,7 +216,11 @@ impl Session {
                     }
                 }
                 let command = if scan.uid { "UID SEARCH" } else { "SEARCH" };
-                self.finish(&scan.tag, "OK", &format!("{command} completed"), scan.uid);
+                self.finish(
+                    &scan.tag,
+                    Status::ok(format!("{command} completed")),
+                    scan.uid,
+                );
             }
         }
     }
@@ -235,7 +248,7 @@ impl Session {
                 if saving {
                     self.forget_saved_result();
                 }
-                return self.finish(&scan.tag, "NO", &fault_text(&fault, false), scan.uid);
+                return self.finish(&scan.tag, fault_status(&fault, false), scan.uid);
             }
         };
         scan.next += outcome.processed.max(1);
@@ -245,8 +258,8 @@ impl Session {
                 self.forget_saved_result();
             }
             let command = scan_command(&scan.work, scan.uid);
-            let text = format!("[LIMIT] {command} would read too much text; narrow it down");
-            return self.finish(&scan.tag, "NO", &text, scan.uid);
+            let text = format!("{command} would read too much text; narrow it down");
+            return self.finish(&scan.tag, Status::no(text).code(Code::Limit), scan.uid);
         }
         match (outcome.output, &mut scan.kind) {
             (
@@ -306,8 +319,8 @@ impl Session {
             }
             // The host answered a job with another kind's output.
             _ => {
-                let text = fault_text(&Fault::Unavailable("scan".into()), false);
-                return self.finish(&scan.tag, "NO", &text, scan.uid);
+                let status = fault_status(&Fault::Unavailable("scan".into()), false);
+                return self.finish(&scan.tag, status, scan.uid);
             }
         }
         self.continue_scan(scan);

@@ -4,6 +4,7 @@
 use crate::command::*;
 use crate::esearch;
 use crate::request::*;
+use crate::response::{Code, Status};
 use crate::scan::{MatchOrder, OrderKeys, ScanTarget, ScanWork};
 use crate::search::{self, TextHints};
 use crate::session::*;
@@ -120,12 +121,9 @@ impl Session {
             && !charset.eq_ignore_ascii_case("UTF-8")
             && !charset.eq_ignore_ascii_case("US-ASCII")
         {
-            tagged(
-                &mut self.out,
-                &tag,
-                "NO",
-                "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset",
-            );
+            let code = Code::BadCharset(crate::parser::CHARSETS.to_vec());
+            let status = Status::no(crate::parser::BADCHARSET_MESSAGE);
+            self.complete(&tag, status.code(code));
             return;
         }
         if uid {

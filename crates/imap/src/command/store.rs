@@ -2,7 +2,7 @@
 
 use crate::command::*;
 use crate::request::*;
-use crate::response;
+use crate::response::{Code, Data, Status};
 use crate::session::*;
 
 impl Session {
@@ -39,7 +39,7 @@ impl Session {
         }
         if uids.is_empty() {
             let command = if uid { "UID STORE" } else { "STORE" };
-            return self.finish(&tag, "OK", &format!("{command} completed"), uid);
+            return self.finish(&tag, Status::ok(format!("{command} completed")), uid);
         }
         self.request(
             Running::Store {
@@ -68,7 +68,7 @@ impl Session {
     ) {
         let stored = match result {
             Ok(stored) => stored,
-            Err(fault) => return self.finish(&tag, "NO", &fault_text(&fault, false), uid),
+            Err(fault) => return self.finish(&tag, fault_status(&fault, false), uid),
         };
         let recent_style = !self.enabled.rev2;
         let with_modseq = self.enabled.condstore || unchanged_since.is_some();
@@ -101,24 +101,17 @@ impl Session {
                 let Some(seq) = view.seq_of(*message_uid) else {
                     continue;
                 };
-                out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-                if uid {
-                    out.extend_from_slice(format!("UID {message_uid} ").as_bytes());
-                }
-                if report_modseq_only {
-                    out.extend_from_slice(format!("MODSEQ ({modseq}))\r\n").as_bytes());
-                    continue;
-                }
-                out.extend_from_slice(b"FLAGS ");
                 let mut flags = flags.clone();
                 if recent_style && view.is_recent(*message_uid) {
                     flags.push("\\Recent".into());
                 }
-                response::flag_list(&mut out, &flags);
-                if with_modseq {
-                    out.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
-                }
-                out.extend_from_slice(b")\r\n");
+                let data = Data::FlagFetch {
+                    seq,
+                    uid: uid.then_some(*message_uid),
+                    flags: (!report_modseq_only).then_some(&flags),
+                    modseq: (with_modseq || report_modseq_only).then_some(*modseq),
+                };
+                data.encode(&mut out, false);
             }
         }
         let modified: Vec<u32> = if uid {
@@ -134,13 +127,10 @@ impl Session {
         self.contexts_see_flags(&stored.current, &stored.modified);
         let command = if uid { "UID STORE" } else { "STORE" };
         if modified.is_empty() {
-            self.finish(&tag, "OK", &format!("{command} completed"), uid);
+            self.finish(&tag, Status::ok(format!("{command} completed")), uid);
         } else {
-            let text = format!(
-                "[MODIFIED {}] Conditional {command} failed",
-                response::sequence_set(&modified)
-            );
-            self.finish(&tag, "OK", &text, uid);
+            let status = Status::ok(format!("Conditional {command} failed"));
+            self.finish(&tag, status.code(Code::Modified(modified)), uid);
         }
     }
 }
