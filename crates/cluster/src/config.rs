@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::client_settings::{ConnectionSetting, default_internal_networks};
 use crate::network::Network;
 
 /// The configuration used when `portico` is given none: one node with every role, data
@@ -31,6 +32,7 @@ imaps = "127.0.0.1:1993"
 smtp = "127.0.0.1:1025"
 submission = "127.0.0.1:1587"
 submissions = "127.0.0.1:1465"
+https = "127.0.0.1:8443"
 
 [pop3]
 enabled = true
@@ -72,6 +74,10 @@ pub struct ClusterConfig {
     pub sites: Vec<SiteConfig>,
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeConfig>,
+    /// Clients connecting from these networks (CIDR) get the internal connection
+    /// settings; everyone else the external ones. Default: loopback and private ranges.
+    #[serde(default = "default_internal_networks")]
+    pub internal_networks: Vec<Network>,
     #[serde(default)]
     pub tls: TlsSettings,
     #[serde(default)]
@@ -82,6 +88,8 @@ pub struct ClusterConfig {
     pub imap: ImapSettings,
     #[serde(default)]
     pub smtp: SmtpSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
     #[serde(default)]
     pub store: StoreSettings,
     #[serde(default)]
@@ -212,6 +220,9 @@ pub struct ListenConfig {
     pub submission: Option<SocketAddr>,
     /// Message submission over implicit TLS (RFC 8314), the 465-style port.
     pub submissions: Option<SocketAddr>,
+    /// HTTPS: client autoconfig and Autodiscover, the settings page, the admin API,
+    /// health checks and metrics (`[http]`).
+    pub https: Option<SocketAddr>,
 }
 
 impl ListenConfig {
@@ -225,6 +236,7 @@ impl ListenConfig {
             ("smtp", self.smtp),
             ("submission", self.submission),
             ("submissions", self.submissions),
+            ("https", self.https),
         ]
         .into_iter()
         .filter_map(|(key, address)| Some((key, address?)))
@@ -395,6 +407,12 @@ pub struct Pop3Settings {
     pub max_line_length: usize,
     /// Client errors tolerated before the connection is closed.
     pub max_bad_commands: u32,
+    /// What clients inside `internal_networks` are told to connect to, as
+    /// `host:port:SSL|TLS|none` (SSL: implicit TLS; TLS: STARTTLS). Empty: the
+    /// frontends' listeners.
+    pub internal_connection: Vec<ConnectionSetting>,
+    /// What other clients are told to connect to. Empty: the frontends' listeners.
+    pub external_connection: Vec<ConnectionSetting>,
 }
 
 impl Default for Pop3Settings {
@@ -406,6 +424,8 @@ impl Default for Pop3Settings {
             unauthenticated_timeout_secs: 60,
             max_line_length: 2048,
             max_bad_commands: 20,
+            internal_connection: Vec::new(),
+            external_connection: Vec::new(),
         }
     }
 }
@@ -447,6 +467,12 @@ pub struct ImapSettings {
     /// at the mailbox's node (`NO [REFERRAL imap://…]`, RFC 2221) instead of being
     /// proxied there, where that node's client address is known.
     pub login_referrals: bool,
+    /// What clients inside `internal_networks` are told to connect to, as
+    /// `host:port:SSL|TLS|none` (SSL: implicit TLS; TLS: STARTTLS). Empty: the
+    /// frontends' listeners.
+    pub internal_connection: Vec<ConnectionSetting>,
+    /// What other clients are told to connect to. Empty: the frontends' listeners.
+    pub external_connection: Vec<ConnectionSetting>,
 }
 
 impl Default for ImapSettings {
@@ -465,6 +491,8 @@ impl Default for ImapSettings {
             max_search_work_mb: 16 * 1024,
             literal_plus: true,
             login_referrals: false,
+            internal_connection: Vec::new(),
+            external_connection: Vec::new(),
         }
     }
 }
@@ -520,6 +548,15 @@ pub struct SmtpSettings {
     /// first 256 KiB), in MiB, all sessions together. Past it a message is refused with
     /// `452 4.3.1` and the client retries later.
     pub spool_limit_mb: u64,
+    /// Hand the submission settings to clients (autoconfig, Autodiscover, the settings
+    /// page), as Exchange's `AdvertiseClientSettings`.
+    pub advertise_client_settings: bool,
+    /// What submission clients inside `internal_networks` are told to connect to, as
+    /// `host:port:SSL|TLS|none` (SSL: implicit TLS; TLS: STARTTLS). Empty: the
+    /// frontends' listeners.
+    pub internal_connection: Vec<ConnectionSetting>,
+    /// What other clients are told to connect to. Empty: the frontends' listeners.
+    pub external_connection: Vec<ConnectionSetting>,
 }
 
 impl Default for SmtpSettings {
@@ -543,6 +580,32 @@ impl Default for SmtpSettings {
             retry_max_secs: 3600,
             relay: None,
             spool_limit_mb: 4096,
+            advertise_client_settings: true,
+            internal_connection: Vec::new(),
+            external_connection: Vec::new(),
+        }
+    }
+}
+
+/// The HTTPS service of frontends (`[node.listen] https`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Bearer token of the admin API (`Authorization: Bearer …`), at least 32
+    /// characters. Unset: the admin API answers 404.
+    pub admin_token: Option<String>,
+    /// How long a sign-in to the settings page lasts.
+    pub session_lifetime_secs: u64,
+    /// Largest request body taken (an Autodiscover request, a form, an API call).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            admin_token: None,
+            session_lifetime_secs: 1800,
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -631,6 +694,19 @@ impl ClusterConfig {
         }
         if self.pop3.max_line_length < 512 {
             return invalid("pop3.max_line_length must be at least 512".into());
+        }
+        self.validate_connection_settings()
+            .map_err(ConfigError::Invalid)?;
+        if self
+            .http
+            .admin_token
+            .as_ref()
+            .is_some_and(|token| token.trim().len() < 32)
+        {
+            return invalid("http.admin_token must be at least 32 characters".into());
+        }
+        if self.http.session_lifetime_secs < 60 {
+            return invalid("http.session_lifetime_secs must be at least 60".into());
         }
         Ok(())
     }

@@ -5,12 +5,16 @@
 //! settings and refuses configurations that cannot work, with a message that names the
 //! offending key.
 
+mod client_settings;
 mod config;
 mod network;
 
+pub use client_settings::{
+    ClientProtocol, ConnectionSetting, DEFAULT_INTERNAL_NETWORKS, Encryption,
+};
 pub use config::{
-    ClientEndpoint, ClusterConfig, ConfigError, EMBEDDED_DEFAULT, ImapSettings, ListenConfig,
-    LoginType, NoClientEndpoint, NodeConfig, Pop3Settings, RelaySettings, Role, SecuritySettings,
-    SiteConfig, SmtpSettings, TlsSettings,
+    ClientEndpoint, ClusterConfig, ConfigError, EMBEDDED_DEFAULT, HttpSettings, ImapSettings,
+    ListenConfig, LoginType, NoClientEndpoint, NodeConfig, Pop3Settings, RelaySettings, Role,
+    SecuritySettings, SiteConfig, SmtpSettings, TlsSettings,
 };
 pub use network::Network;
