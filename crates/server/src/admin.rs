@@ -87,6 +87,8 @@ pub enum AdminRequest {
     Stats,
     /// Every node with its Raft role, replica and health, as this node sees them.
     ClusterStatus,
+    /// Re-read the configuration's client settings and the TLS certificate.
+    Reload,
 }
 
 /// One queued message as `queue list` shows it.
@@ -191,6 +193,10 @@ pub struct RunningNode {
     pub proxy: Option<Arc<crate::proxy::Proxy>>,
     /// What the node's sessions share (a mailbox move closes one of its mailboxes).
     pub node: Arc<crate::node::NodeContext>,
+    /// The configuration `reload` re-reads.
+    pub live: Arc<crate::live_config::LiveConfig>,
+    /// The certificate `reload` re-reads.
+    pub certificates: Arc<crate::tls::CertStore>,
 }
 
 /// Whether a request reads or changes accounts (and so needs the directory).
@@ -299,6 +305,12 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
                 "this node is not running: `cluster status` asks the running node".into(),
             ),
         },
+        AdminRequest::Reload => match &context.running {
+            Some(running) => reload(running).await,
+            None => AdminResponse::Failed(
+                "this node is not running: `reload` tells the running node".into(),
+            ),
+        },
         AdminRequest::QueueFlush => {
             let store = context.store.clone();
             let response = blocking(move || execute_store(&store, AdminRequest::QueueFlush)).await;
@@ -312,6 +324,35 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             blocking(move || execute_store(&store, other)).await
         }
     }
+}
+
+/// Re-reads the client settings and the certificate (`portico reload`, SIGHUP): both or
+/// neither's failure is reported; what loaded is in use at once.
+pub async fn reload(running: &RunningNode) -> AdminResponse {
+    let live = running.live.clone();
+    let certificates = running.certificates.clone();
+    blocking(move || {
+        let settings = live.reload();
+        let certificate = certificates.reload();
+        match (settings, certificate) {
+            (Ok(said), Ok(())) => {
+                tracing::info!(%said, "reloaded");
+                AdminResponse::Done(format!("{said}; TLS certificate reloaded"))
+            }
+            (settings, certificate) => {
+                let mut failed = Vec::new();
+                if let Err(e) = settings {
+                    failed.push(format!("configuration not reloaded, the old one stays: {e:#}"));
+                }
+                if let Err(e) = certificate {
+                    failed.push(format!("TLS certificate not reloaded, the old one stays: {e:#}"));
+                }
+                tracing::error!(failed = %failed.join("; "), "reload");
+                AdminResponse::Failed(failed.join("; "))
+            }
+        }
+    })
+    .await
 }
 
 /// Runs `work` on the blocking pool.
@@ -803,6 +844,7 @@ fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::QueueDelete { .. } => "queue delete",
         AdminRequest::Stats => "stats",
         AdminRequest::ClusterStatus => "cluster status",
+        AdminRequest::Reload => "reload",
     }
 }
 

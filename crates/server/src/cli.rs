@@ -47,6 +47,10 @@ pub enum Command {
     Queue(QueueCommand),
     /// Print the node's counters (sync calls and rounds since it started).
     Stats,
+    /// Make the running node re-read its client connection settings and its TLS
+    /// certificate (as SIGHUP does); open sessions stay. Run it on every node after
+    /// changing their cluster.toml.
+    Reload,
     /// Check every stored message, index entry and body record (the server must be
     /// stopped). Exit status 0: clean; 1: problems found (and, with --repair, damaged
     /// messages set aside and counters corrected).
@@ -186,7 +190,10 @@ pub fn run() -> anyhow::Result<()> {
     let data_dir = config.data_dir(&node);
     crate::logging::init(matches!(cli.command, Command::Serve));
     let request = match cli.command {
-        Command::Serve => return crate::serve::serve(config, node.name.clone()),
+        Command::Serve => {
+            return crate::serve::serve(config, node.name.clone(), cli.config.clone());
+        }
+        Command::Reload => return reload(&data_dir),
         Command::Fsck { repair } => return fsck(&config, &data_dir, repair),
         Command::Reindex => return reindex(&config, &data_dir),
         // Run above, before --node is needed; here only so the match stays exhaustive.
@@ -312,6 +319,26 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Sends the request to the running server, or, with none running, runs it here on
 /// the node's store and directory.
+/// `portico reload`: only a running node has anything to reload.
+fn reload(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match runtime.block_on(admin::send_to_server(data_dir, &AdminRequest::Reload))? {
+        Some(AdminResponse::Done(said)) => {
+            println!("{said}");
+            Ok(())
+        }
+        Some(AdminResponse::Failed(why)) => bail!("{why}"),
+        Some(other) => bail!("unexpected answer from the server: {other:?}"),
+        None => bail!(
+            "no server is running on {}: nothing to reload",
+            data_dir.display()
+        ),
+    }
+}
+
 fn execute(
     config: &Arc<ClusterConfig>,
     node_name: &str,

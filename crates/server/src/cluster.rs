@@ -245,6 +245,22 @@ impl ClusterNode {
         }
     }
 
+    /// Why this node cannot serve accounts yet (`/readyz`), or `None` when it can: its
+    /// directory member runs, knows a leader, and its replica has applied the log.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.member.is_none() {
+            return Some("the directory member is not running".into());
+        }
+        let status = self.directory.status();
+        if status.leader.is_none() {
+            return Some("the account directory has no leader yet".into());
+        }
+        if status.applied.is_none() {
+            return Some("the account directory's replica here has not caught up yet".into());
+        }
+        None
+    }
+
     /// Whether this node can have account changes committed now, and if not, why.
     /// `leader_quorum_ack_ms`: when another node leads, how long since a majority last
     /// answered it, as its last health check said; `None` when it is not reachable.

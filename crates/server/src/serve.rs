@@ -4,13 +4,13 @@
 //! it its own way), wait for them to close (a few seconds at most), make the store
 //! durable, remove the admin socket, exit 0.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context;
-use portico_cluster::ClusterConfig;
+use portico_cluster::{ClusterConfig, Role};
 use portico_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,7 +27,9 @@ use crate::node::{NodeContext, NodeParts, store_dir, store_options};
 use crate::proxy::Proxy;
 use crate::router::SiteRouter;
 use crate::spool::SpoolArea;
+use crate::live_config::LiveConfig;
 use crate::tls;
+use crate::http;
 use crate::{admin, relay};
 
 /// How long shutdown waits for the final store flush.
@@ -71,15 +73,25 @@ fn return_large_buffers_to_the_system() {
     }
 }
 
-pub fn serve(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
+/// `config_path`: the file `config` was read from, which `portico reload` and SIGHUP
+/// read again; `None` for the embedded default.
+pub fn serve(
+    config: Arc<ClusterConfig>,
+    node_name: String,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     return_large_buffers_to_the_system();
     let system = actix_rt::System::new();
-    let result = system.block_on(run(config, node_name));
+    let result = system.block_on(run(config, node_name, config_path));
     System::current().stop();
     result
 }
 
-async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
+async fn run(
+    config: Arc<ClusterConfig>,
+    node_name: String,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let node_config = config.node(Some(&node_name))?.clone();
     let data_dir = config.data_dir(&node_config);
     std::fs::create_dir_all(&data_dir)
@@ -238,22 +250,37 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
             workers.clone(),
         ));
     }
-    let admin_listener = admin::bind(&data_dir)?;
-    let admin_task = actix_rt::spawn(admin::serve(
-        admin_listener,
-        Arc::new(AdminContext {
-            store: store.clone(),
-            cluster: cluster.clone(),
-            accounts: accounts.clone(),
-            running: Some(RunningNode {
-                mailboxes: mailboxes.clone(),
-                queue_wake: node.queue_wake.clone(),
-                router,
-                proxy: node.proxy.clone(),
-                node: node.clone(),
-            }),
+    let live = Arc::new(LiveConfig::new(config_path, node_name.clone(), config.clone()));
+    let admin_context = Arc::new(AdminContext {
+        store: store.clone(),
+        cluster: cluster.clone(),
+        accounts: accounts.clone(),
+        running: Some(RunningNode {
+            mailboxes: mailboxes.clone(),
+            queue_wake: node.queue_wake.clone(),
+            router,
+            proxy: node.proxy.clone(),
+            node: node.clone(),
+            live: live.clone(),
+            certificates: certificates.clone(),
         }),
-    ));
+    });
+    let admin_listener = admin::bind(&data_dir)?;
+    let admin_task = actix_rt::spawn(admin::serve(admin_listener, admin_context.clone()));
+    let https = match node_config.listen.https {
+        Some(address) if node_config.has_role(Role::Frontend) => {
+            let listener = std::net::TcpListener::bind(address)
+                .with_context(|| format!("listening for https on {address}"))?;
+            tracing::info!(service = "https", %address, "listening");
+            let state = http::HttpState {
+                live: live.clone(),
+                node: node.clone(),
+                admin: admin_context.clone(),
+            };
+            Some(http::start(listener, certificates.clone(), state)?)
+        }
+        _ => None,
+    };
     if config.smtp.enabled {
         actix_rt::spawn(relay::run_queue(
             node.clone(),
@@ -268,8 +295,11 @@ async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
     let trimming = actix_rt::spawn(return_freed_memory_periodically());
     tracing::info!(node = %node_name, data_dir = %data_dir.display(), "node ready");
 
-    wait_for_signal(&certificates).await?;
+    wait_for_signal(&admin_context).await?;
     tracing::info!("shutting down");
+    if let Some(https) = https {
+        https.stop(true).await;
+    }
     let _ = shutdown_tx.send(true);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     while node.limits.open() > 0 && tokio::time::Instant::now() < deadline {
@@ -416,9 +446,10 @@ async fn compact_periodically(store: Arc<Store>, every: Duration) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; on SIGHUP reads the TLS certificate again (new
-/// connections get the new one, open sessions keep theirs).
-async fn wait_for_signal(certificates: &Arc<tls::CertStore>) -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; on SIGHUP reads the client settings and the TLS
+/// certificate again, as `portico reload` does (new connections get the new
+/// certificate, open sessions keep theirs).
+async fn wait_for_signal(admin: &AdminContext) -> anyhow::Result<()> {
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -428,13 +459,9 @@ async fn wait_for_signal(certificates: &Arc<tls::CertStore>) -> anyhow::Result<(
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
             _ = hangup.recv() => {
-                let store = certificates.clone();
-                match tokio::task::spawn_blocking(move || store.reload()).await {
-                    Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: TLS certificate not reloaded, the old one stays");
-                    }
-                    Err(_) => tracing::error!("SIGHUP: TLS certificate reload failed"),
+                if let Some(running) = &admin.running {
+                    // Logged by the reload itself.
+                    let _ = admin::reload(running).await;
                 }
             }
         }
