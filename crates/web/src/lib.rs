@@ -1,0 +1,19 @@
+//! Portico's HTTPS service without the sockets: everything a mail client or a user's
+//! browser is told over HTTP, written as plain functions from values to text.
+//!
+//! - [`address`]: checks on the addresses and domains clients send.
+//!
+//! Every answer is built from a [`ClientSettings`], which comes from
+//! [`portico_cluster::ClusterConfig::connection_settings`], so autoconfig, Autodiscover,
+//! the page and the CLI never disagree.
+//!
+//! This crate must never depend on actix, actix-web, tokio, rustls, sled, the server or
+//! the store (`scripts/check-layers.sh` fails the suite if it does): the server crate
+//! routes requests here and writes the answers back. Keeping HTTP out makes every
+//! document testable by parsing it, with no listener.
+
+pub mod address;
+mod settings;
+
+pub use portico_cluster::{ClientProtocol, ConnectionSetting, Encryption};
+pub use settings::ClientSettings;
