@@ -1,6 +1,7 @@
 //! Portico's HTTPS service without the sockets: everything a mail client or a user's
 //! browser is told over HTTP, written as plain functions from values to text.
 //!
+//! - [`autoconfig`]: Thunderbird's `config-v1.1.xml`.
 //! - [`address`]: checks on the addresses and domains clients send.
 //!
 //! Every answer is built from a [`ClientSettings`], which comes from
@@ -13,7 +14,9 @@
 //! document testable by parsing it, with no listener.
 
 pub mod address;
+pub mod autoconfig;
 mod settings;
+mod xml;
 
 pub use portico_cluster::{ClientProtocol, ConnectionSetting, Encryption};
 pub use settings::ClientSettings;
