@@ -2,6 +2,7 @@
 //! browser is told over HTTP, written as plain functions from values to text.
 //!
 //! - [`autoconfig`]: Thunderbird's `config-v1.1.xml`.
+//! - [`autodiscover`]: Microsoft Autodiscover POX (Outlook's `autodiscover.xml`).
 //! - [`address`]: checks on the addresses and domains clients send.
 //!
 //! Every answer is built from a [`ClientSettings`], which comes from
@@ -15,6 +16,7 @@
 
 pub mod address;
 pub mod autoconfig;
+pub mod autodiscover;
 mod settings;
 mod xml;
 
