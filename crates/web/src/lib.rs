@@ -3,6 +3,7 @@
 //!
 //! - [`autoconfig`]: Thunderbird's `config-v1.1.xml`.
 //! - [`autodiscover`]: Microsoft Autodiscover POX (Outlook's `autodiscover.xml`).
+//! - [`page`]: the "Settings for POP or IMAP access" page and its sign-in form.
 //! - [`address`]: checks on the addresses and domains clients send.
 //!
 //! Every answer is built from a [`ClientSettings`], which comes from
@@ -17,6 +18,7 @@
 pub mod address;
 pub mod autoconfig;
 pub mod autodiscover;
+pub mod page;
 mod settings;
 mod xml;
 

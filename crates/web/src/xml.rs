@@ -160,6 +160,13 @@ pub(crate) mod read {
         parse_with(document, false)
     }
 
+    /// Parses an HTML page the way [`parse`] does an XML document, knowing HTML's
+    /// void elements (`<meta>`, `<input>` have no end tag), attributes without a value
+    /// and the `<!DOCTYPE html>` line.
+    pub(crate) fn parse_html(document: &str) -> Element {
+        parse_with(document, true)
+    }
+
     const VOID_ELEMENTS: [&str; 6] = ["meta", "input", "br", "hr", "img", "link"];
 
     fn parse_with(document: &str, html: bool) -> Element {
