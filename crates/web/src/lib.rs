@@ -4,6 +4,7 @@
 //! - [`autoconfig`]: Thunderbird's `config-v1.1.xml`.
 //! - [`autodiscover`]: Microsoft Autodiscover POX (Outlook's `autodiscover.xml`).
 //! - [`page`]: the "Settings for POP or IMAP access" page and its sign-in form.
+//! - [`token`]: signed, expiring session tokens and the CSRF tokens bound to them.
 //! - [`address`]: checks on the addresses and domains clients send.
 //!
 //! Every answer is built from a [`ClientSettings`], which comes from
@@ -20,6 +21,7 @@ pub mod autoconfig;
 pub mod autodiscover;
 pub mod page;
 mod settings;
+pub mod token;
 mod xml;
 
 pub use portico_cluster::{ClientProtocol, ConnectionSetting, Encryption};
