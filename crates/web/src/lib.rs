@@ -5,7 +5,8 @@
 //! - [`autodiscover`]: Microsoft Autodiscover POX (Outlook's `autodiscover.xml`).
 //! - [`page`]: the "Settings for POP or IMAP access" page and its sign-in form.
 //! - [`token`]: signed, expiring session tokens and the CSRF tokens bound to them.
-//! - [`address`]: checks on the addresses and domains clients send.
+//! - [`dns`]: the SRV and host records an administrator publishes, and a plain-text
+//!   settings table for `portico settings`.
 //!
 //! Every answer is built from a [`ClientSettings`], which comes from
 //! [`portico_cluster::ClusterConfig::connection_settings`], so autoconfig, Autodiscover,
@@ -19,6 +20,7 @@
 pub mod address;
 pub mod autoconfig;
 pub mod autodiscover;
+pub mod dns;
 pub mod page;
 mod settings;
 pub mod token;
