@@ -31,6 +31,9 @@ forbid portico-cluster portico-server portico-store actix tokio sled
 forbid portico-fts portico-server portico-store portico-imap actix tokio sled rustls
 forbid portico-directory portico-server portico-store portico-imap portico-pop3 portico-smtp actix actix-rt rustls
 forbid portico-internode portico-server portico-store portico-imap portico-pop3 portico-smtp actix actix-rt
+# The HTTPS service's documents and pages: no sockets, no runtime, no TLS stack (aws-lc-rs
+# alone, for HMAC and random, is fine).
+forbid portico-web portico-server portico-store actix actix-web actix-rt tokio sled rustls
 
 if [ "$status" -eq 0 ]; then
     echo "layers: ok"
