@@ -25,6 +25,8 @@ pub enum Protocol {
     Imap,
     /// Submission (AUTH); every account may send.
     Smtp,
+    /// The settings page; every account may read its settings.
+    Web,
 }
 
 impl Protocol {
@@ -33,6 +35,7 @@ impl Protocol {
             Protocol::Pop3 => "pop3",
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
+            Protocol::Web => "web",
         }
     }
 }
@@ -356,7 +359,7 @@ impl Authenticator {
         let enabled = match protocol {
             Protocol::Pop3 => fields.pop3_enabled,
             Protocol::Imap => fields.imap_enabled,
-            Protocol::Smtp => true,
+            Protocol::Smtp | Protocol::Web => true,
         };
         if !enabled {
             return Err(LoginError::ProtocolDisabled);
@@ -372,7 +375,7 @@ impl Authenticator {
         record: AccountRecord,
         protocol: Protocol,
     ) -> Result<SignedIn, LoginError> {
-        if protocol == Protocol::Smtp {
+        if matches!(protocol, Protocol::Smtp | Protocol::Web) {
             return Ok(SignedIn::Here(crate::accounts::without_mailbox(
                 &record.fields(),
             )));

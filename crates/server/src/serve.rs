@@ -276,6 +276,8 @@ async fn run(
                 live: live.clone(),
                 node: node.clone(),
                 admin: admin_context.clone(),
+                tokens: http::settings_page::load_or_make_key(&data_dir)?,
+                revoked: Default::default(),
             };
             Some(http::start(listener, certificates.clone(), state)?)
         }

@@ -7,7 +7,9 @@
 //! here too). What is not HTTP plumbing (XML, HTML, tokens) is in `portico-web`.
 
 mod admin_api;
+mod discovery;
 mod health;
+pub mod settings_page;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ pub struct HttpState {
     pub live: Arc<LiveConfig>,
     pub node: Arc<NodeContext>,
     pub admin: Arc<AdminContext>,
+    /// Signs the settings page's sessions and CSRF tokens.
+    pub tokens: portico_web::token::TokenKey,
+    pub revoked: settings_page::Revoked,
 }
 
 /// Starts serving on `listener`; the handle stops it at shutdown.
@@ -55,6 +60,8 @@ pub fn start(
                 },
             ))
             .configure(health::routes)
+            .configure(discovery::routes)
+            .configure(settings_page::routes)
             .configure(admin_api::routes)
     })
     .workers(1)
