@@ -342,10 +342,14 @@ pub async fn reload(running: &RunningNode) -> AdminResponse {
             (settings, certificate) => {
                 let mut failed = Vec::new();
                 if let Err(e) = settings {
-                    failed.push(format!("configuration not reloaded, the old one stays: {e:#}"));
+                    failed.push(format!(
+                        "configuration not reloaded, the old one stays: {e:#}"
+                    ));
                 }
                 if let Err(e) = certificate {
-                    failed.push(format!("TLS certificate not reloaded, the old one stays: {e:#}"));
+                    failed.push(format!(
+                        "TLS certificate not reloaded, the old one stays: {e:#}"
+                    ));
                 }
                 tracing::error!(failed = %failed.join("; "), "reload");
                 AdminResponse::Failed(failed.join("; "))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use portico_cluster::ClusterConfig;
+use portico_cluster::{ClusterConfig, Role};
 use portico_store::{Pop3DeleteMode, Store, StoreError};
 
 use crate::accounts::Accounts;
@@ -47,6 +47,17 @@ pub enum Command {
     Queue(QueueCommand),
     /// Print the node's counters (sync calls and rounds since it started).
     Stats,
+    /// Print what mail clients are told to connect to (for inside and outside the
+    /// network), the DNS records that let clients find it (RFC 6186 SRV, autoconfig and
+    /// autodiscover names), for an administrator to publish or mail out.
+    Settings {
+        /// The settings of this account (its domain's records).
+        #[arg(long)]
+        user: Option<String>,
+        /// The records of this domain (default: every local domain).
+        #[arg(long)]
+        domain: Option<String>,
+    },
     /// Make the running node re-read its client connection settings and its TLS
     /// certificate (as SIGHUP does); open sessions stay. Run it on every node after
     /// changing their cluster.toml.
@@ -185,6 +196,13 @@ pub fn run() -> anyhow::Result<()> {
     if let Command::Cluster(ClusterCommand::Init { out }) = &cli.command {
         return cluster_init(&config, out.as_deref());
     }
+    if let Command::Settings { user, domain } = &cli.command {
+        print!(
+            "{}",
+            client_settings(&config, user.as_deref(), domain.as_deref())?
+        );
+        return Ok(());
+    }
     let config = Arc::new(config);
     let node = config.node(cli.node.as_deref())?.clone();
     let data_dir = config.data_dir(&node);
@@ -194,6 +212,14 @@ pub fn run() -> anyhow::Result<()> {
             return crate::serve::serve(config, node.name.clone(), cli.config.clone());
         }
         Command::Reload => return reload(&data_dir),
+        // Run above, before --node is needed.
+        Command::Settings { user, domain } => {
+            print!(
+                "{}",
+                client_settings(&config, user.as_deref(), domain.as_deref())?
+            );
+            return Ok(());
+        }
         Command::Fsck { repair } => return fsck(&config, &data_dir, repair),
         Command::Reindex => return reindex(&config, &data_dir),
         // Run above, before --node is needed; here only so the match stays exhaustive.
@@ -319,6 +345,69 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Sends the request to the running server, or, with none running, runs it here on
 /// the node's store and directory.
+/// `portico settings`: the client settings as text, then the DNS records of the
+/// domain(s) concerned.
+fn client_settings(
+    config: &ClusterConfig,
+    user: Option<&str>,
+    domain: Option<&str>,
+) -> anyhow::Result<String> {
+    use portico_web::{ClientSettings, address, dns};
+    let internal = ClientSettings::for_client(config, true);
+    let external = ClientSettings::for_client(config, false);
+    let mut domains: Vec<String> = Vec::new();
+    if let Some(user) = user {
+        let Some(of_user) = address::domain_of(user) else {
+            bail!("{user:?} is not a mail address");
+        };
+        domains.push(of_user.to_ascii_lowercase());
+    }
+    domains.extend(domain.map(str::to_ascii_lowercase));
+    if domains.is_empty() {
+        domains = config.local_domains.clone();
+    }
+    let shown = user.or(domain).unwrap_or(&config.cluster);
+    let mut out = dns::settings_text(shown, &internal, &external);
+    if domains.is_empty() {
+        out.push_str(
+            "\nNo local_domains are configured: give --user or --domain for the DNS records.\n",
+        );
+        return Ok(out);
+    }
+    let https = config.nodes.iter().find_map(|node| {
+        let address = node
+            .listen
+            .https
+            .filter(|_| node.has_role(Role::Frontend))?;
+        let host = match &node.client_host {
+            Some(host) => host.clone(),
+            None if address.ip().is_unspecified() => config.smtp.hostname.clone(),
+            None => address.ip().to_string(),
+        };
+        Some((host, address.port()))
+    });
+    for domain in domains {
+        out.push_str(&format!(
+            "\nDNS records for {domain} (RFC 6186 / RFC 8314):\n"
+        ));
+        for line in dns::srv_records(&domain, &external)? {
+            out.push_str(&format!("{line}\n"));
+        }
+        match &https {
+            Some((host, port)) => {
+                out.push_str(&format!(
+                    "\nAutoconfig and Autodiscover for {domain} (HTTPS on {host}:{port}):\n"
+                ));
+                for line in dns::discovery_records(&domain, host, *port)? {
+                    out.push_str(&format!("{line}\n"));
+                }
+            }
+            None => out.push_str("\nNo frontend listens for https: no autoconfig records.\n"),
+        }
+    }
+    Ok(out)
+}
+
 /// `portico reload`: only a running node has anything to reload.
 fn reload(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()

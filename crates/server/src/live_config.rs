@@ -45,8 +45,8 @@ impl LiveConfig {
         let Some(path) = &self.path else {
             return Ok("the embedded default configuration has nothing to re-read".into());
         };
-        let config = ClusterConfig::load(path)
-            .with_context(|| format!("re-reading {}", path.display()))?;
+        let config =
+            ClusterConfig::load(path).with_context(|| format!("re-reading {}", path.display()))?;
         if config.find_node(&self.node).is_none() {
             bail!(
                 "{} no longer has a [[node]] named {:?}; nothing changed",
@@ -137,7 +137,10 @@ enabled = true
         assert!(error.contains("unknown encryption"), "{error}");
         std::fs::write(&path, changed.replace("name = \"n\"", "name = \"other\"")).unwrap();
         let error = format!("{:#}", live.reload().unwrap_err());
-        assert!(error.contains("no longer has a [[node]] named \"n\""), "{error}");
+        assert!(
+            error.contains("no longer has a [[node]] named \"n\""),
+            "{error}"
+        );
         assert_eq!(imap(&live), ["mail.example.com:993:SSL"]);
     }
 }

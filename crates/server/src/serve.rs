@@ -20,16 +20,16 @@ use crate::admin::{AdminContext, RunningNode};
 use crate::auth::Authenticator;
 use crate::cluster::{ClusterNode, InternodeListener, members};
 use crate::fulltext::{self, FullText};
+use crate::http;
 use crate::internode::{self, DirectoryCalls, NodeCalls};
 use crate::listener::{self, Service, Workers};
+use crate::live_config::LiveConfig;
 use crate::mailbox::MailboxRegistry;
 use crate::node::{NodeContext, NodeParts, store_dir, store_options};
 use crate::proxy::Proxy;
 use crate::router::SiteRouter;
 use crate::spool::SpoolArea;
-use crate::live_config::LiveConfig;
 use crate::tls;
-use crate::http;
 use crate::{admin, relay};
 
 /// How long shutdown waits for the final store flush.
@@ -250,7 +250,11 @@ async fn run(
             workers.clone(),
         ));
     }
-    let live = Arc::new(LiveConfig::new(config_path, node_name.clone(), config.clone()));
+    let live = Arc::new(LiveConfig::new(
+        config_path,
+        node_name.clone(),
+        config.clone(),
+    ));
     let admin_context = Arc::new(AdminContext {
         store: store.clone(),
         cluster: cluster.clone(),

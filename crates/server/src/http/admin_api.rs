@@ -43,7 +43,10 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
 fn authorized(state: &HttpState, request: &HttpRequest) -> Result<(), HttpResponse> {
     let config = state.live.current();
     let Some(token) = config.http.admin_token.as_deref() else {
-        return Err(json_error(StatusCode::NOT_FOUND, "the admin API is not enabled"));
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            "the admin API is not enabled",
+        ));
     };
     let given = request
         .headers()

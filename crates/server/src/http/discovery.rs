@@ -7,8 +7,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use portico_web::{ClientSettings, autoconfig, autodiscover};
 use futures::StreamExt;
+use portico_web::{ClientSettings, autoconfig, autodiscover};
 use serde::Deserialize;
 
 use super::HttpState;
@@ -41,15 +41,28 @@ fn plain(status: StatusCode, text: &str) -> HttpResponse {
         .body(format!("{text}\n"))
 }
 
-fn autoconfig_answer(state: &HttpState, request: &HttpRequest, query: &AutoconfigQuery) -> HttpResponse {
+fn autoconfig_answer(
+    state: &HttpState,
+    request: &HttpRequest,
+    query: &AutoconfigQuery,
+) -> HttpResponse {
     let Some(address) = query.emailaddress.as_deref() else {
-        return plain(StatusCode::BAD_REQUEST, "the emailaddress parameter is missing");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "the emailaddress parameter is missing",
+        );
     };
     let Some(domain) = autoconfig::domain_of(address) else {
-        return plain(StatusCode::BAD_REQUEST, "emailaddress is not a mail address");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "emailaddress is not a mail address",
+        );
     };
     if !state.live.current().is_local_domain(domain) {
-        return plain(StatusCode::NOT_FOUND, "this server does not serve that domain");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "this server does not serve that domain",
+        );
     }
     match autoconfig::document(domain, &settings_for(state, request)) {
         Ok(document) => HttpResponse::Ok()
@@ -84,7 +97,8 @@ async fn autoconfig_host(
 async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HttpResponse> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))?;
         let room = (limit + 1).saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() > limit {
@@ -106,7 +120,12 @@ async fn autodiscover_answer(
     };
     let parsed = match autodiscover::parse_request(&body, limit) {
         Ok(parsed) => parsed,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad Autodiscover request: {e}")),
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!("bad Autodiscover request: {e}"),
+            );
+        }
     };
     let xml = |body: String| {
         HttpResponse::Ok()
@@ -114,7 +133,9 @@ async fn autodiscover_answer(
             .body(body)
     };
     if !state.live.current().is_local_domain(parsed.domain()) {
-        return xml(autodiscover::error_response(crate::smtp_time::unix_now().max(0) as u64));
+        return xml(autodiscover::error_response(
+            crate::smtp_time::unix_now().max(0) as u64,
+        ));
     }
     xml(autodiscover::response(
         &parsed.email_address,

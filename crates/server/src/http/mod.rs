@@ -53,12 +53,14 @@ pub fn start(
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::JsonConfig::default().limit(max_body).error_handler(
-                |error, _| {
-                    let response = json_error(StatusCode::BAD_REQUEST, &error.to_string());
-                    actix_web::error::InternalError::from_response(error, response).into()
-                },
-            ))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(|error, _| {
+                        let response = json_error(StatusCode::BAD_REQUEST, &error.to_string());
+                        actix_web::error::InternalError::from_response(error, response).into()
+                    }),
+            )
             .configure(health::routes)
             .configure(discovery::routes)
             .configure(settings_page::routes)

@@ -16,11 +16,9 @@ use std::sync::Mutex;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, get, post, web};
-use portico_web::page::{self, SettingsView};
-use portico_web::token::{
-    self, CsrfScope, PRE_SESSION_COOKIE, SESSION_COOKIE, Session, TokenKey,
-};
 use portico_web::ClientSettings;
+use portico_web::page::{self, SettingsView};
+use portico_web::token::{self, CsrfScope, PRE_SESSION_COOKIE, SESSION_COOKIE, Session, TokenKey};
 use serde::Deserialize;
 
 use super::HttpState;
@@ -34,7 +32,10 @@ pub struct Revoked(Mutex<HashMap<String, u64>>);
 impl Revoked {
     fn revoke(&self, session: &Session) {
         let now = now();
-        let mut revoked = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut revoked = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         revoked.retain(|_, expires| *expires > now);
         revoked.insert(session.id.clone(), session.expires);
     }
@@ -196,7 +197,11 @@ async fn sign_in(
         .cookie(PRE_SESSION_COOKIE)
         .map(|c| c.value().to_string())
         .unwrap_or_default();
-    if !token::verify_csrf(&state.tokens, CsrfScope::PreSession(&pre_session), &form.csrf) {
+    if !token::verify_csrf(
+        &state.tokens,
+        CsrfScope::PreSession(&pre_session),
+        &form.csrf,
+    ) {
         return sign_in_form(
             &state,
             &request,
