@@ -30,6 +30,7 @@ pub mod listener;
 mod logging;
 pub mod mailbox;
 pub mod mailbox_move;
+pub mod metrics;
 pub mod node;
 pub mod pki;
 pub mod pop3;

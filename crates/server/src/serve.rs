@@ -80,6 +80,8 @@ pub fn serve(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()
 }
 
 async fn run(config: Arc<ClusterConfig>, node_name: String) -> anyhow::Result<()> {
+    // Before anything is counted; the HTTP side gets the same handle from `install`.
+    crate::metrics::install().context("installing the metrics recorder")?;
     let node_config = config.node(Some(&node_name))?.clone();
     let data_dir = config.data_dir(&node_config);
     std::fs::create_dir_all(&data_dir)
