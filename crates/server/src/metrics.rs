@@ -3,12 +3,13 @@
 //!
 //! The protocol machines and the store never name the metrics facade
 //! (`scripts/check-layers.sh`): the machines count their commands by name
-//! (`drain_commands`), the store keeps [`StoreStats`] and tells an observer of each
-//! group-commit round, and this module publishes both. Every series is registered when
-//! the recorder is installed, each label from a fixed list (protocols, results, command
-//! names; never a user, an address or anything else a client sends), so a scrape shows
-//! zeros rather than missing series, and counting is an atomic add on a handle made
-//! once: no lookup and no allocation per event. Before [`install`] nothing is counted.
+//! (`drain_commands`), the store keeps [`StoreStats`](portico_store::StoreStats) and
+//! tells an observer of each group-commit round, and this module publishes both. Every
+//! series is registered when the recorder is installed, each label from a fixed list
+//! (protocols, results, command names; never a user, an address or anything else a
+//! client sends), so a scrape shows zeros rather than missing series, and counting is an
+//! atomic add on a handle made once: no lookup and no allocation per event. Before
+//! [`install`] nothing is counted.
 //!
 //! | metric | type | labels | counted in |
 //! |---|---|---|---|
@@ -16,7 +17,7 @@
 //! | `portico_proxy_sessions_open` | gauge | `protocol`: imap, pop3 | `proxy.rs`: while this node carries a signed-in session to the mailbox's home node |
 //! | `portico_logins_total` | counter | `protocol`: pop3, imap, submission; `result`: success, failure, throttled, disabled, unavailable, referral | `node.rs` (the authenticator's answer), and where a session on another node is referred (IMAP `LOGIN-REFERRALS`) or handed over (`proxy.rs`) |
 //! | `portico_commands_total` | counter | `protocol`; `command`: the protocol crate's `CommandName` list, `OTHER` for the rest | each session actor, after every turn of its machine |
-//! | `portico_delivery_seconds` | histogram | — | from a message accepted for a mailbox on this node (SMTP's end of data, an internode or queued delivery, `portico deliver`) to its copy stored |
+//! | `portico_delivery_seconds` | histogram | — | from a message accepted for a mailbox on this node to its copy stored: from SMTP's end of data (`smtp.rs`), from `portico deliver`'s request (`admin.rs`), and for a copy from the queue or another node from when this node took it (`delivery.rs`; its time in the queue is not included) |
 //! | `portico_queue_messages` | gauge | — | the store's outgoing queue, read at each scrape |
 //! | `portico_store_commit_size` | histogram | — | writes (appends and other changes) each group-commit round of the store made durable |
 //! | `portico_store_fdatasync_total` | counter | — | `fdatasync`/`fsync` calls of the store's sync rounds, read at each scrape |
@@ -373,18 +374,18 @@ pub fn watch_store(store: &Arc<Store>) {
 /// A session counted in an open-sessions gauge until it is dropped, however the
 /// session ends (an error, a panic, a future dropped mid-way).
 #[must_use = "the session counts as open only while this is kept"]
-pub struct OpenSession(Option<&'static Gauge>);
+pub struct CountedSession(Option<&'static Gauge>);
 
-impl OpenSession {
-    fn open(gauge: Option<&'static Gauge>) -> OpenSession {
+impl CountedSession {
+    fn open(gauge: Option<&'static Gauge>) -> CountedSession {
         if let Some(gauge) = gauge {
             gauge.increment(1.0);
         }
-        OpenSession(gauge)
+        CountedSession(gauge)
     }
 }
 
-impl Drop for OpenSession {
+impl Drop for CountedSession {
     fn drop(&mut self) {
         if let Some(gauge) = self.0 {
             gauge.decrement(1.0);
@@ -393,15 +394,15 @@ impl Drop for OpenSession {
 }
 
 /// Counts a client session in `portico_sessions_open` for as long as the result lives.
-pub fn session_opened(protocol: Protocol) -> OpenSession {
-    OpenSession::open(instruments().map(|i| &i.sessions_open[protocol as usize]))
+pub fn session_opened(protocol: Protocol) -> CountedSession {
+    CountedSession::open(instruments().map(|i| &i.sessions_open[protocol as usize]))
 }
 
 /// Counts a session proxied to its home node in `portico_proxy_sessions_open` for as
 /// long as the result lives.
-pub fn proxy_session_opened(protocol: SessionProtocol) -> OpenSession {
+pub fn proxy_session_opened(protocol: SessionProtocol) -> CountedSession {
     let protocol = Protocol::from(protocol);
-    OpenSession::open(instruments().map(|i| &i.proxy_sessions_open[protocol as usize]))
+    CountedSession::open(instruments().map(|i| &i.proxy_sessions_open[protocol as usize]))
 }
 
 pub fn count_login(protocol: Protocol, result: LoginResult) {
