@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fails when a crate depends on something its layer must not (STYLE.md "Layers"):
 # protocol crates and the MIME/SASL helpers know nothing of sockets, async runtimes,
-# TLS, actors or sled; the store knows nothing of protocols; nothing depends on the
-# server crate.
+# TLS, actors, sled or the metrics facade (they expose counts; the server publishes
+# them); the store knows nothing of protocols or metrics; nothing depends on the server
+# crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +23,11 @@ forbid() {
     done
 }
 
-runtime=(actix actix-rt tokio tokio-rustls rustls sled portico-server portico-store portico-cluster)
+runtime=(actix actix-rt tokio tokio-rustls rustls sled metrics portico-server portico-store portico-cluster)
 for crate in portico-pop3 portico-imap portico-smtp portico-mime portico-sasl; do
     forbid "$crate" "${runtime[@]}"
 done
-forbid portico-store portico-pop3 portico-imap portico-smtp portico-server actix tokio rustls
+forbid portico-store portico-pop3 portico-imap portico-smtp portico-server actix tokio rustls metrics
 forbid portico-cluster portico-server portico-store actix tokio sled
 forbid portico-fts portico-server portico-store portico-imap actix tokio sled rustls
 forbid portico-directory portico-server portico-store portico-imap portico-pop3 portico-smtp actix actix-rt rustls

@@ -51,7 +51,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] toml::de::Error),
     #[error("invalid configuration: {0}")]
     Invalid(String),

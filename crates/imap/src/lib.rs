@@ -34,11 +34,13 @@ pub mod scan;
 pub mod search;
 pub mod session;
 pub mod sort;
+mod tally;
 pub mod thread;
 pub mod url;
 pub mod view;
 
 pub use session::{Action, HandOff, ImapConfig, Input, Session};
+pub use tally::CommandName;
 
 #[cfg(test)]
 mod handoff_tests;

@@ -676,6 +676,7 @@ impl<'a> Parser<'a> {
         if name.is_empty() || !matches!(self.peek(), None | Some(b' ' | b'\r' | b'\n')) {
             return Err(self.missing_or_invalid("command name"));
         }
+        // A command added here is added to the names statistics know (`tally.rs`) too.
         Ok(match name.to_ascii_uppercase().as_slice() {
             b"CAPABILITY" => CommandBody::Capability,
             b"NOOP" => CommandBody::Noop,

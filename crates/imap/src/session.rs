@@ -30,6 +30,7 @@ use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
 use crate::response::{self, Code, Condition, Data, SYSTEM_FLAGS, Status};
 use crate::scan::{OrderKeys, ScanTarget, ScanWork};
+use crate::tally::{CommandName, CommandTally};
 use crate::view::{AnnounceStyle, View};
 
 /// What the session needs to know of the node's IMAP settings.
@@ -381,6 +382,8 @@ pub struct Session {
     pub(crate) next_request: RequestId,
     pub(crate) line_mode: LineMode,
     pub(crate) commands: u64,
+    /// The same commands by name, until the host drains them.
+    pub(crate) tally: CommandTally,
     pub(crate) bad_commands: u32,
     pub(crate) user: Option<String>,
     pub(crate) closed: bool,
@@ -507,6 +510,7 @@ impl Session {
             next_request: 1,
             line_mode: LineMode::Commands,
             commands: 0,
+            tally: CommandTally::default(),
             bad_commands: 0,
             user: None,
             closed: false,
@@ -563,6 +567,12 @@ impl Session {
 
     pub fn commands(&self) -> u64 {
         self.commands
+    }
+
+    /// The commands run since the last call, by name, each with how many times; for
+    /// the host's statistics. Counted as [`Session::commands`] counts them.
+    pub fn drain_commands(&mut self) -> impl Iterator<Item = (CommandName, u32)> + '_ {
+        self.tally.drain()
     }
 
     /// Whether the client is in IDLE (the host may use a longer timeout then).
@@ -794,6 +804,7 @@ impl Session {
                 ReadEvent::Line(line) => self.on_line(line),
                 ReadEvent::Command(raw) => {
                     self.commands += 1;
+                    self.tally.count(CommandName::of_command(&raw));
                     match parse_command(&raw) {
                         Ok(command) => self.dispatch(command),
                         Err(error) => {
@@ -1413,6 +1424,32 @@ pub(crate) mod tests {
             Some(Reply::Login(Ok(())))
         });
         session
+    }
+
+    #[test]
+    fn commands_are_counted_by_name_parsed_or_not() {
+        let mut session = signed_in(ImapConfig::default());
+        let names = |session: &mut Session| -> Vec<(&str, u32)> {
+            session
+                .drain_commands()
+                .map(|(name, count)| (name.as_str(), count))
+                .collect()
+        };
+        assert_eq!(names(&mut session), [("LOGIN", 1)]);
+        let mut no_store = |_: &Request| None;
+        drive(
+            &mut session,
+            b"b NOOP\r\nc noop\r\nd UID FETCH\r\ne XYZZY\r\n",
+            &mut no_store,
+        );
+        assert_eq!(
+            names(&mut session),
+            [("NOOP", 2), ("UID FETCH", 1), ("OTHER", 1)]
+        );
+        // IDLE's DONE is not a command.
+        drive(&mut session, b"f IDLE\r\nDONE\r\n", &mut no_store);
+        assert_eq!(names(&mut session), [("IDLE", 1)]);
+        assert_eq!(session.commands(), 6);
     }
 
     /// RFC 2221 §4.1: a referral is a tagged NO with the home server's URL for the

@@ -52,6 +52,8 @@ impl Command {
 /// A command line taken apart.
 pub(crate) struct CommandLine<'a> {
     pub(crate) command: Command,
+    /// The keyword as sent, for statistics ([`crate::tally`]).
+    pub(crate) keyword: &'a [u8],
     /// Everything after the single space that follows the keyword, untouched: PASS takes
     /// its password from here, spaces included.
     pub(crate) rest: &'a [u8],
@@ -65,6 +67,7 @@ impl<'a> CommandLine<'a> {
         };
         CommandLine {
             command: Command::from_keyword(keyword),
+            keyword,
             rest,
         }
     }

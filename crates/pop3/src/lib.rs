@@ -29,11 +29,13 @@ mod command;
 mod line;
 mod multiline;
 mod session;
+mod tally;
 
 pub use multiline::top_is_within;
 pub use session::{
     Action, AuthFailure, HandOff, Input, MaildropEntry, MaildropError, Pop3Config, Secret, Session,
 };
+pub use tally::CommandName;
 
 #[cfg(test)]
 mod handoff_tests;

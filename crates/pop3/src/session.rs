@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use crate::command::{Command, CommandLine};
 use crate::line::{Line, LineReader};
 use crate::multiline::{Stuffing, push_stuffed, top_len};
+use crate::tally::{CommandName, CommandTally};
 pub use portico_sasl::Secret;
 use portico_sasl::{SaslError, decode_plain};
 
@@ -153,6 +154,8 @@ pub struct Session {
     bad_commands: u32,
     /// Command lines handled, for the end-of-session log line.
     commands: u64,
+    /// The same lines by command name, until the host drains them.
+    tally: CommandTally,
     /// What the client sent while its credentials were being checked, kept raw while
     /// the reader holds nothing and within the reader's queue budget: a proxy hands it
     /// on to the mailbox's home node ([`Session::hand_off`]).
@@ -289,6 +292,7 @@ impl Session {
             username: None,
             bad_commands: 0,
             commands: 0,
+            tally: CommandTally::default(),
             held: Vec::new(),
         };
         // RFC 1939 §4: the greeting opens the AUTHORIZATION state. No APOP timestamp,
@@ -424,6 +428,12 @@ impl Session {
         self.commands
     }
 
+    /// The commands handled since the last call, by name, each with how many times;
+    /// for the host's statistics. Counted as [`Session::commands`] counts them.
+    pub fn drain_commands(&mut self) -> impl Iterator<Item = (CommandName, u32)> + '_ {
+        self.tally.drain()
+    }
+
     fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             // RFC 2595 §4 and CVE-2011-0411: bytes behind STLS were sent before the
@@ -487,7 +497,10 @@ impl Session {
             State::Authorization(auth) if auth.sasl_continuation => {
                 auth.sasl_continuation = false;
             }
-            _ => self.commands += 1,
+            _ => {
+                self.commands += 1;
+                self.tally.count(CommandName::OTHER);
+            }
         }
         self.client_error(LINE_TOO_LONG);
     }
@@ -502,6 +515,7 @@ impl Session {
         }
         self.commands += 1;
         let line = CommandLine::parse(line);
+        self.tally.count(CommandName::of_keyword(line.keyword));
         let in_transaction = matches!(self.state, State::Transaction(_));
         match (line.command, in_transaction) {
             (Command::Capa, _) => self.cmd_capa(),
@@ -1866,6 +1880,29 @@ pub(crate) mod tests {
             "-ERR Unknown command\r\n"
         );
         assert_eq!(s.commands(), 4);
+    }
+
+    #[test]
+    fn commands_are_counted_by_name_and_unknown_ones_as_other() {
+        let mut s = start(plaintext(), false);
+        let names = |s: &mut Session| -> Vec<(&str, u32)> {
+            s.drain_commands().map(|(n, c)| (n.as_str(), c)).collect()
+        };
+        assert!(names(&mut s).is_empty());
+        send(&mut s, "capa\r\nUSER alice\r\nPASS x\r\n");
+        assert_eq!(names(&mut s), [("USER", 1), ("PASS", 1), ("CAPA", 1)]);
+        answer(&mut s, Input::AuthResult(Err(AuthFailure::BadCredentials)));
+        // The SASL response after `AUTH PLAIN` is not a command.
+        send(&mut s, "AUTH PLAIN\r\nAGFsaWNlAHg=\r\n");
+        answer(&mut s, Input::AuthResult(Err(AuthFailure::BadCredentials)));
+        send(&mut s, "APOP alice abc\r\nUTF8\r\nXTND XMIT\r\n\r\n");
+        send(&mut s, &format!("{}\r\n", "X".repeat(3000)));
+        assert_eq!(
+            names(&mut s),
+            [("AUTH", 1), ("APOP", 1), ("UTF8", 1), ("OTHER", 3)]
+        );
+        assert_eq!(s.commands(), 9);
+        assert!(names(&mut s).is_empty());
     }
 
     // ----- bad-command limit, shutdown, close --------------------------------------

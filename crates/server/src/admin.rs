@@ -534,6 +534,7 @@ fn list_users(accounts: &Accounts, store: &Store) -> AdminResponse {
 }
 
 async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> AdminResponse {
+    let accepted = std::time::Instant::now();
     if message.is_empty() {
         return AdminResponse::Failed("the message is empty".into());
     }
@@ -577,6 +578,7 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
             let flags = Flags::default();
             match store.append_limited(inbox, &message, &flags, (now(), 0), storage_limit) {
                 Ok(appended) => {
+                    crate::metrics::observe_delivery(accepted);
                     AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
                 }
                 Err(StoreError::OverQuota) => mailbox_full(&address),
@@ -596,6 +598,7 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     };
     match running.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {
+            crate::metrics::observe_delivery(accepted);
             AdminResponse::Done(format!("delivered to {address} as UID {}", appended.uid.0))
         }
         Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => mailbox_full(&address),

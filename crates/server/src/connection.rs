@@ -691,6 +691,8 @@ pub async fn accept_implicit_tls(
 /// What a protocol tells [`serve`] about itself.
 pub struct ProtocolSettings {
     pub name: &'static str,
+    /// The `protocol` label its sessions and commands are counted under.
+    pub counted_as: crate::metrics::Protocol,
     /// Idle time allowed before sign-in.
     pub unauthenticated_timeout: Duration,
     /// Written when the idle timeout closes the connection.
@@ -762,6 +764,8 @@ pub async fn serve<A, F>(
     let sign_in_deadline = protocol
         .sign_in_required
         .then(|| tokio::time::Instant::now() + protocol.unauthenticated_timeout);
+    // Open until this function returns or is dropped, whatever ends the session.
+    let _open = crate::metrics::session_opened(protocol.counted_as);
     let id = node.next_session_id();
     let span = session_span(id, protocol.name, peer, &node.node_name);
     let stream = if implicit_tls {
@@ -795,6 +799,7 @@ pub async fn serve_handed_over<A, F>(
     A: ConnectionActor,
     F: FnOnce(NewSession) -> A,
 {
+    let _open = crate::metrics::session_opened(protocol.counted_as);
     let open = &handed.open;
     let span = session_span(open.session, protocol.name, open.client, &node.node_name);
     span.record("user", open.user.as_str());
@@ -954,6 +959,8 @@ pub trait SessionActor: Actor<Context = actix::Context<Self>> {
     fn shutdown(&mut self, why: Ending);
     /// Commands the client sent, for the last log line.
     fn commands(&self) -> u64;
+    /// Counts in the metrics the commands the machine handled since the last call.
+    fn count_commands(&mut self);
 }
 
 /// Carries out the machine's actions until it waits for the host or has none left, then
@@ -977,6 +984,7 @@ pub fn drive_session<A: SessionActor>(actor: &mut A, ctx: &mut actix::Context<A>
         };
         actor.shutdown(why);
     }
+    actor.count_commands();
     let flow = actor.flow();
     if !flow.awaiting && flow.reader_paused {
         flow.reader_paused = false;
@@ -1053,6 +1061,7 @@ macro_rules! session_handlers {
                 ctx: &mut Self::Context,
             ) {
                 use $crate::connection::SessionActor;
+                self.count_commands();
                 let commands = self.commands();
                 $crate::connection::log_session_end(&self.flow().span, &msg, commands);
                 actix::ActorContext::stop(ctx);

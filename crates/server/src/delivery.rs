@@ -55,6 +55,7 @@ pub async fn deliver_here(
     node: &Arc<NodeContext>,
     delivery: Delivery,
 ) -> Result<u32, DeliverRefused> {
+    let accepted = std::time::Instant::now();
     // Taken before the record is read: a move either waits for this delivery, or is
     // over and its record read below.
     let gate_key = crate::auth::normalize_address(&delivery.recipient);
@@ -123,6 +124,7 @@ pub async fn deliver_here(
     };
     match node.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {
+            crate::metrics::observe_delivery(accepted);
             tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid = appended.uid.0, "delivered");
             Ok(appended.uid.0)
         }

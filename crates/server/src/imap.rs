@@ -718,6 +718,12 @@ impl SessionActor for ImapConnection {
     fn commands(&self) -> u64 {
         self.machine.commands()
     }
+
+    fn count_commands(&mut self) {
+        let dispatched = self.machine.drain_commands();
+        let dispatched = dispatched.map(|(name, times)| (name.index(), times));
+        crate::metrics::count_commands(crate::metrics::Protocol::Imap, dispatched);
+    }
 }
 
 impl ImapConnection {
@@ -766,6 +772,10 @@ impl ImapConnection {
                         port = endpoint.port,
                         "signed in; referred to the mailbox's node"
                     );
+                    crate::metrics::count_login(
+                        crate::metrics::Protocol::Imap,
+                        crate::metrics::LoginResult::Referral,
+                    );
                     let failure = LoginFailure::Referral {
                         host: endpoint.host,
                         port: endpoint.port,
@@ -784,6 +794,10 @@ impl ImapConnection {
         let (Some(proxy), Some(hand_off)) = (self.node.proxy.clone(), self.machine.hand_off())
         else {
             tracing::error!(parent: &self.flow.span, home = %record.home(), "cannot proxy this session");
+            crate::metrics::count_login(
+                crate::metrics::Protocol::Imap,
+                crate::metrics::LoginResult::Unavailable,
+            );
             return self.answer(id, Reply::Login(Err(LoginFailure::MailboxUnavailable)), ctx);
         };
         let request = OpenRequest {
@@ -1791,6 +1805,7 @@ impl Handler<FolderChanged> for ImapConnection {
 fn protocol_settings(node: &NodeContext) -> ProtocolSettings {
     ProtocolSettings {
         name: "imap",
+        counted_as: crate::metrics::Protocol::Imap,
         unauthenticated_timeout: Duration::from_secs(node.config.imap.unauthenticated_timeout_secs),
         timeout_message: b"* BYE Autologout; idle for too long\r\n",
         sign_in_required: true,

@@ -32,6 +32,7 @@ pub mod live_config;
 mod logging;
 pub mod mailbox;
 pub mod mailbox_move;
+pub mod metrics;
 pub mod node;
 pub mod pki;
 pub mod pop3;

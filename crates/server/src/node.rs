@@ -18,6 +18,7 @@ use crate::auth::{Authenticator, LoginError, Protocol, SignedIn};
 use crate::fulltext::FullText;
 use crate::gate::MailboxLease;
 use crate::mailbox::{MailboxRegistry, SessionId};
+use crate::metrics::LoginResult;
 use crate::spool::SpoolArea;
 
 /// Where a node's database lives inside its data directory.
@@ -98,6 +99,7 @@ impl NodeContext {
             proxy,
             queue_wake,
         } = parts;
+        crate::metrics::watch_store(&store);
         let limits = Arc::new(
             ConnectionLimits::new(
                 config.security.max_connections,
@@ -131,8 +133,30 @@ impl NodeContext {
     /// lasts. A mailbox elsewhere is counted where the session is served, its home
     /// node. The user name goes to the authenticator as typed: it normalizes it once
     /// for lookup and throttling, and refuses an address with too many recent failures
-    /// ([`LoginError::Throttled`]).
+    /// ([`LoginError::Throttled`]). Counted in the metrics, except a mailbox elsewhere:
+    /// its caller counts how that ends (referred, handed over, or not reached).
     pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+        protocol: Protocol,
+    ) -> Result<SignIn, LoginError> {
+        let signed_in = self
+            .check_sign_in(username, password, client, protocol)
+            .await;
+        let result = match &signed_in {
+            Ok(SignIn::Here(..)) => Some(LoginResult::Success),
+            Ok(SignIn::Elsewhere(_)) => None,
+            Err(error) => Some(LoginResult::from(*error)),
+        };
+        if let Some(result) = result {
+            crate::metrics::count_login(protocol.into(), result);
+        }
+        signed_in
+    }
+
+    async fn check_sign_in(
         &self,
         username: &str,
         password: &str,

@@ -218,6 +218,12 @@ impl SessionActor for Pop3Connection {
     fn commands(&self) -> u64 {
         self.machine.commands()
     }
+
+    fn count_commands(&mut self) {
+        let dispatched = self.machine.drain_commands();
+        let dispatched = dispatched.map(|(name, times)| (name.index(), times));
+        crate::metrics::count_commands(crate::metrics::Protocol::Pop3, dispatched);
+    }
 }
 
 /// The start of a message holding everything TOP sends for `lines` body lines, read a
@@ -354,6 +360,7 @@ connection::session_handlers!(Pop3Connection);
 fn protocol_settings(node: &NodeContext) -> ProtocolSettings {
     ProtocolSettings {
         name: "pop3",
+        counted_as: crate::metrics::Protocol::Pop3,
         unauthenticated_timeout: Duration::from_secs(node.config.pop3.unauthenticated_timeout_secs),
         timeout_message: b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n",
         sign_in_required: true,
@@ -391,6 +398,10 @@ impl Pop3Connection {
         let (Some(proxy), Some(hand_off)) = (self.node.proxy.clone(), self.machine.hand_off())
         else {
             tracing::error!(parent: &self.flow.span, home = %record.home(), "cannot proxy this session");
+            crate::metrics::count_login(
+                crate::metrics::Protocol::Pop3,
+                crate::metrics::LoginResult::Unavailable,
+            );
             return self.answer(Input::AuthResult(Err(AuthFailure::MailboxUnavailable)), ctx);
         };
         let request = OpenRequest {

@@ -37,6 +37,7 @@ use tracing::Span;
 use crate::cluster::Links;
 use crate::connection::{ClientStream, ConnectionStats, EndReason, Outgoing, SessionActor};
 use crate::internode::TlsDialer;
+use crate::metrics::LoginResult;
 use crate::node::{ConnectionSlot, NodeContext, UserSlot};
 use crate::router::{PeerFailed, PeerUsable, SiteRouter};
 
@@ -472,16 +473,27 @@ pub fn hand_to_home<A, R>(
     let flow = actor.flow();
     flow.span.record("user", record.address());
     let span = flow.span.clone();
+    let counted_as = crate::metrics::Protocol::from(request.protocol);
     let opening = proxy.take_over(node, record, request, span);
     ctx.spawn(
         opening
             .into_actor(actor)
             .map(move |opened, actor, ctx| match opened {
                 Ok(splice) => {
+                    crate::metrics::count_login(counted_as, LoginResult::Success);
                     actor.flow().outbox.send(Outgoing::Splice(splice));
                     ctx.stop();
                 }
-                Err(e) => refused(actor, e.too_many_connections(), ctx),
+                Err(e) => {
+                    let too_many = e.too_many_connections();
+                    let result = if too_many {
+                        LoginResult::Throttled
+                    } else {
+                        LoginResult::Unavailable
+                    };
+                    crate::metrics::count_login(counted_as, result);
+                    refused(actor, too_many, ctx)
+                }
             }),
     );
 }
@@ -628,6 +640,7 @@ pub async fn splice(
         proxy,
         span,
     } = splice;
+    let _proxied = crate::metrics::proxy_session_opened(protocol);
     let ProxiedLink {
         stream,
         early,

@@ -92,6 +92,8 @@ async fn run(
     node_name: String,
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    // Before anything is counted; the HTTP side gets the same handle from `install`.
+    let metrics = crate::metrics::install().context("installing the metrics recorder")?;
     let node_config = config.node(Some(&node_name))?.clone();
     let data_dir = config.data_dir(&node_config);
     std::fs::create_dir_all(&data_dir)
@@ -282,6 +284,7 @@ async fn run(
                 admin: admin_context.clone(),
                 tokens: http::settings_page::load_or_make_key(&data_dir)?,
                 revoked: Default::default(),
+                metrics: metrics.clone(),
             };
             Some(http::start(listener, certificates.clone(), state)?)
         }

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use portico_cluster::LoginType;
@@ -280,19 +280,23 @@ pub fn return_path_line(mail_from: &str, smtputf8: bool) -> String {
 /// folder's mailbox actor, so IDLE sessions see it), remote ones in the queue. Only then
 /// may the client be told 250.
 /// Puts a message's spooled content back in front of the rest and delivers it; hands
-/// the spool file back for the session's next message.
+/// the spool file back for the session's next message. `accepted`: when the session
+/// had the whole message, the start of its delivery time.
 async fn deliver_spooled(
     node: Arc<NodeContext>,
     mut envelope: Envelope,
     spool: Option<SpoolFile>,
     ip: IpAddr,
+    accepted: Instant,
 ) -> (Option<SpoolFile>, Result<String, DeliveryFailure>) {
     let mut spool = match spool {
         // The common case, a message kept whole in memory: no trip to the disk.
         Some(spool) if envelope.spooled == 0 && spool.is_empty() => {
-            return (Some(spool), deliver(node, envelope, ip).await);
+            return (Some(spool), deliver(node, envelope, ip, accepted).await);
         }
-        None if envelope.spooled == 0 => return (None, deliver(node, envelope, ip).await),
+        None if envelope.spooled == 0 => {
+            return (None, deliver(node, envelope, ip, accepted).await);
+        }
         None => {
             tracing::error!("the spooled content of a message is gone");
             return (None, Err(DeliveryFailure::Temporary));
@@ -325,13 +329,14 @@ async fn deliver_spooled(
         Some(Err(SpoolError::Io)) => return (Some(spool), Err(DeliveryFailure::Temporary)),
     };
     envelope.spooled = 0;
-    (Some(spool), deliver(node, envelope, ip).await)
+    (Some(spool), deliver(node, envelope, ip, accepted).await)
 }
 
 async fn deliver(
     node: Arc<NodeContext>,
     envelope: Envelope,
     ip: IpAddr,
+    accepted: Instant,
 ) -> Result<String, DeliveryFailure> {
     let id = queue_id();
     // Announced now, before the lookups: deliveries in flight join one sync round.
@@ -399,7 +404,13 @@ async fn deliver(
             storage_limit: *storage_limit,
         };
         let node = node.clone();
-        async move { (recipient, node.mailboxes.send(*inbox, append).await) }
+        async move {
+            let stored = node.mailboxes.send(*inbox, append).await;
+            if matches!(stored, Ok(Ok(_))) {
+                crate::metrics::observe_delivery(accepted);
+            }
+            (recipient, stored)
+        }
     });
     let deliveries: Vec<_> = deliveries.collect();
     // Announcements for recipients elsewhere are withdrawn: no sync waits for them.
@@ -538,7 +549,13 @@ impl SessionActor for SmtpConnection {
                             Ok(())
                         }
                         // Submission signs in wherever the mailbox is.
-                        Ok(SignIn::Elsewhere(_)) => Err(AuthFailure::Temporary),
+                        Ok(SignIn::Elsewhere(_)) => {
+                            crate::metrics::count_login(
+                                crate::metrics::Protocol::Submission,
+                                crate::metrics::LoginResult::Unavailable,
+                            );
+                            Err(AuthFailure::Temporary)
+                        }
                         Err(LoginError::BadCredentials | LoginError::ProtocolDisabled) => {
                             tracing::info!(parent: &actor.flow.span, "failed authentication");
                             Err(AuthFailure::BadCredentials)
@@ -605,8 +622,14 @@ impl SessionActor for SmtpConnection {
             Action::Deliver(envelope) => {
                 self.flow.awaiting = true;
                 let spool = self.spool.take();
-                let delivery =
-                    deliver_spooled(self.node.clone(), envelope, spool, self.client.ip());
+                let accepted = Instant::now();
+                let delivery = deliver_spooled(
+                    self.node.clone(),
+                    envelope,
+                    spool,
+                    self.client.ip(),
+                    accepted,
+                );
                 ctx.spawn(
                     delivery
                         .into_actor(self)
@@ -634,6 +657,20 @@ impl SessionActor for SmtpConnection {
     fn commands(&self) -> u64 {
         self.machine.commands()
     }
+
+    fn count_commands(&mut self) {
+        let dispatched = self.machine.drain_commands();
+        let dispatched = dispatched.map(|(name, times)| (name.index(), times));
+        crate::metrics::count_commands(counted_as(self.mode), dispatched);
+    }
+}
+
+/// The `protocol` label of a mode's sessions in the metrics.
+fn counted_as(mode: Mode) -> crate::metrics::Protocol {
+    match mode {
+        Mode::Inbound => crate::metrics::Protocol::Smtp,
+        Mode::Submission => crate::metrics::Protocol::Submission,
+    }
 }
 
 connection::session_handlers!(SmtpConnection);
@@ -654,6 +691,7 @@ pub async fn serve(
             Mode::Inbound => "smtp",
             Mode::Submission => "submission",
         },
+        counted_as: counted_as(mode),
         unauthenticated_timeout: timeout,
         timeout_message: b"421 4.4.2 Timeout, closing connection\r\n",
         sign_in_required: false,

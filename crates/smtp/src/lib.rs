@@ -39,9 +39,11 @@ mod body;
 mod command;
 mod reply;
 mod session;
+mod tally;
 pub mod trace;
 
 pub use session::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, MAX_COMMAND_LINE, Mode,
     RecipientVerdict, Secret, SenderVerdict, Session, SmtpConfig,
 };
+pub use tally::CommandName;

@@ -47,6 +47,7 @@ use smtp_proto::Request;
 use crate::body::{ChunkBody, DataBody};
 use crate::command::Verb;
 use crate::reply::{self, ClientError};
+use crate::tally::{CommandName, CommandTally};
 
 mod auth;
 mod commands;
@@ -334,6 +335,8 @@ pub struct Session {
     errors: u32,
     /// Command lines handled, for the end-of-session log line.
     commands: u64,
+    /// The same lines by command name, until the host drains them.
+    tally: CommandTally,
     /// Junk commands since the last delivered message, for `max_commands`.
     junk_commands: u32,
     /// The command being answered was already counted as junk, so an error in its reply
@@ -447,6 +450,7 @@ impl Session {
             actions: VecDeque::new(),
             errors: 0,
             commands: 0,
+            tally: CommandTally::default(),
             junk_commands: 0,
             junk_counted: false,
             closed: false,
@@ -516,6 +520,12 @@ impl Session {
     /// not commands; a line refused for `max_commands` is not handled).
     pub fn commands(&self) -> u64 {
         self.commands
+    }
+
+    /// The commands handled since the last call, by name, each with how many times;
+    /// for the host's statistics. Counted as [`Session::commands`] counts them.
+    pub fn drain_commands(&mut self) -> impl Iterator<Item = (CommandName, u32)> + '_ {
+        self.tally.drain()
     }
 
     /// Whether [`Action::Close`] was issued; all input is ignored from then on.
@@ -696,21 +706,22 @@ impl Session {
             std::mem::replace(&mut self.reading, Reading::Command),
             Reading::Sasl(_)
         );
-        if !in_sasl && !self.start_command(true) {
+        if !in_sasl && !self.start_command(CommandName::OTHER, true) {
             return;
         }
         self.client_error(ClientError::LineTooLong);
     }
 
-    /// Starts a command line: counts it, and counts it as junk when `junk` says it is
-    /// junk by its verb. Past `max_commands` the session ends instead and this returns
-    /// false.
-    fn start_command(&mut self, junk: bool) -> bool {
+    /// Starts a command line: counts it under `name`, and counts it as junk when
+    /// `junk` says it is junk by its verb. Past `max_commands` the session ends instead
+    /// and this returns false.
+    fn start_command(&mut self, name: CommandName, junk: bool) -> bool {
         self.junk_counted = false;
         if junk && !self.count_junk() {
             return false;
         }
         self.commands = self.commands.saturating_add(1);
+        self.tally.count(name);
         true
     }
 
@@ -755,7 +766,7 @@ impl Session {
 
     fn on_command(&mut self, line: &[u8]) {
         let verb = Verb::of(line);
-        if !self.start_command(self.is_junk_verb(verb)) {
+        if !self.start_command(CommandName::of_verb(verb), self.is_junk_verb(verb)) {
             return;
         }
         match verb {
@@ -1009,6 +1020,25 @@ mod tests {
         assert_eq!(send(&mut s, " QUIT\r\nNOOP\r\n"), "250 2.0.0 Ok\r\n");
         assert!(s.pending.is_empty());
         assert_eq!(s.commands(), 2);
+    }
+
+    #[test]
+    fn commands_are_counted_by_verb_and_the_rest_as_other() {
+        let mut s = start(inbound(), false);
+        let names = |s: &mut Session| -> Vec<(&str, u32)> {
+            s.drain_commands().map(|(n, c)| (n.as_str(), c)).collect()
+        };
+        assert!(names(&mut s).is_empty());
+        send(
+            &mut s,
+            "ehlo client.example.org\r\nNOOP\r\nnoop\r\nETRN x\r\nXYZZY\r\n",
+        );
+        let over = format!("NOOP {}\r\n", "x".repeat(MAX_COMMAND_LINE));
+        send(&mut s, &over);
+        assert_eq!(names(&mut s), [("EHLO", 1), ("NOOP", 2), ("OTHER", 3)]);
+        send(&mut s, "QUIT\r\n");
+        assert_eq!(names(&mut s), [("QUIT", 1)]);
+        assert_eq!(s.commands(), 7);
     }
 
     #[test]

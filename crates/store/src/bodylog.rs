@@ -422,7 +422,7 @@ impl BodyLog {
 
     /// Makes every record written so far durable.
     pub fn sync(&self) -> io::Result<()> {
-        let ticket = self.commit.ticket();
+        let ticket = self.commit.barrier();
         self.wait_durable(ticket)
     }
 

@@ -14,10 +14,18 @@
 //! catching the next: PostgreSQL's `commit_delay`/`commit_siblings`, driven by writers
 //! in flight and the last group's size rather than a fixed sleep. A lone writer never
 //! waits; when concurrency drops, one round waits out the delay and the next does not.
+//!
+//! A ticket carries the number of writes it stands for (one batch may link several
+//! appends), so that an observer ([`GroupCommit::observe`], the server's metrics) learns
+//! how many writes each round made durable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Told, after each successful round, how many writes it made durable. Runs on the
+/// thread that ran the round, while the others still wait for it: it must be quick.
+pub type CommitObserver = Box<dyn Fn(u64) + Send + Sync>;
 
 #[derive(Default)]
 struct SyncState {
@@ -36,6 +44,8 @@ struct SyncState {
     last_round: u64,
     /// A leader is waiting for tickets: every new one must wake it.
     gathering: bool,
+    /// Writes behind the tickets issued and not yet in a round.
+    unsynced_writes: u64,
 }
 
 pub(crate) struct GroupCommit {
@@ -45,6 +55,7 @@ pub(crate) struct GroupCommit {
     gather: Duration,
     /// Sync rounds done since open (for benchmarks and the metrics page).
     syncs: AtomicU64,
+    observer: OnceLock<CommitObserver>,
 }
 
 /// A writer on its way to a ticket; dropping it without one withdraws the announcement.
@@ -54,9 +65,14 @@ pub(crate) struct Arrival {
 
 impl Arrival {
     /// Takes the ticket for a change that has been made.
-    pub(crate) fn ticket(mut self) -> u64 {
+    pub(crate) fn ticket(self) -> u64 {
+        self.ticket_covering(1)
+    }
+
+    /// Takes the ticket for a change of `writes` writes (one batch of several appends).
+    pub(crate) fn ticket_covering(mut self, writes: u64) -> u64 {
         match self.commit.take() {
-            Some(commit) => commit.issue(true),
+            Some(commit) => commit.issue(true, writes),
             None => 0,
         }
     }
@@ -80,7 +96,14 @@ impl GroupCommit {
             wake: Condvar::new(),
             gather,
             syncs: AtomicU64::new(0),
+            observer: OnceLock::new(),
         })
+    }
+
+    /// Sets the observer of every successful round from now on; there is one at most,
+    /// and this returns false when one was set before.
+    pub(crate) fn observe(&self, observer: CommitObserver) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
@@ -98,12 +121,19 @@ impl GroupCommit {
     /// Takes a ticket for a change that has already been made (by a writer that did not
     /// announce itself).
     pub(crate) fn ticket(&self) -> u64 {
-        self.issue(false)
+        self.issue(false, 1)
     }
 
-    fn issue(&self, arrived: bool) -> u64 {
+    /// A ticket for no write of its own: it is durable once every change made before
+    /// it is.
+    pub(crate) fn barrier(&self) -> u64 {
+        self.issue(false, 0)
+    }
+
+    fn issue(&self, arrived: bool, writes: u64) -> u64 {
         let mut state = self.lock();
         state.issued += 1;
+        state.unsynced_writes += writes;
         if arrived {
             state.arriving = state.arriving.saturating_sub(1);
             state.departed += 1;
@@ -164,6 +194,7 @@ impl GroupCommit {
             }
             state.gathering = false;
             let target = state.issued;
+            let writes = std::mem::take(&mut state.unsynced_writes);
             drop(state);
             // INVARIANT: this branch runs at most once per call: after it either the
             // ticket is synced and the loop returns, or the error is returned.
@@ -171,8 +202,17 @@ impl GroupCommit {
                 Some(sync) => sync(),
                 None => Ok(()),
             };
+            if outcome.is_ok()
+                && let Some(observer) = self.observer.get()
+            {
+                observer(writes);
+            }
             state = self.lock();
             state.running = false;
+            if outcome.is_err() {
+                // Not durable: the next round covers them.
+                state.unsynced_writes += writes;
+            }
             if outcome.is_ok() {
                 state.last_round = target.saturating_sub(state.synced);
                 state.synced = state.synced.max(target);
@@ -241,6 +281,33 @@ mod tests {
         commit
             .wait_durable(last, || -> Result<(), ()> { panic!("a second round") })
             .unwrap();
+    }
+
+    #[test]
+    fn the_observer_learns_the_writes_each_round_made_durable() {
+        let commit = GroupCommit::new(Duration::ZERO);
+        let rounds = Arc::new(Mutex::new(Vec::new()));
+        let seen = rounds.clone();
+        let observer = move |writes| seen.lock().unwrap().push(writes);
+        assert!(commit.observe(Box::new(observer)));
+        assert!(!commit.observe(Box::new(|_| {})), "one observer at most");
+        commit.ticket();
+        let batch = commit.arrive().ticket_covering(3);
+        commit
+            .wait_durable(batch, || -> Result<(), ()> { Ok(()) })
+            .unwrap();
+        // A failed round covers nothing; the next one takes its writes.
+        let one = commit.ticket();
+        assert!(commit.wait_durable(one, || Err(())).is_err());
+        let barrier = commit.barrier();
+        commit
+            .wait_durable(barrier, || -> Result<(), ()> { Ok(()) })
+            .unwrap();
+        let barrier = commit.barrier();
+        commit
+            .wait_durable(barrier, || -> Result<(), ()> { Ok(()) })
+            .unwrap();
+        assert_eq!(*rounds.lock().unwrap(), [4, 1, 0]);
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub use portico_mime::{MessageSummary, SearchFields};
 pub use queue::{QueuedMessage, QueuedRecipient};
 pub use store::{
     AppendRequest, CommitTicket, EXPUNGE_HISTORY, ExpectedAppend, HIERARCHY_SEPARATOR, INBOX,
-    MAX_MAILBOX_NAME_LEN, StagedMessage, Store, StoreOptions, normalize_line_endings,
+    MAX_MAILBOX_NAME_LEN, StagedMessage, Store, StoreOptions, StoreStats, normalize_line_endings,
     validate_mailbox_name,
 };
 pub use subscriptions::TOO_MANY_SUBSCRIPTIONS;

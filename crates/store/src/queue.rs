@@ -4,6 +4,8 @@
 //! An entry goes in with one batch once its body is durable in the body log, so an SMTP `250` can follow an enqueue
 //! and a crash afterwards loses nothing; the relay replays the queue at start.
 
+use std::sync::atomic::Ordering;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
@@ -80,8 +82,24 @@ impl Store {
             body,
         };
         txn.batch.insert(keys::queued(id), encode(&entry)?);
-        self.commit(txn, guard)?;
+        // Counted under the writer lock, before anyone can see the entry (and remove
+        // it); a batch that is refused was never applied.
+        self.queued_messages.fetch_add(1, Ordering::Relaxed);
+        let ticket = self.apply(txn, guard).inspect_err(|_| {
+            self.queued_messages.fetch_sub(1, Ordering::Relaxed);
+        })?;
+        self.wait_committed(ticket)?;
         Ok(entry)
+    }
+
+    /// How many messages the queue holds, read from the database (at open).
+    pub(crate) fn count_queued(&self) -> Result<u64> {
+        let mut count = 0;
+        for entry in self.db().scan_prefix([keys::QUEUE]).keys() {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Every queued message, oldest first.
@@ -108,14 +126,24 @@ impl Store {
         let guard = self.lock_writer();
         let mut entry = self.queued(id)?;
         let mut txn = Txn::default();
-        if pending.is_empty() {
+        let removed = pending.is_empty();
+        if removed {
             self.release_body(&mut txn, entry.body)?;
             txn.batch.remove(keys::queued(id));
         } else {
             entry.recipients = pending;
             txn.batch.insert(keys::queued(id), encode(&entry)?);
         }
-        self.commit(txn, guard)
+        // Counted under the writer lock, as in `enqueue`: the entry was counted before
+        // anyone could read it.
+        if removed {
+            self.queued_messages.fetch_sub(1, Ordering::Relaxed);
+        }
+        let applied = self.apply(txn, guard);
+        if removed && applied.is_err() {
+            self.queued_messages.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wait_committed(applied?)
     }
 
     /// Removes a queued message (administrator's `queue delete`).

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::bodylog::{BodyLocation, BodyLog, Recovery, SegmentPin};
-use crate::commit::{Arrival, GroupCommit};
+use crate::commit::{Arrival, CommitObserver, GroupCommit};
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::record::{Record, decode, encode};
@@ -160,6 +160,21 @@ pub struct Store {
     /// while a batch is built and applied, never across the sync.
     writer: Mutex<()>,
     commit: Arc<GroupCommit>,
+    /// Messages in the outgoing queue: counted at open, then kept by the writes that
+    /// add and remove them (under the writer lock).
+    pub(crate) queued_messages: AtomicU64,
+}
+
+/// What a store has done since it opened, and what waits in it now; for the server's
+/// metrics, which read it whenever they are asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Group-commit rounds of the metadata database ([`Store::syncs`]).
+    pub commit_rounds: u64,
+    /// `fdatasync`/`fsync` calls of the sync rounds ([`Store::sync_calls`]).
+    pub sync_calls: u64,
+    /// Messages in the outgoing queue, not yet relayed, delivered or bounced.
+    pub queued_messages: u64,
 }
 
 /// A batch being built under the writer lock, with the counters and body reference
@@ -326,6 +341,7 @@ impl Store {
             options: options.clone(),
             writer: Mutex::new(()),
             commit: GroupCommit::new(options.group_commit_delay),
+            queued_messages: AtomicU64::new(0),
         };
         let commits = store.counter_value("commits")?;
         if let Some(marker) = recovery.marker.filter(|m| *m > commits)
@@ -346,6 +362,8 @@ impl Store {
         store.split_subscriptions()?;
         let next = store.counter_value("body")? + 1;
         store.body_ids.store(next, Ordering::Relaxed);
+        let queued = store.count_queued()?;
+        store.queued_messages.store(queued, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -497,8 +515,9 @@ impl Store {
         self.number_change(&mut txn)?;
         self.fold_counts(&mut txn)?;
         self.db.apply_batch(txn.batch)?;
+        let writes = arrivals.len() as u64;
         let ticket = match arrivals.pop() {
-            Some(last) => last.ticket(),
+            Some(last) => last.ticket_covering(writes),
             None => self.commit.ticket(),
         };
         drop(arrivals);
@@ -559,10 +578,27 @@ impl Store {
         self.syncs() + self.bodies.sync_calls()
     }
 
+    /// Sets the observer told, after each group-commit round of the metadata database,
+    /// how many writes (appends and other changes) it made durable: the server's
+    /// metrics. One per store; false when one was set before (it stays).
+    pub fn observe_commits(&self, observer: impl Fn(u64) + Send + Sync + 'static) -> bool {
+        let observer: CommitObserver = Box::new(observer);
+        self.commit.observe(observer)
+    }
+
+    /// The store's counters now.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commit_rounds: self.syncs(),
+            sync_calls: self.sync_calls(),
+            queued_messages: self.queued_messages.load(Ordering::Relaxed),
+        }
+    }
+
     /// Makes everything written so far durable (used at shutdown).
     pub fn sync(&self) -> Result<()> {
         self.bodies.sync()?;
-        self.wait_committed(CommitTicket(self.commit.ticket()))
+        self.wait_committed(CommitTicket(self.commit.barrier()))
     }
 
     /// The free-space floor in bytes, and the space free now.

@@ -604,9 +604,11 @@ fn queue_keeps_messages_until_every_recipient_is_done_and_survives_reopen() {
             .enqueue("a@example.com", &recipients, &message, false)
             .unwrap();
         assert_eq!(entry.recipients.len(), 2);
+        assert_eq!(store.stats().queued_messages, 1);
         entry.id
     };
     let store = open(&dir);
+    assert_eq!(store.stats().queued_messages, 1, "counted again at open");
     let entry = store.queued(id).unwrap();
     assert_eq!(store.queued_bytes(&entry).unwrap(), message);
     assert_eq!(store.queue().unwrap().len(), 1);
@@ -618,9 +620,48 @@ fn queue_keeps_messages_until_every_recipient_is_done_and_survives_reopen() {
     assert_eq!(store.queued(id).unwrap().recipients[0].attempts, 1);
     assert_eq!(store.flush_queue().unwrap(), 1);
     assert_eq!(store.queued(id).unwrap().recipients[0].next_attempt, 0);
+    assert_eq!(store.stats().queued_messages, 1);
     store.delete_queued(id).unwrap();
     assert!(store.queue().unwrap().is_empty());
     assert!(matches!(store.queued(id), Err(StoreError::NotFound)));
+    assert_eq!(store.stats().queued_messages, 0);
+    // Removing it again changes nothing.
+    assert!(store.delete_queued(id).is_err());
+    assert_eq!(store.stats().queued_messages, 0);
+}
+
+#[test]
+fn stats_count_sync_calls_and_the_observer_sees_every_write_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observed = seen.clone();
+    assert!(store.observe_commits(move |writes| observed.lock().unwrap().push(writes)));
+    assert!(!store.observe_commits(|_| {}), "the first observer stays");
+    let before = store.stats();
+    let account = store.create_account("alice@example.com", "h").unwrap();
+    let inbox = store.mailbox_by_name(account.id, INBOX).unwrap().unwrap();
+    let staged = (0..3)
+        .map(|i| {
+            let message = format!("Subject: {i}\r\n\r\nbody\r\n");
+            let staged = store.stage_message(message.as_bytes(), None).unwrap();
+            (staged, Flags::default(), (0, 0))
+        })
+        .collect();
+    let (appended, ticket) = store.append_staged_many(inbox.id, staged).unwrap();
+    assert_eq!(appended.len(), 3);
+    store.wait_committed(ticket).unwrap();
+    let after = store.stats();
+    let rounds = seen.lock().unwrap().clone();
+    assert_eq!(
+        rounds.len() as u64,
+        after.commit_rounds - before.commit_rounds
+    );
+    // The three appends in one batch count as three writes, in the last round.
+    assert_eq!(rounds.last(), Some(&3));
+    assert!(rounds.iter().all(|&writes| writes > 0), "{rounds:?}");
+    // Each round syncs the `db` file; the appends' also synced the body log's segment.
+    assert!(after.sync_calls > before.sync_calls + rounds.len() as u64);
 }
 
 #[test]

@@ -109,6 +109,16 @@ async fn run(state: &HttpState, request: AdminRequest, success: StatusCode) -> H
     answer(execute(&state.admin, request).await, success)
 }
 
+/// The JSON body, read only once the token has been checked; else the 400 to send.
+fn parsed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<HttpResponse>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("bad JSON body: {e}"),
+        ))
+    })
+}
+
 /// An argon2 hash of `password`, made off the async threads; else the answer to send.
 async fn hashed(password: String) -> Result<String, Box<HttpResponse>> {
     if password.is_empty() {
@@ -149,7 +159,7 @@ struct NewUser {
 async fn add_user(
     state: web::Data<HttpState>,
     request: HttpRequest,
-    body: web::Json<NewUser>,
+    body: web::Bytes,
 ) -> HttpResponse {
     if let Some(refused) = refusal(&state, &request) {
         return refused;
@@ -159,7 +169,10 @@ async fn add_user(
         password,
         site,
         node,
-    } = body.into_inner();
+    } = match parsed(&body) {
+        Ok(user) => user,
+        Err(refused) => return *refused,
+    };
     let password_hash = match hashed(password).await {
         Ok(hash) => hash,
         Err(refused) => return *refused,
@@ -197,12 +210,16 @@ async fn set_password(
     state: web::Data<HttpState>,
     request: HttpRequest,
     address: web::Path<String>,
-    body: web::Json<NewPassword>,
+    body: web::Bytes,
 ) -> HttpResponse {
     if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
-    let password_hash = match hashed(body.into_inner().password).await {
+    let password = match parsed::<NewPassword>(&body) {
+        Ok(new) => new.password,
+        Err(refused) => return *refused,
+    };
+    let password_hash = match hashed(password).await {
         Ok(hash) => hash,
         Err(refused) => return *refused,
     };
@@ -244,12 +261,15 @@ async fn set_user(
     state: web::Data<HttpState>,
     request: HttpRequest,
     address: web::Path<String>,
-    body: web::Json<Switches>,
+    body: web::Bytes,
 ) -> HttpResponse {
     if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
-    let switches = body.into_inner();
+    let switches: Switches = match parsed(&body) {
+        Ok(switches) => switches,
+        Err(refused) => return *refused,
+    };
     let change = AdminRequest::SetUser {
         address: address.into_inner(),
         pop3_enabled: switches.pop3_enabled,

@@ -32,6 +32,8 @@ pub struct HttpState {
     /// Signs the settings page's sessions and CSRF tokens.
     pub tokens: portico_web::token::TokenKey,
     pub revoked: settings_page::Revoked,
+    /// The node's metrics, served at `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Starts serving on `listener`; the handle stops it at shutdown.
@@ -53,14 +55,6 @@ pub fn start(
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(max_body)
-                    .error_handler(|error, _| {
-                        let response = json_error(StatusCode::BAD_REQUEST, &error.to_string());
-                        actix_web::error::InternalError::from_response(error, response).into()
-                    }),
-            )
             .configure(health::routes)
             .configure(discovery::routes)
             .configure(settings_page::routes)

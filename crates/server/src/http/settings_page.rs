@@ -179,10 +179,15 @@ fn settings_page(state: &HttpState, session: &Session) -> HttpResponse {
     page(StatusCode::OK).body(page::settings(&view, &csrf))
 }
 
+/// Missing fields are empty, so a form without its CSRF token is refused as a forged
+/// one (403), not as a malformed request.
 #[derive(Deserialize)]
 struct SignInForm {
+    #[serde(default)]
     address: String,
+    #[serde(default)]
     password: String,
+    #[serde(default)]
     csrf: String,
 }
 
@@ -219,6 +224,11 @@ async fn sign_in(
         .auth
         .login(address, &form.password, client, Protocol::Web)
         .await;
+    let counted = match &outcome {
+        Ok(_) => crate::metrics::LoginResult::Success,
+        Err(error) => (*error).into(),
+    };
+    crate::metrics::count_login(crate::metrics::Protocol::Web, counted);
     let signed_in = match outcome {
         Ok(signed_in) => signed_in,
         Err(error) => {
@@ -257,6 +267,7 @@ async fn sign_in(
 
 #[derive(Deserialize)]
 struct SignOutForm {
+    #[serde(default)]
     csrf: String,
 }
 
