@@ -39,11 +39,11 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
         .service(status);
 }
 
-/// Whether the request carries the configured token; the answer to send when not.
-fn authorized(state: &HttpState, request: &HttpRequest) -> Result<(), HttpResponse> {
+/// The answer to send when the request does not carry the configured token.
+fn refusal(state: &HttpState, request: &HttpRequest) -> Option<HttpResponse> {
     let config = state.live.current();
     let Some(token) = config.http.admin_token.as_deref() else {
-        return Err(json_error(
+        return Some(json_error(
             StatusCode::NOT_FOUND,
             "the admin API is not enabled",
         ));
@@ -59,10 +59,12 @@ fn authorized(state: &HttpState, request: &HttpRequest) -> Result<(), HttpRespon
                 .then_some(credentials.trim())
         });
     match given {
-        Some(given) if same_secret(given, token.trim()) => Ok(()),
-        _ => Err(HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", "Bearer realm=\"portico admin\""))
-            .json(serde_json::json!({"error": "a valid bearer token is required"}))),
+        Some(given) if same_secret(given, token.trim()) => None,
+        _ => Some(
+            HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer realm=\"portico admin\""))
+                .json(serde_json::json!({"error": "a valid bearer token is required"})),
+        ),
     }
 }
 
@@ -107,23 +109,26 @@ async fn run(state: &HttpState, request: AdminRequest, success: StatusCode) -> H
     answer(execute(&state.admin, request).await, success)
 }
 
-/// An argon2 hash of `password`, made off the async threads.
-async fn hashed(password: String) -> Result<String, HttpResponse> {
+/// An argon2 hash of `password`, made off the async threads; else the answer to send.
+async fn hashed(password: String) -> Result<String, Box<HttpResponse>> {
     if password.is_empty() {
-        return Err(json_error(StatusCode::BAD_REQUEST, "the password is empty"));
+        return Err(Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            "the password is empty",
+        )));
     }
     match actix_web::rt::task::spawn_blocking(move || hash_password(&password)).await {
         Ok(Ok(hash)) => Ok(hash),
-        _ => Err(json_error(
+        _ => Err(Box::new(json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the password could not be hashed",
-        )),
+        ))),
     }
 }
 
 #[get("/api/v1/users")]
 async fn list_users(state: web::Data<HttpState>, request: HttpRequest) -> HttpResponse {
-    if let Err(refused) = authorized(&state, &request) {
+    if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
     run(&state, AdminRequest::ListUsers, StatusCode::OK).await
@@ -146,7 +151,7 @@ async fn add_user(
     request: HttpRequest,
     body: web::Json<NewUser>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&state, &request) {
+    if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
     let NewUser {
@@ -157,7 +162,7 @@ async fn add_user(
     } = body.into_inner();
     let password_hash = match hashed(password).await {
         Ok(hash) => hash,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let add = AdminRequest::AddUser {
         address,
@@ -174,7 +179,7 @@ async fn delete_user(
     request: HttpRequest,
     address: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&state, &request) {
+    if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
     let address = address.into_inner();
@@ -194,12 +199,12 @@ async fn set_password(
     address: web::Path<String>,
     body: web::Json<NewPassword>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&state, &request) {
+    if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
     let password_hash = match hashed(body.into_inner().password).await {
         Ok(hash) => hash,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let change = AdminRequest::SetPassword {
         address: address.into_inner(),
@@ -241,7 +246,7 @@ async fn set_user(
     address: web::Path<String>,
     body: web::Json<Switches>,
 ) -> HttpResponse {
-    if let Err(refused) = authorized(&state, &request) {
+    if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
     let switches = body.into_inner();
@@ -263,7 +268,7 @@ struct Status {
 
 #[get("/api/v1/status")]
 async fn status(state: web::Data<HttpState>, request: HttpRequest) -> HttpResponse {
-    if let Err(refused) = authorized(&state, &request) {
+    if let Some(refused) = refusal(&state, &request) {
         return refused;
     }
     match execute(&state.admin, AdminRequest::ClusterStatus).await {

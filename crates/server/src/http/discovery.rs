@@ -94,11 +94,10 @@ async fn autoconfig_host(
 
 /// Reads the body, but no more than one byte past `limit`: a longer one is refused by
 /// the parser as too long, with a 400 like every other bad request.
-async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HttpResponse> {
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))?;
+        let chunk = chunk.map_err(|e| format!("bad request body: {e}"))?;
         let room = (limit + 1).saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() > limit {
@@ -116,7 +115,7 @@ async fn autodiscover_answer(
     let limit = autodiscover::DEFAULT_MAX_REQUEST_LEN;
     let body = match read_limited(payload, limit).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(why) => return plain(StatusCode::BAD_REQUEST, &why),
     };
     let parsed = match autodiscover::parse_request(&body, limit) {
         Ok(parsed) => parsed,
