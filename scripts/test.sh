@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, transcript and store tests, then end-to-end tests
 # that start the real binary on free loopback ports and talk to it with Python's
-# poplib and curl. Installs what it needs (pytest, curl, strace, nftables) when missing.
+# poplib and curl. Installs what it needs (pytest, curl, strace, nftables, Chromium,
+# isync, fetchmail, selenium, prometheus_client) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,22 @@ fi
 # tests/e2e/test_cluster.py cuts nodes off from each other with nftables rules.
 if ! command -v nft >/dev/null 2>&1; then
     (apt-get update -qq && apt-get install -y -qq nftables) >/dev/null
+fi
+
+# tests/e2e/test_settings_browser.py drives headless Chromium through selenium;
+# test_https_clients.py sets up mbsync (isync) and fetchmail from the autoconfig answer;
+# test_https.py reads /metrics with prometheus_client's parser.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null
+fi
+if ! command -v mbsync >/dev/null 2>&1 || ! command -v fetchmail >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq isync fetchmail) >/dev/null
+fi
+if ! python3 -c 'import selenium' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'selenium>=4,<5'
+fi
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'prometheus_client>=0.20,<1'
 fi
 
 cargo build --workspace --bins
