@@ -15,22 +15,16 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import signal
-import socket
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from conftest import (
-    CLI_TIMEOUT,
     IO_TIMEOUT,
-    START_TIMEOUT,
-    STOP_TIMEOUT,
+    Server,
     free_port,
     tls_context,
+    wait_for_ports,
 )
 
 INSIDE = "127.0.0.2"
@@ -95,7 +89,7 @@ class Reply:
         return f"Reply({self.status}, {self.body[:400]!r})"
 
 
-class HttpsNode:
+class HttpsNode(Server):
     """One frontend+backend+directory node in `root`. `connections` maps a protocol to
     {"internal": [...], "external": [...]} (each a list of `host:port:ENC`), or is a
     function of the port map returning that; a protocol left out gets no lines (its
@@ -113,12 +107,15 @@ class HttpsNode:
         security: str = "",
         smtp_extra: str = "",
     ):
+        # Not Server.__init__: the ports are picked once, below, and kept across starts.
         self.binary = binary
+        self.env: dict[str, str] = {}
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.config = root / "cluster.toml"
         self.log_path = root / "portico.log"
         self.data_dir = root / "data"
+        self.starts = 0
         ports: dict[str, int] = {}
         while len(ports) < len(LISTENERS):
             port = free_port()
@@ -190,81 +187,18 @@ class HttpsNode:
     # -- process ------------------------------------------------------------------------
 
     def start(self) -> "HttpsNode":
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [str(self.binary), "--config", str(self.config), "serve"],
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        pending = set(self.ports.values())
-        while pending:
-            if self.proc.poll() is not None:
-                pytest.fail(f"portico serve exited during startup:\n{self.log()}", pytrace=False)
-            for port in list(pending):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
-            if pending:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"portico did not listen on {sorted(pending)}:\n{self.log()}",
-                                pytrace=False)
-                time.sleep(0.01)
+        self.proc = self.spawn()
+        self.starts += 1
+        wait_for_ports(self, set(self.ports.values()), "client")
         return self
 
     def signal(self, sig: int) -> None:
-        assert self.proc is not None and self.proc.poll() is None, "server is not running"
+        assert self.running, "server is not running"
         self.proc.send_signal(sig)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-
-    # -- command line -------------------------------------------------------------------
-
-    def cli(self, *args: str, input: bytes = b"") -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(self.binary), "--config", str(self.config), *args],
-            cwd=self.root, input=input, capture_output=True, timeout=CLI_TIMEOUT,
-        )
-
-    def cli_ok(self, *args: str, input: bytes = b"") -> str:
-        r = self.cli(*args, input=input)
-        assert r.returncode == 0, (
-            f"portico {' '.join(args)} exited with {r.returncode}: "
-            f"stdout={r.stdout!r} stderr={r.stderr!r}"
-        )
-        return r.stdout.decode()
-
-    def add_user(self, address: str, password: str) -> None:
-        out = self.cli_ok("user", "add", address, "--password-stdin",
-                          input=password.encode() + b"\n")
-        assert out == f"added {address}\n"
-
-    def deliver(self, address: str, message: bytes) -> int:
-        out = self.cli_ok("deliver", address, input=message)
-        m = re.fullmatch(rf"delivered to {re.escape(address)} as UID (\d+)\n", out)
-        assert m, f"unexpected deliver output {out!r}"
-        return int(m.group(1))
+        if self.running:
+            super().stop()
 
     # -- HTTPS --------------------------------------------------------------------------
 
