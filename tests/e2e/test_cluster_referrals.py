@@ -188,3 +188,33 @@ def test_without_a_listener_to_name_the_session_is_proxied(cluster):
     finally:
         client.logout()
     follow(cluster, text, user)
+
+
+def test_reload_reaches_every_node(cluster):
+    """`portico reload` asked of one node has every node re-read its own copy of the
+    configuration (here all share one file) and says what each now tells clients. A
+    node's own refusal of a bad file is in test_https.py."""
+    original = cluster.config.read_text()
+    imap = "[imap]\nenabled = true\n"
+    assert imap in original
+    moved = original.replace(imap, imap + 'external_connection = ["mail.example.com:993:SSL"]\n')
+    try:
+        cluster.config.write_text(moved)
+        lines = cluster.cli_ok("d2", "reload").splitlines()
+        assert [line.split(":", 1)[0] for line in lines] == ["d2", "d1", "s2"], lines
+        for line in lines:
+            assert re.search(r"imap: internal \S+:\d+:SSL \S+:\d+:TLS; "
+                             r"external mail\.example\.com:993:SSL \|", line), line
+            assert line.endswith("; TLS certificate reloaded"), line
+
+        # The command line reads the file too, and refuses it before asking any node.
+        cluster.config.write_text(moved.replace(":993:SSL", ":993:STARTTLS"))
+        refused = cluster.cli("d1", "reload")
+        assert refused.returncode == 1, refused
+        assert 'unknown encryption "STARTTLS"' in refused.stderr.decode(), refused
+        assert refused.stdout == b"", refused
+    finally:
+        cluster.config.write_text(original)
+    lines = cluster.cli_ok("d1", "reload").splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["d1", "d2", "s2"], lines
+    assert all("external 127.0.0.11:" in line for line in lines), lines

@@ -623,7 +623,7 @@ def reload_summary(connections: dict) -> str:
         sides = connections[protocol]
         parts.append(f"{protocol}: internal {' '.join(sides['internal'])}; "
                      f"external {' '.join(sides['external'])}")
-    return ("connection settings reloaded (" + " | ".join(parts)
+    return (f"{NODE}: connection settings reloaded (" + " | ".join(parts)
             + "); TLS certificate reloaded\n")
 
 

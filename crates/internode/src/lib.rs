@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The version of the frames below; both ends must speak the same.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The largest frame either end accepts (a Raft snapshot chunk, a batch of entries).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// How long a call waits for its answer before the connection is given up.
@@ -69,6 +69,9 @@ pub enum Call {
     /// A piece of a mailbox brought to the node called by its old home; the pieces
     /// after [`ImportPiece::Begin`] follow on the same connection.
     Import(ImportPiece),
+    /// Re-read the configuration's client settings and the TLS certificate (`portico
+    /// reload` on another node). Added in protocol version 6.
+    Reload,
 }
 
 /// `user move` as the mailbox's home hears it.
@@ -260,6 +263,9 @@ pub enum Answer {
     Moved(Result<MoveReport, String>),
     /// The piece was taken (for `Finish`: everything is durable).
     Imported(Result<(), String>),
+    /// What the node now tells clients, or why its configuration or certificate was
+    /// not reloaded.
+    Reloaded(Result<String, String>),
     /// The call could not be served (the reason is for the caller's log).
     Failed(String),
 }

@@ -87,7 +87,8 @@ pub enum AdminRequest {
     Stats,
     /// Every node with its Raft role, replica and health, as this node sees them.
     ClusterStatus,
-    /// Re-read the configuration's client settings and the TLS certificate.
+    /// Re-read the configuration's client settings and the TLS certificate, here and
+    /// on every other node.
     Reload,
 }
 
@@ -306,7 +307,7 @@ pub async fn execute(context: &AdminContext, request: AdminRequest) -> AdminResp
             ),
         },
         AdminRequest::Reload => match &context.running {
-            Some(running) => reload(running).await,
+            Some(running) => reload_everywhere(running).await,
             None => AdminResponse::Failed(
                 "this node is not running: `reload` tells the running node".into(),
             ),
@@ -357,6 +358,51 @@ pub async fn reload(running: &RunningNode) -> AdminResponse {
         }
     })
     .await
+}
+
+/// `portico reload`: this node, then every other node of the cluster, each re-reading
+/// its own copy of the configuration. One line per node; failed if any failed.
+async fn reload_everywhere(running: &RunningNode) -> AdminResponse {
+    let me = running.node.node_name.clone();
+    let mut lines = Vec::new();
+    let mut failed = false;
+    match reload(running).await {
+        AdminResponse::Done(said) => lines.push(format!("{me}: {said}")),
+        other => {
+            failed = true;
+            lines.push(format!("{me}: {}", response_text(other)));
+        }
+    }
+    if let Some(proxy) = &running.proxy {
+        let mut peers: Vec<&str> = proxy.peer_names().collect();
+        peers.sort_unstable();
+        for peer in peers {
+            match proxy.reload(peer).await {
+                Ok(Ok(said)) => lines.push(format!("{peer}: {said}")),
+                Ok(Err(why)) => {
+                    failed = true;
+                    lines.push(format!("{peer}: {why}"));
+                }
+                Err(e) => {
+                    failed = true;
+                    lines.push(format!("{peer}: not reached, reload it there: {e}"));
+                }
+            }
+        }
+    }
+    let text = lines.join("\n");
+    if failed {
+        AdminResponse::Failed(text)
+    } else {
+        AdminResponse::Done(text)
+    }
+}
+
+fn response_text(response: AdminResponse) -> String {
+    match response {
+        AdminResponse::Done(text) | AdminResponse::Failed(text) => text,
+        other => format!("{other:?}"),
+    }
 }
 
 /// Runs `work` on the blocking pool.

@@ -58,9 +58,9 @@ pub enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
-    /// Make the running node re-read its client connection settings and its TLS
-    /// certificate (as SIGHUP does); open sessions stay. Run it on every node after
-    /// changing their cluster.toml.
+    /// Make every node re-read its client connection settings and its TLS certificate
+    /// (SIGHUP does it for one node); open sessions stay. Each node reads its own copy
+    /// of the configuration file: put the new one on every node first.
     Reload,
     /// Check every stored message, index entry and body record (the server must be
     /// stopped). Exit status 0: clean; 1: problems found (and, with --repair, damaged

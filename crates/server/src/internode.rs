@@ -235,6 +235,8 @@ pub struct NodeCalls {
     /// Set once the node's sessions and mailboxes are up; until then sessions and
     /// mail are refused as unavailable.
     pub node: OnceLock<Arc<NodeContext>>,
+    /// Set once the admin side is up: what a [`Call::Reload`] reloads.
+    pub admin: OnceLock<Arc<crate::admin::AdminContext>>,
 }
 
 impl NodeCalls {
@@ -279,6 +281,14 @@ impl NodeCalls {
                         "the node is starting".into(),
                     ))),
                 },
+                Call::Reload => match self.admin.get().and_then(|admin| admin.running.as_ref()) {
+                    Some(running) => Answer::Reloaded(match crate::admin::reload(running).await {
+                        crate::admin::AdminResponse::Done(said) => Ok(said),
+                        crate::admin::AdminResponse::Failed(why) => Err(why),
+                        other => Err(format!("unexpected answer {other:?}")),
+                    }),
+                    None => Answer::Reloaded(Err("the node is starting".into())),
+                },
                 Call::Usage { address } => match self.node.get() {
                     Some(node) => Answer::Usage(crate::delivery::usage_here(node, &address).await),
                     None => Answer::Usage(Err(DeliverRefused::Temporary(
@@ -316,7 +326,8 @@ impl CallHandler for DirectoryCalls {
                 | Call::Deliver(_)
                 | Call::Usage { .. }
                 | Call::MoveMailbox(_)
-                | Call::Import(_) => {
+                | Call::Import(_)
+                | Call::Reload => {
                     Answer::Failed("sessions and mail are not served on this link".into())
                 }
                 Call::Health => {

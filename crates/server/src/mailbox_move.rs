@@ -479,6 +479,7 @@ fn call_name(call: &Call) -> &'static str {
         Call::Usage { .. } => "a usage question",
         Call::MoveMailbox(_) => "a move",
         Call::Import(_) => "a second Begin",
+        Call::Reload => "a reload",
     }
 }
 

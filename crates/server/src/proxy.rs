@@ -252,6 +252,30 @@ impl Proxy {
         }
     }
 
+    /// Asks `node` to re-read its client settings and certificate (`portico reload`).
+    pub async fn reload(&self, node: &str) -> Result<Result<String, String>, ProxyError> {
+        let peer = self.usable(node).await?;
+        match self.mail.call_peer(peer, Call::Reload).await {
+            Ok(Answer::Reloaded(answer)) => Ok(answer),
+            Ok(other) => Err(ProxyError::Link {
+                node: node.to_string(),
+                error: LinkError::Frame(format!("{other:?} answered a reload")),
+            }),
+            Err(error) => {
+                self.report_failed(node);
+                Err(ProxyError::Link {
+                    node: node.to_string(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// The other nodes of the cluster, by name.
+    pub fn peer_names(&self) -> impl Iterator<Item = &str> {
+        self.peers.keys().map(String::as_str)
+    }
+
     /// A link of its own to `node` for one session, unless the site router has the
     /// node down.
     pub async fn dial(&self, node: &str) -> Result<Link<HomeStream>, ProxyError> {

@@ -142,6 +142,7 @@ async fn run(
                 },
                 cluster: Some(cluster.clone()),
                 node: OnceLock::new(),
+                admin: OnceLock::new(),
             });
             node_calls = Some(calls.clone());
             Some(actix_rt::spawn(internode::serve(
@@ -271,6 +272,9 @@ async fn run(
             certificates: certificates.clone(),
         }),
     });
+    if let Some(calls) = &node_calls {
+        let _ = calls.admin.set(admin_context.clone());
+    }
     let admin_listener = admin::bind(&data_dir)?;
     let admin_task = actix_rt::spawn(admin::serve(admin_listener, admin_context.clone()));
     let https = match node_config.listen.https {

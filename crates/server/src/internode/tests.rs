@@ -112,6 +112,7 @@ async fn directory_members_replicate_over_mutual_tls_from_their_own_addresses() 
             },
             cluster: None,
             node: OnceLock::new(),
+            admin: OnceLock::new(),
         });
         let workers = Arc::new(Workers::new(vec![worker.clone()]));
         tokio::spawn(serve(
