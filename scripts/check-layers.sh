@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fails when a crate depends on something its layer must not (STYLE.md "Layers"):
-# protocol crates and the MIME/SASL helpers know nothing of sockets, async runtimes,
-# TLS, actors, sled or the metrics facade (they expose counts; the server publishes
-# them); the store knows nothing of protocols or metrics; nothing depends on the server
-# crate.
+# protocol crates and the MIME/SASL/tally helpers know nothing of sockets, async
+# runtimes, TLS, actors, sled or the metrics facade (they expose counts; the server
+# publishes them); the store knows nothing of protocols or metrics; nothing depends on
+# the server crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,7 @@ forbid() {
 }
 
 runtime=(actix actix-rt tokio tokio-rustls rustls sled metrics portico-server portico-store portico-cluster)
-for crate in portico-pop3 portico-imap portico-smtp portico-mime portico-sasl; do
+for crate in portico-pop3 portico-imap portico-smtp portico-mime portico-sasl portico-tally; do
     forbid "$crate" "${runtime[@]}"
 done
 forbid portico-store portico-pop3 portico-imap portico-smtp portico-server actix tokio rustls metrics

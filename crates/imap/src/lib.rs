@@ -40,7 +40,7 @@ pub mod url;
 pub mod view;
 
 pub use session::{Action, HandOff, ImapConfig, Input, Session};
-pub use tally::CommandName;
+pub use tally::{CommandName, ImapNames};
 
 #[cfg(test)]
 mod handoff_tests;

@@ -30,7 +30,7 @@ use crate::reader::{CommandReader, ReadEvent, ReaderLimits, TooBigWhat};
 use crate::request::*;
 use crate::response::{self, Code, Condition, Data, SYSTEM_FLAGS, Status};
 use crate::scan::{OrderKeys, ScanTarget, ScanWork};
-use crate::tally::{CommandName, CommandTally};
+use crate::tally::{self, CommandName, CommandTally};
 use crate::view::{AnnounceStyle, View};
 
 /// What the session needs to know of the node's IMAP settings.
@@ -804,7 +804,7 @@ impl Session {
                 ReadEvent::Line(line) => self.on_line(line),
                 ReadEvent::Command(raw) => {
                     self.commands += 1;
-                    self.tally.count(CommandName::of_command(&raw));
+                    self.tally.count(tally::command_name(&raw));
                     match parse_command(&raw) {
                         Ok(command) => self.dispatch(command),
                         Err(error) => {

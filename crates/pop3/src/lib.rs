@@ -35,7 +35,7 @@ pub use multiline::top_is_within;
 pub use session::{
     Action, AuthFailure, HandOff, Input, MaildropEntry, MaildropError, Pop3Config, Secret, Session,
 };
-pub use tally::CommandName;
+pub use tally::{CommandName, Pop3Names};
 
 #[cfg(test)]
 mod handoff_tests;

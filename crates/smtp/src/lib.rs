@@ -46,4 +46,4 @@ pub use session::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, MAX_COMMAND_LINE, Mode,
     RecipientVerdict, Secret, SenderVerdict, Session, SmtpConfig,
 };
-pub use tally::CommandName;
+pub use tally::{CommandName, SmtpNames};

@@ -766,7 +766,7 @@ impl Session {
 
     fn on_command(&mut self, line: &[u8]) {
         let verb = Verb::of(line);
-        if !self.start_command(CommandName::of_verb(verb), self.is_junk_verb(verb)) {
+        if !self.start_command(verb.command_name(), self.is_junk_verb(verb)) {
             return;
         }
         match verb {

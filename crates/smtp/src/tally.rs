@@ -1,101 +1,53 @@
 //! Which commands a session handled, by name, for the host's statistics.
 //!
 //! The host (a server exporting metrics) reads the counts with
-//! [`crate::Session::drain_commands`]; this crate only counts. Names come from a fixed
-//! list, so a client cannot make up new ones: the verbs this server knows, EXPN and
-//! HELP included, and `OTHER` for anything else (the real verbs it does not implement,
-//! unknown ones, and lines too long to tell).
+//! [`crate::Session::drain_commands`]; this crate only counts, with the shared
+//! [`portico_tally`] types. Names come from a fixed list, so a client cannot make up new
+//! ones: the verbs this server knows, EXPN and HELP included, and `OTHER` for anything
+//! else (the real verbs it does not implement, unknown ones, and lines too long to
+//! tell).
+
+use portico_tally::NameTable;
 
 use crate::command::Verb;
 
-/// Every name, upper-cased, in index order; `OTHER` last.
-const NAMES: [&str; 15] = [
-    "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP",
-    "STARTTLS", "AUTH", "OTHER",
-];
+/// The table of SMTP command names.
+pub struct SmtpNames;
 
-/// A command's name as statistics know it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommandName(u8);
-
-impl CommandName {
-    /// How many names there are.
-    pub const COUNT: usize = NAMES.len();
-    /// Anything not in the list, and a line too long to tell.
-    pub const OTHER: CommandName = CommandName(NAMES.len() as u8 - 1);
-
-    /// Every name, in index order.
-    pub fn all() -> impl Iterator<Item = CommandName> {
-        (0..NAMES.len() as u8).map(CommandName)
-    }
-
-    /// The name: the verb upper-cased, or `OTHER`.
-    pub fn as_str(self) -> &'static str {
-        NAMES[usize::from(self.0)]
-    }
-
-    /// Its place in [`CommandName::all`], below [`CommandName::COUNT`].
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-
-    /// The name of a command line's verb.
-    pub(crate) fn of_verb(verb: Verb) -> CommandName {
-        let index = match verb {
-            Verb::Ehlo => 0,
-            Verb::Helo => 1,
-            Verb::Mail => 2,
-            Verb::Rcpt => 3,
-            Verb::Data => 4,
-            Verb::Bdat => 5,
-            Verb::Rset => 6,
-            Verb::Noop => 7,
-            Verb::Quit => 8,
-            Verb::Vrfy => 9,
-            Verb::Expn => 10,
-            Verb::Help => 11,
-            Verb::StartTls => 12,
-            Verb::Auth => 13,
-            Verb::NotImplemented | Verb::Unknown => return CommandName::OTHER,
-        };
-        CommandName(index)
-    }
+impl NameTable for SmtpNames {
+    const NAMES: &'static [&'static str] = &[
+        "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN",
+        "HELP", "STARTTLS", "AUTH", "OTHER",
+    ];
 }
 
-/// Commands counted by name since the host last drained them.
-pub(crate) struct CommandTally {
-    counts: [u32; CommandName::COUNT],
-    /// Some count is not zero: draining an idle session's tally skips the scan.
-    pending: bool,
-}
+/// An SMTP command's name as statistics know it.
+pub type CommandName = portico_tally::CommandName<SmtpNames>;
 
-impl Default for CommandTally {
-    fn default() -> Self {
-        CommandTally {
-            counts: [0; CommandName::COUNT],
-            pending: false,
+/// SMTP commands counted by name since the host last drained them.
+pub(crate) type CommandTally = portico_tally::CommandTally<SmtpNames, { CommandName::COUNT }>;
+
+impl Verb {
+    /// The name a command line with this verb is counted under.
+    pub(crate) fn command_name(self) -> CommandName {
+        // `const` blocks: a name missing from the table fails the build.
+        match self {
+            Verb::Ehlo => const { CommandName::named("EHLO") },
+            Verb::Helo => const { CommandName::named("HELO") },
+            Verb::Mail => const { CommandName::named("MAIL") },
+            Verb::Rcpt => const { CommandName::named("RCPT") },
+            Verb::Data => const { CommandName::named("DATA") },
+            Verb::Bdat => const { CommandName::named("BDAT") },
+            Verb::Rset => const { CommandName::named("RSET") },
+            Verb::Noop => const { CommandName::named("NOOP") },
+            Verb::Quit => const { CommandName::named("QUIT") },
+            Verb::Vrfy => const { CommandName::named("VRFY") },
+            Verb::Expn => const { CommandName::named("EXPN") },
+            Verb::Help => const { CommandName::named("HELP") },
+            Verb::StartTls => const { CommandName::named("STARTTLS") },
+            Verb::Auth => const { CommandName::named("AUTH") },
+            Verb::NotImplemented | Verb::Unknown => CommandName::OTHER,
         }
-    }
-}
-
-impl CommandTally {
-    pub(crate) fn count(&mut self, name: CommandName) {
-        let count = &mut self.counts[name.index()];
-        *count = count.saturating_add(1);
-        self.pending = true;
-    }
-
-    /// Each name counted since the last call, with its count; the counts start again
-    /// from zero.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (CommandName, u32)> + '_ {
-        let counts: &mut [u32] = match std::mem::take(&mut self.pending) {
-            true => &mut self.counts,
-            false => &mut [],
-        };
-        counts.iter_mut().enumerate().filter_map(|(i, count)| {
-            let n = std::mem::take(count);
-            (n > 0).then_some((CommandName(i as u8), n))
-        })
     }
 }
 
@@ -108,25 +60,12 @@ mod tests {
         for name in CommandName::all() {
             if name != CommandName::OTHER {
                 let line = format!("{} x", name.as_str().to_ascii_lowercase());
-                assert_eq!(CommandName::of_verb(Verb::of(line.as_bytes())), name);
+                assert_eq!(Verb::of(line.as_bytes()).command_name(), name);
             }
         }
         for line in [&b""[..], b"OTHER", b"ETRN x", b"EHLOX", b"\xff"] {
-            assert_eq!(CommandName::of_verb(Verb::of(line)), CommandName::OTHER);
+            assert_eq!(Verb::of(line).command_name(), CommandName::OTHER);
         }
-        assert_eq!(CommandName::all().count(), CommandName::COUNT);
-        assert_eq!(CommandName::OTHER.as_str(), "OTHER");
-    }
-
-    #[test]
-    fn a_drained_tally_starts_again_from_zero() {
-        let mut tally = CommandTally::default();
-        assert_eq!(tally.drain().count(), 0);
-        tally.count(CommandName::of_verb(Verb::Noop));
-        tally.count(CommandName::of_verb(Verb::Noop));
-        tally.count(CommandName::OTHER);
-        let drained: Vec<_> = tally.drain().map(|(n, c)| (n.as_str(), c)).collect();
-        assert_eq!(drained, [("NOOP", 2), ("OTHER", 1)]);
-        assert_eq!(tally.drain().count(), 0);
+        assert_eq!(CommandName::COUNT, 15);
     }
 }
