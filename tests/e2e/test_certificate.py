@@ -115,7 +115,7 @@ def test_sighup_reloads_an_administrators_certificate_without_dropping_sessions(
     assert session.noop()[0] == "OK"
     assert session.select("INBOX")[0] == "OK"
     session.logout()
-    assert "SIGHUP: TLS certificate reloaded" in server.log()
+    assert "SIGHUP: client settings and TLS certificate reloaded" in server.log()
 
     # A restart keeps the administrator's certificate (the renewal never touches it).
     server.restart()

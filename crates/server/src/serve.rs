@@ -473,8 +473,10 @@ async fn wait_for_signal(admin: &AdminContext) -> anyhow::Result<()> {
             _ = interrupt.recv() => return Ok(()),
             _ = hangup.recv() => {
                 if let Some(running) = &admin.running {
-                    // Logged by the reload itself.
-                    let _ = admin::reload(running).await;
+                    // A failure is logged by the reload itself.
+                    if let admin::AdminResponse::Done(_) = admin::reload(running).await {
+                        tracing::info!("SIGHUP: client settings and TLS certificate reloaded");
+                    }
                 }
             }
         }
