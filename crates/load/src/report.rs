@@ -94,7 +94,7 @@ impl Report {
             target,
             tls,
             clients,
-            duration_secs: rounded(seconds * 10.0) / 10.0,
+            duration_secs: rounded(seconds),
             ops,
             ops_per_sec: rounded(ops as f64 / seconds),
             errors: outcome.stats.errors().clone(),
