@@ -16,7 +16,9 @@ use crate::message::DEFAULT_CORPUS;
     version,
     about = "Load generator: concurrent simulated IMAP, POP3, SMTP and LMTP clients against a mail server",
     long_about = LONG_ABOUT,
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    subcommand_value_name = "SCENARIO",
+    subcommand_help_heading = "Scenarios"
 )]
 pub struct Cli {
     #[command(subcommand)]

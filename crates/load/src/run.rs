@@ -218,11 +218,20 @@ pub async fn run(settings: Arc<Settings>, target: Arc<Target>) -> anyhow::Result
         let duration = settings.common.duration;
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(250));
+            // (when, ops) of the last ticks: the rate shown is that of the last second.
+            let mut window = std::collections::VecDeque::from([(Instant::now(), 0u64)]);
             loop {
                 interval.tick().await;
                 let elapsed = started.elapsed();
                 let ops = control.ops_done.load(Ordering::Relaxed);
-                let rate = ops as f64 / elapsed.as_secs_f64().max(0.001);
+                let now = Instant::now();
+                window.push_back((now, ops));
+                while window.len() > 5 {
+                    window.pop_front();
+                }
+                let rate = window.front().map_or(0.0, |&(then, then_ops)| {
+                    (ops - then_ops) as f64 / now.duration_since(then).as_secs_f64().max(0.001)
+                });
                 progress.set_position(elapsed.min(duration).as_millis() as u64);
                 progress.set_message(format!(
                     "{ops} ops, {rate:.0}/s, {} errors",

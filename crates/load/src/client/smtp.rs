@@ -54,7 +54,7 @@ impl SmtpClient {
         if tls != TlsMode::Starttls {
             return Ok(reply);
         }
-        self.expect("STARTTLS", "STARTTLS", 220).await?;
+        self.exchange("STARTTLS", "STARTTLS", 220).await?;
         self.conn.start_tls().await?;
         self.greet().await
     }
@@ -65,11 +65,11 @@ impl SmtpClient {
             Dialect::Lmtp => ("LHLO", "LHLO"),
         };
         let line = format!("{verb} {}", self.helo_name);
-        self.expect(name, &line, 250).await
+        self.exchange(name, &line, 250).await
     }
 
     /// Sends a command and wants a reply with `code`.
-    pub async fn expect(
+    pub async fn exchange(
         &mut self,
         name: &'static str,
         line: &str,
@@ -94,7 +94,7 @@ impl SmtpClient {
         let token =
             base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         match self
-            .expect("AUTH", &format!("AUTH PLAIN {token}"), 235)
+            .exchange("AUTH", &format!("AUTH PLAIN {token}"), 235)
             .await
         {
             Err(ClientError::Refused { text, .. }) => Err(ClientError::Auth(text)),
@@ -104,7 +104,7 @@ impl SmtpClient {
 
     /// MAIL FROM.
     pub async fn mail_from(&mut self, sender: &str) -> Result<(), ClientError> {
-        self.expect("MAIL", &format!("MAIL FROM:<{sender}>"), 250)
+        self.exchange("MAIL", &format!("MAIL FROM:<{sender}>"), 250)
             .await
             .map(|_| ())
     }
@@ -127,7 +127,7 @@ impl SmtpClient {
 
     /// DATA, up to the 354.
     pub async fn data(&mut self) -> Result<(), ClientError> {
-        self.expect("DATA", "DATA", 354).await.map(|_| ())
+        self.exchange("DATA", "DATA", 354).await.map(|_| ())
     }
 
     /// The dot-stuffed message with its final `.` line; the answer: one reply for SMTP,
@@ -158,12 +158,12 @@ impl SmtpClient {
 
     /// RSET (after a refused recipient or message).
     pub async fn rset(&mut self) -> Result<(), ClientError> {
-        self.expect("RSET", "RSET", 250).await.map(|_| ())
+        self.exchange("RSET", "RSET", 250).await.map(|_| ())
     }
 
     /// QUIT, then closes.
     pub async fn quit(mut self) -> Result<(), ClientError> {
-        let result = self.expect("QUIT", "QUIT", 221).await;
+        let result = self.exchange("QUIT", "QUIT", 221).await;
         self.conn.close().await;
         result.map(|_| ())
     }
@@ -175,14 +175,9 @@ impl SmtpClient {
 }
 
 fn refused(command: &'static str, reply: &Reply) -> ClientError {
-    let status = match reply.class() {
-        "4xx" => "4xx",
-        "5xx" => "5xx",
-        _ => "other",
-    };
     ClientError::Refused {
         command,
-        status,
+        status: reply.class(),
         text: reply.text(),
     }
 }

@@ -50,8 +50,7 @@ pub struct Response {
 }
 
 impl Response {
-    /// The text after the status word of a tagged response (for error messages), or the
-    /// whole text otherwise.
+    /// The response's text as readable text (for error messages).
     pub fn message(&self) -> String {
         excerpt(&self.text)
     }

@@ -16,7 +16,8 @@ impl Reply {
         (200..400).contains(&self.code)
     }
 
-    /// The class of a negative reply as errors are counted: `4xx` or `5xx`.
+    /// The class of a reply as errors are counted: `4xx` or `5xx` (`ok` for 2xx/3xx,
+    /// `other` for anything else).
     pub fn class(&self) -> &'static str {
         match self.code / 100 {
             4 => "4xx",
