@@ -108,7 +108,6 @@ pub mod message;
 pub mod report;
 pub mod rng;
 pub mod run;
-#[macro_use]
 pub mod scenario;
 pub mod settings;
 pub mod stats;

@@ -1,6 +1,6 @@
 //! The scenarios: what each simulated client does, written as sessions that
 //! [`run_client`] runs until the end. Every measured exchange goes through
-//! [`timed!`] (or [`timed_soft!`] where a refusal should not end the session).
+//! `timed!` (or `timed_soft!` where a refusal should not end the session).
 
 use crate::cli::Scenario;
 use crate::error::ClientError;
@@ -18,7 +18,7 @@ macro_rules! timed {
     }};
 }
 
-/// Like [`timed!`], but a refused command (NO, BAD, -ERR, 4xx/5xx) is counted and gives
+/// Like `timed!`, but a refused command (NO, BAD, -ERR, 4xx/5xx) is counted and gives
 /// `None`: the session goes on.
 macro_rules! timed_soft {
     ($client:expr, $name:expr, $exchange:expr) => {{
