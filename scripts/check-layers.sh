@@ -35,6 +35,9 @@ forbid portico-internode portico-server portico-store portico-imap portico-pop3 
 # The HTTPS service's documents and pages: no sockets, no runtime, no TLS stack (aws-lc-rs
 # alone, for HMAC and random, is fine).
 forbid portico-web portico-server portico-store actix actix-web actix-rt tokio sled rustls
+# The load generator measures servers from the outside, the same way for every server:
+# its own protocol clients, none of Portico's crates.
+forbid portico-load portico-server portico-store portico-imap portico-pop3 portico-smtp portico-cluster
 
 if [ "$status" -eq 0 ]; then
     echo "layers: ok"
