@@ -41,4 +41,5 @@ scripts/check-layers.sh
 cargo test --workspace
 # The golden ENVELOPE/BODYSTRUCTURE values of the bulk corpus, recomputed independently.
 python3 crates/mime/tests/check_bulk_expected.py --check
-PORTICO_BIN="$PWD/target/debug/portico" python3 -m pytest -q tests/e2e "$@"
+# --durations: the slowest tests in the log, to keep the suite within its time.
+PORTICO_BIN="$PWD/target/debug/portico" python3 -m pytest -q --durations=25 tests/e2e "$@"
