@@ -117,8 +117,10 @@ impl Writers {
 
 fn appends(c: &mut Criterion) {
     let mut group = c.benchmark_group("store_append");
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(4));
+    // Eight benches of 3.5 s, plus opening and removing stores of up to 2 GB: about a
+    // minute for the file.
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
     group.sample_size(10);
     for size in [4 * 1024, 100 * 1024] {
         let body = message(size);
