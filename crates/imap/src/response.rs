@@ -375,18 +375,23 @@ impl Data<'_> {
                 flags,
                 modseq,
             } => {
+                // Written straight out: one of these goes out per message a STORE or
+                // another session changed, so no per-line allocation.
                 fetch_start(text.0, *seq);
-                let mut items = Vec::new();
+                let mut gap = "";
                 if let Some(uid) = uid {
-                    items.push(format!("UID {uid}"));
+                    let _ = write!(text, "UID {uid}");
+                    gap = " ";
                 }
                 if let Some(flags) = flags {
-                    items.push(format!("FLAGS ({})", flags.join(" ")));
+                    let _ = write!(text, "{gap}FLAGS ");
+                    flag_list(text.0, flags);
+                    gap = " ";
                 }
                 if let Some(modseq) = modseq {
-                    items.push(format!("MODSEQ ({modseq})"));
+                    let _ = write!(text, "{gap}MODSEQ ({modseq})");
                 }
-                write!(text, "{})", items.join(" "))
+                text.write_str(")")
             }
             Data::Search {
                 sort,
@@ -429,7 +434,9 @@ impl Data<'_> {
             }
             Data::List(entry) => {
                 let command = if entry.lsub { "LSUB" } else { "LIST" };
-                let _ = write!(text, "* {command} ({}) \"/\" ", entry.attributes.join(" "));
+                let _ = write!(text, "* {command} ");
+                flag_list(text.0, entry.attributes);
+                let _ = text.write_str(" \"/\" ");
                 mailbox(text.0, entry.name, utf8);
                 if entry.subscribed_child {
                     text.0
