@@ -20,29 +20,13 @@ use portico_imap::request::{Detail, MessageData};
 use portico_imap::session::STREAM_ABOVE;
 use portico_mime::MessageSummary;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
-
 /// The corpus messages (`*.eml`, by name) as the store keeps them: bare LFs made CRLF.
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(CORPUS)
-        .expect("corpus folder")
-        .map(|entry| entry.expect("corpus entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-        .collect();
-    files.sort();
-    files
+    portico_testkit::corpus_messages()
         .into_iter()
-        .map(|path| {
-            let raw = std::fs::read(&path).expect("corpus message");
-            let name = path
-                .file_stem()
-                .expect("file name")
-                .to_string_lossy()
-                .into_owned();
-            (
-                name,
-                portico_store::normalize_line_endings(&raw).into_owned(),
-            )
+        .map(|(name, raw)| {
+            let stored = portico_store::normalize_line_endings(&raw).into_owned();
+            (name, stored)
         })
         .collect()
 }

@@ -34,6 +34,26 @@ pub fn transcript_files(dir: impl AsRef<Path>) -> Vec<PathBuf> {
     files
 }
 
+/// Every message of the repository corpus (`tests/corpus/*.eml`), sorted by name, as
+/// `(file stem, bytes as on disk)`.
+#[track_caller]
+pub fn corpus_messages() -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(TEST_DATA).join("corpus"))
+        .expect("corpus folder")
+        .map(|entry| entry.expect("corpus entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let raw = std::fs::read(&path).expect("corpus message");
+            let name = path.file_stem().expect("file name").to_string_lossy();
+            (name.into_owned(), raw)
+        })
+        .collect()
+}
+
 /// A file under the test material folder, exactly as it is on disk.
 pub fn read_test_data(file: &str) -> Result<Vec<u8>, String> {
     let path = Path::new(TEST_DATA).join(file);
