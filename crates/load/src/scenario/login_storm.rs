@@ -46,18 +46,7 @@ pub async fn session(client: &mut Client, protocol: StormProtocol) -> Result<(),
                 Ok::<(), Stop>(())
             }
             .await;
-            match result {
-                Ok(()) => {
-                    timed!(client, "QUIT", pop3.quit());
-                    Ok(())
-                }
-                result => {
-                    if connection_usable(&result) {
-                        pop3.quit_quietly().await;
-                    }
-                    result
-                }
-            }
+            end_with_quit!(client, pop3, result)
         }
         StormProtocol::Smtp => {
             let mut smtp = timed!(
@@ -80,18 +69,7 @@ pub async fn session(client: &mut Client, protocol: StormProtocol) -> Result<(),
                 Ok::<(), Stop>(())
             }
             .await;
-            match result {
-                Ok(()) => {
-                    timed!(client, "QUIT", smtp.quit());
-                    Ok(())
-                }
-                result => {
-                    if connection_usable(&result) {
-                        smtp.quit_quietly().await;
-                    }
-                    result
-                }
-            }
+            end_with_quit!(client, smtp, result)
         }
     }
 }

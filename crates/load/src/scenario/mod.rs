@@ -37,6 +37,26 @@ macro_rules! timed_soft {
     }};
 }
 
+/// Ends a POP3 or SMTP session after `result`: a timed QUIT when it went well, an
+/// untimed one when a refusal (or the end of the run) left the connection usable, none
+/// when it is broken. Gives `result`.
+macro_rules! end_with_quit {
+    ($client:expr, $conn:expr, $result:expr) => {
+        match $result {
+            Ok(()) => {
+                timed!($client, "QUIT", $conn.quit());
+                Ok(())
+            }
+            result => {
+                if $crate::scenario::connection_usable(&result) {
+                    $conn.quit_quietly().await;
+                }
+                result
+            }
+        }
+    };
+}
+
 mod imap_idle;
 mod imap_mix;
 mod imap_sync;

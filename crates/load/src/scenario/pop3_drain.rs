@@ -7,7 +7,6 @@ use crate::cli::DrainArgs;
 use crate::client::pop3::Pop3Client;
 use crate::run::{Client, Stop};
 
-use super::connection_usable;
 
 pub async fn session(client: &mut Client, args: &DrainArgs) -> Result<(), Stop> {
     let mut pop3 = timed!(
@@ -16,18 +15,7 @@ pub async fn session(client: &mut Client, args: &DrainArgs) -> Result<(), Stop> 
         Pop3Client::connect(&client.target, client.index)
     );
     let result = drain(client, &mut pop3, args).await;
-    match result {
-        Ok(()) => {
-            timed!(client, "QUIT", pop3.quit());
-            Ok(())
-        }
-        result => {
-            if connection_usable(&result) {
-                pop3.quit_quietly().await;
-            }
-            result
-        }
-    }
+    end_with_quit!(client, pop3, result)
 }
 
 async fn drain(client: &mut Client, pop3: &mut Pop3Client, args: &DrainArgs) -> Result<(), Stop> {

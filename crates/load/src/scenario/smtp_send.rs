@@ -13,7 +13,7 @@ use crate::client::smtp::{Dialect, SmtpClient};
 use crate::message::dot_stuffed;
 use crate::run::{Client, Stop};
 
-use super::{connection_usable, pick_message};
+use super::pick_message;
 
 /// How one of the three scenarios sends.
 pub struct Plan {
@@ -59,18 +59,7 @@ pub async fn session(client: &mut Client, plan: &Plan) -> Result<(), Stop> {
         SmtpClient::connect(&client.target, client.index, plan.dialect, &plan.args.helo)
     );
     let result = send(client, &mut smtp, plan).await;
-    match result {
-        Ok(()) => {
-            timed!(client, "QUIT", smtp.quit());
-            Ok(())
-        }
-        result => {
-            if connection_usable(&result) {
-                smtp.quit_quietly().await;
-            }
-            result
-        }
-    }
+    end_with_quit!(client, smtp, result)
 }
 
 async fn send(client: &mut Client, smtp: &mut SmtpClient, plan: &Plan) -> Result<(), Stop> {
