@@ -7,7 +7,6 @@ use crate::cli::DrainArgs;
 use crate::client::pop3::Pop3Client;
 use crate::run::{Client, Stop};
 
-
 pub async fn session(client: &mut Client, args: &DrainArgs) -> Result<(), Stop> {
     let mut pop3 = timed!(
         client,
