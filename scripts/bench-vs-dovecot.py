@@ -398,6 +398,22 @@ def cmd_settle(args):
         time.sleep(0.5)
 
 
+def cmd_quiet(args):
+    """Waits until the tree of `--pid` uses under `--percent` of one core over a second
+    (work left by the last refill or run, such as indexing, done): exits 1 after
+    `--timeout` seconds."""
+    deadline = time.monotonic() + args.timeout
+    before = tree_cpu_seconds(args.pid)
+    while True:
+        time.sleep(1)
+        after = tree_cpu_seconds(args.pid)
+        if 100 * (after - before) < args.percent:
+            return
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        before = after
+
+
 def cmd_cpu(args):
     print(f"{tree_cpu_seconds(args.pid):.2f}")
 
@@ -696,6 +712,11 @@ def main():
     p.add_argument("--timeout", type=float, default=60)
     p.set_defaults(run=cmd_settle)
 
+    p = sub.add_parser("quiet", help="wait until a process tree is (nearly) idle")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--percent", type=float, default=3.0)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.set_defaults(run=cmd_quiet)
     p = sub.add_parser("cpu", help="CPU seconds used by a process tree so far")
     p.add_argument("pid", type=int)
     p.set_defaults(run=cmd_cpu)

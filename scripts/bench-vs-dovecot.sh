@@ -71,9 +71,15 @@
 #   smtp-submit       8 clients, AUTH PLAIN, 10 messages per connection to the N
 #                     accounts (Portico: stored; Dovecot: relayed to the sink)
 #
+# Before each run the script waits (up to 120 s) until the server's process tree is
+# nearly idle (under 3 % of a core over a second), so what the refill or the previous
+# run left to do (Portico's full-text indexing, Dovecot's exiting processes) is not
+# counted in, or competing with, the next run.
+#
 # Besides rates and latencies, each run reads the CPU time the server used (its whole
-# process tree, including finished Dovecot session processes, up to 2 s after the run
-# so background work such as Portico's indexing counts): "server CPU ms per" login,
+# process tree, including finished Dovecot session processes, until the tree is quiet
+# again, at least 2 s after the run, so background work such as Portico's indexing
+# counts): "server CPU ms per" login,
 # message, sync or command is the cost figure to compare; the latencies are measured
 # with every client at full speed, so they include queueing on the 2-core-class
 # machines this runs on, and a faster server also makes the load tool busier.
@@ -528,6 +534,9 @@ run_one() {
         py settle --pid "$pid" --processes "$dovecot_rest" --timeout 60 ||
             log "  Dovecot's tree has not shrunk back to $dovecot_rest processes"
     fi
+    # Work left by the refill or the last run (Portico indexing the refilled mail for
+    # full-text search, Dovecot's processes winding down) is not this run's.
+    py quiet --pid "$pid" || log "  $server is still busy after 120 s; measuring anyway"
     local cpu_before
     cpu_before=$(py cpu "$pid")
     if [[ $scenario == imap-idle ]]; then
@@ -541,6 +550,7 @@ run_one() {
     # Let the server finish what the run left (sessions closing, processes exiting,
     # mail being indexed): that work belongs to the run's CPU time.
     sleep 2
+    py quiet --pid "$pid" || log "  $server is still busy 120 s after the run"
     echo "$cpu_before $(py cpu "$pid")" >"$name.cpu"
 }
 
