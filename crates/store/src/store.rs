@@ -60,7 +60,7 @@ impl Default for StoreOptions {
             segment_size: 32 * 1024 * 1024,
             min_free_bytes: 256 * 1024 * 1024,
             min_free_percent: 1.0,
-            group_commit_delay: std::time::Duration::from_millis(3),
+            group_commit_delay: std::time::Duration::from_micros(500),
             verify_against_body_log: true,
         }
     }
