@@ -271,6 +271,9 @@ pub struct MixArgs {
     /// Pause between two commands of a client (0: none, full speed).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub think: Duration,
+    /// Weight of IDLE in the mix (of 80 with the default 3; 0: no IDLE).
+    #[arg(long, default_value_t = 3)]
+    pub idle_weight: usize,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,7 +11,12 @@
 //! | 6 | SEARCH UNSEEN |
 //! | 4 | SEARCH SUBJECT with a word from the corpus's subjects |
 //! | 4 | APPEND of a corpus message to --append-to |
-//! | 3 | IDLE for 100 ms to --max-idle, then DONE |
+//! | 3 | IDLE for 100 ms to --max-idle, then DONE (--idle-weight) |
+//!
+//! The IDLEs hold a client for 100 ms or more each whatever the server does: with the
+//! default weight they take most of a fast server's client time and cap the rate of
+//! commands (20 clients, 3 IDLEs in 80 commands of 100 ms: under 5,400/s), so
+//! `--idle-weight 0` measures the rest of the mix on its own.
 //!
 //! A FETCH or STORE in an empty folder becomes a NOOP, a STORE in a folder opened with
 //! EXAMINE a SELECT INBOX.
@@ -50,14 +55,26 @@ const WEIGHTS: &[(Op, usize)] = &[
     (Op::Idle, 3),
 ];
 
-fn draw(roll: usize) -> Op {
-    let total: usize = WEIGHTS.iter().map(|(_, w)| w).sum();
+/// The weight of `op`: IDLE's is `idle_weight` (--idle-weight), the others' as listed.
+fn weight(op: Op, weight: usize, idle_weight: usize) -> usize {
+    match op {
+        Op::Idle => idle_weight,
+        _ => weight,
+    }
+}
+
+fn draw(roll: usize, idle_weight: usize) -> Op {
+    let total: usize = WEIGHTS
+        .iter()
+        .map(|&(op, w)| weight(op, w, idle_weight))
+        .sum();
     let mut roll = roll % total;
-    for &(op, weight) in WEIGHTS {
-        if roll < weight {
+    for &(op, w) in WEIGHTS {
+        let w = weight(op, w, idle_weight);
+        if roll < w {
             return op;
         }
-        roll -= weight;
+        roll -= w;
     }
     Op::Noop
 }
@@ -104,7 +121,14 @@ async fn work(client: &mut Client, imap: &mut ImapClient, args: &MixArgs) -> Res
     };
     loop {
         let roll = client.rng.below(usize::MAX);
-        one(client, imap, &mut office, args, draw(roll)).await?;
+        one(
+            client,
+            imap,
+            &mut office,
+            args,
+            draw(roll, args.idle_weight),
+        )
+        .await?;
         if !args.think.is_zero() {
             client.pause(args.think).await;
         }
@@ -276,8 +300,24 @@ mod tests {
         let total: usize = WEIGHTS.iter().map(|(_, w)| w).sum();
         let mut seen = std::collections::BTreeSet::new();
         for roll in 0..total {
-            seen.insert(format!("{:?}", draw(roll)));
+            seen.insert(format!("{:?}", draw(roll, 3)));
         }
         assert_eq!(seen.len(), WEIGHTS.len());
+    }
+
+    #[test]
+    fn an_idle_weight_of_zero_never_draws_idle() {
+        let total: usize = WEIGHTS.iter().map(|(_, w)| w).sum::<usize>() - 3;
+        let drawn: Vec<_> = (0..total)
+            .map(|roll| format!("{:?}", draw(roll, 0)))
+            .collect();
+        assert!(!drawn.iter().any(|op| op == "Idle"));
+        assert_eq!(
+            drawn
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            WEIGHTS.len() - 1
+        );
     }
 }
