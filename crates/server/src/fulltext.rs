@@ -33,6 +33,12 @@ const COMMIT_EVERY: u64 = 20_000;
 /// After a round, changes are left to gather this long (a busy folder gets one commit
 /// per round, not one per delivery).
 const SETTLE: Duration = Duration::from_millis(500);
+/// After a round of at least [`BUSY_ROUND`] documents, they gather this long instead:
+/// under a stream of deliveries fewer, bigger segments mean fewer commits and fewer
+/// merges (a quarter of the node's CPU went to the index at 500 ms), while SEARCH stays
+/// exact by reading what is not indexed yet.
+const SETTLE_BUSY: Duration = Duration::from_secs(2);
+const BUSY_ROUND: u64 = 256;
 /// Every folder is looked at this often, besides at start.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
@@ -199,6 +205,9 @@ impl FullText {
             if round.is_ok() {
                 failures = 0;
             }
+            let busy = round
+                .as_ref()
+                .is_ok_and(|report| report.messages + report.removed >= BUSY_ROUND);
             match round {
                 Ok(report) if report.messages + report.removed > 0 => tracing::info!(
                     folders = report.folders,
@@ -223,6 +232,7 @@ impl FullText {
             }
             // Changes gather for a moment (after a failure, longer); a stop does not wait.
             let pause = match failures {
+                0 if busy => SETTLE_BUSY,
                 0 => SETTLE,
                 n => retry_after(n),
             };
