@@ -1,6 +1,6 @@
 //! What the clients measure: a latency histogram per command kind (HDR, microseconds,
-//! 3 significant digits) and error counts per kind. Each client fills its own; they
-//! are merged at the end.
+//! 3 significant digits) and error counts per kind. The clients fill a few shared
+//! sets (`run::STATS_SHARDS`), merged at the end.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
