@@ -66,6 +66,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 me=${0##*/}
 helper=$repo/scripts/bench-vs-dovecot.py
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
 corpus=$repo/tests/corpus
 command_line="scripts/$me${*:+ $*}"
 
@@ -274,42 +276,18 @@ page_kib=$(($(getconf PAGESIZE) / 1024))
 # ------------------------------------------------------------------ the server
 
 read -r imap_port imaps_port < <(python3 "$helper" free-ports 2)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=mail.example.com -addext "subjectAltName=DNS:mail.example.com,IP:127.0.0.1" \
-    -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null
+bench_certificate "$work/tls"
 conf=$work/portico.toml
-cat >"$conf" <<EOF
-# Written by $me for one run.
-cluster = "bench"
-local_domains = ["example.com"]
-
-[[site]]
-name = "local"
-
-[[node]]
-name = "local"
-site = "local"
-roles = ["frontend", "backend", "directory"]
-data_dir = "$work/data"
-
-[node.listen]
-imap = "127.0.0.1:$imap_port"
-imaps = "127.0.0.1:$imaps_port"
-
-[tls]
-cert = "$work/tls/cert.pem"
-key = "$work/tls/key.pem"
-self_signed = false
-
-[security]
-max_connections = $((sessions + 1000))
-max_connections_per_address = $((sessions + 1000))
-max_connections_per_user = $((sessions + 1000))
+{
+    echo "# Written by $me for one run."
+    bench_node_config "$work/data" "$work/tls" $((sessions + 1000)) imap="$imap_port" imaps="$imaps_port"
+    cat <<EOF
 
 [imap]
 enabled = true
 login = "plaintext"
 EOF
+} >"$conf"
 
 log "starting Portico on 127.0.0.1: imap $imap_port, imaps $imaps_port (open files soft/hard: $nofile_now, was $nofile_was)"
 "$portico" --config "$conf" serve >"$work/portico.log" 2>&1 &

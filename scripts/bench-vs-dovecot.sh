@@ -108,6 +108,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 me=${0##*/}
 helper=$repo/scripts/bench-vs-dovecot.py
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
 corpus=$repo/tests/corpus
 command_line="scripts/$me${*:+ $*}"
 
@@ -234,9 +236,7 @@ declare -A port=(
 )
 
 mkdir -p "$work/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=mail.example.com -addext "subjectAltName=DNS:mail.example.com,IP:127.0.0.1" \
-    -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null
+bench_certificate "$work/tls"
 
 users=()
 for ((i = 1; i <= accounts; i++)); do users+=("user$i@example.com"); done
@@ -248,34 +248,10 @@ corpus_count=${#messages[@]}
 pw=$work/portico
 mkdir -p "$pw/data"
 pconf=$pw/portico.toml
-cat >"$pconf" <<EOF
-# Written by $me for one benchmark run.
-cluster = "bench"
-local_domains = ["example.com"]
-
-[[site]]
-name = "local"
-
-[[node]]
-name = "local"
-site = "local"
-roles = ["frontend", "backend", "directory"]
-data_dir = "$pw/data"
-
-[node.listen]
-pop3 = "127.0.0.1:$p_pop3"
-imap = "127.0.0.1:$p_imap"
-submission = "127.0.0.1:$p_sub"
-
-[tls]
-cert = "$work/tls/cert.pem"
-key = "$work/tls/key.pem"
-self_signed = false
-
-[security]
-max_connections = 100000
-max_connections_per_address = 100000
-max_connections_per_user = 100000
+{
+    echo "# Written by $me for one benchmark run."
+    bench_node_config "$pw/data" "$work/tls" 100000 pop3="$p_pop3" imap="$p_imap" submission="$p_sub"
+    cat <<EOF
 
 [pop3]
 enabled = true
@@ -290,6 +266,7 @@ enabled = true
 hostname = "mail.example.com"
 login = "plaintext"
 EOF
+} >"$pconf"
 
 portico_cli() { "$portico" --config "$pconf" "$@"; }
 
