@@ -4,9 +4,7 @@
 //! IMAP's BODY and TEXT keys are case-insensitive *substring* matches (RFC 9051
 //! §6.4.4), not word matches: `BODY ell` must find "hello". So the index keeps, for
 //! every message, the set of character trigrams of its decoded, case-folded text (in
-//! tantivy, one term per trigram, postings without positions). Tantivy's own n-gram
-//! tokenizer cuts the text on its indexing thread, so a message's text goes to tantivy
-//! as it is: no token list is built, copied and serialized per message. A message that contains
+//! tantivy, one term per trigram, postings without positions). A message that contains
 //! a needle contains each of the needle's trigrams, so the messages holding all of
 //! them are a superset of the true matches; the caller checks each candidate exactly.
 //! Needles shorter than three characters cannot be narrowed down and get `None`.
@@ -33,14 +31,12 @@ use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::NgramTokenizer;
+use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 /// Bumped when the schema or the text fed to it changes: an index of another version
 /// is discarded and rebuilt.
-const SCHEMA_VERSION: &str = "portico-trigrams-4";
-/// The name the trigram tokenizer is registered under on the index.
-const TRIGRAM_TOKENIZER: &str = "portico_trigrams";
+const SCHEMA_VERSION: &str = "portico-trigrams-3";
 /// Trigrams looked up per needle: enough to narrow any needle down; more only cost.
 const MAX_QUERY_TRIGRAMS: usize = 24;
 
@@ -176,7 +172,7 @@ fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let trigrams = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer(TRIGRAM_TOKENIZER)
+            .set_tokenizer("raw")
             .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::Basic),
     );
@@ -224,6 +220,24 @@ pub fn trigrams(folded: &str) -> BTreeSet<&str> {
     set
 }
 
+fn pre_tokenized(folded: &str) -> PreTokenizedString {
+    let tokens = trigrams(folded)
+        .into_iter()
+        .enumerate()
+        .map(|(position, text)| Token {
+            offset_from: 0,
+            offset_to: 0,
+            position,
+            text: text.to_string(),
+            position_length: 1,
+        })
+        .collect();
+    PreTokenizedString {
+        text: String::new(),
+        tokens,
+    }
+}
+
 impl TextIndex {
     /// Opens the index in `dir`, creating it (or recreating it, when it was made by
     /// another version) as needed. The writer uses at most `writer_memory` bytes before
@@ -241,10 +255,6 @@ impl TextIndex {
             }
             _ => Index::create_in_dir(dir, schema)?,
         };
-        // Cuts text exactly where `trigrams` cuts needles: at every character.
-        index
-            .tokenizers()
-            .register(TRIGRAM_TOKENIZER, NgramTokenizer::all_ngrams(3, 3)?);
         let writer = index.writer_with_num_threads(1, writer_memory.max(15_000_000))?;
         let reader = index
             .reader_builder()
@@ -309,10 +319,10 @@ impl TextIndex {
             doc.add_u64(self.fields.key, key);
             match message.text {
                 Some(text) => {
-                    doc.add_text(self.fields.body, text.body);
-                    doc.add_text(self.fields.header, text.header);
-                    for (field, values) in self.fields.header_fields.iter().zip(text.fields) {
-                        doc.add_text(*field, values);
+                    doc.add_pre_tokenized_text(self.fields.body, pre_tokenized(&text.body));
+                    doc.add_pre_tokenized_text(self.fields.header, pre_tokenized(&text.header));
+                    for (field, values) in self.fields.header_fields.iter().zip(&text.fields) {
+                        doc.add_pre_tokenized_text(*field, pre_tokenized(values));
                     }
                 }
                 None => doc.add_u64(self.fields.unread, 1),
