@@ -1008,7 +1008,14 @@ impl ImapConnection {
         self.flow.awaiting = true;
         ctx.spawn(resolve.into_actor(self).map(move |result, actor, ctx| {
             let result = result.map_err(|e| fault(&actor.flow.span, e));
-            actor.answer(id, map(result), ctx);
+            // Through the mailbox, behind what is queued there: a mailbox actor
+            // announces a change (this session's APPEND's EXISTS, its EXPUNGE) before it
+            // answers, so the announcement is handled, and written, before the tagged
+            // completion. Handled here at once, the answer could overtake it.
+            ctx.address().do_send(Answered {
+                id,
+                reply: map(result),
+            });
         }));
     }
 
@@ -1747,6 +1754,25 @@ impl Handler<AccountChanged> for ImapConnection {
         };
         self.machine.handle(Input::Account(event));
         connection::drive_session(self, ctx);
+    }
+}
+
+/// A request's answer, handed to the session in the order of the actor's mailbox (see
+/// [`ImapConnection::via_actor`]).
+struct Answered {
+    id: RequestId,
+    reply: Reply,
+}
+
+impl Message for Answered {
+    type Result = ();
+}
+
+impl Handler<Answered> for ImapConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Answered, ctx: &mut Self::Context) {
+        self.answer(msg.id, msg.reply, ctx);
     }
 }
 
