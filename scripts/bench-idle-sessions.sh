@@ -120,7 +120,6 @@ for tool in python3 openssl; do
     command -v "$tool" >/dev/null || { echo "$me: $tool is needed" >&2; exit 2; }
 done
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
 # ------------------------------------------------------------------ the machine
 
@@ -205,21 +204,6 @@ export PORTICO_LOAD_PASSWORD=$password
 portico_pid=""
 load_pid=""
 
-# stop NAME PID SIGNAL: that signal, up to 30 s, then SIGKILL; only the process we started.
-stop() {
-    local name=$1 pid=$2 signal=$3 i
-    [[ -n $pid ]] || return 0
-    kill "-$signal" "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name (pid $pid) still runs 30 s after SIG$signal: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local status=$?

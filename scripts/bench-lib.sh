@@ -2,6 +2,9 @@
 # Shared by the benchmark scripts that start a private one-node Portico on loopback
 # (scripts/bench-vs-dovecot.sh, scripts/bench-idle-sessions.sh); sourced, not run.
 
+# log TEXT...: a time-stamped line on standard error.
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
 # bench_certificate DIR: a self-signed ECDSA P-256 certificate for mail.example.com
 # and 127.0.0.1, made for the run, in DIR/cert.pem and DIR/key.pem.
 bench_certificate() {
@@ -47,4 +50,21 @@ max_connections = $max
 max_connections_per_address = $max
 max_connections_per_user = $max
 CONF
+}
+
+# stop NAME PID [SIGNAL]: sends SIGNAL (default TERM) to a process this script started,
+# waits up to 30 s, then SIGKILLs it; says so through the caller's `log`.
+stop() {
+    local name=$1 pid=$2 signal=${3:-TERM} i
+    [[ -n $pid ]] || return 0
+    kill "-$signal" "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name (pid $pid) still runs 30 s after SIG$signal: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
 }

@@ -155,7 +155,6 @@ for tool in python3 openssl; do
     command -v "$tool" >/dev/null || { echo "$me: $tool is needed" >&2; exit 2; }
 done
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
 # ------------------------------------------------------------------ what we run
 
@@ -191,21 +190,6 @@ portico_pid=""
 dovecot_pid=""
 sink_pid=""
 
-# stop NAME PID: SIGTERM, up to 15 s, then SIGKILL; only the process we started.
-stop() {
-    local name=$1 pid=$2 i
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name (pid $pid) still runs 15 s after SIGTERM: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local status=$?
