@@ -4,8 +4,10 @@
 //! IMAP's BODY and TEXT keys are case-insensitive *substring* matches (RFC 9051
 //! §6.4.4), not word matches: `BODY ell` must find "hello". So the index keeps, for
 //! every message, the set of character trigrams of its decoded, case-folded text (in
-//! tantivy, one term per trigram, postings without positions). A message that contains
-//! a needle contains each of the needle's trigrams, so the messages holding all of
+//! tantivy, one term per trigram, postings without positions). Tantivy's own n-gram
+//! tokenizer cuts the text on its indexing thread, so a message's text goes to tantivy
+//! as it is: no token list is built and copied per message (the text queued there is
+//! bounded, see `queued.rs`). A message that contains a needle contains each of the needle's trigrams, so the messages holding all of
 //! them are a superset of the true matches; the caller checks each candidate exactly.
 //! Needles shorter than three characters cannot be narrowed down and get `None`.
 //!
@@ -24,21 +26,25 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 /// Bumped when the schema or the text fed to it changes: an index of another version
 /// is discarded and rebuilt.
-const SCHEMA_VERSION: &str = "portico-trigrams-3";
+const SCHEMA_VERSION: &str = "portico-trigrams-4";
+/// The name the trigram tokenizer is registered under on the index.
+const TRIGRAM_TOKENIZER: &str = "portico_trigrams";
 /// Trigrams looked up per needle: enough to narrow any needle down; more only cost.
 const MAX_QUERY_TRIGRAMS: usize = 24;
+
+mod queued;
+use queued::{CountingTrigrams, MAX_QUEUED_TEXT, QueuedText};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -166,13 +172,15 @@ pub struct TextIndex {
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Text added and not yet reached by the indexing thread.
+    queued: Arc<QueuedText>,
 }
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let trigrams = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer("raw")
+            .set_tokenizer(TRIGRAM_TOKENIZER)
             .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::Basic),
     );
@@ -220,24 +228,6 @@ pub fn trigrams(folded: &str) -> BTreeSet<&str> {
     set
 }
 
-fn pre_tokenized(folded: &str) -> PreTokenizedString {
-    let tokens = trigrams(folded)
-        .into_iter()
-        .enumerate()
-        .map(|(position, text)| Token {
-            offset_from: 0,
-            offset_to: 0,
-            position,
-            text: text.to_string(),
-            position_length: 1,
-        })
-        .collect();
-    PreTokenizedString {
-        text: String::new(),
-        tokens,
-    }
-}
-
 impl TextIndex {
     /// Opens the index in `dir`, creating it (or recreating it, when it was made by
     /// another version) as needed. The writer uses at most `writer_memory` bytes before
@@ -255,6 +245,11 @@ impl TextIndex {
             }
             _ => Index::create_in_dir(dir, schema)?,
         };
+        // Cuts text exactly where `trigrams` cuts needles: at every character.
+        let queued = Arc::new(QueuedText::default());
+        index
+            .tokenizers()
+            .register(TRIGRAM_TOKENIZER, CountingTrigrams::new(queued.clone())?);
         let writer = index.writer_with_num_threads(1, writer_memory.max(15_000_000))?;
         let reader = index
             .reader_builder()
@@ -264,6 +259,7 @@ impl TextIndex {
             fields,
             reader,
             writer: Mutex::new(writer),
+            queued,
         })
     }
 
@@ -319,15 +315,23 @@ impl TextIndex {
             doc.add_u64(self.fields.key, key);
             match message.text {
                 Some(text) => {
-                    doc.add_pre_tokenized_text(self.fields.body, pre_tokenized(&text.body));
-                    doc.add_pre_tokenized_text(self.fields.header, pre_tokenized(&text.header));
-                    for (field, values) in self.fields.header_fields.iter().zip(&text.fields) {
-                        doc.add_pre_tokenized_text(*field, pre_tokenized(values));
+                    let len = text.body.len()
+                        + text.header.len()
+                        + text.fields.iter().map(String::len).sum::<usize>();
+                    self.queued.enqueue(len, MAX_QUEUED_TEXT);
+                    doc.add_text(self.fields.body, text.body);
+                    doc.add_text(self.fields.header, text.header);
+                    for (field, values) in self.fields.header_fields.iter().zip(text.fields) {
+                        doc.add_text(*field, values);
                     }
                 }
                 None => doc.add_u64(self.fields.unread, 1),
             }
-            writer.add_document(doc)?;
+            if let Err(e) = writer.add_document(doc) {
+                // The document never reaches the tokenizer.
+                self.queued.clear();
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -372,7 +376,10 @@ impl TextIndex {
 
     /// Drops everything added since the last commit.
     pub fn rollback(&self) -> Result<()> {
-        self.writer().rollback()?;
+        let mut writer = self.writer();
+        let rolled_back = writer.rollback();
+        self.queued.clear();
+        rolled_back?;
         Ok(())
     }
 
