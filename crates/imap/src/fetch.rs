@@ -118,21 +118,40 @@ pub enum RenderError {
     UnknownCte,
 }
 
-fn section_spec(section: &Section) -> String {
-    let mut spec: Vec<String> = section.part.iter().map(u32::to_string).collect();
-    match &section.text {
-        None => {}
-        Some(SectionText::Header) => spec.push("HEADER".into()),
-        Some(SectionText::Text) => spec.push("TEXT".into()),
-        Some(SectionText::Mime) => spec.push("MIME".into()),
-        Some(SectionText::HeaderFields(names)) => {
-            spec.push(format!("HEADER.FIELDS ({})", names.join(" ")))
+/// Writes `BODY[<section>]` as the response names it: once per message and item, so
+/// straight into the response, without building strings.
+fn write_section_name(out: &mut Vec<u8>, section: &Section) {
+    out.extend_from_slice(b"BODY[");
+    for (i, part) in section.part.iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
         }
-        Some(SectionText::HeaderFieldsNot(names)) => {
-            spec.push(format!("HEADER.FIELDS.NOT ({})", names.join(" ")))
+        let _ = write!(out, "{part}");
+    }
+    let names = |out: &mut Vec<u8>, keyword: &[u8], names: &[String]| {
+        out.extend_from_slice(keyword);
+        out.extend_from_slice(b" (");
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.push(b')');
+    };
+    if let Some(text) = &section.text {
+        if !section.part.is_empty() {
+            out.push(b'.');
+        }
+        match text {
+            SectionText::Header => out.extend_from_slice(b"HEADER"),
+            SectionText::Text => out.extend_from_slice(b"TEXT"),
+            SectionText::Mime => out.extend_from_slice(b"MIME"),
+            SectionText::HeaderFields(list) => names(out, b"HEADER.FIELDS", list),
+            SectionText::HeaderFieldsNot(list) => names(out, b"HEADER.FIELDS.NOT", list),
         }
     }
-    spec.join(".")
+    out.push(b']');
 }
 
 /// The MIME crate's name for a section's text specifier.
@@ -352,7 +371,7 @@ pub fn render_streaming(
             FetchAttr::BodySection {
                 section, partial, ..
             } if message.raw_in_store && is_stored_slice(section) => {
-                let _ = write!(items, "BODY[{}]", section_spec(section));
+                write_section_name(&mut items, section);
                 if let Some(partial) = partial {
                     let _ = write!(items, "<{}>", partial.origin);
                 }
@@ -384,7 +403,7 @@ pub fn render_streaming(
                 section, partial, ..
             } => {
                 let bytes = body_section(message, section);
-                let _ = write!(items, "BODY[{}]", section_spec(section));
+                write_section_name(&mut items, section);
                 if let Some(partial) = partial {
                     let _ = write!(items, "<{}>", partial.origin);
                 }
@@ -469,6 +488,35 @@ fn binary<'a>(message: &'a MessageData, part: &[u32]) -> Result<Cow<'a, [u8]>, R
 mod tests {
     use super::*;
     use crate::command::DateTime;
+
+    #[test]
+    fn section_names_are_written_as_clients_asked_for_them() {
+        let cases: [(Vec<u32>, Option<SectionText>, &str); 7] = [
+            (vec![], None, "BODY[]"),
+            (vec![1, 2], None, "BODY[1.2]"),
+            (vec![], Some(SectionText::Header), "BODY[HEADER]"),
+            (vec![3], Some(SectionText::Mime), "BODY[3.MIME]"),
+            (vec![1], Some(SectionText::Text), "BODY[1.TEXT]"),
+            (
+                vec![],
+                Some(SectionText::HeaderFields(vec![
+                    "FROM".into(),
+                    "Subject".into(),
+                ])),
+                "BODY[HEADER.FIELDS (FROM Subject)]",
+            ),
+            (
+                vec![2, 1],
+                Some(SectionText::HeaderFieldsNot(vec!["X-Spam".into()])),
+                "BODY[2.1.HEADER.FIELDS.NOT (X-Spam)]",
+            ),
+        ];
+        for (part, text, expected) in cases {
+            let mut out = b"* ".to_vec();
+            write_section_name(&mut out, &Section { part, text });
+            assert_eq!(String::from_utf8_lossy(&out[2..]), expected);
+        }
+    }
 
     fn message(raw: &[u8]) -> MessageData {
         MessageData {
