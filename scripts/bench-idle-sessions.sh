@@ -120,7 +120,6 @@ for tool in python3 openssl; do
     command -v "$tool" >/dev/null || { echo "$me: $tool is needed" >&2; exit 2; }
 done
 
-
 # ------------------------------------------------------------------ the machine
 
 if pgrep -x portico-load >/dev/null; then
@@ -203,7 +202,6 @@ export PORTICO_LOAD_PASSWORD=$password
 
 portico_pid=""
 load_pid=""
-
 
 cleanup() {
     local status=$?

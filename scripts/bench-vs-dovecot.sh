@@ -164,7 +164,6 @@ for tool in python3 openssl; do
     command -v "$tool" >/dev/null || { echo "$me: $tool is needed" >&2; exit 2; }
 done
 
-
 # ------------------------------------------------------------------ what we run
 
 if ! command -v dovecot >/dev/null || [[ ! -x /usr/lib/dovecot/submission || ! -x /usr/lib/dovecot/pop3 || ! -x /usr/lib/dovecot/lmtp ]]; then
@@ -198,7 +197,6 @@ export BENCH_PASSWORD=$password PORTICO_LOAD_PASSWORD=$password
 portico_pid=""
 dovecot_pid=""
 sink_pid=""
-
 
 cleanup() {
     local status=$?

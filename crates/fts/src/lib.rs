@@ -7,8 +7,9 @@
 //! tantivy, one term per trigram, postings without positions). Tantivy's own n-gram
 //! tokenizer cuts the text on its indexing thread, so a message's text goes to tantivy
 //! as it is: no token list is built and copied per message (the text queued there is
-//! bounded, see `queued.rs`). A message that contains a needle contains each of the needle's trigrams, so the messages holding all of
-//! them are a superset of the true matches; the caller checks each candidate exactly.
+//! bounded, see `queued.rs`). A message that contains a needle contains each of the
+//! needle's trigrams, so the messages holding all of them are a superset of the true
+//! matches; the caller checks each candidate exactly.
 //! Needles shorter than three characters cannot be narrowed down and get `None`.
 //!
 //! What the text *is* (decoded body parts, header values) and how its case is folded
