@@ -97,8 +97,11 @@ impl AsyncWrite for Stream {
 /// An open connection.
 pub struct Conn {
     stream: Stream,
-    /// Bytes received and not yet decoded.
+    /// Bytes received; those before `start` are decoded already.
     buf: Vec<u8>,
+    /// Where the undecoded bytes begin: a response of many lines is decoded a line at a
+    /// time, and moving the rest down after each line costs quadratic copying.
+    start: usize,
     target: Arc<Target>,
 }
 
@@ -132,6 +135,7 @@ impl Conn {
         let mut conn = Conn {
             stream: Stream::Plain(stream),
             buf: Vec::with_capacity(8192),
+            start: 0,
             target: target.clone(),
         };
         if target.tls == TlsMode::Implicit {
@@ -144,7 +148,7 @@ impl Conn {
     /// Bytes already received past that answer would be plaintext injected before the
     /// handshake: refused.
     pub async fn start_tls(&mut self) -> Result<(), ClientError> {
-        if !self.buf.is_empty() {
+        if self.buf.len() > self.start {
             return Err(ClientError::Tls(
                 "the server sent data after its STARTTLS answer".into(),
             ));
@@ -197,14 +201,25 @@ impl Conn {
     ) -> Result<T, ClientError> {
         let mut needed = 0;
         loop {
-            if !self.buf.is_empty() && self.buf.len() >= needed {
-                match decode(&self.buf).map_err(ClientError::Malformed)? {
+            let pending = self.buf.len() - self.start;
+            if pending > 0 && pending >= needed {
+                match decode(&self.buf[self.start..]).map_err(ClientError::Malformed)? {
                     Decoded::Complete(item, used) => {
-                        self.buf.drain(..used);
+                        self.start += used;
+                        if self.start == self.buf.len() {
+                            self.buf.clear();
+                            self.start = 0;
+                        }
                         return Ok(item);
                     }
                     Decoded::Incomplete { needed: more } => needed = more,
                 }
+            }
+            // Before reading more, the decoded bytes make room (once per read, not once
+            // per item).
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
             }
             self.buf
                 .reserve(needed.saturating_sub(self.buf.len()).clamp(8192, 1 << 20));
