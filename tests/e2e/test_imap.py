@@ -811,6 +811,71 @@ def test_append_to_sent_byte_exact(alice):
 # The corpus: FETCH
 
 
+def test_header_sync_reads_dates_and_sizes_of_new_messages(alice):
+    """A client's header sync (FLAGS INTERNALDATE RFC822.SIZE and header fields) is
+    answered from what the folder's actor keeps in memory: messages appended and
+    copied while the folder is selected must show the same date and size as a fresh
+    read from the store does."""
+    def at(day, hour, offset):
+        zone = dt.timezone(dt.timedelta(hours=offset))
+        return imaplib.Time2Internaldate(dt.datetime(2024, 6, day, hour, 30, 0, tzinfo=zone))
+
+    watcher = alice.imap_login(ALICE, ALICE_PW)
+    writer = alice.imap_login(ALICE, ALICE_PW)
+    assert writer.create("Old")[0] == "OK"
+    # Bare LF line ends: stored (and sized) with CRLF.
+    archived = b"Subject: archived\nFrom: a@example.com\n\nold\nmail\n"
+    assert writer.append("Old", None, at(11, 8, -5), archived)[0] == "OK"
+    # Enough messages for the FETCH to read the kept header fields as one range (the
+    # path that takes the rest from the listing).
+    first = crlf(small(1))
+    for _ in range(70):
+        assert writer.append("INBOX", None, at(12, 9, 2), first)[0] == "OK"
+    # The watcher's SELECT makes the actor keep the folder's listing.
+    assert watcher.select("INBOX") == ("OK", [b"70"])
+    second = b"Subject: second\nFrom: b@example.com\n\n" + b"line\n" * 50
+    assert writer.append("INBOX", "(\\Flagged)", at(13, 23, 9), second)[0] == "OK"
+    assert writer.select("Old")[0] == "OK"
+    assert writer.copy("1", "INBOX")[0] == "OK"
+    assert watcher.noop()[0] == "OK"
+
+    sync = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject)])"
+    typ, data = watcher.uid("FETCH", "1:*", sync)
+    assert typ == "OK", data
+    header_sync = re.compile(
+        rb'(\d+) \(UID (\d+) FLAGS \(([^)]*)\) INTERNALDATE "([^"]+)" RFC822.SIZE (\d+) '
+        rb"BODY\[HEADER.FIELDS \(Subject\)\] \{\d+\}")
+    seen = []
+    for item in data:
+        if isinstance(item, tuple):
+            found = header_sync.fullmatch(item[0])
+            assert found, item
+            seen.append((int(found.group(2)), found.group(4), int(found.group(5)), item[1]))
+    lf = lambda b: b.count(b"\n") - b.count(b"\r\n")  # noqa: E731
+    assert seen == [
+        (uid, at(12, 9, 2).strip('"').encode(), len(first), b"Subject: message 1\r\n\r\n")
+        for uid in range(1, 71)
+    ] + [
+        (71, at(13, 23, 9).strip('"').encode(), len(second) + lf(second),
+         b"Subject: second\r\n\r\n"),
+        (72, at(11, 8, -5).strip('"').encode(), len(archived) + lf(archived),
+         b"Subject: archived\r\n\r\n"),
+    ], data
+    # A session that reads the folder afresh sees the same, and each size is the
+    # stored message's.
+    reader = alice.imap_login(ALICE, ALICE_PW)
+    assert reader.select("INBOX", readonly=True)[0] == "OK"
+    typ, fresh = reader.uid("FETCH", "1:*", "(INTERNALDATE RFC822.SIZE BODY.PEEK[])")
+    assert typ == "OK", fresh
+    stored = [(f[0], len(f[1])) for f in fresh if isinstance(f, tuple)]
+    assert len(stored) == 72
+    for (uid, date, size, _), (line, length) in zip(seen, stored):
+        assert f'INTERNALDATE "{date.decode()}" RFC822.SIZE {size} '.encode() in line, line
+        assert size == length
+    for m in (watcher, writer, reader):
+        m.logout()
+
+
 def test_corpus_fetch_byte_exact(corpus_box):
     server, infos = corpus_box
     r = raw_login(server, READER, CORPUS_PW)

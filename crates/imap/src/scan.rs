@@ -160,15 +160,20 @@ impl ScanJob {
         }
     }
 
-    /// Whether the job reads nothing of a message but its UID, flags, MODSEQ and (with
-    /// [`Detail::Fields`] or [`Detail::KeptHeader`]) what was kept at append: FETCH of
-    /// UID/FLAGS/MODSEQ and kept header fields, SEARCH on flags, UIDs, sequence
-    /// numbers, MODSEQ and the decoded fields. The host may then give messages whose
-    /// other fields (size, dates) are left empty.
+    /// Whether the job reads nothing of a message but its UID, flags, MODSEQ, size and
+    /// INTERNALDATE, and (with [`Detail::Fields`] or [`Detail::KeptHeader`]) what was
+    /// kept at append: FETCH of those and of kept header fields (a mail client's header
+    /// sync), SEARCH on flags, UIDs, sequence numbers, MODSEQ and the decoded fields.
+    /// The host may then give messages whose other fields (the save date, the email
+    /// id) are left empty.
     pub fn reads_only_listed(&self) -> bool {
         match &*self.work {
             ScanWork::Fetch { attrs, .. } => attrs.iter().all(|a| match a {
-                FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq => true,
+                FetchAttr::Uid
+                | FetchAttr::Flags
+                | FetchAttr::ModSeq
+                | FetchAttr::InternalDate
+                | FetchAttr::Rfc822Size => true,
                 FetchAttr::BodySection { .. } => {
                     fetch::detail(std::slice::from_ref(a)) == Detail::KeptHeader
                 }
@@ -504,10 +509,18 @@ mod tests {
         assert!(
             fetch(vec![FetchAttr::Uid, FetchAttr::Flags, FetchAttr::ModSeq]).reads_only_listed()
         );
-        assert!(!fetch(vec![FetchAttr::Flags, FetchAttr::InternalDate]).reads_only_listed());
-        // The listing has no save dates.
+        assert!(
+            fetch(vec![
+                FetchAttr::Flags,
+                FetchAttr::InternalDate,
+                FetchAttr::Rfc822Size
+            ])
+            .reads_only_listed()
+        );
+        // The listing has no save dates nor email ids.
         assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::SaveDate]).reads_only_listed());
-        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::Rfc822Size]).reads_only_listed());
+        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::EmailId]).reads_only_listed());
+        assert!(!fetch(vec![FetchAttr::Uid, FetchAttr::Envelope]).reads_only_listed());
         use SearchKey::*;
         let flags_only = And(vec![
             Unseen,

@@ -200,13 +200,20 @@ fn meta_data(meta: &MessageMeta) -> MessageData {
     }
 }
 
-/// A message of the mailbox actor's listing, for a scan that reads only UIDs, flags and
-/// MODSEQs ([`ScanJob::reads_only_listed`]): the other fields are left empty. `None`
-/// when it is gone.
+/// A message of the mailbox actor's listing, for a scan that reads only what the
+/// listing has ([`ScanJob::reads_only_listed`]): the other fields are left empty.
+/// `None` when it is gone.
 fn listed_message(listing: &Listing, uid: u32) -> Option<MessageData> {
-    let at = listing.binary_search_by_key(&uid, |m| m.0.0).ok()?;
-    let (uid, flags, modseq) = &listing[at];
-    Some(flags_only(*uid, flags, *modseq))
+    let at = listing.binary_search_by_key(&uid, |m| m.uid.0).ok()?;
+    let listed = &listing[at];
+    Some(MessageData {
+        internal_date: DateTime {
+            timestamp: listed.internal_date.0,
+            offset: listed.internal_date.1,
+        },
+        size: listed.size,
+        ..flags_only(listed.uid, &listed.flags, listed.modseq)
+    })
 }
 
 /// A message with its UID, flags and MODSEQ, nothing else.
@@ -1590,11 +1597,11 @@ impl ImapConnection {
                         Some(since) => snapshot
                             .messages
                             .iter()
-                            .filter(|(_, _, modseq)| modseq.0 > since)
-                            .map(|(uid, flags, modseq)| ViewEntry {
-                                uid: uid.0,
-                                flags: flag_names(flags),
-                                modseq: modseq.0,
+                            .filter(|m| m.modseq.0 > since)
+                            .map(|m| ViewEntry {
+                                uid: m.uid.0,
+                                flags: flag_names(&m.flags),
+                                modseq: m.modseq.0,
                             })
                             .collect(),
                         None => Vec::new(),

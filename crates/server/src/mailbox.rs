@@ -117,13 +117,13 @@ pub struct ListingOverview {
 }
 
 impl ListingOverview {
-    fn of(listing: &[(Uid, Flags, ModSeq)]) -> ListingOverview {
+    fn of(listing: &[ListedMessage]) -> ListingOverview {
         let mut keywords: Vec<String> = Vec::new();
         let mut first_unseen = None;
         let uids = listing
             .iter()
             .enumerate()
-            .map(|(i, (uid, flags, _))| {
+            .map(|(i, ListedMessage { uid, flags, .. })| {
                 for name in flags.keywords() {
                     if !keywords.iter().any(|k| k == name) {
                         keywords.push(name.to_string());
@@ -143,14 +143,41 @@ impl ListingOverview {
     }
 }
 
-/// (UID, flags, MODSEQ) of each visible message, ascending UID.
-pub type Listing = Arc<Vec<(Uid, Flags, ModSeq)>>;
+/// Every visible message, ascending UID.
+pub type Listing = Arc<Vec<ListedMessage>>;
+
+/// What the mailbox actor keeps in memory of a message: what changes (flags, MODSEQ)
+/// and what a mail client's header sync asks of every message besides its header
+/// fields (`UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE ...)`), which then reads no
+/// metadata from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMessage {
+    pub uid: Uid,
+    pub flags: Flags,
+    pub modseq: ModSeq,
+    pub size: u64,
+    /// Unix seconds and the zone's offset in seconds east of UTC.
+    pub internal_date: (i64, i32),
+}
+
+impl ListedMessage {
+    fn of(meta: MessageMeta) -> ListedMessage {
+        ListedMessage {
+            uid: meta.uid,
+            flags: meta.flags,
+            modseq: meta.modseq,
+            size: meta.size,
+            internal_date: (meta.internal_date, meta.internal_date_offset),
+        }
+    }
+}
 
 /// An append waiting for its metadata to become durable.
 struct PendingAppend {
     ticket: CommitTicket,
     appended: Appended,
     flags: Flags,
+    internal_date: (i64, i32),
     origin: Option<SessionId>,
     reply: oneshot::Sender<Result<Appended, MailboxFault>>,
 }
@@ -222,7 +249,7 @@ impl MailboxActor {
         self.overview = None;
         if let Some(listing) = &mut self.listing {
             let gone: std::collections::HashSet<Uid> = uids.iter().copied().collect();
-            Arc::make_mut(listing).retain(|m| !gone.contains(&m.0));
+            Arc::make_mut(listing).retain(|m| !gone.contains(&m.uid));
         }
         self.messages_came_or_went();
         self.publish(origin, true);
@@ -270,10 +297,11 @@ impl MailboxActor {
         if let Some(listing) = &mut self.listing {
             let listing = Arc::make_mut(listing);
             for change in &changed {
-                if let Ok(i) = listing.binary_search_by_key(&change.uid, |m| m.0)
-                    && listing[i].2 <= change.modseq
+                if let Ok(i) = listing.binary_search_by_key(&change.uid, |m| m.uid)
+                    && listing[i].modseq <= change.modseq
                 {
-                    listing[i] = (change.uid, change.flags.clone(), change.modseq);
+                    listing[i].flags = change.flags.clone();
+                    listing[i].modseq = change.modseq;
                 }
             }
         }
@@ -285,14 +313,14 @@ impl MailboxActor {
     }
 
     /// Announces new messages; the first read-write watcher sees them as \Recent.
-    fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[(Uid, Flags, ModSeq)]) {
+    fn broadcast_appended(&mut self, origin: Option<SessionId>, messages: &[ListedMessage]) {
         let first = self
             .subscribers
             .iter()
             .filter(|(_, subscriber)| !subscriber.read_only)
             .map(|(session, _)| *session)
             .min();
-        for (uid, _, _) in messages {
+        for ListedMessage { uid, .. } in messages {
             match first {
                 // Seen as \Recent by that session; nobody else will.
                 Some(_) => {
@@ -311,7 +339,7 @@ impl MailboxActor {
         if let Some(listing) = &mut self.listing {
             let listing = Arc::make_mut(listing);
             for message in messages {
-                match listing.binary_search_by_key(&message.0, |m| m.0) {
+                match listing.binary_search_by_key(&message.uid, |m| m.uid) {
                     // Already there (the listing was read after the store had it).
                     Ok(_) => {}
                     Err(i) => listing.insert(i, message.clone()),
@@ -320,7 +348,12 @@ impl MailboxActor {
         }
         self.messages_came_or_went();
         self.publish(origin, true);
-        let messages = Arc::new(messages.to_vec());
+        let messages = Arc::new(
+            messages
+                .iter()
+                .map(|m| (m.uid, m.flags.clone(), m.modseq))
+                .collect::<Vec<_>>(),
+        );
         self.broadcast(origin, |session| FolderChange::Appended {
             messages: messages.clone(),
             recent: Some(session) == first,
@@ -343,7 +376,14 @@ impl MailboxActor {
                 break;
             };
             let appended = done.appended;
-            self.broadcast_appended(done.origin, &[(appended.uid, done.flags, appended.modseq)]);
+            let listed = ListedMessage {
+                uid: appended.uid,
+                flags: done.flags,
+                modseq: appended.modseq,
+                size: appended.size,
+                internal_date: done.internal_date,
+            };
+            self.broadcast_appended(done.origin, &[listed]);
             let _ = done.reply.send(Ok(appended));
         }
     }
@@ -379,7 +419,7 @@ impl MailboxActor {
 
     /// What a new watcher may see of the folder: pending appends are left out (it hears
     /// of them when they are durable, like everyone else). `size` stays the store's.
-    fn visible(&self, mut mailbox: Mailbox, listing: &[(Uid, Flags, ModSeq)]) -> Mailbox {
+    fn visible(&self, mut mailbox: Mailbox, listing: &[ListedMessage]) -> Mailbox {
         if let Some(first) = self.pending.front() {
             mailbox.uidnext = first.appended.uid;
             mailbox.highest_modseq = ModSeq(first.appended.modseq.0.saturating_sub(1));
@@ -408,7 +448,7 @@ impl MailboxActor {
         // A fresh vector: collected in place, the listing would keep the metadata's
         // allocation, twice its own size (10 MiB on 100,000 messages).
         let mut listing = Vec::with_capacity(messages.len());
-        listing.extend(messages.into_iter().map(|m| (m.uid, m.flags, m.modseq)));
+        listing.extend(messages.into_iter().map(ListedMessage::of));
         Arc::new(listing)
     }
 }
@@ -578,7 +618,12 @@ impl Handler<LinkStaged> for MailboxActor {
                 internal_date: append.msg.internal_date,
                 storage_limit: append.msg.storage_limit,
             });
-            waiting.push((append.msg.flags, append.msg.origin, append.reply));
+            waiting.push((
+                append.msg.flags,
+                append.msg.internal_date,
+                append.msg.origin,
+                append.reply,
+            ));
         }
         let (store, id) = (self.store.clone(), self.id);
         ctx.wait(
@@ -588,13 +633,15 @@ impl Handler<LinkStaged> for MailboxActor {
                     let (appended, ticket) = match linked {
                         Ok(linked) => linked,
                         Err(e) => {
-                            for (_, _, reply) in waiting {
+                            for (_, _, _, reply) in waiting {
                                 let _ = reply.send(Err(e.clone()));
                             }
                             return;
                         }
                     };
-                    for (appended, (flags, origin, reply)) in appended.into_iter().zip(waiting) {
+                    for (appended, (flags, internal_date, origin, reply)) in
+                        appended.into_iter().zip(waiting)
+                    {
                         let appended = match appended {
                             Ok(appended) => appended,
                             // Refused alone (over its limit); nothing of it was applied.
@@ -607,6 +654,7 @@ impl Handler<LinkStaged> for MailboxActor {
                             ticket,
                             appended,
                             flags,
+                            internal_date,
                             origin,
                             reply,
                         });
@@ -694,9 +742,9 @@ impl Handler<SubscribeSession> for MailboxActor {
                     .clone();
                 let mailbox = actor.visible(mailbox, &messages);
                 let from = *actor.recent_from.get_or_insert(mailbox.uidnext);
-                let recent = messages[messages.partition_point(|m| m.0 < from)..]
+                let recent = messages[messages.partition_point(|m| m.uid < from)..]
                     .iter()
-                    .map(|m| m.0)
+                    .map(|m| m.uid)
                     .collect();
                 if !msg.read_only {
                     actor.recent_from = Some(mailbox.uidnext);
@@ -782,9 +830,9 @@ impl Handler<StoreFlags> for MailboxActor {
                 let now_of = |uid: Uid| -> Result<Option<(Flags, ModSeq)>, StoreError> {
                     match &listing {
                         Some(listing) => Ok(listing
-                            .binary_search_by_key(&uid, |m| m.0)
+                            .binary_search_by_key(&uid, |m| m.uid)
                             .ok()
-                            .map(|at| (listing[at].1.clone(), listing[at].2))),
+                            .map(|at| (listing[at].flags.clone(), listing[at].modseq))),
                         None => match store.message(id, uid) {
                             Ok(meta) => Ok(Some((meta.flags, meta.modseq))),
                             Err(StoreError::NotFound) => Ok(None),
@@ -935,8 +983,7 @@ impl Handler<CopyMessages> for MailboxActor {
                 };
                 let mut added = Vec::new();
                 for (_, new_uid) in &copied.pairs {
-                    let meta = store.message(id, *new_uid)?;
-                    added.push((*new_uid, meta.flags, meta.modseq));
+                    added.push(ListedMessage::of(store.message(id, *new_uid)?));
                 }
                 let modseq = store.mailbox(source)?.highest_modseq;
                 Ok((copied, added, modseq))
