@@ -46,4 +46,7 @@ pub use section::{
     KEPT_HEADER_FIELDS, SectionPart, UnknownCte, binary_section, header_fields, kept_header_covers,
     kept_header_lines, section, section_range,
 };
-pub use summary::{Content, Disposition, Encapsulated, Envelope, MessageSummary, Part, summarize};
+pub use summary::{
+    Content, Disposition, Encapsulated, Envelope, MessageSummary, Part, summarize,
+    summarize_with_body_text,
+};

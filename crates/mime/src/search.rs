@@ -135,7 +135,7 @@ pub fn body_text(raw: &[u8]) -> String {
     }
 }
 
-fn collect_text(message: &Message<'_>) -> String {
+pub(crate) fn collect_text(message: &Message<'_>) -> String {
     let mut out = String::new();
     // An explicit stack: nested messages can be nested deeply.
     let mut stack: Vec<(&Message<'_>, usize)> = vec![(message, 0)];

@@ -178,32 +178,46 @@ impl MessageSummary {
 /// Messages should have CRLF line endings, as the store keeps them; bare LF
 /// is tolerated and counted as a line ending.
 pub fn summarize(raw: &[u8]) -> MessageSummary {
+    summarize_parsed(raw, false).0
+}
+
+/// [`summarize`] and [`crate::body_text`] from one parse, for a message on its way
+/// into the store and then the full-text index. The text is `None` where
+/// [`crate::body_text`] would not parse the message either (it then falls back on the
+/// raw bytes after the header).
+pub fn summarize_with_body_text(raw: &[u8]) -> (MessageSummary, Option<String>) {
+    summarize_parsed(raw, true)
+}
+
+fn summarize_parsed(raw: &[u8], with_text: bool) -> (MessageSummary, Option<String>) {
     // mail-parser's offsets are u32: beyond that they would wrap.
     let parsed = if u32::try_from(raw.len()).is_ok() {
         // mail-parser is third-party code fed untrusted bytes; a panic in it
         // (it has debug assertions and `unreachable!`s) must cost this one
         // message its MIME structure, not the store task that appends it.
-        catch_unwind(AssertUnwindSafe(|| from_parser(raw)))
+        catch_unwind(AssertUnwindSafe(|| from_parser(raw, with_text)))
             .ok()
             .flatten()
     } else {
         None
     };
-    parsed.unwrap_or_else(|| without_parser(raw))
+    parsed.unwrap_or_else(|| (without_parser(raw), None))
 }
 
-fn from_parser(raw: &[u8]) -> Option<MessageSummary> {
+fn from_parser(raw: &[u8], with_text: bool) -> Option<(MessageSummary, Option<String>)> {
     let message = MessageParser::default().parse(raw)?;
     let root = build(raw, &message, 0, Frame::root(raw.len()), false, 0);
+    let text = with_text.then(|| crate::search::collect_text(&message));
     dismantle(message);
-    Some(MessageSummary {
+    let summary = MessageSummary {
         size: raw.len(),
         envelope: Envelope::parse(
             raw.get(root.header_start..root.body_start)
                 .unwrap_or_default(),
         ),
         root,
-    })
+    };
+    Some((summary, text))
 }
 
 /// The summary of a message the parser could not read: one part, described

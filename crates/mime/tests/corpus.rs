@@ -7,7 +7,7 @@ mod common;
 use common::{all, check_syntax, paths};
 use portico_mime::{
     Content, MessageSummary, PREVIEW_CHARS, Part, SectionPart, binary_section, body_text,
-    header_values, preview, section, sent_date, summarize,
+    header_values, preview, section, sent_date, summarize, summarize_with_body_text,
 };
 
 fn bincode_config() -> bincode::config::Configuration {
@@ -222,4 +222,15 @@ fn every_message_has_a_preview_a_reader_would_expect() {
     assert_eq!(of("016"), "You are invited.");
     assert_eq!(of("018"), "line one line two line three");
     assert_eq!(of("019"), "Signed content, must stay byte-exact.");
+}
+
+/// The text handed from an append's parse to the full-text index is what the index
+/// would make of the stored message itself, for every corpus message.
+#[test]
+fn summary_and_body_text_from_one_parse() {
+    for (name, raw) in all() {
+        let (summary, text) = summarize_with_body_text(&raw);
+        assert_eq!(summary, summarize(&raw), "{name}");
+        assert_eq!(text.as_deref(), Some(body_text(&raw).as_str()), "{name}");
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use common::{check_syntax, paths};
 use portico_mime::{
     PREVIEW_CHARS, SectionPart, binary_section, body_text, header_values, preview, section,
-    sent_date, summarize,
+    sent_date, summarize, summarize_with_body_text,
 };
 use proptest::prelude::*;
 
@@ -17,6 +17,13 @@ use proptest::prelude::*;
 fn exercise(raw: &[u8]) {
     let s = summarize(raw);
     assert_eq!(s.size(), raw.len());
+    // One parse for both: the same summary, and the same text SEARCH and the index
+    // would make of the message on their own.
+    let (with_text, text) = summarize_with_body_text(raw);
+    assert_eq!(with_text, s);
+    if let Some(text) = text {
+        assert_eq!(text, body_text(raw));
+    }
     if let Err(e) = check_syntax(&s) {
         panic!(
             "{e}\ninput: {:?}\nBODYSTRUCTURE: {}",

@@ -430,8 +430,13 @@ fn lower_this_threads_priority() {
 /// (SEARCH then reads it every time, and reports the failure itself). The raw message
 /// is dropped before the body text is folded.
 fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<MessageText> {
-    let raw = store.bytes_of(folder, meta).ok()?;
     let summary = store.message_summary(folder, meta.uid).ok()?;
+    // A message just appended left its decoded text from its append's parse: then
+    // only its header is read back.
+    let (raw, body) = match store.take_body_text(meta.body.id) {
+        Some(body) => (store.header_of(folder, meta, &summary).ok()?, Some(body)),
+        None => (store.bytes_of(folder, meta).ok()?, None),
+    };
     let header = &raw[..summary.header_len().min(raw.len())];
     // What SEARCH FROM, SUBJECT, … compare: the values kept at append, or for a message
     // stored before they were kept, the same values taken from its header.
@@ -454,7 +459,7 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
         folded.join("\n")
     });
     let header = casemap::fold(&portico_mime::header_search_text(header));
-    let body = portico_mime::body_text(&raw);
+    let body = body.unwrap_or_else(|| portico_mime::body_text(&raw));
     drop(raw);
     Some(MessageText {
         body: casemap::fold(&body),

@@ -37,6 +37,11 @@ pub fn store_options(config: &ClusterConfig) -> portico_store::StoreOptions {
         min_free_percent: settings.min_free_percent,
         group_commit_delay: std::time::Duration::from_micros(settings.group_commit_delay_us),
         verify_against_body_log: true,
+        // Enough for the texts of a few hundred messages between two indexing rounds.
+        body_text_budget: match config.search.full_text_index {
+            true => 4 * MIB as usize,
+            false => 0,
+        },
     }
 }
 

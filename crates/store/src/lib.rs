@@ -76,6 +76,7 @@ mod recent;
 mod record;
 mod store;
 mod subscriptions;
+mod texts;
 mod types;
 
 pub use bodylog::{BodyLocation, MAX_BODY_LEN};

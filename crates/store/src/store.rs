@@ -13,6 +13,7 @@ use crate::commit::{Arrival, CommitObserver, GroupCommit};
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::record::{Record, decode, encode};
+use crate::texts::RecentTexts;
 use crate::types::*;
 use portico_mime::MessageSummary;
 
@@ -51,6 +52,9 @@ pub struct StoreOptions {
     /// Refuse to open a metadata database that is missing changes the body log shows
     /// were durable (off only for `fsck`, which reports it).
     pub verify_against_body_log: bool,
+    /// Bytes of appended messages' decoded text kept for the full-text indexer
+    /// ([`Store::take_body_text`]); 0 (no index) keeps none.
+    pub body_text_budget: usize,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +66,7 @@ impl Default for StoreOptions {
             min_free_percent: 1.0,
             group_commit_delay: std::time::Duration::from_micros(500),
             verify_against_body_log: true,
+            body_text_budget: 0,
         }
     }
 }
@@ -155,6 +160,8 @@ pub struct Store {
     durable_seq: AtomicU64,
     /// The newest commit marker found in the body log at open.
     pub(crate) log_marker: Option<u64>,
+    /// Decoded texts of messages just appended, for the full-text indexer.
+    recent_texts: RecentTexts,
     options: StoreOptions,
     /// Serialises read-modify-write sequences (counters, UIDNEXT, refcounts). Held only
     /// while a batch is built and applied, never across the sync.
@@ -338,6 +345,7 @@ impl Store {
             applied_seq: AtomicU64::new(0),
             durable_seq: AtomicU64::new(0),
             log_marker: recovery.marker,
+            recent_texts: RecentTexts::new(options.body_text_budget),
             options: options.clone(),
             writer: Mutex::new(()),
             commit: GroupCommit::new(options.group_commit_delay),
@@ -1168,15 +1176,20 @@ impl Store {
         // Parsed once here, outside the writer lock, so FETCH never parses again (twice
         // for a message with bare LFs, which become CRLF — except in a message with a
         // binary part (RFC 3516), whose bytes are kept exactly).
-        let parsed = portico_mime::summarize(message);
+        // With an index to feed, the same parse gives the message's decoded text.
+        let summarize = |raw: &[u8]| match self.recent_texts.enabled() {
+            true => portico_mime::summarize_with_body_text(raw),
+            false => (portico_mime::summarize(raw), None),
+        };
+        let (parsed, text) = summarize(message);
         let message = if parsed.root().has_binary() {
             Cow::Borrowed(message)
         } else {
             normalize_line_endings(message)
         };
-        let parsed = match &message {
-            Cow::Borrowed(_) => parsed,
-            Cow::Owned(normalized) => portico_mime::summarize(normalized),
+        let (parsed, text) = match &message {
+            Cow::Borrowed(_) => (parsed, text),
+            Cow::Owned(normalized) => summarize(normalized),
         };
         let summary = encode(&parsed)?;
         let search_fields = search_record(&message)?;
@@ -1185,6 +1198,9 @@ impl Store {
         // Not waited for: the metadata commit that links it syncs the segment first, so
         // one round covers both.
         let written = self.bodies.write(id, &message)?;
+        if let Some(text) = text {
+            self.recent_texts.keep(id, text);
+        }
         let body = DurableBody {
             id,
             location: written.location,
@@ -1652,6 +1668,13 @@ impl Store {
     pub fn message_header(&self, mailbox: MailboxId, uid: Uid) -> Result<Vec<u8>> {
         let meta = self.message(mailbox, uid)?;
         self.header_of(mailbox, &meta, &self.message_summary(mailbox, uid)?)
+    }
+
+    /// The decoded body text ([`portico_mime::body_text`]) of stored body `id`, made
+    /// when it was appended, if it is still kept: each is given out once (the
+    /// full-text indexer), and one not kept is for the caller to make.
+    pub fn take_body_text(&self, id: u64) -> Option<String> {
+        self.recent_texts.take(id)
     }
 
     /// The message's header block without its MIME summary: the first block of the
