@@ -122,8 +122,8 @@ fn decode_words(value: &[u8]) -> String {
 /// encoding and charset decoded to UTF-8, joined by newlines.
 pub fn body_text(raw: &[u8]) -> String {
     let text = catch_unwind(AssertUnwindSafe(|| {
-        MessageParser::default().parse(raw).map(|message| {
-            let text = collect_text(&message);
+        MessageParser::default().parse(raw).and_then(|message| {
+            let text = collect_text(&message, usize::MAX);
             dismantle(message);
             text
         })
@@ -135,7 +135,9 @@ pub fn body_text(raw: &[u8]) -> String {
     }
 }
 
-pub(crate) fn collect_text(message: &Message<'_>) -> String {
+/// The text [`body_text`] makes of a parsed message; `None` once it would pass `limit`
+/// bytes (nothing more is copied then).
+pub(crate) fn collect_text(message: &Message<'_>, limit: usize) -> Option<String> {
     let mut out = String::new();
     // An explicit stack: nested messages can be nested deeply.
     let mut stack: Vec<(&Message<'_>, usize)> = vec![(message, 0)];
@@ -149,7 +151,11 @@ pub(crate) fn collect_text(message: &Message<'_>) -> String {
             .is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
         match &part.body {
             PartType::Text(text) | PartType::Html(text) if is_text => {
-                if !out.is_empty() {
+                let separator = usize::from(!out.is_empty());
+                if out.len() + separator + text.len() > limit {
+                    return None;
+                }
+                if separator == 1 {
                     out.push('\n');
                 }
                 out.push_str(text);
@@ -158,7 +164,7 @@ pub(crate) fn collect_text(message: &Message<'_>) -> String {
             _ => {}
         }
     }
-    out
+    Some(out)
 }
 
 /// The first Date header as (Unix seconds, zone offset in seconds east of

@@ -178,24 +178,25 @@ impl MessageSummary {
 /// Messages should have CRLF line endings, as the store keeps them; bare LF
 /// is tolerated and counted as a line ending.
 pub fn summarize(raw: &[u8]) -> MessageSummary {
-    summarize_parsed(raw, false).0
+    summarize_parsed(raw, None).0
 }
 
 /// [`summarize`] and [`crate::body_text`] from one parse, for a message on its way
 /// into the store and then the full-text index. The text is `None` where
 /// [`crate::body_text`] would not parse the message either (it then falls back on the
-/// raw bytes after the header).
-pub fn summarize_with_body_text(raw: &[u8]) -> (MessageSummary, Option<String>) {
-    summarize_parsed(raw, true)
+/// raw bytes after the header), and where it would be longer than `max_text` bytes (a
+/// big message's text is not copied only to be dropped).
+pub fn summarize_with_body_text(raw: &[u8], max_text: usize) -> (MessageSummary, Option<String>) {
+    summarize_parsed(raw, Some(max_text))
 }
 
-fn summarize_parsed(raw: &[u8], with_text: bool) -> (MessageSummary, Option<String>) {
+fn summarize_parsed(raw: &[u8], max_text: Option<usize>) -> (MessageSummary, Option<String>) {
     // mail-parser's offsets are u32: beyond that they would wrap.
     let parsed = if u32::try_from(raw.len()).is_ok() {
         // mail-parser is third-party code fed untrusted bytes; a panic in it
         // (it has debug assertions and `unreachable!`s) must cost this one
         // message its MIME structure, not the store task that appends it.
-        catch_unwind(AssertUnwindSafe(|| from_parser(raw, with_text)))
+        catch_unwind(AssertUnwindSafe(|| from_parser(raw, max_text)))
             .ok()
             .flatten()
     } else {
@@ -204,10 +205,10 @@ fn summarize_parsed(raw: &[u8], with_text: bool) -> (MessageSummary, Option<Stri
     parsed.unwrap_or_else(|| (without_parser(raw), None))
 }
 
-fn from_parser(raw: &[u8], with_text: bool) -> Option<(MessageSummary, Option<String>)> {
+fn from_parser(raw: &[u8], max_text: Option<usize>) -> Option<(MessageSummary, Option<String>)> {
     let message = MessageParser::default().parse(raw)?;
     let root = build(raw, &message, 0, Frame::root(raw.len()), false, 0);
-    let text = with_text.then(|| crate::search::collect_text(&message));
+    let text = max_text.and_then(|limit| crate::search::collect_text(&message, limit));
     dismantle(message);
     let summary = MessageSummary {
         size: raw.len(),

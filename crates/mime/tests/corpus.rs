@@ -229,8 +229,18 @@ fn every_message_has_a_preview_a_reader_would_expect() {
 #[test]
 fn summary_and_body_text_from_one_parse() {
     for (name, raw) in all() {
-        let (summary, text) = summarize_with_body_text(&raw);
+        let (summary, text) = summarize_with_body_text(&raw, usize::MAX);
         assert_eq!(summary, summarize(&raw), "{name}");
-        assert_eq!(text.as_deref(), Some(body_text(&raw).as_str()), "{name}");
+        let expected = body_text(&raw);
+        assert_eq!(text.as_deref(), Some(expected.as_str()), "{name}");
+        // A text longer than asked for is not made; the summary is made all the same.
+        let (at_limit, exact) = summarize_with_body_text(&raw, expected.len());
+        assert_eq!(exact.as_deref(), Some(expected.as_str()), "{name}");
+        assert_eq!(at_limit, summary, "{name}");
+        if !expected.is_empty() {
+            let (short, none) = summarize_with_body_text(&raw, expected.len() - 1);
+            assert_eq!(none, None, "{name}");
+            assert_eq!(short, summary, "{name}");
+        }
     }
 }

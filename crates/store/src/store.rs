@@ -1178,7 +1178,7 @@ impl Store {
         // binary part (RFC 3516), whose bytes are kept exactly).
         // With an index to feed, the same parse gives the message's decoded text.
         let summarize = |raw: &[u8]| match self.recent_texts.enabled() {
-            true => portico_mime::summarize_with_body_text(raw),
+            true => portico_mime::summarize_with_body_text(raw, self.recent_texts.max_text()),
             false => (portico_mime::summarize(raw), None),
         };
         let (parsed, text) = summarize(message);

@@ -39,10 +39,15 @@ impl RecentTexts {
         self.budget > 0
     }
 
+    /// The longest text kept: an eighth of the budget.
+    pub(crate) fn max_text(&self) -> usize {
+        self.budget / 8
+    }
+
     /// Keeps the text of body `id`, pushing out the oldest beyond the bounds. A text
-    /// bigger than an eighth of the budget is not kept.
+    /// longer than [`RecentTexts::max_text`] is not kept.
     pub(crate) fn keep(&self, id: u64, text: String) {
-        if !self.enabled() || text.len() > self.budget / 8 {
+        if !self.enabled() || text.len() > self.max_text() {
             return;
         }
         let mut kept = self.lock();
