@@ -861,6 +861,17 @@ def test_header_sync_reads_dates_and_sizes_of_new_messages(alice):
         (72, at(11, 8, -5).strip('"').encode(), len(archived) + lf(archived),
          b"Subject: archived\r\n\r\n"),
     ], data
+    # A client's incremental sync asks for the new messages only: too few for a range
+    # read, each message's kept lines are read alone, and the rest is the same.
+    typ, data = watcher.uid("FETCH", "71:*", sync)
+    assert typ == "OK", data
+    recent = [header_sync.fullmatch(item[0]) for item in data if isinstance(item, tuple)]
+    assert [(int(f.group(2)), f.group(4), int(f.group(5))) for f in recent] == [
+        (uid, date, size) for uid, date, size, _ in seen[70:]
+    ], data
+    assert [item[1] for item in data if isinstance(item, tuple)] == [
+        lines for *_, lines in seen[70:]
+    ], data
     # A session that reads the folder afresh sees the same, and each size is the
     # stored message's.
     reader = alice.imap_login(ALICE, ALICE_PW)

@@ -309,8 +309,23 @@ impl SliceRead {
         if let Some(message) = self.message(uid, detail) {
             return Some(Ok(message));
         }
-        let SliceMetas::Read(metas) = &self.metas else {
-            return None;
+        let metas = match &self.metas {
+            // Too few messages for one range read of their kept lines: each one's alone,
+            // its metadata from the listing.
+            SliceMetas::Listed(listing) if detail == Detail::KeptHeader => {
+                let listed = listed_message(listing, uid)?;
+                return match store.kept_header(mailbox, Uid(uid)) {
+                    Ok(Some(lines)) => Some(Ok(Some(MessageData {
+                        raw: Some(lines),
+                        ..listed
+                    }))),
+                    // Stored before lines were kept: the caller reads its header.
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                };
+            }
+            SliceMetas::Listed(_) => return None,
+            SliceMetas::Read(metas) => metas,
         };
         let at = metas.binary_search_by_key(&uid, |m| m.uid.0).ok()?;
         Some(present(message_data(
