@@ -384,7 +384,7 @@ mib() { python3 -c "print(f'{$1 / 1024:.1f}')"; }
 {
     echo "Command: $command_line"
     echo "Machine: $(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr); load average before the sessions $load_before, after $(cut -d' ' -f1-3 /proc/loadavg); a compiler running at the start: $compiler_before, once all were open: $compiler_after"
-    echo "Script from checkout $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'); binaries from $bin_dir"
+    echo "Script from checkout $(checkout_name "$repo"); binaries from $bin_dir"
     echo "Open files: soft/hard limit $nofile_now for the script, the server ($server_nofile) and portico-load, set with ulimit in the script (it was $nofile_was; fs.nr_open $nr_open, fs.file-max $file_max); sysctls unchanged"
     echo "Mode: $mode; $accounts accounts, ${#mail[@]} messages per INBOX; sessions from $source_count source address(es)"
     echo "Sessions asked: $sessions, ramp-up $ramp s ($rate/s)"

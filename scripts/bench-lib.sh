@@ -5,6 +5,15 @@
 # log TEXT...: a time-stamped line on standard error.
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
+# checkout_name REPO: the commit the figures belong to, and whether the tree had
+# changes not committed (a run of uncommitted code must not pass for the commit's).
+checkout_name() {
+    local rev
+    rev=$(git -C "$1" rev-parse --short HEAD 2>/dev/null) || { echo '?'; return; }
+    git -C "$1" diff --quiet HEAD -- 2>/dev/null || rev+=" with uncommitted changes"
+    echo "$rev"
+}
+
 # bench_certificate DIR: a self-signed ECDSA P-256 certificate for mail.example.com
 # and 127.0.0.1, made for the run, in DIR/cert.pem and DIR/key.pem.
 bench_certificate() {

@@ -551,7 +551,7 @@ sink_pid=""
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 {
     echo "Machine: $(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr)"
-    echo "Portico $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') (release build), $(dovecot --version) (Debian package), portico-load with both"
+    echo "Portico $(checkout_name "$repo") (release build), $(dovecot --version) (Debian package), portico-load with both"
     echo "Runs: $runs per server and scenario ($drain_runs for pop3-drain), alternating, ${duration} s each (imap-idle $((duration > 10 ? duration : 10)) s), medians; $accounts accounts, $corpus_count corpus messages each; $elapsed s in all"
     echo "Machine before the runs: $busy_before; load average $load_start"
     echo "Machine after the runs: $busy_after; load average $(cut -d' ' -f1-3 /proc/loadavg); runs during which a compiler (rustc) was running: $busy_runs of $total_runs"
