@@ -10,11 +10,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+use bytes::Bytes;
 use portico_directory::AccountRecord;
 use portico_internode::{DeliverRefused, Delivery};
 use portico_store::{Flags, INBOX, QueuedMessage, StoreError};
 
-use crate::mailbox::{AppendMessage, MailboxFault};
+use crate::mailbox::{AppendMessage, AppendStaged, MailboxFault};
 use crate::node::NodeContext;
 use crate::relay::Outcome;
 
@@ -88,6 +89,10 @@ pub async fn deliver_here(
         delivery.id.clone(),
         record.address().to_string(),
     );
+    let expected = node.store.expect_append();
+    let message = delivery.message;
+    // The copy is staged (indexed, its body written) in the task that finds its folder,
+    // so that the folder's actor only links it.
     let found = tokio::task::spawn_blocking(move || -> Result<_, DeliverRefused> {
         if let Some(copy) = lookup.store.delivered(&id).map_err(temporary)? {
             return Ok(Err(copy.uid.0));
@@ -102,27 +107,36 @@ pub async fn deliver_here(
             .mailbox_by_name(account.id, INBOX)
             .map_err(temporary)?
             .ok_or_else(|| temporary("the account has no INBOX"))?;
-        Ok(Ok(inbox.id))
+        let staged = lookup.store.stage_message(&message, Some(&expected));
+        Ok(Ok((inbox.id, staged)))
     })
     .await
     .map_err(temporary)??;
-    let inbox = match found {
-        Ok(inbox) => inbox,
+    let (inbox, staged) = match found {
+        Ok(found) => found,
         Err(uid) => {
             tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid, "copy already stored");
             return Ok(uid);
         }
     };
     let append = AppendMessage {
-        message: delivery.message.into(),
+        message: Bytes::new(),
         flags: Flags::default(),
         internal_date: (delivery.internal_date, 0),
         origin: None,
-        expected: Some(node.store.expect_append()),
+        expected: None,
         delivery_id: Some(delivery.id.clone()),
         storage_limit,
     };
-    match node.mailboxes.send(inbox, append).await {
+    let stored = match staged {
+        Ok(staged) => {
+            node.mailboxes
+                .send(inbox, AppendStaged::new(staged, append))
+                .await
+        }
+        Err(e) => Ok(Err(MailboxFault::Store(e))),
+    };
+    match stored {
         Ok(Ok(appended)) => {
             crate::metrics::observe_delivery(accepted);
             tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid = appended.uid.0, "delivered");

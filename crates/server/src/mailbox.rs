@@ -11,12 +11,17 @@
 //! (group commit inside a folder):
 //!
 //! ```text
-//! AppendMessage ─► stage (blocking pool, concurrent): index, body durable in the body log
+//! AppendMessage ─► stage (blocking pool, concurrent): index, body written to the body log
 //!               ─► link (in order, nothing else handled meanwhile): every append staged
 //!                  by then gets its UID in one batch, metadata applied, queued as pending
-//!               ─► wait (blocking pool, concurrent): metadata durable, shared sync
+//!               ─► wait (the linking thread, concurrent): bodies and metadata durable,
+//!                  one shared sync
 //!               ─► announce + acknowledge every pending append now durable, in UID order
 //! ```
+//!
+//! A delivery stages its copy itself, in the blocking task that finds the folder, and
+//! sends [`AppendStaged`], which joins the link queue at once: each trip through the
+//! blocking pool costs two thread switches and waits for a free core.
 //!
 //! A pending append is invisible to sessions (snapshots leave it out) until it is
 //! durable; one whose sync fails is answered with the error and taken back out of the
@@ -507,17 +512,57 @@ impl Handler<AppendMessage> for MailboxActor {
             blocking(move || store.stage_message(&message, msg_expected.as_ref()))
                 .into_actor(self)
                 .map(move |staged, actor, ctx| match staged {
-                    Ok(mut staged) => {
-                        if let Some(id) = msg.delivery_id.clone() {
-                            staged.deliver_as(id);
-                        }
-                        actor.queue_link(StagedAppend { staged, msg, reply }, ctx)
-                    }
+                    Ok(staged) => actor.queue_link(StagedAppend::new(staged, msg, reply), ctx),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
                 }),
         );
+        Box::pin(async move { answer.await.unwrap_or(Err(MailboxFault::Unavailable)) })
+    }
+}
+
+/// An append whose sender staged the message already ([`Store::stage_message`], on the
+/// blocking pool in the task that found the folder, as a delivery does): it joins the
+/// link queue at once instead of taking another trip through the blocking pool.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Appended, MailboxFault>")]
+pub struct AppendStaged {
+    /// Taken by the handler; shared so that [`MailboxRegistry::send`] can hand it to a
+    /// new actor when the folder's actor stopped meanwhile.
+    staged: Arc<Mutex<Option<portico_store::StagedMessage>>>,
+    /// Everything but the message, which is staged.
+    append: AppendMessage,
+}
+
+impl AppendStaged {
+    /// `append` without its message (`append.message` is not read again).
+    pub fn new(staged: portico_store::StagedMessage, append: AppendMessage) -> Self {
+        AppendStaged {
+            staged: Arc::new(Mutex::new(Some(staged))),
+            append,
+        }
+    }
+}
+
+impl Handler<AppendStaged> for MailboxActor {
+    type Result = ResponseFuture<Result<Appended, MailboxFault>>;
+
+    fn handle(&mut self, msg: AppendStaged, ctx: &mut Self::Context) -> Self::Result {
+        self.status.touch();
+        let (reply, answer) = oneshot::channel();
+        let staged = msg
+            .staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match staged {
+            Some(staged) => self.queue_link(StagedAppend::new(staged, msg.append, reply), ctx),
+            // Handed to an actor before: never linked twice.
+            None => {
+                let _ = reply.send(Err(MailboxFault::Unavailable));
+            }
+        }
         Box::pin(async move { answer.await.unwrap_or(Err(MailboxFault::Unavailable)) })
     }
 }
@@ -554,7 +599,7 @@ impl Handler<AppendMany> for MailboxActor {
             .map(move |staged, actor, ctx| match staged {
                 Ok(staged) => {
                     for ((staged, msg), reply) in staged.into_iter().zip(msg.appends).zip(replies) {
-                        actor.queue_link(StagedAppend { staged, msg, reply }, ctx);
+                        actor.queue_link(StagedAppend::new(staged, msg, reply), ctx);
                     }
                 }
                 Err(e) => {
@@ -585,6 +630,19 @@ struct StagedAppend {
     staged: portico_store::StagedMessage,
     msg: AppendMessage,
     reply: oneshot::Sender<Result<Appended, MailboxFault>>,
+}
+
+impl StagedAppend {
+    fn new(
+        mut staged: portico_store::StagedMessage,
+        msg: AppendMessage,
+        reply: oneshot::Sender<Result<Appended, MailboxFault>>,
+    ) -> Self {
+        if let Some(id) = msg.delivery_id.clone() {
+            staged.deliver_as(id);
+        }
+        StagedAppend { staged, msg, reply }
+    }
 }
 
 impl MailboxActor {
@@ -626,49 +684,68 @@ impl Handler<LinkStaged> for MailboxActor {
             ));
         }
         let (store, id) = (self.store.clone(), self.id);
+        // One trip through the blocking pool: the thread that links then waits for the
+        // sync, while the actor goes on as soon as the batch is linked.
+        let (linked_tx, linked_rx) = oneshot::channel();
+        let durable = tokio::task::spawn_blocking(move || {
+            let linked = store.append_staged_limited(id, batch);
+            let ticket = linked.as_ref().ok().map(|(_, ticket)| *ticket);
+            let _ = linked_tx.send(linked);
+            ticket.map(|ticket| store.wait_committed(ticket))
+        });
         ctx.wait(
-            blocking(move || store.append_staged_limited(id, batch))
-                .into_actor(self)
-                .map(move |linked, actor, ctx| {
-                    let (appended, ticket) = match linked {
-                        Ok(linked) => linked,
+            async move {
+                linked_rx
+                    .await
+                    .map_err(|_| MailboxFault::Unavailable)?
+                    .map_err(MailboxFault::from)
+            }
+            .into_actor(self)
+            .map(move |linked, actor, ctx| {
+                let (appended, ticket) = match linked {
+                    Ok(linked) => linked,
+                    Err(e) => {
+                        for (_, _, _, reply) in waiting {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                        return;
+                    }
+                };
+                for (appended, (flags, internal_date, origin, reply)) in
+                    appended.into_iter().zip(waiting)
+                {
+                    let appended = match appended {
+                        Ok(appended) => appended,
+                        // Refused alone (over its limit); nothing of it was applied.
                         Err(e) => {
-                            for (_, _, _, reply) in waiting {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                            return;
+                            let _ = reply.send(Err(e.into()));
+                            continue;
                         }
                     };
-                    for (appended, (flags, internal_date, origin, reply)) in
-                        appended.into_iter().zip(waiting)
-                    {
-                        let appended = match appended {
-                            Ok(appended) => appended,
-                            // Refused alone (over its limit); nothing of it was applied.
-                            Err(e) => {
-                                let _ = reply.send(Err(e.into()));
-                                continue;
-                            }
-                        };
-                        actor.pending.push_back(PendingAppend {
-                            ticket,
-                            appended,
-                            flags,
-                            internal_date,
-                            origin,
-                            reply,
-                        });
+                    actor.pending.push_back(PendingAppend {
+                        ticket,
+                        appended,
+                        flags,
+                        internal_date,
+                        origin,
+                        reply,
+                    });
+                }
+                // Awaited from here, so that the appends are pending before their
+                // sync's outcome is handled.
+                let durable = async move {
+                    match durable.await {
+                        Ok(Some(outcome)) => outcome.map_err(MailboxFault::from),
+                        Ok(None) | Err(_) => Err(MailboxFault::Unavailable),
                     }
-                    let store = actor.store.clone();
-                    ctx.spawn(
-                        blocking(move || store.wait_committed(ticket))
-                            .into_actor(actor)
-                            .map(move |durable, actor, ctx| match durable {
-                                Ok(()) => actor.settle_durable(),
-                                Err(e) => actor.fail_pending(ticket, e, ctx),
-                            }),
-                    );
-                }),
+                };
+                ctx.spawn(durable.into_actor(actor).map(
+                    move |durable, actor, ctx| match durable {
+                        Ok(()) => actor.settle_durable(),
+                        Err(e) => actor.fail_pending(ticket, e, ctx),
+                    },
+                ));
+            }),
         );
     }
 }

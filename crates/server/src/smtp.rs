@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use bytes::Bytes;
 use portico_cluster::LoginType;
 use portico_directory::AccountRecord;
 use portico_smtp::{
@@ -28,7 +29,7 @@ use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::delivery::Room;
 use crate::gate::MailboxLease;
-use crate::mailbox::{AppendMessage, MailboxFault};
+use crate::mailbox::{AppendMessage, AppendStaged, MailboxFault};
 use crate::node::{NodeContext, SignIn, UserSlot};
 use crate::spool::{SPOOL_THRESHOLD, SpoolError, SpoolFile};
 
@@ -345,21 +346,38 @@ async fn deliver(
         .iter()
         .map(|_| node.store.expect_append())
         .collect();
-    let recipients = envelope.recipients.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let lookup_node = node.clone();
+    let queue_id = id.clone();
+    // Each local copy is staged (indexed, its body written) in the task that finds its
+    // folder, so that the folder's actor only links it.
     let split = tokio::task::spawn_blocking(move || -> Result<_, AccountsError> {
+        let node = lookup_node;
         let mut local = Vec::new();
         let mut remote = Vec::new();
         // Accounts homed elsewhere with a storage limit, to ask their homes about.
         let mut limited = Vec::new();
-        for recipient in recipients {
-            match destination(&lookup_node, &recipient)? {
+        for recipient in &envelope.recipients {
+            match destination(&node, recipient)? {
                 Destination::Local {
                     address,
                     record,
                     inbox,
                     lease,
-                } => local.push((address, inbox, record.storage_limit(), lease)),
+                } => {
+                    let mut message = return_path_header(&envelope).into_bytes();
+                    message.extend_from_slice(
+                        received_header(&node, &envelope, ip, &queue_id, Some(&address))
+                            .as_bytes(),
+                    );
+                    message.extend_from_slice(&envelope.message);
+                    let staged = node
+                        .store
+                        .stage_message(&message, expected.pop().as_ref());
+                    local.push((address, inbox, record.storage_limit(), lease, staged));
+                }
                 // Queued, and handed to the mailbox's node from the queue.
                 Destination::Elsewhere {
                     address,
@@ -373,48 +391,50 @@ async fn deliver(
                     remote.push(address);
                 }
                 // An account deleted since RCPT goes the way of any unknown address.
-                Destination::UnknownLocal | Destination::Remote => remote.push(recipient),
+                Destination::UnknownLocal | Destination::Remote => remote.push(recipient.clone()),
             }
         }
-        Ok((local, remote, limited))
+        // Announcements for recipients elsewhere are withdrawn: no sync waits for them.
+        drop(expected);
+        Ok((local, remote, limited, envelope))
     })
     .await
     .map_err(|_| DeliveryFailure::Temporary)?
     .map_err(|_| DeliveryFailure::Temporary)?;
     // The leases are held until the copies are stored.
-    let (local, mut remote, limited) = split;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let (local, mut remote, limited, envelope) = split;
     // Every local copy at once: deliveries into different folders, and into the same
     // one, share their syncs.
-    let deliveries = local.iter().map(|(recipient, inbox, storage_limit, _)| {
-        let mut message = return_path_header(&envelope).into_bytes();
-        message.extend_from_slice(
-            received_header(&node, &envelope, ip, &id, Some(recipient)).as_bytes(),
-        );
-        message.extend_from_slice(&envelope.message);
-        let append = AppendMessage {
-            message: message.into(),
-            flags: Flags::default(),
-            internal_date: (now, 0),
-            origin: None,
-            expected: expected.pop(),
-            delivery_id: None,
-            storage_limit: *storage_limit,
-        };
-        let node = node.clone();
-        async move {
-            let stored = node.mailboxes.send(*inbox, append).await;
-            if matches!(stored, Ok(Ok(_))) {
-                crate::metrics::observe_delivery(accepted);
+    let deliveries = local
+        .into_iter()
+        .map(|(recipient, inbox, storage_limit, lease, staged)| {
+            let node = node.clone();
+            async move {
+                let stored = match staged {
+                    Ok(staged) => {
+                        let append = AppendMessage {
+                            message: Bytes::new(),
+                            flags: Flags::default(),
+                            internal_date: (now, 0),
+                            origin: None,
+                            expected: None,
+                            delivery_id: None,
+                            storage_limit,
+                        };
+                        node.mailboxes
+                            .send(inbox, AppendStaged::new(staged, append))
+                            .await
+                    }
+                    Err(e) => Ok(Err(MailboxFault::Store(e))),
+                };
+                drop(lease);
+                if matches!(stored, Ok(Ok(_))) {
+                    crate::metrics::observe_delivery(accepted);
+                }
+                (recipient, stored)
             }
-            (recipient, stored)
-        }
-    });
+        });
     let deliveries: Vec<_> = deliveries.collect();
-    // Announcements for recipients elsewhere are withdrawn: no sync waits for them.
-    drop(expected);
     // What the copies for other nodes will weigh there (the queue adds a Received
     // field, their home a Return-Path), checked against their limits meanwhile.
     let queued_size = (return_path_header(&envelope).len()
