@@ -4,7 +4,7 @@
 #   scripts/bench-vs-dovecot.sh [--quick] [--duration SECS] [--runs N] [--accounts N]
 #                               [--idle-sessions N] [--dovecot-scheme ssha256|argon2id]
 #                               [--dovecot-reuse N] [--scenarios LIST] [--out DIR] [--keep]
-#                               [--sync-clients N] [--mix-clients N]
+#                               [--sync-clients N] [--mix-clients N] [--submit-clients N]
 #
 # Both servers run on loopback only, on ports picked free at run time, each with a
 # configuration written for the run under a temporary work directory (removed at the
@@ -77,8 +77,9 @@
 #                     here (N x 119 messages), so its rate is rough; clients done
 #                     first start a few empty sessions meanwhile, so the commit of
 #                     the deletions shows in QUIT's max, not its median
-#   smtp-submit       8 clients, AUTH PLAIN, 10 messages per connection to the N
-#                     accounts (Portico: stored; Dovecot: relayed to the sink)
+#   smtp-submit       --submit-clients (default 8) clients, AUTH PLAIN, 10 messages
+#                     per connection to the N accounts (Portico: stored; Dovecot:
+#                     relayed to the sink)
 #
 # Before each run the script waits (up to 120 s) until the server's process tree is
 # nearly idle (under 3 % of a core over a second), so what the refill or the previous
@@ -123,6 +124,7 @@ runs=3
 accounts=10
 sync_clients=10
 mix_clients=100
+submit_clients=8
 idle_sessions=500
 scheme=ssha256
 reuse=100
@@ -147,6 +149,7 @@ while (($#)); do
     --scenarios) scenarios=${2//,/ }; shift ;;
     --sync-clients) sync_clients=${2:?}; shift ;;
     --mix-clients) mix_clients=${2:?}; shift ;;
+    --submit-clients) submit_clients=${2:?}; shift ;;
     --out) out=${2:?}; shift ;;
     --keep) keep=1 ;;
     -h | --help) usage; exit 0 ;;
@@ -489,7 +492,7 @@ run_one() {
     imap-mix) args=(imap-mix --port "${port[$server.imap]}" --clients "$mix_clients" --max-idle 100ms "${args[@]}") ;;
     imap-mix-busy) args=(imap-mix --port "${port[$server.imap]}" --clients "$mix_clients" --idle-weight 0 "${args[@]}") ;;
     smtp-submit)
-        args=(smtp-submit --port "${port[$server.submission]}" --clients 8 --per-connection 10
+        args=(smtp-submit --port "${port[$server.submission]}" --clients "$submit_clients" --per-connection 10
             --to 'user%d@example.com' --recipients "$accounts" "${args[@]}")
         ;;
     imap-idle)
