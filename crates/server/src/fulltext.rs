@@ -80,6 +80,10 @@ struct Pending {
     folders: BTreeSet<MailboxId>,
     sweep: bool,
     stop: bool,
+    /// The indexer waits for work, and a change must wake it. During its pause after a
+    /// round it is not woken: under a stream of deliveries that was a thread switch
+    /// per message, for nothing.
+    waiting_for_work: bool,
 }
 
 impl FullText {
@@ -106,8 +110,11 @@ impl FullText {
 
     /// A folder gained or lost messages.
     pub fn touched(&self, folder: MailboxId) {
-        self.pending().folders.insert(folder);
-        self.wake.notify_one();
+        let mut pending = self.pending();
+        pending.folders.insert(folder);
+        if pending.waiting_for_work {
+            self.wake.notify_one();
+        }
     }
 
     /// Asks the indexer thread to commit what it has and return.
@@ -180,7 +187,7 @@ impl FullText {
         let mut failures: u32 = 0;
         loop {
             let (folders, sweep) = {
-                let (mut pending, told) = self.wait_for(last_sweep + SWEEP_EVERY, |p| {
+                let (mut pending, told) = self.wait_for(last_sweep + SWEEP_EVERY, true, |p| {
                     !p.folders.is_empty() || p.sweep || p.stop
                 });
                 if !told {
@@ -236,22 +243,27 @@ impl FullText {
                 0 => SETTLE,
                 n => retry_after(n),
             };
-            drop(self.wait_for(Instant::now() + pause, |p| p.stop));
+            drop(self.wait_for(Instant::now() + pause, false, |p| p.stop));
         }
     }
 
     /// Waits until `ready` holds of the to-do list or `deadline` passes; gives back the
-    /// list, and whether `ready` held.
+    /// list, and whether `ready` held. With `for_work`, a changed folder wakes the wait
+    /// (a stop always does).
     fn wait_for(
         &self,
         deadline: Instant,
+        for_work: bool,
         ready: impl Fn(&Pending) -> bool,
     ) -> (std::sync::MutexGuard<'_, Pending>, bool) {
         let mut pending = self.pending();
+        pending.waiting_for_work = for_work;
+        let mut held = true;
         while !ready(&pending) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return (pending, false);
+                held = false;
+                break;
             }
             pending = self
                 .wake
@@ -259,7 +271,8 @@ impl FullText {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        (pending, true)
+        pending.waiting_for_work = false;
+        (pending, held)
     }
 
     /// Catches every folder of the store up, and forgets folders that are gone.
