@@ -45,6 +45,7 @@ const TRIGRAM_TOKENIZER: &str = "portico_trigrams";
 const MAX_QUERY_TRIGRAMS: usize = 24;
 
 mod queued;
+mod trigrams;
 use queued::{CountingTrigrams, MAX_QUEUED_TEXT, QueuedText};
 
 #[derive(Debug, thiserror::Error)]
@@ -213,20 +214,9 @@ fn message_key(folder: u64, uid: u32) -> Result<u64> {
 
 /// The distinct trigrams of `folded` (three characters each), as the index stores them.
 pub fn trigrams(folded: &str) -> BTreeSet<&str> {
-    let mut set = BTreeSet::new();
-    // Where the last three characters started.
-    let mut starts = [0usize; 3];
-    let ends = folded
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(folded.len()));
-    for (n, end) in ends.enumerate() {
-        if n >= 3 {
-            set.insert(&folded[starts[n % 3]..end]);
-        }
-        starts[n % 3] = end;
-    }
-    set
+    trigrams::spans(folded)
+        .map(|(from, to)| &folded[from..to])
+        .collect()
 }
 
 impl TextIndex {

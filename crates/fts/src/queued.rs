@@ -11,7 +11,9 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tantivy::tokenizer::{NgramTokenizer, Tokenizer};
+use tantivy::tokenizer::Tokenizer;
+
+use crate::trigrams::DistinctTrigrams;
 
 /// Text bytes queued before `add` waits: enough to keep the indexing thread busy.
 pub(crate) const MAX_QUEUED_TEXT: usize = 4 << 20;
@@ -64,29 +66,25 @@ impl QueuedText {
     }
 }
 
-/// Every character trigram of a text (tantivy's n-gram tokenizer), counting the text
-/// out of the queue as it starts.
+/// Every distinct character trigram of a text ([`DistinctTrigrams`]), counting the
+/// text out of the queue as it starts.
 #[derive(Clone)]
 pub(crate) struct CountingTrigrams {
-    ngrams: NgramTokenizer,
     queued: Arc<QueuedText>,
 }
 
 impl CountingTrigrams {
     pub(crate) fn new(queued: Arc<QueuedText>) -> tantivy::Result<Self> {
-        Ok(CountingTrigrams {
-            ngrams: NgramTokenizer::all_ngrams(3, 3)?,
-            queued,
-        })
+        Ok(CountingTrigrams { queued })
     }
 }
 
 impl Tokenizer for CountingTrigrams {
-    type TokenStream<'a> = <NgramTokenizer as Tokenizer>::TokenStream<'a>;
+    type TokenStream<'a> = DistinctTrigrams<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
         self.queued.dequeue(text.len());
-        self.ngrams.token_stream(text)
+        DistinctTrigrams::new(text)
     }
 }
 
@@ -121,7 +119,7 @@ mod tests {
         while stream.advance() {
             trigrams += 1;
         }
-        assert_eq!(trigrams, 2_998);
+        assert_eq!(trigrams, 1, "each distinct trigram once");
         waiter.join().expect("waiter");
         assert!(queued_second.load(Ordering::SeqCst));
         assert_eq!(queued.queued(), 2_000);
