@@ -226,6 +226,11 @@ async fn run(
         let _ = calls.node.set(node.clone());
     }
 
+    // Bound before the client listeners, so that whoever sees a client port open (an
+    // admin's script, the tests) finds the admin socket too: a `portico user add` that
+    // found no socket fell back to opening the store, which the server holds locked.
+    // Connections wait in its backlog until it is served below.
+    let admin_listener = admin::bind(&data_dir)?;
     let mut services = Vec::new();
     if config.pop3.enabled {
         services.push((Service::Pop3, node_config.listen.pop3));
@@ -275,7 +280,6 @@ async fn run(
     if let Some(calls) = &node_calls {
         let _ = calls.admin.set(admin_context.clone());
     }
-    let admin_listener = admin::bind(&data_dir)?;
     let admin_task = actix_rt::spawn(admin::serve(admin_listener, admin_context.clone()));
     let https = match node_config.listen.https {
         Some(address) if node_config.has_role(Role::Frontend) => {
