@@ -214,9 +214,7 @@ fn message_key(folder: u64, uid: u32) -> Result<u64> {
 
 /// The distinct trigrams of `folded` (three characters each), as the index stores them.
 pub fn trigrams(folded: &str) -> BTreeSet<&str> {
-    trigrams::spans(folded)
-        .map(|(from, to)| &folded[from..to])
-        .collect()
+    trigrams::DistinctTrigrams::new(folded).slices().collect()
 }
 
 impl TextIndex {

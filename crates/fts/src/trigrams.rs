@@ -8,21 +8,6 @@
 use rustc_hash::FxHashSet;
 use tantivy::tokenizer::{Token, TokenStream};
 
-/// The byte spans of a text's character trigrams, in order, repeats included.
-pub(crate) fn spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    // Where the last three characters started.
-    let mut starts = [0usize; 3];
-    text.char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(text.len()))
-        .enumerate()
-        .filter_map(move |(n, end)| {
-            let span = (n >= 3).then(|| (starts[n % 3], end));
-            starts[n % 3] = end;
-            span
-        })
-}
-
 /// Three characters of 21 bits.
 const KEY_MASK: u64 = (1 << 63) - 1;
 
@@ -58,6 +43,14 @@ impl<'a> DistinctTrigrams<'a> {
             spans: distinct.into_iter(),
             token: Token::default(),
         }
+    }
+}
+
+impl<'a> DistinctTrigrams<'a> {
+    /// The distinct trigrams themselves (a needle's, for a query).
+    pub(crate) fn slices(self) -> impl Iterator<Item = &'a str> {
+        let text = self.text;
+        self.spans.map(move |(from, to)| &text[from..to])
     }
 }
 
