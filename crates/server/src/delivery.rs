@@ -10,12 +10,11 @@
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use bytes::Bytes;
 use portico_directory::AccountRecord;
 use portico_internode::{DeliverRefused, Delivery};
-use portico_store::{Flags, INBOX, QueuedMessage, StoreError};
+use portico_store::{INBOX, QueuedMessage, StoreError};
 
-use crate::mailbox::{AppendMessage, AppendStaged, MailboxFault};
+use crate::mailbox::MailboxFault;
 use crate::node::NodeContext;
 use crate::relay::Outcome;
 
@@ -119,34 +118,27 @@ pub async fn deliver_here(
             return Ok(uid);
         }
     };
-    let append = AppendMessage {
-        message: Bytes::new(),
-        flags: Flags::default(),
-        internal_date: (delivery.internal_date, 0),
-        origin: None,
-        expected: None,
-        delivery_id: Some(delivery.id.clone()),
-        storage_limit,
-    };
-    let stored = match staged {
-        Ok(staged) => {
-            node.mailboxes
-                .send(inbox, AppendStaged::new(staged, append))
-                .await
-        }
-        Err(e) => Ok(Err(MailboxFault::Store(e))),
-    };
+    let stored = node
+        .mailboxes
+        .deliver_staged(
+            inbox,
+            staged,
+            delivery.internal_date,
+            Some(delivery.id.clone()),
+            storage_limit,
+        )
+        .await;
     match stored {
-        Ok(Ok(appended)) => {
+        Ok(appended) => {
             crate::metrics::observe_delivery(accepted);
             tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, uid = appended.uid.0, "delivered");
             Ok(appended.uid.0)
         }
-        Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => {
+        Err(MailboxFault::Store(StoreError::OverQuota)) => {
             tracing::info!(delivery = %delivery.id, recipient = %delivery.recipient, "mailbox full; not delivered");
             Err(DeliverRefused::MailboxFull)
         }
-        Ok(Err(e)) | Err(e) => {
+        Err(e) => {
             tracing::error!(delivery = %delivery.id, recipient = %delivery.recipient, error = %e, "delivery failed");
             Err(temporary(e))
         }

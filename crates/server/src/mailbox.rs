@@ -1337,6 +1337,28 @@ impl MailboxRegistry {
         }
     }
 
+    /// Delivers a copy staged by the caller (or the error staging it met) into the INBOX
+    /// `inbox`: flagged nothing, dated `internal_date`, recorded as `delivery_id`.
+    pub async fn deliver_staged(
+        &self,
+        inbox: MailboxId,
+        staged: Result<portico_store::StagedMessage, StoreError>,
+        internal_date: i64,
+        delivery_id: Option<String>,
+        storage_limit: Option<u64>,
+    ) -> Result<Appended, MailboxFault> {
+        let append = AppendMessage {
+            message: Bytes::new(),
+            flags: Flags::default(),
+            internal_date: (internal_date, 0),
+            origin: None,
+            expected: None,
+            delivery_id,
+            storage_limit,
+        };
+        self.send(inbox, AppendStaged::new(staged?, append)).await?
+    }
+
     /// COPY or MOVE through the destination folder's actor; returns once the sessions
     /// watching either folder have been told.
     pub async fn copy(&self, copy: CopyMessages, into: MailboxId) -> Result<Copied, MailboxFault> {

@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::Bytes;
 use portico_cluster::LoginType;
 use portico_directory::AccountRecord;
 use portico_smtp::{
     Action, AuthFailure, DeliveryFailure, Envelope, Input, Mode, RecipientVerdict, SenderVerdict,
     Session, SmtpConfig, trace,
 };
-use portico_store::{Flags, INBOX, MailboxId, StoreError};
+use portico_store::{INBOX, MailboxId, StoreError};
 use tokio::net::TcpStream;
 
 use crate::accounts::{AccountsError, Located};
@@ -29,7 +28,7 @@ use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::delivery::Room;
 use crate::gate::MailboxLease;
-use crate::mailbox::{AppendMessage, AppendStaged, MailboxFault};
+use crate::mailbox::MailboxFault;
 use crate::node::{NodeContext, SignIn, UserSlot};
 use crate::spool::{SPOOL_THRESHOLD, SpoolError, SpoolFile};
 
@@ -410,25 +409,12 @@ async fn deliver(
         .map(|(recipient, inbox, storage_limit, lease, staged)| {
             let node = node.clone();
             async move {
-                let stored = match staged {
-                    Ok(staged) => {
-                        let append = AppendMessage {
-                            message: Bytes::new(),
-                            flags: Flags::default(),
-                            internal_date: (now, 0),
-                            origin: None,
-                            expected: None,
-                            delivery_id: None,
-                            storage_limit,
-                        };
-                        node.mailboxes
-                            .send(inbox, AppendStaged::new(staged, append))
-                            .await
-                    }
-                    Err(e) => Ok(Err(MailboxFault::Store(e))),
-                };
+                let stored = node
+                    .mailboxes
+                    .deliver_staged(inbox, staged, now, None, storage_limit)
+                    .await;
                 drop(lease);
-                if matches!(stored, Ok(Ok(_))) {
+                if stored.is_ok() {
                     crate::metrics::observe_delivery(accepted);
                 }
                 (recipient, stored)
@@ -462,15 +448,15 @@ async fn deliver(
         .collect();
     for (recipient, outcome) in outcomes {
         match outcome {
-            Ok(Ok(appended)) => {
+            Ok(appended) => {
                 delivered += 1;
                 tracing::info!(queue_id = %id, recipient = %recipient, uid = appended.uid.0, "delivered");
             }
-            Ok(Err(MailboxFault::Store(StoreError::OverQuota))) => {
+            Err(MailboxFault::Store(StoreError::OverQuota)) => {
                 tracing::info!(queue_id = %id, recipient = %recipient, "mailbox full");
                 full.push(recipient.clone());
             }
-            Ok(Err(e)) | Err(e) => {
+            Err(e) => {
                 // Queued for another try: the recipients delivered already must not get
                 // a second copy when the client sends the message again.
                 tracing::error!(queue_id = %id, recipient = %recipient, error = %e, "local delivery failed; queued");
