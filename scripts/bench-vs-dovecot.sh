@@ -5,6 +5,7 @@
 #                               [--idle-sessions N] [--dovecot-scheme ssha256|argon2id]
 #                               [--dovecot-reuse N] [--scenarios LIST] [--out DIR] [--keep]
 #                               [--sync-clients N] [--mix-clients N] [--submit-clients N]
+#                               [--submit-pipelining]
 #
 # Both servers run on loopback only, on ports picked free at run time, each with a
 # configuration written for the run under a temporary work directory (removed at the
@@ -79,7 +80,9 @@
 #                     the deletions shows in QUIT's max, not its median
 #   smtp-submit       --submit-clients (default 8) clients, AUTH PLAIN, 10 messages
 #                     per connection to the N accounts (Portico: stored; Dovecot:
-#                     relayed to the sink)
+#                     relayed to the sink). One command per round trip, unless
+#                     --submit-pipelining: then MAIL, RCPT and DATA go as one group
+#                     (RFC 2920), which both servers offer
 #
 # Before each run the script waits (up to 120 s) until the server's process tree is
 # nearly idle (under 3 % of a core over a second), so what the refill or the previous
@@ -125,6 +128,7 @@ accounts=10
 sync_clients=10
 mix_clients=100
 submit_clients=8
+submit_pipelining=()
 idle_sessions=500
 scheme=ssha256
 reuse=100
@@ -150,6 +154,7 @@ while (($#)); do
     --sync-clients) sync_clients=${2:?}; shift ;;
     --mix-clients) mix_clients=${2:?}; shift ;;
     --submit-clients) submit_clients=${2:?}; shift ;;
+    --submit-pipelining) submit_pipelining=(--pipelining) ;;
     --out) out=${2:?}; shift ;;
     --keep) keep=1 ;;
     -h | --help) usage; exit 0 ;;
@@ -493,7 +498,7 @@ run_one() {
     imap-mix-busy) args=(imap-mix --port "${port[$server.imap]}" --clients "$mix_clients" --idle-weight 0 "${args[@]}") ;;
     smtp-submit)
         args=(smtp-submit --port "${port[$server.submission]}" --clients "$submit_clients" --per-connection 10
-            --to 'user%d@example.com' --recipients "$accounts" "${args[@]}")
+            --to 'user%d@example.com' --recipients "$accounts" "${submit_pipelining[@]}" "${args[@]}")
         ;;
     imap-idle)
         args=(imap-idle --port "${port[$server.imap]}" --sessions "$idle_sessions" --ramp-up 2s "${args[@]}")

@@ -301,6 +301,10 @@ pub struct SendArgs {
     /// Name the client gives in EHLO/LHLO.
     #[arg(long, default_value = "load.example.net")]
     pub helo: String,
+    /// Send MAIL, RCPT and DATA as one group when the server offers PIPELINING
+    /// (RFC 2920), as Outlook and MTAs do; without it, one command per round trip.
+    #[arg(long)]
+    pub pipelining: bool,
 }
 
 #[derive(Args, Debug, Clone)]

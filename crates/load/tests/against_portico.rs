@@ -375,6 +375,33 @@ fn every_scenario_against_portico() {
     );
     assert!(submit["commands"]["message"]["count"].as_u64().unwrap() > 0);
 
+    // MAIL, both RCPTs and DATA as one group (RFC 2920), which Portico offers.
+    let pipelined = run_load(
+        "smtp-inbound-pipelined",
+        &[
+            &[
+                "smtp-inbound",
+                "--port",
+                &port(server.ports.smtp),
+                "--rcpts",
+                "2",
+                "--pipelining",
+            ],
+            &two[..],
+        ]
+        .concat(),
+        dir,
+    );
+    let groups = pipelined["commands"]["envelope"]["count"].as_u64().unwrap();
+    assert!(groups > 0);
+    // A client stopped by the end of the run between its group and its message.
+    let messages = pipelined["commands"]["message"]["count"].as_u64().unwrap();
+    assert!(
+        messages <= groups && groups - messages <= 4,
+        "{groups} {messages}"
+    );
+    assert!(pipelined["commands"].get("MAIL").is_none());
+
     run_load(
         "smtp-inbound",
         &[

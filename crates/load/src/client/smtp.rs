@@ -1,5 +1,6 @@
 //! An SMTP (RFC 5321, AUTH PLAIN from RFC 4954, STARTTLS from RFC 3207) and LMTP
-//! (RFC 2033) client: the commands of one mail transaction, nothing pipelined.
+//! (RFC 2033) client: the commands of one mail transaction one at a time, or MAIL, RCPT
+//! and DATA sent as one group (RFC 2920 PIPELINING) when asked and offered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +126,52 @@ impl SmtpClient {
         }
     }
 
+    /// MAIL FROM, a RCPT TO per recipient and DATA in one write (RFC 2920 §3.1: DATA
+    /// ends a group), then their replies in order. A refused MAIL or recipient is in
+    /// [`Envelope::refusals`]; the message may follow only when `data_accepted`.
+    pub async fn envelope(
+        &mut self,
+        sender: &str,
+        recipients: &[String],
+    ) -> Result<Envelope, ClientError> {
+        let mut group = format!("MAIL FROM:<{sender}>\r\n");
+        for recipient in recipients {
+            group.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+        }
+        group.push_str("DATA\r\n");
+        self.conn.send(group.as_bytes()).await?;
+        let mut envelope = Envelope {
+            accepted: 0,
+            refusals: Vec::new(),
+            data_accepted: false,
+        };
+        let mail = self.conn.receive(decode_reply).await?;
+        if mail.code != 250 {
+            envelope.refusals.push(refused("MAIL", &mail));
+        }
+        for _ in recipients {
+            let reply = self.conn.receive(decode_reply).await?;
+            match reply.code {
+                250 | 251 => envelope.accepted += 1,
+                _ => envelope.refusals.push(refused("RCPT", &reply)),
+            }
+        }
+        let data = self.conn.receive(decode_reply).await?;
+        match data.code {
+            354 if envelope.accepted > 0 => envelope.data_accepted = true,
+            // A server that takes DATA with no recipient gets an empty message, which
+            // it must refuse.
+            354 => {
+                self.conn.send(b".\r\n").await?;
+                self.conn.receive(decode_reply).await?;
+            }
+            // Refused because the envelope was: already counted.
+            _ if !envelope.refusals.is_empty() => {}
+            _ => envelope.refusals.push(refused("DATA", &data)),
+        }
+        Ok(envelope)
+    }
+
     /// DATA, up to the 354.
     pub async fn data(&mut self) -> Result<(), ClientError> {
         self.exchange("DATA", "DATA", 354).await.map(|_| ())
@@ -174,10 +221,118 @@ impl SmtpClient {
     }
 }
 
+/// The answers to a pipelined MAIL, RCPT… and DATA group.
+pub struct Envelope {
+    /// Recipients taken (250 or 251).
+    pub accepted: usize,
+    /// The refused MAIL, RCPT or DATA, in order.
+    pub refusals: Vec<ClientError>,
+    /// DATA's 354 came: the message goes next.
+    pub data_accepted: bool,
+}
+
 fn refused(command: &'static str, reply: &Reply) -> ClientError {
     ClientError::Refused {
         command,
         status: reply.class(),
         text: reply.text(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// A server that reads the EHLO and one pipelined group of `commands` lines, then
+    /// answers the group with `replies` in one write.
+    async fn scripted(
+        commands: usize,
+        replies: &'static str,
+    ) -> (Arc<Target>, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 test\r\n").await.unwrap();
+            let ehlo = lines.next_line().await.unwrap().unwrap();
+            write
+                .write_all(b"250-test\r\n250 PIPELINING\r\n")
+                .await
+                .unwrap();
+            let mut seen = vec![ehlo];
+            for _ in 0..commands {
+                seen.push(lines.next_line().await.unwrap().unwrap());
+            }
+            write.write_all(replies.as_bytes()).await.unwrap();
+            seen
+        });
+        let target = Target {
+            address,
+            tls: TlsMode::None,
+            tls_config: crate::tls::client_config(None).unwrap(),
+            server_name: "localhost".try_into().unwrap(),
+            sources: Vec::new(),
+            timeout: Duration::from_secs(10),
+        };
+        (Arc::new(target), server)
+    }
+
+    fn recipients() -> Vec<String> {
+        vec!["a@example.com".into(), "b@example.com".into()]
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_group_counts_each_reply_in_order() {
+        let (target, server) = scripted(4, "250 ok\r\n550 5.1.1 no\r\n250 ok\r\n354 go\r\n").await;
+        let mut smtp = SmtpClient::connect(&target, 0, Dialect::Smtp, "me")
+            .await
+            .unwrap();
+        let hello = smtp.hello(TlsMode::None).await.unwrap();
+        assert!(hello.has_extension("PIPELINING"));
+        let envelope = smtp.envelope("s@example.com", &recipients()).await.unwrap();
+        assert_eq!(envelope.accepted, 1);
+        assert!(envelope.data_accepted);
+        assert_eq!(envelope.refusals.len(), 1);
+        assert!(matches!(
+            envelope.refusals[0],
+            ClientError::Refused {
+                command: "RCPT",
+                ..
+            }
+        ));
+        assert_eq!(
+            server.await.unwrap(),
+            [
+                "EHLO me",
+                "MAIL FROM:<s@example.com>",
+                "RCPT TO:<a@example.com>",
+                "RCPT TO:<b@example.com>",
+                "DATA"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_recipient_taken_means_no_message() {
+        let (target, server) = scripted(
+            4,
+            "250 ok\r\n550 5.1.1 no\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n",
+        )
+        .await;
+        let mut smtp = SmtpClient::connect(&target, 0, Dialect::Smtp, "me")
+            .await
+            .unwrap();
+        smtp.hello(TlsMode::None).await.unwrap();
+        let envelope = smtp.envelope("s@example.com", &recipients()).await.unwrap();
+        assert_eq!(envelope.accepted, 0);
+        assert!(!envelope.data_accepted);
+        // DATA's refusal follows from the recipients': not counted again.
+        assert_eq!(envelope.refusals.len(), 2);
+        server.await.unwrap();
     }
 }

@@ -2,7 +2,9 @@
 //! bytes with From/To rewritten, --per-connection on one connection. A connection:
 //! connect, EHLO (LHLO; with STARTTLS: EHLO, STARTTLS, EHLO), AUTH PLAIN (submission
 //! only), then per message MAIL FROM, RCPT TO for --rcpts random distinct recipients,
-//! DATA, the message (its reply; for LMTP one per accepted recipient), then QUIT.
+//! DATA, the message (its reply; for LMTP one per accepted recipient), then QUIT. With
+//! --pipelining (and PIPELINING offered) MAIL, RCPT and DATA go as one group, timed as
+//! `envelope`.
 //!
 //! Senders: submission sends as the client's account; inbound and LMTP as
 //! --mail-from. A refused recipient is counted and the others go on; with none
@@ -67,7 +69,8 @@ async fn send(client: &mut Client, smtp: &mut SmtpClient, plan: &Plan) -> Result
         Dialect::Smtp => "EHLO",
         Dialect::Lmtp => "LHLO",
     };
-    timed!(client, hello, smtp.hello(client.target.tls));
+    let greeting = timed!(client, hello, smtp.hello(client.target.tls));
+    let pipelining = plan.args.pipelining && greeting.has_extension("PIPELINING");
     let account = client.account();
     let sender = if plan.authenticate {
         timed!(
@@ -89,6 +92,18 @@ async fn send(client: &mut Client, smtp: &mut SmtpClient, plan: &Plan) -> Result
         let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
         let message = dot_stuffed(&pick_message(client, &sender, &to)?);
 
+        if pipelining {
+            let envelope = timed!(client, "envelope", smtp.envelope(&sender, &recipients));
+            for refusal in &envelope.refusals {
+                client.error(refusal);
+            }
+            if envelope.data_accepted {
+                timed_soft!(client, "message", smtp.message(&message, envelope.accepted));
+            } else {
+                smtp.rset().await?;
+            }
+            continue;
+        }
         if timed_soft!(client, "MAIL", smtp.mail_from(&sender)).is_none() {
             smtp.rset().await?;
             continue;
