@@ -25,7 +25,7 @@ use portico_internode::{DeliverRefused, Delivery};
 use crate::accounts::{Accounts, Located, delete_mode, directory_deletes};
 use crate::auth::normalize_address;
 use crate::cluster::ClusterNode;
-use crate::mailbox::{AppendMessage, MailboxFault, MailboxRegistry};
+use crate::mailbox::{AppendMessage, AppendOptions, MailboxFault, MailboxRegistry};
 use crate::router::{PeerReport, PeerState, SiteRouter};
 use crate::smtp_time::unix_now as now;
 
@@ -635,12 +635,14 @@ async fn deliver(context: &AdminContext, address: String, message: Vec<u8>) -> A
     };
     let append = AppendMessage {
         message: Bytes::from(message),
-        flags: Flags::default(),
-        internal_date: (now(), 0),
-        origin: None,
         expected: None,
-        delivery_id: None,
-        storage_limit,
+        options: AppendOptions {
+            flags: Flags::default(),
+            internal_date: (now(), 0),
+            origin: None,
+            delivery_id: None,
+            storage_limit,
+        },
     };
     match running.mailboxes.send(inbox, append).await {
         Ok(Ok(appended)) => {

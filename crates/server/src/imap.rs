@@ -28,8 +28,9 @@ use crate::account_events::{AccountChange, AccountChanged, AccountEvents, Owed};
 use crate::auth::{LoginError, Protocol};
 use crate::connection::{self, Ending, Flow, Outgoing, ProtocolSettings, SessionActor};
 use crate::mailbox::{
-    AppendMany, AppendMessage, CopyMessages, ExpungeDeleted, FolderChange, FolderChanged,
-    GetListing, Listing, MailboxFault, SessionId, StoreFlags, SubscribeSession, UnsubscribeSession,
+    AppendMany, AppendMessage, AppendOptions, CopyMessages, ExpungeDeleted, FolderChange,
+    FolderChanged, GetListing, Listing, MailboxFault, SessionId, StoreFlags, SubscribeSession,
+    UnsubscribeSession,
 };
 use crate::node::{NodeContext, SignIn, UserSlot};
 use crate::proxy::{self, HandedOver, OpenRequest};
@@ -1405,12 +1406,16 @@ impl ImapConnection {
                     .into_iter()
                     .map(|item| AppendMessage {
                         message: Bytes::from(item.message),
-                        flags: Flags::from_names(item.flags.iter().map(String::as_str)),
-                        internal_date: item.date.map_or((now(), 0), |d| (d.timestamp, d.offset)),
-                        origin: Some(session),
                         expected: Some(node.store.expect_append()),
-                        delivery_id: None,
-                        storage_limit: None,
+                        options: AppendOptions {
+                            flags: Flags::from_names(item.flags.iter().map(String::as_str)),
+                            internal_date: item
+                                .date
+                                .map_or((now(), 0), |d| (d.timestamp, d.offset)),
+                            origin: Some(session),
+                            delivery_id: None,
+                            storage_limit: None,
+                        },
                     })
                     .collect();
                 let resolve = async move {
@@ -1430,7 +1435,7 @@ impl ImapConnection {
                     .map_err(|_| MailboxFault::Unavailable)??;
                     let appended = if appends.len() == 1 {
                         let mut append = appends.remove(0);
-                        append.storage_limit = storage_limit;
+                        append.options.storage_limit = storage_limit;
                         vec![node.mailboxes.send(mailbox.id, append).await??]
                     } else {
                         // MULTIAPPEND is all or none: the whole was checked above, and

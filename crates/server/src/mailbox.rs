@@ -486,11 +486,17 @@ async fn blocking<T: Send + 'static>(
 #[rtype(result = "Result<Appended, MailboxFault>")]
 pub struct AppendMessage {
     pub message: Bytes,
+    /// Announced to the store when the message was received (group commit).
+    pub expected: Option<ExpectedAppend>,
+    pub options: AppendOptions,
+}
+
+/// Everything about an append but its bytes: what it is linked with, and who is told.
+#[derive(Clone, Debug)]
+pub struct AppendOptions {
     pub flags: Flags,
     pub internal_date: (i64, i32),
     pub origin: Option<SessionId>,
-    /// Announced to the store when the message was received (group commit).
-    pub expected: Option<ExpectedAppend>,
     /// The name another node gave this copy: recorded with it, so that the same copy
     /// delivered again is recognised ([`portico_store::Store::delivered`]).
     pub delivery_id: Option<String>,
@@ -512,7 +518,9 @@ impl Handler<AppendMessage> for MailboxActor {
             blocking(move || store.stage_message(&message, msg_expected.as_ref()))
                 .into_actor(self)
                 .map(move |staged, actor, ctx| match staged {
-                    Ok(staged) => actor.queue_link(StagedAppend::new(staged, msg, reply), ctx),
+                    Ok(staged) => {
+                        actor.queue_link(StagedAppend::new(staged, msg.options, reply), ctx)
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -531,16 +539,14 @@ pub struct AppendStaged {
     /// Taken by the handler; shared so that [`MailboxRegistry::send`] can hand it to a
     /// new actor when the folder's actor stopped meanwhile.
     staged: Arc<Mutex<Option<portico_store::StagedMessage>>>,
-    /// Everything but the message, which is staged.
-    append: AppendMessage,
+    options: AppendOptions,
 }
 
 impl AppendStaged {
-    /// `append` without its message (`append.message` is not read again).
-    pub fn new(staged: portico_store::StagedMessage, append: AppendMessage) -> Self {
+    pub fn new(staged: portico_store::StagedMessage, options: AppendOptions) -> Self {
         AppendStaged {
             staged: Arc::new(Mutex::new(Some(staged))),
-            append,
+            options,
         }
     }
 }
@@ -557,7 +563,7 @@ impl Handler<AppendStaged> for MailboxActor {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         match staged {
-            Some(staged) => self.queue_link(StagedAppend::new(staged, msg.append, reply), ctx),
+            Some(staged) => self.queue_link(StagedAppend::new(staged, msg.options, reply), ctx),
             // Handed to an actor before: never linked twice.
             None => {
                 let _ = reply.send(Err(MailboxFault::Unavailable));
@@ -599,7 +605,7 @@ impl Handler<AppendMany> for MailboxActor {
             .map(move |staged, actor, ctx| match staged {
                 Ok(staged) => {
                     for ((staged, msg), reply) in staged.into_iter().zip(msg.appends).zip(replies) {
-                        actor.queue_link(StagedAppend::new(staged, msg, reply), ctx);
+                        actor.queue_link(StagedAppend::new(staged, msg.options, reply), ctx);
                     }
                 }
                 Err(e) => {
@@ -628,20 +634,24 @@ struct LinkStaged;
 /// A staged append waiting for its UID.
 struct StagedAppend {
     staged: portico_store::StagedMessage,
-    msg: AppendMessage,
+    options: AppendOptions,
     reply: oneshot::Sender<Result<Appended, MailboxFault>>,
 }
 
 impl StagedAppend {
     fn new(
         mut staged: portico_store::StagedMessage,
-        msg: AppendMessage,
+        options: AppendOptions,
         reply: oneshot::Sender<Result<Appended, MailboxFault>>,
     ) -> Self {
-        if let Some(id) = msg.delivery_id.clone() {
+        if let Some(id) = options.delivery_id.clone() {
             staged.deliver_as(id);
         }
-        StagedAppend { staged, msg, reply }
+        StagedAppend {
+            staged,
+            options,
+            reply,
+        }
     }
 }
 
@@ -672,14 +682,14 @@ impl Handler<LinkStaged> for MailboxActor {
         for append in queued {
             batch.push(AppendRequest {
                 staged: append.staged,
-                flags: append.msg.flags.clone(),
-                internal_date: append.msg.internal_date,
-                storage_limit: append.msg.storage_limit,
+                flags: append.options.flags.clone(),
+                internal_date: append.options.internal_date,
+                storage_limit: append.options.storage_limit,
             });
             waiting.push((
-                append.msg.flags,
-                append.msg.internal_date,
-                append.msg.origin,
+                append.options.flags,
+                append.options.internal_date,
+                append.options.origin,
                 append.reply,
             ));
         }
@@ -1347,16 +1357,15 @@ impl MailboxRegistry {
         delivery_id: Option<String>,
         storage_limit: Option<u64>,
     ) -> Result<Appended, MailboxFault> {
-        let append = AppendMessage {
-            message: Bytes::new(),
+        let options = AppendOptions {
             flags: Flags::default(),
             internal_date: (internal_date, 0),
             origin: None,
-            expected: None,
             delivery_id,
             storage_limit,
         };
-        self.send(inbox, AppendStaged::new(staged?, append)).await?
+        self.send(inbox, AppendStaged::new(staged?, options))
+            .await?
     }
 
     /// COPY or MOVE through the destination folder's actor; returns once the sessions
