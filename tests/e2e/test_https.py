@@ -815,6 +815,36 @@ def sessions_settled(node: HttpsNode):
         time.sleep(0.05)
 
 
+def test_metrics_only_to_their_networks_or_with_the_admin_token(node):
+    # The default: this host, which on loopback is all of 127.0.0.0/8.
+    assert node.request("GET", "/metrics", source=INSIDE).status == 200
+    only_outside = node.config_text().replace(
+        "[http]\n", f'[http]\nmetrics_networks = ["{OUTSIDE}"]\n')
+    assert only_outside != node.config_text()
+    try:
+        node.write_config(only_outside)
+        assert node.cli("reload").returncode == 0
+        refused = node.request("GET", "/metrics", source=INSIDE)
+        assert (refused.status, refused.text) == (
+            403, "metrics are served to [http] metrics_networks, or with the admin token\n")
+        assert "portico_" not in refused.text
+        wrong = node.request("GET", "/metrics", source=INSIDE,
+                             headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status == 403
+        with_token = node.request("GET", "/metrics", source=INSIDE,
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert with_token.status == 200 and "portico_build_info" in with_token.text
+        assert node.request("GET", "/metrics", source=OUTSIDE).status == 200
+        # Health checks stay open to load balancers anywhere.
+        assert node.request("GET", "/healthz", source=INSIDE).status == 200
+        assert node.request("GET", "/readyz", source=INSIDE).status == 200
+    finally:
+        node.write_config()
+        reloaded = node.cli("reload")
+    assert reloaded.returncode == 0, reloaded
+    assert node.request("GET", "/metrics", source=INSIDE).status == 200
+
+
 def test_metrics_count_logins_commands_and_deliveries(node):
     types, before = sessions_settled(node)
     assert {

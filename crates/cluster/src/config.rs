@@ -601,6 +601,11 @@ pub struct HttpSettings {
     pub session_lifetime_secs: u64,
     /// Largest request body taken (an Autodiscover request, a form, an API call).
     pub max_body_bytes: usize,
+    /// Client networks (CIDR or one address) that may read `/metrics`; a request
+    /// from elsewhere needs the admin API's bearer token. Default: this host only
+    /// (`127.0.0.0/8`, `::1`), so that the counters are not public on an Internet-facing
+    /// frontend.
+    pub metrics_networks: Vec<Network>,
 }
 
 impl Default for HttpSettings {
@@ -609,6 +614,10 @@ impl Default for HttpSettings {
             admin_token: None,
             session_lifetime_secs: 1800,
             max_body_bytes: 64 * 1024,
+            metrics_networks: ["127.0.0.0/8", "::1"]
+                .into_iter()
+                .filter_map(Network::parse)
+                .collect(),
         }
     }
 }
@@ -873,6 +882,14 @@ fn is_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_for_this_host_unless_configured() {
+        let readers = HttpSettings::default().metrics_networks;
+        let reads = |ip: &str| readers.iter().any(|n| n.contains(ip.parse().unwrap()));
+        assert!(reads("127.0.0.1") && reads("127.0.0.2") && reads("::1"));
+        assert!(!reads("192.0.2.1") && !reads("2001:db8::1"));
+    }
 
     #[test]
     fn embedded_default_is_one_node_with_every_role_and_pop3_on() {

@@ -39,6 +39,21 @@ pub(super) fn routes(config: &mut web::ServiceConfig) {
         .service(status);
 }
 
+/// Whether the request carries `Authorization: Bearer <token>`.
+pub(super) fn bears_token(request: &HttpRequest, token: &str) -> bool {
+    request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, credentials) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("Bearer")
+                .then_some(credentials.trim())
+        })
+        .is_some_and(|given| same_secret(given, token.trim()))
+}
+
 /// The answer to send when the request does not carry the configured token.
 fn refusal(state: &HttpState, request: &HttpRequest) -> Option<HttpResponse> {
     let config = state.live.current();
@@ -48,24 +63,11 @@ fn refusal(state: &HttpState, request: &HttpRequest) -> Option<HttpResponse> {
             "the admin API is not enabled",
         ));
     };
-    let given = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, credentials) = value.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("Bearer")
-                .then_some(credentials.trim())
-        });
-    match given {
-        Some(given) if same_secret(given, token.trim()) => None,
-        _ => Some(
-            HttpResponse::Unauthorized()
-                .insert_header(("WWW-Authenticate", "Bearer realm=\"portico admin\""))
-                .json(serde_json::json!({"error": "a valid bearer token is required"})),
-        ),
-    }
+    (!bears_token(request, token)).then(|| {
+        HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer realm=\"portico admin\""))
+            .json(serde_json::json!({"error": "a valid bearer token is required"}))
+    })
 }
 
 /// Compares two secrets in time that does not depend on where they differ: both are

@@ -1,9 +1,10 @@
 //! `/healthz` (the process answers) and `/readyz` (it can serve mail: the store is
 //! open and the account directory has a leader and a replica here), for load
 //! balancers and orchestrators, both plain text, 200 or 503; and `/metrics`, the
-//! node's counters in Prometheus text format ([`crate::metrics`]).
+//! node's counters in Prometheus text format ([`crate::metrics`]), for
+//! `[http] metrics_networks` or with the admin API's bearer token (403 otherwise).
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 
 use super::HttpState;
 
@@ -35,7 +36,21 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 #[get("/metrics")]
-async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
+async fn metrics(state: web::Data<HttpState>, request: HttpRequest) -> HttpResponse {
+    let config = state.live.current();
+    let from_allowed = request.peer_addr().is_some_and(|peer| {
+        config
+            .http
+            .metrics_networks
+            .iter()
+            .any(|network| network.contains(peer.ip()))
+    });
+    let token = config.http.admin_token.as_deref();
+    if !from_allowed && !token.is_some_and(|token| super::admin_api::bears_token(&request, token)) {
+        return HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body("metrics are served to [http] metrics_networks, or with the admin token\n");
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render(&state.metrics))
