@@ -238,7 +238,7 @@ impl TextIndex {
         let queued = Arc::new(QueuedText::default());
         index
             .tokenizers()
-            .register(TRIGRAM_TOKENIZER, CountingTrigrams::new(queued.clone())?);
+            .register(TRIGRAM_TOKENIZER, CountingTrigrams::new(queued.clone()));
         let writer = index.writer_with_num_threads(1, writer_memory.max(15_000_000))?;
         let reader = index
             .reader_builder()

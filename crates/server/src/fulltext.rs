@@ -457,6 +457,13 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
         Some(kept) => kept,
         None => portico_mime::search_fields(header),
     };
+    let body = body.unwrap_or_else(|| portico_mime::body_text(&raw));
+    Some(message_text(header, &kept, &body))
+}
+
+/// What the index holds of a message, from its header block, the header values SEARCH
+/// compares (`kept`) and its decoded body text.
+pub fn message_text(header: &[u8], kept: &portico_mime::SearchFields, body: &str) -> MessageText {
     let fields = HeaderField::ALL.map(|field| {
         let values = kept.values(field.name()).unwrap_or_default();
         // Each value folded alone, as the exact check does, and an address field's also
@@ -471,14 +478,11 @@ fn search_text(store: &Store, folder: MailboxId, meta: &MessageMeta) -> Option<M
         }
         folded.join("\n")
     });
-    let header = casemap::fold(&portico_mime::header_search_text(header));
-    let body = body.unwrap_or_else(|| portico_mime::body_text(&raw));
-    drop(raw);
-    Some(MessageText {
-        body: casemap::fold(&body),
-        header,
+    MessageText {
+        body: casemap::fold(body),
+        header: casemap::fold(&portico_mime::header_search_text(header)),
         fields,
-    })
+    }
 }
 
 #[cfg(test)]
