@@ -87,6 +87,26 @@ struct Pending {
 }
 
 impl FullText {
+    /// Opens (or creates) the index in `dir`, for the server: on a thread of the
+    /// indexer's lowered priority, so that the threads tantivy starts with its writer
+    /// (indexing, merging) get it too. Opened on the main thread, they kept the
+    /// sessions' priority while the indexer thread alone gave way.
+    pub fn open_in_background(
+        dir: &Path,
+        writer_memory: usize,
+        max_message: u64,
+    ) -> Result<Arc<FullText>, IndexError> {
+        let dir = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("fulltext-open".into())
+            .spawn(move || {
+                lower_this_threads_priority();
+                FullText::open(&dir, writer_memory, max_message)
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("opening the index panicked").into()))
+    }
+
     /// Opens (or creates) the index in `dir`.
     pub fn open(
         dir: &Path,
@@ -428,7 +448,10 @@ fn retry_after(failures: u32) -> Duration {
 }
 
 /// Indexing gives way to deliveries and sessions when the CPU is busy: it only saves
-/// work later, and SEARCH is exact without it.
+/// work later, and SEARCH is exact without it. Threads this one starts inherit the
+/// value. Not `SCHED_IDLE`: a thread that can be kept off the CPU for long must not
+/// hold what sessions wait for (the folder queue's lock, the store's text cache, an
+/// allocator arena) when it is preempted.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority only read and set this thread's scheduling value.

@@ -394,7 +394,7 @@ fn open_full_text(
     }
     let dir = fulltext::index_dir(data_dir);
     let memory = config.search.index_memory_mb.saturating_mul(1024 * 1024);
-    match FullText::open(
+    match FullText::open_in_background(
         &dir,
         usize::try_from(memory).unwrap_or(usize::MAX),
         config.search.index_max_message_kb.saturating_mul(1024),
