@@ -16,6 +16,7 @@
 pub mod account_events;
 pub mod accounts;
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod cluster;

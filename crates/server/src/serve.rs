@@ -45,11 +45,12 @@ const DIRECTORY_STOP_DEADLINE: Duration = Duration::from_secs(5);
 const INDEXER_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Buffers at least this big (message bodies, rendered FETCH slices, spooled content)
-/// are mapped for themselves and returned to the system when freed. glibc starts at
-/// this threshold too but raises it (up to 32 MiB) as big buffers come and go, after
-/// which each thread's arena keeps tens of MiB of them for good (64 MiB seen after a
-/// 100 MB FETCH; 20 MiB with the threshold fixed).
-const LARGE_ALLOCATION: usize = 128 * 1024;
+/// are mapped for themselves and returned to the system when freed: the node's
+/// allocator hands them to glibc ([`crate::allocator`]). glibc starts at this
+/// threshold too but raises it (up to 32 MiB) as big buffers come and go, after which
+/// each thread's arena keeps tens of MiB of them for good (64 MiB seen after a 100 MB
+/// FETCH; 20 MiB with the threshold fixed).
+const LARGE_ALLOCATION: usize = crate::allocator::LARGE_ALLOCATION;
 
 /// Allocator arenas per core. glibc gives each thread that meets contention an arena
 /// of its own, up to 8 per core; the blocking pool's dozens of threads then each keep
