@@ -5,9 +5,8 @@
 //! finds no sync running starts one for every ticket issued so far; the others sleep
 //! until a round ends and wake up durable. A leader gathering writers sleeps on a
 //! condition variable of its own: a ticket taken meanwhile wakes only the leader, not
-//! every writer waiting for the round (with eight writers, that herd was most of the
-//! store's context switches). The store uses one for sled and one for
-//! the body log.
+//! every writer waiting for the round. The store uses one for sled and one for the
+//! body log.
 //!
 //! Writers that are on their way (a delivery received, its message being indexed)
 //! announce themselves with [`GroupCommit::arrive`]. A round's leader waits, up to a
