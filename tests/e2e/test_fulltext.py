@@ -19,6 +19,7 @@ import random
 import re
 import time
 import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -272,6 +273,39 @@ def test_unicode_casemap_needles_through_the_index(pair):
             assert uid_search(a, "BODY", form) == want, (needle, form)
     a.logout()
     b.logout()
+
+
+def thread_nice_values(pid: int) -> dict[str, set[int]]:
+    """Each thread name of process `pid` (trailing digits dropped) and the nice values
+    its threads run at, from /proc."""
+    threads: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        # Fields after the name start at the state (field 3); nice is field 19.
+        nice = int(stat[stat.rindex(")") + 2 :].split()[16])
+        threads.setdefault(re.sub(r"\d+$", "", name), set()).add(nice)
+    return threads
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_the_index_threads_give_way_to_sessions(pair):
+    """The indexer and the threads tantivy starts for it (indexing, merging) run at
+    nice 10, so indexing gives way when the CPU is busy; the threads that serve
+    sessions and make mail durable keep nice 0. tantivy's threads inherit the value of
+    the thread that opens the index."""
+    indexed, _, _ = pair
+    threads = thread_nice_values(indexed.proc.pid)
+    for name in ("fulltext", "merge_thread_", "segment_updater"):
+        assert threads.get(name) == {10}, (name, threads)
+    for name, values in threads.items():
+        if name.startswith("thrd-tantivy"):
+            assert values == {10}, (name, threads)
+    for name in ("sled-io-", "actix-rt|system"):
+        assert threads.get(name) == {0}, (name, threads)
 
 
 def test_index_follows_new_and_expunged_messages_and_reindex_rebuilds_it(pair):
