@@ -1,9 +1,9 @@
 //! The full-text index's writer on the corpus (`tests/corpus/`), in bytes of text per
 //! second: each message's folded body, header and SEARCH header values handed to
 //! `TextIndex::add`, cut into character trigrams and added to tantivy's in-memory
-//! postings, then one commit (segment written and synced). The indexer thread runs this behind every delivery and
-//! APPEND, niced, on the same cores as the sessions. Run with `cargo bench --bench
-//! fulltext_index`; figures go in docs/PERFORMANCE.md.
+//! postings, then one commit (segment written and synced). The indexer thread runs
+//! this behind every delivery and APPEND, niced, on the same cores as the sessions.
+//! Run with `cargo bench --bench fulltext_index`; figures go in docs/PERFORMANCE.md.
 
 use std::hint::black_box;
 use std::time::Duration;

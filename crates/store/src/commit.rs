@@ -50,6 +50,14 @@ struct SyncState {
     unsynced_writes: u64,
 }
 
+impl SyncState {
+    /// An announced writer took its ticket or withdrew its announcement.
+    fn depart(&mut self) {
+        self.arriving = self.arriving.saturating_sub(1);
+        self.departed += 1;
+    }
+}
+
 pub(crate) struct GroupCommit {
     state: Mutex<SyncState>,
     /// Signalled when a round ends: the writers waiting for it.
@@ -88,11 +96,8 @@ impl Drop for Arrival {
     fn drop(&mut self) {
         if let Some(commit) = self.commit.take() {
             let mut state = commit.lock();
-            state.arriving = state.arriving.saturating_sub(1);
-            state.departed += 1;
-            if state.gathering {
-                commit.gathered.notify_one();
-            }
+            state.depart();
+            commit.wake_gatherer(&state);
         }
     }
 }
@@ -144,13 +149,17 @@ impl GroupCommit {
         state.issued += 1;
         state.unsynced_writes += writes;
         if arrived {
-            state.arriving = state.arriving.saturating_sub(1);
-            state.departed += 1;
+            state.depart();
         }
+        self.wake_gatherer(&state);
+        state.issued
+    }
+
+    /// Wakes the leader gathering a round, if one is: what it waits for has changed.
+    fn wake_gatherer(&self, state: &SyncState) {
         if state.gathering {
             self.gathered.notify_one();
         }
-        state.issued
     }
 
     /// Sync rounds done so far.
